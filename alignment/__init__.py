@@ -1,0 +1,1 @@
+"""Forced alignment of transcripts to words, syllables and phones."""

@@ -1,0 +1,1 @@
+"""Speech and text feature extraction into the HDF5 feature cache."""

@@ -1,0 +1,1 @@
+"""Fusion classifiers trained on cached features."""

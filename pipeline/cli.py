@@ -1,0 +1,92 @@
+"""``mger``: the command line. Every DVC stage is one subcommand reading params.yaml.
+
+Options given on the command line override the matching params.yaml values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from pipeline import __version__
+from pipeline.config import DEFAULT_PARAMS, ConfigError, Params, load_params
+from pipeline.reporting import StageError
+
+Handler = Callable[[argparse.Namespace, Params], None]
+
+
+def _cmd_synth(args: argparse.Namespace, params: Params) -> None:
+    from pipeline.synth import synthesize_corpus
+
+    cfg = params.synth
+    synthesize_corpus(
+        out=args.out or cfg.out,
+        seed=cfg.seed if args.seed is None else args.seed,
+        sessions=args.sessions or cfg.sessions,
+        dialogs_per_session=args.dialogs or cfg.dialogs_per_session,
+        turns_per_dialog=args.turns or cfg.turns_per_dialog,
+    )
+
+
+def _cmd_prepare(args: argparse.Namespace, params: Params) -> None:
+    from pipeline.iemocap import prepare_corpus
+
+    cfg = params.prepare
+    prepare_corpus(
+        root=args.root or cfg.root,
+        manifest=args.out or cfg.manifest,
+        report=args.report or cfg.report,
+        class_map=args.class_map or cfg.class_map,
+    )
+
+
+def _cmd_summary(args: argparse.Namespace, params: Params) -> None:
+    from pipeline.summary import print_summary
+
+    print_summary(params)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mger",
+        description="Multi-granularity speech+text emotion recognition pipeline (stages of dvc.yaml).",
+    )
+    parser.add_argument("--version", action="version", version=f"mger {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, handler: Handler, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--params", default=DEFAULT_PARAMS, help="params file (default: %(default)s)")
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add("synth", _cmd_synth, "Write the synthetic IEMOCAP-format corpus spoken by eSpeak NG.")
+    p.add_argument("--out", help="corpus folder to (re)create (default: synth.out)")
+    p.add_argument("--seed", type=int, help="random seed; the same seed gives identical files (synth.seed)")
+    p.add_argument("--sessions", type=int, help="number of sessions, 1-9 (synth.sessions)")
+    p.add_argument("--dialogs", type=int, help="dialogs per session (synth.dialogs_per_session)")
+    p.add_argument("--turns", type=int, help="turns per dialog (synth.turns_per_dialog)")
+
+    p = add("prepare", _cmd_prepare, "Read an IEMOCAP-layout tree and write the utterance manifest.")
+    p.add_argument("--root", help="IEMOCAP_full_release folder, real or synthetic (prepare.root)")
+    p.add_argument("--out", help="manifest JSONL to write (prepare.manifest)")
+    p.add_argument("--report", help="data-quality JSON report (prepare.report)")
+    p.add_argument("--class-map", help="4class, 5class or 6class (prepare.class_map)")
+    add("summary", _cmd_summary, "Print what the pipeline has produced so far (counts, results).")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        params = load_params(args.params)
+        args.handler(args, params)
+    except (ConfigError, StageError, ValueError, FileNotFoundError) as err:
+        print(f"mger {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

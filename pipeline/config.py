@@ -1,0 +1,147 @@
+"""The one typed loader for ``params.yaml``.
+
+Each top-level section of params.yaml is a dataclass below; :func:`load_params` builds them
+from the YAML mapping and checks every value against its type hint.  Unknown keys and
+values of the wrong type or outside their allowed set raise :class:`ConfigError` naming the
+dotted key (``align.on_failure: 'skip' is not one of 'drop', 'uniform'``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+DEFAULT_PARAMS = "params.yaml"
+
+
+class ConfigError(ValueError):
+    """A params file that does not fit the schema; the message names the key."""
+
+
+@dataclass
+class SynthConfig:
+    """``mger synth``: the synthetic IEMOCAP-format corpus."""
+
+    out: str = "data/synth"
+    seed: int = 13
+    sessions: int = 5
+    dialogs_per_session: int = 6
+    turns_per_dialog: int = 28
+
+    def __post_init__(self) -> None:
+        _positive("synth", self, "sessions", "dialogs_per_session", "turns_per_dialog")
+        if self.sessions > 9:
+            raise ConfigError("synth.sessions: at most 9 sessions (ids are Ses01..Ses09)")
+
+
+@dataclass
+class PrepareConfig:
+    """``mger prepare``: corpus root → manifest.
+
+    ``class_map`` is a named map (``4class``, ``5class``, ``6class``) or an explicit mapping
+    from EmoEvaluation codes to class names; codes outside it are dropped.
+    """
+
+    root: str = "data/synth"
+    manifest: str = "data/manifest.jsonl"
+    report: str = "reports/data_quality.json"
+    class_map: Union[str, dict[str, str]] = "4class"
+
+
+@dataclass
+class Params:
+    """All of params.yaml."""
+
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+
+
+def _positive(section: str, obj: Any, *names: str) -> None:
+    for name in names:
+        if getattr(obj, name) <= 0:
+            raise ConfigError(f"{section}.{name}: must be positive, got {getattr(obj, name)!r}")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the type hint ``tp``; return it (nested dataclasses built)."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return _build(tp, value, key)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            allowed = ", ".join(repr(a) for a in typing.get_args(tp))
+            raise ConfigError(f"{key}: {value!r} is not one of {allowed}")
+        return value
+    if origin in (Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _convert(value, option, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: {value!r} fits none of {_type_name(tp)}")
+    if tp is type(None):
+        if value is not None:
+            raise ConfigError(f"{key}: expected null, got {value!r}")
+        return None
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        k_tp, v_tp = typing.get_args(tp)
+        return {_convert(k, k_tp, key): _convert(v, v_tp, f"{key}.{k}") for k, v in value.items()}
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is Any:
+        return value
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            where = f"{prefix}.{key}" if prefix else key
+            raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(names))})")
+    kwargs = {k: _convert(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def params_from_dict(data: dict[str, Any] | None) -> Params:
+    """Build :class:`Params` from an already parsed mapping (missing keys take defaults)."""
+    return _build(Params, data or {}, "")
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
+    """Read and validate a params file; errors name the file and the key."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: params file not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        return params_from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None

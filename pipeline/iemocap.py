@@ -1,0 +1,248 @@
+"""Reader for any tree in the layout of IEMOCAP_full_release (real or synthetic).
+
+Layout read::
+
+    <root>/SessionN/dialog/EmoEvaluation/<dialog>.txt     labels, times, V/A/D
+    <root>/SessionN/dialog/transcriptions/<dialog>.txt    "<utt> [start-end]: text"
+    <root>/SessionN/sentences/wav/<dialog>/<utt>.wav      one wav per utterance
+
+The reader copes with what real copies contain: latin-1 bytes, CRLF endings, extra blank
+lines, transcription lines without an id or a timestamp, labelled utterances without a
+transcript or a wav, corrupt or empty wavs, duplicate ids.  Each such item is a
+:class:`~pipeline.reporting.Problem` in ``reports/data_quality.json``; the run goes on.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Union
+
+from tqdm import tqdm
+
+from pipeline.audio import SAMPLE_RATE, audio_info
+from pipeline.manifest import Utterance, write_manifest
+from pipeline.reporting import ProblemLog, StageError, write_json
+
+CLASS_MAPS: dict[str, dict[str, str]] = {
+    # The usual IEMOCAP 4-class setup: excited merged into happy (5,531 utterances).
+    "4class": {"neu": "neu", "hap": "hap", "exc": "hap", "ang": "ang", "sad": "sad"},
+    "5class": {"neu": "neu", "hap": "hap", "exc": "exc", "ang": "ang", "sad": "sad"},
+    "6class": {"neu": "neu", "hap": "hap", "exc": "exc", "ang": "ang", "sad": "sad", "fru": "fru"},
+}
+
+_SESSION_DIR = re.compile(r"^Session(\d+)$")
+_EMO_LINE = re.compile(
+    r"^\[\s*(?P<start>\d+(?:\.\d*)?)\s*-\s*(?P<end>\d+(?:\.\d*)?)\s*\]\s+(?P<utt>\S+)\s+(?P<code>\S+)\s+"
+    r"\[\s*(?P<v>-?[\d.]+)\s*,\s*(?P<a>-?[\d.]+)\s*,\s*(?P<d>-?[\d.]+)\s*\]"
+)
+_TRANSCRIPT_LINE = re.compile(
+    r"^(?P<utt>Ses\d+[FM]_\S+?)(?:\s*\[\s*[\d.]+\s*-\s*[\d.]+\s*\])?\s*:\s?(?P<text>.*)$"
+)
+
+
+@dataclass(frozen=True)
+class EmoRecord:
+    """One labelled turn from an EmoEvaluation file."""
+
+    utt_id: str
+    start: float
+    end: float
+    code: str
+    valence: float
+    activation: float
+    dominance: float
+
+
+def resolve_class_map(spec: Union[str, Mapping[str, str]]) -> dict[str, str]:
+    """A named class map or an explicit one (EmoEvaluation code → class)."""
+    if isinstance(spec, str):
+        if spec not in CLASS_MAPS:
+            raise ValueError(f"prepare.class_map: unknown map {spec!r} (known: {', '.join(CLASS_MAPS)})")
+        return dict(CLASS_MAPS[spec])
+    return dict(spec)
+
+
+def read_text(path: Path) -> str:
+    """Decode a corpus text file: UTF-8, else latin-1 (never fails); CRLF handled by splitlines."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def parse_emo_evaluation(text: str) -> list[EmoRecord]:
+    """The labelled turns of one EmoEvaluation file, in file order."""
+    records = []
+    for line in text.splitlines():
+        m = _EMO_LINE.match(line.strip())
+        if m:
+            records.append(EmoRecord(
+                utt_id=m["utt"], start=float(m["start"]), end=float(m["end"]), code=m["code"],
+                valence=float(m["v"]), activation=float(m["a"]), dominance=float(m["d"]),
+            ))
+    return records
+
+
+def parse_transcriptions(text: str) -> tuple[dict[str, str], list[tuple[int, str]]]:
+    """(utt id → text, [(line number, line)] of non-empty lines without an utterance id)."""
+    texts: dict[str, str] = {}
+    unparsed = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        m = _TRANSCRIPT_LINE.match(line)
+        if m:
+            texts.setdefault(m["utt"], m["text"].strip())
+        else:
+            unparsed.append((lineno, line))
+    return texts, unparsed
+
+
+def speaker_of(utt_id: str, session: int) -> tuple[str, str]:
+    """(speaker ``Ses01_F``, gender ``F``) from the utterance suffix letter (``..._F000``)."""
+    suffix = utt_id.rsplit("_", 1)[-1]
+    gender = suffix[:1]
+    if gender not in ("F", "M"):
+        raise ValueError(f"utterance id {utt_id!r} does not end in _F… or _M…")
+    return f"Ses{session:02d}_{gender}", gender
+
+
+def _session_dirs(root: Path) -> list[tuple[int, Path]]:
+    if not root.is_dir():
+        raise StageError(f"{root}: corpus root does not exist or is not a folder")
+    found = []
+    for child in root.iterdir():
+        m = _SESSION_DIR.match(child.name)
+        if m and child.is_dir():
+            found.append((int(m.group(1)), child))
+    if not found:
+        raise StageError(f"{root}: no Session1..SessionN folders here; point prepare.root at IEMOCAP_full_release")
+    return sorted(found)
+
+
+class CorpusReader:
+    """Walks the tree and builds manifest rows; problems go to ``log``."""
+
+    def __init__(self, root: str | Path, class_map: Mapping[str, str], log: ProblemLog) -> None:
+        self.root = Path(root).resolve()
+        self.class_map = dict(class_map)
+        self.log = log
+        self.raw_codes: Counter[str] = Counter()
+        self.unparsed_lines: list[dict[str, object]] = []
+        self._seen: set[str] = set()
+
+    def read(self) -> list[Utterance]:
+        dialogs = [
+            (num, session_dir, emo)
+            for num, session_dir in _session_dirs(self.root)
+            for emo in sorted((session_dir / "dialog" / "EmoEvaluation").glob("*.txt"))
+        ]
+        if not dialogs:
+            raise StageError(f"{self.root}: no SessionN/dialog/EmoEvaluation/*.txt files")
+        out: list[Utterance] = []
+        for num, session_dir, emo in tqdm(dialogs, desc="prepare", unit="dialog", file=sys.stderr):
+            out.extend(self._read_dialog(num, session_dir, emo))
+        return out
+
+    def _read_dialog(self, session: int, session_dir: Path, emo_file: Path) -> list[Utterance]:
+        dialog = emo_file.stem
+        records = parse_emo_evaluation(read_text(emo_file))
+        trans_file = session_dir / "dialog" / "transcriptions" / f"{dialog}.txt"
+        texts: dict[str, str] = {}
+        if trans_file.is_file():
+            texts, unparsed = parse_transcriptions(read_text(trans_file))
+            for lineno, line in unparsed:
+                self.unparsed_lines.append({"file": str(trans_file), "line": lineno, "text": line})
+                print(f"warning: {trans_file}:{lineno}: transcription line without an utterance id: {line[:60]!r}",
+                      file=sys.stderr)
+        out = []
+        for rec in records:
+            utt = self._utterance(session, session_dir, dialog, rec, texts, trans_file, emo_file)
+            if utt is not None:
+                out.append(utt)
+        return out
+
+    def _utterance(self, session: int, session_dir: Path, dialog: str, rec: EmoRecord,
+                   texts: Mapping[str, str], trans_file: Path, emo_file: Path) -> Utterance | None:
+        uid = rec.utt_id
+        if uid in self._seen:
+            self.log.add(uid, emo_file, "duplicate id")
+            return None
+        self._seen.add(uid)
+        self.raw_codes[rec.code] += 1
+        if rec.code not in self.class_map:
+            self.log.add(uid, emo_file, f"label {rec.code!r} outside the class map", echo=False)
+            return None
+        try:
+            speaker, gender = speaker_of(uid, session)
+        except ValueError as err:
+            self.log.add(uid, emo_file, str(err))
+            return None
+        text = texts.get(uid)
+        if text is None:
+            self.log.add(uid, trans_file, "transcript missing")
+            return None
+        if not text.strip():
+            self.log.add(uid, trans_file, "transcript empty")
+            return None
+        wav = session_dir / "sentences" / "wav" / dialog / f"{uid}.wav"
+        if not wav.is_file():
+            self.log.add(uid, wav, "wav missing")
+            return None
+        try:
+            info = audio_info(wav)
+        except Exception as err:  # soundfile raises several types for corrupt headers
+            self.log.add(uid, wav, f"wav unreadable ({type(err).__name__}: {str(err).splitlines()[0][:80]})")
+            return None
+        if info.frames == 0:
+            self.log.add(uid, wav, "wav empty")
+            return None
+        if info.sample_rate != SAMPLE_RATE or info.channels != 1:
+            self.log.add(uid, wav, f"{info.sample_rate} Hz, {info.channels} channel(s), not 16 kHz mono "
+                                   "(kept; converted when read)", kept=True)
+        return Utterance(
+            utt_id=uid, session=session, dialog=dialog, speaker=speaker, gender=gender,
+            improvised="_impro" in dialog, wav=str(wav), duration=round(info.duration, 4), text=text,
+            label=self.class_map[rec.code], label_raw=rec.code, valence=rec.valence,
+            activation=rec.activation, dominance=rec.dominance,
+        )
+
+
+def prepare_corpus(root: str | Path, manifest: str | Path, report: str | Path,
+                   class_map: Union[str, Mapping[str, str]], quiet: bool = False) -> list[Utterance]:
+    """Read the corpus at ``root``, write the manifest and the data-quality report."""
+    t0 = time.perf_counter()
+    log = ProblemLog(quiet=quiet)
+    reader = CorpusReader(root, resolve_class_map(class_map), log)
+    utterances = reader.read()
+    if not utterances:
+        raise StageError(f"{reader.root}: no usable utterance found ({len(log.problems)} problems; "
+                         f"see {report})")
+    write_manifest(manifest, utterances)
+    by_class = Counter(u.label for u in utterances)
+    write_json(report, {
+        "root": str(reader.root),
+        "class_map": reader.class_map,
+        "kept": len(utterances),
+        "dropped": sum(not p.kept for p in log.problems),
+        "per_class": dict(sorted(by_class.items())),
+        "per_raw_label_kept": dict(sorted(Counter(u.label_raw for u in utterances).items())),
+        "per_raw_label_all": dict(sorted(reader.raw_codes.items())),
+        "per_session": {str(k): v for k, v in sorted(Counter(u.session for u in utterances).items())},
+        "per_speaker": dict(sorted(Counter(u.speaker for u in utterances).items())),
+        "hours": round(sum(u.duration for u in utterances) / 3600, 4),
+        "problems": log.as_json(),
+        "unparsed_transcript_lines": reader.unparsed_lines,
+    })
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(by_class.items()))
+    print(f"prepare: kept {len(utterances)} utterances ({counts}); dropped "
+          f"{sum(not p.kept for p in log.problems)}, {sum(p.kept for p in log.problems)} kept with a warning; "
+          f"{time.perf_counter() - t0:.1f}s → {manifest}")
+    return utterances
