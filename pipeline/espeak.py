@@ -126,13 +126,15 @@ class Espeak:
                              (PARAM_PITCH, prosody.pitch), (PARAM_RANGE, prosody.range)):
             self._lib.espeak_SetParameter(param, int(value), 0)
 
-    def synthesize(self, text: str, voice: str, prosody: Prosody = Prosody(), ssml: bool = False
-                   ) -> tuple[np.ndarray, list[Event]]:
+    def synthesize(self, text: str, voice: str, prosody: Prosody = Prosody(), ssml: bool = False,
+                   rand_seed: int = 1) -> tuple[np.ndarray, list[Event]]:
         """Speak ``text``; return int16 samples at 22,050 Hz and the events in order."""
         data = text.encode("utf-8")
         with self._lock:
             self._set_voice(voice, prosody)
             self._chunks, self._events = [], []
+            # Breathy voice variants draw noise from libc rand(): seed it so output is reproducible.
+            self._lib.espeak_ng_SetRandSeed(ctypes.c_long(rand_seed))
             flags = _CHARS_UTF8 | (_SSML if ssml else 0)
             err = self._lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, flags, None, None)
             if err != 0:

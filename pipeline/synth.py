@@ -46,10 +46,12 @@ The same seed gives byte-identical files: every utterance draws from its own
 from __future__ import annotations
 
 import json
+import multiprocessing
 import re
 import shutil
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -399,53 +401,71 @@ def _write_dialog(root: Path, session: int, dialog: str, turns: list[_Turn]) -> 
         path.write_text("\n".join(body) + "\n", encoding="utf-8")
 
 
+def _synthesize_session(root: Path, seed: int, session: int, dialogs_per_session: int,
+                        turns_per_dialog: int) -> tuple[list[str], float]:
+    """Write one session's files; return (truth JSON lines, audio seconds).
+
+    Runs in a fresh process per session: eSpeak NG keeps global synthesis state (pitch
+    flutter phase) across calls that no API resets, so a fresh engine per session is what
+    makes the output independent of what the process spoke before.
+    """
+    codes, probs = list(LABEL_PROBS), np.array(list(LABEL_PROBS.values()))
+    speakers = _speakers(session, seed)
+    truth: list[str] = []
+    audio_seconds = 0.0
+    for d, dialog in enumerate(dialog_names(session, dialogs_per_session)):
+        drng = np.random.default_rng([seed, session, d])
+        who = "FM"[int(drng.integers(2))]
+        counters = {"F": 0, "M": 0}
+        cursor = float(drng.uniform(2.0, 6.0))
+        turns = []
+        for turn in range(turns_per_dialog):
+            rng = np.random.default_rng([seed, session, d, turn])
+            utt_id = f"{dialog}_{who}{counters[who]:03d}"
+            counters[who] += 1
+            code = str(rng.choice(codes, p=probs))
+            transcript = _transcript(code, rng)
+            cue_word, cue = _cue(code, transcript, rng)
+            spoken = speak(transcript, speakers[who], _prosody(code, speakers[who], rng), cue_word, cue, rng)
+            duration = len(spoken.audio) / SAMPLE_RATE
+            sdir = root / f"Session{session}" / "sentences"
+            write_audio(sdir / "wav" / dialog / f"{utt_id}.wav", spoken.audio)
+            seg = sdir / "ForcedAlignment" / dialog / f"{utt_id}.wdseg"
+            seg.parent.mkdir(parents=True, exist_ok=True)
+            seg.write_text(format_wdseg(wdseg_rows(spoken.words, duration), rng), encoding="utf-8")
+            truth.append(json.dumps({"utt_id": utt_id, "words": [w.__dict__ for w in spoken.words]}))
+            vad, ratings = _vad(code, rng)
+            turns.append(_Turn(utt_id, code, transcript, round(cursor, 4), round(cursor + duration, 4),
+                               vad, ratings, _categorical(code, rng)))
+            cursor += duration + float(rng.uniform(0.2, 1.5))
+            who = "M" if who == "F" else "F"
+            audio_seconds += duration
+        _write_dialog(root, session, dialog, turns)
+    return truth, audio_seconds
+
+
 def synthesize_corpus(out: str | Path, seed: int = 13, sessions: int = 5, dialogs_per_session: int = 6,
-                      turns_per_dialog: int = 28) -> int:
-    """Write the corpus under ``out`` (replacing it); return the number of utterances."""
+                      turns_per_dialog: int = 28, n_jobs: int = 2) -> int:
+    """Write the corpus under ``out`` (replacing it); return the number of utterances.
+
+    Sessions are synthesized in parallel, each in a fresh process (see
+    :func:`_synthesize_session`), so the files are byte-identical for the same arguments.
+    """
     t0 = time.perf_counter()
     root = Path(out)
     if root.exists():
         shutil.rmtree(root)
-    truth_path = root / "truth" / "words.jsonl"
-    truth_path.parent.mkdir(parents=True)
-    codes, probs = list(LABEL_PROBS), np.array(list(LABEL_PROBS.values()))
-    plan = [(s, d, name) for s in range(1, sessions + 1)
-            for d, name in enumerate(dialog_names(s, dialogs_per_session))]
-    n_utt = 0
-    audio_seconds = 0.0
-    with truth_path.open("w", encoding="utf-8") as truth, \
-            tqdm(total=len(plan) * turns_per_dialog, desc="synth", unit="utt", file=sys.stderr) as bar:
-        for session, d, dialog in plan:
-            speakers = _speakers(session, seed)
-            drng = np.random.default_rng([seed, session, d])
-            who = "FM"[int(drng.integers(2))]
-            counters = {"F": 0, "M": 0}
-            cursor = float(drng.uniform(2.0, 6.0))
-            turns = []
-            for turn in range(turns_per_dialog):
-                rng = np.random.default_rng([seed, session, d, turn])
-                utt_id = f"{dialog}_{who}{counters[who]:03d}"
-                counters[who] += 1
-                code = str(rng.choice(codes, p=probs))
-                transcript = _transcript(code, rng)
-                cue_word, cue = _cue(code, transcript, rng)
-                spoken = speak(transcript, speakers[who], _prosody(code, speakers[who], rng), cue_word, cue, rng)
-                duration = len(spoken.audio) / SAMPLE_RATE
-                wav_dir = root / f"Session{session}" / "sentences" / "wav" / dialog
-                write_audio(wav_dir / f"{utt_id}.wav", spoken.audio)
-                seg = root / f"Session{session}" / "sentences" / "ForcedAlignment" / dialog / f"{utt_id}.wdseg"
-                seg.parent.mkdir(parents=True, exist_ok=True)
-                seg.write_text(format_wdseg(wdseg_rows(spoken.words, duration), rng), encoding="utf-8")
-                truth.write(json.dumps({"utt_id": utt_id, "words": [w.__dict__ for w in spoken.words]}) + "\n")
-                vad, ratings = _vad(code, rng)
-                turns.append(_Turn(utt_id, code, transcript, round(cursor, 4), round(cursor + duration, 4),
-                                   vad, ratings, _categorical(code, rng)))
-                cursor += duration + float(rng.uniform(0.2, 1.5))
-                who = "M" if who == "F" else "F"
-                n_utt += 1
-                audio_seconds += duration
-                bar.update()
-            _write_dialog(root, session, dialog, turns)
-    print(f"synth: {n_utt} utterances, {len(plan)} dialogs, {sessions} sessions, "
+    (root / "truth").mkdir(parents=True)
+    ctx = multiprocessing.get_context("spawn")
+    results: dict[int, tuple[list[str], float]] = {}
+    with ProcessPoolExecutor(max_workers=max(1, n_jobs), mp_context=ctx, max_tasks_per_child=1) as pool:
+        futures = {pool.submit(_synthesize_session, root, seed, s, dialogs_per_session, turns_per_dialog): s
+                   for s in range(1, sessions + 1)}
+        for fut in tqdm(as_completed(futures), total=sessions, desc="synth", unit="session", file=sys.stderr):
+            results[futures[fut]] = fut.result()
+    lines = [line for s in sorted(results) for line in results[s][0]]
+    (root / "truth" / "words.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    audio_seconds = sum(r[1] for r in results.values())
+    print(f"synth: {len(lines)} utterances, {sessions * dialogs_per_session} dialogs, {sessions} sessions, "
           f"{audio_seconds / 60:.1f} min of audio in {time.perf_counter() - t0:.1f}s → {root}")
-    return n_utt
+    return len(lines)

@@ -1,0 +1,161 @@
+"""The corpus reader on a hand-built tree with the quirks real IEMOCAP copies have."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.audio import read_audio
+from pipeline.iemocap import parse_emo_evaluation, parse_transcriptions, prepare_corpus, speaker_of
+from pipeline.manifest import MANIFEST_FIELDS, fold_split, read_manifest, sessions
+from pipeline.reporting import StageError
+from tests.builders import TreeBuilder, write_tone
+
+
+@pytest.fixture()
+def quirky_tree(tmp_path: Path) -> Path:
+    root = tmp_path / "IEMOCAP_full_release"
+    tb = TreeBuilder(root)
+    # Session 1: latin-1 bytes and CRLF endings, an xxx and a fru label, a line without id,
+    # a line without timestamp, a 44.1 kHz stereo wav, a corrupt wav, a missing wav.
+    d1 = "Ses01F_impro01"
+    turns1 = [
+        (f"{d1}_F000", "neu", "Excuse me."),
+        (f"{d1}_M000", "ang", "Caf\u00e9 is closed!"),
+        (f"{d1}_F001", "xxx", "Whatever."),
+        (f"{d1}_M001", "fru", "Not again."),
+        (f"{d1}_F002", "exc", "Yes!"),
+        (f"{d1}_M002", "sad", "I miss her."),
+        (f"{d1}_F003", "hap", "Great."),
+        (f"{d1}_M003", "neu", "Fine."),
+    ]
+    lines = [f"{uid} [{i * 2 + 1.0:08.4f}-{i * 2 + 1.5:08.4f}]: {text}" for i, (uid, _, text) in enumerate(turns1)]
+    lines[6] = f"{d1}_F003: Great."  # no timestamp
+    lines.insert(3, "M: [BREATHING]")  # no utterance id
+    lines.insert(0, "")  # extra blank line
+    tb.dialog(1, d1, turns1, transcript_lines=lines, encoding="latin-1", newline="\r\n")
+    write_tone(tb.wav_path(1, d1, f"{d1}_F002"), rate=44100, channels=2)
+    tb.wav_path(1, d1, f"{d1}_M002").write_bytes(b"RIFF\x00\x00garbage, not a wav file")
+    tb.wav_path(1, d1, f"{d1}_M003").unlink()
+    # Session 2: an empty wav, an empty transcript, a transcript missing, a duplicate id.
+    d2 = "Ses02M_script01_1"
+    turns2 = [
+        (f"{d2}_F000", "neu", "Hello there."),
+        (f"{d2}_M000", "sad", "Goodbye."),
+        (f"{d2}_F001", "hap", ""),
+        (f"{d2}_M001", "ang", "Go away."),
+        (f"{d2}_F002", "neu", "Okay."),
+    ]
+    lines2 = [f"{uid} [000.0000-001.0000]: {text}" for uid, _, text in turns2 if uid != f"{d2}_M001"]
+    tb.dialog(2, d2, turns2, transcript_lines=lines2)
+    empty = tb.wav_path(2, d2, f"{d2}_F002")
+    write_tone(empty, seconds=0.0)
+    d3 = "Ses02M_script02_1"
+    tb.dialog(2, d3, [(f"{d2}_F000", "neu", "Duplicate."), (f"{d3}_M000", "neu", "Unique.")])
+    return root
+
+
+def _reasons(report: dict) -> dict[str, str]:
+    return {p["item"]: p["reason"] for p in report["problems"]}
+
+
+def test_prepare_on_quirky_tree(quirky_tree: Path, tmp_path: Path) -> None:
+    manifest, report_path = tmp_path / "manifest.jsonl", tmp_path / "quality.json"
+    utts = prepare_corpus(quirky_tree, manifest, report_path, "4class", quiet=True)
+    kept = {u.utt_id for u in utts}
+    assert kept == {
+        "Ses01F_impro01_F000", "Ses01F_impro01_M000", "Ses01F_impro01_F002", "Ses01F_impro01_F003",
+        "Ses02M_script01_1_F000", "Ses02M_script01_1_M000", "Ses02M_script02_1_M000",
+    }
+    report = json.loads(report_path.read_text())
+    reasons = _reasons(report)
+    assert reasons["Ses01F_impro01_F001"] == "label 'xxx' outside the class map"
+    assert reasons["Ses01F_impro01_M001"] == "label 'fru' outside the class map"
+    assert reasons["Ses01F_impro01_M002"].startswith("wav unreadable")
+    assert reasons["Ses01F_impro01_M003"] == "wav missing"
+    assert "not 16 kHz mono (kept; converted when read)" in reasons["Ses01F_impro01_F002"]
+    assert reasons["Ses02M_script01_1_F001"] == "transcript empty"
+    assert reasons["Ses02M_script01_1_M001"] == "transcript missing"
+    assert reasons["Ses02M_script01_1_F002"] == "wav empty"
+    dup = [p for p in report["problems"] if p["reason"] == "duplicate id"]
+    assert [p["item"] for p in dup] == ["Ses02M_script01_1_F000"] and "Ses02M_script02_1" in dup[0]["file"]
+    assert report["kept"] == 7 and report["dropped"] == 8
+    assert report["per_class"] == {"ang": 1, "hap": 2, "neu": 3, "sad": 1}
+    assert report["per_session"] == {"1": 4, "2": 3}
+    assert report["unparsed_transcript_lines"][0]["text"] == "M: [BREATHING]"
+    # The manifest: exact fields and types, latin-1 decoded, exc merged into hap.
+    rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines()]
+    assert all(tuple(r) == MANIFEST_FIELDS for r in rows)
+    by_id = {r["utt_id"]: r for r in rows}
+    ang = by_id["Ses01F_impro01_M000"]
+    assert ang["text"] == "Caf\u00e9 is closed!"
+    assert ang["speaker"] == "Ses01_M" and ang["gender"] == "M" and ang["session"] == 1
+    assert ang["improvised"] is True and by_id["Ses02M_script01_1_F000"]["improvised"] is False
+    assert by_id["Ses02M_script01_1_F000"]["speaker"] == "Ses02_F"  # suffix letter, not dialog prefix
+    exc = by_id["Ses01F_impro01_F002"]
+    assert (exc["label"], exc["label_raw"]) == ("hap", "exc")
+    assert by_id["Ses01F_impro01_F003"]["text"] == "Great."
+    assert ang["duration"] == pytest.approx(0.5) and Path(ang["wav"]).is_absolute()
+    assert (ang["valence"], ang["activation"], ang["dominance"]) == (2.5, 3.0, 3.5)
+    # The 44.1 kHz stereo file is converted by the one audio reader.
+    audio = read_audio(exc["wav"])
+    assert audio.dtype == np.float32 and audio.ndim == 1 and len(audio) == 8000
+
+
+@pytest.mark.parametrize("class_map, expected", [
+    ("5class", {"neu": 3, "ang": 1, "exc": 1, "hap": 1, "sad": 1}),
+    ("6class", {"neu": 3, "ang": 1, "exc": 1, "hap": 1, "sad": 1, "fru": 1}),
+    ({"ang": "negative", "sad": "negative", "hap": "positive", "exc": "positive"},
+     {"negative": 2, "positive": 2}),
+])
+def test_other_class_maps(quirky_tree: Path, tmp_path: Path, class_map, expected) -> None:
+    utts = prepare_corpus(quirky_tree, tmp_path / "m.jsonl", tmp_path / "q.json", class_map, quiet=True)
+    counts: dict[str, int] = {}
+    for u in utts:
+        counts[u.label] = counts.get(u.label, 0) + 1
+    assert counts == expected
+
+
+def test_prepare_fails_clearly_without_corpus(tmp_path: Path) -> None:
+    with pytest.raises(StageError, match="no Session1..SessionN folders"):
+        prepare_corpus(tmp_path, tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
+    with pytest.raises(StageError, match="does not exist"):
+        prepare_corpus(tmp_path / "nope", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
+
+
+def test_parsers_handle_real_format_lines() -> None:
+    emo = ("% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\r\n\r\n"
+           "[6.2901 - 8.2357]\tSes01F_impro01_F000\tneu\t[2.5000, 2.5000, 2.5000]\r\n"
+           "C-E2:\tNeutral;\t()\r\nA-E3:\tval 3; act 2; dom  2;\t()\r\n")
+    (rec,) = parse_emo_evaluation(emo)
+    assert (rec.utt_id, rec.code, rec.start, rec.end, rec.valence) == ("Ses01F_impro01_F000", "neu", 6.2901, 8.2357, 2.5)
+    texts, unparsed = parse_transcriptions(
+        "Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me.\nSes01F_impro01_M000: Yes?\nMXX0 hmm\n")
+    assert texts == {"Ses01F_impro01_F000": "Excuse me.", "Ses01F_impro01_M000": "Yes?"}
+    assert unparsed == [(3, "MXX0 hmm")]
+    assert speaker_of("Ses01M_script01_1_F012", 1) == ("Ses01_F", "F")
+
+
+def test_synthetic_corpus_through_the_same_reader(tiny_corpus: Path, tmp_path: Path) -> None:
+    utts = prepare_corpus(tiny_corpus, tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
+    report = json.loads((tmp_path / "q.json").read_text())
+    assert report["kept"] == len(utts) > 0
+    assert all(p["reason"].startswith("label") for p in report["problems"])  # only policy drops
+    assert read_manifest(tmp_path / "m.jsonl") == utts
+    assert sessions(utts) == [1, 2, 3]
+
+
+def test_folds_are_session_and_speaker_disjoint(tiny_corpus: Path, tmp_path: Path) -> None:
+    utts = prepare_corpus(tiny_corpus, tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
+    by_id = {u.utt_id: u for u in utts}
+    for fold in sessions(utts):
+        train, test = fold_split(utts, fold)
+        assert sorted(train + test) == sorted(by_id)
+        assert {by_id[i].session for i in test} == {fold}
+        assert fold not in {by_id[i].session for i in train}
+        assert not {by_id[i].speaker for i in train} & {by_id[i].speaker for i in test}
+    with pytest.raises(ValueError, match="no session 9"):
+        fold_split(utts, 9)
