@@ -41,6 +41,27 @@ def _cmd_prepare(args: argparse.Namespace, params: Params) -> None:
     )
 
 
+def _cmd_align(args: argparse.Namespace, params: Params) -> None:
+    from alignment.stage import run_align
+
+    cfg = params.align
+    if args.backend:
+        cfg.backend = args.backend
+    if args.n_jobs:
+        cfg.n_jobs = args.n_jobs
+    if args.on_failure:
+        cfg.on_failure = args.on_failure
+    run_align(args.manifest or params.prepare.manifest, cfg)
+
+
+def _cmd_align_eval(args: argparse.Namespace, params: Params) -> None:
+    from alignment.stage import run_align_eval
+
+    run_align_eval(args.truth or params.align_eval.truth,
+                   args.segments or f"{params.align.out}/segments.h5",
+                   args.out or params.align_eval.report)
+
+
 def _cmd_summary(args: argparse.Namespace, params: Params) -> None:
     from pipeline.summary import print_summary
 
@@ -73,6 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="manifest JSONL to write (prepare.manifest)")
     p.add_argument("--report", help="data-quality JSON report (prepare.report)")
     p.add_argument("--class-map", help="4class, 5class or 6class (prepare.class_map)")
+    p = add("align", _cmd_align, "Forced-align every manifest utterance to words, syllables and phones.")
+    p.add_argument("--manifest", help="manifest to align (prepare.manifest)")
+    p.add_argument("--backend", choices=["pocketsphinx", "iemocap", "mfa"], help="aligner (align.backend)")
+    p.add_argument("--n-jobs", type=int, help="parallel worker processes (align.n_jobs)")
+    p.add_argument("--on-failure", choices=["drop", "uniform"], help="failure policy (align.on_failure)")
+
+    p = add("align-eval", _cmd_align_eval, "Compare aligned word boundaries with the synthetic ground truth.")
+    p.add_argument("--truth", help="ground-truth words.jsonl (align_eval.truth)")
+    p.add_argument("--segments", help="segment table to evaluate (<align.out>/segments.h5)")
+    p.add_argument("--out", help="metrics JSON to write (align_eval.report)")
+
     add("summary", _cmd_summary, "Print what the pipeline has produced so far (counts, results).")
     return parser
 

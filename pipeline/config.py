@@ -17,6 +17,9 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from alignment.mfa_backend import MfaSettings
+from alignment.pocketsphinx_backend import PocketsphinxSettings
+
 DEFAULT_PARAMS = "params.yaml"
 
 
@@ -55,11 +58,39 @@ class PrepareConfig:
 
 
 @dataclass
+class AlignConfig:
+    """``mger align``: manifest → words, syllables, phones (see alignment/)."""
+
+    backend: Literal["pocketsphinx", "iemocap", "mfa"] = "pocketsphinx"
+    on_failure: Literal["drop", "uniform"] = "uniform"
+    n_jobs: int = 2
+    out: str = "data/align"
+    report: str = "reports/alignment.json"
+    pocketsphinx: PocketsphinxSettings = field(default_factory=PocketsphinxSettings)
+    mfa: MfaSettings = field(default_factory=MfaSettings)
+
+    def __post_init__(self) -> None:
+        _positive("align", self, "n_jobs")
+        if not self.pocketsphinx.ladder:
+            raise ConfigError("align.pocketsphinx.ladder: needs at least one (beam, wbeam, pbeam) rung")
+
+
+@dataclass
+class AlignEvalConfig:
+    """``mger align-eval``: word boundaries against the synthetic corpus's ground truth."""
+
+    truth: str = "data/synth/truth/words.jsonl"
+    report: str = "reports/align_eval.json"
+
+
+@dataclass
 class Params:
     """All of params.yaml."""
 
     synth: SynthConfig = field(default_factory=SynthConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
+    align_eval: AlignEvalConfig = field(default_factory=AlignEvalConfig)
 
 
 def _positive(section: str, obj: Any, *names: str) -> None:
@@ -100,6 +131,15 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         (item,) = typing.get_args(tp)
         return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+        return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
@@ -107,6 +147,11 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         return {_convert(k, k_tp, key): _convert(v, v_tp, f"{key}.{k}") for k, v in value.items()}
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-80 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected float, got {value!r}") from None
     if tp is Any:
         return value
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):

@@ -84,7 +84,7 @@ CATEGORY_NAMES: dict[str, str] = {
 }
 WORD_CUE: dict[str, str] = {
     "ang": 'volume="+80%" pitch="+25%"', "hap": 'pitch="+55%"', "exc": 'pitch="+60%"',
-    "sad": 'rate="-40%" volume="-35%"', "neu": 'volume="+45%"',
+    "sad": 'rate="-25%" volume="-25%"', "neu": 'volume="+45%"',
 }
 MARKERS = ("[LAUGHTER]", "[BREATHING]", "[GARBAGE]")
 
@@ -213,35 +213,40 @@ def word_groups(events: list[Event], offsets: list[int], words: list[str]) -> li
     """Group tokens by eSpeak WORD events: [(words joined by spaces, start sample, end sample)].
 
     A WORD event at text position p owns the tokens whose offset lies in [p-1, next event's
-    p-1).  Its end is the first pause phoneme after one of its phonemes, else the next WORD
-    event, else the last event of the utterance.
+    p-1) and the PHONEME events that carry its text position.  The start is the WORD event's
+    sample, except where eSpeak emits the event before the previous word's last phoneme has
+    begun ("coming|over": at the start of the NG, 84 ms early); then the word's own first
+    phoneme is the start.  The end is the first pause phoneme after the word's last phoneme,
+    or the next word's start, whichever comes first.
     """
     word_idx = [i for i, ev in enumerate(events) if ev.type == EVENT_WORD]
     if not word_idx:
         return []
     positions = [events[i].text_position - 1 for i in word_idx] + [10**9]
-    groups = []
+    last_sample = max(ev.sample for ev in events)
+    found: list[tuple[str, int, int | None]] = []  # (words, start, first pause after the word)
+    prev_last_phone = -1
     for g, ev_i in enumerate(word_idx):
         lo, hi = positions[g], positions[g + 1]
-        members = [w for w, off in zip(words, offsets) if lo <= off < hi]
-        if g == 0:  # tokens before the first event (none in practice) join the first group
-            members = [w for w, off in zip(words, offsets) if off < hi]
+        members = [w for w, off in zip(words, offsets) if (lo <= off or g == 0) and off < hi]
+        own = [i for i, ev in enumerate(events) if ev.type == EVENT_PHONEME and ev.text_position == lo + 1
+               and not ev.phoneme.startswith("_")]
         if not members:
             continue
         start = events[ev_i].sample
-        stop_i = word_idx[g + 1] if g + 1 < len(word_idx) else len(events)
-        end = events[stop_i].sample if stop_i < len(events) else max(ev.sample for ev in events)
-        seen_phone = False
-        for ev in events[ev_i + 1:stop_i]:
-            if ev.type != EVENT_PHONEME:
-                continue
-            if ev.phoneme.startswith("_"):
-                if seen_phone:
-                    end = ev.sample
-                    break
-            else:
-                seen_phone = True
-        groups.append((" ".join(members), start, max(end, start + 1)))
+        if own and start <= prev_last_phone:
+            start = events[own[0]].sample
+        pause = None
+        if own:
+            prev_last_phone = events[own[-1]].sample
+            pause = next((ev.sample for ev in events[own[-1] + 1:]
+                          if ev.type == EVENT_PHONEME and ev.phoneme.startswith("_")), None)
+        found.append((" ".join(members), start, pause))
+    groups = []
+    for g, (members, start, pause) in enumerate(found):
+        nxt = found[g + 1][1] if g + 1 < len(found) else last_sample
+        end = min(pause, nxt) if pause is not None else nxt
+        groups.append((members, start, max(end, start + 1)))
     return groups
 
 

@@ -87,6 +87,13 @@ def test_word_groups_cope_with_merged_events() -> None:
               Event(EVENT_PHONEME, 8, 0, 300, "l"), Event(EVENT_PHONEME, 8, 0, 420, "_:"),
               Event(EVENT_PHONEME, 8, 0, 500, "_")]
     assert word_groups(events, offsets, words) == [("in the", 100, 300), ("line", 300, 420)]
+    # A WORD event emitted early, at the start of the previous word's last phoneme
+    # ("coming|over"): the word's own first phoneme gives the onset.
+    events = [Event(EVENT_WORD, 1, 6, 0), Event(EVENT_PHONEME, 1, 0, 0, "k"),
+              Event(EVENT_PHONEME, 1, 0, 200, "N"), Event(EVENT_WORD, 8, 4, 200),
+              Event(EVENT_PHONEME, 8, 0, 290, ",oU"), Event(EVENT_PHONEME, 8, 0, 400, "v"),
+              Event(EVENT_PHONEME, 8, 0, 520, "_:")]
+    assert word_groups(events, [0, 7], ["coming", "over"]) == [("coming", 0, 290), ("over", 290, 520)]
 
 
 def test_labels_prosody_and_voices(tmp_path: Path) -> None:

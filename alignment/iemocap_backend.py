@@ -1,0 +1,54 @@
+"""The ``iemocap`` backend: the forced alignments IEMOCAP ships with the corpus.
+
+For ``.../sentences/wav/<dialog>/<utt>.wav`` it reads
+``.../sentences/ForcedAlignment/<dialog>/<utt>.wdseg`` (words) and ``<utt>.phseg`` (phones,
+assigned to the word containing their midpoint).  A missing ``.wdseg`` is a failure (real
+IEMOCAP lacks some, e.g. Ses03M_impro03_M001) handled by the failure policy; a missing
+``.phseg`` means words only (syllables then come from pyphen).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alignment.base import Alignment, AlignmentFailure, AlignResult, Segment, register
+from alignment.sphinx_segfiles import read_segfile
+from pipeline.audio import audio_info
+from pipeline.manifest import Utterance
+
+
+def segfile_path(wav: str | Path, suffix: str) -> Path:
+    """The ForcedAlignment file beside an IEMOCAP sentence wav."""
+    wav = Path(wav)
+    return wav.parents[2] / "ForcedAlignment" / wav.parent.name / f"{wav.stem}{suffix}"
+
+
+def _assign(phones: list[Segment], words: list[Segment]) -> list[Segment]:
+    out = []
+    for p in phones:
+        mid = (p.start + p.end) / 2
+        owner = next((i for i, w in enumerate(words) if w.start <= mid < w.end), -1)
+        if owner >= 0:
+            out.append(Segment(p.start, p.end, p.label, owner))
+    return out
+
+
+@register("iemocap")
+class IemocapAligner:
+    name = "iemocap"
+
+    def align(self, utt: Utterance) -> AlignResult:
+        wdseg = segfile_path(utt.wav, ".wdseg")
+        if not wdseg.is_file():
+            return AlignmentFailure(utt.utt_id, f"no word segmentation file {wdseg}")
+        words = [Segment(r.start, r.end, r.label.lower()) for r in read_segfile(wdseg)]
+        if not words:
+            return AlignmentFailure(utt.utt_id, f"{wdseg}: no words in the segmentation")
+        phseg = segfile_path(utt.wav, ".phseg")
+        notes = []
+        phones: list[Segment] = []
+        if phseg.is_file():
+            phones = _assign([Segment(r.start, r.end, r.label.upper()) for r in read_segfile(phseg)], words)
+        else:
+            notes.append("no .phseg: words only, syllables from pyphen")
+        return Alignment(utt.utt_id, audio_info(utt.wav).duration, words, phones, notes=notes)

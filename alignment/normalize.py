@@ -1,0 +1,67 @@
+"""Transcript normalisation for dictionary-based aligners.
+
+IEMOCAP transcripts carry markers (``[LAUGHTER]``, ``[BREATHING]``, ``[GARBAGE]``), casing,
+punctuation, hyphenated words, digits and contractions.  :func:`normalize_transcript` returns
+the lower-case words a pronouncing dictionary (CMUdict) knows how to look up:
+
+* bracketed markers are removed (they are not speech);
+* hyphens and slashes split words (``twenty-minute`` → ``twenty minute``);
+* digits are spelled out as cardinals (``5`` → ``five``, ``1990`` → ``one thousand nine
+  hundred ninety``), ``%`` → ``percent``, ``&`` → ``and``;
+* punctuation is stripped, except apostrophes inside words: contractions stay in their
+  dictionary forms (``don't``, ``i'm``, ``we're``).
+"""
+
+from __future__ import annotations
+
+import re
+
+_MARKER = re.compile(r"\[[^\]]*\]|<[^>]*>")
+_TOKEN = re.compile(r"[a-z0-9']+|%|&")
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+         "fifteen sixteen seventeen eighteen nineteen").split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def number_words(n: int) -> list[str]:
+    """Cardinal number in words, 0 <= n < 10**12."""
+    if n < 0 or n >= 10**12:
+        raise ValueError(f"number out of range: {n}")
+    if n < 20:
+        return [_ONES[n]]
+    if n < 100:
+        return [_TENS[n // 10]] + (number_words(n % 10) if n % 10 else [])
+    for size, name in ((10**9, "billion"), (10**6, "million"), (1000, "thousand"), (100, "hundred")):
+        if n >= size:
+            rest = n % size
+            return number_words(n // size) + [name] + (number_words(rest) if rest else [])
+    raise AssertionError("unreachable")
+
+
+def _token_words(token: str) -> list[str]:
+    if token == "%":
+        return ["percent"]
+    if token == "&":
+        return ["and"]
+    word = token.strip("'")
+    if not word:
+        return []
+    if word.isdigit():
+        return number_words(int(word[:12]))
+    parts = re.findall(r"\d+|[a-z']+", word)
+    out: list[str] = []
+    for part in parts:
+        out += number_words(int(part[:12])) if part.isdigit() else [part.strip("'")] if part.strip("'") else []
+    return out
+
+
+def normalize_token(token: str) -> list[str]:
+    """Dictionary words for one whitespace-separated transcript token (may be empty)."""
+    text = _MARKER.sub(" ", token.lower()).replace("-", " ").replace("/", " ")
+    return [w for tok in _TOKEN.findall(text) for w in _token_words(tok)]
+
+
+def normalize_transcript(text: str) -> list[str]:
+    """The dictionary words of a transcript, in order (markers and punctuation removed)."""
+    text = _MARKER.sub(" ", text)
+    return [w for token in text.split() for w in normalize_token(token)]

@@ -1,0 +1,145 @@
+"""Forced alignment with pocketsphinx 5 (its bundled US-English acoustic model and CMUdict).
+
+Two passes per utterance: ``set_align_text`` + decode finds the word sequence with optional
+silences (FSG search), then ``set_alignment`` + decode gives the word / phone / state
+segmentation (10 ms frames).  A retry ladder widens the beams when a pass finds no path.
+Pronunciation variants (``read(2)``) are stripped to the word.  Words missing from CMUdict
+get an eSpeak NG pronunciation (:mod:`alignment.g2p`) through ``add_word``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from alignment.base import Alignment, AlignmentFailure, AlignResult, Segment, register
+from alignment.g2p import pronounce
+from alignment.normalize import normalize_transcript
+from alignment.sphinx_segfiles import is_non_speech, strip_variant
+from pipeline.audio import SAMPLE_RATE, read_audio
+from pipeline.manifest import Utterance
+
+FRAME = 0.01  # seconds per pocketsphinx frame (frate 100)
+# Frame t analyses samples [t*10 ms, t*10 ms + 25.6 ms): its centre is 12.8 ms after its start.
+# A boundary between frames t-1 and t lies midway between their centres, 7.8 ms after t*10 ms.
+BOUNDARY_OFFSET = 0.0078
+MIN_FRAMES_PER_PHONE = 3  # one frame per HMM state
+
+# (beam, wbeam, pbeam): the first rung is the one that aligned 100 of 100 utterances here.
+DEFAULT_LADDER: tuple[tuple[float, float, float], ...] = (
+    (1e-80, 1e-60, 1e-80),
+    (1e-120, 1e-100, 1e-120),
+    (1e-200, 1e-180, 1e-200),
+)
+
+
+@dataclass(frozen=True)
+class PocketsphinxSettings:
+    """Decoder settings; ``ladder`` rungs are tried in order until one aligns."""
+
+    ladder: tuple[tuple[float, float, float], ...] = DEFAULT_LADDER
+    silprob: float = 1.0
+    remove_noise: bool = False
+
+
+def _time(frame: int) -> float:
+    """Seconds of the boundary before ``frame`` (see :data:`BOUNDARY_OFFSET`)."""
+    return frame * FRAME + BOUNDARY_OFFSET if frame > 0 else 0.0
+
+
+@register("pocketsphinx")
+class PocketsphinxAligner:
+    """One decoder per instance; build one per worker process."""
+
+    name = "pocketsphinx"
+
+    def __init__(self, settings: PocketsphinxSettings = PocketsphinxSettings()) -> None:
+        self.settings = settings
+        self._decoders: dict[int, object] = {}
+        self._added: dict[str, str] = {}
+
+    def _decoder(self, rung: int):
+        if rung not in self._decoders:
+            from pocketsphinx import Decoder, set_loglevel
+
+            set_loglevel("FATAL")
+            beam, wbeam, pbeam = self.settings.ladder[rung]
+            self._decoders[rung] = Decoder(
+                samprate=SAMPLE_RATE, bestpath=False, beam=beam, wbeam=wbeam, pbeam=pbeam,
+                silprob=self.settings.silprob, remove_noise=self.settings.remove_noise, loglevel="FATAL",
+            )
+        dec = self._decoders[rung]
+        for word, pron in self._added.items():
+            if dec.lookup_word(word) is None:
+                dec.add_word(word, pron, True)
+        return dec
+
+    def _ensure_words(self, words: Sequence[str]) -> dict[str, str]:
+        """Add eSpeak pronunciations for out-of-dictionary words; return those added."""
+        dec = self._decoder(0)
+        unknown: dict[str, str] = {}
+        for word in dict.fromkeys(words):
+            if word in self._added:
+                unknown[word] = self._added[word]
+            elif dec.lookup_word(word) is None:
+                pron = " ".join(pronounce(word))
+                if not pron:
+                    raise KeyError(f"no pronunciation for {word!r}")
+                self._added[word] = pron
+                unknown[word] = pron
+        return unknown
+
+    def align(self, utt: Utterance) -> AlignResult:
+        words = normalize_transcript(utt.text)
+        if not words:
+            return AlignmentFailure(utt.utt_id, "no speakable words in the transcript (empty or markers only)")
+        try:
+            unknown = self._ensure_words(words)
+        except KeyError as err:
+            return AlignmentFailure(utt.utt_id, f"out-of-dictionary word without pronunciation: {err}")
+        audio = read_audio(utt.wav)
+        n_frames = len(audio) // int(SAMPLE_RATE * FRAME)
+        n_phones = sum(len((self._decoder(0).lookup_word(w) or "").split()) for w in words)
+        if n_frames < MIN_FRAMES_PER_PHONE * n_phones:
+            return AlignmentFailure(utt.utt_id, f"audio too short for the transcript ({len(audio) / SAMPLE_RATE:.2f}s "
+                                                f"for {n_phones} phones)", unknown)
+        pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
+        notes = [f"eSpeak pronunciation for {w!r}: {p}" for w, p in unknown.items()]
+        for rung in range(len(self.settings.ladder)):
+            result = self._align_pcm(self._decoder(rung), " ".join(words), pcm, len(words))
+            if result is not None:
+                w_segs, p_segs = result
+                if rung:
+                    notes.append(f"aligned on retry {rung} (wider beams)")
+                return Alignment(utt.utt_id, len(audio) / SAMPLE_RATE, w_segs, p_segs, notes=notes,
+                                 unknown_words=unknown)
+        return AlignmentFailure(utt.utt_id, f"no alignment path after {len(self.settings.ladder)} beam settings",
+                                unknown)
+
+    @staticmethod
+    def _align_pcm(dec, text: str, pcm: bytes, n_words: int) -> tuple[list[Segment], list[Segment]] | None:
+        dec.set_align_text(text)
+        dec.start_utt()
+        dec.process_raw(pcm, full_utt=True)
+        dec.end_utt()
+        if dec.hyp() is None:
+            return None
+        dec.set_alignment()
+        dec.start_utt()
+        dec.process_raw(pcm, full_utt=True)
+        dec.end_utt()
+        alignment = dec.get_alignment()
+        if alignment is None:
+            return None
+        words: list[Segment] = []
+        phones: list[Segment] = []
+        for entry in alignment:
+            name = strip_variant(entry.name)
+            if is_non_speech(name):
+                continue
+            idx = len(words)
+            words.append(Segment(_time(entry.start), _time(entry.start + entry.duration), name))
+            phones += [Segment(_time(p.start), _time(p.start + p.duration), p.name, idx) for p in entry]
+        return (words, phones) if len(words) == n_words else None

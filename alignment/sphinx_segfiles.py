@@ -1,0 +1,54 @@
+"""Sphinx segmentation files as IEMOCAP ships them (``.wdseg`` words, ``.phseg`` phones).
+
+Format: a header line (``SFrm  EFrm    SegAScr Word`` or ``... Phone``), one row per segment
+(start frame, end frame inclusive, acoustic score, label, optional extra columns such as
+a phone's word-position flag), in 10 ms frames, and a trailer (``Total score: ...``).
+Labels ``<s>``, ``</s>``, ``<sil>``, ``SIL`` and fillers such as ``++NOISE++`` are
+non-speech (so are pocketsphinx's ``[NOISE]``-style fillers); variants such as ``WORD(2)`` are the word.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+FRAME = 0.01
+_ROW = re.compile(r"^\s*(\d+)\s+(\d+)\s+(-?\d+)\s+(\S+)")
+_VARIANT = re.compile(r"\(\d+\)$")
+
+
+@dataclass(frozen=True)
+class SegRow:
+    start: float
+    end: float
+    label: str
+
+
+def is_non_speech(label: str) -> bool:
+    """True for sentence marks, silences and fillers."""
+    return (label.startswith(("<", "++", "["))
+            or label.upper() in ("SIL", "SP", "NSN", "SPN", ""))
+
+
+def strip_variant(word: str) -> str:
+    """``READ(2)`` → ``READ``."""
+    return _VARIANT.sub("", word)
+
+
+def parse_segfile(text: str) -> list[SegRow]:
+    """Speech rows of a ``.wdseg``/``.phseg`` file, times in seconds (end = (EFrm + 1) frames)."""
+    rows = []
+    for line in text.splitlines():
+        m = _ROW.match(line)
+        if not m:
+            continue  # header, trailer, blank
+        label = strip_variant(m.group(4))
+        if is_non_speech(label):
+            continue
+        rows.append(SegRow(int(m.group(1)) * FRAME, (int(m.group(2)) + 1) * FRAME, label))
+    return rows
+
+
+def read_segfile(path: Path) -> list[SegRow]:
+    return parse_segfile(path.read_text(encoding="utf-8", errors="replace"))

@@ -1,0 +1,170 @@
+"""The ``align`` stage: manifest → TextGrids, the HDF5 segment table and the alignment report.
+
+Utterances are aligned in parallel with joblib (``align.n_jobs`` worker processes, each
+building its backend once).  A failed utterance is recorded with its reason and, with
+``align.on_failure: uniform``, replaced by the uniform fallback (marked as such); with
+``drop`` it is left out of the table.  Nothing is silent: every affected utterance is in
+``reports/alignment.json`` and counted in the closing line.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+from joblib import Parallel, delayed
+from tqdm import tqdm
+
+from alignment import iemocap_backend, mfa_backend, pocketsphinx_backend  # noqa: F401  (register backends)
+from alignment.base import BACKENDS, Aligner, Alignment, AlignmentFailure, AlignResult
+from alignment.syllables import add_syllables
+from alignment.table import write_table
+from alignment.textgrids import write_textgrid
+from alignment.uniform import uniform_alignment
+from pipeline.audio import read_audio
+from pipeline.config import AlignConfig
+from pipeline.manifest import Utterance, read_manifest
+from pipeline.reporting import StageError, write_json
+
+_WORKER_ALIGNERS: dict[str, Aligner] = {}
+
+
+def make_aligner(cfg: AlignConfig) -> Aligner:
+    """The configured backend, built from its settings."""
+    if cfg.backend not in BACKENDS:
+        raise StageError(f"align.backend: unknown backend {cfg.backend!r} (known: {', '.join(sorted(BACKENDS))})")
+    settings = {"pocketsphinx": cfg.pocketsphinx, "mfa": cfg.mfa}.get(cfg.backend)
+    return BACKENDS[cfg.backend](settings) if settings is not None else BACKENDS[cfg.backend]()
+
+
+def _worker_aligner(cfg: AlignConfig) -> Aligner:
+    key = repr(cfg)
+    if key not in _WORKER_ALIGNERS:
+        _WORKER_ALIGNERS[key] = make_aligner(cfg)
+    return _WORKER_ALIGNERS[key]
+
+
+def align_one(aligner: Aligner, utt: Utterance, on_failure: str) -> tuple[AlignResult, AlignmentFailure | None]:
+    """Align one utterance under the failure policy: (result, the failure if there was one)."""
+    try:
+        result = aligner.align(utt)
+    except Exception as err:  # a bad file must not stop the run: record it instead
+        result = AlignmentFailure(utt.utt_id, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+    if isinstance(result, Alignment):
+        result.syllables, fallbacks = add_syllables(result.words, result.phones)
+        if fallbacks and result.phones:
+            result.notes.append(f"{fallbacks} word(s) without phones: pyphen syllables")
+        return result, None
+    if on_failure == "uniform":
+        try:
+            fallback = uniform_alignment(utt.utt_id, utt.text, read_audio(utt.wav), result.reason)
+        except Exception as err:
+            fallback = None
+            result = AlignmentFailure(utt.utt_id, f"{result.reason}; uniform fallback failed: {err}",
+                                      result.unknown_words)
+        if fallback is not None:
+            fallback.syllables, _ = add_syllables(fallback.words, [])
+            fallback.unknown_words = dict(result.unknown_words)
+            return fallback, result
+    return result, result
+
+
+def _align_chunk(cfg: AlignConfig, chunk: Sequence[Utterance]) -> list[tuple[AlignResult, AlignmentFailure | None]]:
+    aligner = _worker_aligner(cfg)
+    return [align_one(aligner, utt, cfg.on_failure) for utt in chunk]
+
+
+def _chunks(items: Sequence[Utterance], size: int) -> list[Sequence[Utterance]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def align_utterances(utts: Sequence[Utterance], cfg: AlignConfig, chunk_size: int = 8
+                     ) -> list[tuple[AlignResult, AlignmentFailure | None]]:
+    """Align all utterances (manifest order kept), in parallel, with a progress bar."""
+    prepare = getattr(make_aligner(cfg), "prepare", None)
+    if prepare is not None:  # batch backends (mfa) run once over everything first
+        prepare(utts)
+    chunks = _chunks(list(utts), chunk_size)
+    jobs = Parallel(n_jobs=cfg.n_jobs, return_as="generator")(delayed(_align_chunk)(cfg, c) for c in chunks)
+    out: list[tuple[AlignResult, AlignmentFailure | None]] = []
+    with tqdm(total=len(utts), desc="align", unit="utt", file=sys.stderr) as bar:
+        for results in jobs:
+            out.extend(results)
+            bar.update(len(results))
+    return out
+
+
+def run_align(manifest: str | Path, cfg: AlignConfig) -> dict:
+    """The whole stage; returns the report it wrote."""
+    t0 = time.perf_counter()
+    utts = read_manifest(manifest)
+    if not utts:
+        raise StageError(f"{manifest}: the manifest is empty")
+    results = align_utterances(utts, cfg)
+    wall = time.perf_counter() - t0
+    aligned = [r for r, _ in results if isinstance(r, Alignment)]
+    aligned_ids = {a.utt_id for a in aligned}
+    failures = [f for _, f in results if f is not None]
+    dropped = [f for f in failures if f.utt_id not in aligned_ids]
+    by_id = {u.utt_id: u for u in utts}
+    for f in failures:
+        verdict = "uniform fallback" if f.utt_id in aligned_ids else "dropped"
+        print(f"warning: {by_id[f.utt_id].wav}: alignment failed: {f.reason} ({f.utt_id}, {verdict})",
+              file=sys.stderr)
+    if not aligned:
+        raise StageError(f"no utterance of {manifest} could be aligned ({len(failures)} failures)")
+    out = Path(cfg.out)
+    for a in aligned:
+        write_textgrid(out / "textgrid" / f"{a.utt_id}.TextGrid", a)
+    write_table(out / "segments.h5", aligned, cfg.backend)
+    audio_seconds = sum(by_id[a.utt_id].duration for a in aligned if a.method == "aligned")
+    unknown: dict[str, str] = {}
+    for r, _ in results:
+        unknown.update(r.unknown_words)
+    methods = Counter(a.method for a in aligned)
+    report = {
+        "backend": cfg.backend,
+        "on_failure": cfg.on_failure,
+        "n_utterances": len(utts),
+        "aligned": methods.get("aligned", 0),
+        "uniform_fallback": methods.get("uniform", 0),
+        "dropped": len(dropped),
+        "failed": [asdict(f) | {"fallback": "dropped" if f in dropped else "uniform"} for f in failures],
+        "fallbacks_applied": [{"utt_id": a.utt_id, "notes": a.notes} for a in aligned if a.notes],
+        "retried": sum(any("retry" in n for n in a.notes) for a in aligned),
+        "unknown_words": dict(sorted(unknown.items())),
+        "audio_seconds_aligned": round(audio_seconds, 2),
+        "wall_seconds": round(wall, 2),
+        "audio_seconds_per_wall_second": round(audio_seconds / wall, 2) if wall else None,
+        "n_jobs": cfg.n_jobs,
+    }
+    write_json(cfg.report, report)
+    print(f"align: {len(utts)} utterances: {report['aligned']} aligned, {report['uniform_fallback']} uniform "
+          f"fallback, {report['dropped']} dropped, {report['retried']} after retries, {len(unknown)} unknown "
+          f"words; {audio_seconds / 60:.1f} min of audio in {wall:.1f}s "
+          f"({report['audio_seconds_per_wall_second']}x real time, n_jobs={cfg.n_jobs}) → {out}")
+    return report
+
+
+def run_align_eval(truth_path: str | Path, table_path: str | Path, report_path: str | Path) -> dict:
+    """Compare the segment table's words with the ground truth; write and return the metrics."""
+    from alignment.evaluate import evaluate, read_truth
+    from alignment.table import SegmentTable
+
+    truth = read_truth(truth_path)
+    table = SegmentTable.read(table_path)
+    aligned = {u: table.segments("words", u) for u, m in zip(table.utt_ids, table.method) if m == "aligned"}
+    metrics = evaluate(truth, aligned, table.backend)
+    write_json(report_path, metrics)
+    if metrics["n_words"]:
+        print(f"align-eval ({table.backend}): {metrics['n_words']} words in {metrics['n_utterances']} utterances; "
+              f"onset median {metrics['onset_median_ms']} ms, within 20 ms {metrics['onset_within_20ms']:.1%}, "
+              f"within 50 ms {metrics['onset_within_50ms']:.1%}; offset median {metrics['offset_median_ms']} ms "
+              f"→ {report_path}")
+    else:
+        print(f"align-eval: no aligned utterance has ground truth in {truth_path} (real corpus?) → {report_path}")
+    return metrics
