@@ -46,7 +46,7 @@ def parse_segfile(text: str) -> list[SegRow]:
         label = strip_variant(m.group(4))
         if is_non_speech(label):
             continue
-        rows.append(SegRow(int(m.group(1)) * FRAME, (int(m.group(2)) + 1) * FRAME, label))
+        rows.append(SegRow(round(int(m.group(1)) * FRAME, 4), round((int(m.group(2)) + 1) * FRAME, 4), label))
     return rows
 
 

@@ -82,7 +82,7 @@ def _chunks(items: Sequence[Utterance], size: int) -> list[Sequence[Utterance]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def align_utterances(utts: Sequence[Utterance], cfg: AlignConfig, chunk_size: int = 8
+def align_utterances(utts: Sequence[Utterance], cfg: AlignConfig, chunk_size: int = 4
                      ) -> list[tuple[AlignResult, AlignmentFailure | None]]:
     """Align all utterances (manifest order kept), in parallel, with a progress bar."""
     prepare = getattr(make_aligner(cfg), "prepare", None)

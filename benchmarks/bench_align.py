@@ -1,0 +1,47 @@
+"""Alignment throughput (audio seconds per wall second), n_jobs=1 vs n_jobs=2, in one run.
+
+    python benchmarks/bench_align.py [--manifest data/manifest.jsonl] [--n 200]
+
+Uses the demo manifest (run `dvc repro prepare` first) and the pocketsphinx settings of
+params.yaml.  Each setting is warmed up (worker processes started, decoders built) on a few
+utterances before the timed run over the same ``n`` utterances.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+from alignment.stage import align_utterances
+from pipeline.config import load_params
+from pipeline.manifest import read_manifest
+
+
+def throughput(utts, cfg) -> float:
+    align_utterances(utts[:4 * cfg.n_jobs], cfg, chunk_size=2)  # warm-up
+    t0 = time.perf_counter()
+    results = align_utterances(utts, cfg)
+    wall = time.perf_counter() - t0
+    failures = sum(f is not None for _, f in results)
+    audio = sum(u.duration for u in utts)
+    print(f"n_jobs={cfg.n_jobs}: {len(utts)} utterances, {audio:.0f} s of audio in {wall:.1f} s "
+          f"= {audio / wall:.1f}x real time ({audio / wall / cfg.n_jobs:.1f}x per core), {failures} failures")
+    return audio / wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--manifest", default="data/manifest.jsonl")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--n", type=int, default=200)
+    args = parser.parse_args()
+    utts = read_manifest(args.manifest)[: args.n]
+    cfg = load_params(args.params).align
+    single = throughput(utts, dataclasses.replace(cfg, n_jobs=1, backend="pocketsphinx"))
+    double = throughput(utts, dataclasses.replace(cfg, n_jobs=2, backend="pocketsphinx"))
+    print(f"speed-up n_jobs=2 / n_jobs=1: {double / single:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""The align stage end to end on a tiny synthetic corpus, with real pocketsphinx."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import textgrid
+import yaml
+
+from alignment.evaluate import evaluate, read_truth
+from alignment.normalize import normalize_transcript
+from alignment.stage import run_align, run_align_eval
+from alignment.table import LEVELS, SegmentTable
+from pipeline.audio import write_audio
+from pipeline.config import AlignConfig
+from pipeline.espeak import Prosody
+from pipeline.iemocap import prepare_corpus
+from pipeline.manifest import Utterance, write_manifest
+from pipeline.synth import Speaker, speak
+from tests.builders import write_tone
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_manifest(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Utterance]:
+    out = tmp_path_factory.mktemp("prep")
+    return prepare_corpus(tiny_corpus, out / "m.jsonl", out / "q.json", "4class", quiet=True)
+
+
+def _bad_utterances(good: Utterance, folder: Path) -> list[Utterance]:
+    """Utterances that must end as report entries, not crashes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    spoken = speak("Zorblax is here.", Speaker("F", "en-us+f2", 0, 0), Prosody(), None, "", np.random.default_rng(0))
+    write_audio(folder / "unknown.wav", spoken.audio)
+    write_tone(folder / "short.wav", seconds=0.15)
+    (folder / "corrupt.wav").write_bytes(b"RIFF not really a wav")
+    make = lambda uid, **kw: dataclasses.replace(good, utt_id=f"Ses01F_impro09_F{uid}", **kw)  # noqa: E731
+    return [
+        make("900", text=""),
+        make("901", text="[LAUGHTER] [BREATHING]"),
+        make("902", text="Zorblax is here.", wav=str(folder / "unknown.wav")),
+        make("903", text="This is a much longer transcript than the audio could ever hold.",
+             wav=str(folder / "short.wav")),
+        make("904", wav=str(folder / "corrupt.wav")),
+    ]
+
+
+@pytest.mark.parametrize("on_failure", ["uniform", "drop"])
+def test_pocketsphinx_stage_with_bad_inputs(tiny_manifest: list[Utterance], tmp_path: Path, on_failure: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    utts = tiny_manifest[:6] + _bad_utterances(tiny_manifest[0], tmp_path / "bad")
+    write_manifest(tmp_path / "m.jsonl", utts)
+    cfg = AlignConfig(out=str(tmp_path / "align"), report=str(tmp_path / "alignment.json"), n_jobs=2,
+                      on_failure=on_failure)
+    report = run_align(tmp_path / "m.jsonl", cfg)
+    assert json.loads((tmp_path / "alignment.json").read_text()) == report
+    failed = {f["utt_id"]: f for f in report["failed"]}
+    assert set(failed) == {f"Ses01F_impro09_F{i}" for i in (900, 901, 903, 904)}
+    assert "markers only" in failed["Ses01F_impro09_F901"]["reason"]
+    assert "audio too short" in failed["Ses01F_impro09_F903"]["reason"]
+    assert "Error" in failed["Ses01F_impro09_F904"]["reason"]
+    assert report["unknown_words"]["zorblax"] == "Z AO R B L AE K S"
+    assert report["aligned"] == 7  # the 6 good ones and the unknown-word one
+    if on_failure == "uniform":
+        assert (report["uniform_fallback"], report["dropped"]) == (1, 3)
+        assert failed["Ses01F_impro09_F903"]["fallback"] == "uniform"
+    else:
+        assert (report["uniform_fallback"], report["dropped"]) == (0, 4)
+    captured = capsys.readouterr()
+    assert captured.err.count("alignment failed") == 4
+    closing = captured.out.strip().splitlines()[-1]
+    assert closing.startswith(f"align: 11 utterances: 7 aligned, {report['uniform_fallback']} uniform fallback, "
+                              f"{report['dropped']} dropped")
+    table = SegmentTable.read(tmp_path / "align" / "segments.h5")
+    assert len(table.utt_ids) == 7 + report["uniform_fallback"]
+    by_id = {u.utt_id: u for u in utts}
+    for uid, method in zip(table.utt_ids, table.method):
+        words = table.segments("words", uid)
+        assert [w.label for w in words] == normalize_transcript(by_id[uid].text)
+        assert all(0 <= w.start < w.end <= table.duration[table.index(uid)] + 0.011 for w in words)
+        syllables = table.segments("syllables", uid)
+        assert {s.word for s in syllables} == set(range(len(words)))
+        phones = table.segments("phones", uid)
+        assert (method == "uniform") == (not phones)
+        for p in phones:
+            assert words[p.word].start - 1e-6 <= p.start < p.end <= words[p.word].end + 1e-6
+        grid = textgrid.TextGrid.fromFile(str(tmp_path / "align" / "textgrid" / f"{uid}.TextGrid"))
+        assert [t.name for t in grid] == list(LEVELS)
+        assert [iv.mark for iv in grid[0] if iv.mark] == [w.label for w in words]
+
+
+def test_pocketsphinx_accuracy_on_tiny_corpus(tiny_corpus: Path, tiny_manifest: list[Utterance],
+                                              tmp_path: Path) -> None:
+    write_manifest(tmp_path / "m.jsonl", tiny_manifest)
+    cfg = AlignConfig(out=str(tmp_path / "align"), report=str(tmp_path / "a.json"), n_jobs=1)
+    report = run_align(tmp_path / "m.jsonl", cfg)
+    assert report["aligned"] == len(tiny_manifest) and report["audio_seconds_per_wall_second"] > 5
+    metrics = run_align_eval(tiny_corpus / "truth" / "words.jsonl", tmp_path / "align" / "segments.h5",
+                             tmp_path / "eval.json")
+    assert set(metrics) >= {"onset_median_ms", "onset_mean_ms", "onset_within_20ms", "onset_within_50ms",
+                            "offset_median_ms", "n_words", "n_utterances"}
+    assert metrics["n_utterances"] == len(tiny_manifest) and metrics["n_words"] > 50
+    assert metrics["onset_within_50ms"] >= 0.9 and metrics["onset_median_ms"] <= 20
+
+
+def test_iemocap_backend_reproduces_truth_within_a_frame(tiny_corpus: Path, tiny_manifest: list[Utterance],
+                                                         tmp_path: Path) -> None:
+    write_manifest(tmp_path / "m.jsonl", tiny_manifest)
+    cfg = AlignConfig(backend="iemocap", out=str(tmp_path / "align"), report=str(tmp_path / "a.json"), n_jobs=1)
+    report = run_align(tmp_path / "m.jsonl", cfg)
+    assert report["aligned"] == len(tiny_manifest)
+    table = SegmentTable.read(tmp_path / "align" / "segments.h5")
+    truth = read_truth(tiny_corpus / "truth" / "words.jsonl")
+    aligned = {u: table.segments("words", u) for u in table.utt_ids}
+    metrics = evaluate(truth, aligned, "iemocap")
+    assert metrics["n_words"] >= sum(len(truth[u]) for u in aligned) - 2
+    assert metrics["onset_within_20ms"] == 1.0
+    onset_max = max(abs(w.start - t["start"]) for u in aligned for w, t in zip(aligned[u], truth[u])
+                    if t["word"].split()[0].lower() == w.label)
+    assert onset_max <= 0.0101
+    # .wdseg only (no .phseg): syllables come from pyphen, phones are empty.
+    assert len(table.levels["phones"]["start"]) == 0 and len(table.levels["syllables"]["start"]) > 0
+
+
+def test_iemocap_backend_missing_file_follows_policy(tiny_manifest: list[Utterance], tmp_path: Path) -> None:
+    missing = dataclasses.replace(tiny_manifest[0], utt_id="Ses03M_impro03_M001",
+                                  wav=tiny_manifest[0].wav.replace(Path(tiny_manifest[0].wav).stem, "Ses03M_impro03_M001"))
+    write_tone(Path(missing.wav))
+    try:
+        write_manifest(tmp_path / "m.jsonl", [tiny_manifest[1], missing])
+        cfg = AlignConfig(backend="iemocap", out=str(tmp_path / "align"), report=str(tmp_path / "a.json"), n_jobs=1,
+                          on_failure="drop")
+        report = run_align(tmp_path / "m.jsonl", cfg)
+    finally:
+        Path(missing.wav).unlink()
+    assert report["dropped"] == 1 and "no word segmentation file" in report["failed"][0]["reason"]
+
+
+def test_align_stage_depends_only_on_manifest_code_and_align_params() -> None:
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    align = stages["align"]
+    assert align["params"] == ["align"]
+    assert align["deps"][0] == "${prepare.manifest}"
+    assert all(not d.startswith(("features", "models", "data/", "reports")) for d in align["deps"])

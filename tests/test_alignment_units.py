@@ -1,0 +1,208 @@
+"""Pure parts of the aligner: normalisation, eSpeak→ARPAbet, syllables, Sphinx files, MFA I/O."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alignment.base import Segment
+from alignment.g2p import ESPEAK_TO_ARPABET, espeak_to_arpabet, pronounce
+from alignment.mfa_backend import INSTALL_HINT, MfaAligner, MfaSettings, mfa_command, read_mfa_textgrid, write_mfa_corpus
+from alignment.normalize import normalize_transcript, number_words
+from alignment.sphinx_segfiles import parse_segfile
+from alignment.syllables import LEGAL_ONSETS, add_syllables, label_syllables, syllabify
+from pipeline.manifest import Utterance
+from pipeline.reporting import StageError
+from tests.builders import write_tone
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[LAUGHTER] Excuse me, is this the line? [BREATHING]", ["excuse", "me", "is", "this", "the", "line"]),
+    ("It is a twenty-minute drive.", ["it", "is", "a", "twenty", "minute", "drive"]),
+    ("The office closes at 5 o'clock.", ["the", "office", "closes", "at", "five", "o'clock"]),
+    ("We have 2 tickets, 1990 of them & 50% off", ["we", "have", "two", "tickets", "one", "thousand", "nine",
+                                                   "hundred", "ninety", "of", "them", "and", "fifty", "percent", "off"]),
+    ("I DON'T know, we're 'fine'.", ["i", "don't", "know", "we're", "fine"]),
+    ("[LAUGHTER] [GARBAGE]", []),
+    ("", []),
+])
+def test_normalize_transcript(text: str, words: list[str]) -> None:
+    assert normalize_transcript(text) == words
+
+
+def test_number_words() -> None:
+    assert number_words(0) == ["zero"]
+    assert number_words(115) == ["one", "hundred", "fifteen"]
+    assert number_words(2_000_021) == ["two", "million", "twenty", "one"]
+    with pytest.raises(ValueError):
+        number_words(-1)
+
+
+@pytest.mark.parametrize("espeak, arpabet", [
+    ("w 'V n d 3 f @L", ["W", "AH", "N", "D", "ER", "F", "AH", "L"]),
+    ("s t r 'E N T", ["S", "T", "R", "EH", "NG", "TH"]),
+    ("k 'I ? n-", ["K", "IH", "AH", "N"]),
+    ("tS '3: tS", ["CH", "ER", "CH"]),
+    ("k j 'U@", ["K", "Y", "UH", "R"]),
+    ("b '0 t# @L", ["B", "AA", "T", "AH", "L"]),
+    ("S 'a d @ n f r ,OI d", ["SH", "AE", "D", "AH", "N", "F", "R", "OY", "D"]),
+])
+def test_espeak_to_arpabet_table(espeak: str, arpabet: list[str]) -> None:
+    assert espeak_to_arpabet(espeak) == arpabet
+
+
+def test_espeak_table_targets_are_arpabet_and_unknowns_fail() -> None:
+    arpabet = set("AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z ZH".split())
+    assert all(set(v) <= arpabet for v in ESPEAK_TO_ARPABET.values())
+    with pytest.raises(KeyError, match="'Q~'"):
+        espeak_to_arpabet("Q~")
+
+
+def test_pronounce_unknown_word_through_espeak() -> None:
+    assert pronounce("zorblax") == ("Z", "AO", "R", "B", "L", "AE", "K", "S")
+
+
+@pytest.mark.parametrize("word, phones, syllables", [
+    ("extra", "EH1 K S T R AH0", [["EH1", "K"], ["S", "T", "R", "AH0"]]),
+    ("strength", "S T R EH1 NG K TH", [["S", "T", "R", "EH1", "NG", "K", "TH"]]),
+    ("wonderful", "W AH1 N D ER0 F AH0 L", [["W", "AH1", "N"], ["D", "ER0"], ["F", "AH0", "L"]]),
+    ("excuse", "IH0 K S K Y UW1 Z", [["IH0", "K"], ["S", "K", "Y", "UW1", "Z"]]),
+    ("absolutely", "AE2 B S AH0 L UW1 T L IY0", [["AE2", "B"], ["S", "AH0"], ["L", "UW1", "T"], ["L", "IY0"]]),
+    ("hmm", "HH M", [["HH", "M"]]),
+])
+def test_syllabify_known_words(word: str, phones: str, syllables: list[list[str]]) -> None:
+    assert syllabify(phones.split()) == syllables
+
+
+def test_legal_onsets_exclude_illegal_clusters() -> None:
+    assert ("T", "L") not in LEGAL_ONSETS and ("NG",) not in LEGAL_ONSETS and ("S", "T", "R") in LEGAL_ONSETS
+
+
+def test_syllable_labels_and_spans() -> None:
+    assert label_syllables("wonderful", syllabify("W AH1 N D ER0 F AH0 L".split())) == ["won", "der", "ful"]
+    # pyphen keeps "every" whole while the phones have three syllables: letters split by phone counts.
+    assert label_syllables("every", [["EH"], ["V", "ER"], ["IY"]]) == ["e", "ver", "y"]
+    word = Segment(1.0, 1.6, "extra")
+    phones = [Segment(1.0 + 0.1 * i, 1.1 + 0.1 * i, p, 0) for i, p in enumerate("EH K S T R AH".split())]
+    syls, fallbacks = add_syllables([word], phones)
+    assert fallbacks == 0
+    assert [(s.label, round(s.start, 3), round(s.end, 3), s.word) for s in syls] == [
+        ("ex", 1.0, 1.2, 0), ("tra", 1.2, 1.6, 0)]
+    # Without phones: pyphen pieces, the span split in proportion to letters.
+    syls, fallbacks = add_syllables([Segment(0.0, 0.9, "wonderful")], [])
+    assert fallbacks == 1 and [s.label for s in syls] == ["won", "der", "ful"]
+    assert [round(s.end, 3) for s in syls] == [0.3, 0.6, 0.9]
+
+
+def test_parse_sphinx_segfiles() -> None:
+    wdseg = (" SFrm  EFrm    SegAScr Word\n     0    15     -88320 <s>\n    16    35    -153720 READ(2)\n"
+             "    36    40     -5000 ++NOISE++\n    41    46     -87373 IS\n    47    60     -9000 <sil>\n"
+             "    61    80     -9000 </s>\n Total score:   -2186764\n")
+    rows = parse_segfile(wdseg)
+    assert [(r.label, r.start, r.end) for r in rows] == [("READ", 0.16, 0.36), ("IS", 0.41, 0.47)]
+    phseg = "\tSFrm\tEFrm\tSegAScr\tPhone\n\t0\t15\t-3076\tSIL\n\t16\t20\t-15373\tR\tb\n\t21\t35\t-1\tEH\te\n"
+    assert [r.label for r in parse_segfile(phseg)] == ["R", "EH"]
+
+
+def _utt(tmp_path: Path, uid: str, text: str, speaker: str = "Ses01_F") -> Utterance:
+    wav = tmp_path / "wav" / f"{uid}.wav"
+    write_tone(wav)
+    return Utterance(uid, 1, uid.rsplit("_", 1)[0], speaker, speaker[-1], True, str(wav), 0.5, text, "neu", "neu",
+                     3.0, 3.0, 3.0)
+
+
+MFA_TEXTGRID = '''File type = "ooTextFile"
+Object class = "TextGrid"
+
+xmin = 0
+xmax = 1.2
+tiers? <exists>
+size = 2
+item []:
+    item [1]:
+        class = "IntervalTier"
+        name = "words"
+        xmin = 0
+        xmax = 1.2
+        intervals: size = 4
+        intervals [1]:
+            xmin = 0
+            xmax = 0.2
+            text = ""
+        intervals [2]:
+            xmin = 0.2
+            xmax = 0.55
+            text = "excuse"
+        intervals [3]:
+            xmin = 0.55
+            xmax = 0.8
+            text = "me"
+        intervals [4]:
+            xmin = 0.8
+            xmax = 1.2
+            text = ""
+    item [2]:
+        class = "IntervalTier"
+        name = "phones"
+        xmin = 0
+        xmax = 1.2
+        intervals: size = 6
+        intervals [1]:
+            xmin = 0
+            xmax = 0.2
+            text = "sil"
+        intervals [2]:
+            xmin = 0.2
+            xmax = 0.3
+            text = "IH0"
+        intervals [3]:
+            xmin = 0.3
+            xmax = 0.55
+            text = "K"
+        intervals [4]:
+            xmin = 0.55
+            xmax = 0.65
+            text = "M"
+        intervals [5]:
+            xmin = 0.65
+            xmax = 0.8
+            text = "IY1"
+        intervals [6]:
+            xmin = 0.8
+            xmax = 1.2
+            text = ""
+'''
+
+
+def test_mfa_corpus_command_and_textgrid_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MFA cannot run here: its corpus, command line and TextGrid format are tested with files."""
+    utts = [_utt(tmp_path, "Ses01F_impro01_F000", "Excuse me! [LAUGHTER]"),
+            _utt(tmp_path, "Ses01F_impro01_M000", "[BREATHING]", "Ses01_M")]
+    settings = MfaSettings(workdir=str(tmp_path / "mfa"), jobs=3, beam=12, retry_beam=50)
+    corpus = tmp_path / "mfa" / "corpus"
+    assert write_mfa_corpus(utts, corpus) == 1  # the markers-only one has nothing to align
+    assert (corpus / "Ses01_F" / "Ses01F_impro01_F000.lab").read_text() == "excuse me\n"
+    assert (corpus / "Ses01_F" / "Ses01F_impro01_F000.wav").resolve() == Path(utts[0].wav).resolve()
+    cmd = mfa_command(settings, corpus, tmp_path / "out")
+    assert cmd[:6] == ["mfa", "align", str(corpus), "english_us_arpa", "english_us_arpa", str(tmp_path / "out")]
+    assert cmd[cmd.index("--num_jobs") + 1] == "3" and cmd[cmd.index("--beam") + 1] == "12"
+    assert cmd[cmd.index("--retry_beam") + 1] == "50"
+
+    tg = tmp_path / "mfa" / "output" / "Ses01_F" / "Ses01F_impro01_F000.TextGrid"
+    tg.parent.mkdir(parents=True)
+    tg.write_text(MFA_TEXTGRID)
+    words, phones, duration = read_mfa_textgrid(tg)
+    assert [(w.label, w.start, w.end) for w in words] == [("excuse", 0.2, 0.55), ("me", 0.55, 0.8)]
+    assert [(p.label, p.word) for p in phones] == [("IH0", 0), ("K", 0), ("M", 1), ("IY1", 1)]
+    assert duration == 1.2
+    aligner = MfaAligner(settings)
+    result = aligner.align(utts[0])
+    assert [w.label for w in result.words] == ["excuse", "me"]
+    failure = aligner.align(utts[1])
+    assert "MFA wrote no TextGrid" in failure.reason
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(StageError, match="conda install -c conda-forge montreal-forced-aligner"):
+        aligner.prepare(utts)
+    assert "\n" not in INSTALL_HINT
