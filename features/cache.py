@@ -1,0 +1,292 @@
+"""The one HDF5 feature store: layout, atomic writes, lock, fingerprint, verification, reading.
+
+Layout of a store (one file per encoder configuration)::
+
+    /utt_ids                 (N,)      str      utterance ids, in manifest order
+    /<level>/data            (R, D)    float16  all rows of all utterances (R, L, D for a layer list)
+    /<level>/offsets         (N+1,)    int64    rows of utterance i are data[offsets[i]:offsets[i+1]]
+    /<level>/word            (R,)      int32    (text ``token`` level only) word index, -1 = special token
+    attrs: fingerprint (JSON), fingerprint_sha256, model, revision, weights_sha256, layer,
+           frame_stride, pooling, segments_sha256, mger_version, created, levels
+
+Reading with plain h5py::
+
+    import h5py
+    with h5py.File("data/features/speech.h5") as f:
+        ids = f["utt_ids"].asstr()[()]
+        off = f["word/offsets"][()]
+        first_utterance_words = f["word/data"][off[0]:off[1]]   # (n_words, 768) float16
+
+One ragged dataset per level plus offsets reads about 2x faster than one dataset per
+utterance; no compression (gzip costs ~10x write time for ~14% space).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import h5py
+import numpy as np
+import torch
+
+_STR = h5py.string_dtype("utf-8")
+
+
+class CacheError(RuntimeError):
+    """A store that cannot be used: corrupt, locked, or built from something else."""
+
+
+def fingerprint_sha256(fingerprint: Mapping[str, object]) -> str:
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
+
+
+def fingerprint_diff(old: Mapping[str, object], new: Mapping[str, object]) -> list[str]:
+    """Human-readable differences, e.g. ``layer: 12 → 6``."""
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextmanager
+def exclusive_lock(path: str | Path) -> Iterator[None]:
+    """One writer at a time: ``flock`` on ``<path>.lock`` (released by the OS even on SIGKILL)."""
+    lock_path = Path(f"{path}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(lock_path, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise CacheError(f"{path} is being written by {holder}; wait for it to finish") from None
+    try:
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+def write_store(path: str | Path, utt_ids: Sequence[str], levels: Mapping[str, Sequence[np.ndarray]],
+                attrs: Mapping[str, object], extra: Mapping[str, Mapping[str, Sequence[np.ndarray]]] | None = None
+                ) -> None:
+    """Write a complete store atomically (``<path>.tmp`` then rename).
+
+    ``levels[level][i]`` is utterance i's rows; ``extra[level][name][i]`` a per-row array.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(f"{path}.tmp")
+    with h5py.File(tmp, "w") as f:
+        f.create_dataset("utt_ids", data=list(utt_ids), dtype=_STR)
+        for level, rows in levels.items():
+            g = f.create_group(level)
+            counts = [len(r) for r in rows]
+            g.create_dataset("offsets", data=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+            g.create_dataset("data", data=np.concatenate(rows).astype(np.float16))
+            for name, arrays in (extra or {}).get(level, {}).items():
+                g.create_dataset(name, data=np.concatenate(arrays).astype(np.int32))
+        for key, value in attrs.items():
+            f.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+    os.replace(tmp, path)
+
+
+def merge_stores(parts: Sequence[str | Path], path: str | Path, attrs: Mapping[str, object]) -> None:
+    """Concatenate part stores (in order) into one store, copying the data."""
+    path = Path(path)
+    tmp = Path(f"{path}.tmp")
+    with h5py.File(tmp, "w") as out:
+        handles = [h5py.File(p, "r") for p in parts]
+        try:
+            out.create_dataset("utt_ids", data=[u for h in handles for u in h["utt_ids"].asstr()[()]], dtype=_STR)
+            for level in handles[0]:
+                if level == "utt_ids":
+                    continue
+                g = out.create_group(level)
+                counts = np.concatenate([np.diff(h[level]["offsets"][()]) for h in handles])
+                g.create_dataset("offsets", data=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+                for name in handles[0][level]:
+                    if name != "offsets":
+                        g.create_dataset(name, data=np.concatenate([h[level][name][()] for h in handles]))
+        finally:
+            for h in handles:
+                h.close()
+        for key, value in attrs.items():
+            out.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+    os.replace(tmp, path)
+
+
+def read_fingerprint(path: str | Path) -> dict | None:
+    """The fingerprint of a store, or None if it has none or cannot be opened."""
+    try:
+        with h5py.File(path, "r") as f:
+            return json.loads(f.attrs["fingerprint"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def verify_store(path: str | Path, expected_ids: Sequence[str] | None = None) -> list[str]:
+    """Problems with a store (empty list = sound): offsets, shapes, NaN/inf, coverage."""
+    problems: list[str] = []
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        return [f"cannot open as HDF5: {err}"]
+    with f:
+        if "utt_ids" not in f:
+            return ["no /utt_ids dataset"]
+        try:
+            ids = list(f["utt_ids"].asstr()[()])
+        except Exception as err:  # a damaged dataset raises from the HDF5 library
+            return [f"/utt_ids unreadable: {err}"]
+        n = len(ids)
+        if len(set(ids)) != n:
+            problems.append("duplicate utterance ids")
+        for key in ("fingerprint", "model", "created"):
+            if key not in f.attrs:
+                problems.append(f"attribute {key!r} missing")
+        levels = [k for k in f if k != "utt_ids"]
+        if not levels:
+            problems.append("no feature levels")
+        for level in levels:
+            problems += [f"{level}: {p}" for p in _verify_level(f[level], n)]
+        if expected_ids is not None:
+            missing = sorted(set(expected_ids) - set(ids))
+            if missing:
+                problems.append(f"{len(missing)} manifest utterances missing (e.g. {missing[0]})")
+    return problems
+
+
+def _verify_level(g: h5py.Group, n: int) -> list[str]:
+    if "offsets" not in g or "data" not in g:
+        return ["offsets or data missing"]
+    try:
+        off = g["offsets"][()]
+        data = g["data"]
+        out = []
+        if off.shape != (n + 1,):
+            out.append(f"offsets shape {off.shape}, expected ({n + 1},)")
+        elif off[0] != 0 or (np.diff(off) < 0).any() or off[-1] != data.shape[0]:
+            out.append(f"offsets inconsistent with {data.shape[0]} data rows")
+        for s in range(0, data.shape[0], 65536):
+            block = data[s:s + 65536]
+            if not np.isfinite(block).all():
+                out.append(f"NaN or inf in rows {s}..{s + len(block) - 1}")
+                break
+        return out
+    except Exception as err:  # HDF5 raises OSError/RuntimeError on damaged chunks
+        return [f"unreadable: {err}"]
+
+
+@dataclass
+class Batch:
+    """Padded features: ``data`` (B, T, ...), ``lengths`` (B,)."""
+
+    data: torch.Tensor
+    lengths: torch.Tensor
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """(B, T) True where a row is real, False where padded."""
+        return torch.arange(self.data.shape[1])[None, :] < self.lengths[:, None]
+
+
+class FeatureStore:
+    """Read-only access to a store; raises :class:`CacheError` on a structurally broken file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            with h5py.File(self.path, "r") as f:
+                self.utt_ids: list[str] = list(f["utt_ids"].asstr()[()])
+                self.attrs = dict(f.attrs)
+                self.levels = [k for k in f if k != "utt_ids"]
+                self._offsets = {lv: f[lv]["offsets"][()] for lv in self.levels}
+                rows = {lv: f[lv]["data"].shape[0] for lv in self.levels}
+        except (OSError, KeyError) as err:
+            raise CacheError(f"{self.path}: not a readable feature store ({err})") from None
+        for lv in self.levels:
+            off = self._offsets[lv]
+            if off.shape != (len(self.utt_ids) + 1,) or off[-1] != rows[lv] or (np.diff(off) < 0).any():
+                raise CacheError(f"{self.path}: level {lv!r} has inconsistent offsets; run `mger cache verify`")
+        self._index = {u: i for i, u in enumerate(self.utt_ids)}
+        self._data: dict[str, np.ndarray] = {}
+
+    @property
+    def fingerprint(self) -> dict:
+        return json.loads(self.attrs["fingerprint"])
+
+    def _level_data(self, level: str) -> np.ndarray:
+        if level not in self.levels:
+            raise KeyError(f"{self.path}: no level {level!r} (levels: {', '.join(self.levels)})")
+        if level not in self._data:
+            with h5py.File(self.path, "r") as f:
+                self._data[level] = f[level]["data"][()]  # one contiguous read
+        return self._data[level]
+
+    def rows(self, level: str, utt_id: str) -> np.ndarray:
+        """One utterance's rows (float16 as stored)."""
+        i = self._index[utt_id]
+        off = self._offsets[level]
+        return self._level_data(level)[off[i]:off[i + 1]]
+
+    def extra(self, level: str, name: str, utt_id: str) -> np.ndarray:
+        i = self._index[utt_id]
+        off = self._offsets[level]
+        with h5py.File(self.path, "r") as f:
+            return f[level][name][off[i]:off[i + 1]]
+
+    def load(self, level: str, utt_ids: Sequence[str] | None = None, layer: int | None = None) -> Batch:
+        """Padded float32 tensor (B, T_max, D) and lengths (B,) for ``utt_ids`` (default: all)."""
+        ids = self.utt_ids if utt_ids is None else list(utt_ids)
+        missing = [u for u in ids if u not in self._index]
+        if missing:
+            raise KeyError(f"{self.path}: {len(missing)} utterances not in the store (e.g. {missing[0]})")
+        data = self._level_data(level)
+        off = self._offsets[level]
+        idx = np.array([self._index[u] for u in ids], dtype=np.int64)
+        lengths = off[idx + 1] - off[idx]
+        t_max = max(1, int(lengths.max())) if len(ids) else 1
+        rows = np.concatenate([np.arange(off[i], off[i + 1]) for i in idx]) if len(ids) else np.zeros(0, np.int64)
+        flat = torch.from_numpy(data[rows].astype(np.float32))
+        if layer is not None:
+            flat = flat[:, layer]
+        out = torch.zeros((len(ids), t_max) + tuple(flat.shape[1:]))
+        pos = torch.arange(len(rows)) - torch.repeat_interleave(torch.from_numpy(np.cumsum(lengths) - lengths),
+                                                                torch.from_numpy(lengths))
+        out[torch.repeat_interleave(torch.arange(len(ids)), torch.from_numpy(lengths)), pos] = flat
+        return Batch(out, torch.from_numpy(lengths))
+
+    def dataset(self, level: str, utt_ids: Sequence[str], labels: Sequence[int]) -> "torch.utils.data.Dataset":
+        """A map-style torch Dataset of (features (T, D), label) for one level."""
+        batch = self.load(level, utt_ids)
+        return _PaddedDataset(batch, torch.as_tensor(list(labels)))
+
+
+class _PaddedDataset(torch.utils.data.Dataset):
+    def __init__(self, batch: Batch, labels: torch.Tensor) -> None:
+        self.batch, self.labels = batch, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.batch.data[i, : self.batch.lengths[i]], self.labels[i]

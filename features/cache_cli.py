@@ -1,0 +1,45 @@
+"""``mger cache ls`` and ``mger cache verify``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+
+from features.cache import verify_store
+from pipeline.manifest import read_manifest
+
+
+def cache_ls(folder: str | Path) -> list[Path]:
+    """Print one line per store under ``folder``."""
+    stores = sorted(Path(folder).glob("**/*.h5"))
+    stores = [p for p in stores if ".parts" not in str(p)]
+    if not stores:
+        print(f"no feature stores under {folder}")
+    for path in stores:
+        try:
+            with h5py.File(path, "r") as f:
+                a = f.attrs
+                levels = ", ".join(f"{lv} {f[lv]['data'].shape[0]}" for lv in f if lv != "utt_ids")
+                print(f"{path}  {a.get('kind', '?')}  model={a.get('model', '?')}  layer={a.get('layer', '?')}  "
+                      f"utts={len(f['utt_ids'])}  rows: {levels}  {path.stat().st_size / 2**20:.1f} MiB  "
+                      f"created {a.get('created', '?')}")
+        except (OSError, KeyError) as err:
+            print(f"{path}  UNREADABLE ({err})")
+    return stores
+
+
+def cache_verify(path: str | Path, manifest: str | Path | None = None) -> bool:
+    """Print the verdict; True if the store is sound."""
+    expected = [u.utt_id for u in read_manifest(manifest)] if manifest else None
+    problems = verify_store(path, expected)
+    if problems:
+        for p in problems:
+            print(f"{path}: {p}")
+        print(f"{path}: CORRUPT or incomplete ({len(problems)} problems)")
+        return False
+    with h5py.File(path, "r") as f:
+        fp = json.loads(f.attrs["fingerprint"])
+        print(f"{path}: OK ({len(f['utt_ids'])} utterances, levels {', '.join(fp['levels'])})")
+    return True

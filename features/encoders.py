@@ -1,0 +1,304 @@
+"""Frozen encoders: any wav2vec2-family speech model and any BERT-family text model.
+
+Both load with ``from_pretrained(hub id or local path, revision=...)``, run in ``eval()``
+under ``torch.inference_mode()``, and are never trained here (fine-tuning is its own stage).
+
+Speech layer choice (``features.speech.layer``): ``last``; an index into the hidden states
+(0 = transformer input, i = output of layer i, negative from the end); a list of indices
+(stacked, stored as one extra axis); or ``mean`` (mean of all layer outputs 1..L).  When the
+requested layers stop below the top, the layers above the deepest one are removed from the
+model before running it (for stable-layer-norm models the final layer norm goes too, since
+it only applies after the last layer), so no compute is wasted.
+
+Utterances longer than ``max_seconds`` are encoded in chunks of ``max_seconds`` that overlap
+by ``overlap_seconds``.  Chunk starts are multiples of the model's total conv stride, so the
+chunks' frame grids coincide with the whole utterance's; every global frame is taken from
+the chunk in which it lies farthest from a chunk edge (utterance ends count as no edge), so
+each kept frame saw at least ``overlap_seconds / 2`` of context on both sides and frames are
+neither duplicated nor missing: the stitched length equals the model's conv-length formula
+for the whole utterance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import math
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+
+LayerSpec = Union[str, int, list]
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def resolve_model_path(name: str) -> str:
+    """``package:<module>`` → that module's ``get_model_path()`` (models shipped in wheels); else as is."""
+    if name.startswith("package:"):
+        return str(importlib.import_module(name.split(":", 1)[1]).get_model_path())
+    return name
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto``: bf16 (or fp16) autocast on GPU, fp32 on CPU."""
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+
+
+def state_dict_sha256(model: torch.nn.Module) -> str:
+    """Hash of all parameters and buffers (names, shapes, bytes): identifies the weights."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def layer_indices(layer: LayerSpec, n_layers: int) -> list[int]:
+    """Hidden-state indices (0..n_layers) for a layer spec."""
+    if layer == "last":
+        return [n_layers]
+    if layer == "mean":
+        return list(range(1, n_layers + 1))
+    items = layer if isinstance(layer, list) else [layer]
+    out = []
+    for item in items:
+        if not isinstance(item, int) or isinstance(item, bool):
+            raise ValueError(f"layer {layer!r}: expected 'last', 'mean', an int or a list of ints")
+        idx = item + n_layers + 1 if item < 0 else item
+        if not 0 <= idx <= n_layers:
+            raise ValueError(f"layer {item} out of range for a model with {n_layers} layers")
+        out.append(idx)
+    return out
+
+
+def _autocast(device: torch.device, dtype: torch.dtype):
+    if dtype == torch.float32:
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Samples per frame (stride) and samples seen by one frame (receptive field)."""
+
+    stride: int
+    receptive_field: int
+
+    @classmethod
+    def of(cls, config) -> "ConvGeometry":
+        stride, rf = 1, 1
+        for k, s in zip(config.conv_kernel, config.conv_stride):
+            rf += (k - 1) * stride
+            stride *= s
+        return cls(stride, rf)
+
+
+class SpeechEncoder:
+    """A frozen wav2vec2-family encoder returning frame features per utterance."""
+
+    def __init__(self, model: str, revision: str | None = None, layer: LayerSpec = "last", device: str = "auto",
+                 dtype: str = "auto", max_seconds: float = 30.0, overlap_seconds: float = 2.0,
+                 sample_rate: int = 16000) -> None:
+        from transformers import AutoConfig, AutoModel
+
+        _quiet_transformers()
+        path = resolve_model_path(model)
+        self.name, self.revision = model, revision
+        self.config = AutoConfig.from_pretrained(path, revision=revision)
+        net = AutoModel.from_pretrained(path, revision=revision)
+        self.weights_sha256 = state_dict_sha256(net)
+        self.n_layers = int(self.config.num_hidden_layers)
+        self.layer = layer
+        self.indices = layer_indices(layer, self.n_layers)
+        deepest = max(self.indices)
+        if deepest < self.n_layers:  # drop the unused top of the transformer
+            net.encoder.layers = net.encoder.layers[:deepest]
+            if getattr(self.config, "do_stable_layer_norm", False):
+                net.encoder.layer_norm = torch.nn.Identity()
+        self.layers_run = deepest
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = net.to(self.device).eval().requires_grad_(False)
+        self.geometry = ConvGeometry.of(self.config)
+        self.sample_rate = sample_rate
+        self.frame_stride_s = self.geometry.stride / sample_rate
+        self.frame_centre0_s = self.geometry.receptive_field / 2 / sample_rate
+        self.use_attention_mask = getattr(self.config, "feat_extract_norm", "group") == "layer"
+        self.normalize = self._reads_normalize(path, revision)
+        self.max_samples = self._multiple(max_seconds * sample_rate)
+        self.overlap_samples = self._multiple(overlap_seconds * sample_rate)
+        if self.max_samples <= 2 * self.overlap_samples:
+            raise ValueError("features.speech.max_seconds must exceed twice overlap_seconds")
+
+    @staticmethod
+    def _reads_normalize(path: str, revision: str | None) -> bool:
+        try:
+            from transformers import AutoFeatureExtractor
+
+            return bool(getattr(AutoFeatureExtractor.from_pretrained(path, revision=revision), "do_normalize", True))
+        except (OSError, ValueError):
+            return True  # wav2vec2's default
+
+    def _multiple(self, samples: float) -> int:
+        return int(samples) // self.geometry.stride * self.geometry.stride
+
+    @property
+    def dim(self) -> int:
+        return int(self.config.hidden_size)
+
+    def n_frames(self, n_samples: int) -> int:
+        """The model's own conv-length formula."""
+        return int(self.model._get_feat_extract_output_lengths(torch.tensor(n_samples)))
+
+    def _select(self, hidden: Sequence[torch.Tensor]) -> torch.Tensor:
+        picked = [hidden[i] for i in self.indices]
+        if self.layer == "mean":
+            return torch.stack(picked, 0).mean(0)
+        if isinstance(self.layer, list):
+            return torch.stack(picked, 2)  # (B, T, n_layers, D)
+        return picked[0]
+
+    def _forward(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """One padded batch; returns each item's exact-length frames (float32, on device)."""
+        lengths = [len(w) for w in waves]
+        batch = torch.zeros(len(waves), max(lengths), dtype=torch.float32)
+        mask = torch.zeros(len(waves), max(lengths), dtype=torch.long)
+        for i, w in enumerate(waves):
+            batch[i, : len(w)] = torch.from_numpy(np.asarray(w, dtype=np.float32))
+            mask[i, : len(w)] = 1
+        kwargs = {"attention_mask": mask.to(self.device)} if self.use_attention_mask and len(waves) > 1 else {}
+        with torch.inference_mode(), _autocast(self.device, self.dtype):
+            out = self.model(batch.to(self.device), output_hidden_states=True, **kwargs)
+        feats = self._select(out.hidden_states).float()
+        return [feats[i, : self.n_frames(n)] for i, n in enumerate(lengths)]
+
+    def _chunks(self, n: int) -> list[tuple[int, int]]:
+        hop = self.max_samples - self.overlap_samples
+        starts = list(range(0, max(1, n - self.max_samples + hop), hop))
+        spans = [(s, min(n, s + self.max_samples)) for s in starts]
+        last_start = self._multiple(max(0, n - self.max_samples))
+        if spans[-1][1] < n:
+            spans.append((last_start, n))
+        return spans
+
+    def _stitch(self, n: int, spans: list[tuple[int, int]], parts: list[torch.Tensor]) -> torch.Tensor:
+        total = self.n_frames(n)
+        best = torch.full((total,), -1.0)
+        owner = torch.zeros(total, dtype=torch.long)
+        for k, ((s, e), part) in enumerate(zip(spans, parts)):
+            g0 = s // self.geometry.stride
+            t = torch.arange(part.shape[0], dtype=torch.float32)
+            left = t if s > 0 else torch.full_like(t, math.inf)
+            right = (part.shape[0] - 1 - t) if e < n else torch.full_like(t, math.inf)
+            score = torch.minimum(left, right)
+            idx = torch.arange(g0, min(total, g0 + part.shape[0]))
+            better = score[: len(idx)] > best[idx]
+            best[idx[better]] = score[: len(idx)][better]
+            owner[idx[better]] = k
+        out = torch.empty((total,) + parts[0].shape[1:], dtype=parts[0].dtype, device=parts[0].device)
+        for k, ((s, _), part) in enumerate(zip(spans, parts)):
+            idx = torch.nonzero(owner == k).squeeze(1)
+            out[idx] = part[idx - s // self.geometry.stride]
+        return out
+
+    def encode(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """Frame features per utterance: (T_i, D), or (T_i, n_layers, D) for a layer list.
+
+        All ``waves`` (float32, 16 kHz) run as one padded batch; longer ones than
+        ``max_seconds`` are chunked and stitched (module docstring).
+        """
+        waves = [self._prepare(w) for w in waves]
+        short = [i for i, w in enumerate(waves) if len(w) <= self.max_samples]
+        out: list[torch.Tensor | None] = [None] * len(waves)
+        if short:
+            for i, feats in zip(short, self._forward([waves[i] for i in short])):
+                out[i] = feats
+        for i, w in enumerate(waves):
+            if out[i] is None:
+                spans = self._chunks(len(w))
+                parts = [self._forward([w[s:e]])[0] for s, e in spans]
+                out[i] = self._stitch(len(w), spans, parts)
+        return out  # type: ignore[return-value]
+
+    def _prepare(self, wave: np.ndarray) -> np.ndarray:
+        wave = np.asarray(wave, dtype=np.float32)
+        if len(wave) < self.geometry.receptive_field:  # too short for one frame: pad with silence
+            wave = np.pad(wave, (0, self.geometry.receptive_field - len(wave)))
+        if self.normalize:
+            wave = (wave - wave.mean()) / np.sqrt(wave.var() + 1e-7)
+        return wave
+
+
+class TextEncoder:
+    """A frozen BERT-family encoder: token embeddings, token→word map, word embeddings."""
+
+    def __init__(self, model: str, revision: str | None = None, layer: int | str = "last", device: str = "auto",
+                 max_length: int = 512) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        _quiet_transformers()
+        path = resolve_model_path(model)
+        self.name, self.revision, self.layer = model, revision, layer
+        self.tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+        net = AutoModel.from_pretrained(path, revision=revision)
+        self.weights_sha256 = state_dict_sha256(net)
+        self.n_layers = int(net.config.num_hidden_layers)
+        (self.index,) = layer_indices(layer, self.n_layers) if layer != "mean" else [None]
+        self.device = resolve_device(device)
+        self.model = net.to(self.device).eval().requires_grad_(False)
+        self.max_length = max_length
+        self.dim = int(net.config.hidden_size)
+
+    def encode(self, words: Sequence[Sequence[str]]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Per utterance: (token embeddings (T, D) incl. special tokens, token→word index (T,)
+        with -1 for special tokens, word embeddings (W, D) = mean of each word's sub-tokens)."""
+        enc = self.tokenizer([list(w) for w in words], is_split_into_words=True, padding=True, truncation=True,
+                             max_length=self.max_length, return_tensors="pt")
+        with torch.inference_mode():
+            out = self.model(**{k: v.to(self.device) for k, v in enc.items()}, output_hidden_states=True)
+        hidden = out.hidden_states
+        feats = (torch.stack(hidden[1:], 0).mean(0) if self.index is None else hidden[self.index]).float()
+        results = []
+        for i, ws in enumerate(words):
+            n_tok = int(enc["attention_mask"][i].sum())
+            word_ids = torch.tensor([-1 if w is None else w for w in enc.word_ids(i)[:n_tok]])
+            tokens = feats[i, :n_tok]
+            results.append((tokens, word_ids, word_means(tokens, word_ids.to(tokens.device), len(ws))))
+        return results
+
+
+def word_means(tokens: torch.Tensor, word_ids: torch.Tensor, n_words: int) -> torch.Tensor:
+    """Mean of each word's sub-token rows. Shapes: tokens (T, D), word_ids (T,) → (n_words, D).
+
+    A word with no tokens left (cut by max_length) gets the mean of all word tokens.
+    """
+    keep = word_ids >= 0
+    sums = torch.zeros(n_words, tokens.shape[1], dtype=tokens.dtype, device=tokens.device)
+    sums.index_add_(0, word_ids[keep], tokens[keep])
+    counts = torch.zeros(n_words, dtype=tokens.dtype, device=tokens.device)
+    counts.index_add_(0, word_ids[keep], torch.ones_like(word_ids[keep], dtype=tokens.dtype))
+    out = sums / counts.clamp(min=1)[:, None]
+    missing = counts == 0
+    if missing.any():
+        out[missing] = tokens[keep].mean(0) if keep.any() else 0.0
+    return out

@@ -1,0 +1,272 @@
+"""The ``extract`` stage: encoders over the aligned manifest into fingerprinted HDF5 stores.
+
+Work is split into *parts* of ``features.shard_size`` utterances (contiguous in manifest
+order).  Each finished part is committed atomically as its own small store under
+``<store>.parts/``; a run killed at any moment and restarted redoes only unfinished parts,
+then merges them into ``<store>`` (a copy, atomic rename).  ``--shard i/N`` computes the
+parts ``p`` with ``p % N == i``, so N processes or machines can share the work; the run that
+finds every part present merges.  ``features.n_jobs`` > 1 runs N shards under joblib
+locally, ``features.backend: dask`` runs them on a Dask cluster (``features.scheduler``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed, parallel_config
+from tqdm import tqdm
+
+from alignment.table import SegmentTable
+from features.cache import (CacheError, exclusive_lock, file_sha256, fingerprint_diff, fingerprint_sha256,
+                            merge_stores, read_fingerprint, write_store)
+from features.encoders import SpeechEncoder, TextEncoder
+from features.pooling import pool_segments
+from pipeline import __version__
+from pipeline.audio import read_audio
+from pipeline.config import FeaturesConfig
+from pipeline.manifest import Utterance, read_manifest
+
+SPEECH_LEVELS = ("frame", "phone", "syllable", "word", "utterance")
+TEXT_LEVELS = ("token", "word")
+_TABLE_LEVEL = {"phone": "phones", "syllable": "syllables", "word": "words"}
+KINDS = ("speech", "text")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a part is computed from."""
+
+    utts: list[Utterance]
+    table: SegmentTable
+    segments_sha256: str
+
+
+def load_inputs(manifest: str | Path, segments: str | Path) -> tuple[Inputs, list[str]]:
+    """Manifest utterances that have an alignment (and the ids of those that do not)."""
+    table = SegmentTable.read(segments)
+    aligned = set(table.utt_ids)
+    utts = read_manifest(manifest)
+    kept = [u for u in utts if u.utt_id in aligned]
+    return Inputs(kept, table, file_sha256(segments)), [u.utt_id for u in utts if u.utt_id not in aligned]
+
+
+def batch_seconds(cfg: FeaturesConfig, device: torch.device) -> float:
+    """``auto``: one utterance per batch on CPU (padding made base wav2vec2 1.4x slower there),
+    200 s of audio per batch on GPU."""
+    if cfg.batch_seconds != "auto":
+        return float(cfg.batch_seconds)
+    return 200.0 if device.type == "cuda" else 0.0
+
+
+def make_batches(durations: Sequence[float], max_seconds: float) -> list[list[int]]:
+    """Indices sorted by duration, grouped while (count x longest) stays within ``max_seconds``."""
+    order = sorted(range(len(durations)), key=lambda i: (durations[i], i))
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and (len(batches[-1]) + 1) * durations[i] <= max_seconds:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def build_encoder(kind: str, cfg: FeaturesConfig):
+    if kind == "speech":
+        s = cfg.speech
+        return SpeechEncoder(s.model, s.revision, s.layer, cfg.device, cfg.dtype, s.max_seconds, s.overlap_seconds)
+    t = cfg.text
+    return TextEncoder(t.model, t.revision, t.layer, cfg.device, t.max_length)
+
+
+def fingerprint(kind: str, encoder, cfg: FeaturesConfig, inputs: Inputs) -> dict:
+    """Everything that changes the stored values; a store is reused only if this matches."""
+    ids = hashlib.sha256("\n".join(u.utt_id for u in inputs.utts).encode()).hexdigest()
+    common = {"kind": kind, "model": encoder.name, "revision": encoder.revision,
+              "weights_sha256": encoder.weights_sha256, "segments_sha256": inputs.segments_sha256,
+              "utt_ids_sha256": ids, "format": 1}
+    if kind == "text":
+        return common | {"layer": cfg.text.layer, "levels": list(TEXT_LEVELS), "max_length": cfg.text.max_length}
+    return common | {"layer": cfg.speech.layer, "pooling": cfg.speech.pooling, "levels": list(cfg.speech.levels),
+                     "frame_stride": encoder.frame_stride_s, "dtype": str(encoder.dtype).replace("torch.", ""),
+                     "max_seconds": cfg.speech.max_seconds, "overlap_seconds": cfg.speech.overlap_seconds,
+                     "normalize": encoder.normalize}
+
+
+def _segments(table: SegmentTable, level: str, utt: Utterance) -> list[tuple[float, float]]:
+    if level == "utterance":
+        return [(0.0, float("inf"))]
+    for name in ("phones", "syllables", "words")[("phones", "syllables", "words").index(_TABLE_LEVEL[level]):]:
+        segs = table.segments(name, utt.utt_id)
+        if segs:  # an utterance without phones (uniform fallback) uses its syllables
+            return [(s.start, s.end) for s in segs]
+    return [(0.0, float("inf"))]
+
+
+def speech_part(encoder: SpeechEncoder, cfg: FeaturesConfig, inputs: Inputs, utts: Sequence[Utterance]
+                ) -> dict[str, list[np.ndarray]]:
+    """Rows per level for ``utts``: frames, then every segment level pooled in one call per batch."""
+    levels = {lv: [np.zeros(0)] * len(utts) for lv in cfg.speech.levels}
+    for batch in make_batches([u.duration for u in utts], batch_seconds(cfg, encoder.device)):
+        frames = encoder.encode([read_audio(utts[i].wav) for i in batch])
+        counts = torch.tensor([f.shape[0] for f in frames], device=encoder.device)
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long, device=encoder.device), torch.cumsum(counts, 0)])
+        stacked = torch.cat(frames).flatten(1)  # (F, D) or (F, L*D) for a layer list
+        for lv in cfg.speech.levels:
+            if lv == "frame":
+                for k, i in enumerate(batch):
+                    levels[lv][i] = frames[k].cpu().numpy()
+                continue
+            segs = [_segments(inputs.table, lv, utts[i]) for i in batch]
+            seg_utt = torch.tensor([k for k, s in enumerate(segs) for _ in s], device=encoder.device)
+            bounds = torch.tensor([b for s in segs for b in s], dtype=torch.float64, device=encoder.device)
+            pooled = pool_segments(stacked, offsets, seg_utt, bounds[:, 0], bounds[:, 1], encoder.frame_stride_s,
+                                   encoder.frame_centre0_s, cfg.speech.pooling)
+            pooled = pooled.reshape((-1,) + tuple(frames[0].shape[1:])).cpu().numpy()
+            starts = np.concatenate([[0], np.cumsum([len(s) for s in segs])])
+            for k, i in enumerate(batch):
+                levels[lv][i] = pooled[starts[k]:starts[k + 1]]
+    return levels
+
+
+def text_part(encoder: TextEncoder, inputs: Inputs, utts: Sequence[Utterance], batch_size: int = 32
+              ) -> tuple[dict[str, list[np.ndarray]], dict[str, dict[str, list[np.ndarray]]]]:
+    """Token rows (with their word index) and word rows for ``utts``; words are the alignment's."""
+    tokens, words, token_word = [], [], []
+    for s in range(0, len(utts), batch_size):
+        chunk = utts[s:s + batch_size]
+        labels = [[w.label for w in inputs.table.segments("words", u.utt_id)] for u in chunk]
+        for tok, wid, wemb in encoder.encode(labels):
+            tokens.append(tok.cpu().numpy())
+            token_word.append(wid.cpu().numpy())
+            words.append(wemb.cpu().numpy())
+    return {"token": tokens, "word": words}, {"token": {"word": token_word}}
+
+
+def _part_paths(store: Path, n_parts: int) -> list[Path]:
+    return [Path(f"{store}.parts") / f"part-{p:05d}.h5" for p in range(n_parts)]
+
+
+def _parts(utts: Sequence[Utterance], size: int) -> list[list[Utterance]]:
+    return [list(utts[s:s + size]) for s in range(0, len(utts), size)] or [[]]
+
+
+def compute_parts(kind: str, cfg: FeaturesConfig, inputs: Inputs, store: Path, shard: tuple[int, int],
+                  encoder=None) -> int:
+    """Compute and commit this shard's missing parts; returns how many were computed."""
+    i, n = shard
+    parts = _parts(inputs.utts, cfg.shard_size)
+    paths = _part_paths(store, len(parts))
+    todo = [p for p in range(len(parts)) if p % n == i and not paths[p].exists()]
+    if not todo:
+        return 0
+    if n > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n))
+    encoder = encoder or build_encoder(kind, cfg)
+    with exclusive_lock(Path(f"{store}.parts") / f"shard-{i}-of-{n}"):
+        for p in tqdm(todo, desc=f"extract {kind} {i}/{n}", unit="part", file=sys.stderr):
+            utts = parts[p]
+            if kind == "speech":
+                levels, extra = speech_part(encoder, cfg, inputs, utts), None
+            else:
+                levels, extra = text_part(encoder, inputs, utts)
+            write_store(paths[p], [u.utt_id for u in utts], levels, {"part": p}, extra)
+    return len(todo)
+
+
+def _attrs(kind: str, fp: dict, encoder) -> dict:
+    return {"fingerprint": json.dumps(fp, sort_keys=True), "fingerprint_sha256": fingerprint_sha256(fp),
+            "model": fp["model"], "revision": fp["revision"] or "", "weights_sha256": fp["weights_sha256"],
+            "layer": json.dumps(fp["layer"]), "frame_stride": fp.get("frame_stride", 0.0),
+            "pooling": fp.get("pooling", "mean-of-subtokens"), "segments_sha256": fp["segments_sha256"],
+            "levels": json.dumps(fp["levels"]), "kind": kind, "dim": encoder.dim, "mger_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def store_path(cfg: FeaturesConfig, kind: str, suffix: str = "") -> Path:
+    return Path(cfg.out) / f"{kind}{suffix}.h5"
+
+
+def _run_shard(kind: str, cfg: FeaturesConfig, manifest: str, segments: str, store: str, i: int, n: int) -> int:
+    inputs, _ = load_inputs(manifest, segments)
+    return compute_parts(kind, cfg, inputs, Path(store), (i, n))
+
+
+def extract(kind: str, cfg: FeaturesConfig, manifest: str | Path, segments: str | Path,
+            shard: tuple[int, int] | None = None, no_rebuild: bool = False, store: Path | None = None) -> Path:
+    """Build (or reuse) the ``kind`` store; returns its path. See the module docstring."""
+    t0 = time.perf_counter()
+    inputs, unaligned = load_inputs(manifest, segments)
+    if unaligned:
+        print(f"warning: {len(unaligned)} manifest utterances have no alignment and get no features "
+              f"(e.g. {unaligned[0]}; see the alignment report)", file=sys.stderr)
+    if not inputs.utts:
+        raise CacheError(f"no aligned utterance in {manifest}")
+    store = store or store_path(cfg, kind)
+    encoder = build_encoder(kind, cfg)
+    fp = fingerprint(kind, encoder, cfg, inputs)
+    old = read_fingerprint(store) if store.exists() else None
+    if store.exists():
+        if old == fp:
+            print(f"extract {kind}: {store} is up to date ({len(inputs.utts)} utterances)")
+            return store
+        diff = fingerprint_diff(old or {}, fp) if old else ["no readable fingerprint"]
+        if no_rebuild:
+            raise CacheError(f"{store} was built from something else ({'; '.join(diff)}); "
+                             "rerun without --no-rebuild to rebuild it")
+        print(f"extract {kind}: rebuilding {store} ({'; '.join(diff)})", file=sys.stderr)
+    parts_dir = Path(f"{store}.parts")
+    fp_file = parts_dir / "fingerprint.json"
+    if parts_dir.exists() and (not fp_file.exists() or json.loads(fp_file.read_text()) != fp):
+        shutil.rmtree(parts_dir)  # parts of another configuration
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    fp_file.write_text(json.dumps(fp, sort_keys=True))
+    if shard is not None:
+        compute_parts(kind, cfg, inputs, store, shard, encoder)
+    else:
+        with exclusive_lock(store):
+            _compute_all(kind, cfg, inputs, store, encoder, str(manifest), str(segments))
+    paths = _part_paths(store, len(_parts(inputs.utts, cfg.shard_size)))
+    present = sum(p.exists() for p in paths)
+    if present < len(paths):
+        print(f"extract {kind}: shard {shard[0]}/{shard[1]} done; {present} of {len(paths)} parts present — "
+              f"run the remaining shards, then `mger extract` merges")
+        return store
+    with exclusive_lock(store):
+        merge_stores(paths, store, _attrs(kind, fp, encoder))
+        shutil.rmtree(parts_dir)
+    audio = sum(u.duration for u in inputs.utts)
+    wall = time.perf_counter() - t0
+    work = f"{audio / 60:.1f} min of audio ({audio / wall:.1f}x real time)" if kind == "speech" else "transcripts"
+    print(f"extract {kind}: {len(inputs.utts)} utterances, levels {', '.join(fp['levels'])}; {work} "
+          f"in {wall:.1f}s → {store}")
+    return store
+
+
+def _compute_all(kind: str, cfg: FeaturesConfig, inputs: Inputs, store: Path, encoder, manifest: str,
+                 segments: str) -> None:
+    if cfg.n_jobs == 1 and cfg.backend == "joblib":
+        compute_parts(kind, cfg, inputs, store, (0, 1), encoder)
+        return
+    n = cfg.n_jobs
+    jobs = (delayed(_run_shard)(kind, cfg, manifest, segments, str(store), i, n) for i in range(n))
+    if cfg.backend == "dask":
+        from distributed import Client
+
+        with Client(cfg.scheduler) if cfg.scheduler else Client(processes=False) as client, \
+                parallel_config(backend="dask"):
+            print(f"extract {kind}: {n} shards on Dask scheduler {client.scheduler.address}", file=sys.stderr)
+            Parallel(n_jobs=n)(jobs)
+    else:
+        Parallel(n_jobs=n)(jobs)
+
