@@ -170,8 +170,6 @@ def compute_parts(kind: str, cfg: FeaturesConfig, inputs: Inputs, store: Path, s
     todo = [p for p in range(len(parts)) if p % n == i and not paths[p].exists()]
     if not todo:
         return 0
-    if n > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n))
     encoder = encoder or build_encoder(kind, cfg)
     with exclusive_lock(Path(f"{store}.parts") / f"shard-{i}-of-{n}"):
         for p in tqdm(todo, desc=f"extract {kind} {i}/{n}", unit="part", file=sys.stderr):
@@ -198,6 +196,9 @@ def store_path(cfg: FeaturesConfig, kind: str, suffix: str = "") -> Path:
 
 
 def _run_shard(kind: str, cfg: FeaturesConfig, manifest: str, segments: str, store: str, i: int, n: int) -> int:
+    """One shard in a joblib worker process (or a Dask worker)."""
+    if cfg.backend == "joblib":  # loky worker processes share the cores
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n))
     inputs, _ = load_inputs(manifest, segments)
     return compute_parts(kind, cfg, inputs, Path(store), (i, n))
 

