@@ -263,17 +263,15 @@ class FeatureStore:
         data = self._level_data(level)
         off = self._offsets[level]
         idx = np.array([self._index[u] for u in ids], dtype=np.int64)
-        lengths = off[idx + 1] - off[idx]
-        t_max = max(1, int(lengths.max())) if len(ids) else 1
-        rows = np.concatenate([np.arange(off[i], off[i + 1]) for i in idx]) if len(ids) else np.zeros(0, np.int64)
-        flat = torch.from_numpy(data[rows].astype(np.float32))
+        starts, lengths = off[idx], off[idx + 1] - off[idx]
+        owner = np.repeat(np.arange(len(ids)), lengths)
+        pos = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        rows = data[starts[owner] + pos]
         if layer is not None:
-            flat = flat[:, layer]
-        out = torch.zeros((len(ids), t_max) + tuple(flat.shape[1:]))
-        pos = torch.arange(len(rows)) - torch.repeat_interleave(torch.from_numpy(np.cumsum(lengths) - lengths),
-                                                                torch.from_numpy(lengths))
-        out[torch.repeat_interleave(torch.arange(len(ids)), torch.from_numpy(lengths)), pos] = flat
-        return Batch(out, torch.from_numpy(lengths))
+            rows = rows[:, layer]
+        out = np.zeros((len(ids), max(1, int(lengths.max(initial=0)))) + rows.shape[1:], dtype=np.float32)
+        out[owner, pos] = rows
+        return Batch(torch.from_numpy(out), torch.from_numpy(lengths))
 
     def dataset(self, level: str, utt_ids: Sequence[str], labels: Sequence[int]) -> "torch.utils.data.Dataset":
         """A map-style torch Dataset of (features (T, D), label) for one level."""

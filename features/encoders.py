@@ -187,9 +187,11 @@ class SpeechEncoder:
             batch[i, : len(w)] = torch.from_numpy(np.asarray(w, dtype=np.float32))
             mask[i, : len(w)] = 1
         kwargs = {"attention_mask": mask.to(self.device)} if self.use_attention_mask and len(waves) > 1 else {}
+        # One layer: after truncation it is the last one run, so the hidden-state tuple is not needed.
+        single = not isinstance(self.layer, list) and self.layer != "mean"
         with torch.inference_mode(), _autocast(self.device, self.dtype):
-            out = self.model(batch.to(self.device), output_hidden_states=True, **kwargs)
-        feats = self._select(out.hidden_states).float()
+            out = self.model(batch.to(self.device), output_hidden_states=not single, **kwargs)
+        feats = (out.last_hidden_state if single else self._select(out.hidden_states)).float()
         return [feats[i, : self.n_frames(n)] for i, n in enumerate(lengths)]
 
     def _chunks(self, n: int) -> list[tuple[int, int]]:

@@ -9,6 +9,8 @@ is at ``(t*stride + receptive_field/2) / sample_rate`` seconds.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 POOLINGS = ("mean", "max", "std")
@@ -40,6 +42,9 @@ def frame_ranges(start: torch.Tensor, end: torch.Tensor, n_frames: torch.Tensor,
 def pool_ranges(frames: torch.Tensor, first: torch.Tensor, last: torch.Tensor, mode: str = "mean") -> torch.Tensor:
     """Pool rows ``frames[first[s]:last[s]+1]`` for every segment ``s`` at once.
 
+    mean and std are products with a sparse CSR averaging matrix (one nonzero per frame of
+    each segment); max is a ``scatter_reduce`` over the gathered rows.
+
     Shapes: frames (F, D) — all frames of a batch, flattened; first, last (S,) row indices
     into ``frames``.  Returns (S, D).  ``mode``: mean, max or std (population).
     """
@@ -47,24 +52,26 @@ def pool_ranges(frames: torch.Tensor, first: torch.Tensor, last: torch.Tensor, m
         raise ValueError(f"pooling {mode!r}: expected one of {POOLINGS}")
     if frames.ndim != 2:
         raise ValueError(f"frames must be (F, D), got {tuple(frames.shape)}")
-    counts = (last - first + 1)
+    counts = last - first + 1
     if (counts < 1).any():
         raise ValueError("every segment needs at least one frame")
     n_seg = first.shape[0]
+    crow = torch.cat([torch.zeros(1, dtype=torch.long, device=frames.device), torch.cumsum(counts, 0)])
     seg_of_row = torch.repeat_interleave(torch.arange(n_seg, device=frames.device), counts)
-    starts = torch.cumsum(counts, 0) - counts
-    rows = first[seg_of_row] + (torch.arange(seg_of_row.shape[0], device=frames.device) - starts[seg_of_row])
-    picked = frames[rows]
+    rows = first[seg_of_row] + (torch.arange(seg_of_row.shape[0], device=frames.device) - crow[:-1][seg_of_row])
     if mode == "max":
+        picked = frames[rows]
         out = torch.full((n_seg, frames.shape[1]), float("-inf"), dtype=frames.dtype, device=frames.device)
         return out.scatter_reduce(0, seg_of_row[:, None].expand_as(picked), picked, reduce="amax")
-    denom = counts.to(frames.dtype)[:, None]
-    mean = torch.zeros(n_seg, frames.shape[1], dtype=frames.dtype, device=frames.device).index_add_(
-        0, seg_of_row, picked) / denom
+    # mean (and std): one sparse (segments x frames) averaging matrix, one matrix product
+    weights = (1.0 / counts.to(frames.dtype))[seg_of_row]
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": the product used here is stable
+        warnings.simplefilter("ignore", UserWarning)
+        averaging = torch.sparse_csr_tensor(crow, rows, weights, (n_seg, frames.shape[0]))
+    mean = averaging @ frames
     if mode == "mean":
         return mean
-    sq = torch.zeros_like(mean).index_add_(0, seg_of_row, (picked - mean[seg_of_row]) ** 2) / denom
-    return sq.sqrt()
+    return (averaging @ frames.square() - mean.square()).clamp(min=0).sqrt()
 
 
 def pool_segments(frames: torch.Tensor, frame_offsets: torch.Tensor, seg_utt: torch.Tensor, start: torch.Tensor,

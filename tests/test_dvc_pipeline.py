@@ -34,6 +34,8 @@ def scratch_repo(tmp_path: Path) -> Path:
             shutil.copy(src, repo / name)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["synth"].update(sessions=2, dialogs_per_session=1, turns_per_dialog=6)
+    params["demo_model"].update(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                                conv_dim=16)
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     _run(["git", "init", "-q"], repo)
     return repo
@@ -41,16 +43,20 @@ def scratch_repo(tmp_path: Path) -> Path:
 
 def test_dvc_repro_runs_and_then_is_a_no_op(scratch_repo: Path) -> None:
     out = _run([sys.executable, "-m", "dvc", "repro"], scratch_repo)
-    assert "Running stage 'synth'" in out and "Running stage 'prepare'" in out
+    for stage in ("synth", "prepare", "align", "align_eval", "demo_model", "extract"):
+        assert f"Running stage '{stage}'" in out
+    assert (scratch_repo / "data" / "features" / "speech.h5").is_file()
+    assert json.loads((scratch_repo / "reports" / "alignment.json").read_text())["aligned"] > 0
     manifest = scratch_repo / "data" / "manifest.jsonl"
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     quality = json.loads((scratch_repo / "reports" / "data_quality.json").read_text())
     assert len(rows) == quality["kept"] > 0 and {r["session"] for r in rows} == {1, 2}
     out = _run([sys.executable, "-m", "dvc", "repro"], scratch_repo)
     assert "Data and pipelines are up to date" in out
-    # A changed prepare param re-runs prepare only.
+    # A changed feature param re-runs extraction only: alignment is reused.
     params = yaml.safe_load((scratch_repo / "params.yaml").read_text())
-    params["prepare"]["class_map"] = "6class"
+    params["features"]["speech"]["pooling"] = "max"
     (scratch_repo / "params.yaml").write_text(yaml.safe_dump(params))
     out = _run([sys.executable, "-m", "dvc", "repro"], scratch_repo)
-    assert "Stage 'synth' didn't change" in out and "Running stage 'prepare'" in out
+    assert "Stage 'align' didn't change" in out and "Running stage 'extract'" in out
+    assert "rebuilding" in out and "pooling: 'mean' → 'max'" in out
