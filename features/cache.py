@@ -263,15 +263,14 @@ class FeatureStore:
         data = self._level_data(level)
         off = self._offsets[level]
         idx = np.array([self._index[u] for u in ids], dtype=np.int64)
-        starts, lengths = off[idx], off[idx + 1] - off[idx]
-        owner = np.repeat(np.arange(len(ids)), lengths)
-        pos = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        rows = data[starts[owner] + pos]
+        lengths = off[idx + 1] - off[idx]
+        rows = torch.from_numpy(data)  # float16, one contiguous block per utterance
         if layer is not None:
             rows = rows[:, layer]
-        out = np.zeros((len(ids), max(1, int(lengths.max(initial=0)))) + rows.shape[1:], dtype=np.float32)
-        out[owner, pos] = rows
-        return Batch(torch.from_numpy(out), torch.from_numpy(lengths))
+        out = torch.zeros((len(ids), max(1, int(lengths.max(initial=0)))) + tuple(rows.shape[1:]))
+        for k, i in enumerate(idx):  # one block copy (and fp16 → fp32 cast) per utterance
+            out[k, : lengths[k]] = rows[off[i]:off[i + 1]]
+        return Batch(out, torch.from_numpy(lengths))
 
     def dataset(self, level: str, utt_ids: Sequence[str], labels: Sequence[int]) -> "torch.utils.data.Dataset":
         """A map-style torch Dataset of (features (T, D), label) for one level."""
