@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -19,13 +18,6 @@ import numpy as np
 
 from alignment.base import Segment
 from alignment.normalize import normalize_token
-
-
-@dataclass(frozen=True)
-class BoundaryErrors:
-    onset: list[float]
-    offset: list[float]
-    n_utterances: int
 
 
 def read_truth(path: str | Path) -> dict[str, list[dict]]:

@@ -41,7 +41,7 @@ class IemocapAligner:
         wdseg = segfile_path(utt.wav, ".wdseg")
         if not wdseg.is_file():
             return AlignmentFailure(utt.utt_id, f"no word segmentation file {wdseg}")
-        words = [Segment(r.start, r.end, r.label.lower()) for r in read_segfile(wdseg)]
+        words = [Segment(r.start, r.end, r.label.lower()) for r in read_segfile(wdseg)]  # lower case like CMUdict
         if not words:
             return AlignmentFailure(utt.utt_id, f"{wdseg}: no words in the segmentation")
         phseg = segfile_path(utt.wav, ".phseg")

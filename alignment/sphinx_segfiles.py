@@ -10,19 +10,13 @@ non-speech (so are pocketsphinx's ``[NOISE]``-style fillers); variants such as `
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
+
+from alignment.base import Segment
 
 FRAME = 0.01
 _ROW = re.compile(r"^\s*(\d+)\s+(\d+)\s+(-?\d+)\s+(\S+)")
 _VARIANT = re.compile(r"\(\d+\)$")
-
-
-@dataclass(frozen=True)
-class SegRow:
-    start: float
-    end: float
-    label: str
 
 
 def is_non_speech(label: str) -> bool:
@@ -36,7 +30,7 @@ def strip_variant(word: str) -> str:
     return _VARIANT.sub("", word)
 
 
-def parse_segfile(text: str) -> list[SegRow]:
+def parse_segfile(text: str) -> list[Segment]:
     """Speech rows of a ``.wdseg``/``.phseg`` file, times in seconds (end = (EFrm + 1) frames)."""
     rows = []
     for line in text.splitlines():
@@ -46,9 +40,9 @@ def parse_segfile(text: str) -> list[SegRow]:
         label = strip_variant(m.group(4))
         if is_non_speech(label):
             continue
-        rows.append(SegRow(round(int(m.group(1)) * FRAME, 4), round((int(m.group(2)) + 1) * FRAME, 4), label))
+        rows.append(Segment(round(int(m.group(1)) * FRAME, 4), round((int(m.group(2)) + 1) * FRAME, 4), label))
     return rows
 
 
-def read_segfile(path: Path) -> list[SegRow]:
+def read_segfile(path: Path) -> list[Segment]:
     return parse_segfile(path.read_text(encoding="utf-8", errors="replace"))

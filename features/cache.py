@@ -230,6 +230,9 @@ class FeatureStore:
         self._index = {u: i for i, u in enumerate(self.utt_ids)}
         self._data: dict[str, np.ndarray] = {}
 
+    def n_rows(self, level: str) -> int:
+        return int(self._offsets[level][-1])
+
     @property
     def fingerprint(self) -> dict:
         return json.loads(self.attrs["fingerprint"])

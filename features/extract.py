@@ -104,11 +104,14 @@ def fingerprint(kind: str, encoder, cfg: FeaturesConfig, inputs: Inputs) -> dict
 
 
 def _segments(table: SegmentTable, level: str, utt: Utterance) -> list[tuple[float, float]]:
+    """(start, end) of the utterance's segments at ``level``; an utterance without phones (a
+    uniform alignment fallback) uses its syllables, which always exist."""
     if level == "utterance":
         return [(0.0, float("inf"))]
-    for name in ("phones", "syllables", "words")[("phones", "syllables", "words").index(_TABLE_LEVEL[level]):]:
+    names = ("phones", "syllables", "words")
+    for name in names[names.index(_TABLE_LEVEL[level]):]:
         segs = table.segments(name, utt.utt_id)
-        if segs:  # an utterance without phones (uniform fallback) uses its syllables
+        if segs:
             return [(s.start, s.end) for s in segs]
     return [(0.0, float("inf"))]
 

@@ -8,13 +8,33 @@ from pathlib import Path
 from pipeline.config import Params
 
 
+def _read(path: str | Path) -> dict | None:
+    path = Path(path)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def print_summary(params: Params) -> None:
-    report = Path(params.prepare.report)
-    if not report.is_file():
-        print(f"no data-quality report at {report}: run `dvc repro` first")
+    quality = _read(params.prepare.report)
+    if quality is None:
+        print(f"no data-quality report at {params.prepare.report}: run `dvc repro` first")
         return
-    quality = json.loads(report.read_text(encoding="utf-8"))
     classes = ", ".join(f"{k} {v}" for k, v in quality["per_class"].items())
     sessions = ", ".join(f"{k}: {v}" for k, v in quality["per_session"].items())
     print(f"corpus {quality['root']}: {quality['kept']} utterances kept ({classes}); "
           f"{quality['dropped']} dropped; per session {sessions}")
+    align = _read(params.align.report)
+    if align:
+        print(f"alignment ({align['backend']}): {align['aligned']} aligned, {align['uniform_fallback']} uniform "
+              f"fallback, {align['dropped']} dropped; {align['audio_seconds_per_wall_second']}x real time")
+    evaluation = _read(params.align_eval.report)
+    if evaluation and evaluation.get("n_words"):
+        print(f"alignment accuracy: {evaluation['n_words']} words, onset median {evaluation['onset_median_ms']} ms, "
+              f"{evaluation['onset_within_50ms']:.1%} within 50 ms, {evaluation['onset_within_20ms']:.1%} within 20 ms")
+    for kind in ("speech", "text"):
+        store = Path(params.features.out) / f"{kind}.h5"
+        if store.is_file():
+            from features.cache import FeatureStore
+
+            fs = FeatureStore(store)
+            rows = ", ".join(f"{lv} {fs.n_rows(lv)}" for lv in fs.levels)
+            print(f"features {store}: {len(fs.utt_ids)} utterances, model {fs.attrs['model']}; rows: {rows}")
