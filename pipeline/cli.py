@@ -101,6 +101,23 @@ def _cmd_cache(args: argparse.Namespace, params: Params) -> None:
             raise SystemExit(1)
 
 
+def _cmd_train(args: argparse.Namespace, params: Params) -> None:
+    from models.experiment import run_experiment
+
+    experiments = params.train.experiments
+    names = list(experiments) if args.experiment == "all" else [args.experiment]
+    for name in names:
+        if name not in experiments:
+            raise ValueError(f"train.experiments has no {name!r} (known: {', '.join(experiments)})")
+        run_experiment(name, experiments[name], params.train, params.features, params.prepare.manifest)
+
+
+def _cmd_report(args: argparse.Namespace, params: Params) -> None:
+    from models.report import write_report
+
+    write_report(params.train, params.report)
+
+
 def _cmd_summary(args: argparse.Namespace, params: Params) -> None:
     from pipeline.summary import print_summary
 
@@ -158,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["ls", "verify"], help="ls: list stores; verify: check one store")
     p.add_argument("path", nargs="?", help="ls: folder (features.out); verify: store file")
     p.add_argument("--manifest", help="verify: also check that every utterance of this manifest is covered")
+
+    p = add("train", _cmd_train, "Train and evaluate one experiment of train.experiments (leave-one-session-out).")
+    p.add_argument("--experiment", required=True, help="experiment name, or 'all'")
+
+    add("report", _cmd_report, "Write reports/results.md and the figures from the experiments' metrics.")
 
     add("summary", _cmd_summary, "Print what the pipeline has produced so far (counts, results).")
     return parser

@@ -146,6 +146,51 @@ class DemoModelConfig:
 
 
 @dataclass
+class ExperimentSpec:
+    """One row of the results table: a model over chosen granularities."""
+
+    model: Literal["audio", "text", "multigranular", "coattention", "mha_aux", "late", "combined"]
+    speech_levels: list[SpeechLevel] = field(default_factory=lambda: ["word"])
+    text_level: Literal["token", "word"] = "token"
+    aux_matching: float = 0.0
+    aux_unimodal: float = 0.0
+    late_weights: Literal["mean", "fitted"] = "fitted"
+
+
+@dataclass
+class TrainConfig:
+    """``mger train``: fusion classifiers on the cached features, leave-one-session-out."""
+
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    patience: int = 8
+    class_balanced: bool = False
+    seeds: list[int] = field(default_factory=lambda: [0])
+    hidden: int = 128
+    heads: int = 4
+    layers: int = 2
+    dropout: float = 0.2
+    metrics_dir: str = "reports/metrics"
+    epochs_dir: str = "reports/epochs"
+    experiments: dict[str, ExperimentSpec] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _positive("train", self, "epochs", "batch_size", "patience", "hidden", "heads", "layers")
+        if not self.seeds:
+            raise ConfigError("train.seeds: needs at least one seed")
+
+
+@dataclass
+class ReportConfig:
+    """``mger report``: the results table and figures."""
+
+    out: str = "reports/results.md"
+    figures: str = "reports/figures"
+
+
+@dataclass
 class Params:
     """All of params.yaml."""
 
@@ -155,6 +200,8 @@ class Params:
     align_eval: AlignEvalConfig = field(default_factory=AlignEvalConfig)
     demo_model: DemoModelConfig = field(default_factory=DemoModelConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 def _positive(section: str, obj: Any, *names: str) -> None:

@@ -38,3 +38,8 @@ def print_summary(params: Params) -> None:
             fs = FeatureStore(store)
             rows = ", ".join(f"{lv} {fs.n_rows(lv)}" for lv in fs.levels)
             print(f"features {store}: {len(fs.utt_ids)} utterances, model {fs.attrs['model']}; rows: {rows}")
+    results = Path(params.report.out)
+    if results.is_file():
+        table = [line for line in results.read_text(encoding="utf-8").splitlines() if line.startswith("|")]
+        print(f"results ({results}):")
+        print("\n".join(table))

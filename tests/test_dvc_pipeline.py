@@ -34,6 +34,9 @@ def scratch_repo(tmp_path: Path) -> Path:
             shutil.copy(src, repo / name)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["synth"].update(sessions=2, dialogs_per_session=1, turns_per_dialog=6)
+    params["train"].update(epochs=2, patience=2, experiments={
+        "text": {"model": "text"}, "audio_word": {"model": "audio", "speech_levels": ["word"]},
+        "late": {"model": "late", "speech_levels": ["word"]}})
     params["demo_model"].update(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
                                 conv_dim=16)
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
@@ -43,7 +46,8 @@ def scratch_repo(tmp_path: Path) -> Path:
 
 def test_dvc_repro_runs_and_then_is_a_no_op(scratch_repo: Path) -> None:
     out = _run([sys.executable, "-m", "dvc", "repro"], scratch_repo)
-    for stage in ("synth", "prepare", "align", "align_eval", "demo_model", "extract"):
+    for stage in ("synth", "prepare", "align", "align_eval", "demo_model", "extract", "train@text",
+                  "train@audio_word", "train@late", "report"):
         assert f"Running stage '{stage}'" in out
     assert (scratch_repo / "data" / "features" / "speech.h5").is_file()
     assert json.loads((scratch_repo / "reports" / "alignment.json").read_text())["aligned"] > 0
@@ -53,6 +57,13 @@ def test_dvc_repro_runs_and_then_is_a_no_op(scratch_repo: Path) -> None:
     assert len(rows) == quality["kept"] > 0 and {r["session"] for r in rows} == {1, 2}
     out = _run([sys.executable, "-m", "dvc", "repro"], scratch_repo)
     assert "Data and pipelines are up to date" in out
+    assert "| late |" in (scratch_repo / "reports" / "results.md").read_text()
+    # A changed training param re-runs training (and the report) only: the feature cache is reused.
+    params = yaml.safe_load((scratch_repo / "params.yaml").read_text())
+    params["train"]["lr"] = 0.002
+    (scratch_repo / "params.yaml").write_text(yaml.safe_dump(params))
+    out = _run([sys.executable, "-m", "dvc", "repro"], scratch_repo)
+    assert "Stage 'extract' didn't change" in out and "Running stage 'train@text'" in out
     # A changed feature param re-runs extraction only: alignment is reused.
     params = yaml.safe_load((scratch_repo / "params.yaml").read_text())
     params["features"]["speech"]["pooling"] = "max"

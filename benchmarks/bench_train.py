@@ -1,0 +1,65 @@
+"""Epoch time of each classifier on IEMOCAP-sized random tensors (5,531 utterances, 768-dim).
+
+    python -m benchmarks.bench_train [--utterances 5531] [--frame-utterances 1000]
+
+Lengths per level are drawn around IEMOCAP's (4.5 s mean: ~225 wav2vec2 frames, ~45 phones,
+~16 syllables, ~12 words, ~16 BERT tokens).  The frame level is timed on
+``--frame-utterances`` utterances (its padded tensor for all 5,531 would need ~10 GB) and
+scaled linearly to the full count.  One training epoch (batch 32, AdamW) per model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from features.cache import Batch
+from models.modules import ModelConfig
+from models.train import FitSettings, TensorSet, fit
+
+MEAN_LENGTH = {"frame": 225, "phone": 45, "syllable": 16, "word": 12, "token": 16}
+MODELS = [
+    ("audio", ["frame"]), ("audio", ["phone"]), ("audio", ["syllable"]), ("audio", ["word"]), ("text", ["word"]),
+    ("multigranular", ["phone", "syllable", "word"]), ("coattention", ["word"]), ("mha_aux", ["word"]),
+]
+
+
+def random_batch(n: int, level: str, dim: int, rng: np.random.Generator) -> Batch:
+    mean = MEAN_LENGTH[level]
+    lengths = np.clip(rng.gamma(4.0, mean / 4.0, n).round(), 1, 3 * mean).astype(np.int64)
+    data = torch.zeros(n, int(lengths.max()), dim)
+    for i, length in enumerate(lengths):
+        data[i, :length] = torch.from_numpy(rng.standard_normal((length, dim), dtype=np.float32))
+    return Batch(data, torch.from_numpy(lengths))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--utterances", type=int, default=5531)
+    parser.add_argument("--frame-utterances", type=int, default=1000)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    print(f"one epoch, batch 32, {args.utterances} utterances, 768-dim speech and text, {torch.get_num_threads()} threads")
+    for kind, levels in MODELS:
+        n = args.frame_utterances if "frame" in levels else args.utterances
+        names = [f"speech:{lv}" for lv in levels] if kind in ("audio", "multigranular") else []
+        if kind in ("coattention", "mha_aux"):
+            names = [f"speech:{levels[0]}", "text:token"]
+        if kind == "text":
+            names = ["text:token"]
+        inputs = {nm: random_batch(n, nm.split(":")[1], 768, rng) for nm in names}
+        data = TensorSet(inputs, torch.as_tensor(rng.integers(0, 4, n)))
+        cfg = ModelConfig(kind=kind, speech_levels=levels, dims={nm: 768 for nm in names}, n_classes=4,
+                          aux_matching=0.5 if kind == "mha_aux" else 0.0, aux_unimodal=0.5 if kind == "mha_aux" else 0.0)
+        t0 = time.perf_counter()
+        fit(cfg, data, data.subset(np.arange(64)), FitSettings(epochs=1, batch_size=32), seed=0)
+        seconds = (time.perf_counter() - t0) * args.utterances / n
+        scaled = f" (timed on {n}, scaled)" if n != args.utterances else ""
+        print(f"{kind:<14s} {'+'.join(levels):<22s} {seconds:7.1f} s per epoch{scaled}")
+
+
+if __name__ == "__main__":
+    main()

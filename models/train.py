@@ -1,0 +1,122 @@
+"""Training on cached tensors: AdamW, early stopping on the validation UA, seeded.
+
+A fold's tensors are loaded once (:class:`TensorSet`); mini-batches are slices trimmed to
+their longest item.  The validation split comes from the training sessions only (see
+:func:`models.experiment.fold_ids`); the test session is never looked at before the final
+prediction.  On CPU the same seed gives bit-identical results.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from features.cache import Batch
+from models.metrics import unweighted_accuracy
+from models.modules import ModelConfig, build_model
+
+
+@dataclass
+class TensorSet:
+    """Padded inputs (name → Batch) and integer labels for one split."""
+
+    inputs: dict[str, Batch]
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, idx: np.ndarray) -> "TensorSet":
+        i = torch.as_tensor(idx, dtype=torch.long)
+        return TensorSet({n: Batch(b.data[i], b.lengths[i]) for n, b in self.inputs.items()}, self.labels[i])
+
+    def batch(self, idx: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        out = {}
+        for name, b in self.inputs.items():
+            lengths = b.lengths[idx]
+            t = max(1, int(lengths.max()))
+            x = b.data[idx, :t]
+            out[name] = (x, torch.arange(t)[None, :] < lengths[:, None])
+        return out
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    patience: int = 8
+    class_balanced: bool = False
+
+
+def predict_proba(model: torch.nn.Module, data: TensorSet, batch_size: int = 128) -> np.ndarray:
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(data), batch_size):
+            idx = torch.arange(s, min(len(data), s + batch_size))
+            out.append(torch.softmax(model(data.batch(idx)).logits, -1))
+    return torch.cat(out).numpy() if out else np.zeros((0, 0))
+
+
+def fit(cfg: ModelConfig, train: TensorSet, val: TensorSet, settings: FitSettings, seed: int
+        ) -> tuple[torch.nn.Module, list[dict]]:
+    """Train a fresh model; returns it at its best validation UA, and the per-epoch history."""
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    weight = None
+    if settings.class_balanced:
+        counts = torch.bincount(train.labels, minlength=cfg.n_classes).float().clamp(min=1)
+        weight = counts.sum() / (cfg.n_classes * counts)
+    gen = torch.Generator().manual_seed(seed)
+    best_ua, best_state, bad, history = -1.0, copy.deepcopy(model.state_dict()), 0, []
+    for epoch in range(1, settings.epochs + 1):
+        model.train()
+        perm = torch.randperm(len(train), generator=gen)
+        total = 0.0
+        for s in range(0, len(train), settings.batch_size):
+            idx = perm[s:s + settings.batch_size]
+            labels = train.labels[idx]
+            out = model(train.batch(idx), labels)
+            loss = F.cross_entropy(out.logits, labels, weight=weight)
+            if out.aux_loss is not None:
+                loss = loss + out.aux_loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        val_pred = predict_proba(model, val).argmax(1)
+        val_ua = unweighted_accuracy(val.labels.numpy(), val_pred, cfg.n_classes)
+        history.append({"epoch": epoch, "train_loss": total / len(train), "val_ua": val_ua})
+        if val_ua > best_ua:
+            best_ua, best_state, bad = val_ua, copy.deepcopy(model.state_dict()), 0
+        else:
+            bad += 1
+            if bad >= settings.patience:
+                break
+    model.load_state_dict(best_state)
+    return model, history
+
+
+def fit_weights(val_probs: list[np.ndarray], val_labels: np.ndarray, n_classes: int, step: float = 0.1
+                ) -> np.ndarray:
+    """Late-fusion weights on the simplex (grid of ``step``) maximising validation UA; ties → closest to equal."""
+    m = len(val_probs)
+    ticks = int(round(1 / step))
+    best, best_key = np.full(m, 1 / m), (-1.0, 0.0)
+    for combo in itertools.product(range(ticks + 1), repeat=m - 1):
+        if sum(combo) > ticks:
+            continue
+        w = np.array(list(combo) + [ticks - sum(combo)], float) / ticks
+        ua = unweighted_accuracy(val_labels, sum(wi * p for wi, p in zip(w, val_probs)).argmax(1), n_classes)
+        key = (ua, -float(np.abs(w - 1 / m).sum()))
+        if key > best_key:
+            best, best_key = w, key
+    return best

@@ -1,0 +1,181 @@
+"""Fusion classifiers: metrics vs scikit-learn, masks, auxiliary losses, folds, determinism."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
+
+from features.cache import Batch
+from models.experiment import fold_ids, members
+from models.metrics import all_metrics
+from models.modules import ModelConfig, build_model, input_names
+from models.train import FitSettings, TensorSet, fit, fit_weights, predict_proba
+from pipeline.config import ExperimentSpec
+from pipeline.manifest import Utterance
+
+DIMS = {"speech:word": 12, "speech:phone": 12, "speech:frame": 12, "text:token": 10}
+KINDS = [("audio", ["word"]), ("text", ["word"]), ("multigranular", ["phone", "word"]),
+         ("coattention", ["word"]), ("mha_aux", ["word"])]
+
+
+def _cfg(kind: str, levels: list[str], dropout: float = 0.1, **kw) -> ModelConfig:
+    return ModelConfig(kind=kind, speech_levels=levels, dims=DIMS, n_classes=4, hidden=16, heads=2, layers=2,
+                       dropout=dropout, **kw)
+
+
+def _batch(b: int, t: int, d: int, lengths: list[int], seed: int) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, t, d, generator=g)
+    lengths_t = torch.tensor(lengths)
+    x[torch.arange(t)[None, :] >= lengths_t[:, None]] = 0.0
+    return Batch(x, lengths_t)
+
+
+def _tensors(n: int, seed: int = 0, names: list[str] | None = None) -> TensorSet:
+    g = np.random.default_rng(seed)
+    names = names or list(DIMS)
+    inputs = {name: _batch(n, 9, DIMS[name], list(g.integers(1, 10, n)), seed + i) for i, name in enumerate(names)}
+    labels = torch.as_tensor(g.integers(0, 4, n))
+    for name, b in inputs.items():  # make the task learnable: the label shifts the features
+        b.data[..., 0] += labels[:, None].float() * 2 * (torch.arange(9)[None, :] < b.lengths[:, None])
+    return TensorSet(inputs, labels)
+
+
+def test_metrics_equal_scikit_learn() -> None:
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 4, 300)
+    y_pred = np.where(rng.random(300) < 0.6, y_true, rng.integers(0, 4, 300))
+    m = all_metrics(y_true, y_pred, 4)
+    assert m["wa"] == pytest.approx(accuracy_score(y_true, y_pred))
+    assert m["ua"] == pytest.approx(balanced_accuracy_score(y_true, y_pred))
+    assert m["f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    assert m["confusion"] == confusion_matrix(y_true, y_pred, labels=range(4)).tolist()
+    # WA and UA differ on imbalanced data, the way the literature defines them
+    y_true = np.array([0] * 90 + [1] * 10)
+    y_pred = np.zeros(100, int)
+    assert (all_metrics(y_true, y_pred, 2)["wa"], all_metrics(y_true, y_pred, 2)["ua"]) == (0.9, 0.5)
+
+
+@pytest.mark.parametrize("kind, levels", KINDS)
+def test_forward_backward_and_padding_invariance(kind: str, levels: list[str]) -> None:
+    torch.manual_seed(0)
+    cfg = _cfg(kind, levels, aux_matching=0.5, aux_unimodal=0.5)
+    model = build_model(cfg)
+    data = _tensors(6)
+    idx = torch.arange(6)
+    inputs = data.batch(idx)
+    model.train()
+    out = model(inputs, data.labels)
+    loss = torch.nn.functional.cross_entropy(out.logits, data.labels) + (out.aux_loss if out.aux_loss is not None else 0)
+    loss.backward()
+    assert out.logits.shape == (6, 4)
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad and p.grad is not None)
+    assert sum(p.grad.abs().sum() for p in model.parameters() if p.grad is not None) > 0
+    # eval: an utterance alone gives the same output as inside a padded batch
+    model.eval()
+    with torch.no_grad():
+        batched = model(inputs).logits
+        for i in range(6):
+            alone = {n: (x[i:i + 1, : int(m[i].sum())], m[i:i + 1, : int(m[i].sum())]) for n, (x, m) in inputs.items()}
+            assert torch.allclose(model(alone).logits[0], batched[i], atol=1e-5), (kind, i)
+        extra = {n: (torch.cat([x, torch.full_like(x[:, :3], 7.0)], 1), torch.cat([m, torch.zeros_like(m[:, :3])], 1))
+                 for n, (x, m) in inputs.items()}  # more padding, with garbage in it
+        assert torch.allclose(model(extra).logits, batched, atol=1e-5)
+
+
+@pytest.mark.parametrize("matching, unimodal, active", [(0.0, 0.0, False), (0.5, 0.0, True), (0.0, 0.5, True),
+                                                        (0.5, 0.5, True)])
+def test_auxiliary_losses_switch_on_and_off(matching: float, unimodal: float, active: bool) -> None:
+    torch.manual_seed(0)
+    model = build_model(_cfg("mha_aux", ["word"], 0.0, aux_matching=matching, aux_unimodal=unimodal)).train()
+    data = _tensors(8)
+    out = model(data.batch(torch.arange(8)), data.labels)
+    assert (float(out.aux_loss.detach()) > 0) == active
+    if matching and unimodal:  # the two weighted losses add up
+        m_only = build_model(_cfg("mha_aux", ["word"], 0.0, aux_matching=matching)).train()
+        u_only = build_model(_cfg("mha_aux", ["word"], 0.0, aux_unimodal=unimodal)).train()
+        for m in (m_only, u_only):
+            m.load_state_dict(model.state_dict())
+        both = float(model(data.batch(torch.arange(8)), data.labels).aux_loss.detach())
+        parts = sum(float(m(data.batch(torch.arange(8)), data.labels).aux_loss.detach()) for m in (m_only, u_only))
+        assert both == pytest.approx(parts, rel=1e-4)
+
+
+def test_training_learns_and_is_bit_identical_for_a_seed() -> None:
+    data = _tensors(120, seed=3)
+    train, val = data.subset(np.arange(80)), data.subset(np.arange(80, 120))
+    settings = FitSettings(epochs=15, batch_size=16, lr=3e-3, patience=15)
+    runs = []
+    for _ in range(2):
+        model, history = fit(_cfg("coattention", ["word"]), train, val, settings, seed=7)
+        runs.append((predict_proba(model, val), history))
+    assert np.array_equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
+    assert max(h["val_ua"] for h in runs[0][1]) > 0.5  # well above chance (0.25)
+    other, _ = fit(_cfg("coattention", ["word"]), train, val, settings, seed=8)
+    assert not np.array_equal(predict_proba(other, val), runs[0][0])
+
+
+def _utts() -> list[Utterance]:
+    out = []
+    for s in range(1, 6):
+        for g in "FM":
+            for k in range(4):
+                uid = f"Ses0{s}F_impro01_{g}{k:03d}"
+                out.append(Utterance(uid, s, uid[:14], f"Ses0{s}_{g}", g, True, "/x.wav", 1.0, "hi", "neu", "neu",
+                                     3.0, 3.0, 3.0))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_folds_are_session_and_speaker_disjoint(seed: int) -> None:
+    utts = _utts()
+    for fold in range(1, 6):
+        train, val, test = fold_ids(utts, fold, seed)
+        assert sorted(train + val + test) == list(range(len(utts)))
+        sessions = [{utts[i].session for i in part} for part in (train, val, test)]
+        speakers = [{utts[i].speaker for i in part} for part in (train, val, test)]
+        assert sessions[2] == {fold} and fold not in sessions[0] | sessions[1]
+        assert not (speakers[0] & speakers[1]) and not (speakers[0] & speakers[2]) and not (speakers[1] & speakers[2])
+        assert len(speakers[1]) == 1
+
+
+def test_late_fusion_weights_and_members() -> None:
+    labels = np.array([0, 1, 2, 3] * 5)
+    good = np.eye(4)[labels] * 0.9 + 0.025
+    bad = np.full((20, 4), 0.01)
+    bad[:, 0] = 0.97  # confidently always class 0: equal weights would follow it
+    w = fit_weights([bad, good], labels, 4)
+    assert w[1] > w[0] and w.sum() == pytest.approx(1.0)
+    late = members(ExperimentSpec(model="late", speech_levels=["word", "phone"]))
+    assert [(m.model, m.speech_levels) for m in late] == [("audio", ["word"]), ("audio", ["phone"]), ("text", ["word"])]
+    combined = members(ExperimentSpec(model="combined", speech_levels=["word"]))
+    assert [m.model for m in combined] == ["coattention", "audio", "text"]
+    assert input_names(_cfg("coattention", ["word"])) == ["speech:word", "text:token"]
+
+
+def test_report_table_and_figures(tmp_path: Path) -> None:
+    from models.report import write_report
+    from pipeline.config import ReportConfig, TrainConfig
+
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    for name, model, levels, ua in [("text", "text", ["word"], 0.6), ("audio_word", "audio", ["word"], 0.45),
+                                    ("mha_both", "mha_aux", ["word"], 0.65)]:
+        cell = {"mean": ua, "std": 0.01}
+        (metrics / f"{name}.json").write_text(json.dumps({
+            "experiment": name, "model": model, "speech_levels": levels, "text_level": "token",
+            "aux_matching": 0.5, "aux_unimodal": 0.5, "classes": ["ang", "hap", "neu", "sad"], "seeds": [0],
+            "n_utterances": 100, "wa": cell, "ua": cell, "f1": cell, "folds": {},
+            "confusion": np.eye(4, dtype=int).tolist()}))
+    out = write_report(TrainConfig(metrics_dir=str(metrics)), ReportConfig(out=str(tmp_path / "results.md"),
+                                                                           figures=str(tmp_path / "fig")))
+    text = out.read_text()
+    assert "| mha_both | mha fusion (word), auxiliary: matching + unimodal | 65.00 ± 1.00" in text
+    assert "Sun et al. 2023: WA 78.42 / UA 79.71" in text and "Best UA: mha_both" in text
+    for png in ("confusion_best.png", "ua_by_granularity.png", "ua_by_fusion.png"):
+        assert (tmp_path / "fig" / png).read_bytes()[:4] == b"\x89PNG"
