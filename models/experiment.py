@@ -2,8 +2,9 @@
 
 Fold k tests session k.  Its validation split is every utterance of one speaker of the
 training sessions (speaker ``sorted(train speakers)[(k + seed) % n]``), so train, validation and
-test are session- and speaker-disjoint and the test session never chooses an epoch.  All
-inputs are loaded once for the whole corpus and indexed per fold.  Metrics per fold, then
+test are session- and speaker-disjoint and the test session never chooses an epoch.  (A
+corpus whose training sessions have a single speaker falls back to every fifth training
+utterance for validation.)  All inputs are loaded once for the whole corpus and indexed per fold.  Metrics per fold, then
 mean ± std over the folds (each fold averaged over ``train.seeds``) and over the seeds (each
 seed averaged over the folds), go to ``reports/metrics/<experiment>.json``; the per-epoch
 history to ``reports/epochs/<experiment>.csv``.
@@ -42,6 +43,11 @@ def fold_ids(utts: Sequence[Utterance], fold: int, seed: int) -> tuple[list[int]
     val_speaker = speakers[(fold + seed) % len(speakers)]
     val = [i for i in rest if utts[i].speaker == val_speaker]
     train = [i for i in rest if utts[i].speaker != val_speaker]
+    if not train or not val:  # tiny corpora (one training speaker): every 5th training utterance
+        val, train = rest[::5], [i for k, i in enumerate(rest) if k % 5]
+    if not train or not val or not test:
+        raise StageError(f"fold {fold}: too few utterances for train/validation/test ({len(rest)} outside session "
+                         f"{fold}, {len(test)} in it)")
     return train, val, test
 
 

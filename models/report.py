@@ -24,6 +24,8 @@ def _label(m: dict) -> str:
         return f"text only ({m['text_level']})"
     if m["model"] == "audio":
         return f"audio only, {levels}"
+    if m["model"] == "multigranular":
+        return f"audio only, multi-granularity {levels}"
     if m["model"] == "mha_aux":
         aux = [name for name, on in (("matching", m["aux_matching"] > 0), ("unimodal", m["aux_unimodal"] > 0)) if on]
         return f"mha fusion ({levels}), auxiliary: {' + '.join(aux) if aux else 'none'}"
