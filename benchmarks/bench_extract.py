@@ -21,7 +21,6 @@ threading scales poorly on two cores); on GPU, one process with padded batches a
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import tempfile
 import time

@@ -18,7 +18,8 @@ import torch
 
 from features.cache import Batch
 from models.modules import ModelConfig
-from models.train import FitSettings, TensorSet, fit
+from models.train import TensorSet, fit
+from pipeline.config import TrainConfig
 
 MEAN_LENGTH = {"frame": 225, "phone": 45, "syllable": 16, "word": 12, "token": 16}
 MODELS = [
@@ -55,7 +56,7 @@ def main() -> None:
         cfg = ModelConfig(kind=kind, speech_levels=levels, dims={nm: 768 for nm in names}, n_classes=4,
                           aux_matching=0.5 if kind == "mha_aux" else 0.0, aux_unimodal=0.5 if kind == "mha_aux" else 0.0)
         t0 = time.perf_counter()
-        fit(cfg, data, data.subset(np.arange(64)), FitSettings(epochs=1, batch_size=32), seed=0)
+        fit(cfg, data, data.subset(np.arange(64)), TrainConfig(epochs=1, batch_size=32), seed=0)
         seconds = (time.perf_counter() - t0) * args.utterances / n
         scaled = f" (timed on {n}, scaled)" if n != args.utterances else ""
         print(f"{kind:<14s} {'+'.join(levels):<22s} {seconds:7.1f} s per epoch{scaled}")

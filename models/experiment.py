@@ -29,7 +29,7 @@ from tqdm import tqdm
 from features.cache import FeatureStore
 from models.metrics import all_metrics
 from models.modules import ModelConfig, input_names
-from models.train import FitSettings, TensorSet, fit, fit_weights, predict_proba
+from models.train import TensorSet, fit, fit_weights, predict_proba
 from pipeline.config import ExperimentSpec, FeaturesConfig, TrainConfig
 from pipeline.manifest import Utterance, read_manifest, sessions
 from pipeline.reporting import StageError, write_json
@@ -89,8 +89,6 @@ def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, feat
     names = sorted({n for part in parts for n in input_names(model_config(part, train_cfg, {}, len(classes)))})
     data = TensorSet(load_inputs(names, features, [u.utt_id for u in utts]), torch.as_tensor(labels))
     dims = {n: int(b.data.shape[-1]) for n, b in data.inputs.items()}
-    settings = FitSettings(train_cfg.epochs, train_cfg.batch_size, train_cfg.lr, train_cfg.weight_decay,
-                           train_cfg.patience, train_cfg.class_balanced)
     folds = sessions(utts)
     per = {m: np.zeros((len(train_cfg.seeds), len(folds))) for m in ("wa", "ua", "f1")}
     confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
@@ -102,7 +100,7 @@ def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, feat
         val_probs, test_probs = [], []
         for part in parts:
             cfg = model_config(part, train_cfg, dims, len(classes))
-            model, history = fit(cfg, train_set, val_set, settings, seed)
+            model, history = fit(cfg, train_set, val_set, train_cfg, seed)
             history_rows += [{"fold": fold, "seed": seed, "member": part.model + ":" + "+".join(part.speech_levels),
                               **h} for h in history]
             val_probs.append(predict_proba(model, val_set))

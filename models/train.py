@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from features.cache import Batch
 from models.metrics import unweighted_accuracy
 from models.modules import ModelConfig, build_model
+from pipeline.config import TrainConfig
 
 
 @dataclass
@@ -45,16 +46,6 @@ class TensorSet:
         return out
 
 
-@dataclass(frozen=True)
-class FitSettings:
-    epochs: int = 40
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    patience: int = 8
-    class_balanced: bool = False
-
-
 def predict_proba(model: torch.nn.Module, data: TensorSet, batch_size: int = 128) -> np.ndarray:
     model.eval()
     out = []
@@ -65,7 +56,7 @@ def predict_proba(model: torch.nn.Module, data: TensorSet, batch_size: int = 128
     return torch.cat(out).numpy() if out else np.zeros((0, 0))
 
 
-def fit(cfg: ModelConfig, train: TensorSet, val: TensorSet, settings: FitSettings, seed: int
+def fit(cfg: ModelConfig, train: TensorSet, val: TensorSet, settings: TrainConfig, seed: int
         ) -> tuple[torch.nn.Module, list[dict]]:
     """Train a fresh model; returns it at its best validation UA, and the per-epoch history."""
     torch.manual_seed(seed)

@@ -14,8 +14,8 @@ from features.cache import Batch
 from models.experiment import fold_ids, members
 from models.metrics import all_metrics
 from models.modules import ModelConfig, build_model, input_names
-from models.train import FitSettings, TensorSet, fit, fit_weights, predict_proba
-from pipeline.config import ExperimentSpec
+from models.train import TensorSet, fit, fit_weights, predict_proba
+from pipeline.config import ExperimentSpec, TrainConfig
 from pipeline.manifest import Utterance
 
 DIMS = {"speech:word": 12, "speech:phone": 12, "speech:frame": 12, "text:token": 10}
@@ -109,7 +109,7 @@ def test_auxiliary_losses_switch_on_and_off(matching: float, unimodal: float, ac
 def test_training_learns_and_is_bit_identical_for_a_seed() -> None:
     data = _tensors(120, seed=3)
     train, val = data.subset(np.arange(80)), data.subset(np.arange(80, 120))
-    settings = FitSettings(epochs=15, batch_size=16, lr=3e-3, patience=15)
+    settings = TrainConfig(epochs=15, batch_size=16, lr=3e-3, patience=15)
     runs = []
     for _ in range(2):
         model, history = fit(_cfg("coattention", ["word"]), train, val, settings, seed=7)
