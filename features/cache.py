@@ -85,6 +85,12 @@ def exclusive_lock(path: str | Path) -> Iterator[None]:
         fh.close()
 
 
+def _set_attrs(f: h5py.File, attrs: Mapping[str, object]) -> None:
+    """Store attributes; anything but str/int/float as JSON."""
+    for key, value in attrs.items():
+        f.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+
+
 def write_store(path: str | Path, utt_ids: Sequence[str], levels: Mapping[str, Sequence[np.ndarray]],
                 attrs: Mapping[str, object], extra: Mapping[str, Mapping[str, Sequence[np.ndarray]]] | None = None
                 ) -> None:
@@ -104,8 +110,7 @@ def write_store(path: str | Path, utt_ids: Sequence[str], levels: Mapping[str, S
             g.create_dataset("data", data=np.concatenate(rows).astype(np.float16))
             for name, arrays in (extra or {}).get(level, {}).items():
                 g.create_dataset(name, data=np.concatenate(arrays).astype(np.int32))
-        for key, value in attrs.items():
-            f.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+        _set_attrs(f, attrs)
     os.replace(tmp, path)
 
 
@@ -129,8 +134,7 @@ def merge_stores(parts: Sequence[str | Path], path: str | Path, attrs: Mapping[s
         finally:
             for h in handles:
                 h.close()
-        for key, value in attrs.items():
-            out.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+        _set_attrs(out, attrs)
     os.replace(tmp, path)
 
 
