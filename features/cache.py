@@ -213,10 +213,20 @@ class Batch:
         return torch.arange(self.data.shape[1])[None, :] < self.lengths[:, None]
 
 
-class FeatureStore:
-    """Read-only access to a store; raises :class:`CacheError` on a structurally broken file."""
+class LeakageError(CacheError):
+    """Features from encoders fine-tuned for one fold requested for another fold."""
 
-    def __init__(self, path: str | Path) -> None:
+
+class FeatureStore:
+    """Read-only access to a store; raises :class:`CacheError` on a structurally broken file.
+
+    ``fold``: the cross-validation fold the features are for.  A store extracted with encoders
+    fine-tuned for fold j (``mger extract --fold j``) opens only with ``fold=j``; any other
+    fold raises :class:`LeakageError`, since those encoders were trained on fold k's test
+    session.  Frozen-encoder stores serve every fold.
+    """
+
+    def __init__(self, path: str | Path, fold: int | None = None) -> None:
         self.path = Path(path)
         try:
             with h5py.File(self.path, "r") as f:
@@ -233,6 +243,22 @@ class FeatureStore:
                 raise CacheError(f"{self.path}: level {lv!r} has inconsistent offsets; run `mger cache verify`")
         self._index = {u: i for i, u in enumerate(self.utt_ids)}
         self._data: dict[str, np.ndarray] = {}
+        if fold is not None:
+            self.check_fold(fold)
+
+    @property
+    def fold(self) -> int | None:
+        """The fold whose fine-tuned encoders made this store (None: frozen encoders)."""
+        return self.fingerprint.get("fold") if "fingerprint" in self.attrs else None
+
+    def check_fold(self, fold: int) -> None:
+        own = self.fold
+        if own is None:
+            return
+        sessions = self.fingerprint.get("finetune_train_sessions", [])
+        if own != fold or fold in sessions:
+            raise LeakageError(f"{self.path}: features from encoders fine-tuned for fold {own} (on sessions "
+                               f"{sessions}) cannot be used for fold {fold}: its test session was in their training")
 
     def n_rows(self, level: str) -> int:
         return int(self._offsets[level][-1])

@@ -1,7 +1,8 @@
 """Frozen encoders: any wav2vec2-family speech model and any BERT-family text model.
 
 Both load with ``from_pretrained(hub id or local path, revision=...)``, run in ``eval()``
-under ``torch.inference_mode()``, and are never trained here (fine-tuning is its own stage).
+under ``torch.inference_mode()``, and are never trained here: fine-tuning
+(:mod:`models.finetune`) takes their ``model`` and input preparation and trains a copy.
 
 Speech layer choice (``features.speech.layer``): ``last``; an index into the hidden states
 (0 = transformer input, i = output of layer i, negative from the end); a list of indices

@@ -7,10 +7,16 @@ then merges them into ``<store>`` (a copy, atomic rename).  ``--shard i/N`` comp
 parts ``p`` with ``p % N == i``, so N processes or machines can share the work; the run that
 finds every part present merges.  ``features.n_jobs`` > 1 runs N shards under joblib
 locally, ``features.backend: dask`` runs them on a Dask cluster (``features.scheduler``).
+
+``--fold k`` extracts with fold k's fine-tuned encoders (``mger finetune --fold k``) into
+``<finetune.features_out>/fold-<k>/``; the fold, the sessions the encoders were fine-tuned
+on and the hash of their ``finetune.json`` join the fingerprint, which is what lets
+:class:`features.cache.FeatureStore` refuse the store for any other fold.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -34,7 +40,7 @@ from features.encoders import SpeechEncoder, TextEncoder
 from features.pooling import pool_segments
 from pipeline import __version__
 from pipeline.audio import read_audio
-from pipeline.config import FeaturesConfig
+from pipeline.config import FeaturesConfig, FinetuneConfig
 from pipeline.manifest import Utterance, read_manifest
 
 SPEECH_LEVELS = ("frame", "phone", "syllable", "word", "utterance")
@@ -89,12 +95,14 @@ def build_encoder(kind: str, cfg: FeaturesConfig):
     return TextEncoder(t.model, t.revision, t.layer, cfg.device, t.max_length)
 
 
-def fingerprint(kind: str, encoder, cfg: FeaturesConfig, inputs: Inputs) -> dict:
-    """Everything that changes the stored values; a store is reused only if this matches."""
+def fingerprint(kind: str, encoder, cfg: FeaturesConfig, inputs: Inputs, fold: dict | None = None) -> dict:
+    """Everything that changes the stored values; a store is reused only if this matches.
+
+    ``fold``: for fine-tuned encoders, the fold, its fine-tuning sessions and record hash."""
     ids = hashlib.sha256("\n".join(u.utt_id for u in inputs.utts).encode()).hexdigest()
     common = {"kind": kind, "model": encoder.name, "revision": encoder.revision,
               "weights_sha256": encoder.weights_sha256, "segments_sha256": inputs.segments_sha256,
-              "utt_ids_sha256": ids, "format": 1}
+              "utt_ids_sha256": ids, "format": 1} | (fold or {})
     if kind == "text":
         return common | {"layer": cfg.text.layer, "levels": list(TEXT_LEVELS), "max_length": cfg.text.max_length}
     return common | {"layer": cfg.speech.layer, "pooling": cfg.speech.pooling, "levels": list(cfg.speech.levels),
@@ -191,6 +199,7 @@ def _attrs(kind: str, fp: dict, encoder) -> dict:
             "layer": json.dumps(fp["layer"]), "frame_stride": fp.get("frame_stride", 0.0),
             "pooling": fp.get("pooling", "mean-of-subtokens"), "segments_sha256": fp["segments_sha256"],
             "levels": json.dumps(fp["levels"]), "kind": kind, "dim": encoder.dim, "mger_version": __version__,
+            "fold": fp.get("fold", -1),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
@@ -206,9 +215,33 @@ def _run_shard(kind: str, cfg: FeaturesConfig, manifest: str, segments: str, sto
     return compute_parts(kind, cfg, inputs, Path(store), (i, n))
 
 
+def finetuned_setup(cfg: FeaturesConfig, finetune: FinetuneConfig, fold: int, checkpoint: str | Path | None = None
+                    ) -> tuple[FeaturesConfig, dict, list[str]]:
+    """Features settings for fold ``fold``'s fine-tuned encoders (in ``checkpoint``, default
+    ``<finetune.out>/fold-<k>``): the config, the fingerprint's fold entries, the kinds to extract."""
+    folder = Path(checkpoint or Path(finetune.out) / f"fold-{fold}")
+    record_path = folder / "finetune.json"
+    if not record_path.is_file():
+        raise CacheError(f"{folder}: no finetune.json (finished fine-tuning); run `mger finetune --fold {fold}` first")
+    record = json.loads(record_path.read_text())
+    if record["fold"] != fold or fold in record["train_sessions"]:
+        raise CacheError(f"{folder}: fine-tuned for fold {record['fold']} on sessions {record['train_sessions']}; "
+                         f"using it for fold {fold} would leak the test session")
+    kinds = list(record["modalities"])
+    speech = dataclasses.replace(cfg.speech, model=str(folder / "speech"), revision=None)
+    text = dataclasses.replace(cfg.text, model=str(folder / "text"), revision=None) if "text" in kinds else cfg.text
+    out = dataclasses.replace(cfg, out=str(Path(finetune.features_out) / f"fold-{fold}"), speech=speech, text=text)
+    entries = {"fold": fold, "finetune_train_sessions": record["train_sessions"],
+               "finetune_sha256": file_sha256(record_path)}
+    return out, entries, kinds
+
+
 def extract(kind: str, cfg: FeaturesConfig, manifest: str | Path, segments: str | Path,
-            shard: tuple[int, int] | None = None, no_rebuild: bool = False, store: Path | None = None) -> Path:
-    """Build (or reuse) the ``kind`` store; returns its path. See the module docstring."""
+            shard: tuple[int, int] | None = None, no_rebuild: bool = False, store: Path | None = None,
+            fold: dict | None = None) -> Path:
+    """Build (or reuse) the ``kind`` store; returns its path. See the module docstring.
+
+    ``fold``: the fingerprint entries of fine-tuned encoders (:func:`finetuned_setup`)."""
     t0 = time.perf_counter()
     inputs, unaligned = load_inputs(manifest, segments)
     if unaligned:
@@ -218,7 +251,7 @@ def extract(kind: str, cfg: FeaturesConfig, manifest: str | Path, segments: str 
         raise CacheError(f"no aligned utterance in {manifest}")
     store = store or store_path(cfg, kind)
     encoder = build_encoder(kind, cfg)
-    fp = fingerprint(kind, encoder, cfg, inputs)
+    fp = fingerprint(kind, encoder, cfg, inputs, fold)
     old = read_fingerprint(store) if store.exists() else None
     if store.exists():
         if old == fp:

@@ -9,6 +9,10 @@ mean ± std over the folds (each fold averaged over ``train.seeds``) and over th
 seed averaged over the folds), go to ``reports/metrics/<experiment>.json``; the per-epoch
 history to ``reports/epochs/<experiment>.csv``.
 
+``features: finetuned`` experiments read fold k's speech features (and text, with
+``finetune.text``) from fold k's own store (:func:`store_path`), opened with ``fold=k`` so
+that a store of encoders fine-tuned for another fold raises :class:`features.cache.LeakageError`.
+
 ``late`` combines the class probabilities of unimodal models (one audio model per chosen
 granularity, and the text model): their mean, or weights fitted on the validation split.
 ``combined`` (Zhao et al.'s full system) adds the co-attention model to that ensemble.
@@ -30,7 +34,7 @@ from features.cache import FeatureStore
 from models.metrics import all_metrics
 from models.modules import ModelConfig, input_names
 from models.train import TensorSet, fit, fit_weights, predict_proba
-from pipeline.config import ExperimentSpec, FeaturesConfig, TrainConfig
+from pipeline.config import ExperimentSpec, FeaturesConfig, FinetuneConfig, TrainConfig
 from pipeline.manifest import Utterance, read_manifest, sessions
 from pipeline.reporting import StageError, write_json
 
@@ -67,8 +71,22 @@ def model_config(spec: ExperimentSpec, train: TrainConfig, dims: dict[str, int],
                        dropout=train.dropout, aux_matching=spec.aux_matching, aux_unimodal=spec.aux_unimodal)
 
 
-def load_inputs(names: Sequence[str], features: FeaturesConfig, ids: Sequence[str]) -> dict:
-    stores = {kind: FeatureStore(Path(features.out) / f"{kind}.h5") for kind in {n.split(":")[0] for n in names}}
+def store_path(kind: str, spec: ExperimentSpec, features: FeaturesConfig, finetune: FinetuneConfig,
+               fold: int) -> Path:
+    """Where fold ``fold`` of ``spec`` reads its ``kind`` features: the frozen store, or fold
+    ``fold``'s own fine-tuned store (text stays frozen unless ``finetune.text``)."""
+    if spec.features == "frozen" or (kind == "text" and not finetune.text):
+        return Path(features.out) / f"{kind}.h5"
+    path = Path(finetune.features_out) / f"fold-{fold}" / f"{kind}.h5"
+    if not path.is_file():
+        raise StageError(f"{path}: no fine-tuned {kind} features for fold {fold}; run `mger finetune --fold {fold}` "
+                         f"and `mger extract --fold {fold}` (or `dvc repro`)")
+    return path
+
+
+def load_inputs(names: Sequence[str], paths: dict[str, Path], ids: Sequence[str], fold: int) -> dict:
+    """Padded tensors per input name (``kind:level``); each store is checked against ``fold``."""
+    stores = {kind: FeatureStore(paths[kind], fold=fold) for kind in {n.split(":")[0] for n in names}}
     return {n: stores[n.split(":")[0]].load(n.split(":")[1], ids) for n in names}
 
 
@@ -77,8 +95,9 @@ def _summary(values: np.ndarray) -> dict:
 
 
 def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, features: FeaturesConfig,
-                   manifest: str | Path) -> dict:
+                   manifest: str | Path, finetune: FinetuneConfig | None = None) -> dict:
     t0 = time.perf_counter()
+    finetune = finetune or FinetuneConfig()
     store_ids = set(FeatureStore(Path(features.out) / "speech.h5").utt_ids)
     utts = [u for u in read_manifest(manifest) if u.utt_id in store_ids]
     if not utts:
@@ -87,8 +106,18 @@ def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, feat
     labels = np.array([classes.index(u.label) for u in utts])
     parts = members(spec)
     names = sorted({n for part in parts for n in input_names(model_config(part, train_cfg, {}, len(classes)))})
-    data = TensorSet(load_inputs(names, features, [u.utt_id for u in utts]), torch.as_tensor(labels))
-    dims = {n: int(b.data.shape[-1]) for n, b in data.inputs.items()}
+    ids = [u.utt_id for u in utts]
+    loaded: dict[tuple, TensorSet] = {}
+
+    def fold_data(fold: int) -> TensorSet:
+        """Loaded once per distinct set of stores: once for frozen features, per fold for fine-tuned."""
+        paths = {kind: store_path(kind, spec, features, finetune, fold) for kind in ("speech", "text")}
+        key = tuple(sorted(paths.items()))
+        if key not in loaded:
+            loaded.clear()
+            loaded[key] = TensorSet(load_inputs(names, paths, ids, fold), torch.as_tensor(labels))
+        return loaded[key]
+
     folds = sessions(utts)
     per = {m: np.zeros((len(train_cfg.seeds), len(folds))) for m in ("wa", "ua", "f1")}
     confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
@@ -96,6 +125,8 @@ def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, feat
     jobs = [(si, seed, fi, fold) for si, seed in enumerate(train_cfg.seeds) for fi, fold in enumerate(folds)]
     for si, seed, fi, fold in tqdm(jobs, desc=f"train {name}", unit="fold", file=sys.stderr):
         tr, va, te = fold_ids(utts, fold, seed)
+        data = fold_data(fold)
+        dims = {n: int(b.data.shape[-1]) for n, b in data.inputs.items()}
         train_set, val_set, test_set = (data.subset(np.array(idx)) for idx in (tr, va, te))
         val_probs, test_probs = [], []
         for part in parts:
@@ -113,7 +144,7 @@ def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, feat
             per[key][si, fi] = m[key]
         confusion += np.array(m["confusion"])
     result = {
-        "experiment": name, "model": spec.model, "speech_levels": list(spec.speech_levels),
+        "experiment": name, "model": spec.model, "features": spec.features, "speech_levels": list(spec.speech_levels),
         "text_level": spec.text_level, "aux_matching": spec.aux_matching, "aux_unimodal": spec.aux_unimodal,
         "classes": classes, "seeds": list(train_cfg.seeds), "n_utterances": len(utts),
         **{k: _summary(v.mean(0)) | {"seed_std": float(v.mean(1).std())} for k, v in per.items()},

@@ -32,6 +32,32 @@ def _label(m: dict) -> str:
     return f"{m['model']} ({levels} + text)"
 
 
+def _features(m: dict) -> str:
+    return "fine-tuned" if m.get("features") == "finetuned" else "frozen"
+
+
+def _same_model(m: dict) -> tuple:
+    return (m["model"], tuple(m["speech_levels"]), m["text_level"], m["aux_matching"], m["aux_unimodal"])
+
+
+def frozen_vs_finetuned(rows: list[dict]) -> list[str]:
+    """Rows pairing each fine-tuned experiment with the frozen one of the same model."""
+    frozen = {_same_model(m): m for m in rows if _features(m) == "frozen"}
+    lines = []
+    for m in rows:
+        twin = frozen.get(_same_model(m)) if _features(m) == "fine-tuned" else None
+        if twin:
+            delta = 100 * (m["ua"]["mean"] - twin["ua"]["mean"])
+            lines.append(f"| {_label(m)} | {twin['experiment']}: {_cell(twin['ua'])} | {m['experiment']}: "
+                         f"{_cell(m['ua'])} | {delta:+.2f} |")
+    if not lines:
+        return []
+    return ["## Frozen vs fine-tuned speech encoders", "",
+            "Same classifier; fold k's fine-tuned features come from encoders fine-tuned on fold k's training "
+            "sessions only. UA in %.", "",
+            "| system | frozen UA | fine-tuned UA | Δ UA |", "|---|---|---|---|", *lines, ""]
+
+
 def _cell(x: dict) -> str:
     return f"{100 * x['mean']:.2f} ± {100 * x['std']:.2f}"
 
@@ -53,12 +79,14 @@ def write_report(train: TrainConfig, cfg: ReportConfig) -> Path:
         f"Leave-one-session-out, {rows[0]['n_utterances']} utterances, classes {', '.join(rows[0]['classes'])}; "
         f"mean ± std over the 5 folds (seeds {rows[0]['seeds']}). WA = overall accuracy, UA = mean per-class "
         "recall, F1 = macro-F1, all in %.", "",
-        "| experiment | system | WA | UA | F1 | published (IEMOCAP) |", "|---|---|---|---|---|---|",
+        "| experiment | system | speech encoder | WA | UA | F1 | published (IEMOCAP) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for m in rows:
-        lines.append(f"| {m['experiment']} | {_label(m)} | {_cell(m['wa'])} | {_cell(m['ua'])} | {_cell(m['f1'])} | "
-                     f"{PUBLISHED.get(m['experiment'], '')} |")
-    lines += ["", f"Best UA: {best['experiment']} ({_cell(best['ua'])}).", "",
+        lines.append(f"| {m['experiment']} | {_label(m)} | {_features(m)} | {_cell(m['wa'])} | {_cell(m['ua'])} | "
+                     f"{_cell(m['f1'])} | {PUBLISHED.get(m['experiment'], '')} |")
+    table_end = len(lines)
+    lines += ["", f"Best UA: {best['experiment']} ({_cell(best['ua'])}).", "", *frozen_vs_finetuned(rows),
               "![confusion](figures/confusion_best.png)", "![granularity](figures/ua_by_granularity.png)",
               "![fusion](figures/ua_by_fusion.png)", ""]
     _plot_confusion(best, figures / "confusion_best.png")
@@ -70,7 +98,7 @@ def write_report(train: TrainConfig, cfg: ReportConfig) -> Path:
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines[4:4 + len(rows) + 2]))
+    print("\n".join(lines[4:table_end]))
     print(f"report: {len(rows)} experiments → {out}, figures in {figures}")
     return out
 

@@ -79,14 +79,26 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
-    from features.extract import KINDS, extract
+    from features.extract import KINDS, extract, finetuned_setup
 
-    cfg = params.features
+    cfg, fold, kinds = params.features, None, list(KINDS)
     if args.n_jobs:
         cfg.n_jobs = args.n_jobs
-    for kind in KINDS if args.kind == "all" else [args.kind]:
+    if args.fold is not None:
+        cfg, fold, kinds = finetuned_setup(cfg, params.finetune, args.fold, args.checkpoint)
+    elif args.checkpoint:
+        raise ValueError("--checkpoint needs --fold: fine-tuned encoders belong to one fold")
+    for kind in kinds if args.kind == "all" else [args.kind]:
         extract(kind, cfg, args.manifest or params.prepare.manifest, f"{params.align.out}/segments.h5",
-                shard=args.shard, no_rebuild=args.no_rebuild)
+                shard=args.shard, no_rebuild=args.no_rebuild, fold=fold)
+
+
+def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
+    from models.finetune import run_finetune
+
+    for fold in args.fold or params.finetune.folds:
+        run_finetune(fold, params.finetune, params.features, args.manifest or params.prepare.manifest,
+                     f"{params.align.out}/segments.h5")
 
 
 def _cmd_cache(args: argparse.Namespace, params: Params) -> None:
@@ -104,12 +116,14 @@ def _cmd_cache(args: argparse.Namespace, params: Params) -> None:
 def _cmd_train(args: argparse.Namespace, params: Params) -> None:
     from models.experiment import run_experiment
 
-    experiments = params.train.experiments
+    experiments = params.train.all_experiments
     names = list(experiments) if args.experiment == "all" else [args.experiment]
     for name in names:
         if name not in experiments:
-            raise ValueError(f"train.experiments has no {name!r} (known: {', '.join(experiments)})")
-        run_experiment(name, experiments[name], params.train, params.features, params.prepare.manifest)
+            raise ValueError(f"train.experiments and train.finetuned_experiments have no {name!r} "
+                             f"(known: {', '.join(experiments)})")
+        run_experiment(name, experiments[name], params.train, params.features, params.prepare.manifest,
+                       params.finetune)
 
 
 def _cmd_report(args: argparse.Namespace, params: Params) -> None:
@@ -168,8 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", help="manifest (prepare.manifest)")
     p.add_argument("--shard", type=_parse_shard, help="compute only shard i of N (i/N) of the parts")
     p.add_argument("--n-jobs", type=int, help="local parallel shards (features.n_jobs)")
+    p.add_argument("--fold", type=int, help="use fold k's fine-tuned encoders; writes <finetune.features_out>/fold-<k>")
+    p.add_argument("--checkpoint", help="with --fold: the fine-tuned fold folder (default <finetune.out>/fold-<k>)")
     p.add_argument("--no-rebuild", action="store_true",
                    help="stop with a message instead of rebuilding a store whose fingerprint differs")
+
+    p = add("finetune", _cmd_finetune,
+            "Fine-tune the encoders on fold k's training sessions (never session k); resumable.")
+    p.add_argument("--fold", type=int, action="append", help="fold (= test session) k; repeatable "
+                   "(default: every fold of finetune.folds)")
+    p.add_argument("--manifest", help="manifest (prepare.manifest)")
 
     p = add("cache", _cmd_cache, "List feature stores, or verify one (offsets, shapes, NaN/inf, coverage).")
     p.add_argument("action", choices=["ls", "verify"], help="ls: list stores; verify: check one store")
@@ -190,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         params = load_params(args.params)
         args.handler(args, params)
-    except (ConfigError, StageError, ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ConfigError, StageError, ValueError, FileNotFoundError, RuntimeError, KeyError) as err:
         print(f"mger {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -146,8 +146,50 @@ class DemoModelConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """``mger finetune --fold k``: the encoders fine-tuned on fold k's training sessions only.
+
+    ``lr`` is the encoders' peak learning rate, ``head_lr`` the utterance head's; the schedule
+    warms up linearly over ``warmup`` of the steps, then decays linearly to zero.  Training
+    crops utterances to ``max_train_seconds`` (a random window per epoch).
+    """
+
+    out: str = "data/finetune"                 # fold-<k>/{speech,text}/ save_pretrained folders
+    features_out: str = "data/features-ft"     # fold-<k>/{speech,text}.h5 fold-specific stores
+    reports: str = "reports/finetune"          # fold-<k>.json and fold-<k>.csv
+    folds: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    text: bool = False
+    epochs: int = 10
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 5e-5
+    text_lr: float = 2e-5
+    head_lr: float = 1e-3
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    dropout: float = 0.1
+    freeze_feature_encoder: bool = True
+    max_train_seconds: float = 6.0
+    patience: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _positive("finetune", self, "epochs", "batch_size", "grad_accum", "lr", "text_lr", "head_lr",
+                  "max_train_seconds", "patience")
+        if not 0 <= self.warmup < 1:
+            raise ConfigError(f"finetune.warmup: a fraction of the steps in [0, 1), got {self.warmup!r}")
+        if not self.folds:
+            raise ConfigError("finetune.folds: needs at least one fold")
+
+
+@dataclass
 class ExperimentSpec:
-    """One row of the results table: a model over chosen granularities."""
+    """One row of the results table: a model over chosen granularities.
+
+    ``features`` says which speech (and text) features it trains on: the frozen encoders'
+    stores, or fold k's fine-tuned stores for fold k (set by the section the experiment is
+    listed in: ``train.experiments`` or ``train.finetuned_experiments``).
+    """
 
     model: Literal["audio", "text", "multigranular", "coattention", "mha_aux", "late", "combined"]
     speech_levels: list[SpeechLevel] = field(default_factory=lambda: ["word"])
@@ -155,6 +197,7 @@ class ExperimentSpec:
     aux_matching: float = 0.0
     aux_unimodal: float = 0.0
     late_weights: Literal["mean", "fitted"] = "fitted"
+    features: Literal["frozen", "finetuned"] = "frozen"
 
 
 @dataclass
@@ -175,11 +218,24 @@ class TrainConfig:
     metrics_dir: str = "reports/metrics"
     epochs_dir: str = "reports/epochs"
     experiments: dict[str, ExperimentSpec] = field(default_factory=dict)
+    finetuned_experiments: dict[str, ExperimentSpec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _positive("train", self, "epochs", "batch_size", "patience", "hidden", "heads", "layers")
         if not self.seeds:
             raise ConfigError("train.seeds: needs at least one seed")
+        clash = sorted(set(self.experiments) & set(self.finetuned_experiments))
+        if clash:
+            raise ConfigError(f"train.finetuned_experiments.{clash[0]}: name already used in train.experiments")
+        for spec in self.experiments.values():
+            spec.features = "frozen"
+        for spec in self.finetuned_experiments.values():
+            spec.features = "finetuned"
+
+    @property
+    def all_experiments(self) -> dict[str, ExperimentSpec]:
+        """Frozen and fine-tuned experiments by name."""
+        return self.experiments | self.finetuned_experiments
 
 
 @dataclass
@@ -200,6 +256,7 @@ class Params:
     align_eval: AlignEvalConfig = field(default_factory=AlignEvalConfig)
     demo_model: DemoModelConfig = field(default_factory=DemoModelConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
 

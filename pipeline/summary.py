@@ -38,6 +38,10 @@ def print_summary(params: Params) -> None:
             fs = FeatureStore(store)
             rows = ", ".join(f"{lv} {fs.n_rows(lv)}" for lv in fs.levels)
             print(f"features {store}: {len(fs.utt_ids)} utterances, model {fs.attrs['model']}; rows: {rows}")
+    folds = [r for r in (_read(Path(params.finetune.reports) / f"fold-{k}.json") for k in params.finetune.folds) if r]
+    if folds:
+        scores = ", ".join(f"fold {r['fold']} {r['results']['speech']['val_ua']:.3f}" for r in folds)
+        print(f"fine-tuned speech encoders ({len(folds)} folds, each without its test session): validation UA {scores}")
     results = Path(params.report.out)
     if results.is_file():
         table = [line for line in results.read_text(encoding="utf-8").splitlines() if line.startswith("|")]

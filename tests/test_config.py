@@ -17,6 +17,12 @@ def test_repo_params_load() -> None:
     assert params.prepare.class_map == "4class" and params.synth.sessions == 5
 
 
+def test_experiment_sections_set_the_features() -> None:
+    train = params_from_dict({"train": {"experiments": {"a": {"model": "text"}},
+                                        "finetuned_experiments": {"b": {"model": "audio"}}}}).train
+    assert train.all_experiments["a"].features == "frozen" and train.all_experiments["b"].features == "finetuned"
+
+
 def test_defaults_fill_missing_sections() -> None:
     params = params_from_dict({"synth": {"seed": 3}})
     assert params.synth.seed == 3 and params.synth.sessions == 5 and params.prepare.manifest == "data/manifest.jsonl"
@@ -32,6 +38,10 @@ def test_defaults_fill_missing_sections() -> None:
     ({"prepare": {"class_map": 4}}, "prepare.class_map: 4 fits none of"),
     ({"prepare": {"class_map": {"ang": 1}}}, "prepare.class_map"),
     ({"prepare": []}, "prepare: expected a mapping"),
+    ({"finetune": {"warmup": 1.5}}, "finetune.warmup: a fraction"),
+    ({"finetune": {"folds": []}}, "finetune.folds: needs at least one fold"),
+    ({"train": {"experiments": {"a": {"model": "text"}}, "finetuned_experiments": {"a": {"model": "audio"}}}},
+     "train.finetuned_experiments.a: name already used"),
 ])
 def test_bad_values_name_the_key(data: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):

@@ -36,7 +36,9 @@ def scratch_repo(tmp_path: Path) -> Path:
     params["synth"].update(sessions=2, dialogs_per_session=1, turns_per_dialog=6)
     params["train"].update(epochs=2, patience=2, experiments={
         "text": {"model": "text"}, "audio_word": {"model": "audio", "speech_levels": ["word"]},
-        "late": {"model": "late", "speech_levels": ["word"]}})
+        "late": {"model": "late", "speech_levels": ["word"]}},
+        finetuned_experiments={"ft_audio_word": {"model": "audio", "speech_levels": ["word"]}})
+    params["finetune"].update(folds=[1, 2], epochs=1, batch_size=4, max_train_seconds=1.0)
     params["demo_model"].update(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
                                 conv_dim=16)
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
@@ -47,9 +49,14 @@ def scratch_repo(tmp_path: Path) -> Path:
 def test_dvc_repro_runs_and_then_is_a_no_op(scratch_repo: Path) -> None:
     out = _run([sys.executable, "-m", "dvc", "repro"], scratch_repo)
     for stage in ("synth", "prepare", "align", "align_eval", "demo_model", "extract", "train@text",
-                  "train@audio_word", "train@late", "report"):
+                  "train@audio_word", "train@late", "finetune@1", "finetune@2", "extract_ft@1", "extract_ft@2",
+                  "train_ft@ft_audio_word", "report"):
         assert f"Running stage '{stage}'" in out
     assert (scratch_repo / "data" / "features" / "speech.h5").is_file()
+    for fold in (1, 2):
+        assert (scratch_repo / "data" / "features-ft" / f"fold-{fold}" / "speech.h5").is_file()
+    ft = json.loads((scratch_repo / "reports" / "metrics" / "ft_audio_word.json").read_text())
+    assert ft["features"] == "finetuned" and sorted(ft["folds"]) == ["1", "2"]
     assert json.loads((scratch_repo / "reports" / "alignment.json").read_text())["aligned"] > 0
     manifest = scratch_repo / "data" / "manifest.jsonl"
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
@@ -64,10 +71,12 @@ def test_dvc_repro_runs_and_then_is_a_no_op(scratch_repo: Path) -> None:
     (scratch_repo / "params.yaml").write_text(yaml.safe_dump(params))
     out = _run([sys.executable, "-m", "dvc", "repro"], scratch_repo)
     assert "Stage 'extract' didn't change" in out and "Running stage 'train@text'" in out
+    assert "Stage 'finetune@1' didn't change" in out and "Running stage 'train_ft@ft_audio_word'" in out
     # A changed feature param re-runs extraction only: alignment is reused.
     params = yaml.safe_load((scratch_repo / "params.yaml").read_text())
     params["features"]["speech"]["pooling"] = "max"
     (scratch_repo / "params.yaml").write_text(yaml.safe_dump(params))
     out = _run([sys.executable, "-m", "dvc", "repro"], scratch_repo)
     assert "Stage 'align' didn't change" in out and "Running stage 'extract'" in out
+    assert "Stage 'finetune@1' didn't change" in out and "Running stage 'extract_ft@1'" in out
     assert "rebuilding" in out and "pooling: 'mean' → 'max'" in out

@@ -164,18 +164,21 @@ def test_report_table_and_figures(tmp_path: Path) -> None:
 
     metrics = tmp_path / "metrics"
     metrics.mkdir()
-    for name, model, levels, ua in [("text", "text", ["word"], 0.6), ("audio_word", "audio", ["word"], 0.45),
-                                    ("mha_both", "mha_aux", ["word"], 0.65)]:
+    for name, model, levels, ua, features in [("text", "text", ["word"], 0.6, "frozen"),
+                                              ("audio_word", "audio", ["word"], 0.45, "frozen"),
+                                              ("ft_audio_word", "audio", ["word"], 0.5, "finetuned"),
+                                              ("mha_both", "mha_aux", ["word"], 0.65, "frozen")]:
         cell = {"mean": ua, "std": 0.01}
         (metrics / f"{name}.json").write_text(json.dumps({
-            "experiment": name, "model": model, "speech_levels": levels, "text_level": "token",
+            "experiment": name, "model": model, "features": features, "speech_levels": levels, "text_level": "token",
             "aux_matching": 0.5, "aux_unimodal": 0.5, "classes": ["ang", "hap", "neu", "sad"], "seeds": [0],
             "n_utterances": 100, "wa": cell, "ua": cell, "f1": cell, "folds": {},
             "confusion": np.eye(4, dtype=int).tolist()}))
     out = write_report(TrainConfig(metrics_dir=str(metrics)), ReportConfig(out=str(tmp_path / "results.md"),
                                                                            figures=str(tmp_path / "fig")))
     text = out.read_text()
-    assert "| mha_both | mha fusion (word), auxiliary: matching + unimodal | 65.00 ± 1.00" in text
+    assert "| mha_both | mha fusion (word), auxiliary: matching + unimodal | frozen | 65.00 ± 1.00" in text
+    assert "| audio only, word | audio_word: 45.00 ± 1.00 | ft_audio_word: 50.00 ± 1.00 | +5.00 |" in text
     assert "Sun et al. 2023: WA 78.42 / UA 79.71" in text and "Best UA: mha_both" in text
     for png in ("confusion_best.png", "ua_by_granularity.png", "ua_by_fusion.png"):
         assert (tmp_path / "fig" / png).read_bytes()[:4] == b"\x89PNG"

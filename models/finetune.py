@@ -1,0 +1,443 @@
+"""Per-fold fine-tuning of the encoders, without leakage (``mger finetune --fold k``).
+
+Fold k's encoders learn the emotion labels of fold k's *training* sessions only: the split is
+:func:`models.experiment.fold_ids`, the one the classifiers use (test = session k, validation
+= every utterance of one training-session speaker, train = the rest), so no utterance of
+session k reaches fine-tuning.  ``finetune.json`` in the fold folder lists the sessions and
+utterance ids that did; the fold-specific stores written by ``mger extract --fold k`` carry
+the fold in their fingerprint, and :class:`features.cache.FeatureStore` refuses them for any
+other fold.
+
+Model: the encoder, a masked mean over its last layer (frames, or tokens for text), dropout
+and a linear layer.  AdamW (encoder ``lr`` / ``text_lr``, head ``head_lr``), linear warm-up
+then linear decay to zero, gradient accumulation, a random ``max_train_seconds`` window per
+utterance and epoch, mixed precision on GPU (bf16, or fp16 with loss scaling), early stopping
+on validation UA.  Every epoch reseeds torch and numpy from (seed, epoch).
+
+With the convolutional feature encoder frozen (the default, as in both papers) its output
+never changes, so it is computed once per utterance (batch 1, as in extraction) and training
+runs the projection and transformer on those conv features, cropped in frames (SpecAugment
+masking still applies).  On the demo model the conv stack is ~98% of a forward pass.
+
+Outputs in ``<finetune.out>/fold-<k>/``: ``speech/`` (and ``text/``), the best epoch's
+encoder as a ``save_pretrained`` folder (safetensors + config + feature extractor or
+tokenizer) with its head in ``head.safetensors``; ``finetune.json`` once done.  While a
+modality trains, ``state-<modality>/`` holds the last finished epoch (model and optimizer as
+safetensors, counters as JSON), so an interrupted run resumes there and ends with the same
+weights as an uninterrupted one (on CPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from alignment.table import SegmentTable
+from features.encoders import SpeechEncoder, TextEncoder, resolve_dtype
+from models.experiment import fold_ids
+from models.metrics import unweighted_accuracy
+from pipeline.audio import read_audio
+from pipeline.config import FeaturesConfig, FinetuneConfig
+from pipeline.manifest import Utterance, read_manifest, sessions
+from pipeline.reporting import StageError, write_json
+
+MODALITIES = ("speech", "text")
+
+
+@dataclass(frozen=True)
+class FoldSplit:
+    """Fold k's fine-tuning data: training and validation utterances, never session k."""
+
+    fold: int
+    train: list[Utterance]
+    val: list[Utterance]
+    classes: list[str]
+
+    @property
+    def train_sessions(self) -> list[int]:
+        return sorted({u.session for u in self.train + self.val})
+
+    def describe(self) -> dict:
+        return {"fold": self.fold, "test_session": self.fold, "train_sessions": self.train_sessions,
+                "classes": self.classes, "val_speakers": sorted({u.speaker for u in self.val}),
+                "train_ids": [u.utt_id for u in self.train], "val_ids": [u.utt_id for u in self.val]}
+
+
+def fold_split(utts: Sequence[Utterance], fold: int, seed: int) -> FoldSplit:
+    if fold not in sessions(utts):
+        raise StageError(f"fold {fold}: no session {fold} in the corpus (sessions {sessions(utts)})")
+    train, val, _ = fold_ids(utts, fold, seed)
+    split = FoldSplit(fold, [utts[i] for i in train], [utts[i] for i in val], sorted({u.label for u in utts}))
+    if any(u.session == fold for u in split.train + split.val):  # fold_ids guarantees it; never trust silently
+        raise StageError(f"fold {fold}: a test-session utterance reached the fine-tuning split")
+    return split
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, D), (B, T) bool → (B, D): the mean over each row's real positions."""
+    m = mask[..., None].to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+def lr_factor(step: int, total: int, warmup: float) -> float:
+    """Linear warm-up over ``warmup`` of ``total`` steps, then linear decay to zero."""
+    n_warm = int(warmup * total)
+    if step < n_warm:
+        return (step + 1) / n_warm
+    return max(0.0, (total - step) / max(1, total - n_warm))
+
+
+class SpeechInputs:
+    """Speech items for fine-tuning: conv features (conv stack frozen) or waveforms."""
+
+    def __init__(self, encoder: SpeechEncoder, utts: Sequence[Utterance], frozen_conv: bool,
+                 max_train_seconds: float) -> None:
+        self.encoder, self.frozen_conv = encoder, frozen_conv
+        self.net = encoder.model
+        waves = (encoder._prepare(read_audio(u.wav)) for u in utts)
+        if frozen_conv:
+            with torch.no_grad():
+                self.items = [self.net.feature_extractor(torch.from_numpy(w)[None].to(encoder.device))[0].T.float()
+                              .cpu() for w in tqdm(waves, total=len(utts), desc="conv features", unit="utt",
+                                                   file=sys.stderr, leave=False)]
+            self.crop = max(1, int(max_train_seconds * encoder.sample_rate) // encoder.geometry.stride)
+        else:
+            self.items = [torch.from_numpy(w) for w in waves]
+            self.crop = int(max_train_seconds * encoder.sample_rate)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def length(self, i: int) -> int:
+        return len(self.items[i])
+
+    def forward(self, idx: Sequence[int], gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last-layer frames (B, T, D) and their mask; ``gen`` given: random training crops."""
+        items = [_crop(self.items[i], self.crop, gen) for i in idx]
+        padded, mask = _pad(items, self.encoder.device)
+        if self.frozen_conv:
+            proj = self.net.feature_projection(padded)
+            hidden = proj[0] if isinstance(proj, tuple) else proj
+            if self.net.training and hasattr(self.net, "_mask_hidden_states"):
+                hidden = self.net._mask_hidden_states(hidden, attention_mask=mask)
+            return self.net.encoder(hidden, attention_mask=mask)[0], mask
+        kwargs = {"attention_mask": mask.long()} if self.encoder.use_attention_mask else {}
+        hidden = self.net(padded, **kwargs).last_hidden_state
+        lengths = torch.tensor([self.encoder.n_frames(len(x)) for x in items], device=hidden.device)
+        return hidden, torch.arange(hidden.shape[1], device=hidden.device)[None] < lengths[:, None]
+
+
+class TextInputs:
+    """Transcripts (the alignment's words) for fine-tuning the text encoder."""
+
+    def __init__(self, encoder: TextEncoder, words: Sequence[Sequence[str]]) -> None:
+        self.encoder, self.net, self.items = encoder, encoder.model, [list(w) for w in words]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def length(self, i: int) -> int:
+        return len(self.items[i])
+
+    def forward(self, idx: Sequence[int], gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        enc = self.encoder.tokenizer([self.items[i] for i in idx], is_split_into_words=True, padding=True,
+                                     truncation=True, max_length=self.encoder.max_length, return_tensors="pt")
+        enc = {k: v.to(self.encoder.device) for k, v in enc.items()}
+        return self.net(**enc).last_hidden_state, enc["attention_mask"].bool()
+
+
+def _crop(x: torch.Tensor, size: int, gen: torch.Generator | None) -> torch.Tensor:
+    if gen is None or len(x) <= size:
+        return x
+    start = int(torch.randint(0, len(x) - size + 1, (1,), generator=gen))
+    return x[start:start + size]
+
+
+def _pad(items: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([len(x) for x in items])
+    out = torch.zeros((len(items), int(lengths.max())) + tuple(items[0].shape[1:]), dtype=items[0].dtype)
+    for k, x in enumerate(items):
+        out[k, : len(x)] = x
+    mask = torch.arange(out.shape[1])[None] < lengths[:, None]
+    return out.to(device), mask.to(device)
+
+
+class Head(nn.Module):
+    """Masked mean → dropout → linear. (B, T, D), (B, T) → (B, n_classes)."""
+
+    def __init__(self, dim: int, n_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(dim, n_classes)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.out(self.dropout(masked_mean(hidden.float(), mask)))
+
+
+# --- checkpoints: safetensors + JSON, written to a temporary folder and renamed ---------------
+
+def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone().contiguous() for k, v in module.state_dict().items()}
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    old = final.with_name(final.name + ".old")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _fresh_dir(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, counters: dict) -> None:
+    tmp = _fresh_dir(path.with_name(path.name + ".tmp"))
+    save_file(_tensors(model), tmp / "model.safetensors")
+    opt = optimizer.state_dict()
+    save_file({f"{i}.{k}": v.detach().cpu().clone() for i, st in opt["state"].items() for k, v in st.items()},
+              tmp / "optimizer.safetensors")
+    (tmp / "state.json").write_text(json.dumps(counters | {"param_groups": opt["param_groups"]}, indent=1))
+    _replace_dir(tmp, path)
+
+
+def load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    if not (path / "state.json").exists() and path.with_name(path.name + ".old").exists():
+        path = path.with_name(path.name + ".old")  # killed between the two renames of _replace_dir
+    counters = json.loads((path / "state.json").read_text())
+    model.load_state_dict(load_file(path / "model.safetensors"))
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, tensor in load_file(path / "optimizer.safetensors").items():
+        i, name = key.split(".", 1)
+        state.setdefault(int(i), {})[name] = tensor
+    optimizer.load_state_dict({"state": state, "param_groups": counters.pop("param_groups")})
+    return counters
+
+
+def _saved_counters(path: Path) -> dict | None:
+    """The counters of the state at ``path`` (or its ``.old`` twin), None if there is none."""
+    for candidate in (path, path.with_name(path.name + ".old")):
+        if (candidate / "state.json").exists():
+            return json.loads((candidate / "state.json").read_text())
+    return None
+
+
+def save_best(out: Path, encoder, head: Head, classes: list[str]) -> None:
+    """The encoder as a ``save_pretrained`` folder, with its preprocessing and head."""
+    tmp = _fresh_dir(out.with_name(out.name + ".tmp"))
+    encoder.model.save_pretrained(tmp)
+    if isinstance(encoder, SpeechEncoder):
+        from transformers import Wav2Vec2FeatureExtractor
+
+        Wav2Vec2FeatureExtractor(do_normalize=encoder.normalize,
+                                 return_attention_mask=encoder.use_attention_mask).save_pretrained(tmp)
+    else:
+        encoder.tokenizer.save_pretrained(tmp)
+    save_file(_tensors(head), tmp / "head.safetensors")
+    (tmp / "head.json").write_text(json.dumps({"classes": classes, "pooling": "mean"}))
+    _replace_dir(tmp, out)
+
+
+# --- the training loop --------------------------------------------------------------------------
+
+@dataclass
+class Progress:
+    """What survives an interruption besides the weights."""
+
+    key: str
+    epoch: int = 0
+    step: int = 0
+    best_ua: float = -1.0
+    best_epoch: int = 0
+    bad: int = 0
+    history: list = dataclasses.field(default_factory=list)
+
+
+def _predict(inputs, head: Head, autocast: Callable, batch_size: int) -> np.ndarray:
+    inputs.net.eval()
+    head.eval()
+    order = sorted(range(len(inputs)), key=inputs.length)
+    pred = np.zeros(len(inputs), dtype=np.int64)
+    with torch.no_grad(), autocast():
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            pred[idx] = head(*inputs.forward(idx, None)).argmax(1).cpu().numpy()
+    return pred
+
+
+def train_modality(modality: str, encoder, train, val, train_labels: np.ndarray, val_labels: np.ndarray,
+                   cfg: FinetuneConfig, fold_dir: Path, key: str, classes: list[str]) -> Progress:
+    """Fine-tune one encoder (resuming from ``state-<modality>/``); the best epoch lands in ``<modality>/``."""
+    device, dtype = encoder.device, resolve_dtype("auto", encoder.device)
+    net = encoder.model.train().requires_grad_(True)
+    if modality == "speech" and cfg.freeze_feature_encoder:
+        net.feature_extractor.requires_grad_(False)
+    head = Head(encoder.dim, len(classes), cfg.dropout).to(device)
+    torch.manual_seed(cfg.seed)
+    head.out.reset_parameters()  # the head's initial weights depend on the seed only
+    model = nn.ModuleDict({"encoder": net, "head": head})
+    base_lr = cfg.lr if modality == "speech" else cfg.text_lr
+    groups = [{"params": [p for p in net.parameters() if p.requires_grad], "lr": base_lr},
+              {"params": list(head.parameters()), "lr": cfg.head_lr}]
+    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    base_lrs = [g["lr"] for g in groups]
+    steps_per_epoch = -(-len(train) // (cfg.batch_size * cfg.grad_accum))
+    total = steps_per_epoch * cfg.epochs
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+    def autocast():
+        return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+    state_dir, best_dir = fold_dir / f"state-{modality}", fold_dir / modality
+    progress = Progress(key)
+    saved = _saved_counters(state_dir)
+    if saved is not None and saved.get("key") == key:
+        progress = Progress(**{k: v for k, v in load_state(state_dir, model, optimizer).items()})
+        print(f"finetune {modality}: resuming {fold_dir.name} after epoch {progress.epoch}", file=sys.stderr)
+    elif saved is not None:
+        print(f"finetune {modality}: {state_dir} is from other settings; starting over", file=sys.stderr)
+    labels = torch.as_tensor(train_labels)
+    bar = tqdm(range(progress.epoch + 1, cfg.epochs + 1), desc=f"finetune {modality} {fold_dir.name}",
+               unit="epoch", file=sys.stderr)
+    for epoch in bar:
+        if progress.bad >= cfg.patience:
+            break
+        seed = cfg.seed * 1000 + epoch
+        torch.manual_seed(seed)
+        np.random.seed(seed)  # SpecAugment's mask positions
+        gen = torch.Generator().manual_seed(seed)
+        net.train()
+        head.train()
+        perm = torch.randperm(len(train), generator=gen).tolist()
+        total_loss = 0.0
+        for s in range(0, len(perm), cfg.batch_size):
+            idx = perm[s:s + cfg.batch_size]
+            with autocast():
+                logits = head(*train.forward(idx, gen))
+            share = len(idx) / (cfg.batch_size * cfg.grad_accum)  # mean over the accumulated batch
+            loss = F.cross_entropy(logits.float(), labels[idx].to(device)) * share
+            scaler.scale(loss).backward()
+            total_loss += float(loss.detach()) * cfg.batch_size * cfg.grad_accum
+            batch_no = s // cfg.batch_size + 1
+            if batch_no % cfg.grad_accum == 0 or s + cfg.batch_size >= len(perm):
+                for g, lr in zip(optimizer.param_groups, base_lrs):
+                    g["lr"] = lr * lr_factor(progress.step, total, cfg.warmup)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad()
+                progress.step += 1
+        val_ua = unweighted_accuracy(val_labels, _predict(val, head, autocast, cfg.batch_size), len(classes))
+        progress.epoch = epoch
+        progress.history.append({"modality": modality, "epoch": epoch, "train_loss": total_loss / len(train),
+                                 "val_ua": val_ua, "lr": optimizer.param_groups[0]["lr"]})
+        if val_ua > progress.best_ua:
+            progress.best_ua, progress.best_epoch, progress.bad = val_ua, epoch, 0
+            save_best(best_dir, encoder, head, classes)
+        else:
+            progress.bad += 1
+        save_state(state_dir, model, optimizer, dataclasses.asdict(progress))
+        bar.set_postfix(val_ua=f"{val_ua:.3f}", best=f"{progress.best_ua:.3f}")
+    return progress
+
+
+# --- one fold -------------------------------------------------------------------------------------
+
+def build_encoders(cfg: FinetuneConfig, features: FeaturesConfig) -> dict:
+    """The encoders to fine-tune, loaded from the frozen stage's models (hub id or path)."""
+    s, t = features.speech, features.text
+    out = {"speech": SpeechEncoder(s.model, s.revision, "last", features.device, "fp32", s.max_seconds,
+                                   s.overlap_seconds)}
+    if cfg.text:
+        out["text"] = TextEncoder(t.model, t.revision, "last", features.device, t.max_length)
+    return out
+
+
+def settings_key(cfg: FinetuneConfig, split: FoldSplit, encoders: dict) -> str:
+    """Hash of everything a fold's fine-tuning depends on (not where it writes, nor ``text``)."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items()
+                if k not in ("out", "features_out", "reports", "folds", "text")}
+    bases = {m: [e.name, e.revision, e.weights_sha256] for m, e in encoders.items()}
+    blob = json.dumps({"settings": settings, "bases": bases, "split": split.describe()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _inputs(modality: str, encoder, utts: Sequence[Utterance], table: SegmentTable, cfg: FinetuneConfig):
+    if modality == "speech":
+        return SpeechInputs(encoder, utts, cfg.freeze_feature_encoder, cfg.max_train_seconds)
+    return TextInputs(encoder, [[w.label for w in table.segments("words", u.utt_id)] for u in utts])
+
+
+def run_finetune(fold: int, cfg: FinetuneConfig, features: FeaturesConfig, manifest: str | Path,
+                 segments: str | Path) -> Path:
+    """Fine-tune fold ``fold``'s encoders (or find them up to date); returns the fold folder."""
+    t0 = time.perf_counter()
+    table = SegmentTable.read(segments)
+    aligned = set(table.utt_ids)
+    utts = [u for u in read_manifest(manifest) if u.utt_id in aligned]
+    split = fold_split(utts, fold, cfg.seed)
+    fold_dir = Path(cfg.out) / f"fold-{fold}"
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    encoders = build_encoders(cfg, features)
+    key = settings_key(cfg, split, encoders)
+    done = fold_dir / "finetune.json"
+    if done.exists():
+        record = json.loads(done.read_text())
+        if record.get("key") == key and record.get("modalities") == list(encoders):
+            _write_reports(Path(cfg.reports), fold, record)  # DVC removed them before calling us
+            print(f"finetune fold {fold}: {fold_dir} is up to date")
+            return fold_dir
+        done.unlink()
+    for modality in MODALITIES:
+        if modality not in encoders:
+            shutil.rmtree(fold_dir / modality, ignore_errors=True)
+    labels = {name: np.array([split.classes.index(u.label) for u in part])
+              for name, part in (("train", split.train), ("val", split.val))}
+    results, history = {}, []
+    for modality, encoder in encoders.items():
+        train = _inputs(modality, encoder, split.train, table, cfg)
+        val = _inputs(modality, encoder, split.val, table, cfg)
+        progress = train_modality(modality, encoder, train, val, labels["train"], labels["val"], cfg, fold_dir,
+                                  key, split.classes)
+        results[modality] = {"best_epoch": progress.best_epoch, "val_ua": progress.best_ua,
+                             "epochs_run": progress.epoch, "base_model": encoder.name,
+                             "base_weights_sha256": encoder.weights_sha256}
+        history += progress.history
+    record = split.describe() | {"key": key, "modalities": list(encoders), "results": results,
+                                 "seconds": round(time.perf_counter() - t0, 1), "history": history}
+    write_json(done, record)
+    for modality in encoders:
+        shutil.rmtree(fold_dir / f"state-{modality}", ignore_errors=True)
+    _write_reports(Path(cfg.reports), fold, record)
+    scores = ", ".join(f"{m} val UA {r['val_ua']:.3f} (epoch {r['best_epoch']})" for m, r in results.items())
+    print(f"finetune fold {fold}: {len(split.train)} train / {len(split.val)} validation utterances from sessions "
+          f"{split.train_sessions}; {scores}; {record['seconds']:.1f}s → {fold_dir}")
+    return fold_dir
+
+
+def _write_reports(folder: Path, fold: int, record: dict) -> None:
+    summary = {k: record[k] for k in ("fold", "test_session", "train_sessions", "val_speakers", "results", "seconds")}
+    write_json(folder / f"fold-{fold}.json", summary | {"n_train": len(record["train_ids"]),
+                                                        "n_val": len(record["val_ids"])})
+    with (folder / f"fold-{fold}.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["modality", "epoch", "train_loss", "val_ua", "lr"])
+        writer.writeheader()
+        writer.writerows(record["history"])
