@@ -401,7 +401,7 @@ def run_finetune(fold: int, cfg: FinetuneConfig, features: FeaturesConfig, manif
     done = fold_dir / "finetune.json"
     if done.exists():
         record = json.loads(done.read_text())
-        if record.get("key") == key and record.get("modalities") == list(encoders):
+        if record.get("key") == key and record.get("modalities") == list(encoders) and "history" in record:
             _write_reports(Path(cfg.reports), fold, record)  # DVC removed them before calling us
             print(f"finetune fold {fold}: {fold_dir} is up to date")
             return fold_dir

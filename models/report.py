@@ -64,7 +64,8 @@ def _cell(x: dict) -> str:
 
 def load_metrics(folder: str | Path) -> list[dict]:
     rows = [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
-    return sorted(rows, key=lambda m: (ORDER.index(m["model"]) if m["model"] in ORDER else 99, m["experiment"]))
+    return sorted(rows, key=lambda m: (ORDER.index(m["model"]) if m["model"] in ORDER else 99, _features(m) != "frozen",
+                                       m["experiment"]))
 
 
 def write_report(train: TrainConfig, cfg: ReportConfig) -> Path:
