@@ -46,6 +46,7 @@ def scratch_repo(tmp_path: Path) -> Path:
     return repo
 
 
+@pytest.mark.timeout(900)  # the whole pipeline, fine-tuning included, several times (~4 min here)
 def test_dvc_repro_runs_and_then_is_a_no_op(scratch_repo: Path) -> None:
     out = _run([sys.executable, "-m", "dvc", "repro"], scratch_repo)
     for stage in ("synth", "prepare", "align", "align_eval", "demo_model", "extract", "train@text",
