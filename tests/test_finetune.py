@@ -199,3 +199,16 @@ def test_swapped_fold_store_is_refused(finetuned, aligned, tmp_path) -> None:
     with pytest.raises(LeakageError, match="cannot be used for fold 1"):
         run_experiment("ft_audio", spec, train, finetuned["features"], aligned["manifest"], ft)
     assert not (tmp_path / "m" / "ft_audio.json").exists()
+
+
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_optimizer_steps_follow_grad_accum_and_schedule(tiny_models, aligned, tmp_path, grad_accum: int) -> None:
+    cfg = _finetune(tmp_path, epochs=2, batch_size=2, grad_accum=grad_accum, patience=5, warmup=0.25)
+    fold_dir = run_finetune(3, cfg, _features(tiny_models, tmp_path / "f"), aligned["manifest"], aligned["segments"])
+    n_train = len(json.loads((fold_dir / "finetune.json").read_text())["train_ids"])
+    per_epoch = -(-n_train // (2 * grad_accum))
+    total = 2 * per_epoch
+    rows = (Path(cfg.reports) / "fold-3.csv").read_text().splitlines()[1:]
+    logged = [float(r.split(",")[4]) for r in rows]
+    expected = [cfg.lr * lr_factor(e * per_epoch - 1, total, 0.25) for e in (1, 2)]
+    assert logged == pytest.approx(expected)
