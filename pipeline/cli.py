@@ -212,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         params = load_params(args.params)
         args.handler(args, params)
-    except (ConfigError, StageError, ValueError, FileNotFoundError, RuntimeError, KeyError) as err:
+    except (ConfigError, StageError, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"mger {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0
