@@ -98,6 +98,17 @@ def _autocast(device: torch.device, dtype: torch.dtype):
     return torch.autocast(device.type, dtype=dtype)
 
 
+def pad_batch(items: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad along the first axis. Items (T_i, ...) → (B, T_max, ...) and a (B, T_max) bool
+    mask, True on real positions; both on ``device``."""
+    lengths = torch.tensor([len(x) for x in items])
+    out = torch.zeros((len(items), int(lengths.max())) + tuple(items[0].shape[1:]), dtype=items[0].dtype)
+    for k, x in enumerate(items):
+        out[k, : len(x)] = x
+    mask = torch.arange(out.shape[1])[None] < lengths[:, None]
+    return out.to(device), mask.to(device)
+
+
 @dataclass(frozen=True)
 class ConvGeometry:
     """Samples per frame (stride) and samples seen by one frame (receptive field)."""
@@ -182,16 +193,12 @@ class SpeechEncoder:
     def _forward(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """One padded batch; returns each item's exact-length frames (float32, on device)."""
         lengths = [len(w) for w in waves]
-        batch = torch.zeros(len(waves), max(lengths), dtype=torch.float32)
-        mask = torch.zeros(len(waves), max(lengths), dtype=torch.long)
-        for i, w in enumerate(waves):
-            batch[i, : len(w)] = torch.from_numpy(np.asarray(w, dtype=np.float32))
-            mask[i, : len(w)] = 1
-        kwargs = {"attention_mask": mask.to(self.device)} if self.use_attention_mask and len(waves) > 1 else {}
+        batch, mask = pad_batch([torch.from_numpy(np.asarray(w, dtype=np.float32)) for w in waves], self.device)
+        kwargs = {"attention_mask": mask.long()} if self.use_attention_mask and len(waves) > 1 else {}
         # One layer: after truncation it is the last one run, so the hidden-state tuple is not needed.
         single = not isinstance(self.layer, list) and self.layer != "mean"
         with torch.inference_mode(), _autocast(self.device, self.dtype):
-            out = self.model(batch.to(self.device), output_hidden_states=not single, **kwargs)
+            out = self.model(batch, output_hidden_states=not single, **kwargs)
         feats = (out.last_hidden_state if single else self._select(out.hidden_states)).float()
         return [feats[i, : self.n_frames(n)] for i, n in enumerate(lengths)]
 

@@ -48,7 +48,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from alignment.table import SegmentTable
-from features.encoders import SpeechEncoder, TextEncoder, resolve_dtype
+from features.encoders import SpeechEncoder, TextEncoder, pad_batch, resolve_dtype
 from models.experiment import fold_ids
 from models.metrics import unweighted_accuracy
 from pipeline.audio import read_audio
@@ -129,7 +129,7 @@ class SpeechInputs:
     def forward(self, idx: Sequence[int], gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Last-layer frames (B, T, D) and their mask; ``gen`` given: random training crops."""
         items = [_crop(self.items[i], self.crop, gen) for i in idx]
-        padded, mask = _pad(items, self.encoder.device)
+        padded, mask = pad_batch(items, self.encoder.device)
         if self.frozen_conv:
             proj = self.net.feature_projection(padded)
             hidden = proj[0] if isinstance(proj, tuple) else proj
@@ -166,15 +166,6 @@ def _crop(x: torch.Tensor, size: int, gen: torch.Generator | None) -> torch.Tens
         return x
     start = int(torch.randint(0, len(x) - size + 1, (1,), generator=gen))
     return x[start:start + size]
-
-
-def _pad(items: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = torch.tensor([len(x) for x in items])
-    out = torch.zeros((len(items), int(lengths.max())) + tuple(items[0].shape[1:]), dtype=items[0].dtype)
-    for k, x in enumerate(items):
-        out[k, : len(x)] = x
-    mask = torch.arange(out.shape[1])[None] < lengths[:, None]
-    return out.to(device), mask.to(device)
 
 
 class Head(nn.Module):
@@ -220,9 +211,17 @@ def save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, c
     _replace_dir(tmp, path)
 
 
+def saved_state(path: Path) -> Path | None:
+    """The state folder at ``path``, or its ``.old`` twin when a run was killed between the
+    two renames of :func:`_replace_dir`; None if there is none."""
+    for candidate in (path, path.with_name(path.name + ".old")):
+        if (candidate / "state.json").exists():
+            return candidate
+    return None
+
+
 def load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    if not (path / "state.json").exists() and path.with_name(path.name + ".old").exists():
-        path = path.with_name(path.name + ".old")  # killed between the two renames of _replace_dir
+    """Restore ``model`` and ``optimizer`` from a folder found by :func:`saved_state`; return the counters."""
     counters = json.loads((path / "state.json").read_text())
     model.load_state_dict(load_file(path / "model.safetensors"))
     state: dict[int, dict[str, torch.Tensor]] = {}
@@ -231,14 +230,6 @@ def load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -
         state.setdefault(int(i), {})[name] = tensor
     optimizer.load_state_dict({"state": state, "param_groups": counters.pop("param_groups")})
     return counters
-
-
-def _saved_counters(path: Path) -> dict | None:
-    """The counters of the state at ``path`` (or its ``.old`` twin), None if there is none."""
-    for candidate in (path, path.with_name(path.name + ".old")):
-        if (candidate / "state.json").exists():
-            return json.loads((candidate / "state.json").read_text())
-    return None
 
 
 def save_best(out: Path, encoder, head: Head, classes: list[str]) -> None:
@@ -309,9 +300,9 @@ def train_modality(modality: str, encoder, train, val, train_labels: np.ndarray,
 
     state_dir, best_dir = fold_dir / f"state-{modality}", fold_dir / modality
     progress = Progress(key)
-    saved = _saved_counters(state_dir)
-    if saved is not None and saved.get("key") == key:
-        progress = Progress(**{k: v for k, v in load_state(state_dir, model, optimizer).items()})
+    saved = saved_state(state_dir)
+    if saved is not None and json.loads((saved / "state.json").read_text()).get("key") == key:
+        progress = Progress(**load_state(saved, model, optimizer))
         print(f"finetune {modality}: resuming {fold_dir.name} after epoch {progress.epoch}", file=sys.stderr)
     elif saved is not None:
         print(f"finetune {modality}: {state_dir} is from other settings; starting over", file=sys.stderr)
