@@ -297,12 +297,12 @@ class FeatureStore:
         off = self._offsets[level]
         idx = np.array([self._index[u] for u in ids], dtype=np.int64)
         lengths = off[idx + 1] - off[idx]
-        rows = torch.from_numpy(data)  # float16, one contiguous block per utterance
         if layer is not None:
-            rows = rows[:, layer]
-        out = torch.zeros((len(ids), max(1, int(lengths.max(initial=0)))) + tuple(rows.shape[1:]))
-        for k, i in enumerate(idx):  # one block copy (and fp16 → fp32 cast) per utterance
-            out[k, : lengths[k]] = rows[off[i]:off[i + 1]]
+            data = data[:, layer]
+        out = np.zeros((len(ids), max(1, int(lengths.max(initial=0)))) + data.shape[1:], dtype=np.float32)
+        for k, i in enumerate(idx):  # one contiguous block copy (fp16 → fp32 cast) per utterance
+            out[k, : lengths[k]] = data[off[i]:off[i + 1]]
+        out = torch.from_numpy(out)
         return Batch(out, torch.from_numpy(lengths))
 
     def dataset(self, level: str, utt_ids: Sequence[str], labels: Sequence[int]) -> "torch.utils.data.Dataset":

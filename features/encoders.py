@@ -55,12 +55,31 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """``auto``: bf16 (or fp16) autocast on GPU, fp32 on CPU."""
+    """``auto``: bf16 (or fp16) autocast on GPU, fp32 on CPU.  ``int8`` (CPU only): dynamic
+    int8 quantisation of the Linear layers (:func:`quantize_linear`)."""
     if dtype == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    if dtype == "int8" and device.type != "cpu":
+        raise ValueError(f"features.dtype int8 is CPU-only dynamic quantisation; device is {device}")
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.qint8}[dtype]
+
+
+def quantize_linear(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantisation of the transformer's ``nn.Linear`` layers (``encoder.*``):
+    weights int8 per output channel, activations quantised per batch at run time (fbgemm uses
+    AVX-512 VNNI where the CPU has it).  The conv feature encoder and the feature projection
+    stay fp32 (the projection feeds every layer; keeping it fp32 lowers the deviation)."""
+    import warnings
+
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    spec = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and name.startswith("encoder.")}
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model, spec, dtype=torch.qint8)
 
 
 def state_dict_sha256(model: torch.nn.Module) -> str:
@@ -93,7 +112,7 @@ def layer_indices(layer: LayerSpec, n_layers: int) -> list[int]:
 
 
 def _autocast(device: torch.device, dtype: torch.dtype):
-    if dtype == torch.float32:
+    if dtype in (torch.float32, torch.qint8):
         return torch.autocast(device.type, enabled=False)
     return torch.autocast(device.type, dtype=dtype)
 
@@ -151,6 +170,8 @@ class SpeechEncoder:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = net.to(self.device).eval().requires_grad_(False)
+        if self.dtype == torch.qint8:
+            self.model = quantize_linear(self.model)
         self.geometry = ConvGeometry.of(self.config)
         self.sample_rate = sample_rate
         self.frame_stride_s = self.geometry.stride / sample_rate

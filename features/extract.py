@@ -126,28 +126,28 @@ def _segments(table: SegmentTable, level: str, utt: Utterance) -> list[tuple[flo
 
 def speech_part(encoder: SpeechEncoder, cfg: FeaturesConfig, inputs: Inputs, utts: Sequence[Utterance]
                 ) -> dict[str, list[np.ndarray]]:
-    """Rows per level for ``utts``: frames, then every segment level pooled in one call per batch."""
-    levels = {lv: [np.zeros(0)] * len(utts) for lv in cfg.speech.levels}
+    """Rows per level for ``utts`` (one part): the encoder runs batch by batch, then every
+    segment of every level of the part is pooled in one vectorised call on the encoder's device."""
+    frames: list[torch.Tensor] = [torch.empty(0)] * len(utts)
     for batch in make_batches([u.duration for u in utts], batch_seconds(cfg, encoder.device)):
-        frames = encoder.encode([read_audio(utts[i].wav) for i in batch])
-        counts = torch.tensor([f.shape[0] for f in frames], device=encoder.device)
-        offsets = torch.cat([torch.zeros(1, dtype=torch.long, device=encoder.device), torch.cumsum(counts, 0)])
-        stacked = torch.cat(frames).flatten(1)  # (F, D) or (F, L*D) for a layer list
-        for lv in cfg.speech.levels:
-            if lv == "frame":
-                for k, i in enumerate(batch):
-                    levels[lv][i] = frames[k].cpu().numpy()
-                continue
-            segs = [_segments(inputs.table, lv, utts[i]) for i in batch]
-            seg_utt = torch.tensor([k for k, s in enumerate(segs) for _ in s], device=encoder.device)
-            bounds = torch.tensor([b for s in segs for b in s], dtype=torch.float64, device=encoder.device)
-            pooled = pool_segments(stacked, offsets, seg_utt, bounds[:, 0], bounds[:, 1], encoder.frame_stride_s,
-                                   encoder.frame_centre0_s, cfg.speech.pooling)
-            pooled = pooled.reshape((-1,) + tuple(frames[0].shape[1:])).cpu().numpy()
-            starts = np.concatenate([[0], np.cumsum([len(s) for s in segs])])
-            for k, i in enumerate(batch):
-                levels[lv][i] = pooled[starts[k]:starts[k + 1]]
-    return levels
+        for i, feats in zip(batch, encoder.encode([read_audio(utts[i].wav) for i in batch])):
+            frames[i] = feats
+    levels = {lv: [f.cpu().numpy() for f in frames] for lv in cfg.speech.levels if lv == "frame"}
+    pooled_levels = [lv for lv in cfg.speech.levels if lv != "frame"]
+    if not pooled_levels:
+        return levels
+    counts = torch.tensor([f.shape[0] for f in frames], device=encoder.device)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long, device=encoder.device), torch.cumsum(counts, 0)])
+    segs = [_segments(inputs.table, lv, u) for lv in pooled_levels for u in utts]  # level-major
+    seg_utt = torch.tensor([k % len(utts) for k, s in enumerate(segs) for _ in s], device=encoder.device)
+    bounds = torch.tensor([b for s in segs for b in s], dtype=torch.float64, device=encoder.device)
+    pooled = pool_segments(torch.cat(frames).flatten(1), offsets, seg_utt, bounds[:, 0], bounds[:, 1],
+                           encoder.frame_stride_s, encoder.frame_centre0_s, cfg.speech.pooling)
+    pooled = pooled.reshape((-1,) + tuple(frames[0].shape[1:])).cpu().numpy()
+    starts = np.concatenate([[0], np.cumsum([len(s) for s in segs])])
+    for j, lv in enumerate(pooled_levels):
+        levels[lv] = [pooled[starts[j * len(utts) + k]:starts[j * len(utts) + k + 1]] for k in range(len(utts))]
+    return {lv: levels[lv] for lv in cfg.speech.levels}
 
 
 def text_part(encoder: TextEncoder, inputs: Inputs, utts: Sequence[Utterance], batch_size: int = 32

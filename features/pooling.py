@@ -9,9 +9,8 @@ is at ``(t*stride + receptive_field/2) / sample_rate`` seconds.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
+import torch.nn.functional as F
 
 POOLINGS = ("mean", "max", "std")
 
@@ -29,9 +28,14 @@ def frame_ranges(start: torch.Tensor, end: torch.Tensor, n_frames: torch.Tensor,
     if (n_frames < 1).any():
         raise ValueError("every utterance needs at least one frame")
     last_valid = n_frames - 1
-    first = torch.ceil((start - centre0_s) / stride_s - 1e-9).long()
-    last = torch.ceil((end - centre0_s) / stride_s - 1e-9).long() - 1
-    nearest = torch.round(((start + end) / 2 - centre0_s) / stride_s).long()
+    limit = n_frames.to(start.dtype) + 1
+
+    def position(seconds: torch.Tensor) -> torch.Tensor:  # in frames, clamped before any cast (end = inf)
+        return ((seconds - centre0_s) / stride_s).clamp(-1.0).minimum(limit)
+
+    first = torch.ceil(position(start) - 1e-9).long()
+    last = torch.ceil(position(end) - 1e-9).long() - 1
+    nearest = torch.round(position((start + end) / 2)).long()
     nearest = torch.minimum(nearest.clamp(min=0), last_valid)
     first = torch.minimum(first.clamp(min=0), last_valid)
     last = torch.minimum(last.clamp(min=0), last_valid)
@@ -39,11 +43,23 @@ def frame_ranges(start: torch.Tensor, end: torch.Tensor, n_frames: torch.Tensor,
     return torch.where(empty, nearest, first), torch.where(empty, nearest, last)
 
 
+def _bags(first: torch.Tensor, last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices and offsets for ``embedding_bag``: the ranges ``first[s]..last[s]`` laid end to end."""
+    counts = last - first + 1
+    starts = torch.cumsum(counts, 0) - counts
+    bag = torch.repeat_interleave(torch.arange(first.shape[0], device=first.device), counts)
+    return first[bag] + (torch.arange(bag.shape[0], device=first.device) - starts[bag]), starts
+
+
 def pool_ranges(frames: torch.Tensor, first: torch.Tensor, last: torch.Tensor, mode: str = "mean") -> torch.Tensor:
     """Pool rows ``frames[first[s]:last[s]+1]`` for every segment ``s`` at once.
 
-    mean and std are products with a sparse CSR averaging matrix (one nonzero per frame of
-    each segment); max is a ``scatter_reduce`` over the gathered rows.
+    Segments of several levels cover the same frames (a word is its phones' frames), so rows
+    are reduced in two ``embedding_bag`` passes instead of once per segment: the boundaries of
+    all segments cut the frames into elementary runs, each frame is read once to reduce its
+    run (sum, or max), and every segment then combines the runs it consists of.  Sums are
+    re-associated (differences ~1e-7 relative to a direct mean); max is exact.  std is the
+    population std from the sums of the rows and of their squares.
 
     Shapes: frames (F, D) — all frames of a batch, flattened; first, last (S,) row indices
     into ``frames``.  Returns (S, D).  ``mode``: mean, max or std (population).
@@ -55,23 +71,27 @@ def pool_ranges(frames: torch.Tensor, first: torch.Tensor, last: torch.Tensor, m
     counts = last - first + 1
     if (counts < 1).any():
         raise ValueError("every segment needs at least one frame")
-    n_seg = first.shape[0]
-    crow = torch.cat([torch.zeros(1, dtype=torch.long, device=frames.device), torch.cumsum(counts, 0)])
-    seg_of_row = torch.repeat_interleave(torch.arange(n_seg, device=frames.device), counts)
-    rows = first[seg_of_row] + (torch.arange(seg_of_row.shape[0], device=frames.device) - crow[:-1][seg_of_row])
+    if first.shape[0] == 0:
+        return frames.new_zeros((0, frames.shape[1]))
+    cuts = torch.unique(torch.cat([first, last + 1]))  # sorted; run j is rows cuts[j]..cuts[j+1]-1
+    run_rows = torch.arange(int(cuts[0]), int(cuts[-1]), device=frames.device)
+    run_first, run_last = torch.searchsorted(cuts, first), torch.searchsorted(cuts, last + 1) - 1
+    seg_runs, seg_starts = _bags(run_first, run_last)
+
+    def runs(table: torch.Tensor, how: str) -> torch.Tensor:  # pass 1: every frame read once, into its run
+        return F.embedding_bag(run_rows, table, cuts[:-1] - cuts[0], mode=how)
+
     if mode == "max":
-        picked = frames[rows]
-        out = torch.full((n_seg, frames.shape[1]), float("-inf"), dtype=frames.dtype, device=frames.device)
-        return out.scatter_reduce(0, seg_of_row[:, None].expand_as(picked), picked, reduce="amax")
-    # mean (and std): one sparse (segments x frames) averaging matrix, one matrix product
-    weights = (1.0 / counts.to(frames.dtype))[seg_of_row]
-    with warnings.catch_warnings():  # "sparse CSR support is in beta": the product used here is stable
-        warnings.simplefilter("ignore", UserWarning)
-        averaging = torch.sparse_csr_tensor(crow, rows, weights, (n_seg, frames.shape[0]))
-    mean = averaging @ frames
+        return F.embedding_bag(seg_runs, runs(frames, "max"), seg_starts, mode="max")
+    weights = (1.0 / counts.to(frames.dtype)).repeat_interleave(run_last - run_first + 1)
+
+    def mean_of(table: torch.Tensor) -> torch.Tensor:  # pass 2: run sums, weighted by 1 / frame count
+        return F.embedding_bag(seg_runs, runs(table, "sum"), seg_starts, mode="sum", per_sample_weights=weights)
+
+    mean = mean_of(frames)
     if mode == "mean":
         return mean
-    return (averaging @ frames.square() - mean.square()).clamp(min=0).sqrt()
+    return (mean_of(frames.square()) - mean.square()).clamp(min=0).sqrt()
 
 
 def pool_segments(frames: torch.Tensor, frame_offsets: torch.Tensor, seg_utt: torch.Tensor, start: torch.Tensor,

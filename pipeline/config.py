@@ -115,7 +115,7 @@ class FeaturesConfig:
 
     out: str = "data/features"
     device: str = "auto"
-    dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    dtype: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
     batch_seconds: Union[Literal["auto"], float] = "auto"
     shard_size: int = 64
     n_jobs: int = 1

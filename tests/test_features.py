@@ -19,7 +19,7 @@ import yaml
 
 from alignment.table import SegmentTable
 from features.cache import CacheError, FeatureStore, exclusive_lock, verify_store
-from features.encoders import SpeechEncoder, TextEncoder
+from features.encoders import SpeechEncoder, TextEncoder, resolve_dtype
 from features.extract import extract, make_batches
 from pipeline.audio import read_audio
 from pipeline.config import FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
@@ -152,6 +152,21 @@ def test_bf16_on_cpu_stays_within_tolerance(tiny_models) -> None:
     bf16 = SpeechEncoder(tiny_models["speech"], dtype="bf16").encode([audio])[0]
     rel = (bf16 - fp32).abs().mean() / fp32.abs().mean()
     assert rel < 0.05  # documented tolerance: mean relative deviation under 5%
+
+
+def test_int8_on_cpu_stays_within_tolerance(tiny_models) -> None:
+    audio = np.random.default_rng(2).normal(0, 0.1, 32000).astype(np.float32)
+    fp32 = SpeechEncoder(tiny_models["speech"], dtype="fp32").encode([audio])[0]
+    enc = SpeechEncoder(tiny_models["speech"], dtype="int8")
+    int8 = enc.encode([audio])[0]
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in enc.model.encoder.modules())
+    assert type(enc.model.feature_projection.projection) is torch.nn.Linear  # stays fp32
+    assert int8.shape == fp32.shape and not torch.equal(int8, fp32)
+    # documented tolerance: every frame's cosine similarity to fp32 >= 0.99, mean relative deviation < 5%
+    assert torch.nn.functional.cosine_similarity(int8, fp32, dim=-1).min() >= 0.99
+    assert (int8 - fp32).abs().mean() / fp32.abs().mean() < 0.05
+    with pytest.raises(ValueError, match="CPU-only"):
+        resolve_dtype("int8", torch.device("cuda"))
 
 
 def test_batches_fill_up_to_batch_seconds() -> None:

@@ -17,6 +17,11 @@ def test_frame_ranges_centres_inside_and_nearest_fallback() -> None:
     first, last = frame_ranges(start, end, torch.full((6,), 5), STRIDE, C0)
     assert first.tolist() == [0, 0, 1, 4, 2, 2]
     assert last.tolist() == [1, 0, 2, 4, 2, 2]
+    # the utterance level's single segment [0, inf) takes every frame, in float32 and float64
+    for dtype in (torch.float32, torch.float64):
+        whole = frame_ranges(torch.tensor([0.0], dtype=dtype), torch.tensor([float("inf")], dtype=dtype),
+                             torch.tensor([5]), STRIDE, C0)
+        assert [t.tolist() for t in whole] == [[0], [4]]
 
 
 @pytest.mark.parametrize("mode", ["mean", "max", "std"])
@@ -31,9 +36,12 @@ def test_pool_exact_values(mode: str) -> None:
                              torch.tensor([20.0, 60, 0]).std(unbiased=False).item()], [0.0, 0.0]],
     }[mode]
     assert torch.allclose(out, torch.tensor(expected), atol=1e-5)
+    assert pool_ranges(frames, first[:0], last[:0], mode).shape == (0, 2)
 
 
-def test_pool_segments_across_utterances_matches_loop() -> None:
+@pytest.mark.parametrize("mode", ["mean", "max", "std"])
+def test_pool_segments_across_utterances_matches_loop(mode: str) -> None:
+    """Overlapping, nested and sub-frame segments of several utterances, against a Python loop."""
     g = torch.Generator().manual_seed(0)
     counts = [7, 1, 30]
     frames = torch.randn(sum(counts), 4, generator=g)
@@ -41,7 +49,8 @@ def test_pool_segments_across_utterances_matches_loop() -> None:
     seg_utt = torch.randint(0, 3, (200,), generator=g)
     start = torch.rand(200, generator=g) * 0.8
     end = start + torch.rand(200, generator=g) * 0.3
-    pooled = pool_segments(frames, offsets, seg_utt, start, end, STRIDE, C0, "mean")
+    pooled = pool_segments(frames, offsets, seg_utt, start, end, STRIDE, C0, mode)
+    reduce = {"mean": lambda x: x.mean(0), "max": lambda x: x.amax(0), "std": lambda x: x.std(0, unbiased=False)}[mode]
     assert torch.isfinite(pooled).all()
     for s in range(200):
         u = int(seg_utt[s])
@@ -49,10 +58,10 @@ def test_pool_segments_across_utterances_matches_loop() -> None:
         centres = C0 + STRIDE * torch.arange(len(utt))
         inside = (centres >= start[s]) & (centres < end[s])
         if inside.any():
-            ref = utt[inside].mean(0)
+            ref = reduce(utt[inside])
         else:
             nearest = int(torch.argmin((centres - (start[s] + end[s]) / 2).abs()))
-            ref = utt[nearest]
+            ref = reduce(utt[nearest:nearest + 1])
         assert torch.allclose(pooled[s], ref, atol=1e-5), s
 
 
