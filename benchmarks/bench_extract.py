@@ -32,7 +32,7 @@ import torch
 
 from alignment.table import SegmentTable
 from features.cache import FeatureStore, write_store
-from features.encoders import SpeechEncoder, _autocast
+from features.encoders import SpeechEncoder, autocast_context
 from features.extract import SPEECH_LEVELS, Inputs, _segments, speech_part
 from features.pooling import pool_segments
 from pipeline.audio import read_audio
@@ -70,7 +70,7 @@ def bare_run(path, device, dtype, waves) -> float:
     enc = _encoder(path, "last", device, dtype)
     prepared = [torch.from_numpy(enc._prepare(w))[None] for w in waves]
     t0 = time.perf_counter()
-    with torch.inference_mode(), _autocast(enc.device, enc.dtype):
+    with torch.inference_mode(), autocast_context(enc.device, enc.dtype):
         for w in prepared:
             enc.model(w.to(enc.device))
     _sync(enc.device)

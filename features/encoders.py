@@ -111,7 +111,8 @@ def layer_indices(layer: LayerSpec, n_layers: int) -> list[int]:
     return out
 
 
-def _autocast(device: torch.device, dtype: torch.dtype):
+def autocast_context(device: torch.device, dtype: torch.dtype):
+    """Autocast to ``dtype`` on ``device``; disabled for fp32 and int8 (which run as they are)."""
     if dtype in (torch.float32, torch.qint8):
         return torch.autocast(device.type, enabled=False)
     return torch.autocast(device.type, dtype=dtype)
@@ -218,7 +219,7 @@ class SpeechEncoder:
         kwargs = {"attention_mask": mask.long()} if self.use_attention_mask and len(waves) > 1 else {}
         # One layer: after truncation it is the last one run, so the hidden-state tuple is not needed.
         single = not isinstance(self.layer, list) and self.layer != "mean"
-        with torch.inference_mode(), _autocast(self.device, self.dtype):
+        with torch.inference_mode(), autocast_context(self.device, self.dtype):
             out = self.model(batch, output_hidden_states=not single, **kwargs)
         feats = (out.last_hidden_state if single else self._select(out.hidden_states)).float()
         return [feats[i, : self.n_frames(n)] for i, n in enumerate(lengths)]

@@ -38,7 +38,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from alignment.table import SegmentTable
-from features.encoders import SpeechEncoder, TextEncoder, pad_batch, resolve_dtype
+from features.encoders import SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
 from models.experiment import fold_ids
 from models.metrics import unweighted_accuracy
 from pipeline.audio import read_audio
@@ -263,12 +263,12 @@ class Progress:
     history: list = dataclasses.field(default_factory=list)
 
 
-def _predict(inputs, head: Head, autocast: Callable, batch_size: int) -> np.ndarray:
+def _predict(inputs, head: Head, device: torch.device, dtype: torch.dtype, batch_size: int) -> np.ndarray:
     inputs.net.eval()
     head.eval()
     order = sorted(range(len(inputs)), key=inputs.length)
     pred = np.zeros(len(inputs), dtype=np.int64)
-    with torch.no_grad(), autocast():
+    with torch.no_grad(), autocast_context(device, dtype):
         for s in range(0, len(order), batch_size):
             idx = order[s:s + batch_size]
             pred[idx] = head(*inputs.forward(idx, None)).argmax(1).cpu().numpy()
@@ -295,9 +295,6 @@ def train_modality(modality: str, encoder, train, val, train_labels: np.ndarray,
     total = steps_per_epoch * cfg.epochs
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
-    def autocast():
-        return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
-
     state_dir, best_dir = fold_dir / f"state-{modality}", fold_dir / modality
     progress = Progress(key)
     saved = saved_state(state_dir)
@@ -322,7 +319,7 @@ def train_modality(modality: str, encoder, train, val, train_labels: np.ndarray,
         total_loss = 0.0
         for s in range(0, len(perm), cfg.batch_size):
             idx = perm[s:s + cfg.batch_size]
-            with autocast():
+            with autocast_context(device, dtype):
                 logits = head(*train.forward(idx, gen))
             share = len(idx) / (cfg.batch_size * cfg.grad_accum)  # mean over the accumulated batch
             loss = F.cross_entropy(logits.float(), labels[idx].to(device)) * share
@@ -336,7 +333,7 @@ def train_modality(modality: str, encoder, train, val, train_labels: np.ndarray,
                 scaler.update()
                 optimizer.zero_grad()
                 progress.step += 1
-        val_ua = unweighted_accuracy(val_labels, _predict(val, head, autocast, cfg.batch_size), len(classes))
+        val_ua = unweighted_accuracy(val_labels, _predict(val, head, device, dtype, cfg.batch_size), len(classes))
         progress.epoch = epoch
         progress.history.append({"modality": modality, "epoch": epoch, "train_loss": total_loss / len(train),
                                  "val_ua": val_ua, "lr": optimizer.param_groups[0]["lr"]})
