@@ -77,6 +77,16 @@ def bare_run(path, device, dtype, waves) -> float:
     return time.perf_counter() - t0
 
 
+def loop_pool(frames: torch.Tensor, start: float, end: float) -> torch.Tensor:
+    """One segment, the way peers pool it: mean of the frames whose centres fall inside it,
+    else the frame nearest its midpoint.  frames: (T, D) of one utterance."""
+    centres = 0.0125 + 0.02 * torch.arange(frames.shape[0])
+    inside = (centres >= start) & (centres < end)
+    if inside.any():
+        return frames[inside].mean(0)
+    return frames[torch.argmin((centres - (start + end) / 2).abs())]
+
+
 def naive_run(path: str, device: str, utts, table: SegmentTable, out: Path) -> float:
     """How peers write it: loop, batch 1, fp32, Python pooling loop, one .npy per utterance."""
     from transformers import AutoModel
@@ -89,17 +99,10 @@ def naive_run(path: str, device: str, utts, table: SegmentTable, out: Path) -> f
         with torch.no_grad():
             hidden = model(torch.from_numpy(audio)[None].to(device), output_hidden_states=True).hidden_states
         frames = hidden[-1][0].cpu()
-        centres = 0.0125 + 0.02 * torch.arange(frames.shape[0])
         np.save(out / f"{u.utt_id}.frame.npy", frames.numpy())
         np.save(out / f"{u.utt_id}.utterance.npy", frames.mean(0, keepdim=True).numpy())
         for level in ("phones", "syllables", "words"):
-            pooled = []
-            for seg in table.segments(level, u.utt_id):
-                inside = (centres >= seg.start) & (centres < seg.end)
-                if inside.any():
-                    pooled.append(frames[inside].mean(0))
-                else:
-                    pooled.append(frames[torch.argmin((centres - (seg.start + seg.end) / 2).abs())])
+            pooled = [loop_pool(frames, seg.start, seg.end) for seg in table.segments(level, u.utt_id)]
             if pooled:
                 np.save(out / f"{u.utt_id}.{level}.npy", torch.stack(pooled).numpy())
     return time.perf_counter() - t0
@@ -175,26 +178,23 @@ def bench_pooling(table: SegmentTable, part_size: int, repeats: int) -> None:
     t_vec = t_loop = 0.0
     n_segs, diff = 0, 0.0
     for p in range(0, len(table.utt_ids), part_size):
-        utts = [type("U", (), {"utt_id": u})() for u in table.utt_ids[p:p + part_size]]
+        utt_ids = table.utt_ids[p:p + part_size]
         counts = [max(1, int(d * 50)) for d in table.duration[p:p + part_size]]
         offsets = torch.tensor(np.concatenate([[0], np.cumsum(counts)]))
-        segs = [(k, s, e) for lv in SPEECH_LEVELS[1:] for k, u in enumerate(utts) for s, e in _segments(table, lv, u)]
+        segs = [(k, s, e) for lv in SPEECH_LEVELS[1:] for k, u in enumerate(utt_ids) for s, e in _segments(table, lv, u)]
         seg_utt = torch.tensor([k for k, _, _ in segs])
         bounds = torch.tensor([(s, e) for _, s, e in segs], dtype=torch.float64)
         frames = torch.randn(int(offsets[-1]), 768)
-        vec = pool_segments(frames, offsets, seg_utt, bounds[:, 0], bounds[:, 1], 0.02, 0.0125)
-        t_vec += best_time(repeats, lambda: pool_segments(frames, offsets, seg_utt, bounds[:, 0], bounds[:, 1],
-                                                          0.02, 0.0125))
+
+        def vectorised() -> torch.Tensor:
+            return pool_segments(frames, offsets, seg_utt, bounds[:, 0], bounds[:, 1], 0.02, 0.0125)
+
+        t_vec += best_time(repeats, vectorised)
         t0 = time.perf_counter()
-        loop = []
-        for k, s, e in segs:  # the Python loop of the naive reference
-            utt = frames[offsets[k]:offsets[k + 1]]
-            centres = 0.0125 + 0.02 * torch.arange(utt.shape[0])
-            inside = (centres >= s) & (centres < e)
-            loop.append(utt[inside].mean(0) if inside.any() else utt[torch.argmin((centres - (s + e) / 2).abs())])
+        loop = [loop_pool(frames[offsets[k]:offsets[k + 1]], s, e) for k, s, e in segs]
         t_loop += time.perf_counter() - t0
         n_segs += len(segs)
-        diff = max(diff, (vec - torch.stack(loop)).abs().max().item())
+        diff = max(diff, (vectorised() - torch.stack(loop)).abs().max().item())
     print(f"pooling {n_segs} segments (4 levels, one call per part of {part_size} utterances, 768 dims): vectorised "
           f"{t_vec * 1000:.1f} ms, Python loop {t_loop * 1000:.0f} ms = {t_loop / t_vec:.0f}x faster, "
           f"max abs difference {diff:.2e}", flush=True)
@@ -220,8 +220,9 @@ def bench_loading(store: str, manifest: str, repeats: int) -> None:
             return FeatureStore(store).load(level, train).data
 
         t_npy, t_h5 = best_time(repeats, from_npy), best_time(repeats, from_store)
-        assert torch.equal(from_npy(), from_store())
-        print(f"  {level:<10s} {tuple(from_store().shape)!s:<18s} HDF5 store {t_h5 * 1000:6.1f} ms, per-utterance .npy "
+        padded = from_store()
+        assert torch.equal(from_npy(), padded)
+        print(f"  {level:<10s} {tuple(padded.shape)!s:<18s} HDF5 store {t_h5 * 1000:6.1f} ms, per-utterance .npy "
               f"{t_npy * 1000:6.1f} ms = {t_npy / t_h5:.1f}x faster", flush=True)
 
 

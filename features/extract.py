@@ -111,14 +111,14 @@ def fingerprint(kind: str, encoder, cfg: FeaturesConfig, inputs: Inputs, fold: d
                      "normalize": encoder.normalize}
 
 
-def _segments(table: SegmentTable, level: str, utt: Utterance) -> list[tuple[float, float]]:
+def _segments(table: SegmentTable, level: str, utt_id: str) -> list[tuple[float, float]]:
     """(start, end) of the utterance's segments at ``level``; an utterance without phones (a
     uniform alignment fallback) uses its syllables, which always exist."""
     if level == "utterance":
         return [(0.0, float("inf"))]
     names = ("phones", "syllables", "words")
     for name in names[names.index(_TABLE_LEVEL[level]):]:
-        segs = table.segments(name, utt.utt_id)
+        segs = table.segments(name, utt_id)
         if segs:
             return [(s.start, s.end) for s in segs]
     return [(0.0, float("inf"))]
@@ -132,13 +132,13 @@ def speech_part(encoder: SpeechEncoder, cfg: FeaturesConfig, inputs: Inputs, utt
     for batch in make_batches([u.duration for u in utts], batch_seconds(cfg, encoder.device)):
         for i, feats in zip(batch, encoder.encode([read_audio(utts[i].wav) for i in batch])):
             frames[i] = feats
-    levels = {lv: [f.cpu().numpy() for f in frames] for lv in cfg.speech.levels if lv == "frame"}
+    levels = {"frame": [f.cpu().numpy() for f in frames]} if "frame" in cfg.speech.levels else {}
     pooled_levels = [lv for lv in cfg.speech.levels if lv != "frame"]
     if not pooled_levels:
         return levels
     counts = torch.tensor([f.shape[0] for f in frames], device=encoder.device)
     offsets = torch.cat([torch.zeros(1, dtype=torch.long, device=encoder.device), torch.cumsum(counts, 0)])
-    segs = [_segments(inputs.table, lv, u) for lv in pooled_levels for u in utts]  # level-major
+    segs = [_segments(inputs.table, lv, u.utt_id) for lv in pooled_levels for u in utts]  # level-major
     seg_utt = torch.tensor([k % len(utts) for k, s in enumerate(segs) for _ in s], device=encoder.device)
     bounds = torch.tensor([b for s in segs for b in s], dtype=torch.float64, device=encoder.device)
     pooled = pool_segments(torch.cat(frames).flatten(1), offsets, seg_utt, bounds[:, 0], bounds[:, 1],
