@@ -203,8 +203,9 @@ def _attrs(kind: str, fp: dict, encoder) -> dict:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def store_path(cfg: FeaturesConfig, kind: str, suffix: str = "") -> Path:
-    return Path(cfg.out) / f"{kind}{suffix}.h5"
+def store_path(out: str | Path, kind: str) -> Path:
+    """The ``kind`` store in the folder ``out``."""
+    return Path(out) / f"{kind}.h5"
 
 
 def _run_shard(kind: str, cfg: FeaturesConfig, manifest: str, segments: str, store: str, i: int, n: int) -> int:
@@ -219,7 +220,7 @@ def finetuned_setup(cfg: FeaturesConfig, finetune: FinetuneConfig, fold: int, ch
                     ) -> tuple[FeaturesConfig, dict, list[str]]:
     """Features settings for fold ``fold``'s fine-tuned encoders (in ``checkpoint``, default
     ``<finetune.out>/fold-<k>``): the config, the fingerprint's fold entries, the kinds to extract."""
-    folder = Path(checkpoint or Path(finetune.out) / f"fold-{fold}")
+    folder = Path(checkpoint) if checkpoint else finetune.fold_dir(fold)
     record_path = folder / "finetune.json"
     if not record_path.is_file():
         raise CacheError(f"{folder}: no finetune.json (finished fine-tuning); run `mger finetune --fold {fold}` first")
@@ -230,7 +231,7 @@ def finetuned_setup(cfg: FeaturesConfig, finetune: FinetuneConfig, fold: int, ch
     kinds = list(record["modalities"])
     speech = dataclasses.replace(cfg.speech, model=str(folder / "speech"), revision=None)
     text = dataclasses.replace(cfg.text, model=str(folder / "text"), revision=None) if "text" in kinds else cfg.text
-    out = dataclasses.replace(cfg, out=str(Path(finetune.features_out) / f"fold-{fold}"), speech=speech, text=text)
+    out = dataclasses.replace(cfg, out=str(finetune.features_dir(fold)), speech=speech, text=text)
     entries = {"fold": fold, "finetune_train_sessions": record["train_sessions"],
                "finetune_sha256": file_sha256(record_path)}
     return out, entries, kinds
@@ -249,7 +250,7 @@ def extract(kind: str, cfg: FeaturesConfig, manifest: str | Path, segments: str 
               f"(e.g. {unaligned[0]}; see the alignment report)", file=sys.stderr)
     if not inputs.utts:
         raise CacheError(f"no aligned utterance in {manifest}")
-    store = store or store_path(cfg, kind)
+    store = store or store_path(cfg.out, kind)
     encoder = build_encoder(kind, cfg)
     fp = fingerprint(kind, encoder, cfg, inputs, fold)
     old = read_fingerprint(store) if store.exists() else None

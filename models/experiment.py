@@ -31,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from features.cache import FeatureStore
+from features.extract import store_path as extracted_store
 from models.metrics import all_metrics
 from models.modules import ModelConfig, input_names
 from models.train import TensorSet, fit, fit_weights, predict_proba
@@ -76,8 +77,8 @@ def store_path(kind: str, spec: ExperimentSpec, features: FeaturesConfig, finetu
     """Where fold ``fold`` of ``spec`` reads its ``kind`` features: the frozen store, or fold
     ``fold``'s own fine-tuned store (text stays frozen unless ``finetune.text``)."""
     if spec.features == "frozen" or (kind == "text" and not finetune.text):
-        return Path(features.out) / f"{kind}.h5"
-    path = Path(finetune.features_out) / f"fold-{fold}" / f"{kind}.h5"
+        return extracted_store(features.out, kind)
+    path = extracted_store(finetune.features_dir(fold), kind)
     if not path.is_file():
         raise StageError(f"{path}: no fine-tuned {kind} features for fold {fold}; run `mger finetune --fold {fold}` "
                          f"and `mger extract --fold {fold}` (or `dvc repro`)")
@@ -98,7 +99,7 @@ def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, feat
                    manifest: str | Path, finetune: FinetuneConfig | None = None) -> dict:
     t0 = time.perf_counter()
     finetune = finetune or FinetuneConfig()
-    store_ids = set(FeatureStore(Path(features.out) / "speech.h5").utt_ids)
+    store_ids = set(FeatureStore(extracted_store(features.out, "speech")).utt_ids)
     utts = [u for u in read_manifest(manifest) if u.utt_id in store_ids]
     if not utts:
         raise StageError(f"no manifest utterance has cached features in {features.out}")

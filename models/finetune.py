@@ -382,7 +382,7 @@ def run_finetune(fold: int, cfg: FinetuneConfig, features: FeaturesConfig, manif
     aligned = set(table.utt_ids)
     utts = [u for u in read_manifest(manifest) if u.utt_id in aligned]
     split = fold_split(utts, fold, cfg.seed)
-    fold_dir = Path(cfg.out) / f"fold-{fold}"
+    fold_dir = cfg.fold_dir(fold)
     fold_dir.mkdir(parents=True, exist_ok=True)
     encoders = build_encoders(cfg, features)
     key = settings_key(cfg, split, encoders)

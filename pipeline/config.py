@@ -173,6 +173,14 @@ class FinetuneConfig:
     patience: int = 3
     seed: int = 0
 
+    def fold_dir(self, fold: int) -> Path:
+        """Fold ``fold``'s fine-tuned encoders (save_pretrained folders) and ``finetune.json``."""
+        return Path(self.out) / f"fold-{fold}"
+
+    def features_dir(self, fold: int) -> Path:
+        """Fold ``fold``'s feature stores, extracted with its fine-tuned encoders."""
+        return Path(self.features_out) / f"fold-{fold}"
+
     def __post_init__(self) -> None:
         _positive("finetune", self, "epochs", "batch_size", "grad_accum", "lr", "text_lr", "head_lr",
                   "max_train_seconds", "patience")

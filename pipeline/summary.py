@@ -30,11 +30,12 @@ def print_summary(params: Params) -> None:
     if evaluation and evaluation.get("n_words"):
         print(f"alignment accuracy: {evaluation['n_words']} words, onset median {evaluation['onset_median_ms']} ms, "
               f"{evaluation['onset_within_50ms']:.1%} within 50 ms, {evaluation['onset_within_20ms']:.1%} within 20 ms")
-    for kind in ("speech", "text"):
-        store = Path(params.features.out) / f"{kind}.h5"
-        if store.is_file():
-            from features.cache import FeatureStore
+    from features.cache import FeatureStore
+    from features.extract import store_path
 
+    for kind in ("speech", "text"):
+        store = store_path(params.features.out, kind)
+        if store.is_file():
             fs = FeatureStore(store)
             rows = ", ".join(f"{lv} {fs.n_rows(lv)}" for lv in fs.levels)
             print(f"features {store}: {len(fs.utt_ids)} utterances, model {fs.attrs['model']}; rows: {rows}")
