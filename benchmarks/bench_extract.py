@@ -8,9 +8,12 @@ and data/features/speech.h5.  Prints:
 1. end-to-end extraction (read audio, encode, pool 5 levels, write HDF5) vs the naive
    reference written the way peers write it: per-utterance loop, batch 1, fp32, all hidden
    states, a Python loop for pooling, one .npy per utterance and level;
-2. the pipeline's overhead over a bare model forward on the same audio with the same dtype,
+2. the pipeline's overhead over a bare model forward on the same audio with the same dtype
+   (two ways: against a separate bare forward loop, and as the share of each pipeline run
+   spent outside the model's forward, which the machine's drift does not blur),
    for each dtype (CPU: fp32 and int8 dynamic quantisation; GPU: fp32, bf16, fp16), and how far
-   each reduced precision's features are from fp32's;
+   each reduced precision's features are from fp32's; on CPU also padded batches of 30 s of
+   audio against one utterance per batch (``batch_seconds: auto`` on CPU);
 3. a middle layer (6 of 12) vs the last layer;
 4. pooling alone, vectorised vs a Python loop over every segment of the demo corpus, called
    the way the pipeline calls it (one call per part of ``features.shard_size`` utterances);
@@ -23,7 +26,9 @@ import argparse
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import h5py
 import numpy as np
@@ -54,15 +59,43 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def pipeline_run(path, layer, device, dtype, utts, table, out) -> float:
-    """mger's own path: read audio, encode, pool every level, write the HDF5 part."""
+@contextmanager
+def forward_timer(model: torch.nn.Module, device: torch.device) -> Iterator[list[float]]:
+    """Seconds spent inside ``model``'s forward while the block runs (one-element list)."""
+    spent, started = [0.0], [0.0]
+
+    def before(*_) -> None:
+        _sync(device)
+        started[0] = time.perf_counter()
+
+    def after(*_) -> None:
+        _sync(device)
+        spent[0] += time.perf_counter() - started[0]
+
+    handles = [model.register_forward_pre_hook(before), model.register_forward_hook(after)]
+    try:
+        yield spent
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def pipeline_run(path, layer, device, dtype, utts, table, out, batch_seconds="auto",
+                 outside: list[float] | None = None) -> float:
+    """mger's own path: read audio, encode, pool every level, write the HDF5 part.  ``outside``
+    collects, per run, the share of the time spent outside the model's forward."""
     enc = _encoder(path, layer, device, dtype)
-    cfg = FeaturesConfig(device=device, dtype=dtype, speech=SpeechFeaturesConfig(model=path, layer=layer))
-    t0 = time.perf_counter()
-    levels = speech_part(enc, cfg, Inputs(list(utts), table, ""), utts)
-    write_store(out, [u.utt_id for u in utts], levels, {"bench": 1})
-    _sync(enc.device)
-    return time.perf_counter() - t0
+    cfg = FeaturesConfig(device=device, dtype=dtype, batch_seconds=batch_seconds,
+                         speech=SpeechFeaturesConfig(model=path, layer=layer))
+    with forward_timer(enc.model, enc.device) as forward:
+        t0 = time.perf_counter()
+        levels = speech_part(enc, cfg, Inputs(list(utts), table, ""), utts)
+        write_store(out, [u.utt_id for u in utts], levels, {"bench": 1})
+        _sync(enc.device)
+        wall = time.perf_counter() - t0
+    if outside is not None:
+        outside.append(1 - forward[0] / wall)
+    return wall
 
 
 def bare_run(path, device, dtype, waves) -> float:
@@ -149,21 +182,30 @@ def bench_encoding(path: str, device: str, utts, waves, table, audio: float, rep
     """Sections 1-3, each setting's best of ``repeats`` interleaved rounds (:func:`best_rounds`)."""
     dtypes = ["fp32", "bf16", "fp16"] if device == "cuda" else ["fp32", "int8"]
     runs = {"naive": lambda: naive_run(path, device, utts, table, tmp)}
+    outside: dict[str, list[float]] = {dtype: [] for dtype in dtypes}
     for dtype in dtypes:
         runs[f"bare {dtype}"] = lambda dtype=dtype: bare_run(path, device, dtype, waves)
         runs[f"pipeline {dtype}"] = lambda dtype=dtype: pipeline_run(path, "last", device, dtype, utts, table,
-                                                                     tmp / f"{dtype}.h5")
+                                                                     tmp / f"{dtype}.h5", outside=outside[dtype])
     best = best_rounds(repeats, runs)
     t_naive = best["naive"]
     report("naive reference (fp32, batch 1, loop pooling, .npy)", t_naive, audio)
     for dtype in dtypes:
         report(f"bare forward, {dtype}", best[f"bare {dtype}"], audio, t_naive)
         report(f"pipeline end to end, {dtype}", best[f"pipeline {dtype}"], audio, t_naive)
-        print(f"{'':<52s} overhead over bare forward: {100 * (best[f'pipeline {dtype}'] / best[f'bare {dtype}'] - 1):+.1f}%")
+        print(f"{'':<52s} overhead over bare forward: {100 * (best[f'pipeline {dtype}'] / best[f'bare {dtype}'] - 1):+.1f}%; "
+              f"outside the model's forward: {np.median(outside[dtype]):.1%} of each run (median)")
         if dtype != "fp32":
             print(f"{'':<52s} {dtype} vs fp32 features: {deviation(tmp / f'{dtype}.h5', tmp / 'fp32.h5')}")
     top = min(dtypes, key=lambda d: best[f"pipeline {d}"])
     print(f"best pipeline setting vs naive reference: {t_naive / best[f'pipeline {top}']:.2f}x ({top})")
+    if device == "cpu":  # why ``batch_seconds: auto`` is one utterance per batch on CPU (rounds of their own:
+        # the padded batches' large activations would disturb the runs after them)
+        batching = best_rounds(repeats, {
+            s: lambda s=s: pipeline_run(path, "last", device, "fp32", utts, table, tmp / "b.h5", batch_seconds=s)
+            for s in (0.0, 30.0)})
+        print(f"fp32 pipeline with padded batches of 30 s of audio: {batching[30.0]:.2f} s vs one utterance per batch "
+              f"{batching[0.0]:.2f} s = {batching[30.0] / batching[0.0]:.2f} of the time")
     layers = {"6": lambda: pipeline_run(path, 6, device, "fp32", utts, table, tmp / "mid.h5"),
               "last": lambda: pipeline_run(path, "last", device, "fp32", utts, table, tmp / "last.h5")}
     t_layer = best_rounds(repeats, layers)
