@@ -68,7 +68,8 @@ def load_inputs(manifest: str | Path, segments: str | Path) -> tuple[Inputs, lis
 
 
 def batch_seconds(cfg: FeaturesConfig, device: torch.device) -> float:
-    """``auto``: one utterance per batch on CPU (padding made base wav2vec2 1.4x slower there),
+    """``auto``: one utterance per batch on CPU (padded batches are slower there:
+    ``benchmarks/bench_extract.py`` measures it),
     200 s of audio per batch on GPU."""
     if cfg.batch_seconds != "auto":
         return float(cfg.batch_seconds)
