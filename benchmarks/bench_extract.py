@@ -8,9 +8,11 @@ and data/features/speech.h5.  Prints:
 1. end-to-end extraction (read audio, encode, pool 5 levels, write HDF5) vs the naive
    reference written the way peers write it: per-utterance loop, batch 1, fp32, all hidden
    states, a Python loop for pooling, one .npy per utterance and level;
-2. the pipeline's overhead over a bare model forward on the same audio with the same dtype
+2. the pipeline's overhead over a bare model forward on the same batches with the same dtype
    (two ways: against a separate bare forward loop, and as the share of each pipeline run
-   spent outside the model's forward, which the machine's drift does not blur),
+   spent outside the model's forward, which the machine's drift does not blur; on GPU the
+   forward is timed with CUDA events, so this is the share of the run the GPU is not busy
+   with the model),
    for each dtype (CPU: fp32 and int8 dynamic quantisation; GPU: fp32, bf16, fp16), and how far
    each reduced precision's features are from fp32's; on CPU also padded batches of 30 s of
    audio against one utterance per batch (``batch_seconds: auto`` on CPU);
@@ -37,8 +39,8 @@ import torch
 
 from alignment.table import SegmentTable
 from features.cache import FeatureStore, write_store
-from features.encoders import SpeechEncoder, autocast_context
-from features.extract import SPEECH_LEVELS, Inputs, _segments, speech_part
+from features.encoders import SpeechEncoder, autocast_context, pad_batch
+from features.extract import SPEECH_LEVELS, Inputs, _segments, batch_seconds, make_batches, speech_part
 from features.pooling import pool_segments
 from pipeline.audio import read_audio
 from pipeline.config import FeaturesConfig, SpeechFeaturesConfig
@@ -61,23 +63,34 @@ def _sync(device: torch.device) -> None:
 
 @contextmanager
 def forward_timer(model: torch.nn.Module, device: torch.device) -> Iterator[list[float]]:
-    """Seconds spent inside ``model``'s forward while the block runs (one-element list)."""
-    spent, started = [0.0], [0.0]
-
-    def before(*_) -> None:
-        _sync(device)
-        started[0] = time.perf_counter()
-
-    def after(*_) -> None:
-        _sync(device)
-        spent[0] += time.perf_counter() - started[0]
-
-    handles = [model.register_forward_pre_hook(before), model.register_forward_hook(after)]
+    """Seconds spent inside ``model``'s forward while the block runs (one-element list, filled
+    on exit).  On GPU, CUDA events on the stream time the forward's kernels without
+    synchronising, so the pipeline's overlap of host work with the GPU is left intact."""
+    starts: list = []
+    ends: list = []
+    spent = [0.0]
+    handles = [model.register_forward_pre_hook(lambda *_: starts.append(_stamp(device))),
+               model.register_forward_hook(lambda *_: ends.append(_stamp(device)))]
     try:
         yield spent
     finally:
         for handle in handles:
             handle.remove()
+        _sync(device)
+        spent[0] = sum(_between(a, b) for a, b in zip(starts, ends))
+
+
+def _stamp(device: torch.device) -> "float | torch.cuda.Event":
+    """Now: the host clock, or on GPU an event recorded on the current stream."""
+    if device.type == "cuda":
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+    return time.perf_counter()
+
+
+def _between(start, end) -> float:
+    return start.elapsed_time(end) / 1000 if isinstance(start, torch.cuda.Event) else end - start
 
 
 def pipeline_run(path, layer, device, dtype, utts, table, out, batch_seconds="auto",
@@ -98,14 +111,19 @@ def pipeline_run(path, layer, device, dtype, utts, table, out, batch_seconds="au
     return wall
 
 
-def bare_run(path, device, dtype, waves) -> float:
-    """The model's forward alone, one utterance at a time, on audio already in memory."""
+def bare_run(path, device, dtype, utts, waves) -> float:
+    """The model's forward alone on the pipeline's batches (``batch_seconds: auto``), padded
+    and on the device before the clock starts (with the pipeline's masks)."""
     enc = _encoder(path, "last", device, dtype)
-    prepared = [torch.from_numpy(enc._prepare(w))[None] for w in waves]
+    batches = make_batches([u.duration for u in utts], batch_seconds(FeaturesConfig(), enc.device))
+    inputs = [[torch.from_numpy(enc._prepare(waves[i])) for i in batch] for batch in batches]
+    padded = [pad_batch(items, enc.device)[0] for items in inputs]
+    _sync(enc.device)
     t0 = time.perf_counter()
     with torch.inference_mode(), autocast_context(enc.device, enc.dtype):
-        for w in prepared:
-            enc.model(w.to(enc.device))
+        for items, batch in zip(inputs, padded):
+            with enc.padding([len(x) for x in items]) as kwargs:
+                enc.model(batch, **kwargs)
     _sync(enc.device)
     return time.perf_counter() - t0
 
@@ -184,7 +202,7 @@ def bench_encoding(path: str, device: str, utts, waves, table, audio: float, rep
     runs = {"naive": lambda: naive_run(path, device, utts, table, tmp)}
     outside: dict[str, list[float]] = {dtype: [] for dtype in dtypes}
     for dtype in dtypes:
-        runs[f"bare {dtype}"] = lambda dtype=dtype: bare_run(path, device, dtype, waves)
+        runs[f"bare {dtype}"] = lambda dtype=dtype: bare_run(path, device, dtype, utts, waves)
         runs[f"pipeline {dtype}"] = lambda dtype=dtype: pipeline_run(path, "last", device, dtype, utts, table,
                                                                      tmp / f"{dtype}.h5", outside=outside[dtype])
     best = best_rounds(repeats, runs)

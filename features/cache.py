@@ -107,7 +107,7 @@ def write_store(path: str | Path, utt_ids: Sequence[str], levels: Mapping[str, S
             g = f.create_group(level)
             counts = [len(r) for r in rows]
             g.create_dataset("offsets", data=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
-            g.create_dataset("data", data=np.concatenate(rows).astype(np.float16))
+            g.create_dataset("data", data=np.concatenate(rows).astype(np.float16, copy=False))
             for name, arrays in (extra or {}).get(level, {}).items():
                 g.create_dataset(name, data=np.concatenate(arrays).astype(np.int32))
         _set_attrs(f, attrs)

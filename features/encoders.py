@@ -11,6 +11,13 @@ requested layers stop below the top, the layers above the deepest one are remove
 model before running it (for stable-layer-norm models the final layer norm goes too, since
 it only applies after the last layer), so no compute is wasted.
 
+Padded batches give each utterance the frames it gets alone.  The transformer always gets the
+frame-level attention mask (padded frames are zeroed before the positional convolution and
+masked in attention), and in group-norm models (wav2vec2-base, HuBERT-base: the first conv
+layer normalises each channel over time) the first layer's statistics are taken over each
+utterance's own frames (:class:`PaddedGroupNorm`).  Without both, a short utterance batched
+with long ones got features 11% away from its own (demo model, batches of 200 s).
+
 Utterances longer than ``max_seconds`` are encoded in chunks of ``max_seconds`` that overlap
 by ``overlap_seconds``.  Chunk starts are multiples of the model's total conv stride, so the
 chunks' frame grids coincide with the whole utterance's; every global frame is taken from
@@ -25,8 +32,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Iterator, Sequence, Union
 
 import numpy as np
 import torch
@@ -129,6 +137,32 @@ def pad_batch(items: Sequence[torch.Tensor], device: torch.device) -> tuple[torc
     return out.to(device), mask.to(device)
 
 
+class PaddedGroupNorm(torch.nn.GroupNorm):
+    """One group per channel (wav2vec2's first conv layer), normalised over each item's first
+    ``lengths[b]`` time steps only while :meth:`SpeechEncoder.padding` sets ``lengths``; plain
+    ``GroupNorm`` otherwise.  Same parameters, so weights load and save unchanged."""
+
+    lengths: torch.Tensor | None = None
+
+    @classmethod
+    def replacing(cls, norm: torch.nn.GroupNorm) -> "PaddedGroupNorm":
+        new = cls(norm.num_groups, norm.num_channels, norm.eps, norm.affine)
+        new.load_state_dict(norm.state_dict())
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, T) → (B, C, T), float32 (as ``group_norm`` under autocast)."""
+        if self.lengths is None:
+            return super().forward(x)
+        valid = (torch.arange(x.shape[-1], device=x.device) < self.lengths[:, None])[:, None]  # (B, 1, T)
+        count = self.lengths[:, None, None].to(torch.float32)
+        x = x.float()
+        mean = (x * valid).sum(-1, keepdim=True) / count
+        var = ((x - mean) * valid).square().sum(-1, keepdim=True) / count
+        out = (x - mean) * torch.rsqrt(var + self.eps)
+        return out * self.weight.float()[:, None] + self.bias.float()[:, None] if self.affine else out
+
+
 @dataclass(frozen=True)
 class ConvGeometry:
     """Samples per frame (stride) and samples seen by one frame (receptive field)."""
@@ -168,6 +202,7 @@ class SpeechEncoder:
             if getattr(self.config, "do_stable_layer_norm", False):
                 net.encoder.layer_norm = torch.nn.Identity()
         self.layers_run = deepest
+        self._swap_group_norm(net)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = net.to(self.device).eval().requires_grad_(False)
@@ -183,6 +218,36 @@ class SpeechEncoder:
         self.overlap_samples = self._multiple(overlap_seconds * sample_rate)
         if self.max_samples <= 2 * self.overlap_samples:
             raise ValueError("features.speech.max_seconds must exceed twice overlap_seconds")
+
+    @staticmethod
+    def _swap_group_norm(net: torch.nn.Module) -> None:
+        """A per-channel first-layer GroupNorm becomes a :class:`PaddedGroupNorm`."""
+        first = net.feature_extractor.conv_layers[0]
+        norm = getattr(first, "layer_norm", None)
+        if isinstance(norm, torch.nn.GroupNorm) and norm.num_groups == norm.num_channels:
+            first.layer_norm = PaddedGroupNorm.replacing(norm)
+
+    @contextmanager
+    def padding(self, n_samples: Sequence[int]) -> Iterator[dict]:
+        """For a zero-padded batch of waveforms with ``n_samples`` real samples each: the
+        model's keyword arguments (the attention mask) while the first-layer GroupNorm, if
+        any, normalises each item over its own frames."""
+        n_samples = list(n_samples)
+        if min(n_samples) == max(n_samples):  # nothing padded
+            yield {}
+            return
+        lengths = torch.tensor(n_samples, device=self.device)
+        mask = torch.arange(max(n_samples), device=self.device)[None] < lengths[:, None]
+        first = self.model.feature_extractor.conv_layers[0]
+        norm = getattr(first, "layer_norm", None)
+        norm = norm if isinstance(norm, PaddedGroupNorm) else None
+        if norm is not None:  # the first conv's output lengths (no padding in wav2vec2's convs)
+            norm.lengths = (lengths - first.conv.kernel_size[0]) // first.conv.stride[0] + 1
+        try:
+            yield {"attention_mask": mask.long()}
+        finally:
+            if norm is not None:
+                norm.lengths = None
 
     @staticmethod
     def _reads_normalize(path: str, revision: str | None) -> bool:
@@ -215,11 +280,10 @@ class SpeechEncoder:
     def _forward(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """One padded batch; returns each item's exact-length frames (float32, on device)."""
         lengths = [len(w) for w in waves]
-        batch, mask = pad_batch([torch.from_numpy(np.asarray(w, dtype=np.float32)) for w in waves], self.device)
-        kwargs = {"attention_mask": mask.long()} if self.use_attention_mask and len(waves) > 1 else {}
+        batch, _ = pad_batch([torch.from_numpy(np.asarray(w, dtype=np.float32)) for w in waves], self.device)
         # One layer: after truncation it is the last one run, so the hidden-state tuple is not needed.
         single = not isinstance(self.layer, list) and self.layer != "mean"
-        with torch.inference_mode(), autocast_context(self.device, self.dtype):
+        with torch.inference_mode(), autocast_context(self.device, self.dtype), self.padding(lengths) as kwargs:
             out = self.model(batch, output_hidden_states=not single, **kwargs)
         feats = (out.last_hidden_state if single else self._select(out.hidden_states)).float()
         return [feats[i, : self.n_frames(n)] for i, n in enumerate(lengths)]

@@ -23,6 +23,7 @@ import os
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -109,7 +110,7 @@ def fingerprint(kind: str, encoder, cfg: FeaturesConfig, inputs: Inputs, fold: d
     return common | {"layer": cfg.speech.layer, "pooling": cfg.speech.pooling, "levels": list(cfg.speech.levels),
                      "frame_stride": encoder.frame_stride_s, "dtype": str(encoder.dtype).replace("torch.", ""),
                      "max_seconds": cfg.speech.max_seconds, "overlap_seconds": cfg.speech.overlap_seconds,
-                     "normalize": encoder.normalize}
+                     "normalize": encoder.normalize, "batching": "exact"}
 
 
 def _segments(table: SegmentTable, level: str, utt_id: str) -> list[tuple[float, float]]:
@@ -127,13 +128,17 @@ def _segments(table: SegmentTable, level: str, utt_id: str) -> list[tuple[float,
 
 def speech_part(encoder: SpeechEncoder, cfg: FeaturesConfig, inputs: Inputs, utts: Sequence[Utterance]
                 ) -> dict[str, list[np.ndarray]]:
-    """Rows per level for ``utts`` (one part): the encoder runs batch by batch, then every
-    segment of every level of the part is pooled in one vectorised call on the encoder's device."""
+    """Rows per level for ``utts`` (one part), float16 as stored: the encoder runs batch by
+    batch while a thread reads the next batches' audio, then every segment of every level of
+    the part is pooled in one vectorised call on the encoder's device."""
+    batches = make_batches([u.duration for u in utts], batch_seconds(cfg, encoder.device))
     frames: list[torch.Tensor] = [torch.empty(0)] * len(utts)
-    for batch in make_batches([u.duration for u in utts], batch_seconds(cfg, encoder.device)):
-        for i, feats in zip(batch, encoder.encode([read_audio(utts[i].wav) for i in batch])):
-            frames[i] = feats
-    levels = {"frame": [f.cpu().numpy() for f in frames]} if "frame" in cfg.speech.levels else {}
+    with ThreadPoolExecutor(1) as reader:
+        for batch, waves in zip(batches, reader.map(lambda b: [read_audio(utts[i].wav) for i in b], batches)):
+            for i, feats in zip(batch, encoder.encode(waves)):
+                frames[i] = feats
+    flat = torch.cat(frames)
+    levels = {"frame": _to_host(flat, [len(f) for f in frames])} if "frame" in cfg.speech.levels else {}
     pooled_levels = [lv for lv in cfg.speech.levels if lv != "frame"]
     if not pooled_levels:
         return levels
@@ -142,26 +147,33 @@ def speech_part(encoder: SpeechEncoder, cfg: FeaturesConfig, inputs: Inputs, utt
     segs = [_segments(inputs.table, lv, u.utt_id) for lv in pooled_levels for u in utts]  # level-major
     seg_utt = torch.tensor([k % len(utts) for k, s in enumerate(segs) for _ in s], device=encoder.device)
     bounds = torch.tensor([b for s in segs for b in s], dtype=torch.float64, device=encoder.device)
-    pooled = pool_segments(torch.cat(frames).flatten(1), offsets, seg_utt, bounds[:, 0], bounds[:, 1],
+    pooled = pool_segments(flat.flatten(1), offsets, seg_utt, bounds[:, 0], bounds[:, 1],
                            encoder.frame_stride_s, encoder.frame_centre0_s, cfg.speech.pooling)
-    pooled = pooled.reshape((-1,) + tuple(frames[0].shape[1:])).cpu().numpy()
-    starts = np.concatenate([[0], np.cumsum([len(s) for s in segs])])
+    rows = _to_host(pooled.reshape((-1,) + tuple(frames[0].shape[1:])), [len(s) for s in segs])
     for j, lv in enumerate(pooled_levels):
-        levels[lv] = [pooled[starts[j * len(utts) + k]:starts[j * len(utts) + k + 1]] for k in range(len(utts))]
+        levels[lv] = rows[j * len(utts):(j + 1) * len(utts)]
     return {lv: levels[lv] for lv in cfg.speech.levels}
+
+
+def _to_host(rows: torch.Tensor, counts: Sequence[int]) -> list[np.ndarray]:
+    """``rows`` (N, ...) cast to float16 where they are, copied to the host at once and split
+    into ``counts`` consecutive blocks (views)."""
+    host = rows.half().cpu().numpy()
+    return np.split(host, np.cumsum(counts)[:-1])
 
 
 def text_part(encoder: TextEncoder, inputs: Inputs, utts: Sequence[Utterance], batch_size: int = 32
               ) -> tuple[dict[str, list[np.ndarray]], dict[str, dict[str, list[np.ndarray]]]]:
-    """Token rows (with their word index) and word rows for ``utts``; words are the alignment's."""
+    """Token rows (with their word index) and word rows for ``utts`` (float16 as stored); words are
+    the alignment's."""
     tokens, words, token_word = [], [], []
     for s in range(0, len(utts), batch_size):
         chunk = utts[s:s + batch_size]
         labels = [[w.label for w in inputs.table.segments("words", u.utt_id)] for u in chunk]
         for tok, wid, wemb in encoder.encode(labels):
-            tokens.append(tok.cpu().numpy())
+            tokens.append(tok.half().cpu().numpy())
             token_word.append(wid.cpu().numpy())
-            words.append(wemb.cpu().numpy())
+            words.append(wemb.half().cpu().numpy())
     return {"token": tokens, "word": words}, {"token": {"word": token_word}}
 
 

@@ -136,8 +136,8 @@ class SpeechInputs:
             if self.net.training and hasattr(self.net, "_mask_hidden_states"):
                 hidden = self.net._mask_hidden_states(hidden, attention_mask=mask)
             return self.net.encoder(hidden, attention_mask=mask)[0], mask
-        kwargs = {"attention_mask": mask.long()} if self.encoder.use_attention_mask else {}
-        hidden = self.net(padded, **kwargs).last_hidden_state
+        with self.encoder.padding([len(x) for x in items]) as kwargs:
+            hidden = self.net(padded, **kwargs).last_hidden_state
         lengths = torch.tensor([self.encoder.n_frames(len(x)) for x in items], device=hidden.device)
         return hidden, torch.arange(hidden.shape[1], device=hidden.device)[None] < lengths[:, None]
 

@@ -176,12 +176,33 @@ def test_batches_fill_up_to_batch_seconds() -> None:
     assert make_batches([1.0] * 5, 3.0) == [[0, 1, 2], [3, 4]]
 
 
-def test_padded_batches_use_exact_lengths(tiny_models) -> None:
-    enc = SpeechEncoder(tiny_models["speech"])
-    a = np.random.default_rng(3).normal(0, 0.1, 20000).astype(np.float32)
-    b = a[:9000]
-    out = enc.encode([a, b])
-    assert [o.shape[0] for o in out] == [enc.n_frames(20000), enc.n_frames(9000)]
+def _tiny_family(kind: str, folder: Path) -> str:
+    """A tiny random model of a wav2vec2 family and conv norm, save_pretrained into ``folder``."""
+    import transformers
+
+    family, norm = kind.split("-")
+    config_cls, model_cls = {"wav2vec2": ("Wav2Vec2Config", "Wav2Vec2Model"), "hubert": ("HubertConfig", "HubertModel"),
+                             "wavlm": ("WavLMConfig", "WavLMModel")}[family]
+    config = getattr(transformers, config_cls)(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, feat_extract_norm=norm,
+        do_stable_layer_norm=norm == "layer")
+    torch.manual_seed(0)
+    getattr(transformers, model_cls)(config).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.mark.parametrize("kind", ["wav2vec2-group", "wav2vec2-layer", "hubert-group", "wavlm-layer"])
+def test_padded_batches_equal_one_utterance_batches(kind: str, tmp_path: Path) -> None:
+    """Batching changes nothing: exact lengths, and each utterance's frames as if encoded alone
+    (the group-norm families normalise the first conv layer per utterance)."""
+    enc = SpeechEncoder(_tiny_family(kind, tmp_path), device="cpu", dtype="fp32")
+    rng = np.random.default_rng(3)
+    waves = [rng.normal(0, 0.1, n).astype(np.float32) for n in (20000, 9000, 3000)]
+    batched = enc.encode(waves)
+    assert [o.shape[0] for o in batched] == [enc.n_frames(len(w)) for w in waves]
+    for wave, frames in zip(waves, batched):
+        torch.testing.assert_close(frames, enc.encode([wave])[0], atol=1e-5, rtol=1e-4)
 
 
 def test_packaged_minilm_word_embeddings() -> None:
