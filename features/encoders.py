@@ -138,11 +138,12 @@ def pad_batch(items: Sequence[torch.Tensor], device: torch.device) -> tuple[torc
 
 
 class PaddedGroupNorm(torch.nn.GroupNorm):
-    """One group per channel (wav2vec2's first conv layer), normalised over each item's first
-    ``lengths[b]`` time steps only while :meth:`SpeechEncoder.padding` sets ``lengths``; plain
-    ``GroupNorm`` otherwise.  Same parameters, so weights load and save unchanged."""
+    """wav2vec2's first-layer GroupNorm (statistics over time) applied to each item of a
+    zero-padded batch over its own first ``lengths[b]`` time steps, as if it were alone,
+    while :meth:`SpeechEncoder.padding` sets ``lengths``; plain ``GroupNorm`` otherwise.
+    Same parameters, so weights load and save unchanged."""
 
-    lengths: torch.Tensor | None = None
+    lengths: list[int] | None = None
 
     @classmethod
     def replacing(cls, norm: torch.nn.GroupNorm) -> "PaddedGroupNorm":
@@ -151,16 +152,14 @@ class PaddedGroupNorm(torch.nn.GroupNorm):
         return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, T) → (B, C, T), float32 (as ``group_norm`` under autocast)."""
+        """x: (B, C, T) → (B, C, T); time steps past an item's length are left zero."""
         if self.lengths is None:
             return super().forward(x)
-        valid = (torch.arange(x.shape[-1], device=x.device) < self.lengths[:, None])[:, None]  # (B, 1, T)
-        count = self.lengths[:, None, None].to(torch.float32)
-        x = x.float()
-        mean = (x * valid).sum(-1, keepdim=True) / count
-        var = ((x - mean) * valid).square().sum(-1, keepdim=True) / count
-        out = (x - mean) * torch.rsqrt(var + self.eps)
-        return out * self.weight.float()[:, None] + self.bias.float()[:, None] if self.affine else out
+        rows = [super(PaddedGroupNorm, self).forward(x[b:b + 1, :, :n]) for b, n in enumerate(self.lengths)]
+        out = rows[0].new_zeros(x.shape)
+        for b, row in enumerate(rows):
+            out[b:b + 1, :, :row.shape[-1]] = row
+        return out
 
 
 @dataclass(frozen=True)
@@ -242,7 +241,7 @@ class SpeechEncoder:
         norm = getattr(first, "layer_norm", None)
         norm = norm if isinstance(norm, PaddedGroupNorm) else None
         if norm is not None:  # the first conv's output lengths (no padding in wav2vec2's convs)
-            norm.lengths = (lengths - first.conv.kernel_size[0]) // first.conv.stride[0] + 1
+            norm.lengths = [(n - first.conv.kernel_size[0]) // first.conv.stride[0] + 1 for n in n_samples]
         try:
             yield {"attention_mask": mask.long()}
         finally:
