@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from alignment.table import SegmentTable
-from features.cache import CacheError, FeatureStore, exclusive_lock, verify_store
+from features.cache import CacheError, FeatureStore, _pad_by_blocks, _pad_by_gather, exclusive_lock, verify_store
 from features.encoders import SpeechEncoder, TextEncoder, resolve_dtype
 from features.extract import extract, make_batches
 from pipeline.audio import read_audio
@@ -108,6 +108,19 @@ def test_feature_store_load_pads_and_masks(reference_store) -> None:
     ds = store.dataset("utterance", ids, [0, 1, 2])
     x, y = ds[2]
     assert x.shape == (1, 32) and int(y) == 2 and len(ds) == 3
+
+
+@pytest.mark.parametrize("pad", [_pad_by_blocks, _pad_by_gather])
+@pytest.mark.parametrize("tail", [(4,), (3, 4)])  # one layer; a list of layers
+def test_padding_paths_place_every_row(pad, tail: tuple[int, ...]) -> None:
+    """Both ways of filling the padded tensor: rows in place, zeros after, float16 → float32 exact."""
+    data = np.random.default_rng(0).normal(size=(40,) + tail).astype(np.float16)
+    starts, lengths = np.array([30, 0, 7, 12]), np.array([10, 0, 5, 1])
+    out = pad(data, starts, lengths, 10)
+    assert out.shape == (4, 10) + tail and out.dtype == torch.float32
+    for b, (start, n) in enumerate(zip(starts, lengths)):
+        assert torch.equal(out[b, :n], torch.from_numpy(data[start:start + n].astype(np.float32)))
+        assert (out[b, n:] == 0).all()
 
 
 @pytest.mark.parametrize("layer, shape_tail, layers_run", [(1, (32,), 1), ("mean", (32,), 3), ([0, 2], (2, 32), 2),
