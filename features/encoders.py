@@ -16,7 +16,7 @@ frame-level attention mask (padded frames are zeroed before the positional convo
 masked in attention), and in group-norm models (wav2vec2-base, HuBERT-base: the first conv
 layer normalises each channel over time) the first layer's statistics are taken over each
 utterance's own frames (:class:`PaddedGroupNorm`).  Without both, a short utterance batched
-with long ones got features 11% away from its own (demo model, batches of 200 s).
+with long ones got other features than alone, and a GPU store differed from a CPU store.
 
 Utterances longer than ``max_seconds`` are encoded in chunks of ``max_seconds`` that overlap
 by ``overlap_seconds``.  Chunk starts are multiples of the model's total conv stride, so the
