@@ -32,13 +32,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import h5py
 import numpy as np
 import soundfile as sf
 import torch
 
 from alignment.table import SegmentTable
-from features.cache import FeatureStore, write_store
+from features.cache import FeatureStore, compare_stores, write_store
 from features.encoders import SpeechEncoder, autocast_context, pad_batch
 from features.extract import SPEECH_LEVELS, Inputs, _segments, batch_seconds, make_batches, speech_part
 from features.pooling import pool_segments
@@ -189,11 +188,8 @@ def report(name: str, seconds: float, audio: float, ref: float | None = None) ->
 
 def deviation(test: Path, ref: Path) -> str:
     """Frame features of one store against another's: worst per-frame cosine, mean relative deviation."""
-    with h5py.File(test) as a, h5py.File(ref) as b:
-        x = torch.from_numpy(a["frame/data"][()].astype(np.float32))
-        y = torch.from_numpy(b["frame/data"][()].astype(np.float32))
-    cos = torch.nn.functional.cosine_similarity(x, y, dim=-1)
-    return f"min frame cosine {cos.min():.4f}, mean relative deviation {(x - y).abs().mean() / y.abs().mean():.2%}"
+    cos, dev = compare_stores(test, ref)["frame"]
+    return f"min frame cosine {cos:.4f}, mean relative deviation {dev:.2%}"
 
 
 def bench_encoding(path: str, device: str, utts, waves, table, audio: float, repeats: int, tmp: Path) -> None:

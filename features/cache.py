@@ -147,6 +147,23 @@ def read_fingerprint(path: str | Path) -> dict | None:
         return None
 
 
+def compare_stores(test: str | Path, ref: str | Path) -> dict[str, tuple[float, float]]:
+    """How far ``test``'s rows are from ``ref``'s, per level both hold: (worst row cosine
+    similarity, mean relative deviation sum|test - ref| / sum|ref|).  The stores must hold the
+    same utterances with the same rows (e.g. one model extracted on GPU and on CPU)."""
+    with h5py.File(test, "r") as a, h5py.File(ref, "r") as b:
+        if not np.array_equal(a["utt_ids"][()], b["utt_ids"][()]):
+            raise CacheError(f"{test}: not the utterances of {ref}")
+        out = {}
+        for level in (lv for lv in b if lv != "utt_ids" and lv in a):
+            if not np.array_equal(a[level]["offsets"][()], b[level]["offsets"][()]):
+                raise CacheError(f"{test}: level {level} has other rows than in {ref}")
+            x, y = (torch.from_numpy(f[level]["data"][()].astype(np.float32)).flatten(1) for f in (a, b))
+            cos = torch.nn.functional.cosine_similarity(x, y, dim=-1)
+            out[level] = (float(cos.min()), float((x - y).abs().sum() / y.abs().sum()))
+    return out
+
+
 def verify_store(path: str | Path, expected_ids: Sequence[str] | None = None) -> list[str]:
     """Problems with a store (empty list = sound): offsets, shapes, NaN/inf, coverage."""
     problems: list[str] = []

@@ -1,4 +1,4 @@
-"""``mger cache ls`` and ``mger cache verify``."""
+"""``mger cache ls``, ``mger cache verify`` and ``mger cache compare``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import h5py
 
-from features.cache import verify_store
+from features.cache import compare_stores, verify_store
 from pipeline.manifest import read_manifest
 
 
@@ -43,3 +43,12 @@ def cache_verify(path: str | Path, manifest: str | Path | None = None) -> bool:
         fp = json.loads(f.attrs["fingerprint"])
         print(f"{path}: OK ({len(f['utt_ids'])} utterances, levels {', '.join(fp['levels'])})")
     return True
+
+
+def cache_compare(test: str | Path, ref: str | Path) -> dict[str, tuple[float, float]]:
+    """Print, per level, how far ``test``'s rows are from ``ref``'s."""
+    result = compare_stores(test, ref)
+    print(f"{test} vs {ref}:")
+    for level, (cos, dev) in result.items():
+        print(f"  {level:<10s} worst row cosine {cos:.4f}, mean relative deviation {dev:.2%}")
+    return result

@@ -102,10 +102,14 @@ def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
 
 
 def _cmd_cache(args: argparse.Namespace, params: Params) -> None:
-    from features.cache_cli import cache_ls, cache_verify
+    from features.cache_cli import cache_compare, cache_ls, cache_verify
 
     if args.action == "ls":
         cache_ls(args.path or params.features.out)
+    elif args.action == "compare":
+        if not (args.path and args.other):
+            raise ValueError("mger cache compare needs two stores: PATH OTHER")
+        cache_compare(args.path, args.other)
     else:
         if not args.path:
             raise ValueError("mger cache verify needs a PATH")
@@ -193,9 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: every fold of finetune.folds)")
     p.add_argument("--manifest", help="manifest (prepare.manifest)")
 
-    p = add("cache", _cmd_cache, "List feature stores, or verify one (offsets, shapes, NaN/inf, coverage).")
-    p.add_argument("action", choices=["ls", "verify"], help="ls: list stores; verify: check one store")
-    p.add_argument("path", nargs="?", help="ls: folder (features.out); verify: store file")
+    p = add("cache", _cmd_cache, "List feature stores, verify one (offsets, shapes, NaN/inf, coverage), "
+            "or compare two stores of the same utterances.")
+    p.add_argument("action", choices=["ls", "verify", "compare"],
+                   help="ls: list stores; verify: check one store; compare: PATH's rows against OTHER's")
+    p.add_argument("path", nargs="?", help="ls: folder (features.out); verify, compare: store file")
+    p.add_argument("other", nargs="?", help="compare: the reference store")
     p.add_argument("--manifest", help="verify: also check that every utterance of this manifest is covered")
 
     p = add("train", _cmd_train, "Train and evaluate one experiment of train.experiments (leave-one-session-out).")

@@ -18,7 +18,8 @@ import torch
 import yaml
 
 from alignment.table import SegmentTable
-from features.cache import CacheError, FeatureStore, _pad_by_blocks, _pad_by_gather, exclusive_lock, verify_store
+from features.cache import (CacheError, FeatureStore, _pad_by_blocks, _pad_by_gather, compare_stores, exclusive_lock,
+                            verify_store)
 from features.encoders import SpeechEncoder, TextEncoder, resolve_dtype
 from features.extract import extract, make_batches
 from pipeline.audio import read_audio
@@ -269,6 +270,26 @@ def test_verify_reports_corruption(reference_store, tmp_path: Path, aligned) -> 
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "cache", "verify", str(bad)],
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "CORRUPT" in proc.stdout
+
+
+def test_compare_stores_measures_deviation_per_level(reference_store, tmp_path: Path) -> None:
+    ref = reference_store["speech"]
+    assert all(cos == pytest.approx(1.0) and dev == 0.0 for cos, dev in compare_stores(ref, ref).values())
+    scaled = tmp_path / "scaled.h5"
+    shutil.copy(ref, scaled)
+    with h5py.File(scaled, "a") as f:
+        f["word/data"][...] = f["word/data"][()] * np.float16(-1.0)
+    result = compare_stores(scaled, ref)
+    assert set(result) == {"frame", "phone", "syllable", "word", "utterance"}
+    assert result["word"] == (pytest.approx(-1.0, abs=1e-3), pytest.approx(2.0))
+    assert result["phone"][1] == 0.0
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "cache", "compare", str(scaled), ref],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "word       worst row cosine -1.0000, mean relative deviation 200.00%" in proc.stdout
+    with h5py.File(scaled, "a") as f:
+        f["utt_ids"][0] = "Ses09F_impro01_F000"
+    with pytest.raises(CacheError, match="not the utterances of"):
+        compare_stores(scaled, ref)
 
 
 def test_sigkill_and_resume_equals_uninterrupted(reference_store, tiny_models, aligned, tmp_path: Path) -> None:
