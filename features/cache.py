@@ -36,6 +36,8 @@ import h5py
 import numpy as np
 import torch
 
+from features.pooling import range_indices
+
 _STR = h5py.string_dtype("utf-8")
 
 
@@ -341,9 +343,9 @@ def _pad_by_blocks(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, wi
 def _pad_by_gather(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, width: int) -> torch.Tensor:
     """As :func:`_pad_by_blocks`, with one gather of all rows and one scatter into the padded
     tensor; for short utterances, where a copy per utterance costs more than its rows."""
-    within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    rows = torch.from_numpy(np.repeat(starts, lengths) + within)
-    slots = torch.from_numpy(np.repeat(np.arange(len(starts)) * width, lengths) + within)
+    counts = torch.from_numpy(lengths)
+    rows, _ = range_indices(torch.from_numpy(starts), counts)
+    slots, _ = range_indices(torch.arange(len(starts)) * width, counts)
     out = torch.zeros((len(starts) * width,) + data.shape[1:], dtype=torch.float32)
     out.index_copy_(0, slots, torch.from_numpy(data).index_select(0, rows).float())
     return out.view((len(starts), width) + data.shape[1:])

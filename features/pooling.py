@@ -43,12 +43,13 @@ def frame_ranges(start: torch.Tensor, end: torch.Tensor, n_frames: torch.Tensor,
     return torch.where(empty, nearest, first), torch.where(empty, nearest, last)
 
 
-def _bags(first: torch.Tensor, last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices and offsets for ``embedding_bag``: the ranges ``first[s]..last[s]`` laid end to end."""
-    counts = last - first + 1
+def range_indices(first: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ranges ``first[s] .. first[s] + counts[s] - 1`` laid end to end, and where each
+    starts in that list (``embedding_bag``'s indices and offsets).  Shapes: (S,), (S,) →
+    (counts.sum(),), (S,); a count may be 0."""
     starts = torch.cumsum(counts, 0) - counts
-    bag = torch.repeat_interleave(torch.arange(first.shape[0], device=first.device), counts)
-    return first[bag] + (torch.arange(bag.shape[0], device=first.device) - starts[bag]), starts
+    owner = torch.repeat_interleave(torch.arange(first.shape[0], device=first.device), counts)
+    return first[owner] + (torch.arange(owner.shape[0], device=first.device) - starts[owner]), starts
 
 
 def pool_ranges(frames: torch.Tensor, first: torch.Tensor, last: torch.Tensor, mode: str = "mean") -> torch.Tensor:
@@ -76,14 +77,15 @@ def pool_ranges(frames: torch.Tensor, first: torch.Tensor, last: torch.Tensor, m
     cuts = torch.unique(torch.cat([first, last + 1]))  # sorted; run j is rows cuts[j]..cuts[j+1]-1
     run_rows = torch.arange(int(cuts[0]), int(cuts[-1]), device=frames.device)
     run_first, run_last = torch.searchsorted(cuts, first), torch.searchsorted(cuts, last + 1) - 1
-    seg_runs, seg_starts = _bags(run_first, run_last)
+    n_runs = run_last - run_first + 1
+    seg_runs, seg_starts = range_indices(run_first, n_runs)
 
     def runs(table: torch.Tensor, how: str) -> torch.Tensor:  # pass 1: every frame read once, into its run
         return F.embedding_bag(run_rows, table, cuts[:-1] - cuts[0], mode=how)
 
     if mode == "max":
         return F.embedding_bag(seg_runs, runs(frames, "max"), seg_starts, mode="max")
-    weights = (1.0 / counts.to(frames.dtype)).repeat_interleave(run_last - run_first + 1)
+    weights = (1.0 / counts.to(frames.dtype)).repeat_interleave(n_runs)
 
     def mean_of(table: torch.Tensor) -> torch.Tensor:  # pass 2: run sums, weighted by 1 / frame count
         return F.embedding_bag(seg_runs, runs(table, "sum"), seg_starts, mode="sum", per_sample_weights=weights)
