@@ -19,7 +19,8 @@ and data/features/speech.h5.  Prints:
 3. a middle layer (6 of 12) vs the last layer;
 4. pooling alone, vectorised vs a Python loop over every segment of the demo corpus, called
    the way the pipeline calls it (one call per part of ``features.shard_size`` utterances);
-5. loading one fold's features, level by level, from the HDF5 store vs per-utterance .npy files.
+5. loading one fold's features, level by level, from the HDF5 store vs per-utterance .npy files,
+   held both ways: one padded float32 tensor, and unpadded rows (how training holds a fold).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -158,14 +159,19 @@ def naive_run(path: str, device: str, utts, table: SegmentTable, out: Path) -> f
     return time.perf_counter() - t0
 
 
-def best_time(repeats: int, fn) -> float:
-    """Best wall time of ``repeats`` calls of ``fn()`` after one warm-up call."""
-    def timed() -> float:
+def timed(fn: Callable[[], object]) -> Callable[[], float]:
+    """``fn`` as a run for :func:`best_rounds`: calls it, returns the seconds it took."""
+    def run() -> float:
         t0 = time.perf_counter()
         fn()
         return time.perf_counter() - t0
 
-    return best_rounds(repeats, {"": timed})[""]
+    return run
+
+
+def best_time(repeats: int, fn: Callable[[], object]) -> float:
+    """Best wall time of ``repeats`` calls of ``fn()`` after one warm-up call."""
+    return best_rounds(repeats, {"": timed(fn)})[""]
 
 
 def best_rounds(repeats: int, runs: dict) -> dict[str, float]:
@@ -257,7 +263,10 @@ def bench_pooling(table: SegmentTable, part_size: int, repeats: int) -> None:
 
 
 def bench_loading(store: str, manifest: str, repeats: int) -> None:
-    """Section 5: fold 1's training utterances, each level, padded float32 either way."""
+    """Section 5: fold 1's training utterances, each level, held both ways: padded float32
+    (``FeatureStore.load`` vs ``np.load`` + ``pad_sequence``) and as unpadded rows, the way
+    training holds a fold and pads each mini-batch (``FeatureStore.ragged`` vs the list of
+    ``np.load`` arrays a peer's Dataset holds); interleaved rounds, a fresh store each call."""
     src = FeatureStore(store)
     train, _ = fold_split([u for u in read_manifest(manifest) if u.utt_id in set(src.utt_ids)], 1)
     npy = Path(tempfile.mkdtemp())
@@ -265,21 +274,28 @@ def bench_loading(store: str, manifest: str, repeats: int) -> None:
         for uid in train:
             np.save(npy / f"{uid}.{level}.npy", src.rows(level, uid).astype(np.float32))  # as peers save them
     os.sync()
-    print(f"loading fold 1's training features ({len(train)} utterances, {src.attrs.get('dim')} dims) into a padded "
-          f"float32 tensor, best of {repeats}:")
+    print(f"loading fold 1's training features ({len(train)} utterances, {src.attrs.get('dim')} dims), best of "
+          f"{repeats}; padded: one float32 tensor; rows: unpadded (store: float16 as stored, .npy: float32 arrays):")
     for level in SPEECH_LEVELS:
-        def from_npy() -> torch.Tensor:
-            arrays = [torch.from_numpy(np.load(npy / f"{uid}.{level}.npy")) for uid in train]
-            return torch.nn.utils.rnn.pad_sequence(arrays, batch_first=True)
+        files = [npy / f"{uid}.{level}.npy" for uid in train]
 
-        def from_store() -> torch.Tensor:
-            return FeatureStore(store).load(level, train).data
+        def npy_arrays() -> list[torch.Tensor]:
+            return [torch.from_numpy(np.load(f)) for f in files]
 
-        t_npy, t_h5 = best_time(repeats, from_npy), best_time(repeats, from_store)
-        padded = from_store()
-        assert torch.equal(from_npy(), padded)
-        print(f"  {level:<10s} {tuple(padded.shape)!s:<18s} HDF5 store {t_h5 * 1000:6.1f} ms, per-utterance .npy "
-              f"{t_npy * 1000:6.1f} ms = {t_npy / t_h5:.1f}x faster", flush=True)
+        best = best_rounds(repeats, {
+            "padded store": timed(lambda: FeatureStore(store).load(level, train)),
+            "padded npy": timed(lambda: torch.nn.utils.rnn.pad_sequence(npy_arrays(), batch_first=True)),
+            "rows store": timed(lambda: FeatureStore(store).ragged(level, train)),
+            "rows npy": timed(npy_arrays)})
+        padded, rows, arrays = src.load(level, train).data, src.ragged(level, train), npy_arrays()
+        assert torch.equal(torch.nn.utils.rnn.pad_sequence(arrays, batch_first=True), padded)
+        assert all(torch.equal(rows.item(i), a) for i, a in enumerate(arrays))
+        ms = {name: t * 1000 for name, t in best.items()}
+        ratio = {way: best[f"{way} npy"] / best[f"{way} store"] for way in ("padded", "rows")}
+        print(f"  {level:<10s} padded {tuple(padded.shape)!s:<16s} ({padded.numel() * 4 / 1e6:5.1f} MB) store "
+              f"{ms['padded store']:6.1f} ms, .npy {ms['padded npy']:6.1f} ms = {ratio['padded']:4.1f}x | rows "
+              f"({rows.data.numel() * 2 / 1e6:5.1f} MB) store {ms['rows store']:6.1f} ms, .npy {ms['rows npy']:6.1f} ms"
+              f" = {ratio['rows']:4.1f}x faster", flush=True)
 
 
 def main() -> None:

@@ -27,8 +27,10 @@ import fcntl
 import hashlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
@@ -232,6 +234,58 @@ class Batch:
         return torch.arange(self.data.shape[1])[None, :] < self.lengths[:, None]
 
 
+@dataclass
+class Ragged:
+    """Variable-length items laid end to end: item b is ``data[starts[b]:starts[b] + lengths[b]]``.
+
+    ``data`` (R, ...) keeps the store's dtype (float16); :meth:`pad` makes float32 batches.
+    A fold held this way costs its rows, not B x T_max of them (frame level: one long
+    utterance would otherwise pad every other one to its length).
+    """
+
+    data: torch.Tensor
+    starts: torch.Tensor
+    lengths: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.starts.shape != self.lengths.shape or self.starts.ndim != 1:
+            raise ValueError(f"starts {tuple(self.starts.shape)} and lengths {tuple(self.lengths.shape)} must be (B,)")
+        if len(self.lengths) and int((self.starts + self.lengths).max()) > self.data.shape[0]:
+            raise ValueError(f"items end past the {self.data.shape[0]} rows of data")
+
+    @classmethod
+    def from_padded(cls, batch: Batch) -> "Ragged":
+        """The real rows of a padded batch (copied, in its dtype)."""
+        rows = batch.data[batch.mask]
+        return cls(rows, torch.cumsum(batch.lengths, 0) - batch.lengths, batch.lengths.clone())
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def subset(self, idx: torch.Tensor | np.ndarray) -> "Ragged":
+        """Items ``idx``, sharing this one's rows (no copy)."""
+        i = torch.as_tensor(idx, dtype=torch.long)
+        return Ragged(self.data, self.starts[i], self.lengths[i])
+
+    def compact(self) -> "Ragged":
+        """A copy holding only these items' rows, contiguous and in item order."""
+        rows, starts = range_indices(self.starts, self.lengths)
+        return Ragged(self.data.index_select(0, rows), starts, self.lengths.clone())
+
+    def item(self, i: int) -> torch.Tensor:
+        """Item i's rows, float32 (T_i, ...)."""
+        start = int(self.starts[i])
+        return self.data[start:start + int(self.lengths[i])].float()
+
+    def pad(self, idx: torch.Tensor | np.ndarray | None = None) -> Batch:
+        """Items ``idx`` (default: all) padded with zeros to the longest of them (at least 1
+        row): float32 (B, T, ...)."""
+        r = self if idx is None else self.subset(idx)
+        width = max(1, int(r.lengths.max())) if len(r) else 1
+        pad = _pad_by_blocks if len(r) and r.lengths.float().mean() >= _BLOCK_ROWS else _pad_by_gather
+        return Batch(pad(r.data, r.starts, r.lengths, width), r.lengths)
+
+
 class LeakageError(CacheError):
     """Features from encoders fine-tuned for one fold requested for another fold."""
 
@@ -250,20 +304,25 @@ class FeatureStore:
         try:
             with h5py.File(self.path, "r") as f:
                 self.utt_ids: list[str] = list(f["utt_ids"].asstr()[()])
-                self.attrs = dict(f.attrs)
                 self.levels = [k for k in f if k != "utt_ids"]
                 self._offsets = {lv: f[lv]["offsets"][()] for lv in self.levels}
-                rows = {lv: f[lv]["data"].shape[0] for lv in self.levels}
+                self._layout = {lv: _data_layout(f[lv]["data"]) for lv in self.levels}
         except (OSError, KeyError) as err:
             raise CacheError(f"{self.path}: not a readable feature store ({err})") from None
         for lv in self.levels:
             off = self._offsets[lv]
-            if off.shape != (len(self.utt_ids) + 1,) or off[-1] != rows[lv] or (np.diff(off) < 0).any():
+            if off.shape != (len(self.utt_ids) + 1,) or off[-1] != self._layout[lv][1][0] or (np.diff(off) < 0).any():
                 raise CacheError(f"{self.path}: level {lv!r} has inconsistent offsets; run `mger cache verify`")
         self._index = {u: i for i, u in enumerate(self.utt_ids)}
         self._data: dict[str, np.ndarray] = {}
         if fold is not None:
             self.check_fold(fold)
+
+    @cached_property
+    def attrs(self) -> dict:
+        """The store's attributes (model, revision, fingerprint, ...), read on first use."""
+        with h5py.File(self.path, "r") as f:
+            return dict(f.attrs)
 
     @property
     def fold(self) -> int | None:
@@ -287,11 +346,17 @@ class FeatureStore:
         return json.loads(self.attrs["fingerprint"])
 
     def _level_data(self, level: str) -> np.ndarray:
+        """All rows of ``level`` (float16): memory-mapped when HDF5 stores them as one plain
+        contiguous block (as :func:`write_store` does), else read whole."""
         if level not in self.levels:
             raise KeyError(f"{self.path}: no level {level!r} (levels: {', '.join(self.levels)})")
         if level not in self._data:
-            with h5py.File(self.path, "r") as f:
-                self._data[level] = f[level]["data"][()]  # one contiguous read
+            start, shape = self._layout[level]
+            if start is None:
+                with h5py.File(self.path, "r") as f:
+                    self._data[level] = f[level]["data"][()]
+            else:  # copy-on-write: a writable view for torch; nothing is ever written back
+                self._data[level] = np.memmap(self.path, np.float16, "c", start, shape)
         return self._data[level]
 
     def rows(self, level: str, utt_id: str) -> np.ndarray:
@@ -306,57 +371,88 @@ class FeatureStore:
         with h5py.File(self.path, "r") as f:
             return f[level][name][off[i]:off[i + 1]]
 
+    def ragged(self, level: str, utt_ids: Sequence[str] | None = None, layer: int | None = None) -> Ragged:
+        """The rows of ``utt_ids`` (default: all), in that order, read into memory as stored
+        (float16, R x ...): how a training fold is held; :meth:`Ragged.pad` makes batches."""
+        return self._view(level, utt_ids, layer).compact()
+
     def load(self, level: str, utt_ids: Sequence[str] | None = None, layer: int | None = None) -> Batch:
         """Padded float32 tensor (B, T_max, D) and lengths (B,) for ``utt_ids`` (default: all)."""
+        return self._view(level, utt_ids, layer).pad()
+
+    def _view(self, level: str, utt_ids: Sequence[str] | None, layer: int | None) -> Ragged:
+        """``utt_ids``' items over the level's stored rows, not yet copied."""
         ids = self.utt_ids if utt_ids is None else list(utt_ids)
         missing = [u for u in ids if u not in self._index]
         if missing:
             raise KeyError(f"{self.path}: {len(missing)} utterances not in the store (e.g. {missing[0]})")
-        data = self._level_data(level)
-        off = self._offsets[level]
-        idx = np.array([self._index[u] for u in ids], dtype=np.int64)
-        lengths = off[idx + 1] - off[idx]
+        data = torch.from_numpy(self._level_data(level))
         if layer is not None:
             data = data[:, layer]
-        width = max(1, int(lengths.max(initial=0)))
-        pad = _pad_by_blocks if lengths.mean() >= _BLOCK_ROWS else _pad_by_gather
-        return Batch(pad(data, off[idx], lengths, width), torch.from_numpy(lengths))
+        off = self._offsets[level]
+        idx = np.array([self._index[u] for u in ids], dtype=np.int64)
+        return Ragged(data, torch.from_numpy(off[idx]), torch.from_numpy(off[idx + 1] - off[idx]))
 
     def dataset(self, level: str, utt_ids: Sequence[str], labels: Sequence[int]) -> "torch.utils.data.Dataset":
-        """A map-style torch Dataset of (features (T, D), label) for one level."""
-        batch = self.load(level, utt_ids)
-        return _PaddedDataset(batch, torch.as_tensor(list(labels)))
+        """A map-style torch Dataset of (features (T, D) float32, label) for one level."""
+        return _RaggedDataset(self.ragged(level, utt_ids), torch.as_tensor(list(labels)))
 
 
-_BLOCK_ROWS = 64  # mean rows per utterance from which one block copy each beats one gather (measured)
+def _data_layout(ds: h5py.Dataset) -> tuple[int | None, tuple[int, ...]]:
+    """Where a level's rows start in the file, if they lie there as one plain float16 block
+    that can be memory-mapped (else None), and their shape."""
+    plain = ds.chunks is None and ds.dtype == np.float16 and ds.size > 0
+    start = ds.id.get_offset() if plain else None
+    return (None if start is None else int(start)), ds.shape
 
 
-def _pad_by_blocks(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, width: int) -> torch.Tensor:
-    """(B, width, ...) float32, utterance b = ``data[starts[b]:starts[b] + lengths[b]]``: one
-    contiguous block copy (float16 → float32) per utterance; for long utterances."""
-    out = np.zeros((len(starts), width) + data.shape[1:], dtype=np.float32)
-    for k, (start, n) in enumerate(zip(starts, lengths)):
-        out[k, :n] = data[start:start + n]
-    return torch.from_numpy(out)
+_BLOCK_ROWS = 64  # mean rows per item from which block copies beat one gather (measured)
+_ELEMENTS_PER_THREAD = 1 << 22  # padded outputs below 16 MB of float32 per thread are copied by one
 
 
-def _pad_by_gather(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, width: int) -> torch.Tensor:
+def _numpy_backed(shape: tuple[int, ...]) -> torch.Tensor:
+    """A zeroed float32 tensor in memory allocated by numpy, which advises large allocations
+    into huge pages: they fault in ~2x faster than torch's own for a fold-sized padded tensor."""
+    return torch.from_numpy(np.zeros(shape, dtype=np.float32))
+
+
+def _pad_by_blocks(data: torch.Tensor, starts: torch.Tensor, lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """(B, width, ...) float32, item b = ``data[starts[b]:starts[b] + lengths[b]]``: one block
+    copy (cast by torch, vectorised) per item, the items split among threads when the output
+    is large (the copies release the GIL); for long items."""
+    n = len(starts)
+    out = _numpy_backed((n * width,) + tuple(data.shape[1:])).view((n, width) + tuple(data.shape[1:]))
+    first, count = starts.tolist(), lengths.tolist()
+
+    def copy(ks: range) -> None:
+        for k in ks:
+            out[k, :count[k]].copy_(data[first[k]:first[k] + count[k]])
+
+    n_threads = max(1, min(8, torch.get_num_threads(), n, out.numel() // _ELEMENTS_PER_THREAD))
+    if n_threads == 1:
+        copy(range(n))
+    else:
+        with ThreadPoolExecutor(n_threads) as pool:
+            list(pool.map(copy, [range(i * n // n_threads, (i + 1) * n // n_threads) for i in range(n_threads)]))
+    return out
+
+
+def _pad_by_gather(data: torch.Tensor, starts: torch.Tensor, lengths: torch.Tensor, width: int) -> torch.Tensor:
     """As :func:`_pad_by_blocks`, with one gather of all rows and one scatter into the padded
-    tensor; for short utterances, where a copy per utterance costs more than its rows."""
-    counts = torch.from_numpy(lengths)
-    rows, _ = range_indices(torch.from_numpy(starts), counts)
-    slots, _ = range_indices(torch.arange(len(starts)) * width, counts)
-    out = torch.zeros((len(starts) * width,) + data.shape[1:], dtype=torch.float32)
-    out.index_copy_(0, slots, torch.from_numpy(data).index_select(0, rows).float())
-    return out.view((len(starts), width) + data.shape[1:])
+    tensor; for short items, where a copy per item costs more than its rows."""
+    rows, _ = range_indices(starts, lengths)
+    slots, _ = range_indices(torch.arange(len(starts)) * width, lengths)
+    out = _numpy_backed((len(starts) * width,) + tuple(data.shape[1:]))
+    out.index_copy_(0, slots, data.index_select(0, rows).float())
+    return out.view((len(starts), width) + tuple(data.shape[1:]))
 
 
-class _PaddedDataset(torch.utils.data.Dataset):
-    def __init__(self, batch: Batch, labels: torch.Tensor) -> None:
-        self.batch, self.labels = batch, labels
+class _RaggedDataset(torch.utils.data.Dataset):
+    def __init__(self, items: Ragged, labels: torch.Tensor) -> None:
+        self.items, self.labels = items, labels
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.batch.data[i, : self.batch.lengths[i]], self.labels[i]
+        return self.items.item(i), self.labels[i]

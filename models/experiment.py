@@ -86,9 +86,9 @@ def store_path(kind: str, spec: ExperimentSpec, features: FeaturesConfig, finetu
 
 
 def load_inputs(names: Sequence[str], paths: dict[str, Path], ids: Sequence[str], fold: int) -> dict:
-    """Padded tensors per input name (``kind:level``); each store is checked against ``fold``."""
+    """Each input's rows (``kind:level``) as stored, unpadded; each store is checked against ``fold``."""
     stores = {kind: FeatureStore(paths[kind], fold=fold) for kind in {n.split(":")[0] for n in names}}
-    return {n: stores[n.split(":")[0]].load(n.split(":")[1], ids) for n in names}
+    return {n: stores[n.split(":")[0]].ragged(n.split(":")[1], ids) for n in names}
 
 
 def _summary(values: np.ndarray) -> dict:

@@ -1,7 +1,8 @@
 """Training on cached tensors: AdamW, early stopping on the validation UA, seeded.
 
-A fold's tensors are loaded once (:class:`TensorSet`); mini-batches are slices trimmed to
-their longest item.  The validation split comes from the training sessions only (see
+A fold's features are loaded once, as stored rows without padding (:class:`TensorSet` of
+:class:`features.cache.Ragged`); each mini-batch is padded to its own longest item.  The
+validation split comes from the training sessions only (see
 :func:`models.experiment.fold_ids`); the test session is never looked at before the final
 prediction.  On CPU the same seed gives bit-identical results.
 """
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from features.cache import Batch
+from features.cache import Ragged
 from models.metrics import unweighted_accuracy
 from models.modules import ModelConfig, build_model
 from pipeline.config import TrainConfig
@@ -24,9 +25,9 @@ from pipeline.config import TrainConfig
 
 @dataclass
 class TensorSet:
-    """Padded inputs (name → Batch) and integer labels for one split."""
+    """Inputs (name → items' rows) and integer labels for one split."""
 
-    inputs: dict[str, Batch]
+    inputs: dict[str, Ragged]
     labels: torch.Tensor
 
     def __len__(self) -> int:
@@ -34,16 +35,11 @@ class TensorSet:
 
     def subset(self, idx: np.ndarray) -> "TensorSet":
         i = torch.as_tensor(idx, dtype=torch.long)
-        return TensorSet({n: Batch(b.data[i], b.lengths[i]) for n, b in self.inputs.items()}, self.labels[i])
+        return TensorSet({n: r.subset(i) for n, r in self.inputs.items()}, self.labels[i])
 
     def batch(self, idx: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        out = {}
-        for name, b in self.inputs.items():
-            lengths = b.lengths[idx]
-            t = max(1, int(lengths.max()))
-            x = b.data[idx, :t]
-            out[name] = (x, torch.arange(t)[None, :] < lengths[:, None])
-        return out
+        """name → (float32 (B, T, D) padded to the batch's longest item, mask (B, T))."""
+        return {name: (b.data, b.mask) for name, b in ((n, r.pad(idx)) for n, r in self.inputs.items())}
 
 
 def predict_proba(model: torch.nn.Module, data: TensorSet, batch_size: int = 128) -> np.ndarray:

@@ -18,8 +18,9 @@ import torch
 import yaml
 
 from alignment.table import SegmentTable
-from features.cache import (CacheError, FeatureStore, _pad_by_blocks, _pad_by_gather, compare_stores, exclusive_lock,
-                            verify_store)
+from features import cache
+from features.cache import (Batch, CacheError, FeatureStore, Ragged, _pad_by_blocks, _pad_by_gather, compare_stores,
+                            exclusive_lock, verify_store)
 from features.encoders import SpeechEncoder, TextEncoder, resolve_dtype
 from features.extract import extract, make_batches
 from pipeline.audio import read_audio
@@ -106,22 +107,65 @@ def test_feature_store_load_pads_and_masks(reference_store) -> None:
         n = int(batch.lengths[i])
         assert torch.equal(batch.data[i, :n], torch.from_numpy(store.rows("word", uid).astype(np.float32)))
         assert batch.mask[i].sum() == n and (batch.data[i, n:] == 0).all()
+    items = store.ragged("word", ids)
+    assert items.data.dtype == torch.float16 and items.data.shape[0] == int(batch.lengths.sum())
+    assert torch.equal(items.pad().data, batch.data)
     ds = store.dataset("utterance", ids, [0, 1, 2])
     x, y = ds[2]
     assert x.shape == (1, 32) and int(y) == 2 and len(ds) == 3
 
 
+@pytest.mark.parametrize("chunked", [False, True])
+def test_store_reads_mapped_or_chunked_levels_alike(reference_store, tmp_path: Path, chunked: bool) -> None:
+    """write_store's contiguous levels are memory-mapped; a chunked one (another writer's) is read."""
+    path = tmp_path / "speech.h5"
+    shutil.copy(reference_store["speech"], path)
+    if chunked:
+        with h5py.File(path, "r+") as f:
+            rows = f["frame/data"][()]
+            del f["frame/data"]
+            f["frame"].create_dataset("data", data=rows, chunks=(7, rows.shape[1]))
+    store, ref = FeatureStore(path), FeatureStore(reference_store["speech"])
+    assert isinstance(store._level_data("frame"), np.memmap) != chunked
+    assert torch.equal(store.load("frame").data, ref.load("frame").data)
+
+
 @pytest.mark.parametrize("pad", [_pad_by_blocks, _pad_by_gather])
 @pytest.mark.parametrize("tail", [(4,), (3, 4)])  # one layer; a list of layers
-def test_padding_paths_place_every_row(pad, tail: tuple[int, ...]) -> None:
-    """Both ways of filling the padded tensor: rows in place, zeros after, float16 → float32 exact."""
-    data = np.random.default_rng(0).normal(size=(40,) + tail).astype(np.float16)
-    starts, lengths = np.array([30, 0, 7, 12]), np.array([10, 0, 5, 1])
+@pytest.mark.parametrize("threaded", [False, True])
+def test_padding_paths_place_every_row(pad, tail: tuple[int, ...], threaded: bool, monkeypatch) -> None:
+    """Both ways of filling the padded tensor (block copies also split among threads): rows in
+    place, zeros after, float16 → float32 exact."""
+    if threaded:
+        monkeypatch.setattr(cache, "_ELEMENTS_PER_THREAD", 1)
+        monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    data = torch.from_numpy(np.random.default_rng(0).normal(size=(40,) + tail).astype(np.float16))
+    starts, lengths = torch.tensor([30, 0, 7, 12]), torch.tensor([10, 0, 5, 1])
     out = pad(data, starts, lengths, 10)
     assert out.shape == (4, 10) + tail and out.dtype == torch.float32
-    for b, (start, n) in enumerate(zip(starts, lengths)):
-        assert torch.equal(out[b, :n], torch.from_numpy(data[start:start + n].astype(np.float32)))
+    for b, (start, n) in enumerate(zip(starts.tolist(), lengths.tolist())):
+        assert torch.equal(out[b, :n], data[start:start + n].float())
         assert (out[b, n:] == 0).all()
+
+
+def test_ragged_subset_compact_pad_round_trip() -> None:
+    """A fold held as rows: subsets share them, compact copies only the items' rows in order,
+    and every batch pads to its own longest item with the same values a whole-fold pad has."""
+    lengths = torch.tensor([3, 0, 5, 1, 2])
+    padded = Batch(torch.randn(5, 5, 4, generator=torch.Generator().manual_seed(0)), lengths)
+    padded.data[~padded.mask] = 0
+    items = Ragged.from_padded(padded)
+    assert items.data.shape == (11, 4) and items.starts.tolist() == [0, 3, 3, 8, 9]
+    assert torch.equal(items.pad().data, padded.data) and torch.equal(items.item(2), padded.data[2])
+    sub = items.subset(np.array([3, 0]))
+    assert sub.data is items.data and sub.pad().data.shape == (2, 3, 4)
+    assert torch.equal(sub.pad().data, padded.data[[3, 0], :3])
+    small = sub.compact()
+    assert small.data.shape == (4, 4) and small.starts.tolist() == [0, 1]
+    assert torch.equal(small.pad().data, sub.pad().data)
+    assert items.pad([1]).data.shape == (1, 1, 4) and (items.pad([1]).data == 0).all()
+    with pytest.raises(ValueError, match="past the 11 rows"):
+        Ragged(items.data, torch.tensor([10]), torch.tensor([2]))
 
 
 @pytest.mark.parametrize("layer, shape_tail, layers_run", [(1, (32,), 1), ("mean", (32,), 3), ([0, 2], (2, 32), 2),

@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 
-from features.cache import Batch
+from features.cache import Batch, Ragged
 from models.experiment import fold_ids, members
 from models.metrics import all_metrics
 from models.modules import ModelConfig, build_model, input_names
@@ -43,7 +43,7 @@ def _tensors(n: int, seed: int = 0, names: list[str] | None = None) -> TensorSet
     labels = torch.as_tensor(g.integers(0, 4, n))
     for name, b in inputs.items():  # make the task learnable: the label shifts the features
         b.data[..., 0] += labels[:, None].float() * 2 * (torch.arange(9)[None, :] < b.lengths[:, None])
-    return TensorSet(inputs, labels)
+    return TensorSet({name: Ragged.from_padded(b) for name, b in inputs.items()}, labels)
 
 
 def test_metrics_equal_scikit_learn() -> None:
