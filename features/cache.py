@@ -291,7 +291,8 @@ class LeakageError(CacheError):
 
 
 class FeatureStore:
-    """Read-only access to a store; raises :class:`CacheError` on a structurally broken file.
+    """Read-only access to a store; raises :class:`CacheError` on a structurally broken file
+    (on opening) or level (on the level's first use).
 
     ``fold``: the cross-validation fold the features are for.  A store extracted with encoders
     fine-tuned for fold j (``mger extract --fold j``) opens only with ``fold=j``; any other
@@ -305,15 +306,10 @@ class FeatureStore:
             with h5py.File(self.path, "r") as f:
                 self.utt_ids: list[str] = list(f["utt_ids"].asstr()[()])
                 self.levels = [k for k in f if k != "utt_ids"]
-                self._offsets = {lv: f[lv]["offsets"][()] for lv in self.levels}
-                self._layout = {lv: _data_layout(f[lv]["data"]) for lv in self.levels}
         except (OSError, KeyError) as err:
             raise CacheError(f"{self.path}: not a readable feature store ({err})") from None
-        for lv in self.levels:
-            off = self._offsets[lv]
-            if off.shape != (len(self.utt_ids) + 1,) or off[-1] != self._layout[lv][1][0] or (np.diff(off) < 0).any():
-                raise CacheError(f"{self.path}: level {lv!r} has inconsistent offsets; run `mger cache verify`")
         self._index = {u: i for i, u in enumerate(self.utt_ids)}
+        self._levels: dict[str, tuple[np.ndarray, int | None, tuple[int, ...]]] = {}
         self._data: dict[str, np.ndarray] = {}
         if fold is not None:
             self.check_fold(fold)
@@ -338,8 +334,27 @@ class FeatureStore:
             raise LeakageError(f"{self.path}: features from encoders fine-tuned for fold {own} (on sessions "
                                f"{sessions}) cannot be used for fold {fold}: its test session was in their training")
 
+    def _level(self, level: str) -> tuple[np.ndarray, int | None, tuple[int, ...]]:
+        """A level's offsets and data layout (see :func:`_data_layout`), read and checked on
+        its first use: opening a store costs its ids, not every level's index."""
+        if level not in self.levels:
+            raise KeyError(f"{self.path}: no level {level!r} (levels: {', '.join(self.levels)})")
+        if level not in self._levels:
+            try:
+                with h5py.File(self.path, "r") as f:
+                    off, (start, shape) = f[level]["offsets"][()], _data_layout(f[level]["data"])
+            except (OSError, KeyError) as err:
+                raise CacheError(f"{self.path}: level {level!r} is not readable ({err})") from None
+            if off.shape != (len(self.utt_ids) + 1,) or off[-1] != shape[0] or (np.diff(off) < 0).any():
+                raise CacheError(f"{self.path}: level {level!r} has inconsistent offsets; run `mger cache verify`")
+            self._levels[level] = off, start, shape
+        return self._levels[level]
+
+    def _offsets(self, level: str) -> np.ndarray:
+        return self._level(level)[0]
+
     def n_rows(self, level: str) -> int:
-        return int(self._offsets[level][-1])
+        return int(self._offsets(level)[-1])
 
     @property
     def fingerprint(self) -> dict:
@@ -348,10 +363,8 @@ class FeatureStore:
     def _level_data(self, level: str) -> np.ndarray:
         """All rows of ``level`` (float16): memory-mapped when HDF5 stores them as one plain
         contiguous block (as :func:`write_store` does), else read whole."""
-        if level not in self.levels:
-            raise KeyError(f"{self.path}: no level {level!r} (levels: {', '.join(self.levels)})")
         if level not in self._data:
-            start, shape = self._layout[level]
+            _, start, shape = self._level(level)
             if start is None:
                 with h5py.File(self.path, "r") as f:
                     self._data[level] = f[level]["data"][()]
@@ -362,12 +375,12 @@ class FeatureStore:
     def rows(self, level: str, utt_id: str) -> np.ndarray:
         """One utterance's rows (float16 as stored)."""
         i = self._index[utt_id]
-        off = self._offsets[level]
+        off = self._offsets(level)
         return self._level_data(level)[off[i]:off[i + 1]]
 
     def extra(self, level: str, name: str, utt_id: str) -> np.ndarray:
         i = self._index[utt_id]
-        off = self._offsets[level]
+        off = self._offsets(level)
         with h5py.File(self.path, "r") as f:
             return f[level][name][off[i]:off[i + 1]]
 
@@ -389,7 +402,7 @@ class FeatureStore:
         data = torch.from_numpy(self._level_data(level))
         if layer is not None:
             data = data[:, layer]
-        off = self._offsets[level]
+        off = self._offsets(level)
         idx = np.array([self._index[u] for u in ids], dtype=np.int64)
         return Ragged(data, torch.from_numpy(off[idx]), torch.from_numpy(off[idx + 1] - off[idx]))
 

@@ -306,8 +306,10 @@ def test_verify_reports_corruption(reference_store, tmp_path: Path, aligned) -> 
     assert any("word: offsets inconsistent" in p for p in problems)
     assert any("phone: NaN or inf" in p for p in problems)
     assert any("1 manifest utterances missing" in p for p in problems)
-    with pytest.raises(CacheError, match="inconsistent offsets"):
-        FeatureStore(bad)
+    opened = FeatureStore(bad)  # levels are checked on first use: the damaged one is refused, others load
+    with pytest.raises(CacheError, match="level 'word' has inconsistent offsets"):
+        opened.load("word")
+    assert opened.load("syllable").data.shape[0] == len(ids)
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(Path(reference_store["speech"]).read_bytes()[:5000])
     assert verify_store(truncated)[0].startswith("cannot open as HDF5")
