@@ -200,17 +200,23 @@ def verify_store(path: str | Path, expected_ids: Sequence[str] | None = None) ->
     return problems
 
 
+def _offsets_problem(off: np.ndarray, n_utts: int, n_rows: int) -> str | None:
+    """What is wrong with a level's offsets (None: they cut ``n_rows`` rows into ``n_utts``)."""
+    if off.shape != (n_utts + 1,):
+        return f"offsets shape {off.shape}, expected ({n_utts + 1},)"
+    if off[0] != 0 or (np.diff(off) < 0).any() or off[-1] != n_rows:
+        return f"offsets inconsistent with {n_rows} data rows"
+    return None
+
+
 def _verify_level(g: h5py.Group, n: int) -> list[str]:
     if "offsets" not in g or "data" not in g:
         return ["offsets or data missing"]
     try:
         off = g["offsets"][()]
         data = g["data"]
-        out = []
-        if off.shape != (n + 1,):
-            out.append(f"offsets shape {off.shape}, expected ({n + 1},)")
-        elif off[0] != 0 or (np.diff(off) < 0).any() or off[-1] != data.shape[0]:
-            out.append(f"offsets inconsistent with {data.shape[0]} data rows")
+        problem = _offsets_problem(off, n, data.shape[0])
+        out = [problem] if problem else []
         for s in range(0, data.shape[0], 65536):
             block = data[s:s + 65536]
             if not np.isfinite(block).all():
@@ -345,8 +351,10 @@ class FeatureStore:
                     off, (start, shape) = f[level]["offsets"][()], _data_layout(f[level]["data"])
             except (OSError, KeyError) as err:
                 raise CacheError(f"{self.path}: level {level!r} is not readable ({err})") from None
-            if off.shape != (len(self.utt_ids) + 1,) or off[-1] != shape[0] or (np.diff(off) < 0).any():
-                raise CacheError(f"{self.path}: level {level!r} has inconsistent offsets; run `mger cache verify`")
+            problem = _offsets_problem(off, len(self.utt_ids), shape[0])
+            if problem:
+                raise CacheError(f"{self.path}: level {level!r} has inconsistent offsets ({problem}); "
+                                 "run `mger cache verify`")
             self._levels[level] = off, start, shape
         return self._levels[level]
 
