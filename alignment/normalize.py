@@ -9,15 +9,28 @@ the lower-case words a pronouncing dictionary (CMUdict) knows how to look up:
 * digits are spelled out as cardinals (``5`` → ``five``, ``1990`` → ``one thousand nine
   hundred ninety``), ``%`` → ``percent``, ``&`` → ``and``;
 * punctuation is stripped, except apostrophes inside words: contractions stay in their
-  dictionary forms (``don't``, ``i'm``, ``we're``).
+  dictionary forms (``don't``, ``i'm``, ``we're``);
+* letters outside ASCII are transliterated (NFKD, accents dropped, a few ligatures and
+  letters spelled out: ``Café déjà vu, naïve señor`` → ``cafe deja vu naive senor``), so a
+  non-English name stays one word instead of falling apart into fragments.
+
+:func:`word_spans` also gives each word the character span of the transcript it came from,
+so a text encoder that reads the transcript as written can pool its sub-tokens onto exactly
+the words the aligner timed.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from typing import NamedTuple
 
 _MARKER = re.compile(r"\[[^\]]*\]|<[^>]*>")
 _TOKEN = re.compile(r"[a-z0-9']+|%|&")
+_PIECE = re.compile(r"[^\s/\-\u2010-\u2015]+")  # whitespace, slashes and hyphens/dashes split words
+_SPELLED = str.maketrans({"ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O", "ł": "l",
+                          "Ł": "L", "đ": "d", "Đ": "D", "þ": "th", "Þ": "Th", "ð": "d", "Ð": "D", "ı": "i",
+                          "’": "'", "‘": "'", "ʼ": "'"})
 _ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
          "fifteen sixteen seventeen eighteen nineteen").split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
@@ -55,13 +68,33 @@ def _token_words(token: str) -> list[str]:
     return out
 
 
+def to_ascii(text: str) -> str:
+    """Transliterate to ASCII: a few letters spelled out, then NFKD with the accents dropped."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_SPELLED))
+    return decomposed.encode("ascii", "ignore").decode("ascii")
+
+
 def normalize_token(token: str) -> list[str]:
     """Dictionary words for one whitespace-separated transcript token (may be empty)."""
-    text = _MARKER.sub(" ", token.lower()).replace("-", " ").replace("/", " ")
+    text = _MARKER.sub(" ", to_ascii(token).lower()).replace("-", " ").replace("/", " ")
     return [w for tok in _TOKEN.findall(text) for w in _token_words(tok)]
+
+
+class WordSpan(NamedTuple):
+    """A dictionary word and the characters ``text[start:end]`` of the transcript it came from
+    (words spelled out of one piece, like the digits ``1990``, share its span)."""
+
+    word: str
+    start: int
+    end: int
+
+
+def word_spans(text: str) -> list[WordSpan]:
+    """The dictionary words of a transcript with their character spans, in order."""
+    masked = _MARKER.sub(lambda m: " " * len(m.group()), text)
+    return [WordSpan(w, m.start(), m.end()) for m in _PIECE.finditer(masked) for w in normalize_token(m.group())]
 
 
 def normalize_transcript(text: str) -> list[str]:
     """The dictionary words of a transcript, in order (markers and punctuation removed)."""
-    text = _MARKER.sub(" ", text)
-    return [w for token in text.split() for w in normalize_token(token)]
+    return [span.word for span in word_spans(text)]

@@ -44,7 +44,8 @@ from features.extract import SPEECH_LEVELS, Inputs, _segments, batch_seconds, ma
 from features.pooling import pool_segments
 from pipeline.audio import read_audio
 from pipeline.config import FeaturesConfig, SpeechFeaturesConfig
-from pipeline.manifest import fold_split, read_manifest
+from pipeline.manifest import read_manifest
+from pipeline.splits import fold_split
 
 _ENCODERS: dict[tuple, SpeechEncoder] = {}
 
@@ -268,7 +269,8 @@ def bench_loading(store: str, manifest: str, repeats: int) -> None:
     training holds a fold and pads each mini-batch (``FeatureStore.ragged`` vs the list of
     ``np.load`` arrays a peer's Dataset holds); interleaved rounds, a fresh store each call."""
     src = FeatureStore(store)
-    train, _ = fold_split([u for u in read_manifest(manifest) if u.utt_id in set(src.utt_ids)], 1)
+    utts = [u for u in read_manifest(manifest) if u.utt_id in set(src.utt_ids)]
+    train = fold_split(utts, 1).ids(utts, "train")
     npy = Path(tempfile.mkdtemp())
     for level in src.levels:
         for uid in train:

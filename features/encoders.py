@@ -39,6 +39,8 @@ from typing import Iterator, Sequence, Union
 import numpy as np
 import torch
 
+from features.text import token_word_matrix, token_words, word_rows
+
 LayerSpec = Union[str, int, list]
 
 
@@ -364,36 +366,26 @@ class TextEncoder:
         self.max_length = max_length
         self.dim = int(net.config.hidden_size)
 
-    def encode(self, words: Sequence[Sequence[str]]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Per utterance: (token embeddings (T, D) incl. special tokens, token→word index (T,)
-        with -1 for special tokens, word embeddings (W, D) = mean of each word's sub-tokens)."""
-        enc = self.tokenizer([list(w) for w in words], is_split_into_words=True, padding=True, truncation=True,
-                             max_length=self.max_length, return_tensors="pt")
+    def tokenize(self, texts: Sequence[str], offsets: bool = False):
+        """The one tokenizer call (extraction and fine-tuning): padded, truncated to ``max_length``."""
+        return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                              return_offsets_mapping=offsets, return_tensors="pt")
+
+    def encode(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int] | None]]
+               ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Per transcript (as written) and its aligned words' character spans: (token embeddings
+        (T, D) incl. special tokens, token→word index (T,) with -1 for tokens of no word, word
+        embeddings (W, D) = mean of the sub-tokens overlapping each word; see :mod:`features.text`)."""
+        enc = self.tokenize(texts, offsets=True)
+        offsets = enc.pop("offset_mapping")
         with torch.inference_mode():
             out = self.model(**{k: v.to(self.device) for k, v in enc.items()}, output_hidden_states=True)
         hidden = out.hidden_states
         feats = (torch.stack(hidden[1:], 0).mean(0) if self.index is None else hidden[self.index]).float()
         results = []
-        for i, ws in enumerate(words):
+        for i, word_spans in enumerate(spans):
             n_tok = int(enc["attention_mask"][i].sum())
-            word_ids = torch.tensor([-1 if w is None else w for w in enc.word_ids(i)[:n_tok]])
             tokens = feats[i, :n_tok]
-            results.append((tokens, word_ids, word_means(tokens, word_ids.to(tokens.device), len(ws))))
+            matrix = token_word_matrix(offsets[i, :n_tok], word_spans).to(tokens.device)
+            results.append((tokens, token_words(matrix).cpu(), word_rows(tokens, matrix)))
         return results
-
-
-def word_means(tokens: torch.Tensor, word_ids: torch.Tensor, n_words: int) -> torch.Tensor:
-    """Mean of each word's sub-token rows. Shapes: tokens (T, D), word_ids (T,) → (n_words, D).
-
-    A word with no tokens left (cut by max_length) gets the mean of all word tokens.
-    """
-    keep = word_ids >= 0
-    sums = torch.zeros(n_words, tokens.shape[1], dtype=tokens.dtype, device=tokens.device)
-    sums.index_add_(0, word_ids[keep], tokens[keep])
-    counts = torch.zeros(n_words, dtype=tokens.dtype, device=tokens.device)
-    counts.index_add_(0, word_ids[keep], torch.ones_like(word_ids[keep], dtype=tokens.dtype))
-    out = sums / counts.clamp(min=1)[:, None]
-    missing = counts == 0
-    if missing.any():
-        out[missing] = tokens[keep].mean(0) if keep.any() else 0.0
-    return out

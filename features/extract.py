@@ -39,6 +39,7 @@ from features.cache import (CacheError, exclusive_lock, file_sha256, fingerprint
                             merge_stores, read_fingerprint, write_store)
 from features.encoders import SpeechEncoder, TextEncoder
 from features.pooling import pool_segments
+from features.text import aligned_word_spans, encoder_text
 from pipeline import __version__
 from pipeline.audio import read_audio
 from pipeline.config import FeaturesConfig, FinetuneConfig
@@ -106,7 +107,8 @@ def fingerprint(kind: str, encoder, cfg: FeaturesConfig, inputs: Inputs, fold: d
               "weights_sha256": encoder.weights_sha256, "segments_sha256": inputs.segments_sha256,
               "utt_ids_sha256": ids, "format": 1} | (fold or {})
     if kind == "text":
-        return common | {"layer": cfg.text.layer, "levels": list(TEXT_LEVELS), "max_length": cfg.text.max_length}
+        return common | {"layer": cfg.text.layer, "levels": list(TEXT_LEVELS), "max_length": cfg.text.max_length,
+                         "input": "transcript as written", "markers": cfg.text.markers}
     return common | {"layer": cfg.speech.layer, "pooling": cfg.speech.pooling, "levels": list(cfg.speech.levels),
                      "frame_stride": encoder.frame_stride_s, "dtype": str(encoder.dtype).replace("torch.", ""),
                      "max_seconds": cfg.speech.max_seconds, "overlap_seconds": cfg.speech.overlap_seconds,
@@ -162,15 +164,18 @@ def _to_host(rows: torch.Tensor, counts: Sequence[int]) -> list[np.ndarray]:
     return np.split(host, np.cumsum(counts)[:-1])
 
 
-def text_part(encoder: TextEncoder, inputs: Inputs, utts: Sequence[Utterance], batch_size: int = 32
-              ) -> tuple[dict[str, list[np.ndarray]], dict[str, dict[str, list[np.ndarray]]]]:
-    """Token rows (with their word index) and word rows for ``utts`` (float16 as stored); words are
-    the alignment's."""
+def text_part(encoder: TextEncoder, cfg: FeaturesConfig, inputs: Inputs, utts: Sequence[Utterance],
+              batch_size: int = 32) -> tuple[dict[str, list[np.ndarray]], dict[str, dict[str, list[np.ndarray]]]]:
+    """Token rows (with their word index) and word rows for ``utts`` (float16 as stored): the
+    encoder reads each transcript as written (:func:`features.text.encoder_text`); word rows
+    pool the sub-tokens of the alignment's words (:func:`features.text.aligned_word_spans`)."""
     tokens, words, token_word = [], [], []
     for s in range(0, len(utts), batch_size):
         chunk = utts[s:s + batch_size]
-        labels = [[w.label for w in inputs.table.segments("words", u.utt_id)] for u in chunk]
-        for tok, wid, wemb in encoder.encode(labels):
+        texts = [encoder_text(u.text, cfg.text.markers) for u in chunk]
+        spans = [aligned_word_spans(u.text, [w.label for w in inputs.table.segments("words", u.utt_id)])
+                 for u in chunk]
+        for tok, wid, wemb in encoder.encode(texts, spans):
             tokens.append(tok.half().cpu().numpy())
             token_word.append(wid.cpu().numpy())
             words.append(wemb.half().cpu().numpy())
@@ -201,7 +206,7 @@ def compute_parts(kind: str, cfg: FeaturesConfig, inputs: Inputs, store: Path, s
             if kind == "speech":
                 levels, extra = speech_part(encoder, cfg, inputs, utts), None
             else:
-                levels, extra = text_part(encoder, inputs, utts)
+                levels, extra = text_part(encoder, cfg, inputs, utts)
             write_store(paths[p], [u.utt_id for u in utts], levels, {"part": p}, extra)
     return len(todo)
 

@@ -1,13 +1,16 @@
 """Leave-one-session-out experiments on the cached features (``mger train --experiment NAME``).
 
-Fold k tests session k.  Its validation split is every utterance of one speaker of the
-training sessions (speaker ``sorted(train speakers)[(k + seed) % n]``), so train, validation and
-test are session- and speaker-disjoint and the test session never chooses an epoch.  (A
-corpus whose training sessions have a single speaker falls back to every fifth training
-utterance for validation.)  All inputs are loaded once for the whole corpus and indexed per fold.  Metrics per fold, then
-mean ± std over the folds (each fold averaged over ``train.seeds``) and over the seeds (each
-seed averaged over the folds), go to ``reports/metrics/<experiment>.json``; the per-epoch
-history to ``reports/epochs/<experiment>.csv``.
+Fold k tests session k; its validation speaker comes from :mod:`pipeline.splits` (the fold and
+``split.seed``, shared with fine-tuning), so train, validation and test are session- and
+speaker-disjoint and the test session never chooses anything: epochs, late-fusion weights and
+(in the report) the best system are chosen on validation.  Training seeds change
+initialisation and data order only.  All inputs are loaded once for the whole corpus and
+indexed per fold.
+
+Outputs: ``reports/metrics/<experiment>.json`` (test statistics of :mod:`models.stats`,
+validation WA/UA/F1, per-fold validation speakers, improvised/scripted breakdown,
+provenance), ``reports/predictions/<experiment>.csv`` (every test utterance, fold and seed,
+with class probabilities) and the per-epoch history ``reports/epochs/<experiment>.csv``.
 
 ``features: finetuned`` experiments read fold k's speech features (and text, with
 ``finetune.text``) from fold k's own store (:func:`store_path`), opened with ``fold=k`` so
@@ -15,12 +18,14 @@ that a store of encoders fine-tuned for another fold raises :class:`features.cac
 
 ``late`` combines the class probabilities of unimodal models (one audio model per chosen
 granularity, and the text model): their mean, or weights fitted on the validation split.
-``combined`` (Zhao et al.'s full system) adds the co-attention model to that ensemble.
+``combined`` (Zhao et al.'s full system, our reading) adds the co-attention model to that ensemble.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import io
 import sys
 import time
 from pathlib import Path
@@ -30,30 +35,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from features.cache import FeatureStore
+from features.cache import FeatureStore, Ragged
 from features.extract import store_path as extracted_store
 from models.metrics import all_metrics
 from models.modules import ModelConfig, input_names
+from models.predictions import Predictions, write_predictions
+from models.stats import METHOD, breakdown, summarize
 from models.train import TensorSet, fit, fit_weights, predict_proba
-from pipeline.config import ExperimentSpec, FeaturesConfig, FinetuneConfig, TrainConfig
-from pipeline.manifest import Utterance, read_manifest, sessions
-from pipeline.reporting import StageError, write_json
-
-
-def fold_ids(utts: Sequence[Utterance], fold: int, seed: int) -> tuple[list[int], list[int], list[int]]:
-    """(train, validation, test) indices into ``utts`` for ``fold`` (the test session)."""
-    test = [i for i, u in enumerate(utts) if u.session == fold]
-    rest = [i for i, u in enumerate(utts) if u.session != fold]
-    speakers = sorted({utts[i].speaker for i in rest})
-    val_speaker = speakers[(fold + seed) % len(speakers)]
-    val = [i for i in rest if utts[i].speaker == val_speaker]
-    train = [i for i in rest if utts[i].speaker != val_speaker]
-    if not train or not val:  # tiny corpora (one training speaker): every 5th training utterance
-        val, train = rest[::5], [i for k, i in enumerate(rest) if k % 5]
-    if not train or not val or not test:
-        raise StageError(f"fold {fold}: too few utterances for train/validation/test ({len(rest)} outside session "
-                         f"{fold}, {len(test)} in it)")
-    return train, val, test
+from pipeline import __version__
+from pipeline.config import ExperimentSpec, FeaturesConfig, FinetuneConfig, SplitConfig, TrainConfig
+from pipeline.manifest import read_manifest
+from pipeline.reporting import StageError, write_json, write_text_atomic
+from pipeline.splits import all_folds
 
 
 def members(spec: ExperimentSpec) -> list[ExperimentSpec]:
@@ -86,46 +79,114 @@ def store_path(kind: str, spec: ExperimentSpec, features: FeaturesConfig, finetu
 
 
 def load_inputs(names: Sequence[str], paths: dict[str, Path], ids: Sequence[str], fold: int) -> dict:
-    """Each input's rows (``kind:level``) as stored, unpadded; each store is checked against ``fold``."""
+    """Each input's rows (``kind:level``) as stored, unpadded; each store is checked against
+    ``fold`` (:class:`features.cache.LeakageError`), and a missing level or a non-finite row is
+    refused in one line naming the store."""
     stores = {kind: FeatureStore(paths[kind], fold=fold) for kind in {n.split(":")[0] for n in names}}
-    return {n: stores[n.split(":")[0]].ragged(n.split(":")[1], ids) for n in names}
+    out = {}
+    for name in names:
+        kind, level = name.split(":")
+        store = stores[kind]
+        if level not in store.levels:
+            raise StageError(f"{store.path}: no level {level!r} (it has {', '.join(store.levels)}); add it to "
+                             f"features.{kind}.levels and run `mger extract`, or drop it from the experiment")
+        rows = store.ragged(level, ids)
+        bad = _non_finite_item(rows)
+        if bad is not None:
+            raise StageError(f"{store.path}: level {level!r} of {ids[bad]} holds NaN or inf; run `mger cache verify "
+                             f"{store.path}` and re-extract")
+        out[name] = rows
+    return out
 
 
-def _summary(values: np.ndarray) -> dict:
-    return {"mean": float(values.mean()), "std": float(values.std())}
+def _non_finite_item(rows: Ragged) -> int | None:
+    """The first item with a NaN or inf row, or None."""
+    finite = torch.isfinite(rows.data.reshape(len(rows.data), -1)).all(1)
+    if bool(finite.all()):
+        return None
+    bad = (~finite).nonzero()[:, 0]
+    inside = (rows.starts[:, None] <= bad[None]) & (bad[None] < (rows.starts + rows.lengths)[:, None])
+    items = inside.any(1).nonzero()[:, 0]
+    return int(items[0]) if len(items) else None
+
+
+def check_store_settings(path: Path, kind: str, features: FeaturesConfig, finetuned: bool) -> None:
+    """Refuse a store whose fingerprint disagrees with params (pooling, layer, model, markers)."""
+    fp = FeatureStore(path).fingerprint
+    section = features.speech if kind == "speech" else features.text
+    wanted = {"layer": section.layer} | ({"pooling": features.speech.pooling} if kind == "speech" else
+                                         {"markers": features.text.markers})
+    if not finetuned:
+        wanted["model"] = section.model
+    for key, value in wanted.items():
+        if key in fp and fp[key] != value:
+            raise StageError(f"{path}: built with {key} {fp[key]!r} but params say features.{kind}.{key} = "
+                             f"{value!r}; run `mger extract` (or `dvc repro`)")
+
+
+def store_provenance(paths: dict[str, Path]) -> dict[str, dict[str, str]]:
+    """kind → {path, fingerprint_sha256} of the stores a fold read."""
+    return {kind: {"path": str(path), "fingerprint_sha256": str(FeatureStore(path).attrs["fingerprint_sha256"])}
+            for kind, path in sorted(paths.items())}
+
+
+def experiment_utterances(manifest: str | Path, features: FeaturesConfig, segments: str | Path | None) -> list:
+    """The manifest's utterances the experiment runs on: those of the frozen speech store, which
+    must hold every aligned utterance (``segments`` given): a store missing some is refused."""
+    store = extracted_store(features.out, "speech")
+    if not store.is_file():
+        raise StageError(f"{store}: no speech store; run `mger extract` (or `dvc repro`)")
+    store_ids = set(FeatureStore(store).utt_ids)
+    utts = read_manifest(manifest)
+    if segments is not None:
+        from alignment.table import SegmentTable
+
+        aligned = set(SegmentTable.read(segments).utt_ids)
+        missing = [u.utt_id for u in utts if u.utt_id in aligned and u.utt_id not in store_ids]
+        if missing:
+            raise StageError(f"{store}: {len(missing)} aligned manifest utterance(s) have no features (e.g. "
+                             f"{', '.join(missing[:3])}); run `mger extract` (or `dvc repro`)")
+    kept = [u for u in utts if u.utt_id in store_ids]
+    if not kept:
+        raise StageError(f"no manifest utterance has cached features in {features.out}")
+    return kept
 
 
 def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, features: FeaturesConfig,
-                   manifest: str | Path, finetune: FinetuneConfig | None = None) -> dict:
+                   manifest: str | Path, finetune: FinetuneConfig | None = None,
+                   split: SplitConfig | None = None, segments: str | Path | None = None) -> dict:
+    """Train and evaluate ``spec`` on every fold and seed; writes metrics, predictions and history."""
     t0 = time.perf_counter()
-    finetune = finetune or FinetuneConfig()
-    store_ids = set(FeatureStore(extracted_store(features.out, "speech")).utt_ids)
-    utts = [u for u in read_manifest(manifest) if u.utt_id in store_ids]
-    if not utts:
-        raise StageError(f"no manifest utterance has cached features in {features.out}")
+    finetune, split = finetune or FinetuneConfig(), split or SplitConfig()
+    utts = experiment_utterances(manifest, features, segments)
     classes = sorted({u.label for u in utts})
     labels = np.array([classes.index(u.label) for u in utts])
     parts = members(spec)
     names = sorted({n for part in parts for n in input_names(model_config(part, train_cfg, {}, len(classes)))})
     ids = [u.utt_id for u in utts]
     loaded: dict[tuple, TensorSet] = {}
+    provenance: dict[str, dict] = {}
 
     def fold_data(fold: int) -> TensorSet:
         """Loaded once per distinct set of stores: once for frozen features, per fold for fine-tuned."""
-        paths = {kind: store_path(kind, spec, features, finetune, fold) for kind in ("speech", "text")}
+        paths = {kind: store_path(kind, spec, features, finetune, fold)
+                 for kind in sorted({n.split(":")[0] for n in names})}
+        provenance[str(fold)] = store_provenance(paths)
         key = tuple(sorted(paths.items()))
         if key not in loaded:
+            for kind, path in paths.items():
+                check_store_settings(path, kind, features, finetuned=path != extracted_store(features.out, kind))
             loaded.clear()
             loaded[key] = TensorSet(load_inputs(names, paths, ids, fold), torch.as_tensor(labels))
         return loaded[key]
 
-    folds = sessions(utts)
-    per = {m: np.zeros((len(train_cfg.seeds), len(folds))) for m in ("wa", "ua", "f1")}
-    confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    splits = all_folds(utts, split.seed)
+    val_scores: dict[tuple[int, int], dict] = {}
     history_rows: list[dict] = []
-    jobs = [(si, seed, fi, fold) for si, seed in enumerate(train_cfg.seeds) for fi, fold in enumerate(folds)]
-    for si, seed, fi, fold in tqdm(jobs, desc=f"train {name}", unit="fold", file=sys.stderr):
-        tr, va, te = fold_ids(utts, fold, seed)
+    predictions: list[Predictions] = []
+    jobs = [(seed, fold) for seed in train_cfg.seeds for fold in splits]
+    for seed, fold in tqdm(jobs, desc=f"train {name}", unit="fold", file=sys.stderr):
+        tr, va, te = splits[fold].train, splits[fold].val, splits[fold].test
         data = fold_data(fold)
         dims = {n: int(b.data.shape[-1]) for n, b in data.inputs.items()}
         train_set, val_set, test_set = (data.subset(np.array(idx)) for idx in (tr, va, te))
@@ -139,31 +200,63 @@ def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, feat
             test_probs.append(predict_proba(model, test_set))
         weights = (fit_weights(val_probs, labels[va], len(classes)) if spec.late_weights == "fitted"
                    else np.full(len(parts), 1 / len(parts)))
-        pred = sum(w * p for w, p in zip(weights, test_probs)).argmax(1)
-        m = all_metrics(labels[te], pred, len(classes))
-        for key in per:
-            per[key][si, fi] = m[key]
-        confusion += np.array(m["confusion"])
+        val_scores[(fold, seed)] = all_metrics(labels[va], _combine(weights, val_probs).argmax(1), len(classes))
+        probs = _combine(weights, test_probs)
+        predictions.append(Predictions(classes, np.array([ids[i] for i in te]), np.full(len(te), fold),
+                                       np.full(len(te), seed), labels[te], probs.argmax(1), probs))
+    pred = Predictions.concat(classes, predictions)
+    improvised = {u.utt_id: "improvised" if u.improvised else "scripted" for u in utts}
+    stats = summarize(pred)
     result = {
         "experiment": name, "model": spec.model, "features": spec.features, "speech_levels": list(spec.speech_levels),
         "text_level": spec.text_level, "aux_matching": spec.aux_matching, "aux_unimodal": spec.aux_unimodal,
         "classes": classes, "seeds": list(train_cfg.seeds), "n_utterances": len(utts),
-        **{k: _summary(v.mean(0)) | {"seed_std": float(v.mean(1).std())} for k, v in per.items()},
-        "folds": {str(f): {k: float(per[k][:, i].mean()) for k in per} for i, f in enumerate(folds)},
-        "confusion": confusion.tolist(),
+        **{k: stats[k] for k in ("wa", "ua", "f1", "pooled", "per_class_recall")},
+        "validation": {m: _summary(np.array([[val_scores[(f, s)][m] for f in splits] for s in train_cfg.seeds]))
+                       for m in ("wa", "ua", "f1")},
+        "by_improvised": breakdown(pred, improvised.__getitem__),
+        "folds": {str(f): stats["folds"][str(f)] | {
+            f"val_{m}": float(np.mean([val_scores[(f, s)][m] for s in train_cfg.seeds])) for m in ("wa", "ua", "f1")}
+            | {"val_speakers": splits[f].val_speakers} for f in splits},
+        "confusion": stats["confusion"],
+        "statistics": METHOD,
+        "predictions": str(prediction_path(train_cfg, name)),
+        "provenance": {"mger_version": __version__, "split_seed": split.seed, "stores": provenance,
+                       "spec": dataclasses.asdict(spec), "train": train_params(train_cfg)},
     }
+    write_predictions(prediction_path(train_cfg, name), pred)
     write_json(Path(train_cfg.metrics_dir) / f"{name}.json", result)
     _write_history(Path(train_cfg.epochs_dir) / f"{name}.csv", history_rows)
-    print(f"train {name}: WA {result['wa']['mean']:.3f} ± {result['wa']['std']:.3f}, UA {result['ua']['mean']:.3f} "
-          f"± {result['ua']['std']:.3f}, F1 {result['f1']['mean']:.3f} over {len(folds)} folds x "
-          f"{len(train_cfg.seeds)} seeds in {time.perf_counter() - t0:.1f}s")
+    print(f"train {name}: test WA {result['wa']['mean']:.3f} ± {result['wa']['std']:.3f}, "
+          f"UA {result['ua']['mean']:.3f} ± {result['ua']['std']:.3f}; validation UA "
+          f"{result['validation']['ua']['mean']:.3f}; over {len(splits)} folds x {len(train_cfg.seeds)} seeds in {time.perf_counter() - t0:.1f}s")
     return result
 
 
+def _summary(grid: np.ndarray) -> dict:
+    """(seeds, folds) → mean and std over folds of the per-fold mean over seeds."""
+    per_fold = grid.mean(0)
+    return {"mean": float(per_fold.mean()), "std": float(per_fold.std())}
+
+
+def _combine(weights: np.ndarray, probs: Sequence[np.ndarray]) -> np.ndarray:
+    return sum(w * p for w, p in zip(weights, probs))
+
+
+def prediction_path(train_cfg: TrainConfig, name: str) -> Path:
+    return Path(train_cfg.predictions_dir) / f"{name}.csv"
+
+
+def train_params(train_cfg: TrainConfig) -> dict:
+    """The training settings that change a result (everything but output folders and experiment lists)."""
+    skip = {"metrics_dir", "epochs_dir", "predictions_dir", "experiments", "finetuned_experiments"}
+    return {k: v for k, v in dataclasses.asdict(train_cfg).items() if k not in skip}
+
+
 def _write_history(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fields = ["fold", "seed", "member", "epoch", "train_loss", "val_ua"]
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["fold", "seed", "member", "epoch", "train_loss", "val_ua"],
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buf.getvalue())

@@ -1,12 +1,13 @@
 """Per-fold fine-tuning of the encoders, without leakage (``mger finetune --fold k``).
 
 Fold k's encoders learn the emotion labels of fold k's *training* sessions only: the split is
-:func:`models.experiment.fold_ids`, the one the classifiers use (test = session k, validation
-= every utterance of one training-session speaker, train = the rest), so no utterance of
-session k reaches fine-tuning.  ``finetune.json`` in the fold folder lists the sessions and
-utterance ids that did; the fold-specific stores written by ``mger extract --fold k`` carry
-the fold in their fingerprint, and :class:`features.cache.FeatureStore` refuses them for any
-other fold.
+:func:`pipeline.splits.fold_split` with ``split.seed``, the one every classifier seed uses
+(test = session k, validation = every utterance of one training-session speaker, train = the
+rest), so no utterance of session k reaches fine-tuning and the classifiers validate on the
+speaker fine-tuning validated on.  ``finetune.seed`` changes initialisation and data order only.
+``finetune.json`` in the fold folder lists the sessions and utterance ids that did; the
+fold-specific stores written by ``mger extract --fold k`` carry the fold in their fingerprint,
+and :class:`features.cache.FeatureStore` refuses them for any other fold.
 
 Model: the encoder, a masked mean over its last layer (frames, or tokens for text), dropout
 and a linear layer.  AdamW (encoder ``lr`` / ``text_lr``, head ``head_lr``), linear warm-up
@@ -32,6 +33,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import io
 import json
 import shutil
 import sys
@@ -49,18 +51,19 @@ from tqdm import tqdm
 
 from alignment.table import SegmentTable
 from features.encoders import SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
-from models.experiment import fold_ids
+from features.text import encoder_text
 from models.metrics import unweighted_accuracy
 from pipeline.audio import read_audio
-from pipeline.config import FeaturesConfig, FinetuneConfig
-from pipeline.manifest import Utterance, read_manifest, sessions
-from pipeline.reporting import StageError, write_json
+from pipeline.config import FeaturesConfig, FinetuneConfig, SplitConfig
+from pipeline.manifest import Utterance, read_manifest
+from pipeline.reporting import StageError, write_json, write_text_atomic
+from pipeline.splits import fold_split
 
 MODALITIES = ("speech", "text")
 
 
 @dataclass(frozen=True)
-class FoldSplit:
+class FinetuneSplit:
     """Fold k's fine-tuning data: training and validation utterances, never session k."""
 
     fold: int
@@ -78,14 +81,14 @@ class FoldSplit:
                 "train_ids": [u.utt_id for u in self.train], "val_ids": [u.utt_id for u in self.val]}
 
 
-def fold_split(utts: Sequence[Utterance], fold: int, seed: int) -> FoldSplit:
-    if fold not in sessions(utts):
-        raise StageError(f"fold {fold}: no session {fold} in the corpus (sessions {sessions(utts)})")
-    train, val, _ = fold_ids(utts, fold, seed)
-    split = FoldSplit(fold, [utts[i] for i in train], [utts[i] for i in val], sorted({u.label for u in utts}))
-    if any(u.session == fold for u in split.train + split.val):  # fold_ids guarantees it; never trust silently
+def finetune_split(utts: Sequence[Utterance], fold: int, split_seed: int) -> FinetuneSplit:
+    """Fold ``fold``'s training and validation utterances (:func:`pipeline.splits.fold_split`)."""
+    split = fold_split(utts, fold, split_seed)
+    out = FinetuneSplit(fold, [utts[i] for i in split.train], [utts[i] for i in split.val],
+                        sorted({u.label for u in utts}))
+    if any(u.session == fold for u in out.train + out.val):  # fold_split guarantees it; never trust silently
         raise StageError(f"fold {fold}: a test-session utterance reached the fine-tuning split")
-    return split
+    return out
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -143,10 +146,10 @@ class SpeechInputs:
 
 
 class TextInputs:
-    """Transcripts (the alignment's words) for fine-tuning the text encoder."""
+    """Transcripts as written (markers per ``features.text.markers``) for fine-tuning the text encoder."""
 
-    def __init__(self, encoder: TextEncoder, words: Sequence[Sequence[str]]) -> None:
-        self.encoder, self.net, self.items = encoder, encoder.model, [list(w) for w in words]
+    def __init__(self, encoder: TextEncoder, texts: Sequence[str]) -> None:
+        self.encoder, self.net, self.items = encoder, encoder.model, list(texts)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -155,9 +158,7 @@ class TextInputs:
         return len(self.items[i])
 
     def forward(self, idx: Sequence[int], gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        enc = self.encoder.tokenizer([self.items[i] for i in idx], is_split_into_words=True, padding=True,
-                                     truncation=True, max_length=self.encoder.max_length, return_tensors="pt")
-        enc = {k: v.to(self.encoder.device) for k, v in enc.items()}
+        enc = {k: v.to(self.encoder.device) for k, v in self.encoder.tokenize([self.items[i] for i in idx]).items()}
         return self.net(**enc).last_hidden_state, enc["attention_mask"].bool()
 
 
@@ -359,33 +360,34 @@ def build_encoders(cfg: FinetuneConfig, features: FeaturesConfig) -> dict:
     return out
 
 
-def settings_key(cfg: FinetuneConfig, split: FoldSplit, encoders: dict) -> str:
+def settings_key(cfg: FinetuneConfig, split: FinetuneSplit, encoders: dict, markers: str) -> str:
     """Hash of everything a fold's fine-tuning depends on (not where it writes, nor ``text``)."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items()
                 if k not in ("out", "features_out", "reports", "folds", "text")}
     bases = {m: [e.name, e.revision, e.weights_sha256] for m, e in encoders.items()}
-    blob = json.dumps({"settings": settings, "bases": bases, "split": split.describe()}, sort_keys=True)
+    text_input = {"text_input": ["as written", markers]} if "text" in encoders else {}
+    blob = json.dumps({"settings": settings, "bases": bases, "split": split.describe()} | text_input, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _inputs(modality: str, encoder, utts: Sequence[Utterance], table: SegmentTable, cfg: FinetuneConfig):
+def _inputs(modality: str, encoder, utts: Sequence[Utterance], cfg: FinetuneConfig, markers: str):
     if modality == "speech":
         return SpeechInputs(encoder, utts, cfg.freeze_feature_encoder, cfg.max_train_seconds)
-    return TextInputs(encoder, [[w.label for w in table.segments("words", u.utt_id)] for u in utts])
+    return TextInputs(encoder, [encoder_text(u.text, markers) for u in utts])
 
 
 def run_finetune(fold: int, cfg: FinetuneConfig, features: FeaturesConfig, manifest: str | Path,
-                 segments: str | Path) -> Path:
+                 segments: str | Path, split_cfg: SplitConfig | None = None) -> Path:
     """Fine-tune fold ``fold``'s encoders (or find them up to date); returns the fold folder."""
     t0 = time.perf_counter()
     table = SegmentTable.read(segments)
     aligned = set(table.utt_ids)
     utts = [u for u in read_manifest(manifest) if u.utt_id in aligned]
-    split = fold_split(utts, fold, cfg.seed)
+    split = finetune_split(utts, fold, (split_cfg or SplitConfig()).seed)
     fold_dir = cfg.fold_dir(fold)
     fold_dir.mkdir(parents=True, exist_ok=True)
     encoders = build_encoders(cfg, features)
-    key = settings_key(cfg, split, encoders)
+    key = settings_key(cfg, split, encoders, features.text.markers)
     done = fold_dir / "finetune.json"
     if done.exists():
         record = json.loads(done.read_text())
@@ -401,8 +403,8 @@ def run_finetune(fold: int, cfg: FinetuneConfig, features: FeaturesConfig, manif
               for name, part in (("train", split.train), ("val", split.val))}
     results, history = {}, []
     for modality, encoder in encoders.items():
-        train = _inputs(modality, encoder, split.train, table, cfg)
-        val = _inputs(modality, encoder, split.val, table, cfg)
+        train = _inputs(modality, encoder, split.train, cfg, features.text.markers)
+        val = _inputs(modality, encoder, split.val, cfg, features.text.markers)
         progress = train_modality(modality, encoder, train, val, labels["train"], labels["val"], cfg, fold_dir,
                                   key, split.classes)
         results[modality] = {"best_epoch": progress.best_epoch, "val_ua": progress.best_ua,
@@ -425,7 +427,8 @@ def _write_reports(folder: Path, fold: int, record: dict) -> None:
     summary = {k: record[k] for k in ("fold", "test_session", "train_sessions", "val_speakers", "results", "seconds")}
     write_json(folder / f"fold-{fold}.json", summary | {"n_train": len(record["train_ids"]),
                                                         "n_val": len(record["val_ids"])})
-    with (folder / f"fold-{fold}.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["modality", "epoch", "train_loss", "val_ua", "lr"])
-        writer.writeheader()
-        writer.writerows(record["history"])
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["modality", "epoch", "train_loss", "val_ua", "lr"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(record["history"])
+    write_text_atomic(folder / f"fold-{fold}.csv", buf.getvalue())

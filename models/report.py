@@ -1,21 +1,52 @@
-"""``mger report``: reports/results.md (one table like the papers' ablations) and PNG figures."""
+"""``mger report``: reports/results.md and PNG figures, from the experiments listed in params.
+
+Only experiments named in ``train.experiments`` / ``train.finetuned_experiments`` are read.  A
+metrics file is refused (one line naming it) when it is missing, was written without
+provenance, or names a feature store whose fingerprint is no longer the one on disk: a table
+never mixes results of different features.  Everything is computed from the saved
+per-utterance predictions (:mod:`models.stats`): CIs, pooled and per-class figures, the
+improvised/scripted breakdown and the paired tests of each ablation step.
+
+Nothing here looks at test results to choose: the "best system" is the one with the highest
+*validation* UA; test figures are only displayed.  Published IEMOCAP numbers sit in their own
+block, never beside the rows of another corpus.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import ReportConfig, TrainConfig
+from models.predictions import Predictions, read_predictions
+from models.stats import METHOD, paired_test
+from pipeline.config import Params
+from pipeline.reporting import StageError, save_figure_atomic, write_text_atomic
 
-# Published IEMOCAP 4-class figures (leave-one-session-out), for orientation only: they come
-# from pretrained encoders fine-tuned on IEMOCAP, not from the synthetic demo corpus.
-PUBLISHED = {
-    "mha_both": "Sun et al. 2023: WA 78.42 / UA 79.71",
-    "combined": "Zhao et al. 2022: +1.3 UA over their best baseline",
-}
+# Published IEMOCAP figures, for orientation only: pretrained encoders fine-tuned on IEMOCAP,
+# not the synthetic demo corpus or random-init encoders.  Only the papers' abstracts are public.
+PUBLISHED = [
+    ("Sun, He & Han, ICASSP 2023", "wav2vec 2.0 + BERT, K-layer multi-head attention fusion with two auxiliary "
+     "tasks, both encoders fine-tuned", "WA 78.42, UA 79.71"),
+    ("Zhao, Wang & Wang, Interspeech 2022", "wav2vec 2.0 + BERT, multi-granularity co-attention early fusion + "
+     "late fusion", "see the paper (its abstract reports an improvement over its baselines, not the figures)"),
+]
 ORDER = ("text", "audio", "multigranular", "coattention", "late", "combined", "mha_aux")
+FUSION = ("coattention", "late", "combined", "mha_aux")
+
+
+@dataclass
+class Experiment:
+    """One row: its metrics JSON and its predictions."""
+
+    metrics: dict
+    predictions: Predictions
+
+    @property
+    def name(self) -> str:
+        return self.metrics["experiment"]
 
 
 def _label(m: dict) -> str:
@@ -27,9 +58,12 @@ def _label(m: dict) -> str:
     if m["model"] == "multigranular":
         return f"audio only, multi-granularity {levels}"
     if m["model"] == "mha_aux":
-        aux = [name for name, on in (("matching", m["aux_matching"] > 0), ("unimodal", m["aux_unimodal"] > 0)) if on]
-        return f"mha fusion ({levels}), auxiliary: {' + '.join(aux) if aux else 'none'}"
+        return f"mha fusion ({levels}), auxiliary: {' + '.join(_aux(m)) or 'none'}"
     return f"{m['model']} ({levels} + text)"
+
+
+def _aux(m: dict) -> list[str]:
+    return [name for name, on in (("matching", m["aux_matching"] > 0), ("unimodal", m["aux_unimodal"] > 0)) if on]
 
 
 def _features(m: dict) -> str:
@@ -40,68 +74,192 @@ def _same_model(m: dict) -> tuple:
     return (m["model"], tuple(m["speech_levels"]), m["text_level"], m["aux_matching"], m["aux_unimodal"])
 
 
-def frozen_vs_finetuned(rows: list[dict]) -> list[str]:
-    """Rows pairing each fine-tuned experiment with the frozen one of the same model."""
-    frozen = {_same_model(m): m for m in rows if _features(m) == "frozen"}
-    lines = []
-    for m in rows:
-        twin = frozen.get(_same_model(m)) if _features(m) == "fine-tuned" else None
-        if twin:
-            delta = 100 * (m["ua"]["mean"] - twin["ua"]["mean"])
-            lines.append(f"| {_label(m)} | {twin['experiment']}: {_cell(twin['ua'])} | {m['experiment']}: "
-                         f"{_cell(m['ua'])} | {delta:+.2f} |")
-    if not lines:
-        return []
-    return ["## Frozen vs fine-tuned speech encoders", "",
-            "Same classifier; fold k's fine-tuned features come from encoders fine-tuned on fold k's training "
-            "sessions only. UA in %.", "",
-            "| system | frozen UA | fine-tuned UA | Δ UA |", "|---|---|---|---|", *lines, ""]
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
 
 
 def _cell(x: dict) -> str:
     return f"{100 * x['mean']:.2f} ± {100 * x['std']:.2f}"
 
 
-def load_metrics(folder: str | Path) -> list[dict]:
-    rows = [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
-    return sorted(rows, key=lambda m: (ORDER.index(m["model"]) if m["model"] in ORDER else 99, _features(m) != "frozen",
-                                       m["experiment"]))
+# --- loading, with provenance checks -------------------------------------------------------------
+
+def _store_fingerprint(path: str) -> str | None:
+    from features.cache import FeatureStore
+
+    try:
+        return str(FeatureStore(path).attrs.get("fingerprint_sha256"))
+    except (OSError, KeyError, RuntimeError):
+        return None
 
 
-def write_report(train: TrainConfig, cfg: ReportConfig) -> Path:
-    rows = load_metrics(train.metrics_dir)
+def check_provenance(path: Path, metrics: dict) -> None:
+    """Refuse a metrics file whose stores are not the ones on disk now (one line naming it)."""
+    prov = metrics.get("provenance")
+    if not prov or "stores" not in prov:
+        raise StageError(f"{path}: no provenance (written by an older mger); re-run "
+                         f"`mger train --experiment {path.stem}`")
+    for fold, stores in sorted(prov["stores"].items()):
+        for kind, entry in sorted(stores.items()):
+            now = _store_fingerprint(entry["path"])
+            if now != entry["fingerprint_sha256"]:
+                state = "is missing" if now is None else "has changed since training"
+                raise StageError(f"{path}: the {kind} store {entry['path']} (fold {fold}) {state}; re-run "
+                                 f"`mger train --experiment {metrics['experiment']}`")
+
+
+def load_experiments(params: Params) -> list[Experiment]:
+    """The experiments of params, in table order; refuses missing, stale or malformed files."""
+    out = []
+    for name in params.train.all_experiments:
+        path = Path(params.train.metrics_dir) / f"{name}.json"
+        if not path.is_file():
+            raise StageError(f"{path}: missing; run `mger train --experiment {name}` (or `dvc repro`)")
+        try:
+            metrics = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise StageError(f"{path}: not valid JSON ({err}); re-run `mger train --experiment {name}`") from None
+        check_provenance(path, metrics)
+        out.append(Experiment(metrics, read_predictions(metrics["predictions"])))
+    return sorted(out, key=lambda e: (ORDER.index(e.metrics["model"]) if e.metrics["model"] in ORDER else 99,
+                                      _features(e.metrics) != "frozen", e.name))
+
+
+# --- the ablation steps with paired tests ---------------------------------------------------------
+
+def ablation_pairs(rows: list[Experiment]) -> list[tuple[str, Experiment, Experiment]]:
+    """(step, baseline, system) for each step the report tests: text vs each fusion, frozen vs
+    fine-tuned, mha without vs with each auxiliary task, single vs multi-granularity."""
+    pairs = []
+    by_features = lambda e, model: [x for x in rows if x.metrics["model"] == model  # noqa: E731
+                                    and _features(x.metrics) == _features(e.metrics)]
+    for e in rows:
+        m = e.metrics
+        if m["model"] in FUSION:
+            pairs += [("text vs fusion", t, e) for t in by_features(e, "text")]
+        if m["model"] == "mha_aux" and _aux(m):
+            pairs += [("mha without vs with auxiliary tasks", b, e) for b in by_features(e, "mha_aux")
+                      if not _aux(b.metrics) and b.metrics["speech_levels"] == m["speech_levels"]]
+        if m["model"] == "multigranular":
+            pairs += [("single vs multi-granularity", a, e) for a in by_features(e, "audio")
+                      if len(a.metrics["speech_levels"]) == 1 and a.metrics["speech_levels"][0] in m["speech_levels"]]
+    frozen = {_same_model(e.metrics): e for e in rows if _features(e.metrics) == "frozen"}
+    pairs += [("frozen vs fine-tuned", frozen[_same_model(e.metrics)], e) for e in rows
+              if _features(e.metrics) == "fine-tuned" and _same_model(e.metrics) in frozen]
+    return pairs
+
+
+def ablation_lines(rows: list[Experiment]) -> list[str]:
+    lines = ["## Ablation steps with paired tests", "",
+             "Δ = system − baseline on the same test utterances, folds and seeds (fold-averaged, points); p: "
+             "two-sided approximate randomisation. A step is a claim only where its p-value is small.", "",
+             "| step | baseline | system | Δ UA | p (UA) | Δ WA | p (WA) |", "|---|---|---|---|---|---|---|"]
+    for step, base, system in ablation_pairs(rows):
+        try:
+            test = paired_test(system.predictions, base.predictions)
+        except ValueError as err:
+            lines.append(f"| {step} | {base.name} | {system.name} | not paired: {err} | | | |")
+            continue
+        lines.append(f"| {step} | {base.name} | {system.name} | {100 * test['ua']['delta']:+.2f} | "
+                     f"{test['ua']['p']:.3f} | {100 * test['wa']['delta']:+.2f} | {test['wa']['p']:.3f} |")
+    return lines + [""]
+
+
+# --- the report -------------------------------------------------------------------------------------
+
+def _corpus_line(params: Params, m: dict) -> str:
+    root = Path(params.prepare.root)
+    synthetic = (root / "truth" / "words.jsonl").is_file()
+    kind = ("the synthetic demo corpus (eSpeak NG voices, IEMOCAP layout): these figures say whether the pipeline "
+            "works, not how well the papers' systems recognise human emotion, and are not comparable to any "
+            "published IEMOCAP result" if synthetic else "the corpus at this root")
+    return f"Corpus: `{root}`, {m['n_utterances']} utterances, classes {', '.join(m['classes'])}; {kind}."
+
+
+def _seeds_line(m: dict) -> str:
+    n = len(m["seeds"])
+    note = " (fewer than the 3 seeds real-data settings default to: a demo setting)" if n < 3 else ""
+    return f"Training seeds: {m['seeds']}{note}; the validation speaker of each fold does not depend on them."
+
+
+def main_table(rows: list[Experiment]) -> list[str]:
+    lines = ["| experiment | system | speech encoder | WA | UA | UA 95% CI | F1 | validation UA |",
+             "|---|---|---|---|---|---|---|---|"]
+    for e in rows:
+        m = e.metrics
+        lo, hi = m["ua"]["ci95"]
+        lines.append(f"| {e.name} | {_label(m)} | {_features(m)} | {_cell(m['wa'])} | {_cell(m['ua'])} | "
+                     f"[{_pct(lo)}, {_pct(hi)}] | {_cell(m['f1'])} | {_cell(m['validation']['ua'])} |")
+    return lines
+
+
+def detail_lines(rows: list[Experiment]) -> list[str]:
+    classes = rows[0].metrics["classes"]
+    lines = ["## Pooled over folds, per-class recall, improvised vs scripted", "",
+             "Pooled: all folds' test utterances at once (mean over seeds); recall per class pooled likewise. "
+             "Improvised / scripted: pooled WA and UA over the test utterances of each kind (n utterances). "
+             "Scripted IEMOCAP sessions repeat the same lines across sessions, which favours text under "
+             "leave-one-session-out.", "",
+             f"| experiment | pooled WA | pooled UA | {' | '.join('recall ' + c for c in classes)} | "
+             "improvised WA / UA (n) | scripted WA / UA (n) |",
+             "|---|---|---|" + "---|" * len(classes) + "---|---|"]
+    for e in rows:
+        m = e.metrics
+        recall = " | ".join(_pct(m["per_class_recall"][c]) for c in classes)
+        kinds = [m["by_improvised"].get(k) for k in ("improvised", "scripted")]
+        cells = [f"{_pct(k['wa'])} / {_pct(k['ua'])} ({k['n']})" if k else "–" for k in kinds]
+        lines.append(f"| {e.name} | {_pct(m['pooled']['wa'])} | {_pct(m['pooled']['ua'])} | {recall} | "
+                     f"{cells[0]} | {cells[1]} |")
+    return lines + [""]
+
+
+def published_lines() -> list[str]:
+    lines = ["## Published IEMOCAP results (for orientation only; not comparable to the table above)", "",
+             "Pretrained encoders fine-tuned on real IEMOCAP speech, leave-one-session-out, as the papers' "
+             "abstracts state them. mger implements these systems in our reading of the abstracts; it has not "
+             "reproduced these numbers.", "", "| paper | system | reported |", "|---|---|---|"]
+    return lines + [f"| {paper} | {system} | {figure} |" for paper, system, figure in PUBLISHED] + [""]
+
+
+def write_report(params: Params) -> Path:
+    rows = load_experiments(params)
     if not rows:
-        raise FileNotFoundError(f"no experiment metrics in {train.metrics_dir}: run `mger train` first")
-    figures = Path(cfg.figures)
-    figures.mkdir(parents=True, exist_ok=True)
-    best = max(rows, key=lambda m: m["ua"]["mean"])
+        raise StageError("train.experiments and train.finetuned_experiments are empty: nothing to report")
+    figures = Path(params.report.figures)
+    first = rows[0].metrics
+    best = max(rows, key=lambda e: (e.metrics["validation"]["ua"]["mean"], e.name))
     lines = [
-        "# Results", "",
-        f"Leave-one-session-out, {rows[0]['n_utterances']} utterances, classes {', '.join(rows[0]['classes'])}; "
-        f"mean ± std over the 5 folds (seeds {rows[0]['seeds']}). WA = overall accuracy, UA = mean per-class "
-        "recall, F1 = macro-F1, all in %.", "",
-        "| experiment | system | speech encoder | WA | UA | F1 | published (IEMOCAP) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for m in rows:
-        lines.append(f"| {m['experiment']} | {_label(m)} | {_features(m)} | {_cell(m['wa'])} | {_cell(m['ua'])} | "
-                     f"{_cell(m['f1'])} | {PUBLISHED.get(m['experiment'], '')} |")
-    table_end = len(lines)
-    lines += ["", f"Best UA: {best['experiment']} ({_cell(best['ua'])}).", "", *frozen_vs_finetuned(rows),
-              "![confusion](figures/confusion_best.png)", "![granularity](figures/ua_by_granularity.png)",
-              "![fusion](figures/ua_by_fusion.png)", ""]
-    _plot_confusion(best, figures / "confusion_best.png")
-    audio = [m for m in rows if m["model"] in ("audio", "multigranular")]
-    _plot_bars(audio, figures / "ua_by_granularity.png", "UA by speech granularity (audio only)",
-               lambda m: "+".join(m["speech_levels"]))
-    fusion = [m for m in rows if m["model"] not in ("audio", "multigranular")]
-    _plot_bars(fusion, figures / "ua_by_fusion.png", "UA by fusion type", lambda m: m["experiment"])
-    out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines[4:table_end]))
-    print(f"report: {len(rows)} experiments → {out}, figures in {figures}")
+        "# Results", "", _corpus_line(params, first), "",
+        f"Leave-one-session-out over {len(first['folds'])} folds. {_seeds_line(first)} WA = overall accuracy, "
+        f"UA = mean per-class recall, F1 = macro-F1, all in %. Statistics: {METHOD}.", "",
+        *main_table(rows), "",
+        f"Best system by **validation** UA (the test sessions choose nothing): {best.name} (validation UA "
+        f"{_cell(best.metrics['validation']['ua'])}; its test UA {_cell(best.metrics['ua'])}).", "",
+        *ablation_lines(rows), *detail_lines(rows), *published_lines(),
+        "![confusion of the best system by validation UA](figures/confusion_best.png)",
+        "![granularity](figures/ua_by_granularity.png)", "![fusion](figures/ua_by_fusion.png)", ""]
+    _plot_confusion(best.metrics, figures / "confusion_best.png")
+    audio = [e.metrics for e in rows if e.metrics["model"] in ("audio", "multigranular")]
+    _plot_bars(audio, figures / "ua_by_granularity.png", "Test UA by speech granularity (audio only)",
+               lambda m: "+".join(m["speech_levels"]) + (" (ft)" if _features(m) == "fine-tuned" else ""))
+    fusion = [e.metrics for e in rows if e.metrics["model"] not in ("audio", "multigranular")]
+    _plot_bars(fusion, figures / "ua_by_fusion.png", "Test UA by fusion type", lambda m: m["experiment"])
+    out = Path(params.report.out)
+    write_text_atomic(out, "\n".join(lines))
+    print("\n".join(main_table(rows)))
+    print(f"report: {len(rows)} experiments → {out}, figures in {figures}; best by validation UA: {best.name}")
     return out
+
+
+# --- figures, each written atomically -------------------------------------------------------------
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    try:
+        save_figure_atomic(fig, path, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def _plot_confusion(m: dict, path: Path) -> None:
@@ -121,10 +279,10 @@ def _plot_confusion(m: dict, path: Path) -> None:
     ax.set_yticks(range(len(cm)), m["classes"])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"{m['experiment']}: recall per class (all folds)")
+    ax.set_title(f"{m['experiment']} (best by validation UA):\ntest recall per class, all folds and seeds",
+                 fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _plot_bars(rows: list[dict], path: Path, title: str, name) -> None:
@@ -135,11 +293,11 @@ def _plot_bars(rows: list[dict], path: Path, title: str, name) -> None:
 
     fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(rows) + 1), 3.5))
     if rows:
-        ax.bar(range(len(rows)), [100 * m["ua"]["mean"] for m in rows], yerr=[100 * m["ua"]["std"] for m in rows],
-               color="#4c72b0", capsize=3)
+        ua = np.array([100 * m["ua"]["mean"] for m in rows])
+        ci = np.array([[100 * m["ua"]["ci95"][0] for m in rows], [100 * m["ua"]["ci95"][1] for m in rows]])
+        ax.bar(range(len(rows)), ua, yerr=np.abs(ci - ua), color="#4c72b0", capsize=3)
         ax.set_xticks(range(len(rows)), [name(m) for m in rows], rotation=30, ha="right")
-    ax.set_ylabel("UA (%)")
+    ax.set_ylabel("test UA (%), 95% CI")
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)

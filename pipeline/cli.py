@@ -98,7 +98,7 @@ def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
 
     for fold in args.fold or params.finetune.folds:
         run_finetune(fold, params.finetune, params.features, args.manifest or params.prepare.manifest,
-                     f"{params.align.out}/segments.h5")
+                     f"{params.align.out}/segments.h5", params.split)
 
 
 def _cmd_cache(args: argparse.Namespace, params: Params) -> None:
@@ -127,13 +127,13 @@ def _cmd_train(args: argparse.Namespace, params: Params) -> None:
             raise ValueError(f"train.experiments and train.finetuned_experiments have no {name!r} "
                              f"(known: {', '.join(experiments)})")
         run_experiment(name, experiments[name], params.train, params.features, params.prepare.manifest,
-                       params.finetune)
+                       params.finetune, params.split, f"{params.align.out}/segments.h5")
 
 
 def _cmd_report(args: argparse.Namespace, params: Params) -> None:
     from models.report import write_report
 
-    write_report(params.train, params.report)
+    write_report(params)
 
 
 def _cmd_summary(args: argparse.Namespace, params: Params) -> None:

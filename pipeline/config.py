@@ -107,6 +107,7 @@ class TextFeaturesConfig:
     revision: Optional[str] = None
     layer: Union[Literal["last", "mean"], int] = "last"
     max_length: int = 512
+    markers: Literal["drop", "keep"] = "drop"   # IEMOCAP's [LAUGHTER], [BREATHING]: left out or read as text
 
 
 @dataclass
@@ -146,6 +147,14 @@ class DemoModelConfig:
 
 
 @dataclass
+class SplitConfig:
+    """The validation speaker of every fold (:mod:`pipeline.splits`), shared by fine-tuning and
+    every classifier; training seeds change initialisation and data order only."""
+
+    seed: int = 0
+
+
+@dataclass
 class FinetuneConfig:
     """``mger finetune --fold k``: the encoders fine-tuned on fold k's training sessions only.
 
@@ -171,7 +180,7 @@ class FinetuneConfig:
     freeze_feature_encoder: bool = True
     max_train_seconds: float = 6.0
     patience: int = 3
-    seed: int = 0
+    seed: int = 0                              # initialisation and data order (not the split: split.seed)
 
     def fold_dir(self, fold: int) -> Path:
         """Fold ``fold``'s fine-tuned encoders (save_pretrained folders) and ``finetune.json``."""
@@ -218,13 +227,14 @@ class TrainConfig:
     weight_decay: float = 0.01
     patience: int = 8
     class_balanced: bool = False
-    seeds: list[int] = field(default_factory=lambda: [0])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # initialisation and data order only
     hidden: int = 128
     heads: int = 4
     layers: int = 2
     dropout: float = 0.2
     metrics_dir: str = "reports/metrics"
     epochs_dir: str = "reports/epochs"
+    predictions_dir: str = "reports/predictions"
     experiments: dict[str, ExperimentSpec] = field(default_factory=dict)
     finetuned_experiments: dict[str, ExperimentSpec] = field(default_factory=dict)
 
@@ -263,6 +273,7 @@ class Params:
     align: AlignConfig = field(default_factory=AlignConfig)
     align_eval: AlignEvalConfig = field(default_factory=AlignEvalConfig)
     demo_model: DemoModelConfig = field(default_factory=DemoModelConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -1,9 +1,7 @@
-"""The utterance manifest (JSONL) and leave-one-session-out folds.
+"""The utterance manifest (JSONL).
 
 One :class:`Utterance` per kept utterance; the manifest is what every later stage reads
-instead of walking the corpus again.  Fold ``k`` tests session ``k`` and trains on the
-others (the IEMOCAP convention: speakers never cross the split, since each session has its
-own two actors).
+instead of walking the corpus again.  Folds and validation speakers: :mod:`pipeline.splits`.
 """
 
 from __future__ import annotations
@@ -70,13 +68,3 @@ def read_manifest(path: str | Path) -> list[Utterance]:
 def sessions(utterances: Sequence[Utterance]) -> list[int]:
     """The sorted session numbers present."""
     return sorted({u.session for u in utterances})
-
-
-def fold_split(utterances: Sequence[Utterance], fold: int) -> tuple[list[str], list[str]]:
-    """Leave-one-session-out: (train ids, test ids) for ``fold`` = the test session number."""
-    present = sessions(utterances)
-    if fold not in present:
-        raise ValueError(f"fold {fold}: no session {fold} in the manifest (sessions: {present})")
-    train = [u.utt_id for u in utterances if u.session != fold]
-    test = [u.utt_id for u in utterances if u.session == fold]
-    return train, test

@@ -45,6 +45,9 @@ def print_summary(params: Params) -> None:
         print(f"fine-tuned speech encoders ({len(folds)} folds, each without its test session): validation UA {scores}")
     results = Path(params.report.out)
     if results.is_file():
-        table = [line for line in results.read_text(encoding="utf-8").splitlines() if line.startswith("|")]
-        print(f"results ({results}):")
-        print("\n".join(table))
+        lines = results.read_text(encoding="utf-8").splitlines()
+        start = next((i for i, line in enumerate(lines) if line.startswith("| experiment | system")), len(lines))
+        end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+        print(f"results ({results}; statistics, paired tests and the published IEMOCAP block are there):")
+        print("\n".join(lines[start:end]))
+        print("\n".join(line for line in lines if line.startswith("Best system by")))

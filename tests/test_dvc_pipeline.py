@@ -65,7 +65,9 @@ def test_dvc_repro_runs_and_then_is_a_no_op(scratch_repo: Path) -> None:
     assert len(rows) == quality["kept"] > 0 and {r["session"] for r in rows} == {1, 2}
     out = _run([sys.executable, "-m", "dvc", "repro"], scratch_repo)
     assert "Data and pipelines are up to date" in out
-    assert "| late |" in (scratch_repo / "reports" / "results.md").read_text()
+    results = (scratch_repo / "reports" / "results.md").read_text()
+    assert "| late |" in results and "Best system by **validation** UA" in results
+    assert (scratch_repo / "reports" / "predictions" / "late.csv").read_text().startswith("utt_id,fold,seed,label")
     # A changed training param re-runs training (and the report) only: the feature cache is reused.
     params = yaml.safe_load((scratch_repo / "params.yaml").read_text())
     params["train"]["lr"] = 0.002

@@ -17,12 +17,14 @@ import pytest
 import torch
 import yaml
 
+from alignment.normalize import normalize_transcript
 from alignment.table import SegmentTable
 from features import cache
 from features.cache import (Batch, CacheError, FeatureStore, Ragged, _pad_by_blocks, _pad_by_gather, compare_stores,
                             exclusive_lock, verify_store)
 from features.encoders import SpeechEncoder, TextEncoder, resolve_dtype
 from features.extract import extract, make_batches
+from features.text import aligned_word_spans, encoder_text
 from pipeline.audio import read_audio
 from pipeline.config import FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
 from tests.conftest import MINILM
@@ -263,12 +265,35 @@ def test_padded_batches_equal_one_utterance_batches(kind: str, tmp_path: Path) -
         torch.testing.assert_close(frames, enc.encode([wave])[0], atol=1e-5, rtol=1e-4)
 
 
-def test_packaged_minilm_word_embeddings() -> None:
+@pytest.mark.parametrize("markers", ["drop", "keep"])
+def test_text_as_written_maps_every_token_to_its_word(markers: str) -> None:
+    """The encoder reads case and punctuation; each sub-token pools onto the aligned word whose
+    characters it covers (special tokens and markers onto none)."""
     enc = TextEncoder(MINILM)
-    (tokens, word_ids, words), = enc.encode([["excuse", "me", "zorblaxing"]])
-    assert enc.dim == 384 and words.shape == (3, 384)
-    assert word_ids[0] == -1 and word_ids[-1] == -1 and (word_ids == 2).sum() > 1  # sub-word pieces
-    assert torch.allclose(words[2], tokens[word_ids == 2].mean(0), atol=1e-6)
+    text = "[LAUGHTER] Really?! I can't believe it, zorblaxing."
+    words = normalize_transcript(text)
+    assert words == ["really", "i", "can't", "believe", "it", "zorblaxing"]
+    (tokens, word_ids, rows), = enc.encode([encoder_text(text, markers)], [aligned_word_spans(text, words)])
+    pieces = enc.tokenizer.convert_ids_to_tokens(enc.tokenize([encoder_text(text, markers)])["input_ids"][0])
+    owner = dict(zip(range(len(pieces)), word_ids.tolist()))
+    assert "?" in pieces and "!" in pieces and "," in pieces
+    expected = {"really": 0, "?": 0, "!": 0, "i": 1, "can": 2, "'": 2, "t": 2, "believe": 3, "it": 4, ",": 4,
+                "z": 5, "##or": 5, "##bla": 5, "##xing": 5, ".": 5, "[CLS]": -1, "[SEP]": -1,
+                "[": -1, "laughter": -1, "]": -1}
+    assert [expected[p] for p in pieces] == [owner[i] for i in range(len(pieces))]
+    assert ("laughter" in pieces) is (markers == "keep")
+    assert enc.dim == 384 and rows.shape == (6, 384)
+    assert torch.allclose(rows[5], tokens[word_ids == 5].mean(0), atol=1e-6)
+
+
+def test_aligned_words_spelled_otherwise_still_pair() -> None:
+    """A segmentation whose words differ from the transcript's (a corpus's own .wdseg) pairs the
+    words it shares and shares the characters of a stretch it spells otherwise."""
+    text = "Café déjà vu, a twenty-minute drive at 5 OK?"
+    assert aligned_word_spans(text, ["cafe", "deja", "vu", "a", "twenty-minute", "drive", "at", "5", "okay"]) == [
+        (0, 4), (5, 9), (10, 13), (14, 15), (16, 29), (30, 35), (36, 38), (39, 40), (41, 44)]
+    assert aligned_word_spans(text, normalize_transcript(text))[4:6] == [(16, 22), (23, 29)]
+    assert aligned_word_spans("hello there", ["hello", "there", "friend"]) == [(0, 5), (6, 11), None]
 
 
 def test_fingerprint_mismatch_rebuilds_or_stops(reference_store, tiny_models, aligned, tmp_path: Path,

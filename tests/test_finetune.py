@@ -21,7 +21,7 @@ import models.finetune as finetune_module
 from features.cache import CacheError, FeatureStore, LeakageError
 from features.extract import extract, finetuned_setup
 from models.experiment import run_experiment
-from models.finetune import fold_split, lr_factor, masked_mean, run_finetune
+from models.finetune import finetune_split, lr_factor, masked_mean, run_finetune
 from pipeline.config import (ExperimentSpec, FeaturesConfig, FinetuneConfig, SpeechFeaturesConfig, TextFeaturesConfig,
                              TrainConfig)
 from pipeline.manifest import read_manifest
@@ -55,7 +55,7 @@ def test_masked_mean_ignores_padding() -> None:
 @pytest.mark.parametrize("fold", FOLDS)
 def test_fold_split_keeps_test_session_and_validation_speaker_apart(aligned, fold: int) -> None:
     utts = read_manifest(aligned["manifest"])
-    split = fold_split(utts, fold, seed=0)
+    split = finetune_split(utts, fold, split_seed=0)
     assert split.train and split.val
     assert all(u.session != fold for u in split.train + split.val)
     assert fold not in split.train_sessions
@@ -179,13 +179,23 @@ def test_checkpoint_of_one_fold_cannot_extract_another(finetuned) -> None:
 
 
 def test_finetuned_experiment_reads_each_folds_own_store(finetuned, aligned, tmp_path) -> None:
-    train = TrainConfig(epochs=2, patience=2, hidden=16, heads=2, layers=1, metrics_dir=str(tmp_path / "m"),
-                        epochs_dir=str(tmp_path / "e"))
+    """Three training seeds, one split: no classifier validation speaker of any fold is among the
+    utterances its fold's encoders were fine-tuned on."""
+    train = TrainConfig(epochs=2, patience=2, hidden=16, heads=2, layers=1, seeds=[0, 1, 2],
+                        metrics_dir=str(tmp_path / "m"), epochs_dir=str(tmp_path / "e"),
+                        predictions_dir=str(tmp_path / "p"))
     spec = ExperimentSpec(model="late", speech_levels=["word"], features="finetuned")
     result = run_experiment("ft_late", spec, train, finetuned["features"], aligned["manifest"], finetuned["finetune"])
     assert result["features"] == "finetuned" and sorted(result["folds"]) == ["1", "2", "3"]
     saved = json.loads((tmp_path / "m" / "ft_late.json").read_text())
     assert saved["ua"]["mean"] == pytest.approx(np.mean([f["ua"] for f in saved["folds"].values()]))
+    speaker = {u.utt_id: u.speaker for u in read_manifest(aligned["manifest"])}
+    for fold, entry in saved["folds"].items():
+        record = json.loads((Path(finetuned["finetune"].out) / f"fold-{fold}" / "finetune.json").read_text())
+        assert entry["val_speakers"] and entry["val_speakers"] == record["val_speakers"]
+        assert not set(entry["val_speakers"]) & {speaker[u] for u in record["train_ids"]}
+        assert set(saved["provenance"]["stores"][fold]) == {"speech", "text"}
+        assert f"fold-{fold}" in saved["provenance"]["stores"][fold]["speech"]["path"]
 
 
 def test_swapped_fold_store_is_refused(finetuned, aligned, tmp_path) -> None:

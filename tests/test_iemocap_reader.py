@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.audio import read_audio
 from pipeline.iemocap import parse_emo_evaluation, parse_transcriptions, prepare_corpus, speaker_of
-from pipeline.manifest import MANIFEST_FIELDS, fold_split, read_manifest, sessions
+from pipeline.manifest import MANIFEST_FIELDS, read_manifest, sessions
 from pipeline.reporting import StageError
 from tests.builders import TreeBuilder, write_tone
 
@@ -146,16 +146,3 @@ def test_synthetic_corpus_through_the_same_reader(tiny_corpus: Path, tmp_path: P
     assert all(p["reason"].startswith("label") for p in report["problems"])  # only policy drops
     assert read_manifest(tmp_path / "m.jsonl") == utts
     assert sessions(utts) == [1, 2, 3]
-
-
-def test_folds_are_session_and_speaker_disjoint(tiny_corpus: Path, tmp_path: Path) -> None:
-    utts = prepare_corpus(tiny_corpus, tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
-    by_id = {u.utt_id: u for u in utts}
-    for fold in sessions(utts):
-        train, test = fold_split(utts, fold)
-        assert sorted(train + test) == sorted(by_id)
-        assert {by_id[i].session for i in test} == {fold}
-        assert fold not in {by_id[i].session for i in train}
-        assert not {by_id[i].speaker for i in train} & {by_id[i].speaker for i in test}
-    with pytest.raises(ValueError, match="no session 9"):
-        fold_split(utts, 9)

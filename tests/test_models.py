@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,12 +9,11 @@ import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 
 from features.cache import Batch, Ragged
-from models.experiment import fold_ids, members
+from models.experiment import members
 from models.metrics import all_metrics
 from models.modules import ModelConfig, build_model, input_names
 from models.train import TensorSet, fit, fit_weights, predict_proba
 from pipeline.config import ExperimentSpec, TrainConfig
-from pipeline.manifest import Utterance
 
 DIMS = {"speech:word": 12, "speech:phone": 12, "speech:frame": 12, "text:token": 10}
 KINDS = [("audio", ["word"]), ("text", ["word"]), ("multigranular", ["phone", "word"]),
@@ -120,30 +117,6 @@ def test_training_learns_and_is_bit_identical_for_a_seed() -> None:
     assert not np.array_equal(predict_proba(other, val), runs[0][0])
 
 
-def _utts() -> list[Utterance]:
-    out = []
-    for s in range(1, 6):
-        for g in "FM":
-            for k in range(4):
-                uid = f"Ses0{s}F_impro01_{g}{k:03d}"
-                out.append(Utterance(uid, s, uid[:14], f"Ses0{s}_{g}", g, True, "/x.wav", 1.0, "hi", "neu", "neu",
-                                     3.0, 3.0, 3.0))
-    return out
-
-
-@pytest.mark.parametrize("seed", [0, 1])
-def test_folds_are_session_and_speaker_disjoint(seed: int) -> None:
-    utts = _utts()
-    for fold in range(1, 6):
-        train, val, test = fold_ids(utts, fold, seed)
-        assert sorted(train + val + test) == list(range(len(utts)))
-        sessions = [{utts[i].session for i in part} for part in (train, val, test)]
-        speakers = [{utts[i].speaker for i in part} for part in (train, val, test)]
-        assert sessions[2] == {fold} and fold not in sessions[0] | sessions[1]
-        assert not (speakers[0] & speakers[1]) and not (speakers[0] & speakers[2]) and not (speakers[1] & speakers[2])
-        assert len(speakers[1]) == 1
-
-
 def test_late_fusion_weights_and_members() -> None:
     labels = np.array([0, 1, 2, 3] * 5)
     good = np.eye(4)[labels] * 0.9 + 0.025
@@ -156,29 +129,3 @@ def test_late_fusion_weights_and_members() -> None:
     combined = members(ExperimentSpec(model="combined", speech_levels=["word"]))
     assert [m.model for m in combined] == ["coattention", "audio", "text"]
     assert input_names(_cfg("coattention", ["word"])) == ["speech:word", "text:token"]
-
-
-def test_report_table_and_figures(tmp_path: Path) -> None:
-    from models.report import write_report
-    from pipeline.config import ReportConfig, TrainConfig
-
-    metrics = tmp_path / "metrics"
-    metrics.mkdir()
-    for name, model, levels, ua, features in [("text", "text", ["word"], 0.6, "frozen"),
-                                              ("audio_word", "audio", ["word"], 0.45, "frozen"),
-                                              ("ft_audio_word", "audio", ["word"], 0.5, "finetuned"),
-                                              ("mha_both", "mha_aux", ["word"], 0.65, "frozen")]:
-        cell = {"mean": ua, "std": 0.01}
-        (metrics / f"{name}.json").write_text(json.dumps({
-            "experiment": name, "model": model, "features": features, "speech_levels": levels, "text_level": "token",
-            "aux_matching": 0.5, "aux_unimodal": 0.5, "classes": ["ang", "hap", "neu", "sad"], "seeds": [0],
-            "n_utterances": 100, "wa": cell, "ua": cell, "f1": cell, "folds": {},
-            "confusion": np.eye(4, dtype=int).tolist()}))
-    out = write_report(TrainConfig(metrics_dir=str(metrics)), ReportConfig(out=str(tmp_path / "results.md"),
-                                                                           figures=str(tmp_path / "fig")))
-    text = out.read_text()
-    assert "| mha_both | mha fusion (word), auxiliary: matching + unimodal | frozen | 65.00 ± 1.00" in text
-    assert "| audio only, word | audio_word: 45.00 ± 1.00 | ft_audio_word: 50.00 ± 1.00 | +5.00 |" in text
-    assert "Sun et al. 2023: WA 78.42 / UA 79.71" in text and "Best UA: mha_both" in text
-    for png in ("confusion_best.png", "ua_by_granularity.png", "ua_by_fusion.png"):
-        assert (tmp_path / "fig" / png).read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,238 @@
+"""Experiments end to end on small real stores: validation-only selection, predictions,
+statistics, provenance and the report (models.experiment, models.stats, models.report)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from alignment.base import Alignment, Segment
+from alignment.table import write_table
+from features.cache import write_store
+from models.experiment import run_experiment
+from models.metrics import all_metrics
+from models.predictions import Predictions, read_predictions, write_predictions
+from models.report import write_report
+from models.stats import bootstrap_ci, paired_test, summarize
+from pipeline.config import ExperimentSpec, FeaturesConfig, Params, params_from_dict
+from pipeline.manifest import Utterance, read_manifest, write_manifest
+from pipeline.reporting import StageError
+
+CLASSES = ["ang", "hap", "neu", "sad"]
+EXPERIMENTS = {
+    "text": {"model": "text", "text_level": "token"},
+    "audio_word": {"model": "audio", "speech_levels": ["word"]},
+    "audio_phone": {"model": "audio", "speech_levels": ["phone"]},
+    "multigranular": {"model": "multigranular", "speech_levels": ["phone", "word"]},
+    "late": {"model": "late", "speech_levels": ["word"]},
+    "mha": {"model": "mha_aux", "speech_levels": ["word"]},
+    "mha_matching": {"model": "mha_aux", "speech_levels": ["word"], "aux_matching": 0.5},
+}
+
+
+def _corpus(root: Path) -> tuple[Path, FeaturesConfig]:
+    """3 sessions x 2 speakers x 12 utterances; text rows carry the label, speech rows a little."""
+    rng = np.random.default_rng(0)
+    utts = []
+    for s in (1, 2, 3):
+        for g in "FM":
+            for k in range(12):
+                uid = f"Ses0{s}{'F' if k < 6 else 'M'}_{'impro' if k % 2 else 'script'}01_{g}{k:03d}"
+                label = CLASSES[(k + s) % 4]
+                utts.append(Utterance(uid, s, uid[:14], f"Ses0{s}_{g}", g, k % 2 == 1, "/none.wav", 1.0, "hi",
+                                      label, label, 3.0, 3.0, 3.0))
+    write_manifest(root / "manifest.jsonl", utts)
+
+    def rows(label: str, n: int, signal: float) -> np.ndarray:
+        x = rng.standard_normal((n, 8)).astype(np.float32)
+        x[:, CLASSES.index(label)] += signal
+        return x
+
+    ids = [u.utt_id for u in utts]
+    feats = root / "features"
+    defaults = FeaturesConfig()
+    speech_fp = {"model": defaults.speech.model, "layer": "last", "pooling": "mean"}
+    text_fp = {"model": defaults.text.model, "layer": "last", "markers": "drop"}
+    write_store(feats / "speech.h5", ids, {lv: [rows(u.label, n, 0.8) for u in utts]
+                                          for lv, n in (("word", 3), ("phone", 6))},
+                {"fingerprint_sha256": "speech-v1", "kind": "speech", "fingerprint": json.dumps(speech_fp)})
+    write_store(feats / "text.h5", ids, {"token": [rows(u.label, 4, 2.0) for u in utts]},
+                {"fingerprint_sha256": "text-v1", "kind": "text", "fingerprint": json.dumps(text_fp)})
+    return root / "manifest.jsonl", FeaturesConfig(out=str(feats))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("report")
+    manifest, features = _corpus(root)
+    params = params_from_dict({
+        "prepare": {"manifest": str(manifest), "root": str(root / "corpus")},
+        "features": {"out": features.out},
+        "train": {"epochs": 3, "patience": 3, "hidden": 16, "heads": 2, "layers": 1, "seeds": [0, 1],
+                  "metrics_dir": str(root / "metrics"), "epochs_dir": str(root / "epochs"),
+                  "predictions_dir": str(root / "predictions"), "experiments": EXPERIMENTS},
+        "report": {"out": str(root / "results.md"), "figures": str(root / "figures")},
+    })
+    results = {name: run_experiment(name, spec, params.train, params.features, manifest, split=params.split)
+               for name, spec in params.train.experiments.items()}
+    return {"params": params, "results": results, "root": root, "manifest": manifest}
+
+
+def test_metrics_hold_validation_speakers_and_provenance(trained) -> None:
+    for name, result in trained["results"].items():
+        saved = json.loads((trained["root"] / "metrics" / f"{name}.json").read_text())
+        assert set(saved["validation"]) == {"wa", "ua", "f1"} and 0 <= saved["validation"]["ua"]["mean"] <= 1
+        for fold, entry in saved["folds"].items():
+            assert len(entry["val_speakers"]) == 1 and not entry["val_speakers"][0].startswith(f"Ses0{fold}")
+        assert saved["provenance"]["stores"]["1"]["speech" if name != "text" else "text"]["fingerprint_sha256"]
+        assert saved["provenance"]["train"]["seeds"] == [0, 1] and saved["provenance"]["split_seed"] == 0
+    # the split does not move with the training seeds: every experiment validates on the same speakers
+    speakers = {name: {f: e["val_speakers"] for f, e in r["folds"].items()} for name, r in trained["results"].items()}
+    assert len({json.dumps(v, sort_keys=True) for v in speakers.values()}) == 1
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_predictions_reproduce_the_metrics(trained, name: str) -> None:
+    saved = json.loads((trained["root"] / "metrics" / f"{name}.json").read_text())
+    pred = read_predictions(trained["root"] / "predictions" / f"{name}.csv")
+    assert len(pred) == 2 * 72 and pred.classes == CLASSES  # every test utterance, two seeds
+    per = {}
+    for fold in (1, 2, 3):
+        cells = [all_metrics(pred.label[(pred.fold == fold) & (pred.seed == s)],
+                             pred.pred[(pred.fold == fold) & (pred.seed == s)], 4) for s in (0, 1)]
+        per[fold] = {m: np.mean([c[m] for c in cells]) for m in ("wa", "ua")}
+    for m in ("wa", "ua"):
+        assert saved[m]["mean"] == pytest.approx(np.mean([per[f][m] for f in per]), abs=1e-12)
+        assert saved[m]["ci95"][0] <= saved[m]["mean"] <= saved[m]["ci95"][1]
+    assert np.allclose(pred.probs.sum(1), 1, atol=1e-5) and np.array_equal(pred.probs.argmax(1), pred.pred)
+    assert saved["by_improvised"]["improvised"]["n"] + saved["by_improvised"]["scripted"]["n"] == 72
+
+
+def test_predictions_round_trip(tmp_path) -> None:
+    p = Predictions(CLASSES, np.array(["a", "b"]), np.array([1, 2]), np.array([0, 0]), np.array([0, 3]),
+                    np.array([1, 3]), np.array([[0.25, 0.5, 0.125, 0.125], [0.0, 0.0, 0.0, 1.0]]))
+    write_predictions(tmp_path / "p.csv", p)
+    q = read_predictions(tmp_path / "p.csv")
+    assert q.key() == p.key() and np.array_equal(q.pred, p.pred) and np.allclose(q.probs, p.probs)
+    assert (tmp_path / "p.csv").read_text().splitlines()[1] == "a,1,0,ang,hap,0.250000,0.500000,0.125000,0.125000"
+
+
+def _preds(correct: np.ndarray, n_folds: int = 2) -> Predictions:
+    n = len(correct)
+    labels = np.arange(n) % 4
+    pred = np.where(correct, labels, (labels + 1) % 4)
+    return Predictions(CLASSES, np.array([f"u{i:04d}" for i in range(n)]), np.arange(n) % n_folds, np.zeros(n, int),
+                       labels, pred, np.eye(4)[pred])
+
+
+def test_paired_test_separates_real_differences_from_noise() -> None:
+    rng = np.random.default_rng(1)
+    truth = rng.random(400) < 0.6
+    same = paired_test(_preds(truth), _preds(truth))
+    assert same["ua"]["delta"] == 0 and same["ua"]["p"] == 1.0
+    better = truth | (rng.random(400) < 0.5)
+    test = paired_test(_preds(better), _preds(truth))
+    assert test["ua"]["delta"] > 0.1 and test["ua"]["p"] < 0.01
+    flip = truth.copy()
+    flip[:4] = ~flip[:4]  # four utterances differ: no evidence
+    assert paired_test(_preds(flip), _preds(truth))["ua"]["p"] > 0.2
+
+
+def test_bootstrap_ci_narrows_with_more_utterances() -> None:
+    rng = np.random.default_rng(2)
+    small, large = _preds(rng.random(80) < 0.7), _preds(rng.random(2000) < 0.7)
+    w_small = np.diff(bootstrap_ci(small)["ua"])[0]
+    w_large = np.diff(bootstrap_ci(large)["ua"])[0]
+    assert 0 < w_large < w_small / 3
+    assert bootstrap_ci(small) == bootstrap_ci(small)  # a fixed generator: the same table twice
+    stats = summarize(large)
+    assert stats["ua"]["ci95"][0] < stats["ua"]["mean"] < stats["ua"]["ci95"][1]
+    assert stats["ua"]["ci95"][0] < 0.7 < stats["ua"]["ci95"][1]  # the rate the predictions were drawn with
+
+
+def test_report_selects_by_validation_and_shows_statistics(trained) -> None:
+    out = write_report(trained["params"])
+    text = out.read_text()
+    results = trained["results"]
+    best = max(results, key=lambda n: (results[n]["validation"]["ua"]["mean"], n))
+    assert f"Best system by **validation** UA (the test sessions choose nothing): {best} " in text
+    assert "| text vs fusion | text | late |" in text and "| text vs fusion | text | mha |" in text
+    assert "| mha without vs with auxiliary tasks | mha | mha_matching |" in text
+    assert "| single vs multi-granularity | audio_phone | multigranular |" in text
+    assert "| single vs multi-granularity | audio_word | multigranular |" in text
+    assert "UA 95% CI" in text and "recall ang" in text and "improvised WA / UA (n)" in text
+    assert "Training seeds: [0, 1] (fewer than the 3 seeds" in text
+    assert "## Published IEMOCAP results (for orientation only; not comparable to the table above)" in text
+    table = text[text.index("| experiment | system"):text.index("Best system")]
+    assert "78.42" not in table  # published numbers never sit beside these rows
+    for png in ("confusion_best.png", "ua_by_granularity.png", "ua_by_fusion.png"):
+        assert (trained["root"] / "figures" / png).read_bytes()[:4] == b"\x89PNG"
+    assert write_report(trained["params"]).read_text() == text  # the same table twice
+
+
+def test_report_covers_params_only_and_refuses_stale_or_missing(trained, tmp_path) -> None:
+    params: Params = trained["params"]
+    stray = Path(params.train.metrics_dir) / "old_experiment.json"
+    stray.write_text("{}")  # not in params: ignored, not read
+    write_report(params)
+    stray.unlink()
+    only = params_from_dict({"prepare": {"root": params.prepare.root},
+                             "train": {"metrics_dir": params.train.metrics_dir,
+                                       "experiments": {"missing": {"model": "text"}}}})
+    with pytest.raises(StageError, match=r"missing\.json: missing; run `mger train --experiment missing`"):
+        write_report(only)
+    saved = Path(params.train.metrics_dir) / "text.json"
+    original = saved.read_text()
+    changed = json.loads(original)
+    changed["provenance"]["stores"]["2"]["text"]["fingerprint_sha256"] = "text-v0"
+    saved.write_text(json.dumps(changed))
+    try:
+        with pytest.raises(StageError, match=r"text\.json: the text store .*text\.h5 \(fold 2\) has changed"):
+            write_report(params)
+    finally:
+        saved.write_text(original)
+
+
+def _damaged(trained, tmp_path: Path, damage: str) -> tuple[FeaturesConfig, ExperimentSpec, Path | None]:
+    src = Path(trained["params"].features.out)
+    feats = tmp_path / "features"
+    shutil.copytree(src, feats)
+    features, segments = FeaturesConfig(out=str(feats)), None
+    spec = ExperimentSpec(model="audio", speech_levels=["word"])
+    if damage == "nan":
+        with h5py.File(feats / "speech.h5", "r+") as f:
+            f["word"]["data"][7] = np.nan
+    elif damage == "level":
+        spec = ExperimentSpec(model="audio", speech_levels=["syllable"])
+    elif damage == "pooling":
+        features.speech.pooling = "max"
+    elif damage == "coverage":
+        ids = [u.utt_id for u in read_manifest(trained["manifest"])]
+        segments = tmp_path / "segments.h5"
+        write_table(segments, [Alignment(u, 1.0, [Segment(0.0, 1.0, "hi")]) for u in ids], "iemocap")
+        with h5py.File(feats / "speech.h5", "r") as f:
+            levels = {lv: [f[lv]["data"][f[lv]["offsets"][i]:f[lv]["offsets"][i + 1]] for i in range(len(ids) - 5)]
+                      for lv in ("word", "phone")}
+            attrs = dict(f.attrs)
+        write_store(feats / "speech.h5", ids[:-5], levels, attrs)  # 5 aligned utterances without features
+    return features, spec, segments
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("nan", r"speech\.h5: level 'word' of Ses01\S+ holds NaN or inf"),
+    ("level", r"speech\.h5: no level 'syllable' \(it has phone, word\)"),
+    ("pooling", r"speech\.h5: built with pooling 'mean' but params say features\.speech\.pooling = 'max'"),
+    ("coverage", r"speech\.h5: 5 aligned manifest utterance\(s\) have no features"),
+])
+def test_training_refuses_a_damaged_or_mismatched_store(trained, tmp_path, damage: str, message: str) -> None:
+    features, spec, segments = _damaged(trained, tmp_path, damage)
+    train = dataclasses.replace(trained["params"].train, metrics_dir=str(tmp_path / "m"), epochs=1)
+    with pytest.raises(StageError, match=message):
+        run_experiment("x", spec, train, features, trained["manifest"], segments=segments)
+    assert not (tmp_path / "m" / "x.json").exists()
