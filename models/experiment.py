@@ -229,7 +229,8 @@ def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, feat
     _write_history(Path(train_cfg.epochs_dir) / f"{name}.csv", history_rows)
     print(f"train {name}: test WA {result['wa']['mean']:.3f} ± {result['wa']['std']:.3f}, "
           f"UA {result['ua']['mean']:.3f} ± {result['ua']['std']:.3f}; validation UA "
-          f"{result['validation']['ua']['mean']:.3f}; over {len(splits)} folds x {len(train_cfg.seeds)} seeds in {time.perf_counter() - t0:.1f}s")
+          f"{result['validation']['ua']['mean']:.3f}; over {len(splits)} folds x {len(train_cfg.seeds)} seeds in "
+          f"{time.perf_counter() - t0:.1f}s")
     return result
 
 
