@@ -215,9 +215,8 @@ def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, feat
         "validation": {m: _summary(np.array([[val_scores[(f, s)][m] for f in splits] for s in train_cfg.seeds]))
                        for m in ("wa", "ua", "f1")},
         "by_improvised": breakdown(pred, improvised.__getitem__),
-        "folds": {str(f): stats["folds"][str(f)] | {
-            f"val_{m}": float(np.mean([val_scores[(f, s)][m] for s in train_cfg.seeds])) for m in ("wa", "ua", "f1")}
-            | {"val_speakers": splits[f].val_speakers} for f in splits},
+        "folds": {str(f): _fold_entry(stats["folds"][str(f)], {s: val_scores[(f, s)] for s in train_cfg.seeds},
+                                      splits[f].val_speakers) for f in splits},
         "confusion": stats["confusion"],
         "statistics": METHOD,
         "predictions": str(prediction_path(train_cfg, name)),
@@ -232,6 +231,14 @@ def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, feat
           f"{result['validation']['ua']['mean']:.3f}; over {len(splits)} folds x {len(train_cfg.seeds)} seeds in "
           f"{time.perf_counter() - t0:.1f}s")
     return result
+
+
+def _fold_entry(test: dict, val: dict[int, dict], val_speakers: list[str]) -> dict:
+    """A fold's test figures with its validation figures beside them, per seed and averaged."""
+    entry = test | {f"val_{m}": float(np.mean([v[m] for v in val.values()])) for m in ("wa", "ua", "f1")}
+    for seed, v in val.items():
+        entry["seeds"][str(seed)] |= {f"val_{m}": float(v[m]) for m in ("wa", "ua", "f1")}
+    return entry | {"val_speakers": val_speakers}
 
 
 def _summary(grid: np.ndarray) -> dict:

@@ -90,6 +90,9 @@ def test_metrics_hold_validation_speakers_and_provenance(trained) -> None:
         assert set(saved["validation"]) == {"wa", "ua", "f1"} and 0 <= saved["validation"]["ua"]["mean"] <= 1
         for fold, entry in saved["folds"].items():
             assert len(entry["val_speakers"]) == 1 and not entry["val_speakers"][0].startswith(f"Ses0{fold}")
+            assert sorted(entry["seeds"]) == ["0", "1"] and set(entry["seeds"]["1"]) == {
+                "wa", "ua", "f1", "val_wa", "val_ua", "val_f1"}
+            assert entry["val_ua"] == pytest.approx(np.mean([v["val_ua"] for v in entry["seeds"].values()]))
         assert saved["provenance"]["stores"]["1"]["speech" if name != "text" else "text"]["fingerprint_sha256"]
         assert saved["provenance"]["train"]["seeds"] == [0, 1] and saved["provenance"]["split_seed"] == 0
     # the split does not move with the training seeds: every experiment validates on the same speakers
