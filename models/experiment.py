@@ -40,6 +40,7 @@ from features.extract import store_path as extracted_store
 from models.metrics import all_metrics
 from models.modules import ModelConfig, input_names
 from models.predictions import Predictions, write_predictions
+from models.probe import LinearProbe, probe_inputs
 from models.stats import METHOD, breakdown, summarize
 from models.train import TensorSet, fit, fit_weights, predict_proba
 from pipeline import __version__
@@ -62,7 +63,8 @@ def members(spec: ExperimentSpec) -> list[ExperimentSpec]:
 def model_config(spec: ExperimentSpec, train: TrainConfig, dims: dict[str, int], n_classes: int) -> ModelConfig:
     return ModelConfig(kind=spec.model, speech_levels=list(spec.speech_levels), text_level=spec.text_level,
                        dims=dims, n_classes=n_classes, hidden=train.hidden, heads=train.heads, layers=train.layers,
-                       dropout=train.dropout, aux_matching=spec.aux_matching, aux_unimodal=spec.aux_unimodal)
+                       dropout=train.dropout, aux_matching=spec.aux_matching, aux_unimodal=spec.aux_unimodal,
+                       probe=spec.probe)
 
 
 def store_path(kind: str, spec: ExperimentSpec, features: FeaturesConfig, finetune: FinetuneConfig,
@@ -122,6 +124,22 @@ def check_store_settings(path: Path, kind: str, features: FeaturesConfig, finetu
         if key in fp and fp[key] != value:
             raise StageError(f"{path}: built with {key} {fp[key]!r} but params say features.{kind}.{key} = "
                              f"{value!r}; run `mger extract` (or `dvc repro`)")
+
+
+def fit_member(cfg: ModelConfig, train_set: TensorSet, val_set: TensorSet, test_set: TensorSet,
+               train_cfg: TrainConfig, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], list[dict]]:
+    """Train one model (early-stopped on validation) or fit the linear probe (C chosen on
+    validation); returns its (validation, test) class probabilities and its history rows."""
+    if cfg.kind == "probe":
+        names = input_names(cfg)
+        probe = LinearProbe(cfg.n_classes).fit(probe_inputs(train_set.inputs, names), train_set.labels.numpy(),
+                                               probe_inputs(val_set.inputs, names), val_set.labels.numpy())
+        history = [{"epoch": i, "train_loss": float("nan"), "val_ua": ua}  # "epoch" i: the i-th C of the grid
+                   for i, ua in enumerate(probe.val_ua_.values(), 1)]
+        return (probe.predict_proba(probe_inputs(val_set.inputs, names)),
+                probe.predict_proba(probe_inputs(test_set.inputs, names))), history
+    model, history = fit(cfg, train_set, val_set, train_cfg, seed)
+    return (predict_proba(model, val_set), predict_proba(model, test_set)), history
 
 
 def store_provenance(paths: dict[str, Path]) -> dict[str, dict[str, str]]:
@@ -193,11 +211,11 @@ def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, feat
         val_probs, test_probs = [], []
         for part in parts:
             cfg = model_config(part, train_cfg, dims, len(classes))
-            model, history = fit(cfg, train_set, val_set, train_cfg, seed)
+            probs, history = fit_member(cfg, train_set, val_set, test_set, train_cfg, seed)
             history_rows += [{"fold": fold, "seed": seed, "member": part.model + ":" + "+".join(part.speech_levels),
                               **h} for h in history]
-            val_probs.append(predict_proba(model, val_set))
-            test_probs.append(predict_proba(model, test_set))
+            val_probs.append(probs[0])
+            test_probs.append(probs[1])
         weights = (fit_weights(val_probs, labels[va], len(classes)) if spec.late_weights == "fitted"
                    else np.full(len(parts), 1 / len(parts)))
         val_scores[(fold, seed)] = all_metrics(labels[va], _combine(weights, val_probs).argmax(1), len(classes))
@@ -210,7 +228,8 @@ def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, feat
     result = {
         "experiment": name, "model": spec.model, "features": spec.features, "speech_levels": list(spec.speech_levels),
         "text_level": spec.text_level, "aux_matching": spec.aux_matching, "aux_unimodal": spec.aux_unimodal,
-        "classes": classes, "seeds": list(train_cfg.seeds), "n_utterances": len(utts),
+        "probe": spec.probe if spec.model == "probe" else None, "classes": classes, "seeds": list(train_cfg.seeds),
+        "n_utterances": len(utts),
         **{k: stats[k] for k in ("wa", "ua", "f1", "pooled", "per_class_recall")},
         "validation": {m: _summary(np.array([[val_scores[(f, s)][m] for f in splits] for s in train_cfg.seeds]))
                        for m in ("wa", "ua", "f1")},

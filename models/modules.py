@@ -44,6 +44,7 @@ class ModelConfig:
     dropout: float = 0.2
     aux_matching: float = 0.0
     aux_unimodal: float = 0.0
+    probe: str = "both"  # kind probe: speech, text or both
 
     @property
     def speech_inputs(self) -> list[str]:
@@ -198,6 +199,8 @@ def build_model(cfg: ModelConfig) -> nn.Module:
 
 def input_names(cfg: ModelConfig) -> list[str]:
     """The cached inputs a model reads."""
+    if cfg.kind == "probe":
+        return (cfg.speech_inputs if cfg.probe != "text" else []) + ([cfg.text_input] if cfg.probe != "speech" else [])
     if cfg.kind in ("audio", "multigranular"):
         return cfg.speech_inputs
     if cfg.kind == "text":

@@ -33,7 +33,7 @@ PUBLISHED = [
     ("Zhao, Wang & Wang, Interspeech 2022", "wav2vec 2.0 + BERT, multi-granularity co-attention early fusion + "
      "late fusion", "see the paper (its abstract reports an improvement over its baselines, not the figures)"),
 ]
-ORDER = ("text", "audio", "multigranular", "coattention", "late", "combined", "mha_aux")
+ORDER = ("probe", "text", "audio", "multigranular", "coattention", "late", "combined", "mha_aux")
 FUSION = ("coattention", "late", "combined", "mha_aux")
 
 
@@ -51,6 +51,10 @@ class Experiment:
 
 def _label(m: dict) -> str:
     levels = "+".join(m["speech_levels"])
+    if m["model"] == "probe":
+        inputs = {"speech": f"speech {levels}", "text": f"text {m['text_level']}",
+                  "both": f"speech {levels} + text {m['text_level']}"}[m["probe"]]
+        return f"linear probe ({inputs}, utterance means)"
     if m["model"] == "text":
         return f"text only ({m['text_level']})"
     if m["model"] == "audio":
@@ -182,14 +186,37 @@ def _seeds_line(m: dict) -> str:
     return f"Training seeds: {m['seeds']}{note}; the validation speaker of each fold does not depend on them."
 
 
+def reference_of(e: Experiment, rows: list[Experiment]) -> Experiment | None:
+    """The linear probe on the same inputs (speech, text or both; same encoders) as ``e``."""
+    m = e.metrics
+    if m["model"] == "probe":
+        return None
+    inputs = "speech" if m["model"] in ("audio", "multigranular") else "text" if m["model"] == "text" else "both"
+    return next((x for x in rows if x.metrics["model"] == "probe" and x.metrics["probe"] == inputs
+                 and _features(x.metrics) == _features(m)), None)
+
+
+def _versus_reference(e: Experiment, rows: list[Experiment]) -> str:
+    ref = reference_of(e, rows)
+    if ref is None:
+        return "reference" if e.metrics["model"] == "probe" else "–"
+    try:
+        test = paired_test(e.predictions, ref.predictions)["ua"]
+    except ValueError as err:
+        return f"not paired ({err})"
+    return f"{100 * test['delta']:+.2f} (p {test['p']:.3f}, {ref.name})"
+
+
 def main_table(rows: list[Experiment]) -> list[str]:
-    lines = ["| experiment | system | speech encoder | WA | UA | UA 95% CI | F1 | validation UA |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| experiment | system | speech encoder | WA | UA | UA 95% CI | F1 | validation UA "
+             "| Δ UA vs its probe (p) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for e in rows:
         m = e.metrics
         lo, hi = m["ua"]["ci95"]
         lines.append(f"| {e.name} | {_label(m)} | {_features(m)} | {_cell(m['wa'])} | {_cell(m['ua'])} | "
-                     f"[{_pct(lo)}, {_pct(hi)}] | {_cell(m['f1'])} | {_cell(m['validation']['ua'])} |")
+                     f"[{_pct(lo)}, {_pct(hi)}] | {_cell(m['f1'])} | {_cell(m['validation']['ua'])} | "
+                     f"{_versus_reference(e, rows)} |")
     return lines
 
 
@@ -228,11 +255,15 @@ def write_report(params: Params) -> Path:
     figures = Path(params.report.figures)
     first = rows[0].metrics
     best = max(rows, key=lambda e: (e.metrics["validation"]["ua"]["mean"], e.name))
+    table = main_table(rows)
     lines = [
         "# Results", "", _corpus_line(params, first), "",
         f"Leave-one-session-out over {len(first['folds'])} folds. {_seeds_line(first)} WA = overall accuracy, "
         f"UA = mean per-class recall, F1 = macro-F1, all in %. Statistics: {METHOD}.", "",
-        *main_table(rows), "",
+        *table, "",
+        "Δ UA vs its probe: the paired difference (points, approximate-randomisation p) to the linear probe on "
+        "the same inputs and encoders (standardised logistic regression on utterance means, C chosen on "
+        "validation; models/probe.py). A model that does not beat its probe has not earned its complexity.", "",
         f"Best system by **validation** UA (the test sessions choose nothing): {best.name} (validation UA "
         f"{_cell(best.metrics['validation']['ua'])}; its test UA {_cell(best.metrics['ua'])}).", "",
         *ablation_lines(rows), *detail_lines(rows), *published_lines(),
@@ -246,7 +277,7 @@ def write_report(params: Params) -> Path:
     _plot_bars(fusion, figures / "ua_by_fusion.png", "Test UA by fusion type", lambda m: m["experiment"])
     out = Path(params.report.out)
     write_text_atomic(out, "\n".join(lines))
-    print("\n".join(main_table(rows)))
+    print("\n".join(table))
     print(f"report: {len(rows)} experiments → {out}, figures in {figures}; best by validation UA: {best.name}")
     return out
 

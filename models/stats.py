@@ -89,7 +89,8 @@ def summarize(p: Predictions, n_boot: int = N_BOOT) -> dict:
     out["per_class_recall"] = {c: float(np.mean([r[k] for r in recall])) for k, c in enumerate(p.classes)}
     out["folds"] = {str(f): {m: float(np.mean([cell_metrics[(f, s)][m] for s in seeds])) for m in ("wa", "ua", "f1")}
                     | {"n_test": int(len(cells[(f, seeds[0])])),
-                       "seeds": {str(s): {m: float(cell_metrics[(f, s)][m]) for m in ("wa", "ua", "f1")} for s in seeds}}
+                       "seeds": {str(s): {m: float(cell_metrics[(f, s)][m]) for m in ("wa", "ua", "f1")}
+                                 for s in seeds}}
                     for f in folds}
     out["confusion"] = np.sum([cell_metrics[k]["confusion"] for k in cells], axis=0).tolist()
     return out

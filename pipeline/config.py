@@ -203,14 +203,18 @@ class FinetuneConfig:
 class ExperimentSpec:
     """One row of the results table: a model over chosen granularities.
 
+    ``model: probe`` is the linear-probe reference (:mod:`models.probe`) on the utterance means
+    of ``speech_levels`` (``probe: speech``), of ``text_level`` (``text``), or of both.
+
     ``features`` says which speech (and text) features it trains on: the frozen encoders'
     stores, or fold k's fine-tuned stores for fold k (set by the section the experiment is
     listed in: ``train.experiments`` or ``train.finetuned_experiments``).
     """
 
-    model: Literal["audio", "text", "multigranular", "coattention", "mha_aux", "late", "combined"]
+    model: Literal["probe", "audio", "text", "multigranular", "coattention", "mha_aux", "late", "combined"]
     speech_levels: list[SpeechLevel] = field(default_factory=lambda: ["word"])
     text_level: Literal["token", "word"] = "token"
+    probe: Literal["speech", "text", "both"] = "both"   # model probe: which utterance-level inputs
     aux_matching: float = 0.0
     aux_unimodal: float = 0.0
     late_weights: Literal["mean", "fitted"] = "fitted"

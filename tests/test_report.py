@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from alignment.base import Alignment, Segment
 from alignment.table import write_table
-from features.cache import write_store
+from features.cache import Ragged, write_store
 from models.experiment import run_experiment
 from models.metrics import all_metrics
 from models.predictions import Predictions, read_predictions, write_predictions
+from models.probe import C_GRID, LinearProbe, item_means
 from models.report import write_report
 from models.stats import bootstrap_ci, paired_test, summarize
 from pipeline.config import ExperimentSpec, FeaturesConfig, Params, params_from_dict
@@ -26,6 +29,9 @@ from pipeline.reporting import StageError
 
 CLASSES = ["ang", "hap", "neu", "sad"]
 EXPERIMENTS = {
+    "probe_speech": {"model": "probe", "probe": "speech", "speech_levels": ["word"]},
+    "probe_text": {"model": "probe", "probe": "text"},
+    "probe_both": {"model": "probe", "probe": "both", "speech_levels": ["word"]},
     "text": {"model": "text", "text_level": "token"},
     "audio_word": {"model": "audio", "speech_levels": ["word"]},
     "audio_phone": {"model": "audio", "speech_levels": ["phone"]},
@@ -93,7 +99,8 @@ def test_metrics_hold_validation_speakers_and_provenance(trained) -> None:
             assert sorted(entry["seeds"]) == ["0", "1"] and set(entry["seeds"]["1"]) == {
                 "wa", "ua", "f1", "val_wa", "val_ua", "val_f1"}
             assert entry["val_ua"] == pytest.approx(np.mean([v["val_ua"] for v in entry["seeds"].values()]))
-        assert saved["provenance"]["stores"]["1"]["speech" if name != "text" else "text"]["fingerprint_sha256"]
+        kind = "text" if name in ("text", "probe_text") else "speech"
+        assert saved["provenance"]["stores"]["1"][kind]["fingerprint_sha256"] == f"{kind}-v1"
         assert saved["provenance"]["train"]["seeds"] == [0, 1] and saved["provenance"]["split_seed"] == 0
     # the split does not move with the training seeds: every experiment validates on the same speakers
     speakers = {name: {f: e["val_speakers"] for f, e in r["folds"].items()} for name, r in trained["results"].items()}
@@ -170,6 +177,12 @@ def test_report_selects_by_validation_and_shows_statistics(trained) -> None:
     assert "| single vs multi-granularity | audio_phone | multigranular |" in text
     assert "| single vs multi-granularity | audio_word | multigranular |" in text
     assert "UA 95% CI" in text and "recall ang" in text and "improvised WA / UA (n)" in text
+    main = text[text.index("| experiment | system"):text.index("Δ UA vs its probe: the paired")]
+    rows = {line.split(" | ")[0][2:]: line for line in main.splitlines() if line.startswith("| ")}
+    assert rows["probe_both"].endswith("| reference |")
+    for name, ref in (("audio_word", "probe_speech"), ("multigranular", "probe_speech"), ("text", "probe_text"),
+                      ("late", "probe_both"), ("mha", "probe_both")):
+        assert re.search(rf"\| [+-]\d+\.\d\d \(p 0\.\d{{3}}, {ref}\) \|$", rows[name]), rows[name]
     assert "Training seeds: [0, 1] (fewer than the 3 seeds" in text
     assert "## Published IEMOCAP results (for orientation only; not comparable to the table above)" in text
     table = text[text.index("| experiment | system"):text.index("Best system")]
@@ -239,3 +252,18 @@ def test_training_refuses_a_damaged_or_mismatched_store(trained, tmp_path, damag
     with pytest.raises(StageError, match=message):
         run_experiment("x", spec, train, features, trained["manifest"], segments=segments)
     assert not (tmp_path / "m" / "x.json").exists()
+
+
+def test_linear_probe_chooses_c_on_validation_and_pools_item_means() -> None:
+    rows = Ragged(torch.tensor([[1.0, 2.0], [3.0, 4.0], [10.0, 0.0], [5.0, 5.0]]).half(), torch.tensor([0, 2, 3]),
+                  torch.tensor([2, 1, 1]))
+    assert item_means(rows).tolist() == [[2.0, 3.0], [10.0, 0.0], [5.0, 5.0]]
+    rng = np.random.default_rng(0)
+    y = np.arange(200) % 4
+    x = rng.standard_normal((200, 30))
+    x[np.arange(200), y] += 3.0  # one informative column per class among noise
+    probe = LinearProbe(4).fit(x[:120], y[:120], x[120:], y[120:])
+    assert probe.c_ in C_GRID and probe.val_ua == max(probe.val_ua_.values()) > 0.9
+    assert probe.predict_proba(x[120:]).shape == (80, 4)
+    only_three = LinearProbe(4).fit(x[y < 3], y[y < 3], x[:40], y[:40])  # a class missing from training
+    assert np.all(only_three.predict_proba(x[:5])[:, 3] == 0)
