@@ -31,7 +31,7 @@ PUBLISHED = [
     ("Sun, He & Han, ICASSP 2023", "wav2vec 2.0 + BERT, K-layer multi-head attention fusion with two auxiliary "
      "tasks, both encoders fine-tuned", "WA 78.42, UA 79.71"),
     ("Zhao, Wang & Wang, Interspeech 2022", "wav2vec 2.0 + BERT, multi-granularity co-attention early fusion + "
-     "late fusion", "see the paper (its abstract reports an improvement over its baselines, not the figures)"),
+     "late fusion", "not quoted here (we could not check the figures)"),
 ]
 ORDER = ("probe", "text", "audio", "multigranular", "coattention", "late", "combined", "mha_aux")
 FUSION = ("coattention", "late", "combined", "mha_aux")
@@ -173,11 +173,12 @@ def ablation_lines(rows: list[Experiment]) -> list[str]:
 
 def _corpus_line(params: Params, m: dict) -> str:
     root = Path(params.prepare.root)
-    synthetic = (root / "truth" / "words.jsonl").is_file()
-    kind = ("the synthetic demo corpus (eSpeak NG voices, IEMOCAP layout): these figures say whether the pipeline "
-            "works, not how well the papers' systems recognise human emotion, and are not comparable to any "
-            "published IEMOCAP result" if synthetic else "the corpus at this root")
-    return f"Corpus: `{root}`, {m['n_utterances']} utterances, classes {', '.join(m['classes'])}; {kind}."
+    line = f"Corpus: `{root}`, {m['n_utterances']} utterances, classes {', '.join(m['classes'])}."
+    if (root / "truth" / "words.jsonl").is_file():  # written by `mger synth` beside the IEMOCAP tree
+        line += (" This is the synthetic demo corpus (eSpeak NG voices in IEMOCAP's layout): its figures say "
+                 "whether the pipeline works, not how well the papers' systems recognise human emotion, and are "
+                 "not comparable to any published IEMOCAP result.")
+    return line
 
 
 def _seeds_line(m: dict) -> str:

@@ -167,8 +167,12 @@ def test_bootstrap_ci_narrows_with_more_utterances() -> None:
 
 
 def test_report_selects_by_validation_and_shows_statistics(trained) -> None:
+    truth = Path(trained["params"].prepare.root) / "truth" / "words.jsonl"
+    truth.parent.mkdir(parents=True, exist_ok=True)
+    truth.write_text("")  # what `mger synth` leaves beside its corpus
     out = write_report(trained["params"])
     text = out.read_text()
+    assert "This is the synthetic demo corpus" in text and "not comparable to any published IEMOCAP result" in text
     results = trained["results"]
     best = max(results, key=lambda n: (results[n]["validation"]["ua"]["mean"], n))
     assert f"Best system by **validation** UA (the test sessions choose nothing): {best} " in text
