@@ -89,10 +89,16 @@ class WordSpan(NamedTuple):
     end: int
 
 
+def blank_markers(text: str) -> str:
+    """``text`` with its markers (``[LAUGHTER]``, ``<sil>``) replaced by as many spaces, so the
+    other characters keep their positions."""
+    return _MARKER.sub(lambda m: " " * len(m.group()), text)
+
+
 def word_spans(text: str) -> list[WordSpan]:
     """The dictionary words of a transcript with their character spans, in order."""
-    masked = _MARKER.sub(lambda m: " " * len(m.group()), text)
-    return [WordSpan(w, m.start(), m.end()) for m in _PIECE.finditer(masked) for w in normalize_token(m.group())]
+    return [WordSpan(w, m.start(), m.end()) for m in _PIECE.finditer(blank_markers(text))
+            for w in normalize_token(m.group())]
 
 
 def normalize_transcript(text: str) -> list[str]:

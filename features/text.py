@@ -15,23 +15,18 @@ belongs to that word; a digit string spelled out as several words ("1990") is sh
 from __future__ import annotations
 
 import difflib
-import re
 from typing import Sequence
 
 import torch
 
-from alignment.normalize import word_spans
-
-_MARKER = re.compile(r"\[[^\]]*\]|<[^>]*>")
+from alignment.normalize import blank_markers, word_spans
 
 Span = tuple[int, int]
 
 
 def encoder_text(transcript: str, markers: str = "drop") -> str:
     """The transcript the encoder reads: as written; markers blanked (``drop``) or kept."""
-    if markers == "keep":
-        return transcript
-    return _MARKER.sub(lambda m: " " * len(m.group()), transcript)
+    return transcript if markers == "keep" else blank_markers(transcript)
 
 
 def aligned_word_spans(transcript: str, words: Sequence[str]) -> list[Span | None]:
