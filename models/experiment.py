@@ -56,15 +56,16 @@ def members(spec: ExperimentSpec) -> list[ExperimentSpec]:
         return [spec]
     audio = [ExperimentSpec(model="audio", speech_levels=[lv]) for lv in spec.speech_levels]
     text = [ExperimentSpec(model="text", text_level=spec.text_level)]
-    co = [ExperimentSpec(model="coattention", speech_levels=spec.speech_levels[:1], text_level=spec.text_level)]
+    co = [ExperimentSpec(model="coattention", speech_levels=list(spec.speech_levels), text_level=spec.text_level)]
     return (co if spec.model == "combined" else []) + audio + text
 
 
 def model_config(spec: ExperimentSpec, train: TrainConfig, dims: dict[str, int], n_classes: int) -> ModelConfig:
     return ModelConfig(kind=spec.model, speech_levels=list(spec.speech_levels), text_level=spec.text_level,
-                       dims=dims, n_classes=n_classes, hidden=train.hidden, heads=train.heads, layers=train.layers,
-                       dropout=train.dropout, aux_matching=spec.aux_matching, aux_unimodal=spec.aux_unimodal,
-                       probe=spec.probe)
+                       dims=dims, n_classes=n_classes, hidden=train.hidden, heads=train.heads,
+                       layers=spec.layers or train.layers, dropout=train.dropout, aux_matching=spec.aux_matching,
+                       aux_unimodal=spec.aux_unimodal, aux_unimodal_on=spec.aux_unimodal_on,
+                       aux_matching_negatives=spec.aux_matching_negatives, probe=spec.probe)
 
 
 def store_path(kind: str, spec: ExperimentSpec, features: FeaturesConfig, finetune: FinetuneConfig,
@@ -228,7 +229,9 @@ def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, feat
     result = {
         "experiment": name, "model": spec.model, "features": spec.features, "speech_levels": list(spec.speech_levels),
         "text_level": spec.text_level, "aux_matching": spec.aux_matching, "aux_unimodal": spec.aux_unimodal,
-        "probe": spec.probe if spec.model == "probe" else None, "classes": classes, "seeds": list(train_cfg.seeds),
+        "aux_unimodal_on": spec.aux_unimodal_on, "aux_matching_negatives": spec.aux_matching_negatives,
+        "layers": spec.layers or train_cfg.layers, "probe": spec.probe if spec.model == "probe" else None,
+        "classes": classes, "seeds": list(train_cfg.seeds),
         "n_utterances": len(utts),
         **{k: stats[k] for k in ("wa", "ua", "f1", "pooled", "per_class_recall")},
         "validation": {m: _summary(np.array([[val_scores[(f, s)][m] for f in splits] for s in train_cfg.seeds]))

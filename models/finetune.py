@@ -52,6 +52,7 @@ from tqdm import tqdm
 from alignment.table import SegmentTable
 from features.encoders import SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
 from features.text import encoder_text
+from models.modules import masked_mean
 from models.metrics import unweighted_accuracy
 from pipeline.audio import read_audio
 from pipeline.config import FeaturesConfig, FinetuneConfig, SplitConfig
@@ -89,12 +90,6 @@ def finetune_split(utts: Sequence[Utterance], fold: int, split_seed: int) -> Fin
     if any(u.session == fold for u in out.train + out.val):  # fold_split guarantees it; never trust silently
         raise StageError(f"fold {fold}: a test-session utterance reached the fine-tuning split")
     return out
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, T, D), (B, T) bool → (B, D): the mean over each row's real positions."""
-    m = mask[..., None].to(x.dtype)
-    return (x * m).sum(1) / m.sum(1).clamp(min=1)
 
 
 def lr_factor(step: int, total: int, warmup: float) -> float:

@@ -8,16 +8,23 @@ and cross-attention uses key padding masks.
 * ``audio`` / ``text``: one input, attention pooling, MLP.
 * ``multigranular``: each speech granularity projected and attention-pooled on its own; the
   pooled vectors are concatenated (the combination) and classified by one MLP.
-* ``coattention`` (Zhao et al.'s early fusion): speech rows attend to text tokens and text
-  tokens attend to speech rows (multi-head cross-attention both ways, residual + layer
-  norm); each stream is attention-pooled; the two vectors are concatenated and classified.
+* ``coattention`` (Zhao et al.'s early fusion, multi-granular in our reading): for each chosen
+  speech level (frame, phone, syllable, word) one co-attention block, where that level's rows
+  attend to the text tokens and the tokens attend to those rows (multi-head cross-attention
+  both ways, residual + layer norm); each block's two streams are attention-pooled, and all
+  pooled vectors are concatenated and classified.
+* ``fc`` (Sun et al.'s BERT+Wav2vec2+FC row): each encoder's rows mean-pooled into one
+  utterance vector, the two concatenated and classified by a fully connected head.
 * ``mha_aux`` (Sun et al., our reading): speech and text rows (with a learned modality
   embedding) form one joint sequence through a K-layer multi-head self-attention encoder;
   each modality's rows are attention-pooled and concatenated for the main head.  Auxiliary
   task 1, audio-text matching: the same fusion runs on pairs whose text is rolled by one
-  within the batch, and a binary head tells matched from mismatched pairs.  Auxiliary task
-  2, unimodal emotion heads on the fused speech and the fused text streams.  Their losses
-  are weighted by ``aux_matching`` and ``aux_unimodal`` (0 switches a task off).
+  within the batch (``aux_matching_negatives: any``), or paired with the nearest utterance of
+  the batch that has another label (``other_label``: a negative never shares the emotion), and
+  a binary head tells matched from mismatched pairs.  Auxiliary task 2, unimodal emotion heads
+  on the fused speech and text streams (``aux_unimodal_on: fused``) or on the encoder streams
+  before fusion (``encoder``: the heads see each modality unmixed).  Their losses are weighted
+  by ``aux_matching`` and ``aux_unimodal`` (0 switches a task off).
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ class ModelConfig:
     dropout: float = 0.2
     aux_matching: float = 0.0
     aux_unimodal: float = 0.0
+    aux_unimodal_on: str = "fused"          # fused | encoder
+    aux_matching_negatives: str = "any"     # any | other_label
     probe: str = "both"  # kind probe: speech, text or both
 
     @property
@@ -102,28 +111,77 @@ class PooledClassifier(nn.Module):
         return ModelOutput(self.head(torch.cat(pooled, -1)))
 
 
+class CoAttentionBlock(nn.Module):
+    """One speech level and the text tokens: cross-attention both ways, residual + layer norm,
+    each stream attention-pooled. (B, S, H), (B, T, H) with masks → (B, 2H)."""
+
+    def __init__(self, hidden: int, heads: int) -> None:
+        super().__init__()
+        self.s_attn = nn.MultiheadAttention(hidden, heads, batch_first=True)
+        self.t_attn = nn.MultiheadAttention(hidden, heads, batch_first=True)
+        self.s_norm, self.t_norm = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+        self.s_pool, self.t_pool = AttentionPool(hidden), AttentionPool(hidden)
+
+    def forward(self, s: torch.Tensor, s_mask: torch.Tensor, t: torch.Tensor, t_mask: torch.Tensor) -> torch.Tensor:
+        s2 = self.s_norm(s + self.s_attn(s, t, t, key_padding_mask=~t_mask, need_weights=False)[0])
+        t2 = self.t_norm(t + self.t_attn(t, s, s, key_padding_mask=~s_mask, need_weights=False)[0])
+        return torch.cat([self.s_pool(s2, s_mask), self.t_pool(t2, t_mask)], -1)
+
+
 class CoAttention(nn.Module):
-    """Zhao et al.'s early fusion: cross-attention both ways, pooled, concatenated."""
+    """Zhao et al.'s early fusion over one or more speech levels (one block each), concatenated."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.s_names, self.t_name = cfg.speech_inputs, cfg.text_input
+        h = cfg.hidden
+        self.s_proj = nn.ModuleDict({n.replace(":", "_"): _project(cfg.dims[n], h, cfg.dropout) for n in self.s_names})
+        self.t_proj = _project(cfg.dims[self.t_name], h, cfg.dropout)
+        self.blocks = nn.ModuleDict({n.replace(":", "_"): CoAttentionBlock(h, cfg.heads) for n in self.s_names})
+        self.head = _head(2 * h * len(self.s_names), h, cfg.n_classes, cfg.dropout)
+
+    def forward(self, inputs: Inputs, labels: torch.Tensor | None = None) -> ModelOutput:
+        t, t_mask = inputs[self.t_name]
+        t = self.t_proj(t)
+        pooled = []
+        for name in self.s_names:
+            s, s_mask = inputs[name]
+            key = name.replace(":", "_")
+            pooled.append(self.blocks[key](self.s_proj[key](s), s_mask, t, t_mask))
+        return ModelOutput(self.head(torch.cat(pooled, -1)))
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, D), (B, T) bool → (B, D): the mean over each row's real positions."""
+    m = mask[..., None].to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+class FcFusion(nn.Module):
+    """Sun et al.'s FC baseline: mean-pooled speech and text utterance vectors, concatenated, MLP."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.s_name, self.t_name = cfg.speech_inputs[0], cfg.text_input
-        h = cfg.hidden
-        self.s_proj = _project(cfg.dims[self.s_name], h, cfg.dropout)
-        self.t_proj = _project(cfg.dims[self.t_name], h, cfg.dropout)
-        self.s_attn = nn.MultiheadAttention(h, cfg.heads, batch_first=True)
-        self.t_attn = nn.MultiheadAttention(h, cfg.heads, batch_first=True)
-        self.s_norm, self.t_norm = nn.LayerNorm(h), nn.LayerNorm(h)
-        self.s_pool, self.t_pool = AttentionPool(h), AttentionPool(h)
-        self.head = _head(2 * h, h, cfg.n_classes, cfg.dropout)
+        dim = cfg.dims[self.s_name] + cfg.dims[self.t_name]
+        self.norm = nn.LayerNorm(dim)
+        self.head = _head(dim, cfg.hidden, cfg.n_classes, cfg.dropout)
 
     def forward(self, inputs: Inputs, labels: torch.Tensor | None = None) -> ModelOutput:
-        s, s_mask = inputs[self.s_name]
-        t, t_mask = inputs[self.t_name]
-        s, t = self.s_proj(s), self.t_proj(t)
-        s2 = self.s_norm(s + self.s_attn(s, t, t, key_padding_mask=~t_mask, need_weights=False)[0])
-        t2 = self.t_norm(t + self.t_attn(t, s, s, key_padding_mask=~s_mask, need_weights=False)[0])
-        return ModelOutput(self.head(torch.cat([self.s_pool(s2, s_mask), self.t_pool(t2, t_mask)], -1)))
+        pooled = [masked_mean(*inputs[n]) for n in (self.s_name, self.t_name)]
+        return ModelOutput(self.head(self.norm(torch.cat(pooled, -1))))
+
+
+def other_label_partner(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each item, the nearest earlier item (cyclically) with another label, and whether one
+    exists. (B,) → index (B,), found (B,) bool."""
+    b = len(labels)
+    shifts = torch.arange(1, b)
+    partner = (torch.arange(b)[:, None] - shifts[None]) % b           # (B, B-1): i-1, i-2, ...
+    differs = labels[partner] != labels[:, None]
+    found = differs.any(1)
+    first = differs.to(torch.int8).argmax(1)
+    return partner[torch.arange(b), first] if b > 1 else torch.zeros(b, dtype=torch.long), found
 
 
 class MhaAux(nn.Module):
@@ -146,6 +204,8 @@ class MhaAux(nn.Module):
         self.match_head = _head(2 * h, h, 1, cfg.dropout)
         self.s_head = nn.Linear(h, cfg.n_classes)
         self.t_head = nn.Linear(h, cfg.n_classes)
+        if cfg.aux_unimodal_on == "encoder":  # unimodal heads read each modality before fusion
+            self.s_enc_pool, self.t_enc_pool = AttentionPool(h), AttentionPool(h)
 
     def fuse(self, s: torch.Tensor, s_mask: torch.Tensor, t: torch.Tensor, t_mask: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,14 +228,29 @@ class MhaAux(nn.Module):
             return ModelOutput(logits)
         aux = logits.new_zeros(())
         if self.cfg.aux_matching > 0 and s.shape[0] > 1:
-            ns, nt = self.fuse(s, s_mask, t.roll(1, 0), t_mask.roll(1, 0))
-            pair = self.match_head(torch.cat([torch.cat([ps, pt], -1), torch.cat([ns, nt], -1)], 0)).squeeze(-1)
-            target = torch.cat([torch.ones(s.shape[0]), torch.zeros(s.shape[0])]).to(pair)
-            aux = aux + self.cfg.aux_matching * F.binary_cross_entropy_with_logits(pair, target)
+            aux = aux + self.cfg.aux_matching * self._matching_loss(s, s_mask, t, t_mask, ps, pt, labels)
         if self.cfg.aux_unimodal > 0:
-            uni = F.cross_entropy(self.s_head(ps), labels) + F.cross_entropy(self.t_head(pt), labels)
+            us, ut = ((self.s_enc_pool(s, s_mask), self.t_enc_pool(t, t_mask))
+                      if self.cfg.aux_unimodal_on == "encoder" else (ps, pt))
+            uni = F.cross_entropy(self.s_head(us), labels) + F.cross_entropy(self.t_head(ut), labels)
             aux = aux + self.cfg.aux_unimodal * uni / 2
         return ModelOutput(logits, aux)
+
+    def _matching_loss(self, s: torch.Tensor, s_mask: torch.Tensor, t: torch.Tensor, t_mask: torch.Tensor,
+                       ps: torch.Tensor, pt: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Matched pairs vs speech paired with another utterance's text (the next one in the
+        batch, or with ``other_label`` the nearest one of another emotion)."""
+        if self.cfg.aux_matching_negatives == "other_label":
+            partner, keep = other_label_partner(labels)
+        else:
+            partner, keep = torch.arange(-1, s.shape[0] - 1) % s.shape[0], torch.ones(s.shape[0], dtype=torch.bool)
+        if not bool(keep.any()):
+            return ps.new_zeros(())
+        partner = partner.to(t.device)
+        ns, nt = self.fuse(s[keep], s_mask[keep], t[partner][keep], t_mask[partner][keep])
+        pair = self.match_head(torch.cat([torch.cat([ps, pt], -1), torch.cat([ns, nt], -1)], 0)).squeeze(-1)
+        target = torch.cat([torch.ones(len(ps)), torch.zeros(len(ns))]).to(pair)
+        return F.binary_cross_entropy_with_logits(pair, target)
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
@@ -192,6 +267,8 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         return PooledClassifier(cfg, cfg.speech_inputs)
     if cfg.kind == "coattention":
         return CoAttention(cfg)
+    if cfg.kind == "fc":
+        return FcFusion(cfg)
     if cfg.kind == "mha_aux":
         return MhaAux(cfg)
     raise ValueError(f"unknown model kind {cfg.kind!r}")
@@ -205,4 +282,6 @@ def input_names(cfg: ModelConfig) -> list[str]:
         return cfg.speech_inputs
     if cfg.kind == "text":
         return [cfg.text_input]
+    if cfg.kind == "coattention":
+        return [*cfg.speech_inputs, cfg.text_input]
     return [cfg.speech_inputs[0], cfg.text_input]

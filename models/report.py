@@ -33,8 +33,8 @@ PUBLISHED = [
     ("Zhao, Wang & Wang, Interspeech 2022", "wav2vec 2.0 + BERT, multi-granularity co-attention early fusion + "
      "late fusion", "not quoted here (we could not check the figures)"),
 ]
-ORDER = ("probe", "text", "audio", "multigranular", "coattention", "late", "combined", "mha_aux")
-FUSION = ("coattention", "late", "combined", "mha_aux")
+ORDER = ("probe", "text", "audio", "multigranular", "fc", "coattention", "late", "combined", "mha_aux")
+FUSION = ("coattention", "fc", "late", "combined", "mha_aux")
 
 
 @dataclass
@@ -62,7 +62,14 @@ def _label(m: dict) -> str:
     if m["model"] == "multigranular":
         return f"audio only, multi-granularity {levels}"
     if m["model"] == "mha_aux":
-        return f"mha fusion ({levels}), auxiliary: {' + '.join(_aux(m)) or 'none'}"
+        variants = [v for v, on in ((f"unimodal heads on the {m.get('aux_unimodal_on')} streams",
+                                     m["aux_unimodal"] > 0 and m.get("aux_unimodal_on") == "encoder"),
+                                    ("negatives of another label", m["aux_matching"] > 0
+                                     and m.get("aux_matching_negatives") == "other_label")) if on]
+        return (f"mha fusion K={m.get('layers')} ({levels}), auxiliary: {' + '.join(_aux(m)) or 'none'}"
+                + "".join(f"; {v}" for v in variants))
+    if m["model"] == "fc":
+        return f"FC fusion (mean-pooled {levels} + text)"
     return f"{m['model']} ({levels} + text)"
 
 
@@ -75,7 +82,9 @@ def _features(m: dict) -> str:
 
 
 def _same_model(m: dict) -> tuple:
-    return (m["model"], tuple(m["speech_levels"]), m["text_level"], m["aux_matching"], m["aux_unimodal"])
+    """Everything that makes a row's model, except the encoders' features."""
+    return (m["model"], tuple(m["speech_levels"]), m["text_level"], m["aux_matching"], m["aux_unimodal"],
+            m.get("aux_unimodal_on"), m.get("aux_matching_negatives"), m.get("layers"), m.get("probe"))
 
 
 def _pct(x: float) -> str:
@@ -143,7 +152,8 @@ def ablation_pairs(rows: list[Experiment]) -> list[tuple[str, Experiment, Experi
             pairs += [("text vs fusion", t, e) for t in by_features(e, "text")]
         if m["model"] == "mha_aux" and _aux(m):
             pairs += [("mha without vs with auxiliary tasks", b, e) for b in by_features(e, "mha_aux")
-                      if not _aux(b.metrics) and b.metrics["speech_levels"] == m["speech_levels"]]
+                      if not _aux(b.metrics) and b.metrics["speech_levels"] == m["speech_levels"]
+                      and b.metrics.get("layers") == m.get("layers")]
         if m["model"] == "multigranular":
             pairs += [("single vs multi-granularity", a, e) for a in by_features(e, "audio")
                       if len(a.metrics["speech_levels"]) == 1 and a.metrics["speech_levels"][0] in m["speech_levels"]]

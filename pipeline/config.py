@@ -211,12 +211,15 @@ class ExperimentSpec:
     listed in: ``train.experiments`` or ``train.finetuned_experiments``).
     """
 
-    model: Literal["probe", "audio", "text", "multigranular", "coattention", "mha_aux", "late", "combined"]
+    model: Literal["probe", "audio", "text", "multigranular", "coattention", "fc", "mha_aux", "late", "combined"]
     speech_levels: list[SpeechLevel] = field(default_factory=lambda: ["word"])
     text_level: Literal["token", "word"] = "token"
     probe: Literal["speech", "text", "both"] = "both"   # model probe: which utterance-level inputs
     aux_matching: float = 0.0
     aux_unimodal: float = 0.0
+    aux_unimodal_on: Literal["fused", "encoder"] = "fused"
+    aux_matching_negatives: Literal["any", "other_label"] = "any"
+    layers: Optional[int] = None          # mha_aux's K for this row (default: train.layers)
     late_weights: Literal["mean", "fitted"] = "fitted"
     features: Literal["frozen", "finetuned"] = "frozen"
 

@@ -11,18 +11,19 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_m
 from features.cache import Batch, Ragged
 from models.experiment import members
 from models.metrics import all_metrics
-from models.modules import ModelConfig, build_model, input_names
+from models.modules import ModelConfig, build_model, input_names, other_label_partner
 from models.train import TensorSet, fit, fit_weights, predict_proba
 from pipeline.config import ExperimentSpec, TrainConfig
 
-DIMS = {"speech:word": 12, "speech:phone": 12, "speech:frame": 12, "text:token": 10}
+DIMS = {"speech:word": 12, "speech:phone": 12, "speech:frame": 12, "speech:syllable": 12, "text:token": 10}
 KINDS = [("audio", ["word"]), ("text", ["word"]), ("multigranular", ["phone", "word"]),
-         ("coattention", ["word"]), ("mha_aux", ["word"])]
+         ("coattention", ["word"]), ("coattention", ["word", "phone"]), ("coattention", ["syllable", "word", "phone"]),
+         ("coattention", ["frame", "phone", "syllable", "word"]), ("fc", ["word"]), ("mha_aux", ["word"])]
 
 
 def _cfg(kind: str, levels: list[str], dropout: float = 0.1, **kw) -> ModelConfig:
-    return ModelConfig(kind=kind, speech_levels=levels, dims=DIMS, n_classes=4, hidden=16, heads=2, layers=2,
-                       dropout=dropout, **kw)
+    return ModelConfig(kind=kind, speech_levels=levels, dims=DIMS, n_classes=4, hidden=16, heads=2,
+                       dropout=dropout, **({"layers": 2} | kw))
 
 
 def _batch(b: int, t: int, d: int, lengths: list[int], seed: int) -> Batch:
@@ -58,10 +59,11 @@ def test_metrics_equal_scikit_learn() -> None:
     assert (all_metrics(y_true, y_pred, 2)["wa"], all_metrics(y_true, y_pred, 2)["ua"]) == (0.9, 0.5)
 
 
-@pytest.mark.parametrize("kind, levels", KINDS)
+@pytest.mark.parametrize("kind, levels", KINDS, ids=[f"{k}-{'+'.join(lv)}" for k, lv in KINDS])
 def test_forward_backward_and_padding_invariance(kind: str, levels: list[str]) -> None:
     torch.manual_seed(0)
     cfg = _cfg(kind, levels, aux_matching=0.5, aux_unimodal=0.5)
+    assert input_names(cfg)[:len(levels)] == [f"speech:{lv}" for lv in levels] or kind in ("text", "fc", "mha_aux")
     model = build_model(cfg)
     data = _tensors(6)
     idx = torch.arange(6)
@@ -129,3 +131,51 @@ def test_late_fusion_weights_and_members() -> None:
     combined = members(ExperimentSpec(model="combined", speech_levels=["word"]))
     assert [m.model for m in combined] == ["coattention", "audio", "text"]
     assert input_names(_cfg("coattention", ["word"])) == ["speech:word", "text:token"]
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3, 4])
+def test_mha_has_k_layers_and_trains(layers: int) -> None:
+    torch.manual_seed(0)
+    model = build_model(_cfg("mha_aux", ["word"], 0.0, layers=layers, aux_matching=0.5, aux_unimodal=0.5)).train()
+    assert len(model.layers) == layers
+    data = _tensors(8)
+    out = model(data.batch(torch.arange(8)), data.labels)
+    (torch.nn.functional.cross_entropy(out.logits, data.labels) + out.aux_loss).backward()
+    assert all(p.grad is not None for p in model.layers.parameters())
+
+
+@pytest.mark.parametrize("unimodal_on", ["fused", "encoder"])
+@pytest.mark.parametrize("negatives", ["any", "other_label"])
+def test_auxiliary_variants_switch_on_and_off(unimodal_on: str, negatives: str) -> None:
+    data = _tensors(8)
+    losses = {}
+    for matching, unimodal in ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5)):
+        torch.manual_seed(0)
+        model = build_model(_cfg("mha_aux", ["word"], 0.0, aux_matching=matching, aux_unimodal=unimodal,
+                                 aux_unimodal_on=unimodal_on, aux_matching_negatives=negatives)).train()
+        losses[(matching, unimodal)] = float(model(data.batch(torch.arange(8)), data.labels).aux_loss.detach())
+        assert hasattr(model, "s_enc_pool") is (unimodal_on == "encoder")
+    assert losses[(0.0, 0.0)] == 0 and losses[(0.5, 0.0)] > 0 and losses[(0.0, 0.5)] > 0
+
+
+def test_other_label_negatives_never_share_the_label() -> None:
+    labels = torch.tensor([0, 0, 1, 2, 2, 2, 1])
+    partner, found = other_label_partner(labels)
+    assert found.all() and (labels[partner] != labels).all()
+    assert partner.tolist()[:3] == [6, 6, 1]  # the nearest earlier item, cyclically
+    _, none = other_label_partner(torch.tensor([3, 3, 3]))
+    assert not none.any()
+    torch.manual_seed(0)
+    model = build_model(_cfg("mha_aux", ["word"], 0.0, aux_matching=0.5, aux_matching_negatives="other_label"))
+    data = _tensors(4)
+    same = TensorSet(data.inputs, torch.zeros(4, dtype=torch.long))  # one label: no negative to draw
+    assert float(model.train()(same.batch(torch.arange(4)), same.labels).aux_loss.detach()) == 0
+
+
+def test_coattention_levels_each_have_a_block_and_combined_uses_all_levels() -> None:
+    model = build_model(_cfg("coattention", ["frame", "phone", "syllable", "word"]))
+    assert sorted(model.blocks) == ["speech_frame", "speech_phone", "speech_syllable", "speech_word"]
+    combined = members(ExperimentSpec(model="combined", speech_levels=["word", "phone"]))
+    assert combined[0].model == "coattention" and combined[0].speech_levels == ["word", "phone"]
+    assert [(m.model, m.speech_levels) for m in combined[1:]] == [("audio", ["word"]), ("audio", ["phone"]),
+                                                                  ("text", ["word"])]
