@@ -179,6 +179,76 @@ def ablation_lines(rows: list[Experiment]) -> list[str]:
     return lines + [""]
 
 
+# --- the papers' tables, in their row order --------------------------------------------------------
+
+Match = tuple[str, dict]  # (row name, the metrics fields a row must have)
+ZHAO_ROWS: list[Match] = [
+    *[(f"wav2vec 2.0, {lv} level", {"model": "audio", "speech_levels": [lv]})
+      for lv in ("frame", "phone", "syllable", "word")],
+    ("wav2vec 2.0, multi-granularity", {"model": "multigranular"}),
+    ("BERT", {"model": "text"}),
+    ("co-attention, one level", {"model": "coattention", "n_levels": 1}),
+    ("co-attention, multi-granularity", {"model": "coattention", "n_levels": "many"}),
+    ("late fusion", {"model": "late"}),
+    ("co-attention + late fusion (full system)", {"model": "combined"}),
+]
+SUN_ROWS: list[Match] = [
+    ("BERT", {"model": "text"}),
+    ("Wav2vec2", {"model": "audio", "speech_levels": ["frame"]}),
+    ("BERT+Wav2vec2+FC", {"model": "fc"}),
+    ("BERT+Wav2vec2+CA", {"model": "mha_aux", "aux": []}),
+    ("+CA+Aux1 (matching)", {"model": "mha_aux", "aux": ["matching"]}),
+    ("+CA+Aux2 (unimodal)", {"model": "mha_aux", "aux": ["unimodal"]}),
+    ("+CA+Aux1&2", {"model": "mha_aux", "aux": ["matching", "unimodal"]}),
+]
+
+
+def _matches(m: dict, want: dict) -> bool:
+    for key, value in want.items():
+        if key == "n_levels":
+            n = len(m["speech_levels"])
+            if (value == 1) != (n == 1):
+                return False
+        elif key == "aux":
+            if _aux(m) != value:
+                return False
+        elif m.get(key) != value:
+            return False
+    return True
+
+
+def paper_table(title: str, note: str, spec: list[Match], rows: list[Experiment], k_sweep: bool = False
+                ) -> list[str]:
+    """One paper's table layout, filled with this run's rows of each kind (frozen and fine-tuned)."""
+    lines = [f"## {title}", "", note, "", "| row (paper) | experiment | speech encoder | WA | UA | UA 95% CI |",
+             "|---|---|---|---|---|---|"]
+    for label, want in spec:
+        found = [e for e in rows if _matches(e.metrics, want)]
+        sweep = k_sweep and want.get("aux") == ["matching", "unimodal"]
+        if sweep:
+            found.sort(key=lambda e: (e.metrics.get("layers") or 0, _features(e.metrics)))
+        for e in found or [None]:
+            if e is None:
+                lines.append(f"| {label} | not run | | | | |")
+                continue
+            m = e.metrics
+            name = f"{label}, K={m.get('layers')}" if sweep else label
+            lo, hi = m["ua"]["ci95"]
+            lines.append(f"| {name} | {e.name} | {_features(m)} | {_cell(m['wa'])} | {_cell(m['ua'])} | "
+                         f"[{_pct(lo)}, {_pct(hi)}] |")
+    return lines + [""]
+
+
+def paper_lines(rows: list[Experiment]) -> list[str]:
+    return [*paper_table("Zhao, Wang & Wang (Interspeech 2022): the ablation in the paper's row order",
+                         "Our reading of the paper's system (docs/papers.md); this run's corpus and encoders, not "
+                         "the paper's.", ZHAO_ROWS, rows),
+            *paper_table("Sun, He & Han (ICASSP 2023): the table in the paper's row order, with the K sweep",
+                         "CA = the K-layer multi-head attention fusion; Aux1 = audio–text matching, Aux2 = unimodal "
+                         "heads (our reading, docs/papers.md). The K sweep is the +CA+Aux1&2 row at each K run.",
+                         SUN_ROWS, rows, k_sweep=True)]
+
+
 # --- the report -------------------------------------------------------------------------------------
 
 def _corpus_line(params: Params, m: dict) -> str:
@@ -277,7 +347,7 @@ def write_report(params: Params) -> Path:
         "validation; models/probe.py). A model that does not beat its probe has not earned its complexity.", "",
         f"Best system by **validation** UA (the test sessions choose nothing): {best.name} (validation UA "
         f"{_cell(best.metrics['validation']['ua'])}; its test UA {_cell(best.metrics['ua'])}).", "",
-        *ablation_lines(rows), *detail_lines(rows), *published_lines(),
+        *ablation_lines(rows), *paper_lines(rows), *detail_lines(rows), *published_lines(),
         "![confusion of the best system by validation UA](figures/confusion_best.png)",
         "![granularity](figures/ua_by_granularity.png)", "![fusion](figures/ua_by_fusion.png)", ""]
     _plot_confusion(best.metrics, figures / "confusion_best.png")

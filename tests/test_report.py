@@ -39,6 +39,9 @@ EXPERIMENTS = {
     "late": {"model": "late", "speech_levels": ["word"]},
     "mha": {"model": "mha_aux", "speech_levels": ["word"]},
     "mha_matching": {"model": "mha_aux", "speech_levels": ["word"], "aux_matching": 0.5},
+    "fc": {"model": "fc", "speech_levels": ["word"]},
+    "mha_both_k1": {"model": "mha_aux", "speech_levels": ["word"], "aux_matching": 0.5, "aux_unimodal": 0.5,
+                    "layers": 1},
 }
 
 
@@ -188,6 +191,9 @@ def test_report_selects_by_validation_and_shows_statistics(trained) -> None:
                       ("late", "probe_both"), ("mha", "probe_both")):
         assert re.search(rf"\| [+-]\d+\.\d\d \(p 0\.\d{{3}}, {ref}\) \|$", rows[name]), rows[name]
     assert "Training seeds: [0, 1] (fewer than the 3 seeds" in text
+    assert "| wav2vec 2.0, word level | audio_word | frozen |" in text and "| BERT+Wav2vec2+FC | fc | frozen |" in text
+    assert "| co-attention, multi-granularity | not run |" in text and "| late fusion | late | frozen |" in text
+    assert "| +CA+Aux1&2, K=1 | mha_both_k1 | frozen |" in text and "| +CA+Aux1 (matching) | mha_matching |" in text
     assert "## Published IEMOCAP results (for orientation only; not comparable to the table above)" in text
     table = text[text.index("| experiment | system"):text.index("Best system")]
     assert "78.42" not in table  # published numbers never sit beside these rows
