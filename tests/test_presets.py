@@ -1,0 +1,67 @@
+"""The paper presets (params/zhao2022.yaml, params/sun2023.yaml) load, and every model they
+list builds and takes an optimisation step on tiny inputs; their encoder settings load tiny
+local models in place of the hub ids (no download)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from features.cache import Ragged
+from features.extract import build_encoder
+from models.experiment import fit_member, members, model_config
+from models.modules import input_names
+from models.train import TensorSet
+from pipeline.config import load_params
+
+PRESETS = sorted((Path(__file__).resolve().parents[1] / "params").glob("*.yaml"))
+LENGTHS = {"frame": 20, "phone": 8, "syllable": 5, "word": 4, "utterance": 1, "token": 6}
+
+
+def _data(names: list[str], n: int = 24, dim: int = 8) -> TensorSet:
+    rng = np.random.default_rng(0)
+    inputs = {}
+    for name in names:
+        lengths = torch.as_tensor(rng.integers(1, LENGTHS[name.split(":")[1]] + 1, n))
+        rows = torch.as_tensor(rng.standard_normal((int(lengths.sum()), dim)), dtype=torch.float16)
+        inputs[name] = Ragged(rows, torch.cumsum(lengths, 0) - lengths, lengths)
+    return TensorSet(inputs, torch.as_tensor(np.arange(n) % 4))
+
+
+def test_both_presets_exist() -> None:
+    assert [p.name for p in PRESETS] == ["sun2023.yaml", "zhao2022.yaml"]
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
+def test_preset_models_take_a_step(preset: Path) -> None:
+    params = load_params(preset)
+    assert params.features.speech.model == "facebook/wav2vec2-base" and params.train.seeds == [0, 1, 2]
+    train = dataclasses.replace(params.train, epochs=1, hidden=16, heads=2)
+    specs = params.train.all_experiments
+    built = 0
+    for name, spec in specs.items():
+        for part in members(spec):
+            cfg = model_config(part, train, {}, 4)
+            data = _data(input_names(cfg))
+            cfg = model_config(part, train, {n: 8 for n in data.inputs}, 4)
+            (val, test), history = fit_member(cfg, data.subset(np.arange(16)), data.subset(np.arange(16, 20)),
+                                              data.subset(np.arange(20, 24)), train, seed=0)
+            assert val.shape == (4, 4) and test.shape == (4, 4) and history, name
+            built += 1
+    assert built >= len(specs)
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
+def test_preset_encoders_load_from_local_models(preset: Path, tiny_models: dict[str, str]) -> None:
+    features = load_params(preset).features
+    local = dataclasses.replace(features, device="cpu",
+                                speech=dataclasses.replace(features.speech, model=tiny_models["speech"]),
+                                text=dataclasses.replace(features.text, model=tiny_models["text"]))
+    speech, text = build_encoder("speech", local), build_encoder("text", local)
+    assert speech.encode([np.zeros(16000, np.float32)])[0].shape[1] == speech.dim
+    (tokens, _, words), = text.encode(["Hello there!"], [[(0, 5), (6, 12)]])
+    assert words.shape == (2, text.dim)
