@@ -36,6 +36,7 @@ import torch
 from tqdm import tqdm
 
 from features.cache import FeatureStore, Ragged
+from features.encoders import resolve_device
 from features.extract import store_path as extracted_store
 from models.metrics import all_metrics
 from models.modules import ModelConfig, input_names
@@ -133,8 +134,8 @@ def fit_member(cfg: ModelConfig, train_set: TensorSet, val_set: TensorSet, test_
     validation); returns its (validation, test) class probabilities and its history rows."""
     if cfg.kind == "probe":
         names = input_names(cfg)
-        probe = LinearProbe(cfg.n_classes).fit(probe_inputs(train_set.inputs, names), train_set.labels.numpy(),
-                                               probe_inputs(val_set.inputs, names), val_set.labels.numpy())
+        probe = LinearProbe(cfg.n_classes).fit(probe_inputs(train_set.inputs, names), train_set.labels.cpu().numpy(),
+                                               probe_inputs(val_set.inputs, names), val_set.labels.cpu().numpy())
         history = [{"epoch": i, "train_loss": float("nan"), "val_ua": ua}  # "epoch" i: the i-th C of the grid
                    for i, ua in enumerate(probe.val_ua_.values(), 1)]
         return (probe.predict_proba(probe_inputs(val_set.inputs, names)),
@@ -185,6 +186,7 @@ def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, feat
     ids = [u.utt_id for u in utts]
     loaded: dict[tuple, TensorSet] = {}
     provenance: dict[str, dict] = {}
+    device = resolve_device(train_cfg.device)  # the fold's rows go there once
 
     def fold_data(fold: int) -> TensorSet:
         """Loaded once per distinct set of stores: once for frozen features, per fold for fine-tuned."""
@@ -196,7 +198,7 @@ def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, feat
             for kind, path in paths.items():
                 check_store_settings(path, kind, features, finetuned=path != extracted_store(features.out, kind))
             loaded.clear()
-            loaded[key] = TensorSet(load_inputs(names, paths, ids, fold), torch.as_tensor(labels))
+            loaded[key] = TensorSet(load_inputs(names, paths, ids, fold), torch.as_tensor(labels)).to(device)
         return loaded[key]
 
     splits = all_folds(utts, split.seed)

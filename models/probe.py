@@ -25,14 +25,14 @@ C_GRID: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
 def item_means(rows: Ragged) -> np.ndarray:
     """(B, D) float64: the mean of each item's rows (extra axes, e.g. layers, flattened)."""
-    data = rows.data.reshape(len(rows.data), -1)
-    lengths = rows.lengths.clamp(min=1)
-    idx = torch.repeat_interleave(torch.arange(len(rows.lengths)), rows.lengths)
-    gather = torch.cat([torch.arange(s, s + n) for s, n in zip(rows.starts.tolist(), rows.lengths.tolist())]
+    data, starts, lengths = rows.data.cpu(), rows.starts.cpu(), rows.lengths.cpu()
+    data = data.reshape(len(data), -1)
+    idx = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+    gather = torch.cat([torch.arange(s, s + n) for s, n in zip(starts.tolist(), lengths.tolist())]
                        ) if len(idx) else torch.zeros(0, dtype=torch.long)
-    sums = torch.zeros(len(rows.lengths), data.shape[1], dtype=torch.float64)
+    sums = torch.zeros(len(lengths), data.shape[1], dtype=torch.float64)
     sums.index_add_(0, idx, data[gather].double())
-    return (sums / lengths[:, None].double()).numpy()
+    return (sums / lengths.clamp(min=1)[:, None].double()).numpy()
 
 
 def probe_inputs(inputs: dict[str, Ragged], names: Sequence[str]) -> np.ndarray:

@@ -1,7 +1,14 @@
 """Training on cached tensors: AdamW, early stopping on the validation UA, seeded.
 
 A fold's features are loaded once, as stored rows without padding (:class:`TensorSet` of
-:class:`features.cache.Ragged`); each mini-batch is padded to its own longest item.  The
+:class:`features.cache.Ragged`); each mini-batch is padded to its own longest item.
+
+``train.device`` (``auto``: CUDA when present): the fold's rows are moved to the device once
+(:meth:`TensorSet.to`), every mini-batch is padded there by one gather (:func:`pad_rows`),
+and on CUDA the forward passes run under bf16 autocast (losses and metrics in fp32).  The
+same gather path runs on the CPU when asked (``device_padding``), which is how the tests
+exercise it; the default CPU path keeps :meth:`features.cache.Ragged.pad` and gives
+bit-identical results for a seed.  The
 validation split comes from the training sessions only (see
 :func:`models.experiment.fold_ids`); the test session is never looked at before the final
 prediction.  On CPU the same seed gives bit-identical results.
@@ -11,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,32 +31,63 @@ from models.modules import ModelConfig, build_model
 from pipeline.config import TrainConfig
 
 
+def pad_rows(rows: Ragged, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Items ``idx`` padded on ``rows``' device by one gather: float32 (B, T, ...) and mask (B, T)."""
+    starts, lengths = rows.starts[idx], rows.lengths[idx]
+    width = max(1, int(lengths.max())) if len(idx) else 1
+    pos = torch.arange(width, device=rows.data.device)
+    mask = pos[None] < lengths[:, None]
+    gather = (starts[:, None] + pos[None]).clamp(max=max(0, len(rows.data) - 1))
+    x = rows.data[gather].float()
+    return x.masked_fill(~mask.view(mask.shape + (1,) * (x.dim() - 2)), 0.0), mask
+
+
 @dataclass
 class TensorSet:
     """Inputs (name → items' rows) and integer labels for one split."""
 
     inputs: dict[str, Ragged]
     labels: torch.Tensor
+    device_padding: bool = False  # pad by :func:`pad_rows` (set by :meth:`to`)
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def device(self) -> torch.device:
+        return self.labels.device
+
+    def to(self, device: torch.device, device_padding: bool | None = None) -> "TensorSet":
+        """The same set with every row on ``device`` (one copy), padded there from now on."""
+        moved = {n: Ragged(r.data.to(device), r.starts.to(device), r.lengths.to(device))
+                 for n, r in self.inputs.items()}
+        padding = device.type != "cpu" if device_padding is None else device_padding
+        return TensorSet(moved, self.labels.to(device), padding)
+
     def subset(self, idx: np.ndarray) -> "TensorSet":
-        i = torch.as_tensor(idx, dtype=torch.long)
-        return TensorSet({n: r.subset(i) for n, r in self.inputs.items()}, self.labels[i])
+        i = torch.as_tensor(idx, dtype=torch.long, device=self.device)
+        return TensorSet({n: r.subset(i) for n, r in self.inputs.items()}, self.labels[i], self.device_padding)
 
     def batch(self, idx: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """name → (float32 (B, T, D) padded to the batch's longest item, mask (B, T))."""
+        idx = idx.to(self.device)
+        if self.device_padding:
+            return {name: pad_rows(r, idx) for name, r in self.inputs.items()}
         return {name: (b.data, b.mask) for name, b in ((n, r.pad(idx)) for n, r in self.inputs.items())}
+
+
+def _autocast(device: torch.device):
+    """bf16 autocast on CUDA (attention and linear layers; softmax and losses stay fp32), none on CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
 
 def predict_proba(model: torch.nn.Module, data: TensorSet, batch_size: int = 128) -> np.ndarray:
     model.eval()
     out = []
-    with torch.no_grad():
+    with torch.no_grad(), _autocast(data.device):
         for s in range(0, len(data), batch_size):
             idx = torch.arange(s, min(len(data), s + batch_size))
-            out.append(torch.softmax(model(data.batch(idx)).logits, -1))
+            out.append(torch.softmax(model(data.batch(idx)).logits.float(), -1).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 0))
 
 
@@ -56,7 +95,7 @@ def fit(cfg: ModelConfig, train: TensorSet, val: TensorSet, settings: TrainConfi
         ) -> tuple[torch.nn.Module, list[dict]]:
     """Train a fresh model; returns it at its best validation UA, and the per-epoch history."""
     torch.manual_seed(seed)
-    model = build_model(cfg)
+    model = build_model(cfg).to(train.device)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     weight = None
     if settings.class_balanced:
@@ -69,18 +108,19 @@ def fit(cfg: ModelConfig, train: TensorSet, val: TensorSet, settings: TrainConfi
         perm = torch.randperm(len(train), generator=gen)
         total = 0.0
         for s in range(0, len(train), settings.batch_size):
-            idx = perm[s:s + settings.batch_size]
+            idx = perm[s:s + settings.batch_size].to(train.device)
             labels = train.labels[idx]
-            out = model(train.batch(idx), labels)
-            loss = F.cross_entropy(out.logits, labels, weight=weight)
+            with _autocast(train.device):
+                out = model(train.batch(idx), labels)
+            loss = F.cross_entropy(out.logits.float(), labels, weight=weight)
             if out.aux_loss is not None:
-                loss = loss + out.aux_loss
+                loss = loss + out.aux_loss.float()
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
         val_pred = predict_proba(model, val).argmax(1)
-        val_ua = unweighted_accuracy(val.labels.numpy(), val_pred, cfg.n_classes)
+        val_ua = unweighted_accuracy(val.labels.cpu().numpy(), val_pred, cfg.n_classes)
         history.append({"epoch": epoch, "train_loss": total / len(train), "val_ua": val_ua})
         if val_ua > best_ua:
             best_ua, best_state, bad = val_ua, copy.deepcopy(model.state_dict()), 0

@@ -239,6 +239,7 @@ class TrainConfig:
     heads: int = 4
     layers: int = 2
     dropout: float = 0.2
+    device: str = "auto"                       # auto: CUDA when present (bf16 autocast there)
     metrics_dir: str = "reports/metrics"
     epochs_dir: str = "reports/epochs"
     predictions_dir: str = "reports/predictions"

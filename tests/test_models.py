@@ -179,3 +179,23 @@ def test_coattention_levels_each_have_a_block_and_combined_uses_all_levels() -> 
     assert combined[0].model == "coattention" and combined[0].speech_levels == ["word", "phone"]
     assert [(m.model, m.speech_levels) for m in combined[1:]] == [("audio", ["word"]), ("audio", ["phone"]),
                                                                   ("text", ["word"])]
+
+
+@pytest.mark.parametrize("kind, levels", [("audio", ["word"]), ("mha_aux", ["word"]), ("coattention", ["phone", "word"])])
+def test_device_path_trains_like_the_default_path(kind: str, levels: list[str]) -> None:
+    """The device path (rows moved once, padded by one gather) on the CPU: the same batches,
+    so the same model and predictions as the default path."""
+    data = _tensors(60, seed=4)
+    moved = data.to(torch.device("cpu"), device_padding=True)
+    idx = torch.tensor([3, 0, 7, 5])
+    for name, (x, mask) in moved.batch(idx).items():
+        ref = data.batch(idx)[name]
+        assert torch.equal(x, ref[0]) and torch.equal(mask, ref[1])
+    settings = TrainConfig(epochs=3, batch_size=16, patience=3)
+    cfg = _cfg(kind, levels, aux_matching=0.5, aux_unimodal=0.5)
+    runs = []
+    for d in (data, moved):
+        model, history = fit(cfg, d.subset(np.arange(40)), d.subset(np.arange(40, 60)), settings, seed=1)
+        runs.append((predict_proba(model, d.subset(np.arange(40, 60))), history))
+    assert runs[0][1] == runs[1][1]
+    np.testing.assert_allclose(runs[0][0], runs[1][0], atol=1e-6)
