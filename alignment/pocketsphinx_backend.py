@@ -5,6 +5,17 @@ silences (FSG search), then ``set_alignment`` + decode gives the word / phone / 
 segmentation (10 ms frames).  A retry ladder widens the beams when a pass finds no path.
 Pronunciation variants (``read(2)``) are stripped to the word.  Words missing from CMUdict
 get an eSpeak NG pronunciation (:mod:`alignment.g2p`) through ``add_word``.
+
+Every utterance is aligned as if by a fresh decoder, so the segment table does not depend on
+``align.n_jobs`` or on which worker got which utterances.  The model asks for batch CMN
+(per-utterance cepstral mean), and a fresh decoder's first pass does use it; but after that
+pass pocketsphinx 5.1.1 normalises live, with a mean carried over from what it decoded
+before (a second pass over the same audio gets a different mean: ``get_cmn()``).  In its
+source, ``end_utt`` flushes the feature buffer through ``feat_cmn`` with ``beginutt`` false,
+which switches the feature module to live CMN for good.  ``reinit_feat()`` before every
+decoding pass rebuilds the front end and feature module from the config (batch CMN,
+initial mean), so each pass is normalised by its own utterance only.  Words added with
+``add_word`` only extend the dictionary; they change no other word's result (tested).
 """
 
 from __future__ import annotations
@@ -119,17 +130,21 @@ class PocketsphinxAligner:
                                 unknown)
 
     @staticmethod
-    def _align_pcm(dec, text: str, pcm: bytes, n_words: int) -> tuple[list[Segment], list[Segment]] | None:
-        dec.set_align_text(text)
+    def _decode_whole(dec, pcm: bytes) -> None:
+        """One decoding pass over the whole utterance, with nothing carried over from earlier passes."""
+        dec.reinit_feat()  # batch CMN from the initial mean again (see the module docstring)
         dec.start_utt()
         dec.process_raw(pcm, full_utt=True)
         dec.end_utt()
+
+    @classmethod
+    def _align_pcm(cls, dec, text: str, pcm: bytes, n_words: int) -> tuple[list[Segment], list[Segment]] | None:
+        dec.set_align_text(text)
+        cls._decode_whole(dec, pcm)
         if dec.hyp() is None:
             return None
         dec.set_alignment()
-        dec.start_utt()
-        dec.process_raw(pcm, full_utt=True)
-        dec.end_utt()
+        cls._decode_whole(dec, pcm)
         alignment = dec.get_alignment()
         if alignment is None:
             return None

@@ -147,3 +147,60 @@ def test_align_stage_depends_only_on_manifest_code_and_align_params() -> None:
     assert align["params"] == ["align"]
     assert align["deps"][0] == "${prepare.manifest}"
     assert all(not d.startswith(("features", "models", "data/", "reports")) for d in align["deps"])
+
+
+def _table_contents(path: Path) -> dict[str, tuple]:
+    """Per utterance: duration, method and every level's rows, as bytes (exact float64 values)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        ids = list(f["utt_ids"].asstr()[()])
+        out: dict[str, tuple] = {}
+        for i, uid in enumerate(ids):
+            rows: list = [f["duration"][i].tobytes(), f["method"].asstr()[i]]
+            for level in LEVELS:
+                g = f[level]
+                a, b = g["offsets"][i], g["offsets"][i + 1]
+                rows += [g["start"][a:b].tobytes(), g["end"][a:b].tobytes(), g["word"][a:b].tobytes(),
+                         tuple(g["label"].asstr()[a:b])]
+            out[uid] = tuple(rows)
+    return out
+
+
+@pytest.fixture(scope="module")
+def determinism_utts(tiny_manifest: list[Utterance], tmp_path_factory: pytest.TempPathFactory) -> list[Utterance]:
+    """Eight corpus utterances with an out-of-dictionary one in the middle (its added word must change nothing)."""
+    folder = tmp_path_factory.mktemp("oov")
+    spoken = speak("Zorblax is here.", Speaker("F", "en-us+f2", 0, 0), Prosody(), None, "", np.random.default_rng(0))
+    write_audio(folder / "oov.wav", spoken.audio)
+    oov = dataclasses.replace(tiny_manifest[0], utt_id="Ses01F_impro09_F950", text="Zorblax is here.",
+                              wav=str(folder / "oov.wav"), duration=len(spoken.audio) / 16000)
+    return tiny_manifest[:4] + [oov] + tiny_manifest[4:8]
+
+
+@pytest.fixture(scope="module")
+def fresh_reference(determinism_utts: list[Utterance], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Each utterance aligned by its own new aligner: the table every other run must equal."""
+    from alignment.pocketsphinx_backend import PocketsphinxAligner
+    from alignment.stage import align_one
+    from alignment.table import write_table
+
+    results = [align_one(PocketsphinxAligner(), u, "drop")[0] for u in determinism_utts]
+    assert all(r.method == "aligned" for r in results)
+    path = tmp_path_factory.mktemp("fresh") / "segments.h5"
+    write_table(path, results, "pocketsphinx")
+    return path
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+@pytest.mark.parametrize("order", ["manifest", "reversed"])
+def test_segment_table_independent_of_workers_and_order(determinism_utts: list[Utterance], fresh_reference: Path,
+                                                        tmp_path: Path, n_jobs: int, order: str) -> None:
+    utts = determinism_utts if order == "manifest" else determinism_utts[::-1]
+    write_manifest(tmp_path / "m.jsonl", utts)
+    cfg = AlignConfig(out=str(tmp_path / "align"), report=str(tmp_path / "a.json"), n_jobs=n_jobs, on_failure="drop")
+    run_align(tmp_path / "m.jsonl", cfg)
+    table = tmp_path / "align" / "segments.h5"
+    assert _table_contents(table) == _table_contents(fresh_reference)
+    if order == "manifest":  # same order: the whole file is the same bytes
+        assert table.read_bytes() == fresh_reference.read_bytes()
