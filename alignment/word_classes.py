@@ -51,3 +51,25 @@ def group_class(words: Iterable[str]) -> str:
     if "filler" in classes:
         return "filler"
     return "function" if classes and all(c == "function" for c in classes) else "content"
+
+
+# Pronunciations the aligner adds for fillers, beside CMUdict's one (``mm`` M, ``hmm`` HH M,
+# ``um`` AH M ...).  A filler has no spelling norm: "hmm" is hummed with or without a vowel,
+# "mm" closed or opened.  The alignment pass picks the variant that fits the audio.  The
+# letter readings ("mm" as EH M EH M, "em em") are how text-to-speech voices such as
+# eSpeak say these spellings; with CMUdict's M alone they were placed 180-550 ms off.
+FILLER_VARIANTS: dict[str, tuple[str, ...]] = {
+    "mm": ("AH M", "EH M", "EH M EH M"),
+    "mmm": ("AH M", "EH M"),
+    "hmm": ("HH AH M", "M", "AH M"),
+    "hm": ("HH AH M", "M"),
+    "mhm": ("M HH M", "M HH AH M"),
+    "um": ("ER M",),
+    "uhm": ("AH M",),
+    "umm": ("AH M",),
+    "uh": ("ER",),
+    "uhh": ("AH",),
+    "er": ("AH",),
+    "erm": ("ER M", "AH M"),
+    "huh": ("HH AH",),
+}

@@ -240,3 +240,17 @@ def test_mfa_corpus_command_and_textgrid_import(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(StageError, match="conda install -c conda-forge montreal-forced-aligner"):
         aligner.prepare(utts)
     assert "\n" not in INSTALL_HINT
+
+
+def test_pocketsphinx_decoders_know_filler_variants_and_the_last_resort_rung() -> None:
+    from alignment.pocketsphinx_backend import LAST_RESORT_RUNG, PocketsphinxAligner, PocketsphinxSettings
+    from alignment.word_classes import FILLER_VARIANTS, FILLERS
+
+    assert set(FILLER_VARIANTS) <= FILLERS
+    aligner = PocketsphinxAligner(PocketsphinxSettings(ladder=((1e-80, 1e-60, 1e-80),)))
+    assert aligner.ladder == ((1e-80, 1e-60, 1e-80), LAST_RESORT_RUNG)
+    dec = aligner._decoder(0)
+    assert dec.lookup_word("mm") == "M" and dec.lookup_word("mm(4)") == "EH M EH M"
+    assert dec.lookup_word("hmm(2)") == "HH AH M"
+    wide = PocketsphinxAligner(PocketsphinxSettings(ladder=(LAST_RESORT_RUNG,)))
+    assert wide.ladder == (LAST_RESORT_RUNG,)
