@@ -9,8 +9,8 @@ two disagree on costs only itself.
 Errors are *signed* (aligned minus truth: positive means the aligner is late), because a
 one-sided bias is a fixable cause while a spread is not.  Beside the overall figures the
 metrics hold the same figures per voice (the truth row's ``voice``, else the speaker
-``Ses01_F`` read from the utterance id) and per word class (:mod:`alignment.word_classes`),
-and the 20 worst words with their utterance and times, to open in Praat.
+``Ses01_F`` read from the utterance id), per word class (:mod:`alignment.word_classes`), per
+speaking rate where the truth rows carry one, and the 20 worst words with their utterance and times, to open in Praat.
 """
 
 from __future__ import annotations
@@ -57,6 +57,11 @@ def read_voices(path: str | Path) -> dict[str, str]:
         m = _SPEAKER.match(r["utt_id"])
         out[r["utt_id"]] = r.get("voice") or (f"Ses{int(m.group(1)):02d}_{m.group(2)}" if m else "?")
     return out
+
+
+def read_rates(path: str | Path) -> dict[str, int]:
+    """utt id → speaking rate (words/min) where the truth rows carry one (the held-out set)."""
+    return {r["utt_id"]: int(r["rate"]) for r in _rows(path) if "rate" in r}
 
 
 def _rows(path: str | Path) -> list[dict]:
@@ -132,8 +137,8 @@ def _worst(errors: Sequence[WordError], voices: Mapping[str, str]) -> list[dict]
 
 
 def evaluate(truth: Mapping[str, Sequence[dict]], aligned: Mapping[str, Sequence[Segment]], backend: str,
-             voices: Mapping[str, str] | None = None) -> dict:
-    """Metrics over the utterances present in both ``truth`` and ``aligned``."""
+             voices: Mapping[str, str] | None = None, rates: Mapping[str, int] | None = None) -> dict:
+    """Metrics over the utterances present in both ``truth`` and ``aligned`` (``by_rate`` only with rates)."""
     voices = voices or {}
     common = [u for u in aligned if u in truth]
     errors = [e for uid in common for e in word_errors(uid, truth[uid], aligned[uid])]
@@ -144,5 +149,10 @@ def evaluate(truth: Mapping[str, Sequence[dict]], aligned: Mapping[str, Sequence
         by_voice.setdefault(voices.get(e.utt_id, "?"), []).append(e)
     metrics["by_voice"] = {v: _group(by_voice[v]) for v in sorted(by_voice)}
     metrics["by_class"] = {c: _group([e for e in errors if e.word_class == c]) for c in CLASSES}
+    if rates:
+        by_rate: dict[int, list[WordError]] = {}
+        for e in errors:
+            by_rate.setdefault(rates.get(e.utt_id, 0), []).append(e)
+        metrics["by_rate"] = {str(r): _group(by_rate[r]) for r in sorted(by_rate)}
     metrics["worst"] = _worst(errors, voices)
     return metrics

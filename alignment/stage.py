@@ -152,13 +152,13 @@ def run_align(manifest: str | Path, cfg: AlignConfig) -> dict:
 
 def run_align_eval(truth_path: str | Path, table_path: str | Path, report_path: str | Path) -> dict:
     """Compare the segment table's words with the ground truth; write and return the metrics."""
-    from alignment.evaluate import evaluate, read_truth, read_voices
+    from alignment.evaluate import evaluate, read_rates, read_truth, read_voices
     from alignment.table import SegmentTable
 
     truth = read_truth(truth_path)
     table = SegmentTable.read(table_path)
     aligned = {u: table.segments("words", u) for u, m in zip(table.utt_ids, table.method) if m == "aligned"}
-    metrics = evaluate(truth, aligned, table.backend, read_voices(truth_path))
+    metrics = evaluate(truth, aligned, table.backend, read_voices(truth_path), read_rates(truth_path))
     write_json(report_path, metrics)
     if metrics["n_words"]:
         _print_eval(metrics, report_path)

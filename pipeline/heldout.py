@@ -24,7 +24,9 @@ Layout under ``out`` (default ``data/heldout``)::
     wav/<utt>.wav   manifest.jsonl   truth/words.jsonl (rows carry "voice" and "rate")
 
 ``python -m pipeline.heldout`` builds the set (if missing), aligns it with the params'
-``align`` settings into ``<out>/align`` and writes ``reports/align_eval_heldout.json``.
+``align`` settings into ``<out>/align`` and writes ``reports/align_eval_heldout.json``;
+``--with-demo DIR`` also evaluates a demo-style corpus (:data:`DEMO_STYLE`) and prints the
+signed bias of both sets pooled, the figure alignment changes are judged on.
 The same arguments give byte-identical files: one fresh eSpeak process speaks everything
 in order (eSpeak keeps synthesis state across calls).
 """
@@ -169,9 +171,25 @@ def build_heldout(out: str | Path = "data/heldout", n: int | None = None, seed: 
     return count
 
 
+DEMO_STYLE = dict(seed=13, sessions=5, dialogs_per_session=2, turns_per_dialog=28)
+
+
+def build_demo_style(out: str | Path) -> None:
+    """The demo's own kind of corpus, smaller (seed 13, 5 sessions x 2 dialogs x 28 turns; 4-class
+    manifest: 210 utterances), for judging a change on both sets at once."""
+    from pipeline.iemocap import prepare_corpus
+    from pipeline.synth import synthesize_corpus
+
+    out = Path(out)
+    synthesize_corpus(out / "corpus", **DEMO_STYLE)
+    prepare_corpus(out / "corpus", out / "manifest.jsonl", out / "data_quality.json", "4class", quiet=True)
+    (out / "truth").mkdir(exist_ok=True)
+    (out / "corpus" / "truth" / "words.jsonl").replace(out / "truth" / "words.jsonl")
+
+
 def evaluate_heldout(out: str | Path, report: str | Path, params: str = "params.yaml", n_jobs: int | None = None
                      ) -> dict:
-    """Align the held-out set with the params' align settings and evaluate it against its truth."""
+    """Align a set (``<out>/manifest.jsonl``) with the params' align settings and evaluate it against its truth."""
     from alignment.stage import run_align, run_align_eval
     from pipeline.config import load_params
 
@@ -184,6 +202,22 @@ def evaluate_heldout(out: str | Path, report: str | Path, params: str = "params.
     return run_align_eval(out / "truth" / "words.jsonl", out / "align" / "segments.h5", report)
 
 
+def pooled_bias(folders: list[Path]) -> tuple[int, float, float]:
+    """(words, signed onset median ms, signed offset median ms) over the aligned sets pooled."""
+    from alignment.evaluate import read_truth, word_errors
+    from alignment.table import SegmentTable
+
+    onset, offset = [], []
+    for folder in folders:
+        table, truth = SegmentTable.read(folder / "align" / "segments.h5"), read_truth(folder / "truth" / "words.jsonl")
+        for uid, method in zip(table.utt_ids, table.method):
+            if method == "aligned" and uid in truth:
+                errs = word_errors(uid, truth[uid], table.segments("words", uid))
+                onset += [e.onset for e in errs if e.onset is not None]
+                offset += [e.offset for e in errs if e.offset is not None]
+    return len(onset), float(np.median(onset)) * 1000, float(np.median(offset)) * 1000
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="data/heldout", help="folder of the set (default: %(default)s)")
@@ -191,11 +225,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml", help="params file whose align section is used")
     parser.add_argument("--n", type=int, help="number of utterances (default: 3 per sentence, >= variants)")
     parser.add_argument("--n-jobs", type=int, help="alignment worker processes (default: align.n_jobs)")
-    parser.add_argument("--rebuild", action="store_true", help="rebuild the set even if it exists")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the set(s) even if they exist")
+    parser.add_argument("--with-demo", metavar="DIR", help="also build (if missing) and evaluate the demo-style "
+                        "corpus in DIR (report <DIR>/align_eval.json) and print the bias of both sets pooled")
     args = parser.parse_args(argv)
     if args.rebuild or not (Path(args.out) / "truth" / "words.jsonl").exists():
         build_heldout(args.out, args.n)
     evaluate_heldout(args.out, args.report, args.params, args.n_jobs)
+    if args.with_demo:
+        demo = Path(args.with_demo)
+        if args.rebuild or not (demo / "truth" / "words.jsonl").exists():
+            build_demo_style(demo)
+        evaluate_heldout(demo, demo / "align_eval.json", args.params, args.n_jobs)
+        n, on, off = pooled_bias([demo, Path(args.out)])
+        print(f"pooled (demo-style + held-out, {n} words): signed onset median {on:.2f} ms, "
+              f"signed offset median {off:.2f} ms")
     return 0
 
 

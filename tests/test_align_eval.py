@@ -32,13 +32,15 @@ def test_evaluate_breakdowns_and_worst(tmp_path: Path) -> None:
     (tmp_path / "words.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     voices = read_voices(tmp_path / "words.jsonl")
     assert voices == {"Ses01F_impro01_F000": "Ses01_F", "Ses01F_impro01_M000": "en-gb+m7"}
-    m = evaluate(truth, aligned, "test", voices)
+    m = evaluate(truth, aligned, "test", voices, {"Ses01F_impro01_F000": 95})
     assert m["n_words"] == 4 and m["onset_signed_median_ms"] == 5.0 and m["onset_signed_mean_ms"] == 5.0
     assert m["onset_median_ms"] == 20.0 and m["onset_within_20ms"] == 0.5 and m["onset_within_50ms"] == 1.0
     assert m["offset_signed_median_ms"] == 10.0
     assert m["by_voice"]["en-gb+m7"]["n_words"] == 1 and m["by_voice"]["en-gb+m7"]["onset_signed_median_ms"] == 0.0
     assert {c: g["n_words"] for c, g in m["by_class"].items()} == {"filler": 1, "function": 2, "content": 1}
     assert m["by_class"]["filler"]["onset_signed_median_ms"] == 40.0
+    assert {r: g["n_words"] for r, g in m["by_rate"].items()} == {"0": 1, "95": 3}
+    assert "by_rate" not in evaluate(truth, aligned, "test", voices)
     assert [(w["word"], w["onset_ms"], w["voice"]) for w in m["worst"][:2]] == [("um,", 40.0, "Ses01_F"),
                                                                                 ("House", -30.0, "Ses01_F")]
 
