@@ -104,6 +104,7 @@ class PocketsphinxAligner:
             self._decoders[rung] = dec = Decoder(
                 samprate=SAMPLE_RATE, bestpath=False, beam=beam, wbeam=wbeam, pbeam=pbeam,
                 silprob=self.settings.silprob, remove_noise=self.settings.remove_noise, loglevel="FATAL",
+                lm=None,  # alignment searches only; with the default LM every add_word cost ~0.2 s
             )
             _add_filler_variants(dec)
         dec = self._decoders[rung]
