@@ -5,12 +5,20 @@ the").  Each entry's tokens are normalised like the aligner's transcript; the en
 is compared with the aligned onset of its first word and its offset with the aligned offset
 of its last word.  Aligned and truth word sequences are matched with difflib, so a word the
 two disagree on costs only itself.
+
+Errors are *signed* (aligned minus truth: positive means the aligner is late), because a
+one-sided bias is a fixable cause while a spread is not.  Beside the overall figures the
+metrics hold the same figures per voice (the truth row's ``voice``, else the speaker
+``Ses01_F`` read from the utterance id), per word class (:mod:`alignment.word_classes`), per
+speaking rate where the truth rows carry one, and the 20 worst words with their utterance and times, to open in Praat.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import re
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -18,70 +26,133 @@ import numpy as np
 
 from alignment.base import Segment
 from alignment.normalize import normalize_token
+from alignment.word_classes import CLASSES, group_class
+
+N_WORST = 20
+_SPEAKER = re.compile(r"^Ses(\d+)[FM]_.*_([FM])\d+$")
+
+
+@dataclass(frozen=True)
+class WordError:
+    """One truth entry matched to the alignment; errors in seconds, aligned minus truth."""
+
+    utt_id: str
+    word: str
+    word_class: str
+    truth_start: float
+    truth_end: float
+    onset: float | None
+    offset: float | None
 
 
 def read_truth(path: str | Path) -> dict[str, list[dict]]:
     """utt id → truth word entries ({word, start, end})."""
+    return {r["utt_id"]: r["words"] for r in _rows(path)}
+
+
+def read_voices(path: str | Path) -> dict[str, str]:
+    """utt id → voice: the truth row's ``voice``, else the speaker of the id (``Ses01_F``), else ``?``."""
+    out = {}
+    for r in _rows(path):
+        m = _SPEAKER.match(r["utt_id"])
+        out[r["utt_id"]] = r.get("voice") or (f"Ses{int(m.group(1)):02d}_{m.group(2)}" if m else "?")
+    return out
+
+
+def read_rates(path: str | Path) -> dict[str, int]:
+    """utt id → speaking rate (words/min) where the truth rows carry one (the held-out set)."""
+    return {r["utt_id"]: int(r["rate"]) for r in _rows(path) if "rate" in r}
+
+
+def _rows(path: str | Path) -> list[dict]:
     with Path(path).open(encoding="utf-8") as fh:
-        rows = [json.loads(line) for line in fh if line.strip()]
-    return {r["utt_id"]: r["words"] for r in rows}
+        return [json.loads(line) for line in fh if line.strip()]
 
 
-def boundary_errors(truth: Sequence[dict], words: Sequence[Segment]) -> tuple[list[float], list[float]]:
-    """Absolute onset and offset errors (seconds) of one utterance's matched truth entries."""
+def word_errors(utt_id: str, truth: Sequence[dict], words: Sequence[Segment]) -> list[WordError]:
+    """Signed errors of one utterance's truth entries (``None`` where the word did not match)."""
     flat: list[str] = []
     entry_span: list[tuple[int, int]] = []  # each entry's [first, last] index into flat
     for entry in truth:
         norm = [w for tok in entry["word"].split() for w in normalize_token(tok)]
         entry_span.append((len(flat), len(flat) + len(norm) - 1))
         flat += norm
-    aligned = [w.label for w in words]
-    matcher = difflib.SequenceMatcher(a=flat, b=aligned, autojunk=False)
-    to_aligned: dict[int, int] = {}
-    for block in matcher.get_matching_blocks():
-        for k in range(block.size):
-            to_aligned[block.a + k] = block.b + k
-    onset, offset = [], []
+    matcher = difflib.SequenceMatcher(a=flat, b=[w.label for w in words], autojunk=False)
+    to_aligned = {b.a + k: b.b + k for b in matcher.get_matching_blocks() for k in range(b.size)}
+    out = []
     for entry, (first, last) in zip(truth, entry_span):
         if last < first:
             continue
-        if first in to_aligned:
-            onset.append(abs(words[to_aligned[first]].start - entry["start"]))
-        if last in to_aligned:
-            offset.append(abs(words[to_aligned[last]].end - entry["end"]))
-    return onset, offset
+        on = words[to_aligned[first]].start - entry["start"] if first in to_aligned else None
+        off = words[to_aligned[last]].end - entry["end"] if last in to_aligned else None
+        out.append(WordError(utt_id, entry["word"], group_class(flat[first:last + 1]), entry["start"],
+                             entry["end"], on, off))
+    return out
+
+
+def boundary_errors(truth: Sequence[dict], words: Sequence[Segment]) -> tuple[list[float], list[float]]:
+    """Absolute onset and offset errors (seconds) of one utterance's matched truth entries."""
+    errs = word_errors("", truth, words)
+    return [abs(e.onset) for e in errs if e.onset is not None], [abs(e.offset) for e in errs if e.offset is not None]
+
+
+def _stat(x: np.ndarray, f) -> float | None:
+    return round(float(f(x)), 3) if len(x) else None
+
+
+def _figures(onset_s: Iterable[float], offset_s: Iterable[float]) -> dict:
+    """Absolute and signed figures of onset and offset errors (ms; shares 0-1)."""
+    out: dict = {}
+    for name, values in (("onset", onset_s), ("offset", offset_s)):
+        signed = np.asarray(list(values), float) * 1000
+        err = np.abs(signed)
+        out |= {
+            f"{name}_median_ms": _stat(err, np.median),
+            f"{name}_mean_ms": _stat(err, np.mean),
+            f"{name}_within_20ms": _stat(err, lambda x: np.mean(x <= 20)),
+            f"{name}_within_50ms": _stat(err, lambda x: np.mean(x <= 50)),
+            f"{name}_signed_median_ms": _stat(signed, np.median),
+            f"{name}_signed_mean_ms": _stat(signed, np.mean),
+        }
+    return out
+
+
+def _group(errors: Sequence[WordError]) -> dict:
+    on = [e.onset for e in errors if e.onset is not None]
+    return {"n_words": len(on)} | _figures(on, [e.offset for e in errors if e.offset is not None])
 
 
 def summarize(onset: Iterable[float], offset: Iterable[float], n_utterances: int, backend: str) -> dict:
-    """The align-eval metrics (milliseconds; shares as fractions 0-1)."""
-    on = np.asarray(list(onset), float) * 1000
-    off = np.asarray(list(offset), float) * 1000
-
-    def stat(x: np.ndarray, f) -> float | None:
-        return round(float(f(x)), 3) if len(x) else None
-
-    return {
-        "backend": backend,
-        "n_utterances": n_utterances,
-        "n_words": int(len(on)),
-        "onset_median_ms": stat(on, np.median),
-        "onset_mean_ms": stat(on, np.mean),
-        "onset_within_20ms": stat(on, lambda x: np.mean(x <= 20)),
-        "onset_within_50ms": stat(on, lambda x: np.mean(x <= 50)),
-        "offset_median_ms": stat(off, np.median),
-        "offset_mean_ms": stat(off, np.mean),
-        "offset_within_20ms": stat(off, lambda x: np.mean(x <= 20)),
-        "offset_within_50ms": stat(off, lambda x: np.mean(x <= 50)),
-    }
+    """The overall align-eval metrics of (possibly signed) onset and offset errors in seconds."""
+    on = list(onset)
+    return {"backend": backend, "n_utterances": n_utterances, "n_words": len(on)} | _figures(on, offset)
 
 
-def evaluate(truth: Mapping[str, Sequence[dict]], aligned: Mapping[str, Sequence[Segment]], backend: str) -> dict:
-    """Metrics over the utterances present in both ``truth`` and ``aligned``."""
-    onset: list[float] = []
-    offset: list[float] = []
+def _worst(errors: Sequence[WordError], voices: Mapping[str, str]) -> list[dict]:
+    matched = [e for e in errors if e.onset is not None]
+    matched.sort(key=lambda e: (-abs(e.onset), e.utt_id, e.truth_start))
+    return [asdict(e) | {"voice": voices.get(e.utt_id, "?"), "onset_ms": round(e.onset * 1000, 1),
+                         "offset_ms": None if e.offset is None else round(e.offset * 1000, 1)}
+            for e in matched[:N_WORST]]
+
+
+def evaluate(truth: Mapping[str, Sequence[dict]], aligned: Mapping[str, Sequence[Segment]], backend: str,
+             voices: Mapping[str, str] | None = None, rates: Mapping[str, int] | None = None) -> dict:
+    """Metrics over the utterances present in both ``truth`` and ``aligned`` (``by_rate`` only with rates)."""
+    voices = voices or {}
     common = [u for u in aligned if u in truth]
-    for uid in common:
-        on, off = boundary_errors(truth[uid], aligned[uid])
-        onset += on
-        offset += off
-    return summarize(onset, offset, len(common), backend)
+    errors = [e for uid in common for e in word_errors(uid, truth[uid], aligned[uid])]
+    metrics = summarize([e.onset for e in errors if e.onset is not None],
+                        [e.offset for e in errors if e.offset is not None], len(common), backend)
+    by_voice: dict[str, list[WordError]] = {}
+    for e in errors:
+        by_voice.setdefault(voices.get(e.utt_id, "?"), []).append(e)
+    metrics["by_voice"] = {v: _group(by_voice[v]) for v in sorted(by_voice)}
+    metrics["by_class"] = {c: _group([e for e in errors if e.word_class == c]) for c in CLASSES}
+    if rates:
+        by_rate: dict[int, list[WordError]] = {}
+        for e in errors:
+            by_rate.setdefault(rates.get(e.utt_id, 0), []).append(e)
+        metrics["by_rate"] = {str(r): _group(by_rate[r]) for r in sorted(by_rate)}
+    metrics["worst"] = _worst(errors, voices)
+    return metrics

@@ -152,19 +152,35 @@ def run_align(manifest: str | Path, cfg: AlignConfig) -> dict:
 
 def run_align_eval(truth_path: str | Path, table_path: str | Path, report_path: str | Path) -> dict:
     """Compare the segment table's words with the ground truth; write and return the metrics."""
-    from alignment.evaluate import evaluate, read_truth
+    from alignment.evaluate import evaluate, read_rates, read_truth, read_voices
     from alignment.table import SegmentTable
 
     truth = read_truth(truth_path)
     table = SegmentTable.read(table_path)
     aligned = {u: table.segments("words", u) for u, m in zip(table.utt_ids, table.method) if m == "aligned"}
-    metrics = evaluate(truth, aligned, table.backend)
+    metrics = evaluate(truth, aligned, table.backend, read_voices(truth_path), read_rates(truth_path))
     write_json(report_path, metrics)
     if metrics["n_words"]:
-        print(f"align-eval ({table.backend}): {metrics['n_words']} words in {metrics['n_utterances']} utterances; "
-              f"onset median {metrics['onset_median_ms']} ms, within 20 ms {metrics['onset_within_20ms']:.1%}, "
-              f"within 50 ms {metrics['onset_within_50ms']:.1%}; offset median {metrics['offset_median_ms']} ms "
-              f"→ {report_path}")
+        _print_eval(metrics, report_path)
     else:
         print(f"align-eval: no aligned utterance has ground truth in {truth_path} (real corpus?) → {report_path}")
     return metrics
+
+
+def _print_eval(metrics: dict, report_path: str | Path) -> None:
+    """The closing lines of align-eval: overall, signed bias, per word class, the worst word."""
+    m = metrics
+    print(f"align-eval ({m['backend']}): {m['n_words']} words in {m['n_utterances']} utterances; "
+          f"onset median {m['onset_median_ms']} ms, within 20 ms {m['onset_within_20ms']:.1%}, "
+          f"within 50 ms {m['onset_within_50ms']:.1%}; offset median {m['offset_median_ms']} ms → {report_path}")
+    print(f"align-eval: signed (aligned - truth) onset median {m['onset_signed_median_ms']} ms, mean "
+          f"{m['onset_signed_mean_ms']} ms; offset median {m['offset_signed_median_ms']} ms, mean "
+          f"{m['offset_signed_mean_ms']} ms")
+    for name, g in m["by_class"].items():
+        if g["n_words"]:
+            print(f"align-eval: {name} words: {g['n_words']}, onset median {g['onset_median_ms']} ms, within 50 ms "
+                  f"{g['onset_within_50ms']:.1%}, signed median {g['onset_signed_median_ms']} ms")
+    if m["worst"]:
+        w = m["worst"][0]
+        print(f"align-eval: worst word {w['word']!r} in {w['utt_id']} (truth onset {w['truth_start']:.3f} s): "
+              f"onset off by {w['onset_ms']} ms; {len(m['worst'])} worst words in the report")

@@ -144,17 +144,24 @@ class Espeak:
 
     def phonemes(self, word: str, voice: str = "en-us") -> str:
         """eSpeak's own phoneme mnemonics for ``word`` (ASCII, phonemes separated by spaces)."""
+        return self.phonemes_many([word], voice)[0]
+
+    def phonemes_many(self, words: list[str], voice: str = "en-us") -> list[str]:
+        """:meth:`phonemes` of each word, each spoken alone; the voice is set once (CMUdict in ~3 s)."""
         with self._lock:
             if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
                 raise ValueError(f"eSpeak NG has no voice {voice!r}")
-            buf = ctypes.c_char_p(word.encode("utf-8"))
-            out: list[str] = []
-            separator = ord(" ") << 8  # bits 8-23: separator between phonemes
-            while buf.value:
-                chunk = self._lib.espeak_TextToPhonemes(ctypes.byref(buf), _CHARS_UTF8, separator)
-                if chunk:
-                    out.append(chunk.decode("utf-8", "replace"))
-            return " ".join(out).strip()
+            return [self._word_phonemes(word) for word in words]
+
+    def _word_phonemes(self, word: str) -> str:
+        buf = ctypes.c_char_p(word.encode("utf-8"))
+        out: list[str] = []
+        separator = ord(" ") << 8  # bits 8-23: separator between phonemes
+        while buf.value:
+            chunk = self._lib.espeak_TextToPhonemes(ctypes.byref(buf), _CHARS_UTF8, separator)
+            if chunk:
+                out.append(chunk.decode("utf-8", "replace"))
+        return " ".join(out).strip()
 
 
 @lru_cache(maxsize=1)

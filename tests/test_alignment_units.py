@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from alignment.base import Segment
-from alignment.g2p import ESPEAK_TO_ARPABET, espeak_to_arpabet, pronounce
+from alignment.g2p import (DROPPED, ESPEAK_TO_ARPABET, english_mnemonics, espeak_to_arpabet,
+                           espeak_to_arpabet_checked, pronounce)
+from alignment.g2p_eval import edit_distance, evaluate_cmudict
 from alignment.mfa_backend import INSTALL_HINT, MfaAligner, MfaSettings, mfa_command, read_mfa_textgrid, write_mfa_corpus
 from alignment.normalize import normalize_transcript, number_words
 from alignment.sphinx_segfiles import parse_segfile
@@ -52,11 +54,43 @@ def test_espeak_to_arpabet_table(espeak: str, arpabet: list[str]) -> None:
     assert espeak_to_arpabet(espeak) == arpabet
 
 
-def test_espeak_table_targets_are_arpabet_and_unknowns_fail() -> None:
+def test_espeak_table_targets_are_arpabet_and_unknowns_are_dropped_not_raised() -> None:
     arpabet = set("AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z ZH".split())
     assert all(set(v) <= arpabet for v in ESPEAK_TO_ARPABET.values())
-    with pytest.raises(KeyError, match="'Q~'"):
-        espeak_to_arpabet("Q~")
+    assert espeak_to_arpabet_checked("Q~ k") == (["G", "K"], [])  # longest known prefix
+    assert espeak_to_arpabet_checked("k Y: t") == (["K", "T"], ["Y:"])  # nothing known: dropped and returned
+
+
+def test_every_english_phoneme_of_espeak_is_mapped_or_deliberately_dropped() -> None:
+    tables = english_mnemonics()
+    assert {"base", "base1", "en", "en-us"} <= set(tables)
+    missing = {m for names in tables.values() for m in names if m not in ESPEAK_TO_ARPABET and m not in DROPPED}
+    assert missing == set()
+
+
+@pytest.mark.parametrize("espeak, arpabet", [
+    (",E f b ,i: ; 'aI", ["EH", "F", "B", "IY", "AY"]),  # FBI: ';' palatalisation dropped
+    ("(fr)k w a s 'A~(en)", ["K", "W", "AE", "S", "AA"]),  # language switch markers dropped
+    ("w 'i::", ["W", "IY"]),  # extra length mark
+    ("a# d 'I S @- n @L", ["AH", "D", "IH", "SH", "AH", "N", "AH", "L"]),
+])
+def test_espeak_marks_and_rare_phonemes(espeak: str, arpabet: list[str]) -> None:
+    assert espeak_to_arpabet(espeak) == arpabet
+
+
+def test_edit_distance() -> None:
+    assert edit_distance(("K", "AE", "T"), ("K", "AE", "T")) == 0
+    assert edit_distance(("K", "AE", "T"), ("K", "AH", "T", "S")) == 2
+    assert edit_distance((), ("AH",)) == 1
+
+
+def test_every_cmudict_word_gets_an_espeak_pronunciation() -> None:
+    """All ~126k words of CMUdict through eSpeak (~10 s); the phone error rate says how good OOV words are."""
+    report = evaluate_cmudict()
+    print(f"\ng2p vs CMUdict: {report.words} words, PER {report.phone_error_rate:.1%}, "
+          f"exact {report.word_accuracy:.1%}")
+    assert report.words > 120_000 and report.empty == [] and report.unknown_mnemonics == {}
+    assert report.phone_error_rate < 0.12 and report.word_accuracy > 0.55
 
 
 def test_pronounce_unknown_word_through_espeak() -> None:
@@ -206,3 +240,17 @@ def test_mfa_corpus_command_and_textgrid_import(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(StageError, match="conda install -c conda-forge montreal-forced-aligner"):
         aligner.prepare(utts)
     assert "\n" not in INSTALL_HINT
+
+
+def test_pocketsphinx_decoders_know_filler_variants_and_the_last_resort_rung() -> None:
+    from alignment.pocketsphinx_backend import LAST_RESORT_RUNG, PocketsphinxAligner, PocketsphinxSettings
+    from alignment.word_classes import FILLER_VARIANTS, FILLERS
+
+    assert set(FILLER_VARIANTS) <= FILLERS
+    aligner = PocketsphinxAligner(PocketsphinxSettings(ladder=((1e-80, 1e-60, 1e-80),)))
+    assert aligner.ladder == ((1e-80, 1e-60, 1e-80), LAST_RESORT_RUNG)
+    dec = aligner._decoder(0)
+    assert dec.lookup_word("mm") == "M" and dec.lookup_word("mm(4)") == "EH M EH M"
+    assert dec.lookup_word("hmm(2)") == "HH AH M"
+    wide = PocketsphinxAligner(PocketsphinxSettings(ladder=(LAST_RESORT_RUNG,)))
+    assert wide.ladder == (LAST_RESORT_RUNG,)

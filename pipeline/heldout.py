@@ -1,0 +1,247 @@
+"""A held-out alignment evaluation: voices, rates and sentence styles the demo corpus never uses.
+
+The demo corpus (:mod:`pipeline.synth`) speaks its own sentence pools with ``en-us+f1..f5``
+and ``en-us+m1..m7``, so its align-eval figure is partly tuned to those voices.  This set is
+for *checking only*, never for tuning (docs/alignment.md):
+
+* **voices**: every English voice of the eSpeak wheel (``en``, ``en-029``, ``en-gb-scotland``,
+  ``en-gb-x-gbclan``, ``en-gb-x-gbcwmd``, ``en-gb-x-rp``, ``en-us``, ``en-us-nyc``) crossed
+  with every voice variant the wheel ships, minus the pairs the demo can use; utterance *i*
+  takes language *i* mod 8 and variant *i* mod (number of variants), so with at least as
+  many utterances as variants every language and every variant speaks (a demo pair moves on
+  to the next language).  ``en-shaw`` reads
+  the Shavian alphabet, not Latin text, and is left out;
+* **rates** from 95 to 300 words per minute, cycled (slow to fast);
+* **sentences** (:data:`SENTENCES`) with names, acronyms spelled letter by letter, numbers,
+  dates and clock times, contractions, hyphenated words, the fillers um / uh / mm / hmm, and
+  non-ASCII names.  Ordinals written in digits ("3rd"), four-digit years read as "nineteen
+  ninety" and thousands with commas are left out: today's transcript normaliser expands
+  them differently from how eSpeak reads them, a normaliser matter this set would only
+  repeat.
+
+Layout under ``out`` (default ``data/heldout``)::
+
+    wav/<utt>.wav   manifest.jsonl   truth/words.jsonl (rows carry "voice" and "rate")
+
+``python -m pipeline.heldout`` builds the set (if missing), aligns it with the params'
+``align`` settings into ``<out>/align`` and writes ``reports/align_eval_heldout.json``;
+``--with-demo DIR`` also evaluates a demo-style corpus (:data:`DEMO_STYLE`) and prints the
+signed bias of both sets pooled, the figure alignment changes are judged on.
+The same arguments give byte-identical files: one fresh eSpeak process speaks everything
+in order (eSpeak keeps synthesis state across calls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.audio import SAMPLE_RATE, write_audio
+from pipeline.espeak import Prosody
+from pipeline.manifest import Utterance, write_manifest
+
+LANGUAGES = ("en", "en-029", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-gb-x-rp", "en-us",
+             "en-us-nyc")
+RATES = (95, 125, 150, 175, 205, 240, 300)
+DEMO_VOICES = frozenset([f"en-us+f{i}" for i in range(1, 6)] + [f"en-us+m{i}" for i in range(1, 8)])
+
+SENTENCES = (
+    "Um, I told Marcus we'd meet at the station around 4:30.",
+    "Hmm, that's not what Priya said on Tuesday.",
+    "The FBI and the IRS both sent letters to my old address.",
+    "Uh, could you spell that for me? It's B-R-O-W-N.",
+    "Mm, I'm not sure the U.S. office is open on March 3.",
+    "She's a well-known author from New Orleans.",
+    "We moved into a two-bedroom apartment in 2019.",
+    "José and Zoë are coming over for dinner tonight.",
+    "François said the café near the museum closed last fall.",
+    "I can't believe it's already forty-five minutes past ten.",
+    "Hmm, let me think about it for a second.",
+    "They've ordered 12 boxes and 250 envelopes.",
+    "Björn's brother works for IBM in Stockholm.",
+    "Um, um, I don't really know what to tell you.",
+    "My grandmother was born on July 4 in a small town in Ohio.",
+    "The meeting's been moved to 9:15, uh, tomorrow morning.",
+    "Renée wouldn't have left without saying goodbye.",
+    "Mm, that sounds like a pretty good deal to me.",
+    "We'll need a follow-up appointment with Dr Nakamura.",
+    "The BBC reported a 20 percent drop in sales.",
+    "He's the editor-in-chief of a student newspaper.",
+    "Uh, I think Siobhan and Kwame already left.",
+    "You'd better call the DMV before Friday.",
+    "Hmm, I wasn't expecting the package until the 15 of May.",
+    "Our flight to São Paulo leaves at 7:45.",
+    "Well, um, it's a long story, actually.",
+    "Müller scored twice in the second half.",
+    "Mm, the soup's a little too salty, isn't it?",
+    "The NBA finals start on June 6 this year.",
+    "I've got a twenty-four-hour shift at the hospital.",
+    "Uh, sorry, what was your name again? Aleksandr?",
+    "She couldn't find the USB cable anywhere.",
+    "Hmm, Chloé might know where the keys are.",
+    "We're meeting Ngozi and Tomás at the old fire station.",
+    "It'll take about 3 weeks, give or take.",
+    "Um, the self-checkout machine isn't working again.",
+)
+
+
+def voices(n: int) -> list[str]:
+    """Voice of each of ``n`` utterances: variant *i* mod V, language *i* mod 8, moved on to the
+    next language where that pair is one the demo can use (so every variant still speaks)."""
+    import espeakng_loader
+
+    variants = sorted(os.listdir(os.path.join(espeakng_loader.get_data_path(), "voices", "!v")))
+    out: list[str] = []
+    for i in range(n):
+        variant = variants[i % len(variants)]
+        k = next(k for k in range(len(LANGUAGES))
+                 if f"{LANGUAGES[(i + k) % len(LANGUAGES)]}+{variant}" not in DEMO_VOICES)
+        out.append(f"{LANGUAGES[(i + k) % len(LANGUAGES)]}+{variant}")
+    return out
+
+
+def n_variants() -> int:
+    """How many voice variants the eSpeak wheel ships (a full set needs at least this many utterances)."""
+    import espeakng_loader
+
+    return len(os.listdir(os.path.join(espeakng_loader.get_data_path(), "voices", "!v")))
+
+
+def _utterance(out: Path, final: Path, i: int, text: str, voice: str, rate: int, seed: int
+               ) -> tuple[Utterance, str]:
+    """Speak one sentence into ``out``; return its manifest row (wav under ``final``) and truth JSON line."""
+    from pipeline.synth import Speaker, speak
+
+    rng = np.random.default_rng([seed, i])
+    prosody = Prosody(rate=rate, pitch=int(rng.integers(30, 71)), range=int(rng.integers(30, 80)))
+    spoken = speak(text, Speaker("X", voice, 0.0, 0.0), prosody, None, "", rng)
+    utt_id = f"Heldout_{i:03d}"
+    write_audio(out / "wav" / f"{utt_id}.wav", spoken.audio)
+    duration = len(spoken.audio) / SAMPLE_RATE
+    utt = Utterance(utt_id, 0, "heldout", voice, "X", True, str(final / "wav" / f"{utt_id}.wav"), round(duration, 4), text, "neu", "neu",
+                    3.0, 3.0, 3.0)
+    truth = json.dumps({"utt_id": utt_id, "voice": voice, "rate": rate,
+                        "words": [dataclasses.asdict(w) for w in spoken.words]}, ensure_ascii=False)
+    return utt, truth
+
+
+def _build(out: Path, final: Path, n: int, seed: int) -> tuple[int, float]:
+    """Write the whole set into ``out``, to be renamed ``final`` (runs in a fresh process)."""
+    (out / "wav").mkdir(parents=True)
+    (out / "truth").mkdir()
+    rows, truth = [], []
+    for i, voice in enumerate(voices(n)):
+        utt, line = _utterance(out, final, i, SENTENCES[i % len(SENTENCES)], voice, RATES[i % len(RATES)], seed)
+        rows.append(utt)
+        truth.append(line)
+    write_manifest(out / "manifest.jsonl", rows)
+    (out / "truth" / "words.jsonl").write_text("\n".join(truth) + "\n", encoding="utf-8")
+    return len(rows), sum(u.duration for u in rows)
+
+
+def build_heldout(out: str | Path = "data/heldout", n: int | None = None, seed: int = 29) -> int:
+    """Build the held-out set under ``out`` (replaced atomically); return the number of utterances.
+
+    ``n`` defaults to three times the number of sentences, and at least the number of voice
+    variants, so that every variant speaks.
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    n = n or max(3 * len(SENTENCES), n_variants())
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        count, seconds = pool.submit(_build, tmp, out, n, seed).result()
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    print(f"heldout: {count} utterances, {len(set(voices(count)))} voices, {seconds / 60:.1f} min of audio in "
+          f"{time.perf_counter() - t0:.1f}s → {out}")
+    return count
+
+
+DEMO_STYLE = dict(seed=13, sessions=5, dialogs_per_session=2, turns_per_dialog=28)
+
+
+def build_demo_style(out: str | Path) -> None:
+    """The demo's own kind of corpus, smaller (seed 13, 5 sessions x 2 dialogs x 28 turns; 4-class
+    manifest: 210 utterances), for judging a change on both sets at once."""
+    from pipeline.iemocap import prepare_corpus
+    from pipeline.synth import synthesize_corpus
+
+    out = Path(out)
+    synthesize_corpus(out / "corpus", **DEMO_STYLE)
+    prepare_corpus(out / "corpus", out / "manifest.jsonl", out / "data_quality.json", "4class", quiet=True)
+    (out / "truth").mkdir(exist_ok=True)
+    (out / "corpus" / "truth" / "words.jsonl").replace(out / "truth" / "words.jsonl")
+
+
+def evaluate_heldout(out: str | Path, report: str | Path, params: str = "params.yaml", n_jobs: int | None = None
+                     ) -> dict:
+    """Align a set (``<out>/manifest.jsonl``) with the params' align settings and evaluate it against its truth."""
+    from alignment.stage import run_align, run_align_eval
+    from pipeline.config import load_params
+
+    out = Path(out)
+    cfg = dataclasses.replace(load_params(params).align, out=str(out / "align"),
+                              report=str(out / "alignment.json"))
+    if n_jobs:
+        cfg.n_jobs = n_jobs
+    run_align(out / "manifest.jsonl", cfg)
+    return run_align_eval(out / "truth" / "words.jsonl", out / "align" / "segments.h5", report)
+
+
+def pooled_bias(folders: list[Path]) -> tuple[int, float, float]:
+    """(words, signed onset median ms, signed offset median ms) over the aligned sets pooled."""
+    from alignment.evaluate import read_truth, word_errors
+    from alignment.table import SegmentTable
+
+    onset, offset = [], []
+    for folder in folders:
+        table, truth = SegmentTable.read(folder / "align" / "segments.h5"), read_truth(folder / "truth" / "words.jsonl")
+        for uid, method in zip(table.utt_ids, table.method):
+            if method == "aligned" and uid in truth:
+                errs = word_errors(uid, truth[uid], table.segments("words", uid))
+                onset += [e.onset for e in errs if e.onset is not None]
+                offset += [e.offset for e in errs if e.offset is not None]
+    return len(onset), float(np.median(onset)) * 1000, float(np.median(offset)) * 1000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="data/heldout", help="folder of the set (default: %(default)s)")
+    parser.add_argument("--report", default="reports/align_eval_heldout.json", help="metrics JSON")
+    parser.add_argument("--params", default="params.yaml", help="params file whose align section is used")
+    parser.add_argument("--n", type=int, help="number of utterances (default: 3 per sentence, >= variants)")
+    parser.add_argument("--n-jobs", type=int, help="alignment worker processes (default: align.n_jobs)")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the set(s) even if they exist")
+    parser.add_argument("--with-demo", metavar="DIR", help="also build (if missing) and evaluate the demo-style "
+                        "corpus in DIR (report <DIR>/align_eval.json) and print the bias of both sets pooled")
+    args = parser.parse_args(argv)
+    if args.rebuild or not (Path(args.out) / "truth" / "words.jsonl").exists():
+        build_heldout(args.out, args.n)
+    evaluate_heldout(args.out, args.report, args.params, args.n_jobs)
+    if args.with_demo:
+        demo = Path(args.with_demo)
+        if args.rebuild or not (demo / "truth" / "words.jsonl").exists():
+            build_demo_style(demo)
+        evaluate_heldout(demo, demo / "align_eval.json", args.params, args.n_jobs)
+        n, on, off = pooled_bias([demo, Path(args.out)])
+        print(f"pooled (demo-style + held-out, {n} words): signed onset median {on:.2f} ms, "
+              f"signed offset median {off:.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
