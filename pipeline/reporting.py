@@ -7,11 +7,14 @@ Nothing is skipped silently, and one bad item never stops a run.
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import sys
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 class StageError(RuntimeError):
@@ -50,10 +53,66 @@ class ProblemLog:
         return [asdict(p) for p in self.problems]
 
 
-def write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically (tmp file + rename)."""
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete temp files of ``path`` left by writers that were killed (their pid is gone)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        pid = tmp.name[len(path.name) + 6:].split(".", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temp path next to ``path`` to write the whole output to; when the block ends without an
+    error it is synced and renamed onto ``path`` (``os.replace``: readers see the old file or
+    the new one, never part of one); on any error (a full disk, a crash of the writer) the temp
+    file is removed and ``path`` keeps its previous content.
+
+    The temp name is ``.<name>.tmp-<pid><suffix>`` (hidden, same suffix, so writers that pick
+    the format from the name, like ``savefig``, work); ones left by killed writers are deleted
+    by the next write of ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    _remove_stale_temps(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_path`)."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def save_figure_atomic(fig: Any, path: str | Path, **savefig_kw: Any) -> None:
+    """``fig.savefig`` to ``path`` atomically (format from the suffix; see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, **savefig_kw)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically (see :func:`atomic_path`)."""
+    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
