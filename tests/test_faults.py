@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline import reporting
@@ -91,3 +92,174 @@ def test_temp_of_a_killed_writer_is_cleaned_by_the_next_write(tmp_path: Path) ->
 
 
 _ROOT = str(Path(__file__).resolve().parents[1])
+
+
+# --- concurrent writers ----------------------------------------------------------------------
+
+def _params_file(folder: Path, aligned: dict[str, Path], tiny_models: dict[str, str], **speech: object) -> Path:
+    import yaml
+
+    params = {"prepare": {"manifest": str(aligned["manifest"])}, "align": {"out": str(aligned["segments"].parent)},
+              "features": {"out": str(folder), "shard_size": 2,
+                           "speech": {"model": tiny_models["speech"], **speech}, "text": {"model": tiny_models["text"]}}}
+    path = folder / f"p-{'-'.join(f'{k}{v}' for k, v in speech.items()) or 'default'}.yaml"
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def _extract_cmd(params: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "pipeline.cli", "extract", "--kind", "speech", "--params", str(params), *extra]
+
+
+def _wait_for(predicate, seconds: float = 120.0) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("first, second", [
+    ((), ()),                                   # two whole runs
+    (("--shard", "0/2"), ("--shard", "1/2")),   # two shard runs of other settings
+])
+def test_concurrent_extract_with_other_settings_never_mixes(tiny_models, aligned, tmp_path: Path,
+                                                            first: tuple, second: tuple) -> None:
+    """Run A (pooling mean) is frozen (SIGSTOP) once it has set up its parts folder; run B
+    (pooling max) must refuse in one line without touching A's parts; A then finishes a store
+    of mean-pooled features only, and B, rerun alone, rebuilds it as max."""
+    import signal
+
+    import h5py
+
+    from features.cache import verify_store
+
+    env = os.environ | {"PYTHONPATH": _ROOT}
+    mean, maxp = _params_file(tmp_path, aligned, tiny_models), _params_file(tmp_path, aligned, tiny_models, pooling="max")
+    parts = tmp_path / "speech.h5.parts"
+    a = subprocess.Popen(_extract_cmd(mean, *first), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: len(list(parts.glob("part-*.h5"))) >= 1)
+    os.kill(a.pid, signal.SIGSTOP)
+    try:
+        fp_before = (parts / "fingerprint.json").read_text()
+        names_before = sorted(p.name for p in parts.iterdir())
+        b = subprocess.run(_extract_cmd(maxp, *second), env=env, capture_output=True, text=True)
+        assert b.returncode == 1
+        line = b.stderr.strip().splitlines()[-1]
+        assert line.startswith("mger extract: error:") and "speech.h5" in line
+        assert ("being written by pid" in line) or ("pooling: 'mean' → 'max'" in line), line
+        assert (parts / "fingerprint.json").read_text() == fp_before
+        assert sorted(p.name for p in parts.iterdir()) == names_before
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+    out, err = a.communicate(timeout=300)
+    assert a.returncode == 0, err
+    store = tmp_path / "speech.h5"
+    if not first:
+        with h5py.File(store) as f:
+            assert json.loads(f.attrs["fingerprint"])["pooling"] == "mean"
+        assert verify_store(store) == []
+    else:  # A computed its half of the parts, all mean-pooled
+        assert json.loads((parts / "fingerprint.json").read_text())["pooling"] == "mean"
+    b = subprocess.run(_extract_cmd(maxp), env=env, capture_output=True, text=True)
+    assert b.returncode == 0, b.stderr
+    with h5py.File(store) as f:
+        assert json.loads(f.attrs["fingerprint"])["pooling"] == "max"
+        frames, foff = f["frame/data"][()].astype("float32"), f["frame/offsets"][()]
+        utt = f["utterance/data"][()].astype("float32")
+    for i in range(len(foff) - 1):  # every max-pooled utterance row is the max of its frames: no mean part reused
+        np.testing.assert_allclose(utt[i], frames[foff[i]:foff[i + 1]].max(0), atol=1e-2)
+
+
+# --- damaged stores ---------------------------------------------------------------------------
+
+def _nan_row(path: Path) -> None:
+    import h5py
+
+    with h5py.File(path, "a") as f:
+        f["phone/data"][5, 3] = np.nan
+
+
+def _inf_row(path: Path) -> None:
+    import h5py
+
+    with h5py.File(path, "a") as f:
+        f["frame/data"][0, 0] = np.inf
+
+
+def _delete_level(path: Path) -> None:
+    import h5py
+
+    with h5py.File(path, "a") as f:
+        del f["word"]
+
+
+def _flip_bytes(path: Path) -> None:
+    """Flip one byte in the middle of the word level's data, behind HDF5's back."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        ds = f["word/data"]
+        where = ds.id.get_offset() + ds.size  # the middle byte (float16: 2 bytes per value)
+    with open(path, "r+b") as fh:
+        fh.seek(where)
+        byte = fh.read(1)
+        fh.seek(where)
+        fh.write(bytes([byte[0] ^ 0x10]))
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) * 2 // 3])
+
+
+def _rename_id(path: Path) -> None:
+    import h5py
+
+    with h5py.File(path, "a") as f:
+        f["utt_ids"][0] = "Ses09F_impro01_F000"
+
+
+@pytest.mark.parametrize("damage, message", [
+    (_nan_row, r"phone: NaN or inf in 1 rows of 1 utterances \(first: Ses\w+, its row \d+\)"),
+    (_inf_row, r"frame: NaN or inf in 1 rows of 1 utterances \(first: Ses\w+, its row 0\)"),
+    (_delete_level, r"word: level listed in the attributes is missing from the file"),
+    (_flip_bytes, r"word: checksum mismatch: the level's bytes changed after writing"),
+    (_truncate, r"cannot open as HDF5|unreadable"),
+    (_rename_id, r"utt_ids: checksum mismatch"),
+])
+def test_cache_verify_finds_damage(reference_store, tmp_path: Path, damage, message: str) -> None:
+    """Every kind of damage is found by ``mger cache verify`` (exit 1, a line naming the store
+    and the level) and stops ``mger extract`` from calling the store up to date."""
+    import re
+
+    from features.cache import verify_store
+
+    store = tmp_path / "speech.h5"
+    store.write_bytes(Path(reference_store["speech"]).read_bytes())
+    assert verify_store(store) == []
+    damage(store)
+    problems = verify_store(store)
+    assert any(re.search(message, p) for p in problems), problems
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "cache", "verify", str(store)],
+                          capture_output=True, text=True, env=os.environ | {"PYTHONPATH": _ROOT})
+    assert proc.returncode == 1 and f"{store}: CORRUPT" in proc.stdout
+    assert any(re.search(message, line) and line.startswith(str(store)) for line in proc.stdout.splitlines())
+
+
+def test_verify_costs_little_next_to_extraction(reference_store) -> None:
+    """``extract`` re-verifies a store before calling it up to date: reading and hashing every
+    level; here the cost per MB of store, printed for the README (a few ms per MB)."""
+    import time
+
+    from features.cache import verify_store
+
+    store = Path(reference_store["speech"])
+    t0 = time.perf_counter()
+    assert verify_store(store) == []
+    seconds = time.perf_counter() - t0
+    mb = store.stat().st_size / 2**20
+    print(f"verify: {mb:.2f} MB in {seconds * 1000:.0f} ms")
+    assert seconds < 5.0
