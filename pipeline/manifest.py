@@ -59,12 +59,33 @@ def read_manifest(path: str | Path) -> list[Utterance]:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            row = json.loads(line)
-            missing = set(MANIFEST_FIELDS) - set(row)
-            if missing:
-                raise ValueError(f"{path}:{lineno}: manifest row lacks {', '.join(sorted(missing))}")
-            out.append(Utterance(**{k: row[k] for k in MANIFEST_FIELDS}))
+            out.append(_row(line, f"{path}:{lineno}"))
     return out
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    f.name: {"str": (str,), "int": (int,), "bool": (bool,), "float": (float, int)}[f.type] for f in fields(Utterance)}
+
+
+def _row(line: str, where: str) -> Utterance:
+    """One manifest line; a truncated line, a missing field or a wrongly typed value is a
+    ValueError naming ``file:line`` and the field."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{where}: not a complete JSON object ({err.msg} at column {err.colno}); "
+                         "the manifest is damaged: rerun `mger prepare`") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}; rerun `mger prepare`")
+    missing = set(MANIFEST_FIELDS) - set(row)
+    if missing:
+        raise ValueError(f"{where}: manifest row lacks {', '.join(sorted(missing))}")
+    for name, types in _FIELD_TYPES.items():
+        value = row[name]
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            raise ValueError(f"{where}: {name} is {value!r}, expected {types[0].__name__}; fix the line or rerun "
+                             "`mger prepare`")
+    return Utterance(**{k: row[k] for k in MANIFEST_FIELDS})
 
 
 def sessions(utterances: Sequence[Utterance]) -> list[int]:

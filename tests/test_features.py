@@ -512,3 +512,19 @@ def test_damaged_store_is_rebuilt_not_reported_up_to_date(reference_store, tiny_
     assert "rebuilding" in capsys.readouterr().err
     assert verify_store(store) == []
     _assert_same(_contents(store), _contents(reference_store["speech"]))
+
+
+def test_verify_manifest_expects_only_aligned_utterances(reference_store, aligned, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Utterances alignment dropped (documented failure policy) are a note, not corruption; an
+    aligned utterance missing from the store still is."""
+    from features.cache_cli import cache_verify
+    from pipeline.manifest import read_manifest, write_manifest
+
+    utts = read_manifest(aligned["manifest"])
+    write_manifest(tmp_path / "m.jsonl", utts + [dataclasses.replace(utts[0], utt_id="Ses01F_impro09_F000")])
+    assert cache_verify(reference_store["speech"], tmp_path / "m.jsonl", aligned["segments"])
+    out = capsys.readouterr().out
+    assert "note: 1 manifest utterances have no alignment" in out and "Ses01F_impro09_F000" in out and ": OK (" in out
+    assert not cache_verify(reference_store["speech"], tmp_path / "m.jsonl", None)
+    assert "1 manifest utterances missing (e.g. Ses01F_impro09_F000)" in capsys.readouterr().out
