@@ -33,6 +33,7 @@ def _cmd_synth(args: argparse.Namespace, params: Params) -> None:
         sessions=args.sessions or cfg.sessions,
         dialogs_per_session=args.dialogs or cfg.dialogs_per_session,
         turns_per_dialog=args.turns or cfg.turns_per_dialog,
+        force=args.force,
     )
 
 
@@ -185,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sessions", type=int, help="number of sessions, 1-9 (synth.sessions)")
     p.add_argument("--dialogs", type=int, help="dialogs per session (synth.dialogs_per_session)")
     p.add_argument("--turns", type=int, help="turns per dialog (synth.turns_per_dialog)")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out even if it is a non-empty folder that synth did not write")
 
     p = add("prepare", _cmd_prepare, "Read an IEMOCAP-layout tree and write the utterance manifest.")
     p.add_argument("--root", help="IEMOCAP_full_release folder, real or synthetic (prepare.root)")

@@ -263,3 +263,43 @@ def test_verify_costs_little_next_to_extraction(reference_store) -> None:
     mb = store.stat().st_size / 2**20
     print(f"verify: {mb:.2f} MB in {seconds * 1000:.0f} ms")
     assert seconds < 5.0
+
+
+# --- synth --out never deletes a folder it did not write --------------------------------------
+
+def _synth(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "pipeline.cli", "synth", "--out", str(out), "--sessions", "1", "--dialogs", "1",
+           "--turns", "1", "--params", str(out.parent / "p.yaml"), *extra]
+    (out.parent / "p.yaml").write_text("{}\n")
+    return subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": _ROOT})
+
+
+def test_synth_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
+    thesis = tmp_path / "thesis"
+    (thesis / "chapters").mkdir(parents=True)
+    (thesis / "chapters" / "1.tex").write_text("years of work\n")
+    proc = _synth(thesis)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"mger synth: error: {thesis}: not empty and not an earlier `mger synth` output; synth would delete it: "
+        "choose another --out, or pass --force to replace it"]
+    assert (thesis / "chapters" / "1.tex").read_text() == "years of work\n"
+    stray = tmp_path / "file.txt"
+    stray.write_text("x")
+    assert _synth(stray).returncode == 1 and stray.read_text() == "x"
+
+
+def test_synth_replaces_its_own_output_and_a_forced_folder(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    assert _synth(corpus).returncode == 0
+    (corpus / "Session1" / "leftover.txt").write_text("from an earlier run")
+    assert _synth(corpus).returncode == 0  # an earlier synth output: replaced without --force
+    assert not (corpus / "Session1" / "leftover.txt").exists()
+    assert len(list(corpus.glob("Session1/sentences/wav/*/*.wav"))) == 1
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert _synth(other, "--force").returncode == 0 and not (other / "notes.txt").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _synth(empty).returncode == 0
