@@ -65,6 +65,12 @@ def load_inputs(manifest: str | Path, segments: str | Path) -> tuple[Inputs, lis
     table = SegmentTable.read(segments)
     aligned = set(table.utt_ids)
     utts = read_manifest(manifest)
+    seen: set[str] = set()
+    for u in utts:
+        if u.utt_id in seen:
+            raise CacheError(f"{manifest}: utterance id {u.utt_id} appears more than once; one id would get "
+                             "two utterances' features: fix the manifest or rerun `mger prepare`")
+        seen.add(u.utt_id)
     kept = [u for u in utts if u.utt_id in aligned]
     return Inputs(kept, table, file_sha256(segments)), [u.utt_id for u in utts if u.utt_id not in aligned]
 

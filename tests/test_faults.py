@@ -303,3 +303,43 @@ def test_synth_replaces_its_own_output_and_a_forced_folder(tmp_path: Path) -> No
     empty = tmp_path / "empty"
     empty.mkdir()
     assert _synth(empty).returncode == 0
+
+
+# --- hostile and duplicate ids ----------------------------------------------------------------
+
+@pytest.mark.parametrize("bad_id", ["../../escape_F000", "Ses01F_a/b_F001", "..Ses01F_x_F002", ".hidden_F003",
+                                    "Ses01F_back\\slash_F004"])
+def test_prepare_drops_ids_that_are_paths(tmp_path: Path, bad_id: str) -> None:
+    """An id that would name a file outside its folder is dropped at prepare with a
+    data-quality entry; the good utterances are kept."""
+    from pipeline.iemocap import prepare_corpus
+    from tests.builders import TreeBuilder
+
+    builder = TreeBuilder(tmp_path / "corpus")
+    builder.dialog(1, "Ses01F_impro01", [("Ses01F_impro01_F000", "neu", "hello there"),
+                                         ("Ses01F_impro01_M000", "ang", "go away")])
+    emo = tmp_path / "corpus" / "Session1" / "dialog" / "EmoEvaluation" / "Ses01F_impro01.txt"
+    emo.write_text(emo.read_text() + f"[9.0000 - 9.5000]\t{bad_id}\tsad\t[2.5000, 3.0000, 3.5000]\n")
+    trans = tmp_path / "corpus" / "Session1" / "dialog" / "transcriptions" / "Ses01F_impro01.txt"
+    trans.write_text(trans.read_text() + f"{bad_id} [009.0000-009.5000]: so sad\n")
+    utts = prepare_corpus(tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
+    assert [u.utt_id for u in utts] == ["Ses01F_impro01_F000", "Ses01F_impro01_M000"]
+    problems = json.loads((tmp_path / "q.json").read_text())["problems"]
+    assert [(p["item"], p["kept"]) for p in problems] == [(bad_id, False)]
+    assert "path separator" in problems[0]["reason"] and problems[0]["file"] == str(emo)
+
+
+def test_duplicate_ids_in_a_manifest_stop_extract(aligned, tiny_models, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    lines = aligned["manifest"].read_text().splitlines()
+    manifest = tmp_path / "dup.jsonl"
+    manifest.write_text("\n".join(lines + [lines[3]]) + "\n")
+    params = _params_file(tmp_path, aligned, tiny_models)
+    assert main(["extract", "--kind", "text", "--manifest", str(manifest), "--params", str(params)]) == 1
+    dup = json.loads(lines[3])["utt_id"]
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"mger extract: error: {manifest}: utterance id {dup} appears more than once; one id would get two "
+        "utterances' features: fix the manifest or rerun `mger prepare`")
+    assert not (tmp_path / "text.h5").exists() and not (tmp_path / "text.h5.parts").exists()
