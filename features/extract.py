@@ -340,6 +340,8 @@ def _claim(kind: str, store: Path, fp: dict, no_rebuild: bool, shard: tuple[int,
     if lock.acquire():
         try:
             if _up_to_date(kind, store, fp, no_rebuild, n_utts):
+                if Path(f"{store}.parts").exists() and _parts_problem(store, fp) is None:
+                    shutil.rmtree(Path(f"{store}.parts"))  # left by a run killed after its merge
                 lock.release()
                 return None
             _reset_parts(store, fp)

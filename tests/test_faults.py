@@ -343,3 +343,86 @@ def test_duplicate_ids_in_a_manifest_stop_extract(aligned, tiny_models, tmp_path
         f"mger extract: error: {manifest}: utterance id {dup} appears more than once; one id would get two "
         "utterances' features: fix the manifest or rerun `mger prepare`")
     assert not (tmp_path / "text.h5").exists() and not (tmp_path / "text.h5.parts").exists()
+
+
+# --- SIGKILL at chosen points of extract, a full disk at its write ------------------------------
+
+_KILL_AT = """
+import os, sys
+import features.cache as cache
+import features.extract as extract
+point = sys.argv[1]
+def kill_after(module, name, calls=1):
+    real, seen = getattr(module, name), {"n": 0}
+    def wrapped(*args, **kw):
+        out = real(*args, **kw)
+        seen["n"] += 1
+        if seen["n"] == calls:
+            os.kill(os.getpid(), 9)
+        return out
+    setattr(module, name, wrapped)
+if point == "after 3 parts":
+    kill_after(extract, "write_store", 3)
+elif point == "merge written, not renamed":
+    kill_after(cache, "_write_levels")
+elif point == "merged, parts not removed":
+    kill_after(extract, "merge_stores")
+from pipeline.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("point", ["after 3 parts", "merge written, not renamed", "merged, parts not removed"])
+def test_extract_killed_at_any_point_leaves_old_or_whole_store(point: str, reference_store, aligned, tiny_models,
+                                                               tmp_path: Path) -> None:
+    """SIGKILL during a rebuild (layer 1 over a layer-'last' store): the old store stays whole
+    until the new one replaces it; a rerun gives exactly the uninterrupted result and no
+    leftovers (parts folder, temps)."""
+    import shutil
+
+    import h5py
+
+    from features.cache import verify_store
+
+    env = os.environ | {"PYTHONPATH": _ROOT}
+    store = tmp_path / "speech.h5"
+    shutil.copy(reference_store["speech"], store)
+    params = _params_file(tmp_path, aligned, tiny_models, layer=1)
+    killed = subprocess.run([sys.executable, "-c", _KILL_AT, point, *_extract_cmd(params)[3:]], env=env,
+                            capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    assert verify_store(store) == []
+    with h5py.File(store) as f:
+        layer = json.loads(f.attrs["fingerprint"])["layer"]
+    assert layer == (1 if point == "merged, parts not removed" else "last")
+    rerun = subprocess.run(_extract_cmd(params), env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert verify_store(store) == [] and sorted(p.name for p in tmp_path.iterdir() if "speech" in p.name) == [
+        "speech.h5", "speech.h5.lock"]
+    with h5py.File(store) as f:
+        assert json.loads(f.attrs["fingerprint"])["layer"] == 1
+
+
+def test_full_disk_at_the_merge_keeps_the_old_store(reference_store, aligned, tiny_models, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    import features.cache as cache
+    from pipeline.cli import main
+
+    store = tmp_path / "speech.h5"
+    shutil.copy(reference_store["speech"], store)
+    before = store.read_bytes()
+
+    def full(*args, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache, "_merged_level", full)  # the merge's first write of level data
+    params = _params_file(tmp_path, aligned, tiny_models, layer=1)
+    assert main(["extract", "--kind", "speech", "--params", str(params)]) == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("mger extract: error: ") and "disk full; free some space and rerun" in line, line
+    assert store.read_bytes() == before
+    n_parts = -(-len(aligned["manifest"].read_text().splitlines()) // 2)  # shard_size 2; kept for the rerun
+    assert not list(tmp_path.glob("*.tmp")) and len(list((tmp_path / "speech.h5.parts").glob("part-*.h5"))) == n_parts
