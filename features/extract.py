@@ -8,6 +8,12 @@ parts ``p`` with ``p % N == i``, so N processes or machines can share the work; 
 finds every part present merges.  ``features.n_jobs`` > 1 runs N shards under joblib
 locally, ``features.backend: dask`` runs them on a Dask cluster (``features.scheduler``).
 
+Store state (the store, ``<store>.parts`` and its ``fingerprint.json``) is only read or changed
+under the store's lock (:class:`features.cache.StoreLock`), so runs of other settings are
+refused, never mixed.  A store is reused only if its fingerprint matches (every input that
+changes the values, the content hash of every wav included) and it verifies sound
+(checksums, levels, NaN/inf); otherwise it is rebuilt.
+
 ``--fold k`` extracts with fold k's fine-tuned encoders (``mger finetune --fold k``) into
 ``<finetune.features_out>/fold-<k>/``; the fold, the sessions the encoders were fine-tuned
 on and the hash of their ``finetune.json`` join the fingerprint, which is what lets

@@ -426,3 +426,26 @@ def test_full_disk_at_the_merge_keeps_the_old_store(reference_store, aligned, ti
     assert store.read_bytes() == before
     n_parts = -(-len(aligned["manifest"].read_text().splitlines()) // 2)  # shard_size 2; kept for the rerun
     assert not list(tmp_path.glob("*.tmp")) and len(list((tmp_path / "speech.h5.parts").glob("part-*.h5"))) == n_parts
+
+
+# --- bad params: one line naming the params file and the key, for any stage -------------------
+
+@pytest.mark.parametrize("stage, yaml_text, key", [
+    ("train", "train:\n  lr: -1\n", "train.lr: must be positive"),
+    ("train", "train:\n  dropout: 1\n", "train.dropout: must be in [0, 1)"),
+    ("extract", "features:\n  batch_seconds: -5\n", "features.batch_seconds: must be positive"),
+    ("finetune", "finetune:\n  weight_decay: -0.5\n", "finetune.weight_decay: must be >= 0"),
+    ("train", "train:\n  hidden: 130\n  heads: 4\n", "train: hidden size 130 is not divisible by 4"),
+    ("synth", "synth:\n  seed: [1\n", "not valid YAML"),
+    ("prepare", "prepare:\n  manifets: x\n", "prepare.manifets: unknown key"),
+])
+def test_bad_params_are_one_line_for_any_stage(tmp_path: Path, stage: str, yaml_text: str, key: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml_text)
+    extra = ["--experiment", "all"] if stage == "train" else []
+    assert main([stage, *extra, "--params", str(params)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"mger {stage}: error: {params}: ") and key in err[0], err
