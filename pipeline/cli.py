@@ -252,7 +252,7 @@ def error_line(err: BaseException) -> str:
         text = f"{err.filename}: {err.strerror or text}"
     elif isinstance(err, FileNotFoundError) and err.filename is not None:
         text = f"{err.filename}: no such file; check the path (or run the stage that writes it)"
-    elif not isinstance(err, (ValueError, RuntimeError, KeyError, OSError)):
+    elif not (isinstance(err, (ValueError, RuntimeError, OSError)) or (isinstance(err, KeyError) and " " in text)):
         text = f"{type(err).__name__}: {text} (unexpected; rerun with --debug for the traceback)"
     return " ".join(text.split())
 

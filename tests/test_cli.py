@@ -184,3 +184,16 @@ def test_debug_shows_the_traceback(tmp_path: Path, how: str) -> None:
     quiet = subprocess.run(cmd[:-1] if how == "--debug" else cmd, capture_output=True, text=True,
                            env={k: v for k, v in env.items() if k != "MGER_DEBUG"})
     assert quiet.returncode == 1 and quiet.stderr.count("\n") == 1 and "Traceback" not in quiet.stderr
+
+
+@pytest.mark.parametrize("err, line", [
+    (KeyError("speech_levels"), "KeyError: speech_levels (unexpected; rerun with --debug for the traceback)"),
+    (ZeroDivisionError("division by zero"), "ZeroDivisionError: division by zero (unexpected; rerun with --debug"),
+    (KeyError("store.h5: no level 'x' (levels: word)"), "store.h5: no level 'x' (levels: word)"),
+    (PermissionError(13, "Permission denied", "/r/results.md"), "/r/results.md: Permission denied"),
+    (ValueError("m.jsonl:3: session is '1'\nexpected int"), "m.jsonl:3: session is '1' expected int"),
+])
+def test_error_line_is_one_line(err: BaseException, line: str) -> None:
+    from pipeline.cli import error_line
+
+    assert error_line(err).startswith(line) and "\n" not in error_line(err)
