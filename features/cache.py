@@ -225,9 +225,17 @@ def merge_stores(parts: Sequence[str | Path], path: str | Path, attrs: Mapping[s
 
 
 def _merged_level(handles: Sequence[h5py.File], level: str) -> dict[str, np.ndarray]:
-    counts = np.concatenate([np.diff(h[level]["offsets"][()]) for h in handles])
-    return {"offsets": _offsets(counts)} | {name: np.concatenate([h[level][name][()] for h in handles])
-                                            for name in handles[0][level] if name != "offsets"}
+    """One level of all parts, concatenated; each part's level is checked against its stored
+    checksum first (a part damaged on disk since it was written is refused, not merged)."""
+    parts = [{name: h[level][name][()] for name in h[level]} for h in handles]
+    for h, arrays in zip(handles, parts):
+        stored = _stored_json(h, "level_sha256")
+        if isinstance(stored, dict) and stored.get(level) != level_sha256(arrays):
+            raise CacheError(f"{h.filename}: level {level!r} does not match its checksum (damaged since it was "
+                             "written); delete that part file and rerun `mger extract` to recompute it")
+    counts = np.concatenate([np.diff(a["offsets"]) for a in parts])
+    return {"offsets": _offsets(counts)} | {name: np.concatenate([a[name] for a in parts])
+                                            for name in parts[0] if name != "offsets"}
 
 
 def read_fingerprint(path: str | Path) -> dict | None:

@@ -243,8 +243,21 @@ def compute_parts(kind: str, cfg: FeaturesConfig, inputs: Inputs, store: Path, s
                 levels, extra = speech_part(encoder, cfg, inputs, utts), None
             else:
                 levels, extra = text_part(encoder, inputs, utts)
+            _refuse_nonfinite(kind, cfg, utts, levels)
             write_store(paths[p], [u.utt_id for u in utts], levels, {"part": p}, extra)
     return len(todo)
+
+
+def _refuse_nonfinite(kind: str, cfg: FeaturesConfig, utts: Sequence[Utterance],
+                      levels: dict[str, list[np.ndarray]]) -> None:
+    """NaN or inf from the encoder never reaches a store: the part is not written, and the
+    error names the utterance (a rerun would only compute the same values)."""
+    for level, rows in levels.items():
+        bad = [u.utt_id for u, r in zip(utts, rows) if not np.isfinite(r).all()]
+        if bad:
+            hint = "try features.dtype: fp32" if kind == "speech" and cfg.dtype != "fp32" else "check that utterance"
+            raise CacheError(f"extract {kind}: the encoder gave NaN or inf for {len(bad)} utterances at level "
+                             f"{level} (e.g. {bad[0]}); nothing of that part was stored: {hint}")
 
 
 def _attrs(kind: str, fp: dict, encoder) -> dict:

@@ -450,3 +450,60 @@ def test_bad_params_are_one_line_for_any_stage(tmp_path: Path, stage: str, yaml_
     assert main([stage, *extra, "--params", str(params)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"mger {stage}: error: {params}: ") and key in err[0], err
+
+
+# --- bad values from the encoder, a part damaged before the merge ------------------------------
+
+def _features_cfg(tiny_models: dict[str, str], out: Path):
+    from pipeline.config import FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
+
+    return FeaturesConfig(out=str(out), shard_size=4, speech=SpeechFeaturesConfig(model=tiny_models["speech"]),
+                          text=TextFeaturesConfig(model=tiny_models["text"]))
+
+
+def test_nan_from_the_encoder_never_reaches_the_store(aligned, tiny_models, tmp_path: Path) -> None:
+    """A wav holding NaN samples (float wav): the encoder's rows are NaN; extract stops naming
+    the utterance and stores nothing of that part."""
+    import dataclasses
+
+    import soundfile as sf
+
+    from features.cache import CacheError
+    from features.extract import extract
+    from pipeline.audio import read_audio
+    from pipeline.manifest import read_manifest, write_manifest
+
+    utts = read_manifest(aligned["manifest"])
+    audio = read_audio(utts[5].wav)
+    audio[1000:1100] = np.nan
+    sf.write(str(tmp_path / "nan.wav"), audio, 16000, subtype="FLOAT")
+    utts[5] = dataclasses.replace(utts[5], wav=str(tmp_path / "nan.wav"))
+    write_manifest(tmp_path / "m.jsonl", utts)
+    with pytest.raises(CacheError, match=rf"NaN or inf for 1 utterances at level frame \(e.g. {utts[5].utt_id}\)"):
+        extract("speech", _features_cfg(tiny_models, tmp_path), tmp_path / "m.jsonl", aligned["segments"])
+    assert not (tmp_path / "speech.h5").exists()
+    assert sorted(p.name for p in (tmp_path / "speech.h5.parts").glob("part-*")) == ["part-00000.h5"]  # before it
+
+
+def test_part_damaged_before_the_merge_is_refused(aligned, tiny_models, tmp_path: Path) -> None:
+    import h5py
+
+    from features.cache import CacheError, verify_store
+    from features.extract import extract
+
+    cfg = _features_cfg(tiny_models, tmp_path)
+    extract("text", cfg, aligned["manifest"], aligned["segments"], shard=(0, 2))
+    part = tmp_path / "text.h5.parts" / "part-00000.h5"
+    with h5py.File(part, "r") as f:
+        where = f["word/data"].id.get_offset() + 7
+    with open(part, "r+b") as fh:
+        fh.seek(where)
+        byte = fh.read(1)
+        fh.seek(where)
+        fh.write(bytes([byte[0] ^ 0x01]))
+    with pytest.raises(CacheError, match=r"part-00000\.h5: level 'word' does not match its checksum"):
+        extract("text", cfg, aligned["manifest"], aligned["segments"], shard=(1, 2))
+    assert not (tmp_path / "text.h5").exists()
+    part.unlink()
+    extract("text", cfg, aligned["manifest"], aligned["segments"])
+    assert verify_store(tmp_path / "text.h5") == []
