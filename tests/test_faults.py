@@ -507,3 +507,28 @@ def test_part_damaged_before_the_merge_is_refused(aligned, tiny_models, tmp_path
     part.unlink()
     extract("text", cfg, aligned["manifest"], aligned["segments"])
     assert verify_store(tmp_path / "text.h5") == []
+
+
+@pytest.mark.parametrize("fault", ["missing", "garbage"])
+def test_one_bad_wav_is_one_line_and_keeps_finished_parts(fault: str, aligned, tiny_models, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A wav deleted or overwritten with garbage after prepare: extract stops with one line
+    naming that wav; parts finished before it stay for the rerun after the wav is restored."""
+    import dataclasses
+
+    from pipeline.cli import main
+    from pipeline.manifest import read_manifest, write_manifest
+
+    utts = read_manifest(aligned["manifest"])
+    bad = tmp_path / "bad.wav"
+    if fault == "garbage":
+        bad.write_bytes(b"RIFF" + os.urandom(3000))
+    utts[9] = dataclasses.replace(utts[9], wav=str(bad))
+    write_manifest(tmp_path / "m.jsonl", utts)
+    params = _params_file(tmp_path, aligned, tiny_models)
+    assert main(["extract", "--kind", "speech", "--manifest", str(tmp_path / "m.jsonl"), "--params", str(params)]) == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("mger extract: error: ") and str(bad) in line, line
+    assert not (tmp_path / "speech.h5").exists()
+    done = sorted(p.name for p in (tmp_path / "speech.h5.parts").glob("part-*.h5")) if fault == "garbage" else []
+    assert done == [f"part-{p:05d}.h5" for p in range(len(done))] and len(done) == (4 if fault == "garbage" else 0)
