@@ -331,6 +331,8 @@ def _offsets_problem(off: np.ndarray, n_utts: int, n_rows: int) -> str | None:
 
 def _verify_level(g: h5py.Group, ids: list[str], sums: dict | None) -> list[str]:
     """One level: its datasets, offsets, non-finite rows and checksum (read once, block by block)."""
+    if not isinstance(g, h5py.Group):
+        return ["not a level group (a stray dataset)"]
     if "offsets" not in g or "data" not in g:
         return ["offsets or data missing"]
     try:

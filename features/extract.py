@@ -353,31 +353,55 @@ def extract(kind: str, cfg: FeaturesConfig, manifest: str | Path, segments: str 
 def _claim(kind: str, store: Path, fp: dict, no_rebuild: bool, shard: tuple[int, int] | None,
            n_utts: int) -> StoreLock | None:
     """Lock ``store`` and make its parts folder hold parts of ``fp`` only; None (lock released)
-    when the store is up to date.  A whole run keeps the exclusive lock; a shard run holds it
-    shared afterwards (other shard runs of the same settings may join, nothing else)."""
+    when the store is up to date.  A whole run keeps the exclusive lock and is refused at once
+    if another run holds it; a shard run sets up exclusively, then holds the lock shared (other
+    shard runs of the same settings may join, nothing else), waiting up to
+    :data:`SETUP_WAIT_S` for another run's set-up or merge."""
     lock = StoreLock(store)
-    if lock.acquire():
-        try:
-            if _up_to_date(kind, store, fp, no_rebuild, n_utts):
-                if Path(f"{store}.parts").exists() and _parts_problem(store, fp) is None:
-                    shutil.rmtree(Path(f"{store}.parts"))  # left by a run killed after its merge
-                lock.release()
+    deadline = time.monotonic() + (SETUP_WAIT_S if shard is not None else 0.0)
+    while True:
+        if lock.acquire():
+            if _set_up(kind, store, fp, no_rebuild, n_utts, lock):
                 return None
-            _reset_parts(store, fp)
-        except BaseException:
+            if shard is None:
+                return lock
             lock.release()
-            raise
-        if shard is None:
-            return lock
+        elif shard is None:
+            raise lock.busy()
+        if lock.acquire(shared=True):
+            problem = _parts_problem(store, fp)
+            if problem is None:
+                return lock
+            lock.release()
+            if not lock.acquire():  # shard runs of other settings hold the store
+                raise CacheError(f"{store}: other shard runs are computing {problem}; wait for them to "
+                                 "finish, or stop them, before extracting with these settings")
+            lock.release()  # nobody holds it any more: set it up again
+            if time.monotonic() >= deadline:
+                raise lock.busy()
+        elif time.monotonic() >= deadline:
+            raise lock.busy()
+        else:
+            time.sleep(0.2)
+
+
+def _set_up(kind: str, store: Path, fp: dict, no_rebuild: bool, n_utts: int, lock: StoreLock) -> bool:
+    """Under the exclusive ``lock``: True (lock released) if the store is up to date, else the
+    parts folder is made ready for ``fp``."""
+    try:
+        if _up_to_date(kind, store, fp, no_rebuild, n_utts):
+            if Path(f"{store}.parts").exists() and _parts_problem(store, fp) is None:
+                shutil.rmtree(Path(f"{store}.parts"))  # left by a run killed after its merge
+            lock.release()
+            return True
+        _reset_parts(store, fp)
+        return False
+    except BaseException:
         lock.release()
-    if shard is None or not lock.acquire(shared=True):
-        raise lock.busy()
-    problem = _parts_problem(store, fp)
-    if problem:
-        lock.release()
-        raise CacheError(f"{store}: other shard runs are computing {problem}; "
-                         "wait for them to finish, or stop them, before extracting with these settings")
-    return lock
+        raise
+
+
+SETUP_WAIT_S = 60.0  # how long a shard run waits out another run's exclusive set-up or merge
 
 
 def _up_to_date(kind: str, store: Path, fp: dict, no_rebuild: bool, n_utts: int) -> bool:

@@ -532,3 +532,26 @@ def test_one_bad_wav_is_one_line_and_keeps_finished_parts(fault: str, aligned, t
     assert not (tmp_path / "speech.h5").exists()
     done = sorted(p.name for p in (tmp_path / "speech.h5.parts").glob("part-*.h5")) if fault == "garbage" else []
     assert done == [f"part-{p:05d}.h5" for p in range(len(done))] and len(done) == (4 if fault == "garbage" else 0)
+
+
+def test_shard_run_waits_out_a_short_exclusive_setup(aligned, tiny_models, tmp_path: Path, monkeypatch) -> None:
+    """Shard runs started together meet each other's exclusive set-up: a shard run waits for
+    it (up to SETUP_WAIT_S) instead of failing; a whole run is refused at once."""
+    import threading
+
+    import features.extract as extract_mod
+    from features.cache import CacheError, StoreLock, verify_store
+
+    cfg = _features_cfg(tiny_models, tmp_path)
+    holder = StoreLock(tmp_path / "text.h5")
+    assert holder.acquire()
+    with pytest.raises(CacheError, match=r"text\.h5 is being written by pid \d+"):
+        extract_mod.extract("text", cfg, aligned["manifest"], aligned["segments"])
+    monkeypatch.setattr(extract_mod, "SETUP_WAIT_S", 0.3)
+    with pytest.raises(CacheError, match="is being written by"):
+        extract_mod.extract("text", cfg, aligned["manifest"], aligned["segments"], shard=(0, 2))
+    monkeypatch.setattr(extract_mod, "SETUP_WAIT_S", 30.0)
+    threading.Timer(0.5, holder.release).start()
+    extract_mod.extract("text", cfg, aligned["manifest"], aligned["segments"], shard=(0, 2))
+    extract_mod.extract("text", cfg, aligned["manifest"], aligned["segments"], shard=(1, 2))
+    assert verify_store(tmp_path / "text.h5") == []
