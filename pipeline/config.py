@@ -383,14 +383,16 @@ _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
 RANGES: dict[str, str] = {
     "synth.seed": "nonnegative", "synth.sessions": "positive", "synth.dialogs_per_session": "positive",
     "synth.turns_per_dialog": "positive",
-    "align.n_jobs": "positive", "align.pocketsphinx.ladder[][]": "probability", "align.pocketsphinx.silprob": "positive",
+    "align.n_jobs": "positive", "align.pocketsphinx.ladder[][]": "probability",
+    "align.pocketsphinx.silprob": "positive",
     "align.mfa.jobs": "positive", "align.mfa.beam": "positive", "align.mfa.retry_beam": "positive",
     "demo_model.seed": "nonnegative", "demo_model.hidden_size": "positive", "demo_model.num_hidden_layers": "positive",
     "demo_model.num_attention_heads": "positive", "demo_model.intermediate_size": "positive",
     "demo_model.conv_dim": "positive",
     "features.batch_seconds": "positive", "features.shard_size": "positive", "features.n_jobs": "positive",
     "features.speech.layer": "any", "features.speech.layer[]": "any", "features.speech.max_seconds": "positive",
-    "features.speech.overlap_seconds": "nonnegative", "features.text.layer": "any", "features.text.max_length": "positive",
+    "features.speech.overlap_seconds": "nonnegative", "features.text.layer": "any",
+    "features.text.max_length": "positive",
     "finetune.folds[]": "positive", "finetune.epochs": "positive", "finetune.batch_size": "positive",
     "finetune.grad_accum": "positive", "finetune.lr": "positive", "finetune.text_lr": "positive",
     "finetune.head_lr": "positive", "finetune.warmup": "fraction", "finetune.weight_decay": "nonnegative",
@@ -423,7 +425,7 @@ def numeric_params(obj: Any, key: str = "") -> Iterator[tuple[str, str, float]]:
 
 def _generic(rule_key: str, dict_key: str) -> str:
     """``train.experiments.a.aux_matching`` → ``train.experiments.*.aux_matching``."""
-    head, _, rest = rule_key[len(dict_key) + 1:].partition(".")
+    _, _, rest = rule_key[len(dict_key) + 1:].partition(".")
     return f"{dict_key}.*.{rest}" if rest else f"{dict_key}.*"
 
 
@@ -433,8 +435,9 @@ def check_ranges(params: Params) -> None:
         test, what = _RULES[RANGES.get(rule_key, "any")]
         if not test(value):
             raise ConfigError(f"{key}: {what}, got {value!r}")
+    demo = params.demo_model
     for section, hidden, heads in (("train", params.train.hidden, params.train.heads),
-                                   ("demo_model", params.demo_model.hidden_size, params.demo_model.num_attention_heads)):
+                                   ("demo_model", demo.hidden_size, demo.num_attention_heads)):
         if hidden % heads:
             raise ConfigError(f"{section}: hidden size {hidden} is not divisible by {heads} attention heads; "
                               "change one of them")

@@ -77,7 +77,8 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
     ({"finetune": {"weight_decay": -1}}, "finetune.weight_decay: must be >= 0"),
     ({"finetune": {"folds": [0]}}, "finetune.folds[0]: must be positive"),
     ({"demo_model": {"hidden_size": 250}}, "demo_model: hidden size 250 is not divisible by 4"),
-    ({"align": {"pocketsphinx": {"ladder": [[2.0, 1e-60, 1e-80]]}}}, r"align.pocketsphinx.ladder[0][0]: must be in (0, 1]"),
+    ({"align": {"pocketsphinx": {"ladder": [[2.0, 1e-60, 1e-80]]}}},
+     "align.pocketsphinx.ladder[0][0]: must be in (0, 1]"),
     ({"align": {"mfa": {"beam": -10}}}, "align.mfa.beam: must be positive"),
     ({"synth": {"seed": -1}}, "synth.seed: must be >= 0"),
 ])

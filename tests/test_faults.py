@@ -101,7 +101,8 @@ def _params_file(folder: Path, aligned: dict[str, Path], tiny_models: dict[str, 
 
     params = {"prepare": {"manifest": str(aligned["manifest"])}, "align": {"out": str(aligned["segments"].parent)},
               "features": {"out": str(folder), "shard_size": 2,
-                           "speech": {"model": tiny_models["speech"], **speech}, "text": {"model": tiny_models["text"]}}}
+                           "speech": {"model": tiny_models["speech"], **speech},
+                           "text": {"model": tiny_models["text"]}}}
     path = folder / f"p-{'-'.join(f'{k}{v}' for k, v in speech.items()) or 'default'}.yaml"
     folder.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(params))
@@ -137,7 +138,8 @@ def test_concurrent_extract_with_other_settings_never_mixes(tiny_models, aligned
     from features.cache import verify_store
 
     env = os.environ | {"PYTHONPATH": _ROOT}
-    mean, maxp = _params_file(tmp_path, aligned, tiny_models), _params_file(tmp_path, aligned, tiny_models, pooling="max")
+    mean = _params_file(tmp_path, aligned, tiny_models)
+    maxp = _params_file(tmp_path, aligned, tiny_models, pooling="max")
     parts = tmp_path / "speech.h5.parts"
     a = subprocess.Popen(_extract_cmd(mean, *first), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for(lambda: len(list(parts.glob("part-*.h5"))) >= 1)
@@ -154,7 +156,7 @@ def test_concurrent_extract_with_other_settings_never_mixes(tiny_models, aligned
         assert sorted(p.name for p in parts.iterdir()) == names_before
     finally:
         os.kill(a.pid, signal.SIGCONT)
-    out, err = a.communicate(timeout=300)
+    _, err = a.communicate(timeout=300)
     assert a.returncode == 0, err
     store = tmp_path / "speech.h5"
     if not first:

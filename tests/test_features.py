@@ -442,9 +442,9 @@ def test_each_fingerprint_field_changes_with_its_input(change: str, tiny_models,
     """Change one input (a param, the weights, the segment table, one wav, ...): the fingerprint
     differs in that field and only there, so the store is rebuilt; drop the field from
     ``features.extract.fingerprint`` and this fails."""
-    from features.extract import fingerprint
-
     from transformers import AutoModel
+
+    from features.extract import fingerprint
 
     kind = "text" if change.startswith("text.") else "speech"
     field = change.split(".", 1)[-1]
@@ -460,7 +460,8 @@ def test_each_fingerprint_field_changes_with_its_input(change: str, tiny_models,
             next(p for name, p in net.named_parameters() if name.endswith("bias")).add_(0.5)
         net.save_pretrained(models[kind])
     changed = fingerprint(*_fingerprint_inputs(models, aligned, tmp_path / "new", change))
-    expected = {field, "audio_sha256"} if (kind, field) == ("speech", "utt_ids_sha256") else {field}  # ids key the audio
+    ids_key_audio = (kind, field) == ("speech", "utt_ids_sha256")
+    expected = {field, "audio_sha256"} if ids_key_audio else {field}
     assert {k for k in set(base) | set(changed) if base.get(k) != changed.get(k)} == expected
 
 
