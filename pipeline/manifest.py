@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from pipeline.reporting import atomic_path
+
 
 @dataclass(frozen=True)
 class Utterance:
@@ -38,16 +40,14 @@ MANIFEST_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Utterance))
 
 
 def write_manifest(path: str | Path, utterances: Iterable[Utterance]) -> int:
-    """Write one JSON object per line; return the number written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    """Write one JSON object per line, atomically (the old manifest stays whole if writing
+    fails); return the number written."""
     n = 0
-    with tmp.open("w", encoding="utf-8") as fh:
-        for utt in utterances:
-            fh.write(json.dumps(asdict(utt), ensure_ascii=False) + "\n")
-            n += 1
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for utt in utterances:
+                fh.write(json.dumps(asdict(utt), ensure_ascii=False) + "\n")
+                n += 1
     return n
 
 

@@ -557,3 +557,35 @@ def test_shard_run_waits_out_a_short_exclusive_setup(aligned, tiny_models, tmp_p
     extract_mod.extract("text", cfg, aligned["manifest"], aligned["segments"], shard=(0, 2))
     extract_mod.extract("text", cfg, aligned["manifest"], aligned["segments"], shard=(1, 2))
     assert verify_store(tmp_path / "text.h5") == []
+
+
+def test_full_disk_while_writing_the_manifest_keeps_the_old_one(tmp_path: Path, monkeypatch) -> None:
+    import builtins
+
+    from pipeline.manifest import Utterance, read_manifest, write_manifest
+
+    utt = Utterance("Ses01F_impro01_F000", 1, "Ses01F_impro01", "Ses01_F", "F", True, "/x.wav", 1.0, "hi", "neu",
+                    "neu", 3.0, 3.0, 3.0)
+    path = tmp_path / "manifest.jsonl"
+    write_manifest(path, [utt])
+    real_open = builtins.open
+
+    class Full:
+        def __init__(self, fh) -> None:
+            self.fh = fh
+
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self.fh.close()
+
+    monkeypatch.setattr(Path, "open", lambda self, *a, **kw: Full(real_open(self, *a, **kw)))
+    with pytest.raises(OSError) as info:
+        write_manifest(path, [utt, utt])
+    monkeypatch.undo()
+    assert info.value.errno == errno.ENOSPC
+    assert [u.utt_id for u in read_manifest(path)] == ["Ses01F_impro01_F000"] and _leftovers(tmp_path) == []
