@@ -11,7 +11,6 @@ over the summed length of those variants: the same measure as a G2P paper's PER.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import h5py
 
+from alignment.table import SegmentTable
 from features.cache import compare_stores, verify_store
 from pipeline.manifest import read_manifest
 
@@ -30,9 +31,12 @@ def cache_ls(folder: str | Path) -> list[Path]:
     return stores
 
 
-def cache_verify(path: str | Path, manifest: str | Path | None = None) -> bool:
-    """Print the verdict; True if the store is sound."""
-    expected = [u.utt_id for u in read_manifest(manifest)] if manifest else None
+def cache_verify(path: str | Path, manifest: str | Path | None = None, segments: str | Path | None = None) -> bool:
+    """Print the verdict, one line per problem; True if the store is sound.
+
+    With ``manifest``, every manifest utterance must be in the store, except (when the segment
+    table ``segments`` exists) the ones alignment dropped: those are counted in a note."""
+    expected = _expected_ids(manifest, segments) if manifest else None
     problems = verify_store(path, expected)
     if problems:
         for p in problems:
@@ -41,8 +45,21 @@ def cache_verify(path: str | Path, manifest: str | Path | None = None) -> bool:
         return False
     with h5py.File(path, "r") as f:
         fp = json.loads(f.attrs["fingerprint"])
-        print(f"{path}: OK ({len(f['utt_ids'])} utterances, levels {', '.join(fp['levels'])})")
+        print(f"{path}: OK ({len(f['utt_ids'])} utterances, levels {', '.join(fp['levels'])}; "
+              "checksums, offsets and values verified)")
     return True
+
+
+def _expected_ids(manifest: str | Path, segments: str | Path | None) -> list[str]:
+    ids = [u.utt_id for u in read_manifest(manifest)]
+    if segments is None or not Path(segments).exists():
+        return ids
+    aligned = set(SegmentTable.read(segments).utt_ids)
+    dropped = [u for u in ids if u not in aligned]
+    if dropped:
+        print(f"note: {len(dropped)} manifest utterances have no alignment in {segments} (e.g. {dropped[0]}); "
+              "dropped by align, so not expected in the store")
+    return [u for u in ids if u in aligned]
 
 
 def cache_compare(test: str | Path, ref: str | Path) -> dict[str, tuple[float, float]]:

@@ -8,6 +8,12 @@ parts ``p`` with ``p % N == i``, so N processes or machines can share the work; 
 finds every part present merges.  ``features.n_jobs`` > 1 runs N shards under joblib
 locally, ``features.backend: dask`` runs them on a Dask cluster (``features.scheduler``).
 
+Store state (the store, ``<store>.parts`` and its ``fingerprint.json``) is only read or changed
+under the store's lock (:class:`features.cache.StoreLock`), so runs of other settings are
+refused, never mixed.  A store is reused only if its fingerprint matches (every input that
+changes the values, the content hash of every wav included) and it verifies sound
+(checksums, levels, NaN/inf); otherwise it is rebuilt.
+
 ``--fold k`` extracts with fold k's fine-tuned encoders (``mger finetune --fold k``) into
 ``<finetune.features_out>/fold-<k>/``; the fold, the sessions the encoders were fine-tuned
 on and the hash of their ``finetune.json`` join the fingerprint, which is what lets
@@ -35,8 +41,8 @@ from joblib import Parallel, delayed, parallel_config
 from tqdm import tqdm
 
 from alignment.table import SegmentTable
-from features.cache import (CacheError, exclusive_lock, file_sha256, fingerprint_diff, fingerprint_sha256,
-                            merge_stores, read_fingerprint, write_store)
+from features.cache import (CacheError, StoreLock, exclusive_lock, file_sha256, fingerprint_diff,
+                            fingerprint_sha256, merge_stores, read_fingerprint, verify_store, write_store)
 from features.encoders import SpeechEncoder, TextEncoder
 from features.pooling import pool_segments
 from features.text import aligned_word_spans, encoder_text
@@ -44,6 +50,7 @@ from pipeline import __version__
 from pipeline.audio import read_audio
 from pipeline.config import FeaturesConfig, FinetuneConfig
 from pipeline.manifest import Utterance, read_manifest
+from pipeline.reporting import write_text_atomic
 
 SPEECH_LEVELS = ("frame", "phone", "syllable", "word", "utterance")
 TEXT_LEVELS = ("token", "word")
@@ -65,6 +72,12 @@ def load_inputs(manifest: str | Path, segments: str | Path) -> tuple[Inputs, lis
     table = SegmentTable.read(segments)
     aligned = set(table.utt_ids)
     utts = read_manifest(manifest)
+    seen: set[str] = set()
+    for u in utts:
+        if u.utt_id in seen:
+            raise CacheError(f"{manifest}: utterance id {u.utt_id} appears more than once; one id would get "
+                             "two utterances' features: fix the manifest or rerun `mger prepare`")
+        seen.add(u.utt_id)
     kept = [u for u in utts if u.utt_id in aligned]
     return Inputs(kept, table, file_sha256(segments)), [u.utt_id for u in utts if u.utt_id not in aligned]
 
@@ -91,11 +104,39 @@ def make_batches(durations: Sequence[float], max_seconds: float) -> list[list[in
 
 
 def build_encoder(kind: str, cfg: FeaturesConfig):
-    if kind == "speech":
-        s = cfg.speech
-        return SpeechEncoder(s.model, s.revision, s.layer, cfg.device, cfg.dtype, s.max_seconds, s.overlap_seconds)
-    t = cfg.text
-    return TextEncoder(t.model, t.revision, t.layer, cfg.device, t.max_length)
+    """The ``kind`` encoder; a model that cannot be loaded is a :class:`CacheError` naming the param."""
+    model = cfg.speech.model if kind == "speech" else cfg.text.model
+    try:
+        if kind == "speech":
+            s = cfg.speech
+            return SpeechEncoder(s.model, s.revision, s.layer, cfg.device, cfg.dtype, s.max_seconds,
+                                 s.overlap_seconds)
+        t = cfg.text
+        return TextEncoder(t.model, t.revision, t.layer, cfg.device, t.max_length)
+    except (OSError, ImportError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CacheError(f"features.{kind}.model: cannot load {model!r} ({reason}); set it to a local "
+                         "save_pretrained folder, a hub id, or package:<an installed module>") from err
+
+
+def audio_sha256(utts: Sequence[Utterance]) -> str:
+    """The audio's identity: sha256 over each utterance's id and the sha256 of its wav's bytes
+    (the whole file, read by 4 threads), in manifest order.  A content hash, not size and
+    mtime: a wav rewritten with the same length changes it, a copy or checkout with new
+    mtimes does not."""
+    def digest(utt: Utterance) -> str:
+        try:
+            return file_sha256(utt.wav)
+        except OSError as err:
+            raise CacheError(f"{utt.wav}: cannot read the wav of {utt.utt_id} ({err.strerror or err}); "
+                             "restore it or rerun `mger prepare`") from None
+
+    with ThreadPoolExecutor(4) as pool:
+        digests = list(pool.map(digest, utts))
+    h = hashlib.sha256()
+    for utt, d in zip(utts, digests):
+        h.update(f"{utt.utt_id} {d}\n".encode())
+    return h.hexdigest()
 
 
 def fingerprint(kind: str, encoder, cfg: FeaturesConfig, inputs: Inputs, fold: dict | None = None) -> dict:
@@ -105,14 +146,14 @@ def fingerprint(kind: str, encoder, cfg: FeaturesConfig, inputs: Inputs, fold: d
     ids = hashlib.sha256("\n".join(u.utt_id for u in inputs.utts).encode()).hexdigest()
     common = {"kind": kind, "model": encoder.name, "revision": encoder.revision,
               "weights_sha256": encoder.weights_sha256, "segments_sha256": inputs.segments_sha256,
-              "utt_ids_sha256": ids, "format": 1} | (fold or {})
+              "utt_ids_sha256": ids, "format": 2} | (fold or {})
     if kind == "text":
         return common | {"layer": cfg.text.layer, "levels": list(TEXT_LEVELS), "max_length": cfg.text.max_length,
                          "input": "transcript as written", "markers": cfg.text.markers}
     return common | {"layer": cfg.speech.layer, "pooling": cfg.speech.pooling, "levels": list(cfg.speech.levels),
                      "frame_stride": encoder.frame_stride_s, "dtype": str(encoder.dtype).replace("torch.", ""),
                      "max_seconds": cfg.speech.max_seconds, "overlap_seconds": cfg.speech.overlap_seconds,
-                     "normalize": encoder.normalize, "batching": "exact"}
+                     "normalize": encoder.normalize, "batching": "exact", "audio_sha256": audio_sha256(inputs.utts)}
 
 
 def _segments(table: SegmentTable, level: str, utt_id: str) -> list[tuple[float, float]]:
@@ -207,8 +248,21 @@ def compute_parts(kind: str, cfg: FeaturesConfig, inputs: Inputs, store: Path, s
                 levels, extra = speech_part(encoder, cfg, inputs, utts), None
             else:
                 levels, extra = text_part(encoder, cfg, inputs, utts)
+            _refuse_nonfinite(kind, cfg, utts, levels)
             write_store(paths[p], [u.utt_id for u in utts], levels, {"part": p}, extra)
     return len(todo)
+
+
+def _refuse_nonfinite(kind: str, cfg: FeaturesConfig, utts: Sequence[Utterance],
+                      levels: dict[str, list[np.ndarray]]) -> None:
+    """NaN or inf from the encoder never reaches a store: the part is not written, and the
+    error names the utterance (a rerun would only compute the same values)."""
+    for level, rows in levels.items():
+        bad = [u.utt_id for u, r in zip(utts, rows) if not np.isfinite(r).all()]
+        if bad:
+            hint = "try features.dtype: fp32" if kind == "speech" and cfg.dtype != "fp32" else "check that utterance"
+            raise CacheError(f"extract {kind}: the encoder gave NaN or inf for {len(bad)} utterances at level "
+                             f"{level} (e.g. {bad[0]}); nothing of that part was stored: {hint}")
 
 
 def _attrs(kind: str, fp: dict, encoder) -> dict:
@@ -260,6 +314,10 @@ def extract(kind: str, cfg: FeaturesConfig, manifest: str | Path, segments: str 
             fold: dict | None = None) -> Path:
     """Build (or reuse) the ``kind`` store; returns its path. See the module docstring.
 
+    The store's lock is taken before anything of the store is read or changed: exclusively for
+    the whole run, or (``shard``) exclusively to set up the parts folder, then shared while
+    adding parts, so that runs of other settings are refused instead of mixing parts.
+
     ``fold``: the fingerprint entries of fine-tuned encoders (:func:`finetuned_setup`)."""
     t0 = time.perf_counter()
     inputs, unaligned = load_inputs(manifest, segments)
@@ -271,42 +329,144 @@ def extract(kind: str, cfg: FeaturesConfig, manifest: str | Path, segments: str 
     store = store or store_path(cfg.out, kind)
     encoder = build_encoder(kind, cfg)
     fp = fingerprint(kind, encoder, cfg, inputs, fold)
-    old = read_fingerprint(store) if store.exists() else None
-    if store.exists():
-        if old == fp:
-            print(f"extract {kind}: {store} is up to date ({len(inputs.utts)} utterances)")
-            return store
-        diff = fingerprint_diff(old or {}, fp) if old else ["no readable fingerprint"]
-        if no_rebuild:
-            raise CacheError(f"{store} was built from something else ({'; '.join(diff)}); "
-                             "rerun without --no-rebuild to rebuild it")
-        print(f"extract {kind}: rebuilding {store} ({'; '.join(diff)})", file=sys.stderr)
-    parts_dir = Path(f"{store}.parts")
-    fp_file = parts_dir / "fingerprint.json"
-    if parts_dir.exists() and (not fp_file.exists() or json.loads(fp_file.read_text()) != fp):
-        shutil.rmtree(parts_dir)  # parts of another configuration
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    fp_file.write_text(json.dumps(fp, sort_keys=True))
-    if shard is not None:
-        compute_parts(kind, cfg, inputs, store, shard, encoder)
-    else:
-        with exclusive_lock(store):
-            _compute_all(kind, cfg, inputs, store, encoder, str(manifest), str(segments))
-    paths = _part_paths(store, len(_parts(inputs.utts, cfg.shard_size)))
-    present = sum(p.exists() for p in paths)
-    if present < len(paths):
-        print(f"extract {kind}: shard {shard[0]}/{shard[1]} done; {present} of {len(paths)} parts present — "
-              f"run the remaining shards, then `mger extract` merges")
+    lock = _claim(kind, store, fp, no_rebuild, shard, len(inputs.utts))
+    if lock is None:
         return store
-    with exclusive_lock(store):
-        merge_stores(paths, store, _attrs(kind, fp, encoder))
-        shutil.rmtree(parts_dir)
+    try:
+        if shard is None:
+            _compute_all(kind, cfg, inputs, store, encoder, str(manifest), str(segments))
+        else:
+            compute_parts(kind, cfg, inputs, store, shard, encoder)
+            lock.release()
+            lock = _lock_for_merge(kind, store, fp, len(_parts(inputs.utts, cfg.shard_size)), shard)
+            if lock is None:
+                return store
+        merge_stores(_part_paths(store, len(_parts(inputs.utts, cfg.shard_size))), store,
+                     _attrs(kind, fp, encoder))
+        shutil.rmtree(Path(f"{store}.parts"))
+    finally:
+        if lock is not None:
+            lock.release()
     audio = sum(u.duration for u in inputs.utts)
     wall = time.perf_counter() - t0
     work = f"{audio / 60:.1f} min of audio ({audio / wall:.1f}x real time)" if kind == "speech" else "transcripts"
     print(f"extract {kind}: {len(inputs.utts)} utterances, levels {', '.join(fp['levels'])}; {work} "
           f"in {wall:.1f}s → {store}")
     return store
+
+
+def _claim(kind: str, store: Path, fp: dict, no_rebuild: bool, shard: tuple[int, int] | None,
+           n_utts: int) -> StoreLock | None:
+    """Lock ``store`` and make its parts folder hold parts of ``fp`` only; None (lock released)
+    when the store is up to date.  A whole run keeps the exclusive lock and is refused at once
+    if another run holds it; a shard run sets up exclusively, then holds the lock shared (other
+    shard runs of the same settings may join, nothing else), waiting up to
+    :data:`SETUP_WAIT_S` for another run's set-up or merge."""
+    lock = StoreLock(store)
+    deadline = time.monotonic() + (SETUP_WAIT_S if shard is not None else 0.0)
+    while True:
+        if lock.acquire():
+            if _set_up(kind, store, fp, no_rebuild, n_utts, lock):
+                return None
+            if shard is None:
+                return lock
+            lock.release()
+        elif shard is None:
+            raise lock.busy()
+        if lock.acquire(shared=True):
+            problem = _parts_problem(store, fp)
+            if problem is None:
+                return lock
+            lock.release()
+            if not lock.acquire():  # shard runs of other settings hold the store
+                raise CacheError(f"{store}: other shard runs are computing {problem}; wait for them to "
+                                 "finish, or stop them, before extracting with these settings")
+            lock.release()  # nobody holds it any more: set it up again
+            if time.monotonic() >= deadline:
+                raise lock.busy()
+        elif time.monotonic() >= deadline:
+            raise lock.busy()
+        else:
+            time.sleep(0.2)
+
+
+def _set_up(kind: str, store: Path, fp: dict, no_rebuild: bool, n_utts: int, lock: StoreLock) -> bool:
+    """Under the exclusive ``lock``: True (lock released) if the store is up to date, else the
+    parts folder is made ready for ``fp``."""
+    try:
+        if _up_to_date(kind, store, fp, no_rebuild, n_utts):
+            if Path(f"{store}.parts").exists() and _parts_problem(store, fp) is None:
+                shutil.rmtree(Path(f"{store}.parts"))  # left by a run killed after its merge
+            lock.release()
+            return True
+        _reset_parts(store, fp)
+        return False
+    except BaseException:
+        lock.release()
+        raise
+
+
+SETUP_WAIT_S = 60.0  # how long a shard run waits out another run's exclusive set-up or merge
+
+
+def _up_to_date(kind: str, store: Path, fp: dict, no_rebuild: bool, n_utts: int) -> bool:
+    """True if ``store`` was built from ``fp`` and verifies sound; else says why it is rebuilt
+    (or raises, with ``no_rebuild``)."""
+    if not store.exists():
+        return False
+    old = read_fingerprint(store)
+    if old == fp:
+        t0 = time.perf_counter()
+        problems = verify_store(store)
+        if not problems:
+            print(f"extract {kind}: {store} is up to date ({n_utts} utterances; verified in "
+                  f"{time.perf_counter() - t0:.1f}s)")
+            return True
+        diff = [f"the store fails verification: {problems[0]}"
+                + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else "")]
+    else:
+        diff = fingerprint_diff(old, fp) if old else ["no readable fingerprint"]
+    if no_rebuild:
+        raise CacheError(f"{store} was built from something else or is damaged ({'; '.join(diff)}); "
+                         "rerun without --no-rebuild to rebuild it")
+    print(f"extract {kind}: rebuilding {store} ({'; '.join(diff)})", file=sys.stderr)
+    return False
+
+
+def _parts_problem(store: Path, fp: dict) -> str | None:
+    """Why the parts folder is not parts of ``fp`` (None: it is)."""
+    fp_file = Path(f"{store}.parts") / "fingerprint.json"
+    try:
+        old = json.loads(fp_file.read_text())
+    except (OSError, ValueError):
+        return "parts without a readable fingerprint.json"
+    return None if old == fp else f"parts of other settings ({'; '.join(fingerprint_diff(old, fp))})"
+
+
+def _reset_parts(store: Path, fp: dict) -> None:
+    """Under the exclusive lock: drop parts of other settings; record ``fp`` for the parts."""
+    parts_dir = Path(f"{store}.parts")
+    if parts_dir.exists() and _parts_problem(store, fp):
+        shutil.rmtree(parts_dir)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(parts_dir / "fingerprint.json", json.dumps(fp, sort_keys=True))
+
+
+def _lock_for_merge(kind: str, store: Path, fp: dict, n_parts: int, shard: tuple[int, int]) -> StoreLock | None:
+    """After a shard run: the exclusive lock if every part of ``fp`` is present to merge, else
+    None with a line saying what is left."""
+    paths = _part_paths(store, n_parts)
+    present = sum(p.exists() for p in paths)
+    lock = StoreLock(store)
+    if present == n_parts and lock.acquire():
+        if _parts_problem(store, fp) is None and all(p.exists() for p in paths):
+            return lock
+        lock.release()
+    left = ("another run holds the store now" if present == n_parts
+            else "run the remaining shards")
+    print(f"extract {kind}: shard {shard[0]}/{shard[1]} done; {present} of {n_parts} parts present — "
+          f"{left}, then `mger extract` merges")
+    return None
 
 
 def _compute_all(kind: str, cfg: FeaturesConfig, inputs: Inputs, store: Path, encoder, manifest: str,

@@ -1,12 +1,19 @@
 """``mger``: the command line. Every DVC stage is one subcommand reading params.yaml.
 
 Options given on the command line override the matching params.yaml values.
+
+One error boundary (:func:`main`): any failure of a stage is printed as one line
+``mger <stage>: error: <file or key>: <what is wrong; what to do>`` and exits with code 1;
+``--debug`` (or ``MGER_DEBUG=1``) prints the traceback first.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
+import traceback
 from typing import Callable, Sequence
 
 from pipeline import __version__
@@ -26,6 +33,7 @@ def _cmd_synth(args: argparse.Namespace, params: Params) -> None:
         sessions=args.sessions or cfg.sessions,
         dialogs_per_session=args.dialogs or cfg.dialogs_per_session,
         turns_per_dialog=args.turns or cfg.turns_per_dialog,
+        force=args.force,
     )
 
 
@@ -93,9 +101,20 @@ def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
                 shard=args.shard, no_rebuild=args.no_rebuild, fold=fold)
 
 
+def _need_two_sessions(manifest: str) -> None:
+    """Leave-one-session-out needs a session to test and at least one to train on."""
+    from pipeline.manifest import read_manifest, sessions
+
+    present = sessions(read_manifest(manifest))
+    if len(present) < 2:
+        raise StageError(f"{manifest}: {len(present)} session(s) {present}; leave-one-session-out needs at least "
+                         "two: prepare a corpus with more sessions (e.g. synth.sessions)")
+
+
 def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
     from models.finetune import run_finetune
 
+    _need_two_sessions(args.manifest or params.prepare.manifest)
     for fold in args.fold or params.finetune.folds:
         run_finetune(fold, params.finetune, params.features, args.manifest or params.prepare.manifest,
                      f"{params.align.out}/segments.h5", params.split)
@@ -113,7 +132,7 @@ def _cmd_cache(args: argparse.Namespace, params: Params) -> None:
     else:
         if not args.path:
             raise ValueError("mger cache verify needs a PATH")
-        if not cache_verify(args.path, args.manifest):
+        if not cache_verify(args.path, args.manifest, args.segments or f"{params.align.out}/segments.h5"):
             raise SystemExit(1)
 
 
@@ -122,6 +141,10 @@ def _cmd_train(args: argparse.Namespace, params: Params) -> None:
 
     experiments = params.train.all_experiments
     names = list(experiments) if args.experiment == "all" else [args.experiment]
+    if not names:
+        raise ConfigError(f"{args.params}: train.experiments and train.finetuned_experiments are empty; "
+                          "add an experiment (see the README) or pass --experiment NAME")
+    _need_two_sessions(params.prepare.manifest)
     for name in names:
         if name not in experiments:
             raise ValueError(f"train.experiments and train.finetuned_experiments have no {name!r} "
@@ -153,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, handler: Handler, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.add_argument("--params", default=DEFAULT_PARAMS, help="params file (default: %(default)s)")
+        p.add_argument("--debug", action="store_true", help="on an error, print the traceback (also MGER_DEBUG=1)")
         p.set_defaults(handler=handler)
         return p
 
@@ -162,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sessions", type=int, help="number of sessions, 1-9 (synth.sessions)")
     p.add_argument("--dialogs", type=int, help="dialogs per session (synth.dialogs_per_session)")
     p.add_argument("--turns", type=int, help="turns per dialog (synth.turns_per_dialog)")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out even if it is a non-empty folder that synth did not write")
 
     p = add("prepare", _cmd_prepare, "Read an IEMOCAP-layout tree and write the utterance manifest.")
     p.add_argument("--root", help="IEMOCAP_full_release folder, real or synthetic (prepare.root)")
@@ -204,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", nargs="?", help="ls: folder (features.out); verify, compare: store file")
     p.add_argument("other", nargs="?", help="compare: the reference store")
     p.add_argument("--manifest", help="verify: also check that every utterance of this manifest is covered")
+    p.add_argument("--segments", help="verify --manifest: the segment table; utterances alignment dropped are "
+                   "not expected (default: <align.out>/segments.h5)")
 
     p = add("train", _cmd_train, "Train and evaluate one experiment of train.experiments (leave-one-session-out).")
     p.add_argument("--experiment", required=True, help="experiment name, or 'all'")
@@ -214,13 +242,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error_line(err: BaseException) -> str:
+    """One line for ``err``: the file or key and what to do; unexpected errors say so."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    if isinstance(err, OSError) and (err.errno == errno.ENOSPC or "No space left" in text or "errno = 28" in text):
+        where = err.filename or "an output file"
+        text = f"{where}: disk full; free some space and rerun (outputs are written whole or not at all)"
+    elif isinstance(err, OSError) and err.filename is not None and not isinstance(err, FileNotFoundError):
+        text = f"{err.filename}: {err.strerror or text}"
+    elif isinstance(err, FileNotFoundError) and err.filename is not None:
+        text = f"{err.filename}: no such file; check the path (or run the stage that writes it)"
+    elif not (isinstance(err, (ValueError, RuntimeError, OSError)) or (isinstance(err, KeyError) and " " in text)):
+        text = f"{type(err).__name__}: {text} (unexpected; rerun with --debug for the traceback)"
+    return " ".join(text.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("MGER_DEBUG", "") not in ("", "0")
     try:
         params = load_params(args.params)
         args.handler(args, params)
-    except (ConfigError, StageError, ValueError, FileNotFoundError, RuntimeError) as err:
-        print(f"mger {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"mger {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # the one error boundary: every failure is one line, exit 1
+        if debug:
+            traceback.print_exc()
+        print(f"mger {args.command}: error: {error_line(err)}", file=sys.stderr)
         return 1
     return 0
 

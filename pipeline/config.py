@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Callable, Iterator, Literal, Optional, Union
 
 import yaml
 
@@ -367,7 +367,9 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
 
 def params_from_dict(data: dict[str, Any] | None) -> Params:
     """Build :class:`Params` from an already parsed mapping (missing keys take defaults)."""
-    return _build(Params, data or {}, "")
+    params = _build(Params, data or {}, "")
+    check_ranges(params)
+    return params
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
@@ -385,3 +387,82 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
         return params_from_dict(data)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+
+
+# Range checks: every numeric param has a rule here, keyed by its dotted name ("*" stands for
+# any experiment name, "[]" for any list item); tests/test_config.py fails for a numeric param
+# without one, so a new param needs its range stated.
+_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "positive": (lambda v: v > 0, "must be positive"),
+    "nonnegative": (lambda v: v >= 0, "must be >= 0"),
+    "fraction": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "probability": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "any": (lambda v: True, ""),
+}
+RANGES: dict[str, str] = {
+    "synth.seed": "nonnegative", "synth.sessions": "positive", "synth.dialogs_per_session": "positive",
+    "synth.turns_per_dialog": "positive",
+    "align.n_jobs": "positive", "align.pocketsphinx.ladder[][]": "probability",
+    "align.pocketsphinx.silprob": "positive",
+    "align.mfa.jobs": "positive", "align.mfa.beam": "positive", "align.mfa.retry_beam": "positive",
+    "demo_model.seed": "nonnegative", "demo_model.hidden_size": "positive", "demo_model.num_hidden_layers": "positive",
+    "demo_model.num_attention_heads": "positive", "demo_model.intermediate_size": "positive",
+    "demo_model.conv_dim": "positive",
+    "features.batch_seconds": "positive", "features.shard_size": "positive", "features.n_jobs": "positive",
+    "features.speech.layer": "any", "features.speech.layer[]": "any", "features.speech.max_seconds": "positive",
+    "features.speech.overlap_seconds": "nonnegative", "features.text.layer": "any",
+    "features.text.max_length": "positive",
+    "finetune.folds[]": "positive", "finetune.epochs": "positive", "finetune.batch_size": "positive",
+    "finetune.grad_accum": "positive", "finetune.lr": "positive", "finetune.text_lr": "positive",
+    "finetune.head_lr": "positive", "finetune.warmup": "fraction", "finetune.weight_decay": "nonnegative",
+    "finetune.dropout": "fraction", "finetune.max_train_seconds": "positive", "finetune.patience": "positive",
+    "finetune.seed": "nonnegative",
+    "train.epochs": "positive", "train.batch_size": "positive", "train.lr": "positive",
+    "train.weight_decay": "nonnegative", "train.patience": "positive", "train.seeds[]": "nonnegative",
+    "train.hidden": "positive", "train.heads": "positive", "train.layers": "positive", "train.dropout": "fraction",
+    "train.experiments.*.aux_matching": "nonnegative", "train.experiments.*.aux_unimodal": "nonnegative",
+    "train.finetuned_experiments.*.aux_matching": "nonnegative",
+    "train.finetuned_experiments.*.aux_unimodal": "nonnegative",
+    "train.experiments.*.layers": "positive", "train.finetuned_experiments.*.layers": "positive",
+    "split.seed": "nonnegative",
+}
+
+
+def numeric_params(obj: Any, key: str = "") -> Iterator[tuple[str, str, float]]:
+    """(dotted key, rule key, value) of every int/float value under ``obj`` (bools excluded)."""
+    if dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            yield from numeric_params(getattr(obj, f.name), f"{key}.{f.name}".lstrip("."))
+    elif isinstance(obj, dict):
+        for name, value in obj.items():
+            yield from ((k, _generic(r, key), v) for k, r, v in numeric_params(value, f"{key}.{name}"))
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            yield from ((k, r.replace(f"{key}[{i}]", f"{key}[]", 1), v)
+                        for k, r, v in numeric_params(value, f"{key}[{i}]"))
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        yield key, key, obj
+
+
+def _generic(rule_key: str, dict_key: str) -> str:
+    """``train.experiments.a.aux_matching`` → ``train.experiments.*.aux_matching``."""
+    _, _, rest = rule_key[len(dict_key) + 1:].partition(".")
+    return f"{dict_key}.*.{rest}" if rest else f"{dict_key}.*"
+
+
+def check_ranges(params: Params) -> None:
+    """Every numeric param within its range (:data:`RANGES`), and the cross-field rules."""
+    for key, rule_key, value in numeric_params(params):
+        test, what = _RULES[RANGES.get(rule_key, "any")]
+        if not test(value):
+            raise ConfigError(f"{key}: {what}, got {value!r}")
+    demo = params.demo_model
+    for section, hidden, heads in (("train", params.train.hidden, params.train.heads),
+                                   ("demo_model", demo.hidden_size, demo.num_attention_heads)):
+        if hidden % heads:
+            raise ConfigError(f"{section}: hidden size {hidden} is not divisible by {heads} attention heads; "
+                              "change one of them")
+    speech = params.features.speech
+    if speech.overlap_seconds >= speech.max_seconds:
+        raise ConfigError(f"features.speech.overlap_seconds: {speech.overlap_seconds!r} must be less than "
+                          f"features.speech.max_seconds ({speech.max_seconds!r})")

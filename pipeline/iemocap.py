@@ -105,6 +105,15 @@ def parse_transcriptions(text: str) -> tuple[dict[str, str], list[tuple[int, str
     return texts, unparsed
 
 
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+def safe_utt_id(utt_id: str) -> bool:
+    """Whether ``utt_id`` can name a file inside a folder: no path separator, no '..', no
+    leading '.', only letters, digits and ``_ . + -``."""
+    return bool(_SAFE_ID.match(utt_id)) and ".." not in utt_id
+
+
 def speaker_of(utt_id: str, session: int) -> tuple[str, str]:
     """(speaker ``Ses01_F``, gender ``F``) from the utterance suffix letter (``..._F000``)."""
     suffix = utt_id.rsplit("_", 1)[-1]
@@ -172,6 +181,10 @@ class CorpusReader:
     def _utterance(self, session: int, session_dir: Path, dialog: str, rec: EmoRecord,
                    texts: Mapping[str, str], trans_file: Path, emo_file: Path) -> Utterance | None:
         uid = rec.utt_id
+        if not safe_utt_id(uid):
+            self.log.add(uid, emo_file, "utterance id with a path separator, '..' or a leading '.' "
+                                        "(ids name files: wav, TextGrid, features); fix the id")
+            return None
         if uid in self._seen:
             self.log.add(uid, emo_file, "duplicate id")
             return None

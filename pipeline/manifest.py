@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from pipeline.reporting import atomic_path
+
 
 @dataclass(frozen=True)
 class Utterance:
@@ -36,16 +38,14 @@ MANIFEST_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Utterance))
 
 
 def write_manifest(path: str | Path, utterances: Iterable[Utterance]) -> int:
-    """Write one JSON object per line; return the number written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    """Write one JSON object per line, atomically (the old manifest stays whole if writing
+    fails); return the number written."""
     n = 0
-    with tmp.open("w", encoding="utf-8") as fh:
-        for utt in utterances:
-            fh.write(json.dumps(asdict(utt), ensure_ascii=False) + "\n")
-            n += 1
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for utt in utterances:
+                fh.write(json.dumps(asdict(utt), ensure_ascii=False) + "\n")
+                n += 1
     return n
 
 
@@ -57,12 +57,33 @@ def read_manifest(path: str | Path) -> list[Utterance]:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            row = json.loads(line)
-            missing = set(MANIFEST_FIELDS) - set(row)
-            if missing:
-                raise ValueError(f"{path}:{lineno}: manifest row lacks {', '.join(sorted(missing))}")
-            out.append(Utterance(**{k: row[k] for k in MANIFEST_FIELDS}))
+            out.append(_row(line, f"{path}:{lineno}"))
     return out
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    f.name: {"str": (str,), "int": (int,), "bool": (bool,), "float": (float, int)}[f.type] for f in fields(Utterance)}
+
+
+def _row(line: str, where: str) -> Utterance:
+    """One manifest line; a truncated line, a missing field or a wrongly typed value is a
+    ValueError naming ``file:line`` and the field."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{where}: not a complete JSON object ({err.msg} at column {err.colno}); "
+                         "the manifest is damaged: rerun `mger prepare`") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}; rerun `mger prepare`")
+    missing = set(MANIFEST_FIELDS) - set(row)
+    if missing:
+        raise ValueError(f"{where}: manifest row lacks {', '.join(sorted(missing))}")
+    for name, types in _FIELD_TYPES.items():
+        value = row[name]
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            raise ValueError(f"{where}: {name} is {value!r}, expected {types[0].__name__}; fix the line or rerun "
+                             "`mger prepare`")
+    return Utterance(**{k: row[k] for k in MANIFEST_FIELDS})
 
 
 def sessions(utterances: Sequence[Utterance]) -> list[int]:

@@ -449,18 +449,43 @@ def _synthesize_session(root: Path, seed: int, session: int, dialogs_per_session
     return truth, audio_seconds
 
 
+SYNTH_MARKER = ".mger-synth.json"  # written first into every corpus synth makes
+
+
+def _synth_output(root: Path) -> bool:
+    """Whether ``root`` is a corpus synth wrote (its marker; or, from before the marker, nothing
+    but SessionN folders and truth/)."""
+    if (root / SYNTH_MARKER).is_file():
+        return True
+    return all(re.fullmatch(r"Session\d+|truth", p.name) and p.is_dir() for p in root.iterdir())
+
+
+def check_out(root: Path, force: bool = False) -> None:
+    """Refuse to replace ``root`` unless it is absent, empty, an earlier synth output, or ``force``."""
+    if force or not root.exists():
+        return
+    if not root.is_dir():
+        raise ValueError(f"{root}: exists and is not a folder; choose another --out")
+    if any(root.iterdir()) and not _synth_output(root):
+        raise ValueError(f"{root}: not empty and not an earlier `mger synth` output; synth would delete it: "
+                         "choose another --out, or pass --force to replace it")
+
+
 def synthesize_corpus(out: str | Path, seed: int = 13, sessions: int = 5, dialogs_per_session: int = 6,
-                      turns_per_dialog: int = 28, n_jobs: int = 2) -> int:
-    """Write the corpus under ``out`` (replacing it); return the number of utterances.
+                      turns_per_dialog: int = 28, n_jobs: int = 2, force: bool = False) -> int:
+    """Write the corpus under ``out`` (replacing an earlier synth output there; any other
+    non-empty folder only with ``force``); return the number of utterances.
 
     Sessions are synthesized in parallel, each in a fresh process (see
     :func:`_synthesize_session`), so the files are byte-identical for the same arguments.
     """
     t0 = time.perf_counter()
     root = Path(out)
+    check_out(root, force)
     if root.exists():
         shutil.rmtree(root)
     (root / "truth").mkdir(parents=True)
+    (root / SYNTH_MARKER).write_text(json.dumps({"seed": seed, "sessions": sessions}) + "\n", encoding="utf-8")
     ctx = multiprocessing.get_context("spawn")
     results: dict[int, tuple[list[str], float]] = {}
     with ProcessPoolExecutor(max_workers=max(1, n_jobs), mp_context=ctx, max_tasks_per_child=1) as pool:

@@ -54,3 +54,16 @@ def aligned(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     run_align(out / "manifest.jsonl", AlignConfig(backend="iemocap", out=str(out / "align"),
                                                   report=str(out / "a.json"), n_jobs=1))
     return {"manifest": out / "manifest.jsonl", "segments": out / "align" / "segments.h5"}
+
+
+@pytest.fixture(scope="session")
+def reference_store(tiny_models: dict[str, str], aligned: dict[str, Path],
+                    tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny corpus's speech and text stores (shard_size 4; treat as read-only)."""
+    from features.extract import extract
+    from pipeline.config import FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
+
+    out = tmp_path_factory.mktemp("features")
+    cfg = FeaturesConfig(out=str(out), shard_size=4, speech=SpeechFeaturesConfig(model=tiny_models["speech"]),
+                         text=TextFeaturesConfig(model=tiny_models["text"]))
+    return {kind: extract(kind, cfg, aligned["manifest"], aligned["segments"]) for kind in ("speech", "text")}

@@ -53,3 +53,147 @@ def test_cli_overrides_params(tiny_corpus: Path, tmp_path: Path) -> None:
     report = json.loads((tmp_path / "q.json").read_text())
     assert "fru" in report["class_map"] and report["kept"] == len((tmp_path / "m.jsonl").read_text().splitlines())
     assert build_parser().parse_args(["synth", "--seed", "0"]).seed == 0
+
+
+# --- the error boundary: one line naming the file or key, exit 1; --debug shows the traceback ---
+
+def _write_params(tmp_path: Path, aligned: dict[str, Path], tiny_models: dict[str, str], **sections: dict) -> Path:
+    import yaml
+
+    params = {"prepare": {"manifest": str(aligned["manifest"])}, "align": {"out": str(aligned["segments"].parent)},
+              "features": {"out": str(tmp_path / "features"), "speech": {"model": tiny_models["speech"]},
+                           "text": {"model": tiny_models["text"]}},
+              "train": {"epochs": 1, "metrics_dir": str(tmp_path / "metrics"), "epochs_dir": str(tmp_path / "ep"),
+                        "experiments": {"audio_phone": {"model": "audio", "speech_levels": ["phone"]}}},
+              "report": {"out": str(tmp_path / "results.md"), "figures": str(tmp_path / "fig")}}
+    for name, values in sections.items():
+        params[name] = {**params.get(name, {}), **values}
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def _manifest_variant(aligned: dict[str, Path], tmp_path: Path, edit) -> Path:
+    lines = aligned["manifest"].read_text().splitlines()
+    out = tmp_path / "bad.jsonl"
+    out.write_text("\n".join(edit(lines)) + "\n")
+    return out
+
+
+def _session_as_string(lines: list[str]) -> list[str]:
+    row = json.loads(lines[2])
+    row["session"] = str(row["session"])
+    return lines[:2] + [json.dumps(row)] + lines[3:]
+
+
+def _one_session(lines: list[str]) -> list[str]:
+    return [line for line in lines if json.loads(line)["session"] == 1]
+
+
+CASES = {
+    "bad model path": (["extract", "--kind", "speech"], {"features": {"speech": {"model": "/nonexistent/w2v"}}},
+                       None, r"features\.speech\.model: cannot load '/nonexistent/w2v'"),
+    "no such package": (["extract", "--kind", "text"], {"features": {"text": {"model": "package:no_such_pkg"}}},
+                        None, r"features\.text\.model: cannot load 'package:no_such_pkg' \(No module named"),
+    "hidden vs heads": (["train", "--experiment", "all"], {"train": {"hidden": 130, "heads": 4}}, None,
+                        r"p\.yaml: train: hidden size 130 is not divisible by 4 attention heads"),
+    "one session": (["train", "--experiment", "all"], {}, _one_session,
+                    r"bad\.jsonl: 1 session\(s\) \[1\]; leave-one-session-out needs at least two"),
+    "session as string": (["extract", "--kind", "text"], {}, _session_as_string,
+                          r"bad\.jsonl:3: session is '\d', expected int"),
+    "truncated line": (["extract", "--kind", "text"], {}, lambda lines: lines[:4] + [lines[4][:40]],
+                       r"bad\.jsonl:5: not a complete JSON object"),
+    "no experiments": (["train", "--experiment", "all"], {"train": {"experiments": {}}}, None,
+                       r"p\.yaml: train\.experiments and train\.finetuned_experiments are empty"),
+    "unknown experiment": (["train", "--experiment", "nope"], {}, None,
+                           r"train\.experiments and train\.finetuned_experiments have no 'nope'"),
+    "negative lr": (["train", "--experiment", "all"], {"train": {"lr": -1}}, None,
+                    r"p\.yaml: train\.lr: must be positive, got -1\.0"),
+    "missing manifest": (["extract", "--kind", "text"], {"prepare": {"manifest": "/nonexistent/m.jsonl"}}, None,
+                         r"/nonexistent/m\.jsonl: no such file"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_user_errors_are_one_line(case: str, aligned, tiny_models, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    argv, sections, manifest_edit, message = CASES[case]
+    if manifest_edit is not None:
+        sections = {**sections, "prepare": {"manifest": str(_manifest_variant(aligned, tmp_path, manifest_edit))}}
+    params = _write_params(tmp_path, aligned, tiny_models, **sections)
+    rc = main([*argv, "--params", str(params)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1
+    assert err[-1].startswith(f"mger {argv[0]}: error: ") and re.search(message, err[-1]), err[-1]
+    assert not any("Traceback" in line for line in err)
+
+
+def test_unknown_level_in_the_store_is_one_line(reference_store, aligned, tiny_models, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """An experiment asks for a level the store lacks: one line naming the store and the level."""
+    import shutil
+
+    import h5py
+
+    (tmp_path / "features").mkdir()
+    for kind in ("speech", "text"):
+        shutil.copy(reference_store[kind], tmp_path / "features" / f"{kind}.h5")
+    with h5py.File(tmp_path / "features" / "speech.h5", "a") as f:
+        del f["phone"]
+    params = _write_params(tmp_path, aligned, tiny_models)
+    assert main(["train", "--experiment", "audio_phone", "--params", str(params)]) == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("mger train: error: ") and "speech.h5" in line and "'phone'" in line, line
+
+
+def test_disk_full_is_one_line_and_leaves_no_temp(tiny_corpus: Path, tmp_path: Path, monkeypatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "q.json").write_text('{"old": true}\n')
+
+    def full(self: Path, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    (tmp_path / "p.yaml").write_text("{}\n")
+    rc = main(["prepare", "--root", str(tiny_corpus), "--out", str(tmp_path / "m.jsonl"),
+               "--report", str(tmp_path / "reports" / "q.json"), "--params", str(tmp_path / "p.yaml")])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 1 and line.startswith("mger prepare: error: ") and "disk full; free some space" in line, line
+    assert f"{tmp_path / 'reports' / 'q.json'}: disk full" in line
+    assert (tmp_path / "reports" / "q.json").read_text() == '{"old": true}\n'
+    assert [p.name for p in (tmp_path / "reports").iterdir()] == ["q.json"]
+
+
+@pytest.mark.parametrize("how", ["--debug", "MGER_DEBUG=1"])
+def test_debug_shows_the_traceback(tmp_path: Path, how: str) -> None:
+    (tmp_path / "p.yaml").write_text("train:\n  hidden: 130\n  heads: 4\n")
+    cmd = [sys.executable, "-m", "pipeline.cli", "train", "--experiment", "all", "--params", str(tmp_path / "p.yaml")]
+    env = dict(__import__("os").environ)
+    if how == "--debug":
+        cmd.append("--debug")
+    else:
+        env["MGER_DEBUG"] = "1"
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert proc.returncode == 1 and "Traceback (most recent call last)" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("mger train: error: ")
+    quiet = subprocess.run(cmd[:-1] if how == "--debug" else cmd, capture_output=True, text=True,
+                           env={k: v for k, v in env.items() if k != "MGER_DEBUG"})
+    assert quiet.returncode == 1 and quiet.stderr.count("\n") == 1 and "Traceback" not in quiet.stderr
+
+
+@pytest.mark.parametrize("err, line", [
+    (KeyError("speech_levels"), "KeyError: speech_levels (unexpected; rerun with --debug for the traceback)"),
+    (ZeroDivisionError("division by zero"), "ZeroDivisionError: division by zero (unexpected; rerun with --debug"),
+    (KeyError("store.h5: no level 'x' (levels: word)"), "store.h5: no level 'x' (levels: word)"),
+    (PermissionError(13, "Permission denied", "/r/results.md"), "/r/results.md: Permission denied"),
+    (ValueError("m.jsonl:3: session is '1'\nexpected int"), "m.jsonl:3: session is '1' expected int"),
+])
+def test_error_line_is_one_line(err: BaseException, line: str) -> None:
+    from pipeline.cli import error_line
+
+    assert error_line(err).startswith(line) and "\n" not in error_line(err)

@@ -58,3 +58,44 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
         load_params(bad)
     with pytest.raises(ConfigError, match="params file not found"):
         load_params(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"train": {"lr": -1}}, "train.lr: must be positive, got -1.0"),
+    ({"train": {"lr": 0}}, "train.lr: must be positive"),
+    ({"train": {"dropout": 1.0}}, r"train.dropout: must be in [0, 1), got 1.0"),
+    ({"train": {"weight_decay": -0.1}}, "train.weight_decay: must be >= 0"),
+    ({"train": {"seeds": [0, -3]}}, "train.seeds[1]: must be >= 0, got -3"),
+    ({"train": {"hidden": 130, "heads": 4}}, "train: hidden size 130 is not divisible by 4 attention heads"),
+    ({"train": {"experiments": {"a": {"model": "mha_aux", "aux_matching": -0.5}}}},
+     "train.experiments.a.aux_matching: must be >= 0"),
+    ({"features": {"batch_seconds": -5}}, "features.batch_seconds: must be positive, got -5.0"),
+    ({"features": {"speech": {"max_seconds": 0}}}, "features.speech.max_seconds: must be positive"),
+    ({"features": {"speech": {"overlap_seconds": 30}}}, "features.speech.overlap_seconds: 30.0 must be less than"),
+    ({"features": {"text": {"max_length": 0}}}, "features.text.max_length: must be positive"),
+    ({"finetune": {"dropout": 1.5}}, r"finetune.dropout: must be in [0, 1)"),
+    ({"finetune": {"weight_decay": -1}}, "finetune.weight_decay: must be >= 0"),
+    ({"finetune": {"folds": [0]}}, "finetune.folds[0]: must be positive"),
+    ({"demo_model": {"hidden_size": 250}}, "demo_model: hidden size 250 is not divisible by 4"),
+    ({"align": {"pocketsphinx": {"ladder": [[2.0, 1e-60, 1e-80]]}}},
+     "align.pocketsphinx.ladder[0][0]: must be in (0, 1]"),
+    ({"align": {"mfa": {"beam": -10}}}, "align.mfa.beam: must be positive"),
+    ({"synth": {"seed": -1}}, "synth.seed: must be >= 0"),
+])
+def test_out_of_range_values_name_the_key(data: dict, message: str) -> None:
+    import re
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        params_from_dict(data)
+
+
+def test_every_numeric_param_has_a_range() -> None:
+    """A numeric param without a rule in pipeline.config.RANGES fails here (add its range)."""
+    from pipeline.config import RANGES, numeric_params
+
+    params = load_params(REPO / "params.yaml")
+    params.features.batch_seconds = 50.0
+    params.features.speech.layer = [0, 2]
+    params.train.finetuned_experiments["x"] = params.train.experiments["mha_both"]
+    unruled = sorted({rule for _, rule, _ in numeric_params(params)} - set(RANGES))
+    assert unruled == []

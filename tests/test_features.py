@@ -51,13 +51,6 @@ def _assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
-@pytest.fixture(scope="session")
-def reference_store(tiny_models, aligned, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("features")
-    cfg = _cfg(tiny_models, out)
-    return {kind: extract(kind, cfg, aligned["manifest"], aligned["segments"]) for kind in ("speech", "text")}
-
-
 @pytest.mark.parametrize("level, table_level", [("phone", "phones"), ("syllable", "syllables"), ("word", "words")])
 def test_speech_levels_rows_match_segments(reference_store, aligned, level: str, table_level: str) -> None:
     store = FeatureStore(reference_store["speech"])
@@ -399,3 +392,165 @@ def test_shards_and_dask_backend_give_the_same_store(reference_store, tiny_model
                                    scheduler=cluster.scheduler_address)
         extract("speech", dcfg, aligned["manifest"], aligned["segments"])
     _assert_same(_contents(tmp_path / "dask" / "speech.h5"), _contents(reference_store["speech"]))
+
+
+# --- every fingerprint field: changing that one thing changes the fingerprint (so rebuilds) ---
+
+def _changed_copy(path: Path, folder: Path, edit) -> Path:
+    out = folder / path.name
+    shutil.copy(path, out)
+    edit(out)
+    return out
+
+
+def _shift_first_word(path: Path) -> None:
+    with h5py.File(path, "r+") as f:
+        f["words/end"][0] = f["words/end"][0] - 0.01
+
+
+def _fingerprint_inputs(tiny_models, aligned, tmp_path: Path, change: str):
+    """(kind, encoder, cfg, inputs, fold) with exactly ``change`` changed (``base``: nothing)."""
+    import copy
+
+    from features.extract import build_encoder, load_inputs
+    from pipeline.manifest import read_manifest, write_manifest
+
+    kind = "text" if change.startswith("text.") else "speech"
+    field = change.split(".", 1)[-1]
+    speech = {"pooling": {"pooling": "max"}, "layer": {"layer": 1}, "levels": {"levels": ["word", "phone"]},
+              "max_seconds": {"max_seconds": 10.0}, "overlap_seconds": {"overlap_seconds": 1.0}}
+    cfg = _cfg(tiny_models, tmp_path, speech=speech.get(field, {}) if kind == "speech" else {},
+               dtype="bf16" if change == "dtype" else "auto")
+    if kind == "text":
+        cfg = dataclasses.replace(cfg, text=dataclasses.replace(
+            cfg.text, **{"layer": {"layer": 1}, "max_length": {"max_length": 64}}.get(field, {})))
+    manifest, segments = aligned["manifest"], aligned["segments"]
+    if field == "segments_sha256":
+        segments = _changed_copy(segments, tmp_path, _shift_first_word)
+    if field in ("utt_ids_sha256", "audio_sha256"):
+        utts = read_manifest(manifest)
+        if field == "utt_ids_sha256":
+            utts = utts[1:]
+        else:  # the first wav rewritten: same length, one sample changed
+            wav = tmp_path / Path(utts[0].wav).name
+            audio, rate = read_audio(utts[0].wav), 16000
+            audio[100] += 0.01
+            import soundfile as sf
+
+            sf.write(str(wav), audio, rate, subtype="PCM_16")
+            utts[0] = dataclasses.replace(utts[0], wav=str(wav))
+        manifest = tmp_path / "m.jsonl"
+        write_manifest(manifest, utts)
+    encoder = build_encoder(kind, cfg)
+    if field in ("model", "revision", "frame_stride", "normalize"):  # what the encoder reports of its model
+        encoder = copy.copy(encoder)
+        setattr(encoder, {"model": "name", "frame_stride": "frame_stride_s"}.get(field, field),
+                {"model": "other/model", "revision": "v2", "frame_stride": 0.025, "normalize": not encoder.normalize
+                 if kind == "speech" else None}[field])
+    inputs, _ = load_inputs(manifest, segments)
+    fold = {"fold": 1, "finetune_train_sessions": [2, 3], "finetune_sha256": "a" * 64}
+    if field in fold:
+        fold[field] = {"fold": 2, "finetune_train_sessions": [2], "finetune_sha256": "b" * 64}[field]
+    return kind, encoder, cfg, inputs, fold
+
+
+SPEECH_FIELDS = ["model", "revision", "weights_sha256", "segments_sha256", "utt_ids_sha256", "fold",
+                 "finetune_train_sessions", "finetune_sha256", "layer", "pooling", "levels", "frame_stride",
+                 "dtype", "max_seconds", "overlap_seconds", "normalize", "audio_sha256"]
+TEXT_FIELDS = ["model", "revision", "weights_sha256", "segments_sha256", "utt_ids_sha256", "fold",
+               "finetune_train_sessions", "finetune_sha256", "layer", "max_length"]
+CONSTANT_FIELDS = {"kind", "format", "batching", "levels"}  # set by the code, not by an input (text levels fixed)
+
+
+@pytest.mark.parametrize("change", SPEECH_FIELDS + [f"text.{f}" for f in TEXT_FIELDS])
+def test_each_fingerprint_field_changes_with_its_input(change: str, tiny_models, aligned, tmp_path: Path) -> None:
+    """Change one input (a param, the weights, the segment table, one wav, ...): the fingerprint
+    differs in that field and only there, so the store is rebuilt; drop the field from
+    ``features.extract.fingerprint`` and this fails."""
+    from transformers import AutoModel
+
+    from features.extract import fingerprint
+
+    kind = "text" if change.startswith("text.") else "speech"
+    field = change.split(".", 1)[-1]
+    models = dict(tiny_models)
+    if field == "weights_sha256":  # the same model folder before and after its weights are replaced
+        models[kind] = str(tmp_path / "model")
+        shutil.copytree(tiny_models[kind], models[kind])
+    (tmp_path / "new").mkdir()
+    base = fingerprint(*_fingerprint_inputs(models, aligned, tmp_path / "base", f"{kind}.base"))
+    if field == "weights_sha256":
+        net = AutoModel.from_pretrained(models[kind])
+        with torch.no_grad():
+            next(p for name, p in net.named_parameters() if name.endswith("bias")).add_(0.5)
+        net.save_pretrained(models[kind])
+    changed = fingerprint(*_fingerprint_inputs(models, aligned, tmp_path / "new", change))
+    ids_key_audio = (kind, field) == ("speech", "utt_ids_sha256")
+    expected = {field, "audio_sha256"} if ids_key_audio else {field}
+    assert {k for k in set(base) | set(changed) if base.get(k) != changed.get(k)} == expected
+
+
+def test_fingerprint_fields_all_have_a_test(tiny_models, aligned, tmp_path: Path) -> None:
+    from features.extract import fingerprint
+
+    for kind, fields in (("speech", SPEECH_FIELDS), ("text", TEXT_FIELDS)):
+        fp = fingerprint(*_fingerprint_inputs(tiny_models, aligned, tmp_path / kind, f"{kind}.base"))
+        untested = set(fp) - set(fields) - CONSTANT_FIELDS
+        assert untested == set(), f"{kind} fingerprint fields without a test: {untested}"
+
+
+def test_changed_wav_of_same_length_rebuilds(reference_store, tiny_models, aligned, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A wav re-synthesised with the same length: the store is rebuilt, not reported up to date."""
+    import soundfile as sf
+
+    from pipeline.manifest import read_manifest, write_manifest
+
+    utts = read_manifest(aligned["manifest"])
+    wav = tmp_path / "wavs" / Path(utts[0].wav).name
+    wav.parent.mkdir()
+    shutil.copy(utts[0].wav, wav)
+    utts[0] = dataclasses.replace(utts[0], wav=str(wav))
+    write_manifest(tmp_path / "m.jsonl", utts)
+    shutil.copy(reference_store["speech"], tmp_path / "speech.h5")
+    cfg = _cfg(tiny_models, tmp_path)
+    extract("speech", cfg, tmp_path / "m.jsonl", aligned["segments"])  # same bytes, other path: reused
+    assert "is up to date" in capsys.readouterr().out
+    audio = read_audio(str(wav))
+    sf.write(str(wav), audio[::-1].copy(), 16000, subtype="PCM_16")  # same length, other sound
+    extract("speech", cfg, tmp_path / "m.jsonl", aligned["segments"])
+    err = capsys.readouterr().err
+    assert "rebuilding" in err and "audio_sha256" in err
+    new, old = FeatureStore(tmp_path / "speech.h5"), FeatureStore(reference_store["speech"])
+    assert not np.array_equal(new.rows("frame", utts[0].utt_id), old.rows("frame", utts[0].utt_id))
+    np.testing.assert_array_equal(new.rows("frame", utts[1].utt_id), old.rows("frame", utts[1].utt_id))
+
+
+def test_damaged_store_is_rebuilt_not_reported_up_to_date(reference_store, tiny_models, aligned, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "speech.h5"
+    shutil.copy(reference_store["speech"], store)
+    with h5py.File(store, "a") as f:
+        f["word/data"][3, 0] = np.nan
+    with pytest.raises(CacheError, match=r"word: NaN or inf in 1 rows of 1 utterances"):
+        extract("speech", _cfg(tiny_models, tmp_path), aligned["manifest"], aligned["segments"], no_rebuild=True)
+    extract("speech", _cfg(tiny_models, tmp_path), aligned["manifest"], aligned["segments"])
+    assert "rebuilding" in capsys.readouterr().err
+    assert verify_store(store) == []
+    _assert_same(_contents(store), _contents(reference_store["speech"]))
+
+
+def test_verify_manifest_expects_only_aligned_utterances(reference_store, aligned, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Utterances alignment dropped (documented failure policy) are a note, not corruption; an
+    aligned utterance missing from the store still is."""
+    from features.cache_cli import cache_verify
+    from pipeline.manifest import read_manifest, write_manifest
+
+    utts = read_manifest(aligned["manifest"])
+    write_manifest(tmp_path / "m.jsonl", utts + [dataclasses.replace(utts[0], utt_id="Ses01F_impro09_F000")])
+    assert cache_verify(reference_store["speech"], tmp_path / "m.jsonl", aligned["segments"])
+    out = capsys.readouterr().out
+    assert "note: 1 manifest utterances have no alignment" in out and "Ses01F_impro09_F000" in out and ": OK (" in out
+    assert not cache_verify(reference_store["speech"], tmp_path / "m.jsonl", None)
+    assert "1 manifest utterances missing (e.g. Ses01F_impro09_F000)" in capsys.readouterr().out
