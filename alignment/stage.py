@@ -104,6 +104,11 @@ def run_align(manifest: str | Path, cfg: AlignConfig) -> dict:
     utts = read_manifest(manifest)
     if not utts:
         raise StageError(f"{manifest}: the manifest is empty")
+    seen: set[str] = set()
+    twice = sorted({u.utt_id for u in utts if u.utt_id in seen or seen.add(u.utt_id)})
+    if twice:
+        raise StageError(f"{manifest}: utterance id {twice[0]} appears more than once ({len(twice)} ids do); "
+                         "re-run `mger prepare`")
     results = align_utterances(utts, cfg)
     wall = time.perf_counter() - t0
     aligned = [r for r, _ in results if isinstance(r, Alignment)]
@@ -120,6 +125,9 @@ def run_align(manifest: str | Path, cfg: AlignConfig) -> dict:
     out = Path(cfg.out)
     for a in aligned:
         write_textgrid(out / "textgrid" / f"{a.utt_id}.TextGrid", a)
+    for stale in (out / "textgrid").glob("*.TextGrid"):  # of utterances this run dropped or no longer has
+        if stale.stem not in aligned_ids:
+            stale.unlink()
     write_table(out / "segments.h5", aligned, cfg.backend)
     audio_seconds = sum(by_id[a.utt_id].duration for a in aligned if a.method == "aligned")
     unknown: dict[str, str] = {}

@@ -8,6 +8,7 @@ from typing import Sequence
 import textgrid
 
 from alignment.base import Alignment, Segment
+from pipeline.reporting import atomic_path
 
 TIERS = ("words", "syllables", "phones")
 
@@ -29,5 +30,5 @@ def write_textgrid(path: str | Path, alignment: Alignment) -> None:
     tg = textgrid.TextGrid(name=alignment.utt_id, minTime=0.0, maxTime=duration)
     for name in TIERS:
         tg.append(_tier(name, getattr(alignment, name), duration))
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tg.write(str(path))
+    with atomic_path(path) as tmp:  # whole or absent: a killed run leaves no half TextGrid
+        tg.write(str(tmp))

@@ -20,6 +20,7 @@ from pipeline.config import AlignConfig
 from pipeline.espeak import Prosody
 from pipeline.iemocap import prepare_corpus
 from pipeline.manifest import Utterance, write_manifest
+from pipeline.reporting import StageError
 from pipeline.synth import Speaker, speak
 from tests.builders import write_tone
 
@@ -139,6 +140,22 @@ def test_iemocap_backend_missing_file_follows_policy(tiny_manifest: list[Utteran
     finally:
         Path(missing.wav).unlink()
     assert report["dropped"] == 1 and "no word segmentation file" in report["failed"][0]["reason"]
+
+
+def test_rerun_removes_textgrids_of_dropped_utterances_and_refuses_duplicate_ids(tiny_manifest: list[Utterance],
+                                                                                  tmp_path: Path) -> None:
+    cfg = AlignConfig(backend="iemocap", out=str(tmp_path / "align"), report=str(tmp_path / "a.json"), n_jobs=1)
+    write_manifest(tmp_path / "m.jsonl", tiny_manifest[:3])
+    run_align(tmp_path / "m.jsonl", cfg)
+    grids = tmp_path / "align" / "textgrid"
+    assert sorted(p.stem for p in grids.glob("*.TextGrid")) == sorted(u.utt_id for u in tiny_manifest[:3])
+    write_manifest(tmp_path / "m.jsonl", tiny_manifest[1:3])  # the first utterance is gone now
+    run_align(tmp_path / "m.jsonl", cfg)
+    assert sorted(p.stem for p in grids.glob("*.TextGrid")) == sorted(u.utt_id for u in tiny_manifest[1:3])
+    assert not list(grids.glob(".*"))  # no temporary files left
+    write_manifest(tmp_path / "m.jsonl", [tiny_manifest[1], tiny_manifest[2], tiny_manifest[1]])
+    with pytest.raises(StageError, match=rf"utterance id {tiny_manifest[1].utt_id} appears more than once"):
+        run_align(tmp_path / "m.jsonl", cfg)
 
 
 def test_align_stage_depends_only_on_manifest_code_and_align_params() -> None:
