@@ -9,6 +9,7 @@ building its backend once).  A failed utterance is recorded with its reason and,
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections import Counter
@@ -28,6 +29,7 @@ from alignment.uniform import uniform_alignment
 from pipeline.audio import read_audio
 from pipeline.config import AlignConfig
 from pipeline.manifest import Utterance, read_manifest
+from pipeline.processes import die_with_parent
 from pipeline.reporting import StageError, write_json
 
 _WORKER_ALIGNERS: dict[str, Aligner] = {}
@@ -73,7 +75,9 @@ def align_one(aligner: Aligner, utt: Utterance, on_failure: str) -> tuple[AlignR
     return result, result
 
 
-def _align_chunk(cfg: AlignConfig, chunk: Sequence[Utterance]) -> list[tuple[AlignResult, AlignmentFailure | None]]:
+def _align_chunk(cfg: AlignConfig, chunk: Sequence[Utterance], parent_pid: int
+                 ) -> list[tuple[AlignResult, AlignmentFailure | None]]:
+    die_with_parent(parent_pid)  # a killed `mger align` leaves no worker behind
     aligner = _worker_aligner(cfg)
     return [align_one(aligner, utt, cfg.on_failure) for utt in chunk]
 
@@ -89,7 +93,8 @@ def align_utterances(utts: Sequence[Utterance], cfg: AlignConfig, chunk_size: in
     if prepare is not None:  # batch backends (mfa) run once over everything first
         prepare(utts)
     chunks = _chunks(list(utts), chunk_size)
-    jobs = Parallel(n_jobs=cfg.n_jobs, return_as="generator")(delayed(_align_chunk)(cfg, c) for c in chunks)
+    jobs = Parallel(n_jobs=cfg.n_jobs, return_as="generator")(delayed(_align_chunk)(cfg, c, os.getpid())
+                                                              for c in chunks)
     out: list[tuple[AlignResult, AlignmentFailure | None]] = []
     with tqdm(total=len(utts), desc="align", unit="utt", file=sys.stderr) as bar:
         for results in jobs:

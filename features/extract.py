@@ -50,6 +50,7 @@ from pipeline import __version__
 from pipeline.audio import read_audio
 from pipeline.config import FeaturesConfig, FinetuneConfig
 from pipeline.manifest import Utterance, read_manifest
+from pipeline.processes import die_with_parent
 from pipeline.reporting import write_text_atomic
 
 SPEECH_LEVELS = ("frame", "phone", "syllable", "word", "utterance")
@@ -280,9 +281,11 @@ def store_path(out: str | Path, kind: str) -> Path:
     return Path(out) / f"{kind}.h5"
 
 
-def _run_shard(kind: str, cfg: FeaturesConfig, manifest: str, segments: str, store: str, i: int, n: int) -> int:
+def _run_shard(kind: str, cfg: FeaturesConfig, manifest: str, segments: str, store: str, i: int, n: int,
+               parent_pid: int) -> int:
     """One shard in a joblib worker process (or a Dask worker)."""
-    if cfg.backend == "joblib":  # loky worker processes share the cores
+    if cfg.backend == "joblib":  # loky worker processes share the cores, and end with the run
+        die_with_parent(parent_pid)
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // n))
     inputs, _ = load_inputs(manifest, segments)
     return compute_parts(kind, cfg, inputs, Path(store), (i, n))
@@ -475,7 +478,7 @@ def _compute_all(kind: str, cfg: FeaturesConfig, inputs: Inputs, store: Path, en
         compute_parts(kind, cfg, inputs, store, (0, 1), encoder)
         return
     n = cfg.n_jobs
-    jobs = (delayed(_run_shard)(kind, cfg, manifest, segments, str(store), i, n) for i in range(n))
+    jobs = (delayed(_run_shard)(kind, cfg, manifest, segments, str(store), i, n, os.getpid()) for i in range(n))
     if cfg.backend == "dask":
         from distributed import Client
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -221,3 +224,46 @@ def test_segment_table_independent_of_workers_and_order(determinism_utts: list[U
     assert _table_contents(table) == _table_contents(fresh_reference)
     if order == "manifest":  # same order: the whole file is the same bytes
         assert table.read_bytes() == fresh_reference.read_bytes()
+
+
+def _children(pid: int) -> set[int]:
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out |= {int(c) for c in (task / "children").read_text().split()}
+        except OSError:
+            pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_sigkilled_align_leaves_no_worker_behind(tiny_manifest: list[Utterance], tmp_path: Path) -> None:
+    """`mger align --n-jobs 2` killed outright: its joblib workers end too (PR_SET_PDEATHSIG)."""
+    write_manifest(tmp_path / "m.jsonl", tiny_manifest * 1)
+    params = tmp_path / "p.yaml"
+    params.write_text(yaml.safe_dump({"prepare": {"manifest": str(tmp_path / "m.jsonl")},
+                                      "align": {"out": str(tmp_path / "align"), "report": str(tmp_path / "a.json"),
+                                                "n_jobs": 2}}))
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "align", "--params", str(params)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, workers = time.time() + 120, set()
+    while time.time() < deadline and proc.poll() is None:
+        workers = {c for c in _children(proc.pid) if "loky" in Path(f"/proc/{c}/cmdline").read_text(errors="replace")}
+        if len(workers) >= 2 and all(Path(f"/proc/{w}").exists() for w in workers):
+            time.sleep(3.0)  # let them start aligning
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None and workers, "align ended before it could be killed"
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers)
