@@ -18,8 +18,9 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $@
 
 demo: $(STAMP)
-	$(BIN)/dvc repro
-	$(BIN)/mger summary
+	@start=$$(date +%s); \
+	$(BIN)/dvc repro && $(BIN)/mger summary && \
+	echo "make demo: the pipeline took $$(( $$(date +%s) - start )) s (installation not counted)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
