@@ -7,6 +7,8 @@ import dataclasses
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -277,3 +279,46 @@ def test_linear_probe_chooses_c_on_validation_and_pools_item_means() -> None:
     assert probe.predict_proba(x[120:]).shape == (80, 4)
     only_three = LinearProbe(4).fit(x[y < 3], y[y < 3], x[:40], y[:40])  # a class missing from training
     assert np.all(only_three.predict_proba(x[:5])[:, 3] == 0)
+
+
+def _whole_or_absent(path: Path) -> None:
+    """A file a killed run left behind is complete and readable, or it does not exist."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if path.suffix == ".json":
+        json.loads(data)
+    elif path.suffix == ".png":
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[-8:-4] == b"IEND", path
+    elif path.suffix == ".md":
+        assert data.rstrip().endswith(b"(figures/ua_by_fusion.png)"), path
+    elif path.parent.name == "predictions":
+        read_predictions(path)
+
+
+@pytest.mark.parametrize("delay", [1.0, 3.0, 6.0])
+def test_sigkilled_train_and_report_leave_whole_outputs_or_none(trained, tmp_path, delay: float) -> None:
+    """SIGKILL at several points of `mger train` and `mger report`: every output file is whole
+    or absent (a temporary file a kill leaves is hidden, and the next write of that output
+    removes it)."""
+    params = trained["params"]
+    out = tmp_path / "reports"
+    config = {"prepare": {"manifest": str(trained["manifest"]), "root": params.prepare.root},
+              "features": {"out": params.features.out},
+              "train": {"epochs": 3, "patience": 3, "hidden": 16, "heads": 2, "layers": 1, "seeds": [0],
+                        "metrics_dir": str(out / "metrics"), "epochs_dir": str(out / "epochs"),
+                        "predictions_dir": str(out / "predictions"), "experiments": {"late": EXPERIMENTS["late"]}},
+              "report": {"out": str(out / "results.md"), "figures": str(out / "figures")}}
+    path = tmp_path / "params.yaml"
+    path.write_text(json.dumps(config))
+    for command in (["train", "--experiment", "late"], ["report"]):
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *command, "--params", str(path)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for file in out.rglob("*"):
+            if file.is_file() and not file.name.startswith("."):
+                _whole_or_absent(file)
