@@ -423,7 +423,8 @@ def _fingerprint_inputs(tiny_models, aligned, tmp_path: Path, change: str):
                dtype="bf16" if change == "dtype" else "auto")
     if kind == "text":
         cfg = dataclasses.replace(cfg, text=dataclasses.replace(
-            cfg.text, **{"layer": {"layer": 1}, "max_length": {"max_length": 64}}.get(field, {})))
+            cfg.text, **{"layer": {"layer": 1}, "max_length": {"max_length": 64}, "markers": {"markers": "keep"}}.get(
+                field, {})))
     manifest, segments = aligned["manifest"], aligned["segments"]
     if field == "segments_sha256":
         segments = _changed_copy(segments, tmp_path, _shift_first_word)
@@ -458,8 +459,8 @@ SPEECH_FIELDS = ["model", "revision", "weights_sha256", "segments_sha256", "utt_
                  "finetune_train_sessions", "finetune_sha256", "layer", "pooling", "levels", "frame_stride",
                  "dtype", "max_seconds", "overlap_seconds", "normalize", "audio_sha256"]
 TEXT_FIELDS = ["model", "revision", "weights_sha256", "segments_sha256", "utt_ids_sha256", "fold",
-               "finetune_train_sessions", "finetune_sha256", "layer", "max_length"]
-CONSTANT_FIELDS = {"kind", "format", "batching", "levels"}  # set by the code, not by an input (text levels fixed)
+               "finetune_train_sessions", "finetune_sha256", "layer", "max_length", "markers"]
+CONSTANT_FIELDS = {"kind", "format", "batching", "levels", "input"}  # set by the code, not by an input (text levels fixed)
 
 
 @pytest.mark.parametrize("change", SPEECH_FIELDS + [f"text.{f}" for f in TEXT_FIELDS])
