@@ -267,3 +267,7 @@ def test_sigkilled_align_leaves_no_worker_behind(tiny_manifest: list[Utterance],
     while time.time() < deadline and any(_alive(w) for w in workers):
         time.sleep(0.1)
     assert not any(_alive(w) for w in workers)
+    # what the killed run left is whole or absent: no segment table, no report, no half TextGrid
+    assert not (tmp_path / "align" / "segments.h5").exists() and not (tmp_path / "a.json").exists()
+    for grid in (tmp_path / "align" / "textgrid").glob("*.TextGrid"):
+        textgrid.TextGrid.fromFile(str(grid))

@@ -28,6 +28,8 @@ from tests.builders import write_tone
     ("I DON'T know, we're 'fine'.", ["i", "don't", "know", "we're", "fine"]),
     ("[LAUGHTER] [GARBAGE]", []),
     ("", []),
+    ("Café déjà vu, naïve señor", ["cafe", "deja", "vu", "naive", "senor"]),  # one word each, not fragments
+    ("Straße — Ærø, it’s São Paulo", ["strasse", "aero", "it's", "sao", "paulo"]),
 ])
 def test_normalize_transcript(text: str, words: list[str]) -> None:
     assert normalize_transcript(text) == words

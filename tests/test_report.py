@@ -192,7 +192,7 @@ def test_report_selects_by_validation_and_shows_statistics(trained) -> None:
     for name, ref in (("audio_word", "probe_speech"), ("multigranular", "probe_speech"), ("text", "probe_text"),
                       ("late", "probe_both"), ("mha", "probe_both")):
         assert re.search(rf"\| [+-]\d+\.\d\d \(p 0\.\d{{3}}, {ref}\) \|$", rows[name]), rows[name]
-    assert "Training seeds: [0, 1] (fewer than the 3 seeds" in text
+    assert "Training seeds: [0, 1] (fewer than the 3 seeds" in text and "Leave-one-session-out over 3 folds." in text
     assert "| wav2vec 2.0, word level | audio_word | frozen |" in text and "| BERT+Wav2vec2+FC | fc | frozen |" in text
     assert "| co-attention, multi-granularity | not run |" in text and "| late fusion | late | frozen |" in text
     assert "| +CA+Aux1&2, K=1 | mha_both_k1 | frozen |" in text and "| +CA+Aux1 (matching) | mha_matching |" in text
@@ -217,6 +217,12 @@ def test_report_covers_params_only_and_refuses_stale_or_missing(trained, tmp_pat
         write_report(only)
     saved = Path(params.train.metrics_dir) / "text.json"
     original = saved.read_text()
+    saved.write_text(original[:200])  # cut mid-file
+    try:
+        with pytest.raises(StageError, match=r"text\.json: not valid JSON .*re-run `mger train --experiment text`"):
+            write_report(params)
+    finally:
+        saved.write_text(original)
     changed = json.loads(original)
     changed["provenance"]["stores"]["2"]["text"]["fingerprint_sha256"] = "text-v0"
     saved.write_text(json.dumps(changed))
