@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import sys
 import time
@@ -37,7 +36,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from joblib import Parallel, delayed, parallel_config
 from tqdm import tqdm
 
 from alignment.table import SegmentTable
@@ -50,7 +48,7 @@ from pipeline import __version__
 from pipeline.audio import read_audio
 from pipeline.config import FeaturesConfig, FinetuneConfig
 from pipeline.manifest import Utterance, read_manifest
-from pipeline.processes import die_with_parent
+from pipeline.processes import dispatch
 from pipeline.reporting import write_text_atomic
 
 SPEECH_LEVELS = ("frame", "phone", "syllable", "word", "utterance")
@@ -281,12 +279,8 @@ def store_path(out: str | Path, kind: str) -> Path:
     return Path(out) / f"{kind}.h5"
 
 
-def _run_shard(kind: str, cfg: FeaturesConfig, manifest: str, segments: str, store: str, i: int, n: int,
-               parent_pid: int) -> int:
-    """One shard in a joblib worker process (or a Dask worker)."""
-    if cfg.backend == "joblib":  # loky worker processes share the cores, and end with the run
-        die_with_parent(parent_pid)
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n))
+def _run_shard(kind: str, cfg: FeaturesConfig, manifest: str, segments: str, store: str, i: int, n: int) -> int:
+    """One shard in a worker process (:func:`pipeline.processes.dispatch`)."""
     inputs, _ = load_inputs(manifest, segments)
     return compute_parts(kind, cfg, inputs, Path(store), (i, n))
 
@@ -478,14 +472,6 @@ def _compute_all(kind: str, cfg: FeaturesConfig, inputs: Inputs, store: Path, en
         compute_parts(kind, cfg, inputs, store, (0, 1), encoder)
         return
     n = cfg.n_jobs
-    jobs = (delayed(_run_shard)(kind, cfg, manifest, segments, str(store), i, n, os.getpid()) for i in range(n))
-    if cfg.backend == "dask":
-        from distributed import Client
-
-        with Client(cfg.scheduler) if cfg.scheduler else Client(processes=False) as client, \
-                parallel_config(backend="dask"):
-            print(f"extract {kind}: {n} shards on Dask scheduler {client.scheduler.address}", file=sys.stderr)
-            Parallel(n_jobs=n)(jobs)
-    else:
-        Parallel(n_jobs=n)(jobs)
+    dispatch(_run_shard, [(kind, cfg, manifest, segments, str(store), i, n) for i in range(n)], n, cfg.backend,
+             cfg.scheduler, what=f"extract {kind} shards", share_cores=True)
 

@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 from pipeline import __version__
 from pipeline.config import DEFAULT_PARAMS, ConfigError, Params, load_params
+from pipeline.processes import dispatch
 from pipeline.reporting import StageError
 
 Handler = Callable[[argparse.Namespace, Params], None]
@@ -115,9 +116,10 @@ def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
     from models.finetune import run_finetune
 
     _need_two_sessions(args.manifest or params.prepare.manifest)
-    for fold in args.fold or params.finetune.folds:
-        run_finetune(fold, params.finetune, params.features, args.manifest or params.prepare.manifest,
-                     f"{params.align.out}/segments.h5", params.split)
+    jobs = [(fold, params.finetune, params.features, args.manifest or params.prepare.manifest,
+             f"{params.align.out}/segments.h5", params.split) for fold in args.fold or params.finetune.folds]
+    dispatch(run_finetune, jobs, args.n_jobs or 1, params.features.backend if args.n_jobs else "joblib",
+             params.features.scheduler, what="folds")
 
 
 def _cmd_cache(args: argparse.Namespace, params: Params) -> None:
@@ -145,12 +147,14 @@ def _cmd_train(args: argparse.Namespace, params: Params) -> None:
         raise ConfigError(f"{args.params}: train.experiments and train.finetuned_experiments are empty; "
                           "add an experiment (see the README) or pass --experiment NAME")
     _need_two_sessions(params.prepare.manifest)
-    for name in names:
-        if name not in experiments:
-            raise ValueError(f"train.experiments and train.finetuned_experiments have no {name!r} "
-                             f"(known: {', '.join(experiments)})")
-        run_experiment(name, experiments[name], params.train, params.features, params.prepare.manifest,
-                       params.finetune, params.split, f"{params.align.out}/segments.h5")
+    unknown = [name for name in names if name not in experiments]
+    if unknown:
+        raise ValueError(f"train.experiments and train.finetuned_experiments have no {unknown[0]!r} "
+                         f"(known: {', '.join(experiments)})")
+    jobs = [(name, experiments[name], params.train, params.features, params.prepare.manifest, params.finetune,
+             params.split, f"{params.align.out}/segments.h5") for name in names]
+    dispatch(run_experiment, jobs, args.n_jobs or 1, params.features.backend if args.n_jobs else "joblib",
+             params.features.scheduler, what="experiments")
 
 
 def _cmd_report(args: argparse.Namespace, params: Params) -> None:
@@ -222,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", type=int, action="append", help="fold (= test session) k; repeatable "
                    "(default: every fold of finetune.folds)")
     p.add_argument("--manifest", help="manifest (prepare.manifest)")
+    p.add_argument("--n-jobs", type=int, help="folds at once, one process each, on features.backend "
+                   "(joblib here, or a Dask cluster at features.scheduler); default: one after another")
 
     p = add("cache", _cmd_cache, "List feature stores, verify one (offsets, shapes, NaN/inf, coverage), "
             "or compare two stores of the same utterances.")
@@ -235,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("train", _cmd_train, "Train and evaluate one experiment of train.experiments (leave-one-session-out).")
     p.add_argument("--experiment", required=True, help="experiment name, or 'all'")
+    p.add_argument("--n-jobs", type=int, help="experiments at once, one process each, on features.backend "
+                   "(joblib here, or a Dask cluster at features.scheduler); default: one after another")
 
     add("report", _cmd_report, "Write reports/results.md and the figures from the experiments' metrics.")
 

@@ -222,3 +222,20 @@ def test_optimizer_steps_follow_grad_accum_and_schedule(tiny_models, aligned, tm
     logged = [float(r.split(",")[4]) for r in rows]
     expected = [cfg.lr * lr_factor(e * per_epoch - 1, total, 0.25) for e in (1, 2)]
     assert logged == pytest.approx(expected)
+
+
+def test_folds_dispatched_to_workers_fine_tune_as_serial_runs_do(finetuned, aligned, tmp_path) -> None:
+    """`mger finetune --n-jobs 2`: two folds in two worker processes end with the weights and
+    records the serial runs of the fixture wrote."""
+    from pipeline.processes import dispatch
+
+    ft = dataclasses.replace(finetuned["finetune"], out=str(tmp_path / "ft"), reports=str(tmp_path / "rep"))
+    jobs = [(fold, ft, finetuned["features"], aligned["manifest"], aligned["segments"]) for fold in (1, 2)]
+    assert [Path(p).name for p in dispatch(run_finetune, jobs, 2, "joblib")] == ["fold-1", "fold-2"]
+    for fold in (1, 2):
+        ours, serial = Path(ft.out) / f"fold-{fold}", Path(finetuned["finetune"].out) / f"fold-{fold}"
+        for name in ("speech/model.safetensors", "speech/head.safetensors", "text/model.safetensors"):
+            a, b = load_file(ours / name), load_file(serial / name)
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), (fold, name)
+        record = json.loads((ours / "finetune.json").read_text())
+        assert record["key"] == json.loads((serial / "finetune.json").read_text())["key"]

@@ -328,3 +328,31 @@ def test_sigkilled_train_and_report_leave_whole_outputs_or_none(trained, tmp_pat
         for file in out.rglob("*"):
             if file.is_file() and not file.name.startswith("."):
                 _whole_or_absent(file)
+
+
+@pytest.mark.parametrize("backend", ["joblib", "dask"])
+def test_experiments_dispatched_to_workers_write_what_serial_runs_write(trained, tmp_path, backend: str) -> None:
+    """`mger train --experiment all --n-jobs 2`: experiments in two worker processes (joblib) or on
+    a real Dask LocalCluster write byte-identical metrics and predictions to one-by-one runs."""
+    from distributed import LocalCluster
+
+    from pipeline.processes import dispatch
+
+    params = trained["params"]
+    names = ["probe_text", "audio_word", "late"]
+    train = dataclasses.replace(params.train, metrics_dir=str(tmp_path / "m"), epochs_dir=str(tmp_path / "e"),
+                                predictions_dir=str(tmp_path / "p"))
+    jobs = [(n, params.train.experiments[n], train, params.features, trained["manifest"], None, params.split)
+            for n in names]
+    if backend == "dask":
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+            dispatch(run_experiment, jobs, 2, "dask", cluster.scheduler_address)
+    else:
+        dispatch(run_experiment, jobs, 2, "joblib")
+    root = trained["root"]
+    for name in names:
+        ours, serial = json.loads((tmp_path / "m" / f"{name}.json").read_text()), json.loads(
+            (root / "metrics" / f"{name}.json").read_text())
+        for key in ("wa", "ua", "f1", "validation", "folds"):
+            assert ours[key] == serial[key], (name, key)
+        assert (tmp_path / "p" / f"{name}.csv").read_bytes() == (root / "predictions" / f"{name}.csv").read_bytes()
