@@ -46,7 +46,7 @@ from models.stats import METHOD, breakdown, summarize
 from models.train import TensorSet, fit, fit_weights, predict_proba
 from pipeline import __version__
 from pipeline.config import ExperimentSpec, FeaturesConfig, FinetuneConfig, SplitConfig, TrainConfig
-from pipeline.manifest import read_manifest
+from pipeline.manifest import Utterance, read_manifest
 from pipeline.reporting import StageError, write_json, write_text_atomic
 from pipeline.splits import all_folds
 
@@ -150,7 +150,8 @@ def store_provenance(paths: dict[str, Path]) -> dict[str, dict[str, str]]:
             for kind, path in sorted(paths.items())}
 
 
-def experiment_utterances(manifest: str | Path, features: FeaturesConfig, segments: str | Path | None) -> list:
+def experiment_utterances(manifest: str | Path, features: FeaturesConfig, segments: str | Path | None
+                          ) -> list[Utterance]:
     """The manifest's utterances the experiment runs on: those of the frozen speech store, which
     must hold every aligned utterance (``segments`` given): a store missing some is refused."""
     store = extracted_store(features.out, "speech")
