@@ -26,4 +26,4 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 clean-data:
-	rm -rf data reports dvc.lock
+	rm -rf data reports dvc.lock .dvc/cache .dvc/tmp  # the run cache too: the next demo recomputes every stage
