@@ -23,9 +23,7 @@ granularity, and the text model): their mean, or weights fitted on the validatio
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import sys
 import time
 from pathlib import Path
@@ -47,7 +45,7 @@ from models.train import TensorSet, fit, fit_weights, predict_proba
 from pipeline import __version__
 from pipeline.config import ExperimentSpec, FeaturesConfig, FinetuneConfig, SplitConfig, TrainConfig
 from pipeline.manifest import Utterance, read_manifest
-from pipeline.reporting import StageError, write_json, write_text_atomic
+from pipeline.reporting import StageError, write_csv_atomic, write_json
 from pipeline.splits import all_folds
 
 
@@ -250,7 +248,7 @@ def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, feat
     }
     write_predictions(prediction_path(train_cfg, name), pred)
     write_json(Path(train_cfg.metrics_dir) / f"{name}.json", result)
-    _write_history(Path(train_cfg.epochs_dir) / f"{name}.csv", history_rows)
+    write_csv_atomic(Path(train_cfg.epochs_dir) / f"{name}.csv", HISTORY_FIELDS, history_rows)
     print(f"train {name}: test WA {result['wa']['mean']:.3f} ± {result['wa']['std']:.3f}, "
           f"UA {result['ua']['mean']:.3f} ± {result['ua']['std']:.3f}; validation UA "
           f"{result['validation']['ua']['mean']:.3f}; over {len(splits)} folds x {len(train_cfg.seeds)} seeds in "
@@ -276,6 +274,9 @@ def _combine(weights: np.ndarray, probs: Sequence[np.ndarray]) -> np.ndarray:
     return sum(w * p for w, p in zip(weights, probs))
 
 
+HISTORY_FIELDS = ("fold", "seed", "member", "epoch", "train_loss", "val_ua")
+
+
 def prediction_path(train_cfg: TrainConfig, name: str) -> Path:
     return Path(train_cfg.predictions_dir) / f"{name}.csv"
 
@@ -286,10 +287,3 @@ def train_params(train_cfg: TrainConfig) -> dict:
     return {k: v for k, v in dataclasses.asdict(train_cfg).items() if k not in skip}
 
 
-def _write_history(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["fold", "seed", "member", "epoch", "train_loss", "val_ua"],
-                            lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, buf.getvalue())

@@ -30,10 +30,8 @@ weights as an uninterrupted one (on CPU).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import io
 import json
 import shutil
 import sys
@@ -57,7 +55,7 @@ from models.metrics import unweighted_accuracy
 from pipeline.audio import read_audio
 from pipeline.config import FeaturesConfig, FinetuneConfig, SplitConfig
 from pipeline.manifest import Utterance, read_manifest
-from pipeline.reporting import StageError, write_json, write_text_atomic
+from pipeline.reporting import StageError, write_csv_atomic, write_json
 from pipeline.splits import fold_split
 
 MODALITIES = ("speech", "text")
@@ -422,8 +420,5 @@ def _write_reports(folder: Path, fold: int, record: dict) -> None:
     summary = {k: record[k] for k in ("fold", "test_session", "train_sessions", "val_speakers", "results", "seconds")}
     write_json(folder / f"fold-{fold}.json", summary | {"n_train": len(record["train_ids"]),
                                                         "n_val": len(record["val_ids"])})
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["modality", "epoch", "train_loss", "val_ua", "lr"], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(record["history"])
-    write_text_atomic(folder / f"fold-{fold}.csv", buf.getvalue())
+    write_csv_atomic(folder / f"fold-{fold}.csv", ["modality", "epoch", "train_loss", "val_ua", "lr"],
+                     record["history"])

@@ -7,14 +7,16 @@ Nothing is skipped silently, and one bad item never stops a run.
 
 from __future__ import annotations
 
+import csv
 import glob
+import io
 import json
 import os
 import sys
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 
 class StageError(RuntimeError):
@@ -113,6 +115,15 @@ def save_figure_atomic(fig: Any, path: str | Path, **savefig_kw: Any) -> None:
     """``fig.savefig`` to ``path`` atomically (format from the suffix; see :func:`atomic_path`)."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, **savefig_kw)
+
+
+def write_csv_atomic(path: str | Path, fieldnames: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """Write ``rows`` under a header of ``fieldnames`` as CSV (``\n`` line ends), atomically."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(fieldnames), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buf.getvalue())
 
 
 def write_json(path: str | Path, obj: Any) -> None:
