@@ -246,7 +246,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
 def test_sigkilled_align_leaves_no_worker_behind(tiny_manifest: list[Utterance], tmp_path: Path) -> None:
     """`mger align --n-jobs 2` killed outright: its joblib workers end too (PR_SET_PDEATHSIG)."""
-    write_manifest(tmp_path / "m.jsonl", tiny_manifest * 1)
+    write_manifest(tmp_path / "m.jsonl", tiny_manifest)
     params = tmp_path / "p.yaml"
     params.write_text(yaml.safe_dump({"prepare": {"manifest": str(tmp_path / "m.jsonl")},
                                       "align": {"out": str(tmp_path / "align"), "report": str(tmp_path / "a.json"),
@@ -257,7 +257,7 @@ def test_sigkilled_align_leaves_no_worker_behind(tiny_manifest: list[Utterance],
     while time.time() < deadline and proc.poll() is None:
         workers = {c for c in _children(proc.pid) if "loky" in Path(f"/proc/{c}/cmdline").read_text(errors="replace")}
         if len(workers) >= 2 and all(Path(f"/proc/{w}").exists() for w in workers):
-            time.sleep(3.0)  # let them start aligning
+            time.sleep(0.5)  # let them start aligning
             break
         time.sleep(0.05)
     assert proc.poll() is None and workers, "align ended before it could be killed"
@@ -267,7 +267,10 @@ def test_sigkilled_align_leaves_no_worker_behind(tiny_manifest: list[Utterance],
     while time.time() < deadline and any(_alive(w) for w in workers):
         time.sleep(0.1)
     assert not any(_alive(w) for w in workers)
-    # what the killed run left is whole or absent: no segment table, no report, no half TextGrid
-    assert not (tmp_path / "align" / "segments.h5").exists() and not (tmp_path / "a.json").exists()
+    # what the killed run left is whole or absent: a readable segment table and report, or none
+    if (tmp_path / "align" / "segments.h5").exists():
+        assert len(SegmentTable.read(tmp_path / "align" / "segments.h5").utt_ids) == len(tiny_manifest)
+    if (tmp_path / "a.json").exists():
+        json.loads((tmp_path / "a.json").read_text())
     for grid in (tmp_path / "align" / "textgrid").glob("*.TextGrid"):
         textgrid.TextGrid.fromFile(str(grid))
