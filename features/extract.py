@@ -39,6 +39,7 @@ import torch
 from tqdm import tqdm
 
 from alignment.table import SegmentTable
+from features.acoustic import OpenSmileEncoder, is_opensmile
 from features.cache import (CacheError, StoreLock, exclusive_lock, file_sha256, fingerprint_diff,
                             fingerprint_sha256, merge_stores, read_fingerprint, verify_store, write_store)
 from features.encoders import SpeechEncoder, TextEncoder
@@ -51,7 +52,7 @@ from pipeline.manifest import Utterance, read_manifest
 from pipeline.processes import dispatch
 from pipeline.reporting import write_text_atomic
 
-SPEECH_LEVELS = ("frame", "phone", "syllable", "word", "utterance")
+SPEECH_LEVELS = ("frame", "phone", "syllable", "word", "utterance", "functionals")
 TEXT_LEVELS = ("token", "word")
 _TABLE_LEVEL = {"phone": "phones", "syllable": "syllables", "word": "words"}
 KINDS = ("speech", "text")
@@ -106,13 +107,15 @@ def build_encoder(kind: str, cfg: FeaturesConfig):
     """The ``kind`` encoder; a model that cannot be loaded is a :class:`CacheError` naming the param."""
     model = cfg.speech.model if kind == "speech" else cfg.text.model
     try:
+        if kind == "speech" and is_opensmile(cfg.speech.model):
+            return OpenSmileEncoder(cfg.speech.model)
         if kind == "speech":
             s = cfg.speech
             return SpeechEncoder(s.model, s.revision, s.layer, cfg.device, cfg.dtype, s.max_seconds,
                                  s.overlap_seconds)
         t = cfg.text
         return TextEncoder(t.model, t.revision, t.layer, cfg.device, t.max_length)
-    except (OSError, ImportError) as err:
+    except (OSError, ImportError, ValueError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CacheError(f"features.{kind}.model: cannot load {model!r} ({reason}); set it to a local "
                          "save_pretrained folder, a hub id, or package:<an installed module>") from err
@@ -149,6 +152,10 @@ def fingerprint(kind: str, encoder, cfg: FeaturesConfig, inputs: Inputs, fold: d
     if kind == "text":
         return common | {"layer": cfg.text.layer, "levels": list(TEXT_LEVELS), "max_length": cfg.text.max_length,
                          "input": "transcript as written", "markers": cfg.text.markers}
+    if isinstance(encoder, OpenSmileEncoder):
+        return common | encoder.settings() | {
+            "pooling": cfg.speech.pooling, "levels": list(cfg.speech.levels), "frame_stride": encoder.frame_stride_s,
+            "frame_centre0": encoder.frame_centre0_s, "audio_sha256": audio_sha256(inputs.utts)}
     return common | {"layer": cfg.speech.layer, "pooling": cfg.speech.pooling, "levels": list(cfg.speech.levels),
                      "frame_stride": encoder.frame_stride_s, "dtype": str(encoder.dtype).replace("torch.", ""),
                      "max_seconds": cfg.speech.max_seconds, "overlap_seconds": cfg.speech.overlap_seconds,
@@ -175,13 +182,19 @@ def speech_part(encoder: SpeechEncoder, cfg: FeaturesConfig, inputs: Inputs, utt
     the part is pooled in one vectorised call on the encoder's device."""
     batches = make_batches([u.duration for u in utts], batch_seconds(cfg, encoder.device))
     frames: list[torch.Tensor] = [torch.empty(0)] * len(utts)
+    functionals: list[np.ndarray] = [np.empty(0)] * len(utts)
     with ThreadPoolExecutor(1) as reader:
         for batch, waves in zip(batches, reader.map(lambda b: [read_audio(utts[i].wav) for i in b], batches)):
             for i, feats in zip(batch, encoder.encode(waves)):
                 frames[i] = feats
+            if "functionals" in cfg.speech.levels:  # openSMILE only (the config says so)
+                for i, row in zip(batch, encoder.functionals(waves)):
+                    functionals[i] = row.half().numpy()
     flat = torch.cat(frames)
     levels = {"frame": _to_host(flat, [len(f) for f in frames])} if "frame" in cfg.speech.levels else {}
-    pooled_levels = [lv for lv in cfg.speech.levels if lv != "frame"]
+    if "functionals" in cfg.speech.levels:
+        levels["functionals"] = functionals
+    pooled_levels = [lv for lv in cfg.speech.levels if lv not in ("frame", "functionals")]
     if not pooled_levels:
         return levels
     counts = torch.tensor([f.shape[0] for f in frames], device=encoder.device)
@@ -267,7 +280,7 @@ def _refuse_nonfinite(kind: str, cfg: FeaturesConfig, utts: Sequence[Utterance],
 def _attrs(kind: str, fp: dict, encoder) -> dict:
     return {"fingerprint": json.dumps(fp, sort_keys=True), "fingerprint_sha256": fingerprint_sha256(fp),
             "model": fp["model"], "revision": fp["revision"] or "", "weights_sha256": fp["weights_sha256"],
-            "layer": json.dumps(fp["layer"]), "frame_stride": fp.get("frame_stride", 0.0),
+            "layer": json.dumps(fp.get("layer")), "frame_stride": fp.get("frame_stride", 0.0),
             "pooling": fp.get("pooling", "mean-of-subtokens"), "segments_sha256": fp["segments_sha256"],
             "levels": json.dumps(fp["levels"]), "kind": kind, "dim": encoder.dim, "mger_version": __version__,
             "fold": fp.get("fold", -1),
@@ -275,8 +288,17 @@ def _attrs(kind: str, fp: dict, encoder) -> dict:
 
 
 def store_path(out: str | Path, kind: str) -> Path:
-    """The ``kind`` store in the folder ``out``."""
-    return Path(out) / f"{kind}.h5"
+    """The ``kind`` store in the folder ``out``: ``speech.h5``, ``text.h5``, or
+    ``speech-<name>.h5`` for the speech store ``name`` of ``features.extra_speech``."""
+    return Path(out) / (f"{kind}.h5" if kind in KINDS else f"speech-{kind}.h5")
+
+
+def store_config(cfg: FeaturesConfig, name: str) -> FeaturesConfig:
+    """The features settings that build the store ``name`` (``speech``, ``text`` or an extra
+    speech store, whose settings take the place of ``features.speech``)."""
+    if name in KINDS:
+        return cfg
+    return dataclasses.replace(cfg, speech=cfg.extra_speech[name])
 
 
 def _run_shard(kind: str, cfg: FeaturesConfig, manifest: str, segments: str, store: str, i: int, n: int) -> int:

@@ -35,13 +35,14 @@ from tqdm import tqdm
 
 from features.cache import FeatureStore, Ragged
 from features.encoders import resolve_device
+from features.extract import store_config
 from features.extract import store_path as extracted_store
 from models.metrics import all_metrics
 from models.modules import ModelConfig, input_names
 from models.predictions import Predictions, write_predictions
 from models.probe import LinearProbe, probe_inputs
 from models.stats import METHOD, breakdown, summarize
-from models.train import TensorSet, fit, fit_weights, predict_proba
+from models.train import TensorSet, fit, fit_weights, predict_proba, standardize
 from pipeline import __version__
 from pipeline.config import ExperimentSpec, FeaturesConfig, FinetuneConfig, SplitConfig, TrainConfig
 from pipeline.manifest import Utterance, read_manifest
@@ -53,9 +54,11 @@ def members(spec: ExperimentSpec) -> list[ExperimentSpec]:
     """The single models an experiment trains (one for most, several for ``late``/``combined``)."""
     if spec.model not in ("late", "combined"):
         return [spec]
-    audio = [ExperimentSpec(model="audio", speech_levels=[lv]) for lv in spec.speech_levels]
+    audio = [ExperimentSpec(model="audio", speech_levels=[lv], speech_store=spec.speech_store)
+             for lv in spec.speech_levels]
     text = [ExperimentSpec(model="text", text_level=spec.text_level)]
-    co = [ExperimentSpec(model="coattention", speech_levels=list(spec.speech_levels), text_level=spec.text_level)]
+    co = [ExperimentSpec(model="coattention", speech_levels=list(spec.speech_levels), text_level=spec.text_level,
+                         speech_store=spec.speech_store)]
     return (co if spec.model == "combined" else []) + audio + text
 
 
@@ -72,7 +75,7 @@ def store_path(kind: str, spec: ExperimentSpec, features: FeaturesConfig, finetu
     """Where fold ``fold`` of ``spec`` reads its ``kind`` features: the frozen store, or fold
     ``fold``'s own fine-tuned store (text stays frozen unless ``finetune.text``)."""
     if spec.features == "frozen" or (kind == "text" and not finetune.text):
-        return extracted_store(features.out, kind)
+        return extracted_store(features.out, spec.speech_store if kind == "speech" else kind)
     path = extracted_store(finetune.features_dir(fold), kind)
     if not path.is_file():
         raise StageError(f"{path}: no fine-tuned {kind} features for fold {fold}; run `mger finetune --fold {fold}` "
@@ -113,7 +116,8 @@ def _non_finite_item(rows: Ragged) -> int | None:
 
 
 def check_store_settings(path: Path, kind: str, features: FeaturesConfig, finetuned: bool) -> None:
-    """Refuse a store whose fingerprint disagrees with params (pooling, layer, model, markers)."""
+    """Refuse a store whose fingerprint disagrees with params (pooling, layer, model, markers);
+    ``features``: the settings of that store (:func:`features.extract.store_config`)."""
     fp = FeatureStore(path).fingerprint
     section = features.speech if kind == "speech" else features.text
     wanted = {"layer": section.layer} | ({"pooling": features.speech.pooling} if kind == "speech" else
@@ -138,6 +142,8 @@ def fit_member(cfg: ModelConfig, train_set: TensorSet, val_set: TensorSet, test_
                    for i, ua in enumerate(probe.val_ua_.values(), 1)]
         return (probe.predict_proba(probe_inputs(val_set.inputs, names)),
                 probe.predict_proba(probe_inputs(test_set.inputs, names))), history
+    if train_cfg.standardize:
+        train_set, val_set, test_set = standardize([train_set, val_set, test_set], train_set)
     model, history = fit(cfg, train_set, val_set, train_cfg, seed)
     return (predict_proba(model, val_set), predict_proba(model, test_set)), history
 
@@ -148,11 +154,12 @@ def store_provenance(paths: dict[str, Path]) -> dict[str, dict[str, str]]:
             for kind, path in sorted(paths.items())}
 
 
-def experiment_utterances(manifest: str | Path, features: FeaturesConfig, segments: str | Path | None
-                          ) -> list[Utterance]:
-    """The manifest's utterances the experiment runs on: those of the frozen speech store, which
-    must hold every aligned utterance (``segments`` given): a store missing some is refused."""
-    store = extracted_store(features.out, "speech")
+def experiment_utterances(manifest: str | Path, features: FeaturesConfig, segments: str | Path | None,
+                          speech_store: str = "speech") -> list[Utterance]:
+    """The manifest's utterances the experiment runs on: those of the frozen speech store it
+    reads, which must hold every aligned utterance (``segments`` given): a store missing some
+    is refused."""
+    store = extracted_store(features.out, speech_store)
     if not store.is_file():
         raise StageError(f"{store}: no speech store; run `mger extract` (or `dvc repro`)")
     store_ids = set(FeatureStore(store).utt_ids)
@@ -177,7 +184,7 @@ def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, feat
     """Train and evaluate ``spec`` on every fold and seed; writes metrics, predictions and history."""
     t0 = time.perf_counter()
     finetune, split = finetune or FinetuneConfig(), split or SplitConfig()
-    utts = experiment_utterances(manifest, features, segments)
+    utts = experiment_utterances(manifest, features, segments, spec.speech_store)
     classes = sorted({u.label for u in utts})
     labels = np.array([classes.index(u.label) for u in utts])
     parts = members(spec)
@@ -195,7 +202,9 @@ def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, feat
         key = tuple(sorted(paths.items()))
         if key not in loaded:
             for kind, path in paths.items():
-                check_store_settings(path, kind, features, finetuned=path != extracted_store(features.out, kind))
+                store = spec.speech_store if kind == "speech" else kind
+                check_store_settings(path, kind, store_config(features, store),
+                                     finetuned=path != extracted_store(features.out, store))
             loaded.clear()
             loaded[key] = TensorSet(load_inputs(names, paths, ids, fold), torch.as_tensor(labels)).to(device)
         return loaded[key]
@@ -228,7 +237,8 @@ def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, feat
     improvised = {u.utt_id: "improvised" if u.improvised else "scripted" for u in utts}
     stats = summarize(pred)
     result = {
-        "experiment": name, "model": spec.model, "features": spec.features, "speech_levels": list(spec.speech_levels),
+        "experiment": name, "model": spec.model, "features": spec.features, "speech_store": spec.speech_store,
+        "speech_levels": list(spec.speech_levels),
         "text_level": spec.text_level, "aux_matching": spec.aux_matching, "aux_unimodal": spec.aux_unimodal,
         "aux_unimodal_on": spec.aux_unimodal_on, "aux_matching_negatives": spec.aux_matching_negatives,
         "layers": spec.layers or train_cfg.layers, "probe": spec.probe if spec.model == "probe" else None,

@@ -48,6 +48,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from alignment.table import SegmentTable
+from features.acoustic import is_opensmile
 from features.encoders import SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
 from features.text import encoder_text
 from models.modules import masked_mean
@@ -372,6 +373,9 @@ def _inputs(modality: str, encoder, utts: Sequence[Utterance], cfg: FinetuneConf
 def run_finetune(fold: int, cfg: FinetuneConfig, features: FeaturesConfig, manifest: str | Path,
                  segments: str | Path, split_cfg: SplitConfig | None = None) -> Path:
     """Fine-tune fold ``fold``'s encoders (or find them up to date); returns the fold folder."""
+    if is_opensmile(features.speech.model):
+        raise StageError(f"features.speech.model {features.speech.model!r}: openSMILE descriptors have no weights to "
+                         "fine-tune; fine-tuning needs a wav2vec2-family model")
     t0 = time.perf_counter()
     table = SegmentTable.read(segments)
     aligned = set(table.utt_ids)

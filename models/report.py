@@ -81,10 +81,27 @@ def _features(m: dict) -> str:
     return "fine-tuned" if m.get("features") == "finetuned" else "frozen"
 
 
+def _store(m: dict) -> str:
+    """The speech store a row reads (``speech``, or a ``features.extra_speech`` name)."""
+    return m.get("speech_store", "speech")
+
+
+def _encoder(m: dict) -> str:
+    """The table's speech-encoder cell: frozen / fine-tuned for the main store, else the store's name."""
+    return _features(m) if _store(m) == "speech" else _store(m)
+
+
+def _inputs(m: dict) -> tuple:
+    """Which features a row reads: the encoders' state, and the speech store unless it reads text only."""
+    reads_speech = m["model"] != "text" and not (m["model"] == "probe" and m.get("probe") == "text")
+    return (_features(m), _store(m) if reads_speech else None)
+
+
 def _same_model(m: dict) -> tuple:
     """Everything that makes a row's model, except the encoders' features."""
     return (m["model"], tuple(m["speech_levels"]), m["text_level"], m["aux_matching"], m["aux_unimodal"],
-            m.get("aux_unimodal_on"), m.get("aux_matching_negatives"), m.get("layers"), m.get("probe"))
+            m.get("aux_unimodal_on"), m.get("aux_matching_negatives"), m.get("layers"), m.get("probe"),
+            _store(m))
 
 
 def _pct(x: float) -> str:
@@ -144,8 +161,10 @@ def ablation_pairs(rows: list[Experiment]) -> list[tuple[str, Experiment, Experi
     """(step, baseline, system) for each step the report tests: text vs each fusion, frozen vs
     fine-tuned, mha without vs with each auxiliary task, single vs multi-granularity."""
     pairs = []
-    by_features = lambda e, model: [x for x in rows if x.metrics["model"] == model  # noqa: E731
-                                    and _features(x.metrics) == _features(e.metrics)]
+    def by_features(e: Experiment, model: str) -> list[Experiment]:  # same encoders (a text row: any store)
+        return [x for x in rows if x.metrics["model"] == model and _features(x.metrics) == _features(e.metrics)
+                and (model == "text" or _store(x.metrics) == _store(e.metrics))]
+
     for e in rows:
         m = e.metrics
         if m["model"] in FUSION:
@@ -220,13 +239,13 @@ def _matches(m: dict, want: dict) -> bool:
 def paper_table(title: str, note: str, spec: list[Match], rows: list[Experiment], k_sweep: bool = False
                 ) -> list[str]:
     """One paper's table layout, filled with this run's rows of each kind (frozen and fine-tuned)."""
-    lines = [f"## {title}", "", note, "", "| row (paper) | experiment | speech encoder | WA | UA | UA 95% CI |",
+    lines = [f"## {title}", "", note, "", "| row (paper) | experiment | speech features | WA | UA | UA 95% CI |",
              "|---|---|---|---|---|---|"]
     for label, want in spec:
         found = [e for e in rows if _matches(e.metrics, want)]
         sweep = k_sweep and want.get("aux") == ["matching", "unimodal"]
         if sweep:
-            found.sort(key=lambda e: (e.metrics.get("layers") or 0, _features(e.metrics)))
+            found.sort(key=lambda e: (e.metrics.get("layers") or 0, _encoder(e.metrics)))
         for e in found or [None]:
             if e is None:
                 lines.append(f"| {label} | not run | | | | |")
@@ -234,7 +253,7 @@ def paper_table(title: str, note: str, spec: list[Match], rows: list[Experiment]
             m = e.metrics
             name = f"{label}, K={m.get('layers')}" if sweep else label
             lo, hi = m["ua"]["ci95"]
-            lines.append(f"| {name} | {e.name} | {_features(m)} | {_cell(m['wa'])} | {_cell(m['ua'])} | "
+            lines.append(f"| {name} | {e.name} | {_encoder(m)} | {_cell(m['wa'])} | {_cell(m['ua'])} | "
                          f"[{_pct(lo)}, {_pct(hi)}] |")
     return lines + [""]
 
@@ -274,7 +293,7 @@ def reference_of(e: Experiment, rows: list[Experiment]) -> Experiment | None:
         return None
     inputs = "speech" if m["model"] in ("audio", "multigranular") else "text" if m["model"] == "text" else "both"
     return next((x for x in rows if x.metrics["model"] == "probe" and x.metrics["probe"] == inputs
-                 and _features(x.metrics) == _features(m)), None)
+                 and _inputs(x.metrics) == _inputs(m)), None)
 
 
 def _versus_reference(e: Experiment, rows: list[Experiment]) -> str:
@@ -288,14 +307,49 @@ def _versus_reference(e: Experiment, rows: list[Experiment]) -> str:
     return f"{100 * test['delta']:+.2f} (p {test['p']:.3f}, {ref.name})"
 
 
+def _probe(rows: list[Experiment], inputs: str, like: dict) -> Experiment | None:
+    want = _inputs({"model": "probe", "probe": inputs, "features": like.get("features"),
+                    "speech_store": _store(like)})
+    return next((x for x in rows if x.metrics["model"] == "probe" and x.metrics["probe"] == inputs
+                 and _inputs(x.metrics) == want), None)
+
+
+def reference_lines(rows: list[Experiment]) -> list[str]:
+    """Per speech features: the best audio-only model and the best fusion model, each chosen by
+    validation UA, against the unimodal linear-probe references (paired tests on test)."""
+    lines = ["## The best models against the linear-probe references", "",
+             "Per speech features, the audio-only and the fusion model with the highest **validation** UA, "
+             "against the unimodal references on the same features (paired approximate randomisation on the "
+             "test predictions; Δ in UA points).", "",
+             "| speech features | group | best by validation | reference | Δ UA | p |", "|---|---|---|---|---|---|"]
+    groups: dict[tuple, dict[str, list[Experiment]]] = {}
+    for e in rows:
+        group = "audio only" if e.metrics["model"] in ("audio", "multigranular") else \
+            "fusion" if e.metrics["model"] in FUSION else None
+        if group:
+            groups.setdefault(_inputs(e.metrics), {}).setdefault(group, []).append(e)
+    for _, by_group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        for group, members in sorted(by_group.items()):
+            best = max(members, key=lambda e: (e.metrics["validation"]["ua"]["mean"], e.name))
+            refs = ["speech"] + (["text"] if group == "fusion" else [])
+            for ref in (r for r in (_probe(rows, kind, best.metrics) for kind in refs) if r is not None):
+                try:
+                    test = paired_test(best.predictions, ref.predictions)["ua"]
+                    cells = f"{100 * test['delta']:+.2f} | {test['p']:.3f}"
+                except ValueError as err:
+                    cells = f"not paired ({err}) |"
+                lines.append(f"| {_encoder(best.metrics)} | {group} | {best.name} | {ref.name} | {cells} |")
+    return lines + [""]
+
+
 def main_table(rows: list[Experiment]) -> list[str]:
-    lines = ["| experiment | system | speech encoder | WA | UA | UA 95% CI | F1 | validation UA "
+    lines = ["| experiment | system | speech features | WA | UA | UA 95% CI | F1 | validation UA "
              "| Δ UA vs its probe (p) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for e in rows:
         m = e.metrics
         lo, hi = m["ua"]["ci95"]
-        lines.append(f"| {e.name} | {_label(m)} | {_features(m)} | {_cell(m['wa'])} | {_cell(m['ua'])} | "
+        lines.append(f"| {e.name} | {_label(m)} | {_encoder(m)} | {_cell(m['wa'])} | {_cell(m['ua'])} | "
                      f"[{_pct(lo)}, {_pct(hi)}] | {_cell(m['f1'])} | {_cell(m['validation']['ua'])} | "
                      f"{_versus_reference(e, rows)} |")
     return lines
@@ -347,13 +401,14 @@ def write_report(params: Params) -> Path:
         "validation; models/probe.py). A model that does not beat its probe has not earned its complexity.", "",
         f"Best system by **validation** UA (the test sessions choose nothing): {best.name} (validation UA "
         f"{_cell(best.metrics['validation']['ua'])}; its test UA {_cell(best.metrics['ua'])}).", "",
-        *ablation_lines(rows), *paper_lines(rows), *detail_lines(rows), *published_lines(),
+        *reference_lines(rows), *ablation_lines(rows), *paper_lines(rows), *detail_lines(rows), *published_lines(),
         "![confusion of the best system by validation UA](figures/confusion_best.png)",
         "![granularity](figures/ua_by_granularity.png)", "![fusion](figures/ua_by_fusion.png)", ""]
     _plot_confusion(best.metrics, figures / "confusion_best.png")
     audio = [e.metrics for e in rows if e.metrics["model"] in ("audio", "multigranular")]
     _plot_bars(audio, figures / "ua_by_granularity.png", "Test UA by speech granularity (audio only)",
-               lambda m: "+".join(m["speech_levels"]) + (" (ft)" if _features(m) == "fine-tuned" else ""))
+               lambda m: "+".join(m["speech_levels"]) + {"frozen": "", "fine-tuned": " (ft)"}.get(_encoder(m),
+                                                                                       f" ({_encoder(m)})"))
     fusion = [e.metrics for e in rows if e.metrics["model"] not in ("audio", "multigranular")]
     _plot_bars(fusion, figures / "ua_by_fusion.png", "Test UA by fusion type", lambda m: m["experiment"])
     out = Path(params.report.out)

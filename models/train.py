@@ -76,6 +76,30 @@ class TensorSet:
         return {name: (b.data, b.mask) for name, b in ((n, r.pad(idx)) for n, r in self.inputs.items())}
 
 
+def standardize(sets: list[TensorSet], reference: TensorSet, floor: float = 1e-3) -> list[TensorSet]:
+    """``sets`` with every input scaled per feature, z = (x - mean) / max(std, floor), by the
+    mean and std of ``reference``'s rows (the fold's training split: nothing of validation or
+    test is looked at).  Rows keep the stored dtype; sets sharing rows (subsets of one loaded
+    fold) share the scaled rows too.
+
+    Why: the models' first layer normalises each *row* (LayerNorm over its features), which
+    lets features on large scales swamp the rest (openSMILE's formant frequencies in Hz
+    beside loudness in sones); per-feature scaling on the training rows comes first."""
+    scaled: dict[tuple[str, int], torch.Tensor] = {}
+    out = []
+    for data in sets:
+        inputs = {}
+        for name, rows in data.inputs.items():
+            key = (name, id(rows.data))
+            if key not in scaled:
+                ref = reference.inputs[name].compact().data.float()
+                mean, std = ref.mean(0), ref.std(0, unbiased=False).clamp(min=floor)
+                scaled[key] = ((rows.data.float() - mean) / std).to(rows.data.dtype)
+            inputs[name] = Ragged(scaled[key], rows.starts, rows.lengths)
+        out.append(TensorSet(inputs, data.labels, data.device_padding))
+    return out
+
+
 def _autocast(device: torch.device):
     """bf16 autocast on CUDA (attention and linear layers; softmax and losses stay fp32), none on CPU."""
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()

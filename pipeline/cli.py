@@ -88,18 +88,21 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
-    from features.extract import KINDS, extract, finetuned_setup
+    from features.extract import KINDS, extract, finetuned_setup, store_config, store_path
 
-    cfg, fold, kinds = params.features, None, list(KINDS)
+    cfg, fold, names = params.features, None, [*KINDS, *params.features.extra_speech]
     if args.n_jobs:
         cfg.n_jobs = args.n_jobs
     if args.fold is not None:
-        cfg, fold, kinds = finetuned_setup(cfg, params.finetune, args.fold, args.checkpoint)
+        cfg, fold, names = finetuned_setup(cfg, params.finetune, args.fold, args.checkpoint)
     elif args.checkpoint:
         raise ValueError("--checkpoint needs --fold: fine-tuned encoders belong to one fold")
-    for kind in kinds if args.kind == "all" else [args.kind]:
-        extract(kind, cfg, args.manifest or params.prepare.manifest, f"{params.align.out}/segments.h5",
-                shard=args.shard, no_rebuild=args.no_rebuild, fold=fold)
+    if args.kind != "all" and args.kind not in names:
+        raise ValueError(f"--kind {args.kind}: not a store of these params (stores: {', '.join(names)})")
+    for name in names if args.kind == "all" else [args.kind]:
+        extract("text" if name == "text" else "speech", store_config(cfg, name),
+                args.manifest or params.prepare.manifest, f"{params.align.out}/segments.h5", shard=args.shard,
+                no_rebuild=args.no_rebuild, store=store_path(cfg.out, name), fold=fold)
 
 
 def _need_two_sessions(manifest: str) -> None:
@@ -212,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("demo-model", _cmd_demo_model, "Save the random-init wav2vec2 the offline demo encodes with.")
 
     p = add("extract", _cmd_extract, "Encode speech (wav2vec2 family) and text (BERT family) into HDF5 stores.")
-    p.add_argument("--kind", choices=["speech", "text", "all"], default="all", help="which store (default: all)")
+    p.add_argument("--kind", default="all",
+                   help="which store: speech, text, a name in features.extra_speech, or all (default)")
     p.add_argument("--manifest", help="manifest (prepare.manifest)")
     p.add_argument("--shard", type=_parse_shard, help="compute only shard i of N (i/N) of the parts")
     p.add_argument("--n-jobs", type=int, help="local parallel shards (features.n_jobs)")

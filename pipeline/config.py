@@ -9,6 +9,7 @@ dotted key (``align.on_failure: 'skip' is not one of 'drop', 'uniform'``).
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -83,12 +84,15 @@ class AlignEvalConfig:
     report: str = "reports/align_eval.json"
 
 
-SpeechLevel = Literal["frame", "phone", "syllable", "word", "utterance"]
+SpeechLevel = Literal["frame", "phone", "syllable", "word", "utterance", "functionals"]
 
 
 @dataclass
 class SpeechFeaturesConfig:
-    """The wav2vec2-family encoder (hub id or local path) and how its frames are pooled."""
+    """The speech encoder and how its frames are pooled: a wav2vec2-family model (hub id or
+    local path), or ``opensmile:<feature set>`` (:mod:`features.acoustic`: low-level
+    descriptors as frames, ``functionals`` as one more utterance-level level; ``layer``,
+    ``max_seconds`` and ``overlap_seconds`` do not apply to it)."""
 
     model: str = "data/models/wav2vec2-demo"
     revision: Optional[str] = None
@@ -124,9 +128,24 @@ class FeaturesConfig:
     scheduler: Optional[str] = None
     speech: SpeechFeaturesConfig = field(default_factory=SpeechFeaturesConfig)
     text: TextFeaturesConfig = field(default_factory=TextFeaturesConfig)
+    extra_speech: dict[str, SpeechFeaturesConfig] = field(default_factory=dict)  # name → store speech-<name>.h5
 
     def __post_init__(self) -> None:
         _positive("features", self, "shard_size", "n_jobs")
+        for name in self.extra_speech:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in ("speech", "text"):
+                raise ConfigError(f"features.extra_speech.{name}: a store name is lower-case letters, digits and _ "
+                                  "(not 'speech' or 'text')")
+        for key, speech in self.speech_stores.items():
+            where = "features.speech" if key == "speech" else f"features.extra_speech.{key}"
+            if "functionals" in speech.levels and not speech.model.startswith("opensmile:"):
+                raise ConfigError(f"{where}.levels: 'functionals' exists for openSMILE encoders only "
+                                  "(model: opensmile:<feature set>)")
+
+    @property
+    def speech_stores(self) -> dict[str, SpeechFeaturesConfig]:
+        """Every speech store's settings by store name: ``speech`` and the ``extra_speech`` ones."""
+        return {"speech": self.speech} | self.extra_speech
 
 
 @dataclass
@@ -220,6 +239,7 @@ class ExperimentSpec:
     aux_unimodal_on: Literal["fused", "encoder"] = "fused"
     aux_matching_negatives: Literal["any", "other_label"] = "any"
     layers: Optional[int] = None          # mha_aux's K for this row (default: train.layers)
+    speech_store: str = "speech"          # which speech store: speech, or a name in features.extra_speech
     late_weights: Literal["mean", "fitted"] = "fitted"
     features: Literal["frozen", "finetuned"] = "frozen"
 
@@ -234,6 +254,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     patience: int = 8
     class_balanced: bool = False
+    standardize: bool = True                   # scale each input feature by its training-split mean and std
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # initialisation and data order only
     hidden: int = 128
     heads: int = 4
@@ -462,7 +483,21 @@ def check_ranges(params: Params) -> None:
         if hidden % heads:
             raise ConfigError(f"{section}: hidden size {hidden} is not divisible by {heads} attention heads; "
                               "change one of them")
+    _check_speech_stores(params)
     speech = params.features.speech
     if speech.overlap_seconds >= speech.max_seconds:
         raise ConfigError(f"features.speech.overlap_seconds: {speech.overlap_seconds!r} must be less than "
                           f"features.speech.max_seconds ({speech.max_seconds!r})")
+
+
+def _check_speech_stores(params: Params) -> None:
+    """Experiments name existing speech stores; fine-tuned ones read the main store only."""
+    stores = params.features.speech_stores
+    for section in ("experiments", "finetuned_experiments"):
+        for name, spec in getattr(params.train, section).items():
+            if spec.speech_store not in stores:
+                raise ConfigError(f"train.{section}.{name}.speech_store: {spec.speech_store!r} is not a speech store "
+                                  f"(known: {', '.join(stores)}); add it under features.extra_speech")
+            if section == "finetuned_experiments" and spec.speech_store != "speech":
+                raise ConfigError(f"train.{section}.{name}.speech_store: fine-tuned features exist for "
+                                  "features.speech only")

@@ -44,7 +44,11 @@ EXPERIMENTS = {
     "fc": {"model": "fc", "speech_levels": ["word"]},
     "mha_both_k1": {"model": "mha_aux", "speech_levels": ["word"], "aux_matching": 0.5, "aux_unimodal": 0.5,
                     "layers": 1},
+    "probe_eg": {"model": "probe", "probe": "speech", "speech_levels": ["functionals"], "speech_store": "eg"},
+    "eg_word": {"model": "audio", "speech_levels": ["word"], "speech_store": "eg"},
+    "eg_late": {"model": "late", "speech_levels": ["functionals"], "speech_store": "eg"},
 }
+EG_MODEL = "opensmile:eGeMAPSv02"  # the fingerprint's model name; the store itself is built here
 
 
 def _corpus(root: Path) -> tuple[Path, FeaturesConfig]:
@@ -75,6 +79,10 @@ def _corpus(root: Path) -> tuple[Path, FeaturesConfig]:
                 {"fingerprint_sha256": "speech-v1", "kind": "speech", "fingerprint": json.dumps(speech_fp)})
     write_store(feats / "text.h5", ids, {"token": [rows(u.label, 4, 2.0) for u in utts]},
                 {"fingerprint_sha256": "text-v1", "kind": "text", "fingerprint": json.dumps(text_fp)})
+    eg_fp = {"model": EG_MODEL, "pooling": "mean"}  # a second speech store on another scale (Hz-like)
+    write_store(feats / "speech-eg.h5", ids, {lv: [100 * rows(u.label, n, 1.5) + 1000 for u in utts]
+                                             for lv, n in (("word", 3), ("functionals", 1))},
+                {"fingerprint_sha256": "eg-v1", "kind": "speech", "fingerprint": json.dumps(eg_fp)})
     return root / "manifest.jsonl", FeaturesConfig(out=str(feats))
 
 
@@ -84,7 +92,7 @@ def trained(tmp_path_factory) -> dict:
     manifest, features = _corpus(root)
     params = params_from_dict({
         "prepare": {"manifest": str(manifest), "root": str(root / "corpus")},
-        "features": {"out": features.out},
+        "features": {"out": features.out, "extra_speech": {"eg": {"model": EG_MODEL, "levels": ["word", "functionals"]}}},
         "train": {"epochs": 3, "patience": 3, "hidden": 16, "heads": 2, "layers": 1, "seeds": [0, 1],
                   "metrics_dir": str(root / "metrics"), "epochs_dir": str(root / "epochs"),
                   "predictions_dir": str(root / "predictions"), "experiments": EXPERIMENTS},
@@ -105,7 +113,9 @@ def test_metrics_hold_validation_speakers_and_provenance(trained) -> None:
                 "wa", "ua", "f1", "val_wa", "val_ua", "val_f1"}
             assert entry["val_ua"] == pytest.approx(np.mean([v["val_ua"] for v in entry["seeds"].values()]))
         kind = "text" if name in ("text", "probe_text") else "speech"
-        assert saved["provenance"]["stores"]["1"][kind]["fingerprint_sha256"] == f"{kind}-v1"
+        version = "eg-v1" if EXPERIMENTS[name].get("speech_store") == "eg" and kind == "speech" else f"{kind}-v1"
+        assert saved["provenance"]["stores"]["1"][kind]["fingerprint_sha256"] == version
+        assert saved["speech_store"] == EXPERIMENTS[name].get("speech_store", "speech")
         assert saved["provenance"]["train"]["seeds"] == [0, 1] and saved["provenance"]["split_seed"] == 0
     # the split does not move with the training seeds: every experiment validates on the same speakers
     speakers = {name: {f: e["val_speakers"] for f, e in r["folds"].items()} for name, r in trained["results"].items()}
@@ -190,8 +200,16 @@ def test_report_selects_by_validation_and_shows_statistics(trained) -> None:
     rows = {line.split(" | ")[0][2:]: line for line in main.splitlines() if line.startswith("| ")}
     assert rows["probe_both"].endswith("| reference |")
     for name, ref in (("audio_word", "probe_speech"), ("multigranular", "probe_speech"), ("text", "probe_text"),
-                      ("late", "probe_both"), ("mha", "probe_both")):
+                      ("late", "probe_both"), ("mha", "probe_both"), ("eg_word", "probe_eg")):
         assert re.search(rf"\| [+-]\d+\.\d\d \(p 0\.\d{{3}}, {ref}\) \|$", rows[name]), rows[name]
+    assert rows["eg_late"].endswith("| – |") and "| eg |" in rows["eg_word"]  # no both-probe on eg: no reference
+    refs = text[text.index("## The best models against"):text.index("## Ablation steps")]
+    for features, group, ref in (("eg", "audio only", "probe_eg"), ("eg", "fusion", "probe_eg"),
+                                 ("eg", "fusion", "probe_text"), ("frozen", "audio only", "probe_speech"),
+                                 ("frozen", "fusion", "probe_speech"), ("frozen", "fusion", "probe_text")):
+        assert re.search(rf"\| {features} \| {group} \| \w+ \| {ref} \| [+-]\d+\.\d\d \| 0\.\d{{3}} \|", refs), refs
+    assert "| eg | audio only | eg_word | probe_eg |" in refs  # the only eg audio model
+    assert "| text vs fusion | text | eg_late |" in text
     assert "Training seeds: [0, 1] (fewer than the 3 seeds" in text and "Leave-one-session-out over 3 folds." in text
     assert "| wav2vec 2.0, word level | audio_word | frozen |" in text and "| BERT+Wav2vec2+FC | fc | frozen |" in text
     assert "| co-attention, multi-granularity | not run |" in text and "| late fusion | late | frozen |" in text

@@ -1,0 +1,172 @@
+"""openSMILE as a speech encoder kind (features/acoustic.py): geometry, pooled rows, store, config."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alignment.table import SegmentTable
+from features.cache import FeatureStore, verify_store
+from pipeline.audio import read_audio
+from pipeline.config import ConfigError, FeaturesConfig, SpeechFeaturesConfig, params_from_dict
+from pipeline.manifest import read_manifest
+
+opensmile = pytest.importorskip("opensmile")
+
+LEVELS = ["frame", "phone", "syllable", "word", "utterance", "functionals"]
+
+
+@pytest.fixture(scope="module")
+def egemaps_store(aligned: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from features.extract import extract, store_config, store_path
+
+    out = tmp_path_factory.mktemp("egemaps")
+    cfg = FeaturesConfig(out=str(out), shard_size=8, extra_speech={
+        "egemaps": SpeechFeaturesConfig(model="opensmile:eGeMAPSv02", levels=LEVELS)})
+    return extract("speech", store_config(cfg, "egemaps"), aligned["manifest"], aligned["segments"],
+                   store=store_path(out, "egemaps"))
+
+
+@pytest.mark.parametrize("feature_set, dim, functionals, centre0", [("eGeMAPSv02", 25, 88, 0.01),
+                                                                     ("ComParE_2016", 65, 6373, 0.03)])
+def test_frame_geometry_is_read_from_opensmile(feature_set: str, dim: int, functionals: int, centre0: float) -> None:
+    """Hop 10 ms; frame t centred at t*hop + window/2 (20 ms window for eGeMAPS, 60 ms for ComParE)."""
+    from features.acoustic import OpenSmileEncoder
+
+    enc = OpenSmileEncoder(f"opensmile:{feature_set}")
+    assert (enc.dim, enc.functionals_dim) == (dim, functionals)
+    assert enc.frame_stride_s == pytest.approx(0.01) and enc.frame_centre0_s == pytest.approx(centre0)
+    wave = np.random.default_rng(0).normal(0, 0.1, 8000).astype(np.float32)  # 0.5 s
+    frames = enc.encode([wave])[0]
+    index = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, feature_set),
+                            feature_level=opensmile.FeatureLevel.LowLevelDescriptors).process_signal(wave, 16000).index
+    starts = np.array([s.total_seconds() for s in index.get_level_values(0)])
+    assert frames.shape == (len(starts), dim)
+    # every frame but the last (whose span openSMILE's index clips at the signal's end) as stated
+    centres = starts[:-1] + enc.window_s / 2
+    np.testing.assert_allclose(centres, enc.frame_centre0_s + enc.frame_stride_s * np.arange(len(centres)), atol=1e-6)
+
+
+def test_short_utterance_gets_frames_and_finite_functionals() -> None:
+    from features.acoustic import OpenSmileEncoder
+
+    enc = OpenSmileEncoder("opensmile:eGeMAPSv02")
+    wave = np.random.default_rng(1).normal(0, 0.1, 400).astype(np.float32)  # 25 ms: too short for openSMILE
+    assert enc.encode([wave])[0].shape[0] >= 1
+    assert np.isfinite(enc.functionals([wave])[0].numpy()).all()
+
+
+def _pool_by_hand(frames: np.ndarray, start: float, end: float, stride: float, centre0: float) -> np.ndarray:
+    centres = np.round(centre0 + stride * np.arange(len(frames)), 9)  # aligner times and centres share a 10 ms grid:
+    inside = (centres >= round(start, 9)) & (centres < round(end, 9))  # a tie is decided exactly, [start, end)
+    if not inside.any():  # shorter than a frame: the frame nearest to its midpoint
+        inside = np.arange(len(frames)) == np.clip(round(((start + end) / 2 - centre0) / stride), 0, len(frames) - 1)
+    return frames[inside].mean(0)
+
+
+@pytest.mark.parametrize("level, table_level", [("phone", "phones"), ("syllable", "syllables"), ("word", "words")])
+def test_segment_rows_equal_direct_opensmile_pooled_by_hand(egemaps_store: Path, aligned, level: str,
+                                                            table_level: str) -> None:
+    """Each store row = a direct openSMILE LLD run over the wav, averaged by hand over the frames
+    whose centres lie in the aligned segment."""
+    store = FeatureStore(egemaps_store)
+    table = SegmentTable.read(aligned["segments"])
+    smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                            feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
+    utts = {u.utt_id: u for u in read_manifest(aligned["manifest"])}
+    for uid in store.utt_ids[:6]:
+        frames = smile.process_signal(read_audio(utts[uid].wav), 16000).to_numpy(np.float32)
+        segs = table.segments(table_level, uid) or table.segments("syllables", uid)
+        expected = np.stack([_pool_by_hand(frames, s.start, s.end, 0.01, 0.01) for s in segs])
+        rows = store.rows(level, uid).astype(np.float32)
+        assert rows.shape == (len(segs), 25)
+        np.testing.assert_allclose(rows, expected, rtol=2e-3, atol=2e-3)  # float16 storage
+
+
+def test_store_levels_functionals_fingerprint_and_verify(egemaps_store: Path, aligned) -> None:
+    store = FeatureStore(egemaps_store)
+    assert egemaps_store.name == "speech-egemaps.h5"
+    assert store.levels == LEVELS or sorted(store.levels) == sorted(LEVELS)
+    uid = store.utt_ids[0]
+    wav = {u.utt_id: u for u in read_manifest(aligned["manifest"])}[uid].wav
+    direct = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                             feature_level=opensmile.FeatureLevel.Functionals).process_signal(read_audio(wav), 16000)
+    np.testing.assert_allclose(store.rows("functionals", uid).astype(np.float32), direct.to_numpy(np.float32),
+                               rtol=2e-3, atol=2e-3)
+    fp = store.fingerprint
+    assert fp["model"] == "opensmile:eGeMAPSv02" and fp["feature_set"] == "eGeMAPSv02"
+    assert fp["opensmile_version"] == opensmile.__version__ and fp["frame_centre0"] == pytest.approx(0.01)
+    assert len(fp["weights_sha256"]) == 64 and "layer" not in fp
+    assert verify_store(egemaps_store) == []
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "cache", "verify", str(egemaps_store)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_experiment_trains_on_the_extra_store(egemaps_store: Path, aligned, tmp_path: Path) -> None:
+    """An audio model and the probe read speech-egemaps.h5 by ``speech_store``; the metrics name it."""
+    from models.experiment import run_experiment
+    from pipeline.config import ExperimentSpec, TrainConfig
+
+    out = egemaps_store.parent
+    features = FeaturesConfig(out=str(out), extra_speech={
+        "egemaps": SpeechFeaturesConfig(model="opensmile:eGeMAPSv02", levels=LEVELS)})
+    train = TrainConfig(epochs=2, patience=2, seeds=[0], metrics_dir=str(tmp_path / "m"),
+                        epochs_dir=str(tmp_path / "e"), predictions_dir=str(tmp_path / "p"))
+    for spec in (ExperimentSpec(model="audio", speech_levels=["functionals"], speech_store="egemaps"),
+                 ExperimentSpec(model="probe", probe="speech", speech_levels=["word"], speech_store="egemaps")):
+        result = run_experiment("eg", spec, train, features, aligned["manifest"])
+        assert result["speech_store"] == "egemaps"
+        stores = result["provenance"]["stores"]["1"]
+        assert stores["speech"]["path"].endswith("speech-egemaps.h5")
+        assert (tmp_path / "p" / "eg.csv").is_file()
+
+
+def test_config_rules_for_opensmile_and_extra_stores() -> None:
+    with pytest.raises(ConfigError, match="functionals.*openSMILE"):
+        params_from_dict({"features": {"speech": {"levels": ["word", "functionals"]}}})
+    with pytest.raises(ConfigError, match="extra_speech.Bad"):
+        params_from_dict({"features": {"extra_speech": {"Bad": {"model": "opensmile:eGeMAPSv02"}}}})
+    with pytest.raises(ConfigError, match="speech_store: 'egemaps' is not a speech store"):
+        params_from_dict({"train": {"experiments": {"a": {"model": "audio", "speech_store": "egemaps"}}}})
+    extra = {"extra_speech": {"egemaps": {"model": "opensmile:eGeMAPSv02"}}}
+    with pytest.raises(ConfigError, match="fine-tuned features exist for features.speech only"):
+        params_from_dict({"features": extra, "train": {"finetuned_experiments": {
+            "a": {"model": "audio", "speech_store": "egemaps"}}}})
+    params = params_from_dict({"features": extra, "train": {"experiments": {
+        "a": {"model": "audio", "speech_store": "egemaps"}}}})
+    assert list(params.features.speech_stores) == ["speech", "egemaps"]
+
+
+def test_finetuning_refuses_opensmile_in_one_line(aligned, tmp_path: Path) -> None:
+    from models.finetune import run_finetune
+    from pipeline.config import FinetuneConfig
+    from pipeline.reporting import StageError
+
+    features = FeaturesConfig(speech=SpeechFeaturesConfig(model="opensmile:eGeMAPSv02"))
+    with pytest.raises(StageError, match="openSMILE descriptors have no weights to fine-tune") as err:
+        run_finetune(1, FinetuneConfig(out=str(tmp_path)), features, aligned["manifest"], aligned["segments"])
+    assert "\n" not in str(err.value)
+
+
+def test_core_runs_without_opensmile(tmp_path: Path) -> None:
+    """With openSMILE not importable: the package imports, params load, a wav2vec2 pipeline is
+    untouched, and asking for openSMILE names the optional extra in one line."""
+    code = ("import sys; sys.modules['opensmile'] = None\n"
+            "import pipeline.cli, features.extract, models.experiment, models.report\n"
+            "from pipeline.config import load_params; load_params('params.yaml')\n"
+            "from features.extract import build_encoder\n"
+            "from features.cache import CacheError\n"
+            "from pipeline.config import FeaturesConfig, SpeechFeaturesConfig\n"
+            "try:\n"
+            "    build_encoder('speech', FeaturesConfig(speech=SpeechFeaturesConfig(model='opensmile:eGeMAPSv02')))\n"
+            "except CacheError as err:\n"
+            "    print(err)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr
+    assert "mger[opensmile]" in result.stdout and len(result.stdout.strip().splitlines()) == 1
