@@ -16,6 +16,10 @@ which switches the feature module to live CMN for good.  ``reinit_feat()`` befor
 decoding pass rebuilds the front end and feature module from the config (batch CMN,
 initial mean), so each pass is normalised by its own utterance only.  Words added with
 ``add_word`` only extend the dictionary; they change no other word's result (tested).
+
+Energy check (``energy_check``, on by default; :mod:`alignment.pauses`): when the alignment
+labels loud frames as silence, the utterance is aligned again with its pauses cut out and no
+optional silences, and the alignment that agrees better with the frame energy is kept.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
+from alignment import pauses
 from alignment.base import Alignment, AlignmentFailure, AlignResult, Segment, register
 from alignment.g2p import pronounce
 from alignment.normalize import normalize_transcript
@@ -63,6 +68,7 @@ class PocketsphinxSettings:
     ladder: tuple[tuple[float, float, float], ...] = DEFAULT_LADDER
     silprob: float = 1.0
     remove_noise: bool = False
+    energy_check: bool = True  # re-align, pauses cut, where loud frames were labelled silence
 
 
 def _time(frame: int) -> float:
@@ -92,22 +98,24 @@ class PocketsphinxAligner:
         self.settings = settings
         self.ladder = tuple(settings.ladder) + ((LAST_RESORT_RUNG,) if min(settings.ladder[-1]) > min(LAST_RESORT_RUNG)
                                                 else ())
-        self._decoders: dict[int, object] = {}
+        self._decoders: dict[tuple[int, bool], object] = {}
         self._added: dict[str, str] = {}
 
-    def _decoder(self, rung: int):
-        if rung not in self._decoders:
+    def _decoder(self, rung: int, silences: bool = True):
+        """The decoder of a ladder rung; ``silences=False``: no optional silences between words."""
+        if (rung, silences) not in self._decoders:
             from pocketsphinx import Decoder, set_loglevel
 
             set_loglevel("FATAL")
             beam, wbeam, pbeam = self.ladder[rung]
-            self._decoders[rung] = dec = Decoder(
+            self._decoders[rung, silences] = dec = Decoder(
                 samprate=SAMPLE_RATE, bestpath=False, beam=beam, wbeam=wbeam, pbeam=pbeam,
                 silprob=self.settings.silprob, remove_noise=self.settings.remove_noise, loglevel="FATAL",
                 lm=None,  # alignment searches only; with the default LM every add_word cost ~0.2 s
+                fsgusefiller=silences,
             )
             _add_filler_variants(dec)
-        dec = self._decoders[rung]
+        dec = self._decoders[rung, silences]
         for word, pron in self._added.items():
             if dec.lookup_word(word) is None:
                 dec.add_word(word, pron, True)
@@ -142,18 +150,48 @@ class PocketsphinxAligner:
         if n_frames < MIN_FRAMES_PER_PHONE * n_phones:
             return AlignmentFailure(utt.utt_id, f"audio too short for the transcript ({len(audio) / SAMPLE_RATE:.2f}s "
                                                 f"for {n_phones} phones)", unknown)
-        pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
         notes = [f"eSpeak pronunciation for {w!r}: {p}" for w, p in unknown.items()]
+        found = self._ladder(" ".join(words), audio, len(words), silences=True)
+        if found is None:
+            return AlignmentFailure(utt.utt_id, f"no alignment path after {len(self.ladder)} beam settings",
+                                    unknown)
+        (w_segs, p_segs), rung = found
+        if rung:
+            notes.append(f"aligned on retry {rung} (wider beams)")
+        if self.settings.energy_check:
+            w_segs, p_segs, note = self._energy_check(" ".join(words), audio, w_segs, p_segs)
+            notes += [note] if note else []
+        return Alignment(utt.utt_id, len(audio) / SAMPLE_RATE, w_segs, p_segs, notes=notes, unknown_words=unknown)
+
+    def _ladder(self, text: str, audio: np.ndarray, n_words: int, silences: bool
+                ) -> tuple[tuple[list[Segment], list[Segment]], int] | None:
+        """(words, phones) and the rung that aligned them, trying rungs in order; None if none did."""
+        pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
         for rung in range(len(self.ladder)):
-            result = self._align_pcm(self._decoder(rung), " ".join(words), pcm, len(words))
+            result = self._align_pcm(self._decoder(rung, silences), text, pcm, n_words)
             if result is not None:
-                w_segs, p_segs = result
-                if rung:
-                    notes.append(f"aligned on retry {rung} (wider beams)")
-                return Alignment(utt.utt_id, len(audio) / SAMPLE_RATE, w_segs, p_segs, notes=notes,
-                                 unknown_words=unknown)
-        return AlignmentFailure(utt.utt_id, f"no alignment path after {len(self.ladder)} beam settings",
-                                unknown)
+                return result, rung
+        return None
+
+    def _energy_check(self, text: str, audio: np.ndarray, words: list[Segment], phones: list[Segment]
+                      ) -> tuple[list[Segment], list[Segment], str | None]:
+        """The alignment, or the pause-cut one where it agrees better with the energy (and a note saying so)."""
+        db = pauses.frame_db(audio)
+        first = pauses.disagreement(db, words)
+        if first[0] < pauses.TRIGGER_FRAMES:
+            return words, phones, None
+        kept = pauses.kept_frames(db)
+        found = self._ladder(text, pauses.cut_audio(audio, kept), len(words), silences=False)
+        if found is None:
+            return words, phones, None
+        (cut_words, cut_phones), _ = found
+        new_words, new_phones = pauses.trim_edges(pauses.map_back(cut_words, kept, BOUNDARY_OFFSET),
+                                                  pauses.map_back(cut_phones, kept, BOUNDARY_OFFSET), db)
+        second = pauses.disagreement(db, new_words)
+        if sum(second) >= sum(first):
+            return words, phones, None
+        return new_words, new_phones, (f"energy check: {first[0]} loud frames labelled silence; re-aligned "
+                                       f"with pauses cut ({sum(first)} → {sum(second)} frames at odds with energy)")
 
     @staticmethod
     def _decode_whole(dec, pcm: bytes) -> None:
