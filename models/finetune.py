@@ -9,8 +9,10 @@ speaker fine-tuning validated on.  ``finetune.seed`` changes initialisation and 
 fold-specific stores written by ``mger extract --fold k`` carry the fold in their fingerprint,
 and :class:`features.cache.FeatureStore` refuses them for any other fold.
 
-Model: the encoder, a masked mean over its last layer (frames, or tokens for text), dropout
-and a linear layer.  AdamW (encoder ``lr`` / ``text_lr``, head ``head_lr``), linear warm-up
+Model (``finetune.objective: utterance``): the encoder, a masked mean over its last layer
+(frames, or tokens for text), dropout and a linear layer.  ``objective: fusion`` trains the
+encoders jointly with an ``MhaAux`` fusion head instead (:mod:`models.joint`), through the same
+loop (:func:`fit_epochs`).  AdamW (encoder ``lr`` / ``text_lr``, head ``head_lr``), linear warm-up
 then linear decay to zero, gradient accumulation, a random ``max_train_seconds`` window per
 utterance and epoch, mixed precision on GPU (bf16, or fp16 with loss scaling), early stopping
 on validation UA.  Every epoch reseeds torch and numpy from (seed, epoch).
