@@ -199,3 +199,26 @@ def test_sun_preset_fine_tunes_inside_its_fusion_row() -> None:
     assert (ft.fusion.aux_matching, ft.fusion.aux_unimodal, ft.fusion.aux_unimodal_on,
             ft.fusion.aux_matching_negatives) == (row.aux_matching, row.aux_unimodal, row.aux_unimodal_on,
                                                   row.aux_matching_negatives)
+
+
+def test_testing_reads_back_the_weights_that_were_validated(tiny_models, aligned, tmp_path) -> None:
+    """One epoch (best = last): the encoders and head evaluate_test reads back from their
+    save_pretrained folders and ``fusion/`` give the trained model's validation probabilities."""
+    features = _features(tiny_models, tmp_path / "f")
+    cfg = _joint(tmp_path, epochs=1, text=True)
+    split = finetune_split(read_manifest(aligned["manifest"]), 1, 0)
+    encoders = build_encoders(cfg, features)
+    fold_dir = cfg.fold_dir(1)
+    fold_dir.mkdir(parents=True)
+    joint_module.train_joint(split, encoders, cfg, features, fold_dir, "k")
+    head = joint_module.MhaAux(joint_module.head_config(cfg, encoders["speech"].dim, encoders["text"].dim,
+                                                        len(split.classes)))
+    state = load_file(fold_dir / "state-fusion" / "model.safetensors")  # the trained weights, as trained
+    head.load_state_dict({k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")})
+    speech = finetune_module.SpeechInputs(encoders["speech"], split.val, True, cfg.max_train_seconds)
+    text = joint_module._text_inputs(encoders["text"], split.val, True, features.text.markers, cfg.batch_size)
+    memory = joint_module.predict_proba(head, speech, text, torch.device("cpu"), torch.float32, cfg.batch_size)
+    joint_module.evaluate_test(split.val, 1, split.classes, None, cfg, features, fold_dir)
+    disk = read_predictions(fold_dir / "fusion" / "test-predictions.csv")
+    assert list(disk.utt_ids) == [u.utt_id for u in split.val]
+    assert disk.probs == pytest.approx(memory, abs=1e-6)
