@@ -325,6 +325,8 @@ def finetuned_setup(cfg: FeaturesConfig, finetune: FinetuneConfig, fold: int, ch
     out = dataclasses.replace(cfg, out=str(finetune.features_dir(fold)), speech=speech, text=text)
     entries = {"fold": fold, "finetune_train_sessions": record["train_sessions"],
                "finetune_sha256": file_sha256(record_path)}
+    if "objective" in record:  # fusion (records of the utterance objective have no entry, as before it existed)
+        entries["finetune_objective"] = record["objective"]
     return out, entries, kinds
 
 

@@ -9,8 +9,10 @@ speaker fine-tuning validated on.  ``finetune.seed`` changes initialisation and 
 fold-specific stores written by ``mger extract --fold k`` carry the fold in their fingerprint,
 and :class:`features.cache.FeatureStore` refuses them for any other fold.
 
-Model: the encoder, a masked mean over its last layer (frames, or tokens for text), dropout
-and a linear layer.  AdamW (encoder ``lr`` / ``text_lr``, head ``head_lr``), linear warm-up
+Model (``finetune.objective: utterance``): the encoder, a masked mean over its last layer
+(frames, or tokens for text), dropout and a linear layer.  ``objective: fusion`` trains the
+encoders jointly with an ``MhaAux`` fusion head instead (:mod:`models.joint`), through the same
+loop (:func:`fit_epochs`).  AdamW (encoder ``lr`` / ``text_lr``, head ``head_lr``), linear warm-up
 then linear decay to zero, gradient accumulation, a random ``max_train_seconds`` window per
 utterance and epoch, mixed precision on GPU (bf16, or fp16 with loss scaling), early stopping
 on validation UA.  Every epoch reseeds torch and numpy from (seed, epoch).
@@ -38,7 +40,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -227,8 +229,9 @@ def load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -
     return counters
 
 
-def save_best(out: Path, encoder, head: Head, classes: list[str]) -> None:
-    """The encoder as a ``save_pretrained`` folder, with its preprocessing and head."""
+def save_best(out: Path, encoder, head: Head | None, classes: list[str]) -> None:
+    """The encoder as a ``save_pretrained`` folder, with its preprocessing and utterance head
+    (none under the fusion objective: that head is shared, :func:`models.joint.save_head`)."""
     tmp = _fresh_dir(out.with_name(out.name + ".tmp"))
     encoder.model.save_pretrained(tmp)
     if isinstance(encoder, SpeechEncoder):
@@ -238,8 +241,9 @@ def save_best(out: Path, encoder, head: Head, classes: list[str]) -> None:
                                  return_attention_mask=encoder.use_attention_mask).save_pretrained(tmp)
     else:
         encoder.tokenizer.save_pretrained(tmp)
-    save_file(_tensors(head), tmp / "head.safetensors")
-    (tmp / "head.json").write_text(json.dumps({"classes": classes, "pooling": "mean"}))
+    if head is not None:
+        save_file(_tensors(head), tmp / "head.safetensors")
+        (tmp / "head.json").write_text(json.dumps({"classes": classes, "pooling": "mean"}))
     _replace_dir(tmp, out)
 
 
@@ -270,36 +274,40 @@ def _predict(inputs, head: Head, device: torch.device, dtype: torch.dtype, batch
     return pred
 
 
-def train_modality(modality: str, encoder, train, val, train_labels: np.ndarray, val_labels: np.ndarray,
-                   cfg: FinetuneConfig, fold_dir: Path, key: str, classes: list[str]) -> Progress:
-    """Fine-tune one encoder (resuming from ``state-<modality>/``); the best epoch lands in ``<modality>/``."""
-    device, dtype = encoder.device, resolve_dtype("auto", encoder.device)
-    net = encoder.model.train().requires_grad_(True)
-    if modality == "speech" and cfg.freeze_feature_encoder:
-        net.feature_extractor.requires_grad_(False)
-    head = Head(encoder.dim, len(classes), cfg.dropout).to(device)
-    torch.manual_seed(cfg.seed)
-    head.out.reset_parameters()  # the head's initial weights depend on the seed only
-    model = nn.ModuleDict({"encoder": net, "head": head})
-    base_lr = cfg.lr if modality == "speech" else cfg.text_lr
-    groups = [{"params": [p for p in net.parameters() if p.requires_grad], "lr": base_lr},
-              {"params": list(head.parameters()), "lr": cfg.head_lr}]
-    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-    base_lrs = [g["lr"] for g in groups]
-    steps_per_epoch = -(-len(train) // (cfg.batch_size * cfg.grad_accum))
+@dataclass
+class Task:
+    """One fine-tuning run as :func:`fit_epochs` sees it: what is trained and checkpointed
+    (``model``), its optimizer groups, and three callbacks, so that the utterance objective
+    (:func:`train_modality`) and the fusion objective (:mod:`models.joint`) share one loop,
+    one resume logic and one schedule."""
+
+    name: str                                                # state-<name>/ and the log's modality column
+    model: nn.Module                                         # everything trained (saved every epoch)
+    groups: list[dict]                                       # AdamW parameter groups (params, lr)
+    n_train: int
+    batch_loss: Callable[[list[int], torch.Generator], torch.Tensor]  # mean fp32 loss of training items
+    val_predict: Callable[[], np.ndarray]                    # validation class predictions
+    save_best: Callable[[], None]                            # the current weights are the best so far
+
+
+def fit_epochs(task: Task, val_labels: np.ndarray, n_classes: int, cfg: FinetuneConfig, fold_dir: Path, key: str,
+               device: torch.device, dtype: torch.dtype) -> Progress:
+    """Train ``task`` (resuming from ``state-<name>/``), early-stopped on validation UA."""
+    optimizer = torch.optim.AdamW(task.groups, weight_decay=cfg.weight_decay)
+    base_lrs = [g["lr"] for g in task.groups]
+    steps_per_epoch = -(-task.n_train // (cfg.batch_size * cfg.grad_accum))
     total = steps_per_epoch * cfg.epochs
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
-    state_dir, best_dir = fold_dir / f"state-{modality}", fold_dir / modality
+    state_dir = fold_dir / f"state-{task.name}"
     progress = Progress(key)
     saved = saved_state(state_dir)
     if saved is not None and json.loads((saved / "state.json").read_text()).get("key") == key:
-        progress = Progress(**load_state(saved, model, optimizer))
-        print(f"finetune {modality}: resuming {fold_dir.name} after epoch {progress.epoch}", file=sys.stderr)
+        progress = Progress(**load_state(saved, task.model, optimizer))
+        print(f"finetune {task.name}: resuming {fold_dir.name} after epoch {progress.epoch}", file=sys.stderr)
     elif saved is not None:
-        print(f"finetune {modality}: {state_dir} is from other settings; starting over", file=sys.stderr)
-    labels = torch.as_tensor(train_labels)
-    bar = tqdm(range(progress.epoch + 1, cfg.epochs + 1), desc=f"finetune {modality} {fold_dir.name}",
+        print(f"finetune {task.name}: {state_dir} is from other settings; starting over", file=sys.stderr)
+    bar = tqdm(range(progress.epoch + 1, cfg.epochs + 1), desc=f"finetune {task.name} {fold_dir.name}",
                unit="epoch", file=sys.stderr)
     for epoch in bar:
         if progress.bad >= cfg.patience:
@@ -308,16 +316,13 @@ def train_modality(modality: str, encoder, train, val, train_labels: np.ndarray,
         torch.manual_seed(seed)
         np.random.seed(seed)  # SpecAugment's mask positions
         gen = torch.Generator().manual_seed(seed)
-        net.train()
-        head.train()
-        perm = torch.randperm(len(train), generator=gen).tolist()
+        task.model.train()
+        perm = torch.randperm(task.n_train, generator=gen).tolist()
         total_loss = 0.0
         for s in range(0, len(perm), cfg.batch_size):
             idx = perm[s:s + cfg.batch_size]
-            with autocast_context(device, dtype):
-                logits = head(*train.forward(idx, gen))
             share = len(idx) / (cfg.batch_size * cfg.grad_accum)  # mean over the accumulated batch
-            loss = F.cross_entropy(logits.float(), labels[idx].to(device)) * share
+            loss = task.batch_loss(idx, gen) * share
             scaler.scale(loss).backward()
             total_loss += float(loss.detach()) * cfg.batch_size * cfg.grad_accum
             batch_no = s // cfg.batch_size + 1
@@ -328,36 +333,72 @@ def train_modality(modality: str, encoder, train, val, train_labels: np.ndarray,
                 scaler.update()
                 optimizer.zero_grad()
                 progress.step += 1
-        val_ua = unweighted_accuracy(val_labels, _predict(val, head, device, dtype, cfg.batch_size), len(classes))
+        val_ua = unweighted_accuracy(val_labels, task.val_predict(), n_classes)
         progress.epoch = epoch
-        progress.history.append({"modality": modality, "epoch": epoch, "train_loss": total_loss / len(train),
+        progress.history.append({"modality": task.name, "epoch": epoch, "train_loss": total_loss / task.n_train,
                                  "val_ua": val_ua, "lr": optimizer.param_groups[0]["lr"]})
         if val_ua > progress.best_ua:
             progress.best_ua, progress.best_epoch, progress.bad = val_ua, epoch, 0
-            save_best(best_dir, encoder, head, classes)
+            task.save_best()
         else:
             progress.bad += 1
-        save_state(state_dir, model, optimizer, dataclasses.asdict(progress))
+        save_state(state_dir, task.model, optimizer, dataclasses.asdict(progress))
         bar.set_postfix(val_ua=f"{val_ua:.3f}", best=f"{progress.best_ua:.3f}")
     return progress
+
+
+def train_modality(modality: str, encoder, train, val, train_labels: np.ndarray, val_labels: np.ndarray,
+                   cfg: FinetuneConfig, fold_dir: Path, key: str, classes: list[str]) -> Progress:
+    """Fine-tune one encoder (resuming from ``state-<modality>/``); the best epoch lands in ``<modality>/``."""
+    device, dtype = encoder.device, resolve_dtype("auto", encoder.device)
+    net = encoder.model.train().requires_grad_(True)
+    if modality == "speech" and cfg.freeze_feature_encoder:
+        net.feature_extractor.requires_grad_(False)
+    head = Head(encoder.dim, len(classes), cfg.dropout).to(device)
+    torch.manual_seed(cfg.seed)
+    head.out.reset_parameters()  # the head's initial weights depend on the seed only
+    base_lr = cfg.lr if modality == "speech" else cfg.text_lr
+    groups = [{"params": [p for p in net.parameters() if p.requires_grad], "lr": base_lr},
+              {"params": list(head.parameters()), "lr": cfg.head_lr}]
+    labels = torch.as_tensor(train_labels)
+
+    def batch_loss(idx: list[int], gen: torch.Generator) -> torch.Tensor:
+        with autocast_context(device, dtype):
+            logits = head(*train.forward(idx, gen))
+        return F.cross_entropy(logits.float(), labels[idx].to(device))
+
+    task = Task(modality, nn.ModuleDict({"encoder": net, "head": head}), groups, len(train), batch_loss,
+                lambda: _predict(val, head, device, dtype, cfg.batch_size),
+                lambda: save_best(fold_dir / modality, encoder, head, classes))
+    return fit_epochs(task, val_labels, len(classes), cfg, fold_dir, key, device, dtype)
 
 
 # --- one fold -------------------------------------------------------------------------------------
 
 def build_encoders(cfg: FinetuneConfig, features: FeaturesConfig) -> dict:
-    """The encoders to fine-tune, loaded from the frozen stage's models (hub id or path)."""
+    """The encoders a fold reads, loaded from the frozen stage's models (hub id or path): the
+    speech encoder, and the text encoder when it is fine-tuned or (fusion objective) read frozen."""
     s, t = features.speech, features.text
     out = {"speech": SpeechEncoder(s.model, s.revision, "last", features.device, "fp32", s.max_seconds,
                                    s.overlap_seconds)}
-    if cfg.text:
+    if cfg.text or cfg.objective == "fusion":
         out["text"] = TextEncoder(t.model, t.revision, "last", features.device, t.max_length)
     return out
 
 
+def trained_modalities(cfg: FinetuneConfig) -> list[str]:
+    """The encoders fine-tuning changes (and saves in the fold folder)."""
+    return ["speech", "text"] if cfg.text else ["speech"]
+
+
 def settings_key(cfg: FinetuneConfig, split: FinetuneSplit, encoders: dict, markers: str) -> str:
-    """Hash of everything a fold's fine-tuning depends on (not where it writes, nor ``text``)."""
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items()
-                if k not in ("out", "features_out", "reports", "folds", "text")}
+    """Hash of everything a fold's fine-tuning depends on (not where it writes).  Under the
+    utterance objective each encoder trains alone, so neither ``text`` nor the fusion settings
+    change the speech encoder (and the key is the one of runs before ``objective`` existed);
+    under the fusion objective both do."""
+    skip = {"out", "features_out", "reports", "folds"}
+    skip |= {"text", "objective", "fusion"} if cfg.objective == "utterance" else set()
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in skip}
     bases = {m: [e.name, e.revision, e.weights_sha256] for m, e in encoders.items()}
     text_input = {"text_input": ["as written", markers]} if "text" in encoders else {}
     blob = json.dumps({"settings": settings, "bases": bases, "split": split.describe()} | text_input, sort_keys=True)
@@ -380,26 +421,55 @@ def run_finetune(fold: int, cfg: FinetuneConfig, features: FeaturesConfig, manif
     table = SegmentTable.read(segments)
     aligned = set(table.utt_ids)
     utts = [u for u in read_manifest(manifest) if u.utt_id in aligned]
-    split = finetune_split(utts, fold, (split_cfg or SplitConfig()).seed)
+    split_seed = (split_cfg or SplitConfig()).seed
+    split = finetune_split(utts, fold, split_seed)
     fold_dir = cfg.fold_dir(fold)
     fold_dir.mkdir(parents=True, exist_ok=True)
     encoders = build_encoders(cfg, features)
+    trained = trained_modalities(cfg)
     key = settings_key(cfg, split, encoders, features.text.markers)
     done = fold_dir / "finetune.json"
     if done.exists():
         record = json.loads(done.read_text())
-        if record.get("key") == key and record.get("modalities") == list(encoders) and "history" in record:
-            _write_reports(Path(cfg.reports), fold, record)  # DVC removed them before calling us
+        if record.get("key") == key and record.get("modalities") == trained and "history" in record:
+            _write_reports(Path(cfg.reports), fold, record, fold_dir)  # DVC removed them before calling us
             print(f"finetune fold {fold}: {fold_dir} is up to date")
             return fold_dir
         done.unlink()
     for modality in MODALITIES:
-        if modality not in encoders:
+        if modality not in trained:
             shutil.rmtree(fold_dir / modality, ignore_errors=True)
+    if cfg.objective == "fusion":
+        from models.joint import run_joint  # models.joint builds on this module
+
+        test = [utts[i] for i in fold_split(utts, fold, split_seed).test]  # read after training only
+        results, history, scores = run_joint(split, test, encoders, cfg, features, fold_dir, key)
+        objective, test_entry = {"objective": "fusion"}, {"test": scores}
+    else:
+        shutil.rmtree(fold_dir / "fusion", ignore_errors=True)
+        results, history = _run_utterance(split, encoders, trained, cfg, features, fold_dir, key)
+        objective, test_entry = {}, {}  # records of the utterance objective are those of runs before it
+    record = (split.describe() | {"key": key} | objective | {"modalities": trained, "results": results} | test_entry
+              | {"seconds": round(time.perf_counter() - t0, 1), "history": history})
+    write_json(done, record)
+    for name in (*MODALITIES, "fusion"):
+        shutil.rmtree(fold_dir / f"state-{name}", ignore_errors=True)
+    _write_reports(Path(cfg.reports), fold, record, fold_dir)
+    scores = ", ".join(f"{m} val UA {r['val_ua']:.3f} (epoch {r['best_epoch']})" for m, r in results.items())
+    tested = f"; joint test UA {record['test']['ua']:.3f}" if "test" in record else ""
+    print(f"finetune fold {fold}: {len(split.train)} train / {len(split.val)} validation utterances from sessions "
+          f"{split.train_sessions}; {scores}{tested}; {record['seconds']:.1f}s → {fold_dir}")
+    return fold_dir
+
+
+def _run_utterance(split: FinetuneSplit, encoders: dict, trained: list[str], cfg: FinetuneConfig,
+                   features: FeaturesConfig, fold_dir: Path, key: str) -> tuple[dict, list[dict]]:
+    """The utterance objective: each trained encoder alone under its mean-pool head."""
     labels = {name: np.array([split.classes.index(u.label) for u in part])
               for name, part in (("train", split.train), ("val", split.val))}
     results, history = {}, []
-    for modality, encoder in encoders.items():
+    for modality in trained:
+        encoder = encoders[modality]
         train = _inputs(modality, encoder, split.train, cfg, features.text.markers)
         val = _inputs(modality, encoder, split.val, cfg, features.text.markers)
         progress = train_modality(modality, encoder, train, val, labels["train"], labels["val"], cfg, fold_dir,
@@ -408,21 +478,25 @@ def run_finetune(fold: int, cfg: FinetuneConfig, features: FeaturesConfig, manif
                              "epochs_run": progress.epoch, "base_model": encoder.name,
                              "base_weights_sha256": encoder.weights_sha256}
         history += progress.history
-    record = split.describe() | {"key": key, "modalities": list(encoders), "results": results,
-                                 "seconds": round(time.perf_counter() - t0, 1), "history": history}
-    write_json(done, record)
-    for modality in encoders:
-        shutil.rmtree(fold_dir / f"state-{modality}", ignore_errors=True)
-    _write_reports(Path(cfg.reports), fold, record)
-    scores = ", ".join(f"{m} val UA {r['val_ua']:.3f} (epoch {r['best_epoch']})" for m, r in results.items())
-    print(f"finetune fold {fold}: {len(split.train)} train / {len(split.val)} validation utterances from sessions "
-          f"{split.train_sessions}; {scores}; {record['seconds']:.1f}s → {fold_dir}")
-    return fold_dir
+    return results, history
 
 
-def _write_reports(folder: Path, fold: int, record: dict) -> None:
+def joint_predictions_path(reports: str | Path, fold: int) -> Path:
+    """Fold ``fold``'s test predictions of the jointly fine-tuned fusion head (objective fusion)."""
+    return Path(reports) / f"joint-fold-{fold}.csv"
+
+
+def _write_reports(folder: Path, fold: int, record: dict, fold_dir: Path) -> None:
     summary = {k: record[k] for k in ("fold", "test_session", "train_sessions", "val_speakers", "results", "seconds")}
+    joint = joint_predictions_path(folder, fold)
+    extra = {}
+    if "test" in record:  # objective fusion: the end-to-end system's test figures and predictions
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(fold_dir / "fusion" / "test-predictions.csv", joint)
+        extra = {"objective": record["objective"], "test": record["test"] | {"predictions": str(joint)}}
+    else:
+        joint.unlink(missing_ok=True)  # a stale fusion run's predictions would pass for this run's
     write_json(folder / f"fold-{fold}.json", summary | {"n_train": len(record["train_ids"]),
-                                                        "n_val": len(record["val_ids"])})
+                                                        "n_val": len(record["val_ids"])} | extra)
     write_csv_atomic(folder / f"fold-{fold}.csv", ["modality", "epoch", "train_loss", "val_ua", "lr"],
                      record["history"])

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from features.cache import Ragged
 from models.metrics import unweighted_accuracy
-from models.modules import ModelConfig, build_model
+from models.modules import ModelConfig, ModelOutput, build_model
 from pipeline.config import TrainConfig
 
 
@@ -115,6 +115,15 @@ def predict_proba(model: torch.nn.Module, data: TensorSet, batch_size: int = 128
     return torch.cat(out).numpy() if out else np.zeros((0, 0))
 
 
+def training_loss(out: ModelOutput, labels: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """The main head's cross-entropy plus the model's weighted auxiliary losses (MhaAux's tasks):
+    one objective for classifiers on cached features and for joint fine-tuning (:mod:`models.joint`)."""
+    loss = F.cross_entropy(out.logits.float(), labels, weight=weight)
+    if out.aux_loss is not None:
+        loss = loss + out.aux_loss.float()
+    return loss
+
+
 def fit(cfg: ModelConfig, train: TensorSet, val: TensorSet, settings: TrainConfig, seed: int
         ) -> tuple[torch.nn.Module, list[dict]]:
     """Train a fresh model; returns it at its best validation UA, and the per-epoch history."""
@@ -136,9 +145,7 @@ def fit(cfg: ModelConfig, train: TensorSet, val: TensorSet, settings: TrainConfi
             labels = train.labels[idx]
             with _autocast(train.device):
                 out = model(train.batch(idx), labels)
-            loss = F.cross_entropy(out.logits.float(), labels, weight=weight)
-            if out.aux_loss is not None:
-                loss = loss + out.aux_loss.float()
+            loss = training_loss(out, labels, weight)
             opt.zero_grad()
             loss.backward()
             opt.step()

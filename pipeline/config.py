@@ -174,12 +174,33 @@ class SplitConfig:
 
 
 @dataclass
+class FusionHeadConfig:
+    """``finetune.fusion``: the ``mha_aux`` head trained jointly with the encoders when
+    ``finetune.objective: fusion`` (Sun et al., our reading).  Its speech rows are the speech
+    encoder's last-layer frames, its text rows the text encoder's last-layer tokens; the
+    settings mean what they mean for ``mha_aux`` in ``train`` (:class:`models.modules.MhaAux`)."""
+
+    layers: int = 2                                          # K attention layers
+    hidden: int = 128
+    heads: int = 4
+    aux_matching: float = 0.0                                # weight of task 1 (audio-text matching); 0: off
+    aux_unimodal: float = 0.0                                # weight of task 2 (unimodal heads); 0: off
+    aux_unimodal_on: Literal["fused", "encoder"] = "fused"
+    aux_matching_negatives: Literal["any", "other_label"] = "any"
+
+
+@dataclass
 class FinetuneConfig:
     """``mger finetune --fold k``: the encoders fine-tuned on fold k's training sessions only.
 
-    ``lr`` is the encoders' peak learning rate, ``head_lr`` the utterance head's; the schedule
-    warms up linearly over ``warmup`` of the steps, then decays linearly to zero.  Training
-    crops utterances to ``max_train_seconds`` (a random window per epoch).
+    ``lr`` is the encoders' peak learning rate, ``head_lr`` the head's; the schedule warms up
+    linearly over ``warmup`` of the steps, then decays linearly to zero.  Training crops
+    utterances to ``max_train_seconds`` (a random window per epoch).
+
+    ``objective``: ``utterance`` fine-tunes each encoder alone under a mean-pool head;
+    ``fusion`` fine-tunes the speech encoder (and the text encoder with ``text``) jointly with
+    the ``fusion`` head and its auxiliary losses, and evaluates that head on the test session
+    once, after training (:mod:`models.joint`).
     """
 
     out: str = "data/finetune"                 # fold-<k>/{speech,text}/ save_pretrained folders
@@ -200,6 +221,8 @@ class FinetuneConfig:
     max_train_seconds: float = 6.0
     patience: int = 3
     seed: int = 0                              # initialisation and data order (not the split: split.seed)
+    objective: Literal["utterance", "fusion"] = "utterance"
+    fusion: FusionHeadConfig = field(default_factory=FusionHeadConfig)   # objective fusion only
 
     def fold_dir(self, fold: int) -> Path:
         """Fold ``fold``'s fine-tuned encoders (save_pretrained folders) and ``finetune.json``."""
@@ -437,7 +460,9 @@ RANGES: dict[str, str] = {
     "finetune.grad_accum": "positive", "finetune.lr": "positive", "finetune.text_lr": "positive",
     "finetune.head_lr": "positive", "finetune.warmup": "fraction", "finetune.weight_decay": "nonnegative",
     "finetune.dropout": "fraction", "finetune.max_train_seconds": "positive", "finetune.patience": "positive",
-    "finetune.seed": "nonnegative",
+    "finetune.seed": "nonnegative", "finetune.fusion.layers": "positive", "finetune.fusion.hidden": "positive",
+    "finetune.fusion.heads": "positive", "finetune.fusion.aux_matching": "nonnegative",
+    "finetune.fusion.aux_unimodal": "nonnegative",
     "train.epochs": "positive", "train.batch_size": "positive", "train.lr": "positive",
     "train.weight_decay": "nonnegative", "train.patience": "positive", "train.seeds[]": "nonnegative",
     "train.hidden": "positive", "train.heads": "positive", "train.layers": "positive", "train.dropout": "fraction",
@@ -478,7 +503,9 @@ def check_ranges(params: Params) -> None:
         if not test(value):
             raise ConfigError(f"{key}: {what}, got {value!r}")
     demo = params.demo_model
+    fusion = params.finetune.fusion
     for section, hidden, heads in (("train", params.train.hidden, params.train.heads),
+                                   ("finetune.fusion", fusion.hidden, fusion.heads),
                                    ("demo_model", demo.hidden_size, demo.num_attention_heads)):
         if hidden % heads:
             raise ConfigError(f"{section}: hidden size {hidden} is not divisible by {heads} attention heads; "

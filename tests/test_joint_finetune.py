@@ -1,0 +1,224 @@
+"""Joint fine-tuning with the fusion head (``finetune.objective: fusion``), on tiny random models."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+import models.finetune as finetune_module
+import models.joint as joint_module
+from features.cache import FeatureStore
+from features.extract import extract, finetuned_setup
+from models.finetune import build_encoders, finetune_split, run_finetune, settings_key
+from models.predictions import read_predictions
+from pipeline.config import ConfigError, FusionHeadConfig, load_params, params_from_dict
+from pipeline.manifest import read_manifest
+from tests.test_finetune import _features, _finetune, _mger, _params_file
+
+SMALL_HEAD = FusionHeadConfig(layers=1, hidden=16, heads=2)
+
+
+def _joint(out: Path, **kw):
+    return _finetune(out, objective="fusion", fusion=kw.pop("fusion", SMALL_HEAD), **kw)
+
+
+def _same(a: Path, b: Path) -> bool:
+    x, y = load_file(a), load_file(b)
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_fusion_objective_reads_the_test_session_only_after_training(tiny_models, aligned, tmp_path,
+                                                                     monkeypatch) -> None:
+    """Every waveform read is recorded, and the moment testing starts: before it only fold 2's
+    training and validation utterances are read, after it only session 2's, for one evaluation."""
+    events: list[str] = []
+    real_read, real_test = finetune_module.read_audio, joint_module.evaluate_test
+
+    def recording_read(path, *args, **kwargs):
+        events.append(str(path))
+        return real_read(path, *args, **kwargs)
+
+    def recording_test(*args, **kwargs):
+        events.append("<test>")
+        return real_test(*args, **kwargs)
+
+    monkeypatch.setattr(finetune_module, "read_audio", recording_read)
+    monkeypatch.setattr(joint_module, "evaluate_test", recording_test)
+    cfg = _joint(tmp_path, epochs=2, fusion=FusionHeadConfig(layers=1, hidden=16, heads=2, aux_matching=0.5,
+                                                             aux_unimodal=0.5))
+    fold_dir = run_finetune(2, cfg, _features(tiny_models, tmp_path / "f"), aligned["manifest"], aligned["segments"])
+    utts = {u.wav: u for u in read_manifest(aligned["manifest"])}
+    record = json.loads((fold_dir / "finetune.json").read_text())
+    assert events.count("<test>") == 1
+    cut = events.index("<test>")
+    training, testing = events[:cut], events[cut + 1:]
+    assert training and all(utts[p].session != 2 for p in training)
+    assert {utts[p].utt_id for p in training} == set(record["train_ids"]) | set(record["val_ids"])
+    session_2 = {u.utt_id for u in utts.values() if u.session == 2}
+    assert sorted(utts[p].utt_id for p in testing) == sorted(session_2)
+
+    assert record["objective"] == "fusion" and record["modalities"] == ["speech"]
+    assert record["test"]["n_test"] == len(session_2) and record["test"]["best_epoch"] == record["results"][
+        "speech"]["best_epoch"]
+    assert not (fold_dir / "state-fusion").exists() and not (fold_dir / "text").exists()
+    assert (fold_dir / "speech" / "model.safetensors").is_file()
+    assert not (fold_dir / "speech" / "head.safetensors").exists()
+    assert (fold_dir / "fusion" / "head.safetensors").is_file()
+    report = json.loads((Path(cfg.reports) / "fold-2.json").read_text())
+    assert report["objective"] == "fusion" and report["test"]["ua"] == record["test"]["ua"]
+    pred = read_predictions(report["test"]["predictions"])
+    assert Path(report["test"]["predictions"]) == Path(cfg.reports) / "joint-fold-2.csv"
+    assert set(pred.utt_ids) == session_2 and set(pred.fold) == {2} and set(pred.seed) == {cfg.seed}
+    assert float((pred.pred == pred.label).mean()) == pytest.approx(record["test"]["wa"])
+    log = (Path(cfg.reports) / "fold-2.csv").read_text().splitlines()
+    assert log[0] == "modality,epoch,train_loss,val_ua,lr" and [r.split(",")[0] for r in log[1:]] == ["fusion"] * 2
+
+
+def test_jointly_fine_tuned_encoders_extract_into_fold_stores(tiny_models, aligned, tmp_path) -> None:
+    """With ``finetune.text`` both encoders train with the head and are saved as today, so
+    ``mger extract --fold k`` reads them; the store's fingerprint names the objective."""
+    features = _features(tiny_models, tmp_path / "frozen")
+    cfg = _joint(tmp_path, epochs=1, text=True)
+    fold_dir = run_finetune(1, cfg, features, aligned["manifest"], aligned["segments"])
+    assert not _same(fold_dir / "text" / "model.safetensors", Path(tiny_models["text"]) / "model.safetensors")
+    setup, entries, kinds = finetuned_setup(features, cfg, 1)
+    assert kinds == ["speech", "text"] and entries["finetune_objective"] == "fusion"
+    store = FeatureStore(extract("speech", setup, aligned["manifest"], aligned["segments"], fold=entries), fold=1)
+    assert store.fingerprint["finetune_objective"] == "fusion" and store.fingerprint["fold"] == 1
+
+
+def test_utterance_objective_is_unchanged_by_the_fusion_settings(tiny_models, aligned, tmp_path) -> None:
+    """The utterance objective's settings key ignores ``objective``-only settings (the key of
+    runs before they existed), and an utterance run after a fusion run leaves none of its files."""
+    features = _features(tiny_models, tmp_path / "f")
+    split = finetune_split(read_manifest(aligned["manifest"]), 3, 0)
+    plain, other_head = _finetune(tmp_path), _finetune(tmp_path, fusion=FusionHeadConfig(layers=3, aux_matching=1.0))
+    encoders = build_encoders(plain, features)
+    assert list(encoders) == ["speech"]
+    key = settings_key(plain, split, encoders, "drop")
+    assert settings_key(other_head, split, encoders, "drop") == key
+    joint = _joint(tmp_path)
+    assert settings_key(joint, split, build_encoders(joint, features), "drop") != key
+
+    run_finetune(3, _joint(tmp_path, epochs=1), features, aligned["manifest"], aligned["segments"])
+    fold_dir = run_finetune(3, _finetune(tmp_path, epochs=1), features, aligned["manifest"], aligned["segments"])
+    record = json.loads((fold_dir / "finetune.json").read_text())
+    assert "objective" not in record and "test" not in record
+    assert not (fold_dir / "fusion").exists() and (fold_dir / "speech" / "head.safetensors").is_file()
+    assert not (Path(tmp_path / "reports") / "joint-fold-3.csv").exists()
+    assert "test" not in json.loads((tmp_path / "reports" / "fold-3.json").read_text())
+    assert "finetune_objective" not in finetuned_setup(features, _finetune(tmp_path), 3)[1]
+
+
+@pytest.mark.parametrize("aux", [{"aux_matching": 0.5}, {"aux_matching": 0.5, "aux_matching_negatives": "other_label"},
+                                 {"aux_unimodal": 0.5}, {"aux_unimodal": 0.5, "aux_unimodal_on": "encoder"}],
+                         ids=["matching", "matching-other-label", "unimodal-fused", "unimodal-encoder"])
+def test_auxiliary_losses_change_the_joint_training(tiny_models, aligned, tmp_path, aux: dict) -> None:
+    """Each auxiliary task adds to the training loss and reaches the speech encoder's weights."""
+    features = _features(tiny_models, tmp_path / "f")
+    runs = {}
+    for name, head in (("off", SMALL_HEAD), ("on", FusionHeadConfig(layers=1, hidden=16, heads=2, **aux))):
+        cfg = _joint(tmp_path / name, epochs=1, fusion=head)
+        fold_dir = run_finetune(3, cfg, features, aligned["manifest"], aligned["segments"])
+        runs[name] = (json.loads((fold_dir / "finetune.json").read_text())["history"][0]["train_loss"],
+                      fold_dir / "speech" / "model.safetensors")
+    assert runs["on"][0] > runs["off"][0]
+    assert not _same(runs["on"][1], runs["off"][1])
+
+
+def test_sigkilled_joint_finetuning_resumes_to_the_uninterrupted_weights(tiny_models, aligned, tmp_path) -> None:
+    """The existing kill test's pattern (tests/test_finetune.py), with the fusion objective:
+    head, optimizer and encoder state resume after the last finished epoch."""
+    epochs = 6
+
+    def params(name: str) -> Path:
+        path = _params_file(tiny_models, aligned, tmp_path / name, epochs)
+        data = yaml.safe_load(path.read_text())
+        data["finetune"] |= {"objective": "fusion", "fusion": {"layers": 1, "hidden": 16, "heads": 2,
+                                                               "aux_matching": 0.5, "aux_unimodal": 0.5}}
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    ref, run = params("ref"), params("run")
+    subprocess.run(_mger("finetune", "--params", str(ref), "--fold", "1"), check=True, capture_output=True)
+    proc = subprocess.Popen(_mger("finetune", "--params", str(run), "--fold", "1"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    state = tmp_path / "run" / "ft" / "fold-1" / "state-fusion" / "state.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["epoch"] >= 2):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    fold, ref_fold = tmp_path / "run" / "ft" / "fold-1", tmp_path / "ref" / "ft" / "fold-1"
+    assert not (fold / "finetune.json").exists(), "the kill came too late to test resuming"
+    resumed = subprocess.run(_mger("finetune", "--params", str(run), "--fold", "1"), check=True, capture_output=True,
+                             text=True)
+    assert "finetune fusion: resuming fold-1 after epoch" in resumed.stderr
+    for name in ("speech/model.safetensors", "fusion/head.safetensors"):
+        assert _same(fold / name, ref_fold / name), name
+    assert (fold / "fusion" / "test-predictions.csv").read_bytes() == (ref_fold / "fusion" /
+                                                                        "test-predictions.csv").read_bytes()
+    record, ref_record = (json.loads((f / "finetune.json").read_text()) for f in (fold, ref_fold))
+    assert record["test"] == ref_record["test"] and record["history"] == ref_record["history"]
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"finetune": {"objective": "joint"}}, "finetune.objective: 'joint' is not one of 'utterance', 'fusion'"),
+    ({"finetune": {"fusion": {"hidden": 30, "heads": 4}}}, "finetune.fusion: hidden size 30 is not divisible by 4"),
+    ({"finetune": {"fusion": {"aux_matching": -1}}}, "finetune.fusion.aux_matching: must be >= 0"),
+    ({"finetune": {"fusion": {"layers": 0}}}, "finetune.fusion.layers: must be positive"),
+    ({"finetune": {"fusion": {"aux_unimodal_on": "pooled"}}}, "finetune.fusion.aux_unimodal_on: 'pooled' is not one"),
+    ({"finetune": {"fusion": {"granularity": "word"}}}, "finetune.fusion.granularity: unknown key"),
+])
+def test_fusion_settings_are_validated(data: dict, message: str) -> None:
+    import re
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        params_from_dict(data)
+
+
+def test_default_objective_is_utterance() -> None:
+    assert params_from_dict({}).finetune.objective == "utterance"
+
+
+def test_sun_preset_fine_tunes_inside_its_fusion_row() -> None:
+    """params/sun2023.yaml fine-tunes with the head settings of its own ``mha_both`` row."""
+    params = load_params(Path(__file__).resolve().parents[1] / "params" / "sun2023.yaml")
+    ft, row = params.finetune, params.train.experiments["mha_both"]
+    assert ft.objective == "fusion" and ft.text
+    assert (ft.fusion.layers, ft.fusion.hidden, ft.fusion.heads) == (row.layers or params.train.layers,
+                                                                     params.train.hidden, params.train.heads)
+    assert (ft.fusion.aux_matching, ft.fusion.aux_unimodal, ft.fusion.aux_unimodal_on,
+            ft.fusion.aux_matching_negatives) == (row.aux_matching, row.aux_unimodal, row.aux_unimodal_on,
+                                                  row.aux_matching_negatives)
+
+
+def test_testing_reads_back_the_weights_that_were_validated(tiny_models, aligned, tmp_path) -> None:
+    """One epoch (best = last): the encoders and head evaluate_test reads back from their
+    save_pretrained folders and ``fusion/`` give the trained model's validation probabilities."""
+    features = _features(tiny_models, tmp_path / "f")
+    cfg = _joint(tmp_path, epochs=1, text=True)
+    split = finetune_split(read_manifest(aligned["manifest"]), 1, 0)
+    encoders = build_encoders(cfg, features)
+    fold_dir = cfg.fold_dir(1)
+    fold_dir.mkdir(parents=True)
+    joint_module.train_joint(split, encoders, cfg, features, fold_dir, "k")
+    head = joint_module.MhaAux(joint_module.head_config(cfg, encoders["speech"].dim, encoders["text"].dim,
+                                                        len(split.classes)))
+    state = load_file(fold_dir / "state-fusion" / "model.safetensors")  # the trained weights, as trained
+    head.load_state_dict({k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")})
+    speech = finetune_module.SpeechInputs(encoders["speech"], split.val, True, cfg.max_train_seconds)
+    text = joint_module._text_inputs(encoders["text"], split.val, True, features.text.markers, cfg.batch_size)
+    memory = joint_module.predict_proba(head, speech, text, torch.device("cpu"), torch.float32, cfg.batch_size)
+    joint_module.evaluate_test(split.val, 1, split.classes, None, cfg, features, fold_dir)
+    disk = read_predictions(fold_dir / "fusion" / "test-predictions.csv")
+    assert list(disk.utt_ids) == [u.utt_id for u in split.val]
+    assert disk.probs == pytest.approx(memory, abs=1e-6)
