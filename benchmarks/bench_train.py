@@ -1,6 +1,11 @@
 """Epoch time of each classifier on IEMOCAP-sized random tensors (5,531 utterances, 768-dim).
 
     python -m benchmarks.bench_train [--utterances 5531] [--frame-utterances 1000] [--device cuda]
+    python -m benchmarks.bench_train --probe [--utterances 646]
+
+``--probe``: the linear probe (models/probe.py: five C values, lbfgs) on utterance means of
+random 768-dim inputs, fitted with BLAS limited to one thread and with BLAS's default
+threads, side by side in one run (the ratio is the figure; this machine's cores differ).
 
 Lengths per level are drawn around IEMOCAP's (4.5 s mean: ~225 wav2vec2 frames, ~45 phones,
 ~16 syllables, ~12 words, ~16 BERT tokens).  The frame level is timed on
@@ -40,14 +45,34 @@ def random_items(n: int, level: str, dim: int, rng: np.random.Generator) -> Ragg
     return Ragged(rows, torch.cumsum(lengths, 0) - lengths, lengths)
 
 
+def bench_probe(n: int, rng: np.random.Generator) -> None:
+    """Probe fits with one BLAS thread and with BLAS's default, side by side."""
+    from models.probe import LinearProbe
+
+    labels = rng.integers(0, 4, n)
+    x = rng.standard_normal((n, 768)) + labels[:, None] * 0.05
+    split = int(0.8 * n)
+    times = {}
+    for threads in (1, None):
+        t0 = time.perf_counter()
+        LinearProbe(4, blas_threads=threads).fit(x[:split], labels[:split], x[split:], labels[split:])
+        times[threads] = time.perf_counter() - t0
+    print(f"linear probe, {n} utterances x 768: one BLAS thread {times[1]:.2f} s, BLAS default "
+          f"{times[None]:.2f} s ({times[None] / times[1]:.1f}x the one-thread time)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--utterances", type=int, default=5531)
     parser.add_argument("--frame-utterances", type=int, default=1000)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--probe", action="store_true", help="time the linear probe's BLAS threading instead")
     args = parser.parse_args()
     device = resolve_device(args.device)
     rng = np.random.default_rng(0)
+    if args.probe:
+        bench_probe(args.utterances, rng)
+        return
     print(f"one epoch, batch 32, {args.utterances} utterances, 768-dim speech and text, on {device} "
           f"({torch.get_num_threads()} CPU threads)")
     for kind, levels in MODELS:

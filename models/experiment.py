@@ -181,7 +181,22 @@ def experiment_utterances(manifest: str | Path, features: FeaturesConfig, segmen
 def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, features: FeaturesConfig,
                    manifest: str | Path, finetune: FinetuneConfig | None = None,
                    split: SplitConfig | None = None, segments: str | Path | None = None) -> dict:
-    """Train and evaluate ``spec`` on every fold and seed; writes metrics, predictions and history."""
+    """Train and evaluate ``spec`` on every fold and seed; writes metrics, predictions and history.
+
+    CPU work runs on one torch thread whatever the machine or the number of experiments run at
+    once (``train.n_jobs``), so results do not depend on either; these small models gained
+    nothing from a second thread here (``benchmarks/bench_train.py``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run_experiment(name, spec, train_cfg, features, manifest, finetune, split, segments)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, features: FeaturesConfig,
+                    manifest: str | Path, finetune: FinetuneConfig | None, split: SplitConfig | None,
+                    segments: str | Path | None) -> dict:
     t0 = time.perf_counter()
     finetune, split = finetune or FinetuneConfig(), split or SplitConfig()
     utts = experiment_utterances(manifest, features, segments, spec.speech_store)
@@ -214,15 +229,21 @@ def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, feat
     history_rows: list[dict] = []
     predictions: list[Predictions] = []
     jobs = [(seed, fold) for seed in train_cfg.seeds for fold in splits]
+    probes: dict[tuple[int, int], tuple] = {}
     for seed, fold in tqdm(jobs, desc=f"train {name}", unit="fold", file=sys.stderr):
         tr, va, te = splits[fold].train, splits[fold].val, splits[fold].test
         data = fold_data(fold)
         dims = {n: int(b.data.shape[-1]) for n, b in data.inputs.items()}
         train_set, val_set, test_set = (data.subset(np.array(idx)) for idx in (tr, va, te))
         val_probs, test_probs = [], []
-        for part in parts:
+        for k, part in enumerate(parts):
             cfg = model_config(part, train_cfg, dims, len(classes))
-            probs, history = fit_member(cfg, train_set, val_set, test_set, train_cfg, seed)
+            if cfg.kind == "probe" and (fold, k) in probes:  # deterministic: every seed gives the same probe
+                probs, history = probes[(fold, k)]
+            else:
+                probs, history = fit_member(cfg, train_set, val_set, test_set, train_cfg, seed)
+                if cfg.kind == "probe":
+                    probes[(fold, k)] = probs, history
             history_rows += [{"fold": fold, "seed": seed, "member": part.model + ":" + "+".join(part.speech_levels),
                               **h} for h in history]
             val_probs.append(probs[0])
@@ -293,7 +314,7 @@ def prediction_path(train_cfg: TrainConfig, name: str) -> Path:
 
 def train_params(train_cfg: TrainConfig) -> dict:
     """The training settings that change a result (everything but output folders and experiment lists)."""
-    skip = {"metrics_dir", "epochs_dir", "predictions_dir", "experiments", "finetuned_experiments"}
+    skip = {"metrics_dir", "epochs_dir", "predictions_dir", "experiments", "finetuned_experiments", "n_jobs"}
     return {k: v for k, v in dataclasses.asdict(train_cfg).items() if k not in skip}
 
 

@@ -7,6 +7,10 @@ difference to the probe of its inputs.  The regularisation strength ``C`` is cho
 fold's validation speaker only (highest validation UA; ties go to the stronger
 regularisation); the test session chooses nothing.  lbfgs on standardised inputs is
 deterministic, so every training seed gives the same probe.
+
+The fits run with BLAS limited to one thread: on these small matrices (hundreds of rows) a
+multi-threaded BLAS spends its time synchronising, and a probe took 20-60x longer
+(``benchmarks/bench_train.py --probe`` prints both side by side).
 """
 
 from __future__ import annotations
@@ -43,8 +47,10 @@ def probe_inputs(inputs: dict[str, Ragged], names: Sequence[str]) -> np.ndarray:
 class LinearProbe:
     """``fit`` on training rows with ``C`` chosen on validation rows; ``predict_proba``."""
 
-    def __init__(self, n_classes: int, c_grid: Sequence[float] = C_GRID, max_iter: int = 3000) -> None:
+    def __init__(self, n_classes: int, c_grid: Sequence[float] = C_GRID, max_iter: int = 3000,
+                 blas_threads: int | None = 1) -> None:
         self.n_classes, self.c_grid, self.max_iter = n_classes, tuple(c_grid), max_iter
+        self.blas_threads = blas_threads  # None: BLAS's own default
 
     def _model(self, c: float):
         from sklearn.linear_model import LogisticRegression
@@ -54,6 +60,12 @@ class LinearProbe:
         return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=self.max_iter))
 
     def fit(self, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> "LinearProbe":
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=self.blas_threads):
+            return self._fit(x, y, x_val, y_val)
+
+    def _fit(self, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> "LinearProbe":
         self.val_ua_: dict[float, float] = {}
         best = None
         for c in self.c_grid:

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from models.predictions import Predictions, read_predictions
-from models.stats import METHOD, paired_test
+from models.stats import METHOD, breakdown, paired_test, summarize
 from pipeline.config import Params
+from pipeline.manifest import read_manifest
 from pipeline.reporting import StageError, save_figure_atomic, write_text_atomic
 
 # Published IEMOCAP figures, for orientation only: pretrained encoders fine-tuned on IEMOCAP,
@@ -61,6 +62,9 @@ def _label(m: dict) -> str:
         return f"audio only, {levels}"
     if m["model"] == "multigranular":
         return f"audio only, multi-granularity {levels}"
+    if m.get("end_to_end"):
+        return (f"end to end: encoders fine-tuned jointly with the mha fusion head K={m.get('layers')} (frames + "
+                f"tokens), auxiliary: {' + '.join(_aux(m)) or 'none'}")
     if m["model"] == "mha_aux":
         variants = [v for v, on in ((f"unimodal heads on the {m.get('aux_unimodal_on')} streams",
                                      m["aux_unimodal"] > 0 and m.get("aux_unimodal_on") == "encoder"),
@@ -138,6 +142,37 @@ def check_provenance(path: Path, metrics: dict) -> None:
                                  f"`mger train --experiment {metrics['experiment']}`")
 
 
+def joint_experiment(params: Params) -> Experiment | None:
+    """With ``finetune.objective: fusion``: Sun et al.'s end-to-end system (encoders fine-tuned
+    jointly with the mha fusion head, that head evaluated on each fold's test session once) as a
+    row, from ``reports/finetune/fold-<k>.json`` and its predictions; None otherwise."""
+    ft = params.finetune
+    if ft.objective != "fusion":
+        return None
+    preds, val, folds = [], [], {}
+    for fold in ft.folds:
+        path = Path(ft.reports) / f"fold-{fold}.json"
+        if not path.is_file():
+            raise StageError(f"{path}: missing; run `mger finetune --fold {fold}` (or `dvc repro`)")
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if "test" not in record:
+            raise StageError(f"{path}: no end-to-end test figures (fine-tuned with another objective); re-run "
+                             f"`mger finetune --fold {fold}`")
+        preds.append(read_predictions(record["test"]["predictions"]))
+        val.append(record["results"]["speech"]["val_ua"])
+        folds[str(fold)] = {"val_speakers": record["val_speakers"]}
+    pred = Predictions.concat(preds[0].classes, preds)
+    improvised = {u.utt_id: "improvised" if u.improvised else "scripted" for u in read_manifest(params.prepare.manifest)}
+    metrics = summarize(pred) | {"by_improvised": breakdown(pred, improvised.__getitem__)} | {
+        "experiment": "joint_ft", "model": "mha_aux", "features": "finetuned", "speech_store": "speech",
+        "speech_levels": ["frame"], "text_level": "token", "aux_matching": ft.fusion.aux_matching,
+        "aux_unimodal": ft.fusion.aux_unimodal, "aux_unimodal_on": ft.fusion.aux_unimodal_on,
+        "aux_matching_negatives": ft.fusion.aux_matching_negatives, "layers": ft.fusion.layers, "probe": None,
+        "end_to_end": True, "classes": pred.classes, "seeds": [ft.seed], "n_utterances": len(pred),
+        "validation": {"ua": {"mean": float(np.mean(val)), "std": float(np.std(val))}}}
+    return Experiment(metrics, pred)
+
+
 def load_experiments(params: Params) -> list[Experiment]:
     """The experiments of params, in table order; refuses missing, stale or malformed files."""
     out = []
@@ -151,6 +186,8 @@ def load_experiments(params: Params) -> list[Experiment]:
             raise StageError(f"{path}: not valid JSON ({err}); re-run `mger train --experiment {name}`") from None
         check_provenance(path, metrics)
         out.append(Experiment(metrics, read_predictions(metrics["predictions"])))
+    joint = joint_experiment(params)
+    out += [joint] if joint else []
     return sorted(out, key=lambda e: (ORDER.index(e.metrics["model"]) if e.metrics["model"] in ORDER else 99,
                                       _features(e.metrics) != "frozen", e.name))
 
@@ -219,10 +256,13 @@ SUN_ROWS: list[Match] = [
     ("+CA+Aux1 (matching)", {"model": "mha_aux", "aux": ["matching"]}),
     ("+CA+Aux2 (unimodal)", {"model": "mha_aux", "aux": ["unimodal"]}),
     ("+CA+Aux1&2", {"model": "mha_aux", "aux": ["matching", "unimodal"]}),
+    ("end to end (encoders fine-tuned with the fusion head)", {"end_to_end": True}),
 ]
 
 
 def _matches(m: dict, want: dict) -> bool:
+    if m.get("end_to_end") and "end_to_end" not in want:  # its own row only
+        return False
     for key, value in want.items():
         if key == "n_levels":
             n = len(m["speech_levels"])

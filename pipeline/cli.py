@@ -156,7 +156,8 @@ def _cmd_train(args: argparse.Namespace, params: Params) -> None:
                          f"(known: {', '.join(experiments)})")
     jobs = [(name, experiments[name], params.train, params.features, params.prepare.manifest, params.finetune,
              params.split, f"{params.align.out}/segments.h5") for name in names]
-    dispatch(run_experiment, jobs, args.n_jobs or 1, params.features.backend if args.n_jobs else "joblib",
+    n_jobs = args.n_jobs or params.train.n_jobs
+    dispatch(run_experiment, jobs, n_jobs, params.features.backend if n_jobs > 1 else "joblib",
              params.features.scheduler, what="experiments")
 
 

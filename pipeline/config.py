@@ -284,6 +284,7 @@ class TrainConfig:
     layers: int = 2
     dropout: float = 0.2
     device: str = "auto"                       # auto: CUDA when present (bf16 autocast there)
+    n_jobs: int = 1                            # experiments trained at once (processes; same results as 1)
     metrics_dir: str = "reports/metrics"
     epochs_dir: str = "reports/epochs"
     predictions_dir: str = "reports/predictions"
@@ -465,7 +466,8 @@ RANGES: dict[str, str] = {
     "finetune.fusion.aux_unimodal": "nonnegative",
     "train.epochs": "positive", "train.batch_size": "positive", "train.lr": "positive",
     "train.weight_decay": "nonnegative", "train.patience": "positive", "train.seeds[]": "nonnegative",
-    "train.hidden": "positive", "train.heads": "positive", "train.layers": "positive", "train.dropout": "fraction",
+    "train.hidden": "positive", "train.heads": "positive", "train.n_jobs": "positive", "train.layers": "positive",
+    "train.dropout": "fraction",
     "train.experiments.*.aux_matching": "nonnegative", "train.experiments.*.aux_unimodal": "nonnegative",
     "train.finetuned_experiments.*.aux_matching": "nonnegative",
     "train.finetuned_experiments.*.aux_unimodal": "nonnegative",

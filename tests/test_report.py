@@ -374,3 +374,37 @@ def test_experiments_dispatched_to_workers_write_what_serial_runs_write(trained,
         for key in ("wa", "ua", "f1", "validation", "folds"):
             assert ours[key] == serial[key], (name, key)
         assert (tmp_path / "p" / f"{name}.csv").read_bytes() == (root / "predictions" / f"{name}.csv").read_bytes()
+
+
+def test_report_shows_the_end_to_end_row_of_joint_fine_tuning(trained, tmp_path) -> None:
+    """finetune.objective fusion: each fold's jointly trained head's test predictions form one row
+    (main table, Sun table), with the trust issue's statistics and its probe difference."""
+    params = trained["params"]
+    reports = tmp_path / "finetune"
+    rng = np.random.default_rng(3)
+    manifest = read_manifest(trained["manifest"])
+    for fold in (1, 2, 3):
+        test = [u for u in manifest if u.session == fold]
+        labels = np.array([CLASSES.index(u.label) for u in test])
+        pred = np.where(rng.random(len(test)) < 0.7, labels, rng.integers(0, 4, len(test)))
+        probs = np.eye(4)[pred] * 0.7 + 0.075
+        path = reports / f"joint-fold-{fold}.csv"
+        write_predictions(path, Predictions(CLASSES, np.array([u.utt_id for u in test]), np.full(len(test), fold),
+                                            np.zeros(len(test), int), labels, pred, probs))
+        (reports / f"fold-{fold}.json").write_text(json.dumps({
+            "fold": fold, "val_speakers": ["x"], "objective": "fusion",
+            "results": {"speech": {"best_epoch": 2, "val_ua": 0.6 + 0.01 * fold}},
+            "test": {"predictions": str(path)}}))
+    joint = dataclasses.replace(params, finetune=dataclasses.replace(
+        params.finetune, objective="fusion", folds=[1, 2, 3], reports=str(reports)),
+        report=dataclasses.replace(params.report, out=str(tmp_path / "r.md"), figures=str(tmp_path / "f")))
+    text = write_report(joint).read_text()
+    main = text[text.index("| experiment | system"):text.index("Δ UA vs its probe: the paired")]
+    row = next(line for line in main.splitlines() if line.startswith("| joint_ft |"))
+    assert "end to end: encoders fine-tuned jointly" in row and "| fine-tuned |" in row
+    assert "| end to end (encoders fine-tuned with the fusion head) | joint_ft | fine-tuned |" in text
+    sun = text[text.index("## Sun, He & Han"):text.index("## Pooled over folds")]
+    assert sun.count("joint_ft") == 1  # its own row, not also a K-sweep row
+    (reports / "fold-2.json").unlink()
+    with pytest.raises(StageError, match="fold-2.json: missing"):
+        write_report(joint)
