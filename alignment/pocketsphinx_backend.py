@@ -25,7 +25,8 @@ Slow speech (``slow_speech``, on by default): an utterance with fewer than
 :data:`SLOW_PHONE_RATE` phones per second of sound is analysed at :data:`SLOW_FRATE` frames
 per second with the analysis window lengthened alike (``frate``, ``wlen``), both passes and
 the energy check's; times are converted back with the longer frame step.  The audio itself
-is never altered.  Onset refinement (``refine_onsets``, on by default;
+is never altered.  That alignment is kept unless it disagrees with the frame energy more than
+the one at 100 frames/s.  Onset refinement (``refine_onsets``, on by default;
 :mod:`alignment.refine`) then gives stop closures back to their word and moves onsets after
 silence to where the sound starts.
 """
@@ -61,7 +62,9 @@ BOUNDARY_OFFSET = 0.0038
 # more than pauses.QUIET_DB above its floor) is analysed at SLOW_FRATE frames per second, the
 # window lengthened alike, so its phones take as many frames as at a normal rate and no audio
 # is altered.  On the held-out set 95-125 wpm speech (5.8-9 phones/s) reached 83-86% within
-# 50 ms; the demo corpus's median is 12 phones/s.  Chosen on both sets pooled (docs/alignment.md).
+# 50 ms; the demo corpus's median is 12 phones/s.  The slow-rate alignment is kept unless it
+# disagrees with the frame energy more than the 100 frames/s one (alignment.pauses.disagreement):
+# kept always, one utterance's words cascaded 0.5 s late.  Chosen on both sets pooled (docs/alignment.md).
 SLOW_PHONE_RATE = 9.0
 SLOW_FRATE = 70
 MIN_FRAMES_PER_PHONE = 3  # one frame per HMM state
@@ -184,26 +187,36 @@ class PocketsphinxAligner:
                                                 f"for {n_phones} phones)", unknown)
         notes = [f"eSpeak pronunciation for {w!r}: {p}" for w, p in unknown.items()]
         db = pauses.frame_db(audio)
-        rate = phone_rate(n_phones, db)
-        frate = SLOW_FRATE if self.settings.slow_speech and rate < SLOW_PHONE_RATE else 100
-        found = self._ladder(" ".join(words), audio, len(words), silences=True, frate=frate)
-        if found is None and frate != 100:
-            frate = 100
-            found = self._ladder(" ".join(words), audio, len(words), silences=True)
+        text = " ".join(words)
+        found = self._align_at(text, audio, len(words), 100)
         if found is None:
             return AlignmentFailure(utt.utt_id, f"no alignment path after {len(self.ladder)} beam settings",
                                     unknown)
-        (w_segs, p_segs), rung = found
-        if frate != 100:
-            notes.append(f"slow speech ({rate:.1f} phones/s): aligned at {frate} frames/s")
-        if rung:
-            notes.append(f"aligned on retry {rung} (wider beams)")
-        if self.settings.energy_check:
-            w_segs, p_segs, note = self._energy_check(" ".join(words), audio, w_segs, p_segs, frate)
-            notes += [note] if note else []
+        rate = phone_rate(n_phones, db)
+        if self.settings.slow_speech and rate < SLOW_PHONE_RATE:
+            slow = self._align_at(text, audio, len(words), SLOW_FRATE)
+            # kept unless it disagrees with the energy more (a cascade the longer frames started)
+            if slow is not None and sum(pauses.disagreement(db, slow[0])) <= sum(pauses.disagreement(db, found[0])):
+                found = slow[0], slow[1], [f"slow speech ({rate:.1f} phones/s): aligned at {SLOW_FRATE} frames/s"
+                                           ] + slow[2]
+        w_segs, p_segs, more = found
         if self.settings.refine_onsets:
             w_segs, p_segs = refine_onsets(w_segs, p_segs, audio, SAMPLE_RATE)
-        return Alignment(utt.utt_id, len(audio) / SAMPLE_RATE, w_segs, p_segs, notes=notes, unknown_words=unknown)
+        return Alignment(utt.utt_id, len(audio) / SAMPLE_RATE, w_segs, p_segs, notes=notes + more,
+                         unknown_words=unknown)
+
+    def _align_at(self, text: str, audio: np.ndarray, n_words: int, frate: int
+                  ) -> tuple[list[Segment], list[Segment], list[str]] | None:
+        """(words, phones, notes) at ``frate`` frames per second: the ladder, then the energy check."""
+        found = self._ladder(text, audio, n_words, silences=True, frate=frate)
+        if found is None:
+            return None
+        (w_segs, p_segs), rung = found
+        notes = [f"aligned on retry {rung} (wider beams)"] if rung else []
+        if self.settings.energy_check:
+            w_segs, p_segs, note = self._energy_check(text, audio, w_segs, p_segs, frate)
+            notes += [note] if note else []
+        return w_segs, p_segs, notes
 
     def _ladder(self, text: str, audio: np.ndarray, n_words: int, silences: bool, frate: int = 100
                 ) -> tuple[tuple[list[Segment], list[Segment]], int] | None:
