@@ -23,13 +23,13 @@ Every threshold here was chosen on the demo corpus and judged on the held-out se
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from alignment.base import Segment
 
-STOPS = frozenset("P T K B D G CH JH".split())
+STOPS = frozenset({"P", "T", "K", "B", "D", "G", "CH", "JH"})
 MAX_CLOSURE = 0.075  # s: a gap this short before a stop-initial word is its closure, not a pause
 SNAP_HOP = 80  # samples (5 ms at 16 kHz) between fine energy frames
 SNAP_WINDOW = 160  # samples (10 ms) per fine energy frame
