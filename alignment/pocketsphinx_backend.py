@@ -20,6 +20,15 @@ initial mean), so each pass is normalised by its own utterance only.  Words adde
 Energy check (``energy_check``, on by default; :mod:`alignment.pauses`): when the alignment
 labels loud frames as silence, the utterance is aligned again with its pauses cut out and no
 optional silences, and the alignment that agrees better with the frame energy is kept.
+
+Slow speech (``slow_speech``, on by default): an utterance with fewer than
+:data:`SLOW_PHONE_RATE` phones per second of sound is analysed at :data:`SLOW_FRATE` frames
+per second with the analysis window lengthened alike (``frate``, ``wlen``), both passes and
+the energy check's; times are converted back with the longer frame step.  The audio itself
+is never altered.  That alignment is kept unless it disagrees with the frame energy more than
+the one at 100 frames/s.  Onset refinement (``refine_onsets``, on by default;
+:mod:`alignment.refine`) then gives stop closures back to their word and moves onsets after
+silence to where the sound starts.
 """
 
 from __future__ import annotations
@@ -33,12 +42,14 @@ from alignment import pauses
 from alignment.base import Alignment, AlignmentFailure, AlignResult, Segment, register
 from alignment.g2p import pronounce
 from alignment.normalize import normalize_transcript
+from alignment.refine import refine_onsets
 from alignment.sphinx_segfiles import is_non_speech, strip_variant
 from alignment.word_classes import FILLER_VARIANTS
 from pipeline.audio import SAMPLE_RATE, read_audio
 from pipeline.manifest import Utterance
 
 FRAME = 0.01  # seconds per pocketsphinx frame (frate 100)
+WINDOW = 0.025625  # seconds per analysis window at frate 100 (the model's wlen)
 # Frame t analyses samples [t*10 ms, t*10 ms + 25.6 ms): its centre is 12.8 ms after its start.
 # A boundary between frames t-1 and t lies midway between their centres, 7.8 ms after t*10 ms,
 # in theory.  Measured, the models take a frame for a word only once the word fills more of
@@ -47,6 +58,15 @@ FRAME = 0.01  # seconds per pocketsphinx frame (frate 100)
 # pooled, never the held-out set alone).  3.8 ms centres the onsets (-0.3 ms) and
 # leaves offsets +2.6 ms late; docs/alignment.md has the commands.
 BOUNDARY_OFFSET = 0.0038
+# Slow speech: an utterance with fewer than SLOW_PHONE_RATE phones per second of sound (frames
+# more than pauses.QUIET_DB above its floor) is analysed at SLOW_FRATE frames per second, the
+# window lengthened alike, so its phones take as many frames as at a normal rate and no audio
+# is altered.  On the held-out set 95-125 wpm speech (5.8-9 phones/s) reached 83-86% within
+# 50 ms; the demo corpus's median is 12 phones/s.  The slow-rate alignment is kept unless it
+# disagrees with the frame energy more than the 100 frames/s one (alignment.pauses.disagreement):
+# kept always, one utterance's words cascaded 0.5 s late.  Chosen on both sets pooled (docs/alignment.md).
+SLOW_PHONE_RATE = 9.0
+SLOW_FRATE = 70
 MIN_FRAMES_PER_PHONE = 3  # one frame per HMM state
 # Tried after the configured ladder when its widest rung is narrower: an utterance of an
 # unusual voice (held-out en-gb-scotland+kaukovalta) found no path at 1e-200 and aligned at
@@ -69,11 +89,23 @@ class PocketsphinxSettings:
     silprob: float = 1.0
     remove_noise: bool = False
     energy_check: bool = True  # re-align, pauses cut, where loud frames were labelled silence
+    slow_speech: bool = True  # slow utterances analysed with longer frames (see SLOW_PHONE_RATE)
+    refine_onsets: bool = True  # stop closures and onsets after silence corrected (alignment/refine.py)
 
 
-def _time(frame: int) -> float:
-    """Seconds of the boundary before ``frame`` (see :data:`BOUNDARY_OFFSET`)."""
-    return frame * FRAME + BOUNDARY_OFFSET if frame > 0 else 0.0
+def frame_step(frate: int) -> float:
+    """Seconds between frames at ``frate`` frames per second (pocketsphinx rounds the shift to whole samples)."""
+    return int(SAMPLE_RATE / frate + 0.5) / SAMPLE_RATE
+
+
+def phone_rate(n_phones: int, db: np.ndarray) -> float:
+    """Phones per second of sound: frames more than ``pauses.QUIET_DB`` above the floor (pauses left out)."""
+    return n_phones / max(float(np.sum(~pauses.quiet_mask(db))) * FRAME, FRAME)
+
+
+def _time(frame: int, step: float = FRAME) -> float:
+    """Seconds of the boundary before ``frame`` (see :data:`BOUNDARY_OFFSET`; it scales with the frame step)."""
+    return frame * step + BOUNDARY_OFFSET * step / FRAME if frame > 0 else 0.0
 
 
 def _add_filler_variants(dec) -> None:
@@ -101,21 +133,24 @@ class PocketsphinxAligner:
         self._decoders: dict[tuple[int, bool], object] = {}
         self._added: dict[str, str] = {}
 
-    def _decoder(self, rung: int, silences: bool = True):
-        """The decoder of a ladder rung; ``silences=False``: no optional silences between words."""
-        if (rung, silences) not in self._decoders:
+    def _decoder(self, rung: int, silences: bool = True, frate: int = 100):
+        """The decoder of a ladder rung; ``silences=False``: no optional silences between words; ``frate``:
+        frames per second (window scaled alike, see :func:`alignment.rate.frame_rate`)."""
+        key = (rung, silences, frate)
+        if key not in self._decoders:
             from pocketsphinx import Decoder, set_loglevel
 
             set_loglevel("FATAL")
             beam, wbeam, pbeam = self.ladder[rung]
-            self._decoders[rung, silences] = dec = Decoder(
+            self._decoders[key] = dec = Decoder(
                 samprate=SAMPLE_RATE, bestpath=False, beam=beam, wbeam=wbeam, pbeam=pbeam,
                 silprob=self.settings.silprob, remove_noise=self.settings.remove_noise, loglevel="FATAL",
                 lm=None,  # alignment searches only; with the default LM every add_word cost ~0.2 s
-                fsgusefiller=silences,
+                fsgusefiller=silences, frate=frate, wlen=WINDOW * 100 / frate,
+                nfft=1 << int(np.ceil(np.log2(WINDOW * 100 / frate * SAMPLE_RATE + 2))),
             )
             _add_filler_variants(dec)
-        dec = self._decoders[rung, silences]
+        dec = self._decoders[key]
         for word, pron in self._added.items():
             if dec.lookup_word(word) is None:
                 dec.add_word(word, pron, True)
@@ -151,37 +186,58 @@ class PocketsphinxAligner:
             return AlignmentFailure(utt.utt_id, f"audio too short for the transcript ({len(audio) / SAMPLE_RATE:.2f}s "
                                                 f"for {n_phones} phones)", unknown)
         notes = [f"eSpeak pronunciation for {w!r}: {p}" for w, p in unknown.items()]
-        found = self._ladder(" ".join(words), audio, len(words), silences=True)
+        db = pauses.frame_db(audio)
+        text = " ".join(words)
+        found = self._align_at(text, audio, len(words), 100)
         if found is None:
             return AlignmentFailure(utt.utt_id, f"no alignment path after {len(self.ladder)} beam settings",
                                     unknown)
-        (w_segs, p_segs), rung = found
-        if rung:
-            notes.append(f"aligned on retry {rung} (wider beams)")
-        if self.settings.energy_check:
-            w_segs, p_segs, note = self._energy_check(" ".join(words), audio, w_segs, p_segs)
-            notes += [note] if note else []
-        return Alignment(utt.utt_id, len(audio) / SAMPLE_RATE, w_segs, p_segs, notes=notes, unknown_words=unknown)
+        rate = phone_rate(n_phones, db)
+        if self.settings.slow_speech and rate < SLOW_PHONE_RATE:
+            slow = self._align_at(text, audio, len(words), SLOW_FRATE)
+            # kept unless it disagrees with the energy more (a cascade the longer frames started)
+            if slow is not None and sum(pauses.disagreement(db, slow[0])) <= sum(pauses.disagreement(db, found[0])):
+                found = slow[0], slow[1], [f"slow speech ({rate:.1f} phones/s): aligned at {SLOW_FRATE} frames/s"
+                                           ] + slow[2]
+        w_segs, p_segs, more = found
+        if self.settings.refine_onsets:
+            w_segs, p_segs = refine_onsets(w_segs, p_segs, audio, SAMPLE_RATE)
+        return Alignment(utt.utt_id, len(audio) / SAMPLE_RATE, w_segs, p_segs, notes=notes + more,
+                         unknown_words=unknown)
 
-    def _ladder(self, text: str, audio: np.ndarray, n_words: int, silences: bool
+    def _align_at(self, text: str, audio: np.ndarray, n_words: int, frate: int
+                  ) -> tuple[list[Segment], list[Segment], list[str]] | None:
+        """(words, phones, notes) at ``frate`` frames per second: the ladder, then the energy check."""
+        found = self._ladder(text, audio, n_words, silences=True, frate=frate)
+        if found is None:
+            return None
+        (w_segs, p_segs), rung = found
+        notes = [f"aligned on retry {rung} (wider beams)"] if rung else []
+        if self.settings.energy_check:
+            w_segs, p_segs, note = self._energy_check(text, audio, w_segs, p_segs, frate)
+            notes += [note] if note else []
+        return w_segs, p_segs, notes
+
+    def _ladder(self, text: str, audio: np.ndarray, n_words: int, silences: bool, frate: int = 100
                 ) -> tuple[tuple[list[Segment], list[Segment]], int] | None:
         """(words, phones) and the rung that aligned them, trying rungs in order; None if none did."""
         pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
         for rung in range(len(self.ladder)):
-            result = self._align_pcm(self._decoder(rung, silences), text, pcm, n_words)
+            result = self._align_pcm(self._decoder(rung, silences, frate), text, pcm, n_words, frame_step(frate))
             if result is not None:
                 return result, rung
         return None
 
-    def _energy_check(self, text: str, audio: np.ndarray, words: list[Segment], phones: list[Segment]
-                      ) -> tuple[list[Segment], list[Segment], str | None]:
-        """The alignment, or the pause-cut one where it agrees better with the energy (and a note saying so)."""
+    def _energy_check(self, text: str, audio: np.ndarray, words: list[Segment], phones: list[Segment],
+                      frate: int = 100) -> tuple[list[Segment], list[Segment], str | None]:
+        """The alignment, or the pause-cut one where it agrees better with the energy (and a note saying so);
+        the second pass runs at the first one's frame rate."""
         db = pauses.frame_db(audio)
         first = pauses.disagreement(db, words)
         if first[0] < pauses.TRIGGER_FRAMES:
             return words, phones, None
         kept = pauses.kept_frames(db)
-        found = self._ladder(text, pauses.cut_audio(audio, kept), len(words), silences=False)
+        found = self._ladder(text, pauses.cut_audio(audio, kept), len(words), silences=False, frate=frate)
         if found is None:
             return words, phones, None
         (cut_words, cut_phones), _ = found
@@ -202,7 +258,8 @@ class PocketsphinxAligner:
         dec.end_utt()
 
     @classmethod
-    def _align_pcm(cls, dec, text: str, pcm: bytes, n_words: int) -> tuple[list[Segment], list[Segment]] | None:
+    def _align_pcm(cls, dec, text: str, pcm: bytes, n_words: int, step: float = FRAME
+                   ) -> tuple[list[Segment], list[Segment]] | None:
         dec.set_align_text(text)
         cls._decode_whole(dec, pcm)
         if dec.hyp() is None:
@@ -219,6 +276,6 @@ class PocketsphinxAligner:
             if is_non_speech(name):
                 continue
             idx = len(words)
-            words.append(Segment(_time(entry.start), _time(entry.start + entry.duration), name))
-            phones += [Segment(_time(p.start), _time(p.start + p.duration), p.name, idx) for p in entry]
+            words.append(Segment(_time(entry.start, step), _time(entry.start + entry.duration, step), name))
+            phones += [Segment(_time(p.start, step), _time(p.start + p.duration, step), p.name, idx) for p in entry]
         return (words, phones) if len(words) == n_words else None

@@ -1,6 +1,6 @@
 """Alignment throughput (audio seconds per wall second), n_jobs=1 vs n_jobs=2, in one run.
 
-    python benchmarks/bench_align.py [--manifest data/manifest.jsonl] [--n 200]
+    python benchmarks/bench_align.py [--manifest data/manifest.jsonl] [--n 200] [--jobs 1,2]
 
 Uses the demo manifest (run `dvc repro prepare` first) and the pocketsphinx settings of
 params.yaml.  Each setting is warmed up (worker processes started, decoders built) on a few
@@ -38,12 +38,15 @@ def main() -> None:
     parser.add_argument("--manifest", default="data/manifest.jsonl")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--jobs", default="1,2", help="n_jobs settings to time, comma-separated (default: %(default)s; "
+                        "1 alone on a shared machine)")
     args = parser.parse_args()
     utts = read_manifest(args.manifest)[: args.n]
     cfg = load_params(args.params).align
-    single = throughput(utts, dataclasses.replace(cfg, n_jobs=1, backend="pocketsphinx"))
-    double = throughput(utts, dataclasses.replace(cfg, n_jobs=2, backend="pocketsphinx"))
-    print(f"speed-up n_jobs=2 / n_jobs=1: {double / single:.2f}x")
+    speed = {n: throughput(utts, dataclasses.replace(cfg, n_jobs=n, backend="pocketsphinx"))
+             for n in (int(j) for j in args.jobs.split(","))}
+    if 1 in speed and 2 in speed:
+        print(f"speed-up n_jobs=2 / n_jobs=1: {speed[2] / speed[1]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,81 @@
+"""Word onsets after a gap, corrected against the signal: stop closures and sound onsets.
+
+The aligner's 10 ms frames and its optional silences place two kinds of onset badly, both
+at a gap (a stretch labelled silence) before a word:
+
+* **stop closures**: the silent closure of a word-initial stop (P T K B D G CH JH) belongs
+  to the word, but the decoder often labels it as an inter-word silence and starts the word
+  at the burst.  On the demo corpus, stop-initial words after a gap of 40-70 ms came out
+  +42 ms late (signed median; 71% within 50 ms).  A gap of at most :data:`MAX_CLOSURE`
+  before such a word is given back to it (its onset moves to the previous word's end);
+  longer gaps are real pauses (the energy check cuts those from 80 ms up);
+* **onsets after silence** (the first word, or any word after a gap): the decoder starts
+  them 15-30 ms early (vowels, approximants, nasals) because its window hears the word
+  before the word fills it.  The onset moves to the first 5 ms frame, within
+  :data:`SNAP_RANGE`, whose 10 ms energy is :data:`SNAP_DB` above the utterance's floor
+  (never before the previous word's end, never past the first phone).
+
+Words inside continuous speech (no gap) are left alone: there, per-context offsets learned
+on the demo corpus lowered the median but cost within-50 ms on the demo corpus (tried).
+Every threshold here was chosen on the demo corpus and judged on the held-out set with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from alignment.base import Segment
+
+STOPS = frozenset({"P", "T", "K", "B", "D", "G", "CH", "JH"})
+MAX_CLOSURE = 0.075  # s: a gap this short before a stop-initial word is its closure, not a pause
+SNAP_HOP = 80  # samples (5 ms at 16 kHz) between fine energy frames
+SNAP_WINDOW = 160  # samples (10 ms) per fine energy frame
+SNAP_DB = 20.0  # a fine frame this far above the floor (5th percentile) is sound
+SNAP_RANGE = 0.03  # s: onsets move at most this far
+_EPS = 1e-9
+
+
+def fine_db(audio: np.ndarray, hop: int = SNAP_HOP, window: int = SNAP_WINDOW) -> np.ndarray:
+    """Energy (dB) of ``window``-sample frames every ``hop`` samples."""
+    n = len(audio) // hop
+    padded = np.concatenate([np.asarray(audio, np.float64).reshape(-1), np.zeros(window)])
+    frames = padded[np.arange(n)[:, None] * hop + np.arange(window)[None, :]]
+    return 10.0 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
+
+
+def refine_onsets(words: Sequence[Segment], phones: Sequence[Segment], audio: np.ndarray,
+                  sample_rate: int = 16000) -> tuple[list[Segment], list[Segment]]:
+    """Words and phones with the onsets after gaps corrected (see the module docstring).
+
+    Only a word's start and its first phone's start move; a word without phones is left alone.
+    """
+    words, phones = list(words), list(phones)
+    db = fine_db(audio)
+    floor = float(np.percentile(db, 5)) if len(db) else 0.0
+    hop_s = SNAP_HOP / sample_rate
+    first_phone: dict[int, int] = {}
+    for k, p in enumerate(phones):
+        first_phone.setdefault(p.word, k)
+    for i, w in enumerate(words):
+        if i not in first_phone:
+            continue
+        k = first_phone[i]
+        prev_end = words[i - 1].end if i > 0 else None
+        gap = w.start - prev_end if prev_end is not None else None
+        new = w.start
+        if phones[k].label in STOPS and gap is not None and _EPS < gap <= MAX_CLOSURE + _EPS:
+            new = prev_end
+        elif gap is None or gap > _EPS:
+            lo = max(w.start - SNAP_RANGE, prev_end if prev_end is not None else 0.0)
+            hi = min(w.start + SNAP_RANGE, phones[k].end - 0.01)
+            loud = [f for f in range(max(int(np.ceil(lo / hop_s)), 0), min(int(np.floor(hi / hop_s)), len(db) - 1) + 1)
+                    if db[f] > floor + SNAP_DB]
+            if loud:
+                new = max(loud[0] * hop_s, lo)
+        if new != w.start:
+            words[i] = dataclasses.replace(w, start=new)
+            phones[k] = dataclasses.replace(phones[k], start=new)
+    return words, phones

@@ -1,0 +1,101 @@
+"""Onset refinement (alignment/refine.py) and slow speech at a lower frame rate (pocketsphinx backend)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alignment.base import Segment
+from alignment.refine import MAX_CLOSURE, SNAP_RANGE, fine_db, refine_onsets
+
+
+def _silence_tone_silence_tone() -> np.ndarray:
+    """0.3 s near-silence, 0.3 s tone, 0.05 s near-silence (a closure), 0.3 s tone, 0.2 s near-silence."""
+    rng = np.random.default_rng(0)
+    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(int(0.3 * 16000)) / 16000)
+    parts = [np.zeros(4800), tone, np.zeros(800), tone, np.zeros(3200)]
+    audio = np.concatenate(parts)
+    return audio + 1e-4 * rng.standard_normal(len(audio))
+
+
+def _phones(words: list[Segment], first: list[str]) -> list[Segment]:
+    """Two phones per word, the first labelled as given."""
+    out = []
+    for i, (w, label) in enumerate(zip(words, first)):
+        mid = (w.start + w.end) / 2
+        out += [Segment(w.start, mid, label, i), Segment(mid, w.end, "AH", i)]
+    return out
+
+
+def test_fine_db_frames() -> None:
+    db = fine_db(_silence_tone_silence_tone())
+    assert len(db) == int(1.15 * 16000) // 80
+    assert db[10] < -70 and db[80] > -20
+
+
+def test_first_word_onset_moves_to_where_the_sound_starts() -> None:
+    audio = _silence_tone_silence_tone()
+    words = [Segment(0.27, 0.6, "a"), Segment(0.6, 0.95, "b")]  # 30 ms early
+    new_words, new_phones = refine_onsets(words, _phones(words, ["AH", "AH"]), audio)
+    assert new_words[0].start == pytest.approx(0.3, abs=0.006)
+    assert new_phones[0].start == new_words[0].start and new_phones[1] == _phones(words, ["AH", "AH"])[1]
+    assert new_words[1] == words[1]  # no gap before it: left alone
+    late = [Segment(0.32, 0.6, "a")]  # 20 ms late: moves back, within SNAP_RANGE
+    assert refine_onsets(late, _phones(late, ["AH"]), audio)[0][0].start == pytest.approx(0.3, abs=0.006)
+    far = [Segment(0.2, 0.6, "a")]  # the sound starts 100 ms later: out of range, moves at most SNAP_RANGE
+    assert refine_onsets(far, _phones(far, ["AH"]), audio)[0][0].start <= 0.2 + SNAP_RANGE + 1e-9
+
+
+def test_stop_closure_is_given_back_to_its_word() -> None:
+    audio = _silence_tone_silence_tone()
+    words = [Segment(0.3, 0.6, "a"), Segment(0.65, 0.95, "top")]  # the 50 ms closure labelled silence
+    new_words, new_phones = refine_onsets(words, _phones(words, ["AH", "T"]), audio)
+    assert new_words[1].start == pytest.approx(0.6) and new_phones[2].start == pytest.approx(0.6)
+    assert new_words[0].start == pytest.approx(0.3, abs=0.006) and new_words[0].end == words[0].end
+    # the same gap before a vowel is a pause: the onset stays at the sound (the second tone)
+    vowel = refine_onsets(words, _phones(words, ["AH", "AH"]), audio)[0]
+    assert vowel[1].start == pytest.approx(0.65, abs=0.006)
+    # a gap longer than a closure is a pause even before a stop
+    long_gap = [Segment(0.3, 0.6 - MAX_CLOSURE, "a"), Segment(0.65, 0.95, "top")]
+    assert refine_onsets(long_gap, _phones(long_gap, ["AH", "T"]), audio)[0][1].start > 0.6
+
+
+def test_words_without_phones_are_left_alone() -> None:
+    words = [Segment(0.27, 0.6, "a")]
+    assert refine_onsets(words, [], _silence_tone_silence_tone()) == (words, [])
+
+
+def test_frame_step_and_phone_rate() -> None:
+    from alignment import pauses
+    from alignment.pocketsphinx_backend import frame_step, phone_rate
+
+    assert frame_step(100) == 0.01
+    assert frame_step(70) == pytest.approx(229 / 16000)  # pocketsphinx rounds the shift to whole samples
+    db = pauses.frame_db(_silence_tone_silence_tone())
+    # 0.6 s of tone (plus the frames whose window reaches into it) hold 6 phones: about 10 phones/s
+    assert 8.5 < phone_rate(6, db) < 10.0
+
+
+def test_slow_speech_aligned_at_a_lower_frame_rate(tmp_path: Path) -> None:
+    """A held-out utterance at 95 wpm (en-gb-x-gbclan+benjamin, 7 phones/s): one word 97 ms off at
+    100 frames/s, every word within 50 ms at 70 frames/s."""
+    from alignment.evaluate import word_errors
+    from alignment.pocketsphinx_backend import PocketsphinxAligner, PocketsphinxSettings
+    from pipeline.heldout import SENTENCES, _utterance
+
+    (tmp_path / "wav").mkdir()
+    utt, truth = _utterance(tmp_path, tmp_path, 35, SENTENCES[35 % len(SENTENCES)], "en-gb-x-gbclan+benjamin", 95, 29)
+    words = json.loads(truth)["words"]
+    before = PocketsphinxAligner(PocketsphinxSettings(slow_speech=False, refine_onsets=False)).align(utt)
+    after = PocketsphinxAligner(PocketsphinxSettings(slow_speech=True, refine_onsets=False)).align(utt)
+    off = np.abs([e.onset for e in word_errors(utt.utt_id, words, before.words)])
+    on = np.abs([e.onset for e in word_errors(utt.utt_id, words, after.words)])
+    assert len(off) == len(on) == 7
+    assert off.max() > 0.09 and on.max() <= 0.05
+    assert any(n.startswith("slow speech") for n in after.notes)
+    assert not any(n.startswith("slow speech") for n in before.notes)
+    assert all(p.end > p.start for p in after.phones)
+    assert [p.word for p in after.phones] == sorted(p.word for p in after.phones)
