@@ -138,7 +138,7 @@ def fit_member(cfg: ModelConfig, train_set: TensorSet, val_set: TensorSet, test_
         names = input_names(cfg)
         probe = LinearProbe(cfg.n_classes).fit(probe_inputs(train_set.inputs, names), train_set.labels.cpu().numpy(),
                                                probe_inputs(val_set.inputs, names), val_set.labels.cpu().numpy())
-        history = [{"epoch": i, "train_loss": float("nan"), "val_ua": ua}  # "epoch" i: the i-th C of the grid
+        history = [{"epoch": i, "train_loss": float("nan"), "val_ua": ua, "val_loss": float("nan")}  # i-th C
                    for i, ua in enumerate(probe.val_ua_.values(), 1)]
         return (probe.predict_proba(probe_inputs(val_set.inputs, names)),
                 probe.predict_proba(probe_inputs(test_set.inputs, names))), history
@@ -305,7 +305,7 @@ def _combine(weights: np.ndarray, probs: Sequence[np.ndarray]) -> np.ndarray:
     return sum(w * p for w, p in zip(weights, probs))
 
 
-HISTORY_FIELDS = ("fold", "seed", "member", "epoch", "train_loss", "val_ua")
+HISTORY_FIELDS = ("fold", "seed", "member", "epoch", "train_loss", "val_ua", "val_loss")
 
 
 def prediction_path(train_cfg: TrainConfig, name: str) -> Path:

@@ -126,7 +126,9 @@ def training_loss(out: ModelOutput, labels: torch.Tensor, weight: torch.Tensor |
 
 def fit(cfg: ModelConfig, train: TensorSet, val: TensorSet, settings: TrainConfig, seed: int
         ) -> tuple[torch.nn.Module, list[dict]]:
-    """Train a fresh model; returns it at its best validation UA, and the per-epoch history."""
+    """Train a fresh model; returns it at its best validation epoch (highest UA, or lowest
+    cross-entropy with ``early_stopping: val_loss``, which on a one-speaker validation split is
+    the smoother signal of the two), and the per-epoch history."""
     torch.manual_seed(seed)
     model = build_model(cfg).to(train.device)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -135,7 +137,7 @@ def fit(cfg: ModelConfig, train: TensorSet, val: TensorSet, settings: TrainConfi
         counts = torch.bincount(train.labels, minlength=cfg.n_classes).float().clamp(min=1)
         weight = counts.sum() / (cfg.n_classes * counts)
     gen = torch.Generator().manual_seed(seed)
-    best_ua, best_state, bad, history = -1.0, copy.deepcopy(model.state_dict()), 0, []
+    best_ua, best_state, bad, history = -np.inf, copy.deepcopy(model.state_dict()), 0, []
     for epoch in range(1, settings.epochs + 1):
         model.train()
         perm = torch.randperm(len(train), generator=gen)
@@ -150,11 +152,14 @@ def fit(cfg: ModelConfig, train: TensorSet, val: TensorSet, settings: TrainConfi
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
-        val_pred = predict_proba(model, val).argmax(1)
-        val_ua = unweighted_accuracy(val.labels.cpu().numpy(), val_pred, cfg.n_classes)
-        history.append({"epoch": epoch, "train_loss": total / len(train), "val_ua": val_ua})
-        if val_ua > best_ua:
-            best_ua, best_state, bad = val_ua, copy.deepcopy(model.state_dict()), 0
+        val_probs = predict_proba(model, val)
+        val_labels = val.labels.cpu().numpy()
+        val_ua = unweighted_accuracy(val_labels, val_probs.argmax(1), cfg.n_classes)
+        val_loss = float(-np.log(np.clip(val_probs[np.arange(len(val_labels)), val_labels], 1e-12, None)).mean())
+        history.append({"epoch": epoch, "train_loss": total / len(train), "val_ua": val_ua, "val_loss": val_loss})
+        score = val_ua if settings.early_stopping == "val_ua" else -val_loss
+        if score > best_ua:
+            best_ua, best_state, bad = score, copy.deepcopy(model.state_dict()), 0
         else:
             bad += 1
             if bad >= settings.patience:

@@ -278,6 +278,7 @@ class TrainConfig:
     patience: int = 8
     class_balanced: bool = False
     standardize: bool = True                   # scale each input feature by its training-split mean and std
+    early_stopping: Literal["val_ua", "val_loss"] = "val_ua"   # what picks the epoch (validation split)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # initialisation and data order only
     hidden: int = 128
     heads: int = 4
@@ -456,7 +457,9 @@ RANGES: dict[str, str] = {
     "features.batch_seconds": "positive", "features.shard_size": "positive", "features.n_jobs": "positive",
     "features.speech.layer": "any", "features.speech.layer[]": "any", "features.speech.max_seconds": "positive",
     "features.speech.overlap_seconds": "nonnegative", "features.text.layer": "any",
-    "features.text.max_length": "positive",
+    "features.text.max_length": "positive", "features.extra_speech.*.max_seconds": "positive",
+    "features.extra_speech.*.overlap_seconds": "nonnegative", "features.extra_speech.*.layer": "any",
+    "features.extra_speech.*.layer[]": "any",
     "finetune.folds[]": "positive", "finetune.epochs": "positive", "finetune.batch_size": "positive",
     "finetune.grad_accum": "positive", "finetune.lr": "positive", "finetune.text_lr": "positive",
     "finetune.head_lr": "positive", "finetune.warmup": "fraction", "finetune.weight_decay": "nonnegative",
