@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from alignment.base import Alignment, AlignmentFailure, AlignResult, Segment, register
-from alignment.normalize import normalize_transcript
-from pipeline.manifest import Utterance
-from pipeline.reporting import StageError
+from mger.alignment.base import Alignment, AlignmentFailure, AlignResult, Segment, register
+from mger.alignment.normalize import normalize_transcript
+from mger.pipeline.manifest import Utterance
+from mger.pipeline.reporting import StageError
 
 INSTALL_HINT = ("the mfa backend needs the `mfa` command (Montreal Forced Aligner), which is not on PATH: "
                 "install it with `conda install -c conda-forge montreal-forced-aligner`, then "

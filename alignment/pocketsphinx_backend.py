@@ -4,7 +4,7 @@ Two passes per utterance: ``set_align_text`` + decode finds the word sequence wi
 silences (FSG search), then ``set_alignment`` + decode gives the word / phone / state
 segmentation (10 ms frames).  A retry ladder widens the beams when a pass finds no path.
 Pronunciation variants (``read(2)``) are stripped to the word.  Words missing from CMUdict
-get an eSpeak NG pronunciation (:mod:`alignment.g2p`) through ``add_word``.
+get an eSpeak NG pronunciation (:mod:`mger.alignment.g2p`) through ``add_word``.
 
 Every utterance is aligned as if by a fresh decoder, so the segment table does not depend on
 ``align.n_jobs`` or on which worker got which utterances.  The model asks for batch CMN
@@ -17,7 +17,7 @@ decoding pass rebuilds the front end and feature module from the config (batch C
 initial mean), so each pass is normalised by its own utterance only.  Words added with
 ``add_word`` only extend the dictionary; they change no other word's result (tested).
 
-Energy check (``energy_check``, on by default; :mod:`alignment.pauses`): when the alignment
+Energy check (``energy_check``, on by default; :mod:`mger.alignment.pauses`): when the alignment
 labels loud frames as silence, the utterance is aligned again with its pauses cut out and no
 optional silences, and the alignment that agrees better with the frame energy is kept.
 """
@@ -29,14 +29,14 @@ from typing import Sequence
 
 import numpy as np
 
-from alignment import pauses
-from alignment.base import Alignment, AlignmentFailure, AlignResult, Segment, register
-from alignment.g2p import pronounce
-from alignment.normalize import normalize_transcript
-from alignment.sphinx_segfiles import is_non_speech, strip_variant
-from alignment.word_classes import FILLER_VARIANTS
-from pipeline.audio import SAMPLE_RATE, read_audio
-from pipeline.manifest import Utterance
+from mger.alignment import pauses
+from mger.alignment.base import Alignment, AlignmentFailure, AlignResult, Segment, register
+from mger.alignment.g2p import pronounce
+from mger.alignment.normalize import normalize_transcript
+from mger.alignment.sphinx_segfiles import is_non_speech, strip_variant
+from mger.alignment.word_classes import FILLER_VARIANTS
+from mger.pipeline.audio import SAMPLE_RATE, read_audio
+from mger.pipeline.manifest import Utterance
 
 FRAME = 0.01  # seconds per pocketsphinx frame (frate 100)
 # Frame t analyses samples [t*10 ms, t*10 ms + 25.6 ms): its centre is 12.8 ms after its start.

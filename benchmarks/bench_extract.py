@@ -37,15 +37,15 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from alignment.table import SegmentTable
-from features.cache import FeatureStore, compare_stores, write_store
-from features.encoders import SpeechEncoder, autocast_context, pad_batch
-from features.extract import SPEECH_LEVELS, Inputs, _segments, batch_seconds, make_batches, speech_part
-from features.pooling import pool_segments
-from pipeline.audio import read_audio
-from pipeline.config import FeaturesConfig, SpeechFeaturesConfig
-from pipeline.manifest import read_manifest
-from pipeline.splits import fold_split
+from mger.alignment.table import SegmentTable
+from mger.features.cache import FeatureStore, compare_stores, write_store
+from mger.features.encoders import SpeechEncoder, autocast_context, pad_batch
+from mger.features.extract import SPEECH_LEVELS, Inputs, _segments, batch_seconds, make_batches, speech_part
+from mger.features.pooling import pool_segments
+from mger.pipeline.audio import read_audio
+from mger.pipeline.config import FeaturesConfig, SpeechFeaturesConfig
+from mger.pipeline.manifest import read_manifest
+from mger.pipeline.splits import fold_split
 
 _ENCODERS: dict[tuple, SpeechEncoder] = {}
 

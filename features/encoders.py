@@ -2,7 +2,7 @@
 
 Both load with ``from_pretrained(hub id or local path, revision=...)``, run in ``eval()``
 under ``torch.inference_mode()``, and are never trained here: fine-tuning
-(:mod:`models.finetune`) takes their ``model`` and input preparation and trains a copy.
+(:mod:`mger.models.finetune`) takes their ``model`` and input preparation and trains a copy.
 
 Speech layer choice (``features.speech.layer``): ``last``; an index into the hidden states
 (0 = transformer input, i = output of layer i, negative from the end); a list of indices
@@ -39,7 +39,7 @@ from typing import Iterator, Sequence, Union
 import numpy as np
 import torch
 
-from features.text import token_word_matrix, token_words, word_rows
+from mger.features.text import token_word_matrix, token_words, word_rows
 
 LayerSpec = Union[str, int, list]
 

@@ -9,7 +9,7 @@ finds every part present merges.  ``features.n_jobs`` > 1 runs N shards under jo
 locally, ``features.backend: dask`` runs them on a Dask cluster (``features.scheduler``).
 
 Store state (the store, ``<store>.parts`` and its ``fingerprint.json``) is only read or changed
-under the store's lock (:class:`features.cache.StoreLock`), so runs of other settings are
+under the store's lock (:class:`mger.features.cache.StoreLock`), so runs of other settings are
 refused, never mixed.  A store is reused only if its fingerprint matches (every input that
 changes the values, the content hash of every wav included) and it verifies sound
 (checksums, levels, NaN/inf); otherwise it is rebuilt.
@@ -17,7 +17,7 @@ changes the values, the content hash of every wav included) and it verifies soun
 ``--fold k`` extracts with fold k's fine-tuned encoders (``mger finetune --fold k``) into
 ``<finetune.features_out>/fold-<k>/``; the fold, the sessions the encoders were fine-tuned
 on and the hash of their ``finetune.json`` join the fingerprint, which is what lets
-:class:`features.cache.FeatureStore` refuse the store for any other fold.
+:class:`mger.features.cache.FeatureStore` refuse the store for any other fold.
 """
 
 from __future__ import annotations
@@ -38,19 +38,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from alignment.table import SegmentTable
-from features.acoustic import OpenSmileEncoder, is_opensmile
-from features.cache import (CacheError, StoreLock, exclusive_lock, file_sha256, fingerprint_diff,
+from mger.alignment.table import SegmentTable
+from mger.features.acoustic import OpenSmileEncoder, is_opensmile
+from mger.features.cache import (CacheError, StoreLock, exclusive_lock, file_sha256, fingerprint_diff,
                             fingerprint_sha256, merge_stores, read_fingerprint, verify_store, write_store)
-from features.encoders import SpeechEncoder, TextEncoder
-from features.pooling import pool_segments
-from features.text import aligned_word_spans, encoder_text
-from pipeline import __version__
-from pipeline.audio import read_audio
-from pipeline.config import FeaturesConfig, FinetuneConfig
-from pipeline.manifest import Utterance, read_manifest
-from pipeline.processes import dispatch
-from pipeline.reporting import write_text_atomic
+from mger.features.encoders import SpeechEncoder, TextEncoder
+from mger.features.pooling import pool_segments
+from mger.features.text import aligned_word_spans, encoder_text
+from mger import __version__
+from mger.pipeline.audio import read_audio
+from mger.pipeline.config import FeaturesConfig, FinetuneConfig
+from mger.pipeline.manifest import Utterance, read_manifest
+from mger.pipeline.processes import dispatch
+from mger.pipeline.reporting import write_text_atomic
 
 SPEECH_LEVELS = ("frame", "phone", "syllable", "word", "utterance", "functionals")
 TEXT_LEVELS = ("token", "word")
@@ -302,7 +302,7 @@ def store_config(cfg: FeaturesConfig, name: str) -> FeaturesConfig:
 
 
 def _run_shard(kind: str, cfg: FeaturesConfig, manifest: str, segments: str, store: str, i: int, n: int) -> int:
-    """One shard in a worker process (:func:`pipeline.processes.dispatch`)."""
+    """One shard in a worker process (:func:`mger.pipeline.processes.dispatch`)."""
     inputs, _ = load_inputs(manifest, segments)
     return compute_parts(kind, cfg, inputs, Path(store), (i, n))
 

@@ -1,17 +1,17 @@
 """Per-fold fine-tuning of the encoders, without leakage (``mger finetune --fold k``).
 
 Fold k's encoders learn the emotion labels of fold k's *training* sessions only: the split is
-:func:`pipeline.splits.fold_split` with ``split.seed``, the one every classifier seed uses
+:func:`mger.pipeline.splits.fold_split` with ``split.seed``, the one every classifier seed uses
 (test = session k, validation = every utterance of one training-session speaker, train = the
 rest), so no utterance of session k reaches fine-tuning and the classifiers validate on the
 speaker fine-tuning validated on.  ``finetune.seed`` changes initialisation and data order only.
 ``finetune.json`` in the fold folder lists the sessions and utterance ids that did; the
 fold-specific stores written by ``mger extract --fold k`` carry the fold in their fingerprint,
-and :class:`features.cache.FeatureStore` refuses them for any other fold.
+and :class:`mger.features.cache.FeatureStore` refuses them for any other fold.
 
 Model (``finetune.objective: utterance``): the encoder, a masked mean over its last layer
 (frames, or tokens for text), dropout and a linear layer.  ``objective: fusion`` trains the
-encoders jointly with an ``MhaAux`` fusion head instead (:mod:`models.joint`), through the same
+encoders jointly with an ``MhaAux`` fusion head instead (:mod:`mger.models.joint`), through the same
 loop (:func:`fit_epochs`).  AdamW (encoder ``lr`` / ``text_lr``, head ``head_lr``), linear warm-up
 then linear decay to zero, gradient accumulation, a random ``max_train_seconds`` window per
 utterance and epoch, mixed precision on GPU (bf16, or fp16 with loss scaling), early stopping
@@ -49,17 +49,17 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from alignment.table import SegmentTable
-from features.acoustic import is_opensmile
-from features.encoders import SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
-from features.text import encoder_text
-from models.modules import masked_mean
-from models.metrics import unweighted_accuracy
-from pipeline.audio import read_audio
-from pipeline.config import FeaturesConfig, FinetuneConfig, SplitConfig
-from pipeline.manifest import Utterance, read_manifest
-from pipeline.reporting import StageError, write_csv_atomic, write_json
-from pipeline.splits import fold_split
+from mger.alignment.table import SegmentTable
+from mger.features.acoustic import is_opensmile
+from mger.features.encoders import SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
+from mger.features.text import encoder_text
+from mger.models.modules import masked_mean
+from mger.models.metrics import unweighted_accuracy
+from mger.pipeline.audio import read_audio
+from mger.pipeline.config import FeaturesConfig, FinetuneConfig, SplitConfig
+from mger.pipeline.manifest import Utterance, read_manifest
+from mger.pipeline.reporting import StageError, write_csv_atomic, write_json
+from mger.pipeline.splits import fold_split
 
 MODALITIES = ("speech", "text")
 
@@ -84,7 +84,7 @@ class FinetuneSplit:
 
 
 def finetune_split(utts: Sequence[Utterance], fold: int, split_seed: int) -> FinetuneSplit:
-    """Fold ``fold``'s training and validation utterances (:func:`pipeline.splits.fold_split`)."""
+    """Fold ``fold``'s training and validation utterances (:func:`mger.pipeline.splits.fold_split`)."""
     split = fold_split(utts, fold, split_seed)
     out = FinetuneSplit(fold, [utts[i] for i in split.train], [utts[i] for i in split.val],
                         sorted({u.label for u in utts}))
@@ -231,7 +231,7 @@ def load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -
 
 def save_best(out: Path, encoder, head: Head | None, classes: list[str]) -> None:
     """The encoder as a ``save_pretrained`` folder, with its preprocessing and utterance head
-    (none under the fusion objective: that head is shared, :func:`models.joint.save_head`)."""
+    (none under the fusion objective: that head is shared, :func:`mger.models.joint.save_head`)."""
     tmp = _fresh_dir(out.with_name(out.name + ".tmp"))
     encoder.model.save_pretrained(tmp)
     if isinstance(encoder, SpeechEncoder):
@@ -278,7 +278,7 @@ def _predict(inputs, head: Head, device: torch.device, dtype: torch.dtype, batch
 class Task:
     """One fine-tuning run as :func:`fit_epochs` sees it: what is trained and checkpointed
     (``model``), its optimizer groups, and three callbacks, so that the utterance objective
-    (:func:`train_modality`) and the fusion objective (:mod:`models.joint`) share one loop,
+    (:func:`train_modality`) and the fusion objective (:mod:`mger.models.joint`) share one loop,
     one resume logic and one schedule."""
 
     name: str                                                # state-<name>/ and the log's modality column
@@ -440,7 +440,7 @@ def run_finetune(fold: int, cfg: FinetuneConfig, features: FeaturesConfig, manif
         if modality not in trained:
             shutil.rmtree(fold_dir / modality, ignore_errors=True)
     if cfg.objective == "fusion":
-        from models.joint import run_joint  # models.joint builds on this module
+        from mger.models.joint import run_joint  # mger.models.joint builds on this module
 
         test = [utts[i] for i in fold_split(utts, fold, split_seed).test]  # read after training only
         results, history, scores = run_joint(split, test, encoders, cfg, features, fold_dir, key)

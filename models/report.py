@@ -4,7 +4,7 @@ Only experiments named in ``train.experiments`` / ``train.finetuned_experiments`
 metrics file is refused (one line naming it) when it is missing, was written without
 provenance, or names a feature store whose fingerprint is no longer the one on disk: a table
 never mixes results of different features.  Everything is computed from the saved
-per-utterance predictions (:mod:`models.stats`): CIs, pooled and per-class figures, the
+per-utterance predictions (:mod:`mger.models.stats`): CIs, pooled and per-class figures, the
 improvised/scripted breakdown and the paired tests of each ablation step.
 
 Nothing here looks at test results to choose: the "best system" is the one with the highest
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from models.predictions import Predictions, read_predictions
-from models.stats import METHOD, paired_test
-from pipeline.config import Params
-from pipeline.reporting import StageError, save_figure_atomic, write_text_atomic
+from mger.models.predictions import Predictions, read_predictions
+from mger.models.stats import METHOD, paired_test
+from mger.pipeline.config import Params
+from mger.pipeline.reporting import StageError, save_figure_atomic, write_text_atomic
 
 # Published IEMOCAP figures, for orientation only: pretrained encoders fine-tuned on IEMOCAP,
 # not the synthetic demo corpus or random-init encoders.  Only the papers' abstracts are public.
@@ -115,7 +115,7 @@ def _cell(x: dict) -> str:
 # --- loading, with provenance checks -------------------------------------------------------------
 
 def _store_fingerprint(path: str) -> str | None:
-    from features.cache import FeatureStore
+    from mger.features.cache import FeatureStore
 
     try:
         return str(FeatureStore(path).attrs.get("fingerprint_sha256"))

@@ -16,16 +16,16 @@ import sys
 import traceback
 from typing import Callable, Sequence
 
-from pipeline import __version__
-from pipeline.config import DEFAULT_PARAMS, ConfigError, Params, load_params
-from pipeline.processes import dispatch
-from pipeline.reporting import StageError
+from mger import __version__
+from mger.pipeline.config import DEFAULT_PARAMS, ConfigError, Params, load_params
+from mger.pipeline.processes import dispatch
+from mger.pipeline.reporting import StageError
 
 Handler = Callable[[argparse.Namespace, Params], None]
 
 
 def _cmd_synth(args: argparse.Namespace, params: Params) -> None:
-    from pipeline.synth import synthesize_corpus
+    from mger.pipeline.synth import synthesize_corpus
 
     cfg = params.synth
     synthesize_corpus(
@@ -39,7 +39,7 @@ def _cmd_synth(args: argparse.Namespace, params: Params) -> None:
 
 
 def _cmd_prepare(args: argparse.Namespace, params: Params) -> None:
-    from pipeline.iemocap import prepare_corpus
+    from mger.pipeline.iemocap import prepare_corpus
 
     cfg = params.prepare
     prepare_corpus(
@@ -51,7 +51,7 @@ def _cmd_prepare(args: argparse.Namespace, params: Params) -> None:
 
 
 def _cmd_align(args: argparse.Namespace, params: Params) -> None:
-    from alignment.stage import run_align
+    from mger.alignment.stage import run_align
 
     cfg = params.align
     if args.backend:
@@ -64,7 +64,7 @@ def _cmd_align(args: argparse.Namespace, params: Params) -> None:
 
 
 def _cmd_align_eval(args: argparse.Namespace, params: Params) -> None:
-    from alignment.stage import run_align_eval
+    from mger.alignment.stage import run_align_eval
 
     run_align_eval(args.truth or params.align_eval.truth,
                    args.segments or f"{params.align.out}/segments.h5",
@@ -72,7 +72,7 @@ def _cmd_align_eval(args: argparse.Namespace, params: Params) -> None:
 
 
 def _cmd_demo_model(args: argparse.Namespace, params: Params) -> None:
-    from features.demo_model import make_demo_model
+    from mger.features.demo_model import make_demo_model
 
     make_demo_model(params.demo_model)
 
@@ -88,7 +88,7 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
-    from features.extract import KINDS, extract, finetuned_setup, store_config, store_path
+    from mger.features.extract import KINDS, extract, finetuned_setup, store_config, store_path
 
     cfg, fold, names = params.features, None, [*KINDS, *params.features.extra_speech]
     if args.n_jobs:
@@ -107,7 +107,7 @@ def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
 
 def _need_two_sessions(manifest: str) -> None:
     """Leave-one-session-out needs a session to test and at least one to train on."""
-    from pipeline.manifest import read_manifest, sessions
+    from mger.pipeline.manifest import read_manifest, sessions
 
     present = sessions(read_manifest(manifest))
     if len(present) < 2:
@@ -116,7 +116,7 @@ def _need_two_sessions(manifest: str) -> None:
 
 
 def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
-    from models.finetune import run_finetune
+    from mger.models.finetune import run_finetune
 
     _need_two_sessions(args.manifest or params.prepare.manifest)
     jobs = [(fold, params.finetune, params.features, args.manifest or params.prepare.manifest,
@@ -126,7 +126,7 @@ def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
 
 
 def _cmd_cache(args: argparse.Namespace, params: Params) -> None:
-    from features.cache_cli import cache_compare, cache_ls, cache_verify
+    from mger.features.cache_cli import cache_compare, cache_ls, cache_verify
 
     if args.action == "ls":
         cache_ls(args.path or params.features.out)
@@ -142,7 +142,7 @@ def _cmd_cache(args: argparse.Namespace, params: Params) -> None:
 
 
 def _cmd_train(args: argparse.Namespace, params: Params) -> None:
-    from models.experiment import run_experiment
+    from mger.models.experiment import run_experiment
 
     experiments = params.train.all_experiments
     names = list(experiments) if args.experiment == "all" else [args.experiment]
@@ -161,13 +161,13 @@ def _cmd_train(args: argparse.Namespace, params: Params) -> None:
 
 
 def _cmd_report(args: argparse.Namespace, params: Params) -> None:
-    from models.report import write_report
+    from mger.models.report import write_report
 
     write_report(params)
 
 
 def _cmd_summary(args: argparse.Namespace, params: Params) -> None:
-    from pipeline.summary import print_summary
+    from mger.pipeline.summary import print_summary
 
     print_summary(params)
 

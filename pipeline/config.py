@@ -18,8 +18,8 @@ from typing import Any, Callable, Iterator, Literal, Optional, Union
 
 import yaml
 
-from alignment.mfa_backend import MfaSettings
-from alignment.pocketsphinx_backend import PocketsphinxSettings
+from mger.alignment.mfa_backend import MfaSettings
+from mger.alignment.pocketsphinx_backend import PocketsphinxSettings
 
 DEFAULT_PARAMS = "params.yaml"
 
@@ -90,7 +90,7 @@ SpeechLevel = Literal["frame", "phone", "syllable", "word", "utterance", "functi
 @dataclass
 class SpeechFeaturesConfig:
     """The speech encoder and how its frames are pooled: a wav2vec2-family model (hub id or
-    local path), or ``opensmile:<feature set>`` (:mod:`features.acoustic`: low-level
+    local path), or ``opensmile:<feature set>`` (:mod:`mger.features.acoustic`: low-level
     descriptors as frames, ``functionals`` as one more utterance-level level; ``layer``,
     ``max_seconds`` and ``overlap_seconds`` do not apply to it)."""
 
@@ -167,7 +167,7 @@ class DemoModelConfig:
 
 @dataclass
 class SplitConfig:
-    """The validation speaker of every fold (:mod:`pipeline.splits`), shared by fine-tuning and
+    """The validation speaker of every fold (:mod:`mger.pipeline.splits`), shared by fine-tuning and
     every classifier; training seeds change initialisation and data order only."""
 
     seed: int = 0
@@ -178,7 +178,7 @@ class FusionHeadConfig:
     """``finetune.fusion``: the ``mha_aux`` head trained jointly with the encoders when
     ``finetune.objective: fusion`` (Sun et al., our reading).  Its speech rows are the speech
     encoder's last-layer frames, its text rows the text encoder's last-layer tokens; the
-    settings mean what they mean for ``mha_aux`` in ``train`` (:class:`models.modules.MhaAux`)."""
+    settings mean what they mean for ``mha_aux`` in ``train`` (:class:`mger.models.modules.MhaAux`)."""
 
     layers: int = 2                                          # K attention layers
     hidden: int = 128
@@ -200,7 +200,7 @@ class FinetuneConfig:
     ``objective``: ``utterance`` fine-tunes each encoder alone under a mean-pool head;
     ``fusion`` fine-tunes the speech encoder (and the text encoder with ``text``) jointly with
     the ``fusion`` head and its auxiliary losses, and evaluates that head on the test session
-    once, after training (:mod:`models.joint`).
+    once, after training (:mod:`mger.models.joint`).
     """
 
     out: str = "data/finetune"                 # fold-<k>/{speech,text}/ save_pretrained folders
@@ -245,7 +245,7 @@ class FinetuneConfig:
 class ExperimentSpec:
     """One row of the results table: a model over chosen granularities.
 
-    ``model: probe`` is the linear-probe reference (:mod:`models.probe`) on the utterance means
+    ``model: probe`` is the linear-probe reference (:mod:`mger.models.probe`) on the utterance means
     of ``speech_levels`` (``probe: speech``), of ``text_level`` (``text``), or of both.
 
     ``features`` says which speech (and text) features it trains on: the frozen encoders'

@@ -1,6 +1,6 @@
 """A held-out alignment evaluation: voices, rates and sentence styles the demo corpus never uses.
 
-The demo corpus (:mod:`pipeline.synth`) speaks its own sentence pools with ``en-us+f1..f5``
+The demo corpus (:mod:`mger.pipeline.synth`) speaks its own sentence pools with ``en-us+f1..f5``
 and ``en-us+m1..m7``, so its align-eval figure is partly tuned to those voices.  This set is
 for *checking only*, never for tuning (docs/alignment.md):
 
@@ -23,7 +23,7 @@ Layout under ``out`` (default ``data/heldout``)::
 
     wav/<utt>.wav   manifest.jsonl   truth/words.jsonl (rows carry "voice" and "rate")
 
-``python -m pipeline.heldout`` builds the set (if missing), aligns it with the params'
+``python -m mger.pipeline.heldout`` builds the set (if missing), aligns it with the params'
 ``align`` settings into ``<out>/align`` and writes ``reports/align_eval_heldout.json``;
 ``--with-demo DIR`` also evaluates a demo-style corpus (:data:`DEMO_STYLE`) and prints the
 signed bias of both sets pooled, the figure alignment changes are judged on.
@@ -46,9 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.audio import SAMPLE_RATE, write_audio
-from pipeline.espeak import Prosody
-from pipeline.manifest import Utterance, write_manifest
+from mger.pipeline.audio import SAMPLE_RATE, write_audio
+from mger.pipeline.espeak import Prosody
+from mger.pipeline.manifest import Utterance, write_manifest
 
 LANGUAGES = ("en", "en-029", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-gb-x-rp", "en-us",
              "en-us-nyc")
@@ -120,7 +120,7 @@ def n_variants() -> int:
 def _utterance(out: Path, final: Path, i: int, text: str, voice: str, rate: int, seed: int
                ) -> tuple[Utterance, str]:
     """Speak one sentence into ``out``; return its manifest row (wav under ``final``) and truth JSON line."""
-    from pipeline.synth import Speaker, speak
+    from mger.pipeline.synth import Speaker, speak
 
     rng = np.random.default_rng([seed, i])
     prosody = Prosody(rate=rate, pitch=int(rng.integers(30, 71)), range=int(rng.integers(30, 80)))
@@ -177,8 +177,8 @@ DEMO_STYLE = dict(seed=13, sessions=5, dialogs_per_session=2, turns_per_dialog=2
 def build_demo_style(out: str | Path) -> None:
     """The demo's own kind of corpus, smaller (seed 13, 5 sessions x 2 dialogs x 28 turns; 4-class
     manifest: 210 utterances), for judging a change on both sets at once."""
-    from pipeline.iemocap import prepare_corpus
-    from pipeline.synth import synthesize_corpus
+    from mger.pipeline.iemocap import prepare_corpus
+    from mger.pipeline.synth import synthesize_corpus
 
     out = Path(out)
     synthesize_corpus(out / "corpus", **DEMO_STYLE)
@@ -190,8 +190,8 @@ def build_demo_style(out: str | Path) -> None:
 def evaluate_heldout(out: str | Path, report: str | Path, params: str = "params.yaml", n_jobs: int | None = None
                      ) -> dict:
     """Align a set (``<out>/manifest.jsonl``) with the params' align settings and evaluate it against its truth."""
-    from alignment.stage import run_align, run_align_eval
-    from pipeline.config import load_params
+    from mger.alignment.stage import run_align, run_align_eval
+    from mger.pipeline.config import load_params
 
     out = Path(out)
     cfg = dataclasses.replace(load_params(params).align, out=str(out / "align"),
@@ -204,8 +204,8 @@ def evaluate_heldout(out: str | Path, report: str | Path, params: str = "params.
 
 def pooled_bias(folders: list[Path]) -> tuple[int, float, float]:
     """(words, signed onset median ms, signed offset median ms) over the aligned sets pooled."""
-    from alignment.evaluate import read_truth, word_errors
-    from alignment.table import SegmentTable
+    from mger.alignment.evaluate import read_truth, word_errors
+    from mger.alignment.table import SegmentTable
 
     onset, offset = [], []
     for folder in folders:

@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from alignment.base import Segment
-from alignment.g2p import (DROPPED, ESPEAK_TO_ARPABET, english_mnemonics, espeak_to_arpabet,
+from mger.alignment.base import Segment
+from mger.alignment.g2p import (DROPPED, ESPEAK_TO_ARPABET, english_mnemonics, espeak_to_arpabet,
                            espeak_to_arpabet_checked, pronounce)
-from alignment.g2p_eval import edit_distance, evaluate_cmudict
-from alignment.mfa_backend import INSTALL_HINT, MfaAligner, MfaSettings, mfa_command, read_mfa_textgrid, write_mfa_corpus
-from alignment.normalize import normalize_transcript, number_words
-from alignment.sphinx_segfiles import parse_segfile
-from alignment.syllables import LEGAL_ONSETS, add_syllables, label_syllables, syllabify
-from pipeline.manifest import Utterance
-from pipeline.reporting import StageError
+from mger.alignment.g2p_eval import edit_distance, evaluate_cmudict
+from mger.alignment.mfa_backend import INSTALL_HINT, MfaAligner, MfaSettings, mfa_command, read_mfa_textgrid, write_mfa_corpus
+from mger.alignment.normalize import normalize_transcript, number_words
+from mger.alignment.sphinx_segfiles import parse_segfile
+from mger.alignment.syllables import LEGAL_ONSETS, add_syllables, label_syllables, syllabify
+from mger.pipeline.manifest import Utterance
+from mger.pipeline.reporting import StageError
 from tests.builders import write_tone
 
 
@@ -245,8 +245,8 @@ def test_mfa_corpus_command_and_textgrid_import(tmp_path: Path, monkeypatch: pyt
 
 
 def test_pocketsphinx_decoders_know_filler_variants_and_the_last_resort_rung() -> None:
-    from alignment.pocketsphinx_backend import LAST_RESORT_RUNG, PocketsphinxAligner, PocketsphinxSettings
-    from alignment.word_classes import FILLER_VARIANTS, FILLERS
+    from mger.alignment.pocketsphinx_backend import LAST_RESORT_RUNG, PocketsphinxAligner, PocketsphinxSettings
+    from mger.alignment.word_classes import FILLER_VARIANTS, FILLERS
 
     assert set(FILLER_VARIANTS) <= FILLERS
     aligner = PocketsphinxAligner(PocketsphinxSettings(ladder=((1e-80, 1e-60, 1e-80),)))

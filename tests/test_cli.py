@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import build_parser, main
+from mger.pipeline.cli import build_parser, main
 
 SUBCOMMANDS = ["synth", "prepare", "summary"]
 
@@ -33,12 +33,12 @@ def test_subcommand_help_describes_options(name: str, options: list[str], capsys
 
 
 def test_prepare_wrong_root_is_one_line_error(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "prepare", "--root", str(tmp_path / "nope"),
+    proc = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "prepare", "--root", str(tmp_path / "nope"),
                            "--params", str(tmp_path / "none.yaml")], capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0 and "params file not found" in proc.stderr
     (tmp_path / "p.yaml").write_text("{}\n")
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "prepare", "--root", str(tmp_path / "nope"),
+    proc = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "prepare", "--root", str(tmp_path / "nope"),
                            "--params", str(tmp_path / "p.yaml")], capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("mger prepare: error:")
     assert "corpus root does not exist" in proc.stderr
@@ -172,7 +172,7 @@ def test_disk_full_is_one_line_and_leaves_no_temp(tiny_corpus: Path, tmp_path: P
 @pytest.mark.parametrize("how", ["--debug", "MGER_DEBUG=1"])
 def test_debug_shows_the_traceback(tmp_path: Path, how: str) -> None:
     (tmp_path / "p.yaml").write_text("train:\n  hidden: 130\n  heads: 4\n")
-    cmd = [sys.executable, "-m", "pipeline.cli", "train", "--experiment", "all", "--params", str(tmp_path / "p.yaml")]
+    cmd = [sys.executable, "-m", "mger.pipeline.cli", "train", "--experiment", "all", "--params", str(tmp_path / "p.yaml")]
     env = dict(__import__("os").environ)
     if how == "--debug":
         cmd.append("--debug")
@@ -194,6 +194,6 @@ def test_debug_shows_the_traceback(tmp_path: Path, how: str) -> None:
     (ValueError("m.jsonl:3: session is '1'\nexpected int"), "m.jsonl:3: session is '1' expected int"),
 ])
 def test_error_line_is_one_line(err: BaseException, line: str) -> None:
-    from pipeline.cli import error_line
+    from mger.pipeline.cli import error_line
 
     assert error_line(err).startswith(line) and "\n" not in error_line(err)

@@ -17,16 +17,16 @@ import pytest
 import torch
 import yaml
 
-from alignment.normalize import normalize_transcript
-from alignment.table import SegmentTable
-from features import cache
-from features.cache import (Batch, CacheError, FeatureStore, Ragged, _pad_by_blocks, _pad_by_gather, compare_stores,
+from mger.alignment.normalize import normalize_transcript
+from mger.alignment.table import SegmentTable
+from mger.features import cache
+from mger.features.cache import (Batch, CacheError, FeatureStore, Ragged, _pad_by_blocks, _pad_by_gather, compare_stores,
                             exclusive_lock, verify_store)
-from features.encoders import SpeechEncoder, TextEncoder, resolve_dtype
-from features.extract import extract, make_batches
-from features.text import aligned_word_spans, encoder_text
-from pipeline.audio import read_audio
-from pipeline.config import FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
+from mger.features.encoders import SpeechEncoder, TextEncoder, resolve_dtype
+from mger.features.extract import extract, make_batches
+from mger.features.text import aligned_word_spans, encoder_text
+from mger.pipeline.audio import read_audio
+from mger.pipeline.config import FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
 from tests.conftest import MINILM
 
 
@@ -65,7 +65,7 @@ def test_speech_levels_rows_match_segments(reference_store, aligned, level: str,
 def test_frame_and_utterance_levels(reference_store, tiny_models, aligned) -> None:
     store = FeatureStore(reference_store["speech"])
     enc = SpeechEncoder(tiny_models["speech"])
-    from pipeline.manifest import read_manifest
+    from mger.pipeline.manifest import read_manifest
 
     utts = {u.utt_id: u for u in read_manifest(aligned["manifest"])}
     for uid in store.utt_ids[:4]:
@@ -311,7 +311,7 @@ def test_second_writer_is_refused(tiny_models, aligned, tmp_path: Path) -> None:
 
 
 def test_verify_reports_corruption(reference_store, tmp_path: Path, aligned) -> None:
-    from pipeline.manifest import read_manifest
+    from mger.pipeline.manifest import read_manifest
 
     ids = [u.utt_id for u in read_manifest(aligned["manifest"])]
     assert verify_store(reference_store["speech"], ids) == []
@@ -331,7 +331,7 @@ def test_verify_reports_corruption(reference_store, tmp_path: Path, aligned) -> 
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(Path(reference_store["speech"]).read_bytes()[:5000])
     assert verify_store(truncated)[0].startswith("cannot open as HDF5")
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "cache", "verify", str(bad)],
+    proc = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "cache", "verify", str(bad)],
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "CORRUPT" in proc.stdout
 
@@ -347,7 +347,7 @@ def test_compare_stores_measures_deviation_per_level(reference_store, tmp_path: 
     assert set(result) == {"frame", "phone", "syllable", "word", "utterance"}
     assert result["word"] == (pytest.approx(-1.0, abs=1e-3), pytest.approx(2.0))
     assert result["phone"][1] == 0.0
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "cache", "compare", str(scaled), ref],
+    proc = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "cache", "compare", str(scaled), ref],
                           capture_output=True, text=True)
     assert proc.returncode == 0 and "word       worst row cosine -1.0000, mean relative deviation 200.00%" in proc.stdout
     with h5py.File(scaled, "a") as f:
@@ -364,7 +364,7 @@ def test_sigkill_and_resume_equals_uninterrupted(reference_store, tiny_models, a
                      "speech": {"model": tiny_models["speech"]}, "text": {"model": tiny_models["text"]}},
     }
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
-    cmd = [sys.executable, "-m", "pipeline.cli", "extract", "--kind", "speech", "--params", str(tmp_path / "p.yaml")]
+    cmd = [sys.executable, "-m", "mger.pipeline.cli", "extract", "--kind", "speech", "--params", str(tmp_path / "p.yaml")]
     parts = tmp_path / "speech.h5.parts"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -412,8 +412,8 @@ def _fingerprint_inputs(tiny_models, aligned, tmp_path: Path, change: str):
     """(kind, encoder, cfg, inputs, fold) with exactly ``change`` changed (``base``: nothing)."""
     import copy
 
-    from features.extract import build_encoder, load_inputs
-    from pipeline.manifest import read_manifest, write_manifest
+    from mger.features.extract import build_encoder, load_inputs
+    from mger.pipeline.manifest import read_manifest, write_manifest
 
     kind = "text" if change.startswith("text.") else "speech"
     field = change.split(".", 1)[-1]
@@ -467,10 +467,10 @@ CONSTANT_FIELDS = {"kind", "format", "batching", "levels", "input"}  # set by th
 def test_each_fingerprint_field_changes_with_its_input(change: str, tiny_models, aligned, tmp_path: Path) -> None:
     """Change one input (a param, the weights, the segment table, one wav, ...): the fingerprint
     differs in that field and only there, so the store is rebuilt; drop the field from
-    ``features.extract.fingerprint`` and this fails."""
+    ``mger.features.extract.fingerprint`` and this fails."""
     from transformers import AutoModel
 
-    from features.extract import fingerprint
+    from mger.features.extract import fingerprint
 
     kind = "text" if change.startswith("text.") else "speech"
     field = change.split(".", 1)[-1]
@@ -492,7 +492,7 @@ def test_each_fingerprint_field_changes_with_its_input(change: str, tiny_models,
 
 
 def test_fingerprint_fields_all_have_a_test(tiny_models, aligned, tmp_path: Path) -> None:
-    from features.extract import fingerprint
+    from mger.features.extract import fingerprint
 
     for kind, fields in (("speech", SPEECH_FIELDS), ("text", TEXT_FIELDS)):
         fp = fingerprint(*_fingerprint_inputs(tiny_models, aligned, tmp_path / kind, f"{kind}.base"))
@@ -505,7 +505,7 @@ def test_changed_wav_of_same_length_rebuilds(reference_store, tiny_models, align
     """A wav re-synthesised with the same length: the store is rebuilt, not reported up to date."""
     import soundfile as sf
 
-    from pipeline.manifest import read_manifest, write_manifest
+    from mger.pipeline.manifest import read_manifest, write_manifest
 
     utts = read_manifest(aligned["manifest"])
     wav = tmp_path / "wavs" / Path(utts[0].wav).name
@@ -545,8 +545,8 @@ def test_verify_manifest_expects_only_aligned_utterances(reference_store, aligne
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     """Utterances alignment dropped (documented failure policy) are a note, not corruption; an
     aligned utterance missing from the store still is."""
-    from features.cache_cli import cache_verify
-    from pipeline.manifest import read_manifest, write_manifest
+    from mger.features.cache_cli import cache_verify
+    from mger.pipeline.manifest import read_manifest, write_manifest
 
     utts = read_manifest(aligned["manifest"])
     write_manifest(tmp_path / "m.jsonl", utts + [dataclasses.replace(utts[0], utt_id="Ses01F_impro09_F000")])

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.audio import read_audio
-from pipeline.iemocap import parse_emo_evaluation, parse_transcriptions, prepare_corpus, speaker_of
-from pipeline.manifest import MANIFEST_FIELDS, read_manifest, sessions
-from pipeline.reporting import StageError
+from mger.pipeline.audio import read_audio
+from mger.pipeline.iemocap import parse_emo_evaluation, parse_transcriptions, prepare_corpus, speaker_of
+from mger.pipeline.manifest import MANIFEST_FIELDS, read_manifest, sessions
+from mger.pipeline.reporting import StageError
 from tests.builders import TreeBuilder, write_tone
 
 

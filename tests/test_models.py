@@ -8,12 +8,12 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 
-from features.cache import Batch, Ragged
-from models.experiment import members
-from models.metrics import all_metrics
-from models.modules import ModelConfig, build_model, input_names, other_label_partner
-from models.train import TensorSet, fit, fit_weights, predict_proba
-from pipeline.config import ExperimentSpec, TrainConfig
+from mger.features.cache import Batch, Ragged
+from mger.models.experiment import members
+from mger.models.metrics import all_metrics
+from mger.models.modules import ModelConfig, build_model, input_names, other_label_partner
+from mger.models.train import TensorSet, fit, fit_weights, predict_proba
+from mger.pipeline.config import ExperimentSpec, TrainConfig
 
 DIMS = {"speech:word": 12, "speech:phone": 12, "speech:frame": 12, "speech:syllable": 12, "text:token": 10}
 KINDS = [("audio", ["word"]), ("text", ["word"]), ("multigranular", ["phone", "word"]),
