@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Union
 
-from mger.pipeline.manifest import Utterance
+from mger.core.manifest import Utterance
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ class G2pReport:
 
 def evaluate_cmudict(path: str | Path | None = None, limit: int | None = None) -> G2pReport:
     """Run eSpeak over every CMUdict word (or the first ``limit``) and compare."""
-    from mger.pipeline.espeak import engine
+    from mger.corpus.espeak import engine
 
     cmu = read_cmudict(path or cmudict_path())
     words = list(cmu)[:limit] if limit else list(cmu)
@@ -96,7 +96,7 @@ def main() -> None:
     if report.empty:
         print(f"g2p: no phones for: {' '.join(report.empty[:20])}")
     if args.json:
-        from mger.pipeline.reporting import write_json
+        from mger.core.reporting import write_json
 
         write_json(args.json, asdict(report))
 

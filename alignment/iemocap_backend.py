@@ -13,8 +13,8 @@ from pathlib import Path
 
 from mger.alignment.base import Alignment, AlignmentFailure, AlignResult, Segment, register
 from mger.alignment.sphinx_segfiles import read_segfile
-from mger.pipeline.audio import audio_info
-from mger.pipeline.manifest import Utterance
+from mger.core.audio import audio_info
+from mger.core.manifest import Utterance
 
 
 def segfile_path(wav: str | Path, suffix: str) -> Path:

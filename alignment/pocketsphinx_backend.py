@@ -24,7 +24,6 @@ optional silences, and the alignment that agrees better with the frame energy is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -35,8 +34,9 @@ from mger.alignment.g2p import pronounce
 from mger.alignment.normalize import normalize_transcript
 from mger.alignment.sphinx_segfiles import is_non_speech, strip_variant
 from mger.alignment.word_classes import FILLER_VARIANTS
-from mger.pipeline.audio import SAMPLE_RATE, read_audio
-from mger.pipeline.manifest import Utterance
+from mger.core.align_settings import PocketsphinxSettings
+from mger.core.audio import SAMPLE_RATE, read_audio
+from mger.core.manifest import Utterance
 
 FRAME = 0.01  # seconds per pocketsphinx frame (frate 100)
 # Frame t analyses samples [t*10 ms, t*10 ms + 25.6 ms): its centre is 12.8 ms after its start.
@@ -52,23 +52,6 @@ MIN_FRAMES_PER_PHONE = 3  # one frame per HMM state
 # unusual voice (held-out en-gb-scotland+kaukovalta) found no path at 1e-200 and aligned at
 # 1e-250.  A module default until params.yaml's ladder gains the rung.
 LAST_RESORT_RUNG: tuple[float, float, float] = (1e-300, 1e-300, 1e-300)
-
-# (beam, wbeam, pbeam): the first rung is the one that aligned 100 of 100 utterances here.
-DEFAULT_LADDER: tuple[tuple[float, float, float], ...] = (
-    (1e-80, 1e-60, 1e-80),
-    (1e-120, 1e-100, 1e-120),
-    (1e-200, 1e-180, 1e-200),
-)
-
-
-@dataclass(frozen=True)
-class PocketsphinxSettings:
-    """Decoder settings; ``ladder`` rungs are tried in order until one aligns."""
-
-    ladder: tuple[tuple[float, float, float], ...] = DEFAULT_LADDER
-    silprob: float = 1.0
-    remove_noise: bool = False
-    energy_check: bool = True  # re-align, pauses cut, where loud frames were labelled silence
 
 
 def _time(frame: int) -> float:

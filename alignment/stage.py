@@ -26,11 +26,11 @@ from mger.alignment.syllables import add_syllables
 from mger.alignment.table import write_table
 from mger.alignment.textgrids import write_textgrid
 from mger.alignment.uniform import uniform_alignment
-from mger.pipeline.audio import read_audio
-from mger.pipeline.config import AlignConfig
-from mger.pipeline.manifest import Utterance, read_manifest
-from mger.pipeline.processes import die_with_parent
-from mger.pipeline.reporting import StageError, write_json
+from mger.core.audio import read_audio
+from mger.core.config import AlignConfig
+from mger.core.manifest import Utterance, read_manifest
+from mger.core.processes import die_with_parent
+from mger.core.reporting import StageError, write_json
 
 _WORKER_ALIGNERS: dict[str, Aligner] = {}
 

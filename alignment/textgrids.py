@@ -8,7 +8,7 @@ from typing import Sequence
 import textgrid
 
 from mger.alignment.base import Alignment, Segment
-from mger.pipeline.reporting import atomic_path
+from mger.core.reporting import atomic_path
 
 TIERS = ("words", "syllables", "phones")
 

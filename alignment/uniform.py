@@ -6,7 +6,7 @@ import numpy as np
 
 from mger.alignment.base import Alignment, Segment
 from mger.alignment.normalize import normalize_transcript
-from mger.pipeline.audio import SAMPLE_RATE
+from mger.core.audio import SAMPLE_RATE
 
 
 def voiced_span(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, floor_db: float = -35.0) -> tuple[float, float]:

@@ -16,8 +16,8 @@ import dataclasses
 import time
 
 from mger.alignment.stage import align_utterances
-from mger.pipeline.config import load_params
-from mger.pipeline.manifest import read_manifest
+from mger.core.config import load_params
+from mger.core.manifest import read_manifest
 
 
 def throughput(utts, cfg) -> float:

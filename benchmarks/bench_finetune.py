@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mger.core.audio import write_audio
+from mger.core.manifest import Utterance
 from mger.features.encoders import SpeechEncoder
 from mger.models.finetune import Head, SpeechInputs
-from mger.pipeline.audio import write_audio
-from mger.pipeline.manifest import Utterance
 
 
 def _model(kind: str, folder: Path) -> str:

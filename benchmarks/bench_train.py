@@ -19,11 +19,11 @@ import time
 import numpy as np
 import torch
 
+from mger.core.config import TrainConfig
 from mger.features.cache import Ragged
 from mger.features.encoders import resolve_device
 from mger.models.modules import ModelConfig
 from mger.models.train import TensorSet, fit
-from mger.pipeline.config import TrainConfig
 
 MEAN_LENGTH = {"frame": 225, "phone": 45, "syllable": 16, "word": 12, "token": 16}
 MODELS = [

@@ -120,4 +120,5 @@ class OpenSmileEncoder:
 
     def functionals(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """The feature set's functionals per utterance: (1, functionals_dim) float32."""
-        return [torch.from_numpy(self._run(self._func, self._prepare(w)).to_numpy(np.float32, copy=True)) for w in waves]
+        return [torch.from_numpy(self._run(self._func, self._prepare(w)).to_numpy(np.float32, copy=True))
+                for w in waves]

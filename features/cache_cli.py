@@ -8,8 +8,8 @@ from pathlib import Path
 import h5py
 
 from mger.alignment.table import SegmentTable
+from mger.core.manifest import read_manifest
 from mger.features.cache import compare_stores, verify_store
-from mger.pipeline.manifest import read_manifest
 
 
 def cache_ls(folder: str | Path) -> list[Path]:

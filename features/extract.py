@@ -38,19 +38,29 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mger import __version__
 from mger.alignment.table import SegmentTable
+from mger.core.audio import read_audio
+from mger.core.config import FeaturesConfig, FinetuneConfig
+from mger.core.manifest import Utterance, read_manifest
+from mger.core.processes import dispatch
+from mger.core.reporting import write_text_atomic
 from mger.features.acoustic import OpenSmileEncoder, is_opensmile
-from mger.features.cache import (CacheError, StoreLock, exclusive_lock, file_sha256, fingerprint_diff,
-                            fingerprint_sha256, merge_stores, read_fingerprint, verify_store, write_store)
+from mger.features.cache import (
+    CacheError,
+    StoreLock,
+    exclusive_lock,
+    file_sha256,
+    fingerprint_diff,
+    fingerprint_sha256,
+    merge_stores,
+    read_fingerprint,
+    verify_store,
+    write_store,
+)
 from mger.features.encoders import SpeechEncoder, TextEncoder
 from mger.features.pooling import pool_segments
 from mger.features.text import aligned_word_spans, encoder_text
-from mger import __version__
-from mger.pipeline.audio import read_audio
-from mger.pipeline.config import FeaturesConfig, FinetuneConfig
-from mger.pipeline.manifest import Utterance, read_manifest
-from mger.pipeline.processes import dispatch
-from mger.pipeline.reporting import write_text_atomic
 
 SPEECH_LEVELS = ("frame", "phone", "syllable", "word", "utterance", "functionals")
 TEXT_LEVELS = ("token", "word")
@@ -302,7 +312,7 @@ def store_config(cfg: FeaturesConfig, name: str) -> FeaturesConfig:
 
 
 def _run_shard(kind: str, cfg: FeaturesConfig, manifest: str, segments: str, store: str, i: int, n: int) -> int:
-    """One shard in a worker process (:func:`mger.pipeline.processes.dispatch`)."""
+    """One shard in a worker process (:func:`mger.core.processes.dispatch`)."""
     inputs, _ = load_inputs(manifest, segments)
     return compute_parts(kind, cfg, inputs, Path(store), (i, n))
 

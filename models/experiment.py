@@ -1,6 +1,6 @@
 """Leave-one-session-out experiments on the cached features (``mger train --experiment NAME``).
 
-Fold k tests session k; its validation speaker comes from :mod:`mger.pipeline.splits` (the fold and
+Fold k tests session k; its validation speaker comes from :mod:`mger.core.splits` (the fold and
 ``split.seed``, shared with fine-tuning), so train, validation and test are session- and
 speaker-disjoint and the test session never chooses anything: epochs, late-fusion weights and
 (in the report) the best system are chosen on validation.  Training seeds change
@@ -33,21 +33,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mger import __version__
+from mger.core.config import ExperimentSpec, FeaturesConfig, FinetuneConfig, SplitConfig, TrainConfig
+from mger.core.manifest import Utterance, read_manifest
+from mger.core.reporting import StageError, write_csv_atomic, write_json
+from mger.core.splits import all_folds
 from mger.features.cache import FeatureStore, Ragged
 from mger.features.encoders import resolve_device
-from mger.features.extract import store_config
-from mger.features.extract import store_path as extracted_store
+from mger.features.extract import store_config, store_path as extracted_store
 from mger.models.metrics import all_metrics
 from mger.models.modules import ModelConfig, input_names
 from mger.models.predictions import Predictions, write_predictions
 from mger.models.probe import LinearProbe, probe_inputs
 from mger.models.stats import METHOD, breakdown, summarize
 from mger.models.train import TensorSet, fit, fit_weights, predict_proba, standardize
-from mger import __version__
-from mger.pipeline.config import ExperimentSpec, FeaturesConfig, FinetuneConfig, SplitConfig, TrainConfig
-from mger.pipeline.manifest import Utterance, read_manifest
-from mger.pipeline.reporting import StageError, write_csv_atomic, write_json
-from mger.pipeline.splits import all_folds
 
 
 def members(spec: ExperimentSpec) -> list[ExperimentSpec]:

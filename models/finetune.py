@@ -1,7 +1,7 @@
 """Per-fold fine-tuning of the encoders, without leakage (``mger finetune --fold k``).
 
 Fold k's encoders learn the emotion labels of fold k's *training* sessions only: the split is
-:func:`mger.pipeline.splits.fold_split` with ``split.seed``, the one every classifier seed uses
+:func:`mger.core.splits.fold_split` with ``split.seed``, the one every classifier seed uses
 (test = session k, validation = every utterance of one training-session speaker, train = the
 rest), so no utterance of session k reaches fine-tuning and the classifiers validate on the
 speaker fine-tuning validated on.  ``finetune.seed`` changes initialisation and data order only.
@@ -50,16 +50,16 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from mger.alignment.table import SegmentTable
+from mger.core.audio import read_audio
+from mger.core.config import FeaturesConfig, FinetuneConfig, SplitConfig
+from mger.core.manifest import Utterance, read_manifest
+from mger.core.reporting import StageError, write_csv_atomic, write_json
+from mger.core.splits import fold_split
 from mger.features.acoustic import is_opensmile
 from mger.features.encoders import SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
 from mger.features.text import encoder_text
-from mger.models.modules import masked_mean
 from mger.models.metrics import unweighted_accuracy
-from mger.pipeline.audio import read_audio
-from mger.pipeline.config import FeaturesConfig, FinetuneConfig, SplitConfig
-from mger.pipeline.manifest import Utterance, read_manifest
-from mger.pipeline.reporting import StageError, write_csv_atomic, write_json
-from mger.pipeline.splits import fold_split
+from mger.models.modules import masked_mean
 
 MODALITIES = ("speech", "text")
 
@@ -84,7 +84,7 @@ class FinetuneSplit:
 
 
 def finetune_split(utts: Sequence[Utterance], fold: int, split_seed: int) -> FinetuneSplit:
-    """Fold ``fold``'s training and validation utterances (:func:`mger.pipeline.splits.fold_split`)."""
+    """Fold ``fold``'s training and validation utterances (:func:`mger.core.splits.fold_split`)."""
     split = fold_split(utts, fold, split_seed)
     out = FinetuneSplit(fold, [utts[i] for i in split.train], [utts[i] for i in split.val],
                         sorted({u.label for u in utts}))

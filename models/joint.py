@@ -34,16 +34,26 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from mger.core.config import FeaturesConfig, FinetuneConfig
+from mger.core.manifest import Utterance
 from mger.features.encoders import SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
 from mger.features.text import encoder_text
-from mger.models.finetune import (FinetuneSplit, Progress, SpeechInputs, Task, TextInputs, _fresh_dir, _replace_dir,
-                             _tensors, fit_epochs, save_best)
+from mger.models.finetune import (
+    FinetuneSplit,
+    Progress,
+    SpeechInputs,
+    Task,
+    TextInputs,
+    _fresh_dir,
+    _replace_dir,
+    _tensors,
+    fit_epochs,
+    save_best,
+)
 from mger.models.metrics import all_metrics
 from mger.models.modules import MhaAux, ModelConfig, ModelOutput
 from mger.models.predictions import Predictions, write_predictions
 from mger.models.train import training_loss
-from mger.pipeline.config import FeaturesConfig, FinetuneConfig
-from mger.pipeline.manifest import Utterance
 
 SPEECH, TEXT = "speech:frame", "text:token"
 HEAD_DIR = "fusion"

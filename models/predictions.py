@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mger.pipeline.reporting import write_text_atomic
+from mger.core.reporting import write_text_atomic
 
 
 @dataclass

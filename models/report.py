@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mger.core.config import Params
+from mger.core.reporting import StageError, save_figure_atomic, write_text_atomic
 from mger.models.predictions import Predictions, read_predictions
 from mger.models.stats import METHOD, paired_test
-from mger.pipeline.config import Params
-from mger.pipeline.reporting import StageError, save_figure_atomic, write_text_atomic
 
 # Published IEMOCAP figures, for orientation only: pretrained encoders fine-tuned on IEMOCAP,
 # not the synthetic demo corpus or random-init encoders.  Only the papers' abstracts are public.

@@ -29,7 +29,7 @@ N_PERM = 2000
 METHOD = (f"fold-averaged: each fold's metric averaged over seeds, then mean ± std over folds; pooled: over all "
           f"folds' test utterances at once, mean over seeds; ci95: percentile bootstrap of the fold-averaged value, "
           f"test utterances resampled within folds ({N_BOOT} resamples); paired tests: approximate randomisation "
-          f"({N_PERM} permutations, two-sided); validation: the fold's validation speaker (mger.pipeline.splits), which "
+          f"({N_PERM} permutations, two-sided); validation: the fold's validation speaker (mger.core.splits), which "
           f"chose the epoch and the late-fusion weights")
 
 

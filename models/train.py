@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from mger.core.config import TrainConfig
 from mger.features.cache import Ragged
 from mger.models.metrics import unweighted_accuracy
 from mger.models.modules import ModelConfig, ModelOutput, build_model
-from mger.pipeline.config import TrainConfig
 
 
 def pad_rows(rows: Ragged, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

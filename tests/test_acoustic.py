@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from mger.alignment.table import SegmentTable
+from mger.core.audio import read_audio
+from mger.core.config import ConfigError, FeaturesConfig, SpeechFeaturesConfig, params_from_dict
+from mger.core.manifest import read_manifest
 from mger.features.cache import FeatureStore, verify_store
-from mger.pipeline.audio import read_audio
-from mger.pipeline.config import ConfigError, FeaturesConfig, SpeechFeaturesConfig, params_from_dict
-from mger.pipeline.manifest import read_manifest
 
 opensmile = pytest.importorskip("opensmile")
 
@@ -109,8 +109,8 @@ def test_store_levels_functionals_fingerprint_and_verify(egemaps_store: Path, al
 
 def test_experiment_trains_on_the_extra_store(egemaps_store: Path, aligned, tmp_path: Path) -> None:
     """An audio model and the probe read speech-egemaps.h5 by ``speech_store``; the metrics name it."""
+    from mger.core.config import ExperimentSpec, TrainConfig
     from mger.models.experiment import run_experiment
-    from mger.pipeline.config import ExperimentSpec, TrainConfig
 
     out = egemaps_store.parent
     features = FeaturesConfig(out=str(out), extra_speech={
@@ -143,9 +143,9 @@ def test_config_rules_for_opensmile_and_extra_stores() -> None:
 
 
 def test_finetuning_refuses_opensmile_in_one_line(aligned, tmp_path: Path) -> None:
+    from mger.core.config import FinetuneConfig
+    from mger.core.reporting import StageError
     from mger.models.finetune import run_finetune
-    from mger.pipeline.config import FinetuneConfig
-    from mger.pipeline.reporting import StageError
 
     features = FeaturesConfig(speech=SpeechFeaturesConfig(model="opensmile:eGeMAPSv02"))
     with pytest.raises(StageError, match="openSMILE descriptors have no weights to fine-tune") as err:
@@ -158,10 +158,10 @@ def test_core_runs_without_opensmile(tmp_path: Path) -> None:
     untouched, and asking for openSMILE names the optional extra in one line."""
     code = ("import sys; sys.modules['opensmile'] = None\n"
             "import mger.pipeline.cli, mger.features.extract, mger.models.experiment, mger.models.report\n"
-            "from mger.pipeline.config import load_params; load_params('params.yaml')\n"
+            "from mger.core.config import load_params; load_params('params.yaml')\n"
             "from mger.features.extract import build_encoder\n"
             "from mger.features.cache import CacheError\n"
-            "from mger.pipeline.config import FeaturesConfig, SpeechFeaturesConfig\n"
+            "from mger.core.config import FeaturesConfig, SpeechFeaturesConfig\n"
             "try:\n"
             "    build_encoder('speech', FeaturesConfig(speech=SpeechFeaturesConfig(model='opensmile:eGeMAPSv02')))\n"
             "except CacheError as err:\n"

@@ -18,13 +18,13 @@ from mger.alignment.evaluate import evaluate, read_truth
 from mger.alignment.normalize import normalize_transcript
 from mger.alignment.stage import run_align, run_align_eval
 from mger.alignment.table import LEVELS, SegmentTable
-from mger.pipeline.audio import write_audio
-from mger.pipeline.config import AlignConfig
-from mger.pipeline.espeak import Prosody
-from mger.pipeline.iemocap import prepare_corpus
-from mger.pipeline.manifest import Utterance, write_manifest
-from mger.pipeline.reporting import StageError
-from mger.pipeline.synth import Speaker, speak
+from mger.core.audio import write_audio
+from mger.core.config import AlignConfig
+from mger.core.manifest import Utterance, write_manifest
+from mger.core.reporting import StageError
+from mger.corpus.espeak import Prosody
+from mger.corpus.iemocap import prepare_corpus
+from mger.corpus.synth import Speaker, speak
 from tests.builders import write_tone
 
 REPO = Path(__file__).resolve().parents[1]
@@ -132,8 +132,8 @@ def test_iemocap_backend_reproduces_truth_within_a_frame(tiny_corpus: Path, tiny
 
 
 def test_iemocap_backend_missing_file_follows_policy(tiny_manifest: list[Utterance], tmp_path: Path) -> None:
-    missing = dataclasses.replace(tiny_manifest[0], utt_id="Ses03M_impro03_M001",
-                                  wav=tiny_manifest[0].wav.replace(Path(tiny_manifest[0].wav).stem, "Ses03M_impro03_M001"))
+    wav = tiny_manifest[0].wav.replace(Path(tiny_manifest[0].wav).stem, "Ses03M_impro03_M001")
+    missing = dataclasses.replace(tiny_manifest[0], utt_id="Ses03M_impro03_M001", wav=wav)
     write_tone(Path(missing.wav))
     try:
         write_manifest(tmp_path / "m.jsonl", [tiny_manifest[1], missing])

@@ -172,7 +172,8 @@ def test_disk_full_is_one_line_and_leaves_no_temp(tiny_corpus: Path, tmp_path: P
 @pytest.mark.parametrize("how", ["--debug", "MGER_DEBUG=1"])
 def test_debug_shows_the_traceback(tmp_path: Path, how: str) -> None:
     (tmp_path / "p.yaml").write_text("train:\n  hidden: 130\n  heads: 4\n")
-    cmd = [sys.executable, "-m", "mger.pipeline.cli", "train", "--experiment", "all", "--params", str(tmp_path / "p.yaml")]
+    cmd = [sys.executable, "-m", "mger.pipeline.cli", "train", "--experiment", "all",
+           "--params", str(tmp_path / "p.yaml")]
     env = dict(__import__("os").environ)
     if how == "--debug":
         cmd.append("--debug")

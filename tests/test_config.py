@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mger.pipeline.config import ConfigError, Params, load_params, params_from_dict
+from mger.core.config import ConfigError, Params, load_params, params_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,8 +90,8 @@ def test_out_of_range_values_name_the_key(data: dict, message: str) -> None:
 
 
 def test_every_numeric_param_has_a_range() -> None:
-    """A numeric param without a rule in mger.pipeline.config.RANGES fails here (add its range)."""
-    from mger.pipeline.config import RANGES, numeric_params
+    """A numeric param without a rule in mger.core.config.RANGES fails here (add its range)."""
+    from mger.core.config import RANGES, numeric_params
 
     params = load_params(REPO / "params.yaml")
     params.features.batch_seconds = 50.0

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mger.pipeline import reporting
-from mger.pipeline.reporting import atomic_path, save_figure_atomic, write_bytes_atomic, write_json, write_text_atomic
+from mger.core import reporting
+from mger.core.reporting import atomic_path, save_figure_atomic, write_bytes_atomic, write_json, write_text_atomic
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -82,7 +82,7 @@ def test_temp_of_a_killed_writer_is_cleaned_by_the_next_write(tmp_path: Path) ->
     """A writer SIGKILLed mid-write leaves only its hidden temp (the target is untouched); the
     next write of the same target removes it."""
     target = tmp_path / "results.md"
-    code = ("import os, sys\nfrom mger.pipeline.reporting import atomic_path\n"
+    code = ("import os, sys\nfrom mger.core.reporting import atomic_path\n"
             "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_text('half a ta')\n    os.kill(os.getpid(), 9)\n")
     proc = subprocess.run([sys.executable, "-c", code, str(target)], env=os.environ | {"PYTHONPATH": _ROOT})
     assert proc.returncode == -9
@@ -302,7 +302,7 @@ def test_synth_replaces_its_own_output_and_a_forced_folder(tmp_path: Path) -> No
     other.mkdir()
     (other / "notes.txt").write_text("mine")
     assert _synth(other, "--force").returncode == 0 and not (other / "notes.txt").exists()
-    from mger.pipeline.synth import check_out
+    from mger.corpus.synth import check_out
 
     (tmp_path / "empty").mkdir()
     check_out(tmp_path / "empty")  # an empty folder is fine (no exception)
@@ -315,7 +315,7 @@ def test_synth_replaces_its_own_output_and_a_forced_folder(tmp_path: Path) -> No
 def test_prepare_drops_ids_that_are_paths(tmp_path: Path, bad_id: str) -> None:
     """An id that would name a file outside its folder is dropped at prepare with a
     data-quality entry; the good utterances are kept."""
-    from mger.pipeline.iemocap import prepare_corpus
+    from mger.corpus.iemocap import prepare_corpus
     from tests.builders import TreeBuilder
 
     builder = TreeBuilder(tmp_path / "corpus")
@@ -457,7 +457,7 @@ def test_bad_params_are_one_line_for_any_stage(tmp_path: Path, stage: str, yaml_
 # --- bad values from the encoder, a part damaged before the merge ------------------------------
 
 def _features_cfg(tiny_models: dict[str, str], out: Path):
-    from mger.pipeline.config import FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
+    from mger.core.config import FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
 
     return FeaturesConfig(out=str(out), shard_size=4, speech=SpeechFeaturesConfig(model=tiny_models["speech"]),
                           text=TextFeaturesConfig(model=tiny_models["text"]))
@@ -470,10 +470,10 @@ def test_nan_from_the_encoder_never_reaches_the_store(aligned, tiny_models, tmp_
 
     import soundfile as sf
 
+    from mger.core.audio import read_audio
+    from mger.core.manifest import read_manifest, write_manifest
     from mger.features.cache import CacheError
     from mger.features.extract import extract
-    from mger.pipeline.audio import read_audio
-    from mger.pipeline.manifest import read_manifest, write_manifest
 
     utts = read_manifest(aligned["manifest"])
     audio = read_audio(utts[5].wav)
@@ -518,8 +518,8 @@ def test_one_bad_wav_is_one_line_and_keeps_finished_parts(fault: str, aligned, t
     naming that wav; parts finished before it stay for the rerun after the wav is restored."""
     import dataclasses
 
+    from mger.core.manifest import read_manifest, write_manifest
     from mger.pipeline.cli import main
-    from mger.pipeline.manifest import read_manifest, write_manifest
 
     utts = read_manifest(aligned["manifest"])
     bad = tmp_path / "bad.wav"
@@ -562,7 +562,7 @@ def test_shard_run_waits_out_a_short_exclusive_setup(aligned, tiny_models, tmp_p
 def test_full_disk_while_writing_the_manifest_keeps_the_old_one(tmp_path: Path, monkeypatch) -> None:
     import builtins
 
-    from mger.pipeline.manifest import Utterance, read_manifest, write_manifest
+    from mger.core.manifest import Utterance, read_manifest, write_manifest
 
     utt = Utterance("Ses01F_impro01_F000", 1, "Ses01F_impro01", "Ses01_F", "F", True, "/x.wav", 1.0, "hi", "neu",
                     "neu", 3.0, 3.0, 3.0)

@@ -19,14 +19,23 @@ import yaml
 
 from mger.alignment.normalize import normalize_transcript
 from mger.alignment.table import SegmentTable
+from mger.core.audio import read_audio
+from mger.core.config import FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
 from mger.features import cache
-from mger.features.cache import (Batch, CacheError, FeatureStore, Ragged, _pad_by_blocks, _pad_by_gather, compare_stores,
-                            exclusive_lock, verify_store)
+from mger.features.cache import (
+    Batch,
+    CacheError,
+    FeatureStore,
+    Ragged,
+    _pad_by_blocks,
+    _pad_by_gather,
+    compare_stores,
+    exclusive_lock,
+    verify_store,
+)
 from mger.features.encoders import SpeechEncoder, TextEncoder, resolve_dtype
 from mger.features.extract import extract, make_batches
 from mger.features.text import aligned_word_spans, encoder_text
-from mger.pipeline.audio import read_audio
-from mger.pipeline.config import FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
 from tests.conftest import MINILM
 
 
@@ -65,7 +74,7 @@ def test_speech_levels_rows_match_segments(reference_store, aligned, level: str,
 def test_frame_and_utterance_levels(reference_store, tiny_models, aligned) -> None:
     store = FeatureStore(reference_store["speech"])
     enc = SpeechEncoder(tiny_models["speech"])
-    from mger.pipeline.manifest import read_manifest
+    from mger.core.manifest import read_manifest
 
     utts = {u.utt_id: u for u in read_manifest(aligned["manifest"])}
     for uid in store.utt_ids[:4]:
@@ -311,7 +320,7 @@ def test_second_writer_is_refused(tiny_models, aligned, tmp_path: Path) -> None:
 
 
 def test_verify_reports_corruption(reference_store, tmp_path: Path, aligned) -> None:
-    from mger.pipeline.manifest import read_manifest
+    from mger.core.manifest import read_manifest
 
     ids = [u.utt_id for u in read_manifest(aligned["manifest"])]
     assert verify_store(reference_store["speech"], ids) == []
@@ -349,7 +358,8 @@ def test_compare_stores_measures_deviation_per_level(reference_store, tmp_path: 
     assert result["phone"][1] == 0.0
     proc = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "cache", "compare", str(scaled), ref],
                           capture_output=True, text=True)
-    assert proc.returncode == 0 and "word       worst row cosine -1.0000, mean relative deviation 200.00%" in proc.stdout
+    assert proc.returncode == 0
+    assert "word       worst row cosine -1.0000, mean relative deviation 200.00%" in proc.stdout
     with h5py.File(scaled, "a") as f:
         f["utt_ids"][0] = "Ses09F_impro01_F000"
     with pytest.raises(CacheError, match="not the utterances of"):
@@ -364,7 +374,8 @@ def test_sigkill_and_resume_equals_uninterrupted(reference_store, tiny_models, a
                      "speech": {"model": tiny_models["speech"]}, "text": {"model": tiny_models["text"]}},
     }
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
-    cmd = [sys.executable, "-m", "mger.pipeline.cli", "extract", "--kind", "speech", "--params", str(tmp_path / "p.yaml")]
+    cmd = [sys.executable, "-m", "mger.pipeline.cli", "extract", "--kind", "speech",
+           "--params", str(tmp_path / "p.yaml")]
     parts = tmp_path / "speech.h5.parts"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -412,8 +423,8 @@ def _fingerprint_inputs(tiny_models, aligned, tmp_path: Path, change: str):
     """(kind, encoder, cfg, inputs, fold) with exactly ``change`` changed (``base``: nothing)."""
     import copy
 
+    from mger.core.manifest import read_manifest, write_manifest
     from mger.features.extract import build_encoder, load_inputs
-    from mger.pipeline.manifest import read_manifest, write_manifest
 
     kind = "text" if change.startswith("text.") else "speech"
     field = change.split(".", 1)[-1]
@@ -460,7 +471,8 @@ SPEECH_FIELDS = ["model", "revision", "weights_sha256", "segments_sha256", "utt_
                  "dtype", "max_seconds", "overlap_seconds", "normalize", "audio_sha256"]
 TEXT_FIELDS = ["model", "revision", "weights_sha256", "segments_sha256", "utt_ids_sha256", "fold",
                "finetune_train_sessions", "finetune_sha256", "layer", "max_length", "markers"]
-CONSTANT_FIELDS = {"kind", "format", "batching", "levels", "input"}  # set by the code, not by an input (text levels fixed)
+# set by the code, not by an input (text levels fixed)
+CONSTANT_FIELDS = {"kind", "format", "batching", "levels", "input"}
 
 
 @pytest.mark.parametrize("change", SPEECH_FIELDS + [f"text.{f}" for f in TEXT_FIELDS])
@@ -505,7 +517,7 @@ def test_changed_wav_of_same_length_rebuilds(reference_store, tiny_models, align
     """A wav re-synthesised with the same length: the store is rebuilt, not reported up to date."""
     import soundfile as sf
 
-    from mger.pipeline.manifest import read_manifest, write_manifest
+    from mger.core.manifest import read_manifest, write_manifest
 
     utts = read_manifest(aligned["manifest"])
     wav = tmp_path / "wavs" / Path(utts[0].wav).name
@@ -545,8 +557,8 @@ def test_verify_manifest_expects_only_aligned_utterances(reference_store, aligne
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     """Utterances alignment dropped (documented failure policy) are a note, not corruption; an
     aligned utterance missing from the store still is."""
+    from mger.core.manifest import read_manifest, write_manifest
     from mger.features.cache_cli import cache_verify
-    from mger.pipeline.manifest import read_manifest, write_manifest
 
     utts = read_manifest(aligned["manifest"])
     write_manifest(tmp_path / "m.jsonl", utts + [dataclasses.replace(utts[0], utt_id="Ses01F_impro09_F000")])

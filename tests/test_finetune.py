@@ -18,13 +18,19 @@ import yaml
 from safetensors.torch import load_file
 
 import mger.models.finetune as finetune_module
+from mger.core.config import (
+    ExperimentSpec,
+    FeaturesConfig,
+    FinetuneConfig,
+    SpeechFeaturesConfig,
+    TextFeaturesConfig,
+    TrainConfig,
+)
+from mger.core.manifest import read_manifest
 from mger.features.cache import CacheError, FeatureStore, LeakageError
 from mger.features.extract import extract, finetuned_setup
 from mger.models.experiment import run_experiment
 from mger.models.finetune import finetune_split, lr_factor, masked_mean, run_finetune
-from mger.pipeline.config import (ExperimentSpec, FeaturesConfig, FinetuneConfig, SpeechFeaturesConfig, TextFeaturesConfig,
-                             TrainConfig)
-from mger.pipeline.manifest import read_manifest
 
 FOLDS = [1, 2, 3]
 
@@ -227,7 +233,7 @@ def test_optimizer_steps_follow_grad_accum_and_schedule(tiny_models, aligned, tm
 def test_folds_dispatched_to_workers_fine_tune_as_serial_runs_do(finetuned, aligned, tmp_path) -> None:
     """`mger finetune --n-jobs 2`: two folds in two worker processes end with the weights and
     records the serial runs of the fixture wrote."""
-    from mger.pipeline.processes import dispatch
+    from mger.core.processes import dispatch
 
     ft = dataclasses.replace(finetuned["finetune"], out=str(tmp_path / "ft"), reports=str(tmp_path / "rep"))
     jobs = [(fold, ft, finetuned["features"], aligned["manifest"], aligned["segments"]) for fold in (1, 2)]

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from mger.alignment.normalize import normalize_transcript
+from mger.core.manifest import read_manifest
+from mger.corpus.synth import _speakers
 from mger.pipeline.heldout import DEMO_VOICES, LANGUAGES, SENTENCES, build_heldout, n_variants, voices
-from mger.pipeline.manifest import read_manifest
-from mger.pipeline.synth import _speakers
 
 
 def test_voices_cover_every_language_and_variant_and_avoid_the_demo() -> None:

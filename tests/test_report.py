@@ -18,6 +18,9 @@ import torch
 
 from mger.alignment.base import Alignment, Segment
 from mger.alignment.table import write_table
+from mger.core.config import ExperimentSpec, FeaturesConfig, Params, params_from_dict
+from mger.core.manifest import Utterance, read_manifest, write_manifest
+from mger.core.reporting import StageError
 from mger.features.cache import Ragged, write_store
 from mger.models.experiment import run_experiment
 from mger.models.metrics import all_metrics
@@ -25,9 +28,6 @@ from mger.models.predictions import Predictions, read_predictions, write_predict
 from mger.models.probe import C_GRID, LinearProbe, item_means
 from mger.models.report import write_report
 from mger.models.stats import bootstrap_ci, paired_test, summarize
-from mger.pipeline.config import ExperimentSpec, FeaturesConfig, Params, params_from_dict
-from mger.pipeline.manifest import Utterance, read_manifest, write_manifest
-from mger.pipeline.reporting import StageError
 
 CLASSES = ["ang", "hap", "neu", "sad"]
 EXPERIMENTS = {
@@ -92,7 +92,8 @@ def trained(tmp_path_factory) -> dict:
     manifest, features = _corpus(root)
     params = params_from_dict({
         "prepare": {"manifest": str(manifest), "root": str(root / "corpus")},
-        "features": {"out": features.out, "extra_speech": {"eg": {"model": EG_MODEL, "levels": ["word", "functionals"]}}},
+        "features": {"out": features.out,
+                     "extra_speech": {"eg": {"model": EG_MODEL, "levels": ["word", "functionals"]}}},
         "train": {"epochs": 3, "patience": 3, "hidden": 16, "heads": 2, "layers": 1, "seeds": [0, 1],
                   "metrics_dir": str(root / "metrics"), "epochs_dir": str(root / "epochs"),
                   "predictions_dir": str(root / "predictions"), "experiments": EXPERIMENTS},
@@ -354,7 +355,7 @@ def test_experiments_dispatched_to_workers_write_what_serial_runs_write(trained,
     a real Dask LocalCluster write byte-identical metrics and predictions to one-by-one runs."""
     from distributed import LocalCluster
 
-    from mger.pipeline.processes import dispatch
+    from mger.core.processes import dispatch
 
     params = trained["params"]
     names = ["probe_text", "audio_word", "late"]

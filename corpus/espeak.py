@@ -1,7 +1,7 @@
 """eSpeak NG through its C API (ctypes), from the ``espeakng-loader`` wheel.
 
 One place for the speech synthesizer the project uses twice: the synthetic corpus
-(:mod:`mger.pipeline.synth`) speaks with it, and the aligner asks it for pronunciations of
+(:mod:`mger.corpus.synth`) speaks with it, and the aligner asks it for pronunciations of
 words no dictionary knows (:mod:`mger.alignment.g2p`).
 
 The library is driven in synchronous mode (``AUDIO_OUTPUT_SYNCHRONOUS``) with phoneme

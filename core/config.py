@@ -18,8 +18,7 @@ from typing import Any, Callable, Iterator, Literal, Optional, Union
 
 import yaml
 
-from mger.alignment.mfa_backend import MfaSettings
-from mger.alignment.pocketsphinx_backend import PocketsphinxSettings
+from mger.core.align_settings import MfaSettings, PocketsphinxSettings
 
 DEFAULT_PARAMS = "params.yaml"
 
@@ -167,7 +166,7 @@ class DemoModelConfig:
 
 @dataclass
 class SplitConfig:
-    """The validation speaker of every fold (:mod:`mger.pipeline.splits`), shared by fine-tuning and
+    """The validation speaker of every fold (:mod:`mger.core.splits`), shared by fine-tuning and
     every classifier; training seeds change initialisation and data order only."""
 
     seed: int = 0
