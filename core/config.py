@@ -415,6 +415,39 @@ def params_from_dict(data: dict[str, Any] | None) -> Params:
     return params
 
 
+def with_overrides(params: Params, overrides: dict[str, Any]) -> Params:
+    """A new, validated :class:`Params`: ``params`` with ``{"align.n_jobs": 4, ...}`` set.
+
+    ``None`` values are skipped; ``params`` itself is left as it was (``dataclasses.replace`` down
+    the dotted path).  Each value is checked against its field's type as a params file's is, and
+    the sections' own checks, the ranges and the cross-field rules run again on the result.
+    """
+    for key, value in overrides.items():
+        if value is not None:
+            params = _replace_at(params, key.split("."), value, key)
+    check_ranges(params)
+    return params
+
+
+def _replace_at(obj: Any, names: list[str], value: Any, key: str) -> Any:
+    name, rest = names[0], names[1:]
+    hints = typing.get_type_hints(type(obj))
+    if not dataclasses.is_dataclass(obj) or name not in {f.name for f in dataclasses.fields(obj)}:
+        raise ConfigError(f"{key}: unknown key")
+    new = _replace_at(getattr(obj, name), rest, value, key) if rest else _convert(value, hints[name], key)
+    return dataclasses.replace(obj, **{name: new})
+
+
+def read_params(path: str | Path | None = None) -> Params:
+    """``path`` if given (a missing file is an error); else the working folder's ``params.yaml``,
+    or, where there is none, the built-in defaults (the dataclasses above)."""
+    if path is None:
+        if not Path(DEFAULT_PARAMS).is_file():
+            return params_from_dict(None)
+        path = DEFAULT_PARAMS
+    return load_params(path)
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     """Read and validate a params file; errors name the file and the key."""
     path = Path(path)

@@ -1,6 +1,9 @@
 """``mger``: the command line. Every DVC stage is one subcommand reading params.yaml.
 
-Options given on the command line override the matching params.yaml values.
+Options given on the command line override the matching params.yaml values (a new, validated
+params object: :func:`mger.core.config.with_overrides`).  Without ``--params`` the working
+folder's params.yaml is read, or the built-in defaults where there is none; a ``--params FILE``
+that does not exist is an error.
 
 One error boundary (:func:`main`): any failure of a stage is printed as one line
 ``mger <stage>: error: <file or key>: <what is wrong; what to do>`` and exits with code 1;
@@ -17,7 +20,7 @@ import traceback
 from typing import Callable, Sequence
 
 from mger import __version__
-from mger.core.config import DEFAULT_PARAMS, ConfigError, Params, load_params
+from mger.core.config import DEFAULT_PARAMS, ConfigError, Params, read_params, with_overrides
 from mger.core.processes import dispatch
 from mger.core.reporting import StageError
 
@@ -53,14 +56,9 @@ def _cmd_prepare(args: argparse.Namespace, params: Params) -> None:
 def _cmd_align(args: argparse.Namespace, params: Params) -> None:
     from mger.alignment.stage import run_align
 
-    cfg = params.align
-    if args.backend:
-        cfg.backend = args.backend
-    if args.n_jobs:
-        cfg.n_jobs = args.n_jobs
-    if args.on_failure:
-        cfg.on_failure = args.on_failure
-    run_align(args.manifest or params.prepare.manifest, cfg)
+    params = with_overrides(params, {"align.backend": args.backend or None, "align.n_jobs": args.n_jobs or None,
+                                     "align.on_failure": args.on_failure or None})
+    run_align(args.manifest or params.prepare.manifest, params.align)
 
 
 def _cmd_align_eval(args: argparse.Namespace, params: Params) -> None:
@@ -90,9 +88,8 @@ def _parse_shard(text: str) -> tuple[int, int]:
 def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
     from mger.features.extract import KINDS, extract, finetuned_setup, store_config, store_path
 
+    params = with_overrides(params, {"features.n_jobs": args.n_jobs or None})
     cfg, fold, names = params.features, None, [*KINDS, *params.features.extra_speech]
-    if args.n_jobs:
-        cfg.n_jobs = args.n_jobs
     if args.fold is not None:
         cfg, fold, names = finetuned_setup(cfg, params.finetune, args.fold, args.checkpoint)
     elif args.checkpoint:
@@ -147,7 +144,7 @@ def _cmd_train(args: argparse.Namespace, params: Params) -> None:
     experiments = params.train.all_experiments
     names = list(experiments) if args.experiment == "all" else [args.experiment]
     if not names:
-        raise ConfigError(f"{args.params}: train.experiments and train.finetuned_experiments are empty; "
+        raise ConfigError(f"{args.params or 'params'}: train.experiments and train.finetuned_experiments are empty; "
                           "add an experiment (see the README) or pass --experiment NAME")
     _need_two_sessions(params.prepare.manifest)
     unknown = [name for name in names if name not in experiments]
@@ -182,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, handler: Handler, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
-        p.add_argument("--params", default=DEFAULT_PARAMS, help="params file (default: %(default)s)")
+        p.add_argument("--params", help=f"params file (default: {DEFAULT_PARAMS} of the working folder, or the "
+                       "built-in defaults where there is none)")
         p.add_argument("--debug", action="store_true", help="on an error, print the traceback (also MGER_DEBUG=1)")
         p.set_defaults(handler=handler)
         return p
@@ -273,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("MGER_DEBUG", "") not in ("", "0")
     try:
-        params = load_params(args.params)
+        params = read_params(args.params)
         args.handler(args, params)
     except KeyboardInterrupt:
         print(f"mger {args.command}: interrupted", file=sys.stderr)

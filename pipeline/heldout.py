@@ -187,17 +187,16 @@ def build_demo_style(out: str | Path) -> None:
     (out / "corpus" / "truth" / "words.jsonl").replace(out / "truth" / "words.jsonl")
 
 
-def evaluate_heldout(out: str | Path, report: str | Path, params: str = "params.yaml", n_jobs: int | None = None
+def evaluate_heldout(out: str | Path, report: str | Path, params: str | None = None, n_jobs: int | None = None
                      ) -> dict:
     """Align a set (``<out>/manifest.jsonl``) with the params' align settings and evaluate it against its truth."""
     from mger.alignment.stage import run_align, run_align_eval
-    from mger.core.config import load_params
+    from mger.core.config import read_params, with_overrides
 
     out = Path(out)
-    cfg = dataclasses.replace(load_params(params).align, out=str(out / "align"),
-                              report=str(out / "alignment.json"))
-    if n_jobs:
-        cfg.n_jobs = n_jobs
+    overrides = {"align.out": str(out / "align"), "align.report": str(out / "alignment.json"),
+                 "align.n_jobs": n_jobs or None}
+    cfg = with_overrides(read_params(params), overrides).align
     run_align(out / "manifest.jsonl", cfg)
     return run_align_eval(out / "truth" / "words.jsonl", out / "align" / "segments.h5", report)
 
@@ -222,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="data/heldout", help="folder of the set (default: %(default)s)")
     parser.add_argument("--report", default="reports/align_eval_heldout.json", help="metrics JSON")
-    parser.add_argument("--params", default="params.yaml", help="params file whose align section is used")
+    parser.add_argument("--params", help="params file whose align section is used (default: params.yaml of the "
+                        "working folder, or the built-in defaults where there is none)")
     parser.add_argument("--n", type=int, help="number of utterances (default: 3 per sentence, >= variants)")
     parser.add_argument("--n-jobs", type=int, help="alignment worker processes (default: align.n_jobs)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the set(s) even if they exist")

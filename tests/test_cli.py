@@ -198,3 +198,37 @@ def test_error_line_is_one_line(err: BaseException, line: str) -> None:
     from mger.pipeline.cli import error_line
 
     assert error_line(err).startswith(line) and "\n" not in error_line(err)
+
+
+def test_without_params_yaml_commands_run_on_the_built_in_defaults(tiny_corpus: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from mger.core.config import Params, read_params
+
+    monkeypatch.chdir(tmp_path)  # no params.yaml here
+    assert read_params() == Params()
+    assert main(["prepare", "--root", str(tiny_corpus), "--out", "m.jsonl", "--report", "q.json"]) == 0
+    assert (tmp_path / "m.jsonl").stat().st_size > 0
+    proc = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "synth", "--out", "corpus", "--sessions", "1",
+                           "--dialogs", "1", "--turns", "1"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "corpus").is_dir()
+    # an explicitly named params file that is missing is still an error
+    proc = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "synth", "--out", "c2", "--params", "none.yaml"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 1 and "none.yaml: params file not found" in proc.stderr
+
+
+def test_overrides_build_a_new_validated_params_object() -> None:
+    from mger.core.config import ConfigError, Params, with_overrides
+
+    params = Params()
+    new = with_overrides(params, {"align.n_jobs": 3, "align.backend": "iemocap", "features.n_jobs": None})
+    assert (new.align.n_jobs, new.align.backend) == (3, "iemocap")
+    assert params == Params() and new.features is params.features  # the loaded object is left as it was
+    with pytest.raises(ConfigError, match="align.n_jobs: must be positive"):
+        with_overrides(params, {"align.n_jobs": -2})
+    with pytest.raises(ConfigError, match="align.backend: 'nope' is not one of"):
+        with_overrides(params, {"align.backend": "nope"})
+    with pytest.raises(ConfigError, match="align.bogus: unknown key"):
+        with_overrides(params, {"align.bogus": 1})
+    assert main(["align", "--params", "/dev/null", "--n-jobs", "-2"]) == 1
