@@ -160,14 +160,16 @@ def fingerprint(kind: str, encoder, cfg: FeaturesConfig, inputs: Inputs, fold: d
               "weights_sha256": encoder.weights_sha256, "segments_sha256": inputs.segments_sha256,
               "utt_ids_sha256": ids, "format": 2} | (fold or {})
     if kind == "text":
-        return common | {"layer": cfg.text.layer, "levels": list(TEXT_LEVELS), "max_length": cfg.text.max_length,
-                         "input": "transcript as written", "markers": cfg.text.markers}
+        return common | {"layer": encoder.layer_key, "n_layers": encoder.n_layers, "levels": list(TEXT_LEVELS),
+                         "max_length": cfg.text.max_length, "input": "transcript as written",
+                         "markers": cfg.text.markers}
     if isinstance(encoder, OpenSmileEncoder):
         return common | encoder.settings() | {
             "pooling": cfg.speech.pooling, "levels": list(cfg.speech.levels), "frame_stride": encoder.frame_stride_s,
             "frame_centre0": encoder.frame_centre0_s, "audio_sha256": audio_sha256(inputs.utts)}
-    return common | {"layer": cfg.speech.layer, "pooling": cfg.speech.pooling, "levels": list(cfg.speech.levels),
-                     "frame_stride": encoder.frame_stride_s, "dtype": str(encoder.dtype).replace("torch.", ""),
+    return common | {"layer": encoder.layer_key, "n_layers": encoder.n_layers, "pooling": cfg.speech.pooling,
+                     "levels": list(cfg.speech.levels), "frame_stride": encoder.frame_stride_s,
+                     "dtype": str(encoder.dtype).replace("torch.", ""),
                      "max_seconds": cfg.speech.max_seconds, "overlap_seconds": cfg.speech.overlap_seconds,
                      "normalize": encoder.normalize, "batching": "exact", "audio_sha256": audio_sha256(inputs.utts)}
 

@@ -39,7 +39,7 @@ from mger.core.manifest import Utterance, read_manifest
 from mger.core.reporting import StageError, write_csv_atomic, write_json
 from mger.core.splits import all_folds
 from mger.features.cache import FeatureStore, Ragged
-from mger.features.encoders import resolve_device
+from mger.features.encoders import resolve_device, resolved_layer
 from mger.features.extract import store_config, store_path as extracted_store
 from mger.models.metrics import all_metrics
 from mger.models.modules import ModelConfig, input_names
@@ -119,7 +119,8 @@ def check_store_settings(path: Path, kind: str, features: FeaturesConfig, finetu
     ``features``: the settings of that store (:func:`mger.features.extract.store_config`)."""
     fp = FeatureStore(path).fingerprint
     section = features.speech if kind == "speech" else features.text
-    wanted = {"layer": section.layer} | ({"pooling": features.speech.pooling} if kind == "speech" else
+    layer = resolved_layer(section.layer, fp["n_layers"]) if "n_layers" in fp else section.layer
+    wanted = {"layer": layer} | ({"pooling": features.speech.pooling} if kind == "speech" else
                                          {"markers": features.text.markers})
     if not finetuned:
         wanted["model"] = section.model

@@ -305,7 +305,7 @@ def test_fingerprint_mismatch_rebuilds_or_stops(reference_store, tiny_models, al
     extract("speech", cfg, aligned["manifest"], aligned["segments"])
     assert "is up to date" in capsys.readouterr().out
     other = _cfg(tiny_models, tmp_path, speech={"layer": 1})
-    with pytest.raises(CacheError, match=r"layer: 'last' → 1"):
+    with pytest.raises(CacheError, match=r"layer: 3 → 1"):  # 'last' of the 3-layer model, resolved
         extract("speech", other, aligned["manifest"], aligned["segments"], no_rebuild=True)
     extract("speech", other, aligned["manifest"], aligned["segments"])
     assert "rebuilding" in capsys.readouterr().err
@@ -454,11 +454,11 @@ def _fingerprint_inputs(tiny_models, aligned, tmp_path: Path, change: str):
         manifest = tmp_path / "m.jsonl"
         write_manifest(manifest, utts)
     encoder = build_encoder(kind, cfg)
-    if field in ("model", "revision", "frame_stride", "normalize"):  # what the encoder reports of its model
+    if field in ("model", "revision", "frame_stride", "normalize", "n_layers"):  # what the encoder reports of its model
         encoder = copy.copy(encoder)
         setattr(encoder, {"model": "name", "frame_stride": "frame_stride_s"}.get(field, field),
                 {"model": "other/model", "revision": "v2", "frame_stride": 0.025, "normalize": not encoder.normalize
-                 if kind == "speech" else None}[field])
+                 if kind == "speech" else None, "n_layers": encoder.n_layers + 1}[field])
     inputs, _ = load_inputs(manifest, segments)
     fold = {"fold": 1, "finetune_train_sessions": [2, 3], "finetune_sha256": "a" * 64}
     if field in fold:
@@ -467,10 +467,10 @@ def _fingerprint_inputs(tiny_models, aligned, tmp_path: Path, change: str):
 
 
 SPEECH_FIELDS = ["model", "revision", "weights_sha256", "segments_sha256", "utt_ids_sha256", "fold",
-                 "finetune_train_sessions", "finetune_sha256", "layer", "pooling", "levels", "frame_stride",
+                 "finetune_train_sessions", "finetune_sha256", "layer", "n_layers", "pooling", "levels", "frame_stride",
                  "dtype", "max_seconds", "overlap_seconds", "normalize", "audio_sha256"]
 TEXT_FIELDS = ["model", "revision", "weights_sha256", "segments_sha256", "utt_ids_sha256", "fold",
-               "finetune_train_sessions", "finetune_sha256", "layer", "max_length", "markers"]
+               "finetune_train_sessions", "finetune_sha256", "layer", "n_layers", "max_length", "markers"]
 # set by the code, not by an input (text levels fixed)
 CONSTANT_FIELDS = {"kind", "format", "batching", "levels", "input"}
 
@@ -501,6 +501,27 @@ def test_each_fingerprint_field_changes_with_its_input(change: str, tiny_models,
     ids_key_audio = (kind, field) == ("speech", "utt_ids_sha256")
     expected = {field, "audio_sha256"} if ids_key_audio else {field}
     assert {k for k in set(base) | set(changed) if base.get(k) != changed.get(k)} == expected
+
+
+@pytest.mark.parametrize("kind", ["speech", "text"])
+def test_fingerprint_stores_the_resolved_layer(kind: str, tiny_models, aligned, tmp_path: Path) -> None:
+    """``last``, ``-1`` and the depth itself name one layer: one fingerprint; a list of one layer
+    (stacked) and ``mean`` are other settings."""
+    from mger.features.extract import build_encoder, fingerprint, load_inputs
+
+    inputs, _ = load_inputs(aligned["manifest"], aligned["segments"])
+    cfg = _cfg(tiny_models, tmp_path)
+    depth = 3 if kind == "speech" else 2  # the tiny models' layers
+
+    def fp(layer):
+        section = dataclasses.replace(getattr(cfg, kind), layer=layer)
+        config = dataclasses.replace(cfg, **{kind: section})
+        return fingerprint(kind, build_encoder(kind, config), config, inputs)
+
+    same = [fp("last"), fp(-1), fp(depth)]
+    assert same[0] == same[1] == same[2] and (same[0]["layer"], same[0]["n_layers"]) == (depth, depth)
+    if kind == "speech":
+        assert fp([-1])["layer"] == fp([depth])["layer"] == [depth] and fp("mean")["layer"] == "mean"
 
 
 def test_fingerprint_fields_all_have_a_test(tiny_models, aligned, tmp_path: Path) -> None:
