@@ -85,10 +85,18 @@ def _parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+def _resolved_device(params: Params, overrides: dict | None = None) -> Params:
+    """``features.device: auto`` decided once for the whole stage (every shard, fold and worker
+    process then gets the same concrete device), with the stage's other ``overrides``."""
+    from mger.features.encoders import resolve_device
+
+    return with_overrides(params, {"features.device": str(resolve_device(params.features.device))} | (overrides or {}))
+
+
 def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
     from mger.features.extract import KINDS, extract, finetuned_setup, store_config, store_path
 
-    params = with_overrides(params, {"features.n_jobs": args.n_jobs or None})
+    params = _resolved_device(params, {"features.n_jobs": args.n_jobs or None})
     cfg, fold, names = params.features, None, [*KINDS, *params.features.extra_speech]
     if args.fold is not None:
         cfg, fold, names = finetuned_setup(cfg, params.finetune, args.fold, args.checkpoint)
@@ -116,6 +124,7 @@ def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
     from mger.models.finetune import run_finetune
 
     _need_two_sessions(args.manifest or params.prepare.manifest)
+    params = _resolved_device(params)
     jobs = [(fold, params.finetune, params.features, args.manifest or params.prepare.manifest,
              f"{params.align.out}/segments.h5", params.split) for fold in args.fold or params.finetune.folds]
     dispatch(run_finetune, jobs, args.n_jobs or 1, params.features.backend if args.n_jobs else "joblib",

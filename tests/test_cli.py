@@ -232,3 +232,15 @@ def test_overrides_build_a_new_validated_params_object() -> None:
     with pytest.raises(ConfigError, match="align.bogus: unknown key"):
         with_overrides(params, {"align.bogus": 1})
     assert main(["align", "--params", "/dev/null", "--n-jobs", "-2"]) == 1
+
+
+def test_auto_device_is_resolved_once_for_the_stage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every extraction of the stage gets the one concrete device decided before it starts."""
+    import torch
+
+    import mger.features.extract as extract_module
+
+    seen = []
+    monkeypatch.setattr(extract_module, "extract", lambda kind, cfg, *a, **k: seen.append(cfg.device))
+    assert main(["extract", "--params", "/dev/null"]) == 0
+    assert seen and set(seen) == {"cuda" if torch.cuda.is_available() else "cpu"}

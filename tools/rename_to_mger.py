@@ -65,7 +65,7 @@ def layers(text: str) -> str:
 def main(repo: Path) -> None:
     for f in sorted(repo.rglob("*")):
         if not f.is_file() or {".git", ".venv", "tools"} & set(f.parts) or not (
-                f.suffix in {".py", ".md", ".cfg", ".toml"} or f.name in {"dvc.yaml", "Makefile"}):
+                f.suffix in {".py", ".md", ".cfg", ".toml", ".yaml"} or f.name == "Makefile"):
             continue
         text = f.read_text()
         new = layers(namespace(text))
