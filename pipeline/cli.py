@@ -121,7 +121,7 @@ def _need_two_sessions(manifest: str) -> None:
 
 
 def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
-    from mger.models.finetune import run_finetune
+    from mger.models.finetune_stage import run_finetune
 
     _need_two_sessions(args.manifest or params.prepare.manifest)
     params = _resolved_device(params)

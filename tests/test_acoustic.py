@@ -145,7 +145,7 @@ def test_config_rules_for_opensmile_and_extra_stores() -> None:
 def test_finetuning_refuses_opensmile_in_one_line(aligned, tmp_path: Path) -> None:
     from mger.core.config import FinetuneConfig
     from mger.core.reporting import StageError
-    from mger.models.finetune import run_finetune
+    from mger.models.finetune_stage import run_finetune
 
     features = FeaturesConfig(speech=SpeechFeaturesConfig(model="opensmile:eGeMAPSv02"))
     with pytest.raises(StageError, match="openSMILE descriptors have no weights to fine-tune") as err:

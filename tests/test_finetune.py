@@ -30,7 +30,8 @@ from mger.core.manifest import read_manifest
 from mger.features.cache import CacheError, FeatureStore, LeakageError
 from mger.features.extract import extract, finetuned_setup
 from mger.models.experiment import run_experiment
-from mger.models.finetune import finetune_split, lr_factor, masked_mean, run_finetune
+from mger.models.finetune import finetune_split, lr_factor, masked_mean
+from mger.models.finetune_stage import run_finetune
 
 FOLDS = [1, 2, 3]
 

@@ -19,7 +19,8 @@ from mger.core.config import ConfigError, FusionHeadConfig, load_params, params_
 from mger.core.manifest import read_manifest
 from mger.features.cache import FeatureStore
 from mger.features.extract import extract, finetuned_setup
-from mger.models.finetune import build_encoders, finetune_split, run_finetune, settings_key
+from mger.models.finetune import build_encoders, finetune_split, settings_key
+from mger.models.finetune_stage import run_finetune
 from mger.models.predictions import read_predictions
 from tests.test_finetune import _features, _finetune, _mger, _params_file
 
