@@ -488,6 +488,8 @@ RANGES: dict[str, str] = {
     "features.speech.layer": "any", "features.speech.layer[]": "any", "features.speech.max_seconds": "positive",
     "features.speech.overlap_seconds": "nonnegative", "features.text.layer": "any",
     "features.text.max_length": "positive",
+    "features.extra_speech.*.layer": "any", "features.extra_speech.*.layer[]": "any",
+    "features.extra_speech.*.max_seconds": "positive", "features.extra_speech.*.overlap_seconds": "nonnegative",
     "finetune.folds[]": "positive", "finetune.epochs": "positive", "finetune.batch_size": "positive",
     "finetune.grad_accum": "positive", "finetune.lr": "positive", "finetune.text_lr": "positive",
     "finetune.head_lr": "positive", "finetune.warmup": "fraction", "finetune.weight_decay": "nonnegative",
