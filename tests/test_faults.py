@@ -397,7 +397,7 @@ def test_extract_killed_at_any_point_leaves_old_or_whole_store(point: str, refer
     assert verify_store(store) == []
     with h5py.File(store) as f:
         layer = json.loads(f.attrs["fingerprint"])["layer"]
-    assert layer == (1 if point == "merged, parts not removed" else "last")
+    assert layer == (1 if point == "merged, parts not removed" else 3)  # 'last' of the 3-layer model, resolved
     rerun = subprocess.run(_extract_cmd(params), env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert verify_store(store) == [] and sorted(p.name for p in tmp_path.iterdir() if "speech" in p.name) == [
