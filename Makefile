@@ -22,7 +22,10 @@ demo: $(STAMP)
 	$(BIN)/dvc repro && $(BIN)/mger summary && \
 	echo "make demo: the pipeline took $$(( $$(date +%s) - start )) s (installation not counted)"
 
+# Lint first (ruff: F, E, W, I; import-linter: the layers of docs/architecture.md), then the tests.
 test: $(STAMP)
+	$(BIN)/python -m ruff check .
+	$(BIN)/python tools/lint_imports.py
 	$(BIN)/python -m pytest
 
 clean-data:

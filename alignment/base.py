@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Union
 
-from pipeline.manifest import Utterance
+from mger.core.manifest import Utterance
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Segment:
 
 @dataclass
 class Alignment:
-    """One utterance's alignment; ``syllables`` is filled by :mod:`alignment.syllables`.
+    """One utterance's alignment; ``syllables`` is filled by :mod:`mger.alignment.syllables`.
 
     ``method`` is ``aligned`` (a real alignment) or ``uniform`` (the failure-policy
     fallback); ``notes`` records retries and pronunciation fallbacks.

@@ -9,7 +9,7 @@ two disagree on costs only itself.
 Errors are *signed* (aligned minus truth: positive means the aligner is late), because a
 one-sided bias is a fixable cause while a spread is not.  Beside the overall figures the
 metrics hold the same figures per voice (the truth row's ``voice``, else the speaker
-``Ses01_F`` read from the utterance id), per word class (:mod:`alignment.word_classes`), per
+``Ses01_F`` read from the utterance id), per word class (:mod:`mger.alignment.word_classes`), per
 speaking rate where the truth rows carry one, and the 20 worst words with their utterance and times, to open in Praat.
 """
 
@@ -24,9 +24,9 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from alignment.base import Segment
-from alignment.normalize import normalize_token
-from alignment.word_classes import CLASSES, group_class
+from mger.alignment.base import Segment
+from mger.alignment.normalize import normalize_token
+from mger.alignment.word_classes import CLASSES, group_class
 
 N_WORST = 20
 _SPEAKER = re.compile(r"^Ses(\d+)[FM]_.*_([FM])\d+$")

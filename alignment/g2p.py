@@ -101,7 +101,7 @@ def espeak_to_arpabet(mnemonics: str) -> list[str]:
 @lru_cache(maxsize=4096)
 def pronounce(word: str) -> tuple[str, ...]:
     """ARPAbet pronunciation of ``word`` from eSpeak NG's en-us rules (cached)."""
-    from pipeline.espeak import engine
+    from mger.corpus.espeak import engine
 
     return tuple(espeak_to_arpabet(engine().phonemes(word)))
 

@@ -1,11 +1,11 @@
 """How good are eSpeak-derived (out-of-vocabulary) pronunciations? Measured against CMUdict.
 
 Every word of the CMUdict that pocketsphinx ships is given to eSpeak NG (en-us, each word
-alone) and mapped to ARPAbet by :mod:`alignment.g2p`.  The phone error rate is the summed
+alone) and mapped to ARPAbet by :mod:`mger.alignment.g2p`.  The phone error rate is the summed
 Levenshtein distance to the *closest* CMUdict variant of the word (stress digits removed)
 over the summed length of those variants: the same measure as a G2P paper's PER.
 
-    python -m alignment.g2p_eval          # prints words, coverage, PER, word accuracy
+    python -m mger.alignment.g2p_eval          # prints words, coverage, PER, word accuracy
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from alignment.g2p import espeak_to_arpabet_checked
+from mger.alignment.g2p import espeak_to_arpabet_checked
 
 
 def cmudict_path() -> Path:
@@ -62,7 +62,7 @@ class G2pReport:
 
 def evaluate_cmudict(path: str | Path | None = None, limit: int | None = None) -> G2pReport:
     """Run eSpeak over every CMUdict word (or the first ``limit``) and compare."""
-    from pipeline.espeak import engine
+    from mger.corpus.espeak import engine
 
     cmu = read_cmudict(path or cmudict_path())
     words = list(cmu)[:limit] if limit else list(cmu)
@@ -96,7 +96,7 @@ def main() -> None:
     if report.empty:
         print(f"g2p: no phones for: {' '.join(report.empty[:20])}")
     if args.json:
-        from pipeline.reporting import write_json
+        from mger.core.reporting import write_json
 
         write_json(args.json, asdict(report))
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alignment.base import Alignment, AlignmentFailure, AlignResult, Segment, register
-from alignment.sphinx_segfiles import read_segfile
-from pipeline.audio import audio_info
-from pipeline.manifest import Utterance
+from mger.alignment.base import Alignment, AlignmentFailure, AlignResult, Segment, register
+from mger.alignment.sphinx_segfiles import read_segfile
+from mger.core.audio import audio_info
+from mger.core.manifest import Utterance
 
 
 def segfile_path(wav: str | Path, suffix: str) -> Path:

@@ -14,30 +14,19 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from alignment.base import Alignment, AlignmentFailure, AlignResult, Segment, register
-from alignment.normalize import normalize_transcript
-from pipeline.manifest import Utterance
-from pipeline.reporting import StageError
+from mger.alignment.base import Alignment, AlignmentFailure, AlignResult, Segment, register
+from mger.alignment.normalize import normalize_transcript
+from mger.core.align_settings import MfaSettings
+from mger.core.manifest import Utterance
+from mger.core.reporting import StageError
 
 INSTALL_HINT = ("the mfa backend needs the `mfa` command (Montreal Forced Aligner), which is not on PATH: "
                 "install it with `conda install -c conda-forge montreal-forced-aligner`, then "
                 "`mfa model download acoustic english_us_arpa` and `mfa model download dictionary english_us_arpa`")
 _SILENCE = {"", "sil", "sp", "spn", "<eps>"}
-
-
-@dataclass(frozen=True)
-class MfaSettings:
-    acoustic_model: str = "english_us_arpa"
-    dictionary: str = "english_us_arpa"
-    jobs: int = 2
-    beam: int = 10
-    retry_beam: int = 40
-    workdir: str = "data/mfa"
-    executable: str = "mfa"
 
 
 def mfa_command(settings: MfaSettings, corpus: Path, output: Path) -> list[str]:
@@ -76,7 +65,8 @@ def read_mfa_textgrid(path: Path) -> tuple[list[Segment], list[Segment], float]:
     tiers = {tier.name: tier for tier in tg}
     if "words" not in tiers or "phones" not in tiers:
         raise ValueError(f"{path}: expected tiers 'words' and 'phones', found {sorted(tiers)}")
-    words = [Segment(iv.minTime, iv.maxTime, iv.mark) for iv in tiers["words"] if iv.mark.strip().lower() not in _SILENCE]
+    words = [Segment(iv.minTime, iv.maxTime, iv.mark) for iv in tiers["words"]
+             if iv.mark.strip().lower() not in _SILENCE]
     phones = []
     for iv in tiers["phones"]:
         if iv.mark.strip().lower() in _SILENCE:

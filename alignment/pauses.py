@@ -15,7 +15,7 @@ Frame energy does tell speech from pause, on synthetic and studio speech alike, 
   gap between two words), and :func:`trim_edges` takes the few quiet frames kept at each cut
   off the word edges.
 
-The backend (:mod:`alignment.pocketsphinx_backend`) keeps the first alignment unless it labels
+The backend (:mod:`mger.alignment.pocketsphinx_backend`) keeps the first alignment unless it labels
 at least :data:`TRIGGER_FRAMES` loud frames as silence and the second one disagrees with the
 energy less.  Thresholds are relative to the utterance's own noise floor, so the gain does not
 matter.  Every threshold here was chosen on the demo corpus and the held-out set at once.
@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from alignment.base import Segment
+from mger.alignment.base import Segment
 
 HOP = 160  # samples per 10 ms frame at 16 kHz, pocketsphinx's frame rate
 WINDOW = 410  # samples in pocketsphinx's 25.6 ms analysis window

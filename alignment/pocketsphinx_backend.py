@@ -4,7 +4,7 @@ Two passes per utterance: ``set_align_text`` + decode finds the word sequence wi
 silences (FSG search), then ``set_alignment`` + decode gives the word / phone / state
 segmentation (10 ms frames).  A retry ladder widens the beams when a pass finds no path.
 Pronunciation variants (``read(2)``) are stripped to the word.  Words missing from CMUdict
-get an eSpeak NG pronunciation (:mod:`alignment.g2p`) through ``add_word``.
+get an eSpeak NG pronunciation (:mod:`mger.alignment.g2p`) through ``add_word``.
 
 Every utterance is aligned as if by a fresh decoder, so the segment table does not depend on
 ``align.n_jobs`` or on which worker got which utterances.  The model asks for batch CMN
@@ -17,7 +17,7 @@ decoding pass rebuilds the front end and feature module from the config (batch C
 initial mean), so each pass is normalised by its own utterance only.  Words added with
 ``add_word`` only extend the dictionary; they change no other word's result (tested).
 
-Energy check (``energy_check``, on by default; :mod:`alignment.pauses`): when the alignment
+Energy check (``energy_check``, on by default; :mod:`mger.alignment.pauses`): when the alignment
 labels loud frames as silence, the utterance is aligned again with its pauses cut out and no
 optional silences, and the alignment that agrees better with the frame energy is kept.
 
@@ -33,20 +33,20 @@ silence to where the sound starts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from alignment import pauses
-from alignment.base import Alignment, AlignmentFailure, AlignResult, Segment, register
-from alignment.g2p import pronounce
-from alignment.normalize import normalize_transcript
-from alignment.refine import refine_onsets
-from alignment.sphinx_segfiles import is_non_speech, strip_variant
-from alignment.word_classes import FILLER_VARIANTS
-from pipeline.audio import SAMPLE_RATE, read_audio
-from pipeline.manifest import Utterance
+from mger.alignment import pauses
+from mger.alignment.base import Alignment, AlignmentFailure, AlignResult, Segment, register
+from mger.alignment.g2p import pronounce
+from mger.alignment.normalize import normalize_transcript
+from mger.alignment.refine import refine_onsets
+from mger.alignment.sphinx_segfiles import is_non_speech, strip_variant
+from mger.alignment.word_classes import FILLER_VARIANTS
+from mger.core.align_settings import PocketsphinxSettings
+from mger.core.audio import SAMPLE_RATE, read_audio
+from mger.core.manifest import Utterance
 
 FRAME = 0.01  # seconds per pocketsphinx frame (frate 100)
 WINDOW = 0.025625  # seconds per analysis window at frate 100 (the model's wlen)
@@ -63,7 +63,7 @@ BOUNDARY_OFFSET = 0.0038
 # window lengthened alike, so its phones take as many frames as at a normal rate and no audio
 # is altered.  On the held-out set 95-125 wpm speech (5.8-9 phones/s) reached 83-86% within
 # 50 ms; the demo corpus's median is 12 phones/s.  The slow-rate alignment is kept unless it
-# disagrees with the frame energy more than the 100 frames/s one (alignment.pauses.disagreement):
+# disagrees with the frame energy more than the 100 frames/s one (mger.alignment.pauses.disagreement):
 # kept always, one utterance's words cascaded 0.5 s late.  Chosen on both sets pooled (docs/alignment.md).
 SLOW_PHONE_RATE = 9.0
 SLOW_FRATE = 70
@@ -72,25 +72,6 @@ MIN_FRAMES_PER_PHONE = 3  # one frame per HMM state
 # unusual voice (held-out en-gb-scotland+kaukovalta) found no path at 1e-200 and aligned at
 # 1e-250.  A module default until params.yaml's ladder gains the rung.
 LAST_RESORT_RUNG: tuple[float, float, float] = (1e-300, 1e-300, 1e-300)
-
-# (beam, wbeam, pbeam): the first rung is the one that aligned 100 of 100 utterances here.
-DEFAULT_LADDER: tuple[tuple[float, float, float], ...] = (
-    (1e-80, 1e-60, 1e-80),
-    (1e-120, 1e-100, 1e-120),
-    (1e-200, 1e-180, 1e-200),
-)
-
-
-@dataclass(frozen=True)
-class PocketsphinxSettings:
-    """Decoder settings; ``ladder`` rungs are tried in order until one aligns."""
-
-    ladder: tuple[tuple[float, float, float], ...] = DEFAULT_LADDER
-    silprob: float = 1.0
-    remove_noise: bool = False
-    energy_check: bool = True  # re-align, pauses cut, where loud frames were labelled silence
-    slow_speech: bool = True  # slow utterances analysed with longer frames (see SLOW_PHONE_RATE)
-    refine_onsets: bool = True  # stop closures and onsets after silence corrected (alignment/refine.py)
 
 
 def frame_step(frate: int) -> float:

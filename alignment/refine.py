@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from alignment.base import Segment
+from mger.alignment.base import Segment
 
 STOPS = frozenset({"P", "T", "K", "B", "D", "G", "CH", "JH"})
 MAX_CLOSURE = 0.075  # s: a gap this short before a stop-initial word is its closure, not a pause

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from alignment.base import Segment
+from mger.alignment.base import Segment
 
 FRAME = 0.01
 _ROW = re.compile(r"^\s*(\d+)\s+(\d+)\s+(-?\d+)\s+(\S+)")

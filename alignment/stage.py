@@ -20,17 +20,17 @@ from typing import Sequence
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from alignment import iemocap_backend, mfa_backend, pocketsphinx_backend  # noqa: F401  (register backends)
-from alignment.base import BACKENDS, Aligner, Alignment, AlignmentFailure, AlignResult
-from alignment.syllables import add_syllables
-from alignment.table import write_table
-from alignment.textgrids import write_textgrid
-from alignment.uniform import uniform_alignment
-from pipeline.audio import read_audio
-from pipeline.config import AlignConfig
-from pipeline.manifest import Utterance, read_manifest
-from pipeline.processes import die_with_parent
-from pipeline.reporting import StageError, write_json
+from mger.alignment import iemocap_backend, mfa_backend, pocketsphinx_backend  # noqa: F401  (register backends)
+from mger.alignment.base import BACKENDS, Aligner, Alignment, AlignmentFailure, AlignResult
+from mger.alignment.syllables import add_syllables
+from mger.alignment.table import write_table
+from mger.alignment.textgrids import write_textgrid
+from mger.alignment.uniform import uniform_alignment
+from mger.core.audio import read_audio
+from mger.core.config import AlignConfig
+from mger.core.manifest import Utterance, read_manifest
+from mger.core.processes import die_with_parent
+from mger.core.reporting import StageError, write_json
 
 _WORKER_ALIGNERS: dict[str, Aligner] = {}
 
@@ -165,8 +165,8 @@ def run_align(manifest: str | Path, cfg: AlignConfig) -> dict:
 
 def run_align_eval(truth_path: str | Path, table_path: str | Path, report_path: str | Path) -> dict:
     """Compare the segment table's words with the ground truth; write and return the metrics."""
-    from alignment.evaluate import evaluate, read_rates, read_truth, read_voices
-    from alignment.table import SegmentTable
+    from mger.alignment.evaluate import evaluate, read_rates, read_truth, read_voices
+    from mger.alignment.table import SegmentTable
 
     truth = read_truth(truth_path)
     table = SegmentTable.read(table_path)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Sequence
 
-from alignment.base import Segment
+from mger.alignment.base import Segment
 
 VOWELS = frozenset("AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW".split())
 

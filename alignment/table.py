@@ -22,7 +22,7 @@ from typing import Sequence
 import h5py
 import numpy as np
 
-from alignment.base import Alignment, Segment
+from mger.alignment.base import Alignment, Segment
 
 LEVELS = ("words", "syllables", "phones")
 _STR = h5py.string_dtype("utf-8")

@@ -7,8 +7,8 @@ from typing import Sequence
 
 import textgrid
 
-from alignment.base import Alignment, Segment
-from pipeline.reporting import atomic_path
+from mger.alignment.base import Alignment, Segment
+from mger.core.reporting import atomic_path
 
 TIERS = ("words", "syllables", "phones")
 

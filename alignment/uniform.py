@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from alignment.base import Alignment, Segment
-from alignment.normalize import normalize_transcript
-from pipeline.audio import SAMPLE_RATE
+from mger.alignment.base import Alignment, Segment
+from mger.alignment.normalize import normalize_transcript
+from mger.core.audio import SAMPLE_RATE
 
 
 def voiced_span(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, floor_db: float = -35.0) -> tuple[float, float]:

@@ -4,7 +4,7 @@ Aligners fail differently on each class: fillers ("um", "mm") have no fixed pron
 and are often hummed, function words are short and reduced, content words carry stress.
 ``align-eval`` reports each class apart so a good average cannot hide bad fillers.
 
-Kept here, not in :mod:`alignment.normalize`, because normalisation decides *which* words
+Kept here, not in :mod:`mger.alignment.normalize`, because normalisation decides *which* words
 are aligned while this module only labels them.
 """
 

@@ -15,9 +15,9 @@ import argparse
 import dataclasses
 import time
 
-from alignment.stage import align_utterances
-from pipeline.config import load_params
-from pipeline.manifest import read_manifest
+from mger.alignment.stage import align_utterances
+from mger.core.config import load_params
+from mger.core.manifest import read_manifest
 
 
 def throughput(utts, cfg) -> float:

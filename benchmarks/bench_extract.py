@@ -37,15 +37,15 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from alignment.table import SegmentTable
-from features.cache import FeatureStore, compare_stores, write_store
-from features.encoders import SpeechEncoder, autocast_context, pad_batch
-from features.extract import SPEECH_LEVELS, Inputs, _segments, batch_seconds, make_batches, speech_part
-from features.pooling import pool_segments
-from pipeline.audio import read_audio
-from pipeline.config import FeaturesConfig, SpeechFeaturesConfig
-from pipeline.manifest import read_manifest
-from pipeline.splits import fold_split
+from mger.alignment.table import SegmentTable
+from mger.core.audio import read_audio
+from mger.core.config import FeaturesConfig, SpeechFeaturesConfig
+from mger.core.manifest import read_manifest
+from mger.core.splits import fold_split
+from mger.features.cache import FeatureStore, compare_stores, write_store
+from mger.features.encoders import SpeechEncoder, autocast_context, pad_batch
+from mger.features.extract import SPEECH_LEVELS, Inputs, _segments, batch_seconds, make_batches, speech_part
+from mger.features.pooling import pool_segments
 
 _ENCODERS: dict[tuple, SpeechEncoder] = {}
 
@@ -214,7 +214,8 @@ def bench_encoding(path: str, device: str, utts, waves, table, audio: float, rep
     for dtype in dtypes:
         report(f"bare forward, {dtype}", best[f"bare {dtype}"], audio, t_naive)
         report(f"pipeline end to end, {dtype}", best[f"pipeline {dtype}"], audio, t_naive)
-        print(f"{'':<52s} overhead over bare forward: {100 * (best[f'pipeline {dtype}'] / best[f'bare {dtype}'] - 1):+.1f}%; "
+        overhead = best[f'pipeline {dtype}'] / best[f'bare {dtype}'] - 1
+        print(f"{'':<52s} overhead over bare forward: {100 * overhead:+.1f}%; "
               f"outside the model's forward: {np.median(outside[dtype]):.1%} of each run (median)")
         if dtype != "fp32":
             print(f"{'':<52s} {dtype} vs fp32 features: {deviation(tmp / f'{dtype}.h5', tmp / 'fp32.h5')}")
@@ -244,7 +245,8 @@ def bench_pooling(table: SegmentTable, part_size: int, repeats: int) -> None:
         utt_ids = table.utt_ids[p:p + part_size]
         counts = [max(1, int(d * 50)) for d in table.duration[p:p + part_size]]
         offsets = torch.tensor(np.concatenate([[0], np.cumsum(counts)]))
-        segs = [(k, s, e) for lv in SPEECH_LEVELS[1:] for k, u in enumerate(utt_ids) for s, e in _segments(table, lv, u)]
+        segs = [(k, s, e) for lv in SPEECH_LEVELS[1:] for k, u in enumerate(utt_ids)
+                for s, e in _segments(table, lv, u)]
         seg_utt = torch.tensor([k for k, _, _ in segs])
         bounds = torch.tensor([(s, e) for _, s, e in segs], dtype=torch.float64)
         frames = torch.randn(int(offsets[-1]), 768)

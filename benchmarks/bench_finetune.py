@@ -4,7 +4,7 @@
 
 Builds a random-init wav2vec2 (``base``: ``Wav2Vec2Config()``, the real base-size compute;
 ``demo``: the demo model's size), writes ``--batch`` noise utterances of ``--seconds``, and times
-one training step (forward, backward, AdamW) through :class:`models.finetune.SpeechInputs` both
+one training step (forward, backward, AdamW) through :class:`mger.models.finetune.SpeechInputs` both
 ways, side by side in one run.  It also prints the time per IEMOCAP fold this implies at
 README settings: one conv pass over the fold's training audio, then ``--epochs`` epochs of
 ``--train-utts / --batch`` steps (every crop at ``--seconds``: an upper bound).
@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from features.encoders import SpeechEncoder
-from models.finetune import Head, SpeechInputs
-from pipeline.audio import write_audio
-from pipeline.manifest import Utterance
+from mger.core.audio import write_audio
+from mger.core.manifest import Utterance
+from mger.features.encoders import SpeechEncoder
+from mger.models.finetune import Head, SpeechInputs
 
 
 def _model(kind: str, folder: Path) -> str:

@@ -24,11 +24,11 @@ import time
 import numpy as np
 import torch
 
-from features.cache import Ragged
-from features.encoders import resolve_device
-from models.modules import ModelConfig
-from models.train import TensorSet, fit
-from pipeline.config import TrainConfig
+from mger.core.config import TrainConfig
+from mger.features.cache import Ragged
+from mger.features.encoders import resolve_device
+from mger.models.modules import ModelConfig
+from mger.models.train import TensorSet, fit
 
 MEAN_LENGTH = {"frame": 225, "phone": 45, "syllable": 16, "word": 12, "token": 16}
 MODELS = [
@@ -47,7 +47,7 @@ def random_items(n: int, level: str, dim: int, rng: np.random.Generator) -> Ragg
 
 def bench_probe(n: int, rng: np.random.Generator) -> None:
     """Probe fits with one BLAS thread and with BLAS's default, side by side."""
-    from models.probe import LinearProbe
+    from mger.models.probe import LinearProbe
 
     labels = rng.integers(0, 4, n)
     x = rng.standard_normal((n, 768)) + labels[:, None] * 0.05

@@ -10,7 +10,7 @@ utterance-level *functionals* (e.g. eGeMAPSv02's 88) are one more level, ``funct
 
 Frame-to-time mapping: LLD frame ``t`` covers ``[t*hop, t*hop + window)`` seconds, as
 openSMILE's own (start, end) index says; its centre, ``t*hop + window/2``, is what
-:mod:`features.pooling` compares with segment bounds (eGeMAPSv02: hop 10 ms, window 20 ms,
+:mod:`mger.features.pooling` compares with segment bounds (eGeMAPSv02: hop 10 ms, window 20 ms,
 so frame t is centred at ``10t + 10`` ms; ComParE_2016: window 60 ms, centre ``10t + 30``
 ms).  Hop and window are read from openSMILE's output on a probe signal when the encoder is
 built, never assumed.  (openSMILE's index reports the last frame of a signal with its span
@@ -61,7 +61,7 @@ def _import_opensmile():
 
 
 class OpenSmileEncoder:
-    """openSMILE LLDs as frames (and functionals per utterance), with :class:`features.encoders.SpeechEncoder`'s
+    """openSMILE LLDs as frames (and functionals per utterance), with :class:`mger.features.encoders.SpeechEncoder`'s
     interface: ``encode(waves)`` → per utterance (T_i, D) float32; ``frame_stride_s``,
     ``frame_centre0_s``, ``dim``, and identity fields for the store's fingerprint."""
 
@@ -120,4 +120,5 @@ class OpenSmileEncoder:
 
     def functionals(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """The feature set's functionals per utterance: (1, functionals_dim) float32."""
-        return [torch.from_numpy(self._run(self._func, self._prepare(w)).to_numpy(np.float32, copy=True)) for w in waves]
+        return [torch.from_numpy(self._run(self._func, self._prepare(w)).to_numpy(np.float32, copy=True))
+                for w in waves]

@@ -45,7 +45,7 @@ import h5py
 import numpy as np
 import torch
 
-from features.pooling import range_indices
+from mger.features.pooling import range_indices
 
 _STR = h5py.string_dtype("utf-8")
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import h5py
 
-from alignment.table import SegmentTable
-from features.cache import compare_stores, verify_store
-from pipeline.manifest import read_manifest
+from mger.alignment.table import SegmentTable
+from mger.core.manifest import read_manifest
+from mger.features.cache import compare_stores, verify_store
 
 
 def cache_ls(folder: str | Path) -> list[Path]:

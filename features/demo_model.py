@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.config import DemoModelConfig
+from mger.core.config import DemoModelConfig
 
 
 def make_demo_model(cfg: DemoModelConfig) -> Path:

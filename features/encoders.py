@@ -2,7 +2,7 @@
 
 Both load with ``from_pretrained(hub id or local path, revision=...)``, run in ``eval()``
 under ``torch.inference_mode()``, and are never trained here: fine-tuning
-(:mod:`models.finetune`) takes their ``model`` and input preparation and trains a copy.
+(:mod:`mger.models.finetune`) takes their ``model`` and input preparation and trains a copy.
 
 Speech layer choice (``features.speech.layer``): ``last``; an index into the hidden states
 (0 = transformer input, i = output of layer i, negative from the end); a list of indices
@@ -39,7 +39,7 @@ from typing import Iterator, Sequence, Union
 import numpy as np
 import torch
 
-from features.text import token_word_matrix, token_words, word_rows
+from mger.features.text import token_word_matrix, token_words, word_rows
 
 LayerSpec = Union[str, int, list]
 
@@ -121,6 +121,15 @@ def layer_indices(layer: LayerSpec, n_layers: int) -> list[int]:
     return out
 
 
+def resolved_layer(layer: LayerSpec, n_layers: int) -> int | list[int] | str:
+    """The layer setting as hidden-state indices, as the fingerprint stores it: one index, a list
+    of them (stacked), or ``"mean"`` (of every layer); ``last``, ``-1`` and ``n_layers`` agree."""
+    if layer == "mean":
+        return "mean"
+    indices = layer_indices(layer, n_layers)
+    return indices if isinstance(layer, list) else indices[0]
+
+
 def autocast_context(device: torch.device, dtype: torch.dtype):
     """Autocast to ``dtype`` on ``device``; disabled for fp32 and int8 (which run as they are)."""
     if dtype in (torch.float32, torch.qint8):
@@ -197,6 +206,7 @@ class SpeechEncoder:
         self.n_layers = int(self.config.num_hidden_layers)
         self.layer = layer
         self.indices = layer_indices(layer, self.n_layers)
+        self.layer_key = resolved_layer(layer, self.n_layers)  # what the fingerprint stores
         deepest = max(self.indices)
         if deepest < self.n_layers:  # drop the unused top of the transformer
             net.encoder.layers = net.encoder.layers[:deepest]
@@ -361,6 +371,7 @@ class TextEncoder:
         self.weights_sha256 = state_dict_sha256(net)
         self.n_layers = int(net.config.num_hidden_layers)
         (self.index,) = layer_indices(layer, self.n_layers) if layer != "mean" else [None]
+        self.layer_key = resolved_layer(layer, self.n_layers)  # what the fingerprint stores
         self.device = resolve_device(device)
         self.model = net.to(self.device).eval().requires_grad_(False)
         self.max_length = max_length

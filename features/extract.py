@@ -9,7 +9,7 @@ finds every part present merges.  ``features.n_jobs`` > 1 runs N shards under jo
 locally, ``features.backend: dask`` runs them on a Dask cluster (``features.scheduler``).
 
 Store state (the store, ``<store>.parts`` and its ``fingerprint.json``) is only read or changed
-under the store's lock (:class:`features.cache.StoreLock`), so runs of other settings are
+under the store's lock (:class:`mger.features.cache.StoreLock`), so runs of other settings are
 refused, never mixed.  A store is reused only if its fingerprint matches (every input that
 changes the values, the content hash of every wav included) and it verifies sound
 (checksums, levels, NaN/inf); otherwise it is rebuilt.
@@ -17,7 +17,7 @@ changes the values, the content hash of every wav included) and it verifies soun
 ``--fold k`` extracts with fold k's fine-tuned encoders (``mger finetune --fold k``) into
 ``<finetune.features_out>/fold-<k>/``; the fold, the sessions the encoders were fine-tuned
 on and the hash of their ``finetune.json`` join the fingerprint, which is what lets
-:class:`features.cache.FeatureStore` refuse the store for any other fold.
+:class:`mger.features.cache.FeatureStore` refuse the store for any other fold.
 """
 
 from __future__ import annotations
@@ -38,19 +38,29 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from alignment.table import SegmentTable
-from features.acoustic import OpenSmileEncoder, is_opensmile
-from features.cache import (CacheError, StoreLock, exclusive_lock, file_sha256, fingerprint_diff,
-                            fingerprint_sha256, merge_stores, read_fingerprint, verify_store, write_store)
-from features.encoders import SpeechEncoder, TextEncoder
-from features.pooling import pool_segments
-from features.text import aligned_word_spans, encoder_text
-from pipeline import __version__
-from pipeline.audio import read_audio
-from pipeline.config import FeaturesConfig, FinetuneConfig
-from pipeline.manifest import Utterance, read_manifest
-from pipeline.processes import dispatch
-from pipeline.reporting import write_text_atomic
+from mger import __version__
+from mger.alignment.table import SegmentTable
+from mger.core.audio import read_audio
+from mger.core.config import FeaturesConfig, FinetuneConfig
+from mger.core.manifest import Utterance, read_manifest
+from mger.core.processes import dispatch
+from mger.core.reporting import write_text_atomic
+from mger.features.acoustic import OpenSmileEncoder, is_opensmile
+from mger.features.cache import (
+    CacheError,
+    StoreLock,
+    exclusive_lock,
+    file_sha256,
+    fingerprint_diff,
+    fingerprint_sha256,
+    merge_stores,
+    read_fingerprint,
+    verify_store,
+    write_store,
+)
+from mger.features.encoders import SpeechEncoder, TextEncoder
+from mger.features.pooling import pool_segments
+from mger.features.text import aligned_word_spans, encoder_text
 
 SPEECH_LEVELS = ("frame", "phone", "syllable", "word", "utterance", "functionals")
 TEXT_LEVELS = ("token", "word")
@@ -150,14 +160,16 @@ def fingerprint(kind: str, encoder, cfg: FeaturesConfig, inputs: Inputs, fold: d
               "weights_sha256": encoder.weights_sha256, "segments_sha256": inputs.segments_sha256,
               "utt_ids_sha256": ids, "format": 2} | (fold or {})
     if kind == "text":
-        return common | {"layer": cfg.text.layer, "levels": list(TEXT_LEVELS), "max_length": cfg.text.max_length,
-                         "input": "transcript as written", "markers": cfg.text.markers}
+        return common | {"layer": encoder.layer_key, "n_layers": encoder.n_layers, "levels": list(TEXT_LEVELS),
+                         "max_length": cfg.text.max_length, "input": "transcript as written",
+                         "markers": cfg.text.markers}
     if isinstance(encoder, OpenSmileEncoder):
         return common | encoder.settings() | {
             "pooling": cfg.speech.pooling, "levels": list(cfg.speech.levels), "frame_stride": encoder.frame_stride_s,
             "frame_centre0": encoder.frame_centre0_s, "audio_sha256": audio_sha256(inputs.utts)}
-    return common | {"layer": cfg.speech.layer, "pooling": cfg.speech.pooling, "levels": list(cfg.speech.levels),
-                     "frame_stride": encoder.frame_stride_s, "dtype": str(encoder.dtype).replace("torch.", ""),
+    return common | {"layer": encoder.layer_key, "n_layers": encoder.n_layers, "pooling": cfg.speech.pooling,
+                     "levels": list(cfg.speech.levels), "frame_stride": encoder.frame_stride_s,
+                     "dtype": str(encoder.dtype).replace("torch.", ""),
                      "max_seconds": cfg.speech.max_seconds, "overlap_seconds": cfg.speech.overlap_seconds,
                      "normalize": encoder.normalize, "batching": "exact", "audio_sha256": audio_sha256(inputs.utts)}
 
@@ -302,7 +314,7 @@ def store_config(cfg: FeaturesConfig, name: str) -> FeaturesConfig:
 
 
 def _run_shard(kind: str, cfg: FeaturesConfig, manifest: str, segments: str, store: str, i: int, n: int) -> int:
-    """One shard in a worker process (:func:`pipeline.processes.dispatch`)."""
+    """One shard in a worker process (:func:`mger.core.processes.dispatch`)."""
     inputs, _ = load_inputs(manifest, segments)
     return compute_parts(kind, cfg, inputs, Path(store), (i, n))
 

@@ -6,7 +6,7 @@ IEMOCAP's markers (``[LAUGHTER]``, ``[BREATHING]``) are dropped (blanked, so cha
 positions do not move) or kept as text, per ``features.text.markers``.
 
 Word-level pairing with speech stays exact: every aligned word gets the character span of
-the transcript it came from (:func:`alignment.normalize.word_spans`, matched to the segment
+the transcript it came from (:func:`mger.alignment.normalize.word_spans`, matched to the segment
 table's words in order), and each sub-token belongs to the words whose spans its character
 offsets overlap (:func:`token_word_matrix`).  Punctuation glued to a word ("really?!")
 belongs to that word; a digit string spelled out as several words ("1990") is shared by them.
@@ -19,7 +19,7 @@ from typing import Sequence
 
 import torch
 
-from alignment.normalize import blank_markers, word_spans
+from mger.alignment.normalize import blank_markers, word_spans
 
 Span = tuple[int, int]
 
@@ -31,7 +31,7 @@ def encoder_text(transcript: str, markers: str = "drop") -> str:
 
 def aligned_word_spans(transcript: str, words: Sequence[str]) -> list[Span | None]:
     """The character span of each aligned word in ``transcript``.  The aligner's words are
-    matched to the transcript's (:func:`alignment.normalize.word_spans`) in order; where a
+    matched to the transcript's (:func:`mger.alignment.normalize.word_spans`) in order; where a
     segmentation spells a stretch otherwise (a corpus's own ``twenty-minute`` for ``twenty
     minute``, ``5`` for ``five``) its words share that stretch's characters; a word with no
     counterpart at all gets None."""

@@ -1,20 +1,20 @@
 """Leave-one-session-out experiments on the cached features (``mger train --experiment NAME``).
 
-Fold k tests session k; its validation speaker comes from :mod:`pipeline.splits` (the fold and
+Fold k tests session k; its validation speaker comes from :mod:`mger.core.splits` (the fold and
 ``split.seed``, shared with fine-tuning), so train, validation and test are session- and
 speaker-disjoint and the test session never chooses anything: epochs, late-fusion weights and
 (in the report) the best system are chosen on validation.  Training seeds change
 initialisation and data order only.  All inputs are loaded once for the whole corpus and
 indexed per fold.
 
-Outputs: ``reports/metrics/<experiment>.json`` (test statistics of :mod:`models.stats`,
+Outputs: ``reports/metrics/<experiment>.json`` (test statistics of :mod:`mger.models.stats`,
 validation WA/UA/F1, per-fold validation speakers, improvised/scripted breakdown,
 provenance), ``reports/predictions/<experiment>.csv`` (every test utterance, fold and seed,
 with class probabilities) and the per-epoch history ``reports/epochs/<experiment>.csv``.
 
 ``features: finetuned`` experiments read fold k's speech features (and text, with
 ``finetune.text``) from fold k's own store (:func:`store_path`), opened with ``fold=k`` so
-that a store of encoders fine-tuned for another fold raises :class:`features.cache.LeakageError`.
+that a store of encoders fine-tuned for another fold raises :class:`mger.features.cache.LeakageError`.
 
 ``late`` combines the class probabilities of unimodal models (one audio model per chosen
 granularity, and the text model): their mean, or weights fitted on the validation split.
@@ -33,21 +33,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from features.cache import FeatureStore, Ragged
-from features.encoders import resolve_device
-from features.extract import store_config
-from features.extract import store_path as extracted_store
-from models.metrics import all_metrics
-from models.modules import ModelConfig, input_names
-from models.predictions import Predictions, write_predictions
-from models.probe import LinearProbe, probe_inputs
-from models.stats import METHOD, breakdown, summarize
-from models.train import TensorSet, fit, fit_weights, predict_proba, standardize
-from pipeline import __version__
-from pipeline.config import ExperimentSpec, FeaturesConfig, FinetuneConfig, SplitConfig, TrainConfig
-from pipeline.manifest import Utterance, read_manifest
-from pipeline.reporting import StageError, write_csv_atomic, write_json
-from pipeline.splits import all_folds
+from mger import __version__
+from mger.core.config import ExperimentSpec, FeaturesConfig, FinetuneConfig, SplitConfig, TrainConfig
+from mger.core.manifest import Utterance, read_manifest
+from mger.core.reporting import StageError, write_csv_atomic, write_json
+from mger.core.splits import all_folds
+from mger.features.cache import FeatureStore, Ragged
+from mger.features.encoders import resolve_device, resolved_layer
+from mger.features.extract import store_config, store_path as extracted_store
+from mger.models.metrics import all_metrics
+from mger.models.modules import ModelConfig, input_names
+from mger.models.predictions import Predictions, write_predictions
+from mger.models.probe import LinearProbe, probe_inputs
+from mger.models.stats import METHOD, breakdown, summarize
+from mger.models.train import TensorSet, fit, fit_weights, predict_proba, standardize
 
 
 def members(spec: ExperimentSpec) -> list[ExperimentSpec]:
@@ -85,7 +84,7 @@ def store_path(kind: str, spec: ExperimentSpec, features: FeaturesConfig, finetu
 
 def load_inputs(names: Sequence[str], paths: dict[str, Path], ids: Sequence[str], fold: int) -> dict:
     """Each input's rows (``kind:level``) as stored, unpadded; each store is checked against
-    ``fold`` (:class:`features.cache.LeakageError`), and a missing level or a non-finite row is
+    ``fold`` (:class:`mger.features.cache.LeakageError`), and a missing level or a non-finite row is
     refused in one line naming the store."""
     stores = {kind: FeatureStore(paths[kind], fold=fold) for kind in {n.split(":")[0] for n in names}}
     out = {}
@@ -117,10 +116,11 @@ def _non_finite_item(rows: Ragged) -> int | None:
 
 def check_store_settings(path: Path, kind: str, features: FeaturesConfig, finetuned: bool) -> None:
     """Refuse a store whose fingerprint disagrees with params (pooling, layer, model, markers);
-    ``features``: the settings of that store (:func:`features.extract.store_config`)."""
+    ``features``: the settings of that store (:func:`mger.features.extract.store_config`)."""
     fp = FeatureStore(path).fingerprint
     section = features.speech if kind == "speech" else features.text
-    wanted = {"layer": section.layer} | ({"pooling": features.speech.pooling} if kind == "speech" else
+    layer = resolved_layer(section.layer, fp["n_layers"]) if "n_layers" in fp else section.layer
+    wanted = {"layer": layer} | ({"pooling": features.speech.pooling} if kind == "speech" else
                                          {"markers": features.text.markers})
     if not finetuned:
         wanted["model"] = section.model
@@ -165,7 +165,7 @@ def experiment_utterances(manifest: str | Path, features: FeaturesConfig, segmen
     store_ids = set(FeatureStore(store).utt_ids)
     utts = read_manifest(manifest)
     if segments is not None:
-        from alignment.table import SegmentTable
+        from mger.alignment.table import SegmentTable
 
         aligned = set(SegmentTable.read(segments).utt_ids)
         missing = [u.utt_id for u in utts if u.utt_id in aligned and u.utt_id not in store_ids]

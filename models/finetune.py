@@ -1,17 +1,17 @@
 """Per-fold fine-tuning of the encoders, without leakage (``mger finetune --fold k``).
 
 Fold k's encoders learn the emotion labels of fold k's *training* sessions only: the split is
-:func:`pipeline.splits.fold_split` with ``split.seed``, the one every classifier seed uses
+:func:`mger.core.splits.fold_split` with ``split.seed``, the one every classifier seed uses
 (test = session k, validation = every utterance of one training-session speaker, train = the
 rest), so no utterance of session k reaches fine-tuning and the classifiers validate on the
 speaker fine-tuning validated on.  ``finetune.seed`` changes initialisation and data order only.
 ``finetune.json`` in the fold folder lists the sessions and utterance ids that did; the
 fold-specific stores written by ``mger extract --fold k`` carry the fold in their fingerprint,
-and :class:`features.cache.FeatureStore` refuses them for any other fold.
+and :class:`mger.features.cache.FeatureStore` refuses them for any other fold.
 
 Model (``finetune.objective: utterance``): the encoder, a masked mean over its last layer
 (frames, or tokens for text), dropout and a linear layer.  ``objective: fusion`` trains the
-encoders jointly with an ``MhaAux`` fusion head instead (:mod:`models.joint`), through the same
+encoders jointly with an ``MhaAux`` fusion head instead (:mod:`mger.models.joint`), through the same
 loop (:func:`fit_epochs`).  AdamW (encoder ``lr`` / ``text_lr``, head ``head_lr``), linear warm-up
 then linear decay to zero, gradient accumulation, a random ``max_train_seconds`` window per
 utterance and epoch, mixed precision on GPU (bf16, or fp16 with loss scaling), early stopping
@@ -37,7 +37,6 @@ import hashlib
 import json
 import shutil
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -49,17 +48,15 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from alignment.table import SegmentTable
-from features.acoustic import is_opensmile
-from features.encoders import SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
-from features.text import encoder_text
-from models.modules import masked_mean
-from models.metrics import unweighted_accuracy
-from pipeline.audio import read_audio
-from pipeline.config import FeaturesConfig, FinetuneConfig, SplitConfig
-from pipeline.manifest import Utterance, read_manifest
-from pipeline.reporting import StageError, write_csv_atomic, write_json
-from pipeline.splits import fold_split
+from mger.core.audio import read_audio
+from mger.core.config import FeaturesConfig, FinetuneConfig
+from mger.core.manifest import Utterance
+from mger.core.reporting import StageError
+from mger.core.splits import fold_split
+from mger.features.encoders import SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
+from mger.features.text import encoder_text
+from mger.models.metrics import unweighted_accuracy
+from mger.models.modules import masked_mean
 
 MODALITIES = ("speech", "text")
 
@@ -84,7 +81,7 @@ class FinetuneSplit:
 
 
 def finetune_split(utts: Sequence[Utterance], fold: int, split_seed: int) -> FinetuneSplit:
-    """Fold ``fold``'s training and validation utterances (:func:`pipeline.splits.fold_split`)."""
+    """Fold ``fold``'s training and validation utterances (:func:`mger.core.splits.fold_split`)."""
     split = fold_split(utts, fold, split_seed)
     out = FinetuneSplit(fold, [utts[i] for i in split.train], [utts[i] for i in split.val],
                         sorted({u.label for u in utts}))
@@ -231,7 +228,7 @@ def load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -
 
 def save_best(out: Path, encoder, head: Head | None, classes: list[str]) -> None:
     """The encoder as a ``save_pretrained`` folder, with its preprocessing and utterance head
-    (none under the fusion objective: that head is shared, :func:`models.joint.save_head`)."""
+    (none under the fusion objective: that head is shared, :func:`mger.models.joint.save_head`)."""
     tmp = _fresh_dir(out.with_name(out.name + ".tmp"))
     encoder.model.save_pretrained(tmp)
     if isinstance(encoder, SpeechEncoder):
@@ -278,7 +275,7 @@ def _predict(inputs, head: Head, device: torch.device, dtype: torch.dtype, batch
 class Task:
     """One fine-tuning run as :func:`fit_epochs` sees it: what is trained and checkpointed
     (``model``), its optimizer groups, and three callbacks, so that the utterance objective
-    (:func:`train_modality`) and the fusion objective (:mod:`models.joint`) share one loop,
+    (:func:`train_modality`) and the fusion objective (:mod:`mger.models.joint`) share one loop,
     one resume logic and one schedule."""
 
     name: str                                                # state-<name>/ and the log's modality column
@@ -411,92 +408,6 @@ def _inputs(modality: str, encoder, utts: Sequence[Utterance], cfg: FinetuneConf
     return TextInputs(encoder, [encoder_text(u.text, markers) for u in utts])
 
 
-def run_finetune(fold: int, cfg: FinetuneConfig, features: FeaturesConfig, manifest: str | Path,
-                 segments: str | Path, split_cfg: SplitConfig | None = None) -> Path:
-    """Fine-tune fold ``fold``'s encoders (or find them up to date); returns the fold folder."""
-    if is_opensmile(features.speech.model):
-        raise StageError(f"features.speech.model {features.speech.model!r}: openSMILE descriptors have no weights to "
-                         "fine-tune; fine-tuning needs a wav2vec2-family model")
-    t0 = time.perf_counter()
-    table = SegmentTable.read(segments)
-    aligned = set(table.utt_ids)
-    utts = [u for u in read_manifest(manifest) if u.utt_id in aligned]
-    split_seed = (split_cfg or SplitConfig()).seed
-    split = finetune_split(utts, fold, split_seed)
-    fold_dir = cfg.fold_dir(fold)
-    fold_dir.mkdir(parents=True, exist_ok=True)
-    encoders = build_encoders(cfg, features)
-    trained = trained_modalities(cfg)
-    key = settings_key(cfg, split, encoders, features.text.markers)
-    done = fold_dir / "finetune.json"
-    if done.exists():
-        record = json.loads(done.read_text())
-        if record.get("key") == key and record.get("modalities") == trained and "history" in record:
-            _write_reports(Path(cfg.reports), fold, record, fold_dir)  # DVC removed them before calling us
-            print(f"finetune fold {fold}: {fold_dir} is up to date")
-            return fold_dir
-        done.unlink()
-    for modality in MODALITIES:
-        if modality not in trained:
-            shutil.rmtree(fold_dir / modality, ignore_errors=True)
-    if cfg.objective == "fusion":
-        from models.joint import run_joint  # models.joint builds on this module
-
-        test = [utts[i] for i in fold_split(utts, fold, split_seed).test]  # read after training only
-        results, history, scores = run_joint(split, test, encoders, cfg, features, fold_dir, key)
-        objective, test_entry = {"objective": "fusion"}, {"test": scores}
-    else:
-        shutil.rmtree(fold_dir / "fusion", ignore_errors=True)
-        results, history = _run_utterance(split, encoders, trained, cfg, features, fold_dir, key)
-        objective, test_entry = {}, {}  # records of the utterance objective are those of runs before it
-    record = (split.describe() | {"key": key} | objective | {"modalities": trained, "results": results} | test_entry
-              | {"seconds": round(time.perf_counter() - t0, 1), "history": history})
-    write_json(done, record)
-    for name in (*MODALITIES, "fusion"):
-        shutil.rmtree(fold_dir / f"state-{name}", ignore_errors=True)
-    _write_reports(Path(cfg.reports), fold, record, fold_dir)
-    scores = ", ".join(f"{m} val UA {r['val_ua']:.3f} (epoch {r['best_epoch']})" for m, r in results.items())
-    tested = f"; joint test UA {record['test']['ua']:.3f}" if "test" in record else ""
-    print(f"finetune fold {fold}: {len(split.train)} train / {len(split.val)} validation utterances from sessions "
-          f"{split.train_sessions}; {scores}{tested}; {record['seconds']:.1f}s → {fold_dir}")
-    return fold_dir
-
-
-def _run_utterance(split: FinetuneSplit, encoders: dict, trained: list[str], cfg: FinetuneConfig,
-                   features: FeaturesConfig, fold_dir: Path, key: str) -> tuple[dict, list[dict]]:
-    """The utterance objective: each trained encoder alone under its mean-pool head."""
-    labels = {name: np.array([split.classes.index(u.label) for u in part])
-              for name, part in (("train", split.train), ("val", split.val))}
-    results, history = {}, []
-    for modality in trained:
-        encoder = encoders[modality]
-        train = _inputs(modality, encoder, split.train, cfg, features.text.markers)
-        val = _inputs(modality, encoder, split.val, cfg, features.text.markers)
-        progress = train_modality(modality, encoder, train, val, labels["train"], labels["val"], cfg, fold_dir,
-                                  key, split.classes)
-        results[modality] = {"best_epoch": progress.best_epoch, "val_ua": progress.best_ua,
-                             "epochs_run": progress.epoch, "base_model": encoder.name,
-                             "base_weights_sha256": encoder.weights_sha256}
-        history += progress.history
-    return results, history
-
-
 def joint_predictions_path(reports: str | Path, fold: int) -> Path:
     """Fold ``fold``'s test predictions of the jointly fine-tuned fusion head (objective fusion)."""
     return Path(reports) / f"joint-fold-{fold}.csv"
-
-
-def _write_reports(folder: Path, fold: int, record: dict, fold_dir: Path) -> None:
-    summary = {k: record[k] for k in ("fold", "test_session", "train_sessions", "val_speakers", "results", "seconds")}
-    joint = joint_predictions_path(folder, fold)
-    extra = {}
-    if "test" in record:  # objective fusion: the end-to-end system's test figures and predictions
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(fold_dir / "fusion" / "test-predictions.csv", joint)
-        extra = {"objective": record["objective"], "test": record["test"] | {"predictions": str(joint)}}
-    else:
-        joint.unlink(missing_ok=True)  # a stale fusion run's predictions would pass for this run's
-    write_json(folder / f"fold-{fold}.json", summary | {"n_train": len(record["train_ids"]),
-                                                        "n_val": len(record["val_ids"])} | extra)
-    write_csv_atomic(folder / f"fold-{fold}.csv", ["modality", "epoch", "train_loss", "val_ua", "lr"],
-                     record["history"])

@@ -1,24 +1,24 @@
 """Joint fine-tuning of the encoders with the fusion head (``finetune.objective: fusion``).
 
 Sun, He & Han (ICASSP 2023) train wav2vec 2.0 and BERT end to end inside their fusion model,
-with the auxiliary losses; our reading of it, per fold k of :mod:`models.finetune`:
+with the auxiliary losses; our reading of it, per fold k of :mod:`mger.models.finetune`:
 
 * the speech encoder's last-layer **frames** (not pooled: the frame-level wav2vec 2.0 sequence)
   and the text encoder's last-layer **tokens** are the two row sequences of one
-  :class:`models.modules.MhaAux` head (``finetune.fusion``: K layers, hidden size, heads, the
-  two auxiliary tasks and their weights), trained with :func:`models.train.training_loss`;
+  :class:`mger.models.modules.MhaAux` head (``finetune.fusion``: K layers, hidden size, heads, the
+  two auxiliary tasks and their weights), trained with :func:`mger.models.train.training_loss`;
 * the speech encoder is fine-tuned (conv stack frozen as configured), the text encoder too
   with ``finetune.text: true``; otherwise its token embeddings come from the frozen text
   encoder, computed once;
 * training crops speech to a random ``max_train_seconds`` window per epoch, the transcript is
   whole; validation and test read whole utterances;
 * the loop, schedule, early stopping on validation UA and resume are those of the utterance
-  objective (:func:`models.finetune.fit_epochs`), the state in ``state-fusion/``.
+  objective (:func:`mger.models.finetune.fit_epochs`), the state in ``state-fusion/``.
 
 After training, and only then, the best-validation epoch is read back from disk (the encoder
 folders and ``fusion/head.safetensors``) and evaluated once on the test session: its audio is
 read for that and nothing else, and nothing is chosen on it.  Its predictions go to
-``fusion/test-predictions.csv`` (the :mod:`models.predictions` format; copied to
+``fusion/test-predictions.csv`` (the :mod:`mger.models.predictions` format; copied to
 ``<finetune.reports>/joint-fold-<k>.csv``) and its WA/UA/F1 to ``finetune.json``.
 """
 
@@ -34,16 +34,26 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from features.encoders import SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
-from features.text import encoder_text
-from models.finetune import (FinetuneSplit, Progress, SpeechInputs, Task, TextInputs, _fresh_dir, _replace_dir,
-                             _tensors, fit_epochs, save_best)
-from models.metrics import all_metrics
-from models.modules import MhaAux, ModelConfig, ModelOutput
-from models.predictions import Predictions, write_predictions
-from models.train import training_loss
-from pipeline.config import FeaturesConfig, FinetuneConfig
-from pipeline.manifest import Utterance
+from mger.core.config import FeaturesConfig, FinetuneConfig
+from mger.core.manifest import Utterance
+from mger.features.encoders import SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
+from mger.features.text import encoder_text
+from mger.models.finetune import (
+    FinetuneSplit,
+    Progress,
+    SpeechInputs,
+    Task,
+    TextInputs,
+    _fresh_dir,
+    _replace_dir,
+    _tensors,
+    fit_epochs,
+    save_best,
+)
+from mger.models.metrics import all_metrics
+from mger.models.modules import MhaAux, ModelConfig, ModelOutput
+from mger.models.predictions import Predictions, write_predictions
+from mger.models.train import training_loss
 
 SPEECH, TEXT = "speech:frame", "text:token"
 HEAD_DIR = "fusion"

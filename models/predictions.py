@@ -2,7 +2,7 @@
 
 One row per test utterance, fold and training seed: ``utt_id, fold, seed, label, pred`` and
 one probability column per class (``p_<class>``).  Labels and predictions are class names.
-Every statistic of the results table (:mod:`models.stats`) is computed from these rows, so
+Every statistic of the results table (:mod:`mger.models.stats`) is computed from these rows, so
 anyone can recompute, re-test or re-plot a result from the CSV alone.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.reporting import write_text_atomic
+from mger.core.reporting import write_text_atomic
 
 
 @dataclass

@@ -21,8 +21,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from features.cache import Ragged
-from models.metrics import unweighted_accuracy
+from mger.features.cache import Ragged
+from mger.models.metrics import unweighted_accuracy
 
 C_GRID: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 

@@ -4,7 +4,7 @@ Only experiments named in ``train.experiments`` / ``train.finetuned_experiments`
 metrics file is refused (one line naming it) when it is missing, was written without
 provenance, or names a feature store whose fingerprint is no longer the one on disk: a table
 never mixes results of different features.  Everything is computed from the saved
-per-utterance predictions (:mod:`models.stats`): CIs, pooled and per-class figures, the
+per-utterance predictions (:mod:`mger.models.stats`): CIs, pooled and per-class figures, the
 improvised/scripted breakdown and the paired tests of each ablation step.
 
 Nothing here looks at test results to choose: the "best system" is the one with the highest
@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from models.predictions import Predictions, read_predictions
-from models.stats import METHOD, breakdown, paired_test, summarize
-from pipeline.config import Params
-from pipeline.manifest import read_manifest
-from pipeline.reporting import StageError, save_figure_atomic, write_text_atomic
+from mger.core.config import Params
+from mger.core.manifest import read_manifest
+from mger.core.reporting import StageError, save_figure_atomic, write_text_atomic
+from mger.models.predictions import Predictions, read_predictions
+from mger.models.stats import METHOD, breakdown, paired_test, summarize
 
 # Published IEMOCAP figures, for orientation only: pretrained encoders fine-tuned on IEMOCAP,
 # not the synthetic demo corpus or random-init encoders.  Only the papers' abstracts are public.
@@ -119,7 +119,7 @@ def _cell(x: dict) -> str:
 # --- loading, with provenance checks -------------------------------------------------------------
 
 def _store_fingerprint(path: str) -> str | None:
-    from features.cache import FeatureStore
+    from mger.features.cache import FeatureStore
 
     try:
         return str(FeatureStore(path).attrs.get("fingerprint_sha256"))
@@ -162,7 +162,8 @@ def joint_experiment(params: Params) -> Experiment | None:
         val.append(record["results"]["speech"]["val_ua"])
         folds[str(fold)] = {"val_speakers": record["val_speakers"]}
     pred = Predictions.concat(preds[0].classes, preds)
-    improvised = {u.utt_id: "improvised" if u.improvised else "scripted" for u in read_manifest(params.prepare.manifest)}
+    manifest = read_manifest(params.prepare.manifest)
+    improvised = {u.utt_id: "improvised" if u.improvised else "scripted" for u in manifest}
     metrics = summarize(pred) | {"by_improvised": breakdown(pred, improvised.__getitem__)} | {
         "experiment": "joint_ft", "model": "mha_aux", "features": "finetuned", "speech_store": "speech",
         "speech_levels": ["frame"], "text_level": "token", "aux_matching": ft.fusion.aux_matching,
@@ -332,8 +333,14 @@ def reference_of(e: Experiment, rows: list[Experiment]) -> Experiment | None:
     if m["model"] == "probe":
         return None
     inputs = "speech" if m["model"] in ("audio", "multigranular") else "text" if m["model"] == "text" else "both"
-    return next((x for x in rows if x.metrics["model"] == "probe" and x.metrics["probe"] == inputs
-                 and _inputs(x.metrics) == _inputs(m)), None)
+    probes = [x for x in rows if x.metrics["model"] == "probe" and x.metrics["probe"] == inputs
+              and _inputs(x.metrics) == _inputs(m)]
+    # the probe on the model's own levels (e.g. openSMILE functionals), else on the utterance level, else any
+    for wanted in (m["speech_levels"], ["utterance"]):
+        same = [x for x in probes if x.metrics["speech_levels"] == wanted or inputs == "text"]
+        if same:
+            return same[0]
+    return probes[0] if probes else None
 
 
 def _versus_reference(e: Experiment, rows: list[Experiment]) -> str:
@@ -347,11 +354,12 @@ def _versus_reference(e: Experiment, rows: list[Experiment]) -> str:
     return f"{100 * test['delta']:+.2f} (p {test['p']:.3f}, {ref.name})"
 
 
-def _probe(rows: list[Experiment], inputs: str, like: dict) -> Experiment | None:
+def _probes(rows: list[Experiment], inputs: str, like: dict) -> list[Experiment]:
+    """Every linear probe on ``inputs`` (speech or text) of the features ``like`` reads."""
     want = _inputs({"model": "probe", "probe": inputs, "features": like.get("features"),
                     "speech_store": _store(like)})
-    return next((x for x in rows if x.metrics["model"] == "probe" and x.metrics["probe"] == inputs
-                 and _inputs(x.metrics) == want), None)
+    return [x for x in rows if x.metrics["model"] == "probe" and x.metrics["probe"] == inputs
+            and _inputs(x.metrics) == want]
 
 
 def reference_lines(rows: list[Experiment]) -> list[str]:
@@ -372,7 +380,7 @@ def reference_lines(rows: list[Experiment]) -> list[str]:
         for group, members in sorted(by_group.items()):
             best = max(members, key=lambda e: (e.metrics["validation"]["ua"]["mean"], e.name))
             refs = ["speech"] + (["text"] if group == "fusion" else [])
-            for ref in (r for r in (_probe(rows, kind, best.metrics) for kind in refs) if r is not None):
+            for ref in (r for kind in refs for r in _probes(rows, kind, best.metrics)):
                 try:
                     test = paired_test(best.predictions, ref.predictions)["ua"]
                     cells = f"{100 * test['delta']:+.2f} | {test['p']:.3f}"

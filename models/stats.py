@@ -21,15 +21,15 @@ from typing import Callable
 
 import numpy as np
 
-from models.metrics import all_metrics
-from models.predictions import Predictions
+from mger.models.metrics import all_metrics
+from mger.models.predictions import Predictions
 
 N_BOOT = 1000
 N_PERM = 2000
 METHOD = (f"fold-averaged: each fold's metric averaged over seeds, then mean ± std over folds; pooled: over all "
           f"folds' test utterances at once, mean over seeds; ci95: percentile bootstrap of the fold-averaged value, "
           f"test utterances resampled within folds ({N_BOOT} resamples); paired tests: approximate randomisation "
-          f"({N_PERM} permutations, two-sided); validation: the fold's validation speaker (pipeline.splits), which "
+          f"({N_PERM} permutations, two-sided); validation: the fold's validation speaker (mger.core.splits), which "
           f"chose the epoch and the late-fusion weights")
 
 

@@ -1,16 +1,16 @@
 """Training on cached tensors: AdamW, early stopping on the validation UA, seeded.
 
 A fold's features are loaded once, as stored rows without padding (:class:`TensorSet` of
-:class:`features.cache.Ragged`); each mini-batch is padded to its own longest item.
+:class:`mger.features.cache.Ragged`); each mini-batch is padded to its own longest item.
 
 ``train.device`` (``auto``: CUDA when present): the fold's rows are moved to the device once
 (:meth:`TensorSet.to`), every mini-batch is padded there by one gather (:func:`pad_rows`),
 and on CUDA the forward passes run under bf16 autocast (losses and metrics in fp32).  The
 same gather path runs on the CPU when asked (``device_padding``), which is how the tests
-exercise it; the default CPU path keeps :meth:`features.cache.Ragged.pad` and gives
+exercise it; the default CPU path keeps :meth:`mger.features.cache.Ragged.pad` and gives
 bit-identical results for a seed.  The
 validation split comes from the training sessions only (see
-:func:`models.experiment.fold_ids`); the test session is never looked at before the final
+:func:`mger.models.experiment.fold_ids`); the test session is never looked at before the final
 prediction.  On CPU the same seed gives bit-identical results.
 """
 
@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from features.cache import Ragged
-from models.metrics import unweighted_accuracy
-from models.modules import ModelConfig, ModelOutput, build_model
-from pipeline.config import TrainConfig
+from mger.core.config import TrainConfig
+from mger.features.cache import Ragged
+from mger.models.metrics import unweighted_accuracy
+from mger.models.modules import ModelConfig, ModelOutput, build_model
 
 
 def pad_rows(rows: Ragged, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,7 +117,7 @@ def predict_proba(model: torch.nn.Module, data: TensorSet, batch_size: int = 128
 
 def training_loss(out: ModelOutput, labels: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """The main head's cross-entropy plus the model's weighted auxiliary losses (MhaAux's tasks):
-    one objective for classifiers on cached features and for joint fine-tuning (:mod:`models.joint`)."""
+    one objective for classifiers on cached features and for joint fine-tuning (:mod:`mger.models.joint`)."""
     loss = F.cross_entropy(out.logits.float(), labels, weight=weight)
     if out.aux_loss is not None:
         loss = loss + out.aux_loss.float()

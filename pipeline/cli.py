@@ -1,6 +1,9 @@
 """``mger``: the command line. Every DVC stage is one subcommand reading params.yaml.
 
-Options given on the command line override the matching params.yaml values.
+Options given on the command line override the matching params.yaml values (a new, validated
+params object: :func:`mger.core.config.with_overrides`).  Without ``--params`` the working
+folder's params.yaml is read, or the built-in defaults where there is none; a ``--params FILE``
+that does not exist is an error.
 
 One error boundary (:func:`main`): any failure of a stage is printed as one line
 ``mger <stage>: error: <file or key>: <what is wrong; what to do>`` and exits with code 1;
@@ -16,16 +19,16 @@ import sys
 import traceback
 from typing import Callable, Sequence
 
-from pipeline import __version__
-from pipeline.config import DEFAULT_PARAMS, ConfigError, Params, load_params
-from pipeline.processes import dispatch
-from pipeline.reporting import StageError
+from mger import __version__
+from mger.core.config import DEFAULT_PARAMS, ConfigError, Params, read_params, with_overrides
+from mger.core.processes import dispatch
+from mger.core.reporting import StageError
 
 Handler = Callable[[argparse.Namespace, Params], None]
 
 
 def _cmd_synth(args: argparse.Namespace, params: Params) -> None:
-    from pipeline.synth import synthesize_corpus
+    from mger.corpus.synth import synthesize_corpus
 
     cfg = params.synth
     synthesize_corpus(
@@ -39,7 +42,7 @@ def _cmd_synth(args: argparse.Namespace, params: Params) -> None:
 
 
 def _cmd_prepare(args: argparse.Namespace, params: Params) -> None:
-    from pipeline.iemocap import prepare_corpus
+    from mger.corpus.iemocap import prepare_corpus
 
     cfg = params.prepare
     prepare_corpus(
@@ -51,20 +54,15 @@ def _cmd_prepare(args: argparse.Namespace, params: Params) -> None:
 
 
 def _cmd_align(args: argparse.Namespace, params: Params) -> None:
-    from alignment.stage import run_align
+    from mger.alignment.stage import run_align
 
-    cfg = params.align
-    if args.backend:
-        cfg.backend = args.backend
-    if args.n_jobs:
-        cfg.n_jobs = args.n_jobs
-    if args.on_failure:
-        cfg.on_failure = args.on_failure
-    run_align(args.manifest or params.prepare.manifest, cfg)
+    params = with_overrides(params, {"align.backend": args.backend or None, "align.n_jobs": args.n_jobs or None,
+                                     "align.on_failure": args.on_failure or None})
+    run_align(args.manifest or params.prepare.manifest, params.align)
 
 
 def _cmd_align_eval(args: argparse.Namespace, params: Params) -> None:
-    from alignment.stage import run_align_eval
+    from mger.alignment.stage import run_align_eval
 
     run_align_eval(args.truth or params.align_eval.truth,
                    args.segments or f"{params.align.out}/segments.h5",
@@ -72,7 +70,7 @@ def _cmd_align_eval(args: argparse.Namespace, params: Params) -> None:
 
 
 def _cmd_demo_model(args: argparse.Namespace, params: Params) -> None:
-    from features.demo_model import make_demo_model
+    from mger.features.demo_model import make_demo_model
 
     make_demo_model(params.demo_model)
 
@@ -87,12 +85,19 @@ def _parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
-    from features.extract import KINDS, extract, finetuned_setup, store_config, store_path
+def _resolved_device(params: Params, overrides: dict | None = None) -> Params:
+    """``features.device: auto`` decided once for the whole stage (every shard, fold and worker
+    process then gets the same concrete device), with the stage's other ``overrides``."""
+    from mger.features.encoders import resolve_device
 
+    return with_overrides(params, {"features.device": str(resolve_device(params.features.device))} | (overrides or {}))
+
+
+def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
+    from mger.features.extract import KINDS, extract, finetuned_setup, store_config, store_path
+
+    params = _resolved_device(params, {"features.n_jobs": args.n_jobs or None})
     cfg, fold, names = params.features, None, [*KINDS, *params.features.extra_speech]
-    if args.n_jobs:
-        cfg.n_jobs = args.n_jobs
     if args.fold is not None:
         cfg, fold, names = finetuned_setup(cfg, params.finetune, args.fold, args.checkpoint)
     elif args.checkpoint:
@@ -107,7 +112,7 @@ def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
 
 def _need_two_sessions(manifest: str) -> None:
     """Leave-one-session-out needs a session to test and at least one to train on."""
-    from pipeline.manifest import read_manifest, sessions
+    from mger.core.manifest import read_manifest, sessions
 
     present = sessions(read_manifest(manifest))
     if len(present) < 2:
@@ -116,9 +121,10 @@ def _need_two_sessions(manifest: str) -> None:
 
 
 def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
-    from models.finetune import run_finetune
+    from mger.models.finetune_stage import run_finetune
 
     _need_two_sessions(args.manifest or params.prepare.manifest)
+    params = _resolved_device(params)
     jobs = [(fold, params.finetune, params.features, args.manifest or params.prepare.manifest,
              f"{params.align.out}/segments.h5", params.split) for fold in args.fold or params.finetune.folds]
     dispatch(run_finetune, jobs, args.n_jobs or 1, params.features.backend if args.n_jobs else "joblib",
@@ -126,7 +132,7 @@ def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
 
 
 def _cmd_cache(args: argparse.Namespace, params: Params) -> None:
-    from features.cache_cli import cache_compare, cache_ls, cache_verify
+    from mger.features.cache_cli import cache_compare, cache_ls, cache_verify
 
     if args.action == "ls":
         cache_ls(args.path or params.features.out)
@@ -142,12 +148,12 @@ def _cmd_cache(args: argparse.Namespace, params: Params) -> None:
 
 
 def _cmd_train(args: argparse.Namespace, params: Params) -> None:
-    from models.experiment import run_experiment
+    from mger.models.experiment import run_experiment
 
     experiments = params.train.all_experiments
     names = list(experiments) if args.experiment == "all" else [args.experiment]
     if not names:
-        raise ConfigError(f"{args.params}: train.experiments and train.finetuned_experiments are empty; "
+        raise ConfigError(f"{args.params or 'params'}: train.experiments and train.finetuned_experiments are empty; "
                           "add an experiment (see the README) or pass --experiment NAME")
     _need_two_sessions(params.prepare.manifest)
     unknown = [name for name in names if name not in experiments]
@@ -162,13 +168,13 @@ def _cmd_train(args: argparse.Namespace, params: Params) -> None:
 
 
 def _cmd_report(args: argparse.Namespace, params: Params) -> None:
-    from models.report import write_report
+    from mger.models.report import write_report
 
     write_report(params)
 
 
 def _cmd_summary(args: argparse.Namespace, params: Params) -> None:
-    from pipeline.summary import print_summary
+    from mger.pipeline.summary import print_summary
 
     print_summary(params)
 
@@ -183,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, handler: Handler, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
-        p.add_argument("--params", default=DEFAULT_PARAMS, help="params file (default: %(default)s)")
+        p.add_argument("--params", help=f"params file (default: {DEFAULT_PARAMS} of the working folder, or the "
+                       "built-in defaults where there is none)")
         p.add_argument("--debug", action="store_true", help="on an error, print the traceback (also MGER_DEBUG=1)")
         p.set_defaults(handler=handler)
         return p
@@ -274,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("MGER_DEBUG", "") not in ("", "0")
     try:
-        params = load_params(args.params)
+        params = read_params(args.params)
         args.handler(args, params)
     except KeyboardInterrupt:
         print(f"mger {args.command}: interrupted", file=sys.stderr)

@@ -1,6 +1,6 @@
 """A held-out alignment evaluation: voices, rates and sentence styles the demo corpus never uses.
 
-The demo corpus (:mod:`pipeline.synth`) speaks its own sentence pools with ``en-us+f1..f5``
+The demo corpus (:mod:`mger.corpus.synth`) speaks its own sentence pools with ``en-us+f1..f5``
 and ``en-us+m1..m7``, so its align-eval figure is partly tuned to those voices.  This set is
 for *checking only*, never for tuning (docs/alignment.md):
 
@@ -23,7 +23,7 @@ Layout under ``out`` (default ``data/heldout``)::
 
     wav/<utt>.wav   manifest.jsonl   truth/words.jsonl (rows carry "voice" and "rate")
 
-``python -m pipeline.heldout`` builds the set (if missing), aligns it with the params'
+``python -m mger.pipeline.heldout`` builds the set (if missing), aligns it with the params'
 ``align`` settings into ``<out>/align`` and writes ``reports/align_eval_heldout.json``;
 ``--with-demo DIR`` also evaluates a demo-style corpus (:data:`DEMO_STYLE`) and prints the
 signed bias of both sets pooled, the figure alignment changes are judged on.
@@ -46,9 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.audio import SAMPLE_RATE, write_audio
-from pipeline.espeak import Prosody
-from pipeline.manifest import Utterance, write_manifest
+from mger.core.audio import SAMPLE_RATE, write_audio
+from mger.core.manifest import Utterance, write_manifest
+from mger.corpus.espeak import Prosody
 
 LANGUAGES = ("en", "en-029", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-gb-x-rp", "en-us",
              "en-us-nyc")
@@ -120,7 +120,7 @@ def n_variants() -> int:
 def _utterance(out: Path, final: Path, i: int, text: str, voice: str, rate: int, seed: int
                ) -> tuple[Utterance, str]:
     """Speak one sentence into ``out``; return its manifest row (wav under ``final``) and truth JSON line."""
-    from pipeline.synth import Speaker, speak
+    from mger.corpus.synth import Speaker, speak
 
     rng = np.random.default_rng([seed, i])
     prosody = Prosody(rate=rate, pitch=int(rng.integers(30, 71)), range=int(rng.integers(30, 80)))
@@ -128,8 +128,8 @@ def _utterance(out: Path, final: Path, i: int, text: str, voice: str, rate: int,
     utt_id = f"Heldout_{i:03d}"
     write_audio(out / "wav" / f"{utt_id}.wav", spoken.audio)
     duration = len(spoken.audio) / SAMPLE_RATE
-    utt = Utterance(utt_id, 0, "heldout", voice, "X", True, str(final / "wav" / f"{utt_id}.wav"), round(duration, 4), text, "neu", "neu",
-                    3.0, 3.0, 3.0)
+    utt = Utterance(utt_id, 0, "heldout", voice, "X", True, str(final / "wav" / f"{utt_id}.wav"), round(duration, 4),
+                    text, "neu", "neu", 3.0, 3.0, 3.0)
     truth = json.dumps({"utt_id": utt_id, "voice": voice, "rate": rate,
                         "words": [dataclasses.asdict(w) for w in spoken.words]}, ensure_ascii=False)
     return utt, truth
@@ -177,8 +177,8 @@ DEMO_STYLE = dict(seed=13, sessions=5, dialogs_per_session=2, turns_per_dialog=2
 def build_demo_style(out: str | Path) -> None:
     """The demo's own kind of corpus, smaller (seed 13, 5 sessions x 2 dialogs x 28 turns; 4-class
     manifest: 210 utterances), for judging a change on both sets at once."""
-    from pipeline.iemocap import prepare_corpus
-    from pipeline.synth import synthesize_corpus
+    from mger.corpus.iemocap import prepare_corpus
+    from mger.corpus.synth import synthesize_corpus
 
     out = Path(out)
     synthesize_corpus(out / "corpus", **DEMO_STYLE)
@@ -187,25 +187,24 @@ def build_demo_style(out: str | Path) -> None:
     (out / "corpus" / "truth" / "words.jsonl").replace(out / "truth" / "words.jsonl")
 
 
-def evaluate_heldout(out: str | Path, report: str | Path, params: str = "params.yaml", n_jobs: int | None = None
+def evaluate_heldout(out: str | Path, report: str | Path, params: str | None = None, n_jobs: int | None = None
                      ) -> dict:
     """Align a set (``<out>/manifest.jsonl``) with the params' align settings and evaluate it against its truth."""
-    from alignment.stage import run_align, run_align_eval
-    from pipeline.config import load_params
+    from mger.alignment.stage import run_align, run_align_eval
+    from mger.core.config import read_params, with_overrides
 
     out = Path(out)
-    cfg = dataclasses.replace(load_params(params).align, out=str(out / "align"),
-                              report=str(out / "alignment.json"))
-    if n_jobs:
-        cfg.n_jobs = n_jobs
+    overrides = {"align.out": str(out / "align"), "align.report": str(out / "alignment.json"),
+                 "align.n_jobs": n_jobs or None}
+    cfg = with_overrides(read_params(params), overrides).align
     run_align(out / "manifest.jsonl", cfg)
     return run_align_eval(out / "truth" / "words.jsonl", out / "align" / "segments.h5", report)
 
 
 def pooled_bias(folders: list[Path]) -> tuple[int, float, float]:
     """(words, signed onset median ms, signed offset median ms) over the aligned sets pooled."""
-    from alignment.evaluate import read_truth, word_errors
-    from alignment.table import SegmentTable
+    from mger.alignment.evaluate import read_truth, word_errors
+    from mger.alignment.table import SegmentTable
 
     onset, offset = [], []
     for folder in folders:
@@ -222,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="data/heldout", help="folder of the set (default: %(default)s)")
     parser.add_argument("--report", default="reports/align_eval_heldout.json", help="metrics JSON")
-    parser.add_argument("--params", default="params.yaml", help="params file whose align section is used")
+    parser.add_argument("--params", help="params file whose align section is used (default: params.yaml of the "
+                        "working folder, or the built-in defaults where there is none)")
     parser.add_argument("--n", type=int, help="number of utterances (default: 3 per sentence, >= variants)")
     parser.add_argument("--n-jobs", type=int, help="alignment worker processes (default: align.n_jobs)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the set(s) even if they exist")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.config import Params
+from mger.core.config import Params
 
 
 def _read(path: str | Path) -> dict | None:
@@ -30,8 +30,8 @@ def print_summary(params: Params) -> None:
     if evaluation and evaluation.get("n_words"):
         print(f"alignment accuracy: {evaluation['n_words']} words, onset median {evaluation['onset_median_ms']} ms, "
               f"{evaluation['onset_within_50ms']:.1%} within 50 ms, {evaluation['onset_within_20ms']:.1%} within 20 ms")
-    from features.cache import FeatureStore
-    from features.extract import store_path
+    from mger.features.cache import FeatureStore
+    from mger.features.extract import store_path
 
     for kind in ("speech", "text"):
         store = store_path(params.features.out, kind)

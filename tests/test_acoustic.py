@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alignment.table import SegmentTable
-from features.cache import FeatureStore, verify_store
-from pipeline.audio import read_audio
-from pipeline.config import ConfigError, FeaturesConfig, SpeechFeaturesConfig, params_from_dict
-from pipeline.manifest import read_manifest
+from mger.alignment.table import SegmentTable
+from mger.core.audio import read_audio
+from mger.core.config import ConfigError, FeaturesConfig, SpeechFeaturesConfig, params_from_dict
+from mger.core.manifest import read_manifest
+from mger.features.cache import FeatureStore, verify_store
 
 opensmile = pytest.importorskip("opensmile")
 
@@ -22,7 +22,7 @@ LEVELS = ["frame", "phone", "syllable", "word", "utterance", "functionals"]
 
 @pytest.fixture(scope="module")
 def egemaps_store(aligned: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from features.extract import extract, store_config, store_path
+    from mger.features.extract import extract, store_config, store_path
 
     out = tmp_path_factory.mktemp("egemaps")
     cfg = FeaturesConfig(out=str(out), shard_size=8, extra_speech={
@@ -35,7 +35,7 @@ def egemaps_store(aligned: dict[str, Path], tmp_path_factory: pytest.TempPathFac
                                                                      ("ComParE_2016", 65, 6373, 0.03)])
 def test_frame_geometry_is_read_from_opensmile(feature_set: str, dim: int, functionals: int, centre0: float) -> None:
     """Hop 10 ms; frame t centred at t*hop + window/2 (20 ms window for eGeMAPS, 60 ms for ComParE)."""
-    from features.acoustic import OpenSmileEncoder
+    from mger.features.acoustic import OpenSmileEncoder
 
     enc = OpenSmileEncoder(f"opensmile:{feature_set}")
     assert (enc.dim, enc.functionals_dim) == (dim, functionals)
@@ -52,7 +52,7 @@ def test_frame_geometry_is_read_from_opensmile(feature_set: str, dim: int, funct
 
 
 def test_short_utterance_gets_frames_and_finite_functionals() -> None:
-    from features.acoustic import OpenSmileEncoder
+    from mger.features.acoustic import OpenSmileEncoder
 
     enc = OpenSmileEncoder("opensmile:eGeMAPSv02")
     wave = np.random.default_rng(1).normal(0, 0.1, 400).astype(np.float32)  # 25 ms: too short for openSMILE
@@ -102,15 +102,15 @@ def test_store_levels_functionals_fingerprint_and_verify(egemaps_store: Path, al
     assert fp["opensmile_version"] == opensmile.__version__ and fp["frame_centre0"] == pytest.approx(0.01)
     assert len(fp["weights_sha256"]) == 64 and "layer" not in fp
     assert verify_store(egemaps_store) == []
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "cache", "verify", str(egemaps_store)],
+    result = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "cache", "verify", str(egemaps_store)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
 def test_experiment_trains_on_the_extra_store(egemaps_store: Path, aligned, tmp_path: Path) -> None:
     """An audio model and the probe read speech-egemaps.h5 by ``speech_store``; the metrics name it."""
-    from models.experiment import run_experiment
-    from pipeline.config import ExperimentSpec, TrainConfig
+    from mger.core.config import ExperimentSpec, TrainConfig
+    from mger.models.experiment import run_experiment
 
     out = egemaps_store.parent
     features = FeaturesConfig(out=str(out), extra_speech={
@@ -143,9 +143,9 @@ def test_config_rules_for_opensmile_and_extra_stores() -> None:
 
 
 def test_finetuning_refuses_opensmile_in_one_line(aligned, tmp_path: Path) -> None:
-    from models.finetune import run_finetune
-    from pipeline.config import FinetuneConfig
-    from pipeline.reporting import StageError
+    from mger.core.config import FinetuneConfig
+    from mger.core.reporting import StageError
+    from mger.models.finetune_stage import run_finetune
 
     features = FeaturesConfig(speech=SpeechFeaturesConfig(model="opensmile:eGeMAPSv02"))
     with pytest.raises(StageError, match="openSMILE descriptors have no weights to fine-tune") as err:
@@ -157,11 +157,11 @@ def test_core_runs_without_opensmile(tmp_path: Path) -> None:
     """With openSMILE not importable: the package imports, params load, a wav2vec2 pipeline is
     untouched, and asking for openSMILE names the optional extra in one line."""
     code = ("import sys; sys.modules['opensmile'] = None\n"
-            "import pipeline.cli, features.extract, models.experiment, models.report\n"
-            "from pipeline.config import load_params; load_params('params.yaml')\n"
-            "from features.extract import build_encoder\n"
-            "from features.cache import CacheError\n"
-            "from pipeline.config import FeaturesConfig, SpeechFeaturesConfig\n"
+            "import mger.pipeline.cli, mger.features.extract, mger.models.experiment, mger.models.report\n"
+            "from mger.core.config import load_params; load_params('params.yaml')\n"
+            "from mger.features.extract import build_encoder\n"
+            "from mger.features.cache import CacheError\n"
+            "from mger.core.config import FeaturesConfig, SpeechFeaturesConfig\n"
             "try:\n"
             "    build_encoder('speech', FeaturesConfig(speech=SpeechFeaturesConfig(model='opensmile:eGeMAPSv02')))\n"
             "except CacheError as err:\n"

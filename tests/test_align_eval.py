@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from alignment.base import Segment
-from alignment.evaluate import evaluate, read_voices, word_errors
-from alignment.word_classes import group_class, word_class
+from mger.alignment.base import Segment
+from mger.alignment.evaluate import evaluate, read_voices, word_errors
+from mger.alignment.word_classes import group_class, word_class
 
 TRUTH = [{"word": "in the", "start": 0.10, "end": 0.30}, {"word": "um,", "start": 0.35, "end": 0.50},
          {"word": "House", "start": 0.50, "end": 0.90}]

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alignment import pauses
-from alignment.base import Segment
+from mger.alignment import pauses
+from mger.alignment.base import Segment
 
 
 def _tone_with_pause() -> np.ndarray:
@@ -66,9 +66,9 @@ def test_cut_audio_map_back_and_trim_restore_the_original_times() -> None:
 def test_energy_check_repairs_speech_taken_for_silence(tmp_path: Path) -> None:
     """A held-out utterance (en-029+Alicia, 95 wpm) whose alignment put 2.4 s of loud speech into
     silences: five words more than 0.5 s late.  With the check all but one are within 70 ms."""
-    from alignment.evaluate import word_errors
-    from alignment.pocketsphinx_backend import PocketsphinxAligner, PocketsphinxSettings
-    from pipeline.heldout import SENTENCES, _utterance
+    from mger.alignment.evaluate import word_errors
+    from mger.alignment.pocketsphinx_backend import PocketsphinxAligner, PocketsphinxSettings
+    from mger.pipeline.heldout import SENTENCES, _utterance
 
     (tmp_path / "wav").mkdir()
     utt, truth = _utterance(tmp_path, tmp_path, 105, SENTENCES[105 % len(SENTENCES)], "en-029+Alicia", 95, 29)

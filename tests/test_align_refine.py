@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alignment.base import Segment
-from alignment.refine import MAX_CLOSURE, SNAP_RANGE, fine_db, refine_onsets
+from mger.alignment.base import Segment
+from mger.alignment.refine import MAX_CLOSURE, SNAP_RANGE, fine_db, refine_onsets
 
 
 def _silence_tone_silence_tone() -> np.ndarray:
@@ -69,8 +69,8 @@ def test_words_without_phones_are_left_alone() -> None:
 
 
 def test_frame_step_and_phone_rate() -> None:
-    from alignment import pauses
-    from alignment.pocketsphinx_backend import frame_step, phone_rate
+    from mger.alignment import pauses
+    from mger.alignment.pocketsphinx_backend import frame_step, phone_rate
 
     assert frame_step(100) == 0.01
     assert frame_step(70) == pytest.approx(229 / 16000)  # pocketsphinx rounds the shift to whole samples
@@ -82,9 +82,9 @@ def test_frame_step_and_phone_rate() -> None:
 def test_slow_speech_aligned_at_a_lower_frame_rate(tmp_path: Path) -> None:
     """A held-out utterance at 95 wpm (en-gb-x-gbclan+benjamin, 7 phones/s): one word 97 ms off at
     100 frames/s, every word within 50 ms at 70 frames/s."""
-    from alignment.evaluate import word_errors
-    from alignment.pocketsphinx_backend import PocketsphinxAligner, PocketsphinxSettings
-    from pipeline.heldout import SENTENCES, _utterance
+    from mger.alignment.evaluate import word_errors
+    from mger.alignment.pocketsphinx_backend import PocketsphinxAligner, PocketsphinxSettings
+    from mger.pipeline.heldout import SENTENCES, _utterance
 
     (tmp_path / "wav").mkdir()
     utt, truth = _utterance(tmp_path, tmp_path, 35, SENTENCES[35 % len(SENTENCES)], "en-gb-x-gbclan+benjamin", 95, 29)

@@ -14,17 +14,17 @@ import pytest
 import textgrid
 import yaml
 
-from alignment.evaluate import evaluate, read_truth
-from alignment.normalize import normalize_transcript
-from alignment.stage import run_align, run_align_eval
-from alignment.table import LEVELS, SegmentTable
-from pipeline.audio import write_audio
-from pipeline.config import AlignConfig
-from pipeline.espeak import Prosody
-from pipeline.iemocap import prepare_corpus
-from pipeline.manifest import Utterance, write_manifest
-from pipeline.reporting import StageError
-from pipeline.synth import Speaker, speak
+from mger.alignment.evaluate import evaluate, read_truth
+from mger.alignment.normalize import normalize_transcript
+from mger.alignment.stage import run_align, run_align_eval
+from mger.alignment.table import LEVELS, SegmentTable
+from mger.core.audio import write_audio
+from mger.core.config import AlignConfig
+from mger.core.manifest import Utterance, write_manifest
+from mger.core.reporting import StageError
+from mger.corpus.espeak import Prosody
+from mger.corpus.iemocap import prepare_corpus
+from mger.corpus.synth import Speaker, speak
 from tests.builders import write_tone
 
 REPO = Path(__file__).resolve().parents[1]
@@ -132,8 +132,8 @@ def test_iemocap_backend_reproduces_truth_within_a_frame(tiny_corpus: Path, tiny
 
 
 def test_iemocap_backend_missing_file_follows_policy(tiny_manifest: list[Utterance], tmp_path: Path) -> None:
-    missing = dataclasses.replace(tiny_manifest[0], utt_id="Ses03M_impro03_M001",
-                                  wav=tiny_manifest[0].wav.replace(Path(tiny_manifest[0].wav).stem, "Ses03M_impro03_M001"))
+    wav = tiny_manifest[0].wav.replace(Path(tiny_manifest[0].wav).stem, "Ses03M_impro03_M001")
+    missing = dataclasses.replace(tiny_manifest[0], utt_id="Ses03M_impro03_M001", wav=wav)
     write_tone(Path(missing.wav))
     try:
         write_manifest(tmp_path / "m.jsonl", [tiny_manifest[1], missing])
@@ -201,9 +201,9 @@ def determinism_utts(tiny_manifest: list[Utterance], tmp_path_factory: pytest.Te
 @pytest.fixture(scope="module")
 def fresh_reference(determinism_utts: list[Utterance], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Each utterance aligned by its own new aligner: the table every other run must equal."""
-    from alignment.pocketsphinx_backend import PocketsphinxAligner
-    from alignment.stage import align_one
-    from alignment.table import write_table
+    from mger.alignment.pocketsphinx_backend import PocketsphinxAligner
+    from mger.alignment.stage import align_one
+    from mger.alignment.table import write_table
 
     results = [align_one(PocketsphinxAligner(), u, "drop")[0] for u in determinism_utts]
     assert all(r.method == "aligned" for r in results)
@@ -251,7 +251,7 @@ def test_sigkilled_align_leaves_no_worker_behind(tiny_manifest: list[Utterance],
     params.write_text(yaml.safe_dump({"prepare": {"manifest": str(tmp_path / "m.jsonl")},
                                       "align": {"out": str(tmp_path / "align"), "report": str(tmp_path / "a.json"),
                                                 "n_jobs": 2}}))
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "align", "--params", str(params)],
+    proc = subprocess.Popen([sys.executable, "-m", "mger.pipeline.cli", "align", "--params", str(params)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, workers = time.time() + 120, set()
     while time.time() < deadline and proc.poll() is None:

@@ -6,16 +6,29 @@ from pathlib import Path
 
 import pytest
 
-from alignment.base import Segment
-from alignment.g2p import (DROPPED, ESPEAK_TO_ARPABET, english_mnemonics, espeak_to_arpabet,
-                           espeak_to_arpabet_checked, pronounce)
-from alignment.g2p_eval import edit_distance, evaluate_cmudict
-from alignment.mfa_backend import INSTALL_HINT, MfaAligner, MfaSettings, mfa_command, read_mfa_textgrid, write_mfa_corpus
-from alignment.normalize import normalize_transcript, number_words
-from alignment.sphinx_segfiles import parse_segfile
-from alignment.syllables import LEGAL_ONSETS, add_syllables, label_syllables, syllabify
-from pipeline.manifest import Utterance
-from pipeline.reporting import StageError
+from mger.alignment.base import Segment
+from mger.alignment.g2p import (
+    DROPPED,
+    ESPEAK_TO_ARPABET,
+    english_mnemonics,
+    espeak_to_arpabet,
+    espeak_to_arpabet_checked,
+    pronounce,
+)
+from mger.alignment.g2p_eval import edit_distance, evaluate_cmudict
+from mger.alignment.mfa_backend import (
+    INSTALL_HINT,
+    MfaAligner,
+    MfaSettings,
+    mfa_command,
+    read_mfa_textgrid,
+    write_mfa_corpus,
+)
+from mger.alignment.normalize import normalize_transcript, number_words
+from mger.alignment.sphinx_segfiles import parse_segfile
+from mger.alignment.syllables import LEGAL_ONSETS, add_syllables, label_syllables, syllabify
+from mger.core.manifest import Utterance
+from mger.core.reporting import StageError
 from tests.builders import write_tone
 
 
@@ -24,7 +37,7 @@ from tests.builders import write_tone
     ("It is a twenty-minute drive.", ["it", "is", "a", "twenty", "minute", "drive"]),
     ("The office closes at 5 o'clock.", ["the", "office", "closes", "at", "five", "o'clock"]),
     ("We have 2 tickets, 1990 of them & 50% off", ["we", "have", "two", "tickets", "one", "thousand", "nine",
-                                                   "hundred", "ninety", "of", "them", "and", "fifty", "percent", "off"]),
+                                                  "hundred", "ninety", "of", "them", "and", "fifty", "percent", "off"]),
     ("I DON'T know, we're 'fine'.", ["i", "don't", "know", "we're", "fine"]),
     ("[LAUGHTER] [GARBAGE]", []),
     ("", []),
@@ -57,7 +70,8 @@ def test_espeak_to_arpabet_table(espeak: str, arpabet: list[str]) -> None:
 
 
 def test_espeak_table_targets_are_arpabet_and_unknowns_are_dropped_not_raised() -> None:
-    arpabet = set("AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z ZH".split())
+    arpabet = set("AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z "
+                  "ZH".split())
     assert all(set(v) <= arpabet for v in ESPEAK_TO_ARPABET.values())
     assert espeak_to_arpabet_checked("Q~ k") == (["G", "K"], [])  # longest known prefix
     assert espeak_to_arpabet_checked("k Y: t") == (["K", "T"], ["Y:"])  # nothing known: dropped and returned
@@ -245,8 +259,8 @@ def test_mfa_corpus_command_and_textgrid_import(tmp_path: Path, monkeypatch: pyt
 
 
 def test_pocketsphinx_decoders_know_filler_variants_and_the_last_resort_rung() -> None:
-    from alignment.pocketsphinx_backend import LAST_RESORT_RUNG, PocketsphinxAligner, PocketsphinxSettings
-    from alignment.word_classes import FILLER_VARIANTS, FILLERS
+    from mger.alignment.pocketsphinx_backend import LAST_RESORT_RUNG, PocketsphinxAligner, PocketsphinxSettings
+    from mger.alignment.word_classes import FILLER_VARIANTS, FILLERS
 
     assert set(FILLER_VARIANTS) <= FILLERS
     aligner = PocketsphinxAligner(PocketsphinxSettings(ladder=((1e-80, 1e-60, 1e-80),)))

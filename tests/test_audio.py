@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.audio import audio_info, read_audio, resample
+from mger.core.audio import audio_info, read_audio, resample
 
 
 @pytest.mark.parametrize("rate, channels", [(16000, 1), (44100, 2), (22050, 1), (8000, 2), (48000, 1)])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import build_parser, main
+from mger.pipeline.cli import build_parser, main
 
 SUBCOMMANDS = ["synth", "prepare", "summary"]
 
@@ -33,12 +33,12 @@ def test_subcommand_help_describes_options(name: str, options: list[str], capsys
 
 
 def test_prepare_wrong_root_is_one_line_error(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "prepare", "--root", str(tmp_path / "nope"),
+    proc = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "prepare", "--root", str(tmp_path / "nope"),
                            "--params", str(tmp_path / "none.yaml")], capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0 and "params file not found" in proc.stderr
     (tmp_path / "p.yaml").write_text("{}\n")
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "prepare", "--root", str(tmp_path / "nope"),
+    proc = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "prepare", "--root", str(tmp_path / "nope"),
                            "--params", str(tmp_path / "p.yaml")], capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("mger prepare: error:")
     assert "corpus root does not exist" in proc.stderr
@@ -172,7 +172,8 @@ def test_disk_full_is_one_line_and_leaves_no_temp(tiny_corpus: Path, tmp_path: P
 @pytest.mark.parametrize("how", ["--debug", "MGER_DEBUG=1"])
 def test_debug_shows_the_traceback(tmp_path: Path, how: str) -> None:
     (tmp_path / "p.yaml").write_text("train:\n  hidden: 130\n  heads: 4\n")
-    cmd = [sys.executable, "-m", "pipeline.cli", "train", "--experiment", "all", "--params", str(tmp_path / "p.yaml")]
+    cmd = [sys.executable, "-m", "mger.pipeline.cli", "train", "--experiment", "all",
+           "--params", str(tmp_path / "p.yaml")]
     env = dict(__import__("os").environ)
     if how == "--debug":
         cmd.append("--debug")
@@ -194,6 +195,52 @@ def test_debug_shows_the_traceback(tmp_path: Path, how: str) -> None:
     (ValueError("m.jsonl:3: session is '1'\nexpected int"), "m.jsonl:3: session is '1' expected int"),
 ])
 def test_error_line_is_one_line(err: BaseException, line: str) -> None:
-    from pipeline.cli import error_line
+    from mger.pipeline.cli import error_line
 
     assert error_line(err).startswith(line) and "\n" not in error_line(err)
+
+
+def test_without_params_yaml_commands_run_on_the_built_in_defaults(tiny_corpus: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from mger.core.config import Params, read_params
+
+    monkeypatch.chdir(tmp_path)  # no params.yaml here
+    assert read_params() == Params()
+    assert main(["prepare", "--root", str(tiny_corpus), "--out", "m.jsonl", "--report", "q.json"]) == 0
+    assert (tmp_path / "m.jsonl").stat().st_size > 0
+    proc = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "synth", "--out", "corpus", "--sessions", "1",
+                           "--dialogs", "1", "--turns", "1"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "corpus").is_dir()
+    # an explicitly named params file that is missing is still an error
+    proc = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "synth", "--out", "c2", "--params", "none.yaml"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 1 and "none.yaml: params file not found" in proc.stderr
+
+
+def test_overrides_build_a_new_validated_params_object() -> None:
+    from mger.core.config import ConfigError, Params, with_overrides
+
+    params = Params()
+    new = with_overrides(params, {"align.n_jobs": 3, "align.backend": "iemocap", "features.n_jobs": None})
+    assert (new.align.n_jobs, new.align.backend) == (3, "iemocap")
+    assert params == Params() and new.features is params.features  # the loaded object is left as it was
+    with pytest.raises(ConfigError, match="align.n_jobs: must be positive"):
+        with_overrides(params, {"align.n_jobs": -2})
+    with pytest.raises(ConfigError, match="align.backend: 'nope' is not one of"):
+        with_overrides(params, {"align.backend": "nope"})
+    with pytest.raises(ConfigError, match="align.bogus: unknown key"):
+        with_overrides(params, {"align.bogus": 1})
+    assert main(["align", "--params", "/dev/null", "--n-jobs", "-2"]) == 1
+
+
+def test_auto_device_is_resolved_once_for_the_stage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every extraction of the stage gets the one concrete device decided before it starts."""
+    import torch
+
+    import mger.features.extract as extract_module
+
+    seen = []
+    monkeypatch.setattr(extract_module, "extract", lambda kind, cfg, *a, **k: seen.append(cfg.device))
+    assert main(["extract", "--params", "/dev/null"]) == 0
+    assert seen and set(seen) == {"cuda" if torch.cuda.is_available() else "cpu"}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ConfigError, Params, load_params, params_from_dict
+from mger.core.config import ConfigError, Params, load_params, params_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,8 +90,8 @@ def test_out_of_range_values_name_the_key(data: dict, message: str) -> None:
 
 
 def test_every_numeric_param_has_a_range() -> None:
-    """A numeric param without a rule in pipeline.config.RANGES fails here (add its range)."""
-    from pipeline.config import RANGES, numeric_params
+    """A numeric param without a rule in mger.core.config.RANGES fails here (add its range)."""
+    from mger.core.config import RANGES, numeric_params
 
     params = load_params(REPO / "params.yaml")
     params.features.batch_seconds = 50.0
@@ -99,3 +99,46 @@ def test_every_numeric_param_has_a_range() -> None:
     params.train.finetuned_experiments["x"] = params.train.experiments["mha_both"]
     unruled = sorted({rule for _, rule, _ in numeric_params(params)} - set(RANGES))
     assert unruled == []
+
+
+def _demo_overrides(node, params, defaults, key: str = ""):
+    """(dotted key, line) of every params.yaml leaf whose value differs from the dataclass default.
+
+    Named collections (``extra_speech``, ``experiments``: empty by default) are the demo's
+    content, not overrides, and are not walked."""
+    import dataclasses
+
+    import yaml
+
+    for k_node, v_node in node.value:
+        name, where = k_node.value, f"{key}.{k_node.value}".lstrip(".")
+        value, default = getattr(params, name), getattr(defaults, name)
+        if isinstance(default, dict):
+            continue
+        if dataclasses.is_dataclass(value) and isinstance(v_node, yaml.MappingNode):
+            yield from _demo_overrides(v_node, value, default, where)
+        elif value != default:
+            yield where, k_node.start_mark.line
+
+
+def test_params_yaml_differs_from_the_defaults_only_where_it_says_demo() -> None:
+    """The dataclasses of mger.core.config hold the defaults; params.yaml is the demo's deliberate
+    overrides: each value there that differs from its default says "demo" in its comment."""
+    import yaml
+
+    text = (REPO / "params.yaml").read_text()
+    lines = text.splitlines()
+    found = list(_demo_overrides(yaml.compose(text), load_params(REPO / "params.yaml"), Params()))
+    assert "finetune.epochs" in {key for key, _ in found}  # the check sees the overrides
+    unmarked = [f"{key} (line {line + 1})" for key, line in found if "demo" not in lines[line].partition("#")[2]]
+    assert unmarked == [], "params.yaml values that differ from the defaults without a 'demo' comment"
+
+
+def test_the_default_ladder_aligns_as_params_yaml_does() -> None:
+    """The pocketsphinx ladder's default is params.yaml's (the last-resort rung included)."""
+    from mger.alignment.pocketsphinx_backend import PocketsphinxAligner
+    from mger.core.align_settings import PocketsphinxSettings
+
+    repo = load_params(REPO / "params.yaml").align.pocketsphinx
+    assert repo == PocketsphinxSettings()
+    assert PocketsphinxAligner(repo).ladder == PocketsphinxAligner(PocketsphinxSettings(ladder=repo.ladder[:3])).ladder

@@ -26,7 +26,8 @@ def _run(cmd: list[str], cwd: Path) -> str:
 def scratch_repo(tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("pipeline", "alignment", "features", "models", ".dvc", "dvc.yaml", ".dvcignore"):
+    for name in ("mger", "core", "corpus", "pipeline", "alignment", "features", "models",
+                 ".dvc", "dvc.yaml", ".dvcignore"):
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import reporting
-from pipeline.reporting import atomic_path, save_figure_atomic, write_bytes_atomic, write_json, write_text_atomic
+from mger.core import reporting
+from mger.core.reporting import atomic_path, save_figure_atomic, write_bytes_atomic, write_json, write_text_atomic
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -82,7 +82,7 @@ def test_temp_of_a_killed_writer_is_cleaned_by_the_next_write(tmp_path: Path) ->
     """A writer SIGKILLed mid-write leaves only its hidden temp (the target is untouched); the
     next write of the same target removes it."""
     target = tmp_path / "results.md"
-    code = ("import os, sys\nfrom pipeline.reporting import atomic_path\n"
+    code = ("import os, sys\nfrom mger.core.reporting import atomic_path\n"
             "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_text('half a ta')\n    os.kill(os.getpid(), 9)\n")
     proc = subprocess.run([sys.executable, "-c", code, str(target)], env=os.environ | {"PYTHONPATH": _ROOT})
     assert proc.returncode == -9
@@ -110,7 +110,7 @@ def _params_file(folder: Path, aligned: dict[str, Path], tiny_models: dict[str, 
 
 
 def _extract_cmd(params: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline.cli", "extract", "--kind", "speech", "--params", str(params), *extra]
+    return [sys.executable, "-m", "mger.pipeline.cli", "extract", "--kind", "speech", "--params", str(params), *extra]
 
 
 def _wait_for(predicate, seconds: float = 120.0) -> None:
@@ -135,7 +135,7 @@ def test_concurrent_extract_with_other_settings_never_mixes(tiny_models, aligned
 
     import h5py
 
-    from features.cache import verify_store
+    from mger.features.cache import verify_store
 
     env = os.environ | {"PYTHONPATH": _ROOT}
     mean = _params_file(tmp_path, aligned, tiny_models)
@@ -237,7 +237,7 @@ def test_cache_verify_finds_damage(reference_store, tmp_path: Path, damage, mess
     and the level) and stops ``mger extract`` from calling the store up to date."""
     import re
 
-    from features.cache import verify_store
+    from mger.features.cache import verify_store
 
     store = tmp_path / "speech.h5"
     store.write_bytes(Path(reference_store["speech"]).read_bytes())
@@ -245,7 +245,7 @@ def test_cache_verify_finds_damage(reference_store, tmp_path: Path, damage, mess
     damage(store)
     problems = verify_store(store)
     assert any(re.search(message, p) for p in problems), problems
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "cache", "verify", str(store)],
+    proc = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "cache", "verify", str(store)],
                           capture_output=True, text=True, env=os.environ | {"PYTHONPATH": _ROOT})
     assert proc.returncode == 1 and f"{store}: CORRUPT" in proc.stdout
     assert any(re.search(message, line) and line.startswith(str(store)) for line in proc.stdout.splitlines())
@@ -256,7 +256,7 @@ def test_verify_costs_little_next_to_extraction(reference_store) -> None:
     level; here the cost per MB of store, printed for the README (a few ms per MB)."""
     import time
 
-    from features.cache import verify_store
+    from mger.features.cache import verify_store
 
     store = Path(reference_store["speech"])
     t0 = time.perf_counter()
@@ -270,7 +270,7 @@ def test_verify_costs_little_next_to_extraction(reference_store) -> None:
 # --- synth --out never deletes a folder it did not write --------------------------------------
 
 def _synth(out: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "pipeline.cli", "synth", "--out", str(out), "--sessions", "1", "--dialogs", "1",
+    cmd = [sys.executable, "-m", "mger.pipeline.cli", "synth", "--out", str(out), "--sessions", "1", "--dialogs", "1",
            "--turns", "1", "--params", str(out.parent / "p.yaml"), *extra]
     (out.parent / "p.yaml").write_text("{}\n")
     return subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": _ROOT})
@@ -302,7 +302,7 @@ def test_synth_replaces_its_own_output_and_a_forced_folder(tmp_path: Path) -> No
     other.mkdir()
     (other / "notes.txt").write_text("mine")
     assert _synth(other, "--force").returncode == 0 and not (other / "notes.txt").exists()
-    from pipeline.synth import check_out
+    from mger.corpus.synth import check_out
 
     (tmp_path / "empty").mkdir()
     check_out(tmp_path / "empty")  # an empty folder is fine (no exception)
@@ -315,7 +315,7 @@ def test_synth_replaces_its_own_output_and_a_forced_folder(tmp_path: Path) -> No
 def test_prepare_drops_ids_that_are_paths(tmp_path: Path, bad_id: str) -> None:
     """An id that would name a file outside its folder is dropped at prepare with a
     data-quality entry; the good utterances are kept."""
-    from pipeline.iemocap import prepare_corpus
+    from mger.corpus.iemocap import prepare_corpus
     from tests.builders import TreeBuilder
 
     builder = TreeBuilder(tmp_path / "corpus")
@@ -334,7 +334,7 @@ def test_prepare_drops_ids_that_are_paths(tmp_path: Path, bad_id: str) -> None:
 
 def test_duplicate_ids_in_a_manifest_stop_extract(aligned, tiny_models, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.cli import main
+    from mger.pipeline.cli import main
 
     lines = aligned["manifest"].read_text().splitlines()
     manifest = tmp_path / "dup.jsonl"
@@ -352,8 +352,8 @@ def test_duplicate_ids_in_a_manifest_stop_extract(aligned, tiny_models, tmp_path
 
 _KILL_AT = """
 import os, sys
-import features.cache as cache
-import features.extract as extract
+import mger.features.cache as cache
+import mger.features.extract as extract
 point = sys.argv[1]
 def kill_after(module, name, calls=1):
     real, seen = getattr(module, name), {"n": 0}
@@ -370,7 +370,7 @@ elif point == "merge written, not renamed":
     kill_after(cache, "_write_levels")
 elif point == "merged, parts not removed":
     kill_after(extract, "merge_stores")
-from pipeline.cli import main
+from mger.pipeline.cli import main
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -385,7 +385,7 @@ def test_extract_killed_at_any_point_leaves_old_or_whole_store(point: str, refer
 
     import h5py
 
-    from features.cache import verify_store
+    from mger.features.cache import verify_store
 
     env = os.environ | {"PYTHONPATH": _ROOT}
     store = tmp_path / "speech.h5"
@@ -397,7 +397,7 @@ def test_extract_killed_at_any_point_leaves_old_or_whole_store(point: str, refer
     assert verify_store(store) == []
     with h5py.File(store) as f:
         layer = json.loads(f.attrs["fingerprint"])["layer"]
-    assert layer == (1 if point == "merged, parts not removed" else "last")
+    assert layer == (1 if point == "merged, parts not removed" else 3)  # 'last' of the 3-layer model, resolved
     rerun = subprocess.run(_extract_cmd(params), env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert verify_store(store) == [] and sorted(p.name for p in tmp_path.iterdir() if "speech" in p.name) == [
@@ -411,8 +411,8 @@ def test_full_disk_at_the_merge_keeps_the_old_store(reference_store, aligned, ti
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     import shutil
 
-    import features.cache as cache
-    from pipeline.cli import main
+    import mger.features.cache as cache
+    from mger.pipeline.cli import main
 
     store = tmp_path / "speech.h5"
     shutil.copy(reference_store["speech"], store)
@@ -444,7 +444,7 @@ def test_full_disk_at_the_merge_keeps_the_old_store(reference_store, aligned, ti
 ])
 def test_bad_params_are_one_line_for_any_stage(tmp_path: Path, stage: str, yaml_text: str, key: str,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.cli import main
+    from mger.pipeline.cli import main
 
     params = tmp_path / "params.yaml"
     params.write_text(yaml_text)
@@ -457,7 +457,7 @@ def test_bad_params_are_one_line_for_any_stage(tmp_path: Path, stage: str, yaml_
 # --- bad values from the encoder, a part damaged before the merge ------------------------------
 
 def _features_cfg(tiny_models: dict[str, str], out: Path):
-    from pipeline.config import FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
+    from mger.core.config import FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
 
     return FeaturesConfig(out=str(out), shard_size=4, speech=SpeechFeaturesConfig(model=tiny_models["speech"]),
                           text=TextFeaturesConfig(model=tiny_models["text"]))
@@ -470,10 +470,10 @@ def test_nan_from_the_encoder_never_reaches_the_store(aligned, tiny_models, tmp_
 
     import soundfile as sf
 
-    from features.cache import CacheError
-    from features.extract import extract
-    from pipeline.audio import read_audio
-    from pipeline.manifest import read_manifest, write_manifest
+    from mger.core.audio import read_audio
+    from mger.core.manifest import read_manifest, write_manifest
+    from mger.features.cache import CacheError
+    from mger.features.extract import extract
 
     utts = read_manifest(aligned["manifest"])
     audio = read_audio(utts[5].wav)
@@ -490,8 +490,8 @@ def test_nan_from_the_encoder_never_reaches_the_store(aligned, tiny_models, tmp_
 def test_part_damaged_before_the_merge_is_refused(aligned, tiny_models, tmp_path: Path) -> None:
     import h5py
 
-    from features.cache import CacheError, verify_store
-    from features.extract import extract
+    from mger.features.cache import CacheError, verify_store
+    from mger.features.extract import extract
 
     cfg = _features_cfg(tiny_models, tmp_path)
     extract("text", cfg, aligned["manifest"], aligned["segments"], shard=(0, 2))
@@ -518,8 +518,8 @@ def test_one_bad_wav_is_one_line_and_keeps_finished_parts(fault: str, aligned, t
     naming that wav; parts finished before it stay for the rerun after the wav is restored."""
     import dataclasses
 
-    from pipeline.cli import main
-    from pipeline.manifest import read_manifest, write_manifest
+    from mger.core.manifest import read_manifest, write_manifest
+    from mger.pipeline.cli import main
 
     utts = read_manifest(aligned["manifest"])
     bad = tmp_path / "bad.wav"
@@ -541,8 +541,8 @@ def test_shard_run_waits_out_a_short_exclusive_setup(aligned, tiny_models, tmp_p
     it (up to SETUP_WAIT_S) instead of failing; a whole run is refused at once."""
     import threading
 
-    import features.extract as extract_mod
-    from features.cache import CacheError, StoreLock, verify_store
+    import mger.features.extract as extract_mod
+    from mger.features.cache import CacheError, StoreLock, verify_store
 
     cfg = _features_cfg(tiny_models, tmp_path)
     holder = StoreLock(tmp_path / "text.h5")
@@ -562,7 +562,7 @@ def test_shard_run_waits_out_a_short_exclusive_setup(aligned, tiny_models, tmp_p
 def test_full_disk_while_writing_the_manifest_keeps_the_old_one(tmp_path: Path, monkeypatch) -> None:
     import builtins
 
-    from pipeline.manifest import Utterance, read_manifest, write_manifest
+    from mger.core.manifest import Utterance, read_manifest, write_manifest
 
     utt = Utterance("Ses01F_impro01_F000", 1, "Ses01F_impro01", "Ses01_F", "F", True, "/x.wav", 1.0, "hi", "neu",
                     "neu", 3.0, 3.0, 3.0)

@@ -17,16 +17,25 @@ import pytest
 import torch
 import yaml
 
-from alignment.normalize import normalize_transcript
-from alignment.table import SegmentTable
-from features import cache
-from features.cache import (Batch, CacheError, FeatureStore, Ragged, _pad_by_blocks, _pad_by_gather, compare_stores,
-                            exclusive_lock, verify_store)
-from features.encoders import SpeechEncoder, TextEncoder, resolve_dtype
-from features.extract import extract, make_batches
-from features.text import aligned_word_spans, encoder_text
-from pipeline.audio import read_audio
-from pipeline.config import FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
+from mger.alignment.normalize import normalize_transcript
+from mger.alignment.table import SegmentTable
+from mger.core.audio import read_audio
+from mger.core.config import FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
+from mger.features import cache
+from mger.features.cache import (
+    Batch,
+    CacheError,
+    FeatureStore,
+    Ragged,
+    _pad_by_blocks,
+    _pad_by_gather,
+    compare_stores,
+    exclusive_lock,
+    verify_store,
+)
+from mger.features.encoders import SpeechEncoder, TextEncoder, resolve_dtype
+from mger.features.extract import extract, make_batches
+from mger.features.text import aligned_word_spans, encoder_text
 from tests.conftest import MINILM
 
 
@@ -65,7 +74,7 @@ def test_speech_levels_rows_match_segments(reference_store, aligned, level: str,
 def test_frame_and_utterance_levels(reference_store, tiny_models, aligned) -> None:
     store = FeatureStore(reference_store["speech"])
     enc = SpeechEncoder(tiny_models["speech"])
-    from pipeline.manifest import read_manifest
+    from mger.core.manifest import read_manifest
 
     utts = {u.utt_id: u for u in read_manifest(aligned["manifest"])}
     for uid in store.utt_ids[:4]:
@@ -296,7 +305,7 @@ def test_fingerprint_mismatch_rebuilds_or_stops(reference_store, tiny_models, al
     extract("speech", cfg, aligned["manifest"], aligned["segments"])
     assert "is up to date" in capsys.readouterr().out
     other = _cfg(tiny_models, tmp_path, speech={"layer": 1})
-    with pytest.raises(CacheError, match=r"layer: 'last' → 1"):
+    with pytest.raises(CacheError, match=r"layer: 3 → 1"):  # 'last' of the 3-layer model, resolved
         extract("speech", other, aligned["manifest"], aligned["segments"], no_rebuild=True)
     extract("speech", other, aligned["manifest"], aligned["segments"])
     assert "rebuilding" in capsys.readouterr().err
@@ -311,7 +320,7 @@ def test_second_writer_is_refused(tiny_models, aligned, tmp_path: Path) -> None:
 
 
 def test_verify_reports_corruption(reference_store, tmp_path: Path, aligned) -> None:
-    from pipeline.manifest import read_manifest
+    from mger.core.manifest import read_manifest
 
     ids = [u.utt_id for u in read_manifest(aligned["manifest"])]
     assert verify_store(reference_store["speech"], ids) == []
@@ -331,7 +340,7 @@ def test_verify_reports_corruption(reference_store, tmp_path: Path, aligned) -> 
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(Path(reference_store["speech"]).read_bytes()[:5000])
     assert verify_store(truncated)[0].startswith("cannot open as HDF5")
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "cache", "verify", str(bad)],
+    proc = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "cache", "verify", str(bad)],
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "CORRUPT" in proc.stdout
 
@@ -347,9 +356,10 @@ def test_compare_stores_measures_deviation_per_level(reference_store, tmp_path: 
     assert set(result) == {"frame", "phone", "syllable", "word", "utterance"}
     assert result["word"] == (pytest.approx(-1.0, abs=1e-3), pytest.approx(2.0))
     assert result["phone"][1] == 0.0
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "cache", "compare", str(scaled), ref],
+    proc = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "cache", "compare", str(scaled), ref],
                           capture_output=True, text=True)
-    assert proc.returncode == 0 and "word       worst row cosine -1.0000, mean relative deviation 200.00%" in proc.stdout
+    assert proc.returncode == 0
+    assert "word       worst row cosine -1.0000, mean relative deviation 200.00%" in proc.stdout
     with h5py.File(scaled, "a") as f:
         f["utt_ids"][0] = "Ses09F_impro01_F000"
     with pytest.raises(CacheError, match="not the utterances of"):
@@ -364,7 +374,8 @@ def test_sigkill_and_resume_equals_uninterrupted(reference_store, tiny_models, a
                      "speech": {"model": tiny_models["speech"]}, "text": {"model": tiny_models["text"]}},
     }
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
-    cmd = [sys.executable, "-m", "pipeline.cli", "extract", "--kind", "speech", "--params", str(tmp_path / "p.yaml")]
+    cmd = [sys.executable, "-m", "mger.pipeline.cli", "extract", "--kind", "speech",
+           "--params", str(tmp_path / "p.yaml")]
     parts = tmp_path / "speech.h5.parts"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -412,8 +423,8 @@ def _fingerprint_inputs(tiny_models, aligned, tmp_path: Path, change: str):
     """(kind, encoder, cfg, inputs, fold) with exactly ``change`` changed (``base``: nothing)."""
     import copy
 
-    from features.extract import build_encoder, load_inputs
-    from pipeline.manifest import read_manifest, write_manifest
+    from mger.core.manifest import read_manifest, write_manifest
+    from mger.features.extract import build_encoder, load_inputs
 
     kind = "text" if change.startswith("text.") else "speech"
     field = change.split(".", 1)[-1]
@@ -443,11 +454,11 @@ def _fingerprint_inputs(tiny_models, aligned, tmp_path: Path, change: str):
         manifest = tmp_path / "m.jsonl"
         write_manifest(manifest, utts)
     encoder = build_encoder(kind, cfg)
-    if field in ("model", "revision", "frame_stride", "normalize"):  # what the encoder reports of its model
+    if field in ("model", "revision", "frame_stride", "normalize", "n_layers"):  # what the encoder reports of its model
         encoder = copy.copy(encoder)
         setattr(encoder, {"model": "name", "frame_stride": "frame_stride_s"}.get(field, field),
                 {"model": "other/model", "revision": "v2", "frame_stride": 0.025, "normalize": not encoder.normalize
-                 if kind == "speech" else None}[field])
+                 if kind == "speech" else None, "n_layers": encoder.n_layers + 1}[field])
     inputs, _ = load_inputs(manifest, segments)
     fold = {"fold": 1, "finetune_train_sessions": [2, 3], "finetune_sha256": "a" * 64}
     if field in fold:
@@ -456,21 +467,22 @@ def _fingerprint_inputs(tiny_models, aligned, tmp_path: Path, change: str):
 
 
 SPEECH_FIELDS = ["model", "revision", "weights_sha256", "segments_sha256", "utt_ids_sha256", "fold",
-                 "finetune_train_sessions", "finetune_sha256", "layer", "pooling", "levels", "frame_stride",
+                 "finetune_train_sessions", "finetune_sha256", "layer", "n_layers", "pooling", "levels", "frame_stride",
                  "dtype", "max_seconds", "overlap_seconds", "normalize", "audio_sha256"]
 TEXT_FIELDS = ["model", "revision", "weights_sha256", "segments_sha256", "utt_ids_sha256", "fold",
-               "finetune_train_sessions", "finetune_sha256", "layer", "max_length", "markers"]
-CONSTANT_FIELDS = {"kind", "format", "batching", "levels", "input"}  # set by the code, not by an input (text levels fixed)
+               "finetune_train_sessions", "finetune_sha256", "layer", "n_layers", "max_length", "markers"]
+# set by the code, not by an input (text levels fixed)
+CONSTANT_FIELDS = {"kind", "format", "batching", "levels", "input"}
 
 
 @pytest.mark.parametrize("change", SPEECH_FIELDS + [f"text.{f}" for f in TEXT_FIELDS])
 def test_each_fingerprint_field_changes_with_its_input(change: str, tiny_models, aligned, tmp_path: Path) -> None:
     """Change one input (a param, the weights, the segment table, one wav, ...): the fingerprint
     differs in that field and only there, so the store is rebuilt; drop the field from
-    ``features.extract.fingerprint`` and this fails."""
+    ``mger.features.extract.fingerprint`` and this fails."""
     from transformers import AutoModel
 
-    from features.extract import fingerprint
+    from mger.features.extract import fingerprint
 
     kind = "text" if change.startswith("text.") else "speech"
     field = change.split(".", 1)[-1]
@@ -491,8 +503,29 @@ def test_each_fingerprint_field_changes_with_its_input(change: str, tiny_models,
     assert {k for k in set(base) | set(changed) if base.get(k) != changed.get(k)} == expected
 
 
+@pytest.mark.parametrize("kind", ["speech", "text"])
+def test_fingerprint_stores_the_resolved_layer(kind: str, tiny_models, aligned, tmp_path: Path) -> None:
+    """``last``, ``-1`` and the depth itself name one layer: one fingerprint; a list of one layer
+    (stacked) and ``mean`` are other settings."""
+    from mger.features.extract import build_encoder, fingerprint, load_inputs
+
+    inputs, _ = load_inputs(aligned["manifest"], aligned["segments"])
+    cfg = _cfg(tiny_models, tmp_path)
+    depth = 3 if kind == "speech" else 2  # the tiny models' layers
+
+    def fp(layer):
+        section = dataclasses.replace(getattr(cfg, kind), layer=layer)
+        config = dataclasses.replace(cfg, **{kind: section})
+        return fingerprint(kind, build_encoder(kind, config), config, inputs)
+
+    same = [fp("last"), fp(-1), fp(depth)]
+    assert same[0] == same[1] == same[2] and (same[0]["layer"], same[0]["n_layers"]) == (depth, depth)
+    if kind == "speech":
+        assert fp([-1])["layer"] == fp([depth])["layer"] == [depth] and fp("mean")["layer"] == "mean"
+
+
 def test_fingerprint_fields_all_have_a_test(tiny_models, aligned, tmp_path: Path) -> None:
-    from features.extract import fingerprint
+    from mger.features.extract import fingerprint
 
     for kind, fields in (("speech", SPEECH_FIELDS), ("text", TEXT_FIELDS)):
         fp = fingerprint(*_fingerprint_inputs(tiny_models, aligned, tmp_path / kind, f"{kind}.base"))
@@ -505,7 +538,7 @@ def test_changed_wav_of_same_length_rebuilds(reference_store, tiny_models, align
     """A wav re-synthesised with the same length: the store is rebuilt, not reported up to date."""
     import soundfile as sf
 
-    from pipeline.manifest import read_manifest, write_manifest
+    from mger.core.manifest import read_manifest, write_manifest
 
     utts = read_manifest(aligned["manifest"])
     wav = tmp_path / "wavs" / Path(utts[0].wav).name
@@ -545,8 +578,8 @@ def test_verify_manifest_expects_only_aligned_utterances(reference_store, aligne
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     """Utterances alignment dropped (documented failure policy) are a note, not corruption; an
     aligned utterance missing from the store still is."""
-    from features.cache_cli import cache_verify
-    from pipeline.manifest import read_manifest, write_manifest
+    from mger.core.manifest import read_manifest, write_manifest
+    from mger.features.cache_cli import cache_verify
 
     utts = read_manifest(aligned["manifest"])
     write_manifest(tmp_path / "m.jsonl", utts + [dataclasses.replace(utts[0], utt_id="Ses01F_impro09_F000")])

@@ -17,14 +17,21 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-import models.finetune as finetune_module
-from features.cache import CacheError, FeatureStore, LeakageError
-from features.extract import extract, finetuned_setup
-from models.experiment import run_experiment
-from models.finetune import finetune_split, lr_factor, masked_mean, run_finetune
-from pipeline.config import (ExperimentSpec, FeaturesConfig, FinetuneConfig, SpeechFeaturesConfig, TextFeaturesConfig,
-                             TrainConfig)
-from pipeline.manifest import read_manifest
+import mger.models.finetune as finetune_module
+from mger.core.config import (
+    ExperimentSpec,
+    FeaturesConfig,
+    FinetuneConfig,
+    SpeechFeaturesConfig,
+    TextFeaturesConfig,
+    TrainConfig,
+)
+from mger.core.manifest import read_manifest
+from mger.features.cache import CacheError, FeatureStore, LeakageError
+from mger.features.extract import extract, finetuned_setup
+from mger.models.experiment import run_experiment
+from mger.models.finetune import finetune_split, lr_factor, masked_mean
+from mger.models.finetune_stage import run_finetune
 
 FOLDS = [1, 2, 3]
 
@@ -110,7 +117,7 @@ def _params_file(tiny_models, aligned, out: Path, epochs: int) -> Path:
 
 
 def _mger(*args: str) -> list[str]:
-    return [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main())", *args]
+    return [sys.executable, "-c", "import sys; from mger.pipeline.cli import main; sys.exit(main())", *args]
 
 
 def test_sigkilled_finetuning_resumes_to_the_uninterrupted_weights(tiny_models, aligned, tmp_path) -> None:
@@ -227,7 +234,7 @@ def test_optimizer_steps_follow_grad_accum_and_schedule(tiny_models, aligned, tm
 def test_folds_dispatched_to_workers_fine_tune_as_serial_runs_do(finetuned, aligned, tmp_path) -> None:
     """`mger finetune --n-jobs 2`: two folds in two worker processes end with the weights and
     records the serial runs of the fixture wrote."""
-    from pipeline.processes import dispatch
+    from mger.core.processes import dispatch
 
     ft = dataclasses.replace(finetuned["finetune"], out=str(tmp_path / "ft"), reports=str(tmp_path / "rep"))
     jobs = [(fold, ft, finetuned["features"], aligned["manifest"], aligned["segments"]) for fold in (1, 2)]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from alignment.normalize import normalize_transcript
-from pipeline.heldout import DEMO_VOICES, LANGUAGES, SENTENCES, build_heldout, n_variants, voices
-from pipeline.manifest import read_manifest
-from pipeline.synth import _speakers
+from mger.alignment.normalize import normalize_transcript
+from mger.core.manifest import read_manifest
+from mger.corpus.synth import _speakers
+from mger.pipeline.heldout import DEMO_VOICES, LANGUAGES, SENTENCES, build_heldout, n_variants, voices
 
 
 def test_voices_cover_every_language_and_variant_and_avoid_the_demo() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.audio import read_audio
-from pipeline.iemocap import parse_emo_evaluation, parse_transcriptions, prepare_corpus, speaker_of
-from pipeline.manifest import MANIFEST_FIELDS, read_manifest, sessions
-from pipeline.reporting import StageError
+from mger.core.audio import read_audio
+from mger.core.manifest import MANIFEST_FIELDS, read_manifest, sessions
+from mger.core.reporting import StageError
+from mger.corpus.iemocap import parse_emo_evaluation, parse_transcriptions, prepare_corpus, speaker_of
 from tests.builders import TreeBuilder, write_tone
 
 
@@ -131,7 +131,8 @@ def test_parsers_handle_real_format_lines() -> None:
            "[6.2901 - 8.2357]\tSes01F_impro01_F000\tneu\t[2.5000, 2.5000, 2.5000]\r\n"
            "C-E2:\tNeutral;\t()\r\nA-E3:\tval 3; act 2; dom  2;\t()\r\n")
     (rec,) = parse_emo_evaluation(emo)
-    assert (rec.utt_id, rec.code, rec.start, rec.end, rec.valence) == ("Ses01F_impro01_F000", "neu", 6.2901, 8.2357, 2.5)
+    assert (rec.utt_id, rec.code, rec.start, rec.end, rec.valence) == ("Ses01F_impro01_F000", "neu", 6.2901, 8.2357,
+                                                                        2.5)
     texts, unparsed = parse_transcriptions(
         "Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me.\nSes01F_impro01_M000: Yes?\nMXX0 hmm\n")
     assert texts == {"Ses01F_impro01_F000": "Excuse me.", "Ses01F_impro01_M000": "Yes?"}

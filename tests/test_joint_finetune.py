@@ -13,14 +13,15 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-import models.finetune as finetune_module
-import models.joint as joint_module
-from features.cache import FeatureStore
-from features.extract import extract, finetuned_setup
-from models.finetune import build_encoders, finetune_split, run_finetune, settings_key
-from models.predictions import read_predictions
-from pipeline.config import ConfigError, FusionHeadConfig, load_params, params_from_dict
-from pipeline.manifest import read_manifest
+import mger.models.finetune as finetune_module
+import mger.models.joint as joint_module
+from mger.core.config import ConfigError, FusionHeadConfig, load_params, params_from_dict
+from mger.core.manifest import read_manifest
+from mger.features.cache import FeatureStore
+from mger.features.extract import extract, finetuned_setup
+from mger.models.finetune import build_encoders, finetune_split, settings_key
+from mger.models.finetune_stage import run_finetune
+from mger.models.predictions import read_predictions
 from tests.test_finetune import _features, _finetune, _mger, _params_file
 
 SMALL_HEAD = FusionHeadConfig(layers=1, hidden=16, heads=2)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 
-from features.cache import Batch, Ragged
-from models.experiment import members
-from models.metrics import all_metrics
-from models.modules import ModelConfig, build_model, input_names, other_label_partner
-from models.train import TensorSet, fit, fit_weights, predict_proba
-from pipeline.config import ExperimentSpec, TrainConfig
+from mger.core.config import ExperimentSpec, TrainConfig
+from mger.features.cache import Batch, Ragged
+from mger.models.experiment import members
+from mger.models.metrics import all_metrics
+from mger.models.modules import ModelConfig, build_model, input_names, other_label_partner
+from mger.models.train import TensorSet, fit, fit_weights, predict_proba
 
 DIMS = {"speech:word": 12, "speech:phone": 12, "speech:frame": 12, "speech:syllable": 12, "text:token": 10}
 KINDS = [("audio", ["word"]), ("text", ["word"]), ("multigranular", ["phone", "word"]),
@@ -70,7 +69,8 @@ def test_forward_backward_and_padding_invariance(kind: str, levels: list[str]) -
     inputs = data.batch(idx)
     model.train()
     out = model(inputs, data.labels)
-    loss = torch.nn.functional.cross_entropy(out.logits, data.labels) + (out.aux_loss if out.aux_loss is not None else 0)
+    aux = out.aux_loss if out.aux_loss is not None else 0
+    loss = torch.nn.functional.cross_entropy(out.logits, data.labels) + aux
     loss.backward()
     assert out.logits.shape == (6, 4)
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad and p.grad is not None)
@@ -181,7 +181,8 @@ def test_coattention_levels_each_have_a_block_and_combined_uses_all_levels() -> 
                                                                   ("text", ["word"])]
 
 
-@pytest.mark.parametrize("kind, levels", [("audio", ["word"]), ("mha_aux", ["word"]), ("coattention", ["phone", "word"])])
+@pytest.mark.parametrize("kind, levels", [("audio", ["word"]), ("mha_aux", ["word"]),
+                                          ("coattention", ["phone", "word"])])
 def test_device_path_trains_like_the_default_path(kind: str, levels: list[str]) -> None:
     """The device path (rows moved once, padded by one gather) on the CPU: the same batches,
     so the same model and predictions as the default path."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from features.pooling import frame_ranges, pool_ranges, pool_segments
+from mger.features.pooling import frame_ranges, pool_ranges, pool_segments
 
 STRIDE, C0 = 0.02, 0.0125  # wav2vec2: 320-sample hop, 400-sample receptive field at 16 kHz
 

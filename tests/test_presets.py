@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from features.cache import Ragged
-from features.extract import build_encoder
-from models.experiment import fit_member, members, model_config
-from models.modules import input_names
-from models.train import TensorSet
-from pipeline.config import load_params
+from mger.core.config import load_params
+from mger.features.cache import Ragged
+from mger.features.extract import build_encoder
+from mger.models.experiment import fit_member, members, model_config
+from mger.models.modules import input_names
+from mger.models.train import TensorSet
 
 PRESETS = sorted((Path(__file__).resolve().parents[1] / "params").glob("*.yaml"))
 LENGTHS = {"frame": 20, "phone": 8, "syllable": 5, "word": 4, "utterance": 1, "token": 6}

@@ -1,5 +1,5 @@
 """Experiments end to end on small real stores: validation-only selection, predictions,
-statistics, provenance and the report (models.experiment, models.stats, models.report)."""
+statistics, provenance and the report (mger.models.experiment, mger.models.stats, mger.models.report)."""
 
 from __future__ import annotations
 
@@ -16,18 +16,18 @@ import numpy as np
 import pytest
 import torch
 
-from alignment.base import Alignment, Segment
-from alignment.table import write_table
-from features.cache import Ragged, write_store
-from models.experiment import run_experiment
-from models.metrics import all_metrics
-from models.predictions import Predictions, read_predictions, write_predictions
-from models.probe import C_GRID, LinearProbe, item_means
-from models.report import write_report
-from models.stats import bootstrap_ci, paired_test, summarize
-from pipeline.config import ExperimentSpec, FeaturesConfig, Params, params_from_dict
-from pipeline.manifest import Utterance, read_manifest, write_manifest
-from pipeline.reporting import StageError
+from mger.alignment.base import Alignment, Segment
+from mger.alignment.table import write_table
+from mger.core.config import ExperimentSpec, FeaturesConfig, Params, params_from_dict
+from mger.core.manifest import Utterance, read_manifest, write_manifest
+from mger.core.reporting import StageError
+from mger.features.cache import Ragged, write_store
+from mger.models.experiment import run_experiment
+from mger.models.metrics import all_metrics
+from mger.models.predictions import Predictions, read_predictions, write_predictions
+from mger.models.probe import C_GRID, LinearProbe, item_means
+from mger.models.report import write_report
+from mger.models.stats import bootstrap_ci, paired_test, summarize
 
 CLASSES = ["ang", "hap", "neu", "sad"]
 EXPERIMENTS = {
@@ -92,7 +92,8 @@ def trained(tmp_path_factory) -> dict:
     manifest, features = _corpus(root)
     params = params_from_dict({
         "prepare": {"manifest": str(manifest), "root": str(root / "corpus")},
-        "features": {"out": features.out, "extra_speech": {"eg": {"model": EG_MODEL, "levels": ["word", "functionals"]}}},
+        "features": {"out": features.out,
+                     "extra_speech": {"eg": {"model": EG_MODEL, "levels": ["word", "functionals"]}}},
         "train": {"epochs": 3, "patience": 3, "hidden": 16, "heads": 2, "layers": 1, "seeds": [0, 1],
                   "metrics_dir": str(root / "metrics"), "epochs_dir": str(root / "epochs"),
                   "predictions_dir": str(root / "predictions"), "experiments": EXPERIMENTS},
@@ -336,7 +337,7 @@ def test_sigkilled_train_and_report_leave_whole_outputs_or_none(trained, tmp_pat
     path = tmp_path / "params.yaml"
     path.write_text(json.dumps(config))
     for command in (["train", "--experiment", "late"], ["report"]):
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *command, "--params", str(path)],
+        proc = subprocess.Popen([sys.executable, "-m", "mger.pipeline.cli", *command, "--params", str(path)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             proc.wait(timeout=delay)
@@ -354,7 +355,7 @@ def test_experiments_dispatched_to_workers_write_what_serial_runs_write(trained,
     a real Dask LocalCluster write byte-identical metrics and predictions to one-by-one runs."""
     from distributed import LocalCluster
 
-    from pipeline.processes import dispatch
+    from mger.core.processes import dispatch
 
     params = trained["params"]
     names = ["probe_text", "audio_word", "late"]

@@ -1,4 +1,4 @@
-"""The one leave-one-session-out split (pipeline.splits): disjointness, stability, seeds."""
+"""The one leave-one-session-out split (mger.core.splits): disjointness, stability, seeds."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from pipeline.manifest import Utterance
-from pipeline.splits import SplitError, all_folds, fold_split, validation_speaker
+from mger.core.manifest import Utterance
+from mger.core.splits import SplitError, all_folds, fold_split, validation_speaker
 
 
 def _utts(n_sessions: int = 5, speakers: str = "FM", per_speaker: int = 4) -> list[Utterance]:

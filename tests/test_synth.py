@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.espeak import EVENT_PHONEME, EVENT_WORD, Event
-from pipeline.synth import _ssml, dialog_names, spoken_tokens, synthesize_corpus, word_groups
+from mger.corpus.espeak import EVENT_PHONEME, EVENT_WORD, Event
+from mger.corpus.synth import _ssml, dialog_names, spoken_tokens, synthesize_corpus, word_groups
 from tests.conftest import TINY
 
 EMO_HEAD = re.compile(r"^\[\d+\.\d{4} - \d+\.\d{4}\]\t(Ses\d\d[FM]_\w+_[FM]\d{3})\t([a-z]{3})\t"
@@ -114,7 +114,7 @@ def test_labels_prosody_and_voices(tmp_path: Path) -> None:
 
 
 def test_rejects_bad_sizes(tmp_path: Path) -> None:
-    from pipeline.cli import main
+    from mger.pipeline.cli import main
 
     with pytest.raises(SystemExit):
         main(["synth", "--sessions", "x"])

@@ -1,8 +1,8 @@
 """eSpeak NG through its C API (ctypes), from the ``espeakng-loader`` wheel.
 
 One place for the speech synthesizer the project uses twice: the synthetic corpus
-(:mod:`pipeline.synth`) speaks with it, and the aligner asks it for pronunciations of
-words no dictionary knows (:mod:`alignment.g2p`).
+(:mod:`mger.corpus.synth`) speaks with it, and the aligner asks it for pronunciations of
+words no dictionary knows (:mod:`mger.alignment.g2p`).
 
 The library is driven in synchronous mode (``AUDIO_OUTPUT_SYNCHRONOUS``) with phoneme
 events switched on, so every call to :func:`synthesize` returns the audio and the list of

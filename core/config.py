@@ -18,8 +18,7 @@ from typing import Any, Callable, Iterator, Literal, Optional, Union
 
 import yaml
 
-from alignment.mfa_backend import MfaSettings
-from alignment.pocketsphinx_backend import PocketsphinxSettings
+from mger.core.align_settings import MfaSettings, PocketsphinxSettings
 
 DEFAULT_PARAMS = "params.yaml"
 
@@ -90,7 +89,7 @@ SpeechLevel = Literal["frame", "phone", "syllable", "word", "utterance", "functi
 @dataclass
 class SpeechFeaturesConfig:
     """The speech encoder and how its frames are pooled: a wav2vec2-family model (hub id or
-    local path), or ``opensmile:<feature set>`` (:mod:`features.acoustic`: low-level
+    local path), or ``opensmile:<feature set>`` (:mod:`mger.features.acoustic`: low-level
     descriptors as frames, ``functionals`` as one more utterance-level level; ``layer``,
     ``max_seconds`` and ``overlap_seconds`` do not apply to it)."""
 
@@ -158,16 +157,16 @@ class DemoModelConfig:
 
     out: str = "data/models/wav2vec2-demo"
     seed: int = 0
-    hidden_size: int = 256
+    hidden_size: int = 128     # small: it only exercises the code paths (eGeMAPS carries the demo's audio signal)
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
-    intermediate_size: int = 1024
-    conv_dim: int = 256
+    intermediate_size: int = 512
+    conv_dim: int = 128        # the conv stack is most of a forward pass: 128 runs ~4x faster than 256
 
 
 @dataclass
 class SplitConfig:
-    """The validation speaker of every fold (:mod:`pipeline.splits`), shared by fine-tuning and
+    """The validation speaker of every fold (:mod:`mger.core.splits`), shared by fine-tuning and
     every classifier; training seeds change initialisation and data order only."""
 
     seed: int = 0
@@ -178,7 +177,7 @@ class FusionHeadConfig:
     """``finetune.fusion``: the ``mha_aux`` head trained jointly with the encoders when
     ``finetune.objective: fusion`` (Sun et al., our reading).  Its speech rows are the speech
     encoder's last-layer frames, its text rows the text encoder's last-layer tokens; the
-    settings mean what they mean for ``mha_aux`` in ``train`` (:class:`models.modules.MhaAux`)."""
+    settings mean what they mean for ``mha_aux`` in ``train`` (:class:`mger.models.modules.MhaAux`)."""
 
     layers: int = 2                                          # K attention layers
     hidden: int = 128
@@ -200,7 +199,7 @@ class FinetuneConfig:
     ``objective``: ``utterance`` fine-tunes each encoder alone under a mean-pool head;
     ``fusion`` fine-tunes the speech encoder (and the text encoder with ``text``) jointly with
     the ``fusion`` head and its auxiliary losses, and evaluates that head on the test session
-    once, after training (:mod:`models.joint`).
+    once, after training (:mod:`mger.models.joint`).
     """
 
     out: str = "data/finetune"                 # fold-<k>/{speech,text}/ save_pretrained folders
@@ -245,7 +244,7 @@ class FinetuneConfig:
 class ExperimentSpec:
     """One row of the results table: a model over chosen granularities.
 
-    ``model: probe`` is the linear-probe reference (:mod:`models.probe`) on the utterance means
+    ``model: probe`` is the linear-probe reference (:mod:`mger.models.probe`) on the utterance means
     of ``speech_levels`` (``probe: speech``), of ``text_level`` (``text``), or of both.
 
     ``features`` says which speech (and text) features it trains on: the frozen encoders'
@@ -418,6 +417,39 @@ def params_from_dict(data: dict[str, Any] | None) -> Params:
     return params
 
 
+def with_overrides(params: Params, overrides: dict[str, Any]) -> Params:
+    """A new, validated :class:`Params`: ``params`` with ``{"align.n_jobs": 4, ...}`` set.
+
+    ``None`` values are skipped; ``params`` itself is left as it was (``dataclasses.replace`` down
+    the dotted path).  Each value is checked against its field's type as a params file's is, and
+    the sections' own checks, the ranges and the cross-field rules run again on the result.
+    """
+    for key, value in overrides.items():
+        if value is not None:
+            params = _replace_at(params, key.split("."), value, key)
+    check_ranges(params)
+    return params
+
+
+def _replace_at(obj: Any, names: list[str], value: Any, key: str) -> Any:
+    name, rest = names[0], names[1:]
+    hints = typing.get_type_hints(type(obj))
+    if not dataclasses.is_dataclass(obj) or name not in {f.name for f in dataclasses.fields(obj)}:
+        raise ConfigError(f"{key}: unknown key")
+    new = _replace_at(getattr(obj, name), rest, value, key) if rest else _convert(value, hints[name], key)
+    return dataclasses.replace(obj, **{name: new})
+
+
+def read_params(path: str | Path | None = None) -> Params:
+    """``path`` if given (a missing file is an error); else the working folder's ``params.yaml``,
+    or, where there is none, the built-in defaults (the dataclasses above)."""
+    if path is None:
+        if not Path(DEFAULT_PARAMS).is_file():
+            return params_from_dict(None)
+        path = DEFAULT_PARAMS
+    return load_params(path)
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     """Read and validate a params file; errors name the file and the key."""
     path = Path(path)
@@ -457,9 +489,9 @@ RANGES: dict[str, str] = {
     "features.batch_seconds": "positive", "features.shard_size": "positive", "features.n_jobs": "positive",
     "features.speech.layer": "any", "features.speech.layer[]": "any", "features.speech.max_seconds": "positive",
     "features.speech.overlap_seconds": "nonnegative", "features.text.layer": "any",
-    "features.text.max_length": "positive", "features.extra_speech.*.max_seconds": "positive",
-    "features.extra_speech.*.overlap_seconds": "nonnegative", "features.extra_speech.*.layer": "any",
-    "features.extra_speech.*.layer[]": "any",
+    "features.text.max_length": "positive",
+    "features.extra_speech.*.layer": "any", "features.extra_speech.*.layer[]": "any",
+    "features.extra_speech.*.max_seconds": "positive", "features.extra_speech.*.overlap_seconds": "nonnegative",
     "finetune.folds[]": "positive", "finetune.epochs": "positive", "finetune.batch_size": "positive",
     "finetune.grad_accum": "positive", "finetune.lr": "positive", "finetune.text_lr": "positive",
     "finetune.head_lr": "positive", "finetune.warmup": "fraction", "finetune.weight_decay": "nonnegative",

@@ -19,7 +19,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Sequence
 
-from pipeline.manifest import Utterance, sessions
+from mger.core.manifest import Utterance, sessions
 
 
 class SplitError(ValueError):

@@ -9,7 +9,7 @@ Layout read::
 The reader copes with what real copies contain: latin-1 bytes, CRLF endings, extra blank
 lines, transcription lines without an id or a timestamp, labelled utterances without a
 transcript or a wav, corrupt or empty wavs, duplicate ids.  Each such item is a
-:class:`~pipeline.reporting.Problem` in ``reports/data_quality.json``; the run goes on.
+:class:`~mger.core.reporting.Problem` in ``reports/data_quality.json``; the run goes on.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import Mapping, Union
 
 from tqdm import tqdm
 
-from pipeline.audio import SAMPLE_RATE, audio_info
-from pipeline.manifest import Utterance, write_manifest
-from pipeline.reporting import ProblemLog, StageError, write_json
+from mger.core.audio import SAMPLE_RATE, audio_info
+from mger.core.manifest import Utterance, write_manifest
+from mger.core.reporting import ProblemLog, StageError, write_json
 
 CLASS_MAPS: dict[str, dict[str, str]] = {
     # The usual IEMOCAP 4-class setup: excited merged into happy (5,531 utterances).

@@ -1,7 +1,7 @@
 """A synthetic corpus in the exact layout of IEMOCAP_full_release, spoken by eSpeak NG.
 
 IEMOCAP is licensed and absent on most machines; this corpus exists everywhere and goes
-through exactly the same reader (:mod:`pipeline.iemocap`).
+through exactly the same reader (:mod:`mger.corpus.iemocap`).
 
 Generative design
 -----------------
@@ -58,8 +58,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.audio import SAMPLE_RATE, resample, write_audio
-from pipeline.espeak import EVENT_PHONEME, EVENT_WORD, SAMPLE_RATE as ESPEAK_RATE, Event, Prosody, engine
+from mger.core.audio import SAMPLE_RATE, resample, write_audio
+from mger.corpus.espeak import EVENT_PHONEME, EVENT_WORD, SAMPLE_RATE as ESPEAK_RATE, Event, Prosody, engine
 
 LABEL_PROBS: dict[str, float] = {
     "neu": 0.24, "hap": 0.09, "exc": 0.12, "ang": 0.17, "sad": 0.16,

@@ -1,7 +1,7 @@
 """The utterance manifest (JSONL).
 
 One :class:`Utterance` per kept utterance; the manifest is what every later stage reads
-instead of walking the corpus again.  Folds and validation speakers: :mod:`pipeline.splits`.
+instead of walking the corpus again.  Folds and validation speakers: :mod:`mger.core.splits`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from pipeline.reporting import atomic_path
+from mger.core.reporting import atomic_path
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,120 @@
+"""The ``mger finetune`` stage: one fold's fine-tuning under either objective.
+
+:func:`run_finetune` splits fold k (:func:`mger.models.finetune.finetune_split`), skips a fold
+whose ``finetune.json`` matches the settings, and trains: the utterance objective each encoder
+alone (:func:`mger.models.finetune.train_modality`), the fusion objective both with the fusion
+head (:func:`mger.models.joint.run_joint`).  It sits above both modules, so that
+:mod:`mger.models.joint` builds on :mod:`mger.models.finetune` without an import cycle.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mger.alignment.table import SegmentTable
+from mger.core.config import FeaturesConfig, FinetuneConfig, SplitConfig
+from mger.core.manifest import read_manifest
+from mger.core.reporting import StageError, write_csv_atomic, write_json
+from mger.core.splits import fold_split
+from mger.features.acoustic import is_opensmile
+from mger.models.finetune import (
+    MODALITIES,
+    FinetuneSplit,
+    _inputs,
+    build_encoders,
+    finetune_split,
+    joint_predictions_path,
+    settings_key,
+    train_modality,
+    trained_modalities,
+)
+from mger.models.joint import run_joint
+
+
+def run_finetune(fold: int, cfg: FinetuneConfig, features: FeaturesConfig, manifest: str | Path,
+                 segments: str | Path, split_cfg: SplitConfig | None = None) -> Path:
+    """Fine-tune fold ``fold``'s encoders (or find them up to date); returns the fold folder."""
+    if is_opensmile(features.speech.model):
+        raise StageError(f"features.speech.model {features.speech.model!r}: openSMILE descriptors have no weights to "
+                         "fine-tune; fine-tuning needs a wav2vec2-family model")
+    t0 = time.perf_counter()
+    table = SegmentTable.read(segments)
+    aligned = set(table.utt_ids)
+    utts = [u for u in read_manifest(manifest) if u.utt_id in aligned]
+    split_seed = (split_cfg or SplitConfig()).seed
+    split = finetune_split(utts, fold, split_seed)
+    fold_dir = cfg.fold_dir(fold)
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    encoders = build_encoders(cfg, features)
+    trained = trained_modalities(cfg)
+    key = settings_key(cfg, split, encoders, features.text.markers)
+    done = fold_dir / "finetune.json"
+    if done.exists():
+        record = json.loads(done.read_text())
+        if record.get("key") == key and record.get("modalities") == trained and "history" in record:
+            _write_reports(Path(cfg.reports), fold, record, fold_dir)  # DVC removed them before calling us
+            print(f"finetune fold {fold}: {fold_dir} is up to date")
+            return fold_dir
+        done.unlink()
+    for modality in MODALITIES:
+        if modality not in trained:
+            shutil.rmtree(fold_dir / modality, ignore_errors=True)
+    if cfg.objective == "fusion":
+        test = [utts[i] for i in fold_split(utts, fold, split_seed).test]  # read after training only
+        results, history, scores = run_joint(split, test, encoders, cfg, features, fold_dir, key)
+        objective, test_entry = {"objective": "fusion"}, {"test": scores}
+    else:
+        shutil.rmtree(fold_dir / "fusion", ignore_errors=True)
+        results, history = _run_utterance(split, encoders, trained, cfg, features, fold_dir, key)
+        objective, test_entry = {}, {}  # records of the utterance objective are those of runs before it
+    record = (split.describe() | {"key": key} | objective | {"modalities": trained, "results": results} | test_entry
+              | {"seconds": round(time.perf_counter() - t0, 1), "history": history})
+    write_json(done, record)
+    for name in (*MODALITIES, "fusion"):
+        shutil.rmtree(fold_dir / f"state-{name}", ignore_errors=True)
+    _write_reports(Path(cfg.reports), fold, record, fold_dir)
+    scores = ", ".join(f"{m} val UA {r['val_ua']:.3f} (epoch {r['best_epoch']})" for m, r in results.items())
+    tested = f"; joint test UA {record['test']['ua']:.3f}" if "test" in record else ""
+    print(f"finetune fold {fold}: {len(split.train)} train / {len(split.val)} validation utterances from sessions "
+          f"{split.train_sessions}; {scores}{tested}; {record['seconds']:.1f}s → {fold_dir}")
+    return fold_dir
+
+
+def _run_utterance(split: FinetuneSplit, encoders: dict, trained: list[str], cfg: FinetuneConfig,
+                   features: FeaturesConfig, fold_dir: Path, key: str) -> tuple[dict, list[dict]]:
+    """The utterance objective: each trained encoder alone under its mean-pool head."""
+    labels = {name: np.array([split.classes.index(u.label) for u in part])
+              for name, part in (("train", split.train), ("val", split.val))}
+    results, history = {}, []
+    for modality in trained:
+        encoder = encoders[modality]
+        train = _inputs(modality, encoder, split.train, cfg, features.text.markers)
+        val = _inputs(modality, encoder, split.val, cfg, features.text.markers)
+        progress = train_modality(modality, encoder, train, val, labels["train"], labels["val"], cfg, fold_dir,
+                                  key, split.classes)
+        results[modality] = {"best_epoch": progress.best_epoch, "val_ua": progress.best_ua,
+                             "epochs_run": progress.epoch, "base_model": encoder.name,
+                             "base_weights_sha256": encoder.weights_sha256}
+        history += progress.history
+    return results, history
+
+
+def _write_reports(folder: Path, fold: int, record: dict, fold_dir: Path) -> None:
+    summary = {k: record[k] for k in ("fold", "test_session", "train_sessions", "val_speakers", "results", "seconds")}
+    joint = joint_predictions_path(folder, fold)
+    extra = {}
+    if "test" in record:  # objective fusion: the end-to-end system's test figures and predictions
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(fold_dir / "fusion" / "test-predictions.csv", joint)
+        extra = {"objective": record["objective"], "test": record["test"] | {"predictions": str(joint)}}
+    else:
+        joint.unlink(missing_ok=True)  # a stale fusion run's predictions would pass for this run's
+    write_json(folder / f"fold-{fold}.json", summary | {"n_train": len(record["train_ids"]),
+                                                        "n_val": len(record["val_ids"])} | extra)
+    write_csv_atomic(folder / f"fold-{fold}.csv", ["modality", "epoch", "train_loss", "val_ua", "lr"],
+                     record["history"])
