@@ -200,3 +200,41 @@ def test_device_path_trains_like_the_default_path(kind: str, levels: list[str]) 
         runs.append((predict_proba(model, d.subset(np.arange(40, 60))), history))
     assert runs[0][1] == runs[1][1]
     np.testing.assert_allclose(runs[0][0], runs[1][0], atol=1e-6)
+
+
+@pytest.mark.parametrize("criterion", ["val_ua", "val_loss"])
+def test_early_stopping_keeps_the_best_validation_epoch(criterion: str) -> None:
+    """The returned model is the epoch the criterion ranks best (UA highest, or cross-entropy lowest)."""
+    data = _tensors(48, seed=2)
+    train, val = data.subset(np.arange(32)), data.subset(np.arange(32, 48))
+    settings = TrainConfig(epochs=6, patience=6, batch_size=8, seeds=[0], early_stopping=criterion)
+    model, history = fit(_cfg("audio", ["word"]), train, val, settings, seed=0)
+    probs = predict_proba(model, val)
+    labels = val.labels.numpy()
+    loss = float(-np.log(probs[np.arange(len(labels)), labels]).mean())
+    if criterion == "val_loss":
+        assert loss == pytest.approx(min(h["val_loss"] for h in history), rel=1e-5)
+    else:
+        ua = all_metrics(labels, probs.argmax(1), 4)["ua"]
+        assert ua == pytest.approx(max(h["val_ua"] for h in history))
+    assert len(history) == 6 and all(np.isfinite(h["val_loss"]) for h in history)
+
+
+def test_standardize_scales_by_the_training_rows_only() -> None:
+    """Training rows come out with mean 0 and std 1 per feature; the statistics never see the
+    validation or test rows (changing them leaves the training rows' scaling unchanged)."""
+    from mger.models.train import standardize
+
+    rows = torch.randn(300, 5) * torch.tensor([1000.0, 1.0, 0.01, 50.0, 3.0]) + 200.0
+    lengths = torch.full((60,), 5)
+    data = TensorSet({"speech:word": Ragged(rows.half(), torch.arange(0, 300, 5), lengths)},
+                     torch.zeros(60, dtype=torch.long))
+    train, rest = data.subset(np.arange(40)), data.subset(np.arange(40, 60))
+    scaled_train, _ = standardize([train, rest], train)
+    x = scaled_train.inputs["speech:word"].compact().data.float()
+    assert torch.allclose(x.mean(0), torch.zeros(5), atol=2e-2) and torch.allclose(x.std(0), torch.ones(5), atol=2e-2)
+    changed = rows.clone()
+    changed[200:] *= 7.0  # the last 20 items (not training)
+    other = TensorSet({"speech:word": Ragged(changed.half(), torch.arange(0, 300, 5), lengths)}, data.labels)
+    again, _ = standardize([other.subset(np.arange(40)), other.subset(np.arange(40, 60))], other.subset(np.arange(40)))
+    assert torch.equal(again.inputs["speech:word"].compact().data, scaled_train.inputs["speech:word"].compact().data)
