@@ -50,10 +50,11 @@ def scratch_repo(tmp_path: Path) -> Path:
 @pytest.mark.timeout(900)  # the whole pipeline, fine-tuning included, several times (~4 min here)
 def test_dvc_repro_runs_and_then_is_a_no_op(scratch_repo: Path) -> None:
     out = _run([sys.executable, "-m", "dvc", "repro"], scratch_repo)
-    for stage in ("synth", "prepare", "align", "align_eval", "demo_model", "extract", "train@text",
-                  "train@audio_word", "train@late", "finetune@1", "finetune@2", "extract_ft@1", "extract_ft@2",
-                  "train_ft@ft_audio_word", "report"):
+    for stage in ("synth", "prepare", "align", "align_eval", "demo_model", "extract", "finetune@1", "finetune@2",
+                  "extract_ft@1", "extract_ft@2", "train", "report"):
         assert f"Running stage '{stage}'" in out
+    for name in ("text", "audio_word", "late", "ft_audio_word"):  # one train stage runs every experiment
+        assert (scratch_repo / "reports" / "metrics" / f"{name}.json").is_file()
     assert (scratch_repo / "data" / "features" / "speech.h5").is_file()
     for fold in (1, 2):
         assert (scratch_repo / "data" / "features-ft" / f"fold-{fold}" / "speech.h5").is_file()
@@ -74,8 +75,8 @@ def test_dvc_repro_runs_and_then_is_a_no_op(scratch_repo: Path) -> None:
     params["train"]["lr"] = 0.002
     (scratch_repo / "params.yaml").write_text(yaml.safe_dump(params))
     out = _run([sys.executable, "-m", "dvc", "repro"], scratch_repo)
-    assert "Stage 'extract' didn't change" in out and "Running stage 'train@text'" in out
-    assert "Stage 'finetune@1' didn't change" in out and "Running stage 'train_ft@ft_audio_word'" in out
+    assert "Stage 'extract' didn't change" in out and "Running stage 'train'" in out
+    assert "Stage 'finetune@1' didn't change" in out and "train ft_audio_word:" in out
     # A changed feature param re-runs extraction only: alignment is reused.
     params = yaml.safe_load((scratch_repo / "params.yaml").read_text())
     params["features"]["speech"]["pooling"] = "max"
