@@ -163,15 +163,14 @@ def fingerprint(kind: str, encoder, cfg: FeaturesConfig, inputs: Inputs, fold: d
         return common | {"layer": encoder.layer_key, "n_layers": encoder.n_layers, "levels": list(TEXT_LEVELS),
                          "max_length": cfg.text.max_length, "input": "transcript as written",
                          "markers": cfg.text.markers}
+    speech = common | {"pooling": cfg.speech.pooling, "levels": list(cfg.speech.levels),
+                       "frame_stride": encoder.frame_stride_s, "audio_sha256": audio_sha256(inputs.utts)}
     if isinstance(encoder, OpenSmileEncoder):
-        return common | encoder.settings() | {
-            "pooling": cfg.speech.pooling, "levels": list(cfg.speech.levels), "frame_stride": encoder.frame_stride_s,
-            "frame_centre0": encoder.frame_centre0_s, "audio_sha256": audio_sha256(inputs.utts)}
-    return common | {"layer": encoder.layer_key, "n_layers": encoder.n_layers, "pooling": cfg.speech.pooling,
-                     "levels": list(cfg.speech.levels), "frame_stride": encoder.frame_stride_s,
-                     "dtype": str(encoder.dtype).replace("torch.", ""),
-                     "max_seconds": cfg.speech.max_seconds, "overlap_seconds": cfg.speech.overlap_seconds,
-                     "normalize": encoder.normalize, "batching": "exact", "audio_sha256": audio_sha256(inputs.utts)}
+        return speech | encoder.settings() | {"frame_centre0": encoder.frame_centre0_s}
+    return speech | {"layer": encoder.layer_key, "n_layers": encoder.n_layers,
+                     "dtype": str(encoder.dtype).replace("torch.", ""), "max_seconds": cfg.speech.max_seconds,
+                     "overlap_seconds": cfg.speech.overlap_seconds, "normalize": encoder.normalize,
+                     "batching": "exact"}
 
 
 def _segments(table: SegmentTable, level: str, utt_id: str) -> list[tuple[float, float]]:

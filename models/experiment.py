@@ -131,9 +131,13 @@ def check_store_settings(path: Path, kind: str, features: FeaturesConfig, finetu
 
 
 def fit_member(cfg: ModelConfig, train_set: TensorSet, val_set: TensorSet, test_set: TensorSet,
-               train_cfg: TrainConfig, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], list[dict]]:
+               train_cfg: TrainConfig, seed: int, scaled: Sequence[TensorSet] | None = None
+               ) -> tuple[tuple[np.ndarray, np.ndarray], list[dict]]:
     """Train one model (early-stopped on validation) or fit the linear probe (C chosen on
-    validation); returns its (validation, test) class probabilities and its history rows."""
+    validation); returns its (validation, test) class probabilities and its history rows.
+
+    ``scaled``: the three sets already standardised (:func:`fold_scaled`), so a fold's rows are
+    scaled once for all members of an experiment (late, combined); computed here when not given."""
     if cfg.kind == "probe":
         names = input_names(cfg)
         probe = LinearProbe(cfg.n_classes).fit(probe_inputs(train_set.inputs, names), train_set.labels.cpu().numpy(),
@@ -143,9 +147,14 @@ def fit_member(cfg: ModelConfig, train_set: TensorSet, val_set: TensorSet, test_
         return (probe.predict_proba(probe_inputs(val_set.inputs, names)),
                 probe.predict_proba(probe_inputs(test_set.inputs, names))), history
     if train_cfg.standardize:
-        train_set, val_set, test_set = standardize([train_set, val_set, test_set], train_set)
+        train_set, val_set, test_set = scaled or fold_scaled(train_set, val_set, test_set)
     model, history = fit(cfg, train_set, val_set, train_cfg, seed)
     return (predict_proba(model, val_set), predict_proba(model, test_set)), history
+
+
+def fold_scaled(train_set: TensorSet, val_set: TensorSet, test_set: TensorSet) -> list[TensorSet]:
+    """The three sets standardised by the training rows' statistics (:func:`models.train.standardize`)."""
+    return standardize([train_set, val_set, test_set], train_set)
 
 
 def store_provenance(paths: dict[str, Path]) -> dict[str, dict[str, str]]:
@@ -230,6 +239,7 @@ def _run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, fea
     predictions: list[Predictions] = []
     jobs = [(seed, fold) for seed in train_cfg.seeds for fold in splits]
     probes: dict[tuple[int, int], tuple] = {}
+    scaled: dict[int, list[TensorSet]] = {}  # the current fold's standardised sets, shared by its members
     for seed, fold in tqdm(jobs, desc=f"train {name}", unit="fold", file=sys.stderr):
         tr, va, te = splits[fold].train, splits[fold].val, splits[fold].test
         data = fold_data(fold)
@@ -241,7 +251,9 @@ def _run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, fea
             if cfg.kind == "probe" and (fold, k) in probes:  # deterministic: every seed gives the same probe
                 probs, history = probes[(fold, k)]
             else:
-                probs, history = fit_member(cfg, train_set, val_set, test_set, train_cfg, seed)
+                if cfg.kind != "probe" and train_cfg.standardize and fold not in scaled:
+                    scaled = {fold: fold_scaled(train_set, val_set, test_set)}  # one fold's copy held at a time
+                probs, history = fit_member(cfg, train_set, val_set, test_set, train_cfg, seed, scaled.get(fold))
                 if cfg.kind == "probe":
                     probes[(fold, k)] = probs, history
             history_rows += [{"fold": fold, "seed": seed, "member": part.model + ":" + "+".join(part.speech_levels),

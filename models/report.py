@@ -333,8 +333,7 @@ def reference_of(e: Experiment, rows: list[Experiment]) -> Experiment | None:
     if m["model"] == "probe":
         return None
     inputs = "speech" if m["model"] in ("audio", "multigranular") else "text" if m["model"] == "text" else "both"
-    probes = [x for x in rows if x.metrics["model"] == "probe" and x.metrics["probe"] == inputs
-              and _inputs(x.metrics) == _inputs(m)]
+    probes = _probes(rows, inputs, m)
     # the probe on the model's own levels (e.g. openSMILE functionals), else on the utterance level, else any
     for wanted in (m["speech_levels"], ["utterance"]):
         same = [x for x in probes if x.metrics["speech_levels"] == wanted or inputs == "text"]

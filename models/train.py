@@ -137,7 +137,7 @@ def fit(cfg: ModelConfig, train: TensorSet, val: TensorSet, settings: TrainConfi
         counts = torch.bincount(train.labels, minlength=cfg.n_classes).float().clamp(min=1)
         weight = counts.sum() / (cfg.n_classes * counts)
     gen = torch.Generator().manual_seed(seed)
-    best_ua, best_state, bad, history = -np.inf, copy.deepcopy(model.state_dict()), 0, []
+    best_score, best_state, bad, history = -np.inf, copy.deepcopy(model.state_dict()), 0, []
     for epoch in range(1, settings.epochs + 1):
         model.train()
         perm = torch.randperm(len(train), generator=gen)
@@ -158,8 +158,8 @@ def fit(cfg: ModelConfig, train: TensorSet, val: TensorSet, settings: TrainConfi
         val_loss = float(-np.log(np.clip(val_probs[np.arange(len(val_labels)), val_labels], 1e-12, None)).mean())
         history.append({"epoch": epoch, "train_loss": total / len(train), "val_ua": val_ua, "val_loss": val_loss})
         score = val_ua if settings.early_stopping == "val_ua" else -val_loss
-        if score > best_ua:
-            best_ua, best_state, bad = score, copy.deepcopy(model.state_dict()), 0
+        if score > best_score:
+            best_score, best_state, bad = score, copy.deepcopy(model.state_dict()), 0
         else:
             bad += 1
             if bad >= settings.patience:

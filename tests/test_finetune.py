@@ -120,19 +120,24 @@ def _mger(*args: str) -> list[str]:
     return [sys.executable, "-c", "import sys; from mger.pipeline.cli import main; sys.exit(main())", *args]
 
 
+def _kill_after_epoch(params: Path, state: Path, epoch: int = 2) -> None:
+    """Start ``mger finetune --fold 1`` with ``params`` and SIGKILL it once ``state`` records
+    ``epoch`` finished epochs (or after 120 s)."""
+    proc = subprocess.Popen(_mger("finetune", "--params", str(params), "--fold", "1"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["epoch"] >= epoch):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 def test_sigkilled_finetuning_resumes_to_the_uninterrupted_weights(tiny_models, aligned, tmp_path) -> None:
     epochs = 12
     ref = _params_file(tiny_models, aligned, tmp_path / "ref", epochs)
     subprocess.run(_mger("finetune", "--params", str(ref), "--fold", "1"), check=True, capture_output=True)
     run = _params_file(tiny_models, aligned, tmp_path / "run", epochs)
-    proc = subprocess.Popen(_mger("finetune", "--params", str(run), "--fold", "1"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    state = tmp_path / "run" / "ft" / "fold-1" / "state-speech" / "state.json"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["epoch"] >= 2):
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _kill_after_epoch(run, tmp_path / "run" / "ft" / "fold-1" / "state-speech" / "state.json")
     fold = tmp_path / "run" / "ft" / "fold-1"
     assert not (fold / "finetune.json").exists(), "the kill came too late to test resuming"
     resumed = subprocess.run(_mger("finetune", "--params", str(run), "--fold", "1"), check=True, capture_output=True,

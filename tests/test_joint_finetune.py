@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ from mger.features.extract import extract, finetuned_setup
 from mger.models.finetune import build_encoders, finetune_split, settings_key
 from mger.models.finetune_stage import run_finetune
 from mger.models.predictions import read_predictions
-from tests.test_finetune import _features, _finetune, _mger, _params_file
+from tests.test_finetune import _features, _finetune, _kill_after_epoch, _mger, _params_file
 
 SMALL_HEAD = FusionHeadConfig(layers=1, hidden=16, heads=2)
 
@@ -150,14 +148,7 @@ def test_sigkilled_joint_finetuning_resumes_to_the_uninterrupted_weights(tiny_mo
 
     ref, run = params("ref"), params("run")
     subprocess.run(_mger("finetune", "--params", str(ref), "--fold", "1"), check=True, capture_output=True)
-    proc = subprocess.Popen(_mger("finetune", "--params", str(run), "--fold", "1"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    state = tmp_path / "run" / "ft" / "fold-1" / "state-fusion" / "state.json"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["epoch"] >= 2):
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _kill_after_epoch(run, tmp_path / "run" / "ft" / "fold-1" / "state-fusion" / "state.json")
     fold, ref_fold = tmp_path / "run" / "ft" / "fold-1", tmp_path / "ref" / "ft" / "fold-1"
     assert not (fold / "finetune.json").exists(), "the kill came too late to test resuming"
     resumed = subprocess.run(_mger("finetune", "--params", str(run), "--fold", "1"), check=True, capture_output=True,
