@@ -451,8 +451,20 @@ def read_params(path: str | Path | None = None) -> Params:
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
-    """Read and validate a params file; errors name the file and the key."""
-    path = Path(path)
+    """Read and validate a params file; errors name the file and the key.
+
+    A file may start from another: ``extends: <path relative to this file>`` reads that one
+    first, then this file's mappings are merged into it key by key (other values replace), e.g.
+    ``params/demo-full.yaml`` adds experiments to ``params.yaml``."""
+    data = _read_yaml_tree(Path(path), ())
+    try:
+        return params_from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def _read_yaml_tree(path: Path, seen: tuple[Path, ...]) -> dict | None:
+    """The mapping of ``path`` with its ``extends`` chain merged in (cycles refused)."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -461,10 +473,24 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    try:
-        return params_from_dict(data)
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+    if not data or "extends" not in data:
+        return data
+    base = data.pop("extends")
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: extends: expected the path of a params file")
+    base_path = (path.parent / base).resolve()
+    if base_path in seen or base_path == path.resolve():
+        raise ConfigError(f"{path}: extends: {base} leads back to this file (a cycle)")
+    return _merged(_read_yaml_tree(base_path, (*seen, path.resolve())) or {}, data)
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """``over`` merged into ``base``: mappings key by key, any other value replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = (_merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict)
+                    else value)
+    return out
 
 
 # Range checks: every numeric param has a rule here, keyed by its dotted name ("*" stands for

@@ -61,6 +61,27 @@ def members(spec: ExperimentSpec) -> list[ExperimentSpec]:
     return (co if spec.model == "combined" else []) + audio + text
 
 
+# Rough training cost of one step per input level (word level = 1), measured on the demo.
+_LEVEL_COST = {"frame": 6.0, "phone": 1.5, "utterance": 0.3, "functionals": 0.3}
+
+
+def expected_cost(spec: ExperimentSpec, train: TrainConfig) -> float:
+    """Relative training time of ``spec``: ``mger train`` starts the longest experiments first,
+    so that experiments run at once (``train.n_jobs``) finish together; results do not depend
+    on the order."""
+    def member_cost(part: ExperimentSpec) -> float:
+        if part.model == "probe":
+            return 0.2
+        speech = [_LEVEL_COST.get(level, 1.0) for level in part.speech_levels]
+        text = 1.0 if part.model in ("text", "coattention", "mha_aux") else 0.0
+        if part.model == "coattention":  # one block per speech level against the tokens
+            return sum(s + text for s in speech)
+        if part.model == "mha_aux":
+            return (sum(speech) + text) * (1 + (part.layers or train.layers))
+        return sum(speech) + text
+    return sum(member_cost(part) for part in members(spec))
+
+
 def model_config(spec: ExperimentSpec, train: TrainConfig, dims: dict[str, int], n_classes: int) -> ModelConfig:
     return ModelConfig(kind=spec.model, speech_levels=list(spec.speech_levels), text_level=spec.text_level,
                        dims=dims, n_classes=n_classes, hidden=train.hidden, heads=train.heads,

@@ -148,7 +148,7 @@ def _cmd_cache(args: argparse.Namespace, params: Params) -> None:
 
 
 def _cmd_train(args: argparse.Namespace, params: Params) -> None:
-    from mger.models.experiment import run_experiment
+    from mger.models.experiment import expected_cost, run_experiment
 
     experiments = params.train.all_experiments
     names = list(experiments) if args.experiment == "all" else [args.experiment]
@@ -160,6 +160,7 @@ def _cmd_train(args: argparse.Namespace, params: Params) -> None:
     if unknown:
         raise ValueError(f"train.experiments and train.finetuned_experiments have no {unknown[0]!r} "
                          f"(known: {', '.join(experiments)})")
+    names.sort(key=lambda name: -expected_cost(experiments[name], params.train))  # longest first
     jobs = [(name, experiments[name], params.train, params.features, params.prepare.manifest, params.finetune,
              params.split, f"{params.align.out}/segments.h5") for name in names]
     n_jobs = args.n_jobs or params.train.n_jobs

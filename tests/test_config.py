@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,30 @@ def test_the_default_ladder_aligns_as_params_yaml_does() -> None:
     repo = load_params(REPO / "params.yaml").align.pocketsphinx
     assert repo == PocketsphinxSettings()
     assert PocketsphinxAligner(repo).ladder == PocketsphinxAligner(PocketsphinxSettings(ladder=repo.ladder[:3])).ladder
+
+
+def test_demo_full_extends_params_yaml_with_more_experiments_only() -> None:
+    """params/demo-full.yaml = params.yaml + the rows left out of the demo, trained into other dirs."""
+    demo, full = load_params(REPO / "params.yaml"), load_params(REPO / "params" / "demo-full.yaml")
+    assert set(demo.train.experiments) < set(full.train.experiments)
+    assert all(full.train.experiments[n] == spec for n, spec in demo.train.experiments.items())
+    assert full.train.metrics_dir != demo.train.metrics_dir and full.report.out != demo.report.out
+    same = {"train": dataclasses.replace(full.train, experiments=demo.train.experiments,
+                                         metrics_dir=demo.train.metrics_dir, epochs_dir=demo.train.epochs_dir,
+                                         predictions_dir=demo.train.predictions_dir),
+            "report": demo.report}
+    assert dataclasses.replace(full, **same) == demo
+
+
+def test_extends_merges_mappings_and_refuses_cycles(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text("train: {epochs: 3, experiments: {a: {model: text}}}\nsplit: {seed: 4}\n")
+    (tmp_path / "more.yaml").write_text("extends: base.yaml\ntrain: {experiments: {b: {model: audio}}}\n")
+    params = load_params(tmp_path / "more.yaml")
+    assert list(params.train.experiments) == ["a", "b"] and params.train.epochs == 3 and params.split.seed == 4
+    (tmp_path / "loop.yaml").write_text("extends: loop2.yaml\n")
+    (tmp_path / "loop2.yaml").write_text("extends: loop.yaml\n")
+    with pytest.raises(ConfigError, match="a cycle"):
+        load_params(tmp_path / "loop.yaml")
+    (tmp_path / "orphan.yaml").write_text("extends: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="nowhere.yaml: params file not found"):
+        load_params(tmp_path / "orphan.yaml")

@@ -9,7 +9,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_m
 
 from mger.core.config import ExperimentSpec, TrainConfig
 from mger.features.cache import Batch, Ragged
-from mger.models.experiment import members
+from mger.models.experiment import expected_cost, members
 from mger.models.metrics import all_metrics
 from mger.models.modules import ModelConfig, build_model, input_names, other_label_partner
 from mger.models.train import TensorSet, fit, fit_weights, predict_proba
@@ -239,3 +239,17 @@ def test_standardize_scales_by_the_training_rows_only() -> None:
     other = TensorSet({"speech:word": Ragged(changed.half(), torch.arange(0, 300, 5), lengths)}, data.labels)
     again, _ = standardize([other.subset(np.arange(40)), other.subset(np.arange(40, 60))], other.subset(np.arange(40)))
     assert torch.equal(again.inputs["speech:word"].compact().data, scaled_train.inputs["speech:word"].compact().data)
+
+
+def test_expected_cost_starts_the_longest_experiments_first() -> None:
+    train = TrainConfig(layers=2)
+    cost = {name: expected_cost(ExperimentSpec(**spec), train) for name, spec in {
+        "probe": {"model": "probe", "speech_levels": ["utterance"]},
+        "word": {"model": "audio", "speech_levels": ["word"]},
+        "frame": {"model": "audio", "speech_levels": ["frame"]},
+        "mha_k1": {"model": "mha_aux", "speech_levels": ["word"], "layers": 1},
+        "mha_k4": {"model": "mha_aux", "speech_levels": ["word"], "layers": 4},
+        "late": {"model": "late", "speech_levels": ["word"]},
+        "combined": {"model": "combined", "speech_levels": ["word"]}}.items()}
+    assert cost["probe"] < cost["word"] < cost["late"] < cost["combined"]
+    assert cost["word"] < cost["frame"] and cost["mha_k1"] < cost["mha_k4"]
