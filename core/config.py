@@ -36,9 +36,10 @@ class SynthConfig:
     sessions: int = 5
     dialogs_per_session: int = 6
     turns_per_dialog: int = 28
+    max_sentences_per_turn: int = 1  # each turn speaks 1..N sentences (params/iemocap-scale.yaml: 3)
 
     def __post_init__(self) -> None:
-        _positive("synth", self, "sessions", "dialogs_per_session", "turns_per_dialog")
+        _positive("synth", self, "sessions", "dialogs_per_session", "turns_per_dialog", "max_sentences_per_turn")
         if self.sessions > 9:
             raise ConfigError("synth.sessions: at most 9 sessions (ids are Ses01..Ses09)")
 
@@ -505,7 +506,7 @@ _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
 }
 RANGES: dict[str, str] = {
     "synth.seed": "nonnegative", "synth.sessions": "positive", "synth.dialogs_per_session": "positive",
-    "synth.turns_per_dialog": "positive",
+    "synth.turns_per_dialog": "positive", "synth.max_sentences_per_turn": "positive",
     "align.n_jobs": "positive", "align.pocketsphinx.ladder[][]": "probability",
     "align.pocketsphinx.silprob": "positive",
     "align.mfa.jobs": "positive", "align.mfa.beam": "positive", "align.mfa.retry_beam": "positive",

@@ -327,7 +327,19 @@ def _prosody(code: str, speaker: Speaker, rng: np.random.Generator) -> Prosody:
     )
 
 
-def _transcript(code: str, rng: np.random.Generator) -> str:
+def _transcript(code: str, rng: np.random.Generator, max_sentences: int = 1) -> str:
+    """One turn's words: a sentence of the label's pool (or a neutral one), 1 to
+    ``max_sentences`` of them (more only draw after the first, so 1 gives the demo's corpus)."""
+    text = _sentence(code, rng)
+    if max_sentences > 1:
+        text = " ".join([text, *(_sentence(code, rng) for _ in range(int(rng.integers(max_sentences))))])
+    if rng.random() < 0.06:
+        marker = "[LAUGHTER]" if code in ("hap", "exc") else str(rng.choice(MARKERS))
+        text = f"{marker} {text}" if rng.random() < 0.5 else f"{text} {marker}"
+    return text
+
+
+def _sentence(code: str, rng: np.random.Generator) -> str:
     pool = TEXT_POOL.get(code)
     u = rng.random()
     if code == "neu" or pool is None:
@@ -336,11 +348,7 @@ def _transcript(code: str, rng: np.random.Generator) -> str:
     elif u >= 0.55:
         pool = str(rng.choice([p for p in ("ang", "hap", "sad") if p != pool])) if u < 0.65 else None
     sentences = EMOTION_TEXT[pool] if pool else NEUTRAL_TEXT
-    text = str(sentences[int(rng.integers(len(sentences)))])
-    if rng.random() < 0.06:
-        marker = "[LAUGHTER]" if code in ("hap", "exc") else str(rng.choice(MARKERS))
-        text = f"{marker} {text}" if rng.random() < 0.5 else f"{text} {marker}"
-    return text
+    return str(sentences[int(rng.integers(len(sentences)))])
 
 
 def _cue(code: str, transcript: str, rng: np.random.Generator) -> tuple[int | None, str]:
@@ -407,7 +415,7 @@ def _write_dialog(root: Path, session: int, dialog: str, turns: list[_Turn]) -> 
 
 
 def _synthesize_session(root: Path, seed: int, session: int, dialogs_per_session: int,
-                        turns_per_dialog: int) -> tuple[list[str], float]:
+                        turns_per_dialog: int, max_sentences: int = 1) -> tuple[list[str], float]:
     """Write one session's files; return (truth JSON lines, audio seconds).
 
     Runs in a fresh process per session: eSpeak NG keeps global synthesis state (pitch
@@ -429,7 +437,7 @@ def _synthesize_session(root: Path, seed: int, session: int, dialogs_per_session
             utt_id = f"{dialog}_{who}{counters[who]:03d}"
             counters[who] += 1
             code = str(rng.choice(codes, p=probs))
-            transcript = _transcript(code, rng)
+            transcript = _transcript(code, rng, max_sentences)
             cue_word, cue = _cue(code, transcript, rng)
             spoken = speak(transcript, speakers[who], _prosody(code, speakers[who], rng), cue_word, cue, rng)
             duration = len(spoken.audio) / SAMPLE_RATE
@@ -472,7 +480,8 @@ def check_out(root: Path, force: bool = False) -> None:
 
 
 def synthesize_corpus(out: str | Path, seed: int = 13, sessions: int = 5, dialogs_per_session: int = 6,
-                      turns_per_dialog: int = 28, n_jobs: int = 2, force: bool = False) -> int:
+                      turns_per_dialog: int = 28, n_jobs: int = 2, force: bool = False,
+                      max_sentences_per_turn: int = 1) -> int:
     """Write the corpus under ``out`` (replacing an earlier synth output there; any other
     non-empty folder only with ``force``); return the number of utterances.
 
@@ -489,7 +498,8 @@ def synthesize_corpus(out: str | Path, seed: int = 13, sessions: int = 5, dialog
     ctx = multiprocessing.get_context("spawn")
     results: dict[int, tuple[list[str], float]] = {}
     with ProcessPoolExecutor(max_workers=max(1, n_jobs), mp_context=ctx, max_tasks_per_child=1) as pool:
-        futures = {pool.submit(_synthesize_session, root, seed, s, dialogs_per_session, turns_per_dialog): s
+        futures = {pool.submit(_synthesize_session, root, seed, s, dialogs_per_session, turns_per_dialog,
+                               max_sentences_per_turn): s
                    for s in range(1, sessions + 1)}
         for fut in tqdm(as_completed(futures), total=sessions, desc="synth", unit="session", file=sys.stderr):
             results[futures[fut]] = fut.result()

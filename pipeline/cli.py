@@ -37,6 +37,7 @@ def _cmd_synth(args: argparse.Namespace, params: Params) -> None:
         sessions=args.sessions or cfg.sessions,
         dialogs_per_session=args.dialogs or cfg.dialogs_per_session,
         turns_per_dialog=args.turns or cfg.turns_per_dialog,
+        max_sentences_per_turn=cfg.max_sentences_per_turn,
         force=args.force,
     )
 

@@ -12,7 +12,16 @@ import pytest
 import soundfile as sf
 
 from mger.corpus.espeak import EVENT_PHONEME, EVENT_WORD, Event
-from mger.corpus.synth import _ssml, dialog_names, spoken_tokens, synthesize_corpus, word_groups
+from mger.corpus.synth import (
+    EMOTION_TEXT,
+    NEUTRAL_TEXT,
+    _ssml,
+    _transcript,
+    dialog_names,
+    spoken_tokens,
+    synthesize_corpus,
+    word_groups,
+)
 from tests.conftest import TINY
 
 EMO_HEAD = re.compile(r"^\[\d+\.\d{4} - \d+\.\d{4}\]\t(Ses\d\d[FM]_\w+_[FM]\d{3})\t([a-z]{3})\t"
@@ -118,3 +127,24 @@ def test_rejects_bad_sizes(tmp_path: Path) -> None:
 
     with pytest.raises(SystemExit):
         main(["synth", "--sessions", "x"])
+
+
+def test_turns_speak_one_to_max_sentences_and_one_keeps_the_demo_corpus() -> None:
+    """max_sentences_per_turn N: 1..N pool sentences per turn; N = 1 draws exactly what the demo drew."""
+    pool = {*NEUTRAL_TEXT, *(s for texts in EMOTION_TEXT.values() for s in texts)}
+
+    def sentences(text: str) -> list[str]:
+        text, found = re.sub(r"\[[A-Z]+\]", "", text).strip(), []
+        while text:
+            head = next(s for s in pool if text.startswith(s))
+            found.append(head)
+            text = text[len(head):].strip()
+        return found
+
+    counts = set()
+    for seed in range(60):
+        code = ["neu", "ang", "hap", "sad"][seed % 4]
+        one, more = (_transcript(code, np.random.default_rng(seed), n) for n in (1, 3))
+        assert len(sentences(one)) == 1 and sentences(more)[0] == sentences(one)[0]
+        counts.add(len(sentences(more)))
+    assert counts == {1, 2, 3}
