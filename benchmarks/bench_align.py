@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import time
 
+from benchmarks.markdown import run_recorded
 from mger.alignment.stage import align_utterances
 from mger.core.config import load_params
 from mger.core.manifest import read_manifest
@@ -50,4 +51,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_recorded("bench_align", main)

@@ -37,6 +37,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from benchmarks.markdown import run_recorded
 from mger.alignment.table import SegmentTable
 from mger.core.audio import read_audio
 from mger.core.config import FeaturesConfig, SpeechFeaturesConfig
@@ -332,4 +333,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_recorded("bench_extract", main)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.markdown import run_recorded
 from mger.core.audio import write_audio
 from mger.core.manifest import Utterance
 from mger.features.encoders import SpeechEncoder
@@ -103,4 +104,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_recorded("bench_finetune", main)

@@ -18,7 +18,8 @@ each experiment; their full-size figures multiply by the papers' settings (10 fi
 epochs x 5 folds; 40 classifier epochs x 3 seeds, an upper bound: early stopping ends
 sooner).  Extraction with the fine-tuned encoders (``extract_ft``) is the frozen extraction's
 compute once per fold, so its figure is derived, not run again.  ``--markdown FILE`` writes
-the table into FILE's ``bench_pipeline`` block (benchmarks/markdown.py).
+the table into FILE's ``bench_pipeline`` block (benchmarks/markdown.py).  Every process runs on
+the cores this one may use (``taskset -c 0 python -m ...`` measures one core).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.markdown import write_block
+from benchmarks.markdown import cores, machine, run_recorded
 
 REPO = Path(__file__).resolve().parents[1]
 IEMOCAP_UTTERANCES, IEMOCAP_TURNS, FULL_DIALOGS = 5531, 7200, 30
@@ -60,11 +60,6 @@ class Row:
     measured_s: float | None  # None: derived from another row
     full_s: float
     scaled: str
-
-
-def cores() -> int:
-    """Cores this process may run on (``taskset`` respected)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def build_models(folder: Path) -> tuple[str, str]:
@@ -161,19 +156,9 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
                         f"{FOLDS} folds x 1 epoch, {linear} x {repeat}"
                         + ("" if name.startswith("probe") else " (epochs x seeds; upper bound)")))
     info = {"utterances": n, "hours": hours, "turns": turns, "work": str(work), "cores": cores(),
-            "cpu": _cpu_name(), "device": args.device, "fraction": args.fraction,
+            "machine": machine(), "device": args.device, "fraction": args.fraction,
             "date": time.strftime("%Y-%m-%d")}
     return rows, info
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _duration(seconds: float) -> str:
@@ -187,8 +172,8 @@ def _duration(seconds: float) -> str:
 def markdown(rows: list[Row], info: dict, argv: list[str]) -> str:
     """The table with how it was measured (machine, size, command)."""
     lines = [
-        f"`python -m benchmarks.bench_pipeline {' '.join(argv)}` on {info['date']}: {info['cores']} core(s) of "
-        f"{info['cpu']}, device {info['device']}; measured on {info['utterances']:,} utterances "
+        f"`python -m benchmarks.bench_pipeline {' '.join(argv)}` on {info['date']}: {info['machine']}, "
+        f"device {info['device']}; measured on {info['utterances']:,} utterances "
         f"({info['hours']:.2f} h of audio, {info['turns']:,} turns; fraction {info['fraction']}), "
         f"scaled to IEMOCAP's {IEMOCAP_UTTERANCES:,} utterances (~7 h). Base-size wav2vec2 and BERT (random "
         "weights, real compute).",
@@ -208,18 +193,13 @@ def main() -> None:
                         help="share of the measured utterances fine-tuning is timed on")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (features.device, train.device)")
     parser.add_argument("--work", help="work folder (default: a new temporary folder)")
-    parser.add_argument("--markdown", type=Path, help="write the table into this file between its markers")
     args = parser.parse_args()
     if not 0 < args.fraction <= 1 or not 0 < args.finetune_share <= 1:
         parser.error("--fraction and --finetune-share must be in (0, 1]")
     rows, info = run(args)
     shown = [a for a in sys.argv[1:] if a not in ("--work", args.work)]  # a temporary folder says nothing
-    table = markdown(rows, info, shown)
-    print(table)
-    if args.markdown:
-        write_block(args.markdown, "bench_pipeline", table)
-        print(f"table written into {args.markdown}", file=sys.stderr)
+    print(markdown(rows, info, shown))
 
 
 if __name__ == "__main__":
-    main()
+    run_recorded("bench_pipeline", main, fenced=False)

@@ -24,6 +24,7 @@ import time
 import numpy as np
 import torch
 
+from benchmarks.markdown import run_recorded
 from mger.core.config import TrainConfig
 from mger.features.cache import Ragged
 from mger.features.encoders import resolve_device
@@ -97,4 +98,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_recorded("bench_train", main)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from benchmarks.markdown import write_block
+from benchmarks.markdown import run_recorded, write_block
 
 
 def test_write_block_replaces_only_its_own_block(tmp_path: Path) -> None:
@@ -15,3 +16,23 @@ def test_write_block_replaces_only_its_own_block(tmp_path: Path) -> None:
     write_block(doc, "bench_a", "| a | 3 |")
     assert doc.read_text() == ("# Benchmarks\n\nintro\n<!-- bench_a -->\n| a | 3 |\n<!-- /bench_a -->\n"
                                "<!-- bench_b -->\n| b | 2 |\n<!-- /bench_b -->\n")
+
+
+def test_run_recorded_writes_what_main_printed(tmp_path: Path, monkeypatch, capsys) -> None:
+    doc = tmp_path / "benchmarks.md"
+    seen = []
+
+    def main() -> None:
+        seen.append(list(sys.argv[1:]))
+        print("ratio 2.0x")
+
+    monkeypatch.setattr(sys, "argv", ["bench_x.py", "--n", "3", "--markdown", str(doc)])
+    run_recorded("bench_x", main)
+    assert seen == [["--n", "3"]] and "ratio 2.0x" in capsys.readouterr().out
+    text = doc.read_text()
+    assert text.startswith("<!-- bench_x -->\n`python -m benchmarks.bench_x --n 3` on ")
+    assert text.endswith("core(s) of " + text.split("core(s) of ")[1].split(":")[0] + ":\n\n```\nratio 2.0x\n```\n"
+                         "<!-- /bench_x -->\n")
+    monkeypatch.setattr(sys, "argv", ["bench_x.py"])
+    run_recorded("bench_x", main)  # without --markdown: prints only
+    assert doc.read_text() == text
