@@ -12,14 +12,16 @@ WordPiece vocabulary).
 
 ``--fraction f`` builds ``f`` of the corpus (``round(30 f)`` dialogs per session instead of
 30) and scales each measured time to the full size linearly in the number of utterances;
-``--fraction 1`` measures the full size.  Fine-tuning is timed for one fold and one epoch on
-``--finetune-share`` of the measured utterances, and classifiers for one epoch and one seed of
-each experiment; their full-size figures multiply by the papers' settings (10 fine-tuning
-epochs x 5 folds; 40 classifier epochs x 3 seeds, an upper bound: early stopping ends
-sooner).  Extraction with the fine-tuned encoders (``extract_ft``) is the frozen extraction's
-compute once per fold, so its figure is derived, not run again.  ``--markdown FILE`` writes
-the table into FILE's ``bench_pipeline`` block (benchmarks/markdown.py).  Every process runs on
-the cores this one may use (``taskset -c 0 python -m ...`` measures one core).
+``--fraction 1`` measures the full size.  Fine-tuning is timed for one fold on
+``--finetune-share`` of the measured utterances, run once with 1 and once with 2 epochs, and each
+classifier with 1 and with 3 epochs (one seed): the difference is the cost of an epoch, the rest
+is loading, the conv pass and evaluation.  The full-size figures multiply the epoch by the papers'
+settings (10 fine-tuning epochs x 5 folds; 40 classifier epochs x 3 seeds, an upper bound: early
+stopping ends sooner).  Extraction with the fine-tuned encoders (``extract_ft``) is the frozen
+extraction's compute once per fold, so its figure is derived, not run again.  Timings are kept
+in ``<work>/timings.json``: rerun with the same ``--work``, finished stages are not run again.
+``--markdown FILE`` writes the table into FILE's ``bench_pipeline`` block (benchmarks/markdown.py).
+Every process runs on the cores this one may use (``taskset -c 0 python -m ...`` measures one).
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ from benchmarks.markdown import cores, machine, run_recorded
 REPO = Path(__file__).resolve().parents[1]
 IEMOCAP_UTTERANCES, IEMOCAP_TURNS, FULL_DIALOGS = 5531, 7200, 30
 FINETUNE_EPOCHS, FOLDS, TRAIN_EPOCHS, SEEDS = 10, 5, 40, 3
+# The second params file: one more fine-tuning epoch and two more classifier epochs (per-epoch
+# cost = the difference), into their own output folders so nothing is resumed or reused.
+LONGER = {"extends": "params.yaml",
+          "finetune": {"epochs": 2, "patience": 2, "out": "data/finetune-longer", "reports": "reports/finetune-longer"},
+          "train": {"epochs": 3, "patience": 3, "metrics_dir": "reports/longer/metrics",
+                    "epochs_dir": "reports/longer/epochs", "predictions_dir": "reports/longer/predictions"}}
 EXPERIMENTS = {
     "probe_both": {"model": "probe", "probe": "both", "speech_levels": ["utterance"], "text_level": "token"},
     "audio_frame": {"model": "audio", "speech_levels": ["frame"]},
@@ -57,7 +65,7 @@ EXPERIMENTS = {
 class Row:
     stage: str
     command: str
-    measured_s: float | None  # None: derived from another row
+    measured: str  # what was timed, e.g. "49 s" or "1 epoch 8 s, 3 epochs 14 s"; "—" where derived
     full_s: float
     scaled: str
 
@@ -99,12 +107,30 @@ def bench_params(fraction: float, device: str, speech: str, text: str) -> dict:
     }
 
 
-def timed(cmd: list[str], work: Path, env: dict[str, str]) -> float:
-    """Seconds ``mger ...`` takes in ``work`` (its own process: imports and start-up count)."""
-    print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "mger.pipeline.cli", *cmd], cwd=work, env=env, check=True)
-    return time.perf_counter() - t0
+class Stages:
+    """Runs ``mger`` commands in ``work`` and times each (its own process: imports and start-up
+    count). Timings are kept in ``work/timings.json``: rerun on the same folder, a stage already
+    timed is not run again, so an interrupted full-size run resumes."""
+
+    def __init__(self, work: Path) -> None:
+        self.work, self.path = work, work / "timings.json"
+        self.env = {**os.environ, "OMP_NUM_THREADS": str(cores()), "PYTHONPATH": str(REPO)}
+        self.seconds: dict[str, float] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def __call__(self, key: str, *cmd: str) -> float:
+        if key not in self.seconds:
+            print("$ mger " + " ".join(cmd), file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "mger.pipeline.cli", *cmd], cwd=self.work, env=self.env, check=True)
+            self.seconds[key] = time.perf_counter() - t0
+            self.path.write_text(json.dumps(self.seconds, indent=1))
+        return self.seconds[key]
+
+
+def per_epoch(short: float, long: float, extra_epochs: int) -> tuple[float, float]:
+    """(seconds of one epoch, seconds of the rest) from runs of n and n + ``extra_epochs`` epochs."""
+    epoch = max(long - short, 0.0) / extra_epochs
+    return epoch, max(short - epoch, 0.0)
 
 
 def manifest_stats(path: Path) -> tuple[int, float]:
@@ -125,36 +151,46 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
     work.mkdir(parents=True, exist_ok=True)
     speech, text = build_models(work / "models")
     (work / "params.yaml").write_text(yaml.safe_dump(bench_params(args.fraction, args.device, speech, text)))
-    env = {**os.environ, "OMP_NUM_THREADS": str(cores()), "PYTHONPATH": str(REPO)}
-    rows: list[Row] = []
-    t = {"synth": timed(["synth", "--force"], work, env), "prepare": timed(["prepare"], work, env)}
+    (work / "params-longer.yaml").write_text(yaml.safe_dump(LONGER))
+    stage = Stages(work)
+    t = {"synth": stage("synth", "synth", "--force"), "prepare": stage("prepare", "prepare")}
     n, hours = manifest_stats(work / "data" / "manifest.jsonl")
     turns = sum(1 for _ in (work / "data" / "synth-iemocap").glob("Session*/sentences/wav/*/*.wav"))
-    ratio = IEMOCAP_UTTERANCES / n
-    t["align"] = timed(["align"], work, env)
+    ratio, linear = IEMOCAP_UTTERANCES / n, f"x {IEMOCAP_UTTERANCES / n:.1f} (utterances)"
+    t["align"] = stage("align", "align")
     for kind in ("speech", "text", "egemaps"):
-        t[f"extract {kind}"] = timed(["extract", "--kind", kind], work, env)
+        t[f"extract {kind}"] = stage(f"extract {kind}", "extract", "--kind", kind)
+    rows = [Row("synth", "mger synth", _duration(t["synth"]), t["synth"] * IEMOCAP_TURNS / turns,
+                f"x {IEMOCAP_TURNS / turns:.1f} (turns)")]
+    rows += [Row(name, f"mger {name}" if name in ("prepare", "align") else f"mger extract --kind {name.split()[1]}",
+                 _duration(t[name]), t[name] * ratio, linear)
+             for name in ("prepare", "align", "extract speech", "extract text", "extract egemaps")]
     sub = subset_manifest(work / "data" / "manifest.jsonl", work / "data" / "finetune-subset.jsonl",
                           args.finetune_share)
-    t["finetune"] = timed(["finetune", "--fold", "1", "--manifest", "data/finetune-subset.jsonl"], work, env)
-    linear = f"x {ratio:.1f} (utterances)"
-    rows += [Row("synth", "mger synth", t["synth"], t["synth"] * IEMOCAP_TURNS / turns,
-                 f"x {IEMOCAP_TURNS / turns:.1f} (turns)")]
-    rows += [Row(name, f"mger {name}" if name in ("prepare", "align") else f"mger extract --kind {name.split()[1]}",
-                 t[name], t[name] * ratio, linear)
-             for name in ("prepare", "align", "extract speech", "extract text", "extract egemaps")]
-    rows.append(Row("finetune (speech, per fold)", "mger finetune --fold k", t["finetune"],
-                    t["finetune"] * IEMOCAP_UTTERANCES / sub * FINETUNE_EPOCHS * FOLDS,
-                    f"1 epoch on {sub} utterances x {IEMOCAP_UTTERANCES / sub:.0f} x {FINETUNE_EPOCHS} epochs "
-                    f"x {FOLDS} folds"))
-    rows.append(Row("extract_ft (5 folds)", "mger extract --fold k", None, t["extract speech"] * ratio * FOLDS,
-                    f"extract speech x {FOLDS} folds (same compute)"))
+    ft = [stage(f"finetune {e}", "finetune", "--fold", "1", "--manifest", "data/finetune-subset.jsonl",
+                *(["--params", "params-longer.yaml"] if e == 2 else [])) for e in (1, 2)]
+    epoch, rest = per_epoch(*ft, 1)
+    r_ft = IEMOCAP_UTTERANCES / sub
+    rows.append(Row(f"finetune (speech, {FOLDS} folds)", "mger finetune --fold k",
+                    f"1 epoch {_duration(ft[0])}, 2 epochs {_duration(ft[1])}",
+                    (rest + epoch * FINETUNE_EPOCHS) * r_ft * FOLDS,
+                    f"one fold on {sub} utterances: epoch {epoch:.0f} s, the rest {rest:.0f} s; x {r_ft:.0f} "
+                    f"(utterances), epoch x {FINETUNE_EPOCHS}, x {FOLDS} folds"))
+    rows.append(Row(f"extract_ft ({FOLDS} folds)", "mger extract --fold k", "—",
+                    t["extract speech"] * ratio * FOLDS, f"extract speech x {FOLDS} folds (the same compute)"))
     for name in EXPERIMENTS:
-        s = timed(["train", "--experiment", name], work, env)
-        repeat = SEEDS if name.startswith("probe") else TRAIN_EPOCHS * SEEDS
-        rows.append(Row(f"train {name}", f"mger train --experiment {name}", s, s * ratio * repeat,
-                        f"{FOLDS} folds x 1 epoch, {linear} x {repeat}"
-                        + ("" if name.startswith("probe") else " (epochs x seeds; upper bound)")))
+        short = stage(f"train {name}", "train", "--experiment", name)
+        if EXPERIMENTS[name]["model"] == "probe":  # no epochs; fitted once per fold for every seed
+            rows.append(Row(f"train {name}", f"mger train --experiment {name}", _duration(short), short * ratio,
+                            f"{FOLDS} folds, {linear}"))
+            continue
+        long = stage(f"train {name} x3", "train", "--experiment", name, "--params", "params-longer.yaml")
+        epoch, rest = per_epoch(short, long, 2)
+        rows.append(Row(f"train {name}", f"mger train --experiment {name}",
+                        f"1 epoch {_duration(short)}, 3 epochs {_duration(long)}",
+                        (rest + epoch * TRAIN_EPOCHS * SEEDS) * ratio,
+                        f"{FOLDS} folds: epoch {epoch:.1f} s, the rest {rest:.1f} s; {linear}, epoch x "
+                        f"{TRAIN_EPOCHS} x {SEEDS} seeds (an upper bound: early stopping ends sooner)"))
     info = {"utterances": n, "hours": hours, "turns": turns, "work": str(work), "cores": cores(),
             "machine": machine(), "device": args.device, "fraction": args.fraction,
             "date": time.strftime("%Y-%m-%d")}
@@ -181,8 +217,7 @@ def markdown(rows: list[Row], info: dict, argv: list[str]) -> str:
         "| stage | command | measured | at IEMOCAP size | how scaled |",
         "|---|---|---:|---:|---|",
     ]
-    lines += [f"| {r.stage} | `{r.command}` | {'—' if r.measured_s is None else _duration(r.measured_s)} | "
-              f"{_duration(r.full_s)} | {r.scaled} |" for r in rows]
+    lines += [f"| {r.stage} | `{r.command}` | {r.measured} | {_duration(r.full_s)} | {r.scaled} |" for r in rows]
     return "\n".join(lines) + "\n"
 
 

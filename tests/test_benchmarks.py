@@ -36,3 +36,10 @@ def test_run_recorded_writes_what_main_printed(tmp_path: Path, monkeypatch, caps
     monkeypatch.setattr(sys, "argv", ["bench_x.py"])
     run_recorded("bench_x", main)  # without --markdown: prints only
     assert doc.read_text() == text
+
+
+def test_per_epoch_splits_a_run_into_epochs_and_the_rest() -> None:
+    from benchmarks.bench_pipeline import per_epoch
+
+    assert per_epoch(10.0, 16.0, 2) == (3.0, 7.0)
+    assert per_epoch(10.0, 9.0, 2) == (0.0, 10.0)  # timing noise never gives a negative epoch
