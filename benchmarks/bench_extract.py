@@ -41,10 +41,11 @@ from mger.alignment.table import SegmentTable
 from mger.core.audio import read_audio
 from mger.core.config import FeaturesConfig, SpeechFeaturesConfig
 from mger.core.manifest import read_manifest
+from mger.core.ragged_h5 import SPEECH_LEVELS
 from mger.core.splits import fold_split
 from mger.features.cache import FeatureStore, compare_stores, write_store
 from mger.features.encoders import SpeechEncoder, autocast_context, pad_batch
-from mger.features.extract import SPEECH_LEVELS, Inputs, _segments, batch_seconds, make_batches, speech_part
+from mger.features.extract import Inputs, _segments, batch_seconds, make_batches, speech_part
 from mger.features.pooling import pool_segments
 
 _ENCODERS: dict[tuple, SpeechEncoder] = {}
@@ -153,7 +154,7 @@ def naive_run(path: str, device: str, utts, table: SegmentTable, out: Path) -> f
         frames = hidden[-1][0].cpu()
         np.save(out / f"{u.utt_id}.frame.npy", frames.numpy())
         np.save(out / f"{u.utt_id}.utterance.npy", frames.mean(0, keepdim=True).numpy())
-        for level in ("phones", "syllables", "words"):
+        for level in ("phone", "syllable", "word"):
             pooled = [loop_pool(frames, seg.start, seg.end) for seg in table.segments(level, u.utt_id)]
             if pooled:
                 np.save(out / f"{u.utt_id}.{level}.npy", torch.stack(pooled).numpy())

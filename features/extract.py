@@ -44,6 +44,7 @@ from mger.core.audio import read_audio
 from mger.core.config import FeaturesConfig, FinetuneConfig
 from mger.core.manifest import Utterance, read_manifest
 from mger.core.processes import dispatch
+from mger.core.ragged_h5 import SEGMENT_LEVELS, TEXT_LEVELS
 from mger.core.reporting import write_text_atomic
 from mger.features.acoustic import OpenSmileEncoder, is_opensmile
 from mger.features.cache import (
@@ -62,9 +63,6 @@ from mger.features.encoders import SpeechEncoder, TextEncoder
 from mger.features.pooling import pool_segments
 from mger.features.text import aligned_word_spans, encoder_text
 
-SPEECH_LEVELS = ("frame", "phone", "syllable", "word", "utterance", "functionals")
-TEXT_LEVELS = ("token", "word")
-_TABLE_LEVEL = {"phone": "phones", "syllable": "syllables", "word": "words"}
 KINDS = ("speech", "text")
 
 
@@ -178,8 +176,8 @@ def _segments(table: SegmentTable, level: str, utt_id: str) -> list[tuple[float,
     uniform alignment fallback) uses its syllables, which always exist."""
     if level == "utterance":
         return [(0.0, float("inf"))]
-    names = ("phones", "syllables", "words")
-    for name in names[names.index(_TABLE_LEVEL[level]):]:
+    finest_first = SEGMENT_LEVELS[::-1]
+    for name in finest_first[finest_first.index(level):]:
         segs = table.segments(name, utt_id)
         if segs:
             return [(s.start, s.end) for s in segs]
@@ -237,7 +235,7 @@ def text_part(encoder: TextEncoder, cfg: FeaturesConfig, inputs: Inputs, utts: S
     for s in range(0, len(utts), batch_size):
         chunk = utts[s:s + batch_size]
         texts = [encoder_text(u.text, cfg.text.markers) for u in chunk]
-        spans = [aligned_word_spans(u.text, [w.label for w in inputs.table.segments("words", u.utt_id)])
+        spans = [aligned_word_spans(u.text, [w.label for w in inputs.table.segments("word", u.utt_id)])
                  for u in chunk]
         for tok, wid, wemb in encoder.encode(texts, spans):
             tokens.append(tok.half().cpu().numpy())
