@@ -118,7 +118,7 @@ def bare_run(path, device, dtype, utts, waves) -> float:
     and on the device before the clock starts (with the pipeline's masks)."""
     enc = _encoder(path, "last", device, dtype)
     batches = make_batches([u.duration for u in utts], batch_seconds(FeaturesConfig(), enc.device))
-    inputs = [[torch.from_numpy(enc._prepare(waves[i])) for i in batch] for batch in batches]
+    inputs = [[torch.from_numpy(enc.prepare(waves[i])) for i in batch] for batch in batches]
     padded = [pad_batch(items, enc.device)[0] for items in inputs]
     _sync(enc.device)
     t0 = time.perf_counter()

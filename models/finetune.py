@@ -53,8 +53,7 @@ from mger.core.config import FeaturesConfig, FinetuneConfig
 from mger.core.manifest import Utterance
 from mger.core.reporting import StageError
 from mger.core.splits import fold_split
-from mger.features.encoders import SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
-from mger.features.text import encoder_text
+from mger.features.encoders import Encoder, SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
 from mger.models.metrics import unweighted_accuracy
 from mger.models.modules import masked_mean
 
@@ -105,7 +104,7 @@ class SpeechInputs:
                  max_train_seconds: float) -> None:
         self.encoder, self.frozen_conv = encoder, frozen_conv
         self.net = encoder.model
-        waves = (encoder._prepare(read_audio(u.wav)) for u in utts)
+        waves = (encoder.prepare(read_audio(u.wav)) for u in utts)
         if frozen_conv:
             with torch.no_grad():
                 self.items = [self.net.feature_extractor(torch.from_numpy(w)[None].to(encoder.device))[0].T.float()
@@ -226,18 +225,11 @@ def load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -
     return counters
 
 
-def save_best(out: Path, encoder, head: Head | None, classes: list[str]) -> None:
+def save_best(out: Path, encoder: Encoder, head: Head | None, classes: list[str]) -> None:
     """The encoder as a ``save_pretrained`` folder, with its preprocessing and utterance head
     (none under the fusion objective: that head is shared, :func:`mger.models.joint.save_head`)."""
     tmp = _fresh_dir(out.with_name(out.name + ".tmp"))
-    encoder.model.save_pretrained(tmp)
-    if isinstance(encoder, SpeechEncoder):
-        from transformers import Wav2Vec2FeatureExtractor
-
-        Wav2Vec2FeatureExtractor(do_normalize=encoder.normalize,
-                                 return_attention_mask=encoder.use_attention_mask).save_pretrained(tmp)
-    else:
-        encoder.tokenizer.save_pretrained(tmp)
+    encoder.save_pretrained(tmp)
     if head is not None:
         save_file(_tensors(head), tmp / "head.safetensors")
         (tmp / "head.json").write_text(json.dumps({"classes": classes, "pooling": "mean"}))
@@ -379,7 +371,7 @@ def build_encoders(cfg: FinetuneConfig, features: FeaturesConfig) -> dict:
     out = {"speech": SpeechEncoder(s.model, s.revision, "last", features.device, "fp32", s.max_seconds,
                                    s.overlap_seconds)}
     if cfg.text or cfg.objective == "fusion":
-        out["text"] = TextEncoder(t.model, t.revision, "last", features.device, t.max_length)
+        out["text"] = TextEncoder(t.model, t.revision, "last", features.device, t.max_length, t.markers)
     return out
 
 
@@ -402,10 +394,10 @@ def settings_key(cfg: FinetuneConfig, split: FinetuneSplit, encoders: dict, mark
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _inputs(modality: str, encoder, utts: Sequence[Utterance], cfg: FinetuneConfig, markers: str):
+def _inputs(modality: str, encoder: Encoder, utts: Sequence[Utterance], cfg: FinetuneConfig):
     if modality == "speech":
         return SpeechInputs(encoder, utts, cfg.freeze_feature_encoder, cfg.max_train_seconds)
-    return TextInputs(encoder, [encoder_text(u.text, markers) for u in utts])
+    return TextInputs(encoder, [encoder.prepare(u.text) for u in utts])
 
 
 def joint_predictions_path(reports: str | Path, fold: int) -> Path:
