@@ -97,7 +97,7 @@ def _run_utterance(split: FinetuneSplit, encoders: dict, trained: list[str], cfg
         val = _inputs(modality, encoder, split.val, cfg)
         progress = train_modality(modality, encoder, train, val, labels["train"], labels["val"], cfg, fold_dir,
                                   key, split.classes)
-        results[modality] = {"best_epoch": progress.best_epoch, "val_ua": progress.best_ua,
+        results[modality] = {"best_epoch": progress.best_epoch, "val_ua": progress.best,
                              "epochs_run": progress.epoch, "base_model": encoder.name,
                              "base_weights_sha256": encoder.weights_sha256}
         history += progress.history

@@ -194,7 +194,7 @@ def run_joint(split: FinetuneSplit, test: Sequence[Utterance], encoders: dict, c
     per-encoder results, the epoch log and the test entry of ``finetune.json``."""
     progress = train_joint(split, encoders, cfg, fold_dir, key)
     trained = ["speech", "text"] if cfg.text else ["speech"]
-    results = {m: {"best_epoch": progress.best_epoch, "val_ua": progress.best_ua, "epochs_run": progress.epoch,
+    results = {m: {"best_epoch": progress.best_epoch, "val_ua": progress.best, "epochs_run": progress.epoch,
                    "base_model": encoders[m].name, "base_weights_sha256": encoders[m].weights_sha256}
                for m in trained}
     frozen_text = None if cfg.text else encoders["text"]
