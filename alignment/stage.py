@@ -170,7 +170,7 @@ def run_align_eval(truth_path: str | Path, table_path: str | Path, report_path: 
 
     truth = read_truth(truth_path)
     table = SegmentTable.read(table_path)
-    aligned = {u: table.segments("words", u) for u, m in zip(table.utt_ids, table.method) if m == "aligned"}
+    aligned = {u: table.segments("word", u) for u, m in zip(table.utt_ids, table.method) if m == "aligned"}
     metrics = evaluate(truth, aligned, table.backend, read_voices(truth_path), read_rates(truth_path))
     write_json(report_path, metrics)
     if metrics["n_words"]:

@@ -8,9 +8,10 @@ from typing import Sequence
 import textgrid
 
 from mger.alignment.base import Alignment, Segment
+from mger.core.ragged_h5 import SEGMENT_LEVELS, segment_group
 from mger.core.reporting import atomic_path
 
-TIERS = ("words", "syllables", "phones")
+TIERS = tuple(segment_group(level) for level in SEGMENT_LEVELS)
 
 
 def _tier(name: str, segments: Sequence[Segment], duration: float) -> textgrid.IntervalTier:

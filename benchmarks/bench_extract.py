@@ -42,10 +42,11 @@ from mger.alignment.table import SegmentTable
 from mger.core.audio import read_audio
 from mger.core.config import FeaturesConfig, SpeechFeaturesConfig
 from mger.core.manifest import read_manifest
+from mger.core.ragged_h5 import SPEECH_LEVELS
 from mger.core.splits import fold_split
 from mger.features.cache import FeatureStore, compare_stores, write_store
 from mger.features.encoders import SpeechEncoder, autocast_context, pad_batch
-from mger.features.extract import SPEECH_LEVELS, Inputs, _segments, batch_seconds, make_batches, speech_part
+from mger.features.extract import Inputs, _segments, batch_seconds, make_batches, speech_part
 from mger.features.pooling import pool_segments
 
 _ENCODERS: dict[tuple, SpeechEncoder] = {}
@@ -118,7 +119,7 @@ def bare_run(path, device, dtype, utts, waves) -> float:
     and on the device before the clock starts (with the pipeline's masks)."""
     enc = _encoder(path, "last", device, dtype)
     batches = make_batches([u.duration for u in utts], batch_seconds(FeaturesConfig(), enc.device))
-    inputs = [[torch.from_numpy(enc._prepare(waves[i])) for i in batch] for batch in batches]
+    inputs = [[torch.from_numpy(enc.prepare(waves[i])) for i in batch] for batch in batches]
     padded = [pad_batch(items, enc.device)[0] for items in inputs]
     _sync(enc.device)
     t0 = time.perf_counter()
@@ -154,7 +155,7 @@ def naive_run(path: str, device: str, utts, table: SegmentTable, out: Path) -> f
         frames = hidden[-1][0].cpu()
         np.save(out / f"{u.utt_id}.frame.npy", frames.numpy())
         np.save(out / f"{u.utt_id}.utterance.npy", frames.mean(0, keepdim=True).numpy())
-        for level in ("phones", "syllables", "words"):
+        for level in ("phone", "syllable", "word"):
             pooled = [loop_pool(frames, seg.start, seg.end) for seg in table.segments(level, u.utt_id)]
             if pooled:
                 np.save(out / f"{u.utt_id}.{level}.npy", torch.stack(pooled).numpy())

@@ -61,9 +61,19 @@ def _import_opensmile():
 
 
 class OpenSmileEncoder:
-    """openSMILE LLDs as frames (and functionals per utterance), with :class:`mger.features.encoders.SpeechEncoder`'s
-    interface: ``encode(waves)`` → per utterance (T_i, D) float32; ``frame_stride_s``,
-    ``frame_centre0_s``, ``dim``, and identity fields for the store's fingerprint."""
+    """openSMILE LLDs as frames (and functionals per utterance), an
+    :class:`mger.features.encoders.Encoder` with :class:`mger.features.encoders.SpeechEncoder`'s
+    frame interface: ``encode_part(waves)`` → per utterance (T_i, D) float32; ``frame_stride_s``,
+    ``frame_centre0_s``, ``dim``, and identity fields for the store's fingerprint.
+
+    Members of :class:`~mger.features.encoders.Encoder` that make no sense here: ``revision``
+    and ``layer_key`` are None (a feature set has no revisions and no layers; the fingerprint
+    takes :meth:`settings` instead), ``weights_sha256`` hashes the feature set's config files
+    and the openSMILE version (what weights are for a neural encoder), and
+    :meth:`save_pretrained` refuses (nothing is trained).
+    """
+
+    layer_key = None
 
     def __init__(self, model: str, sample_rate: int = 16000) -> None:
         opensmile = _import_opensmile()
@@ -109,16 +119,21 @@ class OpenSmileEncoder:
             warnings.simplefilter("ignore")  # "Segment too short": handled by padding
             return smile.process_signal(wave, self.sample_rate)
 
-    def _prepare(self, wave: np.ndarray) -> np.ndarray:
+    def prepare(self, wave: np.ndarray) -> np.ndarray:
+        """A raw waveform as openSMILE reads it: float32, padded with silence to :data:`MIN_SECONDS`."""
         wave = np.asarray(wave, dtype=np.float32)
         shortest = int(round(MIN_SECONDS * self.sample_rate))
         return np.pad(wave, (0, shortest - len(wave))) if len(wave) < shortest else wave
 
-    def encode(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
+    def encode_part(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """LLD frames per utterance: (T_i, D) float32, frame t centred at ``frame_centre0_s + t*frame_stride_s``."""
-        return [torch.from_numpy(self._run(self._lld, self._prepare(w)).to_numpy(np.float32, copy=True)) for w in waves]
+        return [torch.from_numpy(self._run(self._lld, self.prepare(w)).to_numpy(np.float32, copy=True)) for w in waves]
 
     def functionals(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """The feature set's functionals per utterance: (1, functionals_dim) float32."""
-        return [torch.from_numpy(self._run(self._func, self._prepare(w)).to_numpy(np.float32, copy=True))
+        return [torch.from_numpy(self._run(self._func, self.prepare(w)).to_numpy(np.float32, copy=True))
                 for w in waves]
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """Refused: openSMILE has no trainable weights to save (fine-tuning refuses it first)."""
+        raise TypeError(f"{self.name}: openSMILE is not a trainable model; nothing to save to {folder}")

@@ -1,6 +1,7 @@
 """The one HDF5 feature store: layout, atomic writes, lock, fingerprint, verification, reading.
 
-Layout of a store (one file per encoder configuration)::
+Layout of a store (one file per encoder configuration; the ragged levels of
+:mod:`mger.core.ragged_h5`, named by its :data:`~mger.core.ragged_h5.LEVELS`)::
 
     /utt_ids                 (N,)      str      utterance ids, in manifest order
     /<level>/data            (R, D)    float16  all rows of all utterances (R, L, D for a layer list)
@@ -45,9 +46,17 @@ import h5py
 import numpy as np
 import torch
 
+from mger.core.ragged_h5 import (
+    STR,
+    RaggedFormatError,
+    atomic_h5,
+    check_level,
+    check_offsets,
+    offsets_from_counts,
+    offsets_problem,
+    write_ragged,
+)
 from mger.features.pooling import range_indices
-
-_STR = h5py.string_dtype("utf-8")
 
 
 class CacheError(RuntimeError):
@@ -165,60 +174,41 @@ def _write_levels(f: h5py.File, utt_ids: Sequence[str],
                   levels: Iterable[tuple[str, Mapping[str, np.ndarray]]]) -> dict:
     """Write ids and levels' datasets (``levels`` may build each level's arrays as it goes);
     return their checksums (the ``level_sha256`` attribute)."""
-    f.create_dataset("utt_ids", data=list(utt_ids), dtype=_STR)
+    f.create_dataset("utt_ids", data=list(utt_ids), dtype=STR)
     sums = {"utt_ids": ids_sha256(utt_ids)}
     for level, arrays in levels:
-        g = f.create_group(level)
-        for name, array in arrays.items():
-            g.create_dataset(name, data=array)
+        write_ragged(f.create_group(check_level(level)), arrays["offsets"],
+                     {name: array for name, array in arrays.items() if name != "offsets"})
         sums[level] = level_sha256(arrays)
     return sums
-
-
-def _offsets(counts: Sequence[int] | np.ndarray) -> np.ndarray:
-    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
 
 def write_store(path: str | Path, utt_ids: Sequence[str], levels: Mapping[str, Sequence[np.ndarray]],
                 attrs: Mapping[str, object], extra: Mapping[str, Mapping[str, Sequence[np.ndarray]]] | None = None
                 ) -> None:
-    """Write a complete store atomically (``<path>.tmp`` then rename), with a sha256 per level
-    in the ``level_sha256`` attribute.
+    """Write a complete store atomically (:func:`mger.core.ragged_h5.atomic_h5`), with a
+    sha256 per level in the ``level_sha256`` attribute.
 
     ``levels[level][i]`` is utterance i's rows; ``extra[level][name][i]`` a per-row array.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = ((level, {"offsets": _offsets([len(r) for r in rows]),
+    arrays = ((level, {"offsets": offsets_from_counts([len(r) for r in rows]),
                        "data": np.concatenate(rows).astype(np.float16, copy=False)}
                | {name: np.concatenate(a).astype(np.int32) for name, a in (extra or {}).get(level, {}).items()})
               for level, rows in levels.items())
-    tmp = Path(f"{path}.tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            _set_attrs(f, dict(attrs) | {"level_sha256": _write_levels(f, utt_ids, arrays)})
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_h5(path) as f:
+        _set_attrs(f, dict(attrs) | {"level_sha256": _write_levels(f, utt_ids, arrays)})
 
 
 def merge_stores(parts: Sequence[str | Path], path: str | Path, attrs: Mapping[str, object]) -> None:
     """Concatenate part stores (in order) into one store, copying the data one level at a time;
     atomic, with fresh level checksums."""
-    path = Path(path)
-    tmp = Path(f"{path}.tmp")
     handles = [h5py.File(p, "r") for p in parts]
     try:
         ids = [u for h in handles for u in h["utt_ids"].asstr()[()]]
-        with h5py.File(tmp, "w") as out:
+        with atomic_h5(path) as out:
             sums = _write_levels(out, ids, ((level, _merged_level(handles, level))
                                             for level in handles[0] if level != "utt_ids"))
             _set_attrs(out, dict(attrs) | {"level_sha256": sums})
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     finally:
         for h in handles:
             h.close()
@@ -234,7 +224,7 @@ def _merged_level(handles: Sequence[h5py.File], level: str) -> dict[str, np.ndar
             raise CacheError(f"{h.filename}: level {level!r} does not match its checksum (damaged since it was "
                              "written); delete that part file and rerun `mger extract` to recompute it")
     counts = np.concatenate([np.diff(a["offsets"]) for a in parts])
-    return {"offsets": _offsets(counts)} | {name: np.concatenate([a[name] for a in parts])
+    return {"offsets": offsets_from_counts(counts)} | {name: np.concatenate([a[name] for a in parts])
                                             for name in parts[0] if name != "offsets"}
 
 
@@ -320,15 +310,6 @@ def _verify_attrs(f: h5py.File, ids: list[str]) -> list[str]:
     return problems
 
 
-def _offsets_problem(off: np.ndarray, n_utts: int, n_rows: int) -> str | None:
-    """What is wrong with a level's offsets (None: they cut ``n_rows`` rows into ``n_utts``)."""
-    if off.shape != (n_utts + 1,):
-        return f"offsets shape {off.shape}, expected ({n_utts + 1},)"
-    if off[0] != 0 or (np.diff(off) < 0).any() or off[-1] != n_rows:
-        return f"offsets inconsistent with {n_rows} data rows"
-    return None
-
-
 def _verify_level(g: h5py.Group, ids: list[str], sums: dict | None) -> list[str]:
     """One level: its datasets, offsets, non-finite rows and checksum (read once, block by block)."""
     if not isinstance(g, h5py.Group):
@@ -337,7 +318,7 @@ def _verify_level(g: h5py.Group, ids: list[str], sums: dict | None) -> list[str]
         return ["offsets or data missing"]
     try:
         off = g["offsets"][()]
-        problem = _offsets_problem(off, len(ids), g["data"].shape[0])
+        problem = offsets_problem(off, len(ids), g["data"].shape[0])
         bad_rows: list[np.ndarray] = []
         h = hashlib.sha256()
         for name in sorted(g):
@@ -496,10 +477,10 @@ class FeatureStore:
                     off, (start, shape) = f[level]["offsets"][()], _data_layout(f[level]["data"])
             except (OSError, KeyError) as err:
                 raise CacheError(f"{self.path}: level {level!r} is not readable ({err})") from None
-            problem = _offsets_problem(off, len(self.utt_ids), shape[0])
-            if problem:
-                raise CacheError(f"{self.path}: level {level!r} has inconsistent offsets ({problem}); "
-                                 "run `mger cache verify`")
+            try:
+                check_offsets(self.path, level, off, len(self.utt_ids), shape[0])
+            except RaggedFormatError as err:
+                raise CacheError(f"{err}; run `mger cache verify`") from None
             self._levels[level] = off, start, shape
         return self._levels[level]
 

@@ -1,5 +1,9 @@
 """Frozen encoders: any wav2vec2-family speech model and any BERT-family text model.
 
+Both implement :class:`Encoder`, the one interface extraction (:mod:`mger.features.extract`)
+and fine-tuning (:mod:`mger.models.finetune`) use; so does openSMILE's
+(:class:`mger.features.acoustic.OpenSmileEncoder`).
+
 Both load with ``from_pretrained(hub id or local path, revision=...)``, run in ``eval()``
 under ``torch.inference_mode()``, and are never trained here: fine-tuning
 (:mod:`mger.models.finetune`) takes their ``model`` and input preparation and trains a copy.
@@ -19,12 +23,13 @@ utterance's own frames (:class:`PaddedGroupNorm`).  Without both, a short uttera
 with long ones got other features than alone, and a GPU store differed from a CPU store.
 
 Utterances longer than ``max_seconds`` are encoded in chunks of ``max_seconds`` that overlap
-by ``overlap_seconds``.  Chunk starts are multiples of the model's total conv stride, so the
-chunks' frame grids coincide with the whole utterance's; every global frame is taken from
-the chunk in which it lies farthest from a chunk edge (utterance ends count as no edge), so
-each kept frame saw at least ``overlap_seconds / 2`` of context on both sides and frames are
-neither duplicated nor missing: the stitched length equals the model's conv-length formula
-for the whole utterance.
+by ``overlap_seconds`` (planned by the pure functions :func:`chunk_spans` and
+:func:`frame_owners`, stitched by :func:`stitch_chunks`). Chunk starts are multiples of the
+model's total conv stride, so the chunks' frame grids coincide with the whole utterance's;
+every global frame is taken from the chunk in which it lies farthest from a chunk edge
+(utterance ends count as no edge), so each kept frame saw at least ``overlap_seconds / 2``
+of context on both sides and frames are neither duplicated nor missing: the stitched length
+equals the model's conv-length formula for the whole utterance.
 """
 
 from __future__ import annotations
@@ -34,14 +39,37 @@ import importlib
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence, Union
+from pathlib import Path
+from typing import Any, Iterator, Protocol, Sequence, Union
 
 import numpy as np
 import torch
 
-from mger.features.text import token_word_matrix, token_words, word_rows
+from mger.features.text import Span, encoder_text, token_word_matrix, token_words, word_rows
 
 LayerSpec = Union[str, int, list]
+
+
+class Encoder(Protocol):
+    """What extraction and fine-tuning need of an encoder, whatever its kind.
+
+    Why a protocol: the stores' fingerprint, the extraction loop and fine-tuning read these
+    members only, so a new kind of encoder is one class, not changes in three places."""
+
+    name: str                             # the model as configured (hub id, path, package:, opensmile:)
+    revision: str | None
+    weights_sha256: str                   # identity of the weights (or of what stands for them)
+    dim: int                              # features per row
+    layer_key: int | list[int] | str | None  # the layers read, resolved to indices (the fingerprint's)
+
+    def prepare(self, raw: Any) -> Any:
+        """One raw input (a waveform, a transcript) as the model reads it."""
+
+    def encode_part(self, items: Sequence[Any]) -> list[Any]:
+        """Features of prepared-or-raw items of one part of a store, one entry per item."""
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """The model and its preprocessing as a folder ``from_pretrained`` reads."""
 
 
 def _quiet_transformers() -> None:
@@ -189,8 +217,50 @@ class ConvGeometry:
         return cls(stride, rf)
 
 
+def chunk_spans(n_samples: int, max_samples: int, overlap_samples: int, stride: int) -> list[tuple[int, int]]:
+    """(start, end) samples of the chunks a long utterance is encoded in: ``max_samples`` long,
+    overlapping by ``overlap_samples``, starting on multiples of ``stride`` (the two sizes are
+    multiples of it), the last one ending at the utterance's end."""
+    hop = max_samples - overlap_samples
+    starts = list(range(0, max(1, n_samples - max_samples + hop), hop))
+    spans = [(s, min(n_samples, s + max_samples)) for s in starts]
+    if spans[-1][1] < n_samples:
+        spans.append((max(0, n_samples - max_samples) // stride * stride, n_samples))
+    return spans
+
+
+def frame_owners(spans: Sequence[tuple[int, int]], part_frames: Sequence[int], n_samples: int, total_frames: int,
+                 stride: int) -> torch.Tensor:
+    """(total_frames,) index of the chunk each frame of the whole utterance is taken from: the
+    one in which it lies farthest from a chunk edge (the utterance's ends are no edge)."""
+    best = torch.full((total_frames,), -1.0)
+    owner = torch.zeros(total_frames, dtype=torch.long)
+    for k, ((s, e), n) in enumerate(zip(spans, part_frames)):
+        g0 = s // stride
+        t = torch.arange(n, dtype=torch.float32)
+        left = t if s > 0 else torch.full_like(t, math.inf)
+        right = (n - 1 - t) if e < n_samples else torch.full_like(t, math.inf)
+        score = torch.minimum(left, right)
+        idx = torch.arange(g0, min(total_frames, g0 + n))
+        better = score[: len(idx)] > best[idx]
+        best[idx[better]] = score[: len(idx)][better]
+        owner[idx[better]] = k
+    return owner
+
+
+def stitch_chunks(parts: Sequence[torch.Tensor], spans: Sequence[tuple[int, int]], n_samples: int,
+                  total_frames: int, stride: int) -> torch.Tensor:
+    """The whole utterance's (total_frames, ...) frames from its chunks' frames (:func:`frame_owners`)."""
+    owner = frame_owners(spans, [p.shape[0] for p in parts], n_samples, total_frames, stride)
+    out = torch.empty((total_frames,) + parts[0].shape[1:], dtype=parts[0].dtype, device=parts[0].device)
+    for k, ((s, _), part) in enumerate(zip(spans, parts)):
+        idx = torch.nonzero(owner == k).squeeze(1)
+        out[idx] = part[idx - s // stride]
+    return out
+
+
 class SpeechEncoder:
-    """A frozen wav2vec2-family encoder returning frame features per utterance."""
+    """A frozen wav2vec2-family encoder returning frame features per utterance (an :class:`Encoder`)."""
 
     def __init__(self, model: str, revision: str | None = None, layer: LayerSpec = "last", device: str = "auto",
                  dtype: str = "auto", max_seconds: float = 30.0, overlap_seconds: float = 2.0,
@@ -299,42 +369,13 @@ class SpeechEncoder:
         feats = (out.last_hidden_state if single else self._select(out.hidden_states)).float()
         return [feats[i, : self.n_frames(n)] for i, n in enumerate(lengths)]
 
-    def _chunks(self, n: int) -> list[tuple[int, int]]:
-        hop = self.max_samples - self.overlap_samples
-        starts = list(range(0, max(1, n - self.max_samples + hop), hop))
-        spans = [(s, min(n, s + self.max_samples)) for s in starts]
-        last_start = self._multiple(max(0, n - self.max_samples))
-        if spans[-1][1] < n:
-            spans.append((last_start, n))
-        return spans
-
-    def _stitch(self, n: int, spans: list[tuple[int, int]], parts: list[torch.Tensor]) -> torch.Tensor:
-        total = self.n_frames(n)
-        best = torch.full((total,), -1.0)
-        owner = torch.zeros(total, dtype=torch.long)
-        for k, ((s, e), part) in enumerate(zip(spans, parts)):
-            g0 = s // self.geometry.stride
-            t = torch.arange(part.shape[0], dtype=torch.float32)
-            left = t if s > 0 else torch.full_like(t, math.inf)
-            right = (part.shape[0] - 1 - t) if e < n else torch.full_like(t, math.inf)
-            score = torch.minimum(left, right)
-            idx = torch.arange(g0, min(total, g0 + part.shape[0]))
-            better = score[: len(idx)] > best[idx]
-            best[idx[better]] = score[: len(idx)][better]
-            owner[idx[better]] = k
-        out = torch.empty((total,) + parts[0].shape[1:], dtype=parts[0].dtype, device=parts[0].device)
-        for k, ((s, _), part) in enumerate(zip(spans, parts)):
-            idx = torch.nonzero(owner == k).squeeze(1)
-            out[idx] = part[idx - s // self.geometry.stride]
-        return out
-
-    def encode(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
+    def encode_part(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """Frame features per utterance: (T_i, D), or (T_i, n_layers, D) for a layer list.
 
-        All ``waves`` (float32, 16 kHz) run as one padded batch; longer ones than
-        ``max_seconds`` are chunked and stitched (module docstring).
+        All ``waves`` (raw float32, 16 kHz; :meth:`prepare` runs here) run as one padded batch;
+        longer ones than ``max_seconds`` are chunked and stitched (module docstring).
         """
-        waves = [self._prepare(w) for w in waves]
+        waves = [self.prepare(w) for w in waves]
         short = [i for i, w in enumerate(waves) if len(w) <= self.max_samples]
         out: list[torch.Tensor | None] = [None] * len(waves)
         if short:
@@ -342,12 +383,15 @@ class SpeechEncoder:
                 out[i] = feats
         for i, w in enumerate(waves):
             if out[i] is None:
-                spans = self._chunks(len(w))
+                spans = chunk_spans(len(w), self.max_samples, self.overlap_samples, self.geometry.stride)
                 parts = [self._forward([w[s:e]])[0] for s, e in spans]
-                out[i] = self._stitch(len(w), spans, parts)
+                out[i] = stitch_chunks(parts, spans, len(w), self.n_frames(len(w)), self.geometry.stride)
         return out  # type: ignore[return-value]
 
-    def _prepare(self, wave: np.ndarray) -> np.ndarray:
+    def prepare(self, wave: np.ndarray) -> np.ndarray:
+        """A raw waveform as the model reads it: float32, at least one receptive field long
+        (padded with silence), normalised when the model's feature extractor says so; what
+        extraction runs and fine-tuning trains on."""
         wave = np.asarray(wave, dtype=np.float32)
         if len(wave) < self.geometry.receptive_field:  # too short for one frame: pad with silence
             wave = np.pad(wave, (0, self.geometry.receptive_field - len(wave)))
@@ -355,12 +399,21 @@ class SpeechEncoder:
             wave = (wave - wave.mean()) / np.sqrt(wave.var() + 1e-7)
         return wave
 
+    def save_pretrained(self, folder: str | Path) -> None:
+        """The model and a feature extractor with its preprocessing (normalisation, attention mask)."""
+        from transformers import Wav2Vec2FeatureExtractor
+
+        self.model.save_pretrained(folder)
+        Wav2Vec2FeatureExtractor(do_normalize=self.normalize,
+                                 return_attention_mask=self.use_attention_mask).save_pretrained(folder)
+
 
 class TextEncoder:
-    """A frozen BERT-family encoder: token embeddings, token→word map, word embeddings."""
+    """A frozen BERT-family encoder: token embeddings, token→word map, word embeddings (an
+    :class:`Encoder`).  ``markers``: IEMOCAP's markers dropped or kept (:meth:`prepare`)."""
 
     def __init__(self, model: str, revision: str | None = None, layer: int | str = "last", device: str = "auto",
-                 max_length: int = 512) -> None:
+                 max_length: int = 512, markers: str = "drop") -> None:
         from transformers import AutoModel, AutoTokenizer
 
         _quiet_transformers()
@@ -375,18 +428,31 @@ class TextEncoder:
         self.device = resolve_device(device)
         self.model = net.to(self.device).eval().requires_grad_(False)
         self.max_length = max_length
+        self.markers = markers
         self.dim = int(net.config.hidden_size)
+
+    def prepare(self, transcript: str) -> str:
+        """A transcript as the encoder reads it: as written, markers per ``markers``
+        (:func:`mger.features.text.encoder_text`; character positions do not move)."""
+        return encoder_text(transcript, self.markers)
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """The model and its tokenizer."""
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
 
     def tokenize(self, texts: Sequence[str], offsets: bool = False):
         """The one tokenizer call (extraction and fine-tuning): padded, truncated to ``max_length``."""
         return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
                               return_offsets_mapping=offsets, return_tensors="pt")
 
-    def encode(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int] | None]]
-               ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Per transcript (as written) and its aligned words' character spans: (token embeddings
-        (T, D) incl. special tokens, token→word index (T,) with -1 for tokens of no word, word
-        embeddings (W, D) = mean of the sub-tokens overlapping each word; see :mod:`features.text`)."""
+    def encode_part(self, items: Sequence[tuple[str, Sequence[Span | None]]]
+                    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Per item, a prepared transcript (:meth:`prepare`) and its aligned words' character
+        spans: (token embeddings (T, D) incl. special tokens, token→word index (T,) with -1 for
+        tokens of no word, word embeddings (W, D) = mean of the sub-tokens overlapping each
+        word; see :mod:`features.text`)."""
+        texts, spans = [t for t, _ in items], [s for _, s in items]
         enc = self.tokenize(texts, offsets=True)
         offsets = enc.pop("offset_mapping")
         with torch.inference_mode():

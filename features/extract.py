@@ -44,6 +44,7 @@ from mger.core.audio import read_audio
 from mger.core.config import FeaturesConfig, FinetuneConfig
 from mger.core.manifest import Utterance, read_manifest
 from mger.core.processes import dispatch
+from mger.core.ragged_h5 import SEGMENT_LEVELS, TEXT_LEVELS
 from mger.core.reporting import write_text_atomic
 from mger.features.acoustic import OpenSmileEncoder, is_opensmile
 from mger.features.cache import (
@@ -58,13 +59,10 @@ from mger.features.cache import (
     verify_store,
     write_store,
 )
-from mger.features.encoders import SpeechEncoder, TextEncoder
+from mger.features.encoders import Encoder, SpeechEncoder, TextEncoder
 from mger.features.pooling import pool_segments
-from mger.features.text import aligned_word_spans, encoder_text
+from mger.features.text import aligned_word_spans
 
-SPEECH_LEVELS = ("frame", "phone", "syllable", "word", "utterance", "functionals")
-TEXT_LEVELS = ("token", "word")
-_TABLE_LEVEL = {"phone": "phones", "syllable": "syllables", "word": "words"}
 KINDS = ("speech", "text")
 
 
@@ -113,7 +111,7 @@ def make_batches(durations: Sequence[float], max_seconds: float) -> list[list[in
     return batches
 
 
-def build_encoder(kind: str, cfg: FeaturesConfig):
+def build_encoder(kind: str, cfg: FeaturesConfig) -> Encoder:
     """The ``kind`` encoder; a model that cannot be loaded is a :class:`CacheError` naming the param."""
     model = cfg.speech.model if kind == "speech" else cfg.text.model
     try:
@@ -124,7 +122,7 @@ def build_encoder(kind: str, cfg: FeaturesConfig):
             return SpeechEncoder(s.model, s.revision, s.layer, cfg.device, cfg.dtype, s.max_seconds,
                                  s.overlap_seconds)
         t = cfg.text
-        return TextEncoder(t.model, t.revision, t.layer, cfg.device, t.max_length)
+        return TextEncoder(t.model, t.revision, t.layer, cfg.device, t.max_length, t.markers)
     except (OSError, ImportError, ValueError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CacheError(f"features.{kind}.model: cannot load {model!r} ({reason}); set it to a local "
@@ -151,7 +149,7 @@ def audio_sha256(utts: Sequence[Utterance]) -> str:
     return h.hexdigest()
 
 
-def fingerprint(kind: str, encoder, cfg: FeaturesConfig, inputs: Inputs, fold: dict | None = None) -> dict:
+def fingerprint(kind: str, encoder: Encoder, cfg: FeaturesConfig, inputs: Inputs, fold: dict | None = None) -> dict:
     """Everything that changes the stored values; a store is reused only if this matches.
 
     ``fold``: for fine-tuned encoders, the fold, its fine-tuning sessions and record hash."""
@@ -178,8 +176,8 @@ def _segments(table: SegmentTable, level: str, utt_id: str) -> list[tuple[float,
     uniform alignment fallback) uses its syllables, which always exist."""
     if level == "utterance":
         return [(0.0, float("inf"))]
-    names = ("phones", "syllables", "words")
-    for name in names[names.index(_TABLE_LEVEL[level]):]:
+    finest_first = SEGMENT_LEVELS[::-1]
+    for name in finest_first[finest_first.index(level):]:
         segs = table.segments(name, utt_id)
         if segs:
             return [(s.start, s.end) for s in segs]
@@ -196,7 +194,7 @@ def speech_part(encoder: SpeechEncoder, cfg: FeaturesConfig, inputs: Inputs, utt
     functionals: list[np.ndarray] = [np.empty(0)] * len(utts)
     with ThreadPoolExecutor(1) as reader:
         for batch, waves in zip(batches, reader.map(lambda b: [read_audio(utts[i].wav) for i in b], batches)):
-            for i, feats in zip(batch, encoder.encode(waves)):
+            for i, feats in zip(batch, encoder.encode_part(waves)):
                 frames[i] = feats
             if "functionals" in cfg.speech.levels:  # openSMILE only (the config says so)
                 for i, row in zip(batch, encoder.functionals(waves)):
@@ -231,15 +229,15 @@ def _to_host(rows: torch.Tensor, counts: Sequence[int]) -> list[np.ndarray]:
 def text_part(encoder: TextEncoder, cfg: FeaturesConfig, inputs: Inputs, utts: Sequence[Utterance],
               batch_size: int = 32) -> tuple[dict[str, list[np.ndarray]], dict[str, dict[str, list[np.ndarray]]]]:
     """Token rows (with their word index) and word rows for ``utts`` (float16 as stored): the
-    encoder reads each transcript as written (:func:`features.text.encoder_text`); word rows
+    encoder reads each transcript as written (:meth:`TextEncoder.prepare`); word rows
     pool the sub-tokens of the alignment's words (:func:`features.text.aligned_word_spans`)."""
     tokens, words, token_word = [], [], []
     for s in range(0, len(utts), batch_size):
         chunk = utts[s:s + batch_size]
-        texts = [encoder_text(u.text, cfg.text.markers) for u in chunk]
-        spans = [aligned_word_spans(u.text, [w.label for w in inputs.table.segments("words", u.utt_id)])
+        items = [(encoder.prepare(u.text),
+                  aligned_word_spans(u.text, [w.label for w in inputs.table.segments("word", u.utt_id)]))
                  for u in chunk]
-        for tok, wid, wemb in encoder.encode(texts, spans):
+        for tok, wid, wemb in encoder.encode_part(items):
             tokens.append(tok.half().cpu().numpy())
             token_word.append(wid.cpu().numpy())
             words.append(wemb.half().cpu().numpy())
@@ -288,7 +286,7 @@ def _refuse_nonfinite(kind: str, cfg: FeaturesConfig, utts: Sequence[Utterance],
                              f"{level} (e.g. {bad[0]}); nothing of that part was stored: {hint}")
 
 
-def _attrs(kind: str, fp: dict, encoder) -> dict:
+def _attrs(kind: str, fp: dict, encoder: Encoder) -> dict:
     return {"fingerprint": json.dumps(fp, sort_keys=True), "fingerprint_sha256": fingerprint_sha256(fp),
             "model": fp["model"], "revision": fp["revision"] or "", "weights_sha256": fp["weights_sha256"],
             "layer": json.dumps(fp.get("layer")), "frame_stride": fp.get("frame_stride", 0.0),

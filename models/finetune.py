@@ -10,12 +10,13 @@ fold-specific stores written by ``mger extract --fold k`` carry the fold in thei
 and :class:`mger.features.cache.FeatureStore` refuses them for any other fold.
 
 Model (``finetune.objective: utterance``): the encoder, a masked mean over its last layer
-(frames, or tokens for text), dropout and a linear layer.  ``objective: fusion`` trains the
-encoders jointly with an ``MhaAux`` fusion head instead (:mod:`mger.models.joint`), through the same
-loop (:func:`fit_epochs`).  AdamW (encoder ``lr`` / ``text_lr``, head ``head_lr``), linear warm-up
-then linear decay to zero, gradient accumulation, a random ``max_train_seconds`` window per
-utterance and epoch, mixed precision on GPU (bf16, or fp16 with loss scaling), early stopping
-on validation UA.  Every epoch reseeds torch and numpy from (seed, epoch).
+(frames, or tokens for text), dropout and a linear layer. ``objective: fusion`` trains the
+encoders jointly with an ``MhaAux`` fusion head instead (:mod:`mger.models.joint`), through the
+same loop (:func:`fit_epochs`, on :func:`mger.models.loop.run_epochs`, the loop classifiers
+train in too). AdamW (encoder ``lr`` / ``text_lr``, head ``head_lr``), linear warm-up then
+linear decay to zero, gradient accumulation, a random ``max_train_seconds`` window per utterance
+and epoch, mixed precision on GPU (bf16, or fp16 with loss scaling), early stopping on
+validation UA. Every epoch reseeds torch and numpy from (seed, epoch).
 
 With the convolutional feature encoder frozen (the default, as in both papers) its output
 never changes, so it is computed once per utterance (batch 1, as in extraction) and training
@@ -53,8 +54,8 @@ from mger.core.config import FeaturesConfig, FinetuneConfig
 from mger.core.manifest import Utterance
 from mger.core.reporting import StageError
 from mger.core.splits import fold_split
-from mger.features.encoders import SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
-from mger.features.text import encoder_text
+from mger.features.encoders import Encoder, SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
+from mger.models.loop import EpochState, epoch_seeding, run_epochs
 from mger.models.metrics import unweighted_accuracy
 from mger.models.modules import masked_mean
 
@@ -105,7 +106,7 @@ class SpeechInputs:
                  max_train_seconds: float) -> None:
         self.encoder, self.frozen_conv = encoder, frozen_conv
         self.net = encoder.model
-        waves = (encoder._prepare(read_audio(u.wav)) for u in utts)
+        waves = (encoder.prepare(read_audio(u.wav)) for u in utts)
         if frozen_conv:
             with torch.no_grad():
                 self.items = [self.net.feature_extractor(torch.from_numpy(w)[None].to(encoder.device))[0].T.float()
@@ -226,18 +227,11 @@ def load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -
     return counters
 
 
-def save_best(out: Path, encoder, head: Head | None, classes: list[str]) -> None:
+def save_best(out: Path, encoder: Encoder, head: Head | None, classes: list[str]) -> None:
     """The encoder as a ``save_pretrained`` folder, with its preprocessing and utterance head
     (none under the fusion objective: that head is shared, :func:`mger.models.joint.save_head`)."""
     tmp = _fresh_dir(out.with_name(out.name + ".tmp"))
-    encoder.model.save_pretrained(tmp)
-    if isinstance(encoder, SpeechEncoder):
-        from transformers import Wav2Vec2FeatureExtractor
-
-        Wav2Vec2FeatureExtractor(do_normalize=encoder.normalize,
-                                 return_attention_mask=encoder.use_attention_mask).save_pretrained(tmp)
-    else:
-        encoder.tokenizer.save_pretrained(tmp)
+    encoder.save_pretrained(tmp)
     if head is not None:
         save_file(_tensors(head), tmp / "head.safetensors")
         (tmp / "head.json").write_text(json.dumps({"classes": classes, "pooling": "mean"}))
@@ -247,16 +241,23 @@ def save_best(out: Path, encoder, head: Head | None, classes: list[str]) -> None
 # --- the training loop --------------------------------------------------------------------------
 
 @dataclass
-class Progress:
-    """What survives an interruption besides the weights."""
+class Progress(EpochState):
+    """What survives an interruption besides the weights: the loop's state (the best score is
+    the validation UA), the settings key and the optimizer steps taken."""
 
-    key: str
-    epoch: int = 0
+    best: float = -1.0
+    key: str = ""
     step: int = 0
-    best_ua: float = -1.0
-    best_epoch: int = 0
-    bad: int = 0
-    history: list = dataclasses.field(default_factory=list)
+
+    def as_json(self) -> dict:
+        """The counters of ``state.json`` (names and order as written since resuming existed)."""
+        return {"key": self.key, "epoch": self.epoch, "step": self.step, "best_ua": self.best,
+                "best_epoch": self.best_epoch, "bad": self.bad, "history": self.history}
+
+    @classmethod
+    def from_json(cls, counters: dict) -> "Progress":
+        return cls(epoch=counters["epoch"], best=counters["best_ua"], best_epoch=counters["best_epoch"],
+                   bad=counters["bad"], history=counters["history"], key=counters["key"], step=counters["step"])
 
 
 def _predict(inputs, head: Head, device: torch.device, dtype: torch.dtype, batch_size: int) -> np.ndarray:
@@ -297,22 +298,17 @@ def fit_epochs(task: Task, val_labels: np.ndarray, n_classes: int, cfg: Finetune
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     state_dir = fold_dir / f"state-{task.name}"
-    progress = Progress(key)
+    progress = Progress(key=key)
     saved = saved_state(state_dir)
     if saved is not None and json.loads((saved / "state.json").read_text()).get("key") == key:
-        progress = Progress(**load_state(saved, task.model, optimizer))
+        progress = Progress.from_json(load_state(saved, task.model, optimizer))
         print(f"finetune {task.name}: resuming {fold_dir.name} after epoch {progress.epoch}", file=sys.stderr)
     elif saved is not None:
         print(f"finetune {task.name}: {state_dir} is from other settings; starting over", file=sys.stderr)
-    bar = tqdm(range(progress.epoch + 1, cfg.epochs + 1), desc=f"finetune {task.name} {fold_dir.name}",
-               unit="epoch", file=sys.stderr)
-    for epoch in bar:
-        if progress.bad >= cfg.patience:
-            break
-        seed = cfg.seed * 1000 + epoch
-        torch.manual_seed(seed)
-        np.random.seed(seed)  # SpecAugment's mask positions
-        gen = torch.Generator().manual_seed(seed)
+    bar = tqdm(total=cfg.epochs, initial=progress.epoch, desc=f"finetune {task.name} {fold_dir.name}", unit="epoch",
+               file=sys.stderr)
+
+    def run_epoch(epoch: int, gen: torch.Generator) -> tuple[dict, float]:
         task.model.train()
         perm = torch.randperm(task.n_train, generator=gen).tolist()
         total_loss = 0.0
@@ -331,17 +327,17 @@ def fit_epochs(task: Task, val_labels: np.ndarray, n_classes: int, cfg: Finetune
                 optimizer.zero_grad()
                 progress.step += 1
         val_ua = unweighted_accuracy(val_labels, task.val_predict(), n_classes)
-        progress.epoch = epoch
-        progress.history.append({"modality": task.name, "epoch": epoch, "train_loss": total_loss / task.n_train,
-                                 "val_ua": val_ua, "lr": optimizer.param_groups[0]["lr"]})
-        if val_ua > progress.best_ua:
-            progress.best_ua, progress.best_epoch, progress.bad = val_ua, epoch, 0
-            task.save_best()
-        else:
-            progress.bad += 1
-        save_state(state_dir, task.model, optimizer, dataclasses.asdict(progress))
-        bar.set_postfix(val_ua=f"{val_ua:.3f}", best=f"{progress.best_ua:.3f}")
-    return progress
+        return {"modality": task.name, "epoch": epoch, "train_loss": total_loss / task.n_train, "val_ua": val_ua,
+                "lr": optimizer.param_groups[0]["lr"]}, val_ua
+
+    def checkpoint(epoch: int) -> None:
+        save_state(state_dir, task.model, optimizer, progress.as_json())
+        bar.set_postfix(val_ua=f"{progress.history[-1]['val_ua']:.3f}", best=f"{progress.best:.3f}")
+        bar.update()
+
+    with bar:
+        return run_epochs(run_epoch, progress, cfg.epochs, cfg.patience, epoch_seeding(cfg.seed), task.save_best,
+                          checkpoint)
 
 
 def train_modality(modality: str, encoder, train, val, train_labels: np.ndarray, val_labels: np.ndarray,
@@ -379,7 +375,7 @@ def build_encoders(cfg: FinetuneConfig, features: FeaturesConfig) -> dict:
     out = {"speech": SpeechEncoder(s.model, s.revision, "last", features.device, "fp32", s.max_seconds,
                                    s.overlap_seconds)}
     if cfg.text or cfg.objective == "fusion":
-        out["text"] = TextEncoder(t.model, t.revision, "last", features.device, t.max_length)
+        out["text"] = TextEncoder(t.model, t.revision, "last", features.device, t.max_length, t.markers)
     return out
 
 
@@ -402,10 +398,10 @@ def settings_key(cfg: FinetuneConfig, split: FinetuneSplit, encoders: dict, mark
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _inputs(modality: str, encoder, utts: Sequence[Utterance], cfg: FinetuneConfig, markers: str):
+def _inputs(modality: str, encoder: Encoder, utts: Sequence[Utterance], cfg: FinetuneConfig):
     if modality == "speech":
         return SpeechInputs(encoder, utts, cfg.freeze_feature_encoder, cfg.max_train_seconds)
-    return TextInputs(encoder, [encoder_text(u.text, markers) for u in utts])
+    return TextInputs(encoder, [encoder.prepare(u.text) for u in utts])
 
 
 def joint_predictions_path(reports: str | Path, fold: int) -> Path:

@@ -93,11 +93,11 @@ def _run_utterance(split: FinetuneSplit, encoders: dict, trained: list[str], cfg
     results, history = {}, []
     for modality in trained:
         encoder = encoders[modality]
-        train = _inputs(modality, encoder, split.train, cfg, features.text.markers)
-        val = _inputs(modality, encoder, split.val, cfg, features.text.markers)
+        train = _inputs(modality, encoder, split.train, cfg)
+        val = _inputs(modality, encoder, split.val, cfg)
         progress = train_modality(modality, encoder, train, val, labels["train"], labels["val"], cfg, fold_dir,
                                   key, split.classes)
-        results[modality] = {"best_epoch": progress.best_epoch, "val_ua": progress.best_ua,
+        results[modality] = {"best_epoch": progress.best_epoch, "val_ua": progress.best,
                              "epochs_run": progress.epoch, "base_model": encoder.name,
                              "base_weights_sha256": encoder.weights_sha256}
         history += progress.history

@@ -37,7 +37,6 @@ from torch import nn
 from mger.core.config import FeaturesConfig, FinetuneConfig
 from mger.core.manifest import Utterance
 from mger.features.encoders import SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
-from mger.features.text import encoder_text
 from mger.models.finetune import (
     FinetuneSplit,
     Progress,
@@ -120,20 +119,18 @@ def save_head(out: Path, head: MhaAux, classes: list[str]) -> None:
     _replace_dir(tmp, out)
 
 
-def _text_inputs(encoder: TextEncoder, utts: Sequence[Utterance], trained: bool, markers: str, batch_size: int):
-    texts = [encoder_text(u.text, markers) for u in utts]
+def _text_inputs(encoder: TextEncoder, utts: Sequence[Utterance], trained: bool, batch_size: int):
+    texts = [encoder.prepare(u.text) for u in utts]
     return TextInputs(encoder, texts) if trained else FrozenTextInputs(encoder, texts, batch_size)
 
 
-def train_joint(split: FinetuneSplit, encoders: dict, cfg: FinetuneConfig, features: FeaturesConfig,
-                fold_dir: Path, key: str) -> Progress:
+def train_joint(split: FinetuneSplit, encoders: dict, cfg: FinetuneConfig, fold_dir: Path, key: str) -> Progress:
     """Fine-tune the speech encoder (and the text encoder with ``cfg.text``) with the fusion head
     on the split's training utterances, early-stopped on its validation utterances."""
     speech_enc, text_enc = encoders["speech"], encoders["text"]
     device, dtype = speech_enc.device, resolve_dtype("auto", speech_enc.device)
-    markers = features.text.markers
     data = {name: (SpeechInputs(speech_enc, part, cfg.freeze_feature_encoder, cfg.max_train_seconds),
-                   _text_inputs(text_enc, part, cfg.text, markers, cfg.batch_size))
+                   _text_inputs(text_enc, part, cfg.text, cfg.batch_size))
             for name, part in (("train", split.train), ("val", split.val))}
     labels = {name: torch.as_tensor([split.classes.index(u.label) for u in part])
               for name, part in (("train", split.train), ("val", split.val))}
@@ -174,12 +171,12 @@ def evaluate_test(test: Sequence[Utterance], fold: int, classes: list[str], froz
     speech_enc = SpeechEncoder(str(fold_dir / "speech"), None, "last", features.device, "fp32", s.max_seconds,
                                s.overlap_seconds)
     text_enc = frozen_text or TextEncoder(str(fold_dir / "text"), None, "last", features.device,
-                                          features.text.max_length)
+                                          features.text.max_length, features.text.markers)
     head = MhaAux(head_config(cfg, speech_enc.dim, text_enc.dim, len(classes)))
     head.load_state_dict(load_file(fold_dir / HEAD_DIR / "head.safetensors"))
     head.to(speech_enc.device)
     speech = SpeechInputs(speech_enc, test, cfg.freeze_feature_encoder, cfg.max_train_seconds)
-    text = _text_inputs(text_enc, test, frozen_text is None, features.text.markers, cfg.batch_size)
+    text = _text_inputs(text_enc, test, frozen_text is None, cfg.batch_size)
     probs = predict_proba(head, speech, text, speech_enc.device, resolve_dtype("auto", speech_enc.device),
                           cfg.batch_size)
     labels = np.array([classes.index(u.label) for u in test])
@@ -195,9 +192,9 @@ def run_joint(split: FinetuneSplit, test: Sequence[Utterance], encoders: dict, c
               features: FeaturesConfig, fold_dir: Path, key: str) -> tuple[dict, list[dict], dict]:
     """Fold ``split.fold`` under the fusion objective: train, then test once.  Returns the
     per-encoder results, the epoch log and the test entry of ``finetune.json``."""
-    progress = train_joint(split, encoders, cfg, features, fold_dir, key)
+    progress = train_joint(split, encoders, cfg, fold_dir, key)
     trained = ["speech", "text"] if cfg.text else ["speech"]
-    results = {m: {"best_epoch": progress.best_epoch, "val_ua": progress.best_ua, "epochs_run": progress.epoch,
+    results = {m: {"best_epoch": progress.best_epoch, "val_ua": progress.best, "epochs_run": progress.epoch,
                    "base_model": encoders[m].name, "base_weights_sha256": encoders[m].weights_sha256}
                for m in trained}
     frozen_text = None if cfg.text else encoders["text"]

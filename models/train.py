@@ -27,6 +27,7 @@ from torch.nn import functional as F
 
 from mger.core.config import TrainConfig
 from mger.features.cache import Ragged
+from mger.models.loop import EpochState, one_generator, run_epochs
 from mger.models.metrics import unweighted_accuracy
 from mger.models.modules import ModelConfig, ModelOutput, build_model
 
@@ -128,7 +129,8 @@ def fit(cfg: ModelConfig, train: TensorSet, val: TensorSet, settings: TrainConfi
         ) -> tuple[torch.nn.Module, list[dict]]:
     """Train a fresh model; returns it at its best validation epoch (highest UA, or lowest
     cross-entropy with ``early_stopping: val_loss``, which on a one-speaker validation split is
-    the smoother signal of the two), and the per-epoch history."""
+    the smoother signal of the two), and the per-epoch history.  Epochs run through the one
+    loop (:func:`mger.models.loop.run_epochs`) with one generator seeded once."""
     torch.manual_seed(seed)
     model = build_model(cfg).to(train.device)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -136,36 +138,42 @@ def fit(cfg: ModelConfig, train: TensorSet, val: TensorSet, settings: TrainConfi
     if settings.class_balanced:
         counts = torch.bincount(train.labels, minlength=cfg.n_classes).float().clamp(min=1)
         weight = counts.sum() / (cfg.n_classes * counts)
-    gen = torch.Generator().manual_seed(seed)
-    best_score, best_state, bad, history = -np.inf, copy.deepcopy(model.state_dict()), 0, []
-    for epoch in range(1, settings.epochs + 1):
-        model.train()
-        perm = torch.randperm(len(train), generator=gen)
-        total = 0.0
-        for s in range(0, len(train), settings.batch_size):
-            idx = perm[s:s + settings.batch_size].to(train.device)
-            labels = train.labels[idx]
-            with _autocast(train.device):
-                out = model(train.batch(idx), labels)
-            loss = training_loss(out, labels, weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
+    best = {"state": copy.deepcopy(model.state_dict())}
+
+    def run_epoch(epoch: int, gen: torch.Generator) -> tuple[dict, float]:
+        train_loss = _train_epoch(model, opt, train, settings.batch_size, weight, gen)
         val_probs = predict_proba(model, val)
         val_labels = val.labels.cpu().numpy()
         val_ua = unweighted_accuracy(val_labels, val_probs.argmax(1), cfg.n_classes)
         val_loss = float(-np.log(np.clip(val_probs[np.arange(len(val_labels)), val_labels], 1e-12, None)).mean())
-        history.append({"epoch": epoch, "train_loss": total / len(train), "val_ua": val_ua, "val_loss": val_loss})
-        score = val_ua if settings.early_stopping == "val_ua" else -val_loss
-        if score > best_score:
-            best_score, best_state, bad = score, copy.deepcopy(model.state_dict()), 0
-        else:
-            bad += 1
-            if bad >= settings.patience:
-                break
-    model.load_state_dict(best_state)
-    return model, history
+        row = {"epoch": epoch, "train_loss": train_loss, "val_ua": val_ua, "val_loss": val_loss}
+        return row, val_ua if settings.early_stopping == "val_ua" else -val_loss
+
+    def keep_best() -> None:
+        best["state"] = copy.deepcopy(model.state_dict())
+
+    state = run_epochs(run_epoch, EpochState(), settings.epochs, settings.patience, one_generator(seed), keep_best)
+    model.load_state_dict(best["state"])
+    return model, state.history
+
+
+def _train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, train: TensorSet, batch_size: int,
+                 weight: torch.Tensor | None, gen: torch.Generator) -> float:
+    """One pass over ``train`` in an order drawn from ``gen``; returns the mean training loss."""
+    model.train()
+    perm = torch.randperm(len(train), generator=gen)
+    total = 0.0
+    for s in range(0, len(train), batch_size):
+        idx = perm[s:s + batch_size].to(train.device)
+        labels = train.labels[idx]
+        with _autocast(train.device):
+            out = model(train.batch(idx), labels)
+        loss = training_loss(out, labels, weight)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total += float(loss.detach()) * len(idx)
+    return total / len(train)
 
 
 def fit_weights(val_probs: list[np.ndarray], val_labels: np.ndarray, n_classes: int, step: float = 0.1

@@ -211,7 +211,7 @@ def pooled_bias(folders: list[Path]) -> tuple[int, float, float]:
         table, truth = SegmentTable.read(folder / "align" / "segments.h5"), read_truth(folder / "truth" / "words.jsonl")
         for uid, method in zip(table.utt_ids, table.method):
             if method == "aligned" and uid in truth:
-                errs = word_errors(uid, truth[uid], table.segments("words", uid))
+                errs = word_errors(uid, truth[uid], table.segments("word", uid))
                 onset += [e.onset for e in errs if e.onset is not None]
                 offset += [e.offset for e in errs if e.offset is not None]
     return len(onset), float(np.median(onset)) * 1000, float(np.median(offset)) * 1000

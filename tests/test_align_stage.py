@@ -17,7 +17,8 @@ import yaml
 from mger.alignment.evaluate import evaluate, read_truth
 from mger.alignment.normalize import normalize_transcript
 from mger.alignment.stage import run_align, run_align_eval
-from mger.alignment.table import LEVELS, SegmentTable
+from mger.alignment.table import SegmentTable
+from mger.alignment.textgrids import TIERS
 from mger.core.audio import write_audio
 from mger.core.config import AlignConfig
 from mger.core.manifest import Utterance, write_manifest
@@ -84,17 +85,17 @@ def test_pocketsphinx_stage_with_bad_inputs(tiny_manifest: list[Utterance], tmp_
     assert len(table.utt_ids) == 7 + report["uniform_fallback"]
     by_id = {u.utt_id: u for u in utts}
     for uid, method in zip(table.utt_ids, table.method):
-        words = table.segments("words", uid)
+        words = table.segments("word", uid)
         assert [w.label for w in words] == normalize_transcript(by_id[uid].text)
         assert all(0 <= w.start < w.end <= table.duration[table.index(uid)] + 0.011 for w in words)
-        syllables = table.segments("syllables", uid)
+        syllables = table.segments("syllable", uid)
         assert {s.word for s in syllables} == set(range(len(words)))
-        phones = table.segments("phones", uid)
+        phones = table.segments("phone", uid)
         assert (method == "uniform") == (not phones)
         for p in phones:
             assert words[p.word].start - 1e-6 <= p.start < p.end <= words[p.word].end + 1e-6
         grid = textgrid.TextGrid.fromFile(str(tmp_path / "align" / "textgrid" / f"{uid}.TextGrid"))
-        assert [t.name for t in grid] == list(LEVELS)
+        assert [t.name for t in grid] == list(TIERS)
         assert [iv.mark for iv in grid[0] if iv.mark] == [w.label for w in words]
 
 
@@ -120,7 +121,7 @@ def test_iemocap_backend_reproduces_truth_within_a_frame(tiny_corpus: Path, tiny
     assert report["aligned"] == len(tiny_manifest)
     table = SegmentTable.read(tmp_path / "align" / "segments.h5")
     truth = read_truth(tiny_corpus / "truth" / "words.jsonl")
-    aligned = {u: table.segments("words", u) for u in table.utt_ids}
+    aligned = {u: table.segments("word", u) for u in table.utt_ids}
     metrics = evaluate(truth, aligned, "iemocap")
     assert metrics["n_words"] >= sum(len(truth[u]) for u in aligned) - 2
     assert metrics["onset_within_20ms"] == 1.0
@@ -128,7 +129,7 @@ def test_iemocap_backend_reproduces_truth_within_a_frame(tiny_corpus: Path, tiny
                     if t["word"].split()[0].lower() == w.label)
     assert onset_max <= 0.0101
     # .wdseg only (no .phseg): syllables come from pyphen, phones are empty.
-    assert len(table.levels["phones"]["start"]) == 0 and len(table.levels["syllables"]["start"]) > 0
+    assert len(table.levels["phone"]["start"]) == 0 and len(table.levels["syllable"]["start"]) > 0
 
 
 def test_iemocap_backend_missing_file_follows_policy(tiny_manifest: list[Utterance], tmp_path: Path) -> None:
@@ -178,8 +179,8 @@ def _table_contents(path: Path) -> dict[str, tuple]:
         out: dict[str, tuple] = {}
         for i, uid in enumerate(ids):
             rows: list = [f["duration"][i].tobytes(), f["method"].asstr()[i]]
-            for level in LEVELS:
-                g = f[level]
+            for group in TIERS:
+                g = f[group]
                 a, b = g["offsets"][i], g["offsets"][i + 1]
                 rows += [g["start"][a:b].tobytes(), g["end"][a:b].tobytes(), g["word"][a:b].tobytes(),
                          tuple(g["label"].asstr()[a:b])]

@@ -33,7 +33,7 @@ from mger.features.cache import (
     exclusive_lock,
     verify_store,
 )
-from mger.features.encoders import SpeechEncoder, TextEncoder, resolve_dtype
+from mger.features.encoders import SpeechEncoder, TextEncoder, chunk_spans, resolve_dtype
 from mger.features.extract import extract, make_batches
 from mger.features.text import aligned_word_spans, encoder_text
 from tests.conftest import MINILM
@@ -60,12 +60,12 @@ def _assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
-@pytest.mark.parametrize("level, table_level", [("phone", "phones"), ("syllable", "syllables"), ("word", "words")])
-def test_speech_levels_rows_match_segments(reference_store, aligned, level: str, table_level: str) -> None:
+@pytest.mark.parametrize("level", ["phone", "syllable", "word"])
+def test_speech_levels_rows_match_segments(reference_store, aligned, level: str) -> None:
     store = FeatureStore(reference_store["speech"])
     table = SegmentTable.read(aligned["segments"])
     for uid in store.utt_ids:
-        segs = table.segments(table_level, uid) or table.segments("syllables", uid)
+        segs = table.segments(level, uid) or table.segments("syllable", uid)
         rows = store.rows(level, uid)
         assert rows.shape == (len(segs), 32) and rows.dtype == np.float16
         assert np.isfinite(rows.astype(np.float32)).all()
@@ -81,7 +81,7 @@ def test_frame_and_utterance_levels(reference_store, tiny_models, aligned) -> No
         audio = read_audio(utts[uid].wav)
         frames = store.rows("frame", uid).astype(np.float32)
         assert frames.shape == (enc.n_frames(len(audio)), 32)
-        direct = enc.encode([audio])[0].numpy()
+        direct = enc.encode_part([audio])[0].numpy()
         np.testing.assert_allclose(frames, direct, atol=2e-2, rtol=1e-2)  # fp16 storage
         np.testing.assert_allclose(store.rows("utterance", uid).astype(np.float32)[0], direct.mean(0), atol=2e-2)
     attrs = store.attrs
@@ -180,7 +180,7 @@ def test_layer_choice_runs_only_needed_layers(tiny_models, layer, shape_tail, la
     enc = SpeechEncoder(tiny_models["speech"], layer=layer)
     assert enc.layers_run == layers_run and len(enc.model.encoder.layers) == layers_run
     audio = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
-    feats = enc.encode([audio])[0]
+    feats = enc.encode_part([audio])[0]
     assert feats.shape == (49,) + shape_tail
     full = AutoModel.from_pretrained(tiny_models["speech"]).eval()
     x = torch.from_numpy((audio - audio.mean()) / np.sqrt(audio.var() + 1e-7))[None]
@@ -194,24 +194,24 @@ def test_layer_choice_runs_only_needed_layers(tiny_models, layer, shape_tail, la
 def test_long_utterances_are_stitched_without_seam(tiny_models) -> None:
     enc = SpeechEncoder(tiny_models["speech"], max_seconds=1.0, overlap_seconds=0.2)
     audio = np.random.default_rng(1).normal(0, 0.1, int(16000 * 3.3)).astype(np.float32)
-    spans = enc._chunks(len(audio))
+    spans = chunk_spans(len(audio), enc.max_samples, enc.overlap_samples, enc.geometry.stride)
     assert spans[0][0] == 0 and spans[-1][1] == len(audio) and all(s % 320 == 0 for s, _ in spans)
-    stitched = enc.encode([audio])[0]
+    stitched = enc.encode_part([audio])[0]
     assert stitched.shape[0] == enc.n_frames(len(audio))  # no frame lost or duplicated
-    norm = enc._prepare(audio)
+    norm = enc.prepare(audio)
     parts = [enc._forward([norm[s:e]])[0] for s, e in spans]
     # every frame comes from one chunk, at the matching position of that chunk's own frame grid
     for t in range(stitched.shape[0]):
         sources = [p[t - s // 320] for (s, _), p in zip(spans, parts) if 0 <= t - s // 320 < p.shape[0]]
         assert any(torch.equal(stitched[t], src) for src in sources), t
     # a short utterance is not chunked
-    assert torch.equal(enc.encode([audio[:8000]])[0], enc._forward([enc._prepare(audio[:8000])])[0])
+    assert torch.equal(enc.encode_part([audio[:8000]])[0], enc._forward([enc.prepare(audio[:8000])])[0])
 
 
 def test_bf16_on_cpu_stays_within_tolerance(tiny_models) -> None:
     audio = np.random.default_rng(2).normal(0, 0.1, 32000).astype(np.float32)
-    fp32 = SpeechEncoder(tiny_models["speech"], dtype="fp32").encode([audio])[0]
-    bf16 = SpeechEncoder(tiny_models["speech"], dtype="bf16").encode([audio])[0]
+    fp32 = SpeechEncoder(tiny_models["speech"], dtype="fp32").encode_part([audio])[0]
+    bf16 = SpeechEncoder(tiny_models["speech"], dtype="bf16").encode_part([audio])[0]
     # documented tolerance: every frame's cosine similarity to fp32 >= 0.99, mean relative deviation < 5%
     assert torch.nn.functional.cosine_similarity(bf16, fp32, dim=-1).min() >= 0.99
     assert (bf16 - fp32).abs().mean() / fp32.abs().mean() < 0.05
@@ -219,9 +219,9 @@ def test_bf16_on_cpu_stays_within_tolerance(tiny_models) -> None:
 
 def test_int8_on_cpu_stays_within_tolerance(tiny_models) -> None:
     audio = np.random.default_rng(2).normal(0, 0.1, 32000).astype(np.float32)
-    fp32 = SpeechEncoder(tiny_models["speech"], dtype="fp32").encode([audio])[0]
+    fp32 = SpeechEncoder(tiny_models["speech"], dtype="fp32").encode_part([audio])[0]
     enc = SpeechEncoder(tiny_models["speech"], dtype="int8")
-    int8 = enc.encode([audio])[0]
+    int8 = enc.encode_part([audio])[0]
     assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in enc.model.encoder.modules())
     assert type(enc.model.feature_projection.projection) is torch.nn.Linear  # stays fp32
     assert int8.shape == fp32.shape and not torch.equal(int8, fp32)
@@ -261,10 +261,10 @@ def test_padded_batches_equal_one_utterance_batches(kind: str, tmp_path: Path) -
     enc = SpeechEncoder(_tiny_family(kind, tmp_path), device="cpu", dtype="fp32")
     rng = np.random.default_rng(3)
     waves = [rng.normal(0, 0.1, n).astype(np.float32) for n in (20000, 9000, 3000)]
-    batched = enc.encode(waves)
+    batched = enc.encode_part(waves)
     assert [o.shape[0] for o in batched] == [enc.n_frames(len(w)) for w in waves]
     for wave, frames in zip(waves, batched):
-        torch.testing.assert_close(frames, enc.encode([wave])[0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(frames, enc.encode_part([wave])[0], atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("markers", ["drop", "keep"])
@@ -275,7 +275,7 @@ def test_text_as_written_maps_every_token_to_its_word(markers: str) -> None:
     text = "[LAUGHTER] Really?! I can't believe it, zorblaxing."
     words = normalize_transcript(text)
     assert words == ["really", "i", "can't", "believe", "it", "zorblaxing"]
-    (tokens, word_ids, rows), = enc.encode([encoder_text(text, markers)], [aligned_word_spans(text, words)])
+    (tokens, word_ids, rows), = enc.encode_part([(encoder_text(text, markers), aligned_word_spans(text, words))])
     pieces = enc.tokenizer.convert_ids_to_tokens(enc.tokenize([encoder_text(text, markers)])["input_ids"][0])
     owner = dict(zip(range(len(pieces)), word_ids.tolist()))
     assert "?" in pieces and "!" in pieces and "," in pieces

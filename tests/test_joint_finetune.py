@@ -202,13 +202,13 @@ def test_testing_reads_back_the_weights_that_were_validated(tiny_models, aligned
     encoders = build_encoders(cfg, features)
     fold_dir = cfg.fold_dir(1)
     fold_dir.mkdir(parents=True)
-    joint_module.train_joint(split, encoders, cfg, features, fold_dir, "k")
+    joint_module.train_joint(split, encoders, cfg, fold_dir, "k")
     head = joint_module.MhaAux(joint_module.head_config(cfg, encoders["speech"].dim, encoders["text"].dim,
                                                         len(split.classes)))
     state = load_file(fold_dir / "state-fusion" / "model.safetensors")  # the trained weights, as trained
     head.load_state_dict({k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")})
     speech = finetune_module.SpeechInputs(encoders["speech"], split.val, True, cfg.max_train_seconds)
-    text = joint_module._text_inputs(encoders["text"], split.val, True, features.text.markers, cfg.batch_size)
+    text = joint_module._text_inputs(encoders["text"], split.val, True, cfg.batch_size)
     memory = joint_module.predict_proba(head, speech, text, torch.device("cpu"), torch.float32, cfg.batch_size)
     joint_module.evaluate_test(split.val, 1, split.classes, None, cfg, features, fold_dir)
     disk = read_predictions(fold_dir / "fusion" / "test-predictions.csv")

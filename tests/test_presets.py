@@ -62,6 +62,6 @@ def test_preset_encoders_load_from_local_models(preset: Path, tiny_models: dict[
                                 speech=dataclasses.replace(features.speech, model=tiny_models["speech"]),
                                 text=dataclasses.replace(features.text, model=tiny_models["text"]))
     speech, text = build_encoder("speech", local), build_encoder("text", local)
-    assert speech.encode([np.zeros(16000, np.float32)])[0].shape[1] == speech.dim
-    (tokens, _, words), = text.encode(["Hello there!"], [[(0, 5), (6, 12)]])
+    assert speech.encode_part([np.zeros(16000, np.float32)])[0].shape[1] == speech.dim
+    (tokens, _, words), = text.encode_part([("Hello there!", [(0, 5), (6, 12)])])
     assert words.shape == (2, text.dim)
