@@ -13,9 +13,18 @@ at a gap (a stretch labelled silence) before a word:
   them 15-30 ms early (vowels, approximants, nasals) because its window hears the word
   before the word fills it.  The onset moves to the first 5 ms frame, within
   :data:`SNAP_RANGE`, whose 10 ms energy is :data:`SNAP_DB` above the utterance's floor
-  (never before the previous word's end, never past the first phone).
+  (never before the previous word's end, never past the first phone);
+* **closures of word-final stops**: with no gap between a word ending in a stop and a word
+  that does not start with one ("at the", "about three", "is this"), the decoder gives the
+  stop's silent closure to the next word (its DH / TH / vowel model fits the quiet frames
+  better than the stop's) and starts that word 50-90 ms early.  Where the word's start is
+  quiet (not :data:`CLOSURE_DB` above the floor), its onset moves forward to the first fine
+  frame that is, within :data:`SNAP_RANGE` (never past its first phone), and the previous
+  word's end with it.  The threshold was picked on the demo corpus (20/22.5/25/27.5/30 dB:
+  61/59/55/60/67 of its 4,199 onsets over 50 ms, 71 without the rule); the held-out set
+  keeps its 53 at 25 dB.
 
-Words inside continuous speech (no gap) are left alone: there, per-context offsets learned
+Other words inside continuous speech are left alone: there, per-context offsets learned
 on the demo corpus lowered the median but cost within-50 ms on the demo corpus (tried).
 Every threshold here was chosen on the demo corpus and judged on the held-out set with it.
 """
@@ -35,6 +44,7 @@ SNAP_HOP = 80  # samples (5 ms at 16 kHz) between fine energy frames
 SNAP_WINDOW = 160  # samples (10 ms) per fine energy frame
 SNAP_DB = 20.0  # a fine frame this far above the floor (5th percentile) is sound
 SNAP_RANGE = 0.03  # s: onsets move at most this far
+CLOSURE_DB = 25.0  # after a word-final stop, a fine frame not this far above the floor is still its closure
 _EPS = 1e-9
 
 
@@ -50,15 +60,18 @@ def refine_onsets(words: Sequence[Segment], phones: Sequence[Segment], audio: np
                   sample_rate: int = 16000) -> tuple[list[Segment], list[Segment]]:
     """Words and phones with the onsets after gaps corrected (see the module docstring).
 
-    Only a word's start and its first phone's start move; a word without phones is left alone.
+    Only a word's start and its first phone's start move (and, for a word-final stop's closure, the
+    previous word's end and its last phone's end); a word without phones is left alone.
     """
     words, phones = list(words), list(phones)
     db = fine_db(audio)
     floor = float(np.percentile(db, 5)) if len(db) else 0.0
     hop_s = SNAP_HOP / sample_rate
     first_phone: dict[int, int] = {}
+    last_phone: dict[int, int] = {}
     for k, p in enumerate(phones):
         first_phone.setdefault(p.word, k)
+        last_phone[p.word] = k
     for i, w in enumerate(words):
         if i not in first_phone:
             continue
@@ -75,6 +88,17 @@ def refine_onsets(words: Sequence[Segment], phones: Sequence[Segment], audio: np
                     if db[f] > floor + SNAP_DB]
             if loud:
                 new = max(loud[0] * hop_s, lo)
+        elif (phones[k].label not in STOPS and i - 1 in last_phone and phones[last_phone[i - 1]].label in STOPS
+              and 0 <= (f0 := int(round(w.start / hop_s))) < len(db) and db[f0] <= floor + CLOSURE_DB):
+            # no gap, after a word-final stop: the closure belongs to the stop (module docstring)
+            hi = min(int((w.start + SNAP_RANGE) / hop_s + _EPS), int((phones[k].end - 0.01) / hop_s + _EPS),
+                     len(db) - 1)
+            f = next((f for f in range(f0 + 1, hi + 1) if db[f] > floor + CLOSURE_DB), None)
+            if f is not None:
+                new = f * hop_s
+                j = last_phone[i - 1]
+                words[i - 1] = dataclasses.replace(words[i - 1], end=new)
+                phones[j] = dataclasses.replace(phones[j], end=new)
         if new != w.start:
             words[i] = dataclasses.replace(w, start=new)
             phones[k] = dataclasses.replace(phones[k], start=new)

@@ -99,3 +99,29 @@ def test_slow_speech_aligned_at_a_lower_frame_rate(tmp_path: Path) -> None:
     assert not any(n.startswith("slow speech") for n in before.notes)
     assert all(p.end > p.start for p in after.phones)
     assert [p.word for p in after.phones] == sorted(p.word for p in after.phones)
+
+
+def test_closure_of_a_word_final_stop_is_given_back_to_it() -> None:
+    """No gap between a word ending in a stop and one that does not start with one: a next word starting
+    in the quiet closure starts at the sound instead, and the previous word ends there."""
+    audio = _silence_tone_silence_tone()  # tones 0.3-0.6 and 0.65-0.95, the closure between them
+
+    def phones(words: list[Segment], labels: list[tuple[str, str]]) -> list[Segment]:
+        out = []
+        for i, (w, (a, b)) in enumerate(zip(words, labels)):
+            mid = (w.start + w.end) / 2
+            out += [Segment(w.start, mid, a, i), Segment(mid, w.end, b, i)]
+        return out
+
+    words = [Segment(0.3, 0.63, "at"), Segment(0.63, 0.95, "the")]  # "the" given 20 ms of the closure
+    new_words, new_phones = refine_onsets(words, phones(words, [("AE", "T"), ("DH", "AH")]), audio)
+    assert new_words[1].start == pytest.approx(0.65, abs=0.006)
+    assert new_words[0].end == new_words[1].start == new_phones[1].end == new_phones[2].start
+    assert new_phones[1].start == words[0].start + (words[0].end - words[0].start) / 2  # only the edge moved
+    # after a vowel, before a stop, or with more quiet than SNAP_RANGE ahead, the boundary stays
+    for labels in ([("AE", "AH"), ("DH", "AH")], [("AE", "T"), ("D", "AH")]):
+        kept = refine_onsets(words, phones(words, labels), audio)[0]
+        assert kept[0].end == kept[1].start == 0.63 and kept[1] == words[1]
+    early = [Segment(0.3, 0.6, "at"), Segment(0.6, 0.95, "the")]  # 50 ms of closure ahead
+    kept = refine_onsets(early, phones(early, [("AE", "T"), ("DH", "AH")]), audio)[0]
+    assert kept[0].end == kept[1].start == 0.6 and kept[1] == early[1]
