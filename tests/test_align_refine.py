@@ -125,3 +125,25 @@ def test_closure_of_a_word_final_stop_is_given_back_to_it() -> None:
     early = [Segment(0.3, 0.6, "at"), Segment(0.6, 0.95, "the")]  # 50 ms of closure ahead
     kept = refine_onsets(early, phones(early, [("AE", "T"), ("DH", "AH")]), audio)[0]
     assert kept[0].end == kept[1].start == 0.6 and kept[1] == early[1]
+
+
+def test_a_pause_inside_the_phones_at_a_boundary_becomes_the_gap() -> None:
+    """Two words joined by the decoder over a 150 ms pause held inside their boundary phones: the pause becomes
+    the gap (the first word ends where it starts, the second starts at the sound after it); a 50 ms quiet run
+    (shorter than the energy check's pauses) is left alone."""
+    rng = np.random.default_rng(0)
+    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(int(0.3 * 16000)) / 16000)
+    audio = np.concatenate([np.zeros(4800), tone, np.zeros(2400), tone, np.zeros(3200)])  # pause 0.6-0.75 s
+    audio = audio + 1e-4 * rng.standard_normal(len(audio))
+    words = [Segment(0.3, 0.7, "an"), Segment(0.7, 1.05, "owl")]
+    phones = [Segment(0.3, 0.5, "AE", 0), Segment(0.5, 0.7, "N", 0), Segment(0.7, 0.85, "AW", 1),
+              Segment(0.85, 1.05, "L", 1)]
+    new_words, new_phones = refine_onsets(words, phones, audio)
+    assert new_words[0].end == pytest.approx(0.6, abs=0.006) and new_phones[1].end == new_words[0].end
+    assert new_words[1].start == pytest.approx(0.75, abs=0.006) and new_phones[2].start == new_words[1].start
+    assert new_phones[0].end == 0.5 and new_phones[3] == phones[3]
+    short = [Segment(0.3, 0.62, "an"), Segment(0.62, 0.95, "owl")]  # the 50 ms quiet run 0.6-0.65
+    short_phones = [Segment(0.3, 0.5, "AE", 0), Segment(0.5, 0.62, "N", 0), Segment(0.62, 0.8, "AW", 1),
+                    Segment(0.8, 0.95, "L", 1)]
+    kept = refine_onsets(short, short_phones, _silence_tone_silence_tone())[0]
+    assert kept[0].end == kept[1].start == 0.62
