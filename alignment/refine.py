@@ -1,7 +1,7 @@
-"""Word onsets after a gap, corrected against the signal: stop closures and sound onsets.
+"""Word onsets corrected against the signal: stop closures and releases, sound onsets, pauses.
 
-The aligner's 10 ms frames and its optional silences place two kinds of onset badly, both
-at a gap (a stretch labelled silence) before a word:
+The aligner's 10 ms frames and its optional silences place some onsets badly, at a gap (a
+stretch labelled silence) before a word or after a word-final stop:
 
 * **stop closures**: the silent closure of a word-initial stop (P T K B D G CH JH) belongs
   to the word, but the decoder often labels it as an inter-word silence and starts the word
@@ -15,17 +15,18 @@ at a gap (a stretch labelled silence) before a word:
   :data:`SNAP_RANGE`, whose 10 ms energy is :data:`SNAP_DB` above the utterance's floor
   (never before the previous word's end, never past the first phone);
 * **closures and releases of word-final stops**: with no gap between a word ending in a stop
-  and a word that does not start with one ("at the", "about three", "is this"), the decoder
+  and the next word ("at the", "about three", "is this"), the decoder
   gives the stop's silent closure, and often its release (the burst and aspiration), to the
   next word (its DH / TH / vowel model fits them better than the stop's) and starts that
   word 50-90 ms early.  Where the next word's first phone holds [closure] release, then a
   dip to within ``pauses.QUIET_DB`` of the floor, the word starts at the dip (eSpeak's "at
-  the": 40 ms closure, 60 ms aspiration, 5-10 ms dip, DH).  Otherwise, where the word's start is
-  quiet (not :data:`CLOSURE_DB` above the floor), its onset moves forward to the first fine
-  frame that is, within :data:`SNAP_RANGE` (never past its first phone), and the previous
-  word's end with it.  The threshold was picked on the demo corpus (20/22.5/25/27.5/30 dB:
-  61/59/55/60/67 of its 4,199 onsets over 50 ms, 71 without the rule); the held-out set
-  keeps its 53 at 25 dB.
+  the": 40 ms closure, 60 ms aspiration, 5-10 ms dip, DH; before a stop-initial word the
+  dip is that word's own closure, "scored twice").  Otherwise, for a word that does not
+  start with a stop, where its start is quiet (not :data:`CLOSURE_DB` above the floor),
+  its onset moves forward to the first fine frame that is, within :data:`SNAP_RANGE` (never
+  past its first phone), and the previous word's end moves with the onset.  That threshold
+  was picked on the demo corpus (20/22.5/25/27.5/30 dB: 61/59/55/60/67 of its 4,199 onsets
+  over 50 ms, 71 without the rule; docs/alignment.md has the later figures).
 
 Before all three, **pauses inside phones** are taken out: where the decoder joined two words
 (no gap) but the phones on either side of the boundary (the last of one word, the first of the
@@ -159,12 +160,12 @@ def refine_onsets(words: Sequence[Segment], phones: Sequence[Segment], audio: np
                     if db[f] > floor + SNAP_DB]
             if loud:
                 new = max(loud[0] * hop_s, lo)
-        elif (phones[k].label not in STOPS and i - 1 in last_phone and phones[last_phone[i - 1]].label in STOPS
+        elif (i - 1 in last_phone and phones[last_phone[i - 1]].label in STOPS
               and 0 <= (f0 := int(round(w.start / hop_s))) < len(db)):
             # no gap, after a word-final stop: its closure and release belong to it (module docstring)
             last = min(int((phones[k].end - 0.01) / hop_s + _EPS), len(db) - 1)
             f = _release_end(db <= floor + pauses.QUIET_DB, f0, last)
-            if f is None and db[f0] <= floor + CLOSURE_DB:
+            if f is None and phones[k].label not in STOPS and db[f0] <= floor + CLOSURE_DB:
                 hi = min(int((w.start + SNAP_RANGE) / hop_s + _EPS), last)
                 f = next((f for f in range(f0 + 1, hi + 1) if db[f] > floor + CLOSURE_DB), None)
             if f is not None:

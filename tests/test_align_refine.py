@@ -167,6 +167,9 @@ def test_release_of_a_word_final_stop_is_given_back_to_it() -> None:
     new_words, new_phones = refine_onsets(words, phones, audio)
     assert new_words[1].start == pytest.approx(0.70, abs=0.006)
     assert new_words[0].end == new_words[1].start == new_phones[1].end == new_phones[2].start
+    # before a stop-initial word the dip is that word's closure: it starts there too
+    stop = phones[:2] + [Segment(0.64, 0.8, "D", 1), phones[3]]
+    assert refine_onsets(words, stop, audio)[0][1].start == pytest.approx(0.70, abs=0.006)
     # after a vowel the same sound is left alone
     vowel = [phones[0], Segment(0.55, 0.64, "AH", 0)] + phones[2:]
     assert refine_onsets(words, vowel, audio)[0][1] == words[1]
