@@ -21,7 +21,9 @@ stretch labelled silence) before a word or after a word-final stop:
   word 50-90 ms early.  Where the next word's first phone holds [closure] release, then a
   dip to within ``pauses.QUIET_DB`` of the floor, the word starts at the dip (eSpeak's "at
   the": 40 ms closure, 60 ms aspiration, 5-10 ms dip, DH; before a stop-initial word the
-  dip is that word's own closure, "scored twice").  Otherwise, for a word that does not
+  dip is that word's own closure, "scored twice").  The same holds after a gap of at most
+  :data:`MAX_CLOSURE` (the closure labelled silence, the release given to the word; after the
+  rules above placed its onset).  Otherwise, for a word that does not
   start with a stop, where its start is quiet (not :data:`CLOSURE_DB` above the floor),
   its onset moves forward to the first fine frame that is, within :data:`SNAP_RANGE` (never
   past its first phone), and the previous word's end moves with the onset.  That threshold
@@ -169,6 +171,16 @@ def refine_onsets(words: Sequence[Segment], phones: Sequence[Segment], audio: np
                 hi = min(int((w.start + SNAP_RANGE) / hop_s + _EPS), last)
                 f = next((f for f in range(f0 + 1, hi + 1) if db[f] > floor + CLOSURE_DB), None)
             if f is not None:
+                new = f * hop_s
+                j = last_phone[i - 1]
+                words[i - 1] = dataclasses.replace(words[i - 1], end=new)
+                phones[j] = dataclasses.replace(phones[j], end=new)
+        if (gap is not None and _EPS < gap <= MAX_CLOSURE + _EPS and i - 1 in last_phone
+                and phones[last_phone[i - 1]].label in STOPS):
+            # a short gap after a word-final stop (its closure): the release that follows is the stop's too
+            last = min(int((phones[k].end - 0.01) / hop_s + _EPS), len(db) - 1)
+            f = _release_end(db <= floor + pauses.QUIET_DB, int(round(new / hop_s)), last)
+            if f is not None and f * hop_s > new:
                 new = f * hop_s
                 j = last_phone[i - 1]
                 words[i - 1] = dataclasses.replace(words[i - 1], end=new)

@@ -167,6 +167,12 @@ def test_release_of_a_word_final_stop_is_given_back_to_it() -> None:
     new_words, new_phones = refine_onsets(words, phones, audio)
     assert new_words[1].start == pytest.approx(0.70, abs=0.006)
     assert new_words[0].end == new_words[1].start == new_phones[1].end == new_phones[2].start
+    # the closure labelled silence (a 40 ms gap) and the release given to "the": the same
+    gap_words = [Segment(0.3, 0.6, "at"), Segment(0.64, 1.0, "the")]
+    gap_phones = [phones[0], Segment(0.55, 0.6, "T", 0)] + phones[2:]
+    moved_words, moved_phones = refine_onsets(gap_words, gap_phones, audio)
+    assert moved_words[1].start == pytest.approx(0.70, abs=0.006) and moved_words[0].end == moved_words[1].start
+    assert moved_phones[1].end == moved_phones[2].start == moved_words[1].start
     # before a stop-initial word the dip is that word's closure: it starts there too
     stop = phones[:2] + [Segment(0.64, 0.8, "D", 1), phones[3]]
     assert refine_onsets(words, stop, audio)[0][1].start == pytest.approx(0.70, abs=0.006)
