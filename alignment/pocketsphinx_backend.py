@@ -27,8 +27,9 @@ per second with the analysis window lengthened alike (``frate``, ``wlen``), both
 the energy check's; times are converted back with the longer frame step.  The audio itself
 is never altered.  That alignment is kept unless it disagrees with the frame energy more than
 the one at 100 frames/s.  Onset refinement (``refine_onsets``, on by default;
-:mod:`alignment.refine`) then gives stop closures back to their word and moves onsets after
-silence to where the sound starts.
+:mod:`alignment.refine`) then gives stop closures back to their word (word-initial ones after a
+short gap, word-final ones from the next word) and moves onsets after silence to where the sound
+starts.
 """
 
 from __future__ import annotations

@@ -99,3 +99,83 @@ def test_slow_speech_aligned_at_a_lower_frame_rate(tmp_path: Path) -> None:
     assert not any(n.startswith("slow speech") for n in before.notes)
     assert all(p.end > p.start for p in after.phones)
     assert [p.word for p in after.phones] == sorted(p.word for p in after.phones)
+
+
+def test_closure_of_a_word_final_stop_is_given_back_to_it() -> None:
+    """No gap between a word ending in a stop and one that does not start with one: a next word starting
+    in the quiet closure starts at the sound instead, and the previous word ends there."""
+    audio = _silence_tone_silence_tone()  # tones 0.3-0.6 and 0.65-0.95, the closure between them
+
+    def phones(words: list[Segment], labels: list[tuple[str, str]]) -> list[Segment]:
+        out = []
+        for i, (w, (a, b)) in enumerate(zip(words, labels)):
+            mid = (w.start + w.end) / 2
+            out += [Segment(w.start, mid, a, i), Segment(mid, w.end, b, i)]
+        return out
+
+    words = [Segment(0.3, 0.63, "at"), Segment(0.63, 0.95, "the")]  # "the" given 20 ms of the closure
+    new_words, new_phones = refine_onsets(words, phones(words, [("AE", "T"), ("DH", "AH")]), audio)
+    assert new_words[1].start == pytest.approx(0.65, abs=0.006)
+    assert new_words[0].end == new_words[1].start == new_phones[1].end == new_phones[2].start
+    assert new_phones[1].start == words[0].start + (words[0].end - words[0].start) / 2  # only the edge moved
+    # after a vowel, before a stop, or with more quiet than SNAP_RANGE ahead, the boundary stays
+    for labels in ([("AE", "AH"), ("DH", "AH")], [("AE", "T"), ("D", "AH")]):
+        kept = refine_onsets(words, phones(words, labels), audio)[0]
+        assert kept[0].end == kept[1].start == 0.63 and kept[1] == words[1]
+    early = [Segment(0.3, 0.6, "at"), Segment(0.6, 0.95, "the")]  # 50 ms of closure ahead
+    kept = refine_onsets(early, phones(early, [("AE", "T"), ("DH", "AH")]), audio)[0]
+    assert kept[0].end == kept[1].start == 0.6 and kept[1] == early[1]
+
+
+def test_a_pause_inside_the_phones_at_a_boundary_becomes_the_gap() -> None:
+    """Two words joined by the decoder over a 150 ms pause held inside their boundary phones: the pause becomes
+    the gap (the first word ends where it starts, the second starts at the sound after it); a 50 ms quiet run
+    (shorter than the energy check's pauses) is left alone."""
+    rng = np.random.default_rng(0)
+    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(int(0.3 * 16000)) / 16000)
+    audio = np.concatenate([np.zeros(4800), tone, np.zeros(2400), tone, np.zeros(3200)])  # pause 0.6-0.75 s
+    audio = audio + 1e-4 * rng.standard_normal(len(audio))
+    words = [Segment(0.3, 0.7, "an"), Segment(0.7, 1.05, "owl")]
+    phones = [Segment(0.3, 0.5, "AE", 0), Segment(0.5, 0.7, "N", 0), Segment(0.7, 0.85, "AW", 1),
+              Segment(0.85, 1.05, "L", 1)]
+    new_words, new_phones = refine_onsets(words, phones, audio)
+    assert new_words[0].end == pytest.approx(0.6, abs=0.006) and new_phones[1].end == new_words[0].end
+    assert new_words[1].start == pytest.approx(0.75, abs=0.006) and new_phones[2].start == new_words[1].start
+    assert new_phones[0].end == 0.5 and new_phones[3] == phones[3]
+    short = [Segment(0.3, 0.62, "an"), Segment(0.62, 0.95, "owl")]  # the 50 ms quiet run 0.6-0.65
+    short_phones = [Segment(0.3, 0.5, "AE", 0), Segment(0.5, 0.62, "N", 0), Segment(0.62, 0.8, "AW", 1),
+                    Segment(0.8, 0.95, "L", 1)]
+    kept = refine_onsets(short, short_phones, _silence_tone_silence_tone())[0]
+    assert kept[0].end == kept[1].start == 0.62
+
+
+def test_release_of_a_word_final_stop_is_given_back_to_it() -> None:
+    """"at the" as eSpeak says it: vowel, 40 ms closure, 60 ms release, a 10 ms dip, then DH.  The decoder
+    starts "the" at the release; it moves to the dip, and "at" ends there."""
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+
+    def tone(sec: float, amp: float = 0.3) -> np.ndarray:
+        return amp * np.sin(2 * np.pi * 220 * t[:int(sec * 16000)])
+
+    audio = np.concatenate([np.zeros(4800), tone(0.3), np.zeros(640), tone(0.06, 0.03), np.zeros(160), tone(0.29),
+                            np.zeros(3200)])  # vowel 0.3-0.6, closure -0.64, release -0.7, dip -0.71, DH 0.71-1.0
+    audio = audio + 1e-4 * rng.standard_normal(len(audio))
+    words = [Segment(0.3, 0.64, "at"), Segment(0.64, 1.0, "the")]
+    phones = [Segment(0.3, 0.55, "AE", 0), Segment(0.55, 0.64, "T", 0), Segment(0.64, 0.8, "DH", 1),
+              Segment(0.8, 1.0, "AH", 1)]
+    new_words, new_phones = refine_onsets(words, phones, audio)
+    assert new_words[1].start == pytest.approx(0.70, abs=0.006)
+    assert new_words[0].end == new_words[1].start == new_phones[1].end == new_phones[2].start
+    # the closure labelled silence (a 40 ms gap) and the release given to "the": the same
+    gap_words = [Segment(0.3, 0.6, "at"), Segment(0.64, 1.0, "the")]
+    gap_phones = [phones[0], Segment(0.55, 0.6, "T", 0)] + phones[2:]
+    moved_words, moved_phones = refine_onsets(gap_words, gap_phones, audio)
+    assert moved_words[1].start == pytest.approx(0.70, abs=0.006) and moved_words[0].end == moved_words[1].start
+    assert moved_phones[1].end == moved_phones[2].start == moved_words[1].start
+    # before a stop-initial word the dip is that word's closure: it starts there too
+    stop = phones[:2] + [Segment(0.64, 0.8, "D", 1), phones[3]]
+    assert refine_onsets(words, stop, audio)[0][1].start == pytest.approx(0.70, abs=0.006)
+    # after a vowel the same sound is left alone
+    vowel = [phones[0], Segment(0.55, 0.64, "AH", 0)] + phones[2:]
+    assert refine_onsets(words, vowel, audio)[0][1] == words[1]
