@@ -29,9 +29,10 @@ demo-full: $(STAMP)
 	$(BIN)/mger train --params params/demo-full.yaml --experiment all
 	$(BIN)/mger report --params params/demo-full.yaml
 
-# Lint first (ruff: F, E, W, I; import-linter: the layers of docs/architecture.md), then the tests.
+# Lint first (ruff: F, E, W, I, and the format check; import-linter: the layers of docs/architecture.md), then the tests.
 test: $(STAMP)
 	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
 	$(BIN)/python tools/lint_imports.py
 	$(BIN)/python -m pytest
 

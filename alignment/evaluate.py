@@ -85,8 +85,9 @@ def word_errors(utt_id: str, truth: Sequence[dict], words: Sequence[Segment]) ->
             continue
         on = words[to_aligned[first]].start - entry["start"] if first in to_aligned else None
         off = words[to_aligned[last]].end - entry["end"] if last in to_aligned else None
-        out.append(WordError(utt_id, entry["word"], group_class(flat[first:last + 1]), entry["start"],
-                             entry["end"], on, off))
+        out.append(
+            WordError(utt_id, entry["word"], group_class(flat[first : last + 1]), entry["start"], entry["end"], on, off)
+        )
     return out
 
 
@@ -131,19 +132,34 @@ def summarize(onset: Iterable[float], offset: Iterable[float], n_utterances: int
 def _worst(errors: Sequence[WordError], voices: Mapping[str, str]) -> list[dict]:
     matched = [e for e in errors if e.onset is not None]
     matched.sort(key=lambda e: (-abs(e.onset), e.utt_id, e.truth_start))
-    return [asdict(e) | {"voice": voices.get(e.utt_id, "?"), "onset_ms": round(e.onset * 1000, 1),
-                         "offset_ms": None if e.offset is None else round(e.offset * 1000, 1)}
-            for e in matched[:N_WORST]]
+    return [
+        asdict(e)
+        | {
+            "voice": voices.get(e.utt_id, "?"),
+            "onset_ms": round(e.onset * 1000, 1),
+            "offset_ms": None if e.offset is None else round(e.offset * 1000, 1),
+        }
+        for e in matched[:N_WORST]
+    ]
 
 
-def evaluate(truth: Mapping[str, Sequence[dict]], aligned: Mapping[str, Sequence[Segment]], backend: str,
-             voices: Mapping[str, str] | None = None, rates: Mapping[str, int] | None = None) -> dict:
+def evaluate(
+    truth: Mapping[str, Sequence[dict]],
+    aligned: Mapping[str, Sequence[Segment]],
+    backend: str,
+    voices: Mapping[str, str] | None = None,
+    rates: Mapping[str, int] | None = None,
+) -> dict:
     """Metrics over the utterances present in both ``truth`` and ``aligned`` (``by_rate`` only with rates)."""
     voices = voices or {}
     common = [u for u in aligned if u in truth]
     errors = [e for uid in common for e in word_errors(uid, truth[uid], aligned[uid])]
-    metrics = summarize([e.onset for e in errors if e.onset is not None],
-                        [e.offset for e in errors if e.offset is not None], len(common), backend)
+    metrics = summarize(
+        [e.onset for e in errors if e.onset is not None],
+        [e.offset for e in errors if e.offset is not None],
+        len(common),
+        backend,
+    )
     by_voice: dict[str, list[WordError]] = {}
     for e in errors:
         by_voice.setdefault(voices.get(e.utt_id, "?"), []).append(e)

@@ -80,8 +80,14 @@ def evaluate_cmudict(path: str | Path | None = None, limit: int | None = None) -
         errors += dist
         ref_len += len(ref)
         exact += dist == 0
-    return G2pReport(len(words), len(words) - len(empty), unknown, round(errors / max(1, ref_len), 4),
-                     round(exact / max(1, len(words)), 4), empty)
+    return G2pReport(
+        len(words),
+        len(words) - len(empty),
+        unknown,
+        round(errors / max(1, ref_len), 4),
+        round(exact / max(1, len(words)), 4),
+        empty,
+    )
 
 
 def main() -> None:
@@ -90,9 +96,11 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     report = evaluate_cmudict(args.dict)
-    print(f"g2p: {report.words} CMUdict words, {report.with_pronunciation} with an eSpeak pronunciation, "
-          f"{sum(report.unknown_mnemonics.values())} unknown mnemonics dropped; phone error rate "
-          f"{report.phone_error_rate:.1%}, words exactly right {report.word_accuracy:.1%}")
+    print(
+        f"g2p: {report.words} CMUdict words, {report.with_pronunciation} with an eSpeak pronunciation, "
+        f"{sum(report.unknown_mnemonics.values())} unknown mnemonics dropped; phone error rate "
+        f"{report.phone_error_rate:.1%}, words exactly right {report.word_accuracy:.1%}"
+    )
     if report.empty:
         print(f"g2p: no phones for: {' '.join(report.empty[:20])}")
     if args.json:

@@ -23,17 +23,34 @@ from mger.core.align_settings import MfaSettings
 from mger.core.manifest import Utterance
 from mger.core.reporting import StageError
 
-INSTALL_HINT = ("the mfa backend needs the `mfa` command (Montreal Forced Aligner), which is not on PATH: "
-                "install it with `conda install -c conda-forge montreal-forced-aligner`, then "
-                "`mfa model download acoustic english_us_arpa` and `mfa model download dictionary english_us_arpa`")
+INSTALL_HINT = (
+    "the mfa backend needs the `mfa` command (Montreal Forced Aligner), which is not on PATH: "
+    "install it with `conda install -c conda-forge montreal-forced-aligner`, then "
+    "`mfa model download acoustic english_us_arpa` and `mfa model download dictionary english_us_arpa`"
+)
 _SILENCE = {"", "sil", "sp", "spn", "<eps>"}
 
 
 def mfa_command(settings: MfaSettings, corpus: Path, output: Path) -> list[str]:
     """The ``mfa align`` command line."""
-    return [settings.executable, "align", str(corpus), settings.dictionary, settings.acoustic_model, str(output),
-            "--clean", "--overwrite", "--output_format", "long_textgrid", "--num_jobs", str(settings.jobs),
-            "--beam", str(settings.beam), "--retry_beam", str(settings.retry_beam)]
+    return [
+        settings.executable,
+        "align",
+        str(corpus),
+        settings.dictionary,
+        settings.acoustic_model,
+        str(output),
+        "--clean",
+        "--overwrite",
+        "--output_format",
+        "long_textgrid",
+        "--num_jobs",
+        str(settings.jobs),
+        "--beam",
+        str(settings.beam),
+        "--retry_beam",
+        str(settings.retry_beam),
+    ]
 
 
 def write_mfa_corpus(utterances: Sequence[Utterance], corpus: Path) -> int:
@@ -65,8 +82,9 @@ def read_mfa_textgrid(path: Path) -> tuple[list[Segment], list[Segment], float]:
     tiers = {tier.name: tier for tier in tg}
     if "words" not in tiers or "phones" not in tiers:
         raise ValueError(f"{path}: expected tiers 'words' and 'phones', found {sorted(tiers)}")
-    words = [Segment(iv.minTime, iv.maxTime, iv.mark) for iv in tiers["words"]
-             if iv.mark.strip().lower() not in _SILENCE]
+    words = [
+        Segment(iv.minTime, iv.maxTime, iv.mark) for iv in tiers["words"] if iv.mark.strip().lower() not in _SILENCE
+    ]
     phones = []
     for iv in tiers["phones"]:
         if iv.mark.strip().lower() in _SILENCE:

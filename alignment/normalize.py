@@ -28,11 +28,33 @@ from typing import NamedTuple
 _MARKER = re.compile(r"\[[^\]]*\]|<[^>]*>")
 _TOKEN = re.compile(r"[a-z0-9']+|%|&")
 _PIECE = re.compile(r"[^\s/\-\u2010-\u2015]+")  # whitespace, slashes and hyphens/dashes split words
-_SPELLED = str.maketrans({"ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O", "ł": "l",
-                          "Ł": "L", "đ": "d", "Đ": "D", "þ": "th", "Þ": "Th", "ð": "d", "Ð": "D", "ı": "i",
-                          "’": "'", "‘": "'", "ʼ": "'"})
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-         "fifteen sixteen seventeen eighteen nineteen").split()
+_SPELLED = str.maketrans(
+    {
+        "ß": "ss",
+        "æ": "ae",
+        "Æ": "AE",
+        "œ": "oe",
+        "Œ": "OE",
+        "ø": "o",
+        "Ø": "O",
+        "ł": "l",
+        "Ł": "L",
+        "đ": "d",
+        "Đ": "D",
+        "þ": "th",
+        "Þ": "Th",
+        "ð": "d",
+        "Ð": "D",
+        "ı": "i",
+        "’": "'",
+        "‘": "'",
+        "ʼ": "'",
+    }
+)
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen"
+).split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 
 
@@ -97,8 +119,11 @@ def blank_markers(text: str) -> str:
 
 def word_spans(text: str) -> list[WordSpan]:
     """The dictionary words of a transcript with their character spans, in order."""
-    return [WordSpan(w, m.start(), m.end()) for m in _PIECE.finditer(blank_markers(text))
-            for w in normalize_token(m.group())]
+    return [
+        WordSpan(w, m.start(), m.end())
+        for m in _PIECE.finditer(blank_markers(text))
+        for w in normalize_token(m.group())
+    ]
 
 
 def normalize_transcript(text: str) -> list[str]:

@@ -44,7 +44,7 @@ def frame_db(audio: np.ndarray) -> np.ndarray:
     n = len(audio) // HOP
     padded = np.concatenate([np.asarray(audio, np.float64), np.zeros(WINDOW)])
     frames = padded[np.arange(n)[:, None] * HOP + np.arange(WINDOW)[None, :]]
-    return 10.0 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
+    return 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
 
 
 def floor_db(db: np.ndarray) -> float:
@@ -67,7 +67,7 @@ def speech_mask(words: Sequence[Segment], n: int, frame: float = 0.01) -> np.nda
     """Frames inside some word (the rest is silence to the aligner)."""
     mask = np.zeros(n, bool)
     for w in words:
-        mask[int(round(w.start / frame)):int(round(w.end / frame))] = True
+        mask[int(round(w.start / frame)) : int(round(w.end / frame))] = True
     return mask
 
 
@@ -84,7 +84,7 @@ def kept_frames(db: np.ndarray) -> np.ndarray:
     drop = np.zeros(len(db), bool)
     for a, b in runs(quiet_mask(db)):
         if b - a >= MIN_PAUSE_FRAMES:
-            drop[a + (KEEP_FRAMES if a > 0 else 0):b - (KEEP_FRAMES if b < len(db) else 0)] = True
+            drop[a + (KEEP_FRAMES if a > 0 else 0) : b - (KEEP_FRAMES if b < len(db) else 0)] = True
     return np.flatnonzero(~drop)
 
 
@@ -97,6 +97,7 @@ def cut_audio(audio: np.ndarray, kept: np.ndarray) -> np.ndarray:
 
 def map_back(segments: Sequence[Segment], kept: np.ndarray, offset: float, frame: float = 0.01) -> list[Segment]:
     """Segments timed on the cut audio, retimed on the original (``offset``: boundary offset in s)."""
+
     def frame_of(t: float) -> int:
         return int(round((t - offset) / frame)) if t > 0 else 0
 
@@ -110,8 +111,9 @@ def map_back(segments: Sequence[Segment], kept: np.ndarray, offset: float, frame
     return [dataclasses.replace(s, start=start(s.start), end=end(s.end)) for s in segments]
 
 
-def trim_edges(words: list[Segment], phones: list[Segment], db: np.ndarray, frame: float = 0.01
-               ) -> tuple[list[Segment], list[Segment]]:
+def trim_edges(
+    words: list[Segment], phones: list[Segment], db: np.ndarray, frame: float = 0.01
+) -> tuple[list[Segment], list[Segment]]:
     """Quiet frames taken off each word's start and end, never past its first or last phone
     (only that phone shrinks, by whole frames, and keeps at least one)."""
     quiet = quiet_mask(db)

@@ -110,8 +110,9 @@ class PocketsphinxAligner:
 
     def __init__(self, settings: PocketsphinxSettings = PocketsphinxSettings()) -> None:
         self.settings = settings
-        self.ladder = tuple(settings.ladder) + ((LAST_RESORT_RUNG,) if min(settings.ladder[-1]) > min(LAST_RESORT_RUNG)
-                                                else ())
+        self.ladder = tuple(settings.ladder) + (
+            (LAST_RESORT_RUNG,) if min(settings.ladder[-1]) > min(LAST_RESORT_RUNG) else ()
+        )
         self._decoders: dict[tuple[int, bool], object] = {}
         self._added: dict[str, str] = {}
 
@@ -125,10 +126,18 @@ class PocketsphinxAligner:
             set_loglevel("FATAL")
             beam, wbeam, pbeam = self.ladder[rung]
             self._decoders[key] = dec = Decoder(
-                samprate=SAMPLE_RATE, bestpath=False, beam=beam, wbeam=wbeam, pbeam=pbeam,
-                silprob=self.settings.silprob, remove_noise=self.settings.remove_noise, loglevel="FATAL",
+                samprate=SAMPLE_RATE,
+                bestpath=False,
+                beam=beam,
+                wbeam=wbeam,
+                pbeam=pbeam,
+                silprob=self.settings.silprob,
+                remove_noise=self.settings.remove_noise,
+                loglevel="FATAL",
                 lm=None,  # alignment searches only; with the default LM every add_word cost ~0.2 s
-                fsgusefiller=silences, frate=frate, wlen=WINDOW * 100 / frate,
+                fsgusefiller=silences,
+                frate=frate,
+                wlen=WINDOW * 100 / frate,
                 nfft=1 << int(np.ceil(np.log2(WINDOW * 100 / frate * SAMPLE_RATE + 2))),
             )
             _add_filler_variants(dec)
@@ -165,30 +174,37 @@ class PocketsphinxAligner:
         n_frames = len(audio) // int(SAMPLE_RATE * FRAME)
         n_phones = sum(len((self._decoder(0).lookup_word(w) or "").split()) for w in words)
         if n_frames < MIN_FRAMES_PER_PHONE * n_phones:
-            return AlignmentFailure(utt.utt_id, f"audio too short for the transcript ({len(audio) / SAMPLE_RATE:.2f}s "
-                                                f"for {n_phones} phones)", unknown)
+            return AlignmentFailure(
+                utt.utt_id,
+                f"audio too short for the transcript ({len(audio) / SAMPLE_RATE:.2f}s for {n_phones} phones)",
+                unknown,
+            )
         notes = [f"eSpeak pronunciation for {w!r}: {p}" for w, p in unknown.items()]
         db = pauses.frame_db(audio)
         text = " ".join(words)
         found = self._align_at(text, audio, len(words), 100)
         if found is None:
-            return AlignmentFailure(utt.utt_id, f"no alignment path after {len(self.ladder)} beam settings",
-                                    unknown)
+            return AlignmentFailure(utt.utt_id, f"no alignment path after {len(self.ladder)} beam settings", unknown)
         rate = phone_rate(n_phones, db)
         if self.settings.slow_speech and rate < SLOW_PHONE_RATE:
             slow = self._align_at(text, audio, len(words), SLOW_FRATE)
             # kept unless it disagrees with the energy more (a cascade the longer frames started)
             if slow is not None and sum(pauses.disagreement(db, slow[0])) <= sum(pauses.disagreement(db, found[0])):
-                found = slow[0], slow[1], [f"slow speech ({rate:.1f} phones/s): aligned at {SLOW_FRATE} frames/s"
-                                           ] + slow[2]
+                found = (
+                    slow[0],
+                    slow[1],
+                    [f"slow speech ({rate:.1f} phones/s): aligned at {SLOW_FRATE} frames/s"] + slow[2],
+                )
         w_segs, p_segs, more = found
         if self.settings.refine_onsets:
             w_segs, p_segs = refine_onsets(w_segs, p_segs, audio, SAMPLE_RATE)
-        return Alignment(utt.utt_id, len(audio) / SAMPLE_RATE, w_segs, p_segs, notes=notes + more,
-                         unknown_words=unknown)
+        return Alignment(
+            utt.utt_id, len(audio) / SAMPLE_RATE, w_segs, p_segs, notes=notes + more, unknown_words=unknown
+        )
 
-    def _align_at(self, text: str, audio: np.ndarray, n_words: int, frate: int
-                  ) -> tuple[list[Segment], list[Segment], list[str]] | None:
+    def _align_at(
+        self, text: str, audio: np.ndarray, n_words: int, frate: int
+    ) -> tuple[list[Segment], list[Segment], list[str]] | None:
         """(words, phones, notes) at ``frate`` frames per second: the ladder, then the energy check."""
         found = self._ladder(text, audio, n_words, silences=True, frate=frate)
         if found is None:
@@ -200,8 +216,9 @@ class PocketsphinxAligner:
             notes += [note] if note else []
         return w_segs, p_segs, notes
 
-    def _ladder(self, text: str, audio: np.ndarray, n_words: int, silences: bool, frate: int = 100
-                ) -> tuple[tuple[list[Segment], list[Segment]], int] | None:
+    def _ladder(
+        self, text: str, audio: np.ndarray, n_words: int, silences: bool, frate: int = 100
+    ) -> tuple[tuple[list[Segment], list[Segment]], int] | None:
         """(words, phones) and the rung that aligned them, trying rungs in order; None if none did."""
         pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
         for rung in range(len(self.ladder)):
@@ -210,8 +227,9 @@ class PocketsphinxAligner:
                 return result, rung
         return None
 
-    def _energy_check(self, text: str, audio: np.ndarray, words: list[Segment], phones: list[Segment],
-                      frate: int = 100) -> tuple[list[Segment], list[Segment], str | None]:
+    def _energy_check(
+        self, text: str, audio: np.ndarray, words: list[Segment], phones: list[Segment], frate: int = 100
+    ) -> tuple[list[Segment], list[Segment], str | None]:
         """The alignment, or the pause-cut one where it agrees better with the energy (and a note saying so);
         the second pass runs at the first one's frame rate."""
         db = pauses.frame_db(audio)
@@ -223,13 +241,20 @@ class PocketsphinxAligner:
         if found is None:
             return words, phones, None
         (cut_words, cut_phones), _ = found
-        new_words, new_phones = pauses.trim_edges(pauses.map_back(cut_words, kept, BOUNDARY_OFFSET),
-                                                  pauses.map_back(cut_phones, kept, BOUNDARY_OFFSET), db)
+        new_words, new_phones = pauses.trim_edges(
+            pauses.map_back(cut_words, kept, BOUNDARY_OFFSET), pauses.map_back(cut_phones, kept, BOUNDARY_OFFSET), db
+        )
         second = pauses.disagreement(db, new_words)
         if sum(second) >= sum(first):
             return words, phones, None
-        return new_words, new_phones, (f"energy check: {first[0]} loud frames labelled silence; re-aligned "
-                                       f"with pauses cut ({sum(first)} → {sum(second)} frames at odds with energy)")
+        return (
+            new_words,
+            new_phones,
+            (
+                f"energy check: {first[0]} loud frames labelled silence; re-aligned "
+                f"with pauses cut ({sum(first)} → {sum(second)} frames at odds with energy)"
+            ),
+        )
 
     @staticmethod
     def _decode_whole(dec, pcm: bytes) -> None:
@@ -240,8 +265,9 @@ class PocketsphinxAligner:
         dec.end_utt()
 
     @classmethod
-    def _align_pcm(cls, dec, text: str, pcm: bytes, n_words: int, step: float = FRAME
-                   ) -> tuple[list[Segment], list[Segment]] | None:
+    def _align_pcm(
+        cls, dec, text: str, pcm: bytes, n_words: int, step: float = FRAME
+    ) -> tuple[list[Segment], list[Segment]] | None:
         dec.set_align_text(text)
         cls._decode_whole(dec, pcm)
         if dec.hyp() is None:

@@ -69,7 +69,7 @@ def fine_db(audio: np.ndarray, hop: int = SNAP_HOP, window: int = SNAP_WINDOW) -
     n = len(audio) // hop
     padded = np.concatenate([np.asarray(audio, np.float64).reshape(-1), np.zeros(window)])
     frames = padded[np.arange(n)[:, None] * hop + np.arange(window)[None, :]]
-    return 10.0 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
+    return 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
 
 
 def _quiet_run(quiet: np.ndarray, lo: int, hi: int, min_len: int) -> tuple[int, int] | None:
@@ -101,8 +101,9 @@ def _release_end(quiet: np.ndarray, f0: int, last: int) -> int | None:
     return g if f < g <= last else None
 
 
-def split_pauses(words: list[Segment], phones: list[Segment], db: np.ndarray, floor: float, hop_s: float
-                 ) -> tuple[list[Segment], list[Segment]]:
+def split_pauses(
+    words: list[Segment], phones: list[Segment], db: np.ndarray, floor: float, hop_s: float
+) -> tuple[list[Segment], list[Segment]]:
     """A pause held inside the phones at a boundary without a gap becomes the gap (see the module docstring)."""
     quiet = db <= floor + pauses.QUIET_DB
     min_len = int(round(pauses.MIN_PAUSE_FRAMES * pauses.HOP / SAMPLE_RATE / hop_s))
@@ -129,8 +130,9 @@ def split_pauses(words: list[Segment], phones: list[Segment], db: np.ndarray, fl
     return words, phones
 
 
-def refine_onsets(words: Sequence[Segment], phones: Sequence[Segment], audio: np.ndarray,
-                  sample_rate: int = 16000) -> tuple[list[Segment], list[Segment]]:
+def refine_onsets(
+    words: Sequence[Segment], phones: Sequence[Segment], audio: np.ndarray, sample_rate: int = 16000
+) -> tuple[list[Segment], list[Segment]]:
     """Words and phones with the onsets after gaps corrected (see the module docstring).
 
     Only a word's start and its first phone's start move (and, for a word-final stop's closure, the
@@ -158,12 +160,18 @@ def refine_onsets(words: Sequence[Segment], phones: Sequence[Segment], audio: np
         elif gap is None or gap > _EPS:
             lo = max(w.start - SNAP_RANGE, prev_end if prev_end is not None else 0.0)
             hi = min(w.start + SNAP_RANGE, phones[k].end - 0.01)
-            loud = [f for f in range(max(int(np.ceil(lo / hop_s)), 0), min(int(np.floor(hi / hop_s)), len(db) - 1) + 1)
-                    if db[f] > floor + SNAP_DB]
+            loud = [
+                f
+                for f in range(max(int(np.ceil(lo / hop_s)), 0), min(int(np.floor(hi / hop_s)), len(db) - 1) + 1)
+                if db[f] > floor + SNAP_DB
+            ]
             if loud:
                 new = max(loud[0] * hop_s, lo)
-        elif (i - 1 in last_phone and phones[last_phone[i - 1]].label in STOPS
-              and 0 <= (f0 := int(round(w.start / hop_s))) < len(db)):
+        elif (
+            i - 1 in last_phone
+            and phones[last_phone[i - 1]].label in STOPS
+            and 0 <= (f0 := int(round(w.start / hop_s))) < len(db)
+        ):
             # no gap, after a word-final stop: its closure and release belong to it (module docstring)
             last = min(int((phones[k].end - 0.01) / hop_s + _EPS), len(db) - 1)
             f = _release_end(db <= floor + pauses.QUIET_DB, f0, last)
@@ -175,8 +183,12 @@ def refine_onsets(words: Sequence[Segment], phones: Sequence[Segment], audio: np
                 j = last_phone[i - 1]
                 words[i - 1] = dataclasses.replace(words[i - 1], end=new)
                 phones[j] = dataclasses.replace(phones[j], end=new)
-        if (gap is not None and _EPS < gap <= MAX_CLOSURE + _EPS and i - 1 in last_phone
-                and phones[last_phone[i - 1]].label in STOPS):
+        if (
+            gap is not None
+            and _EPS < gap <= MAX_CLOSURE + _EPS
+            and i - 1 in last_phone
+            and phones[last_phone[i - 1]].label in STOPS
+        ):
             # a short gap after a word-final stop (its closure): the release that follows is the stop's too
             last = min(int((phones[k].end - 0.01) / hop_s + _EPS), len(db) - 1)
             f = _release_end(db <= floor + pauses.QUIET_DB, int(round(new / hop_s)), last)

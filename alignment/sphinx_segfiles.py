@@ -21,8 +21,7 @@ _VARIANT = re.compile(r"\(\d+\)$")
 
 def is_non_speech(label: str) -> bool:
     """True for sentence marks, silences and fillers."""
-    return (label.startswith(("<", "++", "["))
-            or label.upper() in ("SIL", "SP", "NSN", "SPN", ""))
+    return label.startswith(("<", "++", "[")) or label.upper() in ("SIL", "SP", "NSN", "SPN", "")
 
 
 def strip_variant(word: str) -> str:

@@ -66,8 +66,9 @@ def align_one(aligner: Aligner, utt: Utterance, on_failure: str) -> tuple[AlignR
             fallback = uniform_alignment(utt.utt_id, utt.text, read_audio(utt.wav), result.reason)
         except Exception as err:
             fallback = None
-            result = AlignmentFailure(utt.utt_id, f"{result.reason}; uniform fallback failed: {err}",
-                                      result.unknown_words)
+            result = AlignmentFailure(
+                utt.utt_id, f"{result.reason}; uniform fallback failed: {err}", result.unknown_words
+            )
         if fallback is not None:
             fallback.syllables, _ = add_syllables(fallback.words, [])
             fallback.unknown_words = dict(result.unknown_words)
@@ -75,26 +76,29 @@ def align_one(aligner: Aligner, utt: Utterance, on_failure: str) -> tuple[AlignR
     return result, result
 
 
-def _align_chunk(cfg: AlignConfig, chunk: Sequence[Utterance], parent_pid: int
-                 ) -> list[tuple[AlignResult, AlignmentFailure | None]]:
+def _align_chunk(
+    cfg: AlignConfig, chunk: Sequence[Utterance], parent_pid: int
+) -> list[tuple[AlignResult, AlignmentFailure | None]]:
     die_with_parent(parent_pid)  # a killed `mger align` leaves no worker behind
     aligner = _worker_aligner(cfg)
     return [align_one(aligner, utt, cfg.on_failure) for utt in chunk]
 
 
 def _chunks(items: Sequence[Utterance], size: int) -> list[Sequence[Utterance]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def align_utterances(utts: Sequence[Utterance], cfg: AlignConfig, chunk_size: int = 4
-                     ) -> list[tuple[AlignResult, AlignmentFailure | None]]:
+def align_utterances(
+    utts: Sequence[Utterance], cfg: AlignConfig, chunk_size: int = 4
+) -> list[tuple[AlignResult, AlignmentFailure | None]]:
     """Align all utterances (manifest order kept), in parallel, with a progress bar."""
     prepare = getattr(make_aligner(cfg), "prepare", None)
     if prepare is not None:  # batch backends (mfa) run once over everything first
         prepare(utts)
     chunks = _chunks(list(utts), chunk_size)
-    jobs = Parallel(n_jobs=cfg.n_jobs, return_as="generator")(delayed(_align_chunk)(cfg, c, os.getpid())
-                                                              for c in chunks)
+    jobs = Parallel(n_jobs=cfg.n_jobs, return_as="generator")(
+        delayed(_align_chunk)(cfg, c, os.getpid()) for c in chunks
+    )
     out: list[tuple[AlignResult, AlignmentFailure | None]] = []
     with tqdm(total=len(utts), desc="align", unit="utt", file=sys.stderr) as bar:
         for results in jobs:
@@ -112,8 +116,9 @@ def run_align(manifest: str | Path, cfg: AlignConfig) -> dict:
     seen: set[str] = set()
     twice = sorted({u.utt_id for u in utts if u.utt_id in seen or seen.add(u.utt_id)})
     if twice:
-        raise StageError(f"{manifest}: utterance id {twice[0]} appears more than once ({len(twice)} ids do); "
-                         "re-run `mger prepare`")
+        raise StageError(
+            f"{manifest}: utterance id {twice[0]} appears more than once ({len(twice)} ids do); re-run `mger prepare`"
+        )
     results = align_utterances(utts, cfg)
     wall = time.perf_counter() - t0
     aligned = [r for r, _ in results if isinstance(r, Alignment)]
@@ -123,8 +128,7 @@ def run_align(manifest: str | Path, cfg: AlignConfig) -> dict:
     by_id = {u.utt_id: u for u in utts}
     for f in failures:
         verdict = "uniform fallback" if f.utt_id in aligned_ids else "dropped"
-        print(f"warning: {by_id[f.utt_id].wav}: alignment failed: {f.reason} ({f.utt_id}, {verdict})",
-              file=sys.stderr)
+        print(f"warning: {by_id[f.utt_id].wav}: alignment failed: {f.reason} ({f.utt_id}, {verdict})", file=sys.stderr)
     if not aligned:
         raise StageError(f"no utterance of {manifest} could be aligned ({len(failures)} failures)")
     out = Path(cfg.out)
@@ -156,10 +160,12 @@ def run_align(manifest: str | Path, cfg: AlignConfig) -> dict:
         "n_jobs": cfg.n_jobs,
     }
     write_json(cfg.report, report)
-    print(f"align: {len(utts)} utterances: {report['aligned']} aligned, {report['uniform_fallback']} uniform "
-          f"fallback, {report['dropped']} dropped, {report['retried']} after retries, {len(unknown)} unknown "
-          f"words; {audio_seconds / 60:.1f} min of audio in {wall:.1f}s "
-          f"({report['audio_seconds_per_wall_second']}x real time, n_jobs={cfg.n_jobs}) → {out}")
+    print(
+        f"align: {len(utts)} utterances: {report['aligned']} aligned, {report['uniform_fallback']} uniform "
+        f"fallback, {report['dropped']} dropped, {report['retried']} after retries, {len(unknown)} unknown "
+        f"words; {audio_seconds / 60:.1f} min of audio in {wall:.1f}s "
+        f"({report['audio_seconds_per_wall_second']}x real time, n_jobs={cfg.n_jobs}) → {out}"
+    )
     return report
 
 
@@ -183,17 +189,25 @@ def run_align_eval(truth_path: str | Path, table_path: str | Path, report_path: 
 def _print_eval(metrics: dict, report_path: str | Path) -> None:
     """The closing lines of align-eval: overall, signed bias, per word class, the worst word."""
     m = metrics
-    print(f"align-eval ({m['backend']}): {m['n_words']} words in {m['n_utterances']} utterances; "
-          f"onset median {m['onset_median_ms']} ms, within 20 ms {m['onset_within_20ms']:.1%}, "
-          f"within 50 ms {m['onset_within_50ms']:.1%}; offset median {m['offset_median_ms']} ms → {report_path}")
-    print(f"align-eval: signed (aligned - truth) onset median {m['onset_signed_median_ms']} ms, mean "
-          f"{m['onset_signed_mean_ms']} ms; offset median {m['offset_signed_median_ms']} ms, mean "
-          f"{m['offset_signed_mean_ms']} ms")
+    print(
+        f"align-eval ({m['backend']}): {m['n_words']} words in {m['n_utterances']} utterances; "
+        f"onset median {m['onset_median_ms']} ms, within 20 ms {m['onset_within_20ms']:.1%}, "
+        f"within 50 ms {m['onset_within_50ms']:.1%}; offset median {m['offset_median_ms']} ms → {report_path}"
+    )
+    print(
+        f"align-eval: signed (aligned - truth) onset median {m['onset_signed_median_ms']} ms, mean "
+        f"{m['onset_signed_mean_ms']} ms; offset median {m['offset_signed_median_ms']} ms, mean "
+        f"{m['offset_signed_mean_ms']} ms"
+    )
     for name, g in m["by_class"].items():
         if g["n_words"]:
-            print(f"align-eval: {name} words: {g['n_words']}, onset median {g['onset_median_ms']} ms, within 50 ms "
-                  f"{g['onset_within_50ms']:.1%}, signed median {g['onset_signed_median_ms']} ms")
+            print(
+                f"align-eval: {name} words: {g['n_words']}, onset median {g['onset_median_ms']} ms, within 50 ms "
+                f"{g['onset_within_50ms']:.1%}, signed median {g['onset_signed_median_ms']} ms"
+            )
     if m["worst"]:
         w = m["worst"][0]
-        print(f"align-eval: worst word {w['word']!r} in {w['utt_id']} (truth onset {w['truth_start']:.3f} s): "
-              f"onset off by {w['onset_ms']} ms; {len(m['worst'])} worst words in the report")
+        print(
+            f"align-eval: worst word {w['word']!r} in {w['utt_id']} (truth onset {w['truth_start']:.3f} s): "
+            f"onset off by {w['onset_ms']} ms; {len(m['worst'])} worst words in the report"
+        )

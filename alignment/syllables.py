@@ -24,12 +24,57 @@ VOWELS = frozenset("AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW".split())
 
 LEGAL_ONSETS: frozenset[tuple[str, ...]] = frozenset(
     [(c,) for c in "P B T D K G F V TH DH S Z SH ZH HH CH JH M N L R W Y".split()]
-    + [tuple(o.split()) for o in (
-        "P R", "P L", "B R", "B L", "T R", "D R", "K R", "K L", "G R", "G L", "F R", "F L", "TH R",
-        "SH R", "T W", "D W", "K W", "G W", "S W", "TH W", "S P", "S T", "S K", "S M", "S N", "S L",
-        "S F", "P Y", "B Y", "K Y", "G Y", "F Y", "V Y", "M Y", "HH Y", "N Y", "L Y",
-        "S P R", "S P L", "S T R", "S K R", "S K W", "S K L", "S P Y", "S K Y", "S T Y",
-    )]
+    + [
+        tuple(o.split())
+        for o in (
+            "P R",
+            "P L",
+            "B R",
+            "B L",
+            "T R",
+            "D R",
+            "K R",
+            "K L",
+            "G R",
+            "G L",
+            "F R",
+            "F L",
+            "TH R",
+            "SH R",
+            "T W",
+            "D W",
+            "K W",
+            "G W",
+            "S W",
+            "TH W",
+            "S P",
+            "S T",
+            "S K",
+            "S M",
+            "S N",
+            "S L",
+            "S F",
+            "P Y",
+            "B Y",
+            "K Y",
+            "G Y",
+            "F Y",
+            "V Y",
+            "M Y",
+            "HH Y",
+            "N Y",
+            "L Y",
+            "S P R",
+            "S P L",
+            "S T R",
+            "S K R",
+            "S K W",
+            "S K L",
+            "S P Y",
+            "S K Y",
+            "S T Y",
+        )
+    ]
 )
 
 
@@ -45,7 +90,7 @@ def syllabify(phones: Sequence[str]) -> list[list[str]]:
         return [list(phones)] if phones else []
     cuts = [0]
     for a, b in zip(nuclei, nuclei[1:]):
-        cluster = bases[a + 1:b]
+        cluster = bases[a + 1 : b]
         split = len(cluster)  # all consonants to the onset if legal, else fewer
         for k in range(len(cluster) + 1):
             if not cluster[k:] or tuple(cluster[k:]) in LEGAL_ONSETS:

@@ -48,11 +48,16 @@ def write_table(path: str | Path, alignments: Sequence[Alignment], backend: str)
             rows = [getattr(a, segment_group(level)) for a in alignments]
             flat = [s for r in rows for s in r]
             own = [i if level == "word" else s.word for r in rows for i, s in enumerate(r)]
-            write_ragged(f.create_group(segment_group(level)), offsets_from_counts([len(r) for r in rows]),
-                         {"start": np.array([s.start for s in flat], np.float64),
-                          "end": np.array([s.end for s in flat], np.float64),
-                          "label": [s.label for s in flat],
-                          "word": np.array(own, np.int32)})
+            write_ragged(
+                f.create_group(segment_group(level)),
+                offsets_from_counts([len(r) for r in rows]),
+                {
+                    "start": np.array([s.start for s in flat], np.float64),
+                    "end": np.array([s.end for s in flat], np.float64),
+                    "label": [s.label for s in flat],
+                    "word": np.array(own, np.int32),
+                },
+            )
 
 
 @dataclass
@@ -87,10 +92,13 @@ class SegmentTable:
         lv = self.levels[level]
         i = self.index(utt_id)
         a, b = lv["offsets"][i], lv["offsets"][i + 1]
-        return [Segment(float(lv["start"][k]), float(lv["end"][k]), str(lv["label"][k]), int(lv["word"][k]))
-                for k in range(a, b)]
+        return [
+            Segment(float(lv["start"][k]), float(lv["end"][k]), str(lv["label"][k]), int(lv["word"][k]))
+            for k in range(a, b)
+        ]
 
 
 def _read_level(g: h5py.Group) -> dict[str, np.ndarray]:
-    return ({k: g[k][()] for k in ("offsets", "start", "end", "word")}
-            | {"label": np.array(g["label"].asstr()[()], dtype=object)})
+    return {k: g[k][()] for k in ("offsets", "start", "end", "word")} | {
+        "label": np.array(g["label"].asstr()[()], dtype=object)
+    }

@@ -29,5 +29,6 @@ def uniform_alignment(utt_id: str, text: str, audio: np.ndarray, reason: str) ->
     letters = np.array([max(1, len(w)) for w in words], float)
     edges = start + (end - start) * np.concatenate([[0.0], np.cumsum(letters) / letters.sum()])
     segs = [Segment(float(edges[i]), float(edges[i + 1]), w) for i, w in enumerate(words)]
-    return Alignment(utt_id, len(audio) / SAMPLE_RATE, segs, [], method="uniform",
-                     notes=[f"uniform fallback: {reason}"])
+    return Alignment(
+        utt_id, len(audio) / SAMPLE_RATE, segs, [], method="uniform", notes=[f"uniform fallback: {reason}"]
+    )

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
-FILLERS: frozenset[str] = frozenset(
-    "um uh mm hmm hm mhm uhm umm uhh er erm ah eh mmm uh-huh mm-hmm huh".split()
-)
+FILLERS: frozenset[str] = frozenset("um uh mm hmm hm mhm uhm umm uhh er erm ah eh mmm uh-huh mm-hmm huh".split())
 
-FUNCTION_WORDS: frozenset[str] = frozenset("""
+FUNCTION_WORDS: frozenset[str] = frozenset(
+    """
 a an the this that these those my your his her its our their mine yours hers ours theirs
 i me you he him she it we us they them myself yourself himself herself itself ourselves themselves
 who whom whose which what where when why how
@@ -29,7 +28,8 @@ not no there here then just only also very too
 i'm you're he's she's it's we're they're i've you've we've they've i'd you'd he'd she'd we'd they'd
 i'll you'll he'll she'll we'll they'll that's there's what's who's let's
 don't doesn't didn't isn't aren't wasn't weren't can't couldn't won't wouldn't shouldn't haven't hasn't hadn't
-""".split())
+""".split()
+)
 
 CLASSES = ("filler", "function", "content")
 

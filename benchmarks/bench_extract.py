@@ -72,8 +72,10 @@ def forward_timer(model: torch.nn.Module, device: torch.device) -> Iterator[list
     starts: list = []
     ends: list = []
     spent = [0.0]
-    handles = [model.register_forward_pre_hook(lambda *_: starts.append(_stamp(device))),
-               model.register_forward_hook(lambda *_: ends.append(_stamp(device)))]
+    handles = [
+        model.register_forward_pre_hook(lambda *_: starts.append(_stamp(device))),
+        model.register_forward_hook(lambda *_: ends.append(_stamp(device))),
+    ]
     try:
         yield spent
     finally:
@@ -96,13 +98,15 @@ def _between(start, end) -> float:
     return start.elapsed_time(end) / 1000 if isinstance(start, torch.cuda.Event) else end - start
 
 
-def pipeline_run(path, layer, device, dtype, utts, table, out, batch_seconds="auto",
-                 outside: list[float] | None = None) -> float:
+def pipeline_run(
+    path, layer, device, dtype, utts, table, out, batch_seconds="auto", outside: list[float] | None = None
+) -> float:
     """mger's own path: read audio, encode, pool every level, write the HDF5 part.  ``outside``
     collects, per run, the share of the time spent outside the model's forward."""
     enc = _encoder(path, layer, device, dtype)
-    cfg = FeaturesConfig(device=device, dtype=dtype, batch_seconds=batch_seconds,
-                         speech=SpeechFeaturesConfig(model=path, layer=layer))
+    cfg = FeaturesConfig(
+        device=device, dtype=dtype, batch_seconds=batch_seconds, speech=SpeechFeaturesConfig(model=path, layer=layer)
+    )
     with forward_timer(enc.model, enc.device) as forward:
         t0 = time.perf_counter()
         levels = speech_part(enc, cfg, Inputs(list(utts), table, ""), utts)
@@ -164,6 +168,7 @@ def naive_run(path: str, device: str, utts, table: SegmentTable, out: Path) -> f
 
 def timed(fn: Callable[[], object]) -> Callable[[], float]:
     """``fn`` as a run for :func:`best_rounds`: calls it, returns the seconds it took."""
+
     def run() -> float:
         t0 = time.perf_counter()
         fn()
@@ -208,33 +213,47 @@ def bench_encoding(path: str, device: str, utts, waves, table, audio: float, rep
     outside: dict[str, list[float]] = {dtype: [] for dtype in dtypes}
     for dtype in dtypes:
         runs[f"bare {dtype}"] = lambda dtype=dtype: bare_run(path, device, dtype, utts, waves)
-        runs[f"pipeline {dtype}"] = lambda dtype=dtype: pipeline_run(path, "last", device, dtype, utts, table,
-                                                                     tmp / f"{dtype}.h5", outside=outside[dtype])
+        runs[f"pipeline {dtype}"] = lambda dtype=dtype: pipeline_run(
+            path, "last", device, dtype, utts, table, tmp / f"{dtype}.h5", outside=outside[dtype]
+        )
     best = best_rounds(repeats, runs)
     t_naive = best["naive"]
     report("naive reference (fp32, batch 1, loop pooling, .npy)", t_naive, audio)
     for dtype in dtypes:
         report(f"bare forward, {dtype}", best[f"bare {dtype}"], audio, t_naive)
         report(f"pipeline end to end, {dtype}", best[f"pipeline {dtype}"], audio, t_naive)
-        overhead = best[f'pipeline {dtype}'] / best[f'bare {dtype}'] - 1
-        print(f"{'':<52s} overhead over bare forward: {100 * overhead:+.1f}%; "
-              f"outside the model's forward: {np.median(outside[dtype]):.1%} of each run (median)")
+        overhead = best[f"pipeline {dtype}"] / best[f"bare {dtype}"] - 1
+        print(
+            f"{'':<52s} overhead over bare forward: {100 * overhead:+.1f}%; "
+            f"outside the model's forward: {np.median(outside[dtype]):.1%} of each run (median)"
+        )
         if dtype != "fp32":
             print(f"{'':<52s} {dtype} vs fp32 features: {deviation(tmp / f'{dtype}.h5', tmp / 'fp32.h5')}")
     top = min(dtypes, key=lambda d: best[f"pipeline {d}"])
     print(f"best pipeline setting vs naive reference: {t_naive / best[f'pipeline {top}']:.2f}x ({top})")
     if device == "cpu":  # why ``batch_seconds: auto`` is one utterance per batch on CPU (rounds of their own:
         # the padded batches' large activations would disturb the runs after them)
-        batching = best_rounds(repeats, {
-            s: lambda s=s: pipeline_run(path, "last", device, "fp32", utts, table, tmp / "b.h5", batch_seconds=s)
-            for s in (0.0, 30.0)})
-        print(f"fp32 pipeline with padded batches of 30 s of audio: {batching[30.0]:.2f} s vs one utterance per batch "
-              f"{batching[0.0]:.2f} s = {batching[30.0] / batching[0.0]:.2f} of the time")
-    layers = {"6": lambda: pipeline_run(path, 6, device, "fp32", utts, table, tmp / "mid.h5"),
-              "last": lambda: pipeline_run(path, "last", device, "fp32", utts, table, tmp / "last.h5")}
+        batching = best_rounds(
+            repeats,
+            {
+                s: lambda s=s: pipeline_run(path, "last", device, "fp32", utts, table, tmp / "b.h5", batch_seconds=s)
+                for s in (0.0, 30.0)
+            },
+        )
+        print(
+            f"fp32 pipeline with padded batches of 30 s of audio: {batching[30.0]:.2f} s vs one utterance per batch "
+            f"{batching[0.0]:.2f} s = {batching[30.0] / batching[0.0]:.2f} of the time"
+        )
+    layers = {
+        "6": lambda: pipeline_run(path, 6, device, "fp32", utts, table, tmp / "mid.h5"),
+        "last": lambda: pipeline_run(path, "last", device, "fp32", utts, table, tmp / "last.h5"),
+    }
     t_layer = best_rounds(repeats, layers)
-    print(f"layer 6 of 12: {t_layer['6']:.2f} s vs last layer {t_layer['last']:.2f} s = "
-          f"{t_layer['6'] / t_layer['last']:.2f} of the time (fp32)", flush=True)
+    print(
+        f"layer 6 of 12: {t_layer['6']:.2f} s vs last layer {t_layer['last']:.2f} s = "
+        f"{t_layer['6'] / t_layer['last']:.2f} of the time (fp32)",
+        flush=True,
+    )
 
 
 def bench_pooling(table: SegmentTable, part_size: int, repeats: int) -> None:
@@ -244,11 +263,12 @@ def bench_pooling(table: SegmentTable, part_size: int, repeats: int) -> None:
     t_vec = t_loop = 0.0
     n_segs, diff = 0, 0.0
     for p in range(0, len(table.utt_ids), part_size):
-        utt_ids = table.utt_ids[p:p + part_size]
-        counts = [max(1, int(d * 50)) for d in table.duration[p:p + part_size]]
+        utt_ids = table.utt_ids[p : p + part_size]
+        counts = [max(1, int(d * 50)) for d in table.duration[p : p + part_size]]
         offsets = torch.tensor(np.concatenate([[0], np.cumsum(counts)]))
-        segs = [(k, s, e) for lv in SPEECH_LEVELS[1:] for k, u in enumerate(utt_ids)
-                for s, e in _segments(table, lv, u)]
+        segs = [
+            (k, s, e) for lv in SPEECH_LEVELS[1:] for k, u in enumerate(utt_ids) for s, e in _segments(table, lv, u)
+        ]
         seg_utt = torch.tensor([k for k, _, _ in segs])
         bounds = torch.tensor([(s, e) for _, s, e in segs], dtype=torch.float64)
         frames = torch.randn(int(offsets[-1]), 768)
@@ -258,13 +278,16 @@ def bench_pooling(table: SegmentTable, part_size: int, repeats: int) -> None:
 
         t_vec += best_time(repeats, vectorised)
         t0 = time.perf_counter()
-        loop = [loop_pool(frames[offsets[k]:offsets[k + 1]], s, e) for k, s, e in segs]
+        loop = [loop_pool(frames[offsets[k] : offsets[k + 1]], s, e) for k, s, e in segs]
         t_loop += time.perf_counter() - t0
         n_segs += len(segs)
         diff = max(diff, (vectorised() - torch.stack(loop)).abs().max().item())
-    print(f"pooling {n_segs} segments (4 levels, one call per part of {part_size} utterances, 768 dims): vectorised "
-          f"{t_vec * 1000:.1f} ms, Python loop {t_loop * 1000:.0f} ms = {t_loop / t_vec:.0f}x faster, "
-          f"max abs difference {diff:.2e}", flush=True)
+    print(
+        f"pooling {n_segs} segments (4 levels, one call per part of {part_size} utterances, 768 dims): vectorised "
+        f"{t_vec * 1000:.1f} ms, Python loop {t_loop * 1000:.0f} ms = {t_loop / t_vec:.0f}x faster, "
+        f"max abs difference {diff:.2e}",
+        flush=True,
+    )
 
 
 def bench_loading(store: str, manifest: str, repeats: int) -> None:
@@ -280,28 +303,37 @@ def bench_loading(store: str, manifest: str, repeats: int) -> None:
         for uid in train:
             np.save(npy / f"{uid}.{level}.npy", src.rows(level, uid).astype(np.float32))  # as peers save them
     os.sync()
-    print(f"loading fold 1's training features ({len(train)} utterances, {src.attrs.get('dim')} dims), best of "
-          f"{repeats}; padded: one float32 tensor; rows: unpadded (store: float16 as stored, .npy: float32 arrays):")
+    print(
+        f"loading fold 1's training features ({len(train)} utterances, {src.attrs.get('dim')} dims), best of "
+        f"{repeats}; padded: one float32 tensor; rows: unpadded (store: float16 as stored, .npy: float32 arrays):"
+    )
     for level in SPEECH_LEVELS:
         files = [npy / f"{uid}.{level}.npy" for uid in train]
 
         def npy_arrays() -> list[torch.Tensor]:
             return [torch.from_numpy(np.load(f)) for f in files]
 
-        best = best_rounds(repeats, {
-            "padded store": timed(lambda: FeatureStore(store).load(level, train)),
-            "padded npy": timed(lambda: torch.nn.utils.rnn.pad_sequence(npy_arrays(), batch_first=True)),
-            "rows store": timed(lambda: FeatureStore(store).ragged(level, train)),
-            "rows npy": timed(npy_arrays)})
+        best = best_rounds(
+            repeats,
+            {
+                "padded store": timed(lambda: FeatureStore(store).load(level, train)),
+                "padded npy": timed(lambda: torch.nn.utils.rnn.pad_sequence(npy_arrays(), batch_first=True)),
+                "rows store": timed(lambda: FeatureStore(store).ragged(level, train)),
+                "rows npy": timed(npy_arrays),
+            },
+        )
         padded, rows, arrays = src.load(level, train).data, src.ragged(level, train), npy_arrays()
         assert torch.equal(torch.nn.utils.rnn.pad_sequence(arrays, batch_first=True), padded)
         assert all(torch.equal(rows.item(i), a) for i, a in enumerate(arrays))
         ms = {name: t * 1000 for name, t in best.items()}
         ratio = {way: best[f"{way} npy"] / best[f"{way} store"] for way in ("padded", "rows")}
-        print(f"  {level:<10s} padded {tuple(padded.shape)!s:<16s} ({padded.numel() * 4 / 1e6:5.1f} MB) store "
-              f"{ms['padded store']:6.1f} ms, .npy {ms['padded npy']:6.1f} ms = {ratio['padded']:4.1f}x | rows "
-              f"({rows.data.numel() * 2 / 1e6:5.1f} MB) store {ms['rows store']:6.1f} ms, .npy {ms['rows npy']:6.1f} ms"
-              f" = {ratio['rows']:4.1f}x faster", flush=True)
+        print(
+            f"  {level:<10s} padded {tuple(padded.shape)!s:<16s} ({padded.numel() * 4 / 1e6:5.1f} MB) store "
+            f"{ms['padded store']:6.1f} ms, .npy {ms['padded npy']:6.1f} ms = {ratio['padded']:4.1f}x | rows "
+            f"({rows.data.numel() * 2 / 1e6:5.1f} MB) store {ms['rows store']:6.1f} ms, .npy {ms['rows npy']:6.1f} ms"
+            f" = {ratio['rows']:4.1f}x faster",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -324,8 +356,11 @@ def main() -> None:
         all_utts = [u for u in read_manifest(args.manifest) if u.utt_id in set(table.utt_ids)]
         utts = all_utts[:: max(1, len(all_utts) // args.n)][: args.n]
         audio = sum(u.duration for u in utts)
-        print(f"{len(utts)} utterances, {audio:.0f} s of audio, base-size wav2vec2 (random init), device "
-              f"{args.device}, {torch.get_num_threads()} threads, best of {args.repeats} runs each", flush=True)
+        print(
+            f"{len(utts)} utterances, {audio:.0f} s of audio, base-size wav2vec2 (random init), device "
+            f"{args.device}, {torch.get_num_threads()} threads, best of {args.repeats} runs each",
+            flush=True,
+        )
         waves = [read_audio(u.wav) for u in utts]
         bench_encoding(str(model_dir), args.device, utts, waves, table, audio, args.repeats, Path(tempfile.mkdtemp()))
     bench_pooling(table, FeaturesConfig().shard_size, args.repeats)

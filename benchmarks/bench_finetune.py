@@ -34,8 +34,15 @@ def _model(kind: str, folder: Path) -> str:
     if kind == "base":
         config = Wav2Vec2Config()
     else:
-        config = Wav2Vec2Config(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
-                                conv_dim=(256,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=16)
+        config = Wav2Vec2Config(
+            hidden_size=256,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            intermediate_size=1024,
+            conv_dim=(256,) * 7,
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=16,
+        )
     Wav2Vec2Model(config).save_pretrained(folder)
     Wav2Vec2FeatureExtractor().save_pretrained(folder)
     return str(folder)
@@ -99,8 +106,10 @@ def main() -> None:
     print(f"  step, conv stack run every step : {t_rerun:.3f} s")
     print(f"  step, conv features cached      : {t_cached:.3f} s   ({t_rerun / t_cached:.2f}x faster)")
     print(f"  conv pass (once per fold)       : {conv_pass * 1000:.1f} ms per audio second")
-    print(f"  implied time per IEMOCAP fold   : {fold / 60:.1f} min ({args.train_utts} training utterances, "
-          f"{args.epochs} epochs, upper bound)")
+    print(
+        f"  implied time per IEMOCAP fold   : {fold / 60:.1f} min ({args.train_utts} training utterances, "
+        f"{args.epochs} epochs, upper bound)"
+    )
 
 
 if __name__ == "__main__":

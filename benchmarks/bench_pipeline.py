@@ -45,10 +45,17 @@ IEMOCAP_UTTERANCES, IEMOCAP_TURNS, FULL_DIALOGS = 5531, 7200, 30
 FINETUNE_EPOCHS, FOLDS, TRAIN_EPOCHS, SEEDS = 10, 5, 40, 3
 # The second params file: one more fine-tuning epoch and two more classifier epochs (per-epoch
 # cost = the difference), into their own output folders so nothing is resumed or reused.
-LONGER = {"extends": "params.yaml",
-          "finetune": {"epochs": 2, "patience": 2, "out": "data/finetune-longer", "reports": "reports/finetune-longer"},
-          "train": {"epochs": 3, "patience": 3, "metrics_dir": "reports/longer/metrics",
-                    "epochs_dir": "reports/longer/epochs", "predictions_dir": "reports/longer/predictions"}}
+LONGER = {
+    "extends": "params.yaml",
+    "finetune": {"epochs": 2, "patience": 2, "out": "data/finetune-longer", "reports": "reports/finetune-longer"},
+    "train": {
+        "epochs": 3,
+        "patience": 3,
+        "metrics_dir": "reports/longer/metrics",
+        "epochs_dir": "reports/longer/epochs",
+        "predictions_dir": "reports/longer/predictions",
+    },
+}
 EXPERIMENTS = {
     "probe_both": {"model": "probe", "probe": "both", "speech_levels": ["utterance"], "text_level": "token"},
     "audio_frame": {"model": "audio", "speech_levels": ["frame"]},
@@ -102,8 +109,15 @@ def bench_params(fraction: float, device: str, speech: str, text: str) -> dict:
         "align": {"n_jobs": n},
         "features": {"device": device, "n_jobs": 1, "speech": {"model": speech}, "text": {"model": text}},
         "finetune": {"folds": [1], "epochs": 1, "patience": 1, "lr": 5e-5, "max_train_seconds": 6.0},
-        "train": {"epochs": 1, "seeds": [0], "batch_size": 32, "n_jobs": 1, "device": device,
-                  "experiments": EXPERIMENTS, "finetuned_experiments": {}},
+        "train": {
+            "epochs": 1,
+            "seeds": [0],
+            "batch_size": 32,
+            "n_jobs": 1,
+            "device": device,
+            "experiments": EXPERIMENTS,
+            "finetuned_experiments": {},
+        },
     }
 
 
@@ -160,40 +174,97 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
     t["align"] = stage("align", "align")
     for kind in ("speech", "text", "egemaps"):
         t[f"extract {kind}"] = stage(f"extract {kind}", "extract", "--kind", kind)
-    rows = [Row("synth", "mger synth", _duration(t["synth"]), t["synth"] * IEMOCAP_TURNS / turns,
-                f"x {IEMOCAP_TURNS / turns:.1f} (turns)")]
-    rows += [Row(name, f"mger {name}" if name in ("prepare", "align") else f"mger extract --kind {name.split()[1]}",
-                 _duration(t[name]), t[name] * ratio, linear)
-             for name in ("prepare", "align", "extract speech", "extract text", "extract egemaps")]
-    sub = subset_manifest(work / "data" / "manifest.jsonl", work / "data" / "finetune-subset.jsonl",
-                          args.finetune_share)
-    ft = [stage(f"finetune {e}", "finetune", "--fold", "1", "--manifest", "data/finetune-subset.jsonl",
-                *(["--params", "params-longer.yaml"] if e == 2 else [])) for e in (1, 2)]
+    rows = [
+        Row(
+            "synth",
+            "mger synth",
+            _duration(t["synth"]),
+            t["synth"] * IEMOCAP_TURNS / turns,
+            f"x {IEMOCAP_TURNS / turns:.1f} (turns)",
+        )
+    ]
+    rows += [
+        Row(
+            name,
+            f"mger {name}" if name in ("prepare", "align") else f"mger extract --kind {name.split()[1]}",
+            _duration(t[name]),
+            t[name] * ratio,
+            linear,
+        )
+        for name in ("prepare", "align", "extract speech", "extract text", "extract egemaps")
+    ]
+    sub = subset_manifest(
+        work / "data" / "manifest.jsonl", work / "data" / "finetune-subset.jsonl", args.finetune_share
+    )
+    ft = [
+        stage(
+            f"finetune {e}",
+            "finetune",
+            "--fold",
+            "1",
+            "--manifest",
+            "data/finetune-subset.jsonl",
+            *(["--params", "params-longer.yaml"] if e == 2 else []),
+        )
+        for e in (1, 2)
+    ]
     epoch, rest = per_epoch(*ft, 1)
     r_ft = IEMOCAP_UTTERANCES / sub
-    rows.append(Row(f"finetune (speech, {FOLDS} folds)", "mger finetune --fold k",
-                    f"1 epoch {_duration(ft[0])}, 2 epochs {_duration(ft[1])}",
-                    (rest + epoch * FINETUNE_EPOCHS) * r_ft * FOLDS,
-                    f"one fold on {sub} utterances: epoch {epoch:.0f} s, the rest {rest:.0f} s; x {r_ft:.0f} "
-                    f"(utterances), epoch x {FINETUNE_EPOCHS}, x {FOLDS} folds"))
-    rows.append(Row(f"extract_ft ({FOLDS} folds)", "mger extract --fold k", "—",
-                    t["extract speech"] * ratio * FOLDS, f"extract speech x {FOLDS} folds (the same compute)"))
+    rows.append(
+        Row(
+            f"finetune (speech, {FOLDS} folds)",
+            "mger finetune --fold k",
+            f"1 epoch {_duration(ft[0])}, 2 epochs {_duration(ft[1])}",
+            (rest + epoch * FINETUNE_EPOCHS) * r_ft * FOLDS,
+            f"one fold on {sub} utterances: epoch {epoch:.0f} s, the rest {rest:.0f} s; x {r_ft:.0f} "
+            f"(utterances), epoch x {FINETUNE_EPOCHS}, x {FOLDS} folds",
+        )
+    )
+    rows.append(
+        Row(
+            f"extract_ft ({FOLDS} folds)",
+            "mger extract --fold k",
+            "—",
+            t["extract speech"] * ratio * FOLDS,
+            f"extract speech x {FOLDS} folds (the same compute)",
+        )
+    )
     for name in EXPERIMENTS:
         short = stage(f"train {name}", "train", "--experiment", name)
         if EXPERIMENTS[name]["model"] == "probe":  # no epochs; fitted once per fold for every seed
-            rows.append(Row(f"train {name}", f"mger train --experiment {name}", _duration(short), short * ratio,
-                            f"{FOLDS} folds, {linear}"))
+            rows.append(
+                Row(
+                    f"train {name}",
+                    f"mger train --experiment {name}",
+                    _duration(short),
+                    short * ratio,
+                    f"{FOLDS} folds, {linear}",
+                )
+            )
             continue
         long = stage(f"train {name} x3", "train", "--experiment", name, "--params", "params-longer.yaml")
         epoch, rest = per_epoch(short, long, 2)
-        rows.append(Row(f"train {name}", f"mger train --experiment {name}",
-                        f"1 epoch {_duration(short)}, 3 epochs {_duration(long)}",
-                        (rest + epoch * TRAIN_EPOCHS * SEEDS) * ratio,
-                        f"{FOLDS} folds: epoch {epoch:.1f} s, the rest {rest:.1f} s; {linear}, epoch x "
-                        f"{TRAIN_EPOCHS} x {SEEDS} seeds (an upper bound: early stopping ends sooner)"))
-    info = {"utterances": n, "hours": hours, "turns": turns, "work": str(work), "cores": cores(),
-            "machine": machine(), "device": args.device, "fraction": args.fraction,
-            "date": time.strftime("%Y-%m-%d")}
+        rows.append(
+            Row(
+                f"train {name}",
+                f"mger train --experiment {name}",
+                f"1 epoch {_duration(short)}, 3 epochs {_duration(long)}",
+                (rest + epoch * TRAIN_EPOCHS * SEEDS) * ratio,
+                f"{FOLDS} folds: epoch {epoch:.1f} s, the rest {rest:.1f} s; {linear}, epoch x "
+                f"{TRAIN_EPOCHS} x {SEEDS} seeds (an upper bound: early stopping ends sooner)",
+            )
+        )
+    info = {
+        "utterances": n,
+        "hours": hours,
+        "turns": turns,
+        "work": str(work),
+        "cores": cores(),
+        "machine": machine(),
+        "device": args.device,
+        "fraction": args.fraction,
+        "date": time.strftime("%Y-%m-%d"),
+    }
     return rows, info
 
 
@@ -224,8 +295,9 @@ def markdown(rows: list[Row], info: dict, argv: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fraction", type=float, default=0.1, help="share of the IEMOCAP-size corpus to build")
-    parser.add_argument("--finetune-share", type=float, default=0.25,
-                        help="share of the measured utterances fine-tuning is timed on")
+    parser.add_argument(
+        "--finetune-share", type=float, default=0.25, help="share of the measured utterances fine-tuning is timed on"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (features.device, train.device)")
     parser.add_argument("--work", help="work folder (default: a new temporary folder)")
     args = parser.parse_args()

@@ -33,8 +33,14 @@ from mger.models.train import TensorSet, fit
 
 MEAN_LENGTH = {"frame": 225, "phone": 45, "syllable": 16, "word": 12, "token": 16}
 MODELS = [
-    ("audio", ["frame"]), ("audio", ["phone"]), ("audio", ["syllable"]), ("audio", ["word"]), ("text", ["word"]),
-    ("multigranular", ["phone", "syllable", "word"]), ("coattention", ["word"]), ("mha_aux", ["word"]),
+    ("audio", ["frame"]),
+    ("audio", ["phone"]),
+    ("audio", ["syllable"]),
+    ("audio", ["word"]),
+    ("text", ["word"]),
+    ("multigranular", ["phone", "syllable", "word"]),
+    ("coattention", ["word"]),
+    ("mha_aux", ["word"]),
 ]
 
 
@@ -58,8 +64,10 @@ def bench_probe(n: int, rng: np.random.Generator) -> None:
         t0 = time.perf_counter()
         LinearProbe(4, blas_threads=threads).fit(x[:split], labels[:split], x[split:], labels[split:])
         times[threads] = time.perf_counter() - t0
-    print(f"linear probe, {n} utterances x 768: one BLAS thread {times[1]:.2f} s, BLAS default "
-          f"{times[None]:.2f} s ({times[None] / times[1]:.1f}x the one-thread time)")
+    print(
+        f"linear probe, {n} utterances x 768: one BLAS thread {times[1]:.2f} s, BLAS default "
+        f"{times[None]:.2f} s ({times[None] / times[1]:.1f}x the one-thread time)"
+    )
 
 
 def main() -> None:
@@ -74,8 +82,10 @@ def main() -> None:
     if args.probe:
         bench_probe(args.utterances, rng)
         return
-    print(f"one epoch, batch 32, {args.utterances} utterances, 768-dim speech and text, on {device} "
-          f"({torch.get_num_threads()} CPU threads)")
+    print(
+        f"one epoch, batch 32, {args.utterances} utterances, 768-dim speech and text, on {device} "
+        f"({torch.get_num_threads()} CPU threads)"
+    )
     for kind, levels in MODELS:
         n = args.frame_utterances if "frame" in levels else args.utterances
         names = [f"speech:{lv}" for lv in levels] if kind in ("audio", "multigranular") else []
@@ -86,8 +96,14 @@ def main() -> None:
         inputs = {nm: random_items(n, nm.split(":")[1], 768, rng) for nm in names}
         data = TensorSet(inputs, torch.as_tensor(rng.integers(0, 4, n))).to(device)
         aux = 0.5 if kind == "mha_aux" else 0.0
-        cfg = ModelConfig(kind=kind, speech_levels=levels, dims={nm: 768 for nm in names}, n_classes=4,
-                          aux_matching=aux, aux_unimodal=aux)
+        cfg = ModelConfig(
+            kind=kind,
+            speech_levels=levels,
+            dims={nm: 768 for nm in names},
+            n_classes=4,
+            aux_matching=aux,
+            aux_unimodal=aux,
+        )
         t0 = time.perf_counter()
         fit(cfg, data, data.subset(np.arange(min(64, n))), TrainConfig(epochs=1, batch_size=32), seed=0)
         if device.type == "cuda":

@@ -41,8 +41,14 @@ def machine() -> str:
     """``<n> core(s) of <CPU model>``, for the header of a table."""
     name = platform.processor() or "unknown CPU"
     with contextlib.suppress(OSError):
-        name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name")), name)
+        name = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            name,
+        )
     return f"{cores()} core(s) of {name}"
 
 
@@ -70,7 +76,7 @@ def run_recorded(name: str, main: Callable[[], None], fenced: bool = True) -> No
         i = args.index("--markdown")
         if i + 1 >= len(args):
             sys.exit("--markdown needs a FILE")
-        target, sys.argv[1:] = Path(args[i + 1]), args[:i] + args[i + 2:]
+        target, sys.argv[1:] = Path(args[i + 1]), args[:i] + args[i + 2 :]
     printed = io.StringIO()
     with contextlib.redirect_stdout(_Tee(sys.stdout, printed)):
         main()

@@ -111,7 +111,7 @@ class TextFeaturesConfig:
     revision: Optional[str] = None
     layer: Union[Literal["last", "mean"], int] = "last"
     max_length: int = 512
-    markers: Literal["drop", "keep"] = "drop"   # IEMOCAP's [LAUGHTER], [BREATHING]: left out or read as text
+    markers: Literal["drop", "keep"] = "drop"  # IEMOCAP's [LAUGHTER], [BREATHING]: left out or read as text
 
 
 @dataclass
@@ -134,13 +134,16 @@ class FeaturesConfig:
         _positive("features", self, "shard_size", "n_jobs")
         for name in self.extra_speech:
             if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in ("speech", "text"):
-                raise ConfigError(f"features.extra_speech.{name}: a store name is lower-case letters, digits and _ "
-                                  "(not 'speech' or 'text')")
+                raise ConfigError(
+                    f"features.extra_speech.{name}: a store name is lower-case letters, digits and _ "
+                    "(not 'speech' or 'text')"
+                )
         for key, speech in self.speech_stores.items():
             where = "features.speech" if key == "speech" else f"features.extra_speech.{key}"
             if "functionals" in speech.levels and not speech.model.startswith("opensmile:"):
-                raise ConfigError(f"{where}.levels: 'functionals' exists for openSMILE encoders only "
-                                  "(model: opensmile:<feature set>)")
+                raise ConfigError(
+                    f"{where}.levels: 'functionals' exists for openSMILE encoders only (model: opensmile:<feature set>)"
+                )
 
     @property
     def speech_stores(self) -> dict[str, SpeechFeaturesConfig]:
@@ -158,11 +161,11 @@ class DemoModelConfig:
 
     out: str = "data/models/wav2vec2-demo"
     seed: int = 0
-    hidden_size: int = 128     # small: it only exercises the code paths (eGeMAPS carries the demo's audio signal)
+    hidden_size: int = 128  # small: it only exercises the code paths (eGeMAPS carries the demo's audio signal)
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
     intermediate_size: int = 512
-    conv_dim: int = 128        # the conv stack is most of a forward pass: 128 runs ~4x faster than 256
+    conv_dim: int = 128  # the conv stack is most of a forward pass: 128 runs ~4x faster than 256
 
 
 @dataclass
@@ -180,11 +183,11 @@ class FusionHeadConfig:
     encoder's last-layer frames, its text rows the text encoder's last-layer tokens; the
     settings mean what they mean for ``mha_aux`` in ``train`` (:class:`mger.models.modules.MhaAux`)."""
 
-    layers: int = 2                                          # K attention layers
+    layers: int = 2  # K attention layers
     hidden: int = 128
     heads: int = 4
-    aux_matching: float = 0.0                                # weight of task 1 (audio-text matching); 0: off
-    aux_unimodal: float = 0.0                                # weight of task 2 (unimodal heads); 0: off
+    aux_matching: float = 0.0  # weight of task 1 (audio-text matching); 0: off
+    aux_unimodal: float = 0.0  # weight of task 2 (unimodal heads); 0: off
     aux_unimodal_on: Literal["fused", "encoder"] = "fused"
     aux_matching_negatives: Literal["any", "other_label"] = "any"
 
@@ -203,9 +206,9 @@ class FinetuneConfig:
     once, after training (:mod:`mger.models.joint`).
     """
 
-    out: str = "data/finetune"                 # fold-<k>/{speech,text}/ save_pretrained folders
-    features_out: str = "data/features-ft"     # fold-<k>/{speech,text}.h5 fold-specific stores
-    reports: str = "reports/finetune"          # fold-<k>.json and fold-<k>.csv
+    out: str = "data/finetune"  # fold-<k>/{speech,text}/ save_pretrained folders
+    features_out: str = "data/features-ft"  # fold-<k>/{speech,text}.h5 fold-specific stores
+    reports: str = "reports/finetune"  # fold-<k>.json and fold-<k>.csv
     folds: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
     text: bool = False
     epochs: int = 10
@@ -220,9 +223,9 @@ class FinetuneConfig:
     freeze_feature_encoder: bool = True
     max_train_seconds: float = 6.0
     patience: int = 3
-    seed: int = 0                              # initialisation and data order (not the split: split.seed)
+    seed: int = 0  # initialisation and data order (not the split: split.seed)
     objective: Literal["utterance", "fusion"] = "utterance"
-    fusion: FusionHeadConfig = field(default_factory=FusionHeadConfig)   # objective fusion only
+    fusion: FusionHeadConfig = field(default_factory=FusionHeadConfig)  # objective fusion only
 
     def fold_dir(self, fold: int) -> Path:
         """Fold ``fold``'s fine-tuned encoders (save_pretrained folders) and ``finetune.json``."""
@@ -233,8 +236,18 @@ class FinetuneConfig:
         return Path(self.features_out) / f"fold-{fold}"
 
     def __post_init__(self) -> None:
-        _positive("finetune", self, "epochs", "batch_size", "grad_accum", "lr", "text_lr", "head_lr",
-                  "max_train_seconds", "patience")
+        _positive(
+            "finetune",
+            self,
+            "epochs",
+            "batch_size",
+            "grad_accum",
+            "lr",
+            "text_lr",
+            "head_lr",
+            "max_train_seconds",
+            "patience",
+        )
         if not 0 <= self.warmup < 1:
             raise ConfigError(f"finetune.warmup: a fraction of the steps in [0, 1), got {self.warmup!r}")
         if not self.folds:
@@ -256,13 +269,13 @@ class ExperimentSpec:
     model: Literal["probe", "audio", "text", "multigranular", "coattention", "fc", "mha_aux", "late", "combined"]
     speech_levels: list[SpeechLevel] = field(default_factory=lambda: ["word"])
     text_level: Literal["token", "word"] = "token"
-    probe: Literal["speech", "text", "both"] = "both"   # model probe: which utterance-level inputs
+    probe: Literal["speech", "text", "both"] = "both"  # model probe: which utterance-level inputs
     aux_matching: float = 0.0
     aux_unimodal: float = 0.0
     aux_unimodal_on: Literal["fused", "encoder"] = "fused"
     aux_matching_negatives: Literal["any", "other_label"] = "any"
-    layers: Optional[int] = None          # mha_aux's K for this row (default: train.layers)
-    speech_store: str = "speech"          # which speech store: speech, or a name in features.extra_speech
+    layers: Optional[int] = None  # mha_aux's K for this row (default: train.layers)
+    speech_store: str = "speech"  # which speech store: speech, or a name in features.extra_speech
     late_weights: Literal["mean", "fitted"] = "fitted"
     features: Literal["frozen", "finetuned"] = "frozen"
 
@@ -277,15 +290,15 @@ class TrainConfig:
     weight_decay: float = 0.01
     patience: int = 8
     class_balanced: bool = False
-    standardize: bool = True                   # scale each input feature by its training-split mean and std
-    early_stopping: Literal["val_ua", "val_loss"] = "val_ua"   # what picks the epoch (validation split)
+    standardize: bool = True  # scale each input feature by its training-split mean and std
+    early_stopping: Literal["val_ua", "val_loss"] = "val_ua"  # what picks the epoch (validation split)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # initialisation and data order only
     hidden: int = 128
     heads: int = 4
     layers: int = 2
     dropout: float = 0.2
-    device: str = "auto"                       # auto: CUDA when present (bf16 autocast there)
-    n_jobs: int = 1                            # experiments trained at once (processes; same results as 1)
+    device: str = "auto"  # auto: CUDA when present (bf16 autocast there)
+    n_jobs: int = 1  # experiments trained at once (processes; same results as 1)
     metrics_dir: str = "reports/metrics"
     epochs_dir: str = "reports/epochs"
     predictions_dir: str = "reports/predictions"
@@ -489,8 +502,7 @@ def _merged(base: dict, over: dict) -> dict:
     """``over`` merged into ``base``: mappings key by key, any other value replaces."""
     out = dict(base)
     for key, value in over.items():
-        out[key] = (_merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict)
-                    else value)
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
 
 
@@ -505,35 +517,71 @@ _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     "any": (lambda v: True, ""),
 }
 RANGES: dict[str, str] = {
-    "synth.seed": "nonnegative", "synth.sessions": "positive", "synth.dialogs_per_session": "positive",
-    "synth.turns_per_dialog": "positive", "synth.max_sentences_per_turn": "positive",
-    "align.n_jobs": "positive", "align.pocketsphinx.ladder[][]": "probability",
+    "synth.seed": "nonnegative",
+    "synth.sessions": "positive",
+    "synth.dialogs_per_session": "positive",
+    "synth.turns_per_dialog": "positive",
+    "synth.max_sentences_per_turn": "positive",
+    "align.n_jobs": "positive",
+    "align.pocketsphinx.ladder[][]": "probability",
     "align.pocketsphinx.silprob": "positive",
-    "align.mfa.jobs": "positive", "align.mfa.beam": "positive", "align.mfa.retry_beam": "positive",
-    "demo_model.seed": "nonnegative", "demo_model.hidden_size": "positive", "demo_model.num_hidden_layers": "positive",
-    "demo_model.num_attention_heads": "positive", "demo_model.intermediate_size": "positive",
+    "align.mfa.jobs": "positive",
+    "align.mfa.beam": "positive",
+    "align.mfa.retry_beam": "positive",
+    "demo_model.seed": "nonnegative",
+    "demo_model.hidden_size": "positive",
+    "demo_model.num_hidden_layers": "positive",
+    "demo_model.num_attention_heads": "positive",
+    "demo_model.intermediate_size": "positive",
     "demo_model.conv_dim": "positive",
-    "features.batch_seconds": "positive", "features.shard_size": "positive", "features.n_jobs": "positive",
-    "features.speech.layer": "any", "features.speech.layer[]": "any", "features.speech.max_seconds": "positive",
-    "features.speech.overlap_seconds": "nonnegative", "features.text.layer": "any",
+    "features.batch_seconds": "positive",
+    "features.shard_size": "positive",
+    "features.n_jobs": "positive",
+    "features.speech.layer": "any",
+    "features.speech.layer[]": "any",
+    "features.speech.max_seconds": "positive",
+    "features.speech.overlap_seconds": "nonnegative",
+    "features.text.layer": "any",
     "features.text.max_length": "positive",
-    "features.extra_speech.*.layer": "any", "features.extra_speech.*.layer[]": "any",
-    "features.extra_speech.*.max_seconds": "positive", "features.extra_speech.*.overlap_seconds": "nonnegative",
-    "finetune.folds[]": "positive", "finetune.epochs": "positive", "finetune.batch_size": "positive",
-    "finetune.grad_accum": "positive", "finetune.lr": "positive", "finetune.text_lr": "positive",
-    "finetune.head_lr": "positive", "finetune.warmup": "fraction", "finetune.weight_decay": "nonnegative",
-    "finetune.dropout": "fraction", "finetune.max_train_seconds": "positive", "finetune.patience": "positive",
-    "finetune.seed": "nonnegative", "finetune.fusion.layers": "positive", "finetune.fusion.hidden": "positive",
-    "finetune.fusion.heads": "positive", "finetune.fusion.aux_matching": "nonnegative",
+    "features.extra_speech.*.layer": "any",
+    "features.extra_speech.*.layer[]": "any",
+    "features.extra_speech.*.max_seconds": "positive",
+    "features.extra_speech.*.overlap_seconds": "nonnegative",
+    "finetune.folds[]": "positive",
+    "finetune.epochs": "positive",
+    "finetune.batch_size": "positive",
+    "finetune.grad_accum": "positive",
+    "finetune.lr": "positive",
+    "finetune.text_lr": "positive",
+    "finetune.head_lr": "positive",
+    "finetune.warmup": "fraction",
+    "finetune.weight_decay": "nonnegative",
+    "finetune.dropout": "fraction",
+    "finetune.max_train_seconds": "positive",
+    "finetune.patience": "positive",
+    "finetune.seed": "nonnegative",
+    "finetune.fusion.layers": "positive",
+    "finetune.fusion.hidden": "positive",
+    "finetune.fusion.heads": "positive",
+    "finetune.fusion.aux_matching": "nonnegative",
     "finetune.fusion.aux_unimodal": "nonnegative",
-    "train.epochs": "positive", "train.batch_size": "positive", "train.lr": "positive",
-    "train.weight_decay": "nonnegative", "train.patience": "positive", "train.seeds[]": "nonnegative",
-    "train.hidden": "positive", "train.heads": "positive", "train.n_jobs": "positive", "train.layers": "positive",
+    "train.epochs": "positive",
+    "train.batch_size": "positive",
+    "train.lr": "positive",
+    "train.weight_decay": "nonnegative",
+    "train.patience": "positive",
+    "train.seeds[]": "nonnegative",
+    "train.hidden": "positive",
+    "train.heads": "positive",
+    "train.n_jobs": "positive",
+    "train.layers": "positive",
     "train.dropout": "fraction",
-    "train.experiments.*.aux_matching": "nonnegative", "train.experiments.*.aux_unimodal": "nonnegative",
+    "train.experiments.*.aux_matching": "nonnegative",
+    "train.experiments.*.aux_unimodal": "nonnegative",
     "train.finetuned_experiments.*.aux_matching": "nonnegative",
     "train.finetuned_experiments.*.aux_unimodal": "nonnegative",
-    "train.experiments.*.layers": "positive", "train.finetuned_experiments.*.layers": "positive",
+    "train.experiments.*.layers": "positive",
+    "train.finetuned_experiments.*.layers": "positive",
     "split.seed": "nonnegative",
 }
 
@@ -548,15 +596,16 @@ def numeric_params(obj: Any, key: str = "") -> Iterator[tuple[str, str, float]]:
             yield from ((k, _generic(r, key), v) for k, r, v in numeric_params(value, f"{key}.{name}"))
     elif isinstance(obj, (list, tuple)):
         for i, value in enumerate(obj):
-            yield from ((k, r.replace(f"{key}[{i}]", f"{key}[]", 1), v)
-                        for k, r, v in numeric_params(value, f"{key}[{i}]"))
+            yield from (
+                (k, r.replace(f"{key}[{i}]", f"{key}[]", 1), v) for k, r, v in numeric_params(value, f"{key}[{i}]")
+            )
     elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
         yield key, key, obj
 
 
 def _generic(rule_key: str, dict_key: str) -> str:
     """``train.experiments.a.aux_matching`` → ``train.experiments.*.aux_matching``."""
-    _, _, rest = rule_key[len(dict_key) + 1:].partition(".")
+    _, _, rest = rule_key[len(dict_key) + 1 :].partition(".")
     return f"{dict_key}.*.{rest}" if rest else f"{dict_key}.*"
 
 
@@ -568,17 +617,22 @@ def check_ranges(params: Params) -> None:
             raise ConfigError(f"{key}: {what}, got {value!r}")
     demo = params.demo_model
     fusion = params.finetune.fusion
-    for section, hidden, heads in (("train", params.train.hidden, params.train.heads),
-                                   ("finetune.fusion", fusion.hidden, fusion.heads),
-                                   ("demo_model", demo.hidden_size, demo.num_attention_heads)):
+    for section, hidden, heads in (
+        ("train", params.train.hidden, params.train.heads),
+        ("finetune.fusion", fusion.hidden, fusion.heads),
+        ("demo_model", demo.hidden_size, demo.num_attention_heads),
+    ):
         if hidden % heads:
-            raise ConfigError(f"{section}: hidden size {hidden} is not divisible by {heads} attention heads; "
-                              "change one of them")
+            raise ConfigError(
+                f"{section}: hidden size {hidden} is not divisible by {heads} attention heads; change one of them"
+            )
     _check_speech_stores(params)
     speech = params.features.speech
     if speech.overlap_seconds >= speech.max_seconds:
-        raise ConfigError(f"features.speech.overlap_seconds: {speech.overlap_seconds!r} must be less than "
-                          f"features.speech.max_seconds ({speech.max_seconds!r})")
+        raise ConfigError(
+            f"features.speech.overlap_seconds: {speech.overlap_seconds!r} must be less than "
+            f"features.speech.max_seconds ({speech.max_seconds!r})"
+        )
 
 
 def _check_speech_stores(params: Params) -> None:
@@ -587,8 +641,11 @@ def _check_speech_stores(params: Params) -> None:
     for section in ("experiments", "finetuned_experiments"):
         for name, spec in getattr(params.train, section).items():
             if spec.speech_store not in stores:
-                raise ConfigError(f"train.{section}.{name}.speech_store: {spec.speech_store!r} is not a speech store "
-                                  f"(known: {', '.join(stores)}); add it under features.extra_speech")
+                raise ConfigError(
+                    f"train.{section}.{name}.speech_store: {spec.speech_store!r} is not a speech store "
+                    f"(known: {', '.join(stores)}); add it under features.extra_speech"
+                )
             if section == "finetuned_experiments" and spec.speech_store != "speech":
-                raise ConfigError(f"train.{section}.{name}.speech_store: fine-tuned features exist for "
-                                  "features.speech only")
+                raise ConfigError(
+                    f"train.{section}.{name}.speech_store: fine-tuned features exist for features.speech only"
+                )

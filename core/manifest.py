@@ -62,7 +62,8 @@ def read_manifest(path: str | Path) -> list[Utterance]:
 
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    f.name: {"str": (str,), "int": (int,), "bool": (bool,), "float": (float, int)}[f.type] for f in fields(Utterance)}
+    f.name: {"str": (str,), "int": (int,), "bool": (bool,), "float": (float, int)}[f.type] for f in fields(Utterance)
+}
 
 
 def _row(line: str, where: str) -> Utterance:
@@ -71,8 +72,10 @@ def _row(line: str, where: str) -> Utterance:
     try:
         row = json.loads(line)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{where}: not a complete JSON object ({err.msg} at column {err.colno}); "
-                         "the manifest is damaged: rerun `mger prepare`") from None
+        raise ValueError(
+            f"{where}: not a complete JSON object ({err.msg} at column {err.colno}); "
+            "the manifest is damaged: rerun `mger prepare`"
+        ) from None
     if not isinstance(row, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}; rerun `mger prepare`")
     missing = set(MANIFEST_FIELDS) - set(row)
@@ -81,8 +84,9 @@ def _row(line: str, where: str) -> Utterance:
     for name, types in _FIELD_TYPES.items():
         value = row[name]
         if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
-            raise ValueError(f"{where}: {name} is {value!r}, expected {types[0].__name__}; fix the line or rerun "
-                             "`mger prepare`")
+            raise ValueError(
+                f"{where}: {name} is {value!r}, expected {types[0].__name__}; fix the line or rerun `mger prepare`"
+            )
     return Utterance(**{k: row[k] for k in MANIFEST_FIELDS})
 
 

@@ -48,8 +48,15 @@ def _in_worker(fn: Callable[..., Any], args: tuple, parent_pid: int, threads: in
     return fn(*args)
 
 
-def dispatch(fn: Callable[..., Any], jobs: Sequence[tuple], n_jobs: int = 1, backend: str = "joblib",
-             scheduler: str | None = None, what: str = "jobs", share_cores: bool = False) -> list[Any]:
+def dispatch(
+    fn: Callable[..., Any],
+    jobs: Sequence[tuple],
+    n_jobs: int = 1,
+    backend: str = "joblib",
+    scheduler: str | None = None,
+    what: str = "jobs",
+    share_cores: bool = False,
+) -> list[Any]:
     """``[fn(*args) for args in jobs]``: in this process (one job, or ``n_jobs`` 1 with joblib),
     in ``n_jobs`` joblib worker processes, or on Dask (a ``distributed`` client to
     ``scheduler``, or a local cluster).
@@ -71,6 +78,7 @@ def dispatch(fn: Callable[..., Any], jobs: Sequence[tuple], n_jobs: int = 1, bac
             return Parallel(n_jobs=n_jobs)(delayed(fn)(*args) for args in jobs)
     import torch
 
-    threads = (max(1, (os.cpu_count() or 1) // max(1, min(n_jobs, len(jobs)))) if share_cores
-               else torch.get_num_threads())
+    threads = (
+        max(1, (os.cpu_count() or 1) // max(1, min(n_jobs, len(jobs)))) if share_cores else torch.get_num_threads()
+    )
     return Parallel(n_jobs=n_jobs)(delayed(_in_worker)(fn, args, os.getpid(), threads) for args in jobs)

@@ -68,7 +68,7 @@ def _pid_alive(pid: int) -> bool:
 def _remove_stale_temps(path: Path) -> None:
     """Delete temp files of ``path`` left by writers that were killed (their pid is gone)."""
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
-        pid = tmp.name[len(path.name) + 6:].split(".", 1)[0]
+        pid = tmp.name[len(path.name) + 6 :].split(".", 1)[0]
         if pid.isdigit() and not _pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
 

@@ -58,8 +58,10 @@ def fold_split(utts: Sequence[Utterance], fold: int, split_seed: int = 0) -> Fol
     if fold not in present:
         raise SplitError(f"fold {fold}: no session {fold} in the manifest (sessions: {present})")
     if len(present) < 2:
-        raise SplitError(f"fold {fold}: leave-one-session-out needs at least two sessions, the manifest has "
-                         f"only session {present[0]}")
+        raise SplitError(
+            f"fold {fold}: leave-one-session-out needs at least two sessions, the manifest has "
+            f"only session {present[0]}"
+        )
     test = [i for i, u in enumerate(utts) if u.session == fold]
     rest = [i for i, u in enumerate(utts) if u.session != fold]
     speaker = validation_speaker([utts[i].speaker for i in rest], fold, split_seed)
@@ -69,8 +71,10 @@ def fold_split(utts: Sequence[Utterance], fold: int, split_seed: int = 0) -> Fol
     if not disjoint:  # one training speaker: every fifth training utterance validates
         val, train = rest[::5], [i for k, i in enumerate(rest) if k % 5]
     if not train or not val or not test:
-        raise SplitError(f"fold {fold}: too few utterances for train/validation/test ({len(rest)} outside session "
-                         f"{fold}, {len(test)} in it)")
+        raise SplitError(
+            f"fold {fold}: too few utterances for train/validation/test ({len(rest)} outside session "
+            f"{fold}, {len(test)} in it)"
+        )
     return FoldSplit(fold, train, val, test, sorted({utts[i].speaker for i in val}), disjoint)
 
 

@@ -97,8 +97,14 @@ class Espeak:
         if rate != SAMPLE_RATE:
             raise RuntimeError(f"espeak_Initialize returned {rate}, expected {SAMPLE_RATE} Hz")
         self._lib.espeak_Synth.argtypes = [
-            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
-            ctypes.c_void_p, ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
         ]
         self._lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         self._lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
@@ -122,12 +128,17 @@ class Espeak:
     def _set_voice(self, voice: str, prosody: Prosody) -> None:
         if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise ValueError(f"eSpeak NG has no voice {voice!r}")
-        for param, value in ((PARAM_RATE, prosody.rate), (PARAM_VOLUME, prosody.volume),
-                             (PARAM_PITCH, prosody.pitch), (PARAM_RANGE, prosody.range)):
+        for param, value in (
+            (PARAM_RATE, prosody.rate),
+            (PARAM_VOLUME, prosody.volume),
+            (PARAM_PITCH, prosody.pitch),
+            (PARAM_RANGE, prosody.range),
+        ):
             self._lib.espeak_SetParameter(param, int(value), 0)
 
-    def synthesize(self, text: str, voice: str, prosody: Prosody = Prosody(), ssml: bool = False,
-                   rand_seed: int = 1) -> tuple[np.ndarray, list[Event]]:
+    def synthesize(
+        self, text: str, voice: str, prosody: Prosody = Prosody(), ssml: bool = False, rand_seed: int = 1
+    ) -> tuple[np.ndarray, list[Event]]:
         """Speak ``text``; return int16 samples at 22,050 Hz and the events in order."""
         data = text.encode("utf-8")
         with self._lock:

@@ -40,9 +40,7 @@ _EMO_LINE = re.compile(
     r"^\[\s*(?P<start>\d+(?:\.\d*)?)\s*-\s*(?P<end>\d+(?:\.\d*)?)\s*\]\s+(?P<utt>\S+)\s+(?P<code>\S+)\s+"
     r"\[\s*(?P<v>-?[\d.]+)\s*,\s*(?P<a>-?[\d.]+)\s*,\s*(?P<d>-?[\d.]+)\s*\]"
 )
-_TRANSCRIPT_LINE = re.compile(
-    r"^(?P<utt>Ses\d+[FM]_\S+?)(?:\s*\[\s*[\d.]+\s*-\s*[\d.]+\s*\])?\s*:\s?(?P<text>.*)$"
-)
+_TRANSCRIPT_LINE = re.compile(r"^(?P<utt>Ses\d+[FM]_\S+?)(?:\s*\[\s*[\d.]+\s*-\s*[\d.]+\s*\])?\s*:\s?(?P<text>.*)$")
 
 
 @dataclass(frozen=True)
@@ -82,10 +80,17 @@ def parse_emo_evaluation(text: str) -> list[EmoRecord]:
     for line in text.splitlines():
         m = _EMO_LINE.match(line.strip())
         if m:
-            records.append(EmoRecord(
-                utt_id=m["utt"], start=float(m["start"]), end=float(m["end"]), code=m["code"],
-                valence=float(m["v"]), activation=float(m["a"]), dominance=float(m["d"]),
-            ))
+            records.append(
+                EmoRecord(
+                    utt_id=m["utt"],
+                    start=float(m["start"]),
+                    end=float(m["end"]),
+                    code=m["code"],
+                    valence=float(m["v"]),
+                    activation=float(m["a"]),
+                    dominance=float(m["d"]),
+                )
+            )
     return records
 
 
@@ -169,8 +174,10 @@ class CorpusReader:
             texts, unparsed = parse_transcriptions(read_text(trans_file))
             for lineno, line in unparsed:
                 self.unparsed_lines.append({"file": str(trans_file), "line": lineno, "text": line})
-                print(f"warning: {trans_file}:{lineno}: transcription line without an utterance id: {line[:60]!r}",
-                      file=sys.stderr)
+                print(
+                    f"warning: {trans_file}:{lineno}: transcription line without an utterance id: {line[:60]!r}",
+                    file=sys.stderr,
+                )
         out = []
         for rec in records:
             utt = self._utterance(session, session_dir, dialog, rec, texts, trans_file, emo_file)
@@ -178,12 +185,24 @@ class CorpusReader:
                 out.append(utt)
         return out
 
-    def _utterance(self, session: int, session_dir: Path, dialog: str, rec: EmoRecord,
-                   texts: Mapping[str, str], trans_file: Path, emo_file: Path) -> Utterance | None:
+    def _utterance(
+        self,
+        session: int,
+        session_dir: Path,
+        dialog: str,
+        rec: EmoRecord,
+        texts: Mapping[str, str],
+        trans_file: Path,
+        emo_file: Path,
+    ) -> Utterance | None:
         uid = rec.utt_id
         if not safe_utt_id(uid):
-            self.log.add(uid, emo_file, "utterance id with a path separator, '..' or a leading '.' "
-                                        "(ids name files: wav, TextGrid, features); fix the id")
+            self.log.add(
+                uid,
+                emo_file,
+                "utterance id with a path separator, '..' or a leading '.' "
+                "(ids name files: wav, TextGrid, features); fix the id",
+            )
             return None
         if uid in self._seen:
             self.log.add(uid, emo_file, "duplicate id")
@@ -218,44 +237,67 @@ class CorpusReader:
             self.log.add(uid, wav, "wav empty")
             return None
         if info.sample_rate != SAMPLE_RATE or info.channels != 1:
-            self.log.add(uid, wav, f"{info.sample_rate} Hz, {info.channels} channel(s), not 16 kHz mono "
-                                   "(kept; converted when read)", kept=True)
+            self.log.add(
+                uid,
+                wav,
+                f"{info.sample_rate} Hz, {info.channels} channel(s), not 16 kHz mono (kept; converted when read)",
+                kept=True,
+            )
         return Utterance(
-            utt_id=uid, session=session, dialog=dialog, speaker=speaker, gender=gender,
-            improvised="_impro" in dialog, wav=str(wav), duration=round(info.duration, 4), text=text,
-            label=self.class_map[rec.code], label_raw=rec.code, valence=rec.valence,
-            activation=rec.activation, dominance=rec.dominance,
+            utt_id=uid,
+            session=session,
+            dialog=dialog,
+            speaker=speaker,
+            gender=gender,
+            improvised="_impro" in dialog,
+            wav=str(wav),
+            duration=round(info.duration, 4),
+            text=text,
+            label=self.class_map[rec.code],
+            label_raw=rec.code,
+            valence=rec.valence,
+            activation=rec.activation,
+            dominance=rec.dominance,
         )
 
 
-def prepare_corpus(root: str | Path, manifest: str | Path, report: str | Path,
-                   class_map: Union[str, Mapping[str, str]], quiet: bool = False) -> list[Utterance]:
+def prepare_corpus(
+    root: str | Path,
+    manifest: str | Path,
+    report: str | Path,
+    class_map: Union[str, Mapping[str, str]],
+    quiet: bool = False,
+) -> list[Utterance]:
     """Read the corpus at ``root``, write the manifest and the data-quality report."""
     t0 = time.perf_counter()
     log = ProblemLog(quiet=quiet)
     reader = CorpusReader(root, resolve_class_map(class_map), log)
     utterances = reader.read()
     if not utterances:
-        raise StageError(f"{reader.root}: no usable utterance found ({len(log.problems)} problems; "
-                         f"see {report})")
+        raise StageError(f"{reader.root}: no usable utterance found ({len(log.problems)} problems; see {report})")
     write_manifest(manifest, utterances)
     by_class = Counter(u.label for u in utterances)
-    write_json(report, {
-        "root": str(reader.root),
-        "class_map": reader.class_map,
-        "kept": len(utterances),
-        "dropped": sum(not p.kept for p in log.problems),
-        "per_class": dict(sorted(by_class.items())),
-        "per_raw_label_kept": dict(sorted(Counter(u.label_raw for u in utterances).items())),
-        "per_raw_label_all": dict(sorted(reader.raw_codes.items())),
-        "per_session": {str(k): v for k, v in sorted(Counter(u.session for u in utterances).items())},
-        "per_speaker": dict(sorted(Counter(u.speaker for u in utterances).items())),
-        "hours": round(sum(u.duration for u in utterances) / 3600, 4),
-        "problems": log.as_json(),
-        "unparsed_transcript_lines": reader.unparsed_lines,
-    })
+    write_json(
+        report,
+        {
+            "root": str(reader.root),
+            "class_map": reader.class_map,
+            "kept": len(utterances),
+            "dropped": sum(not p.kept for p in log.problems),
+            "per_class": dict(sorted(by_class.items())),
+            "per_raw_label_kept": dict(sorted(Counter(u.label_raw for u in utterances).items())),
+            "per_raw_label_all": dict(sorted(reader.raw_codes.items())),
+            "per_session": {str(k): v for k, v in sorted(Counter(u.session for u in utterances).items())},
+            "per_speaker": dict(sorted(Counter(u.speaker for u in utterances).items())),
+            "hours": round(sum(u.duration for u in utterances) / 3600, 4),
+            "problems": log.as_json(),
+            "unparsed_transcript_lines": reader.unparsed_lines,
+        },
+    )
     counts = ", ".join(f"{k} {v}" for k, v in sorted(by_class.items()))
-    print(f"prepare: kept {len(utterances)} utterances ({counts}); dropped "
-          f"{sum(not p.kept for p in log.problems)}, {sum(p.kept for p in log.problems)} kept with a warning; "
-          f"{time.perf_counter() - t0:.1f}s → {manifest}")
+    print(
+        f"prepare: kept {len(utterances)} utterances ({counts}); dropped "
+        f"{sum(not p.kept for p in log.problems)}, {sum(p.kept for p in log.problems)} kept with a warning; "
+        f"{time.perf_counter() - t0:.1f}s → {manifest}"
+    )
     return utterances

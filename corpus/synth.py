@@ -62,80 +62,149 @@ from mger.core.audio import SAMPLE_RATE, resample, write_audio
 from mger.corpus.espeak import EVENT_PHONEME, EVENT_WORD, SAMPLE_RATE as ESPEAK_RATE, Event, Prosody, engine
 
 LABEL_PROBS: dict[str, float] = {
-    "neu": 0.24, "hap": 0.09, "exc": 0.12, "ang": 0.17, "sad": 0.16,
-    "fru": 0.09, "sur": 0.03, "xxx": 0.08, "oth": 0.02,
+    "neu": 0.24,
+    "hap": 0.09,
+    "exc": 0.12,
+    "ang": 0.17,
+    "sad": 0.16,
+    "fru": 0.09,
+    "sur": 0.03,
+    "xxx": 0.08,
+    "oth": 0.02,
 }
 # (rate words/min, pitch 0-99, range 0-99, volume 0-200)
 PROSODY: dict[str, tuple[int, int, int, int]] = {
-    "neu": (165, 45, 45, 100), "hap": (182, 61, 76, 115), "exc": (190, 64, 82, 125),
-    "ang": (190, 52, 64, 150), "sad": (135, 36, 22, 75), "fru": (175, 48, 50, 125),
-    "sur": (180, 68, 85, 115), "oth": (165, 50, 50, 100),
+    "neu": (165, 45, 45, 100),
+    "hap": (182, 61, 76, 115),
+    "exc": (190, 64, 82, 125),
+    "ang": (190, 52, 64, 150),
+    "sad": (135, 36, 22, 75),
+    "fru": (175, 48, 50, 125),
+    "sur": (180, 68, 85, 115),
+    "oth": (165, 50, 50, 100),
 }
 JITTER = (14.0, 7.0, 12.0, 18.0)
 # Typical (valence, activation, dominance) per code, on IEMOCAP's 1-5 scale.
 VAD: dict[str, tuple[float, float, float]] = {
-    "neu": (3.0, 2.6, 2.9), "hap": (4.0, 3.1, 3.0), "exc": (3.9, 3.6, 3.3), "ang": (1.9, 3.7, 3.8),
-    "sad": (2.0, 2.3, 2.3), "fru": (2.1, 3.2, 3.2), "sur": (3.4, 3.7, 2.8), "oth": (2.8, 3.0, 3.0),
+    "neu": (3.0, 2.6, 2.9),
+    "hap": (4.0, 3.1, 3.0),
+    "exc": (3.9, 3.6, 3.3),
+    "ang": (1.9, 3.7, 3.8),
+    "sad": (2.0, 2.3, 2.3),
+    "fru": (2.1, 3.2, 3.2),
+    "sur": (3.4, 3.7, 2.8),
+    "oth": (2.8, 3.0, 3.0),
     "xxx": (2.8, 3.0, 3.0),
 }
 CATEGORY_NAMES: dict[str, str] = {
-    "neu": "Neutral", "hap": "Happiness", "exc": "Excited", "ang": "Anger", "sad": "Sadness",
-    "fru": "Frustration", "sur": "Surprise", "oth": "Other",
+    "neu": "Neutral",
+    "hap": "Happiness",
+    "exc": "Excited",
+    "ang": "Anger",
+    "sad": "Sadness",
+    "fru": "Frustration",
+    "sur": "Surprise",
+    "oth": "Other",
 }
 WORD_CUE: dict[str, str] = {
-    "ang": 'volume="+80%" pitch="+25%"', "hap": 'pitch="+55%"', "exc": 'pitch="+60%"',
-    "sad": 'rate="-25%" volume="-25%"', "neu": 'volume="+45%"',
+    "ang": 'volume="+80%" pitch="+25%"',
+    "hap": 'pitch="+55%"',
+    "exc": 'pitch="+60%"',
+    "sad": 'rate="-25%" volume="-25%"',
+    "neu": 'volume="+45%"',
 }
 MARKERS = ("[LAUGHTER]", "[BREATHING]", "[GARBAGE]")
 
 NEUTRAL_TEXT = (
-    "Excuse me, is this the line for the license forms?", "I need to fill out this form first.",
-    "The office closes at 5 o'clock today.", "Can you tell me where the next window is?",
-    "I moved here from Chicago last year.", "We should talk about the schedule for next week.",
-    "My brother is coming over on Sunday.", "I left the keys on the kitchen table.",
-    "The train leaves at a quarter past nine.", "Do you want to get some lunch later?",
-    "I think the meeting is on the second floor.", "She said she would call me back tomorrow.",
-    "We need to buy milk and bread.", "The report is due on Friday afternoon.",
-    "I have been working here for three years.", "Let me check my calendar.",
-    "It is a twenty-minute drive from here.", "He parked the car across the street.",
-    "They are painting the house next door.", "I'll send you the address by email.",
-    "Could you pass me that folder?", "The store on the corner sells newspapers.",
-    "We're going to visit my parents in June.", "I don't know what time it is.",
-    "The package should arrive on Monday.", "I was reading a book about the ocean.",
-    "Where did you put the phone charger?", "My sister works at the hospital downtown.",
-    "We have 2 tickets for the show.", "The bus was a little late this morning.",
+    "Excuse me, is this the line for the license forms?",
+    "I need to fill out this form first.",
+    "The office closes at 5 o'clock today.",
+    "Can you tell me where the next window is?",
+    "I moved here from Chicago last year.",
+    "We should talk about the schedule for next week.",
+    "My brother is coming over on Sunday.",
+    "I left the keys on the kitchen table.",
+    "The train leaves at a quarter past nine.",
+    "Do you want to get some lunch later?",
+    "I think the meeting is on the second floor.",
+    "She said she would call me back tomorrow.",
+    "We need to buy milk and bread.",
+    "The report is due on Friday afternoon.",
+    "I have been working here for three years.",
+    "Let me check my calendar.",
+    "It is a twenty-minute drive from here.",
+    "He parked the car across the street.",
+    "They are painting the house next door.",
+    "I'll send you the address by email.",
+    "Could you pass me that folder?",
+    "The store on the corner sells newspapers.",
+    "We're going to visit my parents in June.",
+    "I don't know what time it is.",
+    "The package should arrive on Monday.",
+    "I was reading a book about the ocean.",
+    "Where did you put the phone charger?",
+    "My sister works at the hospital downtown.",
+    "We have 2 tickets for the show.",
+    "The bus was a little late this morning.",
 )
 EMOTION_TEXT: dict[str, tuple[str, ...]] = {
     "ang": (
-        "This is absolutely ridiculous and I am sick of it.", "I hate waiting in this stupid line.",
-        "You never listen to a word I say!", "Get out of my way right now.",
-        "That is completely unacceptable.", "I am furious with you.",
-        "Don't you dare talk to me like that!", "You lied to me again!",
-        "This is the worst service I have ever seen.", "I'm so angry I can't even think.",
-        "Stop blaming me for your mistakes!", "How could you be so careless?",
-        "Leave me alone, I mean it!", "I have had enough of your excuses.",
+        "This is absolutely ridiculous and I am sick of it.",
+        "I hate waiting in this stupid line.",
+        "You never listen to a word I say!",
+        "Get out of my way right now.",
+        "That is completely unacceptable.",
+        "I am furious with you.",
+        "Don't you dare talk to me like that!",
+        "You lied to me again!",
+        "This is the worst service I have ever seen.",
+        "I'm so angry I can't even think.",
+        "Stop blaming me for your mistakes!",
+        "How could you be so careless?",
+        "Leave me alone, I mean it!",
+        "I have had enough of your excuses.",
         "What the hell is wrong with you?",
     ),
     "hap": (
-        "This is wonderful news!", "I love it, thank you so much!", "We won, I can't believe we won!",
-        "You look absolutely beautiful tonight.", "I'm so happy for you both.",
-        "That was the best day of my life.", "I got the job, isn't that amazing?",
-        "We're getting married in the spring!", "What a fantastic surprise!",
-        "I'm so excited to see you again.", "Everything worked out perfectly.",
-        "You made me laugh so hard.", "Congratulations, you really deserve it!",
-        "I feel great about this.", "Let's celebrate tonight!",
+        "This is wonderful news!",
+        "I love it, thank you so much!",
+        "We won, I can't believe we won!",
+        "You look absolutely beautiful tonight.",
+        "I'm so happy for you both.",
+        "That was the best day of my life.",
+        "I got the job, isn't that amazing?",
+        "We're getting married in the spring!",
+        "What a fantastic surprise!",
+        "I'm so excited to see you again.",
+        "Everything worked out perfectly.",
+        "You made me laugh so hard.",
+        "Congratulations, you really deserve it!",
+        "I feel great about this.",
+        "Let's celebrate tonight!",
     ),
     "sad": (
-        "I really miss him.", "She passed away last winter.", "I feel so lonely without you.",
-        "Nothing matters anymore.", "I'm sorry, I just can't do this.", "We lost the house.",
-        "I cried all night.", "He never came back home.", "I don't think I'll ever be happy again.",
-        "Everyone left and I was alone.", "It's hopeless, there's nothing we can do.",
-        "I wish things were different.", "My dog died yesterday.", "I'm so tired of everything.",
+        "I really miss him.",
+        "She passed away last winter.",
+        "I feel so lonely without you.",
+        "Nothing matters anymore.",
+        "I'm sorry, I just can't do this.",
+        "We lost the house.",
+        "I cried all night.",
+        "He never came back home.",
+        "I don't think I'll ever be happy again.",
+        "Everyone left and I was alone.",
+        "It's hopeless, there's nothing we can do.",
+        "I wish things were different.",
+        "My dog died yesterday.",
+        "I'm so tired of everything.",
         "I failed again.",
     ),
     "sur": (
-        "Oh my god, really?", "Wait, you did what?", "I had no idea you were here!",
-        "No way, that can't be true!", "Are you serious right now?",
+        "Oh my god, really?",
+        "Wait, you did what?",
+        "I had no idea you were here!",
+        "No way, that can't be true!",
+        "Are you serious right now?",
     ),
 }
 TEXT_POOL: dict[str, str] = {"ang": "ang", "hap": "hap", "exc": "hap", "sad": "sad", "sur": "sur", "fru": "ang"}
@@ -172,7 +241,7 @@ def spoken_tokens(transcript: str) -> list[str]:
     for tok in _TOKEN.findall(transcript):
         if tok.startswith("[") and tok.endswith("]"):
             continue
-        word = tok.strip(".,!?;:\"")
+        word = tok.strip('.,!?;:"')
         if any(c.isalnum() for c in word):
             out.append(word)
     return out
@@ -190,7 +259,7 @@ def _ssml(transcript: str, cue_word: int | None, cue: str) -> tuple[str, list[in
         if parts:
             parts.append(" ")
             pos += 1
-        word = tok.strip(".,!?;:\"")
+        word = tok.strip('.,!?;:"')
         if not any(c.isalnum() for c in word):
             parts.append(tok)
             pos += len(tok)
@@ -198,7 +267,7 @@ def _ssml(transcript: str, cue_word: int | None, cue: str) -> tuple[str, list[in
         lead = tok.index(word)
         if k == cue_word:
             open_tag = f"<prosody {cue}>"
-            piece = tok[:lead] + open_tag + word + "</prosody>" + tok[lead + len(word):]
+            piece = tok[:lead] + open_tag + word + "</prosody>" + tok[lead + len(word) :]
             offsets.append(pos + lead + len(open_tag))
         else:
             piece = tok
@@ -229,8 +298,11 @@ def word_groups(events: list[Event], offsets: list[int], words: list[str]) -> li
     for g, ev_i in enumerate(word_idx):
         lo, hi = positions[g], positions[g + 1]
         members = [w for w, off in zip(words, offsets) if (lo <= off or g == 0) and off < hi]
-        own = [i for i, ev in enumerate(events) if ev.type == EVENT_PHONEME and ev.text_position == lo + 1
-               and not ev.phoneme.startswith("_")]
+        own = [
+            i
+            for i, ev in enumerate(events)
+            if ev.type == EVENT_PHONEME and ev.text_position == lo + 1 and not ev.phoneme.startswith("_")
+        ]
         if not members:
             continue
         start = events[ev_i].sample
@@ -239,8 +311,10 @@ def word_groups(events: list[Event], offsets: list[int], words: list[str]) -> li
         pause = None
         if own:
             prev_last_phone = events[own[-1]].sample
-            pause = next((ev.sample for ev in events[own[-1] + 1:]
-                          if ev.type == EVENT_PHONEME and ev.phoneme.startswith("_")), None)
+            pause = next(
+                (ev.sample for ev in events[own[-1] + 1 :] if ev.type == EVENT_PHONEME and ev.phoneme.startswith("_")),
+                None,
+            )
         found.append((" ".join(members), start, pause))
     groups = []
     for g, (members, start, pause) in enumerate(found):
@@ -250,8 +324,9 @@ def word_groups(events: list[Event], offsets: list[int], words: list[str]) -> li
     return groups
 
 
-def speak(transcript: str, speaker: Speaker, prosody: Prosody, cue_word: int | None, cue: str,
-          rng: np.random.Generator) -> Spoken:
+def speak(
+    transcript: str, speaker: Speaker, prosody: Prosody, cue_word: int | None, cue: str, rng: np.random.Generator
+) -> Spoken:
     """Synthesize a transcript; pad, add noise, resample to 16 kHz; exact word truth."""
     text, offsets = _ssml(transcript, cue_word, cue)
     audio22, events = engine().synthesize(text, speaker.voice, prosody, ssml=True)
@@ -263,8 +338,7 @@ def speak(transcript: str, speaker: Speaker, prosody: Prosody, cue_word: int | N
     signal = signal + rng.normal(0.0, 1e-3, size=signal.shape).astype(np.float32)
     pcm = np.clip(np.round(signal * 32767.0), -32768, 32767).astype(np.int16)
     offset = pad_a / SAMPLE_RATE
-    words = [TruthWord(w, round(offset + s / ESPEAK_RATE, 5), round(offset + e / ESPEAK_RATE, 5))
-             for w, s, e in groups]
+    words = [TruthWord(w, round(offset + s / ESPEAK_RATE, 5), round(offset + e / ESPEAK_RATE, 5)) for w, s, e in groups]
     return Spoken(pcm, words)
 
 
@@ -414,8 +488,9 @@ def _write_dialog(root: Path, session: int, dialog: str, turns: list[_Turn]) -> 
         path.write_text("\n".join(body) + "\n", encoding="utf-8")
 
 
-def _synthesize_session(root: Path, seed: int, session: int, dialogs_per_session: int,
-                        turns_per_dialog: int, max_sentences: int = 1) -> tuple[list[str], float]:
+def _synthesize_session(
+    root: Path, seed: int, session: int, dialogs_per_session: int, turns_per_dialog: int, max_sentences: int = 1
+) -> tuple[list[str], float]:
     """Write one session's files; return (truth JSON lines, audio seconds).
 
     Runs in a fresh process per session: eSpeak NG keeps global synthesis state (pitch
@@ -448,8 +523,18 @@ def _synthesize_session(root: Path, seed: int, session: int, dialogs_per_session
             seg.write_text(format_wdseg(wdseg_rows(spoken.words, duration), rng), encoding="utf-8")
             truth.append(json.dumps({"utt_id": utt_id, "words": [w.__dict__ for w in spoken.words]}))
             vad, ratings = _vad(code, rng)
-            turns.append(_Turn(utt_id, code, transcript, round(cursor, 4), round(cursor + duration, 4),
-                               vad, ratings, _categorical(code, rng)))
+            turns.append(
+                _Turn(
+                    utt_id,
+                    code,
+                    transcript,
+                    round(cursor, 4),
+                    round(cursor + duration, 4),
+                    vad,
+                    ratings,
+                    _categorical(code, rng),
+                )
+            )
             cursor += duration + float(rng.uniform(0.2, 1.5))
             who = "M" if who == "F" else "F"
             audio_seconds += duration
@@ -475,13 +560,22 @@ def check_out(root: Path, force: bool = False) -> None:
     if not root.is_dir():
         raise ValueError(f"{root}: exists and is not a folder; choose another --out")
     if any(root.iterdir()) and not _synth_output(root):
-        raise ValueError(f"{root}: not empty and not an earlier `mger synth` output; synth would delete it: "
-                         "choose another --out, or pass --force to replace it")
+        raise ValueError(
+            f"{root}: not empty and not an earlier `mger synth` output; synth would delete it: "
+            "choose another --out, or pass --force to replace it"
+        )
 
 
-def synthesize_corpus(out: str | Path, seed: int = 13, sessions: int = 5, dialogs_per_session: int = 6,
-                      turns_per_dialog: int = 28, n_jobs: int = 2, force: bool = False,
-                      max_sentences_per_turn: int = 1) -> int:
+def synthesize_corpus(
+    out: str | Path,
+    seed: int = 13,
+    sessions: int = 5,
+    dialogs_per_session: int = 6,
+    turns_per_dialog: int = 28,
+    n_jobs: int = 2,
+    force: bool = False,
+    max_sentences_per_turn: int = 1,
+) -> int:
     """Write the corpus under ``out`` (replacing an earlier synth output there; any other
     non-empty folder only with ``force``); return the number of utterances.
 
@@ -498,14 +592,19 @@ def synthesize_corpus(out: str | Path, seed: int = 13, sessions: int = 5, dialog
     ctx = multiprocessing.get_context("spawn")
     results: dict[int, tuple[list[str], float]] = {}
     with ProcessPoolExecutor(max_workers=max(1, n_jobs), mp_context=ctx, max_tasks_per_child=1) as pool:
-        futures = {pool.submit(_synthesize_session, root, seed, s, dialogs_per_session, turns_per_dialog,
-                               max_sentences_per_turn): s
-                   for s in range(1, sessions + 1)}
+        futures = {
+            pool.submit(
+                _synthesize_session, root, seed, s, dialogs_per_session, turns_per_dialog, max_sentences_per_turn
+            ): s
+            for s in range(1, sessions + 1)
+        }
         for fut in tqdm(as_completed(futures), total=sessions, desc="synth", unit="session", file=sys.stderr):
             results[futures[fut]] = fut.result()
     lines = [line for s in sorted(results) for line in results[s][0]]
     (root / "truth" / "words.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     audio_seconds = sum(r[1] for r in results.values())
-    print(f"synth: {len(lines)} utterances, {sessions * dialogs_per_session} dialogs, {sessions} sessions, "
-          f"{audio_seconds / 60:.1f} min of audio in {time.perf_counter() - t0:.1f}s → {root}")
+    print(
+        f"synth: {len(lines)} utterances, {sessions * dialogs_per_session} dialogs, {sessions} sessions, "
+        f"{audio_seconds / 60:.1f} min of audio in {time.perf_counter() - t0:.1f}s → {root}"
+    )
     return len(lines)

@@ -46,7 +46,7 @@ def is_opensmile(model: str) -> bool:
 
 def feature_set_name(model: str) -> str:
     """``opensmile:eGeMAPSv02`` → ``eGeMAPSv02``, checked against :data:`FEATURE_SETS`."""
-    name = model[len(PREFIX):]
+    name = model[len(PREFIX) :]
     if name not in FEATURE_SETS:
         raise ValueError(f"{model!r}: unknown openSMILE feature set {name!r} (known: {', '.join(FEATURE_SETS)})")
     return name
@@ -111,8 +111,12 @@ class OpenSmileEncoder:
 
     def settings(self) -> dict:
         """Fingerprint entries beyond the common ones."""
-        return {"opensmile_version": self.version, "feature_set": self.feature_set,
-                "frame_window": self.window_s, "min_seconds": MIN_SECONDS}
+        return {
+            "opensmile_version": self.version,
+            "feature_set": self.feature_set,
+            "frame_window": self.window_s,
+            "min_seconds": MIN_SECONDS,
+        }
 
     def _run(self, smile, wave: np.ndarray):
         with warnings.catch_warnings():
@@ -131,8 +135,7 @@ class OpenSmileEncoder:
 
     def functionals(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """The feature set's functionals per utterance: (1, functionals_dim) float32."""
-        return [torch.from_numpy(self._run(self._func, self.prepare(w)).to_numpy(np.float32, copy=True))
-                for w in waves]
+        return [torch.from_numpy(self._run(self._func, self.prepare(w)).to_numpy(np.float32, copy=True)) for w in waves]
 
     def save_pretrained(self, folder: str | Path) -> None:
         """Refused: openSMILE has no trainable weights to save (fine-tuning refuses it first)."""

@@ -146,13 +146,17 @@ def _set_attrs(f: h5py.File, attrs: Mapping[str, object]) -> None:
 _BLOCK = 65536  # rows read (and hashed, checked) at a time
 
 
-def _digest(h: "hashlib._Hash", name: str, array: np.ndarray | h5py.Dataset,
-            on_block: Callable[[int, np.ndarray], None] | None = None) -> None:
+def _digest(
+    h: "hashlib._Hash",
+    name: str,
+    array: np.ndarray | h5py.Dataset,
+    on_block: Callable[[int, np.ndarray], None] | None = None,
+) -> None:
     """Feed one dataset to ``h`` (its name, dtype, shape, then its bytes, ``_BLOCK`` rows at a
     time: the same digest from an array in memory and from the dataset written from it)."""
     h.update(f"{name}:{np.dtype(array.dtype).str}:{tuple(array.shape)}".encode())
     for s in range(0, array.shape[0], _BLOCK):
-        block = np.ascontiguousarray(array[s:s + _BLOCK])
+        block = np.ascontiguousarray(array[s : s + _BLOCK])
         if on_block is not None:
             on_block(s, block)
         h.update(memoryview(block).cast("B"))
@@ -170,31 +174,44 @@ def ids_sha256(utt_ids: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(utt_ids).encode("utf-8")).hexdigest()
 
 
-def _write_levels(f: h5py.File, utt_ids: Sequence[str],
-                  levels: Iterable[tuple[str, Mapping[str, np.ndarray]]]) -> dict:
+def _write_levels(f: h5py.File, utt_ids: Sequence[str], levels: Iterable[tuple[str, Mapping[str, np.ndarray]]]) -> dict:
     """Write ids and levels' datasets (``levels`` may build each level's arrays as it goes);
     return their checksums (the ``level_sha256`` attribute)."""
     f.create_dataset("utt_ids", data=list(utt_ids), dtype=STR)
     sums = {"utt_ids": ids_sha256(utt_ids)}
     for level, arrays in levels:
-        write_ragged(f.create_group(check_level(level)), arrays["offsets"],
-                     {name: array for name, array in arrays.items() if name != "offsets"})
+        write_ragged(
+            f.create_group(check_level(level)),
+            arrays["offsets"],
+            {name: array for name, array in arrays.items() if name != "offsets"},
+        )
         sums[level] = level_sha256(arrays)
     return sums
 
 
-def write_store(path: str | Path, utt_ids: Sequence[str], levels: Mapping[str, Sequence[np.ndarray]],
-                attrs: Mapping[str, object], extra: Mapping[str, Mapping[str, Sequence[np.ndarray]]] | None = None
-                ) -> None:
+def write_store(
+    path: str | Path,
+    utt_ids: Sequence[str],
+    levels: Mapping[str, Sequence[np.ndarray]],
+    attrs: Mapping[str, object],
+    extra: Mapping[str, Mapping[str, Sequence[np.ndarray]]] | None = None,
+) -> None:
     """Write a complete store atomically (:func:`mger.core.ragged_h5.atomic_h5`), with a
     sha256 per level in the ``level_sha256`` attribute.
 
     ``levels[level][i]`` is utterance i's rows; ``extra[level][name][i]`` a per-row array.
     """
-    arrays = ((level, {"offsets": offsets_from_counts([len(r) for r in rows]),
-                       "data": np.concatenate(rows).astype(np.float16, copy=False)}
-               | {name: np.concatenate(a).astype(np.int32) for name, a in (extra or {}).get(level, {}).items()})
-              for level, rows in levels.items())
+    arrays = (
+        (
+            level,
+            {
+                "offsets": offsets_from_counts([len(r) for r in rows]),
+                "data": np.concatenate(rows).astype(np.float16, copy=False),
+            }
+            | {name: np.concatenate(a).astype(np.int32) for name, a in (extra or {}).get(level, {}).items()},
+        )
+        for level, rows in levels.items()
+    )
     with atomic_h5(path) as f:
         _set_attrs(f, dict(attrs) | {"level_sha256": _write_levels(f, utt_ids, arrays)})
 
@@ -206,8 +223,9 @@ def merge_stores(parts: Sequence[str | Path], path: str | Path, attrs: Mapping[s
     try:
         ids = [u for h in handles for u in h["utt_ids"].asstr()[()]]
         with atomic_h5(path) as out:
-            sums = _write_levels(out, ids, ((level, _merged_level(handles, level))
-                                            for level in handles[0] if level != "utt_ids"))
+            sums = _write_levels(
+                out, ids, ((level, _merged_level(handles, level)) for level in handles[0] if level != "utt_ids")
+            )
             _set_attrs(out, dict(attrs) | {"level_sha256": sums})
     finally:
         for h in handles:
@@ -221,11 +239,14 @@ def _merged_level(handles: Sequence[h5py.File], level: str) -> dict[str, np.ndar
     for h, arrays in zip(handles, parts):
         stored = _stored_json(h, "level_sha256")
         if isinstance(stored, dict) and stored.get(level) != level_sha256(arrays):
-            raise CacheError(f"{h.filename}: level {level!r} does not match its checksum (damaged since it was "
-                             "written); delete that part file and rerun `mger extract` to recompute it")
+            raise CacheError(
+                f"{h.filename}: level {level!r} does not match its checksum (damaged since it was "
+                "written); delete that part file and rerun `mger extract` to recompute it"
+            )
     counts = np.concatenate([np.diff(a["offsets"]) for a in parts])
-    return {"offsets": offsets_from_counts(counts)} | {name: np.concatenate([a[name] for a in parts])
-                                            for name in parts[0] if name != "offsets"}
+    return {"offsets": offsets_from_counts(counts)} | {
+        name: np.concatenate([a[name] for a in parts]) for name in parts[0] if name != "offsets"
+    }
 
 
 def read_fingerprint(path: str | Path) -> dict | None:
@@ -294,8 +315,10 @@ def _verify_attrs(f: h5py.File, ids: list[str]) -> list[str]:
         problems.append("duplicate utterance ids")
     sums = _stored_json(f, "level_sha256")
     if not isinstance(sums, dict):
-        problems.append("no level checksums (attribute 'level_sha256'): written by an older mger or another "
-                        "tool; rebuild it with `mger extract`")
+        problems.append(
+            "no level checksums (attribute 'level_sha256'): written by an older mger or another "
+            "tool; rebuild it with `mger extract`"
+        )
     elif sums.get("utt_ids") != ids_sha256(ids):
         problems.append("utt_ids: checksum mismatch (the ids were changed after writing)")
     listed = _stored_json(f, "levels")
@@ -348,8 +371,10 @@ def _nonfinite_message(rows: np.ndarray, off: np.ndarray | None, ids: list[str])
         return f"NaN or inf in {len(rows)} rows (first: row {rows[0]})"
     utts = np.searchsorted(off, rows, side="right") - 1
     first = int(utts[0])
-    return (f"NaN or inf in {len(rows)} rows of {len(np.unique(utts))} utterances "
-            f"(first: {ids[first]}, its row {int(rows[0] - off[first])})")
+    return (
+        f"NaN or inf in {len(rows)} rows of {len(np.unique(utts))} utterances "
+        f"(first: {ids[first]}, its row {int(rows[0] - off[first])})"
+    )
 
 
 @dataclass
@@ -406,7 +431,7 @@ class Ragged:
     def item(self, i: int) -> torch.Tensor:
         """Item i's rows, float32 (T_i, ...)."""
         start = int(self.starts[i])
-        return self.data[start:start + int(self.lengths[i])].float()
+        return self.data[start : start + int(self.lengths[i])].float()
 
     def pad(self, idx: torch.Tensor | np.ndarray | None = None) -> Batch:
         """Items ``idx`` (default: all) padded with zeros to the longest of them (at least 1
@@ -462,15 +487,19 @@ class FeatureStore:
             return
         sessions = self.fingerprint.get("finetune_train_sessions", [])
         if own != fold or fold in sessions:
-            raise LeakageError(f"{self.path}: features from encoders fine-tuned for fold {own} (on sessions "
-                               f"{sessions}) cannot be used for fold {fold}: its test session was in their training")
+            raise LeakageError(
+                f"{self.path}: features from encoders fine-tuned for fold {own} (on sessions "
+                f"{sessions}) cannot be used for fold {fold}: its test session was in their training"
+            )
 
     def _level(self, level: str) -> tuple[np.ndarray, int | None, tuple[int, ...]]:
         """A level's offsets and data layout (see :func:`_data_layout`), read and checked on
         its first use: opening a store costs its ids, not every level's index."""
         if level not in self.levels:
-            raise KeyError(f"{self.path}: no level {level!r} (levels: {', '.join(self.levels)}); add it to "
-                           "features.speech.levels and rerun `mger extract`, or use one of these levels")
+            raise KeyError(
+                f"{self.path}: no level {level!r} (levels: {', '.join(self.levels)}); add it to "
+                "features.speech.levels and rerun `mger extract`, or use one of these levels"
+            )
         if level not in self._levels:
             try:
                 with h5py.File(self.path, "r") as f:
@@ -510,13 +539,13 @@ class FeatureStore:
         """One utterance's rows (float16 as stored)."""
         i = self._index[utt_id]
         off = self._offsets(level)
-        return self._level_data(level)[off[i]:off[i + 1]]
+        return self._level_data(level)[off[i] : off[i + 1]]
 
     def extra(self, level: str, name: str, utt_id: str) -> np.ndarray:
         i = self._index[utt_id]
         off = self._offsets(level)
         with h5py.File(self.path, "r") as f:
-            return f[level][name][off[i]:off[i + 1]]
+            return f[level][name][off[i] : off[i + 1]]
 
     def ragged(self, level: str, utt_ids: Sequence[str] | None = None, layer: int | None = None) -> Ragged:
         """The rows of ``utt_ids`` (default: all), in that order, read into memory as stored
@@ -573,7 +602,7 @@ def _pad_by_blocks(data: torch.Tensor, starts: torch.Tensor, lengths: torch.Tens
 
     def copy(ks: range) -> None:
         for k in ks:
-            out[k, :count[k]].copy_(data[first[k]:first[k] + count[k]])
+            out[k, : count[k]].copy_(data[first[k] : first[k] + count[k]])
 
     n_threads = max(1, min(8, torch.get_num_threads(), n, out.numel() // _ELEMENTS_PER_THREAD))
     if n_threads == 1:

@@ -23,9 +23,11 @@ def cache_ls(folder: str | Path) -> list[Path]:
             with h5py.File(path, "r") as f:
                 a = f.attrs
                 levels = ", ".join(f"{lv} {f[lv]['data'].shape[0]}" for lv in f if lv != "utt_ids")
-                print(f"{path}  {a.get('kind', '?')}  model={a.get('model', '?')}  layer={a.get('layer', '?')}  "
-                      f"utts={len(f['utt_ids'])}  rows: {levels}  {path.stat().st_size / 2**20:.1f} MiB  "
-                      f"created {a.get('created', '?')}")
+                print(
+                    f"{path}  {a.get('kind', '?')}  model={a.get('model', '?')}  layer={a.get('layer', '?')}  "
+                    f"utts={len(f['utt_ids'])}  rows: {levels}  {path.stat().st_size / 2**20:.1f} MiB  "
+                    f"created {a.get('created', '?')}"
+                )
         except (OSError, KeyError) as err:
             print(f"{path}  UNREADABLE ({err})")
     return stores
@@ -45,8 +47,10 @@ def cache_verify(path: str | Path, manifest: str | Path | None = None, segments:
         return False
     with h5py.File(path, "r") as f:
         fp = json.loads(f.attrs["fingerprint"])
-        print(f"{path}: OK ({len(f['utt_ids'])} utterances, levels {', '.join(fp['levels'])}; "
-              "checksums, offsets and values verified)")
+        print(
+            f"{path}: OK ({len(f['utt_ids'])} utterances, levels {', '.join(fp['levels'])}; "
+            "checksums, offsets and values verified)"
+        )
     return True
 
 
@@ -57,8 +61,10 @@ def _expected_ids(manifest: str | Path, segments: str | Path | None) -> list[str
     aligned = set(SegmentTable.read(segments).utt_ids)
     dropped = [u for u in ids if u not in aligned]
     if dropped:
-        print(f"note: {len(dropped)} manifest utterances have no alignment in {segments} (e.g. {dropped[0]}); "
-              "dropped by align, so not expected in the store")
+        print(
+            f"note: {len(dropped)} manifest utterances have no alignment in {segments} (e.g. {dropped[0]}); "
+            "dropped by align, so not expected in the store"
+        )
     return [u for u in ids if u in aligned]
 
 

@@ -20,9 +20,12 @@ def make_demo_model(cfg: DemoModelConfig) -> Path:
 
     torch.manual_seed(cfg.seed)
     config = Wav2Vec2Config(
-        hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_hidden_layers,
-        num_attention_heads=cfg.num_attention_heads, intermediate_size=cfg.intermediate_size,
-        conv_dim=(cfg.conv_dim,) * 7, num_conv_pos_embeddings=16,
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        intermediate_size=cfg.intermediate_size,
+        conv_dim=(cfg.conv_dim,) * 7,
+        num_conv_pos_embeddings=16,
         num_conv_pos_embedding_groups=min(16, cfg.hidden_size),
     )
     out = Path(cfg.out)
@@ -30,6 +33,8 @@ def make_demo_model(cfg: DemoModelConfig) -> Path:
     # No per-utterance normalisation: with random weights, loudness is one of the few cues the
     # features can carry, and normalising the waveform would remove it.
     Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=False).save_pretrained(out)
-    print(f"demo-model: random-init wav2vec2 ({cfg.num_hidden_layers} layers, {cfg.hidden_size} dims, "
-          f"seed {cfg.seed}) → {out}")
+    print(
+        f"demo-model: random-init wav2vec2 ({cfg.num_hidden_layers} layers, {cfg.hidden_size} dims, "
+        f"seed {cfg.seed}) → {out}"
+    )
     return out

@@ -56,10 +56,10 @@ class Encoder(Protocol):
     Why a protocol: the stores' fingerprint, the extraction loop and fine-tuning read these
     members only, so a new kind of encoder is one class, not changes in three places."""
 
-    name: str                             # the model as configured (hub id, path, package:, opensmile:)
+    name: str  # the model as configured (hub id, path, package:, opensmile:)
     revision: str | None
-    weights_sha256: str                   # identity of the weights (or of what stands for them)
-    dim: int                              # features per row
+    weights_sha256: str  # identity of the weights (or of what stands for them)
+    dim: int  # features per row
     layer_key: int | list[int] | str | None  # the layers read, resolved to indices (the fingerprint's)
 
     def prepare(self, raw: Any) -> Any:
@@ -113,8 +113,11 @@ def quantize_linear(model: torch.nn.Module) -> torch.nn.Module:
 
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    spec = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear) and name.startswith("encoder.")}
+    spec = {
+        name: per_channel_dynamic_qconfig
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and name.startswith("encoder.")
+    }
     with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
         warnings.simplefilter("ignore")
         return quantize_dynamic(model, spec, dtype=torch.qint8)
@@ -194,10 +197,10 @@ class PaddedGroupNorm(torch.nn.GroupNorm):
         """x: (B, C, T) → (B, C, T); time steps past an item's length are left zero."""
         if self.lengths is None:
             return super().forward(x)
-        rows = [super(PaddedGroupNorm, self).forward(x[b:b + 1, :, :n]) for b, n in enumerate(self.lengths)]
+        rows = [super(PaddedGroupNorm, self).forward(x[b : b + 1, :, :n]) for b, n in enumerate(self.lengths)]
         out = rows[0].new_zeros(x.shape)
         for b, row in enumerate(rows):
-            out[b:b + 1, :, :row.shape[-1]] = row
+            out[b : b + 1, :, : row.shape[-1]] = row
         return out
 
 
@@ -229,8 +232,9 @@ def chunk_spans(n_samples: int, max_samples: int, overlap_samples: int, stride: 
     return spans
 
 
-def frame_owners(spans: Sequence[tuple[int, int]], part_frames: Sequence[int], n_samples: int, total_frames: int,
-                 stride: int) -> torch.Tensor:
+def frame_owners(
+    spans: Sequence[tuple[int, int]], part_frames: Sequence[int], n_samples: int, total_frames: int, stride: int
+) -> torch.Tensor:
     """(total_frames,) index of the chunk each frame of the whole utterance is taken from: the
     one in which it lies farthest from a chunk edge (the utterance's ends are no edge)."""
     best = torch.full((total_frames,), -1.0)
@@ -248,8 +252,9 @@ def frame_owners(spans: Sequence[tuple[int, int]], part_frames: Sequence[int], n
     return owner
 
 
-def stitch_chunks(parts: Sequence[torch.Tensor], spans: Sequence[tuple[int, int]], n_samples: int,
-                  total_frames: int, stride: int) -> torch.Tensor:
+def stitch_chunks(
+    parts: Sequence[torch.Tensor], spans: Sequence[tuple[int, int]], n_samples: int, total_frames: int, stride: int
+) -> torch.Tensor:
     """The whole utterance's (total_frames, ...) frames from its chunks' frames (:func:`frame_owners`)."""
     owner = frame_owners(spans, [p.shape[0] for p in parts], n_samples, total_frames, stride)
     out = torch.empty((total_frames,) + parts[0].shape[1:], dtype=parts[0].dtype, device=parts[0].device)
@@ -262,9 +267,17 @@ def stitch_chunks(parts: Sequence[torch.Tensor], spans: Sequence[tuple[int, int]
 class SpeechEncoder:
     """A frozen wav2vec2-family encoder returning frame features per utterance (an :class:`Encoder`)."""
 
-    def __init__(self, model: str, revision: str | None = None, layer: LayerSpec = "last", device: str = "auto",
-                 dtype: str = "auto", max_seconds: float = 30.0, overlap_seconds: float = 2.0,
-                 sample_rate: int = 16000) -> None:
+    def __init__(
+        self,
+        model: str,
+        revision: str | None = None,
+        layer: LayerSpec = "last",
+        device: str = "auto",
+        dtype: str = "auto",
+        max_seconds: float = 30.0,
+        overlap_seconds: float = 2.0,
+        sample_rate: int = 16000,
+    ) -> None:
         from transformers import AutoConfig, AutoModel
 
         _quiet_transformers()
@@ -404,16 +417,24 @@ class SpeechEncoder:
         from transformers import Wav2Vec2FeatureExtractor
 
         self.model.save_pretrained(folder)
-        Wav2Vec2FeatureExtractor(do_normalize=self.normalize,
-                                 return_attention_mask=self.use_attention_mask).save_pretrained(folder)
+        Wav2Vec2FeatureExtractor(
+            do_normalize=self.normalize, return_attention_mask=self.use_attention_mask
+        ).save_pretrained(folder)
 
 
 class TextEncoder:
     """A frozen BERT-family encoder: token embeddings, token→word map, word embeddings (an
     :class:`Encoder`).  ``markers``: IEMOCAP's markers dropped or kept (:meth:`prepare`)."""
 
-    def __init__(self, model: str, revision: str | None = None, layer: int | str = "last", device: str = "auto",
-                 max_length: int = 512, markers: str = "drop") -> None:
+    def __init__(
+        self,
+        model: str,
+        revision: str | None = None,
+        layer: int | str = "last",
+        device: str = "auto",
+        max_length: int = 512,
+        markers: str = "drop",
+    ) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         _quiet_transformers()
@@ -443,11 +464,18 @@ class TextEncoder:
 
     def tokenize(self, texts: Sequence[str], offsets: bool = False):
         """The one tokenizer call (extraction and fine-tuning): padded, truncated to ``max_length``."""
-        return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
-                              return_offsets_mapping=offsets, return_tensors="pt")
+        return self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_offsets_mapping=offsets,
+            return_tensors="pt",
+        )
 
-    def encode_part(self, items: Sequence[tuple[str, Sequence[Span | None]]]
-                    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def encode_part(
+        self, items: Sequence[tuple[str, Sequence[Span | None]]]
+    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Per item, a prepared transcript (:meth:`prepare`) and its aligned words' character
         spans: (token embeddings (T, D) incl. special tokens, token→word index (T,) with -1 for
         tokens of no word, word embeddings (W, D) = mean of the sub-tokens overlapping each

@@ -83,8 +83,10 @@ def load_inputs(manifest: str | Path, segments: str | Path) -> tuple[Inputs, lis
     seen: set[str] = set()
     for u in utts:
         if u.utt_id in seen:
-            raise CacheError(f"{manifest}: utterance id {u.utt_id} appears more than once; one id would get "
-                             "two utterances' features: fix the manifest or rerun `mger prepare`")
+            raise CacheError(
+                f"{manifest}: utterance id {u.utt_id} appears more than once; one id would get "
+                "two utterances' features: fix the manifest or rerun `mger prepare`"
+            )
         seen.add(u.utt_id)
     kept = [u for u in utts if u.utt_id in aligned]
     return Inputs(kept, table, file_sha256(segments)), [u.utt_id for u in utts if u.utt_id not in aligned]
@@ -119,14 +121,15 @@ def build_encoder(kind: str, cfg: FeaturesConfig) -> Encoder:
             return OpenSmileEncoder(cfg.speech.model)
         if kind == "speech":
             s = cfg.speech
-            return SpeechEncoder(s.model, s.revision, s.layer, cfg.device, cfg.dtype, s.max_seconds,
-                                 s.overlap_seconds)
+            return SpeechEncoder(s.model, s.revision, s.layer, cfg.device, cfg.dtype, s.max_seconds, s.overlap_seconds)
         t = cfg.text
         return TextEncoder(t.model, t.revision, t.layer, cfg.device, t.max_length, t.markers)
     except (OSError, ImportError, ValueError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CacheError(f"features.{kind}.model: cannot load {model!r} ({reason}); set it to a local "
-                         "save_pretrained folder, a hub id, or package:<an installed module>") from err
+        raise CacheError(
+            f"features.{kind}.model: cannot load {model!r} ({reason}); set it to a local "
+            "save_pretrained folder, a hub id, or package:<an installed module>"
+        ) from err
 
 
 def audio_sha256(utts: Sequence[Utterance]) -> str:
@@ -134,12 +137,15 @@ def audio_sha256(utts: Sequence[Utterance]) -> str:
     (the whole file, read by 4 threads), in manifest order.  A content hash, not size and
     mtime: a wav rewritten with the same length changes it, a copy or checkout with new
     mtimes does not."""
+
     def digest(utt: Utterance) -> str:
         try:
             return file_sha256(utt.wav)
         except OSError as err:
-            raise CacheError(f"{utt.wav}: cannot read the wav of {utt.utt_id} ({err.strerror or err}); "
-                             "restore it or rerun `mger prepare`") from None
+            raise CacheError(
+                f"{utt.wav}: cannot read the wav of {utt.utt_id} ({err.strerror or err}); "
+                "restore it or rerun `mger prepare`"
+            ) from None
 
     with ThreadPoolExecutor(4) as pool:
         digests = list(pool.map(digest, utts))
@@ -154,21 +160,41 @@ def fingerprint(kind: str, encoder: Encoder, cfg: FeaturesConfig, inputs: Inputs
 
     ``fold``: for fine-tuned encoders, the fold, its fine-tuning sessions and record hash."""
     ids = hashlib.sha256("\n".join(u.utt_id for u in inputs.utts).encode()).hexdigest()
-    common = {"kind": kind, "model": encoder.name, "revision": encoder.revision,
-              "weights_sha256": encoder.weights_sha256, "segments_sha256": inputs.segments_sha256,
-              "utt_ids_sha256": ids, "format": 2} | (fold or {})
+    common = {
+        "kind": kind,
+        "model": encoder.name,
+        "revision": encoder.revision,
+        "weights_sha256": encoder.weights_sha256,
+        "segments_sha256": inputs.segments_sha256,
+        "utt_ids_sha256": ids,
+        "format": 2,
+    } | (fold or {})
     if kind == "text":
-        return common | {"layer": encoder.layer_key, "n_layers": encoder.n_layers, "levels": list(TEXT_LEVELS),
-                         "max_length": cfg.text.max_length, "input": "transcript as written",
-                         "markers": cfg.text.markers}
-    speech = common | {"pooling": cfg.speech.pooling, "levels": list(cfg.speech.levels),
-                       "frame_stride": encoder.frame_stride_s, "audio_sha256": audio_sha256(inputs.utts)}
+        return common | {
+            "layer": encoder.layer_key,
+            "n_layers": encoder.n_layers,
+            "levels": list(TEXT_LEVELS),
+            "max_length": cfg.text.max_length,
+            "input": "transcript as written",
+            "markers": cfg.text.markers,
+        }
+    speech = common | {
+        "pooling": cfg.speech.pooling,
+        "levels": list(cfg.speech.levels),
+        "frame_stride": encoder.frame_stride_s,
+        "audio_sha256": audio_sha256(inputs.utts),
+    }
     if isinstance(encoder, OpenSmileEncoder):
         return speech | encoder.settings() | {"frame_centre0": encoder.frame_centre0_s}
-    return speech | {"layer": encoder.layer_key, "n_layers": encoder.n_layers,
-                     "dtype": str(encoder.dtype).replace("torch.", ""), "max_seconds": cfg.speech.max_seconds,
-                     "overlap_seconds": cfg.speech.overlap_seconds, "normalize": encoder.normalize,
-                     "batching": "exact"}
+    return speech | {
+        "layer": encoder.layer_key,
+        "n_layers": encoder.n_layers,
+        "dtype": str(encoder.dtype).replace("torch.", ""),
+        "max_seconds": cfg.speech.max_seconds,
+        "overlap_seconds": cfg.speech.overlap_seconds,
+        "normalize": encoder.normalize,
+        "batching": "exact",
+    }
 
 
 def _segments(table: SegmentTable, level: str, utt_id: str) -> list[tuple[float, float]]:
@@ -177,15 +203,16 @@ def _segments(table: SegmentTable, level: str, utt_id: str) -> list[tuple[float,
     if level == "utterance":
         return [(0.0, float("inf"))]
     finest_first = SEGMENT_LEVELS[::-1]
-    for name in finest_first[finest_first.index(level):]:
+    for name in finest_first[finest_first.index(level) :]:
         segs = table.segments(name, utt_id)
         if segs:
             return [(s.start, s.end) for s in segs]
     return [(0.0, float("inf"))]
 
 
-def speech_part(encoder: SpeechEncoder, cfg: FeaturesConfig, inputs: Inputs, utts: Sequence[Utterance]
-                ) -> dict[str, list[np.ndarray]]:
+def speech_part(
+    encoder: SpeechEncoder, cfg: FeaturesConfig, inputs: Inputs, utts: Sequence[Utterance]
+) -> dict[str, list[np.ndarray]]:
     """Rows per level for ``utts`` (one part), float16 as stored: the encoder runs batch by
     batch while a thread reads the next batches' audio, then every segment of every level of
     the part is pooled in one vectorised call on the encoder's device."""
@@ -211,11 +238,19 @@ def speech_part(encoder: SpeechEncoder, cfg: FeaturesConfig, inputs: Inputs, utt
     segs = [_segments(inputs.table, lv, u.utt_id) for lv in pooled_levels for u in utts]  # level-major
     seg_utt = torch.tensor([k % len(utts) for k, s in enumerate(segs) for _ in s], device=encoder.device)
     bounds = torch.tensor([b for s in segs for b in s], dtype=torch.float64, device=encoder.device)
-    pooled = pool_segments(flat.flatten(1), offsets, seg_utt, bounds[:, 0], bounds[:, 1],
-                           encoder.frame_stride_s, encoder.frame_centre0_s, cfg.speech.pooling)
+    pooled = pool_segments(
+        flat.flatten(1),
+        offsets,
+        seg_utt,
+        bounds[:, 0],
+        bounds[:, 1],
+        encoder.frame_stride_s,
+        encoder.frame_centre0_s,
+        cfg.speech.pooling,
+    )
     rows = _to_host(pooled.reshape((-1,) + tuple(frames[0].shape[1:])), [len(s) for s in segs])
     for j, lv in enumerate(pooled_levels):
-        levels[lv] = rows[j * len(utts):(j + 1) * len(utts)]
+        levels[lv] = rows[j * len(utts) : (j + 1) * len(utts)]
     return {lv: levels[lv] for lv in cfg.speech.levels}
 
 
@@ -226,17 +261,22 @@ def _to_host(rows: torch.Tensor, counts: Sequence[int]) -> list[np.ndarray]:
     return np.split(host, np.cumsum(counts)[:-1])
 
 
-def text_part(encoder: TextEncoder, cfg: FeaturesConfig, inputs: Inputs, utts: Sequence[Utterance],
-              batch_size: int = 32) -> tuple[dict[str, list[np.ndarray]], dict[str, dict[str, list[np.ndarray]]]]:
+def text_part(
+    encoder: TextEncoder, cfg: FeaturesConfig, inputs: Inputs, utts: Sequence[Utterance], batch_size: int = 32
+) -> tuple[dict[str, list[np.ndarray]], dict[str, dict[str, list[np.ndarray]]]]:
     """Token rows (with their word index) and word rows for ``utts`` (float16 as stored): the
     encoder reads each transcript as written (:meth:`TextEncoder.prepare`); word rows
     pool the sub-tokens of the alignment's words (:func:`features.text.aligned_word_spans`)."""
     tokens, words, token_word = [], [], []
     for s in range(0, len(utts), batch_size):
-        chunk = utts[s:s + batch_size]
-        items = [(encoder.prepare(u.text),
-                  aligned_word_spans(u.text, [w.label for w in inputs.table.segments("word", u.utt_id)]))
-                 for u in chunk]
+        chunk = utts[s : s + batch_size]
+        items = [
+            (
+                encoder.prepare(u.text),
+                aligned_word_spans(u.text, [w.label for w in inputs.table.segments("word", u.utt_id)]),
+            )
+            for u in chunk
+        ]
         for tok, wid, wemb in encoder.encode_part(items):
             tokens.append(tok.half().cpu().numpy())
             token_word.append(wid.cpu().numpy())
@@ -249,11 +289,12 @@ def _part_paths(store: Path, n_parts: int) -> list[Path]:
 
 
 def _parts(utts: Sequence[Utterance], size: int) -> list[list[Utterance]]:
-    return [list(utts[s:s + size]) for s in range(0, len(utts), size)] or [[]]
+    return [list(utts[s : s + size]) for s in range(0, len(utts), size)] or [[]]
 
 
-def compute_parts(kind: str, cfg: FeaturesConfig, inputs: Inputs, store: Path, shard: tuple[int, int],
-                  encoder=None) -> int:
+def compute_parts(
+    kind: str, cfg: FeaturesConfig, inputs: Inputs, store: Path, shard: tuple[int, int], encoder=None
+) -> int:
     """Compute and commit this shard's missing parts; returns how many were computed."""
     i, n = shard
     parts = _parts(inputs.utts, cfg.shard_size)
@@ -274,26 +315,39 @@ def compute_parts(kind: str, cfg: FeaturesConfig, inputs: Inputs, store: Path, s
     return len(todo)
 
 
-def _refuse_nonfinite(kind: str, cfg: FeaturesConfig, utts: Sequence[Utterance],
-                      levels: dict[str, list[np.ndarray]]) -> None:
+def _refuse_nonfinite(
+    kind: str, cfg: FeaturesConfig, utts: Sequence[Utterance], levels: dict[str, list[np.ndarray]]
+) -> None:
     """NaN or inf from the encoder never reaches a store: the part is not written, and the
     error names the utterance (a rerun would only compute the same values)."""
     for level, rows in levels.items():
         bad = [u.utt_id for u, r in zip(utts, rows) if not np.isfinite(r).all()]
         if bad:
             hint = "try features.dtype: fp32" if kind == "speech" and cfg.dtype != "fp32" else "check that utterance"
-            raise CacheError(f"extract {kind}: the encoder gave NaN or inf for {len(bad)} utterances at level "
-                             f"{level} (e.g. {bad[0]}); nothing of that part was stored: {hint}")
+            raise CacheError(
+                f"extract {kind}: the encoder gave NaN or inf for {len(bad)} utterances at level "
+                f"{level} (e.g. {bad[0]}); nothing of that part was stored: {hint}"
+            )
 
 
 def _attrs(kind: str, fp: dict, encoder: Encoder) -> dict:
-    return {"fingerprint": json.dumps(fp, sort_keys=True), "fingerprint_sha256": fingerprint_sha256(fp),
-            "model": fp["model"], "revision": fp["revision"] or "", "weights_sha256": fp["weights_sha256"],
-            "layer": json.dumps(fp.get("layer")), "frame_stride": fp.get("frame_stride", 0.0),
-            "pooling": fp.get("pooling", "mean-of-subtokens"), "segments_sha256": fp["segments_sha256"],
-            "levels": json.dumps(fp["levels"]), "kind": kind, "dim": encoder.dim, "mger_version": __version__,
-            "fold": fp.get("fold", -1),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "fingerprint": json.dumps(fp, sort_keys=True),
+        "fingerprint_sha256": fingerprint_sha256(fp),
+        "model": fp["model"],
+        "revision": fp["revision"] or "",
+        "weights_sha256": fp["weights_sha256"],
+        "layer": json.dumps(fp.get("layer")),
+        "frame_stride": fp.get("frame_stride", 0.0),
+        "pooling": fp.get("pooling", "mean-of-subtokens"),
+        "segments_sha256": fp["segments_sha256"],
+        "levels": json.dumps(fp["levels"]),
+        "kind": kind,
+        "dim": encoder.dim,
+        "mger_version": __version__,
+        "fold": fp.get("fold", -1),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def store_path(out: str | Path, kind: str) -> Path:
@@ -316,8 +370,9 @@ def _run_shard(kind: str, cfg: FeaturesConfig, manifest: str, segments: str, sto
     return compute_parts(kind, cfg, inputs, Path(store), (i, n))
 
 
-def finetuned_setup(cfg: FeaturesConfig, finetune: FinetuneConfig, fold: int, checkpoint: str | Path | None = None
-                    ) -> tuple[FeaturesConfig, dict, list[str]]:
+def finetuned_setup(
+    cfg: FeaturesConfig, finetune: FinetuneConfig, fold: int, checkpoint: str | Path | None = None
+) -> tuple[FeaturesConfig, dict, list[str]]:
     """Features settings for fold ``fold``'s fine-tuned encoders (in ``checkpoint``, default
     ``<finetune.out>/fold-<k>``): the config, the fingerprint's fold entries, the kinds to extract."""
     folder = Path(checkpoint) if checkpoint else finetune.fold_dir(fold)
@@ -326,22 +381,34 @@ def finetuned_setup(cfg: FeaturesConfig, finetune: FinetuneConfig, fold: int, ch
         raise CacheError(f"{folder}: no finetune.json (finished fine-tuning); run `mger finetune --fold {fold}` first")
     record = json.loads(record_path.read_text())
     if record["fold"] != fold or fold in record["train_sessions"]:
-        raise CacheError(f"{folder}: fine-tuned for fold {record['fold']} on sessions {record['train_sessions']}; "
-                         f"using it for fold {fold} would leak the test session")
+        raise CacheError(
+            f"{folder}: fine-tuned for fold {record['fold']} on sessions {record['train_sessions']}; "
+            f"using it for fold {fold} would leak the test session"
+        )
     kinds = list(record["modalities"])
     speech = dataclasses.replace(cfg.speech, model=str(folder / "speech"), revision=None)
     text = dataclasses.replace(cfg.text, model=str(folder / "text"), revision=None) if "text" in kinds else cfg.text
     out = dataclasses.replace(cfg, out=str(finetune.features_dir(fold)), speech=speech, text=text)
-    entries = {"fold": fold, "finetune_train_sessions": record["train_sessions"],
-               "finetune_sha256": file_sha256(record_path)}
+    entries = {
+        "fold": fold,
+        "finetune_train_sessions": record["train_sessions"],
+        "finetune_sha256": file_sha256(record_path),
+    }
     if "objective" in record:  # fusion (records of the utterance objective have no entry, as before it existed)
         entries["finetune_objective"] = record["objective"]
     return out, entries, kinds
 
 
-def extract(kind: str, cfg: FeaturesConfig, manifest: str | Path, segments: str | Path,
-            shard: tuple[int, int] | None = None, no_rebuild: bool = False, store: Path | None = None,
-            fold: dict | None = None) -> Path:
+def extract(
+    kind: str,
+    cfg: FeaturesConfig,
+    manifest: str | Path,
+    segments: str | Path,
+    shard: tuple[int, int] | None = None,
+    no_rebuild: bool = False,
+    store: Path | None = None,
+    fold: dict | None = None,
+) -> Path:
     """Build (or reuse) the ``kind`` store; returns its path. See the module docstring.
 
     The store's lock is taken before anything of the store is read or changed: exclusively for
@@ -352,8 +419,11 @@ def extract(kind: str, cfg: FeaturesConfig, manifest: str | Path, segments: str 
     t0 = time.perf_counter()
     inputs, unaligned = load_inputs(manifest, segments)
     if unaligned:
-        print(f"warning: {len(unaligned)} manifest utterances have no alignment and get no features "
-              f"(e.g. {unaligned[0]}; see the alignment report)", file=sys.stderr)
+        print(
+            f"warning: {len(unaligned)} manifest utterances have no alignment and get no features "
+            f"(e.g. {unaligned[0]}; see the alignment report)",
+            file=sys.stderr,
+        )
     if not inputs.utts:
         raise CacheError(f"no aligned utterance in {manifest}")
     store = store or store_path(cfg.out, kind)
@@ -371,8 +441,7 @@ def extract(kind: str, cfg: FeaturesConfig, manifest: str | Path, segments: str 
             lock = _lock_for_merge(kind, store, fp, len(_parts(inputs.utts, cfg.shard_size)), shard)
             if lock is None:
                 return store
-        merge_stores(_part_paths(store, len(_parts(inputs.utts, cfg.shard_size))), store,
-                     _attrs(kind, fp, encoder))
+        merge_stores(_part_paths(store, len(_parts(inputs.utts, cfg.shard_size))), store, _attrs(kind, fp, encoder))
         shutil.rmtree(Path(f"{store}.parts"))
     finally:
         if lock is not None:
@@ -380,13 +449,16 @@ def extract(kind: str, cfg: FeaturesConfig, manifest: str | Path, segments: str 
     audio = sum(u.duration for u in inputs.utts)
     wall = time.perf_counter() - t0
     work = f"{audio / 60:.1f} min of audio ({audio / wall:.1f}x real time)" if kind == "speech" else "transcripts"
-    print(f"extract {kind}: {len(inputs.utts)} utterances, levels {', '.join(fp['levels'])}; {work} "
-          f"in {wall:.1f}s → {store}")
+    print(
+        f"extract {kind}: {len(inputs.utts)} utterances, levels {', '.join(fp['levels'])}; {work} "
+        f"in {wall:.1f}s → {store}"
+    )
     return store
 
 
-def _claim(kind: str, store: Path, fp: dict, no_rebuild: bool, shard: tuple[int, int] | None,
-           n_utts: int) -> StoreLock | None:
+def _claim(
+    kind: str, store: Path, fp: dict, no_rebuild: bool, shard: tuple[int, int] | None, n_utts: int
+) -> StoreLock | None:
     """Lock ``store`` and make its parts folder hold parts of ``fp`` only; None (lock released)
     when the store is up to date.  A whole run keeps the exclusive lock and is refused at once
     if another run holds it; a shard run sets up exclusively, then holds the lock shared (other
@@ -409,8 +481,10 @@ def _claim(kind: str, store: Path, fp: dict, no_rebuild: bool, shard: tuple[int,
                 return lock
             lock.release()
             if not lock.acquire():  # shard runs of other settings hold the store
-                raise CacheError(f"{store}: other shard runs are computing {problem}; wait for them to "
-                                 "finish, or stop them, before extracting with these settings")
+                raise CacheError(
+                    f"{store}: other shard runs are computing {problem}; wait for them to "
+                    "finish, or stop them, before extracting with these settings"
+                )
             lock.release()  # nobody holds it any more: set it up again
             if time.monotonic() >= deadline:
                 raise lock.busy()
@@ -449,16 +523,22 @@ def _up_to_date(kind: str, store: Path, fp: dict, no_rebuild: bool, n_utts: int)
         t0 = time.perf_counter()
         problems = verify_store(store)
         if not problems:
-            print(f"extract {kind}: {store} is up to date ({n_utts} utterances; verified in "
-                  f"{time.perf_counter() - t0:.1f}s)")
+            print(
+                f"extract {kind}: {store} is up to date ({n_utts} utterances; verified in "
+                f"{time.perf_counter() - t0:.1f}s)"
+            )
             return True
-        diff = [f"the store fails verification: {problems[0]}"
-                + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else "")]
+        diff = [
+            f"the store fails verification: {problems[0]}"
+            + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else "")
+        ]
     else:
         diff = fingerprint_diff(old, fp) if old else ["no readable fingerprint"]
     if no_rebuild:
-        raise CacheError(f"{store} was built from something else or is damaged ({'; '.join(diff)}); "
-                         "rerun without --no-rebuild to rebuild it")
+        raise CacheError(
+            f"{store} was built from something else or is damaged ({'; '.join(diff)}); "
+            "rerun without --no-rebuild to rebuild it"
+        )
     print(f"extract {kind}: rebuilding {store} ({'; '.join(diff)})", file=sys.stderr)
     return False
 
@@ -492,19 +572,27 @@ def _lock_for_merge(kind: str, store: Path, fp: dict, n_parts: int, shard: tuple
         if _parts_problem(store, fp) is None and all(p.exists() for p in paths):
             return lock
         lock.release()
-    left = ("another run holds the store now" if present == n_parts
-            else "run the remaining shards")
-    print(f"extract {kind}: shard {shard[0]}/{shard[1]} done; {present} of {n_parts} parts present — "
-          f"{left}, then `mger extract` merges")
+    left = "another run holds the store now" if present == n_parts else "run the remaining shards"
+    print(
+        f"extract {kind}: shard {shard[0]}/{shard[1]} done; {present} of {n_parts} parts present — "
+        f"{left}, then `mger extract` merges"
+    )
     return None
 
 
-def _compute_all(kind: str, cfg: FeaturesConfig, inputs: Inputs, store: Path, encoder, manifest: str,
-                 segments: str) -> None:
+def _compute_all(
+    kind: str, cfg: FeaturesConfig, inputs: Inputs, store: Path, encoder, manifest: str, segments: str
+) -> None:
     if cfg.n_jobs == 1 and cfg.backend == "joblib":
         compute_parts(kind, cfg, inputs, store, (0, 1), encoder)
         return
     n = cfg.n_jobs
-    dispatch(_run_shard, [(kind, cfg, manifest, segments, str(store), i, n) for i in range(n)], n, cfg.backend,
-             cfg.scheduler, what=f"extract {kind} shards", share_cores=True)
-
+    dispatch(
+        _run_shard,
+        [(kind, cfg, manifest, segments, str(store), i, n) for i in range(n)],
+        n,
+        cfg.backend,
+        cfg.scheduler,
+        what=f"extract {kind} shards",
+        share_cores=True,
+    )

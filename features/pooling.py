@@ -15,16 +15,18 @@ import torch.nn.functional as F
 POOLINGS = ("mean", "max", "std")
 
 
-def frame_ranges(start: torch.Tensor, end: torch.Tensor, n_frames: torch.Tensor, stride_s: float,
-                 centre0_s: float) -> tuple[torch.Tensor, torch.Tensor]:
+def frame_ranges(
+    start: torch.Tensor, end: torch.Tensor, n_frames: torch.Tensor, stride_s: float, centre0_s: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """First and last (inclusive) frame of each segment.
 
     Shapes: start, end, n_frames: (S,) — n_frames is the owning utterance's frame count.
     Returns two (S,) int64 tensors, each within [0, n_frames - 1].
     """
     if not (start.shape == end.shape == n_frames.shape) or start.ndim != 1:
-        raise ValueError(f"start, end, n_frames must be 1-D of equal length, got {start.shape}, {end.shape}, "
-                         f"{n_frames.shape}")
+        raise ValueError(
+            f"start, end, n_frames must be 1-D of equal length, got {start.shape}, {end.shape}, {n_frames.shape}"
+        )
     if (n_frames < 1).any():
         raise ValueError("every utterance needs at least one frame")
     last_valid = n_frames - 1
@@ -96,8 +98,16 @@ def pool_ranges(frames: torch.Tensor, first: torch.Tensor, last: torch.Tensor, m
     return (mean_of(frames.square()) - mean.square()).clamp(min=0).sqrt()
 
 
-def pool_segments(frames: torch.Tensor, frame_offsets: torch.Tensor, seg_utt: torch.Tensor, start: torch.Tensor,
-                  end: torch.Tensor, stride_s: float, centre0_s: float, mode: str = "mean") -> torch.Tensor:
+def pool_segments(
+    frames: torch.Tensor,
+    frame_offsets: torch.Tensor,
+    seg_utt: torch.Tensor,
+    start: torch.Tensor,
+    end: torch.Tensor,
+    stride_s: float,
+    centre0_s: float,
+    mode: str = "mean",
+) -> torch.Tensor:
     """Pool the segments of several utterances whose frames are stacked in ``frames``.
 
     Shapes: frames (F, D) with utterance ``u`` at rows ``frame_offsets[u]:frame_offsets[u+1]``

@@ -53,11 +53,18 @@ def members(spec: ExperimentSpec) -> list[ExperimentSpec]:
     """The single models an experiment trains (one for most, several for ``late``/``combined``)."""
     if spec.model not in ("late", "combined"):
         return [spec]
-    audio = [ExperimentSpec(model="audio", speech_levels=[lv], speech_store=spec.speech_store)
-             for lv in spec.speech_levels]
+    audio = [
+        ExperimentSpec(model="audio", speech_levels=[lv], speech_store=spec.speech_store) for lv in spec.speech_levels
+    ]
     text = [ExperimentSpec(model="text", text_level=spec.text_level)]
-    co = [ExperimentSpec(model="coattention", speech_levels=list(spec.speech_levels), text_level=spec.text_level,
-                         speech_store=spec.speech_store)]
+    co = [
+        ExperimentSpec(
+            model="coattention",
+            speech_levels=list(spec.speech_levels),
+            text_level=spec.text_level,
+            speech_store=spec.speech_store,
+        )
+    ]
     return (co if spec.model == "combined" else []) + audio + text
 
 
@@ -69,6 +76,7 @@ def expected_cost(spec: ExperimentSpec, train: TrainConfig) -> float:
     """Relative training time of ``spec``: ``mger train`` starts the longest experiments first,
     so that experiments run at once (``train.n_jobs``) finish together; results do not depend
     on the order."""
+
     def member_cost(part: ExperimentSpec) -> float:
         if part.model == "probe":
             return 0.2
@@ -79,27 +87,40 @@ def expected_cost(spec: ExperimentSpec, train: TrainConfig) -> float:
         if part.model == "mha_aux":
             return (sum(speech) + text) * (1 + (part.layers or train.layers))
         return sum(speech) + text
+
     return sum(member_cost(part) for part in members(spec))
 
 
 def model_config(spec: ExperimentSpec, train: TrainConfig, dims: dict[str, int], n_classes: int) -> ModelConfig:
-    return ModelConfig(kind=spec.model, speech_levels=list(spec.speech_levels), text_level=spec.text_level,
-                       dims=dims, n_classes=n_classes, hidden=train.hidden, heads=train.heads,
-                       layers=spec.layers or train.layers, dropout=train.dropout, aux_matching=spec.aux_matching,
-                       aux_unimodal=spec.aux_unimodal, aux_unimodal_on=spec.aux_unimodal_on,
-                       aux_matching_negatives=spec.aux_matching_negatives, probe=spec.probe)
+    return ModelConfig(
+        kind=spec.model,
+        speech_levels=list(spec.speech_levels),
+        text_level=spec.text_level,
+        dims=dims,
+        n_classes=n_classes,
+        hidden=train.hidden,
+        heads=train.heads,
+        layers=spec.layers or train.layers,
+        dropout=train.dropout,
+        aux_matching=spec.aux_matching,
+        aux_unimodal=spec.aux_unimodal,
+        aux_unimodal_on=spec.aux_unimodal_on,
+        aux_matching_negatives=spec.aux_matching_negatives,
+        probe=spec.probe,
+    )
 
 
-def store_path(kind: str, spec: ExperimentSpec, features: FeaturesConfig, finetune: FinetuneConfig,
-               fold: int) -> Path:
+def store_path(kind: str, spec: ExperimentSpec, features: FeaturesConfig, finetune: FinetuneConfig, fold: int) -> Path:
     """Where fold ``fold`` of ``spec`` reads its ``kind`` features: the frozen store, or fold
     ``fold``'s own fine-tuned store (text stays frozen unless ``finetune.text``)."""
     if spec.features == "frozen" or (kind == "text" and not finetune.text):
         return extracted_store(features.out, spec.speech_store if kind == "speech" else kind)
     path = extracted_store(finetune.features_dir(fold), kind)
     if not path.is_file():
-        raise StageError(f"{path}: no fine-tuned {kind} features for fold {fold}; run `mger finetune --fold {fold}` "
-                         f"and `mger extract --fold {fold}` (or `dvc repro`)")
+        raise StageError(
+            f"{path}: no fine-tuned {kind} features for fold {fold}; run `mger finetune --fold {fold}` "
+            f"and `mger extract --fold {fold}` (or `dvc repro`)"
+        )
     return path
 
 
@@ -113,13 +134,17 @@ def load_inputs(names: Sequence[str], paths: dict[str, Path], ids: Sequence[str]
         kind, level = name.split(":")
         store = stores[kind]
         if level not in store.levels:
-            raise StageError(f"{store.path}: no level {level!r} (it has {', '.join(store.levels)}); add it to "
-                             f"features.{kind}.levels and run `mger extract`, or drop it from the experiment")
+            raise StageError(
+                f"{store.path}: no level {level!r} (it has {', '.join(store.levels)}); add it to "
+                f"features.{kind}.levels and run `mger extract`, or drop it from the experiment"
+            )
         rows = store.ragged(level, ids)
         bad = _non_finite_item(rows)
         if bad is not None:
-            raise StageError(f"{store.path}: level {level!r} of {ids[bad]} holds NaN or inf; run `mger cache verify "
-                             f"{store.path}` and re-extract")
+            raise StageError(
+                f"{store.path}: level {level!r} of {ids[bad]} holds NaN or inf; run `mger cache verify "
+                f"{store.path}` and re-extract"
+            )
         out[name] = rows
     return out
 
@@ -141,19 +166,28 @@ def check_store_settings(path: Path, kind: str, features: FeaturesConfig, finetu
     fp = FeatureStore(path).fingerprint
     section = features.speech if kind == "speech" else features.text
     layer = resolved_layer(section.layer, fp["n_layers"]) if "n_layers" in fp else section.layer
-    wanted = {"layer": layer} | ({"pooling": features.speech.pooling} if kind == "speech" else
-                                         {"markers": features.text.markers})
+    wanted = {"layer": layer} | (
+        {"pooling": features.speech.pooling} if kind == "speech" else {"markers": features.text.markers}
+    )
     if not finetuned:
         wanted["model"] = section.model
     for key, value in wanted.items():
         if key in fp and fp[key] != value:
-            raise StageError(f"{path}: built with {key} {fp[key]!r} but params say features.{kind}.{key} = "
-                             f"{value!r}; run `mger extract` (or `dvc repro`)")
+            raise StageError(
+                f"{path}: built with {key} {fp[key]!r} but params say features.{kind}.{key} = "
+                f"{value!r}; run `mger extract` (or `dvc repro`)"
+            )
 
 
-def fit_member(cfg: ModelConfig, train_set: TensorSet, val_set: TensorSet, test_set: TensorSet,
-               train_cfg: TrainConfig, seed: int, scaled: Sequence[TensorSet] | None = None
-               ) -> tuple[tuple[np.ndarray, np.ndarray], list[dict]]:
+def fit_member(
+    cfg: ModelConfig,
+    train_set: TensorSet,
+    val_set: TensorSet,
+    test_set: TensorSet,
+    train_cfg: TrainConfig,
+    seed: int,
+    scaled: Sequence[TensorSet] | None = None,
+) -> tuple[tuple[np.ndarray, np.ndarray], list[dict]]:
     """Train one model (early-stopped on validation) or fit the linear probe (C chosen on
     validation); returns its (validation, test) class probabilities and its history rows.
 
@@ -161,12 +195,20 @@ def fit_member(cfg: ModelConfig, train_set: TensorSet, val_set: TensorSet, test_
     scaled once for all members of an experiment (late, combined); computed here when not given."""
     if cfg.kind == "probe":
         names = input_names(cfg)
-        probe = LinearProbe(cfg.n_classes).fit(probe_inputs(train_set.inputs, names), train_set.labels.cpu().numpy(),
-                                               probe_inputs(val_set.inputs, names), val_set.labels.cpu().numpy())
-        history = [{"epoch": i, "train_loss": float("nan"), "val_ua": ua, "val_loss": float("nan")}  # i-th C
-                   for i, ua in enumerate(probe.val_ua_.values(), 1)]
-        return (probe.predict_proba(probe_inputs(val_set.inputs, names)),
-                probe.predict_proba(probe_inputs(test_set.inputs, names))), history
+        probe = LinearProbe(cfg.n_classes).fit(
+            probe_inputs(train_set.inputs, names),
+            train_set.labels.cpu().numpy(),
+            probe_inputs(val_set.inputs, names),
+            val_set.labels.cpu().numpy(),
+        )
+        history = [
+            {"epoch": i, "train_loss": float("nan"), "val_ua": ua, "val_loss": float("nan")}  # i-th C
+            for i, ua in enumerate(probe.val_ua_.values(), 1)
+        ]
+        return (
+            probe.predict_proba(probe_inputs(val_set.inputs, names)),
+            probe.predict_proba(probe_inputs(test_set.inputs, names)),
+        ), history
     if train_cfg.standardize:
         train_set, val_set, test_set = scaled or fold_scaled(train_set, val_set, test_set)
     model, history = fit(cfg, train_set, val_set, train_cfg, seed)
@@ -180,12 +222,15 @@ def fold_scaled(train_set: TensorSet, val_set: TensorSet, test_set: TensorSet) -
 
 def store_provenance(paths: dict[str, Path]) -> dict[str, dict[str, str]]:
     """kind → {path, fingerprint_sha256} of the stores a fold read."""
-    return {kind: {"path": str(path), "fingerprint_sha256": str(FeatureStore(path).attrs["fingerprint_sha256"])}
-            for kind, path in sorted(paths.items())}
+    return {
+        kind: {"path": str(path), "fingerprint_sha256": str(FeatureStore(path).attrs["fingerprint_sha256"])}
+        for kind, path in sorted(paths.items())
+    }
 
 
-def experiment_utterances(manifest: str | Path, features: FeaturesConfig, segments: str | Path | None,
-                          speech_store: str = "speech") -> list[Utterance]:
+def experiment_utterances(
+    manifest: str | Path, features: FeaturesConfig, segments: str | Path | None, speech_store: str = "speech"
+) -> list[Utterance]:
     """The manifest's utterances the experiment runs on: those of the frozen speech store it
     reads, which must hold every aligned utterance (``segments`` given): a store missing some
     is refused."""
@@ -200,17 +245,26 @@ def experiment_utterances(manifest: str | Path, features: FeaturesConfig, segmen
         aligned = set(SegmentTable.read(segments).utt_ids)
         missing = [u.utt_id for u in utts if u.utt_id in aligned and u.utt_id not in store_ids]
         if missing:
-            raise StageError(f"{store}: {len(missing)} aligned manifest utterance(s) have no features (e.g. "
-                             f"{', '.join(missing[:3])}); run `mger extract` (or `dvc repro`)")
+            raise StageError(
+                f"{store}: {len(missing)} aligned manifest utterance(s) have no features (e.g. "
+                f"{', '.join(missing[:3])}); run `mger extract` (or `dvc repro`)"
+            )
     kept = [u for u in utts if u.utt_id in store_ids]
     if not kept:
         raise StageError(f"no manifest utterance has cached features in {features.out}")
     return kept
 
 
-def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, features: FeaturesConfig,
-                   manifest: str | Path, finetune: FinetuneConfig | None = None,
-                   split: SplitConfig | None = None, segments: str | Path | None = None) -> dict:
+def run_experiment(
+    name: str,
+    spec: ExperimentSpec,
+    train_cfg: TrainConfig,
+    features: FeaturesConfig,
+    manifest: str | Path,
+    finetune: FinetuneConfig | None = None,
+    split: SplitConfig | None = None,
+    segments: str | Path | None = None,
+) -> dict:
     """Train and evaluate ``spec`` on every fold and seed; writes metrics, predictions and history.
 
     CPU work runs on one torch thread whatever the machine or the number of experiments run at
@@ -224,9 +278,16 @@ def run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, feat
         torch.set_num_threads(threads)
 
 
-def _run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, features: FeaturesConfig,
-                    manifest: str | Path, finetune: FinetuneConfig | None, split: SplitConfig | None,
-                    segments: str | Path | None) -> dict:
+def _run_experiment(
+    name: str,
+    spec: ExperimentSpec,
+    train_cfg: TrainConfig,
+    features: FeaturesConfig,
+    manifest: str | Path,
+    finetune: FinetuneConfig | None,
+    split: SplitConfig | None,
+    segments: str | Path | None,
+) -> dict:
     t0 = time.perf_counter()
     finetune, split = finetune or FinetuneConfig(), split or SplitConfig()
     utts = experiment_utterances(manifest, features, segments, spec.speech_store)
@@ -241,15 +302,17 @@ def _run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, fea
 
     def fold_data(fold: int) -> TensorSet:
         """Loaded once per distinct set of stores: once for frozen features, per fold for fine-tuned."""
-        paths = {kind: store_path(kind, spec, features, finetune, fold)
-                 for kind in sorted({n.split(":")[0] for n in names})}
+        paths = {
+            kind: store_path(kind, spec, features, finetune, fold) for kind in sorted({n.split(":")[0] for n in names})
+        }
         provenance[str(fold)] = store_provenance(paths)
         key = tuple(sorted(paths.items()))
         if key not in loaded:
             for kind, path in paths.items():
                 store = spec.speech_store if kind == "speech" else kind
-                check_store_settings(path, kind, store_config(features, store),
-                                     finetuned=path != extracted_store(features.out, store))
+                check_store_settings(
+                    path, kind, store_config(features, store), finetuned=path != extracted_store(features.out, store)
+                )
             loaded.clear()
             loaded[key] = TensorSet(load_inputs(names, paths, ids, fold), torch.as_tensor(labels)).to(device)
         return loaded[key]
@@ -277,46 +340,81 @@ def _run_experiment(name: str, spec: ExperimentSpec, train_cfg: TrainConfig, fea
                 probs, history = fit_member(cfg, train_set, val_set, test_set, train_cfg, seed, scaled.get(fold))
                 if cfg.kind == "probe":
                     probes[(fold, k)] = probs, history
-            history_rows += [{"fold": fold, "seed": seed, "member": part.model + ":" + "+".join(part.speech_levels),
-                              **h} for h in history]
+            history_rows += [
+                {"fold": fold, "seed": seed, "member": part.model + ":" + "+".join(part.speech_levels), **h}
+                for h in history
+            ]
             val_probs.append(probs[0])
             test_probs.append(probs[1])
-        weights = (fit_weights(val_probs, labels[va], len(classes)) if spec.late_weights == "fitted"
-                   else np.full(len(parts), 1 / len(parts)))
+        weights = (
+            fit_weights(val_probs, labels[va], len(classes))
+            if spec.late_weights == "fitted"
+            else np.full(len(parts), 1 / len(parts))
+        )
         val_scores[(fold, seed)] = all_metrics(labels[va], _combine(weights, val_probs).argmax(1), len(classes))
         probs = _combine(weights, test_probs)
-        predictions.append(Predictions(classes, np.array([ids[i] for i in te]), np.full(len(te), fold),
-                                       np.full(len(te), seed), labels[te], probs.argmax(1), probs))
+        predictions.append(
+            Predictions(
+                classes,
+                np.array([ids[i] for i in te]),
+                np.full(len(te), fold),
+                np.full(len(te), seed),
+                labels[te],
+                probs.argmax(1),
+                probs,
+            )
+        )
     pred = Predictions.concat(classes, predictions)
     improvised = {u.utt_id: "improvised" if u.improvised else "scripted" for u in utts}
     stats = summarize(pred)
     result = {
-        "experiment": name, "model": spec.model, "features": spec.features, "speech_store": spec.speech_store,
+        "experiment": name,
+        "model": spec.model,
+        "features": spec.features,
+        "speech_store": spec.speech_store,
         "speech_levels": list(spec.speech_levels),
-        "text_level": spec.text_level, "aux_matching": spec.aux_matching, "aux_unimodal": spec.aux_unimodal,
-        "aux_unimodal_on": spec.aux_unimodal_on, "aux_matching_negatives": spec.aux_matching_negatives,
-        "layers": spec.layers or train_cfg.layers, "probe": spec.probe if spec.model == "probe" else None,
-        "classes": classes, "seeds": list(train_cfg.seeds),
+        "text_level": spec.text_level,
+        "aux_matching": spec.aux_matching,
+        "aux_unimodal": spec.aux_unimodal,
+        "aux_unimodal_on": spec.aux_unimodal_on,
+        "aux_matching_negatives": spec.aux_matching_negatives,
+        "layers": spec.layers or train_cfg.layers,
+        "probe": spec.probe if spec.model == "probe" else None,
+        "classes": classes,
+        "seeds": list(train_cfg.seeds),
         "n_utterances": len(utts),
         **{k: stats[k] for k in ("wa", "ua", "f1", "pooled", "per_class_recall")},
-        "validation": {m: _summary(np.array([[val_scores[(f, s)][m] for f in splits] for s in train_cfg.seeds]))
-                       for m in ("wa", "ua", "f1")},
+        "validation": {
+            m: _summary(np.array([[val_scores[(f, s)][m] for f in splits] for s in train_cfg.seeds]))
+            for m in ("wa", "ua", "f1")
+        },
         "by_improvised": breakdown(pred, improvised.__getitem__),
-        "folds": {str(f): _fold_entry(stats["folds"][str(f)], {s: val_scores[(f, s)] for s in train_cfg.seeds},
-                                      splits[f].val_speakers) for f in splits},
+        "folds": {
+            str(f): _fold_entry(
+                stats["folds"][str(f)], {s: val_scores[(f, s)] for s in train_cfg.seeds}, splits[f].val_speakers
+            )
+            for f in splits
+        },
         "confusion": stats["confusion"],
         "statistics": METHOD,
         "predictions": str(prediction_path(train_cfg, name)),
-        "provenance": {"mger_version": __version__, "split_seed": split.seed, "stores": provenance,
-                       "spec": dataclasses.asdict(spec), "train": train_params(train_cfg)},
+        "provenance": {
+            "mger_version": __version__,
+            "split_seed": split.seed,
+            "stores": provenance,
+            "spec": dataclasses.asdict(spec),
+            "train": train_params(train_cfg),
+        },
     }
     write_predictions(prediction_path(train_cfg, name), pred)
     write_json(Path(train_cfg.metrics_dir) / f"{name}.json", result)
     write_csv_atomic(Path(train_cfg.epochs_dir) / f"{name}.csv", HISTORY_FIELDS, history_rows)
-    print(f"train {name}: test WA {result['wa']['mean']:.3f} ± {result['wa']['std']:.3f}, "
-          f"UA {result['ua']['mean']:.3f} ± {result['ua']['std']:.3f}; validation UA "
-          f"{result['validation']['ua']['mean']:.3f}; over {len(splits)} folds x {len(train_cfg.seeds)} seeds in "
-          f"{time.perf_counter() - t0:.1f}s")
+    print(
+        f"train {name}: test WA {result['wa']['mean']:.3f} ± {result['wa']['std']:.3f}, "
+        f"UA {result['ua']['mean']:.3f} ± {result['ua']['std']:.3f}; validation UA "
+        f"{result['validation']['ua']['mean']:.3f}; over {len(splits)} folds x {len(train_cfg.seeds)} seeds in "
+        f"{time.perf_counter() - t0:.1f}s"
+    )
     return result
 
 
@@ -349,5 +447,3 @@ def train_params(train_cfg: TrainConfig) -> dict:
     """The training settings that change a result (everything but output folders and experiment lists)."""
     skip = {"metrics_dir", "epochs_dir", "predictions_dir", "experiments", "finetuned_experiments", "n_jobs"}
     return {k: v for k, v in dataclasses.asdict(train_cfg).items() if k not in skip}
-
-

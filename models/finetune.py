@@ -76,16 +76,23 @@ class FinetuneSplit:
         return sorted({u.session for u in self.train + self.val})
 
     def describe(self) -> dict:
-        return {"fold": self.fold, "test_session": self.fold, "train_sessions": self.train_sessions,
-                "classes": self.classes, "val_speakers": sorted({u.speaker for u in self.val}),
-                "train_ids": [u.utt_id for u in self.train], "val_ids": [u.utt_id for u in self.val]}
+        return {
+            "fold": self.fold,
+            "test_session": self.fold,
+            "train_sessions": self.train_sessions,
+            "classes": self.classes,
+            "val_speakers": sorted({u.speaker for u in self.val}),
+            "train_ids": [u.utt_id for u in self.train],
+            "val_ids": [u.utt_id for u in self.val],
+        }
 
 
 def finetune_split(utts: Sequence[Utterance], fold: int, split_seed: int) -> FinetuneSplit:
     """Fold ``fold``'s training and validation utterances (:func:`mger.core.splits.fold_split`)."""
     split = fold_split(utts, fold, split_seed)
-    out = FinetuneSplit(fold, [utts[i] for i in split.train], [utts[i] for i in split.val],
-                        sorted({u.label for u in utts}))
+    out = FinetuneSplit(
+        fold, [utts[i] for i in split.train], [utts[i] for i in split.val], sorted({u.label for u in utts})
+    )
     if any(u.session == fold for u in out.train + out.val):  # fold_split guarantees it; never trust silently
         raise StageError(f"fold {fold}: a test-session utterance reached the fine-tuning split")
     return out
@@ -102,16 +109,20 @@ def lr_factor(step: int, total: int, warmup: float) -> float:
 class SpeechInputs:
     """Speech items for fine-tuning: conv features (conv stack frozen) or waveforms."""
 
-    def __init__(self, encoder: SpeechEncoder, utts: Sequence[Utterance], frozen_conv: bool,
-                 max_train_seconds: float) -> None:
+    def __init__(
+        self, encoder: SpeechEncoder, utts: Sequence[Utterance], frozen_conv: bool, max_train_seconds: float
+    ) -> None:
         self.encoder, self.frozen_conv = encoder, frozen_conv
         self.net = encoder.model
         waves = (encoder.prepare(read_audio(u.wav)) for u in utts)
         if frozen_conv:
             with torch.no_grad():
-                self.items = [self.net.feature_extractor(torch.from_numpy(w)[None].to(encoder.device))[0].T.float()
-                              .cpu() for w in tqdm(waves, total=len(utts), desc="conv features", unit="utt",
-                                                   file=sys.stderr, leave=False)]
+                self.items = [
+                    self.net.feature_extractor(torch.from_numpy(w)[None].to(encoder.device))[0].T.float().cpu()
+                    for w in tqdm(
+                        waves, total=len(utts), desc="conv features", unit="utt", file=sys.stderr, leave=False
+                    )
+                ]
             self.crop = max(1, int(max_train_seconds * encoder.sample_rate) // encoder.geometry.stride)
         else:
             self.items = [torch.from_numpy(w) for w in waves]
@@ -160,7 +171,7 @@ def _crop(x: torch.Tensor, size: int, gen: torch.Generator | None) -> torch.Tens
     if gen is None or len(x) <= size:
         return x
     start = int(torch.randint(0, len(x) - size + 1, (1,), generator=gen))
-    return x[start:start + size]
+    return x[start : start + size]
 
 
 class Head(nn.Module):
@@ -176,6 +187,7 @@ class Head(nn.Module):
 
 
 # --- checkpoints: safetensors + JSON, written to a temporary folder and renamed ---------------
+
 
 def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone().contiguous() for k, v in module.state_dict().items()}
@@ -200,8 +212,10 @@ def save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, c
     tmp = _fresh_dir(path.with_name(path.name + ".tmp"))
     save_file(_tensors(model), tmp / "model.safetensors")
     opt = optimizer.state_dict()
-    save_file({f"{i}.{k}": v.detach().cpu().clone() for i, st in opt["state"].items() for k, v in st.items()},
-              tmp / "optimizer.safetensors")
+    save_file(
+        {f"{i}.{k}": v.detach().cpu().clone() for i, st in opt["state"].items() for k, v in st.items()},
+        tmp / "optimizer.safetensors",
+    )
     (tmp / "state.json").write_text(json.dumps(counters | {"param_groups": opt["param_groups"]}, indent=1))
     _replace_dir(tmp, path)
 
@@ -240,6 +254,7 @@ def save_best(out: Path, encoder: Encoder, head: Head | None, classes: list[str]
 
 # --- the training loop --------------------------------------------------------------------------
 
+
 @dataclass
 class Progress(EpochState):
     """What survives an interruption besides the weights: the loop's state (the best score is
@@ -251,13 +266,27 @@ class Progress(EpochState):
 
     def as_json(self) -> dict:
         """The counters of ``state.json`` (names and order as written since resuming existed)."""
-        return {"key": self.key, "epoch": self.epoch, "step": self.step, "best_ua": self.best,
-                "best_epoch": self.best_epoch, "bad": self.bad, "history": self.history}
+        return {
+            "key": self.key,
+            "epoch": self.epoch,
+            "step": self.step,
+            "best_ua": self.best,
+            "best_epoch": self.best_epoch,
+            "bad": self.bad,
+            "history": self.history,
+        }
 
     @classmethod
     def from_json(cls, counters: dict) -> "Progress":
-        return cls(epoch=counters["epoch"], best=counters["best_ua"], best_epoch=counters["best_epoch"],
-                   bad=counters["bad"], history=counters["history"], key=counters["key"], step=counters["step"])
+        return cls(
+            epoch=counters["epoch"],
+            best=counters["best_ua"],
+            best_epoch=counters["best_epoch"],
+            bad=counters["bad"],
+            history=counters["history"],
+            key=counters["key"],
+            step=counters["step"],
+        )
 
 
 def _predict(inputs, head: Head, device: torch.device, dtype: torch.dtype, batch_size: int) -> np.ndarray:
@@ -267,7 +296,7 @@ def _predict(inputs, head: Head, device: torch.device, dtype: torch.dtype, batch
     pred = np.zeros(len(inputs), dtype=np.int64)
     with torch.no_grad(), autocast_context(device, dtype):
         for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
+            idx = order[s : s + batch_size]
             pred[idx] = head(*inputs.forward(idx, None)).argmax(1).cpu().numpy()
     return pred
 
@@ -279,17 +308,25 @@ class Task:
     (:func:`train_modality`) and the fusion objective (:mod:`mger.models.joint`) share one loop,
     one resume logic and one schedule."""
 
-    name: str                                                # state-<name>/ and the log's modality column
-    model: nn.Module                                         # everything trained (saved every epoch)
-    groups: list[dict]                                       # AdamW parameter groups (params, lr)
+    name: str  # state-<name>/ and the log's modality column
+    model: nn.Module  # everything trained (saved every epoch)
+    groups: list[dict]  # AdamW parameter groups (params, lr)
     n_train: int
     batch_loss: Callable[[list[int], torch.Generator], torch.Tensor]  # mean fp32 loss of training items
-    val_predict: Callable[[], np.ndarray]                    # validation class predictions
-    save_best: Callable[[], None]                            # the current weights are the best so far
+    val_predict: Callable[[], np.ndarray]  # validation class predictions
+    save_best: Callable[[], None]  # the current weights are the best so far
 
 
-def fit_epochs(task: Task, val_labels: np.ndarray, n_classes: int, cfg: FinetuneConfig, fold_dir: Path, key: str,
-               device: torch.device, dtype: torch.dtype) -> Progress:
+def fit_epochs(
+    task: Task,
+    val_labels: np.ndarray,
+    n_classes: int,
+    cfg: FinetuneConfig,
+    fold_dir: Path,
+    key: str,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> Progress:
     """Train ``task`` (resuming from ``state-<name>/``), early-stopped on validation UA."""
     optimizer = torch.optim.AdamW(task.groups, weight_decay=cfg.weight_decay)
     base_lrs = [g["lr"] for g in task.groups]
@@ -305,15 +342,20 @@ def fit_epochs(task: Task, val_labels: np.ndarray, n_classes: int, cfg: Finetune
         print(f"finetune {task.name}: resuming {fold_dir.name} after epoch {progress.epoch}", file=sys.stderr)
     elif saved is not None:
         print(f"finetune {task.name}: {state_dir} is from other settings; starting over", file=sys.stderr)
-    bar = tqdm(total=cfg.epochs, initial=progress.epoch, desc=f"finetune {task.name} {fold_dir.name}", unit="epoch",
-               file=sys.stderr)
+    bar = tqdm(
+        total=cfg.epochs,
+        initial=progress.epoch,
+        desc=f"finetune {task.name} {fold_dir.name}",
+        unit="epoch",
+        file=sys.stderr,
+    )
 
     def run_epoch(epoch: int, gen: torch.Generator) -> tuple[dict, float]:
         task.model.train()
         perm = torch.randperm(task.n_train, generator=gen).tolist()
         total_loss = 0.0
         for s in range(0, len(perm), cfg.batch_size):
-            idx = perm[s:s + cfg.batch_size]
+            idx = perm[s : s + cfg.batch_size]
             share = len(idx) / (cfg.batch_size * cfg.grad_accum)  # mean over the accumulated batch
             loss = task.batch_loss(idx, gen) * share
             scaler.scale(loss).backward()
@@ -327,8 +369,13 @@ def fit_epochs(task: Task, val_labels: np.ndarray, n_classes: int, cfg: Finetune
                 optimizer.zero_grad()
                 progress.step += 1
         val_ua = unweighted_accuracy(val_labels, task.val_predict(), n_classes)
-        return {"modality": task.name, "epoch": epoch, "train_loss": total_loss / task.n_train, "val_ua": val_ua,
-                "lr": optimizer.param_groups[0]["lr"]}, val_ua
+        return {
+            "modality": task.name,
+            "epoch": epoch,
+            "train_loss": total_loss / task.n_train,
+            "val_ua": val_ua,
+            "lr": optimizer.param_groups[0]["lr"],
+        }, val_ua
 
     def checkpoint(epoch: int) -> None:
         save_state(state_dir, task.model, optimizer, progress.as_json())
@@ -336,12 +383,23 @@ def fit_epochs(task: Task, val_labels: np.ndarray, n_classes: int, cfg: Finetune
         bar.update()
 
     with bar:
-        return run_epochs(run_epoch, progress, cfg.epochs, cfg.patience, epoch_seeding(cfg.seed), task.save_best,
-                          checkpoint)
+        return run_epochs(
+            run_epoch, progress, cfg.epochs, cfg.patience, epoch_seeding(cfg.seed), task.save_best, checkpoint
+        )
 
 
-def train_modality(modality: str, encoder, train, val, train_labels: np.ndarray, val_labels: np.ndarray,
-                   cfg: FinetuneConfig, fold_dir: Path, key: str, classes: list[str]) -> Progress:
+def train_modality(
+    modality: str,
+    encoder,
+    train,
+    val,
+    train_labels: np.ndarray,
+    val_labels: np.ndarray,
+    cfg: FinetuneConfig,
+    fold_dir: Path,
+    key: str,
+    classes: list[str],
+) -> Progress:
     """Fine-tune one encoder (resuming from ``state-<modality>/``); the best epoch lands in ``<modality>/``."""
     device, dtype = encoder.device, resolve_dtype("auto", encoder.device)
     net = encoder.model.train().requires_grad_(True)
@@ -351,8 +409,10 @@ def train_modality(modality: str, encoder, train, val, train_labels: np.ndarray,
     torch.manual_seed(cfg.seed)
     head.out.reset_parameters()  # the head's initial weights depend on the seed only
     base_lr = cfg.lr if modality == "speech" else cfg.text_lr
-    groups = [{"params": [p for p in net.parameters() if p.requires_grad], "lr": base_lr},
-              {"params": list(head.parameters()), "lr": cfg.head_lr}]
+    groups = [
+        {"params": [p for p in net.parameters() if p.requires_grad], "lr": base_lr},
+        {"params": list(head.parameters()), "lr": cfg.head_lr},
+    ]
     labels = torch.as_tensor(train_labels)
 
     def batch_loss(idx: list[int], gen: torch.Generator) -> torch.Tensor:
@@ -360,20 +420,28 @@ def train_modality(modality: str, encoder, train, val, train_labels: np.ndarray,
             logits = head(*train.forward(idx, gen))
         return F.cross_entropy(logits.float(), labels[idx].to(device))
 
-    task = Task(modality, nn.ModuleDict({"encoder": net, "head": head}), groups, len(train), batch_loss,
-                lambda: _predict(val, head, device, dtype, cfg.batch_size),
-                lambda: save_best(fold_dir / modality, encoder, head, classes))
+    task = Task(
+        modality,
+        nn.ModuleDict({"encoder": net, "head": head}),
+        groups,
+        len(train),
+        batch_loss,
+        lambda: _predict(val, head, device, dtype, cfg.batch_size),
+        lambda: save_best(fold_dir / modality, encoder, head, classes),
+    )
     return fit_epochs(task, val_labels, len(classes), cfg, fold_dir, key, device, dtype)
 
 
 # --- one fold -------------------------------------------------------------------------------------
 
+
 def build_encoders(cfg: FinetuneConfig, features: FeaturesConfig) -> dict:
     """The encoders a fold reads, loaded from the frozen stage's models (hub id or path): the
     speech encoder, and the text encoder when it is fine-tuned or (fusion objective) read frozen."""
     s, t = features.speech, features.text
-    out = {"speech": SpeechEncoder(s.model, s.revision, "last", features.device, "fp32", s.max_seconds,
-                                   s.overlap_seconds)}
+    out = {
+        "speech": SpeechEncoder(s.model, s.revision, "last", features.device, "fp32", s.max_seconds, s.overlap_seconds)
+    }
     if cfg.text or cfg.objective == "fusion":
         out["text"] = TextEncoder(t.model, t.revision, "last", features.device, t.max_length, t.markers)
     return out

@@ -36,12 +36,20 @@ from mger.models.finetune import (
 from mger.models.joint import run_joint
 
 
-def run_finetune(fold: int, cfg: FinetuneConfig, features: FeaturesConfig, manifest: str | Path,
-                 segments: str | Path, split_cfg: SplitConfig | None = None) -> Path:
+def run_finetune(
+    fold: int,
+    cfg: FinetuneConfig,
+    features: FeaturesConfig,
+    manifest: str | Path,
+    segments: str | Path,
+    split_cfg: SplitConfig | None = None,
+) -> Path:
     """Fine-tune fold ``fold``'s encoders (or find them up to date); returns the fold folder."""
     if is_opensmile(features.speech.model):
-        raise StageError(f"features.speech.model {features.speech.model!r}: openSMILE descriptors have no weights to "
-                         "fine-tune; fine-tuning needs a wav2vec2-family model")
+        raise StageError(
+            f"features.speech.model {features.speech.model!r}: openSMILE descriptors have no weights to "
+            "fine-tune; fine-tuning needs a wav2vec2-family model"
+        )
     t0 = time.perf_counter()
     table = SegmentTable.read(segments)
     aligned = set(table.utt_ids)
@@ -72,34 +80,56 @@ def run_finetune(fold: int, cfg: FinetuneConfig, features: FeaturesConfig, manif
         shutil.rmtree(fold_dir / "fusion", ignore_errors=True)
         results, history = _run_utterance(split, encoders, trained, cfg, features, fold_dir, key)
         objective, test_entry = {}, {}  # records of the utterance objective are those of runs before it
-    record = (split.describe() | {"key": key} | objective | {"modalities": trained, "results": results} | test_entry
-              | {"seconds": round(time.perf_counter() - t0, 1), "history": history})
+    record = (
+        split.describe()
+        | {"key": key}
+        | objective
+        | {"modalities": trained, "results": results}
+        | test_entry
+        | {"seconds": round(time.perf_counter() - t0, 1), "history": history}
+    )
     write_json(done, record)
     for name in (*MODALITIES, "fusion"):
         shutil.rmtree(fold_dir / f"state-{name}", ignore_errors=True)
     _write_reports(Path(cfg.reports), fold, record, fold_dir)
     scores = ", ".join(f"{m} val UA {r['val_ua']:.3f} (epoch {r['best_epoch']})" for m, r in results.items())
     tested = f"; joint test UA {record['test']['ua']:.3f}" if "test" in record else ""
-    print(f"finetune fold {fold}: {len(split.train)} train / {len(split.val)} validation utterances from sessions "
-          f"{split.train_sessions}; {scores}{tested}; {record['seconds']:.1f}s → {fold_dir}")
+    print(
+        f"finetune fold {fold}: {len(split.train)} train / {len(split.val)} validation utterances from sessions "
+        f"{split.train_sessions}; {scores}{tested}; {record['seconds']:.1f}s → {fold_dir}"
+    )
     return fold_dir
 
 
-def _run_utterance(split: FinetuneSplit, encoders: dict, trained: list[str], cfg: FinetuneConfig,
-                   features: FeaturesConfig, fold_dir: Path, key: str) -> tuple[dict, list[dict]]:
+def _run_utterance(
+    split: FinetuneSplit,
+    encoders: dict,
+    trained: list[str],
+    cfg: FinetuneConfig,
+    features: FeaturesConfig,
+    fold_dir: Path,
+    key: str,
+) -> tuple[dict, list[dict]]:
     """The utterance objective: each trained encoder alone under its mean-pool head."""
-    labels = {name: np.array([split.classes.index(u.label) for u in part])
-              for name, part in (("train", split.train), ("val", split.val))}
+    labels = {
+        name: np.array([split.classes.index(u.label) for u in part])
+        for name, part in (("train", split.train), ("val", split.val))
+    }
     results, history = {}, []
     for modality in trained:
         encoder = encoders[modality]
         train = _inputs(modality, encoder, split.train, cfg)
         val = _inputs(modality, encoder, split.val, cfg)
-        progress = train_modality(modality, encoder, train, val, labels["train"], labels["val"], cfg, fold_dir,
-                                  key, split.classes)
-        results[modality] = {"best_epoch": progress.best_epoch, "val_ua": progress.best,
-                             "epochs_run": progress.epoch, "base_model": encoder.name,
-                             "base_weights_sha256": encoder.weights_sha256}
+        progress = train_modality(
+            modality, encoder, train, val, labels["train"], labels["val"], cfg, fold_dir, key, split.classes
+        )
+        results[modality] = {
+            "best_epoch": progress.best_epoch,
+            "val_ua": progress.best,
+            "epochs_run": progress.epoch,
+            "base_model": encoder.name,
+            "base_weights_sha256": encoder.weights_sha256,
+        }
         history += progress.history
     return results, history
 
@@ -114,7 +144,10 @@ def _write_reports(folder: Path, fold: int, record: dict, fold_dir: Path) -> Non
         extra = {"objective": record["objective"], "test": record["test"] | {"predictions": str(joint)}}
     else:
         joint.unlink(missing_ok=True)  # a stale fusion run's predictions would pass for this run's
-    write_json(folder / f"fold-{fold}.json", summary | {"n_train": len(record["train_ids"]),
-                                                        "n_val": len(record["val_ids"])} | extra)
-    write_csv_atomic(folder / f"fold-{fold}.csv", ["modality", "epoch", "train_loss", "val_ua", "lr"],
-                     record["history"])
+    write_json(
+        folder / f"fold-{fold}.json",
+        summary | {"n_train": len(record["train_ids"]), "n_val": len(record["val_ids"])} | extra,
+    )
+    write_csv_atomic(
+        folder / f"fold-{fold}.csv", ["modality", "epoch", "train_loss", "val_ua", "lr"], record["history"]
+    )

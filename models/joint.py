@@ -68,9 +68,9 @@ class FrozenTextInputs:
         texts = list(texts)
         with torch.no_grad():
             for s in range(0, len(texts), batch_size):
-                enc = {k: v.to(encoder.device) for k, v in encoder.tokenize(texts[s:s + batch_size]).items()}
+                enc = {k: v.to(encoder.device) for k, v in encoder.tokenize(texts[s : s + batch_size]).items()}
                 hidden = self.net(**enc).last_hidden_state.float().cpu()
-                self.items += [h[:int(n)] for h, n in zip(hidden, enc["attention_mask"].sum(1))]
+                self.items += [h[: int(n)] for h, n in zip(hidden, enc["attention_mask"].sum(1))]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -82,23 +82,33 @@ class FrozenTextInputs:
 def head_config(cfg: FinetuneConfig, speech_dim: int, text_dim: int, n_classes: int) -> ModelConfig:
     """The ``mha_aux`` head of ``finetune.fusion`` over speech frames and text tokens."""
     f = cfg.fusion
-    return ModelConfig(kind="mha_aux", speech_levels=["frame"], text_level="token",
-                       dims={SPEECH: speech_dim, TEXT: text_dim}, n_classes=n_classes, hidden=f.hidden,
-                       heads=f.heads, layers=f.layers, dropout=cfg.dropout, aux_matching=f.aux_matching,
-                       aux_unimodal=f.aux_unimodal, aux_unimodal_on=f.aux_unimodal_on,
-                       aux_matching_negatives=f.aux_matching_negatives)
+    return ModelConfig(
+        kind="mha_aux",
+        speech_levels=["frame"],
+        text_level="token",
+        dims={SPEECH: speech_dim, TEXT: text_dim},
+        n_classes=n_classes,
+        hidden=f.hidden,
+        heads=f.heads,
+        layers=f.layers,
+        dropout=cfg.dropout,
+        aux_matching=f.aux_matching,
+        aux_unimodal=f.aux_unimodal,
+        aux_unimodal_on=f.aux_unimodal_on,
+        aux_matching_negatives=f.aux_matching_negatives,
+    )
 
 
-def fused(head: MhaAux, speech, text, idx: Sequence[int], gen: torch.Generator | None,
-          labels: torch.Tensor | None = None) -> ModelOutput:
+def fused(
+    head: MhaAux, speech, text, idx: Sequence[int], gen: torch.Generator | None, labels: torch.Tensor | None = None
+) -> ModelOutput:
     """The head over items ``idx`` of the speech and text inputs (``labels``: with its auxiliary losses)."""
     s, s_mask = speech.forward(idx, gen)
     t, t_mask = text.forward(idx, gen)
     return head({SPEECH: (s.float(), s_mask), TEXT: (t.float(), t_mask)}, labels)
 
 
-def predict_proba(head: MhaAux, speech, text, device: torch.device, dtype: torch.dtype, batch_size: int
-                  ) -> np.ndarray:
+def predict_proba(head: MhaAux, speech, text, device: torch.device, dtype: torch.dtype, batch_size: int) -> np.ndarray:
     """(N, n_classes) class probabilities, in batches of similar speech length."""
     for module in (speech.net, text.net, head):
         module.eval()
@@ -106,7 +116,7 @@ def predict_proba(head: MhaAux, speech, text, device: torch.device, dtype: torch
     probs = np.zeros((len(speech), head.cfg.n_classes), dtype=np.float64)
     with torch.no_grad(), autocast_context(device, dtype):
         for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
+            idx = order[s : s + batch_size]
             probs[idx] = torch.softmax(fused(head, speech, text, idx, None).logits.float(), -1).cpu().numpy()
     return probs
 
@@ -129,11 +139,17 @@ def train_joint(split: FinetuneSplit, encoders: dict, cfg: FinetuneConfig, fold_
     on the split's training utterances, early-stopped on its validation utterances."""
     speech_enc, text_enc = encoders["speech"], encoders["text"]
     device, dtype = speech_enc.device, resolve_dtype("auto", speech_enc.device)
-    data = {name: (SpeechInputs(speech_enc, part, cfg.freeze_feature_encoder, cfg.max_train_seconds),
-                   _text_inputs(text_enc, part, cfg.text, cfg.batch_size))
-            for name, part in (("train", split.train), ("val", split.val))}
-    labels = {name: torch.as_tensor([split.classes.index(u.label) for u in part])
-              for name, part in (("train", split.train), ("val", split.val))}
+    data = {
+        name: (
+            SpeechInputs(speech_enc, part, cfg.freeze_feature_encoder, cfg.max_train_seconds),
+            _text_inputs(text_enc, part, cfg.text, cfg.batch_size),
+        )
+        for name, part in (("train", split.train), ("val", split.val))
+    }
+    labels = {
+        name: torch.as_tensor([split.classes.index(u.label) for u in part])
+        for name, part in (("train", split.train), ("val", split.val))
+    }
     speech_net = speech_enc.model.train().requires_grad_(True)
     if cfg.freeze_feature_encoder:
         speech_net.feature_extractor.requires_grad_(False)
@@ -158,45 +174,85 @@ def train_joint(split: FinetuneSplit, encoders: dict, cfg: FinetuneConfig, fold_
             save_best(fold_dir / "text", text_enc, None, split.classes)
         save_head(fold_dir / HEAD_DIR, head, split.classes)
 
-    task = Task(HEAD_DIR, nn.ModuleDict(parts), groups, len(split.train), batch_loss,
-                lambda: predict_proba(head, *data["val"], device, dtype, cfg.batch_size).argmax(1), best)
+    task = Task(
+        HEAD_DIR,
+        nn.ModuleDict(parts),
+        groups,
+        len(split.train),
+        batch_loss,
+        lambda: predict_proba(head, *data["val"], device, dtype, cfg.batch_size).argmax(1),
+        best,
+    )
     return fit_epochs(task, labels["val"].numpy(), len(split.classes), cfg, fold_dir, key, device, dtype)
 
 
-def evaluate_test(test: Sequence[Utterance], fold: int, classes: list[str], frozen_text: TextEncoder | None,
-                  cfg: FinetuneConfig, features: FeaturesConfig, fold_dir: Path) -> dict:
+def evaluate_test(
+    test: Sequence[Utterance],
+    fold: int,
+    classes: list[str],
+    frozen_text: TextEncoder | None,
+    cfg: FinetuneConfig,
+    features: FeaturesConfig,
+    fold_dir: Path,
+) -> dict:
     """The best-validation epoch, read back from ``fold_dir``, on the test session, once: writes
     its predictions next to the head and returns its WA/UA/F1.  Call only after training."""
     s = features.speech
-    speech_enc = SpeechEncoder(str(fold_dir / "speech"), None, "last", features.device, "fp32", s.max_seconds,
-                               s.overlap_seconds)
-    text_enc = frozen_text or TextEncoder(str(fold_dir / "text"), None, "last", features.device,
-                                          features.text.max_length, features.text.markers)
+    speech_enc = SpeechEncoder(
+        str(fold_dir / "speech"), None, "last", features.device, "fp32", s.max_seconds, s.overlap_seconds
+    )
+    text_enc = frozen_text or TextEncoder(
+        str(fold_dir / "text"), None, "last", features.device, features.text.max_length, features.text.markers
+    )
     head = MhaAux(head_config(cfg, speech_enc.dim, text_enc.dim, len(classes)))
     head.load_state_dict(load_file(fold_dir / HEAD_DIR / "head.safetensors"))
     head.to(speech_enc.device)
     speech = SpeechInputs(speech_enc, test, cfg.freeze_feature_encoder, cfg.max_train_seconds)
     text = _text_inputs(text_enc, test, frozen_text is None, cfg.batch_size)
-    probs = predict_proba(head, speech, text, speech_enc.device, resolve_dtype("auto", speech_enc.device),
-                          cfg.batch_size)
+    probs = predict_proba(
+        head, speech, text, speech_enc.device, resolve_dtype("auto", speech_enc.device), cfg.batch_size
+    )
     labels = np.array([classes.index(u.label) for u in test])
     n = len(test)
-    write_predictions(fold_dir / HEAD_DIR / TEST_PREDICTIONS,
-                      Predictions(classes, np.array([u.utt_id for u in test]), np.full(n, fold),
-                                  np.full(n, cfg.seed), labels, probs.argmax(1), probs))
+    write_predictions(
+        fold_dir / HEAD_DIR / TEST_PREDICTIONS,
+        Predictions(
+            classes,
+            np.array([u.utt_id for u in test]),
+            np.full(n, fold),
+            np.full(n, cfg.seed),
+            labels,
+            probs.argmax(1),
+            probs,
+        ),
+    )
     metrics = all_metrics(labels, probs.argmax(1), len(classes))
     return {m: metrics[m] for m in ("wa", "ua", "f1")} | {"n_test": n}
 
 
-def run_joint(split: FinetuneSplit, test: Sequence[Utterance], encoders: dict, cfg: FinetuneConfig,
-              features: FeaturesConfig, fold_dir: Path, key: str) -> tuple[dict, list[dict], dict]:
+def run_joint(
+    split: FinetuneSplit,
+    test: Sequence[Utterance],
+    encoders: dict,
+    cfg: FinetuneConfig,
+    features: FeaturesConfig,
+    fold_dir: Path,
+    key: str,
+) -> tuple[dict, list[dict], dict]:
     """Fold ``split.fold`` under the fusion objective: train, then test once.  Returns the
     per-encoder results, the epoch log and the test entry of ``finetune.json``."""
     progress = train_joint(split, encoders, cfg, fold_dir, key)
     trained = ["speech", "text"] if cfg.text else ["speech"]
-    results = {m: {"best_epoch": progress.best_epoch, "val_ua": progress.best, "epochs_run": progress.epoch,
-                   "base_model": encoders[m].name, "base_weights_sha256": encoders[m].weights_sha256}
-               for m in trained}
+    results = {
+        m: {
+            "best_epoch": progress.best_epoch,
+            "val_ua": progress.best,
+            "epochs_run": progress.epoch,
+            "base_model": encoders[m].name,
+            "base_weights_sha256": encoders[m].weights_sha256,
+        }
+        for m in trained
+    }
     frozen_text = None if cfg.text else encoders["text"]
     scores = evaluate_test(test, split.fold, split.classes, frozen_text, cfg, features, fold_dir)
     return results, progress.history, scores | {"best_epoch": progress.best_epoch}

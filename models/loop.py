@@ -59,6 +59,7 @@ def epoch_seeding(seed: int) -> Callable[[int], torch.Generator]:
     """Every epoch reseeds torch's and numpy's global generators (dropout, SpecAugment's mask
     positions) and a fresh generator from (seed, epoch): a run resumed after epoch e draws
     what an uninterrupted one draws (fine-tuning)."""
+
     def seeded(epoch: int) -> torch.Generator:
         epoch_seed = seed * 1000 + epoch
         torch.manual_seed(epoch_seed)
@@ -68,9 +69,15 @@ def epoch_seeding(seed: int) -> Callable[[int], torch.Generator]:
     return seeded
 
 
-def run_epochs(run_epoch: EpochFn, state: State, last_epoch: int, patience: int,
-               generator: Callable[[int], torch.Generator], on_best: Callable[[], None],
-               after_epoch: Callable[[int], None] | None = None) -> State:
+def run_epochs(
+    run_epoch: EpochFn,
+    state: State,
+    last_epoch: int,
+    patience: int,
+    generator: Callable[[int], torch.Generator],
+    on_best: Callable[[], None],
+    after_epoch: Callable[[int], None] | None = None,
+) -> State:
     """Epochs ``state.epoch + 1`` .. ``last_epoch`` (so a restored ``state`` resumes), early
     stopped after ``patience`` epochs without a strictly higher score.  Returns ``state``."""
     for epoch in range(state.epoch + 1, last_epoch + 1):

@@ -42,6 +42,9 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
 
 
 def all_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
-    return {"wa": weighted_accuracy(y_true, y_pred), "ua": unweighted_accuracy(y_true, y_pred, n_classes),
-            "f1": macro_f1(y_true, y_pred, n_classes),
-            "confusion": confusion(y_true, y_pred, n_classes).tolist()}
+    return {
+        "wa": weighted_accuracy(y_true, y_pred),
+        "ua": unweighted_accuracy(y_true, y_pred, n_classes),
+        "f1": macro_f1(y_true, y_pred, n_classes),
+        "confusion": confusion(y_true, y_pred, n_classes).tolist(),
+    }

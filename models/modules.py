@@ -51,8 +51,8 @@ class ModelConfig:
     dropout: float = 0.2
     aux_matching: float = 0.0
     aux_unimodal: float = 0.0
-    aux_unimodal_on: str = "fused"          # fused | encoder
-    aux_matching_negatives: str = "any"     # any | other_label
+    aux_unimodal_on: str = "fused"  # fused | encoder
+    aux_matching_negatives: str = "any"  # any | other_label
     probe: str = "both"  # kind probe: speech, text or both
 
     @property
@@ -88,8 +88,9 @@ def _project(in_dim: int, hidden: int, dropout: float) -> nn.Module:
 
 
 def _head(in_dim: int, hidden: int, n_out: int, dropout: float) -> nn.Module:
-    return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout),
-                         nn.Linear(hidden, n_out))
+    return nn.Sequential(
+        nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, n_out)
+    )
 
 
 class PooledClassifier(nn.Module):
@@ -177,7 +178,7 @@ def other_label_partner(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     exists. (B,) → index (B,), found (B,) bool."""
     b = len(labels)
     shifts = torch.arange(1, b)
-    partner = (torch.arange(b)[:, None] - shifts[None]) % b           # (B, B-1): i-1, i-2, ...
+    partner = (torch.arange(b)[:, None] - shifts[None]) % b  # (B, B-1): i-1, i-2, ...
     differs = labels[partner] != labels[:, None]
     found = differs.any(1)
     first = differs.to(torch.int8).argmax(1)
@@ -197,8 +198,12 @@ class MhaAux(nn.Module):
         self.modality = nn.Embedding(2, h)
         # Dropout only at the input projections and heads: CPU dropout masks cost more than these
         # small attention layers themselves (measured: about 1 ms per mask of 100k elements).
-        self.layers = nn.ModuleList([nn.TransformerEncoderLayer(h, cfg.heads, 2 * h, 0.0, batch_first=True,
-                                                                norm_first=True) for _ in range(cfg.layers)])
+        self.layers = nn.ModuleList(
+            [
+                nn.TransformerEncoderLayer(h, cfg.heads, 2 * h, 0.0, batch_first=True, norm_first=True)
+                for _ in range(cfg.layers)
+            ]
+        )
         self.s_pool, self.t_pool = AttentionPool(h), AttentionPool(h)
         self.head = _head(2 * h, h, cfg.n_classes, cfg.dropout)
         self.match_head = _head(2 * h, h, 1, cfg.dropout)
@@ -207,8 +212,9 @@ class MhaAux(nn.Module):
         if cfg.aux_unimodal_on == "encoder":  # unimodal heads read each modality before fusion
             self.s_enc_pool, self.t_enc_pool = AttentionPool(h), AttentionPool(h)
 
-    def fuse(self, s: torch.Tensor, s_mask: torch.Tensor, t: torch.Tensor, t_mask: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+    def fuse(
+        self, s: torch.Tensor, s_mask: torch.Tensor, t: torch.Tensor, t_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled fused speech and text vectors, each (B, H)."""
         n_s = s.shape[1]
         x = torch.cat([s + self.modality.weight[0], t + self.modality.weight[1]], 1)
@@ -230,14 +236,25 @@ class MhaAux(nn.Module):
         if self.cfg.aux_matching > 0 and s.shape[0] > 1:
             aux = aux + self.cfg.aux_matching * self._matching_loss(s, s_mask, t, t_mask, ps, pt, labels)
         if self.cfg.aux_unimodal > 0:
-            us, ut = ((self.s_enc_pool(s, s_mask), self.t_enc_pool(t, t_mask))
-                      if self.cfg.aux_unimodal_on == "encoder" else (ps, pt))
+            us, ut = (
+                (self.s_enc_pool(s, s_mask), self.t_enc_pool(t, t_mask))
+                if self.cfg.aux_unimodal_on == "encoder"
+                else (ps, pt)
+            )
             uni = F.cross_entropy(self.s_head(us), labels) + F.cross_entropy(self.t_head(ut), labels)
             aux = aux + self.cfg.aux_unimodal * uni / 2
         return ModelOutput(logits, aux)
 
-    def _matching_loss(self, s: torch.Tensor, s_mask: torch.Tensor, t: torch.Tensor, t_mask: torch.Tensor,
-                       ps: torch.Tensor, pt: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _matching_loss(
+        self,
+        s: torch.Tensor,
+        s_mask: torch.Tensor,
+        t: torch.Tensor,
+        t_mask: torch.Tensor,
+        ps: torch.Tensor,
+        pt: torch.Tensor,
+        labels: torch.Tensor,
+    ) -> torch.Tensor:
         """Matched pairs vs speech paired with another utterance's text (the next one in the
         batch, or with ``other_label`` the nearest one of another emotion)."""
         if self.cfg.aux_matching_negatives == "other_label":

@@ -32,8 +32,11 @@ def item_means(rows: Ragged) -> np.ndarray:
     data, starts, lengths = rows.data.cpu(), rows.starts.cpu(), rows.lengths.cpu()
     data = data.reshape(len(data), -1)
     idx = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
-    gather = torch.cat([torch.arange(s, s + n) for s, n in zip(starts.tolist(), lengths.tolist())]
-                       ) if len(idx) else torch.zeros(0, dtype=torch.long)
+    gather = (
+        torch.cat([torch.arange(s, s + n) for s, n in zip(starts.tolist(), lengths.tolist())])
+        if len(idx)
+        else torch.zeros(0, dtype=torch.long)
+    )
     sums = torch.zeros(len(lengths), data.shape[1], dtype=torch.float64)
     sums.index_add_(0, idx, data[gather].double())
     return (sums / lengths.clamp(min=1)[:, None].double()).numpy()
@@ -47,8 +50,9 @@ def probe_inputs(inputs: dict[str, Ragged], names: Sequence[str]) -> np.ndarray:
 class LinearProbe:
     """``fit`` on training rows with ``C`` chosen on validation rows; ``predict_proba``."""
 
-    def __init__(self, n_classes: int, c_grid: Sequence[float] = C_GRID, max_iter: int = 3000,
-                 blas_threads: int | None = 1) -> None:
+    def __init__(
+        self, n_classes: int, c_grid: Sequence[float] = C_GRID, max_iter: int = 3000, blas_threads: int | None = 1
+    ) -> None:
         self.n_classes, self.c_grid, self.max_iter = n_classes, tuple(c_grid), max_iter
         self.blas_threads = blas_threads  # None: BLAS's own default
 

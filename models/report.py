@@ -29,10 +29,16 @@ from mger.models.stats import METHOD, breakdown, paired_test, summarize
 # Published IEMOCAP figures, for orientation only: pretrained encoders fine-tuned on IEMOCAP,
 # not the synthetic demo corpus or random-init encoders.  Only the papers' abstracts are public.
 PUBLISHED = [
-    ("Sun, He & Han, ICASSP 2023", "wav2vec 2.0 + BERT, K-layer multi-head attention fusion with two auxiliary "
-     "tasks, both encoders fine-tuned", "WA 78.42, UA 79.71"),
-    ("Zhao, Wang & Wang, Interspeech 2022", "wav2vec 2.0 + BERT, multi-granularity co-attention early fusion + "
-     "late fusion", "not quoted here (we could not check the figures)"),
+    (
+        "Sun, He & Han, ICASSP 2023",
+        "wav2vec 2.0 + BERT, K-layer multi-head attention fusion with two auxiliary tasks, both encoders fine-tuned",
+        "WA 78.42, UA 79.71",
+    ),
+    (
+        "Zhao, Wang & Wang, Interspeech 2022",
+        "wav2vec 2.0 + BERT, multi-granularity co-attention early fusion + late fusion",
+        "not quoted here (we could not check the figures)",
+    ),
 ]
 ORDER = ("probe", "text", "audio", "multigranular", "fc", "coattention", "late", "combined", "mha_aux")
 FUSION = ("coattention", "fc", "late", "combined", "mha_aux")
@@ -53,8 +59,11 @@ class Experiment:
 def _label(m: dict) -> str:
     levels = "+".join(m["speech_levels"])
     if m["model"] == "probe":
-        inputs = {"speech": f"speech {levels}", "text": f"text {m['text_level']}",
-                  "both": f"speech {levels} + text {m['text_level']}"}[m["probe"]]
+        inputs = {
+            "speech": f"speech {levels}",
+            "text": f"text {m['text_level']}",
+            "both": f"speech {levels} + text {m['text_level']}",
+        }[m["probe"]]
         return f"linear probe ({inputs}, utterance means)"
     if m["model"] == "text":
         return f"text only ({m['text_level']})"
@@ -63,15 +72,28 @@ def _label(m: dict) -> str:
     if m["model"] == "multigranular":
         return f"audio only, multi-granularity {levels}"
     if m.get("end_to_end"):
-        return (f"end to end: encoders fine-tuned jointly with the mha fusion head K={m.get('layers')} (frames + "
-                f"tokens), auxiliary: {' + '.join(_aux(m)) or 'none'}")
+        return (
+            f"end to end: encoders fine-tuned jointly with the mha fusion head K={m.get('layers')} (frames + "
+            f"tokens), auxiliary: {' + '.join(_aux(m)) or 'none'}"
+        )
     if m["model"] == "mha_aux":
-        variants = [v for v, on in ((f"unimodal heads on the {m.get('aux_unimodal_on')} streams",
-                                     m["aux_unimodal"] > 0 and m.get("aux_unimodal_on") == "encoder"),
-                                    ("negatives of another label", m["aux_matching"] > 0
-                                     and m.get("aux_matching_negatives") == "other_label")) if on]
-        return (f"mha fusion K={m.get('layers')} ({levels}), auxiliary: {' + '.join(_aux(m)) or 'none'}"
-                + "".join(f"; {v}" for v in variants))
+        variants = [
+            v
+            for v, on in (
+                (
+                    f"unimodal heads on the {m.get('aux_unimodal_on')} streams",
+                    m["aux_unimodal"] > 0 and m.get("aux_unimodal_on") == "encoder",
+                ),
+                (
+                    "negatives of another label",
+                    m["aux_matching"] > 0 and m.get("aux_matching_negatives") == "other_label",
+                ),
+            )
+            if on
+        ]
+        return f"mha fusion K={m.get('layers')} ({levels}), auxiliary: {' + '.join(_aux(m)) or 'none'}" + "".join(
+            f"; {v}" for v in variants
+        )
     if m["model"] == "fc":
         return f"FC fusion (mean-pooled {levels} + text)"
     return f"{m['model']} ({levels} + text)"
@@ -103,9 +125,18 @@ def _inputs(m: dict) -> tuple:
 
 def _same_model(m: dict) -> tuple:
     """Everything that makes a row's model, except the encoders' features."""
-    return (m["model"], tuple(m["speech_levels"]), m["text_level"], m["aux_matching"], m["aux_unimodal"],
-            m.get("aux_unimodal_on"), m.get("aux_matching_negatives"), m.get("layers"), m.get("probe"),
-            _store(m))
+    return (
+        m["model"],
+        tuple(m["speech_levels"]),
+        m["text_level"],
+        m["aux_matching"],
+        m["aux_unimodal"],
+        m.get("aux_unimodal_on"),
+        m.get("aux_matching_negatives"),
+        m.get("layers"),
+        m.get("probe"),
+        _store(m),
+    )
 
 
 def _pct(x: float) -> str:
@@ -117,6 +148,7 @@ def _cell(x: dict) -> str:
 
 
 # --- loading, with provenance checks -------------------------------------------------------------
+
 
 def _store_fingerprint(path: str) -> str | None:
     from mger.features.cache import FeatureStore
@@ -131,15 +163,18 @@ def check_provenance(path: Path, metrics: dict) -> None:
     """Refuse a metrics file whose stores are not the ones on disk now (one line naming it)."""
     prov = metrics.get("provenance")
     if not prov or "stores" not in prov:
-        raise StageError(f"{path}: no provenance (written by an older mger); re-run "
-                         f"`mger train --experiment {path.stem}`")
+        raise StageError(
+            f"{path}: no provenance (written by an older mger); re-run `mger train --experiment {path.stem}`"
+        )
     for fold, stores in sorted(prov["stores"].items()):
         for kind, entry in sorted(stores.items()):
             now = _store_fingerprint(entry["path"])
             if now != entry["fingerprint_sha256"]:
                 state = "is missing" if now is None else "has changed since training"
-                raise StageError(f"{path}: the {kind} store {entry['path']} (fold {fold}) {state}; re-run "
-                                 f"`mger train --experiment {metrics['experiment']}`")
+                raise StageError(
+                    f"{path}: the {kind} store {entry['path']} (fold {fold}) {state}; re-run "
+                    f"`mger train --experiment {metrics['experiment']}`"
+                )
 
 
 def joint_experiment(params: Params) -> Experiment | None:
@@ -156,21 +191,39 @@ def joint_experiment(params: Params) -> Experiment | None:
             raise StageError(f"{path}: missing; run `mger finetune --fold {fold}` (or `dvc repro`)")
         record = json.loads(path.read_text(encoding="utf-8"))
         if "test" not in record:
-            raise StageError(f"{path}: no end-to-end test figures (fine-tuned with another objective); re-run "
-                             f"`mger finetune --fold {fold}`")
+            raise StageError(
+                f"{path}: no end-to-end test figures (fine-tuned with another objective); re-run "
+                f"`mger finetune --fold {fold}`"
+            )
         preds.append(read_predictions(record["test"]["predictions"]))
         val.append(record["results"]["speech"]["val_ua"])
         folds[str(fold)] = {"val_speakers": record["val_speakers"]}
     pred = Predictions.concat(preds[0].classes, preds)
     manifest = read_manifest(params.prepare.manifest)
     improvised = {u.utt_id: "improvised" if u.improvised else "scripted" for u in manifest}
-    metrics = summarize(pred) | {"by_improvised": breakdown(pred, improvised.__getitem__)} | {
-        "experiment": "joint_ft", "model": "mha_aux", "features": "finetuned", "speech_store": "speech",
-        "speech_levels": ["frame"], "text_level": "token", "aux_matching": ft.fusion.aux_matching,
-        "aux_unimodal": ft.fusion.aux_unimodal, "aux_unimodal_on": ft.fusion.aux_unimodal_on,
-        "aux_matching_negatives": ft.fusion.aux_matching_negatives, "layers": ft.fusion.layers, "probe": None,
-        "end_to_end": True, "classes": pred.classes, "seeds": [ft.seed], "n_utterances": len(pred),
-        "validation": {"ua": {"mean": float(np.mean(val)), "std": float(np.std(val))}}}
+    metrics = (
+        summarize(pred)
+        | {"by_improvised": breakdown(pred, improvised.__getitem__)}
+        | {
+            "experiment": "joint_ft",
+            "model": "mha_aux",
+            "features": "finetuned",
+            "speech_store": "speech",
+            "speech_levels": ["frame"],
+            "text_level": "token",
+            "aux_matching": ft.fusion.aux_matching,
+            "aux_unimodal": ft.fusion.aux_unimodal,
+            "aux_unimodal_on": ft.fusion.aux_unimodal_on,
+            "aux_matching_negatives": ft.fusion.aux_matching_negatives,
+            "layers": ft.fusion.layers,
+            "probe": None,
+            "end_to_end": True,
+            "classes": pred.classes,
+            "seeds": [ft.seed],
+            "n_utterances": len(pred),
+            "validation": {"ua": {"mean": float(np.mean(val)), "std": float(np.std(val))}},
+        }
+    )
     return Experiment(metrics, pred)
 
 
@@ -189,50 +242,80 @@ def load_experiments(params: Params) -> list[Experiment]:
         out.append(Experiment(metrics, read_predictions(metrics["predictions"])))
     joint = joint_experiment(params)
     out += [joint] if joint else []
-    return sorted(out, key=lambda e: (ORDER.index(e.metrics["model"]) if e.metrics["model"] in ORDER else 99,
-                                      _features(e.metrics) != "frozen", e.name))
+    return sorted(
+        out,
+        key=lambda e: (
+            ORDER.index(e.metrics["model"]) if e.metrics["model"] in ORDER else 99,
+            _features(e.metrics) != "frozen",
+            e.name,
+        ),
+    )
 
 
 # --- the ablation steps with paired tests ---------------------------------------------------------
+
 
 def ablation_pairs(rows: list[Experiment]) -> list[tuple[str, Experiment, Experiment]]:
     """(step, baseline, system) for each step the report tests: text vs each fusion, frozen vs
     fine-tuned, mha without vs with each auxiliary task, single vs multi-granularity."""
     pairs = []
+
     def by_features(e: Experiment, model: str) -> list[Experiment]:  # same encoders (a text row: any store)
-        return [x for x in rows if x.metrics["model"] == model and _features(x.metrics) == _features(e.metrics)
-                and (model == "text" or _store(x.metrics) == _store(e.metrics))]
+        return [
+            x
+            for x in rows
+            if x.metrics["model"] == model
+            and _features(x.metrics) == _features(e.metrics)
+            and (model == "text" or _store(x.metrics) == _store(e.metrics))
+        ]
 
     for e in rows:
         m = e.metrics
         if m["model"] in FUSION:
             pairs += [("text vs fusion", t, e) for t in by_features(e, "text")]
         if m["model"] == "mha_aux" and _aux(m):
-            pairs += [("mha without vs with auxiliary tasks", b, e) for b in by_features(e, "mha_aux")
-                      if not _aux(b.metrics) and b.metrics["speech_levels"] == m["speech_levels"]
-                      and b.metrics.get("layers") == m.get("layers")]
+            pairs += [
+                ("mha without vs with auxiliary tasks", b, e)
+                for b in by_features(e, "mha_aux")
+                if not _aux(b.metrics)
+                and b.metrics["speech_levels"] == m["speech_levels"]
+                and b.metrics.get("layers") == m.get("layers")
+            ]
         if m["model"] == "multigranular":
-            pairs += [("single vs multi-granularity", a, e) for a in by_features(e, "audio")
-                      if len(a.metrics["speech_levels"]) == 1 and a.metrics["speech_levels"][0] in m["speech_levels"]]
+            pairs += [
+                ("single vs multi-granularity", a, e)
+                for a in by_features(e, "audio")
+                if len(a.metrics["speech_levels"]) == 1 and a.metrics["speech_levels"][0] in m["speech_levels"]
+            ]
     frozen = {_same_model(e.metrics): e for e in rows if _features(e.metrics) == "frozen"}
-    pairs += [("frozen vs fine-tuned", frozen[_same_model(e.metrics)], e) for e in rows
-              if _features(e.metrics) == "fine-tuned" and _same_model(e.metrics) in frozen]
+    pairs += [
+        ("frozen vs fine-tuned", frozen[_same_model(e.metrics)], e)
+        for e in rows
+        if _features(e.metrics) == "fine-tuned" and _same_model(e.metrics) in frozen
+    ]
     return pairs
 
 
 def ablation_lines(rows: list[Experiment]) -> list[str]:
-    lines = ["## Ablation steps with paired tests", "",
-             "Δ = system − baseline on the same test utterances, folds and seeds (fold-averaged, points); p: "
-             "two-sided approximate randomisation. A step is a claim only where its p-value is small.", "",
-             "| step | baseline | system | Δ UA | p (UA) | Δ WA | p (WA) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Ablation steps with paired tests",
+        "",
+        "Δ = system − baseline on the same test utterances, folds and seeds (fold-averaged, points); p: "
+        "two-sided approximate randomisation. A step is a claim only where its p-value is small.",
+        "",
+        "| step | baseline | system | Δ UA | p (UA) | Δ WA | p (WA) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for step, base, system in ablation_pairs(rows):
         try:
             test = paired_test(system.predictions, base.predictions)
         except ValueError as err:
             lines.append(f"| {step} | {base.name} | {system.name} | not paired: {err} | | | |")
             continue
-        lines.append(f"| {step} | {base.name} | {system.name} | {100 * test['ua']['delta']:+.2f} | "
-                     f"{test['ua']['p']:.3f} | {100 * test['wa']['delta']:+.2f} | {test['wa']['p']:.3f} |")
+        lines.append(
+            f"| {step} | {base.name} | {system.name} | {100 * test['ua']['delta']:+.2f} | "
+            f"{test['ua']['p']:.3f} | {100 * test['wa']['delta']:+.2f} | {test['wa']['p']:.3f} |"
+        )
     return lines + [""]
 
 
@@ -240,8 +323,10 @@ def ablation_lines(rows: list[Experiment]) -> list[str]:
 
 Match = tuple[str, dict]  # (row name, the metrics fields a row must have)
 ZHAO_ROWS: list[Match] = [
-    *[(f"wav2vec 2.0, {lv} level", {"model": "audio", "speech_levels": [lv]})
-      for lv in ("frame", "phone", "syllable", "word")],
+    *[
+        (f"wav2vec 2.0, {lv} level", {"model": "audio", "speech_levels": [lv]})
+        for lv in ("frame", "phone", "syllable", "word")
+    ],
     ("wav2vec 2.0, multi-granularity", {"model": "multigranular"}),
     ("BERT", {"model": "text"}),
     ("co-attention, one level", {"model": "coattention", "n_levels": 1}),
@@ -277,11 +362,16 @@ def _matches(m: dict, want: dict) -> bool:
     return True
 
 
-def paper_table(title: str, note: str, spec: list[Match], rows: list[Experiment], k_sweep: bool = False
-                ) -> list[str]:
+def paper_table(title: str, note: str, spec: list[Match], rows: list[Experiment], k_sweep: bool = False) -> list[str]:
     """One paper's table layout, filled with this run's rows of each kind (frozen and fine-tuned)."""
-    lines = [f"## {title}", "", note, "", "| row (paper) | experiment | speech features | WA | UA | UA 95% CI |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"## {title}",
+        "",
+        note,
+        "",
+        "| row (paper) | experiment | speech features | WA | UA | UA 95% CI |",
+        "|---|---|---|---|---|---|",
+    ]
     for label, want in spec:
         found = [e for e in rows if _matches(e.metrics, want)]
         sweep = k_sweep and want.get("aux") == ["matching", "unimodal"]
@@ -294,30 +384,44 @@ def paper_table(title: str, note: str, spec: list[Match], rows: list[Experiment]
             m = e.metrics
             name = f"{label}, K={m.get('layers')}" if sweep else label
             lo, hi = m["ua"]["ci95"]
-            lines.append(f"| {name} | {e.name} | {_encoder(m)} | {_cell(m['wa'])} | {_cell(m['ua'])} | "
-                         f"[{_pct(lo)}, {_pct(hi)}] |")
+            lines.append(
+                f"| {name} | {e.name} | {_encoder(m)} | {_cell(m['wa'])} | {_cell(m['ua'])} | "
+                f"[{_pct(lo)}, {_pct(hi)}] |"
+            )
     return lines + [""]
 
 
 def paper_lines(rows: list[Experiment]) -> list[str]:
-    return [*paper_table("Zhao, Wang & Wang (Interspeech 2022): the ablation in the paper's row order",
-                         "Our reading of the paper's system (docs/papers.md); this run's corpus and encoders, not "
-                         "the paper's.", ZHAO_ROWS, rows),
-            *paper_table("Sun, He & Han (ICASSP 2023): the table in the paper's row order, with the K sweep",
-                         "CA = the K-layer multi-head attention fusion; Aux1 = audio–text matching, Aux2 = unimodal "
-                         "heads (our reading, docs/papers.md). The K sweep is the +CA+Aux1&2 row at each K run.",
-                         SUN_ROWS, rows, k_sweep=True)]
+    return [
+        *paper_table(
+            "Zhao, Wang & Wang (Interspeech 2022): the ablation in the paper's row order",
+            "Our reading of the paper's system (docs/papers.md); this run's corpus and encoders, not the paper's.",
+            ZHAO_ROWS,
+            rows,
+        ),
+        *paper_table(
+            "Sun, He & Han (ICASSP 2023): the table in the paper's row order, with the K sweep",
+            "CA = the K-layer multi-head attention fusion; Aux1 = audio–text matching, Aux2 = unimodal "
+            "heads (our reading, docs/papers.md). The K sweep is the +CA+Aux1&2 row at each K run.",
+            SUN_ROWS,
+            rows,
+            k_sweep=True,
+        ),
+    ]
 
 
 # --- the report -------------------------------------------------------------------------------------
+
 
 def _corpus_line(params: Params, m: dict) -> str:
     root = Path(params.prepare.root)
     line = f"Corpus: `{root}`, {m['n_utterances']} utterances, classes {', '.join(m['classes'])}."
     if (root / "truth" / "words.jsonl").is_file():  # written by `mger synth` beside the IEMOCAP tree
-        line += (" This is the synthetic demo corpus (eSpeak NG voices in IEMOCAP's layout): its figures say "
-                 "whether the pipeline works, not how well the papers' systems recognise human emotion, and are "
-                 "not comparable to any published IEMOCAP result.")
+        line += (
+            " This is the synthetic demo corpus (eSpeak NG voices in IEMOCAP's layout): its figures say "
+            "whether the pipeline works, not how well the papers' systems recognise human emotion, and are "
+            "not comparable to any published IEMOCAP result."
+        )
     return line
 
 
@@ -355,24 +459,34 @@ def _versus_reference(e: Experiment, rows: list[Experiment]) -> str:
 
 def _probes(rows: list[Experiment], inputs: str, like: dict) -> list[Experiment]:
     """Every linear probe on ``inputs`` (speech or text) of the features ``like`` reads."""
-    want = _inputs({"model": "probe", "probe": inputs, "features": like.get("features"),
-                    "speech_store": _store(like)})
-    return [x for x in rows if x.metrics["model"] == "probe" and x.metrics["probe"] == inputs
-            and _inputs(x.metrics) == want]
+    want = _inputs({"model": "probe", "probe": inputs, "features": like.get("features"), "speech_store": _store(like)})
+    return [
+        x for x in rows if x.metrics["model"] == "probe" and x.metrics["probe"] == inputs and _inputs(x.metrics) == want
+    ]
 
 
 def reference_lines(rows: list[Experiment]) -> list[str]:
     """Per speech features: the best audio-only model and the best fusion model, each chosen by
     validation UA, against the unimodal linear-probe references (paired tests on test)."""
-    lines = ["## The best models against the linear-probe references", "",
-             "Per speech features, the audio-only and the fusion model with the highest **validation** UA, "
-             "against the unimodal references on the same features (paired approximate randomisation on the "
-             "test predictions; Δ in UA points).", "",
-             "| speech features | group | best by validation | reference | Δ UA | p |", "|---|---|---|---|---|---|"]
+    lines = [
+        "## The best models against the linear-probe references",
+        "",
+        "Per speech features, the audio-only and the fusion model with the highest **validation** UA, "
+        "against the unimodal references on the same features (paired approximate randomisation on the "
+        "test predictions; Δ in UA points).",
+        "",
+        "| speech features | group | best by validation | reference | Δ UA | p |",
+        "|---|---|---|---|---|---|",
+    ]
     groups: dict[tuple, dict[str, list[Experiment]]] = {}
     for e in rows:
-        group = "audio only" if e.metrics["model"] in ("audio", "multigranular") else \
-            "fusion" if e.metrics["model"] in FUSION else None
+        group = (
+            "audio only"
+            if e.metrics["model"] in ("audio", "multigranular")
+            else "fusion"
+            if e.metrics["model"] in FUSION
+            else None
+        )
         if group:
             groups.setdefault(_inputs(e.metrics), {}).setdefault(group, []).append(e)
     for _, by_group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
@@ -390,43 +504,57 @@ def reference_lines(rows: list[Experiment]) -> list[str]:
 
 
 def main_table(rows: list[Experiment]) -> list[str]:
-    lines = ["| experiment | system | speech features | WA | UA | UA 95% CI | F1 | validation UA "
-             "| Δ UA vs its probe (p) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| experiment | system | speech features | WA | UA | UA 95% CI | F1 | validation UA | Δ UA vs its probe (p) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for e in rows:
         m = e.metrics
         lo, hi = m["ua"]["ci95"]
-        lines.append(f"| {e.name} | {_label(m)} | {_encoder(m)} | {_cell(m['wa'])} | {_cell(m['ua'])} | "
-                     f"[{_pct(lo)}, {_pct(hi)}] | {_cell(m['f1'])} | {_cell(m['validation']['ua'])} | "
-                     f"{_versus_reference(e, rows)} |")
+        lines.append(
+            f"| {e.name} | {_label(m)} | {_encoder(m)} | {_cell(m['wa'])} | {_cell(m['ua'])} | "
+            f"[{_pct(lo)}, {_pct(hi)}] | {_cell(m['f1'])} | {_cell(m['validation']['ua'])} | "
+            f"{_versus_reference(e, rows)} |"
+        )
     return lines
 
 
 def detail_lines(rows: list[Experiment]) -> list[str]:
     classes = rows[0].metrics["classes"]
-    lines = ["## Pooled over folds, per-class recall, improvised vs scripted", "",
-             "Pooled: all folds' test utterances at once (mean over seeds); recall per class pooled likewise. "
-             "Improvised / scripted: pooled WA and UA over the test utterances of each kind (n utterances). "
-             "Scripted IEMOCAP sessions repeat the same lines across sessions, which favours text under "
-             "leave-one-session-out.", "",
-             f"| experiment | pooled WA | pooled UA | {' | '.join('recall ' + c for c in classes)} | "
-             "improvised WA / UA (n) | scripted WA / UA (n) |",
-             "|---|---|---|" + "---|" * len(classes) + "---|---|"]
+    lines = [
+        "## Pooled over folds, per-class recall, improvised vs scripted",
+        "",
+        "Pooled: all folds' test utterances at once (mean over seeds); recall per class pooled likewise. "
+        "Improvised / scripted: pooled WA and UA over the test utterances of each kind (n utterances). "
+        "Scripted IEMOCAP sessions repeat the same lines across sessions, which favours text under "
+        "leave-one-session-out.",
+        "",
+        f"| experiment | pooled WA | pooled UA | {' | '.join('recall ' + c for c in classes)} | "
+        "improvised WA / UA (n) | scripted WA / UA (n) |",
+        "|---|---|---|" + "---|" * len(classes) + "---|---|",
+    ]
     for e in rows:
         m = e.metrics
         recall = " | ".join(_pct(m["per_class_recall"][c]) for c in classes)
         kinds = [m["by_improvised"].get(k) for k in ("improvised", "scripted")]
         cells = [f"{_pct(k['wa'])} / {_pct(k['ua'])} ({k['n']})" if k else "–" for k in kinds]
-        lines.append(f"| {e.name} | {_pct(m['pooled']['wa'])} | {_pct(m['pooled']['ua'])} | {recall} | "
-                     f"{cells[0]} | {cells[1]} |")
+        lines.append(
+            f"| {e.name} | {_pct(m['pooled']['wa'])} | {_pct(m['pooled']['ua'])} | {recall} | {cells[0]} | {cells[1]} |"
+        )
     return lines + [""]
 
 
 def published_lines() -> list[str]:
-    lines = ["## Published IEMOCAP results (for orientation only; not comparable to the table above)", "",
-             "Pretrained encoders fine-tuned on real IEMOCAP speech, leave-one-session-out, as the papers' "
-             "abstracts state them. mger implements these systems in our reading of the abstracts; it has not "
-             "reproduced these numbers.", "", "| paper | system | reported |", "|---|---|---|"]
+    lines = [
+        "## Published IEMOCAP results (for orientation only; not comparable to the table above)",
+        "",
+        "Pretrained encoders fine-tuned on real IEMOCAP speech, leave-one-session-out, as the papers' "
+        "abstracts state them. mger implements these systems in our reading of the abstracts; it has not "
+        "reproduced these numbers.",
+        "",
+        "| paper | system | reported |",
+        "|---|---|---|",
+    ]
     return lines + [f"| {paper} | {system} | {figure} |" for paper, system, figure in PUBLISHED] + [""]
 
 
@@ -439,23 +567,42 @@ def write_report(params: Params) -> Path:
     best = max(rows, key=lambda e: (e.metrics["validation"]["ua"]["mean"], e.name))
     table = main_table(rows)
     lines = [
-        "# Results", "", _corpus_line(params, first), "",
+        "# Results",
+        "",
+        _corpus_line(params, first),
+        "",
         f"Leave-one-session-out over {len(first['folds'])} folds. {_seeds_line(first)} WA = overall accuracy, "
-        f"UA = mean per-class recall, F1 = macro-F1, all in %. Statistics: {METHOD}.", "",
-        *table, "",
+        f"UA = mean per-class recall, F1 = macro-F1, all in %. Statistics: {METHOD}.",
+        "",
+        *table,
+        "",
         "Δ UA vs its probe: the paired difference (points, approximate-randomisation p) to the linear probe on "
         "the same inputs and encoders (standardised logistic regression on utterance means, C chosen on "
-        "validation; models/probe.py). A model that does not beat its probe has not earned its complexity.", "",
+        "validation; models/probe.py). A model that does not beat its probe has not earned its complexity.",
+        "",
         f"Best system by **validation** UA (the test sessions choose nothing): {best.name} (validation UA "
-        f"{_cell(best.metrics['validation']['ua'])}; its test UA {_cell(best.metrics['ua'])}).", "",
-        *reference_lines(rows), *ablation_lines(rows), *paper_lines(rows), *detail_lines(rows), *published_lines(),
+        f"{_cell(best.metrics['validation']['ua'])}; its test UA {_cell(best.metrics['ua'])}).",
+        "",
+        *reference_lines(rows),
+        *ablation_lines(rows),
+        *paper_lines(rows),
+        *detail_lines(rows),
+        *published_lines(),
         "![confusion of the best system by validation UA](figures/confusion_best.png)",
-        "![granularity](figures/ua_by_granularity.png)", "![fusion](figures/ua_by_fusion.png)", ""]
+        "![granularity](figures/ua_by_granularity.png)",
+        "![fusion](figures/ua_by_fusion.png)",
+        "",
+    ]
     _plot_confusion(best.metrics, figures / "confusion_best.png")
     audio = [e.metrics for e in rows if e.metrics["model"] in ("audio", "multigranular")]
-    _plot_bars(audio, figures / "ua_by_granularity.png", "Test UA by speech granularity (audio only)",
-               lambda m: "+".join(m["speech_levels"]) + {"frozen": "", "fine-tuned": " (ft)"}.get(_encoder(m),
-                                                                                       f" ({_encoder(m)})"))
+    _plot_bars(
+        audio,
+        figures / "ua_by_granularity.png",
+        "Test UA by speech granularity (audio only)",
+        lambda m: (
+            "+".join(m["speech_levels"]) + {"frozen": "", "fine-tuned": " (ft)"}.get(_encoder(m), f" ({_encoder(m)})")
+        ),
+    )
     fusion = [e.metrics for e in rows if e.metrics["model"] not in ("audio", "multigranular")]
     _plot_bars(fusion, figures / "ua_by_fusion.png", "Test UA by fusion type", lambda m: m["experiment"])
     out = Path(params.report.out)
@@ -466,6 +613,7 @@ def write_report(params: Params) -> Path:
 
 
 # --- figures, each written atomically -------------------------------------------------------------
+
 
 def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
@@ -493,8 +641,7 @@ def _plot_confusion(m: dict, path: Path) -> None:
     ax.set_yticks(range(len(cm)), m["classes"])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"{m['experiment']} (best by validation UA):\ntest recall per class, all folds and seeds",
-                 fontsize=9)
+    ax.set_title(f"{m['experiment']} (best by validation UA):\ntest recall per class, all folds and seeds", fontsize=9)
     fig.tight_layout()
     _save(fig, path)
 

@@ -26,11 +26,13 @@ from mger.models.predictions import Predictions
 
 N_BOOT = 1000
 N_PERM = 2000
-METHOD = (f"fold-averaged: each fold's metric averaged over seeds, then mean ± std over folds; pooled: over all "
-          f"folds' test utterances at once, mean over seeds; ci95: percentile bootstrap of the fold-averaged value, "
-          f"test utterances resampled within folds ({N_BOOT} resamples); paired tests: approximate randomisation "
-          f"({N_PERM} permutations, two-sided); validation: the fold's validation speaker (mger.core.splits), which "
-          f"chose the epoch and the late-fusion weights")
+METHOD = (
+    f"fold-averaged: each fold's metric averaged over seeds, then mean ± std over folds; pooled: over all "
+    f"folds' test utterances at once, mean over seeds; ci95: percentile bootstrap of the fold-averaged value, "
+    f"test utterances resampled within folds ({N_BOOT} resamples); paired tests: approximate randomisation "
+    f"({N_PERM} permutations, two-sided); validation: the fold's validation speaker (mger.core.splits), which "
+    f"chose the epoch and the late-fusion weights"
+)
 
 
 def _cells(p: Predictions) -> dict[tuple[int, int], np.ndarray]:
@@ -55,8 +57,9 @@ def _fold_average(values: dict[tuple[int, int], np.ndarray | float]) -> np.ndarr
     return np.mean([np.mean([v for (f, _), v in values.items() if f == fold], axis=0) for fold in folds], axis=0)
 
 
-def _rates(labels: np.ndarray, correct: np.ndarray, weights: np.ndarray, n_classes: int
-           ) -> tuple[np.ndarray, np.ndarray]:
+def _rates(
+    labels: np.ndarray, correct: np.ndarray, weights: np.ndarray, n_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
     """WA and UA of weighted rows. labels (n,), correct (R, n), weights (R, n) → (R,), (R,)."""
     onehot = np.eye(n_classes)[labels]
     support = weights @ onehot
@@ -78,8 +81,11 @@ def summarize(p: Predictions, n_boot: int = N_BOOT) -> dict:
     ci = bootstrap_ci(p, n_boot)
     for m in ("wa", "ua", "f1"):
         grid = np.array([[cell_metrics[(f, s)][m] for f in folds] for s in seeds])  # (seeds, folds)
-        out[m] = {"mean": float(grid.mean(0).mean()), "std": float(grid.mean(0).std()),
-                  "seed_std": float(grid.mean(1).std())} | ({"ci95": ci[m]} if m in ci else {})
+        out[m] = {
+            "mean": float(grid.mean(0).mean()),
+            "std": float(grid.mean(0).std()),
+            "seed_std": float(grid.mean(1).std()),
+        } | ({"ci95": ci[m]} if m in ci else {})
     pooled = [all_metrics(p.label[p.seed == s], p.pred[p.seed == s], n) for s in seeds]
     out["pooled"] = {m: float(np.mean([x[m] for x in pooled])) for m in ("wa", "ua", "f1")}
     recall = []
@@ -87,11 +93,14 @@ def summarize(p: Predictions, n_boot: int = N_BOOT) -> dict:
         cm = np.array(all_metrics(p.label[p.seed == s], p.pred[p.seed == s], n)["confusion"], float)
         recall.append(np.divide(np.diag(cm), cm.sum(1), out=np.full(n, np.nan), where=cm.sum(1) > 0))
     out["per_class_recall"] = {c: float(np.mean([r[k] for r in recall])) for k, c in enumerate(p.classes)}
-    out["folds"] = {str(f): {m: float(np.mean([cell_metrics[(f, s)][m] for s in seeds])) for m in ("wa", "ua", "f1")}
-                    | {"n_test": int(len(cells[(f, seeds[0])])),
-                       "seeds": {str(s): {m: float(cell_metrics[(f, s)][m]) for m in ("wa", "ua", "f1")}
-                                 for s in seeds}}
-                    for f in folds}
+    out["folds"] = {
+        str(f): {m: float(np.mean([cell_metrics[(f, s)][m] for s in seeds])) for m in ("wa", "ua", "f1")}
+        | {
+            "n_test": int(len(cells[(f, seeds[0])])),
+            "seeds": {str(s): {m: float(cell_metrics[(f, s)][m]) for m in ("wa", "ua", "f1")} for s in seeds},
+        }
+        for f in folds
+    }
     out["confusion"] = np.sum([cell_metrics[k]["confusion"] for k in cells], axis=0).tolist()
     return out
 
@@ -110,8 +119,10 @@ def bootstrap_ci(p: Predictions, n_boot: int = N_BOOT, seed: int = 0, level: flo
             i = cells[k]
             wa[k], ua[k] = _rates(p.label[i], (p.pred[i] == p.label[i])[None].astype(float), weights, len(p.classes))
     tail = 100 * (1 - level) / 2
-    return {name: [float(x) for x in np.percentile(_fold_average(v), [tail, 100 - tail])]
-            for name, v in (("wa", wa), ("ua", ua))}
+    return {
+        name: [float(x) for x in np.percentile(_fold_average(v), [tail, 100 - tail])]
+        for name, v in (("wa", wa), ("ua", ua))
+    }
 
 
 def paired_test(a: Predictions, b: Predictions, n_perm: int = N_PERM, seed: int = 0) -> dict[str, dict[str, float]]:
@@ -153,8 +164,12 @@ def breakdown(p: Predictions, group_of: Callable[[str], str]) -> dict[str, dict[
     out = {}
     for g in sorted(set(groups.tolist())):
         sub = p.where(groups == g)
-        per_seed = [all_metrics(sub.label[sub.seed == s], sub.pred[sub.seed == s], len(p.classes))
-                    for s in np.unique(sub.seed)]
-        out[g] = {"n": int(len(np.unique(sub.utt_ids))), "wa": float(np.mean([x["wa"] for x in per_seed])),
-                  "ua": float(np.mean([x["ua"] for x in per_seed]))}
+        per_seed = [
+            all_metrics(sub.label[sub.seed == s], sub.pred[sub.seed == s], len(p.classes)) for s in np.unique(sub.seed)
+        ]
+        out[g] = {
+            "n": int(len(np.unique(sub.utt_ids))),
+            "wa": float(np.mean([x["wa"] for x in per_seed])),
+            "ua": float(np.mean([x["ua"] for x in per_seed])),
+        }
     return out

@@ -60,8 +60,9 @@ class TensorSet:
 
     def to(self, device: torch.device, device_padding: bool | None = None) -> "TensorSet":
         """The same set with every row on ``device`` (one copy), padded there from now on."""
-        moved = {n: Ragged(r.data.to(device), r.starts.to(device), r.lengths.to(device))
-                 for n, r in self.inputs.items()}
+        moved = {
+            n: Ragged(r.data.to(device), r.starts.to(device), r.lengths.to(device)) for n, r in self.inputs.items()
+        }
         padding = device.type != "cpu" if device_padding is None else device_padding
         return TensorSet(moved, self.labels.to(device), padding)
 
@@ -125,8 +126,9 @@ def training_loss(out: ModelOutput, labels: torch.Tensor, weight: torch.Tensor |
     return loss
 
 
-def fit(cfg: ModelConfig, train: TensorSet, val: TensorSet, settings: TrainConfig, seed: int
-        ) -> tuple[torch.nn.Module, list[dict]]:
+def fit(
+    cfg: ModelConfig, train: TensorSet, val: TensorSet, settings: TrainConfig, seed: int
+) -> tuple[torch.nn.Module, list[dict]]:
     """Train a fresh model; returns it at its best validation epoch (highest UA, or lowest
     cross-entropy with ``early_stopping: val_loss``, which on a one-speaker validation split is
     the smoother signal of the two), and the per-epoch history.  Epochs run through the one
@@ -157,14 +159,20 @@ def fit(cfg: ModelConfig, train: TensorSet, val: TensorSet, settings: TrainConfi
     return model, state.history
 
 
-def _train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, train: TensorSet, batch_size: int,
-                 weight: torch.Tensor | None, gen: torch.Generator) -> float:
+def _train_epoch(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    train: TensorSet,
+    batch_size: int,
+    weight: torch.Tensor | None,
+    gen: torch.Generator,
+) -> float:
     """One pass over ``train`` in an order drawn from ``gen``; returns the mean training loss."""
     model.train()
     perm = torch.randperm(len(train), generator=gen)
     total = 0.0
     for s in range(0, len(train), batch_size):
-        idx = perm[s:s + batch_size].to(train.device)
+        idx = perm[s : s + batch_size].to(train.device)
         labels = train.labels[idx]
         with _autocast(train.device):
             out = model(train.batch(idx), labels)
@@ -176,8 +184,7 @@ def _train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, train: Tens
     return total / len(train)
 
 
-def fit_weights(val_probs: list[np.ndarray], val_labels: np.ndarray, n_classes: int, step: float = 0.1
-                ) -> np.ndarray:
+def fit_weights(val_probs: list[np.ndarray], val_labels: np.ndarray, n_classes: int, step: float = 0.1) -> np.ndarray:
     """Late-fusion weights on the simplex (grid of ``step``) maximising validation UA; ties → closest to equal."""
     m = len(val_probs)
     ticks = int(round(1 / step))

@@ -57,17 +57,25 @@ def _cmd_prepare(args: argparse.Namespace, params: Params) -> None:
 def _cmd_align(args: argparse.Namespace, params: Params) -> None:
     from mger.alignment.stage import run_align
 
-    params = with_overrides(params, {"align.backend": args.backend or None, "align.n_jobs": args.n_jobs or None,
-                                     "align.on_failure": args.on_failure or None})
+    params = with_overrides(
+        params,
+        {
+            "align.backend": args.backend or None,
+            "align.n_jobs": args.n_jobs or None,
+            "align.on_failure": args.on_failure or None,
+        },
+    )
     run_align(args.manifest or params.prepare.manifest, params.align)
 
 
 def _cmd_align_eval(args: argparse.Namespace, params: Params) -> None:
     from mger.alignment.stage import run_align_eval
 
-    run_align_eval(args.truth or params.align_eval.truth,
-                   args.segments or f"{params.align.out}/segments.h5",
-                   args.out or params.align_eval.report)
+    run_align_eval(
+        args.truth or params.align_eval.truth,
+        args.segments or f"{params.align.out}/segments.h5",
+        args.out or params.align_eval.report,
+    )
 
 
 def _cmd_demo_model(args: argparse.Namespace, params: Params) -> None:
@@ -106,9 +114,16 @@ def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
     if args.kind != "all" and args.kind not in names:
         raise ValueError(f"--kind {args.kind}: not a store of these params (stores: {', '.join(names)})")
     for name in names if args.kind == "all" else [args.kind]:
-        extract("text" if name == "text" else "speech", store_config(cfg, name),
-                args.manifest or params.prepare.manifest, f"{params.align.out}/segments.h5", shard=args.shard,
-                no_rebuild=args.no_rebuild, store=store_path(cfg.out, name), fold=fold)
+        extract(
+            "text" if name == "text" else "speech",
+            store_config(cfg, name),
+            args.manifest or params.prepare.manifest,
+            f"{params.align.out}/segments.h5",
+            shard=args.shard,
+            no_rebuild=args.no_rebuild,
+            store=store_path(cfg.out, name),
+            fold=fold,
+        )
 
 
 def _need_two_sessions(manifest: str) -> None:
@@ -117,8 +132,10 @@ def _need_two_sessions(manifest: str) -> None:
 
     present = sessions(read_manifest(manifest))
     if len(present) < 2:
-        raise StageError(f"{manifest}: {len(present)} session(s) {present}; leave-one-session-out needs at least "
-                         "two: prepare a corpus with more sessions (e.g. synth.sessions)")
+        raise StageError(
+            f"{manifest}: {len(present)} session(s) {present}; leave-one-session-out needs at least "
+            "two: prepare a corpus with more sessions (e.g. synth.sessions)"
+        )
 
 
 def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
@@ -126,10 +143,25 @@ def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
 
     _need_two_sessions(args.manifest or params.prepare.manifest)
     params = _resolved_device(params)
-    jobs = [(fold, params.finetune, params.features, args.manifest or params.prepare.manifest,
-             f"{params.align.out}/segments.h5", params.split) for fold in args.fold or params.finetune.folds]
-    dispatch(run_finetune, jobs, args.n_jobs or 1, params.features.backend if args.n_jobs else "joblib",
-             params.features.scheduler, what="folds")
+    jobs = [
+        (
+            fold,
+            params.finetune,
+            params.features,
+            args.manifest or params.prepare.manifest,
+            f"{params.align.out}/segments.h5",
+            params.split,
+        )
+        for fold in args.fold or params.finetune.folds
+    ]
+    dispatch(
+        run_finetune,
+        jobs,
+        args.n_jobs or 1,
+        params.features.backend if args.n_jobs else "joblib",
+        params.features.scheduler,
+        what="folds",
+    )
 
 
 def _cmd_cache(args: argparse.Namespace, params: Params) -> None:
@@ -154,19 +186,40 @@ def _cmd_train(args: argparse.Namespace, params: Params) -> None:
     experiments = params.train.all_experiments
     names = list(experiments) if args.experiment == "all" else [args.experiment]
     if not names:
-        raise ConfigError(f"{args.params or 'params'}: train.experiments and train.finetuned_experiments are empty; "
-                          "add an experiment (see the README) or pass --experiment NAME")
+        raise ConfigError(
+            f"{args.params or 'params'}: train.experiments and train.finetuned_experiments are empty; "
+            "add an experiment (see the README) or pass --experiment NAME"
+        )
     _need_two_sessions(params.prepare.manifest)
     unknown = [name for name in names if name not in experiments]
     if unknown:
-        raise ValueError(f"train.experiments and train.finetuned_experiments have no {unknown[0]!r} "
-                         f"(known: {', '.join(experiments)})")
+        raise ValueError(
+            f"train.experiments and train.finetuned_experiments have no {unknown[0]!r} "
+            f"(known: {', '.join(experiments)})"
+        )
     names.sort(key=lambda name: -expected_cost(experiments[name], params.train))  # longest first
-    jobs = [(name, experiments[name], params.train, params.features, params.prepare.manifest, params.finetune,
-             params.split, f"{params.align.out}/segments.h5") for name in names]
+    jobs = [
+        (
+            name,
+            experiments[name],
+            params.train,
+            params.features,
+            params.prepare.manifest,
+            params.finetune,
+            params.split,
+            f"{params.align.out}/segments.h5",
+        )
+        for name in names
+    ]
     n_jobs = args.n_jobs or params.train.n_jobs
-    dispatch(run_experiment, jobs, n_jobs, params.features.backend if n_jobs > 1 else "joblib",
-             params.features.scheduler, what="experiments")
+    dispatch(
+        run_experiment,
+        jobs,
+        n_jobs,
+        params.features.backend if n_jobs > 1 else "joblib",
+        params.features.scheduler,
+        what="experiments",
+    )
 
 
 def _cmd_report(args: argparse.Namespace, params: Params) -> None:
@@ -191,8 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, handler: Handler, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
-        p.add_argument("--params", help=f"params file (default: {DEFAULT_PARAMS} of the working folder, or the "
-                       "built-in defaults where there is none)")
+        p.add_argument(
+            "--params",
+            help=f"params file (default: {DEFAULT_PARAMS} of the working folder, or the "
+            "built-in defaults where there is none)",
+        )
         p.add_argument("--debug", action="store_true", help="on an error, print the traceback (also MGER_DEBUG=1)")
         p.set_defaults(handler=handler)
         return p
@@ -203,8 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sessions", type=int, help="number of sessions, 1-9 (synth.sessions)")
     p.add_argument("--dialogs", type=int, help="dialogs per session (synth.dialogs_per_session)")
     p.add_argument("--turns", type=int, help="turns per dialog (synth.turns_per_dialog)")
-    p.add_argument("--force", action="store_true",
-                   help="replace --out even if it is a non-empty folder that synth did not write")
+    p.add_argument(
+        "--force", action="store_true", help="replace --out even if it is a non-empty folder that synth did not write"
+    )
 
     p = add("prepare", _cmd_prepare, "Read an IEMOCAP-layout tree and write the utterance manifest.")
     p.add_argument("--root", help="IEMOCAP_full_release folder, real or synthetic (prepare.root)")
@@ -225,38 +282,65 @@ def build_parser() -> argparse.ArgumentParser:
     add("demo-model", _cmd_demo_model, "Save the random-init wav2vec2 the offline demo encodes with.")
 
     p = add("extract", _cmd_extract, "Encode speech (wav2vec2 family) and text (BERT family) into HDF5 stores.")
-    p.add_argument("--kind", default="all",
-                   help="which store: speech, text, a name in features.extra_speech, or all (default)")
+    p.add_argument(
+        "--kind", default="all", help="which store: speech, text, a name in features.extra_speech, or all (default)"
+    )
     p.add_argument("--manifest", help="manifest (prepare.manifest)")
     p.add_argument("--shard", type=_parse_shard, help="compute only shard i of N (i/N) of the parts")
     p.add_argument("--n-jobs", type=int, help="local parallel shards (features.n_jobs)")
     p.add_argument("--fold", type=int, help="use fold k's fine-tuned encoders; writes <finetune.features_out>/fold-<k>")
     p.add_argument("--checkpoint", help="with --fold: the fine-tuned fold folder (default <finetune.out>/fold-<k>)")
-    p.add_argument("--no-rebuild", action="store_true",
-                   help="stop with a message instead of rebuilding a store whose fingerprint differs")
+    p.add_argument(
+        "--no-rebuild",
+        action="store_true",
+        help="stop with a message instead of rebuilding a store whose fingerprint differs",
+    )
 
-    p = add("finetune", _cmd_finetune,
-            "Fine-tune the encoders on fold k's training sessions (never session k); resumable.")
-    p.add_argument("--fold", type=int, action="append", help="fold (= test session) k; repeatable "
-                   "(default: every fold of finetune.folds)")
+    p = add(
+        "finetune", _cmd_finetune, "Fine-tune the encoders on fold k's training sessions (never session k); resumable."
+    )
+    p.add_argument(
+        "--fold",
+        type=int,
+        action="append",
+        help="fold (= test session) k; repeatable (default: every fold of finetune.folds)",
+    )
     p.add_argument("--manifest", help="manifest (prepare.manifest)")
-    p.add_argument("--n-jobs", type=int, help="folds at once, one process each, on features.backend "
-                   "(joblib here, or a Dask cluster at features.scheduler); default: one after another")
+    p.add_argument(
+        "--n-jobs",
+        type=int,
+        help="folds at once, one process each, on features.backend "
+        "(joblib here, or a Dask cluster at features.scheduler); default: one after another",
+    )
 
-    p = add("cache", _cmd_cache, "List feature stores, verify one (offsets, shapes, NaN/inf, coverage), "
-            "or compare two stores of the same utterances.")
-    p.add_argument("action", choices=["ls", "verify", "compare"],
-                   help="ls: list stores; verify: check one store; compare: PATH's rows against OTHER's")
+    p = add(
+        "cache",
+        _cmd_cache,
+        "List feature stores, verify one (offsets, shapes, NaN/inf, coverage), "
+        "or compare two stores of the same utterances.",
+    )
+    p.add_argument(
+        "action",
+        choices=["ls", "verify", "compare"],
+        help="ls: list stores; verify: check one store; compare: PATH's rows against OTHER's",
+    )
     p.add_argument("path", nargs="?", help="ls: folder (features.out); verify, compare: store file")
     p.add_argument("other", nargs="?", help="compare: the reference store")
     p.add_argument("--manifest", help="verify: also check that every utterance of this manifest is covered")
-    p.add_argument("--segments", help="verify --manifest: the segment table; utterances alignment dropped are "
-                   "not expected (default: <align.out>/segments.h5)")
+    p.add_argument(
+        "--segments",
+        help="verify --manifest: the segment table; utterances alignment dropped are "
+        "not expected (default: <align.out>/segments.h5)",
+    )
 
     p = add("train", _cmd_train, "Train and evaluate one experiment of train.experiments (leave-one-session-out).")
     p.add_argument("--experiment", required=True, help="experiment name, or 'all'")
-    p.add_argument("--n-jobs", type=int, help="experiments at once, one process each, on features.backend "
-                   "(joblib here, or a Dask cluster at features.scheduler); default: one after another")
+    p.add_argument(
+        "--n-jobs",
+        type=int,
+        help="experiments at once, one process each, on features.backend "
+        "(joblib here, or a Dask cluster at features.scheduler); default: one after another",
+    )
 
     add("report", _cmd_report, "Write reports/results.md and the figures from the experiments' metrics.")
 

@@ -50,8 +50,7 @@ from mger.core.audio import SAMPLE_RATE, write_audio
 from mger.core.manifest import Utterance, write_manifest
 from mger.corpus.espeak import Prosody
 
-LANGUAGES = ("en", "en-029", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-gb-x-rp", "en-us",
-             "en-us-nyc")
+LANGUAGES = ("en", "en-029", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-gb-x-rp", "en-us", "en-us-nyc")
 RATES = (95, 125, 150, 175, 205, 240, 300)
 DEMO_VOICES = frozenset([f"en-us+f{i}" for i in range(1, 6)] + [f"en-us+m{i}" for i in range(1, 8)])
 
@@ -104,8 +103,9 @@ def voices(n: int) -> list[str]:
     out: list[str] = []
     for i in range(n):
         variant = variants[i % len(variants)]
-        k = next(k for k in range(len(LANGUAGES))
-                 if f"{LANGUAGES[(i + k) % len(LANGUAGES)]}+{variant}" not in DEMO_VOICES)
+        k = next(
+            k for k in range(len(LANGUAGES)) if f"{LANGUAGES[(i + k) % len(LANGUAGES)]}+{variant}" not in DEMO_VOICES
+        )
         out.append(f"{LANGUAGES[(i + k) % len(LANGUAGES)]}+{variant}")
     return out
 
@@ -117,8 +117,7 @@ def n_variants() -> int:
     return len(os.listdir(os.path.join(espeakng_loader.get_data_path(), "voices", "!v")))
 
 
-def _utterance(out: Path, final: Path, i: int, text: str, voice: str, rate: int, seed: int
-               ) -> tuple[Utterance, str]:
+def _utterance(out: Path, final: Path, i: int, text: str, voice: str, rate: int, seed: int) -> tuple[Utterance, str]:
     """Speak one sentence into ``out``; return its manifest row (wav under ``final``) and truth JSON line."""
     from mger.corpus.synth import Speaker, speak
 
@@ -128,10 +127,26 @@ def _utterance(out: Path, final: Path, i: int, text: str, voice: str, rate: int,
     utt_id = f"Heldout_{i:03d}"
     write_audio(out / "wav" / f"{utt_id}.wav", spoken.audio)
     duration = len(spoken.audio) / SAMPLE_RATE
-    utt = Utterance(utt_id, 0, "heldout", voice, "X", True, str(final / "wav" / f"{utt_id}.wav"), round(duration, 4),
-                    text, "neu", "neu", 3.0, 3.0, 3.0)
-    truth = json.dumps({"utt_id": utt_id, "voice": voice, "rate": rate,
-                        "words": [dataclasses.asdict(w) for w in spoken.words]}, ensure_ascii=False)
+    utt = Utterance(
+        utt_id,
+        0,
+        "heldout",
+        voice,
+        "X",
+        True,
+        str(final / "wav" / f"{utt_id}.wav"),
+        round(duration, 4),
+        text,
+        "neu",
+        "neu",
+        3.0,
+        3.0,
+        3.0,
+    )
+    truth = json.dumps(
+        {"utt_id": utt_id, "voice": voice, "rate": rate, "words": [dataclasses.asdict(w) for w in spoken.words]},
+        ensure_ascii=False,
+    )
     return utt, truth
 
 
@@ -166,8 +181,10 @@ def build_heldout(out: str | Path = "data/heldout", n: int | None = None, seed: 
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
-    print(f"heldout: {count} utterances, {len(set(voices(count)))} voices, {seconds / 60:.1f} min of audio in "
-          f"{time.perf_counter() - t0:.1f}s → {out}")
+    print(
+        f"heldout: {count} utterances, {len(set(voices(count)))} voices, {seconds / 60:.1f} min of audio in "
+        f"{time.perf_counter() - t0:.1f}s → {out}"
+    )
     return count
 
 
@@ -187,15 +204,17 @@ def build_demo_style(out: str | Path) -> None:
     (out / "corpus" / "truth" / "words.jsonl").replace(out / "truth" / "words.jsonl")
 
 
-def evaluate_heldout(out: str | Path, report: str | Path, params: str | None = None, n_jobs: int | None = None
-                     ) -> dict:
+def evaluate_heldout(out: str | Path, report: str | Path, params: str | None = None, n_jobs: int | None = None) -> dict:
     """Align a set (``<out>/manifest.jsonl``) with the params' align settings and evaluate it against its truth."""
     from mger.alignment.stage import run_align, run_align_eval
     from mger.core.config import read_params, with_overrides
 
     out = Path(out)
-    overrides = {"align.out": str(out / "align"), "align.report": str(out / "alignment.json"),
-                 "align.n_jobs": n_jobs or None}
+    overrides = {
+        "align.out": str(out / "align"),
+        "align.report": str(out / "alignment.json"),
+        "align.n_jobs": n_jobs or None,
+    }
     cfg = with_overrides(read_params(params), overrides).align
     run_align(out / "manifest.jsonl", cfg)
     return run_align_eval(out / "truth" / "words.jsonl", out / "align" / "segments.h5", report)
@@ -221,13 +240,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="data/heldout", help="folder of the set (default: %(default)s)")
     parser.add_argument("--report", default="reports/align_eval_heldout.json", help="metrics JSON")
-    parser.add_argument("--params", help="params file whose align section is used (default: params.yaml of the "
-                        "working folder, or the built-in defaults where there is none)")
+    parser.add_argument(
+        "--params",
+        help="params file whose align section is used (default: params.yaml of the "
+        "working folder, or the built-in defaults where there is none)",
+    )
     parser.add_argument("--n", type=int, help="number of utterances (default: 3 per sentence, >= variants)")
     parser.add_argument("--n-jobs", type=int, help="alignment worker processes (default: align.n_jobs)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the set(s) even if they exist")
-    parser.add_argument("--with-demo", metavar="DIR", help="also build (if missing) and evaluate the demo-style "
-                        "corpus in DIR (report <DIR>/align_eval.json) and print the bias of both sets pooled")
+    parser.add_argument(
+        "--with-demo",
+        metavar="DIR",
+        help="also build (if missing) and evaluate the demo-style "
+        "corpus in DIR (report <DIR>/align_eval.json) and print the bias of both sets pooled",
+    )
     args = parser.parse_args(argv)
     if args.rebuild or not (Path(args.out) / "truth" / "words.jsonl").exists():
         build_heldout(args.out, args.n)
@@ -238,8 +264,10 @@ def main(argv: list[str] | None = None) -> int:
             build_demo_style(demo)
         evaluate_heldout(demo, demo / "align_eval.json", args.params, args.n_jobs)
         n, on, off = pooled_bias([demo, Path(args.out)])
-        print(f"pooled (demo-style + held-out, {n} words): signed onset median {on:.2f} ms, "
-              f"signed offset median {off:.2f} ms")
+        print(
+            f"pooled (demo-style + held-out, {n} words): signed onset median {on:.2f} ms, "
+            f"signed offset median {off:.2f} ms"
+        )
     return 0
 
 

@@ -20,16 +20,22 @@ def print_summary(params: Params) -> None:
         return
     classes = ", ".join(f"{k} {v}" for k, v in quality["per_class"].items())
     sessions = ", ".join(f"{k}: {v}" for k, v in quality["per_session"].items())
-    print(f"corpus {quality['root']}: {quality['kept']} utterances kept ({classes}); "
-          f"{quality['dropped']} dropped; per session {sessions}")
+    print(
+        f"corpus {quality['root']}: {quality['kept']} utterances kept ({classes}); "
+        f"{quality['dropped']} dropped; per session {sessions}"
+    )
     align = _read(params.align.report)
     if align:
-        print(f"alignment ({align['backend']}): {align['aligned']} aligned, {align['uniform_fallback']} uniform "
-              f"fallback, {align['dropped']} dropped; {align['audio_seconds_per_wall_second']}x real time")
+        print(
+            f"alignment ({align['backend']}): {align['aligned']} aligned, {align['uniform_fallback']} uniform "
+            f"fallback, {align['dropped']} dropped; {align['audio_seconds_per_wall_second']}x real time"
+        )
     evaluation = _read(params.align_eval.report)
     if evaluation and evaluation.get("n_words"):
-        print(f"alignment accuracy: {evaluation['n_words']} words, onset median {evaluation['onset_median_ms']} ms, "
-              f"{evaluation['onset_within_50ms']:.1%} within 50 ms, {evaluation['onset_within_20ms']:.1%} within 20 ms")
+        print(
+            f"alignment accuracy: {evaluation['n_words']} words, onset median {evaluation['onset_median_ms']} ms, "
+            f"{evaluation['onset_within_50ms']:.1%} within 50 ms, {evaluation['onset_within_20ms']:.1%} within 20 ms"
+        )
     from mger.features.cache import FeatureStore
     from mger.features.extract import store_path
 

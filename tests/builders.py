@@ -21,16 +21,28 @@ class TreeBuilder:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def dialog(self, session: int, dialog: str, turns: list[tuple[str, str, str]],
-               transcript_lines: list[str] | None = None, encoding: str = "utf-8", newline: str = "\n",
-               wav: bool = True) -> None:
+    def dialog(
+        self,
+        session: int,
+        dialog: str,
+        turns: list[tuple[str, str, str]],
+        transcript_lines: list[str] | None = None,
+        encoding: str = "utf-8",
+        newline: str = "\n",
+        wav: bool = True,
+    ) -> None:
         """``turns``: (utt id, code, text). Writes EmoEvaluation, transcriptions and 0.5 s wavs."""
         sdir = self.root / f"Session{session}"
         emo = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""]
         trans = []
         for i, (uid, code, text) in enumerate(turns):
-            emo += [f"[{i * 2 + 1.0:.4f} - {i * 2 + 1.5:.4f}]\t{uid}\t{code}\t[2.5000, 3.0000, 3.5000]",
-                    "C-E2:\tNeutral;\t()", "A-E3:\tval 3; act 2; dom  2;\t()", "", ""]
+            emo += [
+                f"[{i * 2 + 1.0:.4f} - {i * 2 + 1.5:.4f}]\t{uid}\t{code}\t[2.5000, 3.0000, 3.5000]",
+                "C-E2:\tNeutral;\t()",
+                "A-E3:\tval 3; act 2; dom  2;\t()",
+                "",
+                "",
+            ]
             trans.append(f"{uid} [{i * 2 + 1.0:08.4f}-{i * 2 + 1.5:08.4f}]: {text}")
             if wav:
                 write_tone(sdir / "sentences" / "wav" / dialog / f"{uid}.wav")

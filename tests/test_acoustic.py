@@ -25,14 +25,23 @@ def egemaps_store(aligned: dict[str, Path], tmp_path_factory: pytest.TempPathFac
     from mger.features.extract import extract, store_config, store_path
 
     out = tmp_path_factory.mktemp("egemaps")
-    cfg = FeaturesConfig(out=str(out), shard_size=8, extra_speech={
-        "egemaps": SpeechFeaturesConfig(model="opensmile:eGeMAPSv02", levels=LEVELS)})
-    return extract("speech", store_config(cfg, "egemaps"), aligned["manifest"], aligned["segments"],
-                   store=store_path(out, "egemaps"))
+    cfg = FeaturesConfig(
+        out=str(out),
+        shard_size=8,
+        extra_speech={"egemaps": SpeechFeaturesConfig(model="opensmile:eGeMAPSv02", levels=LEVELS)},
+    )
+    return extract(
+        "speech",
+        store_config(cfg, "egemaps"),
+        aligned["manifest"],
+        aligned["segments"],
+        store=store_path(out, "egemaps"),
+    )
 
 
-@pytest.mark.parametrize("feature_set, dim, functionals, centre0", [("eGeMAPSv02", 25, 88, 0.01),
-                                                                     ("ComParE_2016", 65, 6373, 0.03)])
+@pytest.mark.parametrize(
+    "feature_set, dim, functionals, centre0", [("eGeMAPSv02", 25, 88, 0.01), ("ComParE_2016", 65, 6373, 0.03)]
+)
 def test_frame_geometry_is_read_from_opensmile(feature_set: str, dim: int, functionals: int, centre0: float) -> None:
     """Hop 10 ms; frame t centred at t*hop + window/2 (20 ms window for eGeMAPS, 60 ms for ComParE)."""
     from mger.features.acoustic import OpenSmileEncoder
@@ -42,8 +51,14 @@ def test_frame_geometry_is_read_from_opensmile(feature_set: str, dim: int, funct
     assert enc.frame_stride_s == pytest.approx(0.01) and enc.frame_centre0_s == pytest.approx(centre0)
     wave = np.random.default_rng(0).normal(0, 0.1, 8000).astype(np.float32)  # 0.5 s
     frames = enc.encode_part([wave])[0]
-    index = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, feature_set),
-                            feature_level=opensmile.FeatureLevel.LowLevelDescriptors).process_signal(wave, 16000).index
+    index = (
+        opensmile.Smile(
+            feature_set=getattr(opensmile.FeatureSet, feature_set),
+            feature_level=opensmile.FeatureLevel.LowLevelDescriptors,
+        )
+        .process_signal(wave, 16000)
+        .index
+    )
     starts = np.array([s.total_seconds() for s in index.get_level_values(0)])
     assert frames.shape == (len(starts), dim)
     # every frame but the last (whose span openSMILE's index clips at the signal's end) as stated
@@ -74,8 +89,9 @@ def test_segment_rows_equal_direct_opensmile_pooled_by_hand(egemaps_store: Path,
     whose centres lie in the aligned segment."""
     store = FeatureStore(egemaps_store)
     table = SegmentTable.read(aligned["segments"])
-    smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
-                            feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
+    smile = opensmile.Smile(
+        feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=opensmile.FeatureLevel.LowLevelDescriptors
+    )
     utts = {u.utt_id: u for u in read_manifest(aligned["manifest"])}
     for uid in store.utt_ids[:6]:
         frames = smile.process_signal(read_audio(utts[uid].wav), 16000).to_numpy(np.float32)
@@ -92,17 +108,22 @@ def test_store_levels_functionals_fingerprint_and_verify(egemaps_store: Path, al
     assert store.levels == LEVELS or sorted(store.levels) == sorted(LEVELS)
     uid = store.utt_ids[0]
     wav = {u.utt_id: u for u in read_manifest(aligned["manifest"])}[uid].wav
-    direct = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
-                             feature_level=opensmile.FeatureLevel.Functionals).process_signal(read_audio(wav), 16000)
-    np.testing.assert_allclose(store.rows("functionals", uid).astype(np.float32), direct.to_numpy(np.float32),
-                               rtol=2e-3, atol=2e-3)
+    direct = opensmile.Smile(
+        feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=opensmile.FeatureLevel.Functionals
+    ).process_signal(read_audio(wav), 16000)
+    np.testing.assert_allclose(
+        store.rows("functionals", uid).astype(np.float32), direct.to_numpy(np.float32), rtol=2e-3, atol=2e-3
+    )
     fp = store.fingerprint
     assert fp["model"] == "opensmile:eGeMAPSv02" and fp["feature_set"] == "eGeMAPSv02"
     assert fp["opensmile_version"] == opensmile.__version__ and fp["frame_centre0"] == pytest.approx(0.01)
     assert len(fp["weights_sha256"]) == 64 and "layer" not in fp
     assert verify_store(egemaps_store) == []
-    result = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "cache", "verify", str(egemaps_store)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "mger.pipeline.cli", "cache", "verify", str(egemaps_store)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -112,12 +133,21 @@ def test_experiment_trains_on_the_extra_store(egemaps_store: Path, aligned, tmp_
     from mger.models.experiment import run_experiment
 
     out = egemaps_store.parent
-    features = FeaturesConfig(out=str(out), extra_speech={
-        "egemaps": SpeechFeaturesConfig(model="opensmile:eGeMAPSv02", levels=LEVELS)})
-    train = TrainConfig(epochs=2, patience=2, seeds=[0], metrics_dir=str(tmp_path / "m"),
-                        epochs_dir=str(tmp_path / "e"), predictions_dir=str(tmp_path / "p"))
-    for spec in (ExperimentSpec(model="audio", speech_levels=["functionals"], speech_store="egemaps"),
-                 ExperimentSpec(model="probe", probe="speech", speech_levels=["word"], speech_store="egemaps")):
+    features = FeaturesConfig(
+        out=str(out), extra_speech={"egemaps": SpeechFeaturesConfig(model="opensmile:eGeMAPSv02", levels=LEVELS)}
+    )
+    train = TrainConfig(
+        epochs=2,
+        patience=2,
+        seeds=[0],
+        metrics_dir=str(tmp_path / "m"),
+        epochs_dir=str(tmp_path / "e"),
+        predictions_dir=str(tmp_path / "p"),
+    )
+    for spec in (
+        ExperimentSpec(model="audio", speech_levels=["functionals"], speech_store="egemaps"),
+        ExperimentSpec(model="probe", probe="speech", speech_levels=["word"], speech_store="egemaps"),
+    ):
         result = run_experiment("eg", spec, train, features, aligned["manifest"])
         assert result["speech_store"] == "egemaps"
         stores = result["provenance"]["stores"]["1"]
@@ -134,10 +164,15 @@ def test_config_rules_for_opensmile_and_extra_stores() -> None:
         params_from_dict({"train": {"experiments": {"a": {"model": "audio", "speech_store": "egemaps"}}}})
     extra = {"extra_speech": {"egemaps": {"model": "opensmile:eGeMAPSv02"}}}
     with pytest.raises(ConfigError, match="fine-tuned features exist for features.speech only"):
-        params_from_dict({"features": extra, "train": {"finetuned_experiments": {
-            "a": {"model": "audio", "speech_store": "egemaps"}}}})
-    params = params_from_dict({"features": extra, "train": {"experiments": {
-        "a": {"model": "audio", "speech_store": "egemaps"}}}})
+        params_from_dict(
+            {
+                "features": extra,
+                "train": {"finetuned_experiments": {"a": {"model": "audio", "speech_store": "egemaps"}}},
+            }
+        )
+    params = params_from_dict(
+        {"features": extra, "train": {"experiments": {"a": {"model": "audio", "speech_store": "egemaps"}}}}
+    )
     assert list(params.features.speech_stores) == ["speech", "egemaps"]
 
 
@@ -155,17 +190,20 @@ def test_finetuning_refuses_opensmile_in_one_line(aligned, tmp_path: Path) -> No
 def test_core_runs_without_opensmile(tmp_path: Path) -> None:
     """With openSMILE not importable: the package imports, params load, a wav2vec2 pipeline is
     untouched, and asking for openSMILE names the optional extra in one line."""
-    code = ("import sys; sys.modules['opensmile'] = None\n"
-            "import mger.pipeline.cli, mger.features.extract, mger.models.experiment, mger.models.report\n"
-            "from mger.core.config import load_params; load_params('params.yaml')\n"
-            "from mger.features.extract import build_encoder\n"
-            "from mger.features.cache import CacheError\n"
-            "from mger.core.config import FeaturesConfig, SpeechFeaturesConfig\n"
-            "try:\n"
-            "    build_encoder('speech', FeaturesConfig(speech=SpeechFeaturesConfig(model='opensmile:eGeMAPSv02')))\n"
-            "except CacheError as err:\n"
-            "    print(err)\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parents[1])
+    code = (
+        "import sys; sys.modules['opensmile'] = None\n"
+        "import mger.pipeline.cli, mger.features.extract, mger.models.experiment, mger.models.report\n"
+        "from mger.core.config import load_params; load_params('params.yaml')\n"
+        "from mger.features.extract import build_encoder\n"
+        "from mger.features.cache import CacheError\n"
+        "from mger.core.config import FeaturesConfig, SpeechFeaturesConfig\n"
+        "try:\n"
+        "    build_encoder('speech', FeaturesConfig(speech=SpeechFeaturesConfig(model='opensmile:eGeMAPSv02')))\n"
+        "except CacheError as err:\n"
+        "    print(err)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]
+    )
     assert result.returncode == 0, result.stderr
     assert "mger[opensmile]" in result.stdout and len(result.stdout.strip().splitlines()) == 1

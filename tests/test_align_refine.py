@@ -136,34 +136,47 @@ def test_a_pause_inside_the_phones_at_a_boundary_becomes_the_gap() -> None:
     audio = np.concatenate([np.zeros(4800), tone, np.zeros(2400), tone, np.zeros(3200)])  # pause 0.6-0.75 s
     audio = audio + 1e-4 * rng.standard_normal(len(audio))
     words = [Segment(0.3, 0.7, "an"), Segment(0.7, 1.05, "owl")]
-    phones = [Segment(0.3, 0.5, "AE", 0), Segment(0.5, 0.7, "N", 0), Segment(0.7, 0.85, "AW", 1),
-              Segment(0.85, 1.05, "L", 1)]
+    phones = [
+        Segment(0.3, 0.5, "AE", 0),
+        Segment(0.5, 0.7, "N", 0),
+        Segment(0.7, 0.85, "AW", 1),
+        Segment(0.85, 1.05, "L", 1),
+    ]
     new_words, new_phones = refine_onsets(words, phones, audio)
     assert new_words[0].end == pytest.approx(0.6, abs=0.006) and new_phones[1].end == new_words[0].end
     assert new_words[1].start == pytest.approx(0.75, abs=0.006) and new_phones[2].start == new_words[1].start
     assert new_phones[0].end == 0.5 and new_phones[3] == phones[3]
     short = [Segment(0.3, 0.62, "an"), Segment(0.62, 0.95, "owl")]  # the 50 ms quiet run 0.6-0.65
-    short_phones = [Segment(0.3, 0.5, "AE", 0), Segment(0.5, 0.62, "N", 0), Segment(0.62, 0.8, "AW", 1),
-                    Segment(0.8, 0.95, "L", 1)]
+    short_phones = [
+        Segment(0.3, 0.5, "AE", 0),
+        Segment(0.5, 0.62, "N", 0),
+        Segment(0.62, 0.8, "AW", 1),
+        Segment(0.8, 0.95, "L", 1),
+    ]
     kept = refine_onsets(short, short_phones, _silence_tone_silence_tone())[0]
     assert kept[0].end == kept[1].start == 0.62
 
 
 def test_release_of_a_word_final_stop_is_given_back_to_it() -> None:
-    """"at the" as eSpeak says it: vowel, 40 ms closure, 60 ms release, a 10 ms dip, then DH.  The decoder
+    """ "at the" as eSpeak says it: vowel, 40 ms closure, 60 ms release, a 10 ms dip, then DH.  The decoder
     starts "the" at the release; it moves to the dip, and "at" ends there."""
     rng = np.random.default_rng(0)
     t = np.arange(16000) / 16000
 
     def tone(sec: float, amp: float = 0.3) -> np.ndarray:
-        return amp * np.sin(2 * np.pi * 220 * t[:int(sec * 16000)])
+        return amp * np.sin(2 * np.pi * 220 * t[: int(sec * 16000)])
 
-    audio = np.concatenate([np.zeros(4800), tone(0.3), np.zeros(640), tone(0.06, 0.03), np.zeros(160), tone(0.29),
-                            np.zeros(3200)])  # vowel 0.3-0.6, closure -0.64, release -0.7, dip -0.71, DH 0.71-1.0
+    audio = np.concatenate(
+        [np.zeros(4800), tone(0.3), np.zeros(640), tone(0.06, 0.03), np.zeros(160), tone(0.29), np.zeros(3200)]
+    )  # vowel 0.3-0.6, closure -0.64, release -0.7, dip -0.71, DH 0.71-1.0
     audio = audio + 1e-4 * rng.standard_normal(len(audio))
     words = [Segment(0.3, 0.64, "at"), Segment(0.64, 1.0, "the")]
-    phones = [Segment(0.3, 0.55, "AE", 0), Segment(0.55, 0.64, "T", 0), Segment(0.64, 0.8, "DH", 1),
-              Segment(0.8, 1.0, "AH", 1)]
+    phones = [
+        Segment(0.3, 0.55, "AE", 0),
+        Segment(0.55, 0.64, "T", 0),
+        Segment(0.64, 0.8, "DH", 1),
+        Segment(0.8, 1.0, "AH", 1),
+    ]
     new_words, new_phones = refine_onsets(words, phones, audio)
     assert new_words[1].start == pytest.approx(0.70, abs=0.006)
     assert new_words[0].end == new_words[1].start == new_phones[1].end == new_phones[2].start

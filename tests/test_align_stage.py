@@ -49,19 +49,24 @@ def _bad_utterances(good: Utterance, folder: Path) -> list[Utterance]:
         make("900", text=""),
         make("901", text="[LAUGHTER] [BREATHING]"),
         make("902", text="Zorblax is here.", wav=str(folder / "unknown.wav")),
-        make("903", text="This is a much longer transcript than the audio could ever hold.",
-             wav=str(folder / "short.wav")),
+        make(
+            "903",
+            text="This is a much longer transcript than the audio could ever hold.",
+            wav=str(folder / "short.wav"),
+        ),
         make("904", wav=str(folder / "corrupt.wav")),
     ]
 
 
 @pytest.mark.parametrize("on_failure", ["uniform", "drop"])
-def test_pocketsphinx_stage_with_bad_inputs(tiny_manifest: list[Utterance], tmp_path: Path, on_failure: str,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_pocketsphinx_stage_with_bad_inputs(
+    tiny_manifest: list[Utterance], tmp_path: Path, on_failure: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     utts = tiny_manifest[:6] + _bad_utterances(tiny_manifest[0], tmp_path / "bad")
     write_manifest(tmp_path / "m.jsonl", utts)
-    cfg = AlignConfig(out=str(tmp_path / "align"), report=str(tmp_path / "alignment.json"), n_jobs=2,
-                      on_failure=on_failure)
+    cfg = AlignConfig(
+        out=str(tmp_path / "align"), report=str(tmp_path / "alignment.json"), n_jobs=2, on_failure=on_failure
+    )
     report = run_align(tmp_path / "m.jsonl", cfg)
     assert json.loads((tmp_path / "alignment.json").read_text()) == report
     failed = {f["utt_id"]: f for f in report["failed"]}
@@ -79,8 +84,9 @@ def test_pocketsphinx_stage_with_bad_inputs(tiny_manifest: list[Utterance], tmp_
     captured = capsys.readouterr()
     assert captured.err.count("alignment failed") == 4
     closing = captured.out.strip().splitlines()[-1]
-    assert closing.startswith(f"align: 11 utterances: 7 aligned, {report['uniform_fallback']} uniform fallback, "
-                              f"{report['dropped']} dropped")
+    assert closing.startswith(
+        f"align: 11 utterances: 7 aligned, {report['uniform_fallback']} uniform fallback, {report['dropped']} dropped"
+    )
     table = SegmentTable.read(tmp_path / "align" / "segments.h5")
     assert len(table.utt_ids) == 7 + report["uniform_fallback"]
     by_id = {u.utt_id: u for u in utts}
@@ -99,22 +105,32 @@ def test_pocketsphinx_stage_with_bad_inputs(tiny_manifest: list[Utterance], tmp_
         assert [iv.mark for iv in grid[0] if iv.mark] == [w.label for w in words]
 
 
-def test_pocketsphinx_accuracy_on_tiny_corpus(tiny_corpus: Path, tiny_manifest: list[Utterance],
-                                              tmp_path: Path) -> None:
+def test_pocketsphinx_accuracy_on_tiny_corpus(
+    tiny_corpus: Path, tiny_manifest: list[Utterance], tmp_path: Path
+) -> None:
     write_manifest(tmp_path / "m.jsonl", tiny_manifest)
     cfg = AlignConfig(out=str(tmp_path / "align"), report=str(tmp_path / "a.json"), n_jobs=1)
     report = run_align(tmp_path / "m.jsonl", cfg)
     assert report["aligned"] == len(tiny_manifest) and report["audio_seconds_per_wall_second"] > 5
-    metrics = run_align_eval(tiny_corpus / "truth" / "words.jsonl", tmp_path / "align" / "segments.h5",
-                             tmp_path / "eval.json")
-    assert set(metrics) >= {"onset_median_ms", "onset_mean_ms", "onset_within_20ms", "onset_within_50ms",
-                            "offset_median_ms", "n_words", "n_utterances"}
+    metrics = run_align_eval(
+        tiny_corpus / "truth" / "words.jsonl", tmp_path / "align" / "segments.h5", tmp_path / "eval.json"
+    )
+    assert set(metrics) >= {
+        "onset_median_ms",
+        "onset_mean_ms",
+        "onset_within_20ms",
+        "onset_within_50ms",
+        "offset_median_ms",
+        "n_words",
+        "n_utterances",
+    }
     assert metrics["n_utterances"] == len(tiny_manifest) and metrics["n_words"] > 50
     assert metrics["onset_within_50ms"] >= 0.9 and metrics["onset_median_ms"] <= 20
 
 
-def test_iemocap_backend_reproduces_truth_within_a_frame(tiny_corpus: Path, tiny_manifest: list[Utterance],
-                                                         tmp_path: Path) -> None:
+def test_iemocap_backend_reproduces_truth_within_a_frame(
+    tiny_corpus: Path, tiny_manifest: list[Utterance], tmp_path: Path
+) -> None:
     write_manifest(tmp_path / "m.jsonl", tiny_manifest)
     cfg = AlignConfig(backend="iemocap", out=str(tmp_path / "align"), report=str(tmp_path / "a.json"), n_jobs=1)
     report = run_align(tmp_path / "m.jsonl", cfg)
@@ -125,8 +141,12 @@ def test_iemocap_backend_reproduces_truth_within_a_frame(tiny_corpus: Path, tiny
     metrics = evaluate(truth, aligned, "iemocap")
     assert metrics["n_words"] >= sum(len(truth[u]) for u in aligned) - 2
     assert metrics["onset_within_20ms"] == 1.0
-    onset_max = max(abs(w.start - t["start"]) for u in aligned for w, t in zip(aligned[u], truth[u])
-                    if t["word"].split()[0].lower() == w.label)
+    onset_max = max(
+        abs(w.start - t["start"])
+        for u in aligned
+        for w, t in zip(aligned[u], truth[u])
+        if t["word"].split()[0].lower() == w.label
+    )
     assert onset_max <= 0.0101
     # .wdseg only (no .phseg): syllables come from pyphen, phones are empty.
     assert len(table.levels["phone"]["start"]) == 0 and len(table.levels["syllable"]["start"]) > 0
@@ -138,16 +158,18 @@ def test_iemocap_backend_missing_file_follows_policy(tiny_manifest: list[Utteran
     write_tone(Path(missing.wav))
     try:
         write_manifest(tmp_path / "m.jsonl", [tiny_manifest[1], missing])
-        cfg = AlignConfig(backend="iemocap", out=str(tmp_path / "align"), report=str(tmp_path / "a.json"), n_jobs=1,
-                          on_failure="drop")
+        cfg = AlignConfig(
+            backend="iemocap", out=str(tmp_path / "align"), report=str(tmp_path / "a.json"), n_jobs=1, on_failure="drop"
+        )
         report = run_align(tmp_path / "m.jsonl", cfg)
     finally:
         Path(missing.wav).unlink()
     assert report["dropped"] == 1 and "no word segmentation file" in report["failed"][0]["reason"]
 
 
-def test_rerun_removes_textgrids_of_dropped_utterances_and_refuses_duplicate_ids(tiny_manifest: list[Utterance],
-                                                                                  tmp_path: Path) -> None:
+def test_rerun_removes_textgrids_of_dropped_utterances_and_refuses_duplicate_ids(
+    tiny_manifest: list[Utterance], tmp_path: Path
+) -> None:
     cfg = AlignConfig(backend="iemocap", out=str(tmp_path / "align"), report=str(tmp_path / "a.json"), n_jobs=1)
     write_manifest(tmp_path / "m.jsonl", tiny_manifest[:3])
     run_align(tmp_path / "m.jsonl", cfg)
@@ -182,8 +204,12 @@ def _table_contents(path: Path) -> dict[str, tuple]:
             for group in TIERS:
                 g = f[group]
                 a, b = g["offsets"][i], g["offsets"][i + 1]
-                rows += [g["start"][a:b].tobytes(), g["end"][a:b].tobytes(), g["word"][a:b].tobytes(),
-                         tuple(g["label"].asstr()[a:b])]
+                rows += [
+                    g["start"][a:b].tobytes(),
+                    g["end"][a:b].tobytes(),
+                    g["word"][a:b].tobytes(),
+                    tuple(g["label"].asstr()[a:b]),
+                ]
             out[uid] = tuple(rows)
     return out
 
@@ -194,8 +220,13 @@ def determinism_utts(tiny_manifest: list[Utterance], tmp_path_factory: pytest.Te
     folder = tmp_path_factory.mktemp("oov")
     spoken = speak("Zorblax is here.", Speaker("F", "en-us+f2", 0, 0), Prosody(), None, "", np.random.default_rng(0))
     write_audio(folder / "oov.wav", spoken.audio)
-    oov = dataclasses.replace(tiny_manifest[0], utt_id="Ses01F_impro09_F950", text="Zorblax is here.",
-                              wav=str(folder / "oov.wav"), duration=len(spoken.audio) / 16000)
+    oov = dataclasses.replace(
+        tiny_manifest[0],
+        utt_id="Ses01F_impro09_F950",
+        text="Zorblax is here.",
+        wav=str(folder / "oov.wav"),
+        duration=len(spoken.audio) / 16000,
+    )
     return tiny_manifest[:4] + [oov] + tiny_manifest[4:8]
 
 
@@ -215,8 +246,9 @@ def fresh_reference(determinism_utts: list[Utterance], tmp_path_factory: pytest.
 
 @pytest.mark.parametrize("n_jobs", [1, 2])
 @pytest.mark.parametrize("order", ["manifest", "reversed"])
-def test_segment_table_independent_of_workers_and_order(determinism_utts: list[Utterance], fresh_reference: Path,
-                                                        tmp_path: Path, n_jobs: int, order: str) -> None:
+def test_segment_table_independent_of_workers_and_order(
+    determinism_utts: list[Utterance], fresh_reference: Path, tmp_path: Path, n_jobs: int, order: str
+) -> None:
     utts = determinism_utts if order == "manifest" else determinism_utts[::-1]
     write_manifest(tmp_path / "m.jsonl", utts)
     cfg = AlignConfig(out=str(tmp_path / "align"), report=str(tmp_path / "a.json"), n_jobs=n_jobs, on_failure="drop")
@@ -249,11 +281,19 @@ def test_sigkilled_align_leaves_no_worker_behind(tiny_manifest: list[Utterance],
     """`mger align --n-jobs 2` killed outright: its joblib workers end too (PR_SET_PDEATHSIG)."""
     write_manifest(tmp_path / "m.jsonl", tiny_manifest)
     params = tmp_path / "p.yaml"
-    params.write_text(yaml.safe_dump({"prepare": {"manifest": str(tmp_path / "m.jsonl")},
-                                      "align": {"out": str(tmp_path / "align"), "report": str(tmp_path / "a.json"),
-                                                "n_jobs": 2}}))
-    proc = subprocess.Popen([sys.executable, "-m", "mger.pipeline.cli", "align", "--params", str(params)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "prepare": {"manifest": str(tmp_path / "m.jsonl")},
+                "align": {"out": str(tmp_path / "align"), "report": str(tmp_path / "a.json"), "n_jobs": 2},
+            }
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mger.pipeline.cli", "align", "--params", str(params)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline, workers = time.time() + 120, set()
     while time.time() < deadline and proc.poll() is None:
         workers = {c for c in _children(proc.pid) if "loky" in Path(f"/proc/{c}/cmdline").read_text(errors="replace")}

@@ -32,18 +32,39 @@ from mger.core.reporting import StageError
 from tests.builders import write_tone
 
 
-@pytest.mark.parametrize("text, words", [
-    ("[LAUGHTER] Excuse me, is this the line? [BREATHING]", ["excuse", "me", "is", "this", "the", "line"]),
-    ("It is a twenty-minute drive.", ["it", "is", "a", "twenty", "minute", "drive"]),
-    ("The office closes at 5 o'clock.", ["the", "office", "closes", "at", "five", "o'clock"]),
-    ("We have 2 tickets, 1990 of them & 50% off", ["we", "have", "two", "tickets", "one", "thousand", "nine",
-                                                  "hundred", "ninety", "of", "them", "and", "fifty", "percent", "off"]),
-    ("I DON'T know, we're 'fine'.", ["i", "don't", "know", "we're", "fine"]),
-    ("[LAUGHTER] [GARBAGE]", []),
-    ("", []),
-    ("Café déjà vu, naïve señor", ["cafe", "deja", "vu", "naive", "senor"]),  # one word each, not fragments
-    ("Straße — Ærø, it’s São Paulo", ["strasse", "aero", "it's", "sao", "paulo"]),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("[LAUGHTER] Excuse me, is this the line? [BREATHING]", ["excuse", "me", "is", "this", "the", "line"]),
+        ("It is a twenty-minute drive.", ["it", "is", "a", "twenty", "minute", "drive"]),
+        ("The office closes at 5 o'clock.", ["the", "office", "closes", "at", "five", "o'clock"]),
+        (
+            "We have 2 tickets, 1990 of them & 50% off",
+            [
+                "we",
+                "have",
+                "two",
+                "tickets",
+                "one",
+                "thousand",
+                "nine",
+                "hundred",
+                "ninety",
+                "of",
+                "them",
+                "and",
+                "fifty",
+                "percent",
+                "off",
+            ],
+        ),
+        ("I DON'T know, we're 'fine'.", ["i", "don't", "know", "we're", "fine"]),
+        ("[LAUGHTER] [GARBAGE]", []),
+        ("", []),
+        ("Café déjà vu, naïve señor", ["cafe", "deja", "vu", "naive", "senor"]),  # one word each, not fragments
+        ("Straße — Ærø, it’s São Paulo", ["strasse", "aero", "it's", "sao", "paulo"]),
+    ],
+)
 def test_normalize_transcript(text: str, words: list[str]) -> None:
     assert normalize_transcript(text) == words
 
@@ -56,22 +77,26 @@ def test_number_words() -> None:
         number_words(-1)
 
 
-@pytest.mark.parametrize("espeak, arpabet", [
-    ("w 'V n d 3 f @L", ["W", "AH", "N", "D", "ER", "F", "AH", "L"]),
-    ("s t r 'E N T", ["S", "T", "R", "EH", "NG", "TH"]),
-    ("k 'I ? n-", ["K", "IH", "AH", "N"]),
-    ("tS '3: tS", ["CH", "ER", "CH"]),
-    ("k j 'U@", ["K", "Y", "UH", "R"]),
-    ("b '0 t# @L", ["B", "AA", "T", "AH", "L"]),
-    ("S 'a d @ n f r ,OI d", ["SH", "AE", "D", "AH", "N", "F", "R", "OY", "D"]),
-])
+@pytest.mark.parametrize(
+    "espeak, arpabet",
+    [
+        ("w 'V n d 3 f @L", ["W", "AH", "N", "D", "ER", "F", "AH", "L"]),
+        ("s t r 'E N T", ["S", "T", "R", "EH", "NG", "TH"]),
+        ("k 'I ? n-", ["K", "IH", "AH", "N"]),
+        ("tS '3: tS", ["CH", "ER", "CH"]),
+        ("k j 'U@", ["K", "Y", "UH", "R"]),
+        ("b '0 t# @L", ["B", "AA", "T", "AH", "L"]),
+        ("S 'a d @ n f r ,OI d", ["SH", "AE", "D", "AH", "N", "F", "R", "OY", "D"]),
+    ],
+)
 def test_espeak_to_arpabet_table(espeak: str, arpabet: list[str]) -> None:
     assert espeak_to_arpabet(espeak) == arpabet
 
 
 def test_espeak_table_targets_are_arpabet_and_unknowns_are_dropped_not_raised() -> None:
-    arpabet = set("AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z "
-                  "ZH".split())
+    arpabet = set(
+        "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z ZH".split()
+    )
     assert all(set(v) <= arpabet for v in ESPEAK_TO_ARPABET.values())
     assert espeak_to_arpabet_checked("Q~ k") == (["G", "K"], [])  # longest known prefix
     assert espeak_to_arpabet_checked("k Y: t") == (["K", "T"], ["Y:"])  # nothing known: dropped and returned
@@ -84,12 +109,15 @@ def test_every_english_phoneme_of_espeak_is_mapped_or_deliberately_dropped() -> 
     assert missing == set()
 
 
-@pytest.mark.parametrize("espeak, arpabet", [
-    (",E f b ,i: ; 'aI", ["EH", "F", "B", "IY", "AY"]),  # FBI: ';' palatalisation dropped
-    ("(fr)k w a s 'A~(en)", ["K", "W", "AE", "S", "AA"]),  # language switch markers dropped
-    ("w 'i::", ["W", "IY"]),  # extra length mark
-    ("a# d 'I S @- n @L", ["AH", "D", "IH", "SH", "AH", "N", "AH", "L"]),
-])
+@pytest.mark.parametrize(
+    "espeak, arpabet",
+    [
+        (",E f b ,i: ; 'aI", ["EH", "F", "B", "IY", "AY"]),  # FBI: ';' palatalisation dropped
+        ("(fr)k w a s 'A~(en)", ["K", "W", "AE", "S", "AA"]),  # language switch markers dropped
+        ("w 'i::", ["W", "IY"]),  # extra length mark
+        ("a# d 'I S @- n @L", ["AH", "D", "IH", "SH", "AH", "N", "AH", "L"]),
+    ],
+)
 def test_espeak_marks_and_rare_phonemes(espeak: str, arpabet: list[str]) -> None:
     assert espeak_to_arpabet(espeak) == arpabet
 
@@ -103,8 +131,9 @@ def test_edit_distance() -> None:
 def test_every_cmudict_word_gets_an_espeak_pronunciation() -> None:
     """All ~126k words of CMUdict through eSpeak (~10 s); the phone error rate says how good OOV words are."""
     report = evaluate_cmudict()
-    print(f"\ng2p vs CMUdict: {report.words} words, PER {report.phone_error_rate:.1%}, "
-          f"exact {report.word_accuracy:.1%}")
+    print(
+        f"\ng2p vs CMUdict: {report.words} words, PER {report.phone_error_rate:.1%}, exact {report.word_accuracy:.1%}"
+    )
     assert report.words > 120_000 and report.empty == [] and report.unknown_mnemonics == {}
     assert report.phone_error_rate < 0.12 and report.word_accuracy > 0.55
 
@@ -113,14 +142,17 @@ def test_pronounce_unknown_word_through_espeak() -> None:
     assert pronounce("zorblax") == ("Z", "AO", "R", "B", "L", "AE", "K", "S")
 
 
-@pytest.mark.parametrize("word, phones, syllables", [
-    ("extra", "EH1 K S T R AH0", [["EH1", "K"], ["S", "T", "R", "AH0"]]),
-    ("strength", "S T R EH1 NG K TH", [["S", "T", "R", "EH1", "NG", "K", "TH"]]),
-    ("wonderful", "W AH1 N D ER0 F AH0 L", [["W", "AH1", "N"], ["D", "ER0"], ["F", "AH0", "L"]]),
-    ("excuse", "IH0 K S K Y UW1 Z", [["IH0", "K"], ["S", "K", "Y", "UW1", "Z"]]),
-    ("absolutely", "AE2 B S AH0 L UW1 T L IY0", [["AE2", "B"], ["S", "AH0"], ["L", "UW1", "T"], ["L", "IY0"]]),
-    ("hmm", "HH M", [["HH", "M"]]),
-])
+@pytest.mark.parametrize(
+    "word, phones, syllables",
+    [
+        ("extra", "EH1 K S T R AH0", [["EH1", "K"], ["S", "T", "R", "AH0"]]),
+        ("strength", "S T R EH1 NG K TH", [["S", "T", "R", "EH1", "NG", "K", "TH"]]),
+        ("wonderful", "W AH1 N D ER0 F AH0 L", [["W", "AH1", "N"], ["D", "ER0"], ["F", "AH0", "L"]]),
+        ("excuse", "IH0 K S K Y UW1 Z", [["IH0", "K"], ["S", "K", "Y", "UW1", "Z"]]),
+        ("absolutely", "AE2 B S AH0 L UW1 T L IY0", [["AE2", "B"], ["S", "AH0"], ["L", "UW1", "T"], ["L", "IY0"]]),
+        ("hmm", "HH M", [["HH", "M"]]),
+    ],
+)
 def test_syllabify_known_words(word: str, phones: str, syllables: list[list[str]]) -> None:
     assert syllabify(phones.split()) == syllables
 
@@ -138,7 +170,9 @@ def test_syllable_labels_and_spans() -> None:
     syls, fallbacks = add_syllables([word], phones)
     assert fallbacks == 0
     assert [(s.label, round(s.start, 3), round(s.end, 3), s.word) for s in syls] == [
-        ("ex", 1.0, 1.2, 0), ("tra", 1.2, 1.6, 0)]
+        ("ex", 1.0, 1.2, 0),
+        ("tra", 1.2, 1.6, 0),
+    ]
     # Without phones: pyphen pieces, the span split in proportion to letters.
     syls, fallbacks = add_syllables([Segment(0.0, 0.9, "wonderful")], [])
     assert fallbacks == 1 and [s.label for s in syls] == ["won", "der", "ful"]
@@ -146,9 +180,11 @@ def test_syllable_labels_and_spans() -> None:
 
 
 def test_parse_sphinx_segfiles() -> None:
-    wdseg = (" SFrm  EFrm    SegAScr Word\n     0    15     -88320 <s>\n    16    35    -153720 READ(2)\n"
-             "    36    40     -5000 ++NOISE++\n    41    46     -87373 IS\n    47    60     -9000 <sil>\n"
-             "    61    80     -9000 </s>\n Total score:   -2186764\n")
+    wdseg = (
+        " SFrm  EFrm    SegAScr Word\n     0    15     -88320 <s>\n    16    35    -153720 READ(2)\n"
+        "    36    40     -5000 ++NOISE++\n    41    46     -87373 IS\n    47    60     -9000 <sil>\n"
+        "    61    80     -9000 </s>\n Total score:   -2186764\n"
+    )
     rows = parse_segfile(wdseg)
     assert [(r.label, r.start, r.end) for r in rows] == [("READ", 0.16, 0.36), ("IS", 0.41, 0.47)]
     phseg = "\tSFrm\tEFrm\tSegAScr\tPhone\n\t0\t15\t-3076\tSIL\n\t16\t20\t-15373\tR\tb\n\t21\t35\t-1\tEH\te\n"
@@ -158,11 +194,12 @@ def test_parse_sphinx_segfiles() -> None:
 def _utt(tmp_path: Path, uid: str, text: str, speaker: str = "Ses01_F") -> Utterance:
     wav = tmp_path / "wav" / f"{uid}.wav"
     write_tone(wav)
-    return Utterance(uid, 1, uid.rsplit("_", 1)[0], speaker, speaker[-1], True, str(wav), 0.5, text, "neu", "neu",
-                     3.0, 3.0, 3.0)
+    return Utterance(
+        uid, 1, uid.rsplit("_", 1)[0], speaker, speaker[-1], True, str(wav), 0.5, text, "neu", "neu", 3.0, 3.0, 3.0
+    )
 
 
-MFA_TEXTGRID = '''File type = "ooTextFile"
+MFA_TEXTGRID = """File type = "ooTextFile"
 Object class = "TextGrid"
 
 xmin = 0
@@ -222,13 +259,15 @@ item []:
             xmin = 0.8
             xmax = 1.2
             text = ""
-'''
+"""
 
 
 def test_mfa_corpus_command_and_textgrid_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """MFA cannot run here: its corpus, command line and TextGrid format are tested with files."""
-    utts = [_utt(tmp_path, "Ses01F_impro01_F000", "Excuse me! [LAUGHTER]"),
-            _utt(tmp_path, "Ses01F_impro01_M000", "[BREATHING]", "Ses01_M")]
+    utts = [
+        _utt(tmp_path, "Ses01F_impro01_F000", "Excuse me! [LAUGHTER]"),
+        _utt(tmp_path, "Ses01F_impro01_M000", "[BREATHING]", "Ses01_M"),
+    ]
     settings = MfaSettings(workdir=str(tmp_path / "mfa"), jobs=3, beam=12, retry_beam=50)
     corpus = tmp_path / "mfa" / "corpus"
     assert write_mfa_corpus(utts, corpus) == 1  # the markers-only one has nothing to align

@@ -14,8 +14,10 @@ def test_write_block_replaces_only_its_own_block(tmp_path: Path) -> None:
     write_block(doc, "bench_a", "| a | 1 |\n")
     write_block(doc, "bench_b", "| b | 2 |")
     write_block(doc, "bench_a", "| a | 3 |")
-    assert doc.read_text() == ("# Benchmarks\n\nintro\n<!-- bench_a -->\n| a | 3 |\n<!-- /bench_a -->\n"
-                               "<!-- bench_b -->\n| b | 2 |\n<!-- /bench_b -->\n")
+    assert doc.read_text() == (
+        "# Benchmarks\n\nintro\n<!-- bench_a -->\n| a | 3 |\n<!-- /bench_a -->\n"
+        "<!-- bench_b -->\n| b | 2 |\n<!-- /bench_b -->\n"
+    )
 
 
 def test_run_recorded_writes_what_main_printed(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -31,8 +33,9 @@ def test_run_recorded_writes_what_main_printed(tmp_path: Path, monkeypatch, caps
     assert seen == [["--n", "3"]] and "ratio 2.0x" in capsys.readouterr().out
     text = doc.read_text()
     assert text.startswith("<!-- bench_x -->\n`python -m benchmarks.bench_x --n 3` on ")
-    assert text.endswith("core(s) of " + text.split("core(s) of ")[1].split(":")[0] + ":\n\n```\nratio 2.0x\n```\n"
-                         "<!-- /bench_x -->\n")
+    assert text.endswith(
+        "core(s) of " + text.split("core(s) of ")[1].split(":")[0] + ":\n\n```\nratio 2.0x\n```\n<!-- /bench_x -->\n"
+    )
     monkeypatch.setattr(sys, "argv", ["bench_x.py"])
     run_recorded("bench_x", main)  # without --markdown: prints only
     assert doc.read_text() == text

@@ -21,10 +21,13 @@ def test_top_level_help_lists_subcommands(capsys: pytest.CaptureFixture[str]) ->
     assert all(name in out for name in SUBCOMMANDS)
 
 
-@pytest.mark.parametrize("name, options", [
-    ("synth", ["--out", "--seed", "--sessions", "--dialogs", "--turns", "--params"]),
-    ("prepare", ["--root", "--out", "--report", "--class-map", "--params"]),
-])
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("synth", ["--out", "--seed", "--sessions", "--dialogs", "--turns", "--params"]),
+        ("prepare", ["--root", "--out", "--report", "--class-map", "--params"]),
+    ],
+)
 def test_subcommand_help_describes_options(name: str, options: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main([name, "--help"])
@@ -33,13 +36,37 @@ def test_subcommand_help_describes_options(name: str, options: list[str], capsys
 
 
 def test_prepare_wrong_root_is_one_line_error(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "prepare", "--root", str(tmp_path / "nope"),
-                           "--params", str(tmp_path / "none.yaml")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mger.pipeline.cli",
+            "prepare",
+            "--root",
+            str(tmp_path / "nope"),
+            "--params",
+            str(tmp_path / "none.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0 and "params file not found" in proc.stderr
     (tmp_path / "p.yaml").write_text("{}\n")
-    proc = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "prepare", "--root", str(tmp_path / "nope"),
-                           "--params", str(tmp_path / "p.yaml")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mger.pipeline.cli",
+            "prepare",
+            "--root",
+            str(tmp_path / "nope"),
+            "--params",
+            str(tmp_path / "p.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("mger prepare: error:")
     assert "corpus root does not exist" in proc.stderr
 
@@ -47,8 +74,19 @@ def test_prepare_wrong_root_is_one_line_error(tmp_path: Path) -> None:
 def test_cli_overrides_params(tiny_corpus: Path, tmp_path: Path) -> None:
     params = tmp_path / "p.yaml"
     params.write_text("prepare:\n  class_map: 6class\n")
-    rc = main(["prepare", "--params", str(params), "--root", str(tiny_corpus), "--out", str(tmp_path / "m.jsonl"),
-               "--report", str(tmp_path / "q.json")])
+    rc = main(
+        [
+            "prepare",
+            "--params",
+            str(params),
+            "--root",
+            str(tiny_corpus),
+            "--out",
+            str(tmp_path / "m.jsonl"),
+            "--report",
+            str(tmp_path / "q.json"),
+        ]
+    )
     assert rc == 0
     report = json.loads((tmp_path / "q.json").read_text())
     assert "fru" in report["class_map"] and report["kept"] == len((tmp_path / "m.jsonl").read_text().splitlines())
@@ -57,15 +95,26 @@ def test_cli_overrides_params(tiny_corpus: Path, tmp_path: Path) -> None:
 
 # --- the error boundary: one line naming the file or key, exit 1; --debug shows the traceback ---
 
+
 def _write_params(tmp_path: Path, aligned: dict[str, Path], tiny_models: dict[str, str], **sections: dict) -> Path:
     import yaml
 
-    params = {"prepare": {"manifest": str(aligned["manifest"])}, "align": {"out": str(aligned["segments"].parent)},
-              "features": {"out": str(tmp_path / "features"), "speech": {"model": tiny_models["speech"]},
-                           "text": {"model": tiny_models["text"]}},
-              "train": {"epochs": 1, "metrics_dir": str(tmp_path / "metrics"), "epochs_dir": str(tmp_path / "ep"),
-                        "experiments": {"audio_phone": {"model": "audio", "speech_levels": ["phone"]}}},
-              "report": {"out": str(tmp_path / "results.md"), "figures": str(tmp_path / "fig")}}
+    params = {
+        "prepare": {"manifest": str(aligned["manifest"])},
+        "align": {"out": str(aligned["segments"].parent)},
+        "features": {
+            "out": str(tmp_path / "features"),
+            "speech": {"model": tiny_models["speech"]},
+            "text": {"model": tiny_models["text"]},
+        },
+        "train": {
+            "epochs": 1,
+            "metrics_dir": str(tmp_path / "metrics"),
+            "epochs_dir": str(tmp_path / "ep"),
+            "experiments": {"audio_phone": {"model": "audio", "speech_levels": ["phone"]}},
+        },
+        "report": {"out": str(tmp_path / "results.md"), "figures": str(tmp_path / "fig")},
+    }
     for name, values in sections.items():
         params[name] = {**params.get(name, {}), **values}
     path = tmp_path / "p.yaml"
@@ -91,32 +140,73 @@ def _one_session(lines: list[str]) -> list[str]:
 
 
 CASES = {
-    "bad model path": (["extract", "--kind", "speech"], {"features": {"speech": {"model": "/nonexistent/w2v"}}},
-                       None, r"features\.speech\.model: cannot load '/nonexistent/w2v'"),
-    "no such package": (["extract", "--kind", "text"], {"features": {"text": {"model": "package:no_such_pkg"}}},
-                        None, r"features\.text\.model: cannot load 'package:no_such_pkg' \(No module named"),
-    "hidden vs heads": (["train", "--experiment", "all"], {"train": {"hidden": 130, "heads": 4}}, None,
-                        r"p\.yaml: train: hidden size 130 is not divisible by 4 attention heads"),
-    "one session": (["train", "--experiment", "all"], {}, _one_session,
-                    r"bad\.jsonl: 1 session\(s\) \[1\]; leave-one-session-out needs at least two"),
-    "session as string": (["extract", "--kind", "text"], {}, _session_as_string,
-                          r"bad\.jsonl:3: session is '\d', expected int"),
-    "truncated line": (["extract", "--kind", "text"], {}, lambda lines: lines[:4] + [lines[4][:40]],
-                       r"bad\.jsonl:5: not a complete JSON object"),
-    "no experiments": (["train", "--experiment", "all"], {"train": {"experiments": {}}}, None,
-                       r"p\.yaml: train\.experiments and train\.finetuned_experiments are empty"),
-    "unknown experiment": (["train", "--experiment", "nope"], {}, None,
-                           r"train\.experiments and train\.finetuned_experiments have no 'nope'"),
-    "negative lr": (["train", "--experiment", "all"], {"train": {"lr": -1}}, None,
-                    r"p\.yaml: train\.lr: must be positive, got -1\.0"),
-    "missing manifest": (["extract", "--kind", "text"], {"prepare": {"manifest": "/nonexistent/m.jsonl"}}, None,
-                         r"/nonexistent/m\.jsonl: no such file"),
+    "bad model path": (
+        ["extract", "--kind", "speech"],
+        {"features": {"speech": {"model": "/nonexistent/w2v"}}},
+        None,
+        r"features\.speech\.model: cannot load '/nonexistent/w2v'",
+    ),
+    "no such package": (
+        ["extract", "--kind", "text"],
+        {"features": {"text": {"model": "package:no_such_pkg"}}},
+        None,
+        r"features\.text\.model: cannot load 'package:no_such_pkg' \(No module named",
+    ),
+    "hidden vs heads": (
+        ["train", "--experiment", "all"],
+        {"train": {"hidden": 130, "heads": 4}},
+        None,
+        r"p\.yaml: train: hidden size 130 is not divisible by 4 attention heads",
+    ),
+    "one session": (
+        ["train", "--experiment", "all"],
+        {},
+        _one_session,
+        r"bad\.jsonl: 1 session\(s\) \[1\]; leave-one-session-out needs at least two",
+    ),
+    "session as string": (
+        ["extract", "--kind", "text"],
+        {},
+        _session_as_string,
+        r"bad\.jsonl:3: session is '\d', expected int",
+    ),
+    "truncated line": (
+        ["extract", "--kind", "text"],
+        {},
+        lambda lines: lines[:4] + [lines[4][:40]],
+        r"bad\.jsonl:5: not a complete JSON object",
+    ),
+    "no experiments": (
+        ["train", "--experiment", "all"],
+        {"train": {"experiments": {}}},
+        None,
+        r"p\.yaml: train\.experiments and train\.finetuned_experiments are empty",
+    ),
+    "unknown experiment": (
+        ["train", "--experiment", "nope"],
+        {},
+        None,
+        r"train\.experiments and train\.finetuned_experiments have no 'nope'",
+    ),
+    "negative lr": (
+        ["train", "--experiment", "all"],
+        {"train": {"lr": -1}},
+        None,
+        r"p\.yaml: train\.lr: must be positive, got -1\.0",
+    ),
+    "missing manifest": (
+        ["extract", "--kind", "text"],
+        {"prepare": {"manifest": "/nonexistent/m.jsonl"}},
+        None,
+        r"/nonexistent/m\.jsonl: no such file",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_user_errors_are_one_line(case: str, aligned, tiny_models, tmp_path: Path,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_errors_are_one_line(
+    case: str, aligned, tiny_models, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import re
 
     argv, sections, manifest_edit, message = CASES[case]
@@ -130,8 +220,9 @@ def test_user_errors_are_one_line(case: str, aligned, tiny_models, tmp_path: Pat
     assert not any("Traceback" in line for line in err)
 
 
-def test_unknown_level_in_the_store_is_one_line(reference_store, aligned, tiny_models, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_level_in_the_store_is_one_line(
+    reference_store, aligned, tiny_models, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An experiment asks for a level the store lacks: one line naming the store and the level."""
     import shutil
 
@@ -148,8 +239,9 @@ def test_unknown_level_in_the_store_is_one_line(reference_store, aligned, tiny_m
     assert line.startswith("mger train: error: ") and "speech.h5" in line and "'phone'" in line, line
 
 
-def test_disk_full_is_one_line_and_leaves_no_temp(tiny_corpus: Path, tmp_path: Path, monkeypatch,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_disk_full_is_one_line_and_leaves_no_temp(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import errno
 
     (tmp_path / "reports").mkdir()
@@ -160,8 +252,19 @@ def test_disk_full_is_one_line_and_leaves_no_temp(tiny_corpus: Path, tmp_path: P
 
     monkeypatch.setattr(Path, "write_bytes", full)
     (tmp_path / "p.yaml").write_text("{}\n")
-    rc = main(["prepare", "--root", str(tiny_corpus), "--out", str(tmp_path / "m.jsonl"),
-               "--report", str(tmp_path / "reports" / "q.json"), "--params", str(tmp_path / "p.yaml")])
+    rc = main(
+        [
+            "prepare",
+            "--root",
+            str(tiny_corpus),
+            "--out",
+            str(tmp_path / "m.jsonl"),
+            "--report",
+            str(tmp_path / "reports" / "q.json"),
+            "--params",
+            str(tmp_path / "p.yaml"),
+        ]
+    )
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert rc == 1 and line.startswith("mger prepare: error: ") and "disk full; free some space" in line, line
     assert f"{tmp_path / 'reports' / 'q.json'}: disk full" in line
@@ -172,8 +275,16 @@ def test_disk_full_is_one_line_and_leaves_no_temp(tiny_corpus: Path, tmp_path: P
 @pytest.mark.parametrize("how", ["--debug", "MGER_DEBUG=1"])
 def test_debug_shows_the_traceback(tmp_path: Path, how: str) -> None:
     (tmp_path / "p.yaml").write_text("train:\n  hidden: 130\n  heads: 4\n")
-    cmd = [sys.executable, "-m", "mger.pipeline.cli", "train", "--experiment", "all",
-           "--params", str(tmp_path / "p.yaml")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mger.pipeline.cli",
+        "train",
+        "--experiment",
+        "all",
+        "--params",
+        str(tmp_path / "p.yaml"),
+    ]
     env = dict(__import__("os").environ)
     if how == "--debug":
         cmd.append("--debug")
@@ -182,39 +293,68 @@ def test_debug_shows_the_traceback(tmp_path: Path, how: str) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert proc.returncode == 1 and "Traceback (most recent call last)" in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("mger train: error: ")
-    quiet = subprocess.run(cmd[:-1] if how == "--debug" else cmd, capture_output=True, text=True,
-                           env={k: v for k, v in env.items() if k != "MGER_DEBUG"})
+    quiet = subprocess.run(
+        cmd[:-1] if how == "--debug" else cmd,
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in env.items() if k != "MGER_DEBUG"},
+    )
     assert quiet.returncode == 1 and quiet.stderr.count("\n") == 1 and "Traceback" not in quiet.stderr
 
 
-@pytest.mark.parametrize("err, line", [
-    (KeyError("speech_levels"), "KeyError: speech_levels (unexpected; rerun with --debug for the traceback)"),
-    (ZeroDivisionError("division by zero"), "ZeroDivisionError: division by zero (unexpected; rerun with --debug"),
-    (KeyError("store.h5: no level 'x' (levels: word)"), "store.h5: no level 'x' (levels: word)"),
-    (PermissionError(13, "Permission denied", "/r/results.md"), "/r/results.md: Permission denied"),
-    (ValueError("m.jsonl:3: session is '1'\nexpected int"), "m.jsonl:3: session is '1' expected int"),
-])
+@pytest.mark.parametrize(
+    "err, line",
+    [
+        (KeyError("speech_levels"), "KeyError: speech_levels (unexpected; rerun with --debug for the traceback)"),
+        (ZeroDivisionError("division by zero"), "ZeroDivisionError: division by zero (unexpected; rerun with --debug"),
+        (KeyError("store.h5: no level 'x' (levels: word)"), "store.h5: no level 'x' (levels: word)"),
+        (PermissionError(13, "Permission denied", "/r/results.md"), "/r/results.md: Permission denied"),
+        (ValueError("m.jsonl:3: session is '1'\nexpected int"), "m.jsonl:3: session is '1' expected int"),
+    ],
+)
 def test_error_line_is_one_line(err: BaseException, line: str) -> None:
     from mger.pipeline.cli import error_line
 
     assert error_line(err).startswith(line) and "\n" not in error_line(err)
 
 
-def test_without_params_yaml_commands_run_on_the_built_in_defaults(tiny_corpus: Path, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_params_yaml_commands_run_on_the_built_in_defaults(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mger.core.config import Params, read_params
 
     monkeypatch.chdir(tmp_path)  # no params.yaml here
     assert read_params() == Params()
     assert main(["prepare", "--root", str(tiny_corpus), "--out", "m.jsonl", "--report", "q.json"]) == 0
     assert (tmp_path / "m.jsonl").stat().st_size > 0
-    proc = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "synth", "--out", "corpus", "--sessions", "1",
-                           "--dialogs", "1", "--turns", "1"], capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mger.pipeline.cli",
+            "synth",
+            "--out",
+            "corpus",
+            "--sessions",
+            "1",
+            "--dialogs",
+            "1",
+            "--turns",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "corpus").is_dir()
     # an explicitly named params file that is missing is still an error
-    proc = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "synth", "--out", "c2", "--params", "none.yaml"],
-                          capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mger.pipeline.cli", "synth", "--out", "c2", "--params", "none.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1 and "none.yaml: params file not found" in proc.stderr
 
 

@@ -19,8 +19,9 @@ def test_repo_params_load() -> None:
 
 
 def test_experiment_sections_set_the_features() -> None:
-    train = params_from_dict({"train": {"experiments": {"a": {"model": "text"}},
-                                        "finetuned_experiments": {"b": {"model": "audio"}}}}).train
+    train = params_from_dict(
+        {"train": {"experiments": {"a": {"model": "text"}}, "finetuned_experiments": {"b": {"model": "audio"}}}}
+    ).train
     assert train.all_experiments["a"].features == "frozen" and train.all_experiments["b"].features == "finetuned"
 
 
@@ -29,21 +30,26 @@ def test_defaults_fill_missing_sections() -> None:
     assert params.synth.seed == 3 and params.synth.sessions == 5 and params.prepare.manifest == "data/manifest.jsonl"
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"synth": {"sead": 3}}, "synth.sead: unknown key"),
-    ({"sinth": {}}, "sinth: unknown key"),
-    ({"synth": {"seed": "three"}}, "synth.seed: expected int, got 'three'"),
-    ({"synth": {"seed": True}}, "synth.seed: expected int"),
-    ({"synth": {"sessions": 0}}, "synth.sessions: must be positive"),
-    ({"synth": {"sessions": 12}}, "synth.sessions: at most 9"),
-    ({"prepare": {"class_map": 4}}, "prepare.class_map: 4 fits none of"),
-    ({"prepare": {"class_map": {"ang": 1}}}, "prepare.class_map"),
-    ({"prepare": []}, "prepare: expected a mapping"),
-    ({"finetune": {"warmup": 1.5}}, "finetune.warmup: a fraction"),
-    ({"finetune": {"folds": []}}, "finetune.folds: needs at least one fold"),
-    ({"train": {"experiments": {"a": {"model": "text"}}, "finetuned_experiments": {"a": {"model": "audio"}}}},
-     "train.finetuned_experiments.a: name already used"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"synth": {"sead": 3}}, "synth.sead: unknown key"),
+        ({"sinth": {}}, "sinth: unknown key"),
+        ({"synth": {"seed": "three"}}, "synth.seed: expected int, got 'three'"),
+        ({"synth": {"seed": True}}, "synth.seed: expected int"),
+        ({"synth": {"sessions": 0}}, "synth.sessions: must be positive"),
+        ({"synth": {"sessions": 12}}, "synth.sessions: at most 9"),
+        ({"prepare": {"class_map": 4}}, "prepare.class_map: 4 fits none of"),
+        ({"prepare": {"class_map": {"ang": 1}}}, "prepare.class_map"),
+        ({"prepare": []}, "prepare: expected a mapping"),
+        ({"finetune": {"warmup": 1.5}}, "finetune.warmup: a fraction"),
+        ({"finetune": {"folds": []}}, "finetune.folds: needs at least one fold"),
+        (
+            {"train": {"experiments": {"a": {"model": "text"}}, "finetuned_experiments": {"a": {"model": "audio"}}}},
+            "train.finetuned_experiments.a: name already used",
+        ),
+    ],
+)
 def test_bad_values_name_the_key(data: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
         params_from_dict(data)
@@ -61,28 +67,35 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
         load_params(tmp_path / "missing.yaml")
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"train": {"lr": -1}}, "train.lr: must be positive, got -1.0"),
-    ({"train": {"lr": 0}}, "train.lr: must be positive"),
-    ({"train": {"dropout": 1.0}}, r"train.dropout: must be in [0, 1), got 1.0"),
-    ({"train": {"weight_decay": -0.1}}, "train.weight_decay: must be >= 0"),
-    ({"train": {"seeds": [0, -3]}}, "train.seeds[1]: must be >= 0, got -3"),
-    ({"train": {"hidden": 130, "heads": 4}}, "train: hidden size 130 is not divisible by 4 attention heads"),
-    ({"train": {"experiments": {"a": {"model": "mha_aux", "aux_matching": -0.5}}}},
-     "train.experiments.a.aux_matching: must be >= 0"),
-    ({"features": {"batch_seconds": -5}}, "features.batch_seconds: must be positive, got -5.0"),
-    ({"features": {"speech": {"max_seconds": 0}}}, "features.speech.max_seconds: must be positive"),
-    ({"features": {"speech": {"overlap_seconds": 30}}}, "features.speech.overlap_seconds: 30.0 must be less than"),
-    ({"features": {"text": {"max_length": 0}}}, "features.text.max_length: must be positive"),
-    ({"finetune": {"dropout": 1.5}}, r"finetune.dropout: must be in [0, 1)"),
-    ({"finetune": {"weight_decay": -1}}, "finetune.weight_decay: must be >= 0"),
-    ({"finetune": {"folds": [0]}}, "finetune.folds[0]: must be positive"),
-    ({"demo_model": {"hidden_size": 250}}, "demo_model: hidden size 250 is not divisible by 4"),
-    ({"align": {"pocketsphinx": {"ladder": [[2.0, 1e-60, 1e-80]]}}},
-     "align.pocketsphinx.ladder[0][0]: must be in (0, 1]"),
-    ({"align": {"mfa": {"beam": -10}}}, "align.mfa.beam: must be positive"),
-    ({"synth": {"seed": -1}}, "synth.seed: must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"train": {"lr": -1}}, "train.lr: must be positive, got -1.0"),
+        ({"train": {"lr": 0}}, "train.lr: must be positive"),
+        ({"train": {"dropout": 1.0}}, r"train.dropout: must be in [0, 1), got 1.0"),
+        ({"train": {"weight_decay": -0.1}}, "train.weight_decay: must be >= 0"),
+        ({"train": {"seeds": [0, -3]}}, "train.seeds[1]: must be >= 0, got -3"),
+        ({"train": {"hidden": 130, "heads": 4}}, "train: hidden size 130 is not divisible by 4 attention heads"),
+        (
+            {"train": {"experiments": {"a": {"model": "mha_aux", "aux_matching": -0.5}}}},
+            "train.experiments.a.aux_matching: must be >= 0",
+        ),
+        ({"features": {"batch_seconds": -5}}, "features.batch_seconds: must be positive, got -5.0"),
+        ({"features": {"speech": {"max_seconds": 0}}}, "features.speech.max_seconds: must be positive"),
+        ({"features": {"speech": {"overlap_seconds": 30}}}, "features.speech.overlap_seconds: 30.0 must be less than"),
+        ({"features": {"text": {"max_length": 0}}}, "features.text.max_length: must be positive"),
+        ({"finetune": {"dropout": 1.5}}, r"finetune.dropout: must be in [0, 1)"),
+        ({"finetune": {"weight_decay": -1}}, "finetune.weight_decay: must be >= 0"),
+        ({"finetune": {"folds": [0]}}, "finetune.folds[0]: must be positive"),
+        ({"demo_model": {"hidden_size": 250}}, "demo_model: hidden size 250 is not divisible by 4"),
+        (
+            {"align": {"pocketsphinx": {"ladder": [[2.0, 1e-60, 1e-80]]}}},
+            "align.pocketsphinx.ladder[0][0]: must be in (0, 1]",
+        ),
+        ({"align": {"mfa": {"beam": -10}}}, "align.mfa.beam: must be positive"),
+        ({"synth": {"seed": -1}}, "synth.seed: must be >= 0"),
+    ],
+)
 def test_out_of_range_values_name_the_key(data: dict, message: str) -> None:
     import re
 
@@ -151,10 +164,16 @@ def test_demo_full_extends_params_yaml_with_more_experiments_only() -> None:
     assert set(demo.train.experiments) < set(full.train.experiments)
     assert all(full.train.experiments[n] == spec for n, spec in demo.train.experiments.items())
     assert full.train.metrics_dir != demo.train.metrics_dir and full.report.out != demo.report.out
-    same = {"train": dataclasses.replace(full.train, experiments=demo.train.experiments,
-                                         metrics_dir=demo.train.metrics_dir, epochs_dir=demo.train.epochs_dir,
-                                         predictions_dir=demo.train.predictions_dir),
-            "report": demo.report}
+    same = {
+        "train": dataclasses.replace(
+            full.train,
+            experiments=demo.train.experiments,
+            metrics_dir=demo.train.metrics_dir,
+            epochs_dir=demo.train.epochs_dir,
+            predictions_dir=demo.train.predictions_dir,
+        ),
+        "report": demo.report,
+    }
     assert dataclasses.replace(full, **same) == demo
 
 

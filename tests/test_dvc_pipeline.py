@@ -26,8 +26,18 @@ def _run(cmd: list[str], cwd: Path) -> str:
 def scratch_repo(tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("mger", "core", "corpus", "pipeline", "alignment", "features", "models",
-                 ".dvc", "dvc.yaml", ".dvcignore"):
+    for name in (
+        "mger",
+        "core",
+        "corpus",
+        "pipeline",
+        "alignment",
+        "features",
+        "models",
+        ".dvc",
+        "dvc.yaml",
+        ".dvcignore",
+    ):
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
@@ -35,13 +45,20 @@ def scratch_repo(tmp_path: Path) -> Path:
             shutil.copy(src, repo / name)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["synth"].update(sessions=2, dialogs_per_session=1, turns_per_dialog=6)
-    params["train"].update(epochs=2, patience=2, experiments={
-        "text": {"model": "text"}, "audio_word": {"model": "audio", "speech_levels": ["word"]},
-        "late": {"model": "late", "speech_levels": ["word"]}},
-        finetuned_experiments={"ft_audio_word": {"model": "audio", "speech_levels": ["word"]}})
+    params["train"].update(
+        epochs=2,
+        patience=2,
+        experiments={
+            "text": {"model": "text"},
+            "audio_word": {"model": "audio", "speech_levels": ["word"]},
+            "late": {"model": "late", "speech_levels": ["word"]},
+        },
+        finetuned_experiments={"ft_audio_word": {"model": "audio", "speech_levels": ["word"]}},
+    )
     params["finetune"].update(folds=[1, 2], epochs=1, batch_size=4, max_train_seconds=1.0)
-    params["demo_model"].update(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-                                conv_dim=16)
+    params["demo_model"].update(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, conv_dim=16
+    )
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     _run(["git", "init", "-q"], repo)
     return repo
@@ -50,8 +67,20 @@ def scratch_repo(tmp_path: Path) -> Path:
 @pytest.mark.timeout(900)  # the whole pipeline, fine-tuning included, several times (~4 min here)
 def test_dvc_repro_runs_and_then_is_a_no_op(scratch_repo: Path) -> None:
     out = _run([sys.executable, "-m", "dvc", "repro"], scratch_repo)
-    for stage in ("synth", "prepare", "align", "align_eval", "demo_model", "extract", "finetune@1", "finetune@2",
-                  "extract_ft@1", "extract_ft@2", "train", "report"):
+    for stage in (
+        "synth",
+        "prepare",
+        "align",
+        "align_eval",
+        "demo_model",
+        "extract",
+        "finetune@1",
+        "finetune@2",
+        "extract_ft@1",
+        "extract_ft@2",
+        "train",
+        "report",
+    ):
         assert f"Running stage '{stage}'" in out
     for name in ("text", "audio_word", "late", "ft_audio_word"):  # one train stage runs every experiment
         assert (scratch_repo / "reports" / "metrics" / f"{name}.json").is_file()

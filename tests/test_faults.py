@@ -26,13 +26,17 @@ def _leftovers(folder: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("writer", ["text", "json", "bytes"])
-def test_full_disk_keeps_the_previous_file_and_no_temp(tmp_path: Path, writer: str,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_full_disk_keeps_the_previous_file_and_no_temp(
+    tmp_path: Path, writer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "results.md"
     target.write_text("| old | table |\n")
     big = "| row | " + "x" * 200_000 + " |\n"
-    write = {"text": lambda: write_text_atomic(target, big), "json": lambda: write_json(target, {"rows": big}),
-             "bytes": lambda: write_bytes_atomic(target, big.encode())}[writer]
+    write = {
+        "text": lambda: write_text_atomic(target, big),
+        "json": lambda: write_json(target, {"rows": big}),
+        "bytes": lambda: write_bytes_atomic(target, big.encode()),
+    }[writer]
     with monkeypatch.context() as m:
         m.setattr(reporting.Path, "write_bytes", _failing_write_bytes(100))
         with pytest.raises(OSError) as info:
@@ -46,11 +50,13 @@ def test_full_disk_keeps_the_previous_file_and_no_temp(tmp_path: Path, writer: s
 
 def _failing_write_bytes(n_bytes: int):
     """A ``Path.write_bytes`` that writes ``n_bytes`` then fails as a full disk does."""
+
     def write_bytes(self: Path, data: bytes) -> int:
         with open(self, "wb") as fh:
             fh.write(data[:n_bytes])
             fh.flush()
         raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
     return write_bytes
 
 
@@ -82,8 +88,10 @@ def test_temp_of_a_killed_writer_is_cleaned_by_the_next_write(tmp_path: Path) ->
     """A writer SIGKILLed mid-write leaves only its hidden temp (the target is untouched); the
     next write of the same target removes it."""
     target = tmp_path / "results.md"
-    code = ("import os, sys\nfrom mger.core.reporting import atomic_path\n"
-            "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_text('half a ta')\n    os.kill(os.getpid(), 9)\n")
+    code = (
+        "import os, sys\nfrom mger.core.reporting import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_text('half a ta')\n    os.kill(os.getpid(), 9)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code, str(target)], env=os.environ | {"PYTHONPATH": _ROOT})
     assert proc.returncode == -9
     assert not target.exists() and len(_leftovers(tmp_path)) == 1
@@ -96,13 +104,20 @@ _ROOT = str(Path(__file__).resolve().parents[1])
 
 # --- concurrent writers ----------------------------------------------------------------------
 
+
 def _params_file(folder: Path, aligned: dict[str, Path], tiny_models: dict[str, str], **speech: object) -> Path:
     import yaml
 
-    params = {"prepare": {"manifest": str(aligned["manifest"])}, "align": {"out": str(aligned["segments"].parent)},
-              "features": {"out": str(folder), "shard_size": 2,
-                           "speech": {"model": tiny_models["speech"], **speech},
-                           "text": {"model": tiny_models["text"]}}}
+    params = {
+        "prepare": {"manifest": str(aligned["manifest"])},
+        "align": {"out": str(aligned["segments"].parent)},
+        "features": {
+            "out": str(folder),
+            "shard_size": 2,
+            "speech": {"model": tiny_models["speech"], **speech},
+            "text": {"model": tiny_models["text"]},
+        },
+    }
     path = folder / f"p-{'-'.join(f'{k}{v}' for k, v in speech.items()) or 'default'}.yaml"
     folder.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(params))
@@ -122,12 +137,16 @@ def _wait_for(predicate, seconds: float = 120.0) -> None:
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("first, second", [
-    ((), ()),                                   # two whole runs
-    (("--shard", "0/2"), ("--shard", "1/2")),   # two shard runs of other settings
-])
-def test_concurrent_extract_with_other_settings_never_mixes(tiny_models, aligned, tmp_path: Path,
-                                                            first: tuple, second: tuple) -> None:
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ((), ()),  # two whole runs
+        (("--shard", "0/2"), ("--shard", "1/2")),  # two shard runs of other settings
+    ],
+)
+def test_concurrent_extract_with_other_settings_never_mixes(
+    tiny_models, aligned, tmp_path: Path, first: tuple, second: tuple
+) -> None:
     """Run A (pooling mean) is frozen (SIGSTOP) once it has set up its parts folder; run B
     (pooling max) must refuse in one line without touching A's parts; A then finishes a store
     of mean-pooled features only, and B, rerun alone, rebuilds it as max."""
@@ -172,10 +191,11 @@ def test_concurrent_extract_with_other_settings_never_mixes(tiny_models, aligned
         frames, foff = f["frame/data"][()].astype("float32"), f["frame/offsets"][()]
         utt = f["utterance/data"][()].astype("float32")
     for i in range(len(foff) - 1):  # every max-pooled utterance row is the max of its frames: no mean part reused
-        np.testing.assert_allclose(utt[i], frames[foff[i]:foff[i + 1]].max(0), atol=1e-2)
+        np.testing.assert_allclose(utt[i], frames[foff[i] : foff[i + 1]].max(0), atol=1e-2)
 
 
 # --- damaged stores ---------------------------------------------------------------------------
+
 
 def _nan_row(path: Path) -> None:
     import h5py
@@ -214,7 +234,7 @@ def _flip_bytes(path: Path) -> None:
 
 def _truncate(path: Path) -> None:
     data = path.read_bytes()
-    path.write_bytes(data[:len(data) * 2 // 3])
+    path.write_bytes(data[: len(data) * 2 // 3])
 
 
 def _rename_id(path: Path) -> None:
@@ -224,14 +244,17 @@ def _rename_id(path: Path) -> None:
         f["utt_ids"][0] = "Ses09F_impro01_F000"
 
 
-@pytest.mark.parametrize("damage, message", [
-    (_nan_row, r"phone: NaN or inf in 1 rows of 1 utterances \(first: Ses\w+, its row \d+\)"),
-    (_inf_row, r"frame: NaN or inf in 1 rows of 1 utterances \(first: Ses\w+, its row 0\)"),
-    (_delete_level, r"word: level listed in the attributes is missing from the file"),
-    (_flip_bytes, r"word: checksum mismatch: the level's bytes changed after writing"),
-    (_truncate, r"cannot open as HDF5|unreadable"),
-    (_rename_id, r"utt_ids: checksum mismatch"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (_nan_row, r"phone: NaN or inf in 1 rows of 1 utterances \(first: Ses\w+, its row \d+\)"),
+        (_inf_row, r"frame: NaN or inf in 1 rows of 1 utterances \(first: Ses\w+, its row 0\)"),
+        (_delete_level, r"word: level listed in the attributes is missing from the file"),
+        (_flip_bytes, r"word: checksum mismatch: the level's bytes changed after writing"),
+        (_truncate, r"cannot open as HDF5|unreadable"),
+        (_rename_id, r"utt_ids: checksum mismatch"),
+    ],
+)
 def test_cache_verify_finds_damage(reference_store, tmp_path: Path, damage, message: str) -> None:
     """Every kind of damage is found by ``mger cache verify`` (exit 1, a line naming the store
     and the level) and stops ``mger extract`` from calling the store up to date."""
@@ -245,8 +268,12 @@ def test_cache_verify_finds_damage(reference_store, tmp_path: Path, damage, mess
     damage(store)
     problems = verify_store(store)
     assert any(re.search(message, p) for p in problems), problems
-    proc = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "cache", "verify", str(store)],
-                          capture_output=True, text=True, env=os.environ | {"PYTHONPATH": _ROOT})
+    proc = subprocess.run(
+        [sys.executable, "-m", "mger.pipeline.cli", "cache", "verify", str(store)],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"PYTHONPATH": _ROOT},
+    )
     assert proc.returncode == 1 and f"{store}: CORRUPT" in proc.stdout
     assert any(re.search(message, line) and line.startswith(str(store)) for line in proc.stdout.splitlines())
 
@@ -269,9 +296,25 @@ def test_verify_costs_little_next_to_extraction(reference_store) -> None:
 
 # --- synth --out never deletes a folder it did not write --------------------------------------
 
+
 def _synth(out: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "mger.pipeline.cli", "synth", "--out", str(out), "--sessions", "1", "--dialogs", "1",
-           "--turns", "1", "--params", str(out.parent / "p.yaml"), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mger.pipeline.cli",
+        "synth",
+        "--out",
+        str(out),
+        "--sessions",
+        "1",
+        "--dialogs",
+        "1",
+        "--turns",
+        "1",
+        "--params",
+        str(out.parent / "p.yaml"),
+        *extra,
+    ]
     (out.parent / "p.yaml").write_text("{}\n")
     return subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": _ROOT})
 
@@ -284,7 +327,8 @@ def test_synth_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f"mger synth: error: {thesis}: not empty and not an earlier `mger synth` output; synth would delete it: "
-        "choose another --out, or pass --force to replace it"]
+        "choose another --out, or pass --force to replace it"
+    ]
     assert (thesis / "chapters" / "1.tex").read_text() == "years of work\n"
     stray = tmp_path / "file.txt"
     stray.write_text("x")
@@ -310,8 +354,10 @@ def test_synth_replaces_its_own_output_and_a_forced_folder(tmp_path: Path) -> No
 
 # --- hostile and duplicate ids ----------------------------------------------------------------
 
-@pytest.mark.parametrize("bad_id", ["../../escape_F000", "Ses01F_a/b_F001", "..Ses01F_x_F002", ".hidden_F003",
-                                    "Ses01F_back\\slash_F004"])
+
+@pytest.mark.parametrize(
+    "bad_id", ["../../escape_F000", "Ses01F_a/b_F001", "..Ses01F_x_F002", ".hidden_F003", "Ses01F_back\\slash_F004"]
+)
 def test_prepare_drops_ids_that_are_paths(tmp_path: Path, bad_id: str) -> None:
     """An id that would name a file outside its folder is dropped at prepare with a
     data-quality entry; the good utterances are kept."""
@@ -319,8 +365,9 @@ def test_prepare_drops_ids_that_are_paths(tmp_path: Path, bad_id: str) -> None:
     from tests.builders import TreeBuilder
 
     builder = TreeBuilder(tmp_path / "corpus")
-    builder.dialog(1, "Ses01F_impro01", [("Ses01F_impro01_F000", "neu", "hello there"),
-                                         ("Ses01F_impro01_M000", "ang", "go away")])
+    builder.dialog(
+        1, "Ses01F_impro01", [("Ses01F_impro01_F000", "neu", "hello there"), ("Ses01F_impro01_M000", "ang", "go away")]
+    )
     emo = tmp_path / "corpus" / "Session1" / "dialog" / "EmoEvaluation" / "Ses01F_impro01.txt"
     emo.write_text(emo.read_text() + f"[9.0000 - 9.5000]\t{bad_id}\tsad\t[2.5000, 3.0000, 3.5000]\n")
     trans = tmp_path / "corpus" / "Session1" / "dialog" / "transcriptions" / "Ses01F_impro01.txt"
@@ -332,8 +379,9 @@ def test_prepare_drops_ids_that_are_paths(tmp_path: Path, bad_id: str) -> None:
     assert "path separator" in problems[0]["reason"] and problems[0]["file"] == str(emo)
 
 
-def test_duplicate_ids_in_a_manifest_stop_extract(aligned, tiny_models, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_duplicate_ids_in_a_manifest_stop_extract(
+    aligned, tiny_models, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from mger.pipeline.cli import main
 
     lines = aligned["manifest"].read_text().splitlines()
@@ -344,7 +392,8 @@ def test_duplicate_ids_in_a_manifest_stop_extract(aligned, tiny_models, tmp_path
     dup = json.loads(lines[3])["utt_id"]
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"mger extract: error: {manifest}: utterance id {dup} appears more than once; one id would get two "
-        "utterances' features: fix the manifest or rerun `mger prepare`")
+        "utterances' features: fix the manifest or rerun `mger prepare`"
+    )
     assert not (tmp_path / "text.h5").exists() and not (tmp_path / "text.h5.parts").exists()
 
 
@@ -376,8 +425,9 @@ sys.exit(main(sys.argv[2:]))
 
 
 @pytest.mark.parametrize("point", ["after 3 parts", "merge written, not renamed", "merged, parts not removed"])
-def test_extract_killed_at_any_point_leaves_old_or_whole_store(point: str, reference_store, aligned, tiny_models,
-                                                               tmp_path: Path) -> None:
+def test_extract_killed_at_any_point_leaves_old_or_whole_store(
+    point: str, reference_store, aligned, tiny_models, tmp_path: Path
+) -> None:
     """SIGKILL during a rebuild (layer 1 over a layer-'last' store): the old store stays whole
     until the new one replaces it; a rerun gives exactly the uninterrupted result and no
     leftovers (parts folder, temps)."""
@@ -391,8 +441,9 @@ def test_extract_killed_at_any_point_leaves_old_or_whole_store(point: str, refer
     store = tmp_path / "speech.h5"
     shutil.copy(reference_store["speech"], store)
     params = _params_file(tmp_path, aligned, tiny_models, layer=1)
-    killed = subprocess.run([sys.executable, "-c", _KILL_AT, point, *_extract_cmd(params)[3:]], env=env,
-                            capture_output=True, text=True)
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILL_AT, point, *_extract_cmd(params)[3:]], env=env, capture_output=True, text=True
+    )
     assert killed.returncode == -9, killed.stderr
     assert verify_store(store) == []
     with h5py.File(store) as f:
@@ -401,14 +452,21 @@ def test_extract_killed_at_any_point_leaves_old_or_whole_store(point: str, refer
     rerun = subprocess.run(_extract_cmd(params), env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert verify_store(store) == [] and sorted(p.name for p in tmp_path.iterdir() if "speech" in p.name) == [
-        "speech.h5", "speech.h5.lock"]
+        "speech.h5",
+        "speech.h5.lock",
+    ]
     with h5py.File(store) as f:
         assert json.loads(f.attrs["fingerprint"])["layer"] == 1
 
 
-def test_full_disk_at_the_merge_keeps_the_old_store(reference_store, aligned, tiny_models, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_full_disk_at_the_merge_keeps_the_old_store(
+    reference_store,
+    aligned,
+    tiny_models,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     import shutil
 
     import mger.features.cache as cache
@@ -433,17 +491,22 @@ def test_full_disk_at_the_merge_keeps_the_old_store(reference_store, aligned, ti
 
 # --- bad params: one line naming the params file and the key, for any stage -------------------
 
-@pytest.mark.parametrize("stage, yaml_text, key", [
-    ("train", "train:\n  lr: -1\n", "train.lr: must be positive"),
-    ("train", "train:\n  dropout: 1\n", "train.dropout: must be in [0, 1)"),
-    ("extract", "features:\n  batch_seconds: -5\n", "features.batch_seconds: must be positive"),
-    ("finetune", "finetune:\n  weight_decay: -0.5\n", "finetune.weight_decay: must be >= 0"),
-    ("train", "train:\n  hidden: 130\n  heads: 4\n", "train: hidden size 130 is not divisible by 4"),
-    ("synth", "synth:\n  seed: [1\n", "not valid YAML"),
-    ("prepare", "prepare:\n  manifets: x\n", "prepare.manifets: unknown key"),
-])
-def test_bad_params_are_one_line_for_any_stage(tmp_path: Path, stage: str, yaml_text: str, key: str,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+
+@pytest.mark.parametrize(
+    "stage, yaml_text, key",
+    [
+        ("train", "train:\n  lr: -1\n", "train.lr: must be positive"),
+        ("train", "train:\n  dropout: 1\n", "train.dropout: must be in [0, 1)"),
+        ("extract", "features:\n  batch_seconds: -5\n", "features.batch_seconds: must be positive"),
+        ("finetune", "finetune:\n  weight_decay: -0.5\n", "finetune.weight_decay: must be >= 0"),
+        ("train", "train:\n  hidden: 130\n  heads: 4\n", "train: hidden size 130 is not divisible by 4"),
+        ("synth", "synth:\n  seed: [1\n", "not valid YAML"),
+        ("prepare", "prepare:\n  manifets: x\n", "prepare.manifets: unknown key"),
+    ],
+)
+def test_bad_params_are_one_line_for_any_stage(
+    tmp_path: Path, stage: str, yaml_text: str, key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     from mger.pipeline.cli import main
 
     params = tmp_path / "params.yaml"
@@ -456,11 +519,16 @@ def test_bad_params_are_one_line_for_any_stage(tmp_path: Path, stage: str, yaml_
 
 # --- bad values from the encoder, a part damaged before the merge ------------------------------
 
+
 def _features_cfg(tiny_models: dict[str, str], out: Path):
     from mger.core.config import FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
 
-    return FeaturesConfig(out=str(out), shard_size=4, speech=SpeechFeaturesConfig(model=tiny_models["speech"]),
-                          text=TextFeaturesConfig(model=tiny_models["text"]))
+    return FeaturesConfig(
+        out=str(out),
+        shard_size=4,
+        speech=SpeechFeaturesConfig(model=tiny_models["speech"]),
+        text=TextFeaturesConfig(model=tiny_models["text"]),
+    )
 
 
 def test_nan_from_the_encoder_never_reaches_the_store(aligned, tiny_models, tmp_path: Path) -> None:
@@ -512,8 +580,9 @@ def test_part_damaged_before_the_merge_is_refused(aligned, tiny_models, tmp_path
 
 
 @pytest.mark.parametrize("fault", ["missing", "garbage"])
-def test_one_bad_wav_is_one_line_and_keeps_finished_parts(fault: str, aligned, tiny_models, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_one_bad_wav_is_one_line_and_keeps_finished_parts(
+    fault: str, aligned, tiny_models, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A wav deleted or overwritten with garbage after prepare: extract stops with one line
     naming that wav; parts finished before it stay for the rerun after the wav is restored."""
     import dataclasses
@@ -564,8 +633,22 @@ def test_full_disk_while_writing_the_manifest_keeps_the_old_one(tmp_path: Path, 
 
     from mger.core.manifest import Utterance, read_manifest, write_manifest
 
-    utt = Utterance("Ses01F_impro01_F000", 1, "Ses01F_impro01", "Ses01_F", "F", True, "/x.wav", 1.0, "hi", "neu",
-                    "neu", 3.0, 3.0, 3.0)
+    utt = Utterance(
+        "Ses01F_impro01_F000",
+        1,
+        "Ses01F_impro01",
+        "Ses01_F",
+        "F",
+        True,
+        "/x.wav",
+        1.0,
+        "hi",
+        "neu",
+        "neu",
+        3.0,
+        3.0,
+        3.0,
+    )
     path = tmp_path / "manifest.jsonl"
     write_manifest(path, [utt])
     real_open = builtins.open

@@ -148,7 +148,7 @@ def test_padding_paths_place_every_row(pad, tail: tuple[int, ...], threaded: boo
     out = pad(data, starts, lengths, 10)
     assert out.shape == (4, 10) + tail and out.dtype == torch.float32
     for b, (start, n) in enumerate(zip(starts.tolist(), lengths.tolist())):
-        assert torch.equal(out[b, :n], data[start:start + n].float())
+        assert torch.equal(out[b, :n], data[start : start + n].float())
         assert (out[b, n:] == 0).all()
 
 
@@ -172,8 +172,10 @@ def test_ragged_subset_compact_pad_round_trip() -> None:
         Ragged(items.data, torch.tensor([10]), torch.tensor([2]))
 
 
-@pytest.mark.parametrize("layer, shape_tail, layers_run", [(1, (32,), 1), ("mean", (32,), 3), ([0, 2], (2, 32), 2),
-                                                            ("last", (32,), 3), (-2, (32,), 2)])
+@pytest.mark.parametrize(
+    "layer, shape_tail, layers_run",
+    [(1, (32,), 1), ("mean", (32,), 3), ([0, 2], (2, 32), 2), ("last", (32,), 3), (-2, (32,), 2)],
+)
 def test_layer_choice_runs_only_needed_layers(tiny_models, layer, shape_tail, layers_run) -> None:
     from transformers import AutoModel
 
@@ -187,7 +189,8 @@ def test_layer_choice_runs_only_needed_layers(tiny_models, layer, shape_tail, la
     with torch.inference_mode():
         hidden = full(x, output_hidden_states=True).hidden_states
     expected = {1: hidden[1], "mean": torch.stack(hidden[1:]).mean(0), "last": hidden[3], -2: hidden[2]}.get(
-        layer if not isinstance(layer, list) else "list", torch.stack([hidden[0], hidden[2]], 2))
+        layer if not isinstance(layer, list) else "list", torch.stack([hidden[0], hidden[2]], 2)
+    )
     assert torch.allclose(feats, expected[0], atol=1e-5)
 
 
@@ -243,12 +246,22 @@ def _tiny_family(kind: str, folder: Path) -> str:
     import transformers
 
     family, norm = kind.split("-")
-    config_cls, model_cls = {"wav2vec2": ("Wav2Vec2Config", "Wav2Vec2Model"), "hubert": ("HubertConfig", "HubertModel"),
-                             "wavlm": ("WavLMConfig", "WavLMModel")}[family]
+    config_cls, model_cls = {
+        "wav2vec2": ("Wav2Vec2Config", "Wav2Vec2Model"),
+        "hubert": ("HubertConfig", "HubertModel"),
+        "wavlm": ("WavLMConfig", "WavLMModel"),
+    }[family]
     config = getattr(transformers, config_cls)(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, conv_dim=(16,) * 7,
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, feat_extract_norm=norm,
-        do_stable_layer_norm=norm == "layer")
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        feat_extract_norm=norm,
+        do_stable_layer_norm=norm == "layer",
+    )
     torch.manual_seed(0)
     getattr(transformers, model_cls)(config).save_pretrained(folder)
     return str(folder)
@@ -275,13 +288,32 @@ def test_text_as_written_maps_every_token_to_its_word(markers: str) -> None:
     text = "[LAUGHTER] Really?! I can't believe it, zorblaxing."
     words = normalize_transcript(text)
     assert words == ["really", "i", "can't", "believe", "it", "zorblaxing"]
-    (tokens, word_ids, rows), = enc.encode_part([(encoder_text(text, markers), aligned_word_spans(text, words))])
+    ((tokens, word_ids, rows),) = enc.encode_part([(encoder_text(text, markers), aligned_word_spans(text, words))])
     pieces = enc.tokenizer.convert_ids_to_tokens(enc.tokenize([encoder_text(text, markers)])["input_ids"][0])
     owner = dict(zip(range(len(pieces)), word_ids.tolist()))
     assert "?" in pieces and "!" in pieces and "," in pieces
-    expected = {"really": 0, "?": 0, "!": 0, "i": 1, "can": 2, "'": 2, "t": 2, "believe": 3, "it": 4, ",": 4,
-                "z": 5, "##or": 5, "##bla": 5, "##xing": 5, ".": 5, "[CLS]": -1, "[SEP]": -1,
-                "[": -1, "laughter": -1, "]": -1}
+    expected = {
+        "really": 0,
+        "?": 0,
+        "!": 0,
+        "i": 1,
+        "can": 2,
+        "'": 2,
+        "t": 2,
+        "believe": 3,
+        "it": 4,
+        ",": 4,
+        "z": 5,
+        "##or": 5,
+        "##bla": 5,
+        "##xing": 5,
+        ".": 5,
+        "[CLS]": -1,
+        "[SEP]": -1,
+        "[": -1,
+        "laughter": -1,
+        "]": -1,
+    }
     assert [expected[p] for p in pieces] == [owner[i] for i in range(len(pieces))]
     assert ("laughter" in pieces) is (markers == "keep")
     assert enc.dim == 384 and rows.shape == (6, 384)
@@ -293,13 +325,23 @@ def test_aligned_words_spelled_otherwise_still_pair() -> None:
     words it shares and shares the characters of a stretch it spells otherwise."""
     text = "Café déjà vu, a twenty-minute drive at 5 OK?"
     assert aligned_word_spans(text, ["cafe", "deja", "vu", "a", "twenty-minute", "drive", "at", "5", "okay"]) == [
-        (0, 4), (5, 9), (10, 13), (14, 15), (16, 29), (30, 35), (36, 38), (39, 40), (41, 44)]
+        (0, 4),
+        (5, 9),
+        (10, 13),
+        (14, 15),
+        (16, 29),
+        (30, 35),
+        (36, 38),
+        (39, 40),
+        (41, 44),
+    ]
     assert aligned_word_spans(text, normalize_transcript(text))[4:6] == [(16, 22), (23, 29)]
     assert aligned_word_spans("hello there", ["hello", "there", "friend"]) == [(0, 5), (6, 11), None]
 
 
-def test_fingerprint_mismatch_rebuilds_or_stops(reference_store, tiny_models, aligned, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_fingerprint_mismatch_rebuilds_or_stops(
+    reference_store, tiny_models, aligned, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     shutil.copy(reference_store["speech"], tmp_path / "speech.h5")
     cfg = _cfg(tiny_models, tmp_path)
     extract("speech", cfg, aligned["manifest"], aligned["segments"])
@@ -340,8 +382,9 @@ def test_verify_reports_corruption(reference_store, tmp_path: Path, aligned) -> 
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(Path(reference_store["speech"]).read_bytes()[:5000])
     assert verify_store(truncated)[0].startswith("cannot open as HDF5")
-    proc = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "cache", "verify", str(bad)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mger.pipeline.cli", "cache", "verify", str(bad)], capture_output=True, text=True
+    )
     assert proc.returncode == 1 and "CORRUPT" in proc.stdout
 
 
@@ -356,8 +399,11 @@ def test_compare_stores_measures_deviation_per_level(reference_store, tmp_path: 
     assert set(result) == {"frame", "phone", "syllable", "word", "utterance"}
     assert result["word"] == (pytest.approx(-1.0, abs=1e-3), pytest.approx(2.0))
     assert result["phone"][1] == 0.0
-    proc = subprocess.run([sys.executable, "-m", "mger.pipeline.cli", "cache", "compare", str(scaled), ref],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mger.pipeline.cli", "cache", "compare", str(scaled), ref],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0
     assert "word       worst row cosine -1.0000, mean relative deviation 200.00%" in proc.stdout
     with h5py.File(scaled, "a") as f:
@@ -370,12 +416,24 @@ def test_sigkill_and_resume_equals_uninterrupted(reference_store, tiny_models, a
     params = {
         "prepare": {"manifest": str(aligned["manifest"])},
         "align": {"out": str(aligned["segments"].parent)},
-        "features": {"out": str(tmp_path), "shard_size": 2,
-                     "speech": {"model": tiny_models["speech"]}, "text": {"model": tiny_models["text"]}},
+        "features": {
+            "out": str(tmp_path),
+            "shard_size": 2,
+            "speech": {"model": tiny_models["speech"]},
+            "text": {"model": tiny_models["text"]},
+        },
     }
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
-    cmd = [sys.executable, "-m", "mger.pipeline.cli", "extract", "--kind", "speech",
-           "--params", str(tmp_path / "p.yaml")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mger.pipeline.cli",
+        "extract",
+        "--kind",
+        "speech",
+        "--params",
+        str(tmp_path / "p.yaml"),
+    ]
     parts = tmp_path / "speech.h5.parts"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -399,13 +457,15 @@ def test_shards_and_dask_backend_give_the_same_store(reference_store, tiny_model
         extract("speech", cfg, aligned["manifest"], aligned["segments"], shard=(i, 3))
     _assert_same(_contents(tmp_path / "shards" / "speech.h5"), _contents(reference_store["speech"]))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
-        dcfg = dataclasses.replace(_cfg(tiny_models, tmp_path / "dask"), backend="dask", n_jobs=2,
-                                   scheduler=cluster.scheduler_address)
+        dcfg = dataclasses.replace(
+            _cfg(tiny_models, tmp_path / "dask"), backend="dask", n_jobs=2, scheduler=cluster.scheduler_address
+        )
         extract("speech", dcfg, aligned["manifest"], aligned["segments"])
     _assert_same(_contents(tmp_path / "dask" / "speech.h5"), _contents(reference_store["speech"]))
 
 
 # --- every fingerprint field: changing that one thing changes the fingerprint (so rebuilds) ---
+
 
 def _changed_copy(path: Path, folder: Path, edit) -> Path:
     out = folder / path.name
@@ -428,14 +488,29 @@ def _fingerprint_inputs(tiny_models, aligned, tmp_path: Path, change: str):
 
     kind = "text" if change.startswith("text.") else "speech"
     field = change.split(".", 1)[-1]
-    speech = {"pooling": {"pooling": "max"}, "layer": {"layer": 1}, "levels": {"levels": ["word", "phone"]},
-              "max_seconds": {"max_seconds": 10.0}, "overlap_seconds": {"overlap_seconds": 1.0}}
-    cfg = _cfg(tiny_models, tmp_path, speech=speech.get(field, {}) if kind == "speech" else {},
-               dtype="bf16" if change == "dtype" else "auto")
+    speech = {
+        "pooling": {"pooling": "max"},
+        "layer": {"layer": 1},
+        "levels": {"levels": ["word", "phone"]},
+        "max_seconds": {"max_seconds": 10.0},
+        "overlap_seconds": {"overlap_seconds": 1.0},
+    }
+    cfg = _cfg(
+        tiny_models,
+        tmp_path,
+        speech=speech.get(field, {}) if kind == "speech" else {},
+        dtype="bf16" if change == "dtype" else "auto",
+    )
     if kind == "text":
-        cfg = dataclasses.replace(cfg, text=dataclasses.replace(
-            cfg.text, **{"layer": {"layer": 1}, "max_length": {"max_length": 64}, "markers": {"markers": "keep"}}.get(
-                field, {})))
+        cfg = dataclasses.replace(
+            cfg,
+            text=dataclasses.replace(
+                cfg.text,
+                **{"layer": {"layer": 1}, "max_length": {"max_length": 64}, "markers": {"markers": "keep"}}.get(
+                    field, {}
+                ),
+            ),
+        )
     manifest, segments = aligned["manifest"], aligned["segments"]
     if field == "segments_sha256":
         segments = _changed_copy(segments, tmp_path, _shift_first_word)
@@ -456,9 +531,17 @@ def _fingerprint_inputs(tiny_models, aligned, tmp_path: Path, change: str):
     encoder = build_encoder(kind, cfg)
     if field in ("model", "revision", "frame_stride", "normalize", "n_layers"):  # what the encoder reports of its model
         encoder = copy.copy(encoder)
-        setattr(encoder, {"model": "name", "frame_stride": "frame_stride_s"}.get(field, field),
-                {"model": "other/model", "revision": "v2", "frame_stride": 0.025, "normalize": not encoder.normalize
-                 if kind == "speech" else None, "n_layers": encoder.n_layers + 1}[field])
+        setattr(
+            encoder,
+            {"model": "name", "frame_stride": "frame_stride_s"}.get(field, field),
+            {
+                "model": "other/model",
+                "revision": "v2",
+                "frame_stride": 0.025,
+                "normalize": not encoder.normalize if kind == "speech" else None,
+                "n_layers": encoder.n_layers + 1,
+            }[field],
+        )
     inputs, _ = load_inputs(manifest, segments)
     fold = {"fold": 1, "finetune_train_sessions": [2, 3], "finetune_sha256": "a" * 64}
     if field in fold:
@@ -466,11 +549,40 @@ def _fingerprint_inputs(tiny_models, aligned, tmp_path: Path, change: str):
     return kind, encoder, cfg, inputs, fold
 
 
-SPEECH_FIELDS = ["model", "revision", "weights_sha256", "segments_sha256", "utt_ids_sha256", "fold",
-                 "finetune_train_sessions", "finetune_sha256", "layer", "n_layers", "pooling", "levels", "frame_stride",
-                 "dtype", "max_seconds", "overlap_seconds", "normalize", "audio_sha256"]
-TEXT_FIELDS = ["model", "revision", "weights_sha256", "segments_sha256", "utt_ids_sha256", "fold",
-               "finetune_train_sessions", "finetune_sha256", "layer", "n_layers", "max_length", "markers"]
+SPEECH_FIELDS = [
+    "model",
+    "revision",
+    "weights_sha256",
+    "segments_sha256",
+    "utt_ids_sha256",
+    "fold",
+    "finetune_train_sessions",
+    "finetune_sha256",
+    "layer",
+    "n_layers",
+    "pooling",
+    "levels",
+    "frame_stride",
+    "dtype",
+    "max_seconds",
+    "overlap_seconds",
+    "normalize",
+    "audio_sha256",
+]
+TEXT_FIELDS = [
+    "model",
+    "revision",
+    "weights_sha256",
+    "segments_sha256",
+    "utt_ids_sha256",
+    "fold",
+    "finetune_train_sessions",
+    "finetune_sha256",
+    "layer",
+    "n_layers",
+    "max_length",
+    "markers",
+]
 # set by the code, not by an input (text levels fixed)
 CONSTANT_FIELDS = {"kind", "format", "batching", "levels", "input"}
 
@@ -533,8 +645,9 @@ def test_fingerprint_fields_all_have_a_test(tiny_models, aligned, tmp_path: Path
         assert untested == set(), f"{kind} fingerprint fields without a test: {untested}"
 
 
-def test_changed_wav_of_same_length_rebuilds(reference_store, tiny_models, aligned, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_changed_wav_of_same_length_rebuilds(
+    reference_store, tiny_models, aligned, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A wav re-synthesised with the same length: the store is rebuilt, not reported up to date."""
     import soundfile as sf
 
@@ -560,8 +673,9 @@ def test_changed_wav_of_same_length_rebuilds(reference_store, tiny_models, align
     np.testing.assert_array_equal(new.rows("frame", utts[1].utt_id), old.rows("frame", utts[1].utt_id))
 
 
-def test_damaged_store_is_rebuilt_not_reported_up_to_date(reference_store, tiny_models, aligned, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_damaged_store_is_rebuilt_not_reported_up_to_date(
+    reference_store, tiny_models, aligned, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = tmp_path / "speech.h5"
     shutil.copy(reference_store["speech"], store)
     with h5py.File(store, "a") as f:
@@ -574,8 +688,9 @@ def test_damaged_store_is_rebuilt_not_reported_up_to_date(reference_store, tiny_
     _assert_same(_contents(store), _contents(reference_store["speech"]))
 
 
-def test_verify_manifest_expects_only_aligned_utterances(reference_store, aligned, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_manifest_expects_only_aligned_utterances(
+    reference_store, aligned, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Utterances alignment dropped (documented failure policy) are a note, not corruption; an
     aligned utterance missing from the store still is."""
     from mger.core.manifest import read_manifest, write_manifest

@@ -37,13 +37,27 @@ FOLDS = [1, 2, 3]
 
 
 def _features(tiny_models: dict[str, str], out: Path) -> FeaturesConfig:
-    return FeaturesConfig(out=str(out), shard_size=8, speech=SpeechFeaturesConfig(model=tiny_models["speech"]),
-                          text=TextFeaturesConfig(model=tiny_models["text"]))
+    return FeaturesConfig(
+        out=str(out),
+        shard_size=8,
+        speech=SpeechFeaturesConfig(model=tiny_models["speech"]),
+        text=TextFeaturesConfig(model=tiny_models["text"]),
+    )
 
 
 def _finetune(out: Path, **kw) -> FinetuneConfig:
-    settings = dict(out=str(out / "ft"), features_out=str(out / "ft-features"), reports=str(out / "reports"),
-                    folds=FOLDS, epochs=3, batch_size=4, lr=1e-3, head_lr=1e-2, max_train_seconds=1.5, patience=3)
+    settings = dict(
+        out=str(out / "ft"),
+        features_out=str(out / "ft-features"),
+        reports=str(out / "reports"),
+        folds=FOLDS,
+        epochs=3,
+        batch_size=4,
+        lr=1e-3,
+        head_lr=1e-2,
+        max_train_seconds=1.5,
+        patience=3,
+    )
     return FinetuneConfig(**(settings | kw))
 
 
@@ -90,8 +104,10 @@ def test_no_test_session_audio_reaches_finetuning(tiny_models, aligned, tmp_path
     assert record["train_sessions"] == [1, 3] and record["test_session"] == 2
     assert all((fold_dir / "speech" / f).is_file() for f in ("model.safetensors", "head.safetensors", "config.json"))
     assert not (fold_dir / "state-speech").exists()
-    conv_changed = any(k.startswith("feature_extractor") and not torch.equal(v, _base(tiny_models)[k])
-                       for k, v in load_file(fold_dir / "speech" / "model.safetensors").items())
+    conv_changed = any(
+        k.startswith("feature_extractor") and not torch.equal(v, _base(tiny_models)[k])
+        for k, v in load_file(fold_dir / "speech" / "model.safetensors").items()
+    )
     assert conv_changed is not frozen_conv
     log = (Path(cfg.reports) / "fold-2.csv").read_text().splitlines()
     assert log[0] == "modality,epoch,train_loss,val_ua,lr" and len(log) == 3
@@ -106,9 +122,17 @@ def _params_file(tiny_models, aligned, out: Path, epochs: int) -> Path:
         "prepare": {"manifest": str(aligned["manifest"])},
         "align": {"out": str(aligned["segments"].parent)},
         "features": {"out": str(out / "f"), "speech": {"model": tiny_models["speech"]}},
-        "finetune": {"out": str(out / "ft"), "features_out": str(out / "ftf"), "reports": str(out / "rep"),
-                     "folds": FOLDS, "epochs": epochs, "patience": epochs, "batch_size": 2, "lr": 1e-3,
-                     "max_train_seconds": 1.0},
+        "finetune": {
+            "out": str(out / "ft"),
+            "features_out": str(out / "ftf"),
+            "reports": str(out / "rep"),
+            "folds": FOLDS,
+            "epochs": epochs,
+            "patience": epochs,
+            "batch_size": 2,
+            "lr": 1e-3,
+            "max_train_seconds": 1.0,
+        },
     }
     out.mkdir(parents=True, exist_ok=True)
     path = out / "params.yaml"
@@ -123,8 +147,9 @@ def _mger(*args: str) -> list[str]:
 def _kill_after_epoch(params: Path, state: Path, epoch: int = 2) -> None:
     """Start ``mger finetune --fold 1`` with ``params`` and SIGKILL it once ``state`` records
     ``epoch`` finished epochs (or after 120 s)."""
-    proc = subprocess.Popen(_mger("finetune", "--params", str(params), "--fold", "1"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _mger("finetune", "--params", str(params), "--fold", "1"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["epoch"] >= epoch):
         time.sleep(0.005)
@@ -140,16 +165,18 @@ def test_sigkilled_finetuning_resumes_to_the_uninterrupted_weights(tiny_models, 
     _kill_after_epoch(run, tmp_path / "run" / "ft" / "fold-1" / "state-speech" / "state.json")
     fold = tmp_path / "run" / "ft" / "fold-1"
     assert not (fold / "finetune.json").exists(), "the kill came too late to test resuming"
-    resumed = subprocess.run(_mger("finetune", "--params", str(run), "--fold", "1"), check=True, capture_output=True,
-                             text=True)
+    resumed = subprocess.run(
+        _mger("finetune", "--params", str(run), "--fold", "1"), check=True, capture_output=True, text=True
+    )
     assert "resuming fold-1 after epoch" in resumed.stderr
     for name in ("model.safetensors", "head.safetensors"):
         a = load_file(fold / "speech" / name)
         b = load_file(tmp_path / "ref" / "ft" / "fold-1" / "speech" / name)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     (tmp_path / "run" / "rep" / "fold-1.json").unlink()  # as DVC does before re-running a stage
-    again = subprocess.run(_mger("finetune", "--params", str(run), "--fold", "1"), check=True, capture_output=True,
-                           text=True)
+    again = subprocess.run(
+        _mger("finetune", "--params", str(run), "--fold", "1"), check=True, capture_output=True, text=True
+    )
     assert "up to date" in again.stdout
     assert json.loads((tmp_path / "run" / "rep" / "fold-1.json").read_text())["test_session"] == 1
 
@@ -177,8 +204,10 @@ def test_fold_store_opens_only_for_its_fold(finetuned, kind: str) -> None:
     store = FeatureStore(root / "fold-1" / f"{kind}.h5", fold=1)
     assert store.fold == 1 and store.attrs["fold"] == 1
     assert store.fingerprint["finetune_train_sessions"] == [2, 3]
-    assert store.attrs["weights_sha256"] != FeatureStore(Path(finetuned["features"].out) / f"{kind}.h5").attrs[
-        "weights_sha256"]
+    assert (
+        store.attrs["weights_sha256"]
+        != FeatureStore(Path(finetuned["features"].out) / f"{kind}.h5").attrs["weights_sha256"]
+    )
     for other in (2, 3):
         with pytest.raises(LeakageError, match="fine-tuned for fold 1"):
             FeatureStore(root / "fold-1" / f"{kind}.h5", fold=other)
@@ -193,9 +222,17 @@ def test_checkpoint_of_one_fold_cannot_extract_another(finetuned) -> None:
 def test_finetuned_experiment_reads_each_folds_own_store(finetuned, aligned, tmp_path) -> None:
     """Three training seeds, one split: no classifier validation speaker of any fold is among the
     utterances its fold's encoders were fine-tuned on."""
-    train = TrainConfig(epochs=2, patience=2, hidden=16, heads=2, layers=1, seeds=[0, 1, 2],
-                        metrics_dir=str(tmp_path / "m"), epochs_dir=str(tmp_path / "e"),
-                        predictions_dir=str(tmp_path / "p"))
+    train = TrainConfig(
+        epochs=2,
+        patience=2,
+        hidden=16,
+        heads=2,
+        layers=1,
+        seeds=[0, 1, 2],
+        metrics_dir=str(tmp_path / "m"),
+        epochs_dir=str(tmp_path / "e"),
+        predictions_dir=str(tmp_path / "p"),
+    )
     spec = ExperimentSpec(model="late", speech_levels=["word"], features="finetuned")
     result = run_experiment("ft_late", spec, train, finetuned["features"], aligned["manifest"], finetuned["finetune"])
     assert result["features"] == "finetuned" and sorted(result["folds"]) == ["1", "2", "3"]
@@ -215,8 +252,15 @@ def test_swapped_fold_store_is_refused(finetuned, aligned, tmp_path) -> None:
     src = Path(finetuned["finetune"].features_out)
     shutil.copytree(src, tmp_path / "ftf")
     shutil.copy(src / "fold-2" / "speech.h5", tmp_path / "ftf" / "fold-1" / "speech.h5")  # fold 2's as fold 1's
-    train = TrainConfig(epochs=1, patience=1, hidden=16, heads=2, layers=1, metrics_dir=str(tmp_path / "m"),
-                        epochs_dir=str(tmp_path / "e"))
+    train = TrainConfig(
+        epochs=1,
+        patience=1,
+        hidden=16,
+        heads=2,
+        layers=1,
+        metrics_dir=str(tmp_path / "m"),
+        epochs_dir=str(tmp_path / "e"),
+    )
     spec = ExperimentSpec(model="audio", speech_levels=["word"], features="finetuned")
     with pytest.raises(LeakageError, match="cannot be used for fold 1"):
         run_experiment("ft_audio", spec, train, finetuned["features"], aligned["manifest"], ft)

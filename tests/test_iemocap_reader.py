@@ -67,8 +67,13 @@ def test_prepare_on_quirky_tree(quirky_tree: Path, tmp_path: Path) -> None:
     utts = prepare_corpus(quirky_tree, manifest, report_path, "4class", quiet=True)
     kept = {u.utt_id for u in utts}
     assert kept == {
-        "Ses01F_impro01_F000", "Ses01F_impro01_M000", "Ses01F_impro01_F002", "Ses01F_impro01_F003",
-        "Ses02M_script01_1_F000", "Ses02M_script01_1_M000", "Ses02M_script02_1_M000",
+        "Ses01F_impro01_F000",
+        "Ses01F_impro01_M000",
+        "Ses01F_impro01_F002",
+        "Ses01F_impro01_F003",
+        "Ses02M_script01_1_F000",
+        "Ses02M_script01_1_M000",
+        "Ses02M_script02_1_M000",
     }
     report = json.loads(report_path.read_text())
     reasons = _reasons(report)
@@ -105,12 +110,14 @@ def test_prepare_on_quirky_tree(quirky_tree: Path, tmp_path: Path) -> None:
     assert audio.dtype == np.float32 and audio.ndim == 1 and len(audio) == 8000
 
 
-@pytest.mark.parametrize("class_map, expected", [
-    ("5class", {"neu": 3, "ang": 1, "exc": 1, "hap": 1, "sad": 1}),
-    ("6class", {"neu": 3, "ang": 1, "exc": 1, "hap": 1, "sad": 1, "fru": 1}),
-    ({"ang": "negative", "sad": "negative", "hap": "positive", "exc": "positive"},
-     {"negative": 2, "positive": 2}),
-])
+@pytest.mark.parametrize(
+    "class_map, expected",
+    [
+        ("5class", {"neu": 3, "ang": 1, "exc": 1, "hap": 1, "sad": 1}),
+        ("6class", {"neu": 3, "ang": 1, "exc": 1, "hap": 1, "sad": 1, "fru": 1}),
+        ({"ang": "negative", "sad": "negative", "hap": "positive", "exc": "positive"}, {"negative": 2, "positive": 2}),
+    ],
+)
 def test_other_class_maps(quirky_tree: Path, tmp_path: Path, class_map, expected) -> None:
     utts = prepare_corpus(quirky_tree, tmp_path / "m.jsonl", tmp_path / "q.json", class_map, quiet=True)
     counts: dict[str, int] = {}
@@ -127,14 +134,22 @@ def test_prepare_fails_clearly_without_corpus(tmp_path: Path) -> None:
 
 
 def test_parsers_handle_real_format_lines() -> None:
-    emo = ("% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\r\n\r\n"
-           "[6.2901 - 8.2357]\tSes01F_impro01_F000\tneu\t[2.5000, 2.5000, 2.5000]\r\n"
-           "C-E2:\tNeutral;\t()\r\nA-E3:\tval 3; act 2; dom  2;\t()\r\n")
+    emo = (
+        "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\r\n\r\n"
+        "[6.2901 - 8.2357]\tSes01F_impro01_F000\tneu\t[2.5000, 2.5000, 2.5000]\r\n"
+        "C-E2:\tNeutral;\t()\r\nA-E3:\tval 3; act 2; dom  2;\t()\r\n"
+    )
     (rec,) = parse_emo_evaluation(emo)
-    assert (rec.utt_id, rec.code, rec.start, rec.end, rec.valence) == ("Ses01F_impro01_F000", "neu", 6.2901, 8.2357,
-                                                                        2.5)
+    assert (rec.utt_id, rec.code, rec.start, rec.end, rec.valence) == (
+        "Ses01F_impro01_F000",
+        "neu",
+        6.2901,
+        8.2357,
+        2.5,
+    )
     texts, unparsed = parse_transcriptions(
-        "Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me.\nSes01F_impro01_M000: Yes?\nMXX0 hmm\n")
+        "Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me.\nSes01F_impro01_M000: Yes?\nMXX0 hmm\n"
+    )
     assert texts == {"Ses01F_impro01_F000": "Excuse me.", "Ses01F_impro01_M000": "Yes?"}
     assert unparsed == [(3, "MXX0 hmm")]
     assert speaker_of("Ses01M_script01_1_F012", 1) == ("Ses01_F", "F")

@@ -34,8 +34,9 @@ def _same(a: Path, b: Path) -> bool:
     return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
 
 
-def test_fusion_objective_reads_the_test_session_only_after_training(tiny_models, aligned, tmp_path,
-                                                                     monkeypatch) -> None:
+def test_fusion_objective_reads_the_test_session_only_after_training(
+    tiny_models, aligned, tmp_path, monkeypatch
+) -> None:
     """Every waveform read is recorded, and the moment testing starts: before it only fold 2's
     training and validation utterances are read, after it only session 2's, for one evaluation."""
     events: list[str] = []
@@ -51,22 +52,25 @@ def test_fusion_objective_reads_the_test_session_only_after_training(tiny_models
 
     monkeypatch.setattr(finetune_module, "read_audio", recording_read)
     monkeypatch.setattr(joint_module, "evaluate_test", recording_test)
-    cfg = _joint(tmp_path, epochs=2, fusion=FusionHeadConfig(layers=1, hidden=16, heads=2, aux_matching=0.5,
-                                                             aux_unimodal=0.5))
+    cfg = _joint(
+        tmp_path, epochs=2, fusion=FusionHeadConfig(layers=1, hidden=16, heads=2, aux_matching=0.5, aux_unimodal=0.5)
+    )
     fold_dir = run_finetune(2, cfg, _features(tiny_models, tmp_path / "f"), aligned["manifest"], aligned["segments"])
     utts = {u.wav: u for u in read_manifest(aligned["manifest"])}
     record = json.loads((fold_dir / "finetune.json").read_text())
     assert events.count("<test>") == 1
     cut = events.index("<test>")
-    training, testing = events[:cut], events[cut + 1:]
+    training, testing = events[:cut], events[cut + 1 :]
     assert training and all(utts[p].session != 2 for p in training)
     assert {utts[p].utt_id for p in training} == set(record["train_ids"]) | set(record["val_ids"])
     session_2 = {u.utt_id for u in utts.values() if u.session == 2}
     assert sorted(utts[p].utt_id for p in testing) == sorted(session_2)
 
     assert record["objective"] == "fusion" and record["modalities"] == ["speech"]
-    assert record["test"]["n_test"] == len(session_2) and record["test"]["best_epoch"] == record["results"][
-        "speech"]["best_epoch"]
+    assert (
+        record["test"]["n_test"] == len(session_2)
+        and record["test"]["best_epoch"] == record["results"]["speech"]["best_epoch"]
+    )
     assert not (fold_dir / "state-fusion").exists() and not (fold_dir / "text").exists()
     assert (fold_dir / "speech" / "model.safetensors").is_file()
     assert not (fold_dir / "speech" / "head.safetensors").exists()
@@ -117,9 +121,16 @@ def test_utterance_objective_is_unchanged_by_the_fusion_settings(tiny_models, al
     assert "finetune_objective" not in finetuned_setup(features, _finetune(tmp_path), 3)[1]
 
 
-@pytest.mark.parametrize("aux", [{"aux_matching": 0.5}, {"aux_matching": 0.5, "aux_matching_negatives": "other_label"},
-                                 {"aux_unimodal": 0.5}, {"aux_unimodal": 0.5, "aux_unimodal_on": "encoder"}],
-                         ids=["matching", "matching-other-label", "unimodal-fused", "unimodal-encoder"])
+@pytest.mark.parametrize(
+    "aux",
+    [
+        {"aux_matching": 0.5},
+        {"aux_matching": 0.5, "aux_matching_negatives": "other_label"},
+        {"aux_unimodal": 0.5},
+        {"aux_unimodal": 0.5, "aux_unimodal_on": "encoder"},
+    ],
+    ids=["matching", "matching-other-label", "unimodal-fused", "unimodal-encoder"],
+)
 def test_auxiliary_losses_change_the_joint_training(tiny_models, aligned, tmp_path, aux: dict) -> None:
     """Each auxiliary task adds to the training loss and reaches the speech encoder's weights."""
     features = _features(tiny_models, tmp_path / "f")
@@ -127,8 +138,10 @@ def test_auxiliary_losses_change_the_joint_training(tiny_models, aligned, tmp_pa
     for name, head in (("off", SMALL_HEAD), ("on", FusionHeadConfig(layers=1, hidden=16, heads=2, **aux))):
         cfg = _joint(tmp_path / name, epochs=1, fusion=head)
         fold_dir = run_finetune(3, cfg, features, aligned["manifest"], aligned["segments"])
-        runs[name] = (json.loads((fold_dir / "finetune.json").read_text())["history"][0]["train_loss"],
-                      fold_dir / "speech" / "model.safetensors")
+        runs[name] = (
+            json.loads((fold_dir / "finetune.json").read_text())["history"][0]["train_loss"],
+            fold_dir / "speech" / "model.safetensors",
+        )
     assert runs["on"][0] > runs["off"][0]
     assert not _same(runs["on"][1], runs["off"][1])
 
@@ -141,8 +154,10 @@ def test_sigkilled_joint_finetuning_resumes_to_the_uninterrupted_weights(tiny_mo
     def params(name: str) -> Path:
         path = _params_file(tiny_models, aligned, tmp_path / name, epochs)
         data = yaml.safe_load(path.read_text())
-        data["finetune"] |= {"objective": "fusion", "fusion": {"layers": 1, "hidden": 16, "heads": 2,
-                                                               "aux_matching": 0.5, "aux_unimodal": 0.5}}
+        data["finetune"] |= {
+            "objective": "fusion",
+            "fusion": {"layers": 1, "hidden": 16, "heads": 2, "aux_matching": 0.5, "aux_unimodal": 0.5},
+        }
         path.write_text(yaml.safe_dump(data))
         return path
 
@@ -151,25 +166,33 @@ def test_sigkilled_joint_finetuning_resumes_to_the_uninterrupted_weights(tiny_mo
     _kill_after_epoch(run, tmp_path / "run" / "ft" / "fold-1" / "state-fusion" / "state.json")
     fold, ref_fold = tmp_path / "run" / "ft" / "fold-1", tmp_path / "ref" / "ft" / "fold-1"
     assert not (fold / "finetune.json").exists(), "the kill came too late to test resuming"
-    resumed = subprocess.run(_mger("finetune", "--params", str(run), "--fold", "1"), check=True, capture_output=True,
-                             text=True)
+    resumed = subprocess.run(
+        _mger("finetune", "--params", str(run), "--fold", "1"), check=True, capture_output=True, text=True
+    )
     assert "finetune fusion: resuming fold-1 after epoch" in resumed.stderr
     for name in ("speech/model.safetensors", "fusion/head.safetensors"):
         assert _same(fold / name, ref_fold / name), name
-    assert (fold / "fusion" / "test-predictions.csv").read_bytes() == (ref_fold / "fusion" /
-                                                                        "test-predictions.csv").read_bytes()
+    assert (fold / "fusion" / "test-predictions.csv").read_bytes() == (
+        ref_fold / "fusion" / "test-predictions.csv"
+    ).read_bytes()
     record, ref_record = (json.loads((f / "finetune.json").read_text()) for f in (fold, ref_fold))
     assert record["test"] == ref_record["test"] and record["history"] == ref_record["history"]
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"finetune": {"objective": "joint"}}, "finetune.objective: 'joint' is not one of 'utterance', 'fusion'"),
-    ({"finetune": {"fusion": {"hidden": 30, "heads": 4}}}, "finetune.fusion: hidden size 30 is not divisible by 4"),
-    ({"finetune": {"fusion": {"aux_matching": -1}}}, "finetune.fusion.aux_matching: must be >= 0"),
-    ({"finetune": {"fusion": {"layers": 0}}}, "finetune.fusion.layers: must be positive"),
-    ({"finetune": {"fusion": {"aux_unimodal_on": "pooled"}}}, "finetune.fusion.aux_unimodal_on: 'pooled' is not one"),
-    ({"finetune": {"fusion": {"granularity": "word"}}}, "finetune.fusion.granularity: unknown key"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"finetune": {"objective": "joint"}}, "finetune.objective: 'joint' is not one of 'utterance', 'fusion'"),
+        ({"finetune": {"fusion": {"hidden": 30, "heads": 4}}}, "finetune.fusion: hidden size 30 is not divisible by 4"),
+        ({"finetune": {"fusion": {"aux_matching": -1}}}, "finetune.fusion.aux_matching: must be >= 0"),
+        ({"finetune": {"fusion": {"layers": 0}}}, "finetune.fusion.layers: must be positive"),
+        (
+            {"finetune": {"fusion": {"aux_unimodal_on": "pooled"}}},
+            "finetune.fusion.aux_unimodal_on: 'pooled' is not one",
+        ),
+        ({"finetune": {"fusion": {"granularity": "word"}}}, "finetune.fusion.granularity: unknown key"),
+    ],
+)
 def test_fusion_settings_are_validated(data: dict, message: str) -> None:
     import re
 
@@ -186,11 +209,17 @@ def test_sun_preset_fine_tunes_inside_its_fusion_row() -> None:
     params = load_params(Path(__file__).resolve().parents[1] / "params" / "sun2023.yaml")
     ft, row = params.finetune, params.train.experiments["mha_both"]
     assert ft.objective == "fusion" and ft.text
-    assert (ft.fusion.layers, ft.fusion.hidden, ft.fusion.heads) == (row.layers or params.train.layers,
-                                                                     params.train.hidden, params.train.heads)
-    assert (ft.fusion.aux_matching, ft.fusion.aux_unimodal, ft.fusion.aux_unimodal_on,
-            ft.fusion.aux_matching_negatives) == (row.aux_matching, row.aux_unimodal, row.aux_unimodal_on,
-                                                  row.aux_matching_negatives)
+    assert (ft.fusion.layers, ft.fusion.hidden, ft.fusion.heads) == (
+        row.layers or params.train.layers,
+        params.train.hidden,
+        params.train.heads,
+    )
+    assert (
+        ft.fusion.aux_matching,
+        ft.fusion.aux_unimodal,
+        ft.fusion.aux_unimodal_on,
+        ft.fusion.aux_matching_negatives,
+    ) == (row.aux_matching, row.aux_unimodal, row.aux_unimodal_on, row.aux_matching_negatives)
 
 
 def test_testing_reads_back_the_weights_that_were_validated(tiny_models, aligned, tmp_path) -> None:
@@ -203,8 +232,9 @@ def test_testing_reads_back_the_weights_that_were_validated(tiny_models, aligned
     fold_dir = cfg.fold_dir(1)
     fold_dir.mkdir(parents=True)
     joint_module.train_joint(split, encoders, cfg, fold_dir, "k")
-    head = joint_module.MhaAux(joint_module.head_config(cfg, encoders["speech"].dim, encoders["text"].dim,
-                                                        len(split.classes)))
+    head = joint_module.MhaAux(
+        joint_module.head_config(cfg, encoders["speech"].dim, encoders["text"].dim, len(split.classes))
+    )
     state = load_file(fold_dir / "state-fusion" / "model.safetensors")  # the trained weights, as trained
     head.load_state_dict({k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")})
     speech = finetune_module.SpeechInputs(encoders["speech"], split.val, True, cfg.max_train_seconds)

@@ -15,14 +15,30 @@ from mger.models.modules import ModelConfig, build_model, input_names, other_lab
 from mger.models.train import TensorSet, fit, fit_weights, predict_proba
 
 DIMS = {"speech:word": 12, "speech:phone": 12, "speech:frame": 12, "speech:syllable": 12, "text:token": 10}
-KINDS = [("audio", ["word"]), ("text", ["word"]), ("multigranular", ["phone", "word"]),
-         ("coattention", ["word"]), ("coattention", ["word", "phone"]), ("coattention", ["syllable", "word", "phone"]),
-         ("coattention", ["frame", "phone", "syllable", "word"]), ("fc", ["word"]), ("mha_aux", ["word"])]
+KINDS = [
+    ("audio", ["word"]),
+    ("text", ["word"]),
+    ("multigranular", ["phone", "word"]),
+    ("coattention", ["word"]),
+    ("coattention", ["word", "phone"]),
+    ("coattention", ["syllable", "word", "phone"]),
+    ("coattention", ["frame", "phone", "syllable", "word"]),
+    ("fc", ["word"]),
+    ("mha_aux", ["word"]),
+]
 
 
 def _cfg(kind: str, levels: list[str], dropout: float = 0.1, **kw) -> ModelConfig:
-    return ModelConfig(kind=kind, speech_levels=levels, dims=DIMS, n_classes=4, hidden=16, heads=2,
-                       dropout=dropout, **({"layers": 2} | kw))
+    return ModelConfig(
+        kind=kind,
+        speech_levels=levels,
+        dims=DIMS,
+        n_classes=4,
+        hidden=16,
+        heads=2,
+        dropout=dropout,
+        **({"layers": 2} | kw),
+    )
 
 
 def _batch(b: int, t: int, d: int, lengths: list[int], seed: int) -> Batch:
@@ -62,7 +78,7 @@ def test_metrics_equal_scikit_learn() -> None:
 def test_forward_backward_and_padding_invariance(kind: str, levels: list[str]) -> None:
     torch.manual_seed(0)
     cfg = _cfg(kind, levels, aux_matching=0.5, aux_unimodal=0.5)
-    assert input_names(cfg)[:len(levels)] == [f"speech:{lv}" for lv in levels] or kind in ("text", "fc", "mha_aux")
+    assert input_names(cfg)[: len(levels)] == [f"speech:{lv}" for lv in levels] or kind in ("text", "fc", "mha_aux")
     model = build_model(cfg)
     data = _tensors(6)
     idx = torch.arange(6)
@@ -80,15 +96,20 @@ def test_forward_backward_and_padding_invariance(kind: str, levels: list[str]) -
     with torch.no_grad():
         batched = model(inputs).logits
         for i in range(6):
-            alone = {n: (x[i:i + 1, : int(m[i].sum())], m[i:i + 1, : int(m[i].sum())]) for n, (x, m) in inputs.items()}
+            alone = {
+                n: (x[i : i + 1, : int(m[i].sum())], m[i : i + 1, : int(m[i].sum())]) for n, (x, m) in inputs.items()
+            }
             assert torch.allclose(model(alone).logits[0], batched[i], atol=1e-5), (kind, i)
-        extra = {n: (torch.cat([x, torch.full_like(x[:, :3], 7.0)], 1), torch.cat([m, torch.zeros_like(m[:, :3])], 1))
-                 for n, (x, m) in inputs.items()}  # more padding, with garbage in it
+        extra = {
+            n: (torch.cat([x, torch.full_like(x[:, :3], 7.0)], 1), torch.cat([m, torch.zeros_like(m[:, :3])], 1))
+            for n, (x, m) in inputs.items()
+        }  # more padding, with garbage in it
         assert torch.allclose(model(extra).logits, batched, atol=1e-5)
 
 
-@pytest.mark.parametrize("matching, unimodal, active", [(0.0, 0.0, False), (0.5, 0.0, True), (0.0, 0.5, True),
-                                                        (0.5, 0.5, True)])
+@pytest.mark.parametrize(
+    "matching, unimodal, active", [(0.0, 0.0, False), (0.5, 0.0, True), (0.0, 0.5, True), (0.5, 0.5, True)]
+)
 def test_auxiliary_losses_switch_on_and_off(matching: float, unimodal: float, active: bool) -> None:
     torch.manual_seed(0)
     model = build_model(_cfg("mha_aux", ["word"], 0.0, aux_matching=matching, aux_unimodal=unimodal)).train()
@@ -151,8 +172,17 @@ def test_auxiliary_variants_switch_on_and_off(unimodal_on: str, negatives: str) 
     losses = {}
     for matching, unimodal in ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5)):
         torch.manual_seed(0)
-        model = build_model(_cfg("mha_aux", ["word"], 0.0, aux_matching=matching, aux_unimodal=unimodal,
-                                 aux_unimodal_on=unimodal_on, aux_matching_negatives=negatives)).train()
+        model = build_model(
+            _cfg(
+                "mha_aux",
+                ["word"],
+                0.0,
+                aux_matching=matching,
+                aux_unimodal=unimodal,
+                aux_unimodal_on=unimodal_on,
+                aux_matching_negatives=negatives,
+            )
+        ).train()
         losses[(matching, unimodal)] = float(model(data.batch(torch.arange(8)), data.labels).aux_loss.detach())
         assert hasattr(model, "s_enc_pool") is (unimodal_on == "encoder")
     assert losses[(0.0, 0.0)] == 0 and losses[(0.5, 0.0)] > 0 and losses[(0.0, 0.5)] > 0
@@ -177,12 +207,16 @@ def test_coattention_levels_each_have_a_block_and_combined_uses_all_levels() -> 
     assert sorted(model.blocks) == ["speech_frame", "speech_phone", "speech_syllable", "speech_word"]
     combined = members(ExperimentSpec(model="combined", speech_levels=["word", "phone"]))
     assert combined[0].model == "coattention" and combined[0].speech_levels == ["word", "phone"]
-    assert [(m.model, m.speech_levels) for m in combined[1:]] == [("audio", ["word"]), ("audio", ["phone"]),
-                                                                  ("text", ["word"])]
+    assert [(m.model, m.speech_levels) for m in combined[1:]] == [
+        ("audio", ["word"]),
+        ("audio", ["phone"]),
+        ("text", ["word"]),
+    ]
 
 
-@pytest.mark.parametrize("kind, levels", [("audio", ["word"]), ("mha_aux", ["word"]),
-                                          ("coattention", ["phone", "word"])])
+@pytest.mark.parametrize(
+    "kind, levels", [("audio", ["word"]), ("mha_aux", ["word"]), ("coattention", ["phone", "word"])]
+)
 def test_device_path_trains_like_the_default_path(kind: str, levels: list[str]) -> None:
     """The device path (rows moved once, padded by one gather) on the CPU: the same batches,
     so the same model and predictions as the default path."""
@@ -227,8 +261,9 @@ def test_standardize_scales_by_the_training_rows_only() -> None:
 
     rows = torch.randn(300, 5) * torch.tensor([1000.0, 1.0, 0.1, 50.0, 3.0]) + torch.tensor([2000.0, 5.0, 1.0, 0, 0])
     lengths = torch.full((60,), 5)
-    data = TensorSet({"speech:word": Ragged(rows.half(), torch.arange(0, 300, 5), lengths)},
-                     torch.zeros(60, dtype=torch.long))
+    data = TensorSet(
+        {"speech:word": Ragged(rows.half(), torch.arange(0, 300, 5), lengths)}, torch.zeros(60, dtype=torch.long)
+    )
     train, rest = data.subset(np.arange(40)), data.subset(np.arange(40, 60))
     scaled_train, _ = standardize([train, rest], train)
     x = scaled_train.inputs["speech:word"].compact().data.float()
@@ -243,13 +278,17 @@ def test_standardize_scales_by_the_training_rows_only() -> None:
 
 def test_expected_cost_starts_the_longest_experiments_first() -> None:
     train = TrainConfig(layers=2)
-    cost = {name: expected_cost(ExperimentSpec(**spec), train) for name, spec in {
-        "probe": {"model": "probe", "speech_levels": ["utterance"]},
-        "word": {"model": "audio", "speech_levels": ["word"]},
-        "frame": {"model": "audio", "speech_levels": ["frame"]},
-        "mha_k1": {"model": "mha_aux", "speech_levels": ["word"], "layers": 1},
-        "mha_k4": {"model": "mha_aux", "speech_levels": ["word"], "layers": 4},
-        "late": {"model": "late", "speech_levels": ["word"]},
-        "combined": {"model": "combined", "speech_levels": ["word"]}}.items()}
+    cost = {
+        name: expected_cost(ExperimentSpec(**spec), train)
+        for name, spec in {
+            "probe": {"model": "probe", "speech_levels": ["utterance"]},
+            "word": {"model": "audio", "speech_levels": ["word"]},
+            "frame": {"model": "audio", "speech_levels": ["frame"]},
+            "mha_k1": {"model": "mha_aux", "speech_levels": ["word"], "layers": 1},
+            "mha_k4": {"model": "mha_aux", "speech_levels": ["word"], "layers": 4},
+            "late": {"model": "late", "speech_levels": ["word"]},
+            "combined": {"model": "combined", "speech_levels": ["word"]},
+        }.items()
+    }
     assert cost["probe"] < cost["word"] < cost["late"] < cost["combined"]
     assert cost["word"] < cost["frame"] and cost["mha_k1"] < cost["mha_k4"]

@@ -10,8 +10,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FOLDERS = {"pipeline": "pipeline", "alignment": "alignment", "features": "features", "models": "models",
-           "core": "core", "corpus": "corpus"}
+FOLDERS = {
+    "pipeline": "pipeline",
+    "alignment": "alignment",
+    "features": "features",
+    "models": "models",
+    "core": "core",
+    "corpus": "corpus",
+}
 
 _PROBE = """
 import importlib.util, json, sys
@@ -29,8 +35,9 @@ def test_only_mger_is_on_the_path_outside_the_repo(tmp_path: Path) -> None:
     import json
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", _PROBE, *FOLDERS], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE, *FOLDERS], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+    )
     found = json.loads(proc.stdout)
     if found is None:
         pytest.skip("mger is not installed in this interpreter (pip install -e .)")

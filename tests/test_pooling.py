@@ -19,8 +19,9 @@ def test_frame_ranges_centres_inside_and_nearest_fallback() -> None:
     assert last.tolist() == [1, 0, 2, 4, 2, 2]
     # the utterance level's single segment [0, inf) takes every frame, in float32 and float64
     for dtype in (torch.float32, torch.float64):
-        whole = frame_ranges(torch.tensor([0.0], dtype=dtype), torch.tensor([float("inf")], dtype=dtype),
-                             torch.tensor([5]), STRIDE, C0)
+        whole = frame_ranges(
+            torch.tensor([0.0], dtype=dtype), torch.tensor([float("inf")], dtype=dtype), torch.tensor([5]), STRIDE, C0
+        )
         assert [t.tolist() for t in whole] == [[0], [4]]
 
 
@@ -32,8 +33,14 @@ def test_pool_exact_values(mode: str) -> None:
     expected = {
         "mean": [[2.0, 15.0], [5.0, 80 / 3], [7.0, 0.0]],
         "max": [[3.0, 20.0], [7.0, 60.0], [7.0, 0.0]],
-        "std": [[1.0, 5.0], [torch.tensor([3.0, 5, 7]).std(unbiased=False).item(),
-                             torch.tensor([20.0, 60, 0]).std(unbiased=False).item()], [0.0, 0.0]],
+        "std": [
+            [1.0, 5.0],
+            [
+                torch.tensor([3.0, 5, 7]).std(unbiased=False).item(),
+                torch.tensor([20.0, 60, 0]).std(unbiased=False).item(),
+            ],
+            [0.0, 0.0],
+        ],
     }[mode]
     assert torch.allclose(out, torch.tensor(expected), atol=1e-5)
     assert pool_ranges(frames, first[:0], last[:0], mode).shape == (0, 2)
@@ -54,14 +61,14 @@ def test_pool_segments_across_utterances_matches_loop(mode: str) -> None:
     assert torch.isfinite(pooled).all()
     for s in range(200):
         u = int(seg_utt[s])
-        utt = frames[offsets[u]:offsets[u + 1]]
+        utt = frames[offsets[u] : offsets[u + 1]]
         centres = C0 + STRIDE * torch.arange(len(utt))
         inside = (centres >= start[s]) & (centres < end[s])
         if inside.any():
             ref = reduce(utt[inside])
         else:
             nearest = int(torch.argmin((centres - (start[s] + end[s]) / 2).abs()))
-            ref = reduce(utt[nearest:nearest + 1])
+            ref = reduce(utt[nearest : nearest + 1])
         assert torch.allclose(pooled[s], ref, atol=1e-5), s
 
 

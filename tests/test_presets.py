@@ -48,8 +48,14 @@ def test_preset_models_take_a_step(preset: Path) -> None:
             cfg = model_config(part, train, {}, 4)
             data = _data(input_names(cfg))
             cfg = model_config(part, train, {n: 8 for n in data.inputs}, 4)
-            (val, test), history = fit_member(cfg, data.subset(np.arange(16)), data.subset(np.arange(16, 20)),
-                                              data.subset(np.arange(20, 24)), train, seed=0)
+            (val, test), history = fit_member(
+                cfg,
+                data.subset(np.arange(16)),
+                data.subset(np.arange(16, 20)),
+                data.subset(np.arange(20, 24)),
+                train,
+                seed=0,
+            )
             assert val.shape == (4, 4) and test.shape == (4, 4) and history, name
             built += 1
     assert built >= len(specs)
@@ -58,10 +64,13 @@ def test_preset_models_take_a_step(preset: Path) -> None:
 @pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
 def test_preset_encoders_load_from_local_models(preset: Path, tiny_models: dict[str, str]) -> None:
     features = load_params(preset).features
-    local = dataclasses.replace(features, device="cpu",
-                                speech=dataclasses.replace(features.speech, model=tiny_models["speech"]),
-                                text=dataclasses.replace(features.text, model=tiny_models["text"]))
+    local = dataclasses.replace(
+        features,
+        device="cpu",
+        speech=dataclasses.replace(features.speech, model=tiny_models["speech"]),
+        text=dataclasses.replace(features.text, model=tiny_models["text"]),
+    )
     speech, text = build_encoder("speech", local), build_encoder("text", local)
     assert speech.encode_part([np.zeros(16000, np.float32)])[0].shape[1] == speech.dim
-    (tokens, _, words), = text.encode_part([("Hello there!", [(0, 5), (6, 12)])])
+    ((tokens, _, words),) = text.encode_part([("Hello there!", [(0, 5), (6, 12)])])
     assert words.shape == (2, text.dim)

@@ -42,8 +42,13 @@ EXPERIMENTS = {
     "mha": {"model": "mha_aux", "speech_levels": ["word"]},
     "mha_matching": {"model": "mha_aux", "speech_levels": ["word"], "aux_matching": 0.5},
     "fc": {"model": "fc", "speech_levels": ["word"]},
-    "mha_both_k1": {"model": "mha_aux", "speech_levels": ["word"], "aux_matching": 0.5, "aux_unimodal": 0.5,
-                    "layers": 1},
+    "mha_both_k1": {
+        "model": "mha_aux",
+        "speech_levels": ["word"],
+        "aux_matching": 0.5,
+        "aux_unimodal": 0.5,
+        "layers": 1,
+    },
     "probe_eg": {"model": "probe", "probe": "speech", "speech_levels": ["functionals"], "speech_store": "eg"},
     "eg_word": {"model": "audio", "speech_levels": ["word"], "speech_store": "eg"},
     "eg_late": {"model": "late", "speech_levels": ["functionals"], "speech_store": "eg"},
@@ -60,8 +65,24 @@ def _corpus(root: Path) -> tuple[Path, FeaturesConfig]:
             for k in range(12):
                 uid = f"Ses0{s}{'F' if k < 6 else 'M'}_{'impro' if k % 2 else 'script'}01_{g}{k:03d}"
                 label = CLASSES[(k + s) % 4]
-                utts.append(Utterance(uid, s, uid[:14], f"Ses0{s}_{g}", g, k % 2 == 1, "/none.wav", 1.0, "hi",
-                                      label, label, 3.0, 3.0, 3.0))
+                utts.append(
+                    Utterance(
+                        uid,
+                        s,
+                        uid[:14],
+                        f"Ses0{s}_{g}",
+                        g,
+                        k % 2 == 1,
+                        "/none.wav",
+                        1.0,
+                        "hi",
+                        label,
+                        label,
+                        3.0,
+                        3.0,
+                        3.0,
+                    )
+                )
     write_manifest(root / "manifest.jsonl", utts)
 
     def rows(label: str, n: int, signal: float) -> np.ndarray:
@@ -74,15 +95,25 @@ def _corpus(root: Path) -> tuple[Path, FeaturesConfig]:
     defaults = FeaturesConfig()
     speech_fp = {"model": defaults.speech.model, "layer": "last", "pooling": "mean"}
     text_fp = {"model": defaults.text.model, "layer": "last", "markers": "drop"}
-    write_store(feats / "speech.h5", ids, {lv: [rows(u.label, n, 0.8) for u in utts]
-                                          for lv, n in (("word", 3), ("phone", 6))},
-                {"fingerprint_sha256": "speech-v1", "kind": "speech", "fingerprint": json.dumps(speech_fp)})
-    write_store(feats / "text.h5", ids, {"token": [rows(u.label, 4, 2.0) for u in utts]},
-                {"fingerprint_sha256": "text-v1", "kind": "text", "fingerprint": json.dumps(text_fp)})
+    write_store(
+        feats / "speech.h5",
+        ids,
+        {lv: [rows(u.label, n, 0.8) for u in utts] for lv, n in (("word", 3), ("phone", 6))},
+        {"fingerprint_sha256": "speech-v1", "kind": "speech", "fingerprint": json.dumps(speech_fp)},
+    )
+    write_store(
+        feats / "text.h5",
+        ids,
+        {"token": [rows(u.label, 4, 2.0) for u in utts]},
+        {"fingerprint_sha256": "text-v1", "kind": "text", "fingerprint": json.dumps(text_fp)},
+    )
     eg_fp = {"model": EG_MODEL, "pooling": "mean"}  # a second speech store on another scale (Hz-like)
-    write_store(feats / "speech-eg.h5", ids, {lv: [100 * rows(u.label, n, 1.5) + 1000 for u in utts]
-                                             for lv, n in (("word", 3), ("functionals", 1))},
-                {"fingerprint_sha256": "eg-v1", "kind": "speech", "fingerprint": json.dumps(eg_fp)})
+    write_store(
+        feats / "speech-eg.h5",
+        ids,
+        {lv: [100 * rows(u.label, n, 1.5) + 1000 for u in utts] for lv, n in (("word", 3), ("functionals", 1))},
+        {"fingerprint_sha256": "eg-v1", "kind": "speech", "fingerprint": json.dumps(eg_fp)},
+    )
     return root / "manifest.jsonl", FeaturesConfig(out=str(feats))
 
 
@@ -90,17 +121,32 @@ def _corpus(root: Path) -> tuple[Path, FeaturesConfig]:
 def trained(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("report")
     manifest, features = _corpus(root)
-    params = params_from_dict({
-        "prepare": {"manifest": str(manifest), "root": str(root / "corpus")},
-        "features": {"out": features.out,
-                     "extra_speech": {"eg": {"model": EG_MODEL, "levels": ["word", "functionals"]}}},
-        "train": {"epochs": 3, "patience": 3, "hidden": 16, "heads": 2, "layers": 1, "seeds": [0, 1],
-                  "metrics_dir": str(root / "metrics"), "epochs_dir": str(root / "epochs"),
-                  "predictions_dir": str(root / "predictions"), "experiments": EXPERIMENTS},
-        "report": {"out": str(root / "results.md"), "figures": str(root / "figures")},
-    })
-    results = {name: run_experiment(name, spec, params.train, params.features, manifest, split=params.split)
-               for name, spec in params.train.experiments.items()}
+    params = params_from_dict(
+        {
+            "prepare": {"manifest": str(manifest), "root": str(root / "corpus")},
+            "features": {
+                "out": features.out,
+                "extra_speech": {"eg": {"model": EG_MODEL, "levels": ["word", "functionals"]}},
+            },
+            "train": {
+                "epochs": 3,
+                "patience": 3,
+                "hidden": 16,
+                "heads": 2,
+                "layers": 1,
+                "seeds": [0, 1],
+                "metrics_dir": str(root / "metrics"),
+                "epochs_dir": str(root / "epochs"),
+                "predictions_dir": str(root / "predictions"),
+                "experiments": EXPERIMENTS,
+            },
+            "report": {"out": str(root / "results.md"), "figures": str(root / "figures")},
+        }
+    )
+    results = {
+        name: run_experiment(name, spec, params.train, params.features, manifest, split=params.split)
+        for name, spec in params.train.experiments.items()
+    }
     return {"params": params, "results": results, "root": root, "manifest": manifest}
 
 
@@ -111,7 +157,13 @@ def test_metrics_hold_validation_speakers_and_provenance(trained) -> None:
         for fold, entry in saved["folds"].items():
             assert len(entry["val_speakers"]) == 1 and not entry["val_speakers"][0].startswith(f"Ses0{fold}")
             assert sorted(entry["seeds"]) == ["0", "1"] and set(entry["seeds"]["1"]) == {
-                "wa", "ua", "f1", "val_wa", "val_ua", "val_f1"}
+                "wa",
+                "ua",
+                "f1",
+                "val_wa",
+                "val_ua",
+                "val_f1",
+            }
             assert entry["val_ua"] == pytest.approx(np.mean([v["val_ua"] for v in entry["seeds"].values()]))
         kind = "text" if name in ("text", "probe_text") else "speech"
         version = "eg-v1" if EXPERIMENTS[name].get("speech_store") == "eg" and kind == "speech" else f"{kind}-v1"
@@ -130,8 +182,12 @@ def test_predictions_reproduce_the_metrics(trained, name: str) -> None:
     assert len(pred) == 2 * 72 and pred.classes == CLASSES  # every test utterance, two seeds
     per = {}
     for fold in (1, 2, 3):
-        cells = [all_metrics(pred.label[(pred.fold == fold) & (pred.seed == s)],
-                             pred.pred[(pred.fold == fold) & (pred.seed == s)], 4) for s in (0, 1)]
+        cells = [
+            all_metrics(
+                pred.label[(pred.fold == fold) & (pred.seed == s)], pred.pred[(pred.fold == fold) & (pred.seed == s)], 4
+            )
+            for s in (0, 1)
+        ]
         per[fold] = {m: np.mean([c[m] for c in cells]) for m in ("wa", "ua")}
     for m in ("wa", "ua"):
         assert saved[m]["mean"] == pytest.approx(np.mean([per[f][m] for f in per]), abs=1e-12)
@@ -141,8 +197,15 @@ def test_predictions_reproduce_the_metrics(trained, name: str) -> None:
 
 
 def test_predictions_round_trip(tmp_path) -> None:
-    p = Predictions(CLASSES, np.array(["a", "b"]), np.array([1, 2]), np.array([0, 0]), np.array([0, 3]),
-                    np.array([1, 3]), np.array([[0.25, 0.5, 0.125, 0.125], [0.0, 0.0, 0.0, 1.0]]))
+    p = Predictions(
+        CLASSES,
+        np.array(["a", "b"]),
+        np.array([1, 2]),
+        np.array([0, 0]),
+        np.array([0, 3]),
+        np.array([1, 3]),
+        np.array([[0.25, 0.5, 0.125, 0.125], [0.0, 0.0, 0.0, 1.0]]),
+    )
     write_predictions(tmp_path / "p.csv", p)
     q = read_predictions(tmp_path / "p.csv")
     assert q.key() == p.key() and np.array_equal(q.pred, p.pred) and np.allclose(q.probs, p.probs)
@@ -153,8 +216,15 @@ def _preds(correct: np.ndarray, n_folds: int = 2) -> Predictions:
     n = len(correct)
     labels = np.arange(n) % 4
     pred = np.where(correct, labels, (labels + 1) % 4)
-    return Predictions(CLASSES, np.array([f"u{i:04d}" for i in range(n)]), np.arange(n) % n_folds, np.zeros(n, int),
-                       labels, pred, np.eye(4)[pred])
+    return Predictions(
+        CLASSES,
+        np.array([f"u{i:04d}" for i in range(n)]),
+        np.arange(n) % n_folds,
+        np.zeros(n, int),
+        labels,
+        pred,
+        np.eye(4)[pred],
+    )
 
 
 def test_paired_test_separates_real_differences_from_noise() -> None:
@@ -197,17 +267,28 @@ def test_report_selects_by_validation_and_shows_statistics(trained) -> None:
     assert "| single vs multi-granularity | audio_phone | multigranular |" in text
     assert "| single vs multi-granularity | audio_word | multigranular |" in text
     assert "UA 95% CI" in text and "recall ang" in text and "improvised WA / UA (n)" in text
-    main = text[text.index("| experiment | system"):text.index("Δ UA vs its probe: the paired")]
+    main = text[text.index("| experiment | system") : text.index("Δ UA vs its probe: the paired")]
     rows = {line.split(" | ")[0][2:]: line for line in main.splitlines() if line.startswith("| ")}
     assert rows["probe_both"].endswith("| reference |")
-    for name, ref in (("audio_word", "probe_speech"), ("multigranular", "probe_speech"), ("text", "probe_text"),
-                      ("late", "probe_both"), ("mha", "probe_both"), ("eg_word", "probe_eg")):
+    for name, ref in (
+        ("audio_word", "probe_speech"),
+        ("multigranular", "probe_speech"),
+        ("text", "probe_text"),
+        ("late", "probe_both"),
+        ("mha", "probe_both"),
+        ("eg_word", "probe_eg"),
+    ):
         assert re.search(rf"\| [+-]\d+\.\d\d \(p 0\.\d{{3}}, {ref}\) \|$", rows[name]), rows[name]
     assert rows["eg_late"].endswith("| – |") and "| eg |" in rows["eg_word"]  # no both-probe on eg: no reference
-    refs = text[text.index("## The best models against"):text.index("## Ablation steps")]
-    for features, group, ref in (("eg", "audio only", "probe_eg"), ("eg", "fusion", "probe_eg"),
-                                 ("eg", "fusion", "probe_text"), ("frozen", "audio only", "probe_speech"),
-                                 ("frozen", "fusion", "probe_speech"), ("frozen", "fusion", "probe_text")):
+    refs = text[text.index("## The best models against") : text.index("## Ablation steps")]
+    for features, group, ref in (
+        ("eg", "audio only", "probe_eg"),
+        ("eg", "fusion", "probe_eg"),
+        ("eg", "fusion", "probe_text"),
+        ("frozen", "audio only", "probe_speech"),
+        ("frozen", "fusion", "probe_speech"),
+        ("frozen", "fusion", "probe_text"),
+    ):
         assert re.search(rf"\| {features} \| {group} \| \w+ \| {ref} \| [+-]\d+\.\d\d \| 0\.\d{{3}} \|", refs), refs
     assert "| eg | audio only | eg_word | probe_eg |" in refs  # the only eg audio model
     assert "| text vs fusion | text | eg_late |" in text
@@ -216,7 +297,7 @@ def test_report_selects_by_validation_and_shows_statistics(trained) -> None:
     assert "| co-attention, multi-granularity | not run |" in text and "| late fusion | late | frozen |" in text
     assert "| +CA+Aux1&2, K=1 | mha_both_k1 | frozen |" in text and "| +CA+Aux1 (matching) | mha_matching |" in text
     assert "## Published IEMOCAP results (for orientation only; not comparable to the table above)" in text
-    table = text[text.index("| experiment | system"):text.index("Best system")]
+    table = text[text.index("| experiment | system") : text.index("Best system")]
     assert "78.42" not in table  # published numbers never sit beside these rows
     for png in ("confusion_best.png", "ua_by_granularity.png", "ua_by_fusion.png"):
         assert (trained["root"] / "figures" / png).read_bytes()[:4] == b"\x89PNG"
@@ -229,9 +310,12 @@ def test_report_covers_params_only_and_refuses_stale_or_missing(trained, tmp_pat
     stray.write_text("{}")  # not in params: ignored, not read
     write_report(params)
     stray.unlink()
-    only = params_from_dict({"prepare": {"root": params.prepare.root},
-                             "train": {"metrics_dir": params.train.metrics_dir,
-                                       "experiments": {"missing": {"model": "text"}}}})
+    only = params_from_dict(
+        {
+            "prepare": {"root": params.prepare.root},
+            "train": {"metrics_dir": params.train.metrics_dir, "experiments": {"missing": {"model": "text"}}},
+        }
+    )
     with pytest.raises(StageError, match=r"missing\.json: missing; run `mger train --experiment missing`"):
         write_report(only)
     saved = Path(params.train.metrics_dir) / "text.json"
@@ -270,19 +354,24 @@ def _damaged(trained, tmp_path: Path, damage: str) -> tuple[FeaturesConfig, Expe
         segments = tmp_path / "segments.h5"
         write_table(segments, [Alignment(u, 1.0, [Segment(0.0, 1.0, "hi")]) for u in ids], "iemocap")
         with h5py.File(feats / "speech.h5", "r") as f:
-            levels = {lv: [f[lv]["data"][f[lv]["offsets"][i]:f[lv]["offsets"][i + 1]] for i in range(len(ids) - 5)]
-                      for lv in ("word", "phone")}
+            levels = {
+                lv: [f[lv]["data"][f[lv]["offsets"][i] : f[lv]["offsets"][i + 1]] for i in range(len(ids) - 5)]
+                for lv in ("word", "phone")
+            }
             attrs = dict(f.attrs)
         write_store(feats / "speech.h5", ids[:-5], levels, attrs)  # 5 aligned utterances without features
     return features, spec, segments
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("nan", r"speech\.h5: level 'word' of Ses01\S+ holds NaN or inf"),
-    ("level", r"speech\.h5: no level 'syllable' \(it has phone, word\)"),
-    ("pooling", r"speech\.h5: built with pooling 'mean' but params say features\.speech\.pooling = 'max'"),
-    ("coverage", r"speech\.h5: 5 aligned manifest utterance\(s\) have no features"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("nan", r"speech\.h5: level 'word' of Ses01\S+ holds NaN or inf"),
+        ("level", r"speech\.h5: no level 'syllable' \(it has phone, word\)"),
+        ("pooling", r"speech\.h5: built with pooling 'mean' but params say features\.speech\.pooling = 'max'"),
+        ("coverage", r"speech\.h5: 5 aligned manifest utterance\(s\) have no features"),
+    ],
+)
 def test_training_refuses_a_damaged_or_mismatched_store(trained, tmp_path, damage: str, message: str) -> None:
     features, spec, segments = _damaged(trained, tmp_path, damage)
     train = dataclasses.replace(trained["params"].train, metrics_dir=str(tmp_path / "m"), epochs=1)
@@ -292,8 +381,11 @@ def test_training_refuses_a_damaged_or_mismatched_store(trained, tmp_path, damag
 
 
 def test_linear_probe_chooses_c_on_validation_and_pools_item_means() -> None:
-    rows = Ragged(torch.tensor([[1.0, 2.0], [3.0, 4.0], [10.0, 0.0], [5.0, 5.0]]).half(), torch.tensor([0, 2, 3]),
-                  torch.tensor([2, 1, 1]))
+    rows = Ragged(
+        torch.tensor([[1.0, 2.0], [3.0, 4.0], [10.0, 0.0], [5.0, 5.0]]).half(),
+        torch.tensor([0, 2, 3]),
+        torch.tensor([2, 1, 1]),
+    )
     assert item_means(rows).tolist() == [[2.0, 3.0], [10.0, 0.0], [5.0, 5.0]]
     rng = np.random.default_rng(0)
     y = np.arange(200) % 4
@@ -328,17 +420,31 @@ def test_sigkilled_train_and_report_leave_whole_outputs_or_none(trained, tmp_pat
     removes it)."""
     params = trained["params"]
     out = tmp_path / "reports"
-    config = {"prepare": {"manifest": str(trained["manifest"]), "root": params.prepare.root},
-              "features": {"out": params.features.out},
-              "train": {"epochs": 3, "patience": 3, "hidden": 16, "heads": 2, "layers": 1, "seeds": [0],
-                        "metrics_dir": str(out / "metrics"), "epochs_dir": str(out / "epochs"),
-                        "predictions_dir": str(out / "predictions"), "experiments": {"late": EXPERIMENTS["late"]}},
-              "report": {"out": str(out / "results.md"), "figures": str(out / "figures")}}
+    config = {
+        "prepare": {"manifest": str(trained["manifest"]), "root": params.prepare.root},
+        "features": {"out": params.features.out},
+        "train": {
+            "epochs": 3,
+            "patience": 3,
+            "hidden": 16,
+            "heads": 2,
+            "layers": 1,
+            "seeds": [0],
+            "metrics_dir": str(out / "metrics"),
+            "epochs_dir": str(out / "epochs"),
+            "predictions_dir": str(out / "predictions"),
+            "experiments": {"late": EXPERIMENTS["late"]},
+        },
+        "report": {"out": str(out / "results.md"), "figures": str(out / "figures")},
+    }
     path = tmp_path / "params.yaml"
     path.write_text(json.dumps(config))
     for command in (["train", "--experiment", "late"], ["report"]):
-        proc = subprocess.Popen([sys.executable, "-m", "mger.pipeline.cli", *command, "--params", str(path)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mger.pipeline.cli", *command, "--params", str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
@@ -359,10 +465,15 @@ def test_experiments_dispatched_to_workers_write_what_serial_runs_write(trained,
 
     params = trained["params"]
     names = ["probe_text", "audio_word", "late"]
-    train = dataclasses.replace(params.train, metrics_dir=str(tmp_path / "m"), epochs_dir=str(tmp_path / "e"),
-                                predictions_dir=str(tmp_path / "p"))
-    jobs = [(n, params.train.experiments[n], train, params.features, trained["manifest"], None, params.split)
-            for n in names]
+    train = dataclasses.replace(
+        params.train,
+        metrics_dir=str(tmp_path / "m"),
+        epochs_dir=str(tmp_path / "e"),
+        predictions_dir=str(tmp_path / "p"),
+    )
+    jobs = [
+        (n, params.train.experiments[n], train, params.features, trained["manifest"], None, params.split) for n in names
+    ]
     if backend == "dask":
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
             dispatch(run_experiment, jobs, 2, "dask", cluster.scheduler_address)
@@ -370,8 +481,10 @@ def test_experiments_dispatched_to_workers_write_what_serial_runs_write(trained,
         dispatch(run_experiment, jobs, 2, "joblib")
     root = trained["root"]
     for name in names:
-        ours, serial = json.loads((tmp_path / "m" / f"{name}.json").read_text()), json.loads(
-            (root / "metrics" / f"{name}.json").read_text())
+        ours, serial = (
+            json.loads((tmp_path / "m" / f"{name}.json").read_text()),
+            json.loads((root / "metrics" / f"{name}.json").read_text()),
+        )
         for key in ("wa", "ua", "f1", "validation", "folds"):
             assert ours[key] == serial[key], (name, key)
         assert (tmp_path / "p" / f"{name}.csv").read_bytes() == (root / "predictions" / f"{name}.csv").read_bytes()
@@ -390,21 +503,40 @@ def test_report_shows_the_end_to_end_row_of_joint_fine_tuning(trained, tmp_path)
         pred = np.where(rng.random(len(test)) < 0.7, labels, rng.integers(0, 4, len(test)))
         probs = np.eye(4)[pred] * 0.7 + 0.075
         path = reports / f"joint-fold-{fold}.csv"
-        write_predictions(path, Predictions(CLASSES, np.array([u.utt_id for u in test]), np.full(len(test), fold),
-                                            np.zeros(len(test), int), labels, pred, probs))
-        (reports / f"fold-{fold}.json").write_text(json.dumps({
-            "fold": fold, "val_speakers": ["x"], "objective": "fusion",
-            "results": {"speech": {"best_epoch": 2, "val_ua": 0.6 + 0.01 * fold}},
-            "test": {"predictions": str(path)}}))
-    joint = dataclasses.replace(params, finetune=dataclasses.replace(
-        params.finetune, objective="fusion", folds=[1, 2, 3], reports=str(reports)),
-        report=dataclasses.replace(params.report, out=str(tmp_path / "r.md"), figures=str(tmp_path / "f")))
+        write_predictions(
+            path,
+            Predictions(
+                CLASSES,
+                np.array([u.utt_id for u in test]),
+                np.full(len(test), fold),
+                np.zeros(len(test), int),
+                labels,
+                pred,
+                probs,
+            ),
+        )
+        (reports / f"fold-{fold}.json").write_text(
+            json.dumps(
+                {
+                    "fold": fold,
+                    "val_speakers": ["x"],
+                    "objective": "fusion",
+                    "results": {"speech": {"best_epoch": 2, "val_ua": 0.6 + 0.01 * fold}},
+                    "test": {"predictions": str(path)},
+                }
+            )
+        )
+    joint = dataclasses.replace(
+        params,
+        finetune=dataclasses.replace(params.finetune, objective="fusion", folds=[1, 2, 3], reports=str(reports)),
+        report=dataclasses.replace(params.report, out=str(tmp_path / "r.md"), figures=str(tmp_path / "f")),
+    )
     text = write_report(joint).read_text()
-    main = text[text.index("| experiment | system"):text.index("Δ UA vs its probe: the paired")]
+    main = text[text.index("| experiment | system") : text.index("Δ UA vs its probe: the paired")]
     row = next(line for line in main.splitlines() if line.startswith("| joint_ft |"))
     assert "end to end: encoders fine-tuned jointly" in row and "| fine-tuned |" in row
     assert "| end to end (encoders fine-tuned with the fusion head) | joint_ft | fine-tuned |" in text
-    sun = text[text.index("## Sun, He & Han"):text.index("## Pooled over folds")]
+    sun = text[text.index("## Sun, He & Han") : text.index("## Pooled over folds")]
     assert sun.count("joint_ft") == 1  # its own row, not also a K-sweep row
     (reports / "fold-2.json").unlink()
     with pytest.raises(StageError, match="fold-2.json: missing"):

@@ -16,8 +16,11 @@ def _utts(n_sessions: int = 5, speakers: str = "FM", per_speaker: int = 4) -> li
         for g in speakers:
             for k in range(per_speaker):
                 uid = f"Ses0{s}F_impro01_{g}{k:03d}"
-                out.append(Utterance(uid, s, uid[:14], f"Ses0{s}_{g}", g, True, "/x.wav", 1.0, "hi", "neu", "neu",
-                                     3.0, 3.0, 3.0))
+                out.append(
+                    Utterance(
+                        uid, s, uid[:14], f"Ses0{s}_{g}", g, True, "/x.wav", 1.0, "hi", "neu", "neu", 3.0, 3.0, 3.0
+                    )
+                )
     return out
 
 
@@ -53,10 +56,13 @@ def test_single_training_speaker_falls_back_to_every_fifth_utterance() -> None:
     assert {utts[i].session for i in split.train + split.val} == {2}
 
 
-@pytest.mark.parametrize("utts, fold, message", [
-    (_utts(), 9, "no session 9"),
-    (_utts(n_sessions=1), 1, "at least two sessions"),
-])
+@pytest.mark.parametrize(
+    "utts, fold, message",
+    [
+        (_utts(), 9, "no session 9"),
+        (_utts(n_sessions=1), 1, "at least two sessions"),
+    ],
+)
 def test_unsplittable_folds_are_refused(utts, fold: int, message: str) -> None:
     with pytest.raises(SplitError, match=message):
         fold_split(utts, fold)

@@ -24,14 +24,19 @@ from mger.corpus.synth import (
 )
 from tests.conftest import TINY
 
-EMO_HEAD = re.compile(r"^\[\d+\.\d{4} - \d+\.\d{4}\]\t(Ses\d\d[FM]_\w+_[FM]\d{3})\t([a-z]{3})\t"
-                      r"\[\d\.\d{4}, \d\.\d{4}, \d\.\d{4}\]$")
+EMO_HEAD = re.compile(
+    r"^\[\d+\.\d{4} - \d+\.\d{4}\]\t(Ses\d\d[FM]_\w+_[FM]\d{3})\t([a-z]{3})\t"
+    r"\[\d\.\d{4}, \d\.\d{4}, \d\.\d{4}\]$"
+)
 TRANS = re.compile(r"^(Ses\d\d[FM]_\w+_[FM]\d{3}) \[\d{3}\.\d{4}-\d{3}\.\d{4}\]: .+$")
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_gives_byte_identical_files(tiny_corpus: Path, tmp_path: Path) -> None:
@@ -85,23 +90,33 @@ def test_markers_are_in_the_transcript_but_not_spoken() -> None:
     assert spoken_tokens(transcript) == ["I", "love", "it", "thank", "you", "so", "much"]
     text, offsets = _ssml(transcript, cue_word=1, cue='pitch="+55%"')
     assert "LAUGHTER" not in text and text.startswith('I <prosody pitch="+55%">love</prosody> it,')
-    assert [text[o:o + 4] for o in offsets[:3]] == ["I <p", "love", "it, "]
+    assert [text[o : o + 4] for o in offsets[:3]] == ["I <p", "love", "it, "]
 
 
 def test_word_groups_cope_with_merged_events() -> None:
     # "in the line": eSpeak gives one WORD event for "in the", then one for "line"; a pause ends "line".
     words, offsets = ["in", "the", "line"], [0, 3, 7]
-    events = [Event(EVENT_WORD, 1, 2, 100), Event(EVENT_PHONEME, 1, 0, 100, "I"),
-              Event(EVENT_PHONEME, 1, 0, 150, "D"), Event(EVENT_WORD, 8, 4, 300),
-              Event(EVENT_PHONEME, 8, 0, 300, "l"), Event(EVENT_PHONEME, 8, 0, 420, "_:"),
-              Event(EVENT_PHONEME, 8, 0, 500, "_")]
+    events = [
+        Event(EVENT_WORD, 1, 2, 100),
+        Event(EVENT_PHONEME, 1, 0, 100, "I"),
+        Event(EVENT_PHONEME, 1, 0, 150, "D"),
+        Event(EVENT_WORD, 8, 4, 300),
+        Event(EVENT_PHONEME, 8, 0, 300, "l"),
+        Event(EVENT_PHONEME, 8, 0, 420, "_:"),
+        Event(EVENT_PHONEME, 8, 0, 500, "_"),
+    ]
     assert word_groups(events, offsets, words) == [("in the", 100, 300), ("line", 300, 420)]
     # A WORD event emitted early, at the start of the previous word's last phoneme
     # ("coming|over"): the word's own first phoneme gives the onset.
-    events = [Event(EVENT_WORD, 1, 6, 0), Event(EVENT_PHONEME, 1, 0, 0, "k"),
-              Event(EVENT_PHONEME, 1, 0, 200, "N"), Event(EVENT_WORD, 8, 4, 200),
-              Event(EVENT_PHONEME, 8, 0, 290, ",oU"), Event(EVENT_PHONEME, 8, 0, 400, "v"),
-              Event(EVENT_PHONEME, 8, 0, 520, "_:")]
+    events = [
+        Event(EVENT_WORD, 1, 6, 0),
+        Event(EVENT_PHONEME, 1, 0, 0, "k"),
+        Event(EVENT_PHONEME, 1, 0, 200, "N"),
+        Event(EVENT_WORD, 8, 4, 200),
+        Event(EVENT_PHONEME, 8, 0, 290, ",oU"),
+        Event(EVENT_PHONEME, 8, 0, 400, "v"),
+        Event(EVENT_PHONEME, 8, 0, 520, "_:"),
+    ]
     assert word_groups(events, [0, 7], ["coming", "over"]) == [("coming", 0, 290), ("over", 290, 520)]
 
 
@@ -115,7 +130,7 @@ def test_labels_prosody_and_voices(tmp_path: Path) -> None:
                 codes.append(m.group(2))
                 wav = next((tmp_path / "c").rglob(f"{m.group(1)}.wav"))
                 audio, _ = sf.read(str(wav))
-                rms.setdefault(m.group(2), []).append(float(np.sqrt(np.mean(audio ** 2))))
+                rms.setdefault(m.group(2), []).append(float(np.sqrt(np.mean(audio**2))))
     assert set(codes) >= {"neu", "ang", "sad"} and len(set(codes)) >= 5
     # Anger is spoken louder than sadness (the prosody cue), on average.
     assert np.mean(rms["ang"]) > 1.3 * np.mean(rms["sad"])
@@ -138,7 +153,7 @@ def test_turns_speak_one_to_max_sentences_and_one_keeps_the_demo_corpus() -> Non
         while text:
             head = next(s for s in pool if text.startswith(s))
             found.append(head)
-            text = text[len(head):].strip()
+            text = text[len(head) :].strip()
         return found
 
     counts = set()

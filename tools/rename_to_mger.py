@@ -26,16 +26,18 @@ PKGS = ("pipeline", "alignment", "features", "models")
 OLD_MODULES = {
     "pipeline": "audio cli config espeak heldout iemocap manifest processes reporting splits summary synth",
     "alignment": "base evaluate g2p g2p_eval iemocap_backend mfa_backend normalize pauses pocketsphinx_backend "
-                 "sphinx_segfiles stage syllables table textgrids uniform word_classes",
+    "sphinx_segfiles stage syllables table textgrids uniform word_classes",
     "features": "acoustic cache cache_cli demo_model encoders extract pooling",  # not text: a params key too
     "models": "experiment finetune joint metrics modules predictions probe report stats train",
 }
 CORE = ("config", "manifest", "splits", "audio", "reporting", "processes")
 CORPUS = ("iemocap", "synth", "espeak")
-MOVES = [(f"mger.pipeline.{m}", f"mger.core.{m}") for m in CORE] + \
-        [(f"mger.pipeline.{m}", f"mger.corpus.{m}") for m in CORPUS] + \
-        [(f"pipeline/{m}.py", f"core/{m}.py") for m in CORE] + \
-        [(f"pipeline/{m}.py", f"corpus/{m}.py") for m in CORPUS]
+MOVES = (
+    [(f"mger.pipeline.{m}", f"mger.core.{m}") for m in CORE]
+    + [(f"mger.pipeline.{m}", f"mger.corpus.{m}") for m in CORPUS]
+    + [(f"pipeline/{m}.py", f"core/{m}.py") for m in CORE]
+    + [(f"pipeline/{m}.py", f"corpus/{m}.py") for m in CORPUS]
+)
 SETTINGS = ("MfaSettings", "PocketsphinxSettings")
 
 
@@ -57,15 +59,22 @@ def layers(text: str) -> str:
     for m in CORPUS:
         text = re.sub(rf"\bfrom mger\.pipeline import {m}\b", f"from mger.corpus import {m}", text)
     for name, backend in zip(SETTINGS, ("mfa_backend", "pocketsphinx_backend")):
-        text = re.sub(rf"from mger\.alignment\.{backend} import {name}$",
-                      f"from mger.core.align_settings import {name}", text, flags=re.M)
+        text = re.sub(
+            rf"from mger\.alignment\.{backend} import {name}$",
+            f"from mger.core.align_settings import {name}",
+            text,
+            flags=re.M,
+        )
     return text
 
 
 def main(repo: Path) -> None:
     for f in sorted(repo.rglob("*")):
-        if not f.is_file() or {".git", ".venv", "tools"} & set(f.parts) or not (
-                f.suffix in {".py", ".md", ".cfg", ".toml", ".yaml"} or f.name == "Makefile"):
+        if (
+            not f.is_file()
+            or {".git", ".venv", "tools"} & set(f.parts)
+            or not (f.suffix in {".py", ".md", ".cfg", ".toml", ".yaml"} or f.name == "Makefile")
+        ):
             continue
         text = f.read_text()
         new = layers(namespace(text))
