@@ -42,7 +42,6 @@ from mger.alignment.table import SegmentTable
 from mger.core.audio import read_audio
 from mger.core.config import FeaturesConfig, SpeechFeaturesConfig
 from mger.core.manifest import read_manifest
-from mger.core.ragged_h5 import SPEECH_LEVELS
 from mger.core.splits import fold_split
 from mger.features.cache import FeatureStore, compare_stores, write_store
 from mger.features.encoders import SpeechEncoder, autocast_context, pad_batch
@@ -50,6 +49,9 @@ from mger.features.extract import Inputs, _segments, batch_seconds, make_batches
 from mger.features.pooling import pool_segments
 
 _ENCODERS: dict[tuple, SpeechEncoder] = {}
+
+
+POOLED_LEVELS = ("phone", "syllable", "word", "utterance")  # what a wav2vec2 store pools frames into
 
 
 def _encoder(path: str, layer, device: str, dtype: str) -> SpeechEncoder:
@@ -266,9 +268,7 @@ def bench_pooling(table: SegmentTable, part_size: int, repeats: int) -> None:
         utt_ids = table.utt_ids[p : p + part_size]
         counts = [max(1, int(d * 50)) for d in table.duration[p : p + part_size]]
         offsets = torch.tensor(np.concatenate([[0], np.cumsum(counts)]))
-        segs = [
-            (k, s, e) for lv in SPEECH_LEVELS[1:] for k, u in enumerate(utt_ids) for s, e in _segments(table, lv, u)
-        ]
+        segs = [(k, s, e) for lv in POOLED_LEVELS for k, u in enumerate(utt_ids) for s, e in _segments(table, lv, u)]
         seg_utt = torch.tensor([k for k, _, _ in segs])
         bounds = torch.tensor([(s, e) for _, s, e in segs], dtype=torch.float64)
         frames = torch.randn(int(offsets[-1]), 768)
@@ -307,7 +307,7 @@ def bench_loading(store: str, manifest: str, repeats: int) -> None:
         f"loading fold 1's training features ({len(train)} utterances, {src.attrs.get('dim')} dims), best of "
         f"{repeats}; padded: one float32 tensor; rows: unpadded (store: float16 as stored, .npy: float32 arrays):"
     )
-    for level in SPEECH_LEVELS:
+    for level in src.levels:
         files = [npy / f"{uid}.{level}.npy" for uid in train]
 
         def npy_arrays() -> list[torch.Tensor]:
