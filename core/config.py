@@ -492,10 +492,11 @@ def _read_yaml_tree(path: Path, seen: tuple[Path, ...]) -> dict | None:
     base = data.pop("extends")
     if not isinstance(base, str):
         raise ConfigError(f"{path}: extends: expected the path of a params file")
+    seen = (*seen, path.resolve())
     base_path = (path.parent / base).resolve()
-    if base_path in seen or base_path == path.resolve():
+    if base_path in seen:
         raise ConfigError(f"{path}: extends: {base} leads back to this file (a cycle)")
-    return _merged(_read_yaml_tree(base_path, (*seen, path.resolve())) or {}, data)
+    return _merged(_read_yaml_tree(base_path, seen) or {}, data)
 
 
 def _merged(base: dict, over: dict) -> dict:
