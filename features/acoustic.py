@@ -133,6 +133,15 @@ class OpenSmileEncoder:
         """LLD frames per utterance: (T_i, D) float32, frame t centred at ``frame_centre0_s + t*frame_stride_s``."""
         return [torch.from_numpy(self._run(self._lld, self.prepare(w)).to_numpy(np.float32, copy=True)) for w in waves]
 
+    def prepare_batch(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The host side of a batch (:meth:`mger.features.encoders.SpeechEncoder.prepare_batch`'s
+        interface): the raw waves as they are (openSMILE runs on the CPU in :meth:`encode_batch`)."""
+        return list(waves)
+
+    def encode_batch(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """:meth:`encode_part` of a :meth:`prepare_batch` result."""
+        return self.encode_part(waves)
+
     def functionals(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """The feature set's functionals per utterance: (1, functionals_dim) float32."""
         return [torch.from_numpy(self._run(self._func, self.prepare(w)).to_numpy(np.float32, copy=True)) for w in waves]

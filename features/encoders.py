@@ -264,6 +264,30 @@ def stitch_chunks(
     return out
 
 
+def sample_mask(lengths: Sequence[int]) -> torch.Tensor:
+    """(B, max(lengths)) int64 attention mask of a zero-padded batch: 1 on real samples."""
+    n = torch.tensor(list(lengths))
+    return (torch.arange(int(n.max()))[None] < n[:, None]).long()
+
+
+@dataclass
+class SpeechBatch:
+    """One batch of utterances prepared on the host (:meth:`SpeechEncoder.prepare_batch`).
+
+    ``short``: the batch positions of the utterances padded into ``padded`` (len(short),
+    T_max) float32 with ``mask`` (same shape, int64; None when nothing is padded), their
+    sample counts ``lengths`` and frame counts ``frames``; ``long``: (position, prepared
+    wave) of those longer than ``max_seconds``, encoded in chunks."""
+
+    size: int
+    short: list[int]
+    padded: torch.Tensor | None
+    mask: torch.Tensor | None
+    lengths: list[int]
+    frames: list[int]
+    long: list[tuple[int, np.ndarray]]
+
+
 class SpeechEncoder:
     """A frozen wav2vec2-family encoder returning frame features per utterance (an :class:`Encoder`)."""
 
@@ -322,23 +346,25 @@ class SpeechEncoder:
             first.layer_norm = PaddedGroupNorm.replacing(norm)
 
     @contextmanager
-    def padding(self, n_samples: Sequence[int]) -> Iterator[dict]:
+    def padding(self, n_samples: Sequence[int], mask: torch.Tensor | None = None) -> Iterator[dict]:
         """For a zero-padded batch of waveforms with ``n_samples`` real samples each: the
         model's keyword arguments (the attention mask) while the first-layer GroupNorm, if
-        any, normalises each item over its own frames."""
+        any, normalises each item over its own frames.  ``mask``: the (B, T_max) mask
+        (:func:`sample_mask`) already on the device, else it is made here."""
         n_samples = list(n_samples)
         if min(n_samples) == max(n_samples):  # nothing padded
             yield {}
             return
-        lengths = torch.tensor(n_samples, device=self.device)
-        mask = torch.arange(max(n_samples), device=self.device)[None] < lengths[:, None]
+        if mask is None:
+            lengths = torch.tensor(n_samples, device=self.device)
+            mask = (torch.arange(max(n_samples), device=self.device)[None] < lengths[:, None]).long()
         first = self.model.feature_extractor.conv_layers[0]
         norm = getattr(first, "layer_norm", None)
         norm = norm if isinstance(norm, PaddedGroupNorm) else None
         if norm is not None:  # the first conv's output lengths (no padding in wav2vec2's convs)
             norm.lengths = [(n - first.conv.kernel_size[0]) // first.conv.stride[0] + 1 for n in n_samples]
         try:
-            yield {"attention_mask": mask.long()}
+            yield {"attention_mask": mask}
         finally:
             if norm is not None:
                 norm.lengths = None
@@ -372,34 +398,79 @@ class SpeechEncoder:
         return picked[0]
 
     def _forward(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
-        """One padded batch; returns each item's exact-length frames (float32, on device)."""
-        lengths = [len(w) for w in waves]
-        batch, _ = pad_batch([torch.from_numpy(np.asarray(w, dtype=np.float32)) for w in waves], self.device)
+        """One padded batch of prepared waves; returns each item's exact-length frames (float32, on device)."""
+        return self._forward_padded(*self.pad_host(waves))
+
+    def _forward_padded(
+        self,
+        batch: torch.Tensor,
+        mask: torch.Tensor | None,
+        lengths: Sequence[int],
+        frames: Sequence[int] | None = None,
+    ) -> list[torch.Tensor]:
+        """The model on a batch padded on the host (:meth:`pad_host`): batch (B, T_max) float32
+        and mask (B, T_max) int64 or None are copied to the device (asynchronously from pinned
+        memory); returns item b's first ``frames[b]`` frames, (frames[b], D) or
+        (frames[b], n_layers, D) float32, on the device."""
+        frames = frames if frames is not None else [self.n_frames(n) for n in lengths]
+        batch = batch.to(self.device, non_blocking=True)
+        mask = mask.to(self.device, non_blocking=True) if mask is not None else None
         # One layer: after truncation it is the last one run, so the hidden-state tuple is not needed.
         single = not isinstance(self.layer, list) and self.layer != "mean"
-        with torch.inference_mode(), autocast_context(self.device, self.dtype), self.padding(lengths) as kwargs:
+        with torch.inference_mode(), autocast_context(self.device, self.dtype), self.padding(lengths, mask) as kwargs:
             out = self.model(batch, output_hidden_states=not single, **kwargs)
         feats = (out.last_hidden_state if single else self._select(out.hidden_states)).float()
-        return [feats[i, : self.n_frames(n)] for i, n in enumerate(lengths)]
+        return [feats[i, :n] for i, n in enumerate(frames)]
+
+    def pad_host(self, waves: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor | None, list[int]]:
+        """Prepared waves zero-padded into one host tensor: (B, T_max) float32, the (B, T_max)
+        int64 attention mask (None when nothing is padded) and the lengths; in pinned memory
+        when the device is a GPU, so that the copy to it is asynchronous."""
+        lengths = [len(w) for w in waves]
+        pin = self.device.type == "cuda"
+        batch = torch.zeros((len(waves), max(lengths)), dtype=torch.float32, pin_memory=pin)
+        for k, w in enumerate(waves):
+            batch[k, : len(w)] = torch.from_numpy(np.asarray(w, dtype=np.float32))
+        if min(lengths) == max(lengths):
+            return batch, None, lengths
+        mask = sample_mask(lengths)
+        return batch, (mask.pin_memory() if pin else mask), lengths
+
+    def prepare_batch(self, waves: Sequence[np.ndarray]) -> "SpeechBatch":
+        """The host side of :meth:`encode_part` for raw waves (float32, 16 kHz): :meth:`prepare`,
+        then the ones up to ``max_samples`` padded into one batch (:meth:`pad_host`) with
+        their frame counts; longer ones are kept whole for chunking.  Touches no device, so a
+        reader thread runs it while the device encodes the batch before."""
+        waves = [self.prepare(w) for w in waves]
+        short = [i for i, w in enumerate(waves) if len(w) <= self.max_samples]
+        long = [(i, w) for i, w in enumerate(waves) if len(w) > self.max_samples]
+        if not short:
+            return SpeechBatch(len(waves), short, None, None, [], [], long)
+        batch, mask, lengths = self.pad_host([waves[i] for i in short])
+        return SpeechBatch(len(waves), short, batch, mask, lengths, [self.n_frames(n) for n in lengths], long)
+
+    def encode_batch(self, batch: "SpeechBatch") -> list[torch.Tensor]:
+        """The device side of :meth:`encode_part`: frame features per utterance of a
+        :meth:`prepare_batch` result, (T_i, D) or (T_i, n_layers, D) float32 on the device."""
+        out: list[torch.Tensor | None] = [None] * batch.size
+        if batch.short:
+            feats = self._forward_padded(batch.padded, batch.mask, batch.lengths, batch.frames)
+            for i, f in zip(batch.short, feats):
+                out[i] = f
+        for i, w in batch.long:
+            spans = chunk_spans(len(w), self.max_samples, self.overlap_samples, self.geometry.stride)
+            parts = [self._forward([w[s:e]])[0] for s, e in spans]
+            out[i] = stitch_chunks(parts, spans, len(w), self.n_frames(len(w)), self.geometry.stride)
+        return out  # type: ignore[return-value]
 
     def encode_part(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """Frame features per utterance: (T_i, D), or (T_i, n_layers, D) for a layer list.
 
         All ``waves`` (raw float32, 16 kHz; :meth:`prepare` runs here) run as one padded batch;
-        longer ones than ``max_seconds`` are chunked and stitched (module docstring).
+        longer ones than ``max_seconds`` are chunked and stitched (module docstring).  The same
+        as :meth:`encode_batch` of :meth:`prepare_batch`, which extraction runs apart.
         """
-        waves = [self.prepare(w) for w in waves]
-        short = [i for i, w in enumerate(waves) if len(w) <= self.max_samples]
-        out: list[torch.Tensor | None] = [None] * len(waves)
-        if short:
-            for i, feats in zip(short, self._forward([waves[i] for i in short])):
-                out[i] = feats
-        for i, w in enumerate(waves):
-            if out[i] is None:
-                spans = chunk_spans(len(w), self.max_samples, self.overlap_samples, self.geometry.stride)
-                parts = [self._forward([w[s:e]])[0] for s, e in spans]
-                out[i] = stitch_chunks(parts, spans, len(w), self.n_frames(len(w)), self.geometry.stride)
-        return out  # type: ignore[return-value]
+        return self.encode_batch(self.prepare_batch(waves))
 
     def prepare(self, wave: np.ndarray) -> np.ndarray:
         """A raw waveform as the model reads it: float32, at least one receptive field long

@@ -28,11 +28,14 @@ import json
 import shutil
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -210,22 +213,170 @@ def _segments(table: SegmentTable, level: str, utt_id: str) -> list[tuple[float,
     return [(0.0, float("inf"))]
 
 
+READ_AHEAD = 2  # batches read and prepared ahead of the encoder (bounded host memory; pinned on GPU)
+
+
+class PhaseClock:
+    """Where an extraction run's time goes: :meth:`enter` marks the start of a phase (and the
+    end of the one before); :meth:`seconds` sums each phase's spans up to the last mark.
+
+    ``stamp`` and ``elapsed``: the host clock by default.  With CUDA events (recorded on the
+    stream, never synchronising) the spans are of the device's timeline, so a phase's share is
+    the device time spent in it or idle waiting for the host to get through it
+    (``benchmarks/bench_extract.py``).  Phases: :data:`PHASES`."""
+
+    def __init__(
+        self,
+        stamp: Callable[[], Any] = time.perf_counter,
+        elapsed: Callable[[Any, Any], float] = lambda start, end: end - start,
+    ) -> None:
+        self.marks: list[tuple[str, Any]] = []
+        self._stamp, self._elapsed = stamp, elapsed
+
+    def enter(self, phase: str) -> None:
+        self.marks.append((phase, self._stamp()))
+
+    def seconds(self) -> dict[str, float]:
+        """Seconds per phase, in the order phases were first entered (the last mark only ends)."""
+        out: dict[str, float] = {}
+        for (phase, start), (_, end) in zip(self.marks, self.marks[1:]):
+            out[phase] = out.get(phase, 0.0) + self._elapsed(start, end)
+        return out
+
+
+PHASES = {
+    "read": "waiting for audio + preprocessing (reader thread)",
+    "encode": "encoding (host→device copy + forward)",  # text parts: all of text_part
+    "pool": "pooling",
+    "to_host": "device→host copies",
+    "write": "waiting for the writer thread",
+}
+
+
+def _enter(clock: PhaseClock | None, phase: str) -> None:
+    if clock is not None:
+        clock.enter(phase)
+
+
+class Prefetch:
+    """``fn(item)`` for each of ``items`` in order, computed by one background thread that starts
+    at once and stays at most ``depth`` items ahead of the consumer (bounded memory).  An
+    error of ``fn`` is raised where its item is taken.  A context manager: leaving it cancels
+    what was not started and waits for the running call."""
+
+    def __init__(self, fn: Callable[[Any], Any], items: Iterable[Any], depth: int = READ_AHEAD) -> None:
+        self._fn, self._items = fn, iter(items)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="mger-read")
+        self._pending: deque[Future] = deque()
+        for _ in range(depth):
+            self._submit_next()
+
+    def _submit_next(self) -> None:
+        for item in islice(self._items, 1):
+            self._pending.append(self._pool.submit(self._fn, item))
+
+    def __iter__(self) -> "Prefetch":
+        return self
+
+    def __next__(self) -> Any:
+        if not self._pending:
+            raise StopIteration
+        future = self._pending.popleft()
+        self._submit_next()
+        return future.result()
+
+    def __enter__(self) -> "Prefetch":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class LoadedBatch:
+    """One batch's audio read and prepared on the host: ``batch`` (the encoder's
+    ``prepare_batch``: for wav2vec2 a :class:`mger.features.encoders.SpeechBatch`), and the raw
+    waves (T_i,) float32 where the functionals level needs them (openSMILE), else None."""
+
+    batch: Any
+    waves: list[np.ndarray] | None
+
+
+def speech_batches(encoder: Encoder, cfg: FeaturesConfig, utts: Sequence[Utterance]) -> list[list[int]]:
+    """The batches (indices into ``utts``) a part is encoded in (:func:`make_batches`)."""
+    return make_batches([u.duration for u in utts], batch_seconds(cfg, encoder.device))
+
+
+def _load(encoder: Encoder, utts: Sequence[Utterance], keep_waves: bool) -> LoadedBatch:
+    """Runs in the reader thread: read ``utts``' audio, prepare and pad it (no device work)."""
+    waves = [read_audio(u.wav) for u in utts]
+    return LoadedBatch(encoder.prepare_batch(waves), waves if keep_waves else None)
+
+
+class BatchReader:
+    """The batches of one or more parts (:func:`speech_batches`), read and prepared in order
+    by a :class:`Prefetch` thread, at most :data:`READ_AHEAD` batches ahead of the encoder and
+    across the end of a part, so the next part's first batches are ready when it starts."""
+
+    def __init__(self, encoder: Encoder, cfg: FeaturesConfig, parts: Sequence[Sequence[Utterance]]) -> None:
+        keep = "functionals" in cfg.speech.levels
+        self.plans = [speech_batches(encoder, cfg, utts) for utts in parts]
+        jobs = [[utts[i] for i in b] for utts, plan in zip(parts, self.plans) for b in plan]
+        self._prefetch = Prefetch(lambda job: _load(encoder, job, keep), jobs)
+
+    def part(self, k: int) -> Iterator[LoadedBatch]:
+        """Part ``k``'s loaded batches; the parts are to be taken in order, each once."""
+        return islice(self._prefetch, len(self.plans[k]))
+
+    def __enter__(self) -> "BatchReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._prefetch.__exit__(*exc)
+
+
 def speech_part(
-    encoder: SpeechEncoder, cfg: FeaturesConfig, inputs: Inputs, utts: Sequence[Utterance]
+    encoder: SpeechEncoder,
+    cfg: FeaturesConfig,
+    inputs: Inputs,
+    utts: Sequence[Utterance],
+    batches: Iterator[LoadedBatch] | None = None,
+    clock: PhaseClock | None = None,
 ) -> dict[str, list[np.ndarray]]:
     """Rows per level for ``utts`` (one part), float16 as stored: the encoder runs batch by
-    batch while a thread reads the next batches' audio, then every segment of every level of
-    the part is pooled in one vectorised call on the encoder's device."""
-    batches = make_batches([u.duration for u in utts], batch_seconds(cfg, encoder.device))
+    batch while a reader thread reads and prepares (normalises, pads, pins) the next batches
+    (``batches``: this part's, from a :class:`BatchReader` shared by several parts; else a
+    reader of its own), then every segment of every level of the part is pooled in one
+    vectorised call on the encoder's device.  ``clock`` marks the phases (:data:`PHASES`)."""
+    if batches is None:
+        with BatchReader(encoder, cfg, [utts]) as reader:
+            return speech_part(encoder, cfg, inputs, utts, reader.part(0), clock)
     frames: list[torch.Tensor] = [torch.empty(0)] * len(utts)
     functionals: list[np.ndarray] = [np.empty(0)] * len(utts)
-    with ThreadPoolExecutor(1) as reader:
-        for batch, waves in zip(batches, reader.map(lambda b: [read_audio(utts[i].wav) for i in b], batches)):
-            for i, feats in zip(batch, encoder.encode_part(waves)):
-                frames[i] = feats
-            if "functionals" in cfg.speech.levels:  # openSMILE only (the config says so)
-                for i, row in zip(batch, encoder.functionals(waves)):
-                    functionals[i] = row.half().numpy()
+    for batch in speech_batches(encoder, cfg, utts):
+        _enter(clock, "read")
+        loaded = next(batches)
+        _enter(clock, "encode")
+        for i, feats in zip(batch, encoder.encode_batch(loaded.batch)):
+            frames[i] = feats
+        if loaded.waves is not None:  # openSMILE only (the config says so)
+            for i, row in zip(batch, encoder.functionals(loaded.waves)):
+                functionals[i] = row.half().numpy()
+    return _speech_levels(encoder, cfg, inputs, utts, frames, functionals, clock)
+
+
+def _speech_levels(
+    encoder: SpeechEncoder,
+    cfg: FeaturesConfig,
+    inputs: Inputs,
+    utts: Sequence[Utterance],
+    frames: list[torch.Tensor],
+    functionals: list[np.ndarray],
+    clock: PhaseClock | None,
+) -> dict[str, list[np.ndarray]]:
+    """The part's levels from its utterances' frames (T_i, ...) on the device: frame rows and
+    the pooled levels' rows copied to the host once each (:func:`_to_host`)."""
+    _enter(clock, "to_host")
     flat = torch.cat(frames)
     levels = {"frame": _to_host(flat, [len(f) for f in frames])} if "frame" in cfg.speech.levels else {}
     if "functionals" in cfg.speech.levels:
@@ -233,6 +384,7 @@ def speech_part(
     pooled_levels = [lv for lv in cfg.speech.levels if lv not in ("frame", "functionals")]
     if not pooled_levels:
         return levels
+    _enter(clock, "pool")
     counts = torch.tensor([f.shape[0] for f in frames], device=encoder.device)
     offsets = torch.cat([torch.zeros(1, dtype=torch.long, device=encoder.device), torch.cumsum(counts, 0)])
     segs = [_segments(inputs.table, lv, u.utt_id) for lv in pooled_levels for u in utts]  # level-major
@@ -248,6 +400,7 @@ def speech_part(
         encoder.frame_centre0_s,
         cfg.speech.pooling,
     )
+    _enter(clock, "to_host")
     rows = _to_host(pooled.reshape((-1,) + tuple(frames[0].shape[1:])), [len(s) for s in segs])
     for j, lv in enumerate(pooled_levels):
         levels[lv] = rows[j * len(utts) : (j + 1) * len(utts)]
@@ -293,9 +446,21 @@ def _parts(utts: Sequence[Utterance], size: int) -> list[list[Utterance]]:
 
 
 def compute_parts(
-    kind: str, cfg: FeaturesConfig, inputs: Inputs, store: Path, shard: tuple[int, int], encoder=None
+    kind: str,
+    cfg: FeaturesConfig,
+    inputs: Inputs,
+    store: Path,
+    shard: tuple[int, int],
+    encoder=None,
+    clock: PhaseClock | None = None,
 ) -> int:
-    """Compute and commit this shard's missing parts; returns how many were computed."""
+    """Compute and commit this shard's missing parts; returns how many were computed.
+
+    Three threads overlap: a reader reads and prepares speech batches ahead
+    (:class:`BatchReader`), this one runs the encoder and pools, and a writer commits part p
+    (:func:`commit_part`) while part p+1 is computed (:class:`PartWriter`).  Parts are
+    committed in order, each atomically, so a killed run resumes from the parts present.
+    ``clock`` marks the phases (:data:`PHASES`)."""
     i, n = shard
     parts = _parts(inputs.utts, cfg.shard_size)
     paths = _part_paths(store, len(parts))
@@ -303,16 +468,102 @@ def compute_parts(
     if not todo:
         return 0
     encoder = encoder or build_encoder(kind, cfg)
-    with exclusive_lock(Path(f"{store}.parts") / f"shard-{i}-of-{n}"):
-        for p in tqdm(todo, desc=f"extract {kind} {i}/{n}", unit="part", file=sys.stderr):
+    with (
+        exclusive_lock(Path(f"{store}.parts") / f"shard-{i}-of-{n}"),
+        BatchReader(encoder, cfg, [parts[p] for p in todo]) if kind == "speech" else nullcontext() as reader,
+        PartWriter(kind, cfg) as writer,
+    ):
+        for k, p in enumerate(tqdm(todo, desc=f"extract {kind} {i}/{n}", unit="part", file=sys.stderr)):
             utts = parts[p]
             if kind == "speech":
-                levels, extra = speech_part(encoder, cfg, inputs, utts), None
+                levels, extra = speech_part(encoder, cfg, inputs, utts, reader.part(k), clock), None
             else:
+                _enter(clock, "encode")
                 levels, extra = text_part(encoder, cfg, inputs, utts)
-            _refuse_nonfinite(kind, cfg, utts, levels)
-            write_store(paths[p], [u.utt_id for u in utts], levels, {"part": p}, extra)
+            _enter(clock, "write")
+            writer.submit(p, paths[p], utts, levels, extra)
+        _enter(clock, "write")
+        writer.wait()
+    _enter(clock, "end")
     return len(todo)
+
+
+class PartWriter:
+    """Commits parts (:func:`commit_part`) in one background thread while the next part is
+    computed; at most one part in flight (:meth:`submit` first waits for the one before), so
+    at most two parts' rows are held.  A failed commit is raised in the caller's thread by
+    the next :meth:`submit` or :meth:`wait`, naming the part (:func:`_part_error`); on
+    leaving after an error elsewhere, the part in flight is still committed (whole)."""
+
+    def __init__(self, kind: str, cfg: FeaturesConfig) -> None:
+        self.kind, self.cfg = kind, cfg
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="mger-write")
+        self._pending: tuple[int, Path, Future] | None = None
+
+    def submit(
+        self,
+        p: int,
+        path: Path,
+        utts: Sequence[Utterance],
+        levels: dict[str, list[np.ndarray]],
+        extra: dict[str, dict[str, list[np.ndarray]]] | None,
+    ) -> None:
+        self.wait()
+        self._pending = (p, path, self._pool.submit(commit_part, self.kind, self.cfg, p, path, utts, levels, extra))
+
+    def wait(self) -> None:
+        """Until the part in flight is committed; its error, if any, raised here."""
+        if self._pending is None:
+            return
+        p, path, future = self._pending
+        self._pending = None
+        err = future.exception()
+        if err is not None:
+            raise _part_error(self.kind, p, path, err)
+
+    def __enter__(self) -> "PartWriter":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        try:
+            if exc_type is None:
+                self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+def commit_part(
+    kind: str,
+    cfg: FeaturesConfig,
+    p: int,
+    path: Path,
+    utts: Sequence[Utterance],
+    levels: dict[str, list[np.ndarray]],
+    extra: dict[str, dict[str, list[np.ndarray]]] | None,
+) -> None:
+    """Runs in the writer thread: refuse NaN/inf, then write part ``p`` atomically (whole or not at all)."""
+    _refuse_nonfinite(kind, cfg, utts, levels)
+    write_store(path, [u.utt_id for u in utts], levels, {"part": p}, extra)
+
+
+def _part_error(kind: str, p: int, path: Path, err: BaseException) -> BaseException:
+    """The writer's error as the caller raises it: a :class:`CacheError` as it is (it names
+    the utterances), an ``OSError`` naming the part's file (the CLI prints it in one line),
+    anything else a :class:`CacheError` naming the part; each noting the part."""
+    err.add_note(f"while committing part {p} of the {kind} store ({path})")
+    if isinstance(err, CacheError):
+        return err
+    if isinstance(err, OSError):
+        err.filename = err.filename or str(path)
+        return err
+    if not isinstance(err, Exception):
+        return err  # KeyboardInterrupt, SystemExit: as they are
+    wrapped = CacheError(
+        f"{path}: part {p} of the {kind} store was not written ({type(err).__name__}: {err}); "
+        "nothing of it was stored: rerun `mger extract` to compute it again"
+    )
+    wrapped.__cause__ = err
+    return wrapped
 
 
 def _refuse_nonfinite(
