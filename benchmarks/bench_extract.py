@@ -1,9 +1,12 @@
 """Extraction speed, measured side by side in one run (base-size random-init wav2vec2).
 
-    python -m benchmarks.bench_extract [--n 30] [--repeats 3] [--device cpu|cuda]
+    python -m benchmarks.bench_extract [--n 30] [--repeats 3] [--device cpu|cuda] [--shard-size 64]
 
 Needs the demo outputs (`make demo` or `dvc repro extract`): the manifest, the segment table
-and data/features/speech.h5.  Prints:
+and data/features/speech.h5 (section 5 only; skipped without it).  The pipeline runs are
+``compute_parts`` as ``mger extract`` runs it (reader thread, encoder, writer thread; parts of
+``--shard-size`` utterances), timed up to the last part committed; the merge of the parts into
+one store is not timed.  Prints:
 
 1. end-to-end extraction (read audio, encode, pool 5 levels, write HDF5) vs the naive
    reference written the way peers write it: per-utterance loop, batch 1, fp32, all hidden
@@ -14,8 +17,13 @@ and data/features/speech.h5.  Prints:
    forward is timed with CUDA events, so this is the share of the run the GPU is not busy
    with the model),
    for each dtype (CPU: fp32 and int8 dynamic quantisation; GPU: fp32, bf16, fp16), and how far
-   each reduced precision's features are from fp32's; on CPU also padded batches of 30 s of
-   audio against one utterance per batch (``batch_seconds: auto`` on CPU);
+   each reduced precision's features are from fp32's; then, per dtype, where one pipeline
+   run's time goes, phase by phase (:data:`mger.features.extract.PHASES`: waiting for the
+   reader's audio and preprocessing, encoding, pooling, device→host copies, waiting for the
+   writer thread), timed like the forward (host clock; on GPU CUDA events on the stream, so
+   each phase's share is the GPU time spent in it or idle waiting for the host to get through
+   it); on CPU also padded batches of 30 s of audio against one utterance per batch
+   (``batch_seconds: auto`` on CPU);
 3. a middle layer (6 of 12) vs the last layer;
 4. pooling alone, vectorised vs a Python loop over every segment of the demo corpus, called
    the way the pipeline calls it (one call per part of ``features.shard_size`` utterances);
@@ -27,15 +35,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 from contextlib import contextmanager
+from functools import partialmethod
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 import soundfile as sf
 import torch
+from tqdm import tqdm
 
 from benchmarks.markdown import run_recorded
 from mger.alignment.table import SegmentTable
@@ -43,9 +54,9 @@ from mger.core.audio import read_audio
 from mger.core.config import FeaturesConfig, SpeechFeaturesConfig
 from mger.core.manifest import read_manifest
 from mger.core.splits import fold_split
-from mger.features.cache import FeatureStore, compare_stores, write_store
+from mger.features.cache import FeatureStore, compare_stores, merge_stores
 from mger.features.encoders import SpeechEncoder, autocast_context, pad_batch
-from mger.features.extract import Inputs, _segments, batch_seconds, make_batches, speech_part
+from mger.features.extract import PHASES, Inputs, PhaseClock, _segments, batch_seconds, compute_parts, make_batches
 from mger.features.pooling import pool_segments
 
 _ENCODERS: dict[tuple, SpeechEncoder] = {}
@@ -100,24 +111,72 @@ def _between(start, end) -> float:
     return start.elapsed_time(end) / 1000 if isinstance(start, torch.cuda.Event) else end - start
 
 
+SHARD_SIZE = FeaturesConfig().shard_size  # utterances per part in the pipeline runs (--shard-size)
+
+
 def pipeline_run(
-    path, layer, device, dtype, utts, table, out, batch_seconds="auto", outside: list[float] | None = None
+    path,
+    layer,
+    device,
+    dtype,
+    utts,
+    table,
+    out,
+    batch_seconds="auto",
+    outside: list[float] | None = None,
+    clock: PhaseClock | None = None,
 ) -> float:
-    """mger's own path: read audio, encode, pool every level, write the HDF5 part.  ``outside``
-    collects, per run, the share of the time spent outside the model's forward."""
+    """mger's own path (``compute_parts``): read and prepare audio in the reader thread, encode,
+    pool every level, commit the parts in the writer thread; then (untimed) the parts merged
+    into the store ``out``.  ``outside`` collects, per run, the share of the time spent outside
+    the model's forward; ``clock`` (:func:`phase_clock`) marks the run's phases."""
     enc = _encoder(path, layer, device, dtype)
     cfg = FeaturesConfig(
-        device=device, dtype=dtype, batch_seconds=batch_seconds, speech=SpeechFeaturesConfig(model=path, layer=layer)
+        device=device,
+        dtype=dtype,
+        batch_seconds=batch_seconds,
+        shard_size=SHARD_SIZE,
+        speech=SpeechFeaturesConfig(model=path, layer=layer),
     )
+    parts = Path(f"{out}.parts")
+    shutil.rmtree(parts, ignore_errors=True)
+    parts.mkdir(parents=True)
     with forward_timer(enc.model, enc.device) as forward:
         t0 = time.perf_counter()
-        levels = speech_part(enc, cfg, Inputs(list(utts), table, ""), utts)
-        write_store(out, [u.utt_id for u in utts], levels, {"bench": 1})
+        compute_parts("speech", cfg, Inputs(list(utts), table, ""), Path(out), (0, 1), enc, clock)
         _sync(enc.device)
         wall = time.perf_counter() - t0
     if outside is not None:
         outside.append(1 - forward[0] / wall)
+    merge_stores(sorted(parts.glob("part-*.h5")), out, {"bench": 1})
+    shutil.rmtree(parts)
     return wall
+
+
+def phase_clock(device: torch.device) -> PhaseClock:
+    """A :class:`PhaseClock` timing what ``forward_timer`` times: host clock, or CUDA events on GPU."""
+    return PhaseClock(lambda: _stamp(device), _between)
+
+
+def phase_breakdown(path: str, device: str, dtype: str, utts, table, tmp: Path) -> None:
+    """Where one pipeline run's time goes, phase by phase (:data:`PHASES`), with the model's
+    forward inside the encoding phase and the share outside it: what is left to overlap."""
+    enc = _encoder(path, "last", device, dtype)
+    clock = phase_clock(enc.device)
+    with forward_timer(enc.model, enc.device) as forward:
+        pipeline_run(path, "last", device, dtype, utts, table, tmp / "phases.h5", clock=clock)
+    seconds = clock.seconds()
+    total = sum(seconds.values())
+    timeline = "GPU timeline, CUDA events" if enc.device.type == "cuda" else "host clock"
+    n_parts = -(-len(utts) // SHARD_SIZE)
+    print(f"  one {dtype} pipeline run, phase by phase ({timeline}; {n_parts} parts of up to {SHARD_SIZE} utterances):")
+    for phase, what in PHASES.items():
+        t = seconds.get(phase, 0.0)
+        print(f"    {what:<52s} {t:8.3f} s {t / total:6.1%}")
+        if phase == "encode":
+            print(f"    {'  of which inside the model forward':<52s} {forward[0]:8.3f} s {forward[0] / total:6.1%}")
+    run = "run (first to last mark)"
+    print(f"    {run:<52s} {total:8.3f} s; outside the model's forward: {1 - forward[0] / total:.1%}")
 
 
 def bare_run(path, device, dtype, utts, waves) -> float:
@@ -233,6 +292,9 @@ def bench_encoding(path: str, device: str, utts, waves, table, audio: float, rep
             print(f"{'':<52s} {dtype} vs fp32 features: {deviation(tmp / f'{dtype}.h5', tmp / 'fp32.h5')}")
     top = min(dtypes, key=lambda d: best[f"pipeline {d}"])
     print(f"best pipeline setting vs naive reference: {t_naive / best[f'pipeline {top}']:.2f}x ({top})")
+    print("where the pipeline's time goes (one more run each, after the rounds above):")
+    for dtype in dtypes:
+        phase_breakdown(path, device, dtype, utts, table, tmp)
     if device == "cpu":  # why ``batch_seconds: auto`` is one utterance per batch on CPU (rounds of their own:
         # the padded batches' large activations would disturb the runs after them)
         batching = best_rounds(
@@ -337,6 +399,7 @@ def bench_loading(store: str, manifest: str, repeats: int) -> None:
 
 
 def main() -> None:
+    global SHARD_SIZE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=30, help="utterances (from the demo manifest)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (the best counts)")
@@ -344,8 +407,11 @@ def main() -> None:
     parser.add_argument("--manifest", default="data/manifest.jsonl")
     parser.add_argument("--segments", default="data/align/segments.h5")
     parser.add_argument("--store", default="data/features/speech.h5")
+    parser.add_argument("--shard-size", type=int, default=SHARD_SIZE, help="utterances per part in pipeline runs")
     parser.add_argument("--skip-encoding", action="store_true", help="only sections 4 and 5 (no model runs)")
     args = parser.parse_args()
+    SHARD_SIZE = args.shard_size
+    tqdm.__init__ = partialmethod(tqdm.__init__, disable=True)  # compute_parts' bar, once per pipeline run
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
     table = SegmentTable.read(args.segments)
