@@ -3,9 +3,11 @@
 Work is split into *parts* of ``features.shard_size`` utterances (contiguous in manifest
 order).  Each finished part is committed atomically as its own small store under
 ``<store>.parts/``; a run killed at any moment and restarted redoes only unfinished parts,
-then merges them into ``<store>`` (a copy, atomic rename).  ``--shard i/N`` computes the
-parts ``p`` with ``p % N == i``, so N processes or machines can share the work; the run that
-finds every part present merges.  ``features.n_jobs`` > 1 runs N shards under joblib
+then merges them into ``<store>`` (a copy, atomic rename).  Within a run, reading and
+preparing audio, encoding, and committing parts overlap in three threads
+(:func:`compute_parts`); the stores are the serial loop's, byte for byte.  ``--shard i/N``
+computes the parts ``p`` with ``p % N == i``, so N processes or machines can share the work;
+the run that finds every part present merges.  ``features.n_jobs`` > 1 runs N shards under joblib
 locally, ``features.backend: dask`` runs them on a Dask cluster (``features.scheduler``).
 
 Store state (the store, ``<store>.parts`` and its ``fingerprint.json``) is only read or changed
