@@ -51,6 +51,7 @@ _SPELLED = str.maketrans(
         "ʼ": "'",
     }
 )
+_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'"})
 _ONES = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
     "fifteen sixteen seventeen eighteen nineteen"
@@ -124,6 +125,23 @@ def word_spans(text: str) -> list[WordSpan]:
         for m in _PIECE.finditer(blank_markers(text))
         for w in normalize_token(m.group())
     ]
+
+
+def written_forms(text: str) -> list[tuple[str, str]]:
+    """(dictionary word, written form) of each word of a transcript, in order.
+
+    The written form is the transcript's own spelling, lower case and without punctuation,
+    where it has letters outside ASCII and makes exactly one word (``Inés`` → ``("ines",
+    "inés")``); otherwise the word itself.  A G2P should read the written form: eSpeak says
+    ``Inés`` and ``ines`` differently (nine phones against four), and so may a speaker.
+    """
+    out: list[tuple[str, str]] = []
+    for m in _PIECE.finditer(blank_markers(text)):
+        words = normalize_token(m.group())
+        form = re.sub(r"[^\w']", "", m.group().translate(_APOSTROPHES).lower()).strip("'")
+        keep = len(words) == 1 and not form.isascii() and not any(c.isdigit() for c in form)
+        out += [(words[0], form)] if keep else [(w, w) for w in words]
+    return out
 
 
 def normalize_transcript(text: str) -> list[str]:

@@ -4,7 +4,9 @@ Two passes per utterance: ``set_align_text`` + decode finds the word sequence wi
 silences (FSG search), then ``set_alignment`` + decode gives the word / phone / state
 segmentation (10 ms frames).  A retry ladder widens the beams when a pass finds no path.
 Pronunciation variants (``read(2)``) are stripped to the word.  Words missing from CMUdict
-get an eSpeak NG pronunciation (:mod:`mger.alignment.g2p`) through ``add_word``.
+get an eSpeak NG pronunciation (:mod:`mger.alignment.g2p`) through ``add_word``; a word written
+with letters outside ASCII is an entry of its own, pronounced from that spelling
+(:func:`mger.alignment.normalize.written_forms`), its label the ASCII word.
 
 Every utterance is aligned as if by a fresh decoder, so the segment table does not depend on
 ``align.n_jobs`` or on which worker got which utterances.  The model asks for batch CMN
@@ -26,7 +28,9 @@ Slow speech (``slow_speech``, on by default): an utterance with fewer than
 per second with the analysis window lengthened alike (``frate``, ``wlen``), both passes and
 the energy check's; times are converted back with the longer frame step.  The audio itself
 is never altered.  That alignment is kept unless it disagrees with the frame energy more than
-the one at 100 frames/s.  Onset refinement (``refine_onsets``, on by default;
+the one at 100 frames/s.  Fast speech that finds no path at 100 frames/s (a phone shorter than
+three frames) is aligned at :data:`FAST_FRATE` frames per second before it counts as a failure.
+Onset refinement (``refine_onsets``, on by default;
 :mod:`alignment.refine`) then gives stop closures back to their word (word-initial ones after a
 short gap, word-final ones from the next word) and moves onsets after silence to where the sound
 starts.
@@ -34,6 +38,7 @@ starts.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
@@ -41,7 +46,7 @@ import numpy as np
 from mger.alignment import pauses
 from mger.alignment.base import Alignment, AlignmentFailure, AlignResult, Segment, register
 from mger.alignment.g2p import pronounce
-from mger.alignment.normalize import normalize_transcript
+from mger.alignment.normalize import written_forms
 from mger.alignment.refine import refine_onsets
 from mger.alignment.sphinx_segfiles import is_non_speech, strip_variant
 from mger.alignment.word_classes import FILLER_VARIANTS
@@ -69,6 +74,12 @@ BOUNDARY_OFFSET = 0.0038
 SLOW_PHONE_RATE = 9.0
 SLOW_FRATE = 70
 MIN_FRAMES_PER_PHONE = 3  # one frame per HMM state
+# Fast speech: the models' phones have three states and no skips, so a phone takes at least three
+# frames (30 ms at 100 frames/s); where eSpeak's 300 wpm speech has shorter phones, no beam finds
+# a path (development set: en-us-nyc+kaukovalta at 300 wpm).  Such an utterance is aligned again
+# at FAST_FRATE frames per second (20 ms per phone at least), window shortened alike, before the
+# failure policy applies.
+FAST_FRATE = 150
 # Tried after the configured ladder when its widest rung is narrower: an utterance of an
 # unusual voice (held-out en-gb-scotland+kaukovalta) found no path at 1e-200 and aligned at
 # 1e-250.  A module default until params.yaml's ladder gains the rung.
@@ -147,32 +158,40 @@ class PocketsphinxAligner:
                 dec.add_word(word, pron, True)
         return dec
 
-    def _ensure_words(self, words: Sequence[str]) -> dict[str, str]:
-        """Add eSpeak pronunciations for out-of-dictionary words; return those added."""
+    def _ensure_words(self, forms: Sequence[tuple[str, str]]) -> dict[str, str]:
+        """Make every written form a dictionary entry; return the entries added (form → phones).
+
+        A form the dictionary lacks gets eSpeak's pronunciation of it; a written form that is
+        not its dictionary word (``inés`` for ``ines``, see :func:`written_forms`) also gets
+        the word's own CMUdict pronunciation as a variant (``inés(2)``), so the decoder picks
+        the one the speaker used."""
         dec = self._decoder(0)
         unknown: dict[str, str] = {}
-        for word in dict.fromkeys(words):
-            if word in self._added:
-                unknown[word] = self._added[word]
-            elif dec.lookup_word(word) is None:
-                pron = " ".join(pronounce(word))
+        for word, form in dict.fromkeys(forms):
+            if form in self._added:
+                unknown[form] = self._added[form]
+            elif dec.lookup_word(form) is None:
+                pron = " ".join(pronounce(form))
                 if not pron:
-                    raise KeyError(f"no pronunciation for {word!r}")
-                self._added[word] = pron
-                unknown[word] = pron
+                    raise KeyError(f"no pronunciation for {form!r}")
+                self._added[form] = unknown[form] = pron
+                listed = dec.lookup_word(word) if form != word else None
+                if listed and listed != pron:
+                    self._added[f"{form}(2)"] = listed
         return unknown
 
     def align(self, utt: Utterance) -> AlignResult:
-        words = normalize_transcript(utt.text)
+        forms = written_forms(utt.text)
+        words, keys = [w for w, _ in forms], [f for _, f in forms]
         if not words:
             return AlignmentFailure(utt.utt_id, "no speakable words in the transcript (empty or markers only)")
         try:
-            unknown = self._ensure_words(words)
+            unknown = self._ensure_words(forms)
         except KeyError as err:
             return AlignmentFailure(utt.utt_id, f"out-of-dictionary word without pronunciation: {err}")
         audio = read_audio(utt.wav)
         n_frames = len(audio) // int(SAMPLE_RATE * FRAME)
-        n_phones = sum(len((self._decoder(0).lookup_word(w) or "").split()) for w in words)
+        n_phones = sum(len((self._decoder(0).lookup_word(k) or "").split()) for k in keys)
         if n_frames < MIN_FRAMES_PER_PHONE * n_phones:
             return AlignmentFailure(
                 utt.utt_id,
@@ -181,10 +200,17 @@ class PocketsphinxAligner:
             )
         notes = [f"eSpeak pronunciation for {w!r}: {p}" for w, p in unknown.items()]
         db = pauses.frame_db(audio)
-        text = " ".join(words)
+        text = " ".join(keys)
         found = self._align_at(text, audio, len(words), 100)
         if found is None:
-            return AlignmentFailure(utt.utt_id, f"no alignment path after {len(self.ladder)} beam settings", unknown)
+            fast = self._align_at(text, audio, len(words), FAST_FRATE)
+            if fast is None:
+                return AlignmentFailure(
+                    utt.utt_id,
+                    f"no alignment path after {len(self.ladder)} beam settings at 100 and {FAST_FRATE} frames/s",
+                    unknown,
+                )
+            found = (fast[0], fast[1], [f"no path at 100 frames/s: aligned at {FAST_FRATE} frames/s"] + fast[2])
         rate = phone_rate(n_phones, db)
         if self.settings.slow_speech and rate < SLOW_PHONE_RATE:
             slow = self._align_at(text, audio, len(words), SLOW_FRATE)
@@ -196,6 +222,7 @@ class PocketsphinxAligner:
                     [f"slow speech ({rate:.1f} phones/s): aligned at {SLOW_FRATE} frames/s"] + slow[2],
                 )
         w_segs, p_segs, more = found
+        w_segs = [dataclasses.replace(s, label=w) for s, w in zip(w_segs, words)]  # labels are dictionary words
         if self.settings.refine_onsets:
             w_segs, p_segs = refine_onsets(w_segs, p_segs, audio, SAMPLE_RATE)
         return Alignment(

@@ -27,6 +27,10 @@ Layout under ``out`` (default ``data/heldout``)::
 ``align`` settings into ``<out>/align`` and writes ``reports/align_eval_heldout.json``;
 ``--with-demo DIR`` also evaluates a demo-style corpus (:data:`DEMO_STYLE`) and prints the
 signed bias of both sets pooled, the figure alignment changes are judged on.
+``--dev`` builds and evaluates the *development* set instead (:data:`DEV_SENTENCES`,
+:data:`DEV_SEED`, language and rate cycles shifted by :data:`DEV_SHIFT`: no sentence and no
+voice in common with the held-out set), on which alignment changes are diagnosed; the
+held-out set then only checks them.
 The same arguments give byte-identical files: one fresh eSpeak process speaks everything
 in order (eSpeak keeps synthesis state across calls).
 """
@@ -93,20 +97,67 @@ SENTENCES = (
     "Um, the self-checkout machine isn't working again.",
 )
 
+# A development set in the same styles, with its own sentences, seed and voice/rate pairing:
+# alignment changes are diagnosed on it (and on the demo-style corpus), never on the held-out
+# set, which only checks them (``--dev``; docs/alignment.md).
+DEV_SENTENCES = (
+    "Uh, I left my keys at Danielle's place on Sunday.",
+    "Hmm, the NASA launch was pushed back to 6:20.",
+    "Mm, I think the ATM on Fifth Street is broken.",
+    "Um, could you ask Rahul to call me after lunch?",
+    "The CIA and the NSA declined to comment.",
+    "We've been living in Chicago since 2016.",
+    "Zoltán and Inés met at a conference in Lisbon.",
+    "She's a part-time nurse at the children's hospital.",
+    "Hmm, it's already twenty-five past eight.",
+    "They'll deliver 40 chairs and 8 tables by noon.",
+    "Uh, I'm not sure what Gabriel meant by that.",
+    "Mm, I'd rather stay home and watch a movie.",
+    "Um, um, we haven't decided where to go yet.",
+    "My uncle was born on April 9 in a village near Kraków.",
+    "The train's been delayed until 10:40, um, apparently.",
+    "Søren couldn't have known about the surprise party.",
+    "Hmm, that's a really nice jacket, isn't it?",
+    "Let's book a check-up with Dr Okafor next week.",
+    "The UN announced a 15 percent cut in funding.",
+    "He's a twenty-year-old student from Nairobi.",
+    "Uh, I guess Mateo and Aisha are still at work.",
+    "You'd better tell the HR office by Monday.",
+    "Mm, I didn't get the email until the 21 of June.",
+    "Our bus to Zürich leaves at 8:05.",
+    "Well, uh, it wasn't my idea, to be honest.",
+    "Núñez missed a penalty in the first half.",
+    "Hmm, the coffee's a bit too strong, don't you think?",
+    "The NFL draft starts on April 25 this year.",
+    "I've got a three-hour exam on Thursday morning.",
+    "Um, sorry, how do you spell your last name? Krzysztof?",
+    "He couldn't find the PDF file on his laptop.",
+    "Mm, Anaïs might know the password.",
+    "We're picking up Oluwaseun and Joaquín at the airport.",
+    "It'll cost about 60 dollars, more or less.",
+    "Uh, the drive-through window is closed today.",
+    "Hmm, I'll have to double-check my calendar.",
+)
+DEV_SEED = 31
+DEV_SHIFT = 53  # the dev set's language and rate cycles start there: utterance i has the held-out
+# set's variant i but language i + 5 and rate i + 4 (mod 8 and 7), so few (voice, rate) pairs recur
 
-def voices(n: int) -> list[str]:
-    """Voice of each of ``n`` utterances: variant *i* mod V, language *i* mod 8, moved on to the
-    next language where that pair is one the demo can use (so every variant still speaks)."""
+
+def voices(n: int, shift: int = 0) -> list[str]:
+    """Voice of each of ``n`` utterances: variant *i* mod V, language (*i* + ``shift``) mod 8,
+    moved on to the next language where that pair is one the demo can use (so every variant
+    still speaks)."""
     import espeakng_loader
 
     variants = sorted(os.listdir(os.path.join(espeakng_loader.get_data_path(), "voices", "!v")))
     out: list[str] = []
     for i in range(n):
         variant = variants[i % len(variants)]
+        j = i + shift
         k = next(
-            k for k in range(len(LANGUAGES)) if f"{LANGUAGES[(i + k) % len(LANGUAGES)]}+{variant}" not in DEMO_VOICES
+            k for k in range(len(LANGUAGES)) if f"{LANGUAGES[(j + k) % len(LANGUAGES)]}+{variant}" not in DEMO_VOICES
         )
-        out.append(f"{LANGUAGES[(i + k) % len(LANGUAGES)]}+{variant}")
+        out.append(f"{LANGUAGES[(j + k) % len(LANGUAGES)]}+{variant}")
     return out
 
 
@@ -117,14 +168,16 @@ def n_variants() -> int:
     return len(os.listdir(os.path.join(espeakng_loader.get_data_path(), "voices", "!v")))
 
 
-def _utterance(out: Path, final: Path, i: int, text: str, voice: str, rate: int, seed: int) -> tuple[Utterance, str]:
+def _utterance(
+    out: Path, final: Path, i: int, text: str, voice: str, rate: int, seed: int, prefix: str = "Heldout"
+) -> tuple[Utterance, str]:
     """Speak one sentence into ``out``; return its manifest row (wav under ``final``) and truth JSON line."""
     from mger.corpus.synth import Speaker, speak
 
     rng = np.random.default_rng([seed, i])
     prosody = Prosody(rate=rate, pitch=int(rng.integers(30, 71)), range=int(rng.integers(30, 80)))
     spoken = speak(text, Speaker("X", voice, 0.0, 0.0), prosody, None, "", rng)
-    utt_id = f"Heldout_{i:03d}"
+    utt_id = f"{prefix}_{i:03d}"
     write_audio(out / "wav" / f"{utt_id}.wav", spoken.audio)
     duration = len(spoken.audio) / SAMPLE_RATE
     utt = Utterance(
@@ -150,13 +203,22 @@ def _utterance(out: Path, final: Path, i: int, text: str, voice: str, rate: int,
     return utt, truth
 
 
-def _build(out: Path, final: Path, n: int, seed: int) -> tuple[int, float]:
+def _build(
+    out: Path,
+    final: Path,
+    n: int,
+    seed: int,
+    sentences: tuple[str, ...] = SENTENCES,
+    shift: int = 0,
+    prefix: str = "Heldout",
+) -> tuple[int, float]:
     """Write the whole set into ``out``, to be renamed ``final`` (runs in a fresh process)."""
     (out / "wav").mkdir(parents=True)
     (out / "truth").mkdir()
     rows, truth = [], []
-    for i, voice in enumerate(voices(n)):
-        utt, line = _utterance(out, final, i, SENTENCES[i % len(SENTENCES)], voice, RATES[i % len(RATES)], seed)
+    for i, voice in enumerate(voices(n, shift)):
+        rate = RATES[(i + shift) % len(RATES)]
+        utt, line = _utterance(out, final, i, sentences[i % len(sentences)], voice, rate, seed, prefix)
         rows.append(utt)
         truth.append(line)
     write_manifest(out / "manifest.jsonl", rows)
@@ -164,11 +226,12 @@ def _build(out: Path, final: Path, n: int, seed: int) -> tuple[int, float]:
     return len(rows), sum(u.duration for u in rows)
 
 
-def build_heldout(out: str | Path = "data/heldout", n: int | None = None, seed: int = 29) -> int:
+def build_heldout(out: str | Path = "data/heldout", n: int | None = None, seed: int = 29, dev: bool = False) -> int:
     """Build the held-out set under ``out`` (replaced atomically); return the number of utterances.
 
     ``n`` defaults to three times the number of sentences, and at least the number of voice
-    variants, so that every variant speaks.
+    variants, so that every variant speaks.  ``dev``: the development set instead
+    (:data:`DEV_SENTENCES`, seed :data:`DEV_SEED`, voices and rates shifted by :data:`DEV_SHIFT`).
     """
     t0 = time.perf_counter()
     out = Path(out)
@@ -176,14 +239,16 @@ def build_heldout(out: str | Path = "data/heldout", n: int | None = None, seed: 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     ctx = multiprocessing.get_context("spawn")
+    seed, sentences, shift = (DEV_SEED, DEV_SENTENCES, DEV_SHIFT) if dev else (seed, SENTENCES, 0)
+    prefix = "Dev" if dev else "Heldout"
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        count, seconds = pool.submit(_build, tmp, out, n, seed).result()
+        count, seconds = pool.submit(_build, tmp, out, n, seed, sentences, shift, prefix).result()
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
     print(
-        f"heldout: {count} utterances, {len(set(voices(count)))} voices, {seconds / 60:.1f} min of audio in "
-        f"{time.perf_counter() - t0:.1f}s → {out}"
+        f"{'dev' if dev else 'heldout'}: {count} utterances, {len(set(voices(count, shift)))} voices, "
+        f"{seconds / 60:.1f} min of audio in {time.perf_counter() - t0:.1f}s → {out}"
     )
     return count
 
@@ -249,6 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-jobs", type=int, help="alignment worker processes (default: align.n_jobs)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the set(s) even if they exist")
     parser.add_argument(
+        "--dev",
+        action="store_true",
+        help="the development set instead (own sentences, seed and voice/rate pairing), for "
+        "diagnosing alignment changes; the held-out set only checks them",
+    )
+    parser.add_argument(
         "--with-demo",
         metavar="DIR",
         help="also build (if missing) and evaluate the demo-style "
@@ -256,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.rebuild or not (Path(args.out) / "truth" / "words.jsonl").exists():
-        build_heldout(args.out, args.n)
+        build_heldout(args.out, args.n, dev=args.dev)
     evaluate_heldout(args.out, args.report, args.params, args.n_jobs)
     if args.with_demo:
         demo = Path(args.with_demo)
@@ -265,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluate_heldout(demo, demo / "align_eval.json", args.params, args.n_jobs)
         n, on, off = pooled_bias([demo, Path(args.out)])
         print(
-            f"pooled (demo-style + held-out, {n} words): signed onset median {on:.2f} ms, "
+            f"pooled (demo-style + {'dev' if args.dev else 'held-out'}, {n} words): signed onset median {on:.2f} ms, "
             f"signed offset median {off:.2f} ms"
         )
     return 0

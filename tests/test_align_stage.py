@@ -15,11 +15,13 @@ import textgrid
 import yaml
 
 from mger.alignment.evaluate import evaluate, read_truth
-from mger.alignment.normalize import normalize_transcript
+from mger.alignment.g2p import pronounce
+from mger.alignment.normalize import normalize_transcript, written_forms
+from mger.alignment.pocketsphinx_backend import PocketsphinxAligner
 from mger.alignment.stage import run_align, run_align_eval
 from mger.alignment.table import SegmentTable
 from mger.alignment.textgrids import TIERS
-from mger.core.audio import write_audio
+from mger.core.audio import read_audio, write_audio
 from mger.core.config import AlignConfig
 from mger.core.manifest import Utterance, write_manifest
 from mger.core.reporting import StageError
@@ -315,3 +317,43 @@ def test_sigkilled_align_leaves_no_worker_behind(tiny_manifest: list[Utterance],
         json.loads((tmp_path / "a.json").read_text())
     for grid in (tmp_path / "align" / "textgrid").glob("*.TextGrid"):
         textgrid.TextGrid.fromFile(str(grid))
+
+
+def test_pocketsphinx_pronounces_the_written_form_and_labels_the_dictionary_word(tmp_path: Path) -> None:
+    """eSpeak reads "Inés" as nine phones and "ines" as four: the aligner uses the written form
+    (an entry ``inés``), keeps CMUdict's pronunciation of the folded word as a variant
+    (``inés(2)``, ``renée(2)``), and labels the words with the dictionary words."""
+    aligner = PocketsphinxAligner()
+    added = aligner._ensure_words(written_forms("Inés met Renée"))
+    assert added == {"inés": " ".join(pronounce("inés")), "renée": " ".join(pronounce("renée"))}
+    assert len(added["inés"].split()) > len(pronounce("ines")) + 3
+    dec = aligner._decoder(0)
+    assert dec.lookup_word("renée(2)") == dec.lookup_word("renee") == "R AH N EY"
+    assert dec.lookup_word("inés(2)") == dec.lookup_word("ines") == "IH N IH S"  # CMUdict's, as a variant
+    spoken = speak("Inés met Renée.", Speaker("F", "en-us+f2", 0, 0), Prosody(), None, "", np.random.default_rng(0))
+    write_audio(tmp_path / "a.wav", spoken.audio)
+    utt = Utterance("u", 1, "d", "F", "F", True, str(tmp_path / "a.wav"), 2.0, "Inés met Renée.", "neu", "neu", 3, 3, 3)
+    result = aligner.align(utt)
+    assert [w.label for w in result.words] == ["ines", "met", "renee"]
+    assert result.unknown_words == added
+
+
+def test_fast_speech_without_a_path_is_aligned_at_a_higher_frame_rate(tmp_path: Path) -> None:
+    """The development set's en-us-nyc+kaukovalta at 300 wpm: phones shorter than three 10 ms
+    frames leave no path at 100 frames/s at any beam; at FAST_FRATE the utterance aligns."""
+    from mger.pipeline.heldout import DEV_SEED, DEV_SENTENCES, DEV_SHIFT, RATES, _utterance, voices
+
+    i = 58
+    voice, rate = voices(i + 1, DEV_SHIFT)[i], RATES[(i + DEV_SHIFT) % len(RATES)]
+    assert (voice, rate) == ("en-us-nyc+kaukovalta", 300)
+    (tmp_path / "wav").mkdir()
+    utt, _ = _utterance(tmp_path, tmp_path, i, DEV_SENTENCES[i % len(DEV_SENTENCES)], voice, rate, DEV_SEED, "Dev")
+    aligner = PocketsphinxAligner()
+    forms = written_forms(utt.text)
+    aligner._ensure_words(forms)
+    text = " ".join(form for _, form in forms)
+    assert aligner._align_at(text, read_audio(utt.wav), len(forms), 100) is None
+    result = aligner.align(utt)
+    assert result.method == "aligned" and "no path at 100 frames/s: aligned at 150 frames/s" in result.notes
+    assert [w.label for w in result.words] == [w for w, _ in forms]
+    assert all(a.end <= b.start + 1e-9 for a, b in zip(result.words, result.words[1:]))

@@ -24,7 +24,7 @@ from mger.alignment.mfa_backend import (
     read_mfa_textgrid,
     write_mfa_corpus,
 )
-from mger.alignment.normalize import normalize_transcript, number_words
+from mger.alignment.normalize import normalize_transcript, number_words, written_forms
 from mger.alignment.sphinx_segfiles import parse_segfile
 from mger.alignment.syllables import LEGAL_ONSETS, add_syllables, label_syllables, syllabify
 from mger.core.manifest import Utterance
@@ -67,6 +67,22 @@ from tests.builders import write_tone
 )
 def test_normalize_transcript(text: str, words: list[str]) -> None:
     assert normalize_transcript(text) == words
+
+
+def test_written_forms_keep_the_spelling_of_non_ascii_words() -> None:
+    forms = written_forms("José and Zoë, Björn’s 3rd café-bar [LAUGHTER] Núñez!")
+    assert [w for w, _ in forms] == normalize_transcript("José and Zoë, Björn’s 3rd café-bar [LAUGHTER] Núñez!")
+    assert forms == [
+        ("jose", "josé"),
+        ("and", "and"),
+        ("zoe", "zoë"),
+        ("bjorn's", "björn's"),
+        ("three", "three"),
+        ("rd", "rd"),
+        ("cafe", "café"),
+        ("bar", "bar"),
+        ("nunez", "núñez"),
+    ]
 
 
 def test_number_words() -> None:

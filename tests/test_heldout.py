@@ -5,10 +5,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from mger.alignment.normalize import normalize_transcript
 from mger.core.manifest import read_manifest
 from mger.corpus.synth import _speakers
-from mger.pipeline.heldout import DEMO_VOICES, LANGUAGES, SENTENCES, build_heldout, n_variants, voices
+from mger.pipeline.heldout import (
+    DEMO_VOICES,
+    DEV_SENTENCES,
+    DEV_SHIFT,
+    LANGUAGES,
+    RATES,
+    SENTENCES,
+    build_heldout,
+    n_variants,
+    voices,
+)
 
 
 def test_voices_cover_every_language_and_variant_and_avoid_the_demo() -> None:
@@ -20,11 +32,24 @@ def test_voices_cover_every_language_and_variant_and_avoid_the_demo() -> None:
     assert demo <= DEMO_VOICES
 
 
-def test_sentences_have_the_styles_the_demo_lacks() -> None:
-    words = [w for s in SENTENCES for w in normalize_transcript(s)]
+@pytest.mark.parametrize("sentences", [SENTENCES, DEV_SENTENCES], ids=["heldout", "dev"])
+def test_sentences_have_the_styles_the_demo_lacks(sentences: tuple[str, ...]) -> None:
+    words = [w for s in sentences for w in normalize_transcript(s)]
     assert {"um", "uh", "mm", "hmm"} <= set(words)
-    assert any(not s.isascii() for s in SENTENCES) and any("-" in s for s in SENTENCES)
-    assert any(any(c.isdigit() for c in s) for s in SENTENCES) and "fbi" in words
+    assert any(not s.isascii() for s in sentences) and any("-" in s for s in sentences)
+    assert any(any(c.isdigit() for c in s) for s in sentences) and {"fbi", "cia"} & set(words)
+    assert len(sentences) == len(set(sentences)) == 36
+
+
+def test_dev_set_shares_no_sentence_and_pairs_voices_and_rates_otherwise(tmp_path: Path) -> None:
+    assert not set(SENTENCES) & set(DEV_SENTENCES)
+    n = max(3 * len(SENTENCES), n_variants())
+    pairs = lambda shift: set(zip(voices(n, shift), [RATES[(i + shift) % len(RATES)] for i in range(n)]))  # noqa: E731
+    assert len(pairs(0) & pairs(DEV_SHIFT)) < n // 10
+    assert build_heldout(tmp_path / "d", n=2, dev=True) == 2
+    utts = read_manifest(tmp_path / "d" / "manifest.jsonl")
+    assert [u.utt_id for u in utts] == ["Dev_000", "Dev_001"] and [u.text for u in utts] == list(DEV_SENTENCES[:2])
+    assert [u.speaker for u in utts] == voices(2, DEV_SHIFT)
 
 
 def test_build_small_set(tmp_path: Path) -> None:
