@@ -35,6 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -473,7 +474,7 @@ def compute_parts(
     with (
         exclusive_lock(Path(f"{store}.parts") / f"shard-{i}-of-{n}"),
         BatchReader(encoder, cfg, [parts[p] for p in todo]) if kind == "speech" else nullcontext() as reader,
-        PartWriter(kind, cfg) as writer,
+        PartWriter(kind) as writer,
     ):
         for k, p in enumerate(tqdm(todo, desc=f"extract {kind} {i}/{n}", unit="part", file=sys.stderr)):
             utts = parts[p]
@@ -483,7 +484,7 @@ def compute_parts(
                 _enter(clock, "encode")
                 levels, extra = text_part(encoder, cfg, inputs, utts)
             _enter(clock, "write")
-            writer.submit(p, paths[p], utts, levels, extra)
+            writer.submit(p, paths[p], partial(commit_part, kind, cfg, p, paths[p], utts, levels, extra))
         _enter(clock, "write")
         writer.wait()
     _enter(clock, "end")
@@ -497,21 +498,15 @@ class PartWriter:
     the next :meth:`submit` or :meth:`wait`, naming the part (:func:`_part_error`); on
     leaving after an error elsewhere, the part in flight is still committed (whole)."""
 
-    def __init__(self, kind: str, cfg: FeaturesConfig) -> None:
-        self.kind, self.cfg = kind, cfg
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="mger-write")
         self._pending: tuple[int, Path, Future] | None = None
 
-    def submit(
-        self,
-        p: int,
-        path: Path,
-        utts: Sequence[Utterance],
-        levels: dict[str, list[np.ndarray]],
-        extra: dict[str, dict[str, list[np.ndarray]]] | None,
-    ) -> None:
+    def submit(self, p: int, path: Path, commit: Callable[[], None]) -> None:
+        """Run ``commit`` (part ``p``'s :func:`commit_part` call, writing ``path``) in the writer thread."""
         self.wait()
-        self._pending = (p, path, self._pool.submit(commit_part, self.kind, self.cfg, p, path, utts, levels, extra))
+        self._pending = (p, path, self._pool.submit(commit))
 
     def wait(self) -> None:
         """Until the part in flight is committed; its error, if any, raised here."""
