@@ -127,19 +127,26 @@ def word_spans(text: str) -> list[WordSpan]:
     ]
 
 
+def _latin(char: str) -> bool:
+    """An apostrophe, or a letter that transliterates to ASCII letters (``é`` ``ø`` ``ß``; not ``ǃ`` or ``北``)."""
+    return char == "'" or to_ascii(char).isalpha()
+
+
 def written_forms(text: str) -> list[tuple[str, str]]:
     """(dictionary word, written form) of each word of a transcript, in order.
 
     The written form is the transcript's own spelling, lower case and without punctuation,
-    where it has letters outside ASCII and makes exactly one word (``Inés`` → ``("ines",
-    "inés")``); otherwise the word itself.  A G2P should read the written form: eSpeak says
+    where it has letters outside ASCII, all of them Latin letters with diacritics (or letters
+    spelled out, ``ø`` ``ß``), and makes exactly one word of two letters or more (``Inés`` →
+    ``("ines", "inés")``); otherwise the word itself (eSpeak would read ``北京`` or ``ñ`` as the
+    characters' names).  A G2P should read the written form: eSpeak says
     ``Inés`` and ``ines`` differently (nine phones against four), and so may a speaker.
     """
     out: list[tuple[str, str]] = []
     for m in _PIECE.finditer(blank_markers(text)):
         words = normalize_token(m.group())
         form = re.sub(r"[^\w']", "", m.group().translate(_APOSTROPHES).lower()).strip("'")
-        keep = len(words) == 1 and not form.isascii() and not any(c.isdigit() for c in form)
+        keep = len(words) == 1 and not form.isascii() and len(form) > 1 and all(_latin(c) for c in form)
         out += [(words[0], form)] if keep else [(w, w) for w in words]
     return out
 

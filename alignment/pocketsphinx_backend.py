@@ -172,10 +172,12 @@ class PocketsphinxAligner:
                 unknown[form] = self._added[form]
             elif dec.lookup_word(form) is None:
                 pron = " ".join(pronounce(form))
+                listed = dec.lookup_word(word) if form != word else None
+                if not pron:  # eSpeak gave nothing for the spelling: the ASCII word's own entry
+                    pron, listed = listed or "", None
                 if not pron:
                     raise KeyError(f"no pronunciation for {form!r}")
                 self._added[form] = unknown[form] = pron
-                listed = dec.lookup_word(word) if form != word else None
                 if listed and listed != pron:
                     self._added[f"{form}(2)"] = listed
         return unknown

@@ -83,6 +83,13 @@ def test_written_forms_keep_the_spelling_of_non_ascii_words() -> None:
         ("bar", "bar"),
         ("nunez", "núñez"),
     ]
+    assert written_forms("Ωmega 北京abc Ñ ǃXóõ Łódź") == [
+        ("mega", "mega"),
+        ("abc", "abc"),
+        ("n", "n"),
+        ("xoo", "xoo"),
+        ("lodz", "łódź"),
+    ]
 
 
 def test_number_words() -> None:
