@@ -45,6 +45,7 @@ import os
 import shutil
 import sys
 import time
+import traceback
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -301,17 +302,37 @@ def pooled_bias(folders: list[Path]) -> tuple[int, float, float]:
     return len(onset), float(np.median(onset)) * 1000, float(np.median(offset)) * 1000
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="data/heldout", help="folder of the set (default: %(default)s)")
-    parser.add_argument("--report", default="reports/align_eval_heldout.json", help="metrics JSON")
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {n}")
+    return n
+
+
+def _set_kind(out: Path) -> str | None:
+    """``dev`` or ``heldout``: which set the folder holds (by its first utterance id); None if none."""
+    truth = out / "truth" / "words.jsonl"
+    if not truth.is_file():
+        return None
+    with truth.open(encoding="utf-8") as fh:
+        first = json.loads(fh.readline() or "{}").get("utt_id", "")
+    return "dev" if first.startswith("Dev_") else "heldout"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mger.pipeline.heldout", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", help="folder of the set (default: data/heldout; with --dev, data/dev)")
+    parser.add_argument(
+        "--report",
+        help="metrics JSON (default: reports/align_eval_heldout.json; with --dev, reports/align_eval_dev.json)",
+    )
     parser.add_argument(
         "--params",
         help="params file whose align section is used (default: params.yaml of the "
         "working folder, or the built-in defaults where there is none)",
     )
-    parser.add_argument("--n", type=int, help="number of utterances (default: 3 per sentence, >= variants)")
-    parser.add_argument("--n-jobs", type=int, help="alignment worker processes (default: align.n_jobs)")
+    parser.add_argument("--n", type=_positive, help="number of utterances (default: 3 per sentence, >= variants)")
+    parser.add_argument("--n-jobs", type=_positive, help="alignment worker processes (default: align.n_jobs)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the set(s) even if they exist")
     parser.add_argument(
         "--dev",
@@ -325,20 +346,53 @@ def main(argv: list[str] | None = None) -> int:
         help="also build (if missing) and evaluate the demo-style "
         "corpus in DIR (report <DIR>/align_eval.json) and print the bias of both sets pooled",
     )
-    args = parser.parse_args(argv)
-    if args.rebuild or not (Path(args.out) / "truth" / "words.jsonl").exists():
-        build_heldout(args.out, args.n, dev=args.dev)
-    evaluate_heldout(args.out, args.report, args.params, args.n_jobs)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    from mger.core.config import read_params
+
+    read_params(args.params)  # a bad params file fails before anything is built
+    kind = "dev" if args.dev else "heldout"
+    out = Path(args.out or ("data/dev" if args.dev else "data/heldout"))
+    report = args.report or f"reports/align_eval_{kind}.json"
+    found = _set_kind(out)
+    if found not in (None, kind) and not args.rebuild:
+        raise ValueError(
+            f"{out} holds the {'development' if found == 'dev' else 'held-out'} set, not the "
+            f"{'development' if args.dev else 'held-out'} one: pass another --out, or --rebuild to replace it"
+        )
+    if args.rebuild or found is None:
+        build_heldout(out, args.n, dev=args.dev)
+    evaluate_heldout(out, report, args.params, args.n_jobs)
     if args.with_demo:
         demo = Path(args.with_demo)
         if args.rebuild or not (demo / "truth" / "words.jsonl").exists():
             build_demo_style(demo)
         evaluate_heldout(demo, demo / "align_eval.json", args.params, args.n_jobs)
-        n, on, off = pooled_bias([demo, Path(args.out)])
+        n, on, off = pooled_bias([demo, out])
         print(
-            f"pooled (demo-style + {'dev' if args.dev else 'held-out'}, {n} words): signed onset median {on:.2f} ms, "
-            f"signed offset median {off:.2f} ms"
+            f"pooled (demo-style + {'dev' if args.dev else 'held-out'}, {n} words): signed onset median "
+            f"{on:.2f} ms, signed offset median {off:.2f} ms"
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; every failure is one line naming what went wrong (``--debug``: the traceback)."""
+    from mger.pipeline.cli import error_line
+
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except KeyboardInterrupt:
+        print("heldout: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # one error boundary, as in `mger`
+        if args.debug or os.environ.get("MGER_DEBUG", "") not in ("", "0"):
+            traceback.print_exc()
+        print(f"heldout: error: {error_line(err)}", file=sys.stderr)
+        return 1
     return 0
 
 

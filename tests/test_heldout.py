@@ -62,3 +62,18 @@ def test_build_small_set(tmp_path: Path) -> None:
         assert Path(u.wav).is_file() and u.text == SENTENCES[int(u.utt_id[-3:])]
         assert all(0 < w["start"] < w["end"] <= u.duration for w in r["words"])
     assert not (tmp_path / "h.tmp").exists()
+
+
+def test_command_line_refuses_the_other_set_and_bad_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mger.pipeline.heldout import main
+
+    build_heldout(tmp_path / "h", n=2)
+    assert main(["--dev", "--out", str(tmp_path / "h"), "--report", str(tmp_path / "r.json")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("heldout: error:") and "holds the held-out set, not the development one" in err
+    assert "\n" not in err and not (tmp_path / "r.json").exists()
+    assert main(["--params", str(tmp_path / "nosuch.yaml"), "--out", str(tmp_path / "x")]) == 1
+    assert "params file not found" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    with pytest.raises(SystemExit):
+        main(["--n", "0"])
+    assert "must be 1 or more" in capsys.readouterr().err
