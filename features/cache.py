@@ -94,6 +94,7 @@ class StoreLock:
         self.path = Path(path)
         self.lock_path = Path(f"{path}.lock")
         self._fh: TextIO | None = None
+        self._wrote_pid = False
 
     def acquire(self, shared: bool = False) -> bool:
         """Take the lock without waiting; False if another run holds it (in a conflicting mode)."""
@@ -109,11 +110,17 @@ class StoreLock:
             fh.truncate()
             fh.write(f"pid {os.getpid()}")
             fh.flush()
-        self._fh = fh
+        self._fh, self._wrote_pid = fh, not shared
         return True
 
     def release(self) -> None:
+        """Unlock; an exclusive holder first empties the file, so a finished run leaves the same
+        (empty) bytes whatever its pid: DVC, which tracks the store's folder, sees no change."""
         if self._fh is not None:
+            if self._wrote_pid:
+                self._fh.seek(0)
+                self._fh.truncate()
+                self._fh.flush()
             fcntl.flock(self._fh, fcntl.LOCK_UN)
             self._fh.close()
             self._fh = None

@@ -357,8 +357,11 @@ def test_fingerprint_mismatch_rebuilds_or_stops(
 def test_second_writer_is_refused(tiny_models, aligned, tmp_path: Path) -> None:
     cfg = _cfg(tiny_models, tmp_path)
     with exclusive_lock(tmp_path / "speech.h5"):
+        assert (tmp_path / "speech.h5.lock").read_text() == f"pid {os.getpid()}"
         with pytest.raises(CacheError, match=r"speech.h5 is being written by pid \d+"):
             extract("speech", cfg, aligned["manifest"], aligned["segments"])
+    # released: the lock file is empty again, the same bytes after every run (DVC tracks the folder)
+    assert (tmp_path / "speech.h5.lock").read_text() == ""
 
 
 def test_verify_reports_corruption(reference_store, tmp_path: Path, aligned) -> None:
