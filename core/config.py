@@ -628,6 +628,9 @@ def check_ranges(params: Params) -> None:
                 f"{section}: hidden size {hidden} is not divisible by {heads} attention heads; change one of them"
             )
     _check_speech_stores(params)
+    for key, device in (("features.device", params.features.device), ("train.device", params.train.device)):
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
+            raise ConfigError(f"{key}: {device!r} is not a device: use auto, cpu, cuda, cuda:N or mps")
     speech = params.features.speech
     if speech.overlap_seconds >= speech.max_seconds:
         raise ConfigError(

@@ -86,9 +86,13 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: str, key: str = "features.device") -> torch.device:
+    """``auto``: CUDA when present, else the CPU; a CUDA device asked for where torch sees none
+    is a ``ValueError`` naming the param ``key``."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"{key}: {device!r} asked for, but torch sees no CUDA device here; set it to auto or cpu")
     return torch.device(device)
 
 

@@ -298,7 +298,7 @@ def _run_experiment(
     ids = [u.utt_id for u in utts]
     loaded: dict[tuple, TensorSet] = {}
     provenance: dict[str, dict] = {}
-    device = resolve_device(train_cfg.device)  # the fold's rows go there once
+    device = resolve_device(train_cfg.device, "train.device")  # the fold's rows go there once
 
     def fold_data(fold: int) -> TensorSet:
         """Loaded once per distinct set of stores: once for frozen features, per fold for fine-tuned."""

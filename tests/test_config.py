@@ -94,6 +94,8 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
         ),
         ({"align": {"mfa": {"beam": -10}}}, "align.mfa.beam: must be positive"),
         ({"synth": {"seed": -1}}, "synth.seed: must be >= 0"),
+        ({"train": {"device": "tpu"}}, "train.device: 'tpu' is not a device: use auto, cpu, cuda, cuda:N or mps"),
+        ({"features": {"device": "gpu0"}}, "features.device: 'gpu0' is not a device"),
     ],
 )
 def test_out_of_range_values_name_the_key(data: dict, message: str) -> None:
@@ -189,3 +191,12 @@ def test_extends_merges_mappings_and_refuses_cycles(tmp_path: Path) -> None:
     (tmp_path / "orphan.yaml").write_text("extends: nowhere.yaml\n")
     with pytest.raises(ConfigError, match="nowhere.yaml: params file not found"):
         load_params(tmp_path / "orphan.yaml")
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error where torch sees no GPU")
+def test_cuda_without_a_gpu_names_the_param() -> None:
+    from mger.features.encoders import resolve_device
+
+    assert resolve_device("auto").type == "cpu"
+    with pytest.raises(ValueError, match=r"^train.device: 'cuda:1' asked for, but torch sees no CUDA device here"):
+        resolve_device("cuda:1", "train.device")
