@@ -27,16 +27,25 @@ from mger.core.reporting import StageError
 Handler = Callable[[argparse.Namespace, Params], None]
 
 
+def _positive(text: str) -> int:
+    """An argparse type: an integer of 1 or more."""
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {n}")
+    return n
+
+
 def _cmd_synth(args: argparse.Namespace, params: Params) -> None:
     from mger.corpus.synth import synthesize_corpus
 
-    cfg = params.synth
+    overrides = {"synth.seed": args.seed, "synth.sessions": args.sessions, "synth.dialogs_per_session": args.dialogs}
+    cfg = with_overrides(params, overrides | {"synth.turns_per_dialog": args.turns}).synth  # checked as params are
     synthesize_corpus(
         out=args.out or cfg.out,
-        seed=cfg.seed if args.seed is None else args.seed,
-        sessions=args.sessions or cfg.sessions,
-        dialogs_per_session=args.dialogs or cfg.dialogs_per_session,
-        turns_per_dialog=args.turns or cfg.turns_per_dialog,
+        seed=cfg.seed,
+        sessions=cfg.sessions,
+        dialogs_per_session=cfg.dialogs_per_session,
+        turns_per_dialog=cfg.turns_per_dialog,
         max_sentences_per_turn=cfg.max_sentences_per_turn,
         force=args.force,
     )
@@ -61,7 +70,7 @@ def _cmd_align(args: argparse.Namespace, params: Params) -> None:
         params,
         {
             "align.backend": args.backend or None,
-            "align.n_jobs": args.n_jobs or None,
+            "align.n_jobs": args.n_jobs,
             "align.on_failure": args.on_failure or None,
         },
     )
@@ -105,7 +114,7 @@ def _resolved_device(params: Params, overrides: dict | None = None) -> Params:
 def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
     from mger.features.extract import KINDS, extract, finetuned_setup, store_config, store_path
 
-    params = _resolved_device(params, {"features.n_jobs": args.n_jobs or None})
+    params = _resolved_device(params, {"features.n_jobs": args.n_jobs})
     cfg, fold, names = params.features, None, [*KINDS, *params.features.extra_speech]
     if args.fold is not None:
         cfg, fold, names = finetuned_setup(cfg, params.finetune, args.fold, args.checkpoint)
@@ -211,7 +220,7 @@ def _cmd_train(args: argparse.Namespace, params: Params) -> None:
         )
         for name in names
     ]
-    n_jobs = args.n_jobs or params.train.n_jobs
+    n_jobs = with_overrides(params, {"train.n_jobs": args.n_jobs}).train.n_jobs
     dispatch(
         run_experiment,
         jobs,
@@ -308,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", help="manifest (prepare.manifest)")
     p.add_argument(
         "--n-jobs",
-        type=int,
+        type=_positive,
         help="folds at once, one process each, on features.backend "
         "(joblib here, or a Dask cluster at features.scheduler); default: one after another",
     )
@@ -339,10 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-jobs",
         type=int,
         help="experiments at once, one process each, on features.backend "
-        "(joblib here, or a Dask cluster at features.scheduler); default: one after another",
+        "(joblib here, or a Dask cluster at features.scheduler); default: train.n_jobs",
     )
 
-    add("report", _cmd_report, "Write reports/results.md and the figures from the experiments' metrics.")
+    add(
+        "report",
+        _cmd_report,
+        "Write the results table (report.out, e.g. reports/results.md) and the figures from the experiments' metrics.",
+    )
 
     add("summary", _cmd_summary, "Print what the pipeline has produced so far (counts, results).")
     return parser

@@ -374,6 +374,23 @@ def test_overrides_build_a_new_validated_params_object() -> None:
     assert main(["align", "--params", "/dev/null", "--n-jobs", "-2"]) == 1
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["synth", "--sessions", "0"], "synth.sessions: must be positive, got 0"),
+        (["synth", "--sessions", "10"], "synth.sessions: at most 9 sessions"),
+        (["synth", "--turns", "-1"], "synth.turns_per_dialog: must be positive, got -1"),
+        (["align", "--n-jobs", "0"], "align.n_jobs: must be positive, got 0"),
+    ],
+)
+def test_command_line_numbers_are_checked_as_params_are(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """0 is refused, not taken as "not given" (it used to fall back to the params value)."""
+    assert main([*argv, "--params", "/dev/null"]) == 1
+    assert message in capsys.readouterr().err
+
+
 def test_auto_device_is_resolved_once_for_the_stage(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every extraction of the stage gets the one concrete device decided before it starts."""
     import torch
