@@ -276,6 +276,12 @@ def compare_stores(test: str | Path, ref: str | Path) -> dict[str, tuple[float, 
         for level in (lv for lv in b if lv != "utt_ids" and lv in a):
             if not np.array_equal(a[level]["offsets"][()], b[level]["offsets"][()]):
                 raise CacheError(f"{test}: level {level} has other rows than in {ref}")
+            shapes = a[level]["data"].shape[1:], b[level]["data"].shape[1:]
+            if shapes[0] != shapes[1]:
+                raise CacheError(
+                    f"{test}: level {level} rows are {shapes[0]}, {ref}'s are {shapes[1]}: "
+                    "compare stores of the same model and layers"
+                )
             x, y = (torch.from_numpy(f[level]["data"][()].astype(np.float32)).flatten(1) for f in (a, b))
             cos = torch.nn.functional.cosine_similarity(x, y, dim=-1)
             out[level] = (float(cos.min()), float((x - y).abs().sum() / y.abs().sum()))
@@ -286,6 +292,8 @@ def verify_store(path: str | Path, expected_ids: Sequence[str] | None = None) ->
     """Problems with a store (empty list = sound): the levels present against the attributes,
     each level's sha256 against the ``level_sha256`` attribute, offsets, shapes, NaN/inf rows
     (with their utterances), duplicate ids, and coverage of ``expected_ids``."""
+    if not Path(path).is_file():
+        return ["no such file"]
     try:
         f = h5py.File(path, "r")
     except OSError as err:

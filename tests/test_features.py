@@ -385,6 +385,7 @@ def test_verify_reports_corruption(reference_store, tmp_path: Path, aligned) -> 
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(Path(reference_store["speech"]).read_bytes()[:5000])
     assert verify_store(truncated)[0].startswith("cannot open as HDF5")
+    assert verify_store(tmp_path / "nosuch.h5") == ["no such file"]
     proc = subprocess.run(
         [sys.executable, "-m", "mger.pipeline.cli", "cache", "verify", str(bad)], capture_output=True, text=True
     )
@@ -413,6 +414,14 @@ def test_compare_stores_measures_deviation_per_level(reference_store, tmp_path: 
         f["utt_ids"][0] = "Ses09F_impro01_F000"
     with pytest.raises(CacheError, match="not the utterances of"):
         compare_stores(scaled, ref)
+    narrow = tmp_path / "narrow.h5"
+    shutil.copy(ref, narrow)
+    with h5py.File(narrow, "a") as f:
+        data = f["word/data"][()]
+        del f["word/data"]
+        f["word/data"] = data[:, : data.shape[1] // 2]
+    with pytest.raises(CacheError, match=r"narrow.h5: level word rows are \(\d+,\), .*'s are \(\d+,\)"):
+        compare_stores(narrow, ref)
 
 
 def test_sigkill_and_resume_equals_uninterrupted(reference_store, tiny_models, aligned, tmp_path: Path) -> None:
