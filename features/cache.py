@@ -288,6 +288,28 @@ def compare_stores(test: str | Path, ref: str | Path) -> dict[str, tuple[float, 
     return out
 
 
+_CHECKED: set[tuple[str, int, int, str]] = set()  # (store, mtime_ns, size, level) whose checksum held here
+
+
+def check_level_checksum(path: str | Path, level: str) -> None:
+    """Refuse (:class:`CacheError`, one line naming the store and level) a level whose bytes no
+    longer match the ``level_sha256`` written with it; reading a level for training checks this
+    once per process and version of the file, so a store damaged on disk never trains a model."""
+    stat = os.stat(path)
+    key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size, level)
+    if key in _CHECKED:
+        return
+    with h5py.File(path, "r") as f:
+        sums = _stored_json(f, "level_sha256")
+        if isinstance(sums, dict) and level in sums and level in f:
+            if level_sha256({name: f[level][name] for name in f[level]}) != sums[level]:
+                raise CacheError(
+                    f"{path}: level {level!r} does not match its checksum (changed on disk since it was "
+                    f"written); `mger cache verify {path}` lists the damage, `mger extract` rebuilds it"
+                )
+    _CHECKED.add(key)
+
+
 def verify_store(path: str | Path, expected_ids: Sequence[str] | None = None) -> list[str]:
     """Problems with a store (empty list = sound): the levels present against the attributes,
     each level's sha256 against the ``level_sha256`` attribute, offsets, shapes, NaN/inf rows

@@ -38,7 +38,7 @@ from mger.core.config import ExperimentSpec, FeaturesConfig, FinetuneConfig, Spl
 from mger.core.manifest import Utterance, read_manifest
 from mger.core.reporting import StageError, write_csv_atomic, write_json
 from mger.core.splits import all_folds
-from mger.features.cache import FeatureStore, Ragged
+from mger.features.cache import FeatureStore, Ragged, check_level_checksum
 from mger.features.encoders import resolve_device, resolved_layer
 from mger.features.extract import store_config, store_path as extracted_store
 from mger.models.metrics import all_metrics
@@ -145,6 +145,7 @@ def load_inputs(names: Sequence[str], paths: dict[str, Path], ids: Sequence[str]
                 f"{store.path}: level {level!r} of {ids[bad]} holds NaN or inf; run `mger cache verify "
                 f"{store.path}` and re-extract"
             )
+        check_level_checksum(store.path, level)
         out[name] = rows
     return out
 

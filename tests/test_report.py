@@ -21,7 +21,7 @@ from mger.alignment.table import write_table
 from mger.core.config import ExperimentSpec, FeaturesConfig, Params, params_from_dict
 from mger.core.manifest import Utterance, read_manifest, write_manifest
 from mger.core.reporting import StageError
-from mger.features.cache import Ragged, write_store
+from mger.features.cache import CacheError, Ragged, write_store
 from mger.models.experiment import run_experiment
 from mger.models.metrics import all_metrics
 from mger.models.predictions import Predictions, read_predictions, write_predictions
@@ -345,6 +345,9 @@ def _damaged(trained, tmp_path: Path, damage: str) -> tuple[FeaturesConfig, Expe
     if damage == "nan":
         with h5py.File(feats / "speech.h5", "r+") as f:
             f["word"]["data"][7] = np.nan
+    elif damage == "bytes":  # finite values changed on disk: only the checksum tells
+        with h5py.File(feats / "speech.h5", "r+") as f:
+            f["word"]["data"][7] = f["word"]["data"][7] + np.float16(0.5)
     elif damage == "level":
         spec = ExperimentSpec(model="audio", speech_levels=["syllable"])
     elif damage == "pooling":
@@ -367,6 +370,7 @@ def _damaged(trained, tmp_path: Path, damage: str) -> tuple[FeaturesConfig, Expe
     "damage, message",
     [
         ("nan", r"speech\.h5: level 'word' of Ses01\S+ holds NaN or inf"),
+        ("bytes", r"speech\.h5: level 'word' does not match its checksum \(changed on disk"),
         ("level", r"speech\.h5: no level 'syllable' \(it has phone, word\)"),
         ("pooling", r"speech\.h5: built with pooling 'mean' but params say features\.speech\.pooling = 'max'"),
         ("coverage", r"speech\.h5: 5 aligned manifest utterance\(s\) have no features"),
@@ -375,7 +379,7 @@ def _damaged(trained, tmp_path: Path, damage: str) -> tuple[FeaturesConfig, Expe
 def test_training_refuses_a_damaged_or_mismatched_store(trained, tmp_path, damage: str, message: str) -> None:
     features, spec, segments = _damaged(trained, tmp_path, damage)
     train = dataclasses.replace(trained["params"].train, metrics_dir=str(tmp_path / "m"), epochs=1)
-    with pytest.raises(StageError, match=message):
+    with pytest.raises((StageError, CacheError), match=message):
         run_experiment("x", spec, train, features, trained["manifest"], segments=segments)
     assert not (tmp_path / "m" / "x.json").exists()
 
