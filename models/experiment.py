@@ -342,7 +342,7 @@ def _run_experiment(
                 if cfg.kind == "probe":
                     probes[(fold, k)] = probs, history
             history_rows += [
-                {"fold": fold, "seed": seed, "member": part.model + ":" + "+".join(part.speech_levels), **h}
+                {"fold": fold, "seed": seed, "member": member_label(part), **h}
                 for h in history
             ]
             val_probs.append(probs[0])
@@ -435,6 +435,12 @@ def _summary(grid: np.ndarray) -> dict:
 
 def _combine(weights: np.ndarray, probs: Sequence[np.ndarray]) -> np.ndarray:
     return sum(w * p for w, p in zip(weights, probs))
+
+
+def member_label(part: ExperimentSpec) -> str:
+    """``model:levels`` of one trained member in the epochs CSV: the text level for a text-only
+    model (``text:token``), the speech levels otherwise (``audio:word``, ``mha_aux:word``)."""
+    return f"text:{part.text_level}" if part.model == "text" else part.model + ":" + "+".join(part.speech_levels)
 
 
 HISTORY_FIELDS = ("fold", "seed", "member", "epoch", "train_loss", "val_ua", "val_loss")

@@ -9,7 +9,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_m
 
 from mger.core.config import ExperimentSpec, TrainConfig
 from mger.features.cache import Batch, Ragged
-from mger.models.experiment import expected_cost, members
+from mger.models.experiment import expected_cost, member_label, members
 from mger.models.metrics import all_metrics
 from mger.models.modules import ModelConfig, build_model, input_names, other_label_partner
 from mger.models.train import TensorSet, fit, fit_weights, predict_proba
@@ -151,6 +151,7 @@ def test_late_fusion_weights_and_members() -> None:
     assert [(m.model, m.speech_levels) for m in late] == [("audio", ["word"]), ("audio", ["phone"]), ("text", ["word"])]
     combined = members(ExperimentSpec(model="combined", speech_levels=["word"]))
     assert [m.model for m in combined] == ["coattention", "audio", "text"]
+    assert [member_label(m) for m in late] == ["audio:word", "audio:phone", "text:token"]
     assert input_names(_cfg("coattention", ["word"])) == ["speech:word", "text:token"]
 
 
