@@ -357,6 +357,26 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+_PLAIN = {int: ("an integer", "integers"), float: ("a number", "numbers"), str: ("a string", "strings")}
+
+
+def _describe(tp: Any) -> str:
+    """What a value of type hint ``tp`` looks like, in words (``'last' or 'mean'``, ``a list of integers``)."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if origin is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        return f"a list of {_PLAIN.get(item, ('', 'items'))[1]}"
+    if tp is bool:
+        return "true or false"
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp) or origin is dict:
+        return "a mapping"
+    return _PLAIN.get(tp, (_type_name(tp),))[0]
+
+
 def _convert(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the type hint ``tp``; return it (nested dataclasses built)."""
     origin = typing.get_origin(tp)
@@ -375,7 +395,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
                 return _convert(value, option, key)
             except ConfigError:
                 continue
-        raise ConfigError(f"{key}: {value!r} fits none of {_type_name(tp)}")
+        raise ConfigError(f"{key}: {value!r} is none of: {'; '.join(_describe(o) for o in typing.get_args(tp))}")
     if tp is type(None):
         if value is not None:
             raise ConfigError(f"{key}: expected null, got {value!r}")
@@ -477,14 +497,34 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
         raise ConfigError(f"{path}: {err}") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last one)."""
+
+
+def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def _read_yaml_tree(path: Path, seen: tuple[Path, ...]) -> dict | None:
     """The mapping of ``path`` with its ``extends`` chain merged in (cycles refused)."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: params file not found") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    except yaml.YAMLError as err:  # one line: the problem and where (line, column)
+        where = getattr(err, "problem_mark", None)
+        at = f", line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML ({problem}{at})") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     if not data or "extends" not in data:
@@ -494,6 +534,8 @@ def _read_yaml_tree(path: Path, seen: tuple[Path, ...]) -> dict | None:
         raise ConfigError(f"{path}: extends: expected the path of a params file")
     seen = (*seen, path.resolve())
     base_path = (path.parent / base).resolve()
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: extends: {base}: no such params file ({base_path})")
     if base_path in seen:
         raise ConfigError(f"{path}: extends: {base} leads back to this file (a cycle)")
     return _merged(_read_yaml_tree(base_path, seen) or {}, data)

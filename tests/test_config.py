@@ -39,7 +39,11 @@ def test_defaults_fill_missing_sections() -> None:
         ({"synth": {"seed": True}}, "synth.seed: expected int"),
         ({"synth": {"sessions": 0}}, "synth.sessions: must be positive"),
         ({"synth": {"sessions": 12}}, "synth.sessions: at most 9"),
-        ({"prepare": {"class_map": 4}}, "prepare.class_map: 4 fits none of"),
+        ({"prepare": {"class_map": 4}}, "prepare.class_map: 4 is none of: a string; a mapping"),
+        (
+            {"features": {"speech": {"layer": "lats"}}},
+            "features.speech.layer: 'lats' is none of: 'last' or 'mean'; an integer; a list of integers",
+        ),
         ({"prepare": {"class_map": {"ang": 1}}}, "prepare.class_map"),
         ({"prepare": []}, "prepare: expected a mapping"),
         ({"finetune": {"warmup": 1.5}}, "finetune.warmup: a fraction"),
@@ -189,8 +193,16 @@ def test_extends_merges_mappings_and_refuses_cycles(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="a cycle"):
         load_params(tmp_path / "loop.yaml")
     (tmp_path / "orphan.yaml").write_text("extends: nowhere.yaml\n")
-    with pytest.raises(ConfigError, match="nowhere.yaml: params file not found"):
+    with pytest.raises(ConfigError, match=r"orphan.yaml: extends: nowhere.yaml: no such params file"):
         load_params(tmp_path / "orphan.yaml")
+
+
+def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "twice.yaml").write_text("train:\n  lr: 0.001\n  lr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml: not valid YAML \(duplicate key 'lr'.*line 3"):
+        load_params(tmp_path / "twice.yaml")
+    (tmp_path / "once.yaml").write_text("train: {lr: 0.001}\nsplit: {seed: 1}\n")
+    assert load_params(tmp_path / "once.yaml").train.lr == 0.001
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error where torch sees no GPU")
