@@ -341,10 +341,7 @@ def _run_experiment(
                 probs, history = fit_member(cfg, train_set, val_set, test_set, train_cfg, seed, scaled.get(fold))
                 if cfg.kind == "probe":
                     probes[(fold, k)] = probs, history
-            history_rows += [
-                {"fold": fold, "seed": seed, "member": member_label(part), **h}
-                for h in history
-            ]
+            history_rows += [{"fold": fold, "seed": seed, "member": member_label(part), **h} for h in history]
             val_probs.append(probs[0])
             test_probs.append(probs[1])
         weights = (
