@@ -39,11 +39,15 @@ def print_summary(params: Params) -> None:
     from mger.features.cache import FeatureStore
     from mger.features.extract import store_path
 
-    for kind in ("speech", "text"):
+    for kind in ("speech", "text", *params.features.extra_speech):
         store = store_path(params.features.out, kind)
         if store.is_file():
-            fs = FeatureStore(store)
-            rows = ", ".join(f"{lv} {fs.n_rows(lv)}" for lv in fs.levels)
+            try:
+                fs = FeatureStore(store)
+                rows = ", ".join(f"{lv} {fs.n_rows(lv)}" for lv in fs.levels)
+            except Exception as err:  # a damaged store is one line here, the summary goes on
+                print(f"features {store}: unreadable ({str(err).splitlines()[0]}); run `mger cache verify {store}`")
+                continue
             print(f"features {store}: {len(fs.utt_ids)} utterances, model {fs.attrs['model']}; rows: {rows}")
     folds = [r for r in (_read(Path(params.finetune.reports) / f"fold-{k}.json") for k in params.finetune.folds) if r]
     if folds:

@@ -401,3 +401,32 @@ def test_auto_device_is_resolved_once_for_the_stage(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(extract_module, "extract", lambda kind, cfg, *a, **k: seen.append(cfg.device))
     assert main(["extract", "--params", "/dev/null"]) == 0
     assert seen and set(seen) == {"cuda" if torch.cuda.is_available() else "cpu"}
+
+
+def test_summary_lists_every_store_and_goes_on_past_a_damaged_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+
+    from mger.core.config import params_from_dict
+    from mger.features.cache import write_store
+    from mger.pipeline.summary import print_summary
+
+    rows = {"word": [np.zeros((2, 4), np.float16)], "utterance": [np.zeros((1, 4), np.float16)]}
+    write_store(tmp_path / "speech-egemaps.h5", ["Ses01F_impro01_F000"], rows, {"model": "opensmile:eGeMAPSv02"})
+    (tmp_path / "text.h5").write_bytes(b"not an HDF5 file")
+    quality = {"root": "corpus", "kept": 1, "dropped": 0, "per_class": {"neu": 1}, "per_session": {"1": 1}}
+    (tmp_path / "q.json").write_text(json.dumps(quality))
+    params = params_from_dict(
+        {
+            "features": {"out": str(tmp_path), "extra_speech": {"egemaps": {"model": "opensmile:eGeMAPSv02"}}},
+            "prepare": {"report": str(tmp_path / "q.json")},
+            "align": {"report": str(tmp_path / "none.json")},
+            "align_eval": {"report": str(tmp_path / "none.json")},
+            "report": {"out": str(tmp_path / "none.md")},
+        }
+    )
+    print_summary(params)
+    out = capsys.readouterr().out
+    assert f"features {tmp_path / 'text.h5'}: unreadable (" in out
+    assert f"features {tmp_path / 'speech-egemaps.h5'}: 1 utterances, model opensmile:eGeMAPSv02" in out
