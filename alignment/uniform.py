@@ -20,10 +20,14 @@ def voiced_span(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, floor_db: flo
     return loud[0] * hop / sample_rate, min(len(audio), loud[-1] * hop + win) / sample_rate
 
 
+MIN_SECONDS_PER_WORD = 0.05  # below this much audio per word a uniform spread times nothing real
+
+
 def uniform_alignment(utt_id: str, text: str, audio: np.ndarray, reason: str) -> Alignment | None:
-    """Words over the voiced span, durations proportional to letters; None without words."""
+    """Words over the voiced span, durations proportional to letters; None without words, or
+    with less than :data:`MIN_SECONDS_PER_WORD` of audio per word (a truncated wav: dropped)."""
     words = normalize_transcript(text)
-    if not words:
+    if not words or len(audio) < MIN_SECONDS_PER_WORD * SAMPLE_RATE * len(words):
         return None
     start, end = voiced_span(audio)
     letters = np.array([max(1, len(w)) for w in words], float)

@@ -44,7 +44,7 @@ def _bad_utterances(good: Utterance, folder: Path) -> list[Utterance]:
     folder.mkdir(parents=True, exist_ok=True)
     spoken = speak("Zorblax is here.", Speaker("F", "en-us+f2", 0, 0), Prosody(), None, "", np.random.default_rng(0))
     write_audio(folder / "unknown.wav", spoken.audio)
-    write_tone(folder / "short.wav", seconds=0.15)
+    write_tone(folder / "short.wav", seconds=0.8)  # too short to align 13 words, long enough to spread them
     (folder / "corrupt.wav").write_bytes(b"RIFF not really a wav")
     make = lambda uid, **kw: dataclasses.replace(good, utt_id=f"Ses01F_impro09_F{uid}", **kw)  # noqa: E731
     return [
@@ -357,3 +357,15 @@ def test_fast_speech_without_a_path_is_aligned_at_a_higher_frame_rate(tmp_path: 
     assert result.method == "aligned" and "no path at 100 frames/s: aligned at 150 frames/s" in result.notes
     assert [w.label for w in result.words] == [w for w, _ in forms]
     assert all(a.end <= b.start + 1e-9 for a, b in zip(result.words, result.words[1:]))
+
+
+def test_uniform_fallback_refuses_audio_too_short_to_hold_the_words() -> None:
+    """A truncated wav (a few ms for a sentence) is dropped, not given words a fraction of a ms long."""
+    from mger.alignment.uniform import MIN_SECONDS_PER_WORD, uniform_alignment
+
+    text = "This is a much longer transcript than the audio could ever hold."
+    n = len(normalize_transcript(text))
+    enough = np.full(int(MIN_SECONDS_PER_WORD * 16000 * n) + 1, 0.1, np.float32)
+    assert uniform_alignment("u", text, enough[:30], "short") is None
+    spread = uniform_alignment("u", text, enough, "short")
+    assert spread is not None and [w.label for w in spread.words] == normalize_transcript(text)
