@@ -7,6 +7,7 @@ instead of walking the corpus again.  Folds and validation speakers: :mod:`mger.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -49,8 +50,32 @@ def write_manifest(path: str | Path, utterances: Iterable[Utterance]) -> int:
     return n
 
 
+def portable_path(path: str | Path) -> str:
+    """``path`` relative to the working directory (the project root, where ``mger`` and ``dvc``
+    run) when it lies under it, else absolute: a copied or moved project then reads its own
+    files, and a corpus elsewhere (a real IEMOCAP folder) is still found."""
+    cwd = Path.cwd()
+    for candidate in (Path(os.path.abspath(path)), Path(path).resolve()):
+        for base in (cwd, cwd.resolve()):
+            if candidate.is_relative_to(base):
+                return str(candidate.relative_to(base))
+    return str(Path(path).resolve())
+
+
+def utt_id_problem(utt_id: str) -> str | None:
+    """Why ``utt_id`` cannot name a file inside a folder (TextGrid, features), or None."""
+    if not utt_id:
+        return "is empty"
+    if "/" in utt_id or "\\" in utt_id:
+        return "contains a path separator"
+    if utt_id.startswith("."):
+        return "starts with '.'"
+    return None
+
+
 def read_manifest(path: str | Path) -> list[Utterance]:
-    """Read a manifest written by :func:`write_manifest`."""
+    """Read a manifest written by :func:`write_manifest`.  Relative ``wav`` paths are relative to
+    the working directory (see :func:`portable_path`)."""
     path = Path(path)
     out = []
     with path.open(encoding="utf-8") as fh:
@@ -87,6 +112,12 @@ def _row(line: str, where: str) -> Utterance:
             raise ValueError(
                 f"{where}: {name} is {value!r}, expected {types[0].__name__}; fix the line or rerun `mger prepare`"
             )
+    problem = utt_id_problem(row["utt_id"])
+    if problem:
+        raise ValueError(
+            f"{where}: utt_id {row['utt_id']!r} {problem}: ids name files (TextGrid, features); "
+            "fix the line or rerun `mger prepare`"
+        )
     return Utterance(**{k: row[k] for k in MANIFEST_FIELDS})
 
 

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+from tqdm import tqdm
+
 
 class StageError(RuntimeError):
     """A whole stage cannot go on (wrong root, nothing usable); printed as one line."""
@@ -49,7 +51,8 @@ class ProblemLog:
         problem = Problem(item=item, file=str(file), reason=reason, kept=kept)
         self.problems.append(problem)
         if echo and not self.quiet:
-            print(f"warning: {problem.line()}", file=sys.stderr)
+            # tqdm.write: its own line even while a progress bar is drawn on stderr
+            tqdm.write(f"warning: {problem.line()}", file=sys.stderr)
 
     def as_json(self) -> list[dict[str, Any]]:
         return [asdict(p) for p in self.problems]

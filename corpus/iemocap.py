@@ -8,8 +8,10 @@ Layout read::
 
 The reader copes with what real copies contain: latin-1 bytes, CRLF endings, extra blank
 lines, transcription lines without an id or a timestamp, labelled utterances without a
-transcript or a wav, corrupt or empty wavs, duplicate ids.  Each such item is a
-:class:`~mger.core.reporting.Problem` in ``reports/data_quality.json``; the run goes on.
+transcript or a wav, corrupt, empty or truncated wavs, garbled EmoEvaluation turn headers,
+duplicate ids.  Each such item is a :class:`~mger.core.reporting.Problem` in
+``reports/data_quality.json``; the run goes on.  Manifest ``wav`` paths are relative to the
+working directory when the corpus lies under it (:func:`~mger.core.manifest.portable_path`).
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from typing import Mapping, Union
 
 from tqdm import tqdm
 
-from mger.core.audio import SAMPLE_RATE, audio_info
-from mger.core.manifest import Utterance, write_manifest
+from mger.core.audio import SAMPLE_RATE, AudioInfo, audio_info
+from mger.core.manifest import Utterance, portable_path, write_manifest
 from mger.core.reporting import ProblemLog, StageError, write_json
 
 CLASS_MAPS: dict[str, dict[str, str]] = {
@@ -40,6 +42,10 @@ _EMO_LINE = re.compile(
     r"^\[\s*(?P<start>\d+(?:\.\d*)?)\s*-\s*(?P<end>\d+(?:\.\d*)?)\s*\]\s+(?P<utt>\S+)\s+(?P<code>\S+)\s+"
     r"\[\s*(?P<v>-?[\d.]+)\s*,\s*(?P<a>-?[\d.]+)\s*,\s*(?P<d>-?[\d.]+)\s*\]"
 )
+_UTT_ID_TOKEN = r"[A-Za-z0-9_.+-]+"
+# A wav shorter than this, or than this fraction of its EmoEvaluation interval, is truncated.
+MIN_WAV_SECONDS = 0.1
+MIN_WAV_FRACTION = 0.5
 _TRANSCRIPT_LINE = re.compile(r"^(?P<utt>Ses\d+[FM]_\S+?)(?:\s*\[\s*[\d.]+\s*-\s*[\d.]+\s*\])?\s*:\s?(?P<text>.*)$")
 
 
@@ -76,22 +82,34 @@ def read_text(path: Path) -> str:
 
 def parse_emo_evaluation(text: str) -> list[EmoRecord]:
     """The labelled turns of one EmoEvaluation file, in file order."""
-    records = []
-    for line in text.splitlines():
-        m = _EMO_LINE.match(line.strip())
+    return parse_emo_file(text, "")[0]
+
+
+def _emo_record(m: re.Match[str]) -> EmoRecord:
+    return EmoRecord(
+        utt_id=m["utt"],
+        start=float(m["start"]),
+        end=float(m["end"]),
+        code=m["code"],
+        valence=float(m["v"]),
+        activation=float(m["a"]),
+        dominance=float(m["d"]),
+    )
+
+
+def parse_emo_file(text: str, dialog: str) -> tuple[list[EmoRecord], list[tuple[int, str, str]]]:
+    """(labelled turns in file order, [(line number, utterance id, line)] of lines that look like
+    a turn header of ``dialog``, a ``[`` and an id ``<dialog>_…``, but do not parse)."""
+    records, garbled = [], []
+    header_id = re.compile(rf"(?<![\w.+-]){re.escape(dialog)}_{_UTT_ID_TOKEN}") if dialog else None
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        m = _EMO_LINE.match(line)
         if m:
-            records.append(
-                EmoRecord(
-                    utt_id=m["utt"],
-                    start=float(m["start"]),
-                    end=float(m["end"]),
-                    code=m["code"],
-                    valence=float(m["v"]),
-                    activation=float(m["a"]),
-                    dominance=float(m["d"]),
-                )
-            )
-    return records
+            records.append(_emo_record(m))
+        elif header_id and line.startswith("[") and (found := header_id.search(line)):
+            garbled.append((lineno, found.group(0), line))
+    return records, garbled
 
 
 def parse_transcriptions(text: str) -> tuple[dict[str, str], list[tuple[int, str]]]:
@@ -150,6 +168,7 @@ class CorpusReader:
         self.log = log
         self.raw_codes: Counter[str] = Counter()
         self.unparsed_lines: list[dict[str, object]] = []
+        self.unparsed_emo_lines: list[dict[str, object]] = []
         self._seen: set[str] = set()
 
     def read(self) -> list[Utterance]:
@@ -167,23 +186,31 @@ class CorpusReader:
 
     def _read_dialog(self, session: int, session_dir: Path, emo_file: Path) -> list[Utterance]:
         dialog = emo_file.stem
-        records = parse_emo_evaluation(read_text(emo_file))
+        records, garbled = parse_emo_file(read_text(emo_file), dialog)
+        for lineno, uid, line in garbled:
+            self.unparsed_emo_lines.append({"file": str(emo_file), "line": lineno, "text": line})
+            self.log.add(uid, emo_file, f"line {lineno}: turn header does not parse: {line[:80]!r}")
         trans_file = session_dir / "dialog" / "transcriptions" / f"{dialog}.txt"
-        texts: dict[str, str] = {}
-        if trans_file.is_file():
-            texts, unparsed = parse_transcriptions(read_text(trans_file))
-            for lineno, line in unparsed:
-                self.unparsed_lines.append({"file": str(trans_file), "line": lineno, "text": line})
-                print(
-                    f"warning: {trans_file}:{lineno}: transcription line without an utterance id: {line[:60]!r}",
-                    file=sys.stderr,
-                )
+        texts = self._read_transcriptions(trans_file)
         out = []
         for rec in records:
             utt = self._utterance(session, session_dir, dialog, rec, texts, trans_file, emo_file)
             if utt is not None:
                 out.append(utt)
         return out
+
+    def _read_transcriptions(self, trans_file: Path) -> dict[str, str]:
+        """utt id → text of ``trans_file`` ({} when absent); lines without an id are recorded."""
+        if not trans_file.is_file():
+            return {}
+        texts, unparsed = parse_transcriptions(read_text(trans_file))
+        for lineno, line in unparsed:
+            self.unparsed_lines.append({"file": str(trans_file), "line": lineno, "text": line})
+            tqdm.write(
+                f"warning: {trans_file}:{lineno}: transcription line without an utterance id: {line[:60]!r}",
+                file=sys.stderr,
+            )
+        return texts
 
     def _utterance(
         self,
@@ -225,24 +252,9 @@ class CorpusReader:
             self.log.add(uid, trans_file, "transcript empty")
             return None
         wav = session_dir / "sentences" / "wav" / dialog / f"{uid}.wav"
-        if not wav.is_file():
-            self.log.add(uid, wav, "wav missing")
+        info = self._wav_info(uid, wav, rec.end - rec.start)
+        if info is None:
             return None
-        try:
-            info = audio_info(wav)
-        except Exception as err:  # soundfile raises several types for corrupt headers
-            self.log.add(uid, wav, f"wav unreadable ({type(err).__name__}: {str(err).splitlines()[0][:80]})")
-            return None
-        if info.frames == 0:
-            self.log.add(uid, wav, "wav empty")
-            return None
-        if info.sample_rate != SAMPLE_RATE or info.channels != 1:
-            self.log.add(
-                uid,
-                wav,
-                f"{info.sample_rate} Hz, {info.channels} channel(s), not 16 kHz mono (kept; converted when read)",
-                kept=True,
-            )
         return Utterance(
             utt_id=uid,
             session=session,
@@ -250,7 +262,7 @@ class CorpusReader:
             speaker=speaker,
             gender=gender,
             improvised="_impro" in dialog,
-            wav=str(wav),
+            wav=portable_path(wav),
             duration=round(info.duration, 4),
             text=text,
             label=self.class_map[rec.code],
@@ -259,6 +271,37 @@ class CorpusReader:
             activation=rec.activation,
             dominance=rec.dominance,
         )
+
+    def _wav_info(self, uid: str, wav: Path, interval: float) -> AudioInfo | None:
+        """The wav's header, or None (recorded) when it is missing, unreadable, empty or much
+        shorter than its EmoEvaluation interval (``interval`` seconds: a truncated file)."""
+        if not wav.is_file():
+            self.log.add(uid, wav, "wav missing")
+            return None
+        try:
+            info = audio_info(wav)
+        except Exception as err:  # soundfile raises several types for corrupt headers
+            first = (str(err).splitlines() or [""])[0]
+            self.log.add(uid, wav, f"wav unreadable ({type(err).__name__}: {first})")
+            return None
+        if info.frames == 0:
+            self.log.add(uid, wav, "wav empty")
+            return None
+        if info.duration < MIN_WAV_SECONDS or info.duration < MIN_WAV_FRACTION * interval:
+            self.log.add(
+                uid,
+                wav,
+                f"wav truncated: {info.duration:.4f} s of audio for a {interval:.4f} s EmoEvaluation interval",
+            )
+            return None
+        if info.sample_rate != SAMPLE_RATE or info.channels != 1:
+            self.log.add(
+                uid,
+                wav,
+                f"{info.sample_rate} Hz, {info.channels} channel(s), not 16 kHz mono (kept; converted when read)",
+                kept=True,
+            )
+        return info
 
 
 def prepare_corpus(
@@ -280,7 +323,7 @@ def prepare_corpus(
     write_json(
         report,
         {
-            "root": str(reader.root),
+            "root": portable_path(reader.root),
             "class_map": reader.class_map,
             "kept": len(utterances),
             "dropped": sum(not p.kept for p in log.problems),
@@ -292,6 +335,7 @@ def prepare_corpus(
             "hours": round(sum(u.duration for u in utterances) / 3600, 4),
             "problems": log.as_json(),
             "unparsed_transcript_lines": reader.unparsed_lines,
+            "unparsed_evaluation_lines": reader.unparsed_emo_lines,
         },
     )
     counts = ", ".join(f"{k} {v}" for k, v in sorted(by_class.items()))

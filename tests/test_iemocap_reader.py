@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,10 @@ def test_prepare_on_quirky_tree(quirky_tree: Path, tmp_path: Path) -> None:
     reasons = _reasons(report)
     assert reasons["Ses01F_impro01_F001"] == "label 'xxx' outside the class map"
     assert reasons["Ses01F_impro01_M001"] == "label 'fru' outside the class map"
-    assert reasons["Ses01F_impro01_M002"].startswith("wav unreadable")
+    corrupt = quirky_tree / "Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_M002.wav"
+    assert (
+        reasons["Ses01F_impro01_M002"].startswith("wav unreadable") and str(corrupt) in reasons["Ses01F_impro01_M002"]
+    )
     assert reasons["Ses01F_impro01_M003"] == "wav missing"
     assert "not 16 kHz mono (kept; converted when read)" in reasons["Ses01F_impro01_F002"]
     assert reasons["Ses02M_script01_1_F001"] == "transcript empty"
@@ -103,7 +107,10 @@ def test_prepare_on_quirky_tree(quirky_tree: Path, tmp_path: Path) -> None:
     exc = by_id["Ses01F_impro01_F002"]
     assert (exc["label"], exc["label_raw"]) == ("hap", "exc")
     assert by_id["Ses01F_impro01_F003"]["text"] == "Great."
-    assert ang["duration"] == pytest.approx(0.5) and Path(ang["wav"]).is_absolute()
+    assert ang["duration"] == pytest.approx(0.5)
+    assert Path(ang["wav"]).resolve() == (
+        quirky_tree / "Session1/sentences/wav/Ses01F_impro01" / f"{ang['utt_id']}.wav"
+    )
     assert (ang["valence"], ang["activation"], ang["dominance"]) == (2.5, 3.0, 3.5)
     # The 44.1 kHz stereo file is converted by the one audio reader.
     audio = read_audio(exc["wav"])
@@ -162,3 +169,84 @@ def test_synthetic_corpus_through_the_same_reader(tiny_corpus: Path, tmp_path: P
     assert all(p["reason"].startswith("label") for p in report["problems"])  # only policy drops
     assert read_manifest(tmp_path / "m.jsonl") == utts
     assert sessions(utts) == [1, 2, 3]
+
+
+# --- portable manifest paths, truncated wavs, garbled EmoEvaluation headers --------------------
+
+D1 = "Ses01F_impro01"
+TURNS = [(f"{D1}_F000", "neu", "Hello there."), (f"{D1}_M000", "ang", "Go away."), (f"{D1}_F001", "sad", "Oh no.")]
+
+
+def _rows(manifest: Path) -> dict[str, dict]:
+    return {r["utt_id"]: r for r in map(json.loads, manifest.read_text(encoding="utf-8").splitlines())}
+
+
+def test_manifest_paths_relative_under_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = tmp_path / "project"
+    TreeBuilder(project / "data" / "corpus").dialog(1, D1, TURNS)
+    monkeypatch.chdir(project)
+    prepare_corpus("data/corpus", "data/m.jsonl", "reports/q.json", "4class", quiet=True)
+    wav = _rows(project / "data" / "m.jsonl")[f"{D1}_F000"]["wav"]
+    assert wav == f"data/corpus/Session1/sentences/wav/{D1}/{D1}_F000.wav"
+    assert json.loads((project / "reports" / "q.json").read_text())["root"] == "data/corpus"
+    # A moved project reads its own audio: the original is gone.
+    shutil.move(project, tmp_path / "moved")
+    monkeypatch.chdir(tmp_path / "moved")
+    utts = read_manifest("data/m.jsonl")
+    assert len(read_audio(utts[0].wav)) == 8000
+
+
+def test_manifest_paths_absolute_outside_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    corpus = tmp_path / "IEMOCAP_full_release"
+    TreeBuilder(corpus).dialog(1, D1, TURNS)
+    (tmp_path / "project").mkdir()
+    monkeypatch.chdir(tmp_path / "project")
+    prepare_corpus(corpus, "m.jsonl", "q.json", "4class", quiet=True)
+    wav = _rows(tmp_path / "project" / "m.jsonl")[f"{D1}_F000"]["wav"]
+    assert wav == str(corpus.resolve() / "Session1/sentences/wav" / D1 / f"{D1}_F000.wav")
+    assert json.loads((tmp_path / "project" / "q.json").read_text())["root"] == str(corpus.resolve())
+
+
+def test_truncated_wavs_are_dropped_with_one_line_each(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tb = TreeBuilder(tmp_path / "corpus")
+    tb.dialog(1, D1, TURNS)
+    emo = tmp_path / "corpus/Session1/dialog/EmoEvaluation" / f"{D1}.txt"
+    emo.write_text(emo.read_text().replace("[1.0000 - 1.5000]", "[1.0000 - 3.0300]"))  # F000: 2.03 s
+    cut = tb.wav_path(1, D1, f"{D1}_F000")
+    cut.write_bytes(cut.read_bytes()[:100])  # 0.0018 s left
+    write_tone(tb.wav_path(1, D1, f"{D1}_M000"), seconds=0.2)  # under half its 0.5 s interval
+    write_tone(tb.wav_path(1, D1, f"{D1}_F001"), seconds=0.3)  # over half: kept
+    utts = prepare_corpus(tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class")
+    assert [u.utt_id for u in utts] == [f"{D1}_F001"]
+    report = json.loads((tmp_path / "q.json").read_text())
+    assert _reasons(report) == {
+        f"{D1}_F000": "wav truncated: 0.0018 s of audio for a 2.0300 s EmoEvaluation interval",
+        f"{D1}_M000": "wav truncated: 0.2000 s of audio for a 0.5000 s EmoEvaluation interval",
+    }
+    assert report["dropped"] == 2 and report["problems"][0]["file"] == str(cut)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "wav truncated" in line]
+    assert warnings == [
+        f"warning: {cut}: wav truncated: 0.0018 s of audio for a 2.0300 s EmoEvaluation interval ({D1}_F000, dropped)",
+        f"warning: {tb.wav_path(1, D1, f'{D1}_M000')}: wav truncated: 0.2000 s of audio for a 0.5000 s "
+        f"EmoEvaluation interval ({D1}_M000, dropped)",
+    ]
+
+
+def test_garbled_evaluation_header_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    TreeBuilder(tmp_path / "corpus").dialog(1, D1, TURNS)
+    emo = tmp_path / "corpus/Session1/dialog/EmoEvaluation" / f"{D1}.txt"
+    lines = emo.read_text().splitlines()
+    lineno = next(i for i, line in enumerate(lines, 1) if f"{D1}_M000" in line)
+    lines[lineno - 1] = f"[18.9 - garbage\t{D1}_M000"
+    emo.write_text("\n".join(lines) + "\n")
+    utts = prepare_corpus(tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class")
+    assert [u.utt_id for u in utts] == [f"{D1}_F000", f"{D1}_F001"]
+    report = json.loads((tmp_path / "q.json").read_text())
+    (problem,) = report["problems"]
+    assert (problem["item"], problem["file"], problem["kept"]) == (f"{D1}_M000", str(emo), False)
+    assert problem["reason"] == f"line {lineno}: turn header does not parse: '[18.9 - garbage\\t{D1}_M000'"
+    assert report["unparsed_evaluation_lines"] == [
+        {"file": str(emo), "line": lineno, "text": f"[18.9 - garbage\t{D1}_M000"}
+    ]
+    (warning,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning")]
+    assert warning.startswith(f"warning: {emo}: line {lineno}: turn header does not parse")

@@ -1,0 +1,53 @@
+"""The manifest reader refuses rows it cannot trust (ids that would name files elsewhere)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from mger.core.manifest import Utterance, read_manifest, write_manifest
+from mger.pipeline.cli import main
+from tests.builders import write_tone
+
+ROW = Utterance(
+    "Ses01F_impro01_F000", 1, "Ses01F_impro01", "Ses01_F", "F", True, "a.wav", 1.0, "hi", "neu", "neu", 3, 3, 3
+)
+
+
+def _manifest_with_id(tmp_path: Path, utt_id: str) -> Path:
+    path = tmp_path / "m.jsonl"
+    write_manifest(path, [ROW])
+    row = json.loads(path.read_text())
+    path.write_text(path.read_text() + json.dumps({**row, "utt_id": utt_id}) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("bad_id", ["", "../../evil", "a/b", "a\\b", ".", "..", ".hidden"])
+def test_read_manifest_refuses_ids_that_are_not_file_names(tmp_path: Path, bad_id: str) -> None:
+    path = _manifest_with_id(tmp_path, bad_id)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}:2: utt_id {re.escape(repr(bad_id))} ") as err:
+        read_manifest(path)
+    assert "\n" not in str(err.value)
+
+
+def test_align_refuses_a_traversing_id_and_writes_nothing_outside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    write_tone(work / "a.wav")
+    path = _manifest_with_id(work, "../../evil")
+    argv = ["align", "--manifest", str(path), "--backend", "iemocap", "--on-failure", "uniform", "--n-jobs", "1"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"mger align: error: {path}:2: utt_id '../../evil' contains a path separator")
+    assert not list(tmp_path.rglob("*.TextGrid"))
+
+
+def test_read_manifest_keeps_relative_wav_paths(tmp_path: Path) -> None:
+    write_manifest(tmp_path / "m.jsonl", [ROW])
+    assert read_manifest(tmp_path / "m.jsonl")[0].wav == "a.wav"
