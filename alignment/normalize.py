@@ -28,6 +28,8 @@ from typing import NamedTuple
 _MARKER = re.compile(r"\[[^\]]*\]|<[^>]*>")
 _TOKEN = re.compile(r"[a-z0-9']+|%|&")
 _PIECE = re.compile(r"[^\s/\-\u2010-\u2015]+")  # whitespace, slashes and hyphens/dashes split words
+_APOSTROPHE_MAP = {"’": "'", "‘": "'", "ʼ": "'"}
+_APOSTROPHES = str.maketrans(_APOSTROPHE_MAP)
 _SPELLED = str.maketrans(
     {
         "ß": "ss",
@@ -46,12 +48,9 @@ _SPELLED = str.maketrans(
         "ð": "d",
         "Ð": "D",
         "ı": "i",
-        "’": "'",
-        "‘": "'",
-        "ʼ": "'",
     }
+    | _APOSTROPHE_MAP
 )
-_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'"})
 _ONES = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
     "fifteen sixteen seventeen eighteen nineteen"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -62,14 +63,24 @@ def portable_path(path: str | Path) -> str:
     return str(Path(path).resolve())
 
 
+_ID_CHARS = re.compile(r"[A-Za-z0-9_.+-]+")
+
+
 def utt_id_problem(utt_id: str) -> str | None:
-    """Why ``utt_id`` cannot name a file inside a folder (TextGrid, features), or None."""
+    """Why ``utt_id`` cannot name a file inside a folder (wav, TextGrid, features), or None: the
+    one rule for ids, applied by ``mger prepare`` and by every manifest read."""
     if not utt_id:
         return "is empty"
     if "/" in utt_id or "\\" in utt_id:
         return "contains a path separator"
     if utt_id.startswith("."):
         return "starts with '.'"
+    if ".." in utt_id:
+        return "contains '..'"
+    if not _ID_CHARS.fullmatch(utt_id):
+        return "has characters other than letters, digits and _ . + -"
+    if not utt_id[0].isalnum():
+        return "does not start with a letter or digit"
     return None
 
 

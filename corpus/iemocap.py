@@ -27,7 +27,7 @@ from typing import Mapping, Union
 from tqdm import tqdm
 
 from mger.core.audio import SAMPLE_RATE, AudioInfo, audio_info
-from mger.core.manifest import Utterance, portable_path, write_manifest
+from mger.core.manifest import Utterance, portable_path, utt_id_problem, write_manifest
 from mger.core.reporting import ProblemLog, StageError, write_json
 
 CLASS_MAPS: dict[str, dict[str, str]] = {
@@ -128,15 +128,6 @@ def parse_transcriptions(text: str) -> tuple[dict[str, str], list[tuple[int, str
     return texts, unparsed
 
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-
-
-def safe_utt_id(utt_id: str) -> bool:
-    """Whether ``utt_id`` can name a file inside a folder: no path separator, no '..', no
-    leading '.', only letters, digits and ``_ . + -``."""
-    return bool(_SAFE_ID.match(utt_id)) and ".." not in utt_id
-
-
 def speaker_of(utt_id: str, session: int) -> tuple[str, str]:
     """(speaker ``Ses01_F``, gender ``F``) from the utterance suffix letter (``..._F000``)."""
     suffix = utt_id.rsplit("_", 1)[-1]
@@ -223,7 +214,7 @@ class CorpusReader:
         emo_file: Path,
     ) -> Utterance | None:
         uid = rec.utt_id
-        if not safe_utt_id(uid):
+        if utt_id_problem(uid):
             self.log.add(
                 uid,
                 emo_file,

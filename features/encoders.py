@@ -172,14 +172,22 @@ def autocast_context(device: torch.device, dtype: torch.dtype):
     return torch.autocast(device.type, dtype=dtype)
 
 
-def pad_batch(items: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pad along the first axis. Items (T_i, ...) → (B, T_max, ...) and a (B, T_max) bool
-    mask, True on real positions; both on ``device``."""
+def pad_items(items: Sequence[torch.Tensor], pin: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad along the first axis on the host. Items (T_i, ...) → (B, T_max, ...) and a
+    (B, T_max) bool mask, True on real positions; the padded items in pinned memory with
+    ``pin`` (an asynchronous copy to a GPU follows)."""
     lengths = torch.tensor([len(x) for x in items])
-    out = torch.zeros((len(items), int(lengths.max())) + tuple(items[0].shape[1:]), dtype=items[0].dtype)
+    shape = (len(items), int(lengths.max())) + tuple(items[0].shape[1:])
+    out = torch.zeros(shape, dtype=items[0].dtype, pin_memory=pin)
     for k, x in enumerate(items):
         out[k, : len(x)] = x
     mask = torch.arange(out.shape[1])[None] < lengths[:, None]
+    return out, mask
+
+
+def pad_batch(items: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`pad_items`, both tensors on ``device``."""
+    out, mask = pad_items(items)
     return out.to(device), mask.to(device)
 
 
@@ -268,12 +276,6 @@ def stitch_chunks(
     return out
 
 
-def sample_mask(lengths: Sequence[int]) -> torch.Tensor:
-    """(B, max(lengths)) int64 attention mask of a zero-padded batch: 1 on real samples."""
-    n = torch.tensor(list(lengths))
-    return (torch.arange(int(n.max()))[None] < n[:, None]).long()
-
-
 @dataclass
 class SpeechBatch:
     """One batch of utterances prepared on the host (:meth:`SpeechEncoder.prepare_batch`).
@@ -354,7 +356,7 @@ class SpeechEncoder:
         """For a zero-padded batch of waveforms with ``n_samples`` real samples each: the
         model's keyword arguments (the attention mask) while the first-layer GroupNorm, if
         any, normalises each item over its own frames.  ``mask``: the (B, T_max) mask
-        (:func:`sample_mask`) already on the device, else it is made here."""
+        (see :meth:`pad_host`) already on the device, else it is made here."""
         n_samples = list(n_samples)
         if min(n_samples) == max(n_samples):  # nothing padded
             yield {}
@@ -432,13 +434,10 @@ class SpeechEncoder:
         when the device is a GPU, so that the copy to it is asynchronous."""
         lengths = [len(w) for w in waves]
         pin = self.device.type == "cuda"
-        batch = torch.zeros((len(waves), max(lengths)), dtype=torch.float32, pin_memory=pin)
-        for k, w in enumerate(waves):
-            batch[k, : len(w)] = torch.from_numpy(np.asarray(w, dtype=np.float32))
+        batch, mask = pad_items([torch.from_numpy(np.asarray(w, dtype=np.float32)) for w in waves], pin)
         if min(lengths) == max(lengths):
             return batch, None, lengths
-        mask = sample_mask(lengths)
-        return batch, (mask.pin_memory() if pin else mask), lengths
+        return batch, (mask.long().pin_memory() if pin else mask.long()), lengths
 
     def prepare_batch(self, waves: Sequence[np.ndarray]) -> "SpeechBatch":
         """The host side of :meth:`encode_part` for raw waves (float32, 16 kHz): :meth:`prepare`,

@@ -27,7 +27,7 @@ from mger.core.reporting import StageError
 Handler = Callable[[argparse.Namespace, Params], None]
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     """An argparse type: an integer of 1 or more."""
     n = int(text)
     if n < 1:
@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", help="manifest (prepare.manifest)")
     p.add_argument(
         "--n-jobs",
-        type=_positive,
+        type=positive_int,
         help="folds at once, one process each, on features.backend "
         "(joblib here, or a Dask cluster at features.scheduler); default: one after another",
     )
@@ -376,21 +376,25 @@ def error_line(err: BaseException) -> str:
     return " ".join(text.split())
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    debug = args.debug or os.environ.get("MGER_DEBUG", "") not in ("", "0")
+def one_line_errors(prog: str, debug: bool, run: Callable[[], None]) -> int:
+    """The error boundary of a command: ``run()``, every failure one line ``<prog>: error: ...``
+    and exit 1 (the traceback too with ``debug`` or ``MGER_DEBUG=1``), Ctrl-C exit 130."""
     try:
-        params = read_params(args.params)
-        args.handler(args, params)
+        run()
     except KeyboardInterrupt:
-        print(f"mger {args.command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except Exception as err:  # the one error boundary: every failure is one line, exit 1
-        if debug:
+    except Exception as err:
+        if debug or os.environ.get("MGER_DEBUG", "") not in ("", "0"):
             traceback.print_exc()
-        print(f"mger {args.command}: error: {error_line(err)}", file=sys.stderr)
+        print(f"{prog}: error: {error_line(err)}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return one_line_errors(f"mger {args.command}", args.debug, lambda: args.handler(args, read_params(args.params)))
 
 
 if __name__ == "__main__":

@@ -45,7 +45,6 @@ import os
 import shutil
 import sys
 import time
-import traceback
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -54,6 +53,7 @@ import numpy as np
 from mger.core.audio import SAMPLE_RATE, write_audio
 from mger.core.manifest import Utterance, write_manifest
 from mger.corpus.espeak import Prosody
+from mger.pipeline.cli import one_line_errors, positive_int
 
 LANGUAGES = ("en", "en-029", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-gb-x-rp", "en-us", "en-us-nyc")
 RATES = (95, 125, 150, 175, 205, 240, 300)
@@ -302,13 +302,6 @@ def pooled_bias(folders: list[Path]) -> tuple[int, float, float]:
     return len(onset), float(np.median(onset)) * 1000, float(np.median(offset)) * 1000
 
 
-def _positive(text: str) -> int:
-    n = int(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {n}")
-    return n
-
-
 def _set_kind(out: Path) -> str | None:
     """``dev`` or ``heldout``: which set the folder holds (by its first utterance id); None if none."""
     truth = out / "truth" / "words.jsonl"
@@ -331,8 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="params file whose align section is used (default: params.yaml of the "
         "working folder, or the built-in defaults where there is none)",
     )
-    parser.add_argument("--n", type=_positive, help="number of utterances (default: 3 per sentence, >= variants)")
-    parser.add_argument("--n-jobs", type=_positive, help="alignment worker processes (default: align.n_jobs)")
+    parser.add_argument("--n", type=positive_int, help="number of utterances (default: 3 per sentence, >= variants)")
+    parser.add_argument("--n-jobs", type=positive_int, help="alignment worker processes (default: align.n_jobs)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the set(s) even if they exist")
     parser.add_argument(
         "--dev",
@@ -380,20 +373,8 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; every failure is one line naming what went wrong (``--debug``: the traceback)."""
-    from mger.pipeline.cli import error_line
-
     args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except KeyboardInterrupt:
-        print("heldout: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:  # one error boundary, as in `mger`
-        if args.debug or os.environ.get("MGER_DEBUG", "") not in ("", "0"):
-            traceback.print_exc()
-        print(f"heldout: error: {error_line(err)}", file=sys.stderr)
-        return 1
-    return 0
+    return one_line_errors("heldout", args.debug, lambda: run(args))
 
 
 if __name__ == "__main__":
