@@ -17,9 +17,12 @@ from mger.core.audio import audio_info
 from mger.core.manifest import Utterance
 
 
-def segfile_path(wav: str | Path, suffix: str) -> Path:
-    """The ForcedAlignment file beside an IEMOCAP sentence wav."""
+def segfile_path(wav: str | Path, suffix: str) -> Path | None:
+    """The ForcedAlignment file beside an IEMOCAP sentence wav; None if the wav is not laid out as
+    ``.../sentences/wav/<dialog>/<utt>.wav``."""
     wav = Path(wav)
+    if len(wav.parents) < 3 or wav.parent.parent.name != "wav":
+        return None
     return wav.parents[2] / "ForcedAlignment" / wav.parent.name / f"{wav.stem}{suffix}"
 
 
@@ -39,6 +42,9 @@ class IemocapAligner:
 
     def align(self, utt: Utterance) -> AlignResult:
         wdseg = segfile_path(utt.wav, ".wdseg")
+        if wdseg is None:
+            layout = ".../sentences/wav/<dialog>/<utt>.wav"
+            return AlignmentFailure(utt.utt_id, f"{utt.wav}: not in IEMOCAP's layout ({layout}), no .wdseg to read")
         if not wdseg.is_file():
             return AlignmentFailure(utt.utt_id, f"no word segmentation file {wdseg}")
         words = [Segment(r.start, r.end, r.label.lower()) for r in read_segfile(wdseg)]  # lower case like CMUdict
@@ -47,7 +53,7 @@ class IemocapAligner:
         phseg = segfile_path(utt.wav, ".phseg")
         notes = []
         phones: list[Segment] = []
-        if phseg.is_file():
+        if phseg is not None and phseg.is_file():
             phones = _assign([Segment(r.start, r.end, r.label.upper()) for r in read_segfile(phseg)], words)
         else:
             notes.append("no .phseg: words only, syllables from pyphen")

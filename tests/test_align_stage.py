@@ -14,8 +14,10 @@ import pytest
 import textgrid
 import yaml
 
+from mger.alignment.base import AlignmentFailure
 from mger.alignment.evaluate import evaluate, read_truth
 from mger.alignment.g2p import pronounce
+from mger.alignment.iemocap_backend import IemocapAligner
 from mger.alignment.normalize import normalize_transcript, written_forms
 from mger.alignment.pocketsphinx_backend import PocketsphinxAligner
 from mger.alignment.stage import run_align, run_align_eval
@@ -167,6 +169,13 @@ def test_iemocap_backend_missing_file_follows_policy(tiny_manifest: list[Utteran
     finally:
         Path(missing.wav).unlink()
     assert report["dropped"] == 1 and "no word segmentation file" in report["failed"][0]["reason"]
+
+
+@pytest.mark.parametrize("wav", ["u.wav", "dialog/u.wav", "corpus/sentences/audio/dialog/u.wav"])
+def test_iemocap_backend_names_a_wav_outside_the_corpus_layout(tiny_manifest: list[Utterance], wav: str) -> None:
+    result = IemocapAligner().align(dataclasses.replace(tiny_manifest[0], wav=wav))
+    assert isinstance(result, AlignmentFailure)
+    assert result.reason.startswith(f"{wav}: not in IEMOCAP's layout")
 
 
 def test_rerun_removes_textgrids_of_dropped_utterances_and_refuses_duplicate_ids(
