@@ -19,6 +19,13 @@ decoding pass rebuilds the front end and feature module from the config (batch C
 initial mean), so each pass is normalised by its own utterance only.  Words added with
 ``add_word`` only extend the dictionary; they change no other word's result (tested).
 
+Duration search (``duration_search``, on by default; :mod:`mger.alignment.senone_viterbi`): the first
+pass's alignment is handed to a second decoder that scores every senone of every frame and writes
+them to a senone log; a search of our own then aligns the same phones and states over those scores
+with phone durations bounded by the speaking rate and frame energy as a second observation, optional
+silences between all words.  Where it cannot run (no path at 100 frames/s, an unreadable log), or
+with the setting off, pocketsphinx's own alignment is used with the checks below.
+
 Energy check (``energy_check``, on by default; :mod:`mger.alignment.pauses`): when the alignment
 labels loud frames as silence, the utterance is aligned again with its pauses cut out and no
 optional silences, and the alignment that agrees better with the frame energy is kept.
@@ -39,17 +46,22 @@ starts.
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from mger.alignment import pauses
+from mger.alignment import pauses, senone_viterbi
 from mger.alignment.base import Alignment, AlignmentFailure, AlignResult, Segment, register
 from mger.alignment.g2p import pronounce
 from mger.alignment.normalize import written_forms
 from mger.alignment.refine import refine_onsets
+from mger.alignment.senone_viterbi import read_senone_log
 from mger.alignment.sphinx_segfiles import is_non_speech, strip_variant
-from mger.alignment.word_classes import FILLER_VARIANTS
+from mger.alignment.word_classes import FILLER_VARIANTS, FILLERS
 from mger.core.align_settings import PocketsphinxSettings
 from mger.core.audio import SAMPLE_RATE, read_audio
 from mger.core.manifest import Utterance
@@ -101,6 +113,48 @@ def _time(frame: int, step: float = FRAME) -> float:
     return frame * step + BOUNDARY_OFFSET * step / FRAME if frame > 0 else 0.0
 
 
+def _realign(path, scores: np.ndarray, audio: np.ndarray, n_words: int) -> tuple[list[Segment], list[Segment]] | None:
+    """Words and phones of :func:`senone_viterbi.realign` over pocketsphinx's alignment ``path`` (its
+    phones and their state senones) and its senone ``scores``; None if the path is not three states per phone."""
+    words = [(strip_variant(w.name), w.start, w.start + w.duration) for w in path.words()]
+    phones = [(p.name, p.start) for p in path.phones()]
+    states = [int(s.name) for s in path.states()]
+    if len(states) != 3 * len(phones):
+        return None
+    labels, senones, owner = [], [], []
+    for k, (name, start) in enumerate(phones):
+        w = next((i for i, (_, a, b) in enumerate(words) if a <= start < b), None)
+        if w is None or is_non_speech(words[w][0]):
+            continue
+        labels.append(name)
+        senones.append(states[3 * k : 3 * k + 3])
+        owner.append(w)
+    speech = sorted(set(owner))
+    if len(speech) != n_words:
+        return None
+    index = {w: i for i, w in enumerate(speech)}
+    word_of = [index[w] for w in owner]
+    db = pauses.frame_db(audio)
+    try:
+        spans = senone_viterbi.realign(
+            scores,
+            np.array(senones),
+            np.array([k == 0 or word_of[k] != word_of[k - 1] for k in range(len(word_of))]),
+            np.array([name in senone_viterbi.VOWELS for name in labels]),
+            db > pauses.floor_db(db) + pauses.LOUD_DB,
+            pauses.quiet_mask(db),
+            np.array([words[speech[i]][0] in FILLERS for i in word_of]),
+        )
+    except ValueError:
+        return None
+    phone_segs = [Segment(_time(int(a)), _time(int(b)), name, i) for (a, b), name, i in zip(spans, labels, word_of)]
+    word_segs = []
+    for i in range(n_words):
+        own = [p for p in phone_segs if p.word == i]
+        word_segs.append(Segment(own[0].start, own[-1].end, words[speech[i]][0]))
+    return word_segs, phone_segs
+
+
 def _add_filler_variants(dec) -> None:
     """Alternative filler pronunciations (``mm(2)`` ...), added to every new decoder alike."""
     for word, variants in FILLER_VARIANTS.items():
@@ -124,13 +178,15 @@ class PocketsphinxAligner:
         self.ladder = tuple(settings.ladder) + (
             (LAST_RESORT_RUNG,) if min(settings.ladder[-1]) > min(LAST_RESORT_RUNG) else ()
         )
-        self._decoders: dict[tuple[int, bool], object] = {}
+        self._decoders: dict[tuple[int, bool, int, bool], object] = {}
         self._added: dict[str, str] = {}
+        self._senone_logs: str | None = None
 
-    def _decoder(self, rung: int, silences: bool = True, frate: int = 100):
+    def _decoder(self, rung: int, silences: bool = True, frate: int = 100, senones: bool = False):
         """The decoder of a ladder rung; ``silences=False``: no optional silences between words; ``frate``:
-        frames per second (window scaled alike, see :func:`alignment.rate.frame_rate`)."""
-        key = (rung, silences, frate)
+        frames per second (window scaled alike); ``senones``: scores every senone of every frame and
+        writes them to a senone log (:meth:`_duration_search`)."""
+        key = (rung, silences, frate, senones)
         if key not in self._decoders:
             from pocketsphinx import Decoder, set_loglevel
 
@@ -150,6 +206,7 @@ class PocketsphinxAligner:
                 frate=frate,
                 wlen=WINDOW * 100 / frate,
                 nfft=1 << int(np.ceil(np.log2(WINDOW * 100 / frate * SAMPLE_RATE + 2))),
+                **({"compallsen": True, "senlogdir": self._senone_dir()} if senones else {}),
             )
             _add_filler_variants(dec)
         dec = self._decoders[key]
@@ -201,28 +258,12 @@ class PocketsphinxAligner:
                 unknown,
             )
         notes = [f"eSpeak pronunciation for {w!r}: {p}" for w, p in unknown.items()]
-        db = pauses.frame_db(audio)
         text = " ".join(keys)
-        found = self._align_at(text, audio, len(words), 100)
+        found = self._duration_search(text, audio, len(words)) if self.settings.duration_search else None
         if found is None:
-            fast = self._align_at(text, audio, len(words), FAST_FRATE)
-            if fast is None:
-                return AlignmentFailure(
-                    utt.utt_id,
-                    f"no alignment path after {len(self.ladder)} beam settings at 100 and {FAST_FRATE} frames/s",
-                    unknown,
-                )
-            found = (fast[0], fast[1], [f"no path at 100 frames/s: aligned at {FAST_FRATE} frames/s"] + fast[2])
-        rate = phone_rate(n_phones, db)
-        if self.settings.slow_speech and rate < SLOW_PHONE_RATE:
-            slow = self._align_at(text, audio, len(words), SLOW_FRATE)
-            # kept unless it disagrees with the energy more (a cascade the longer frames started)
-            if slow is not None and sum(pauses.disagreement(db, slow[0])) <= sum(pauses.disagreement(db, found[0])):
-                found = (
-                    slow[0],
-                    slow[1],
-                    [f"slow speech ({rate:.1f} phones/s): aligned at {SLOW_FRATE} frames/s"] + slow[2],
-                )
+            found = self._pocketsphinx_search(text, audio, len(words), n_phones)
+        if isinstance(found, str):
+            return AlignmentFailure(utt.utt_id, found, unknown)
         w_segs, p_segs, more = found
         w_segs = [dataclasses.replace(s, label=w) for s, w in zip(w_segs, words)]  # labels are dictionary words
         if self.settings.refine_onsets:
@@ -230,6 +271,77 @@ class PocketsphinxAligner:
         return Alignment(
             utt.utt_id, len(audio) / SAMPLE_RATE, w_segs, p_segs, notes=notes + more, unknown_words=unknown
         )
+
+    def _pocketsphinx_search(
+        self, text: str, audio: np.ndarray, n_words: int, n_phones: int
+    ) -> tuple[list[Segment], list[Segment], list[str]] | str:
+        """Pocketsphinx's own alignment: 100 frames/s (then :data:`FAST_FRATE`), the energy check, slow
+        speech; (words, phones, notes), or the reason there is none."""
+        db = pauses.frame_db(audio)
+        found = self._align_at(text, audio, n_words, 100)
+        if found is None:
+            fast = self._align_at(text, audio, n_words, FAST_FRATE)
+            if fast is None:
+                return f"no alignment path after {len(self.ladder)} beam settings at 100 and {FAST_FRATE} frames/s"
+            found = (fast[0], fast[1], [f"no path at 100 frames/s: aligned at {FAST_FRATE} frames/s"] + fast[2])
+        rate = phone_rate(n_phones, db)
+        if self.settings.slow_speech and rate < SLOW_PHONE_RATE:
+            slow = self._align_at(text, audio, n_words, SLOW_FRATE)
+            # kept unless it disagrees with the energy more (a cascade the longer frames started)
+            if slow is not None and sum(pauses.disagreement(db, slow[0])) <= sum(pauses.disagreement(db, found[0])):
+                found = (
+                    slow[0],
+                    slow[1],
+                    [f"slow speech ({rate:.1f} phones/s): aligned at {SLOW_FRATE} frames/s"] + slow[2],
+                )
+        return found
+
+    def _duration_search(
+        self, text: str, audio: np.ndarray, n_words: int
+    ) -> tuple[list[Segment], list[Segment], list[str]] | None:
+        """(words, phones, notes) from :mod:`mger.alignment.senone_viterbi` at 100 frames/s; None where
+        pocketsphinx finds no path or its alignment cannot be read (the caller then uses its own search).
+
+        The first pass (word sequence, silences, pronunciation variants) runs on the ordinary decoder;
+        its alignment is handed to a decoder that scores every senone of every frame (``compallsen``)
+        and writes them to its senone log, which gives the phones' states and their scores."""
+        pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
+        for rung in range(len(self.ladder)):
+            dec = self._decoder(rung)
+            dec.set_align_text(text)
+            self._decode_whole(dec, pcm)
+            if dec.hyp() is None:
+                continue
+            dec.set_alignment()
+            scorer = self._decoder(rung, senones=True)
+            scorer.set_alignment(dec.get_alignment())
+            self._decode_whole(scorer, pcm)
+            path, scores = scorer.get_alignment(), self._take_senone_log()
+            if path is None or scores is None:
+                return None
+            found = _realign(path, scores, audio, n_words)
+            if found is None:
+                return None
+            notes = ["aligned over senone scores with phone durations and frame energy"]
+            return found[0], found[1], notes + ([f"aligned on retry {rung} (wider beams)"] if rung else [])
+        return None
+
+    def _take_senone_log(self) -> np.ndarray | None:
+        """The scores the senone-scoring decoder just wrote (the log is removed); None if unreadable."""
+        logs = sorted(Path(self._senone_dir()).glob("*.sen"))
+        try:
+            return read_senone_log(logs[-1]) if logs else None
+        except ValueError:
+            return None
+        finally:
+            for log in logs:
+                log.unlink(missing_ok=True)
+
+    def _senone_dir(self) -> str:
+        if self._senone_logs is None:
+            self._senone_logs = tempfile.mkdtemp(prefix="mger-senones-")
+            weakref.finalize(self, shutil.rmtree, self._senone_logs, True)
+        return self._senone_logs
 
     def _align_at(
         self, text: str, audio: np.ndarray, n_words: int, frate: int

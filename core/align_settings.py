@@ -30,6 +30,7 @@ class PocketsphinxSettings:
     energy_check: bool = True  # re-align, pauses cut, where loud frames were labelled silence
     slow_speech: bool = True  # slow utterances analysed with longer frames (see SLOW_PHONE_RATE)
     refine_onsets: bool = True  # stop closures and onsets after silence corrected (alignment/refine.py)
+    duration_search: bool = True  # re-align over the senone scores with durations and energy (senone_viterbi.py)
 
 
 @dataclass(frozen=True)

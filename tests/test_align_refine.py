@@ -89,8 +89,12 @@ def test_slow_speech_aligned_at_a_lower_frame_rate(tmp_path: Path) -> None:
     (tmp_path / "wav").mkdir()
     utt, truth = _utterance(tmp_path, tmp_path, 35, SENTENCES[35 % len(SENTENCES)], "en-gb-x-gbclan+benjamin", 95, 29)
     words = json.loads(truth)["words"]
-    before = PocketsphinxAligner(PocketsphinxSettings(slow_speech=False, refine_onsets=False)).align(utt)
-    after = PocketsphinxAligner(PocketsphinxSettings(slow_speech=True, refine_onsets=False)).align(utt)
+    before = PocketsphinxAligner(
+        PocketsphinxSettings(slow_speech=False, refine_onsets=False, duration_search=False)
+    ).align(utt)
+    after = PocketsphinxAligner(
+        PocketsphinxSettings(slow_speech=True, refine_onsets=False, duration_search=False)
+    ).align(utt)
     off = np.abs([e.onset for e in word_errors(utt.utt_id, words, before.words)])
     on = np.abs([e.onset for e in word_errors(utt.utt_id, words, after.words)])
     assert len(off) == len(on) == 7

@@ -1,0 +1,192 @@
+"""Forced alignment over the acoustic model's own scores, with an energy term and phone durations.
+
+Pocketsphinx's alignment search scores each 10 ms frame with the acoustic model alone and has no
+notion of how long a phone lasts.  On voices the model fits poorly it lets one word take 0.9 s
+and the next 0.2 s, or labels loud speech as silence, and the error cascades (docs/alignment.md).
+This module aligns again over the same model's senone scores (pocketsphinx writes them with
+``compallsen`` and ``senlogdir``) with a search of our own, a hidden semi-Markov model:
+
+* the phone and state sequence is the one pocketsphinx aligned (its triphones, its pronunciation
+  variants); silence may come between any two words and at both ends, whatever pocketsphinx chose;
+* each phone has three states of at least one frame each, and its duration ``d`` (frames) adds a
+  log-normal term ``-0.5 * weight * (ln(d / expected) / sigma)**2``.  The expected duration is
+  the utterance's sounding frames over its phones (vowels :data:`VOWEL_FACTOR` times longer), so the
+  term follows the speaking rate and holds no constant learned on any corpus;
+* frame energy is a second observation: a frame :data:`pauses.LOUD_DB` above the floor costs
+  :data:`LOUD_SILENCE` nats as silence, a frame within :data:`pauses.QUIET_DB` of it costs
+  :data:`QUIET_PHONE` nats inside a phone.  This does in one search what the energy check does
+  with a second, pause-cut alignment.
+
+Every function here is pure compute on arrays; the backend does the I/O.  Our reading: the papers
+behind mger align with MFA; this search is how we make the offline pocketsphinx backend robust
+to unusual voices, chosen on the development and demo-style sets (docs/alignment.md, item 13).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+SENSCR_SHIFT = 10  # pocketsphinx stores senone scores right-shifted by this many bits
+# The en-us model's context-independent silence senones (checked against an alignment in the tests).
+SILENCE_SENONES = (96, 97, 98)
+LOUD_SILENCE = 20.0  # nats per loud frame labelled silence
+QUIET_PHONE = 1.0  # nats per quiet frame inside a phone
+DURATION_WEIGHT = 4.0  # weight of the log-normal duration term
+DURATION_SIGMA = 0.7  # its spread in ln(frames), before the weight
+VOWEL_FACTOR = 1.5  # vowels are expected this much longer than other phones
+MAX_PHONE_FRAMES = 150  # no phone is longer (1.5 s at 100 frames/s)
+MAX_PHONE_FACTOR = 6.0  # nor longer than this many times its expected duration (fillers excepted)
+VOWELS = frozenset("AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW".split())
+_NEG = -1e30
+
+
+def read_senone_log(path: str | Path) -> np.ndarray:
+    """Per-frame log-likelihoods (nats, best senone 0) from a pocketsphinx senone log.
+
+    Returns (n_frames, n_senones) float32.  The log must hold every senone of every frame
+    (``compallsen``); raises ValueError naming the file otherwise."""
+    data = Path(path).read_bytes()
+    end = data.find(b"endhdr\n")
+    if end < 0:
+        raise ValueError(f"{path}: not a senone log (no header)")
+    header = dict(re.findall(r"(\S+) (\S+)\n", data[:end].decode("ascii", "replace")))
+    n_sen, logbase = int(header.get("n_sen", 0)), float(header.get("logbase", 0))
+    body = np.frombuffer(data[end + 7 + 4 :], dtype="<i2")  # after the byte-order word
+    if n_sen <= 0 or logbase <= 1 or len(body) % (n_sen + 1):
+        raise ValueError(f"{path}: senone log of unexpected size (n_sen {n_sen})")
+    frames = body.reshape(-1, n_sen + 1)
+    if len(frames) and np.any(frames[:, 0] != n_sen):
+        raise ValueError(f"{path}: senone log lacks scores of inactive senones (decode with compallsen)")
+    return (frames[:, 1:].astype(np.float32)) * np.float32(-(1 << SENSCR_SHIFT) * np.log(logbase))
+
+
+def duration_prior(expected: float, max_frames: int = MAX_PHONE_FRAMES) -> np.ndarray:
+    """Log-normal duration term for durations 0..max_frames (index 0 unused): shape (max_frames + 1,)."""
+    d = np.arange(max_frames + 1, dtype=np.float64)
+    d[0] = 1.0
+    return -0.5 * DURATION_WEIGHT * (np.log(d / max(expected, 1.0)) / DURATION_SIGMA) ** 2
+
+
+def align_phones(
+    states: np.ndarray,
+    silence: np.ndarray,
+    word_start: np.ndarray,
+    expected: np.ndarray,
+    loud: np.ndarray,
+    quiet: np.ndarray,
+    max_frames: np.ndarray | None = None,
+) -> np.ndarray:
+    """The best segmentation of the frames into the phone sequence, silences optional between words.
+
+    Args:
+        states: (T, P, 3) log-likelihood of each phone's three states in each frame.
+        silence: (T,) log-likelihood of silence in each frame.
+        word_start: (P,) bool, True where a phone begins a word (a silence may come before it).
+        expected: (P,) expected duration of each phone in frames.
+        loud, quiet: (T,) bool, frames far above / close to the utterance's energy floor.
+        max_frames: (P,) int, the longest each phone may be (default :data:`MAX_PHONE_FRAMES`).
+
+    Returns:
+        (P, 2) int: each phone's [start, end) frames; silences are what lies between them.
+    """
+    n_frames, n_phones = states.shape[0], states.shape[1]
+    if states.shape[2] != 3 or silence.shape != (n_frames,) or len(word_start) != n_phones:
+        raise ValueError(f"shapes do not match: states {states.shape}, silence {silence.shape}")
+    if n_frames < 3 * n_phones:
+        raise ValueError(f"{n_frames} frames cannot hold {n_phones} phones of three states")
+    cum_sil = np.concatenate([[0.0], np.cumsum(silence - LOUD_SILENCE * loud, dtype=np.float64)])
+    frame_pen = (-QUIET_PHONE * quiet).astype(np.float64)
+    frames = np.arange(n_frames + 1)
+    if max_frames is None:
+        max_frames = np.full(n_phones, MAX_PHONE_FRAMES)
+    ends = cum_sil.copy()  # score of everything before phone 0, ending at frame a: leading silence
+    from_frame = np.zeros(n_frames + 1, dtype=np.int64)  # leading silence starts at 0
+    back_dur, back_from = [], []
+    for p in range(n_phones):
+        if p == 0:
+            start, came_from = ends, from_frame
+        elif word_start[p]:  # optional silence: best over b <= a of ends[b] + silence frames [b, a)
+            gain = ends - cum_sil
+            best = np.maximum.accumulate(gain)
+            arg = np.maximum.accumulate(np.where(gain >= best, frames, 0))
+            start = np.maximum(ends, cum_sil + best)
+            came_from = np.where(cum_sil + best > ends, arg, frames)
+        else:
+            start, came_from = ends, frames
+        ends, dur = _phone_ends(
+            states[:, p, :] + frame_pen[:, None], start, duration_prior(float(expected[p]), int(max_frames[p]))
+        )
+        back_dur.append(dur)
+        back_from.append(came_from)
+    t = int(np.argmax(ends + (cum_sil[-1] - cum_sil)))  # then trailing silence
+    spans = np.zeros((n_phones, 2), dtype=np.int64)
+    for p in range(n_phones - 1, -1, -1):
+        a = t - int(back_dur[p][t])
+        spans[p] = (a, t)
+        t = int(back_from[p][a])
+    return spans
+
+
+def _phone_ends(x: np.ndarray, start: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Best score of a phone ending at each frame t, and its duration.
+
+    ``x``: (T, 3) state log-likelihoods; ``start``: (T + 1,) best score before the phone when it
+    starts at frame a; ``prior``: duration term by frames.  Left-to-right states, each at least one
+    frame: after k + 1 frames from start a, ``v3[a]`` is the best split of frames [a, a + k] over
+    the three states."""
+    n = x.shape[0]
+    ends = np.full(n + 1, _NEG)
+    dur = np.zeros(n + 1, dtype=np.int64)
+    v1 = x[:, 0].astype(np.float64) + start[:n]
+    v2 = np.full(n, _NEG)
+    v3 = np.full(n, _NEG)
+    for k in range(1, min(len(prior) - 1, n)):
+        m = n - k
+        v3 = np.maximum(v3[:m], v2[:m]) + x[k:, 2]
+        v2 = np.maximum(v2[:m], v1[:m]) + x[k:, 1]
+        v1 = v1[:m] + x[k:, 0]
+        if k >= 2:  # duration k + 1, ending at frame a + k + 1
+            cand = v3 + prior[k + 1]
+            seg = ends[k + 1 :]
+            better = cand > seg
+            seg[better] = cand[better]
+            dur[k + 1 :][better] = k + 1
+    return ends, dur
+
+
+def realign(
+    scores: np.ndarray,
+    senones: np.ndarray,
+    word_start: np.ndarray,
+    is_vowel: np.ndarray,
+    loud: np.ndarray,
+    quiet: np.ndarray,
+    is_filler: np.ndarray | None = None,
+    silence_senones: tuple[int, ...] = SILENCE_SENONES,
+) -> np.ndarray:
+    """Phone spans ([start, end) frames, shape (P, 2)) of one utterance.
+
+    ``scores``: (T, n_senones) from :func:`read_senone_log`; ``senones``: (P, 3) each phone's state
+    senones; ``word_start``, ``is_vowel``: (P,) bool; ``loud``, ``quiet``: (T,) frame energy masks
+    (:mod:`mger.alignment.pauses`).  The expected phone duration is the sounding (not quiet) frames
+    over the phones, vowels :data:`VOWEL_FACTOR` times that; no phone but a filler's (``is_filler``) lasts
+    more than :data:`MAX_PHONE_FACTOR` times its expected duration."""
+    n = min(len(scores), len(loud), len(quiet))
+    senones = np.asarray(senones, dtype=np.int64)
+    sounding = float(np.sum(~quiet[:n]))
+    mean = max(sounding / max(len(senones), 1), 3.0)
+    expected = np.where(np.asarray(is_vowel, bool), mean * VOWEL_FACTOR, mean)
+    filler = np.zeros(len(senones), bool) if is_filler is None else np.asarray(is_filler, bool)
+    longest = np.where(filler, MAX_PHONE_FRAMES, np.minimum(np.ceil(MAX_PHONE_FACTOR * expected), MAX_PHONE_FRAMES))
+    return align_phones(
+        scores[:n][:, senones],
+        scores[:n][:, list(silence_senones)].max(axis=1),
+        np.asarray(word_start, bool),
+        expected,
+        np.asarray(loud[:n], bool),
+        np.asarray(quiet[:n], bool),
+        longest.astype(np.int64),
+    )
