@@ -11,15 +11,17 @@ This module aligns again over the same model's senone scores (pocketsphinx write
 * each phone has three states of at least one frame each, and its duration ``d`` (frames) adds a
   log-normal term ``-0.5 * weight * (ln(d / expected) / sigma)**2``.  The expected duration is
   the utterance's sounding frames over its phones (vowels :data:`VOWEL_FACTOR` times longer), so the
-  term follows the speaking rate and holds no constant learned on any corpus;
+  term follows the speaking rate; no phone but a filler's lasts more than :data:`MAX_PHONE_FACTOR`
+  times its expected duration;
 * frame energy is a second observation: a frame :data:`pauses.LOUD_DB` above the floor costs
   :data:`LOUD_SILENCE` nats as silence, a frame within :data:`pauses.QUIET_DB` of it costs
   :data:`QUIET_PHONE` nats inside a phone.  This does in one search what the energy check does
   with a second, pause-cut alignment.
 
-Every function here is pure compute on arrays; the backend does the I/O.  Our reading: the papers
-behind mger align with MFA; this search is how we make the offline pocketsphinx backend robust
-to unusual voices, chosen on the development and demo-style sets (docs/alignment.md, item 13).
+Apart from :func:`read_senone_log`, every function here is pure compute on arrays; the backend
+does the decoding.  The weights and factors were
+chosen on the development, demo-style and demo sets and checked once on the held-out set
+(docs/alignment.md, item 13).
 """
 
 from __future__ import annotations
