@@ -59,7 +59,7 @@ from mger.alignment.base import Alignment, AlignmentFailure, AlignResult, Segmen
 from mger.alignment.g2p import pronounce
 from mger.alignment.normalize import written_forms
 from mger.alignment.refine import refine_onsets
-from mger.alignment.senone_viterbi import read_senone_log
+from mger.alignment.senone_viterbi import SenoneScores, read_senone_log
 from mger.alignment.sphinx_segfiles import is_non_speech, strip_variant
 from mger.alignment.word_classes import FILLER_VARIANTS, FILLERS
 from mger.core.align_settings import PocketsphinxSettings
@@ -113,7 +113,7 @@ def _time(frame: int, step: float = FRAME) -> float:
     return frame * step + BOUNDARY_OFFSET * step / FRAME if frame > 0 else 0.0
 
 
-def _realign(path, scores: np.ndarray, audio: np.ndarray, n_words: int) -> tuple[list[Segment], list[Segment]] | None:
+def _realign(path, scores: SenoneScores, audio: np.ndarray, n_words: int) -> tuple[list[Segment], list[Segment]] | None:
     """Words and phones of :func:`senone_viterbi.realign` over pocketsphinx's alignment ``path`` (its
     phones and their state senones) and its senone ``scores``; None if the path is not three states per phone."""
     words = [(strip_variant(w.name), w.start, w.start + w.duration) for w in path.words()]
@@ -299,12 +299,14 @@ class PocketsphinxAligner:
     def _duration_search(
         self, text: str, audio: np.ndarray, n_words: int
     ) -> tuple[list[Segment], list[Segment], list[str]] | None:
-        """(words, phones, notes) from :mod:`mger.alignment.senone_viterbi` at 100 frames/s; None where
-        pocketsphinx finds no path or its alignment cannot be read (the caller then uses its own search).
+        """(words, phones, notes) from :mod:`mger.alignment.senone_viterbi` at 100 frames/s; None where no
+        rung gives pocketsphinx a path that can be scored and read (the caller then uses its own search).
 
         The first pass (word sequence, silences, pronunciation variants) runs on the ordinary decoder;
         its alignment is handed to a decoder that scores every senone of every frame (``compallsen``)
-        and writes them to its senone log, which gives the phones' states and their scores."""
+        and writes them to its senone log, which gives the phones' states and their scores.  A rung
+        whose scoring fails (no log, an unreadable one, a path that does not match the transcript)
+        goes on to the next rung, as the ladder does."""
         pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
         for rung in range(len(self.ladder)):
             dec = self._decoder(rung)
@@ -313,34 +315,40 @@ class PocketsphinxAligner:
             if dec.hyp() is None:
                 continue
             dec.set_alignment()
-            scorer = self._decoder(rung, senones=True)
-            scorer.set_alignment(dec.get_alignment())
-            self._decode_whole(scorer, pcm)
-            path, scores = scorer.get_alignment(), self._take_senone_log()
-            if path is None or scores is None:
-                return None
-            found = _realign(path, scores, audio, n_words)
-            if found is None:
-                return None
-            notes = ["aligned over senone scores with phone durations and frame energy"]
-            return found[0], found[1], notes + ([f"aligned on retry {rung} (wider beams)"] if rung else [])
+            scored = self._score_senones(rung, dec.get_alignment(), pcm)
+            found = _realign(scored[0], scored[1], audio, n_words) if scored is not None else None
+            if found is not None:
+                notes = ["aligned over senone scores with phone durations and frame energy"]
+                return found[0], found[1], notes + ([f"aligned on retry {rung} (wider beams)"] if rung else [])
         return None
 
-    def _take_senone_log(self) -> np.ndarray | None:
-        """The scores the senone-scoring decoder just wrote (the log is removed); None if unreadable."""
-        logs = sorted(Path(self._senone_dir()).glob("*.sen"))
+    def _score_senones(self, rung: int, alignment, pcm: bytes) -> tuple[object, SenoneScores] | None:
+        """The state-level alignment of ``alignment`` and its senone scores, from the scoring decoder of
+        ``rung``; None if the decoder or its log fails (every log of the pass is removed)."""
+        folder = Path(self._senone_dir())
+        for old in folder.glob("*.sen"):
+            old.unlink(missing_ok=True)
         try:
-            return read_senone_log(logs[-1]) if logs else None
-        except ValueError:
+            scorer = self._decoder(rung, senones=True)
+            scorer.set_alignment(alignment)
+            self._decode_whole(scorer, pcm)
+            logs = sorted(folder.glob("*.sen"))
+            path = scorer.get_alignment()
+            if path is None or len(logs) != 1:
+                return None
+            return path, read_senone_log(logs[0])
+        except (RuntimeError, OSError, ValueError):
             return None
         finally:
-            for log in logs:
+            for log in folder.glob("*.sen"):
                 log.unlink(missing_ok=True)
 
     def _senone_dir(self) -> str:
+        """The folder the scoring decoders write their senone logs to (made again if it vanished)."""
         if self._senone_logs is None:
             self._senone_logs = tempfile.mkdtemp(prefix="mger-senones-")
             weakref.finalize(self, shutil.rmtree, self._senone_logs, True)
+        Path(self._senone_logs).mkdir(parents=True, exist_ok=True)
         return self._senone_logs
 
     def _align_at(

@@ -27,6 +27,8 @@ chosen on the development, demo-style and demo sets and checked once on the held
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,24 +47,47 @@ VOWELS = frozenset("AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW".split())
 _NEG = -1e30
 
 
-def read_senone_log(path: str | Path) -> np.ndarray:
-    """Per-frame log-likelihoods (nats, best senone 0) from a pocketsphinx senone log.
+@dataclass(frozen=True)
+class SenoneScores:
+    """A senone log as pocketsphinx stores it: ``costs`` (n_frames, n_senones) int16, 0 for the best
+    senone of a frame and larger for worse ones; ``nats`` per cost unit.  Kept as int16 (2 bytes per
+    senone and frame); :meth:`loglik` scales only the columns a search needs."""
 
-    Returns (n_frames, n_senones) float32.  The log must hold every senone of every frame
-    (``compallsen``); raises ValueError naming the file otherwise."""
+    costs: np.ndarray
+    nats: float
+
+    def __len__(self) -> int:
+        return len(self.costs)
+
+    def loglik(self, columns: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Log-likelihoods (nats, best senone 0) of ``columns``: shape (n_frames, *columns.shape), float32."""
+        return self.costs[:, np.asarray(columns, dtype=np.int64)].astype(np.float32) * np.float32(-self.nats)
+
+
+def read_senone_log(path: str | Path) -> SenoneScores:
+    """The scores of a pocketsphinx senone log (``senlogdir``), every senone of every frame.
+
+    The log must hold every senone of every frame (``compallsen``); raises ValueError naming the
+    file otherwise, or if it is not a senone log, is truncated or has an unknown byte order."""
     data = Path(path).read_bytes()
     end = data.find(b"endhdr\n")
     if end < 0:
         raise ValueError(f"{path}: not a senone log (no header)")
-    header = dict(re.findall(r"(\S+) (\S+)\n", data[:end].decode("ascii", "replace")))
-    n_sen, logbase = int(header.get("n_sen", 0)), float(header.get("logbase", 0))
-    body = np.frombuffer(data[end + 7 + 4 :], dtype="<i2")  # after the byte-order word
-    if n_sen <= 0 or logbase <= 1 or len(body) % (n_sen + 1):
-        raise ValueError(f"{path}: senone log of unexpected size (n_sen {n_sen})")
-    frames = body.reshape(-1, n_sen + 1)
+    header = dict(re.findall(r"(?m)^(\S+) (.*)$", data[:end].decode("ascii", "replace")))
+    try:
+        n_sen, logbase = int(header.get("n_sen", 0)), float(header.get("logbase", 0))
+    except ValueError:
+        raise ValueError(f"{path}: senone log header unreadable") from None
+    order = {b"\x44\x33\x22\x11": "<i2", b"\x11\x22\x33\x44": ">i2"}.get(data[end + 7 : end + 11])
+    body = data[end + 11 :]
+    if order is None:
+        raise ValueError(f"{path}: senone log of unknown byte order")
+    if n_sen <= 0 or logbase <= 1 or len(body) % (2 * (n_sen + 1)):
+        raise ValueError(f"{path}: senone log of unexpected size (n_sen {n_sen}, {len(body)} bytes)")
+    frames = np.frombuffer(body, dtype=order).reshape(-1, n_sen + 1)
     if len(frames) and np.any(frames[:, 0] != n_sen):
         raise ValueError(f"{path}: senone log lacks scores of inactive senones (decode with compallsen)")
-    return (frames[:, 1:].astype(np.float32)) * np.float32(-(1 << SENSCR_SHIFT) * np.log(logbase))
+    return SenoneScores(frames[:, 1:].astype(np.int16), float((1 << SENSCR_SHIFT) * np.log(logbase)))
 
 
 def duration_prior(expected: float, max_frames: int = MAX_PHONE_FRAMES) -> np.ndarray:
@@ -104,6 +129,8 @@ def align_phones(
     frames = np.arange(n_frames + 1)
     if max_frames is None:
         max_frames = np.full(n_phones, MAX_PHONE_FRAMES)
+    if len(max_frames) != n_phones or np.any(np.asarray(max_frames) < 3):
+        raise ValueError("max_frames: one value of at least 3 (frames) per phone")
     ends = cum_sil.copy()  # score of everything before phone 0, ending at frame a: leading silence
     from_frame = np.zeros(n_frames + 1, dtype=np.int64)  # leading silence starts at 0
     back_dur, back_from = [], []
@@ -160,7 +187,7 @@ def _phone_ends(x: np.ndarray, start: np.ndarray, prior: np.ndarray) -> tuple[np
 
 
 def realign(
-    scores: np.ndarray,
+    scores: SenoneScores,
     senones: np.ndarray,
     word_start: np.ndarray,
     is_vowel: np.ndarray,
@@ -171,7 +198,7 @@ def realign(
 ) -> np.ndarray:
     """Phone spans ([start, end) frames, shape (P, 2)) of one utterance.
 
-    ``scores``: (T, n_senones) from :func:`read_senone_log`; ``senones``: (P, 3) each phone's state
+    ``scores``: from :func:`read_senone_log`; ``senones``: (P, 3) each phone's state
     senones; ``word_start``, ``is_vowel``: (P,) bool; ``loud``, ``quiet``: (T,) frame energy masks
     (:mod:`mger.alignment.pauses`).  The expected phone duration is the sounding (not quiet) frames
     over the phones, vowels :data:`VOWEL_FACTOR` times that; no phone but a filler's (``is_filler``) lasts
@@ -184,8 +211,8 @@ def realign(
     filler = np.zeros(len(senones), bool) if is_filler is None else np.asarray(is_filler, bool)
     longest = np.where(filler, MAX_PHONE_FRAMES, np.minimum(np.ceil(MAX_PHONE_FACTOR * expected), MAX_PHONE_FRAMES))
     return align_phones(
-        scores[:n][:, senones],
-        scores[:n][:, list(silence_senones)].max(axis=1),
+        scores.loglik(senones)[:n],
+        scores.loglik(list(silence_senones))[:n].max(axis=1),
         np.asarray(word_start, bool),
         expected,
         np.asarray(loud[:n], bool),

@@ -64,9 +64,10 @@ def test_no_phone_but_a_fillers_outlasts_its_cap(filler: bool) -> None:
     """Ten one-phone words in 100 loud frames (expected 10 frames each): the first fits every frame,
     the others fit none, so it takes all it may: six times its expected duration, unless a filler."""
     n_phones, n_frames = 10, 100
-    scores = np.full((n_frames, 3 * n_phones + 3), -10.0, dtype=np.float32)
-    scores[:, :3] = 0.0
-    scores[:, 3 * n_phones :] = -100.0  # silence fits nowhere
+    costs = np.full((n_frames, 3 * n_phones + 3), 10, dtype=np.int16)
+    costs[:, :3] = 0
+    costs[:, 3 * n_phones :] = 100  # silence fits nowhere
+    scores = sv.SenoneScores(costs, 1.0)
     senones = np.arange(3 * n_phones).reshape(n_phones, 3)
     loud = np.ones(n_frames, bool)
     spans = sv.realign(
@@ -84,6 +85,58 @@ def test_no_phone_but_a_fillers_outlasts_its_cap(filler: bool) -> None:
     assert spans[-1, 1] == n_frames and np.all(spans[1:, 0] == spans[:-1, 1])
 
 
+def test_align_phones_is_the_best_segmentation_brute_force() -> None:
+    """On small random problems, no segmentation scores higher than the one found (exhaustive search)."""
+
+    def phone(x: np.ndarray, a: int, b: int) -> float:  # best split of frames [a, b) into three states
+        return max(
+            x[a:i, 0].sum() + x[i:j, 1].sum() + x[j:b, 2].sum() for i in range(a + 1, b - 1) for j in range(i + 1, b)
+        )
+
+    def best(states, silence, word_start, expected, loud, quiet, cap) -> float:
+        n_frames, n_phones = states.shape[:2]
+        sil = silence - sv.LOUD_SILENCE * loud
+        x = states - sv.QUIET_PHONE * quiet[:, None, None]
+        top = -np.inf
+        stack = [(0, 0, 0.0)]
+        while stack:
+            p, t, acc = stack.pop()
+            if p == n_phones:
+                top = max(top, acc + sil[t:].sum())
+                continue
+            for a in [t] if p and not word_start[p] else range(t, n_frames + 1):
+                for b in range(a + 3, min(n_frames, a + int(cap[p])) + 1):
+                    prior = sv.duration_prior(float(expected[p]), int(cap[p]))[b - a]
+                    stack.append((p + 1, b, acc + sil[t:a].sum() + phone(x[:, p], a, b) + prior))
+        return top
+
+    def score(spans, states, silence, word_start, expected, loud, quiet, cap) -> float:
+        sil = silence - sv.LOUD_SILENCE * loud
+        x = states - sv.QUIET_PHONE * quiet[:, None, None]
+        total, t = 0.0, 0
+        for p, (a, b) in enumerate(spans):
+            assert a >= t and 3 <= b - a <= cap[p] and (a == t or p == 0 or word_start[p])
+            total += sil[t:a].sum() + phone(x[:, p], a, b) + sv.duration_prior(float(expected[p]), int(cap[p]))[b - a]
+            t = b
+        return total + sil[t:].sum()
+
+    rng = np.random.default_rng(7)
+    for _ in range(150):
+        n_phones = int(rng.integers(1, 4))
+        n_frames = int(rng.integers(3 * n_phones, 11))
+        args = (
+            rng.normal(0, 3, (n_frames, n_phones, 3)),
+            rng.normal(0, 3, n_frames),
+            np.concatenate([[True], rng.random(n_phones - 1) < 0.5]),
+            rng.uniform(1, 6, n_phones),
+            rng.random(n_frames) < 0.3,
+            rng.random(n_frames) < 0.3,
+            rng.integers(3, 12, n_phones),
+        )
+        spans = sv.align_phones(*args)
+        assert score(spans.tolist(), *args) == pytest.approx(best(*args), abs=1e-9)
+
+
 def test_align_phones_checks_its_arguments() -> None:
     with pytest.raises(ValueError, match="cannot hold 3 phones"):
         sv.align_phones(
@@ -95,16 +148,20 @@ def test_align_phones_checks_its_arguments() -> None:
         )
 
 
-def _senone_log(path: Path, frames: list[list[int]], n_sen: int = 4) -> Path:
-    header = f"version 0.1\nmdef_file mdef\nn_sen {n_sen}\nlogbase 1.000100\nendhdr\n".encode()
-    path.write_bytes(header + struct.pack("<I", 0x11223344) + np.array(frames, "<i2").tobytes())
+def _senone_log(path: Path, frames: list[list[int]], n_sen: int = 4, order: str = "<") -> Path:
+    header = f"s3\nversion 0.1\nmdef_file mdef\nn_sen {n_sen}\nlogbase 1.000100\nendhdr\n".encode()
+    path.write_bytes(header + struct.pack(f"{order}I", 0x11223344) + np.array(frames, f"{order}i2").tobytes())
     return path
 
 
-def test_read_senone_log_reads_scores_and_names_a_bad_file(tmp_path: Path) -> None:
-    scores = sv.read_senone_log(_senone_log(tmp_path / "a.sen", [[4, 0, 10, 20, 30], [4, 5, 0, 1, 2]]))
-    assert scores.shape == (2, 4)
-    assert scores[0].tolist() == pytest.approx([-x * 1024 * np.log(1.0001) for x in (0, 10, 20, 30)], rel=1e-6)
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_read_senone_log_reads_scores_and_names_a_bad_file(tmp_path: Path, order: str) -> None:
+    scores = sv.read_senone_log(_senone_log(tmp_path / "a.sen", [[4, 0, 10, 20, 30], [4, 5, 0, 1, 2]], order=order))
+    assert len(scores) == 2 and scores.costs.tolist() == [[0, 10, 20, 30], [5, 0, 1, 2]]
+    assert scores.loglik([1, 3])[0].tolist() == pytest.approx([-x * 1024 * np.log(1.0001) for x in (10, 30)], rel=1e-6)
+    (tmp_path / "t.sen").write_bytes((tmp_path / "a.sen").read_bytes()[:-1])
+    with pytest.raises(ValueError, match=r"t\.sen: senone log of unexpected size"):
+        sv.read_senone_log(tmp_path / "t.sen")
     with pytest.raises(ValueError, match=r"b\.sen: senone log lacks scores of inactive senones"):
         sv.read_senone_log(_senone_log(tmp_path / "b.sen", [[2, 0, 1, 7, 9]]))
     (tmp_path / "c.sen").write_bytes(b"garbage")
@@ -132,6 +189,22 @@ def test_silence_senones_are_the_models_silence_states(spoken: Utterance) -> Non
     phones, states = list(dec.get_alignment().phones()), [int(s.name) for s in dec.get_alignment().states()]
     silent = {tuple(states[3 * k : 3 * k + 3]) for k, p in enumerate(phones) if p.name == "SIL"}
     assert silent == {sv.SILENCE_SENONES}
+
+
+def test_an_unreadable_senone_log_falls_back_to_pocketsphinxs_search(
+    spoken: Utterance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mger.alignment import pocketsphinx_backend
+
+    def unreadable(path: Path) -> sv.SenoneScores:
+        raise ValueError(f"{path}: senone log of unexpected size")
+
+    monkeypatch.setattr(pocketsphinx_backend, "read_senone_log", unreadable)
+    aligner = PocketsphinxAligner()
+    result = aligner.align(spoken)
+    assert result.method == "aligned" and len(result.words) == 6
+    assert not any(n.startswith("aligned over senone scores") for n in result.notes)
+    assert not list(Path(aligner._senone_dir()).iterdir())
 
 
 @pytest.mark.parametrize("on", [True, False])
