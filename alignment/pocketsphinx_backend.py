@@ -324,10 +324,10 @@ class PocketsphinxAligner:
 
     def _score_senones(self, rung: int, alignment, pcm: bytes) -> tuple[object, SenoneScores] | None:
         """The state-level alignment of ``alignment`` and its senone scores, from the scoring decoder of
-        ``rung``; None if the decoder or its log fails (every log of the pass is removed)."""
+        ``rung``; None if the decoder or its log fails (the log folder is removed after the pass)."""
         folder = Path(self._senone_dir())
-        for old in folder.glob("*.sen"):
-            old.unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)  # nothing left from an earlier pass
+        folder.mkdir(parents=True)
         try:
             scorer = self._decoder(rung, senones=True)
             scorer.set_alignment(alignment)
@@ -340,15 +340,15 @@ class PocketsphinxAligner:
         except (RuntimeError, OSError, ValueError):
             return None
         finally:
-            for log in folder.glob("*.sen"):
-                log.unlink(missing_ok=True)
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _senone_dir(self) -> str:
-        """The folder the scoring decoders write their senone logs to (made again if it vanished)."""
+        """The folder the scoring decoders write their senone logs to.  It exists only during a scoring
+        pass (:meth:`_score_senones` makes and removes it), so worker processes that exit without
+        running finalizers leave nothing behind."""
         if self._senone_logs is None:
             self._senone_logs = tempfile.mkdtemp(prefix="mger-senones-")
             weakref.finalize(self, shutil.rmtree, self._senone_logs, True)
-        Path(self._senone_logs).mkdir(parents=True, exist_ok=True)
         return self._senone_logs
 
     def _align_at(

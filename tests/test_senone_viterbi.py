@@ -204,7 +204,7 @@ def test_an_unreadable_senone_log_falls_back_to_pocketsphinxs_search(
     result = aligner.align(spoken)
     assert result.method == "aligned" and len(result.words) == 6
     assert not any(n.startswith("aligned over senone scores") for n in result.notes)
-    assert not list(Path(aligner._senone_dir()).iterdir())
+    assert not Path(aligner._senone_dir()).exists()
 
 
 @pytest.mark.parametrize("on", [True, False])
@@ -217,4 +217,4 @@ def test_duration_search_aligns_over_senone_scores_and_leaves_no_logs(spoken: Ut
     assert [p.word for p in result.phones] == sorted(p.word for p in result.phones)
     assert result.words[0].start > 0.2  # the 0.25 s of leading silence is not the first word's
     if on:
-        assert not list(Path(aligner._senone_dir()).iterdir())
+        assert not Path(aligner._senone_dir()).exists()
