@@ -7,7 +7,9 @@ This module aligns again over the same model's senone scores (pocketsphinx write
 ``compallsen`` and ``senlogdir``) with a search of our own, a hidden semi-Markov model:
 
 * the phone and state sequence is the one pocketsphinx aligned (its triphones, its pronunciation
-  variants); silence may come between any two words and at both ends, whatever pocketsphinx chose;
+  variants); silence may come between any two words and at both ends, whatever pocketsphinx chose.
+  A silence is one state and may be a single frame long (pocketsphinx's SIL needs three): a
+  short gap costs nothing extra, and the onset refinement decides about stop closures;
 * each phone has three states of at least one frame each, and its duration ``d`` (frames) adds a
   log-normal term ``-0.5 * weight * (ln(d / expected) / sigma)**2``.  The expected duration is
   the utterance's sounding frames over its phones (vowels :data:`VOWEL_FACTOR` times longer), so the
