@@ -57,6 +57,11 @@ def quiet_mask(db: np.ndarray) -> np.ndarray:
     return db < floor_db(db) + QUIET_DB
 
 
+def loud_mask(db: np.ndarray) -> np.ndarray:
+    """Frames more than :data:`LOUD_DB` above the floor: speech, whatever the model says."""
+    return db > floor_db(db) + LOUD_DB
+
+
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """The ``[start, end)`` frame runs where ``mask`` is true."""
     step = np.diff(np.concatenate([[0], np.asarray(mask, int), [0]]))
@@ -74,8 +79,7 @@ def speech_mask(words: Sequence[Segment], n: int, frame: float = 0.01) -> np.nda
 def disagreement(db: np.ndarray, words: Sequence[Segment]) -> tuple[int, int]:
     """(loud frames labelled silence, quiet frames labelled speech) of one alignment."""
     speech = speech_mask(words, len(db))
-    loud = db > floor_db(db) + LOUD_DB
-    return int(np.sum(loud & ~speech)), int(np.sum(quiet_mask(db) & speech))
+    return int(np.sum(loud_mask(db) & ~speech)), int(np.sum(quiet_mask(db) & speech))
 
 
 def kept_frames(db: np.ndarray) -> np.ndarray:

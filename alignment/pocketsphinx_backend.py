@@ -48,7 +48,6 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import tempfile
-import weakref
 from pathlib import Path
 from typing import Sequence
 
@@ -108,32 +107,32 @@ def phone_rate(n_phones: int, db: np.ndarray) -> float:
     return n_phones / max(float(np.sum(~pauses.quiet_mask(db))) * FRAME, FRAME)
 
 
+def _pcm(audio: np.ndarray) -> bytes:
+    """16-bit PCM bytes of float audio, as the decoders take it."""
+    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
+
+
 def _time(frame: int, step: float = FRAME) -> float:
     """Seconds of the boundary before ``frame`` (see :data:`BOUNDARY_OFFSET`; it scales with the frame step)."""
     return frame * step + BOUNDARY_OFFSET * step / FRAME if frame > 0 else 0.0
 
 
 def _realign(path, scores: SenoneScores, audio: np.ndarray, n_words: int) -> tuple[list[Segment], list[Segment]] | None:
-    """Words and phones of :func:`senone_viterbi.realign` over pocketsphinx's alignment ``path`` (its
-    phones and their state senones) and its senone ``scores``; None if the path is not three states per phone."""
-    words = [(strip_variant(w.name), w.start, w.start + w.duration) for w in path.words()]
-    phones = [(p.name, p.start) for p in path.phones()]
-    states = [int(s.name) for s in path.states()]
-    if len(states) != 3 * len(phones):
-        return None
-    labels, senones, owner = [], [], []
-    for k, (name, start) in enumerate(phones):
-        w = next((i for i, (_, a, b) in enumerate(words) if a <= start < b), None)
-        if w is None or is_non_speech(words[w][0]):
+    """Words and phones of :func:`senone_viterbi.realign` over pocketsphinx's state-level alignment ``path``
+    (its words, their phones and each phone's state senones) and its senone ``scores``; None if the
+    path does not hold the transcript's words or a phone has other than three states."""
+    words, labels, senones, word_of = [], [], [], []
+    for entry in path:  # word → phone → state, as in _align_pcm
+        name = strip_variant(entry.name)
+        if is_non_speech(name):
             continue
-        labels.append(name)
-        senones.append(states[3 * k : 3 * k + 3])
-        owner.append(w)
-    speech = sorted(set(owner))
-    if len(speech) != n_words:
+        for phone in entry:
+            labels.append(phone.name)
+            senones.append([int(state.name) for state in phone])
+            word_of.append(len(words))
+        words.append(name)
+    if len(words) != n_words or any(len(s) != 3 for s in senones):
         return None
-    index = {w: i for i, w in enumerate(speech)}
-    word_of = [index[w] for w in owner]
     db = pauses.frame_db(audio)
     try:
         spans = senone_viterbi.realign(
@@ -141,17 +140,17 @@ def _realign(path, scores: SenoneScores, audio: np.ndarray, n_words: int) -> tup
             np.array(senones),
             np.array([k == 0 or word_of[k] != word_of[k - 1] for k in range(len(word_of))]),
             np.array([name in senone_viterbi.VOWELS for name in labels]),
-            db > pauses.floor_db(db) + pauses.LOUD_DB,
+            pauses.loud_mask(db),
             pauses.quiet_mask(db),
-            np.array([words[speech[i]][0] in FILLERS for i in word_of]),
+            np.array([words[i] in FILLERS for i in word_of]),
         )
     except ValueError:
         return None
     phone_segs = [Segment(_time(int(a)), _time(int(b)), name, i) for (a, b), name, i in zip(spans, labels, word_of)]
     word_segs = []
-    for i in range(n_words):
+    for i, name in enumerate(words):
         own = [p for p in phone_segs if p.word == i]
-        word_segs.append(Segment(own[0].start, own[-1].end, words[speech[i]][0]))
+        word_segs.append(Segment(own[0].start, own[-1].end, name))
     return word_segs, phone_segs
 
 
@@ -307,14 +306,11 @@ class PocketsphinxAligner:
         and writes them to its senone log, which gives the phones' states and their scores.  A rung
         whose scoring fails (no log, an unreadable one, a path that does not match the transcript)
         goes on to the next rung, as the ladder does."""
-        pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
+        pcm = _pcm(audio)
         for rung in range(len(self.ladder)):
             dec = self._decoder(rung)
-            dec.set_align_text(text)
-            self._decode_whole(dec, pcm)
-            if dec.hyp() is None:
+            if not self._word_pass(dec, text, pcm):
                 continue
-            dec.set_alignment()
             scored = self._score_senones(rung, dec.get_alignment(), pcm)
             found = _realign(scored[0], scored[1], audio, n_words) if scored is not None else None
             if found is not None:
@@ -347,8 +343,7 @@ class PocketsphinxAligner:
         pass (:meth:`_score_senones` makes and removes it), so worker processes that exit without
         running finalizers leave nothing behind."""
         if self._senone_logs is None:
-            self._senone_logs = tempfile.mkdtemp(prefix="mger-senones-")
-            weakref.finalize(self, shutil.rmtree, self._senone_logs, True)
+            self._senone_logs = tempfile.mkdtemp(prefix="mger-senones-")  # a unique name
         return self._senone_logs
 
     def _align_at(
@@ -369,7 +364,7 @@ class PocketsphinxAligner:
         self, text: str, audio: np.ndarray, n_words: int, silences: bool, frate: int = 100
     ) -> tuple[tuple[list[Segment], list[Segment]], int] | None:
         """(words, phones) and the rung that aligned them, trying rungs in order; None if none did."""
-        pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
+        pcm = _pcm(audio)
         for rung in range(len(self.ladder)):
             result = self._align_pcm(self._decoder(rung, silences, frate), text, pcm, n_words, frame_step(frate))
             if result is not None:
@@ -414,14 +409,22 @@ class PocketsphinxAligner:
         dec.end_utt()
 
     @classmethod
-    def _align_pcm(
-        cls, dec, text: str, pcm: bytes, n_words: int, step: float = FRAME
-    ) -> tuple[list[Segment], list[Segment]] | None:
+    def _word_pass(cls, dec, text: str, pcm: bytes) -> bool:
+        """The first pass (``set_align_text``: word sequence, optional silences, pronunciation variants),
+        then ``set_alignment`` for the state-level pass; False where it finds no path."""
         dec.set_align_text(text)
         cls._decode_whole(dec, pcm)
         if dec.hyp() is None:
-            return None
+            return False
         dec.set_alignment()
+        return True
+
+    @classmethod
+    def _align_pcm(
+        cls, dec, text: str, pcm: bytes, n_words: int, step: float = FRAME
+    ) -> tuple[list[Segment], list[Segment]] | None:
+        if not cls._word_pass(dec, text, pcm):
+            return None
         cls._decode_whole(dec, pcm)
         alignment = dec.get_alignment()
         if alignment is None:

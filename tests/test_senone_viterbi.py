@@ -10,7 +10,7 @@ import pytest
 
 from mger.alignment import senone_viterbi as sv
 from mger.alignment.normalize import written_forms
-from mger.alignment.pocketsphinx_backend import PocketsphinxAligner, PocketsphinxSettings
+from mger.alignment.pocketsphinx_backend import PocketsphinxAligner, PocketsphinxSettings, _pcm
 from mger.core.audio import read_audio, write_audio
 from mger.core.manifest import Utterance
 from mger.corpus.espeak import Prosody
@@ -184,7 +184,7 @@ def test_silence_senones_are_the_models_silence_states(spoken: Utterance) -> Non
     aligner._ensure_words(forms)
     audio = read_audio(spoken.wav)
     dec = aligner._decoder(0)
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
+    pcm = _pcm(audio)
     assert aligner._align_pcm(dec, " ".join(f for _, f in forms), pcm, len(forms)) is not None
     phones, states = list(dec.get_alignment().phones()), [int(s.name) for s in dec.get_alignment().states()]
     silent = {tuple(states[3 * k : 3 * k + 3]) for k, p in enumerate(phones) if p.name == "SIL"}
