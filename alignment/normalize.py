@@ -8,6 +8,10 @@ the lower-case words a pronouncing dictionary (CMUdict) knows how to look up:
 * hyphens and slashes split words (``twenty-minute`` → ``twenty minute``);
 * digits are spelled out as cardinals (``5`` → ``five``, ``1990`` → ``one thousand nine
   hundred ninety``), ``%`` → ``percent``, ``&`` → ``and``;
+* clock times are read as times: ``10:30`` → ``ten thirty``, ``8:05`` → ``eight oh five``,
+  ``9:00`` → ``nine o'clock``.  A speaker may also say ``eight zero five`` (eSpeak does), so
+  the ``oh`` and ``o'clock`` of a time get written forms (``0``, ``00``) that
+  :func:`written_forms` hands to the aligner, which pronounces them both ways;
 * punctuation is stripped, except apostrophes inside words: contractions stay in their
   dictionary forms (``don't``, ``i'm``, ``we're``);
 * letters outside ASCII are transliterated (NFKD, accents dropped, a few ligatures and
@@ -56,6 +60,9 @@ _ONES = (
     "fifteen sixteen seventeen eighteen nineteen"
 ).split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_CLOCK = re.compile(r"(?<![\d:])([01]?\d|2[0-4]):([0-5]\d)(?![\d:])")
+# The words of a time that are said in more than one way, and the written form that carries both.
+_CLOCK_FORMS = {"oh": "0", "o'clock": "00"}
 
 
 def number_words(n: int) -> list[str]:
@@ -96,10 +103,21 @@ def to_ascii(text: str) -> str:
     return decomposed.encode("ascii", "ignore").decode("ascii")
 
 
+def clock_words(hours: int, minutes: int) -> list[str]:
+    """A clock time in words: (8, 5) → eight oh five, (9, 0) → nine o'clock, (10, 30) → ten thirty."""
+    if minutes == 0:
+        return number_words(hours) + ["o'clock"]
+    return number_words(hours) + (["oh"] if minutes < 10 else []) + number_words(minutes)
+
+
+def _spell_clocks(text: str) -> str:
+    return _CLOCK.sub(lambda m: " " + " ".join(clock_words(int(m.group(1)), int(m.group(2)))) + " ", text)
+
+
 def normalize_token(token: str) -> list[str]:
     """Dictionary words for one whitespace-separated transcript token (may be empty)."""
     text = _MARKER.sub(" ", to_ascii(token).lower()).replace("-", " ").replace("/", " ")
-    return [w for tok in _TOKEN.findall(text) for w in _token_words(tok)]
+    return [w for tok in _TOKEN.findall(_spell_clocks(text)) for w in _token_words(tok)]
 
 
 class WordSpan(NamedTuple):
@@ -140,13 +158,15 @@ def written_forms(text: str) -> list[tuple[str, str]]:
     ``("ines", "inés")``); otherwise the word itself (eSpeak would read ``北京`` or ``ñ`` as the
     characters' names).  A G2P should read the written form: eSpeak says
     ``Inés`` and ``ines`` differently (nine phones against four), and so may a speaker.
+    The ``oh`` and ``o'clock`` of a clock time are written ``0`` and ``00`` (``zero`` or ``oh``).
     """
     out: list[tuple[str, str]] = []
     for m in _PIECE.finditer(blank_markers(text)):
         words = normalize_token(m.group())
         form = re.sub(r"[^\w']", "", m.group().translate(_APOSTROPHES).lower()).strip("'")
         keep = len(words) == 1 and not form.isascii() and len(form) > 1 and all(_latin(c) for c in form)
-        out += [(words[0], form)] if keep else [(w, w) for w in words]
+        clock = _CLOCK.search(to_ascii(m.group()))
+        out += [(words[0], form)] if keep else [(w, _CLOCK_FORMS.get(w, w) if clock else w) for w in words]
     return out
 
 

@@ -117,9 +117,12 @@ def _time(frame: int, step: float = FRAME) -> float:
     return frame * step + BOUNDARY_OFFSET * step / FRAME if frame > 0 else 0.0
 
 
-def _realign(path, scores: SenoneScores, audio: np.ndarray, n_words: int) -> tuple[list[Segment], list[Segment]] | None:
+def _realign(
+    path, scores: SenoneScores, audio: np.ndarray, n_words: int, weight: float
+) -> tuple[list[Segment], list[Segment]] | None:
     """Words and phones of :func:`senone_viterbi.realign` over pocketsphinx's state-level alignment ``path``
-    (its words, their phones and each phone's state senones) and its senone ``scores``; None if the
+    (its words, their phones and each phone's state senones) and its senone ``scores``, the duration
+    term weighted by ``weight``; None if the
     path does not hold the transcript's words or a phone has other than three states."""
     words, labels, senones, word_of = [], [], [], []
     for entry in path:  # word → phone → state, as in _align_pcm
@@ -143,6 +146,7 @@ def _realign(path, scores: SenoneScores, audio: np.ndarray, n_words: int) -> tup
             pauses.loud_mask(db),
             pauses.quiet_mask(db),
             np.array([words[i] in FILLERS for i in word_of]),
+            weight=weight,
         )
     except ValueError:
         return None
@@ -312,7 +316,7 @@ class PocketsphinxAligner:
             if not self._word_pass(dec, text, pcm):
                 continue
             scored = self._score_senones(rung, dec.get_alignment(), pcm)
-            found = _realign(scored[0], scored[1], audio, n_words) if scored is not None else None
+            found = _realign(*scored, audio, n_words, self.settings.duration_weight) if scored is not None else None
             if found is not None:
                 notes = ["aligned over senone scores with phone durations and frame energy"]
                 return found[0], found[1], notes + ([f"aligned on retry {rung} (wider beams)"] if rung else [])

@@ -40,7 +40,7 @@ SENSCR_SHIFT = 10  # pocketsphinx stores senone scores right-shifted by this man
 SILENCE_SENONES = (96, 97, 98)
 LOUD_SILENCE = 20.0  # nats per loud frame labelled silence
 QUIET_PHONE = 1.0  # nats per quiet frame inside a phone
-DURATION_WEIGHT = 4.0  # weight of the log-normal duration term
+DURATION_WEIGHT = 24.0  # weight of the log-normal duration term (align.pocketsphinx.duration_weight)
 DURATION_SIGMA = 0.7  # its spread in ln(frames), before the weight
 VOWEL_FACTOR = 1.5  # vowels are expected this much longer than other phones
 MAX_PHONE_FRAMES = 150  # no phone is longer (1.5 s at 100 frames/s)
@@ -92,11 +92,13 @@ def read_senone_log(path: str | Path) -> SenoneScores:
     return SenoneScores(frames[:, 1:].astype(np.int16), float((1 << SENSCR_SHIFT) * np.log(logbase)))
 
 
-def duration_prior(expected: float, max_frames: int = MAX_PHONE_FRAMES) -> np.ndarray:
+def duration_prior(expected: float, max_frames: int = MAX_PHONE_FRAMES, weight: float = DURATION_WEIGHT) -> np.ndarray:
     """Log-normal duration term for durations 0..max_frames (index 0 unused): shape (max_frames + 1,)."""
+    if weight < 0:
+        raise ValueError(f"duration weight must be >= 0, got {weight}")
     d = np.arange(max_frames + 1, dtype=np.float64)
     d[0] = 1.0
-    return -0.5 * DURATION_WEIGHT * (np.log(d / max(expected, 1.0)) / DURATION_SIGMA) ** 2
+    return -0.5 * weight * (np.log(d / max(expected, 1.0)) / DURATION_SIGMA) ** 2
 
 
 def align_phones(
@@ -107,6 +109,7 @@ def align_phones(
     loud: np.ndarray,
     quiet: np.ndarray,
     max_frames: np.ndarray | None = None,
+    weight: float = DURATION_WEIGHT,
 ) -> np.ndarray:
     """The best segmentation of the frames into the phone sequence, silences optional between words.
 
@@ -117,6 +120,7 @@ def align_phones(
         expected: (P,) expected duration of each phone in frames.
         loud, quiet: (T,) bool, frames far above / close to the utterance's energy floor.
         max_frames: (P,) int, the longest each phone may be (default :data:`MAX_PHONE_FRAMES`).
+        weight: of the duration term (:func:`duration_prior`).
 
     Returns:
         (P, 2) int: each phone's [start, end) frames; silences are what lies between them.
@@ -148,7 +152,7 @@ def align_phones(
         else:
             start, came_from = ends, frames
         ends, dur = _phone_ends(
-            states[:, p, :] + frame_pen[:, None], start, duration_prior(float(expected[p]), int(max_frames[p]))
+            states[:, p, :] + frame_pen[:, None], start, duration_prior(float(expected[p]), int(max_frames[p]), weight)
         )
         back_dur.append(dur)
         back_from.append(came_from)
@@ -197,6 +201,7 @@ def realign(
     quiet: np.ndarray,
     is_filler: np.ndarray | None = None,
     silence_senones: tuple[int, ...] = SILENCE_SENONES,
+    weight: float = DURATION_WEIGHT,
 ) -> np.ndarray:
     """Phone spans ([start, end) frames, shape (P, 2)) of one utterance.
 
@@ -220,4 +225,5 @@ def realign(
         np.asarray(loud[:n], bool),
         np.asarray(quiet[:n], bool),
         longest.astype(np.int64),
+        weight,
     )

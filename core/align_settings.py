@@ -31,6 +31,10 @@ class PocketsphinxSettings:
     slow_speech: bool = True  # slow utterances analysed with longer frames (see SLOW_PHONE_RATE)
     refine_onsets: bool = True  # stop closures and onsets after silence corrected (alignment/refine.py)
     duration_search: bool = True  # re-align over the senone scores with durations and energy (senone_viterbi.py)
+    # Weight of the duration search's phone-duration term: senone_viterbi.DURATION_WEIGHT (a test keeps
+    # them equal; this layer cannot import alignment/).  Chosen on eSpeak speech (docs/alignment.md,
+    # item 14); lower it for speech whose phone durations vary more.
+    duration_weight: float = 24.0
 
 
 @dataclass(frozen=True)

@@ -568,6 +568,7 @@ RANGES: dict[str, str] = {
     "align.n_jobs": "positive",
     "align.pocketsphinx.ladder[][]": "probability",
     "align.pocketsphinx.silprob": "positive",
+    "align.pocketsphinx.duration_weight": "nonnegative",
     "align.mfa.jobs": "positive",
     "align.mfa.beam": "positive",
     "align.mfa.retry_beam": "positive",

@@ -92,6 +92,24 @@ def test_written_forms_keep_the_spelling_of_non_ascii_words() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "text, words, forms",
+    [
+        ("at 8:05.", ["at", "eight", "oh", "five"], ["at", "eight", "0", "five"]),
+        ("(9:00)", ["nine", "o'clock"], ["nine", "00"]),
+        ("until 10:40, um", ["until", "ten", "forty", "um"], ["until", "ten", "forty", "um"]),
+        ("12:07pm", ["twelve", "oh", "seven", "pm"], ["twelve", "0", "seven", "pm"]),
+        ("3:2 and 45:00", ["three", "two", "and", "forty", "five", "zero"], None),  # no clock times
+    ],
+)
+def test_clock_times_are_read_as_times(text: str, words: list[str], forms: list[str] | None) -> None:
+    """A time's leading zero is "oh" and its :00 "o'clock"; their written forms 0 / 00 let the aligner
+    also accept "zero" (eSpeak's reading)."""
+    assert normalize_transcript(text) == words
+    assert [f for _, f in written_forms(text)] == (forms or words)
+    assert [w for w, _ in written_forms(text)] == words
+
+
 def test_number_words() -> None:
     assert number_words(0) == ["zero"]
     assert number_words(115) == ["one", "hundred", "fifteen"]

@@ -59,14 +59,28 @@ def test_the_duration_term_splits_an_ambiguous_stretch_by_expected_durations() -
         assert spans.tolist() == [[0, split], [split, 40]]
 
 
+def test_duration_weight_trades_the_duration_term_against_the_scores() -> None:
+    """The scores put the split at frame 30 (0.5 nats a frame), the expected durations (10 / 30) at 10:
+    no duration term leaves it to the scores, and a stronger one moves it further toward 10."""
+    states = np.zeros((40, 2, 3))
+    states[:30, 0, :] = states[30:, 1, :] = 0.5
+    loud = np.ones(40, bool)
+    args = (states, np.full(40, -10.0), np.array([True, True]), np.array([10.0, 30.0]), loud, ~loud)
+    splits = [int(sv.align_phones(*args, weight=w)[0, 1]) for w in (0.0, 4.0, 24.0, 100.0)]
+    assert splits == [30, 21, 11, 10]
+    assert PocketsphinxSettings().duration_weight == sv.DURATION_WEIGHT  # the params default is the module's
+    with pytest.raises(ValueError, match="duration weight"):
+        sv.duration_prior(10.0, weight=-1.0)
+
+
 @pytest.mark.parametrize("filler", [False, True])
 def test_no_phone_but_a_fillers_outlasts_its_cap(filler: bool) -> None:
     """Ten one-phone words in 100 loud frames (expected 10 frames each): the first fits every frame,
     the others fit none, so it takes all it may: six times its expected duration, unless a filler."""
     n_phones, n_frames = 10, 100
-    costs = np.full((n_frames, 3 * n_phones + 3), 10, dtype=np.int16)
+    costs = np.full((n_frames, 3 * n_phones + 3), 100, dtype=np.int16)
     costs[:, :3] = 0
-    costs[:, 3 * n_phones :] = 100  # silence fits nowhere
+    costs[:, 3 * n_phones :] = 1000  # silence fits nowhere
     scores = sv.SenoneScores(costs, 1.0)
     senones = np.arange(3 * n_phones).reshape(n_phones, 3)
     loud = np.ones(n_frames, bool)
@@ -174,7 +188,7 @@ def spoken(tmp_path_factory: pytest.TempPathFactory) -> Utterance:
     out = tmp_path_factory.mktemp("spoken")
     text = "Call me after lunch on Tuesday."
     audio = speak(text, Speaker("F", "en-us+f3", 0, 0), Prosody(), None, "", np.random.default_rng(0)).audio
-    write_audio(out / "a.wav", np.concatenate([np.zeros(4000), audio, np.zeros(4000)]))
+    write_audio(out / "a.wav", np.concatenate([np.zeros(4000, np.int16), audio, np.zeros(4000, np.int16)]))
     return Utterance("u", 1, "d", "F", "F", True, str(out / "a.wav"), 3.0, text, "neu", "neu", 3, 3, 3)
 
 
@@ -218,3 +232,21 @@ def test_duration_search_aligns_over_senone_scores_and_leaves_no_logs(spoken: Ut
     assert result.words[0].start > 0.2  # the 0.25 s of leading silence is not the first word's
     if on:
         assert not Path(aligner._senone_dir()).exists()
+
+
+@pytest.fixture(scope="module")
+def spoken_time(tmp_path_factory: pytest.TempPathFactory) -> Utterance:
+    """eSpeak reads "8:05" as "eight zero five"."""
+    out = tmp_path_factory.mktemp("time")
+    text = "Mm, the bus leaves at 8:05."
+    audio = speak(text, Speaker("F", "en-us+f3", 0, 0), Prosody(), None, "", np.random.default_rng(0)).audio
+    write_audio(out / "a.wav", audio)
+    return Utterance("u", 1, "d", "F", "F", True, str(out / "a.wav"), 2.6, text, "neu", "neu", 3, 3, 3)
+
+
+def test_a_clock_times_zero_is_aligned_as_spoken(spoken_time: Utterance) -> None:
+    """The "oh" of 8:05 may be said "zero": eSpeak does, and the aligner picks that pronunciation."""
+    result = PocketsphinxAligner().align(spoken_time)
+    assert [w.label for w in result.words] == ["mm", "the", "bus", "leaves", "at", "eight", "oh", "five"]
+    assert [p.label for p in result.phones if p.word == 6] == ["Z", "IY", "AH", "R", "OW"]
+    assert result.words[6].start == pytest.approx(1.88, abs=0.05)  # eSpeak: "zero" from 1.88 s (its phoneme events)
