@@ -22,8 +22,8 @@ This module aligns again over the same model's senone scores (pocketsphinx write
 
 Apart from :func:`read_senone_log`, every function here is pure compute on arrays; the backend
 does the decoding.  The weights and factors were
-chosen on the development, demo-style and demo sets and checked once on the held-out set
-(docs/alignment.md, item 13).
+chosen on the development, demo-style and demo sets and checked on the held-out set
+(docs/alignment.md, items 13 and 14).
 """
 
 from __future__ import annotations
