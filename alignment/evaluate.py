@@ -71,6 +71,11 @@ def _rows(path: str | Path) -> list[dict]:
 
 def word_errors(utt_id: str, truth: Sequence[dict], words: Sequence[Segment]) -> list[WordError]:
     """Signed errors of one utterance's truth entries (``None`` where the word did not match)."""
+    return matched_errors(utt_id, truth, words)[0]
+
+
+def matched_errors(utt_id: str, truth: Sequence[dict], words: Sequence[Segment]) -> tuple[list[WordError], int]:
+    """(:func:`word_errors`, how many of the aligned ``words`` matched a truth token)."""
     flat: list[str] = []
     entry_span: list[tuple[int, int]] = []  # each entry's [first, last] index into flat
     for entry in truth:
@@ -88,7 +93,7 @@ def word_errors(utt_id: str, truth: Sequence[dict], words: Sequence[Segment]) ->
         out.append(
             WordError(utt_id, entry["word"], group_class(flat[first : last + 1]), entry["start"], entry["end"], on, off)
         )
-    return out
+    return out, len(to_aligned)
 
 
 def boundary_errors(truth: Sequence[dict], words: Sequence[Segment]) -> tuple[list[float], list[float]]:
@@ -118,7 +123,8 @@ def _figures(onset_s: Iterable[float], offset_s: Iterable[float]) -> dict:
     return out
 
 
-def _group(errors: Sequence[WordError]) -> dict:
+def group_figures(errors: Sequence[WordError]) -> dict:
+    """``n_words`` (matched onsets) and the figures of :func:`summarize` for one group of errors."""
     on = [e.onset for e in errors if e.onset is not None]
     return {"n_words": len(on)} | _figures(on, [e.offset for e in errors if e.offset is not None])
 
@@ -129,7 +135,16 @@ def summarize(onset: Iterable[float], offset: Iterable[float], n_utterances: int
     return {"backend": backend, "n_utterances": n_utterances, "n_words": len(on)} | _figures(on, offset)
 
 
-def _worst(errors: Sequence[WordError], voices: Mapping[str, str]) -> list[dict]:
+def by_utterance_key(errors: Sequence[WordError], key: Mapping[str, str]) -> dict[str, dict]:
+    """:func:`group_figures` per value of ``key[utt_id]`` (``?`` where absent), sorted by value."""
+    groups: dict[str, list[WordError]] = {}
+    for e in errors:
+        groups.setdefault(key.get(e.utt_id, "?"), []).append(e)
+    return {k: group_figures(groups[k]) for k in sorted(groups)}
+
+
+def worst_words(errors: Sequence[WordError], voices: Mapping[str, str]) -> list[dict]:
+    """The :data:`N_WORST` matched words with the largest onset errors, with their ``voices`` entry."""
     matched = [e for e in errors if e.onset is not None]
     matched.sort(key=lambda e: (-abs(e.onset), e.utt_id, e.truth_start))
     return [
@@ -160,15 +175,12 @@ def evaluate(
         len(common),
         backend,
     )
-    by_voice: dict[str, list[WordError]] = {}
-    for e in errors:
-        by_voice.setdefault(voices.get(e.utt_id, "?"), []).append(e)
-    metrics["by_voice"] = {v: _group(by_voice[v]) for v in sorted(by_voice)}
-    metrics["by_class"] = {c: _group([e for e in errors if e.word_class == c]) for c in CLASSES}
+    metrics["by_voice"] = by_utterance_key(errors, voices)
+    metrics["by_class"] = {c: group_figures([e for e in errors if e.word_class == c]) for c in CLASSES}
     if rates:
         by_rate: dict[int, list[WordError]] = {}
         for e in errors:
             by_rate.setdefault(rates.get(e.utt_id, 0), []).append(e)
-        metrics["by_rate"] = {str(r): _group(by_rate[r]) for r in sorted(by_rate)}
-    metrics["worst"] = _worst(errors, voices)
+        metrics["by_rate"] = {str(r): group_figures(by_rate[r]) for r in sorted(by_rate)}
+    metrics["worst"] = worst_words(errors, voices)
     return metrics

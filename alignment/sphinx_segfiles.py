@@ -45,3 +45,22 @@ def parse_segfile(text: str) -> list[Segment]:
 
 def read_segfile(path: Path) -> list[Segment]:
     return parse_segfile(path.read_text(encoding="utf-8", errors="replace"))
+
+
+def segfile_problem(text: str) -> str | None:
+    """Why ``text`` is not a well-formed segmentation file, in one line, or None.  Malformed: a
+    non-blank line that is neither the header (``SFrm ...``), a row nor the ``Total score``
+    trailer; an end frame before its start frame; no rows at all.  (:func:`parse_segfile`
+    skips such lines; this check is for readers that must not.)"""
+    rows = 0
+    for lineno, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("SFrm", "Total score")):
+            continue
+        m = _ROW.match(line)
+        if not m:
+            return f"line {lineno}: not a segment row (start frame, end frame, score, label): {stripped[:60]!r}"
+        if int(m.group(2)) < int(m.group(1)):
+            return f"line {lineno}: end frame {m.group(2)} before start frame {m.group(1)}"
+        rows += 1
+    return None if rows else "no segment rows"

@@ -84,6 +84,13 @@ class AlignEvalConfig:
     report: str = "reports/align_eval.json"
 
 
+@dataclass
+class AlignEvalCorpusConfig:
+    """``mger align-eval-corpus``: word boundaries against the corpus's own ForcedAlignment ``.wdseg``."""
+
+    report: str = "reports/align_eval_corpus.json"
+
+
 SpeechLevel = Literal["frame", "phone", "syllable", "word", "utterance", "functionals"]
 
 
@@ -339,6 +346,7 @@ class Params:
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
     align_eval: AlignEvalConfig = field(default_factory=AlignEvalConfig)
+    align_eval_corpus: AlignEvalCorpusConfig = field(default_factory=AlignEvalCorpusConfig)
     demo_model: DemoModelConfig = field(default_factory=DemoModelConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)

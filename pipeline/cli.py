@@ -87,6 +87,16 @@ def _cmd_align_eval(args: argparse.Namespace, params: Params) -> None:
     )
 
 
+def _cmd_align_eval_corpus(args: argparse.Namespace, params: Params) -> None:
+    from mger.alignment.corpus_eval import run_align_eval_corpus
+
+    run_align_eval_corpus(
+        args.manifest or params.prepare.manifest,
+        args.segments or f"{params.align.out}/segments.h5",
+        args.out or params.align_eval_corpus.report,
+    )
+
+
 def _cmd_demo_model(args: argparse.Namespace, params: Params) -> None:
     from mger.features.demo_model import make_demo_model
 
@@ -287,6 +297,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", help="ground-truth words.jsonl (align_eval.truth)")
     p.add_argument("--segments", help="segment table to evaluate (<align.out>/segments.h5)")
     p.add_argument("--out", help="metrics JSON to write (align_eval.report)")
+    p = add(
+        "align-eval-corpus",
+        _cmd_align_eval_corpus,
+        "Compare aligned word boundaries with the corpus's own ForcedAlignment .wdseg files.",
+    )
+    p.add_argument("--manifest", help="manifest whose utterances are compared (prepare.manifest)")
+    p.add_argument("--segments", help="segment table to evaluate (<align.out>/segments.h5)")
+    p.add_argument("--out", help="report JSON to write (align_eval_corpus.report)")
 
     add("demo-model", _cmd_demo_model, "Save the random-init wav2vec2 the offline demo encodes with.")
 
