@@ -36,6 +36,14 @@ def print_summary(params: Params) -> None:
             f"alignment accuracy: {evaluation['n_words']} words, onset median {evaluation['onset_median_ms']} ms, "
             f"{evaluation['onset_within_50ms']:.1%} within 50 ms, {evaluation['onset_within_20ms']:.1%} within 20 ms"
         )
+    corpus = _read(params.align_eval_corpus.report)
+    if corpus and corpus.get("n_words"):
+        print(
+            f"alignment vs the corpus's own .wdseg ({corpus['backend']}): {corpus['n_words']} words in "
+            f"{corpus['n_utterances']} utterances ({corpus['wdseg_missing']} .wdseg missing, "
+            f"{corpus['wdseg_malformed']} malformed), onset median {corpus['onset_median_ms']} ms, "
+            f"{corpus['onset_within_50ms']:.1%} within 50 ms, signed median {corpus['onset_signed_median_ms']} ms"
+        )
     from mger.features.cache import FeatureStore
     from mger.features.extract import store_path
 

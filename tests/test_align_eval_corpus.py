@@ -167,3 +167,27 @@ def test_synthetic_corpus_round_trip_with_the_iemocap_backend(aligned: dict[str,
     assert m["n_words"] == m["wdseg_words"] - as_written > 0
     assert m["onset_mean_ms"] == m["offset_mean_ms"] == 0.0 and m["onset_within_50ms"] == 1.0
     assert m["note"].startswith("the iemocap backend read these same .wdseg files")
+
+
+def test_summary_prints_one_line_when_words_were_compared(
+    tree: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mger.core.config import params_from_dict
+    from mger.pipeline.summary import print_summary
+
+    quality = {"root": "corpus", "kept": 6, "dropped": 0, "per_class": {"neu": 6}, "per_session": {"1": 6}}
+    (tmp_path / "q.json").write_text(json.dumps(quality))
+    none = str(tmp_path / "none.json")
+    sections = {"prepare": {"report": str(tmp_path / "q.json")}, "align": {"report": none}}
+    sections |= {"align_eval": {"report": none}, "features": {"out": str(tmp_path)}}
+    sections |= {"report": {"out": str(tmp_path / "none.md")}, "finetune": {"reports": str(tmp_path)}}
+    params = params_from_dict(sections | {"align_eval_corpus": {"report": str(tmp_path / "c.json")}})
+    print_summary(params)
+    assert ".wdseg" not in capsys.readouterr().out  # no report yet: no line
+    run_align_eval_corpus(tree["manifest"], tree["segments"], tmp_path / "c.json")
+    capsys.readouterr()
+    print_summary(params)
+    assert (
+        "alignment vs the corpus's own .wdseg (pocketsphinx): 8 words in 3 utterances (1 .wdseg missing, "
+        "1 malformed), onset median 30.0 ms, 87.5% within 50 ms, signed median 30.0 ms"
+    ) in capsys.readouterr().out

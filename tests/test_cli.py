@@ -26,6 +26,7 @@ def test_top_level_help_lists_subcommands(capsys: pytest.CaptureFixture[str]) ->
     [
         ("synth", ["--out", "--seed", "--sessions", "--dialogs", "--turns", "--params"]),
         ("prepare", ["--root", "--out", "--report", "--class-map", "--params"]),
+        ("align-eval-corpus", ["--manifest", "--segments", "--out", "--params"]),
     ],
 )
 def test_subcommand_help_describes_options(name: str, options: list[str], capsys: pytest.CaptureFixture[str]) -> None:
