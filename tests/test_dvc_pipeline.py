@@ -72,6 +72,7 @@ def test_dvc_repro_runs_and_then_is_a_no_op(scratch_repo: Path) -> None:
         "prepare",
         "align",
         "align_eval",
+        "align_eval_corpus",
         "demo_model",
         "extract",
         "finetune@1",
