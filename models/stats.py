@@ -16,8 +16,8 @@ Conventions (stated in every report, :data:`METHOD`):
   - ``ci95_clustered``: the same, resampling whole clusters (IEMOCAP dialogues: the manifest's
     ``dialog``, a speaker where none is known) within each fold, every seed with the same resample.
   - ``ci95_folds``: a t-interval over folds, mean ± t(0.975, n_folds − 1) · SD / √n_folds of the
-    per-fold values (seeds averaged first); it carries training variance and the variation between
-    sessions, with very few degrees of freedom.
+    per-fold values (seeds averaged first), clipped to [0, 1]; it carries training variance and the
+    variation between sessions, with very few degrees of freedom.
 
   Bootstraps draw ``n_boot`` resamples from a fixed generator, so the intervals are reproducible.
 * **Paired test** of two systems on the same (utterance, fold, seed) rows: approximate
@@ -55,11 +55,11 @@ METHOD = (
     f"value, test utterances resampled within folds ({N_BOOT} resamples), conditional on the trained models; "
     "(2) the same resampling whole dialogues within folds (a speaker where the manifest names no dialogue), the "
     "same resample for every seed; (3) a t-interval over folds (seeds averaged first, n_folds − 1 degrees of "
-    "freedom); the main table shows the widest of the three and names it; paired tests: approximate "
-    f"randomisation ({N_PERM} permutations, two-sided) with one swap per (fold, utterance) shared by every seed "
-    "(each system's correctness averaged over seeds first), Holm-adjusted within each table, p < 0.001 printed as "
-    "'< 0.001'; a difference is claimed only where the Holm-adjusted p < 0.05; validation: the fold's validation "
-    "speakers (mger.core.splits), which chose the epoch and the late-fusion weights"
+    "freedom, clipped to [0, 100]); the main table shows the widest of the three and names it; paired tests: "
+    f"approximate randomisation ({N_PERM} permutations, two-sided) with one swap per (fold, utterance) shared by "
+    "every seed (each system's correctness averaged over seeds first), Holm-adjusted within each table, p < 0.001 "
+    "printed as '< 0.001'; a difference is claimed only where the Holm-adjusted p < 0.05; validation: the fold's "
+    "validation speakers (mger.core.splits), which chose the epoch and the late-fusion weights"
 )
 
 
@@ -138,13 +138,13 @@ def _rates(
 
 
 def fold_t_interval(per_fold: Sequence[float], level: float = 0.95) -> list[float] | None:
-    """t-interval of the mean over folds: mean ± t(1 − α/2, n − 1) · SD(ddof=1) / √n; None with
-    fewer than two folds."""
+    """t-interval of the mean over folds: mean ± t(1 − α/2, n − 1) · SD(ddof=1) / √n, clipped to
+    the metric's range [0, 1]; None with fewer than two folds."""
     x = np.asarray(per_fold, dtype=float)
     if x.size < 2:
         return None
     half = float(scipy_stats.t.ppf(0.5 + level / 2, x.size - 1)) * x.std(ddof=1) / np.sqrt(x.size)
-    return [float(x.mean() - half), float(x.mean() + half)]
+    return [float(max(0.0, x.mean() - half)), float(min(1.0, x.mean() + half))]
 
 
 def summarize(
