@@ -165,6 +165,8 @@ def test_metrics_hold_validation_speakers_and_provenance(trained) -> None:
                 "val_f1",
             }
             assert entry["val_ua"] == pytest.approx(np.mean([v["val_ua"] for v in entry["seeds"].values()]))
+        val_folds = [entry["val_ua"] for entry in saved["folds"].values()]
+        assert saved["validation"]["ua"]["std"] == pytest.approx(np.std(val_folds, ddof=1), abs=1e-12)  # ddof=1
         kind = "text" if name in ("text", "probe_text") else "speech"
         version = "eg-v1" if EXPERIMENTS[name].get("speech_store") == "eg" and kind == "speech" else f"{kind}-v1"
         assert saved["provenance"]["stores"]["1"][kind]["fingerprint_sha256"] == version
