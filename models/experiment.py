@@ -45,7 +45,7 @@ from mger.models.metrics import all_metrics
 from mger.models.modules import ModelConfig, input_names
 from mger.models.predictions import Predictions, write_predictions
 from mger.models.probe import LinearProbe, probe_inputs
-from mger.models.stats import METHOD, breakdown, summarize
+from mger.models.stats import METHOD, breakdown, clusters_of, sd, summarize
 from mger.models.train import TensorSet, fit, fit_weights, predict_proba, standardize
 
 
@@ -364,7 +364,8 @@ def _run_experiment(
         )
     pred = Predictions.concat(classes, predictions)
     improvised = {u.utt_id: "improvised" if u.improvised else "scripted" for u in utts}
-    stats = summarize(pred)
+    groups, unit = clusters_of(utts)
+    stats = summarize(pred, groups=groups, unit=unit)
     result = {
         "experiment": name,
         "model": spec.model,
@@ -381,7 +382,7 @@ def _run_experiment(
         "classes": classes,
         "seeds": list(train_cfg.seeds),
         "n_utterances": len(utts),
-        **{k: stats[k] for k in ("wa", "ua", "f1", "pooled", "per_class_recall")},
+        **{k: stats[k] for k in ("wa", "ua", "f1", "pooled", "per_class_recall", "clustered_by")},
         "validation": {
             m: _summary(np.array([[val_scores[(f, s)][m] for f in splits] for s in train_cfg.seeds]))
             for m in ("wa", "ua", "f1")
@@ -425,9 +426,9 @@ def _fold_entry(test: dict, val: dict[int, dict], val_speakers: list[str]) -> di
 
 
 def _summary(grid: np.ndarray) -> dict:
-    """(seeds, folds) → mean and std over folds of the per-fold mean over seeds."""
+    """(seeds, folds) → mean and SD (ddof=1) over folds of the per-fold mean over seeds."""
     per_fold = grid.mean(0)
-    return {"mean": float(per_fold.mean()), "std": float(per_fold.std())}
+    return {"mean": float(per_fold.mean()), "std": sd(per_fold)}
 
 
 def _combine(weights: np.ndarray, probs: Sequence[np.ndarray]) -> np.ndarray:

@@ -5,16 +5,18 @@ metrics file is refused (one line naming it) when it is missing, was written wit
 provenance, or names a feature store whose fingerprint is no longer the one on disk: a table
 never mixes results of different features.  Everything is computed from the saved
 per-utterance predictions (:mod:`mger.models.stats`): CIs, pooled and per-class figures, the
-improvised/scripted breakdown and the paired tests of each ablation step.
+improvised/scripted breakdown and the paired tests of each ablation step, Holm-adjusted within each
+table; a sentence claims a difference only where the adjusted p < 0.05.
 
 Nothing here looks at test results to choose: the "best system" is the one with the highest
 *validation* UA; test figures are only displayed.  Published IEMOCAP numbers sit in their own
-block, never beside the rows of another corpus.
+block, never beside the rows of another corpus; with the synthetic corpus the block says so.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +26,11 @@ from mger.core.config import Params
 from mger.core.manifest import read_manifest
 from mger.core.reporting import StageError, save_figure_atomic, write_text_atomic
 from mger.models.predictions import Predictions, read_predictions
-from mger.models.stats import METHOD, breakdown, paired_test, summarize
+from mger.models.stats import ALPHA, METHOD, breakdown, clusters_of, format_p, holm, paired_test, sd, summarize
 
-# Published IEMOCAP figures, for orientation only: pretrained encoders fine-tuned on IEMOCAP,
-# not the synthetic demo corpus or random-init encoders.  Only the papers' abstracts are public.
+# Published IEMOCAP figures, for orientation only: pretrained encoders on real IEMOCAP speech, not
+# the synthetic demo corpus or random-init encoders.  We read the abstracts only: the full texts
+# (arXiv 2207.04697, 2302.13661) are public but were not obtainable here.
 PUBLISHED = [
     (
         "Sun, He & Han, ICASSP 2023",
@@ -147,6 +150,62 @@ def _cell(x: dict) -> str:
     return f"{100 * x['mean']:.2f} ± {100 * x['std']:.2f}"
 
 
+SD_NOTE = "mean ± SD over folds (ddof=1)"
+_INTERVALS = ("ci95", "ci95_clustered", "ci95_folds")  # the metrics keys of a row's 95% intervals
+
+
+def _interval_kind(m: dict, key: str) -> str:
+    return {"ci95_clustered": f"{m.get('clustered_by', 'dialogue')}s", "ci95_folds": "folds t"}.get(key, "utterances")
+
+
+def widest_interval(m: dict, metric: str = "ua") -> tuple[float, float, str]:
+    """The widest of a row's 95% intervals of ``metric`` (utterance bootstrap, clustered
+    bootstrap, t over folds; those the metrics hold), and which it is."""
+    present = [(key, m[metric][key]) for key in _INTERVALS if m[metric].get(key)]
+    key, (lo, hi) = max(present, key=lambda kv: kv[1][1] - kv[1][0])
+    return lo, hi, _interval_kind(m, key)
+
+
+def _ci_cell(m: dict) -> str:
+    lo, hi, kind = widest_interval(m)
+    return f"[{_pct(lo)}, {_pct(hi)}] {kind}"
+
+
+def _p_cells(p: float, adjusted: float | None) -> str:
+    """'raw | Holm' cells of a table."""
+    return f"{format_p(p)} | {format_p(adjusted) if adjusted is not None else '–'}"
+
+
+def _tests(pairs: list[tuple[Experiment, Experiment]]) -> list[dict | str]:
+    """The paired test (system, baseline) of each pair, each with Holm-adjusted p-values over the
+    family (per metric: ``p_holm``), or the reason it could not run."""
+    out: list[dict | str] = []
+    for system, base in pairs:
+        try:
+            out.append(paired_test(system.predictions, base.predictions))
+        except ValueError as err:
+            out.append(str(err))
+    for metric in ("ua", "wa"):
+        adjusted = holm([t[metric]["p"] if isinstance(t, dict) else None for t in out])
+        for t, adj in zip(out, adjusted):
+            if isinstance(t, dict):
+                t[metric]["p_holm"] = adj
+    return out
+
+
+def findings(pairs: list[tuple[str, str]], tests: list[dict | str], metric: str = "ua") -> str:
+    """The one sentence of a table that claims differences: only those whose Holm-adjusted p < ALPHA."""
+    held = [
+        f"{system} vs {base} ({100 * t[metric]['delta']:+.2f} {metric.upper()}, Holm p {format_p(t[metric]['p_holm'])})"
+        for (system, base), t in zip(pairs, tests)
+        if isinstance(t, dict) and t[metric]["p_holm"] < ALPHA
+    ]
+    head = f"Differences in {metric.upper()} that hold after Holm's correction within this table (adjusted p < {ALPHA})"
+    if not held:
+        return f"{head}: none; no difference here is distinguishable from noise at this level."
+    return f"{head}: {'; '.join(held)}. No other difference here is distinguishable from noise at this level."
+
+
 # --- loading, with provenance checks -------------------------------------------------------------
 
 
@@ -201,8 +260,12 @@ def joint_experiment(params: Params) -> Experiment | None:
     pred = Predictions.concat(preds[0].classes, preds)
     manifest = read_manifest(params.prepare.manifest)
     improvised = {u.utt_id: "improvised" if u.improvised else "scripted" for u in manifest}
+    groups, unit = clusters_of(manifest)
+    stats = summarize(pred, groups=groups, unit=unit)
+    for fold, entry in stats["folds"].items():  # each fold's validation speakers, as a metrics JSON holds them
+        entry |= folds.get(fold, {})
     metrics = (
-        summarize(pred)
+        stats
         | {"by_improvised": breakdown(pred, improvised.__getitem__)}
         | {
             "experiment": "joint_ft",
@@ -221,7 +284,7 @@ def joint_experiment(params: Params) -> Experiment | None:
             "classes": pred.classes,
             "seeds": [ft.seed],
             "n_utterances": len(pred),
-            "validation": {"ua": {"mean": float(np.mean(val)), "std": float(np.std(val))}},
+            "validation": {"ua": {"mean": float(np.mean(val)), "std": sd(val)}},
         }
     )
     return Experiment(metrics, pred)
@@ -301,22 +364,26 @@ def ablation_lines(rows: list[Experiment]) -> list[str]:
         "## Ablation steps with paired tests",
         "",
         "Δ = system − baseline on the same test utterances, folds and seeds (fold-averaged, points); p: "
-        "two-sided approximate randomisation. A step is a claim only where its p-value is small.",
+        "two-sided approximate randomisation (one swap per utterance shared by every seed); Holm: the p "
+        "adjusted by Holm's method over all steps of this table (UA and WA columns each one family). A step "
+        "is a claim only where its Holm-adjusted p < 0.05.",
         "",
-        "| step | baseline | system | Δ UA | p (UA) | Δ WA | p (WA) |",
-        "|---|---|---|---|---|---|---|",
+        "| step | baseline | system | Δ UA | p (UA) | Holm p (UA) | Δ WA | p (WA) | Holm p (WA) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for step, base, system in ablation_pairs(rows):
-        try:
-            test = paired_test(system.predictions, base.predictions)
-        except ValueError as err:
-            lines.append(f"| {step} | {base.name} | {system.name} | not paired: {err} | | | |")
+    steps = ablation_pairs(rows)
+    tests = _tests([(system, base) for _, base, system in steps])
+    for (step, base, system), test in zip(steps, tests):
+        if isinstance(test, str):
+            lines.append(f"| {step} | {base.name} | {system.name} | not paired: {test} | | | | | |")
             continue
         lines.append(
             f"| {step} | {base.name} | {system.name} | {100 * test['ua']['delta']:+.2f} | "
-            f"{test['ua']['p']:.3f} | {100 * test['wa']['delta']:+.2f} | {test['wa']['p']:.3f} |"
+            f"{_p_cells(test['ua']['p'], test['ua']['p_holm'])} | {100 * test['wa']['delta']:+.2f} | "
+            f"{_p_cells(test['wa']['p'], test['wa']['p_holm'])} |"
         )
-    return lines + [""]
+    names = [(system.name, base.name) for _, base, system in steps]
+    return lines + ["", findings(names, tests, "ua"), "", findings(names, tests, "wa"), ""]
 
 
 # --- the papers' tables, in their row order --------------------------------------------------------
@@ -362,14 +429,43 @@ def _matches(m: dict, want: dict) -> bool:
     return True
 
 
-def paper_table(title: str, note: str, spec: list[Match], rows: list[Experiment], k_sweep: bool = False) -> list[str]:
-    """One paper's table layout, filled with this run's rows of each kind (frozen and fine-tuned)."""
+def _reads(m: dict, models: dict[str, str]) -> str:
+    """Which speech store and encoder a row reads, and in which state (``– (text only)`` for text)."""
+    if _inputs(m)[1] is None:
+        return "– (text only)"
+    return f"{_store(m)} store: {models.get(_store(m), 'encoder not in params')}, {_features(m)}"
+
+
+def _paper_row(label: str, m: dict, models: dict[str, str]) -> str:
+    """The paper's row name, or, where the row reads another speech encoder than the paper's
+    wav2vec 2.0 (e.g. eGeMAPS), that encoder's name in its place, the paper's name beside it."""
+    model = models.get(_store(m), _store(m))
+    if _inputs(m)[1] is None or "wav2vec2" in re.sub(r"[^a-z0-9]", "", model.lower()):
+        return label
+    for paper in ("wav2vec 2.0", "Wav2vec2"):
+        if paper in label:
+            return f"{label.replace(paper, model)} (in the paper's {paper} row)"
+    return label
+
+
+def paper_table(
+    title: str,
+    note: str,
+    spec: list[Match],
+    rows: list[Experiment],
+    models: dict[str, str],
+    k_sweep: bool = False,
+) -> list[str]:
+    """One paper's table layout, filled with this run's rows of each kind (frozen and fine-tuned),
+    each saying which speech store and encoder it read (``models``: store name → encoder)."""
     lines = [
         f"## {title}",
         "",
         note,
         "",
-        "| row (paper) | experiment | speech features | WA | UA | UA 95% CI |",
+        f"WA and UA: {SD_NOTE}; UA 95% CI: the widest of the row's three intervals (which one beside it).",
+        "",
+        "| row (paper) | experiment | reads (speech store: encoder, state) | WA | UA | UA 95% CI |",
         "|---|---|---|---|---|---|",
     ]
     for label, want in spec:
@@ -382,29 +478,32 @@ def paper_table(title: str, note: str, spec: list[Match], rows: list[Experiment]
                 lines.append(f"| {label} | not run | | | | |")
                 continue
             m = e.metrics
-            name = f"{label}, K={m.get('layers')}" if sweep else label
-            lo, hi = m["ua"]["ci95"]
+            name = _paper_row(label, m, models)
+            name = f"{name}, K={m.get('layers')}" if sweep else name
             lines.append(
-                f"| {name} | {e.name} | {_encoder(m)} | {_cell(m['wa'])} | {_cell(m['ua'])} | "
-                f"[{_pct(lo)}, {_pct(hi)}] |"
+                f"| {name} | {e.name} | {_reads(m, models)} | {_cell(m['wa'])} | {_cell(m['ua'])} | {_ci_cell(m)} |"
             )
     return lines + [""]
 
 
-def paper_lines(rows: list[Experiment]) -> list[str]:
+def paper_lines(rows: list[Experiment], models: dict[str, str]) -> list[str]:
     return [
         *paper_table(
             "Zhao, Wang & Wang (Interspeech 2022): the ablation in the paper's row order",
-            "Our reading of the paper's system (docs/papers.md); this run's corpus and encoders, not the paper's.",
+            "Our reading of the paper's system (docs/papers.md); this run's corpus and encoders, not the paper's. "
+            "A row that reads another speech encoder than wav2vec 2.0 is named by that encoder.",
             ZHAO_ROWS,
             rows,
+            models,
         ),
         *paper_table(
             "Sun, He & Han (ICASSP 2023): the table in the paper's row order, with the K sweep",
             "CA = the K-layer multi-head attention fusion; Aux1 = audio–text matching, Aux2 = unimodal "
-            "heads (our reading, docs/papers.md). The K sweep is the +CA+Aux1&2 row at each K run.",
+            "heads (our reading, docs/papers.md). The K sweep is the +CA+Aux1&2 row at each K run. A row that "
+            "reads another speech encoder than wav2vec 2.0 is named by that encoder.",
             SUN_ROWS,
             rows,
+            models,
             k_sweep=True,
         ),
     ]
@@ -413,10 +512,15 @@ def paper_lines(rows: list[Experiment]) -> list[str]:
 # --- the report -------------------------------------------------------------------------------------
 
 
+def synthetic_corpus(params: Params) -> bool:
+    """Whether prepare.root is the synthetic demo corpus (`mger synth` writes truth/ beside its tree)."""
+    return (Path(params.prepare.root) / "truth" / "words.jsonl").is_file()
+
+
 def _corpus_line(params: Params, m: dict) -> str:
     root = Path(params.prepare.root)
     line = f"Corpus: `{root}`, {m['n_utterances']} utterances, classes {', '.join(m['classes'])}."
-    if (root / "truth" / "words.jsonl").is_file():  # written by `mger synth` beside the IEMOCAP tree
+    if synthetic_corpus(params):
         line += (
             " This is the synthetic demo corpus (eSpeak NG voices in IEMOCAP's layout): its figures say "
             "whether the pipeline works, not how well the papers' systems recognise human emotion, and are "
@@ -428,11 +532,32 @@ def _corpus_line(params: Params, m: dict) -> str:
 def _seeds_line(m: dict) -> str:
     n = len(m["seeds"])
     note = " (fewer than the 3 seeds real-data settings default to: a demo setting)" if n < 3 else ""
-    return f"Training seeds: {m['seeds']}{note}; the validation speaker of each fold does not depend on them."
+    return f"Training seeds: {m['seeds']}{note}; the validation speakers of each fold do not depend on them."
+
+
+def validation_lines(rows: list[Experiment]) -> list[str]:
+    """Each fold's validation speakers (from the metrics' ``val_speakers``), one line per fold; a
+    row whose folds validated on other speakers gets its own lines."""
+    by_split: dict[str, list[str]] = {}
+    for e in rows:
+        folds = {f: entry.get("val_speakers", []) for f, entry in e.metrics["folds"].items()}
+        by_split.setdefault(json.dumps(folds, sort_keys=True), []).append(e.name)
+    lines = ["Validation speakers (carved from each fold's training sessions by fold and `split.seed`):", ""]
+    for i, (folds, names) in enumerate(sorted(by_split.items(), key=lambda kv: -len(kv[1]))):
+        if len(by_split) > 1:
+            lines.append(f"- {'most experiments' if i == 0 else 'experiments ' + ', '.join(names)}:")
+        indent = "  " if len(by_split) > 1 else ""
+        split = json.loads(folds)
+        lines += [
+            f"{indent}- fold {f}: validation {', '.join(split[f]) or 'not recorded'}"
+            for f in sorted(split, key=lambda f: (len(f), f))
+        ]
+    return lines + [""]
 
 
 def reference_of(e: Experiment, rows: list[Experiment]) -> Experiment | None:
-    """The linear probe on the same inputs (speech, text or both; same encoders) as ``e``."""
+    """The linear probe on the same inputs (speech, text or both; same encoders and speech store)
+    as ``e``: a fusion row's reference is the bimodal probe on its store, never a unimodal one."""
     m = e.metrics
     if m["model"] == "probe":
         return None
@@ -446,19 +571,8 @@ def reference_of(e: Experiment, rows: list[Experiment]) -> Experiment | None:
     return probes[0] if probes else None
 
 
-def _versus_reference(e: Experiment, rows: list[Experiment]) -> str:
-    ref = reference_of(e, rows)
-    if ref is None:
-        return "reference" if e.metrics["model"] == "probe" else "–"
-    try:
-        test = paired_test(e.predictions, ref.predictions)["ua"]
-    except ValueError as err:
-        return f"not paired ({err})"
-    return f"{100 * test['delta']:+.2f} (p {test['p']:.3f}, {ref.name})"
-
-
 def _probes(rows: list[Experiment], inputs: str, like: dict) -> list[Experiment]:
-    """Every linear probe on ``inputs`` (speech or text) of the features ``like`` reads."""
+    """Every linear probe on ``inputs`` (speech, text or both) of the features ``like`` reads."""
     want = _inputs({"model": "probe", "probe": inputs, "features": like.get("features"), "speech_store": _store(like)})
     return [
         x for x in rows if x.metrics["model"] == "probe" and x.metrics["probe"] == inputs and _inputs(x.metrics) == want
@@ -467,16 +581,18 @@ def _probes(rows: list[Experiment], inputs: str, like: dict) -> list[Experiment]
 
 def reference_lines(rows: list[Experiment]) -> list[str]:
     """Per speech features: the best audio-only model and the best fusion model, each chosen by
-    validation UA, against the unimodal linear-probe references (paired tests on test)."""
+    validation UA, against its linear probe on the same inputs (paired tests on test, Holm-adjusted
+    over this table)."""
     lines = [
-        "## The best models against the linear-probe references",
+        "## The best models against their linear-probe references",
         "",
         "Per speech features, the audio-only and the fusion model with the highest **validation** UA, "
-        "against the unimodal references on the same features (paired approximate randomisation on the "
-        "test predictions; Δ in UA points).",
+        "against the linear probe on the same inputs (an audio model: the speech probe on its store; a "
+        "fusion model: the speech + text probe on its store), by paired approximate randomisation on the "
+        "test predictions; Δ in UA points; Holm: adjusted over this table.",
         "",
-        "| speech features | group | best by validation | reference | Δ UA | p |",
-        "|---|---|---|---|---|---|",
+        "| speech features | group | best by validation | reference | Δ UA | p | Holm p |",
+        "|---|---|---|---|---|---|---|",
     ]
     groups: dict[tuple, dict[str, list[Experiment]]] = {}
     for e in rows:
@@ -489,34 +605,58 @@ def reference_lines(rows: list[Experiment]) -> list[str]:
         )
         if group:
             groups.setdefault(_inputs(e.metrics), {}).setdefault(group, []).append(e)
+    best: list[tuple[str, Experiment]] = []
     for _, by_group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         for group, members in sorted(by_group.items()):
-            best = max(members, key=lambda e: (e.metrics["validation"]["ua"]["mean"], e.name))
-            refs = ["speech"] + (["text"] if group == "fusion" else [])
-            for ref in (r for kind in refs for r in _probes(rows, kind, best.metrics)):
-                try:
-                    test = paired_test(best.predictions, ref.predictions)["ua"]
-                    cells = f"{100 * test['delta']:+.2f} | {test['p']:.3f}"
-                except ValueError as err:
-                    cells = f"not paired ({err}) |"
-                lines.append(f"| {_encoder(best.metrics)} | {group} | {best.name} | {ref.name} | {cells} |")
-    return lines + [""]
+            best.append((group, max(members, key=lambda e: (e.metrics["validation"]["ua"]["mean"], e.name))))
+    pairs = [(e, ref) for _, e in best if (ref := reference_of(e, rows)) is not None]
+    tested = _tests(pairs)
+    tests = iter(tested)
+    for group, e in best:
+        ref = reference_of(e, rows)
+        if ref is None:
+            what = "bimodal (speech + text)" if group == "fusion" else "speech"
+            lines.append(
+                f"| {_encoder(e.metrics)} | {group} | {e.name} | no {what} probe on these inputs | – | – | – |"
+            )
+            continue
+        test = next(tests)
+        cells = (
+            f"not paired ({test}) | – | –"
+            if isinstance(test, str)
+            else f"{100 * test['ua']['delta']:+.2f} | {_p_cells(test['ua']['p'], test['ua']['p_holm'])}"
+        )
+        lines.append(f"| {_encoder(e.metrics)} | {group} | {e.name} | {ref.name} | {cells} |")
+    return lines + ["", findings([(e.name, ref.name) for e, ref in pairs], tested), ""]
 
 
 def main_table(rows: list[Experiment]) -> list[str]:
+    """The main table, and the sentence naming the differences to the probes that hold after Holm."""
+    pairs = [(e, ref) for e in rows if (ref := reference_of(e, rows)) is not None]
+    tests = dict(zip((e.name for e, _ in pairs), zip(pairs, _tests(pairs))))
     lines = [
-        "| experiment | system | speech features | WA | UA | UA 95% CI | F1 | validation UA | Δ UA vs its probe (p) |",
+        "| experiment | system | speech features | WA | UA | UA 95% CI (widest; which) | F1 | validation UA | "
+        "Δ UA vs its probe (p, Holm p; probe) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for e in rows:
         m = e.metrics
-        lo, hi = m["ua"]["ci95"]
+        if e.name not in tests:
+            versus = "reference" if m["model"] == "probe" else "–"
+        else:
+            (_, ref), test = tests[e.name]
+            versus = (
+                f"not paired ({test})"
+                if isinstance(test, str)
+                else f"{100 * test['ua']['delta']:+.2f} (p {format_p(test['ua']['p'])}, Holm "
+                f"{format_p(test['ua']['p_holm'])}; {ref.name})"
+            )
         lines.append(
-            f"| {e.name} | {_label(m)} | {_encoder(m)} | {_cell(m['wa'])} | {_cell(m['ua'])} | "
-            f"[{_pct(lo)}, {_pct(hi)}] | {_cell(m['f1'])} | {_cell(m['validation']['ua'])} | "
-            f"{_versus_reference(e, rows)} |"
+            f"| {e.name} | {_label(m)} | {_encoder(m)} | {_cell(m['wa'])} | {_cell(m['ua'])} | {_ci_cell(m)} | "
+            f"{_cell(m['f1'])} | {_cell(m['validation']['ua'])} | {versus} |"
         )
-    return lines
+    found = findings([(e.name, ref.name) for e, ref in pairs], [t for _, t in tests.values()])
+    return lines + ["", found]
 
 
 def detail_lines(rows: list[Experiment]) -> list[str]:
@@ -544,13 +684,55 @@ def detail_lines(rows: list[Experiment]) -> list[str]:
     return lines + [""]
 
 
-def published_lines() -> list[str]:
+def interval_lines(rows: list[Experiment]) -> list[str]:
+    """Every row's three 95% intervals of fold-averaged UA, and which is the widest."""
     lines = [
-        "## Published IEMOCAP results (for orientation only; not comparable to the table above)",
+        "## Intervals of test UA",
         "",
-        "Pretrained encoders fine-tuned on real IEMOCAP speech, leave-one-session-out, as the papers' "
-        "abstracts state them. mger implements these systems in our reading of the abstracts; it has not "
-        "reproduced these numbers.",
+        "Three 95% intervals of fold-averaged UA (%): (1) bootstrap over test utterances within folds, "
+        "**conditional on the trained models** (it ignores training variance and that utterances of one "
+        "dialogue or speaker are alike); (2) the bootstrap over whole dialogues within folds (a speaker where "
+        "no dialogue is known; the unit is named), the same resample for every seed; (3) a t-interval over "
+        "folds, seeds averaged first (n_folds − 1 degrees of freedom), which carries training variance and "
+        "the variation between sessions. The main table shows the widest.",
+        "",
+        "| experiment | UA | utterances (conditional) | clustered (unit) | t over folds | widest |",
+        "|---|---|---|---|---|---|",
+    ]
+    for e in rows:
+        m = e.metrics
+
+        def cell(key: str) -> str:
+            ci = m["ua"].get(key)
+            return f"[{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "–"
+
+        unit = f" ({m['clustered_by']}s)" if m["ua"].get("ci95_clustered") else ""
+        lines.append(
+            f"| {e.name} | {_cell(m['ua'])} | {cell('ci95')} | {cell('ci95_clustered')}{unit} | "
+            f"{cell('ci95_folds')} | {widest_interval(m)[2]} |"
+        )
+    return lines + [""]
+
+
+def published_lines(synthetic: bool) -> list[str]:
+    """The published IEMOCAP figures in their own block; with the synthetic corpus it says that no
+    row of this report may be set beside them."""
+    lines = [
+        "## Published IEMOCAP results (for orientation only; not comparable to the tables above)",
+        "",
+        *(
+            [
+                "**This report's corpus is synthetic** (eSpeak NG voices): none of its figures is an IEMOCAP "
+                "result, and none may be set beside the figures below.",
+                "",
+            ]
+            if synthetic
+            else []
+        ),
+        "Pretrained encoders on real IEMOCAP speech, the systems as we read the papers' abstracts (the full "
+        "texts, arXiv 2207.04697 and 2302.13661, were not obtainable here). The evaluation protocol "
+        "(leave-one-session-out) is our reading: neither abstract states it. mger implements these systems "
+        "in our reading; it has not reproduced these numbers.",
         "",
         "| paper | system | reported |",
         "|---|---|---|",
@@ -565,6 +747,7 @@ def write_report(params: Params) -> Path:
     figures = Path(params.report.figures)
     first = rows[0].metrics
     best = max(rows, key=lambda e: (e.metrics["validation"]["ua"]["mean"], e.name))
+    models = {name: cfg.model for name, cfg in params.features.speech_stores.items()}
     table = main_table(rows)
     lines = [
         "# Results",
@@ -572,22 +755,28 @@ def write_report(params: Params) -> Path:
         _corpus_line(params, first),
         "",
         f"Leave-one-session-out over {len(first['folds'])} folds. {_seeds_line(first)} WA = overall accuracy, "
-        f"UA = mean per-class recall, F1 = macro-F1, all in %. Statistics: {METHOD}.",
+        f"UA = mean per-class recall, F1 = macro-F1, all in %; WA, UA, F1 and validation UA: {SD_NOTE}. "
+        f"Statistics: {METHOD}.",
         "",
+        *validation_lines(rows),
         *table,
         "",
-        "Δ UA vs its probe: the paired difference (points, approximate-randomisation p) to the linear probe on "
-        "the same inputs and encoders (standardised logistic regression on utterance means, C chosen on "
-        "validation; models/probe.py). A model that does not beat its probe has not earned its complexity.",
+        "Δ UA vs its probe: the paired difference (points; approximate-randomisation p, and p adjusted by Holm's "
+        "method over this column) to the linear probe on the same inputs and encoders (standardised logistic "
+        "regression on utterance means, C chosen on validation; models/probe.py). A model that does not beat "
+        "its probe has not earned its complexity. UA 95% CI: the widest of the row's three intervals (utterances: "
+        "bootstrap conditional on the trained models; dialogues / speakers: clustered bootstrap; folds t: "
+        't-interval over folds), see "Intervals of test UA".',
         "",
         f"Best system by **validation** UA (the test sessions choose nothing): {best.name} (validation UA "
-        f"{_cell(best.metrics['validation']['ua'])}; its test UA {_cell(best.metrics['ua'])}).",
+        f"{_cell(best.metrics['validation']['ua'])}; its test UA {_cell(best.metrics['ua'])}, {SD_NOTE}).",
         "",
         *reference_lines(rows),
         *ablation_lines(rows),
-        *paper_lines(rows),
+        *interval_lines(rows),
+        *paper_lines(rows, models),
         *detail_lines(rows),
-        *published_lines(),
+        *published_lines(synthetic_corpus(params)),
         "![confusion of the best system by validation UA](figures/confusion_best.png)",
         "![granularity](figures/ua_by_granularity.png)",
         "![fusion](figures/ua_by_fusion.png)",
@@ -655,10 +844,10 @@ def _plot_bars(rows: list[dict], path: Path, title: str, name) -> None:
     fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(rows) + 1), 3.5))
     if rows:
         ua = np.array([100 * m["ua"]["mean"] for m in rows])
-        ci = np.array([[100 * m["ua"]["ci95"][0] for m in rows], [100 * m["ua"]["ci95"][1] for m in rows]])
+        ci = 100 * np.array([widest_interval(m)[:2] for m in rows]).T
         ax.bar(range(len(rows)), ua, yerr=np.abs(ci - ua), color="#4c72b0", capsize=3)
         ax.set_xticks(range(len(rows)), [name(m) for m in rows], rotation=30, ha="right")
-    ax.set_ylabel("test UA (%), 95% CI")
+    ax.set_ylabel("test UA (%), widest 95% CI")
     ax.set_title(title)
     fig.tight_layout()
     _save(fig, path)

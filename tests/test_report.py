@@ -165,6 +165,8 @@ def test_metrics_hold_validation_speakers_and_provenance(trained) -> None:
                 "val_f1",
             }
             assert entry["val_ua"] == pytest.approx(np.mean([v["val_ua"] for v in entry["seeds"].values()]))
+        val_folds = [entry["val_ua"] for entry in saved["folds"].values()]
+        assert saved["validation"]["ua"]["std"] == pytest.approx(np.std(val_folds, ddof=1), abs=1e-12)  # ddof=1
         kind = "text" if name in ("text", "probe_text") else "speech"
         version = "eg-v1" if EXPERIMENTS[name].get("speech_store") == "eg" and kind == "speech" else f"{kind}-v1"
         assert saved["provenance"]["stores"]["1"][kind]["fingerprint_sha256"] == version
@@ -191,7 +193,10 @@ def test_predictions_reproduce_the_metrics(trained, name: str) -> None:
         per[fold] = {m: np.mean([c[m] for c in cells]) for m in ("wa", "ua")}
     for m in ("wa", "ua"):
         assert saved[m]["mean"] == pytest.approx(np.mean([per[f][m] for f in per]), abs=1e-12)
-        assert saved[m]["ci95"][0] <= saved[m]["mean"] <= saved[m]["ci95"][1]
+        assert saved[m]["std"] == pytest.approx(np.std([per[f][m] for f in per], ddof=1), abs=1e-12)
+        for key in ("ci95", "ci95_clustered", "ci95_folds"):  # utterances, dialogues, t over folds
+            assert saved[m][key][0] <= saved[m]["mean"] <= saved[m][key][1], key
+    assert saved["clustered_by"] == "dialogue"
     assert np.allclose(pred.probs.sum(1), 1, atol=1e-5) and np.array_equal(pred.probs.argmax(1), pred.pred)
     assert saved["by_improvised"]["improvised"]["n"] + saved["by_improvised"]["scripted"]["n"] == 72
 
@@ -278,30 +283,71 @@ def test_report_selects_by_validation_and_shows_statistics(trained) -> None:
         ("mha", "probe_both"),
         ("eg_word", "probe_eg"),
     ):
-        assert re.search(rf"\| [+-]\d+\.\d\d \(p 0\.\d{{3}}, {ref}\) \|$", rows[name]), rows[name]
+        p = r"(?:\d\.\d{3}|< 0\.001)"
+        assert re.search(rf"\| [+-]\d+\.\d\d \(p {p}, Holm {p}; {ref}\) \|$", rows[name]), rows[name]
     assert rows["eg_late"].endswith("| – |") and "| eg |" in rows["eg_word"]  # no both-probe on eg: no reference
     refs = text[text.index("## The best models against") : text.index("## Ablation steps")]
     for features, group, ref in (
         ("eg", "audio only", "probe_eg"),
-        ("eg", "fusion", "probe_eg"),
-        ("eg", "fusion", "probe_text"),
         ("frozen", "audio only", "probe_speech"),
-        ("frozen", "fusion", "probe_speech"),
-        ("frozen", "fusion", "probe_text"),
+        ("frozen", "fusion", "probe_both"),  # a fusion row against the bimodal probe on its store
     ):
-        assert re.search(rf"\| {features} \| {group} \| \w+ \| {ref} \| [+-]\d+\.\d\d \| 0\.\d{{3}} \|", refs), refs
+        p = r"(?:\d\.\d{3}|< 0\.001)"
+        assert re.search(rf"\| {features} \| {group} \| \w+ \| {ref} \| [+-]\d+\.\d\d \| {p} \| {p} \|", refs), refs
     assert "| eg | audio only | eg_word | probe_eg |" in refs  # the only eg audio model
+    assert "| eg | fusion | eg_late | no bimodal (speech + text) probe on these inputs |" in refs
+    assert not re.search(r"\| fusion \| \w+ \| probe_(speech|text|eg) \|", refs)  # never a unimodal probe
     assert "| text vs fusion | text | eg_late |" in text
     assert "Training seeds: [0, 1] (fewer than the 3 seeds" in text and "Leave-one-session-out over 3 folds." in text
-    assert "| wav2vec 2.0, word level | audio_word | frozen |" in text and "| BERT+Wav2vec2+FC | fc | frozen |" in text
-    assert "| co-attention, multi-granularity | not run |" in text and "| late fusion | late | frozen |" in text
-    assert "| +CA+Aux1&2, K=1 | mha_both_k1 | frozen |" in text and "| +CA+Aux1 (matching) | mha_matching |" in text
-    assert "## Published IEMOCAP results (for orientation only; not comparable to the table above)" in text
-    table = text[text.index("| experiment | system") : text.index("Best system")]
+    w2v = f"speech store: {FeaturesConfig().speech.model}, frozen"
+    assert f"| wav2vec 2.0, word level | audio_word | {w2v} |" in text and f"| BERT+Wav2vec2+FC | fc | {w2v} |" in text
+    assert "| co-attention, multi-granularity | not run |" in text and f"| late fusion | late | {w2v} |" in text
+    assert f"| +CA+Aux1&2, K=1 | mha_both_k1 | {w2v} |" in text and "| +CA+Aux1 (matching) | mha_matching |" in text
+    # an eGeMAPS row is named by its encoder, never as a wav2vec 2.0 level
+    assert (
+        f"| {EG_MODEL}, word level (in the paper's wav2vec 2.0 row) | eg_word | eg store: {EG_MODEL}, frozen |" in text
+    )
+    assert not re.search(r"\| wav2vec 2\.0[^|]*\| eg_", text) and "| late fusion | eg_late | eg store:" in text
+    published = text[text.index("## Published IEMOCAP results (for orientation only; not comparable to the tables") :]
+    assert "**This report's corpus is synthetic**" in published and "neither abstract states it" in published
+    assert "abstracts state them" not in text
+    table = text[text.index("| experiment | system") : text.index("## Published")]
     assert "78.42" not in table  # published numbers never sit beside these rows
+    _check_statistics(text, trained)
     for png in ("confusion_best.png", "ua_by_granularity.png", "ua_by_fusion.png"):
         assert (trained["root"] / "figures" / png).read_bytes()[:4] == b"\x89PNG"
     assert write_report(trained["params"]).read_text() == text  # the same table twice
+
+
+def _check_statistics(text: str, trained: dict) -> None:
+    """Holm beside every p, no "0.000", claims only where Holm p < 0.05, the widest interval in the
+    main table, every "±" with its ddof, each fold's validation speakers."""
+    assert "0.000" not in text.replace("100.00", "") and "< 0.001" in text
+    assert "mean ± SD over folds (ddof=1)" in text and "Holm" in text
+    ablation = text[text.index("## Ablation steps") : text.index("## Intervals of test UA")]
+    claims = ablation[ablation.index("Differences in UA") :].split("\n")[0]
+    seen = set()
+    for line in ablation.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 9 and re.fullmatch(r"[+-]\d+\.\d\d", cells[3]):
+            claimed = f"{cells[2]} vs {cells[1]} (" in claims
+            adjusted = 0.0 if cells[5] == "< 0.001" else float(cells[5])
+            assert claimed == (adjusted < 0.05), (line, claims)
+            seen.add(claimed)
+            assert cells[5] == "< 0.001" or float(cells[5]) >= float(cells[4].replace("< ", "")), line
+    assert seen == {True, False}  # the fixture has steps on both sides of the line
+    intervals = text[text.index("## Intervals of test UA") : text.index("## Zhao")]
+    main = text[text.index("| experiment | system") : text.index("Δ UA vs its probe: the paired")]
+    for name in trained["results"]:
+        row = next(line for line in intervals.splitlines() if line.startswith(f"| {name} |"))
+        spans = [tuple(map(float, ci)) for ci in re.findall(r"\[(-?[\d.]+), (-?[\d.]+)\]", row)]
+        assert len(spans) == 3 and all(0 <= lo <= hi <= 100 for lo, hi in spans), row
+        widest = max(spans, key=lambda s: s[1] - s[0])
+        shown = next(line for line in main.splitlines() if line.startswith(f"| {name} |"))
+        assert f"[{widest[0]:.2f}, {widest[1]:.2f}] {row.split(' | ')[-1].rstrip(' |')}" in shown, (row, shown)
+    saved = trained["results"]["text"]["folds"]
+    for fold, entry in saved.items():
+        assert f"- fold {fold}: validation {', '.join(entry['val_speakers'])}" in text
 
 
 def test_report_covers_params_only_and_refuses_stale_or_missing(trained, tmp_path) -> None:
@@ -539,7 +585,11 @@ def test_report_shows_the_end_to_end_row_of_joint_fine_tuning(trained, tmp_path)
     main = text[text.index("| experiment | system") : text.index("Δ UA vs its probe: the paired")]
     row = next(line for line in main.splitlines() if line.startswith("| joint_ft |"))
     assert "end to end: encoders fine-tuned jointly" in row and "| fine-tuned |" in row
-    assert "| end to end (encoders fine-tuned with the fusion head) | joint_ft | fine-tuned |" in text
+    w2v = f"speech store: {FeaturesConfig().speech.model}, fine-tuned"
+    assert f"| end to end (encoders fine-tuned with the fusion head) | joint_ft | {w2v} |" in text
+    assert "- experiments joint_ft:" in text and "  - fold 2: validation x" in text  # its own validation split
+    intervals = text[text.index("## Intervals of test UA") : text.index("## Zhao")]
+    assert re.search(r"\| joint_ft \| .*\(dialogues\)", intervals)  # clustered by the manifest's dialogues
     sun = text[text.index("## Sun, He & Han") : text.index("## Pooled over folds")]
     assert sun.count("joint_ft") == 1  # its own row, not also a K-sweep row
     (reports / "fold-2.json").unlink()
