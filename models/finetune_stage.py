@@ -4,8 +4,9 @@
 whose ``finetune.json`` matches the settings, and trains: the utterance objective each encoder
 alone (:func:`mger.models.finetune.train_modality`), the fusion objective both with the fusion
 head, once per training seed (:func:`mger.models.joint.run_joint_seeds`); once per fine-tuning
-variant of ``finetune.variants`` (each in its own folders, :meth:`FinetuneConfig.variant`).  It sits above both modules, so that
-:mod:`mger.models.joint` builds on :mod:`mger.models.finetune` without an import cycle.
+variant of ``finetune.variants`` (each in its own folders, :meth:`FinetuneConfig.variant`).  It
+sits above both modules, so that :mod:`mger.models.joint` builds on :mod:`mger.models.finetune`
+without an import cycle.
 """
 
 from __future__ import annotations

@@ -43,8 +43,8 @@ from torch import nn
 
 from mger.core.config import FeaturesConfig, FinetuneConfig
 from mger.core.manifest import Utterance
-from mger.features.encoders import SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
 from mger.core.reporting import StageError, write_json
+from mger.features.encoders import SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
 from mger.models.finetune import (
     FinetuneSplit,
     Progress,
