@@ -272,9 +272,11 @@ class FinetuneConfig:
         base["fusion"] = dataclasses.asdict(self.fusion)
         try:
             out = _build(FinetuneConfig, _merged(base, self.variants[name]), f"finetune.variants.{name}")
-        except ConfigError as err:  # the section's own checks name finetune.<key>: say which variant
-            where = "" if str(err).startswith("finetune.variants.") else f"finetune.variants.{name}: "
-            raise ConfigError(f"{where}{err}") from None
+        except ConfigError as err:  # the section's own checks name finetune.<key>: name the variant's key
+            msg = str(err)
+            if not msg.startswith("finetune.variants."):
+                msg = f"finetune.variants.{name}." + msg.removeprefix("finetune.")
+            raise ConfigError(msg) from None
         if len(self.variants) > 1:
             out.reports, out.tag = str(Path(self.reports) / name), name
         return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from pathlib import Path
@@ -110,6 +111,10 @@ def test_utterance_objective_is_unchanged_by_the_fusion_settings(tiny_models, al
     assert settings_key(other_head, split, encoders, "drop") == key
     joint = _joint(tmp_path)
     assert settings_key(joint, split, build_encoders(joint, features), "drop") != key
+    for variants in ({"only": {}}, {"only": {}, "other": {"epochs": 1}}):  # a variant's name is not a setting
+        named = dataclasses.replace(plain, variants=variants).variant("only")
+        assert settings_key(named, split, encoders, "drop") == key
+        assert (named.fold_dir(3) == plain.fold_dir(3)) == (len(variants) == 1)
 
     run_finetune(3, _joint(tmp_path, epochs=1), features, aligned["manifest"], aligned["segments"])
     fold_dir = run_finetune(3, _finetune(tmp_path, epochs=1), features, aligned["manifest"], aligned["segments"])
