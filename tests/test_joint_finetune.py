@@ -116,11 +116,13 @@ def test_utterance_objective_is_unchanged_by_the_fusion_settings(tiny_models, al
         assert settings_key(named, split, encoders, "drop") == key
         assert (named.fold_dir(3) == plain.fold_dir(3)) == (len(variants) == 1)
 
-    run_finetune(3, _joint(tmp_path, epochs=1), features, aligned["manifest"], aligned["segments"])
+    run_finetune(3, _joint(tmp_path, epochs=1), features, aligned["manifest"], aligned["segments"], seeds=[0, 1])
+    assert (tmp_path / "ft" / "fold-3" / "seed-1" / "result.json").is_file()
     fold_dir = run_finetune(3, _finetune(tmp_path, epochs=1), features, aligned["manifest"], aligned["segments"])
     record = json.loads((fold_dir / "finetune.json").read_text())
-    assert "objective" not in record and "test" not in record
+    assert "objective" not in record and "test" not in record and "seeds" not in record
     assert not (fold_dir / "fusion").exists() and (fold_dir / "speech" / "head.safetensors").is_file()
+    assert not (fold_dir / "seed-1").exists() and not (fold_dir / "joint-test-predictions.csv").exists()
     assert not (Path(tmp_path / "reports") / "joint-fold-3.csv").exists()
     assert "test" not in json.loads((tmp_path / "reports" / "fold-3.json").read_text())
     assert "finetune_objective" not in finetuned_setup(features, _finetune(tmp_path), 3)[1]
@@ -210,6 +212,25 @@ def test_default_objective_is_utterance() -> None:
     assert params_from_dict({}).finetune.objective == "utterance"
 
 
+def test_a_seed_tested_with_the_same_settings_is_not_redone(tiny_models, aligned, tmp_path) -> None:
+    """Each training seed's end-to-end run is found again by its settings key: another seed list
+    reruns the fold's own seed (its encoders are the fold's) and reuses the other seeds' results."""
+    features = _features(tiny_models, tmp_path / "f")
+    cfg = _joint(tmp_path, epochs=1)
+    fold_dir = run_finetune(1, cfg, features, aligned["manifest"], aligned["segments"], seeds=[0, 1])
+    done = fold_dir / "seed-1" / "result.json"
+    first, stamp = read_predictions(fold_dir / "joint-test-predictions.csv"), done.stat().st_mtime_ns
+    assert sorted(set(first.seed.tolist())) == [0, 1] and not (fold_dir / "seed-1" / "speech").exists()
+    run_finetune(1, cfg, features, aligned["manifest"], aligned["segments"], seeds=[1, 0])
+    again = read_predictions(fold_dir / "joint-test-predictions.csv")
+    assert done.stat().st_mtime_ns == stamp and list(again.seed[:3]) == [1, 1, 1]
+    assert sorted(again.key()) == sorted(first.key()) and json.loads((fold_dir / "finetune.json").read_text())[
+        "seeds"
+    ] == [1, 0]
+    assert run_finetune(1, cfg, features, aligned["manifest"], aligned["segments"], seeds=[0]) == fold_dir
+    assert set(read_predictions(fold_dir / "joint-test-predictions.csv").seed.tolist()) == {0}
+
+
 def test_sun_preset_fine_tunes_inside_its_fusion_row() -> None:
     """params/sun2023.yaml fine-tunes with the head settings of its own ``mha_both`` row."""
     params = load_params(Path(__file__).resolve().parents[1] / "params" / "sun2023.yaml")
@@ -252,7 +273,7 @@ def test_testing_reads_back_the_weights_that_were_validated(tiny_models, aligned
     assert disk.probs == pytest.approx(memory, abs=1e-6)
 
 
-def test_variants_and_seeds_end_to_end(tiny_models, aligned, tmp_path) -> None:
+def test_variants_and_seeds_end_to_end(tiny_models, aligned, tmp_path, capsys) -> None:
     """Sun's ablation on tiny models, through the CLI: two fine-tuning variants (with and without
     the auxiliary losses), each fold's end-to-end row trained on both training seeds, stores and
     reports per variant, classifier rows reading the variant they name; the end-to-end rows
@@ -264,7 +285,7 @@ def test_variants_and_seeds_end_to_end(tiny_models, aligned, tmp_path) -> None:
     head = {"layers": 1, "hidden": 16, "heads": 2, "aux_matching": 0.5, "aux_unimodal": 0.5}
     probe = {"model": "probe", "probe": "speech", "speech_levels": ["utterance"]}
     params = {
-        "prepare": {"manifest": str(aligned["manifest"])},
+        "prepare": {"manifest": str(aligned["manifest"]), "report": str(aligned["manifest"].parent / "q.json")},
         "align": {"out": str(aligned["segments"].parent)},
         "features": {
             "out": str(tmp_path / "f"),
@@ -308,6 +329,11 @@ def test_variants_and_seeds_end_to_end(tiny_models, aligned, tmp_path) -> None:
         assert main(["extract", *args, "--fold", str(fold)]) == 0
     assert main(["train", *args, "--experiment", "all"]) == 0
     assert main(["report", *args]) == 0
+    capsys.readouterr()
+    assert main(["finetune", *args]) == 0 and main(["summary", *args]) == 0
+    out = capsys.readouterr().out
+    assert out.count("is up to date") == 2 * len(FOLDS)  # every variant of every fold
+    assert "fine-tuned speech encoders (noaux) (3 folds" in out and "fine-tuned speech encoders (aux)" in out
 
     utts = read_manifest(aligned["manifest"])
     for fold in FOLDS:
