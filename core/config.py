@@ -199,6 +199,10 @@ class FusionHeadConfig:
     aux_matching_negatives: Literal["any", "other_label"] = "any"
 
 
+VARIANT_NAME = r"[A-Za-z0-9_-]+"  # a fine-tuning variant's name (it names folders)
+SHARED_FINETUNE = ("out", "features_out", "reports", "folds", "variants")  # not a variant's to change
+
+
 @dataclass
 class FinetuneConfig:
     """``mger finetune --fold k``: the encoders fine-tuned on fold k's training sessions only.
@@ -210,7 +214,13 @@ class FinetuneConfig:
     ``objective``: ``utterance`` fine-tunes each encoder alone under a mean-pool head;
     ``fusion`` fine-tunes the speech encoder (and the text encoder with ``text``) jointly with
     the ``fusion`` head and its auxiliary losses, and evaluates that head on the test session
-    once, after training (:mod:`mger.models.joint`).
+    once, after training (:mod:`mger.models.joint`): one end-to-end run per seed of
+    ``train.seeds``, the encoders of ``seed``'s run kept for extraction.
+
+    ``variants``: fine-tunings by name, each these settings with its overrides (e.g.
+    ``noaux: {fusion: {aux_matching: 0, aux_unimodal: 0}}``); every fold is fine-tuned once per
+    variant, and each experiment of ``train.finetuned_experiments`` names the one it reads
+    (``finetune: noaux``).  None declared: one fine-tuning, these settings.
     """
 
     out: str = "data/finetune"  # fold-<k>/{speech,text}/ save_pretrained folders
@@ -233,14 +243,50 @@ class FinetuneConfig:
     seed: int = 0  # initialisation and data order (not the split: split.seed)
     objective: Literal["utterance", "fusion"] = "utterance"
     fusion: FusionHeadConfig = field(default_factory=FusionHeadConfig)  # objective fusion only
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # name → overrides of the settings above
+    # the variant's name in its folders (data/finetune/fold-<k>/<tag>/): set by variant() when there are several
+    tag: Optional[str] = field(default=None, init=False, repr=False)
 
     def fold_dir(self, fold: int) -> Path:
         """Fold ``fold``'s fine-tuned encoders (save_pretrained folders) and ``finetune.json``."""
-        return Path(self.out) / f"fold-{fold}"
+        return Path(self.out) / f"fold-{fold}" / (self.tag or "")
 
     def features_dir(self, fold: int) -> Path:
         """Fold ``fold``'s feature stores, extracted with its fine-tuned encoders."""
-        return Path(self.features_out) / f"fold-{fold}"
+        return Path(self.features_out) / f"fold-{fold}" / (self.tag or "")
+
+    @property
+    def variant_names(self) -> list[Optional[str]]:
+        """The declared variants' names; ``[None]`` (the settings as they are) when none is declared."""
+        return list(self.variants) or [None]
+
+    def variant(self, name: Optional[str]) -> "FinetuneConfig":
+        """The settings of variant ``name``: these settings with its overrides merged in (mappings
+        key by key, as ``extends``).  With several variants its folders carry its name
+        (``<out>/fold-<k>/<name>/``, ``<features_out>/fold-<k>/<name>/``, ``<reports>/<name>/``);
+        with one, or none declared (``name`` None), they are the plain ones."""
+        if not self.variants:
+            if name is not None:
+                raise ConfigError(f"finetune.variants: no variant {name!r} (none is declared)")
+            return self
+        if name is None:
+            if len(self.variants) > 1:
+                raise ConfigError(f"finetune.variants: several variants ({', '.join(self.variants)}); name one")
+            name = next(iter(self.variants))
+        if name not in self.variants:
+            raise ConfigError(f"finetune.variants: no variant {name!r} (known: {', '.join(self.variants)})")
+        base = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init and f.name != "variants"}
+        base["fusion"] = dataclasses.asdict(self.fusion)
+        try:
+            out = _build(FinetuneConfig, _merged(base, self.variants[name]), f"finetune.variants.{name}")
+        except ConfigError as err:  # the section's own checks name finetune.<key>: name the variant's key
+            msg = str(err)
+            if not msg.startswith("finetune.variants."):
+                msg = f"finetune.variants.{name}." + msg.removeprefix("finetune.")
+            raise ConfigError(msg) from None
+        if len(self.variants) > 1:
+            out.reports, out.tag = str(Path(self.reports) / name), name
+        return out
 
     def __post_init__(self) -> None:
         _positive(
@@ -259,6 +305,18 @@ class FinetuneConfig:
             raise ConfigError(f"finetune.warmup: a fraction of the steps in [0, 1), got {self.warmup!r}")
         if not self.folds:
             raise ConfigError("finetune.folds: needs at least one fold")
+        for name, overrides in self.variants.items():
+            if not re.fullmatch(VARIANT_NAME, str(name)):
+                raise ConfigError(
+                    f"finetune.variants.{name}: a variant name is letters, digits, _ and - (it names folders)"
+                )
+            shared = sorted(set(overrides) & set(SHARED_FINETUNE))
+            if shared:
+                raise ConfigError(
+                    f"finetune.variants.{name}.{shared[0]}: shared by every variant ({', '.join(SHARED_FINETUNE)}); "
+                    "set it under finetune"
+                )
+            self.variant(name)  # its settings are checked as finetune's are
 
 
 @dataclass
@@ -285,6 +343,7 @@ class ExperimentSpec:
     speech_store: str = "speech"  # which speech store: speech, or a name in features.extra_speech
     late_weights: Literal["mean", "fitted"] = "fitted"
     features: Literal["frozen", "finetuned"] = "frozen"
+    finetune: Optional[str] = None  # fine-tuned experiments: the finetune.variants entry it reads
 
 
 @dataclass
@@ -443,7 +502,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
 
 def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
     for key in data:
         if key not in names:
             where = f"{prefix}.{key}" if prefix else key
@@ -642,7 +701,8 @@ def numeric_params(obj: Any, key: str = "") -> Iterator[tuple[str, str, float]]:
     """(dotted key, rule key, value) of every int/float value under ``obj`` (bools excluded)."""
     if dataclasses.is_dataclass(obj):
         for f in dataclasses.fields(obj):
-            yield from numeric_params(getattr(obj, f.name), f"{key}.{f.name}".lstrip("."))
+            if f.name != "variants":  # finetune.variants: checked as resolved settings (check_ranges)
+                yield from numeric_params(getattr(obj, f.name), f"{key}.{f.name}".lstrip("."))
     elif isinstance(obj, dict):
         for name, value in obj.items():
             yield from ((k, _generic(r, key), v) for k, r, v in numeric_params(value, f"{key}.{name}"))
@@ -663,10 +723,12 @@ def _generic(rule_key: str, dict_key: str) -> str:
 
 def check_ranges(params: Params) -> None:
     """Every numeric param within its range (:data:`RANGES`), and the cross-field rules."""
-    for key, rule_key, value in numeric_params(params):
-        test, what = _RULES[RANGES.get(rule_key, "any")]
-        if not test(value):
-            raise ConfigError(f"{key}: {what}, got {value!r}")
+    variants = [(f"finetune.variants.{n}.", params.finetune.variant(n)) for n in params.finetune.variants]
+    for where, obj in [("", params), *variants]:  # a variant's settings have finetune's ranges
+        for key, rule_key, value in numeric_params(obj, "finetune" if where else ""):
+            test, what = _RULES[RANGES.get(rule_key, "any")]
+            if not test(value):
+                raise ConfigError(f"{where}{key.removeprefix('finetune.') if where else key}: {what}, got {value!r}")
     demo = params.demo_model
     fusion = params.finetune.fusion
     for section, hidden, heads in (
@@ -679,6 +741,7 @@ def check_ranges(params: Params) -> None:
                 f"{section}: hidden size {hidden} is not divisible by {heads} attention heads; change one of them"
             )
     _check_speech_stores(params)
+    _check_finetune_variants(params)
     for key, device in (("features.device", params.features.device), ("train.device", params.train.device)):
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
             raise ConfigError(f"{key}: {device!r} is not a device: use auto, cpu, cuda, cuda:N or mps")
@@ -704,3 +767,27 @@ def _check_speech_stores(params: Params) -> None:
                 raise ConfigError(
                     f"train.{section}.{name}.speech_store: fine-tuned features exist for features.speech only"
                 )
+
+
+def _check_finetune_variants(params: Params) -> None:
+    """Fine-tuned experiments name an existing variant (one of several must be named); under the
+    fusion objective the run whose encoders are kept (``finetune.seed``) is one of ``train.seeds``."""
+    finetune, seeds = params.finetune, params.train.seeds
+    known = ", ".join(finetune.variants) or "none is declared"
+    for section in ("experiments", "finetuned_experiments"):
+        for name, spec in getattr(params.train, section).items():
+            key = f"train.{section}.{name}.finetune"
+            if section == "experiments" and spec.finetune is not None:
+                raise ConfigError(f"{key}: only experiments of train.finetuned_experiments read fine-tuned encoders")
+            if section == "finetuned_experiments" and spec.finetune is None and len(finetune.variants) > 1:
+                raise ConfigError(f"{key}: name the fine-tuning variant it reads (one of {known})")
+            if spec.finetune is not None and spec.finetune not in finetune.variants:
+                raise ConfigError(f"{key}: {spec.finetune!r} is not a variant of finetune.variants ({known})")
+    for name in finetune.variant_names:
+        cfg = finetune.variant(name)
+        if cfg.objective == "fusion" and cfg.seed not in seeds:
+            where = f"finetune.variants.{name}" if name else "finetune"
+            raise ConfigError(
+                f"{where}.seed: {cfg.seed} is not one of train.seeds {seeds}: the fusion objective trains one "
+                "end-to-end run per training seed and keeps the encoders of finetune.seed's run"
+            )

@@ -622,7 +622,8 @@ def finetuned_setup(
     cfg: FeaturesConfig, finetune: FinetuneConfig, fold: int, checkpoint: str | Path | None = None
 ) -> tuple[FeaturesConfig, dict, list[str]]:
     """Features settings for fold ``fold``'s fine-tuned encoders (in ``checkpoint``, default
-    ``<finetune.out>/fold-<k>``): the config, the fingerprint's fold entries, the kinds to extract."""
+    ``finetune.fold_dir(fold)``, a variant's settings given one): the config, the fingerprint's
+    fold entries, the kinds to extract."""
     folder = Path(checkpoint) if checkpoint else finetune.fold_dir(fold)
     record_path = folder / "finetune.json"
     if not record_path.is_file():
@@ -644,6 +645,8 @@ def finetuned_setup(
     }
     if "objective" in record:  # fusion (records of the utterance objective have no entry, as before it existed)
         entries["finetune_objective"] = record["objective"]
+    if "variant" in record:  # one of several fine-tuning variants (finetune.variants)
+        entries["finetune_variant"] = record["variant"]
     return out, entries, kinds
 
 

@@ -112,7 +112,10 @@ def model_config(spec: ExperimentSpec, train: TrainConfig, dims: dict[str, int],
 
 def store_path(kind: str, spec: ExperimentSpec, features: FeaturesConfig, finetune: FinetuneConfig, fold: int) -> Path:
     """Where fold ``fold`` of ``spec`` reads its ``kind`` features: the frozen store, or fold
-    ``fold``'s own fine-tuned store (text stays frozen unless ``finetune.text``)."""
+    ``fold``'s own fine-tuned store of the variant it names (text stays frozen unless that
+    variant's ``text``)."""
+    if spec.features == "finetuned":
+        finetune = finetune.variant(spec.finetune)
     if spec.features == "frozen" or (kind == "text" and not finetune.text):
         return extracted_store(features.out, spec.speech_store if kind == "speech" else kind)
     path = extracted_store(finetune.features_dir(fold), kind)
@@ -379,6 +382,11 @@ def _run_experiment(
         "aux_matching_negatives": spec.aux_matching_negatives,
         "layers": spec.layers or train_cfg.layers,
         "probe": spec.probe if spec.model == "probe" else None,
+        **(
+            {"finetune_variant": spec.finetune}
+            if spec.features == "finetuned" and finetune.variant(spec.finetune).tag
+            else {}
+        ),
         "classes": classes,
         "seeds": list(train_cfg.seeds),
         "n_utterances": len(utts),
@@ -401,7 +409,7 @@ def _run_experiment(
             "mger_version": __version__,
             "split_seed": split.seed,
             "stores": provenance,
-            "spec": dataclasses.asdict(spec),
+            "spec": {k: v for k, v in dataclasses.asdict(spec).items() if not (k == "finetune" and v is None)},
             "train": train_params(train_cfg),
         },
     }

@@ -457,7 +457,7 @@ def settings_key(cfg: FinetuneConfig, split: FinetuneSplit, encoders: dict, mark
     utterance objective each encoder trains alone, so neither ``text`` nor the fusion settings
     change the speech encoder (and the key is the one of runs before ``objective`` existed);
     under the fusion objective both do."""
-    skip = {"out", "features_out", "reports", "folds"}
+    skip = {"out", "features_out", "reports", "folds", "variants", "tag"}
     skip |= {"text", "objective", "fusion"} if cfg.objective == "utterance" else set()
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in skip}
     bases = {m: [e.name, e.revision, e.weights_sha256] for m, e in encoders.items()}

@@ -3,8 +3,10 @@
 :func:`run_finetune` splits fold k (:func:`mger.models.finetune.finetune_split`), skips a fold
 whose ``finetune.json`` matches the settings, and trains: the utterance objective each encoder
 alone (:func:`mger.models.finetune.train_modality`), the fusion objective both with the fusion
-head (:func:`mger.models.joint.run_joint`).  It sits above both modules, so that
-:mod:`mger.models.joint` builds on :mod:`mger.models.finetune` without an import cycle.
+head, once per training seed (:func:`mger.models.joint.run_joint_seeds`); once per fine-tuning
+variant of ``finetune.variants`` (each in its own folders, :meth:`FinetuneConfig.variant`).  It
+sits above both modules, so that :mod:`mger.models.joint` builds on :mod:`mger.models.finetune`
+without an import cycle.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -33,7 +36,7 @@ from mger.models.finetune import (
     train_modality,
     trained_modalities,
 )
-from mger.models.joint import run_joint
+from mger.models.joint import ALL_SEEDS, run_joint_seeds
 
 
 def run_finetune(
@@ -43,41 +46,74 @@ def run_finetune(
     manifest: str | Path,
     segments: str | Path,
     split_cfg: SplitConfig | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> Path:
-    """Fine-tune fold ``fold``'s encoders (or find them up to date); returns the fold folder."""
+    """Fine-tune fold ``fold``'s encoders once per variant of ``cfg`` (or find them up to date);
+    returns the fold folder.  ``seeds`` (``train.seeds``): the fusion objective's end-to-end runs
+    (default: ``finetune.seed`` alone)."""
     if is_opensmile(features.speech.model):
         raise StageError(
             f"features.speech.model {features.speech.model!r}: openSMILE descriptors have no weights to "
             "fine-tune; fine-tuning needs a wav2vec2-family model"
         )
-    t0 = time.perf_counter()
     table = SegmentTable.read(segments)
     aligned = set(table.utt_ids)
     utts = [u for u in read_manifest(manifest) if u.utt_id in aligned]
     split_seed = (split_cfg or SplitConfig()).seed
+    summaries = {
+        name: _run_variant(fold, cfg.variant(name), features, utts, split_seed, seeds) for name in cfg.variant_names
+    }
+    if len(summaries) > 1:  # the fold's reports of every variant, for DVC (each variant's own are in <reports>/<name>/)
+        rows = [{"variant": name} | row for name in summaries for row in summaries[name].pop("history")]
+        write_json(Path(cfg.reports) / f"fold-{fold}.json", {"fold": fold, "variants": summaries})
+        write_csv_atomic(Path(cfg.reports) / f"fold-{fold}.csv", ["variant", *HISTORY_FIELDS], rows)
+    return cfg.fold_dir(fold)
+
+
+def _run_variant(
+    fold: int,
+    cfg: FinetuneConfig,
+    features: FeaturesConfig,
+    utts: list,
+    split_seed: int,
+    seeds: Sequence[int] | None,
+) -> dict:
+    """One variant's fine-tuning of fold ``fold``; returns its report (with its epoch log)."""
+    t0 = time.perf_counter()
     split = finetune_split(utts, fold, split_seed)
     fold_dir = cfg.fold_dir(fold)
     fold_dir.mkdir(parents=True, exist_ok=True)
     encoders = build_encoders(cfg, features)
     trained = trained_modalities(cfg)
     key = settings_key(cfg, split, encoders, features.text.markers)
+    seeds = list(seeds) if seeds is not None and cfg.objective == "fusion" else [cfg.seed]
+    seed_entry = {"seeds": seeds} if cfg.objective == "fusion" else {}
     done = fold_dir / "finetune.json"
+    name = f" ({cfg.tag})" if cfg.tag else ""
     if done.exists():
         record = json.loads(done.read_text())
-        if record.get("key") == key and record.get("modalities") == trained and "history" in record:
-            _write_reports(Path(cfg.reports), fold, record, fold_dir)  # DVC removed them before calling us
-            print(f"finetune fold {fold}: {fold_dir} is up to date")
-            return fold_dir
+        if (
+            record.get("key") == key
+            and record.get("modalities") == trained
+            and record.get("seeds") == seed_entry.get("seeds")
+            and "history" in record
+        ):
+            summary = _write_reports(Path(cfg.reports), fold, record, fold_dir)  # DVC removed them before calling us
+            print(f"finetune fold {fold}{name}: {fold_dir} is up to date")
+            return summary
         done.unlink()
     for modality in MODALITIES:
         if modality not in trained:
             shutil.rmtree(fold_dir / modality, ignore_errors=True)
     if cfg.objective == "fusion":
         test = [utts[i] for i in fold_split(utts, fold, split_seed).test]  # read after training only
-        results, history, scores = run_joint(split, test, encoders, cfg, features, fold_dir, key)
-        objective, test_entry = {"objective": "fusion"}, {"test": scores}
+        results, history, scores = run_joint_seeds(split, test, encoders, cfg, features, fold_dir, key, seeds)
+        objective, test_entry = {"objective": "fusion"} | seed_entry, {"test": scores}
     else:
         shutil.rmtree(fold_dir / "fusion", ignore_errors=True)
+        for stale in fold_dir.glob("seed-*"):  # a fusion run's other seeds
+            shutil.rmtree(stale, ignore_errors=True)
+        (fold_dir / ALL_SEEDS).unlink(missing_ok=True)
         results, history = _run_utterance(split, encoders, trained, cfg, features, fold_dir, key)
         objective, test_entry = {}, {}  # records of the utterance objective are those of runs before it
     record = (
@@ -88,17 +124,22 @@ def run_finetune(
         | test_entry
         | {"seconds": round(time.perf_counter() - t0, 1), "history": history}
     )
+    if cfg.tag:
+        record["variant"] = cfg.tag
     write_json(done, record)
-    for name in (*MODALITIES, "fusion"):
-        shutil.rmtree(fold_dir / f"state-{name}", ignore_errors=True)
-    _write_reports(Path(cfg.reports), fold, record, fold_dir)
+    for state in (*MODALITIES, "fusion"):
+        shutil.rmtree(fold_dir / f"state-{state}", ignore_errors=True)
+    summary = _write_reports(Path(cfg.reports), fold, record, fold_dir)
     scores = ", ".join(f"{m} val UA {r['val_ua']:.3f} (epoch {r['best_epoch']})" for m, r in results.items())
-    tested = f"; joint test UA {record['test']['ua']:.3f}" if "test" in record else ""
+    tested = ""
+    if "test" in record:
+        mean = np.mean([s["ua"] for s in record["test"]["seeds"].values()])
+        tested = f"; joint test UA {record['test']['ua']:.3f} (seed {cfg.seed}), {mean:.3f} over seeds {seeds}"
     print(
-        f"finetune fold {fold}: {len(split.train)} train / {len(split.val)} validation utterances from sessions "
-        f"{split.train_sessions}; {scores}{tested}; {record['seconds']:.1f}s → {fold_dir}"
+        f"finetune fold {fold}{name}: {len(split.train)} train / {len(split.val)} validation utterances from "
+        f"sessions {split.train_sessions}; {scores}{tested}; {record['seconds']:.1f}s → {fold_dir}"
     )
-    return fold_dir
+    return summary
 
 
 def _run_utterance(
@@ -134,20 +175,22 @@ def _run_utterance(
     return results, history
 
 
-def _write_reports(folder: Path, fold: int, record: dict, fold_dir: Path) -> None:
+HISTORY_FIELDS = ["modality", "epoch", "train_loss", "val_ua", "lr"]
+
+
+def _write_reports(folder: Path, fold: int, record: dict, fold_dir: Path) -> dict:
+    """``fold-<k>.json`` and ``fold-<k>.csv`` in ``folder`` (and the end-to-end predictions);
+    returns the JSON's content with the epoch log under ``history``."""
     summary = {k: record[k] for k in ("fold", "test_session", "train_sessions", "val_speakers", "results", "seconds")}
     joint = joint_predictions_path(folder, fold)
     extra = {}
     if "test" in record:  # objective fusion: the end-to-end system's test figures and predictions
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(fold_dir / "fusion" / "test-predictions.csv", joint)
+        shutil.copyfile(fold_dir / ALL_SEEDS, joint)
         extra = {"objective": record["objective"], "test": record["test"] | {"predictions": str(joint)}}
     else:
         joint.unlink(missing_ok=True)  # a stale fusion run's predictions would pass for this run's
-    write_json(
-        folder / f"fold-{fold}.json",
-        summary | {"n_train": len(record["train_ids"]), "n_val": len(record["val_ids"])} | extra,
-    )
-    write_csv_atomic(
-        folder / f"fold-{fold}.csv", ["modality", "epoch", "train_loss", "val_ua", "lr"], record["history"]
-    )
+    report = summary | {"n_train": len(record["train_ids"]), "n_val": len(record["val_ids"])} | extra
+    write_json(folder / f"fold-{fold}.json", report)
+    write_csv_atomic(folder / f"fold-{fold}.csv", HISTORY_FIELDS, record["history"])
+    return report | {"history": record["history"]}

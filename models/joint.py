@@ -18,14 +18,21 @@ with the auxiliary losses; our reading of it, per fold k of :mod:`mger.models.fi
 After training, and only then, the best-validation epoch is read back from disk (the encoder
 folders and ``fusion/head.safetensors``) and evaluated once on the test session: its audio is
 read for that and nothing else, and nothing is chosen on it.  Its predictions go to
-``fusion/test-predictions.csv`` (the :mod:`mger.models.predictions` format; copied to
-``<finetune.reports>/joint-fold-<k>.csv``) and its WA/UA/F1 to ``finetune.json``.
+``fusion/test-predictions.csv`` (the :mod:`mger.models.predictions` format) and its WA/UA/F1 to
+``finetune.json``.
+
+The end-to-end row is trained once per seed of ``train.seeds`` (:func:`run_joint_seeds`), so
+that it pairs with every classifier row: ``finetune.seed``'s run in the fold folder (its encoders
+are the ones ``mger extract --fold k`` reads), every other seed s in ``seed-<s>/`` from the base
+encoders again.  Every seed's test predictions go to ``joint-test-predictions.csv`` (copied to
+``<finetune.reports>/joint-fold-<k>.csv``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -36,6 +43,7 @@ from torch import nn
 
 from mger.core.config import FeaturesConfig, FinetuneConfig
 from mger.core.manifest import Utterance
+from mger.core.reporting import StageError, write_json
 from mger.features.encoders import SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
 from mger.models.finetune import (
     FinetuneSplit,
@@ -46,17 +54,21 @@ from mger.models.finetune import (
     _fresh_dir,
     _replace_dir,
     _tensors,
+    build_encoders,
     fit_epochs,
     save_best,
+    settings_key,
 )
 from mger.models.metrics import all_metrics
 from mger.models.modules import MhaAux, ModelConfig, ModelOutput
-from mger.models.predictions import Predictions, write_predictions
+from mger.models.predictions import Predictions, read_predictions, write_predictions
 from mger.models.train import training_loss
 
 SPEECH, TEXT = "speech:frame", "text:token"
 HEAD_DIR = "fusion"
 TEST_PREDICTIONS = "test-predictions.csv"
+ALL_SEEDS = "joint-test-predictions.csv"  # in the fold folder: every seed's test predictions
+SEED_RESULT = "result.json"  # in seed-<s>/: that seed's key and test entry, once tested
 
 
 class FrozenTextInputs:
@@ -256,3 +268,62 @@ def run_joint(
     frozen_text = None if cfg.text else encoders["text"]
     scores = evaluate_test(test, split.fold, split.classes, frozen_text, cfg, features, fold_dir)
     return results, progress.history, scores | {"best_epoch": progress.best_epoch}
+
+
+def run_joint_seeds(
+    split: FinetuneSplit,
+    test: Sequence[Utterance],
+    encoders: dict,
+    cfg: FinetuneConfig,
+    features: FeaturesConfig,
+    fold_dir: Path,
+    key: str,
+    seeds: Sequence[int],
+) -> tuple[dict, list[dict], dict]:
+    """:func:`run_joint` once per seed of ``seeds`` (``train.seeds``).  ``cfg.seed``'s run is the
+    fold's (``fold_dir``, ``key``: its encoders are kept, its results and epoch log returned);
+    every other seed s trains from the base encoders in ``fold_dir/seed-<s>/``, whose encoders
+    and state are removed once tested (``result.json``, the head and the test predictions stay;
+    a seed tested with the same settings is not redone).  Writes every seed's test predictions
+    to ``fold_dir/joint-test-predictions.csv``; the test entry is ``cfg.seed``'s, with every
+    seed's figures under ``seeds``."""
+    if cfg.seed not in seeds:
+        raise StageError(f"finetune.seed {cfg.seed} is not one of the seeds {list(seeds)}: its encoders are kept")
+    markers = features.text.markers
+    keys = {s: settings_key(dataclasses.replace(cfg, seed=s), split, encoders, markers) for s in seeds}
+    results, history, scores = run_joint(split, test, encoders, cfg, features, fold_dir, key)
+    per_seed = {cfg.seed: scores | {"val_ua": results["speech"]["val_ua"]}}
+    for seed in (s for s in seeds if s != cfg.seed):
+        per_seed[seed] = _other_seed(split, test, dataclasses.replace(cfg, seed=seed), features, fold_dir, keys[seed])
+    preds = [read_predictions(_seed_dir(fold_dir, s, cfg.seed) / HEAD_DIR / TEST_PREDICTIONS) for s in seeds]
+    write_predictions(fold_dir / ALL_SEEDS, Predictions.concat(split.classes, preds))
+    return results, history, scores | {"seeds": {str(s): per_seed[s] for s in seeds}}
+
+
+def _seed_dir(fold_dir: Path, seed: int, kept: int) -> Path:
+    return fold_dir if seed == kept else fold_dir / f"seed-{seed}"
+
+
+def _other_seed(
+    split: FinetuneSplit,
+    test: Sequence[Utterance],
+    cfg: FinetuneConfig,
+    features: FeaturesConfig,
+    fold_dir: Path,
+    key: str,
+) -> dict:
+    """Seed ``cfg.seed``'s end-to-end run in ``fold_dir/seed-<s>/``; returns its test entry."""
+    run_dir = fold_dir / f"seed-{cfg.seed}"
+    done = run_dir / SEED_RESULT
+    if done.is_file() and (run_dir / HEAD_DIR / TEST_PREDICTIONS).is_file():
+        record = json.loads(done.read_text())
+        if record.get("key") == key:
+            return record["test"]
+    done.unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results, _, scores = run_joint(split, test, build_encoders(cfg, features), cfg, features, run_dir, key)
+    entry = scores | {"val_ua": results["speech"]["val_ua"]}
+    write_json(done, {"key": key, "test": entry})
+    for name in ("state-fusion", "speech", "text"):  # the weights are the kept seed's only
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+    return entry

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mger.core.config import Params
+from mger.core.config import FinetuneConfig, Params
 from mger.core.manifest import read_manifest
 from mger.core.reporting import StageError, save_figure_atomic, write_text_atomic
 from mger.models.predictions import Predictions, read_predictions
@@ -115,15 +115,23 @@ def _store(m: dict) -> str:
     return m.get("speech_store", "speech")
 
 
+def _variant(m: dict) -> str:
+    """The fine-tuning variant a row read (``finetune.variants``; '' for one fine-tuning or none)."""
+    return m.get("finetune_variant") or ""
+
+
 def _encoder(m: dict) -> str:
-    """The table's speech-encoder cell: frozen / fine-tuned for the main store, else the store's name."""
-    return _features(m) if _store(m) == "speech" else _store(m)
+    """The table's speech-encoder cell: frozen / fine-tuned for the main store, else the store's
+    name; with several fine-tuning variants, the one the row read (``fine-tuned (noaux)``)."""
+    cell = _features(m) if _store(m) == "speech" else _store(m)
+    return f"{cell} ({_variant(m)})" if _variant(m) else cell
 
 
 def _inputs(m: dict) -> tuple:
-    """Which features a row reads: the encoders' state, and the speech store unless it reads text only."""
+    """Which features a row reads: the encoders' state (and fine-tuning variant), and the speech
+    store unless it reads text only."""
     reads_speech = m["model"] != "text" and not (m["model"] == "probe" and m.get("probe") == "text")
-    return (_features(m), _store(m) if reads_speech else None)
+    return (_features(m) + (f" ({_variant(m)})" if _variant(m) else ""), _store(m) if reads_speech else None)
 
 
 def _same_model(m: dict) -> tuple:
@@ -236,14 +244,22 @@ def check_provenance(path: Path, metrics: dict) -> None:
                 )
 
 
-def joint_experiment(params: Params) -> Experiment | None:
-    """With ``finetune.objective: fusion``: Sun et al.'s end-to-end system (encoders fine-tuned
-    jointly with the mha fusion head, that head evaluated on each fold's test session once) as a
-    row, from ``reports/finetune/fold-<k>.json`` and its predictions; None otherwise."""
+def joint_experiments(params: Params) -> list[Experiment]:
+    """Sun et al.'s end-to-end system (encoders fine-tuned jointly with the mha fusion head, that
+    head evaluated on each fold's test session once per training seed) as a row, for every
+    fine-tuning variant with ``objective: fusion``: ``joint_ft``, or ``joint_ft_<variant>`` with
+    several variants; from ``<reports>/fold-<k>.json`` and its predictions."""
     ft = params.finetune
-    if ft.objective != "fusion":
-        return None
+    return [
+        _joint_experiment(params, ft.variant(name))
+        for name in ft.variant_names
+        if ft.variant(name).objective == "fusion"
+    ]
+
+
+def _joint_experiment(params: Params, ft: FinetuneConfig) -> Experiment:
     preds, val, folds = [], [], {}
+    seeds = list(params.train.seeds)
     for fold in ft.folds:
         path = Path(ft.reports) / f"fold-{fold}.json"
         if not path.is_file():
@@ -254,8 +270,13 @@ def joint_experiment(params: Params) -> Experiment | None:
                 f"{path}: no end-to-end test figures (fine-tuned with another objective); re-run "
                 f"`mger finetune --fold {fold}`"
             )
+        if sorted(int(s) for s in record["test"].get("seeds", {})) != sorted(seeds):
+            raise StageError(
+                f"{path}: end-to-end runs of seeds {sorted(int(s) for s in record['test'].get('seeds', {}))}, not "
+                f"train.seeds {seeds}; re-run `mger finetune --fold {fold}`"
+            )
         preds.append(read_predictions(record["test"]["predictions"]))
-        val.append(record["results"]["speech"]["val_ua"])
+        val.append(np.mean([record["test"]["seeds"][str(s)]["val_ua"] for s in seeds]))  # per fold, seeds averaged
         folds[str(fold)] = {"val_speakers": record["val_speakers"]}
     pred = Predictions.concat(preds[0].classes, preds)
     manifest = read_manifest(params.prepare.manifest)
@@ -268,7 +289,7 @@ def joint_experiment(params: Params) -> Experiment | None:
         stats
         | {"by_improvised": breakdown(pred, improvised.__getitem__)}
         | {
-            "experiment": "joint_ft",
+            "experiment": f"joint_ft_{ft.tag}" if ft.tag else "joint_ft",
             "model": "mha_aux",
             "features": "finetuned",
             "speech_store": "speech",
@@ -281,9 +302,10 @@ def joint_experiment(params: Params) -> Experiment | None:
             "layers": ft.fusion.layers,
             "probe": None,
             "end_to_end": True,
+            **({"finetune_variant": ft.tag} if ft.tag else {}),
             "classes": pred.classes,
-            "seeds": [ft.seed],
-            "n_utterances": len(pred),
+            "seeds": seeds,
+            "n_utterances": len(np.unique(pred.utt_ids)),
             "validation": {"ua": {"mean": float(np.mean(val)), "std": sd(val)}},
         }
     )
@@ -303,8 +325,7 @@ def load_experiments(params: Params) -> list[Experiment]:
             raise StageError(f"{path}: not valid JSON ({err}); re-run `mger train --experiment {name}`") from None
         check_provenance(path, metrics)
         out.append(Experiment(metrics, read_predictions(metrics["predictions"])))
-    joint = joint_experiment(params)
-    out += [joint] if joint else []
+    out += joint_experiments(params)
     return sorted(
         out,
         key=lambda e: (
@@ -343,6 +364,7 @@ def ablation_pairs(rows: list[Experiment]) -> list[tuple[str, Experiment, Experi
                 if not _aux(b.metrics)
                 and b.metrics["speech_levels"] == m["speech_levels"]
                 and b.metrics.get("layers") == m.get("layers")
+                and bool(b.metrics.get("end_to_end")) == bool(m.get("end_to_end"))  # end to end vs end to end
             ]
         if m["model"] == "multigranular":
             pairs += [
@@ -486,7 +508,28 @@ def paper_table(
     return lines + [""]
 
 
-def paper_lines(rows: list[Experiment], models: dict[str, str]) -> list[str]:
+def variants_note(ft: FinetuneConfig) -> str:
+    """With several fine-tuning variants: what each one is, for the Sun table ('' otherwise)."""
+    if len(ft.variants) < 2:
+        return ""
+    parts = []
+    for name in ft.variants:
+        v = ft.variant(name)
+        aux = [a for a, w in (("matching", v.fusion.aux_matching), ("unimodal", v.fusion.aux_unimodal)) if w > 0]
+        what = (
+            f"encoders fine-tuned end to end with the fusion head, auxiliary losses: {' + '.join(aux) or 'none'}"
+            if v.objective == "fusion"
+            else "each encoder fine-tuned alone (utterance objective)"
+        )
+        parts.append(f"*{name}*: {what}")
+    return (
+        " A fine-tuned row's speech-features cell names the fine-tuning variant its encoders come from: "
+        + "; ".join(parts)
+        + "."
+    )
+
+
+def paper_lines(rows: list[Experiment], models: dict[str, str], finetune: FinetuneConfig | None = None) -> list[str]:
     return [
         *paper_table(
             "Zhao, Wang & Wang (Interspeech 2022): the ablation in the paper's row order",
@@ -500,7 +543,8 @@ def paper_lines(rows: list[Experiment], models: dict[str, str]) -> list[str]:
             "Sun, He & Han (ICASSP 2023): the table in the paper's row order, with the K sweep",
             "CA = the K-layer multi-head attention fusion; Aux1 = audio–text matching, Aux2 = unimodal "
             "heads (our reading, docs/papers.md). The K sweep is the +CA+Aux1&2 row at each K run. A row that "
-            "reads another speech encoder than wav2vec 2.0 is named by that encoder.",
+            "reads another speech encoder than wav2vec 2.0 is named by that encoder."
+            + (variants_note(finetune) if finetune else ""),
             SUN_ROWS,
             rows,
             models,
@@ -774,7 +818,7 @@ def write_report(params: Params) -> Path:
         *reference_lines(rows),
         *ablation_lines(rows),
         *interval_lines(rows),
-        *paper_lines(rows, models),
+        *paper_lines(rows, models, params.finetune),
         *detail_lines(rows),
         *published_lines(synthetic_corpus(params)),
         "![confusion of the best system by validation UA](figures/confusion_best.png)",

@@ -125,24 +125,30 @@ def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
     from mger.features.extract import KINDS, extract, finetuned_setup, store_config, store_path
 
     params = _resolved_device(params, {"features.n_jobs": args.n_jobs})
-    cfg, fold, names = params.features, None, [*KINDS, *params.features.extra_speech]
+    setups = [(params.features, None, [*KINDS, *params.features.extra_speech])]
     if args.fold is not None:
-        cfg, fold, names = finetuned_setup(cfg, params.finetune, args.fold, args.checkpoint)
-    elif args.checkpoint:
-        raise ValueError("--checkpoint needs --fold: fine-tuned encoders belong to one fold")
-    if args.kind != "all" and args.kind not in names:
-        raise ValueError(f"--kind {args.kind}: not a store of these params (stores: {', '.join(names)})")
-    for name in names if args.kind == "all" else [args.kind]:
-        extract(
-            "text" if name == "text" else "speech",
-            store_config(cfg, name),
-            args.manifest or params.prepare.manifest,
-            f"{params.align.out}/segments.h5",
-            shard=args.shard,
-            no_rebuild=args.no_rebuild,
-            store=store_path(cfg.out, name),
-            fold=fold,
-        )
+        variants = [args.variant] if args.variant else params.finetune.variant_names
+        if args.checkpoint and len(variants) > 1:
+            raise ValueError("--checkpoint with several fine-tuning variants: name one with --variant")
+        setups = [
+            finetuned_setup(params.features, params.finetune.variant(v), args.fold, args.checkpoint) for v in variants
+        ]
+    elif args.checkpoint or args.variant:
+        raise ValueError("--checkpoint and --variant need --fold: fine-tuned encoders belong to one fold")
+    for cfg, fold, names in setups:  # the frozen encoders, or fold k's fine-tuned ones of each variant
+        if args.kind != "all" and args.kind not in names:
+            raise ValueError(f"--kind {args.kind}: not a store of these params (stores: {', '.join(names)})")
+        for name in names if args.kind == "all" else [args.kind]:
+            extract(
+                "text" if name == "text" else "speech",
+                store_config(cfg, name),
+                args.manifest or params.prepare.manifest,
+                f"{params.align.out}/segments.h5",
+                shard=args.shard,
+                no_rebuild=args.no_rebuild,
+                store=store_path(cfg.out, name),
+                fold=fold,
+            )
 
 
 def _need_two_sessions(manifest: str) -> None:
@@ -165,11 +171,12 @@ def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
     jobs = [
         (
             fold,
-            params.finetune,
+            params.finetune,  # every variant of finetune.variants, one after another
             params.features,
             args.manifest or params.prepare.manifest,
             f"{params.align.out}/segments.h5",
             params.split,
+            params.train.seeds,
         )
         for fold in args.fold or params.finetune.folds
     ]
@@ -317,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-jobs", type=int, help="local parallel shards (features.n_jobs)")
     p.add_argument("--fold", type=int, help="use fold k's fine-tuned encoders; writes <finetune.features_out>/fold-<k>")
     p.add_argument("--checkpoint", help="with --fold: the fine-tuned fold folder (default <finetune.out>/fold-<k>)")
+    p.add_argument("--variant", help="with --fold: that variant of finetune.variants only (default: every variant)")
     p.add_argument(
         "--no-rebuild",
         action="store_true",

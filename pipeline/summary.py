@@ -57,10 +57,13 @@ def print_summary(params: Params) -> None:
                 print(f"features {store}: unreadable ({str(err).splitlines()[0]}); run `mger cache verify {store}`")
                 continue
             print(f"features {store}: {len(fs.utt_ids)} utterances, model {fs.attrs['model']}; rows: {rows}")
-    folds = [r for r in (_read(Path(params.finetune.reports) / f"fold-{k}.json") for k in params.finetune.folds) if r]
-    if folds:
-        scores = ", ".join(f"fold {r['fold']} {r['results']['speech']['val_ua']:.3f}" for r in folds)
-        print(f"fine-tuned speech encoders ({len(folds)} folds, each without its test session): validation UA {scores}")
+    for name in params.finetune.variant_names:  # each fine-tuning variant's own reports
+        reports = Path(params.finetune.variant(name).reports)
+        folds = [r for r in (_read(reports / f"fold-{k}.json") for k in params.finetune.folds) if r]
+        if folds:
+            scores = ", ".join(f"fold {r['fold']} {r['results']['speech']['val_ua']:.3f}" for r in folds)
+            what = f"fine-tuned speech encoders{f' ({name})' if len(params.finetune.variants) > 1 else ''}"
+            print(f"{what} ({len(folds)} folds, each without its test session): validation UA {scores}")
     results = Path(params.report.out)
     if results.is_file():
         lines = results.read_text(encoding="utf-8").splitlines()

@@ -212,3 +212,75 @@ def test_cuda_without_a_gpu_names_the_param() -> None:
     assert resolve_device("auto").type == "cpu"
     with pytest.raises(ValueError, match=r"^train.device: 'cuda:1' asked for, but torch sees no CUDA device here"):
         resolve_device("cuda:1", "train.device")
+
+
+VARIANTS = {"aux": {}, "noaux": {"fusion": {"aux_matching": 0.0}}}
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"finetune": {"variants": {"no aux": {}}}}, "finetune.variants.no aux: a variant name is letters, digits"),
+        ({"finetune": {"variants": {"a": {"out": "x"}}}}, "finetune.variants.a.out: shared by every variant"),
+        ({"finetune": {"variants": {"a": {"lr": -1.0}}}}, "finetune.variants.a.lr: must be positive"),
+        (
+            {"finetune": {"variants": {"a": {"fusion": {"aux_unimodal": -1}}}}},
+            "finetune.variants.a.fusion.aux_unimodal",
+        ),
+        ({"finetune": {"variants": {"a": {"lr": "fast"}}}}, "finetune.variants.a.lr: expected float"),
+        ({"finetune": {"variants": {"a": {"warmup": 2.0}}}}, "finetune.variants.a.warmup: a fraction"),
+        ({"finetune": {"variants": {"a": {"objectiv": "fusion"}}}}, "finetune.variants.a.objectiv: unknown key"),
+        ({"finetune": {"tag": "x"}}, "finetune.tag: unknown key"),
+        (
+            {"finetune": {"variants": VARIANTS}, "train": {"finetuned_experiments": {"e": {"model": "text"}}}},
+            "train.finetuned_experiments.e.finetune: name the fine-tuning variant it reads (one of aux, noaux)",
+        ),
+        (
+            {
+                "finetune": {"variants": VARIANTS},
+                "train": {"finetuned_experiments": {"e": {"model": "text", "finetune": "x"}}},
+            },
+            "train.finetuned_experiments.e.finetune: 'x' is not a variant of finetune.variants (aux, noaux)",
+        ),
+        (
+            {"train": {"finetuned_experiments": {"e": {"model": "text", "finetune": "aux"}}}},
+            "train.finetuned_experiments.e.finetune: 'aux' is not a variant of finetune.variants (none is declared)",
+        ),
+        (
+            {"finetune": {"variants": VARIANTS}, "train": {"experiments": {"e": {"model": "text", "finetune": "aux"}}}},
+            "train.experiments.e.finetune: only experiments of train.finetuned_experiments",
+        ),
+        ({"finetune": {"objective": "fusion", "seed": 5}}, "finetune.seed: 5 is not one of train.seeds [0, 1, 2]"),
+        (
+            {"finetune": {"variants": {"a": {"objective": "fusion", "seed": 7}}}, "train": {"seeds": [0, 1]}},
+            "finetune.variants.a.seed: 7 is not one of train.seeds [0, 1]",
+        ),
+    ],
+)
+def test_bad_fine_tuning_variants_name_the_key(data: dict, message: str) -> None:
+    import re
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        params_from_dict(data)
+
+
+def test_fine_tuning_variants_merge_and_name_their_folders() -> None:
+    """Each variant is finetune's settings with its overrides merged in (mappings key by key);
+    with several, its folders carry its name; with one, or none declared, they are the plain ones."""
+    ft = params_from_dict({"finetune": {"objective": "fusion", "fusion": {"aux_unimodal": 0.5}, "variants": VARIANTS}})
+    ft = ft.finetune
+    noaux = ft.variant("noaux")
+    assert ft.variant_names == ["aux", "noaux"] and noaux.objective == "fusion"
+    assert (noaux.fusion.aux_matching, noaux.fusion.aux_unimodal) == (0.0, 0.5)
+    assert noaux.fold_dir(2) == Path(ft.out) / "fold-2" / "noaux"
+    assert noaux.features_dir(2) == Path(ft.features_out) / "fold-2" / "noaux"
+    assert noaux.reports == str(Path(ft.reports) / "noaux") and ft.variant("aux").fusion == ft.fusion
+    with pytest.raises(ConfigError, match="several variants"):
+        ft.variant(None)
+    one = params_from_dict({"finetune": {"variants": {"only": {"epochs": 2}}}}).finetune.variant("only")
+    plain = load_params(REPO / "params.yaml").finetune
+    assert one.epochs == 2 and one.fold_dir(1) == Path("data/finetune/fold-1") and one.reports == "reports/finetune"
+    assert plain.variant_names == [None] and plain.variant(None) is plain
+    assert plain.fold_dir(3) == Path("data/finetune/fold-3") and plain.features_dir(3) == Path(
+        "data/features-ft/fold-3"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from pathlib import Path
@@ -20,7 +21,7 @@ from mger.features.extract import extract, finetuned_setup
 from mger.models.finetune import build_encoders, finetune_split, settings_key
 from mger.models.finetune_stage import run_finetune
 from mger.models.predictions import read_predictions
-from tests.test_finetune import _features, _finetune, _kill_after_epoch, _mger, _params_file
+from tests.test_finetune import FOLDS, _features, _finetune, _kill_after_epoch, _mger, _params_file
 
 SMALL_HEAD = FusionHeadConfig(layers=1, hidden=16, heads=2)
 
@@ -110,12 +111,18 @@ def test_utterance_objective_is_unchanged_by_the_fusion_settings(tiny_models, al
     assert settings_key(other_head, split, encoders, "drop") == key
     joint = _joint(tmp_path)
     assert settings_key(joint, split, build_encoders(joint, features), "drop") != key
+    for variants in ({"only": {}}, {"only": {}, "other": {"epochs": 1}}):  # a variant's name is not a setting
+        named = dataclasses.replace(plain, variants=variants).variant("only")
+        assert settings_key(named, split, encoders, "drop") == key
+        assert (named.fold_dir(3) == plain.fold_dir(3)) == (len(variants) == 1)
 
-    run_finetune(3, _joint(tmp_path, epochs=1), features, aligned["manifest"], aligned["segments"])
+    run_finetune(3, _joint(tmp_path, epochs=1), features, aligned["manifest"], aligned["segments"], seeds=[0, 1])
+    assert (tmp_path / "ft" / "fold-3" / "seed-1" / "result.json").is_file()
     fold_dir = run_finetune(3, _finetune(tmp_path, epochs=1), features, aligned["manifest"], aligned["segments"])
     record = json.loads((fold_dir / "finetune.json").read_text())
-    assert "objective" not in record and "test" not in record
+    assert "objective" not in record and "test" not in record and "seeds" not in record
     assert not (fold_dir / "fusion").exists() and (fold_dir / "speech" / "head.safetensors").is_file()
+    assert not (fold_dir / "seed-1").exists() and not (fold_dir / "joint-test-predictions.csv").exists()
     assert not (Path(tmp_path / "reports") / "joint-fold-3.csv").exists()
     assert "test" not in json.loads((tmp_path / "reports" / "fold-3.json").read_text())
     assert "finetune_objective" not in finetuned_setup(features, _finetune(tmp_path), 3)[1]
@@ -158,6 +165,7 @@ def test_sigkilled_joint_finetuning_resumes_to_the_uninterrupted_weights(tiny_mo
             "objective": "fusion",
             "fusion": {"layers": 1, "hidden": 16, "heads": 2, "aux_matching": 0.5, "aux_unimodal": 0.5},
         }
+        data["train"] = {"seeds": [0]}  # one end-to-end run (every seed: test_variants_and_seeds_end_to_end)
         path.write_text(yaml.safe_dump(data))
         return path
 
@@ -204,6 +212,25 @@ def test_default_objective_is_utterance() -> None:
     assert params_from_dict({}).finetune.objective == "utterance"
 
 
+def test_a_seed_tested_with_the_same_settings_is_not_redone(tiny_models, aligned, tmp_path) -> None:
+    """Each training seed's end-to-end run is found again by its settings key: another seed list
+    reruns the fold's own seed (its encoders are the fold's) and reuses the other seeds' results."""
+    features = _features(tiny_models, tmp_path / "f")
+    cfg = _joint(tmp_path, epochs=1)
+    fold_dir = run_finetune(1, cfg, features, aligned["manifest"], aligned["segments"], seeds=[0, 1])
+    done = fold_dir / "seed-1" / "result.json"
+    first, stamp = read_predictions(fold_dir / "joint-test-predictions.csv"), done.stat().st_mtime_ns
+    assert sorted(set(first.seed.tolist())) == [0, 1] and not (fold_dir / "seed-1" / "speech").exists()
+    run_finetune(1, cfg, features, aligned["manifest"], aligned["segments"], seeds=[1, 0])
+    again = read_predictions(fold_dir / "joint-test-predictions.csv")
+    assert done.stat().st_mtime_ns == stamp and list(again.seed[:3]) == [1, 1, 1]
+    assert sorted(again.key()) == sorted(first.key()) and json.loads((fold_dir / "finetune.json").read_text())[
+        "seeds"
+    ] == [1, 0]
+    assert run_finetune(1, cfg, features, aligned["manifest"], aligned["segments"], seeds=[0]) == fold_dir
+    assert set(read_predictions(fold_dir / "joint-test-predictions.csv").seed.tolist()) == {0}
+
+
 def test_sun_preset_fine_tunes_inside_its_fusion_row() -> None:
     """params/sun2023.yaml fine-tunes with the head settings of its own ``mha_both`` row."""
     params = load_params(Path(__file__).resolve().parents[1] / "params" / "sun2023.yaml")
@@ -244,3 +271,108 @@ def test_testing_reads_back_the_weights_that_were_validated(tiny_models, aligned
     disk = read_predictions(fold_dir / "fusion" / "test-predictions.csv")
     assert list(disk.utt_ids) == [u.utt_id for u in split.val]
     assert disk.probs == pytest.approx(memory, abs=1e-6)
+
+
+def test_variants_and_seeds_end_to_end(tiny_models, aligned, tmp_path, capsys) -> None:
+    """Sun's ablation on tiny models, through the CLI: two fine-tuning variants (with and without
+    the auxiliary losses), each fold's end-to-end row trained on both training seeds, stores and
+    reports per variant, classifier rows reading the variant they name; the end-to-end rows
+    hold both seeds and pair with the other rows."""
+    from mger.models.report import load_experiments
+    from mger.models.stats import paired_test
+    from mger.pipeline.cli import main
+
+    head = {"layers": 1, "hidden": 16, "heads": 2, "aux_matching": 0.5, "aux_unimodal": 0.5}
+    probe = {"model": "probe", "probe": "speech", "speech_levels": ["utterance"]}
+    params = {
+        "prepare": {"manifest": str(aligned["manifest"]), "report": str(aligned["manifest"].parent / "q.json")},
+        "align": {"out": str(aligned["segments"].parent)},
+        "features": {
+            "out": str(tmp_path / "f"),
+            "device": "cpu",
+            "speech": {"model": tiny_models["speech"], "levels": ["utterance"]},
+            "text": {"model": tiny_models["text"]},
+        },
+        "finetune": {
+            "out": str(tmp_path / "ft"),
+            "features_out": str(tmp_path / "ftf"),
+            "reports": str(tmp_path / "rep"),
+            "folds": FOLDS,
+            "epochs": 1,
+            "batch_size": 4,
+            "lr": 1e-3,
+            "head_lr": 1e-2,
+            "max_train_seconds": 1.0,
+            "objective": "fusion",
+            "fusion": head,
+            "variants": {"aux": {}, "noaux": {"fusion": {"aux_matching": 0.0, "aux_unimodal": 0.0}}},
+        },
+        "train": {
+            "seeds": [0, 1],
+            "epochs": 1,
+            "metrics_dir": str(tmp_path / "metrics"),
+            "epochs_dir": str(tmp_path / "epochs"),
+            "predictions_dir": str(tmp_path / "pred"),
+            "finetuned_experiments": {
+                "ft_probe_noaux": probe | {"finetune": "noaux"},
+                "ft_probe_aux": probe | {"finetune": "aux"},
+            },
+        },
+        "report": {"out": str(tmp_path / "results.md"), "figures": str(tmp_path / "figures")},
+    }
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    args = ["--params", str(path)]
+    assert main(["finetune", *args]) == 0
+    assert main(["extract", *args, "--kind", "speech"]) == 0
+    for fold in FOLDS:
+        assert main(["extract", *args, "--fold", str(fold)]) == 0
+    assert main(["train", *args, "--experiment", "all"]) == 0
+    assert main(["report", *args]) == 0
+    capsys.readouterr()
+    assert main(["finetune", *args]) == 0 and main(["summary", *args]) == 0
+    out = capsys.readouterr().out
+    assert out.count("is up to date") == 2 * len(FOLDS)  # every variant of every fold
+    assert "fine-tuned speech encoders (noaux) (3 folds" in out and "fine-tuned speech encoders (aux)" in out
+
+    utts = read_manifest(aligned["manifest"])
+    for fold in FOLDS:
+        runs = {}
+        for variant in ("aux", "noaux"):
+            fold_dir = tmp_path / "ft" / f"fold-{fold}" / variant
+            record = json.loads((fold_dir / "finetune.json").read_text())
+            assert (
+                record["variant"] == variant
+                and record["seeds"] == [0, 1]
+                and set(record["test"]["seeds"]) == {"0", "1"}
+            )
+            assert (fold_dir / "speech" / "model.safetensors").is_file() and not (fold_dir / "seed-0").exists()
+            assert not (fold_dir / "seed-1" / "speech").exists() and not (fold_dir / "seed-1" / "state-fusion").exists()
+            pred = read_predictions(tmp_path / "rep" / variant / f"joint-fold-{fold}.csv")
+            assert sorted(pred.seed.tolist()) == sorted([0, 1] * (len(pred) // 2))
+            assert set(pred.utt_ids) == {u.utt_id for u in utts if u.session == fold}
+            store = FeatureStore(tmp_path / "ftf" / f"fold-{fold}" / variant / "speech.h5", fold=fold)
+            assert store.fingerprint["finetune_variant"] == variant
+            runs[variant] = (record["history"][0]["train_loss"], fold_dir / "speech" / "model.safetensors")
+        assert runs["aux"][0] > runs["noaux"][0] and not _same(runs["aux"][1], runs["noaux"][1])
+        index = json.loads((tmp_path / "rep" / f"fold-{fold}.json").read_text())
+        assert set(index["variants"]) == {"aux", "noaux"} and index["variants"]["noaux"]["test"]["seeds"]
+        assert (tmp_path / "rep" / f"fold-{fold}.csv").read_text().startswith("variant,modality,epoch")
+
+    loaded = load_params(path)
+    rows = {e.name: e for e in load_experiments(loaded)}
+    assert set(rows) == {"ft_probe_noaux", "ft_probe_aux", "joint_ft_aux", "joint_ft_noaux"}
+    for name in ("joint_ft_aux", "joint_ft_noaux"):
+        assert rows[name].metrics["seeds"] == [0, 1] and set(rows[name].predictions.seed) == {0, 1}
+    probe_metrics = json.loads((tmp_path / "metrics" / "ft_probe_noaux.json").read_text())
+    assert probe_metrics["finetune_variant"] == "noaux"
+    assert all("/noaux/" in s["speech"]["path"] for s in probe_metrics["provenance"]["stores"].values())
+    for system, base in (("joint_ft_aux", "ft_probe_aux"), ("joint_ft_aux", "joint_ft_noaux")):
+        test = paired_test(rows[system].predictions, rows[base].predictions)
+        assert 0 < test["ua"]["p"] <= 1
+    report = (tmp_path / "results.md").read_text()
+    assert "| mha without vs with auxiliary tasks | joint_ft_noaux | joint_ft_aux | not paired" not in report
+    assert "| mha without vs with auxiliary tasks | joint_ft_noaux | joint_ft_aux | " in report
+    sun = report[report.index("## Sun, He & Han") :]
+    assert "| joint_ft_noaux | fine-tuned (noaux) |" in sun and "| joint_ft_aux | fine-tuned (aux) |" in sun
+    assert "*noaux*: encoders fine-tuned end to end with the fusion head, auxiliary losses: none" in sun

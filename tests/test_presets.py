@@ -74,3 +74,26 @@ def test_preset_encoders_load_from_local_models(preset: Path, tiny_models: dict[
     assert speech.encode_part([np.zeros(16000, np.float32)])[0].shape[1] == speech.dim
     ((tokens, _, words),) = text.encode_part([("Hello there!", [(0, 5), (6, 12)])])
     assert words.shape == (2, text.dim)
+
+
+def test_sun_preset_fine_tunes_two_named_variants() -> None:
+    """params/sun2023.yaml: one fine-tuning with both auxiliary losses (aux), one without (noaux),
+    both end to end; the rows without auxiliary tasks read noaux, the rows with them aux, and
+    each variant has its linear-probe references."""
+    params = load_params(PRESETS[0])
+    ft = params.finetune
+    assert ft.variant_names == ["aux", "noaux"]
+    aux, noaux = ft.variant("aux"), ft.variant("noaux")
+    assert aux.objective == noaux.objective == "fusion" and aux.text and noaux.text
+    assert (aux.fusion.aux_matching, aux.fusion.aux_unimodal) == (0.5, 0.5)
+    assert (noaux.fusion.aux_matching, noaux.fusion.aux_unimodal) == (0.0, 0.0)
+    assert dataclasses.replace(noaux.fusion, aux_matching=0.5, aux_unimodal=0.5) == aux.fusion  # nothing else differs
+    assert aux.seed in params.train.seeds and noaux.fold_dir(1) != aux.fold_dir(1)
+    rows = params.train.finetuned_experiments
+    for name, spec in rows.items():
+        if spec.aux_matching or spec.aux_unimodal:
+            assert spec.finetune == "aux", name
+        elif spec.model != "probe":
+            assert spec.finetune == "noaux", name
+    for variant in ("aux", "noaux"):
+        assert {s.probe for s in rows.values() if s.model == "probe" and s.finetune == variant} == {"speech", "both"}

@@ -26,7 +26,7 @@ from mger.models.experiment import run_experiment
 from mger.models.metrics import all_metrics
 from mger.models.predictions import Predictions, read_predictions, write_predictions
 from mger.models.probe import C_GRID, LinearProbe, item_means
-from mger.models.report import write_report
+from mger.models.report import load_experiments, write_report
 from mger.models.stats import bootstrap_ci, paired_test, summarize
 
 CLASSES = ["ang", "hap", "neu", "sad"]
@@ -548,7 +548,7 @@ def test_report_shows_the_end_to_end_row_of_joint_fine_tuning(trained, tmp_path)
     rng = np.random.default_rng(3)
     manifest = read_manifest(trained["manifest"])
     for fold in (1, 2, 3):
-        test = [u for u in manifest if u.session == fold]
+        test = [u for u in manifest if u.session == fold] * 2  # one end-to-end run per training seed (0, 1)
         labels = np.array([CLASSES.index(u.label) for u in test])
         pred = np.where(rng.random(len(test)) < 0.7, labels, rng.integers(0, 4, len(test)))
         probs = np.eye(4)[pred] * 0.7 + 0.075
@@ -559,7 +559,7 @@ def test_report_shows_the_end_to_end_row_of_joint_fine_tuning(trained, tmp_path)
                 CLASSES,
                 np.array([u.utt_id for u in test]),
                 np.full(len(test), fold),
-                np.zeros(len(test), int),
+                np.repeat([0, 1], len(test) // 2),
                 labels,
                 pred,
                 probs,
@@ -572,7 +572,10 @@ def test_report_shows_the_end_to_end_row_of_joint_fine_tuning(trained, tmp_path)
                     "val_speakers": ["x"],
                     "objective": "fusion",
                     "results": {"speech": {"best_epoch": 2, "val_ua": 0.6 + 0.01 * fold}},
-                    "test": {"predictions": str(path)},
+                    "test": {
+                        "predictions": str(path),
+                        "seeds": {str(s): {"val_ua": 0.6 + 0.01 * fold + 0.02 * s} for s in (0, 1)},
+                    },
                 }
             )
         )
@@ -592,6 +595,15 @@ def test_report_shows_the_end_to_end_row_of_joint_fine_tuning(trained, tmp_path)
     assert re.search(r"\| joint_ft \| .*\(dialogues\)", intervals)  # clustered by the manifest's dialogues
     sun = text[text.index("## Sun, He & Han") : text.index("## Pooled over folds")]
     assert sun.count("joint_ft") == 1  # its own row, not also a K-sweep row
+    rows = {e.name: e for e in load_experiments(joint)}  # every seed: it pairs with the other rows
+    assert rows["joint_ft"].metrics["seeds"] == [0, 1] and all(
+        0 < paired_test(rows["joint_ft"].predictions, e.predictions)["ua"]["p"] <= 1 for e in rows.values()
+    )
+    record = json.loads((reports / "fold-2.json").read_text())
+    del record["test"]["seeds"]["1"]
+    (reports / "fold-2.json").write_text(json.dumps(record))
+    with pytest.raises(StageError, match=r"fold-2.json: end-to-end runs of seeds \[0\], not train.seeds \[0, 1\]"):
+        write_report(joint)
     (reports / "fold-2.json").unlink()
     with pytest.raises(StageError, match="fold-2.json: missing"):
         write_report(joint)
