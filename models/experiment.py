@@ -18,6 +18,10 @@ that a store of encoders fine-tuned for another fold raises :class:`mger.feature
 
 ``late`` combines the class probabilities of unimodal models (one audio model per chosen
 granularity, and the text model): their mean, or weights fitted on the validation split.
+Fitted weights are scored on validation out of sample: weights fitted on one half of the
+validation utterances (:func:`mger.core.splits.validation_halves`) score the other half and vice
+versa (``validation_scoring`` in the metrics); the test predictions use the weights fitted on all
+of validation.
 ``combined`` (Zhao et al.'s full system, our reading) adds the co-attention model to that ensemble.
 """
 
@@ -37,7 +41,7 @@ from mger import __version__
 from mger.core.config import ExperimentSpec, FeaturesConfig, FinetuneConfig, SplitConfig, TrainConfig
 from mger.core.manifest import Utterance, read_manifest
 from mger.core.reporting import StageError, write_csv_atomic, write_json
-from mger.core.splits import all_folds
+from mger.core.splits import FoldSplit, all_folds, validation_halves
 from mger.features.cache import FeatureStore, Ragged, check_level_checksum
 from mger.features.encoders import resolve_device, resolved_layer
 from mger.features.extract import store_config, store_path as extracted_store
@@ -46,7 +50,7 @@ from mger.models.modules import ModelConfig, input_names
 from mger.models.predictions import Predictions, write_predictions
 from mger.models.probe import LinearProbe, probe_inputs
 from mger.models.stats import METHOD, breakdown, summarize
-from mger.models.train import TensorSet, fit, fit_weights, predict_proba, standardize
+from mger.models.train import TensorSet, cross_fitted_proba, fit, fit_weights, predict_proba, standardize
 
 
 def members(spec: ExperimentSpec) -> list[ExperimentSpec]:
@@ -319,6 +323,11 @@ def _run_experiment(
         return loaded[key]
 
     splits = all_folds(utts, split.seed)
+    for one in splits.values():
+        if one.warning:
+            print(f"warning: train {name}: {one.warning}", file=sys.stderr)
+    cross_fit = spec.late_weights == "fitted" and len(parts) > 1
+    scoring: set[str] = set()
     val_scores: dict[tuple[int, int], dict] = {}
     history_rows: list[dict] = []
     predictions: list[Predictions] = []
@@ -349,7 +358,12 @@ def _run_experiment(
             if spec.late_weights == "fitted"
             else np.full(len(parts), 1 / len(parts))
         )
-        val_scores[(fold, seed)] = all_metrics(labels[va], _combine(weights, val_probs).argmax(1), len(classes))
+        val_combined = _combine(weights, val_probs)
+        if cross_fit:  # the weights were fitted on validation: score it out of sample
+            first, second, how = validation_halves(utts, splits[fold])
+            val_combined = cross_fitted_proba(val_probs, labels[va], len(classes), (first, second))
+            scoring.add(how)
+        val_scores[(fold, seed)] = all_metrics(labels[va], val_combined.argmax(1), len(classes))
         probs = _combine(weights, test_probs)
         predictions.append(
             Predictions(
@@ -382,15 +396,19 @@ def _run_experiment(
         "seeds": list(train_cfg.seeds),
         "n_utterances": len(utts),
         **{k: stats[k] for k in ("wa", "ua", "f1", "pooled", "per_class_recall")},
+        "validation_scoring": (
+            f"cross-fitted ({'; '.join(sorted(scoring))}): late-fusion weights fitted on one half of the "
+            "validation utterances score the other; test uses weights fitted on all of them"
+            if cross_fit
+            else "direct (no weights fitted on validation; epochs and the probe's C are chosen on it, as in every row)"
+        ),
         "validation": {
             m: _summary(np.array([[val_scores[(f, s)][m] for f in splits] for s in train_cfg.seeds]))
             for m in ("wa", "ua", "f1")
         },
         "by_improvised": breakdown(pred, improvised.__getitem__),
         "folds": {
-            str(f): _fold_entry(
-                stats["folds"][str(f)], {s: val_scores[(f, s)] for s in train_cfg.seeds}, splits[f].val_speakers
-            )
+            str(f): _fold_entry(stats["folds"][str(f)], {s: val_scores[(f, s)] for s in train_cfg.seeds}, splits[f])
             for f in splits
         },
         "confusion": stats["confusion"],
@@ -416,12 +434,18 @@ def _run_experiment(
     return result
 
 
-def _fold_entry(test: dict, val: dict[int, dict], val_speakers: list[str]) -> dict:
-    """A fold's test figures with its validation figures beside them, per seed and averaged."""
+def _fold_entry(test: dict, val: dict[int, dict], split: FoldSplit) -> dict:
+    """A fold's test figures with its validation figures beside them, per seed and averaged, and
+    how its validation set was chosen (:class:`mger.core.splits.FoldSplit`)."""
     entry = test | {f"val_{m}": float(np.mean([v[m] for v in val.values()])) for m in ("wa", "ua", "f1")}
     for seed, v in val.items():
         entry["seeds"][str(seed)] |= {f"val_{m}": float(v[m]) for m in ("wa", "ua", "f1")}
-    return entry | {"val_speakers": val_speakers}
+    return entry | {
+        "val_speakers": split.val_speakers,
+        "validation": split.validation,
+        "speaker_disjoint": split.speaker_disjoint,
+        "split_warning": split.warning,
+    }
 
 
 def _summary(grid: np.ndarray) -> dict:

@@ -135,7 +135,10 @@ def _run_utterance(
 
 
 def _write_reports(folder: Path, fold: int, record: dict, fold_dir: Path) -> None:
-    summary = {k: record[k] for k in ("fold", "test_session", "train_sessions", "val_speakers", "results", "seconds")}
+    summary = {
+        k: record[k]
+        for k in ("fold", "test_session", "train_sessions", "val_speakers", "validation", "results", "seconds")
+    }
     joint = joint_predictions_path(folder, fold)
     extra = {}
     if "test" in record:  # objective fusion: the end-to-end system's test figures and predictions

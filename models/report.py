@@ -428,7 +428,24 @@ def _corpus_line(params: Params, m: dict) -> str:
 def _seeds_line(m: dict) -> str:
     n = len(m["seeds"])
     note = " (fewer than the 3 seeds real-data settings default to: a demo setting)" if n < 3 else ""
-    return f"Training seeds: {m['seeds']}{note}; the validation speaker of each fold does not depend on them."
+    return f"Training seeds: {m['seeds']}{note}; the validation speakers of each fold do not depend on them."
+
+
+def validation_lines(rows: list[Experiment]) -> list[str]:
+    """Each fold's validation speakers and how they were chosen (:mod:`mger.core.splits`), any
+    split warning, and which rows' validation UA is cross-fitted (fitted late-fusion weights)."""
+    folds = rows[0].metrics["folds"]
+    parts = [f"fold {f}: {', '.join(e['val_speakers'])}" for f, e in folds.items()]
+    how = sorted({e["validation"] for e in folds.values() if e.get("validation")})
+    lines = [f"Validation speakers (by fold and `split.seed`; {'; '.join(how) or 'as recorded'}): {'; '.join(parts)}."]
+    lines += [f"**Warning**: {e['split_warning']}." for e in folds.values() if e.get("split_warning")]
+    crossed = [e.name for e in rows if e.metrics.get("validation_scoring", "").startswith("cross-fitted")]
+    if crossed:
+        lines.append(
+            f"Validation UA of {', '.join(crossed)} is cross-fitted: fusion weights fitted on one half of the "
+            "validation utterances score the other half (test predictions use weights fitted on all of them)."
+        )
+    return [part for line in lines for part in (line, "")]
 
 
 def reference_of(e: Experiment, rows: list[Experiment]) -> Experiment | None:
@@ -576,6 +593,7 @@ def write_report(params: Params) -> Path:
         "",
         *table,
         "",
+        *validation_lines(rows),
         "Δ UA vs its probe: the paired difference (points, approximate-randomisation p) to the linear probe on "
         "the same inputs and encoders (standardised logistic regression on utterance means, C chosen on "
         "validation; models/probe.py). A model that does not beat its probe has not earned its complexity.",
