@@ -1,6 +1,6 @@
 """Leave-one-session-out experiments on the cached features (``mger train --experiment NAME``).
 
-Fold k tests session k; its validation speaker comes from :mod:`mger.core.splits` (the fold and
+Fold k tests session k; its validation speakers come from :mod:`mger.core.splits` (the fold and
 ``split.seed``, shared with fine-tuning), so train, validation and test are session- and
 speaker-disjoint and the test session never chooses anything: epochs, late-fusion weights and
 (in the report) the best system are chosen on validation.  Training seeds change
