@@ -41,7 +41,7 @@ from mger import __version__
 from mger.core.config import ExperimentSpec, FeaturesConfig, FinetuneConfig, SplitConfig, TrainConfig
 from mger.core.manifest import Utterance, read_manifest
 from mger.core.reporting import StageError, write_csv_atomic, write_json
-from mger.core.splits import FoldSplit, all_folds, validation_halves
+from mger.core.splits import FoldSplit, SplitError, all_folds, validation_halves
 from mger.features.cache import FeatureStore, Ragged, check_level_checksum
 from mger.features.encoders import resolve_device, resolved_layer
 from mger.features.extract import store_config, store_path as extracted_store
@@ -359,10 +359,9 @@ def _run_experiment(
             else np.full(len(parts), 1 / len(parts))
         )
         val_combined = _combine(weights, val_probs)
-        if cross_fit:  # the weights were fitted on validation: score it out of sample
-            first, second, how = validation_halves(utts, splits[fold])
-            val_combined = cross_fitted_proba(val_probs, labels[va], len(classes), (first, second))
-            scoring.add(how)
+        if cross_fit:  # the weights were fitted on validation: score it out of sample where it can be halved
+            crossed = _cross_fitted(name, splits[fold], utts, val_probs, labels[va], len(classes), scoring)
+            val_combined = val_combined if crossed is None else crossed
         val_scores[(fold, seed)] = all_metrics(labels[va], val_combined.argmax(1), len(classes))
         probs = _combine(weights, test_probs)
         predictions.append(
@@ -432,6 +431,30 @@ def _run_experiment(
         f"{time.perf_counter() - t0:.1f}s"
     )
     return result
+
+
+def _cross_fitted(
+    name: str,
+    split: FoldSplit,
+    utts: Sequence[Utterance],
+    val_probs: list[np.ndarray],
+    val_labels: np.ndarray,
+    n_classes: int,
+    scoring: set[str],
+) -> np.ndarray | None:
+    """Fold ``split``'s cross-fitted validation probabilities (N, C) (:func:`cross_fitted_proba`),
+    or None for a validation set too small to halve (scored in sample then: one warning line per
+    fold); ``scoring`` collects how each fold was scored, for the metrics."""
+    try:
+        first, second, how = validation_halves(utts, split)
+    except SplitError as err:
+        note = f"fold {split.fold} in sample: too few validation utterances to halve"
+        if note not in scoring:
+            print(f"warning: train {name}: {err}; its validation is scored in sample", file=sys.stderr)
+        scoring.add(note)
+        return None
+    scoring.add(how)
+    return cross_fitted_proba(val_probs, val_labels, n_classes, (first, second))
 
 
 def _fold_entry(test: dict, val: dict[int, dict], split: FoldSplit) -> dict:

@@ -420,6 +420,15 @@ def test_a_single_training_speaker_fallback_is_warned_recorded_and_reported(trai
     assert result["validation_scoring"].startswith("cross-fitted (2 halves by utterance-id hash)")
     lines = validation_lines([Experiment(result, read_predictions(tmp_path / "p" / "tiny_late.csv"))])
     assert f"**Warning**: {warning}." in lines
+    # four training utterances: one validates, too few to halve: scored in sample, and said so
+    few = [u for u in read_manifest(manifest) if int(u.utt_id[-3:]) < 4]
+    write_manifest(manifest, few)
+    result = run_experiment("tiny_late", spec, train, trained["params"].features, manifest)
+    assert (
+        "fold 1: 1 validation utterance(s) cannot be cross-fitted in two halves; its validation is scored in sample"
+        in (capsys.readouterr().err)
+    )
+    assert "fold 1 in sample: too few validation utterances to halve" in result["validation_scoring"]
 
 
 def test_linear_probe_chooses_c_on_validation_and_pools_item_means() -> None:
