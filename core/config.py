@@ -177,7 +177,7 @@ class DemoModelConfig:
 
 @dataclass
 class SplitConfig:
-    """The validation speaker of every fold (:mod:`mger.core.splits`), shared by fine-tuning and
+    """The validation speakers of every fold (:mod:`mger.core.splits`), shared by fine-tuning and
     every classifier; training seeds change initialisation and data order only."""
 
     seed: int = 0

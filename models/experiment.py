@@ -1,6 +1,6 @@
 """Leave-one-session-out experiments on the cached features (``mger train --experiment NAME``).
 
-Fold k tests session k; its validation speaker comes from :mod:`mger.core.splits` (the fold and
+Fold k tests session k; its validation speakers come from :mod:`mger.core.splits` (the fold and
 ``split.seed``, shared with fine-tuning), so train, validation and test are session- and
 speaker-disjoint and the test session never chooses anything: epochs, late-fusion weights and
 (in the report) the best system are chosen on validation.  Training seeds change
@@ -18,6 +18,10 @@ that a store of encoders fine-tuned for another fold raises :class:`mger.feature
 
 ``late`` combines the class probabilities of unimodal models (one audio model per chosen
 granularity, and the text model): their mean, or weights fitted on the validation split.
+Fitted weights are scored on validation out of sample: weights fitted on one half of the
+validation utterances (:func:`mger.core.splits.validation_halves`) score the other half and vice
+versa (``validation_scoring`` in the metrics); the test predictions use the weights fitted on all
+of validation.
 ``combined`` (Zhao et al.'s full system, our reading) adds the co-attention model to that ensemble.
 """
 
@@ -37,7 +41,7 @@ from mger import __version__
 from mger.core.config import ExperimentSpec, FeaturesConfig, FinetuneConfig, SplitConfig, TrainConfig
 from mger.core.manifest import Utterance, read_manifest
 from mger.core.reporting import StageError, write_csv_atomic, write_json
-from mger.core.splits import all_folds
+from mger.core.splits import FoldSplit, SplitError, all_folds, validation_halves
 from mger.features.cache import FeatureStore, Ragged, check_level_checksum
 from mger.features.encoders import resolve_device, resolved_layer
 from mger.features.extract import store_config, store_path as extracted_store
@@ -46,7 +50,7 @@ from mger.models.modules import ModelConfig, input_names
 from mger.models.predictions import Predictions, write_predictions
 from mger.models.probe import LinearProbe, probe_inputs
 from mger.models.stats import METHOD, breakdown, clusters_of, sd, summarize
-from mger.models.train import TensorSet, fit, fit_weights, predict_proba, standardize
+from mger.models.train import TensorSet, cross_fitted_proba, fit, fit_weights, predict_proba, standardize
 
 
 def members(spec: ExperimentSpec) -> list[ExperimentSpec]:
@@ -322,6 +326,11 @@ def _run_experiment(
         return loaded[key]
 
     splits = all_folds(utts, split.seed)
+    for one in splits.values():
+        if one.warning:
+            print(f"warning: train {name}: {one.warning}", file=sys.stderr)
+    cross_fit = spec.late_weights == "fitted" and len(parts) > 1
+    scoring: set[str] = set()
     val_scores: dict[tuple[int, int], dict] = {}
     history_rows: list[dict] = []
     predictions: list[Predictions] = []
@@ -352,7 +361,11 @@ def _run_experiment(
             if spec.late_weights == "fitted"
             else np.full(len(parts), 1 / len(parts))
         )
-        val_scores[(fold, seed)] = all_metrics(labels[va], _combine(weights, val_probs).argmax(1), len(classes))
+        val_combined = _combine(weights, val_probs)
+        if cross_fit:  # the weights were fitted on validation: score it out of sample where it can be halved
+            crossed = _cross_fitted(name, splits[fold], utts, val_probs, labels[va], len(classes), scoring)
+            val_combined = val_combined if crossed is None else crossed
+        val_scores[(fold, seed)] = all_metrics(labels[va], val_combined.argmax(1), len(classes))
         probs = _combine(weights, test_probs)
         predictions.append(
             Predictions(
@@ -391,15 +404,19 @@ def _run_experiment(
         "seeds": list(train_cfg.seeds),
         "n_utterances": len(utts),
         **{k: stats[k] for k in ("wa", "ua", "f1", "pooled", "per_class_recall", "clustered_by")},
+        "validation_scoring": (
+            f"cross-fitted ({'; '.join(sorted(scoring))}): late-fusion weights fitted on one half of the "
+            "validation utterances score the other; test uses weights fitted on all of them"
+            if cross_fit
+            else "direct (no weights fitted on validation; epochs and the probe's C are chosen on it, as in every row)"
+        ),
         "validation": {
             m: _summary(np.array([[val_scores[(f, s)][m] for f in splits] for s in train_cfg.seeds]))
             for m in ("wa", "ua", "f1")
         },
         "by_improvised": breakdown(pred, improvised.__getitem__),
         "folds": {
-            str(f): _fold_entry(
-                stats["folds"][str(f)], {s: val_scores[(f, s)] for s in train_cfg.seeds}, splits[f].val_speakers
-            )
+            str(f): _fold_entry(stats["folds"][str(f)], {s: val_scores[(f, s)] for s in train_cfg.seeds}, splits[f])
             for f in splits
         },
         "confusion": stats["confusion"],
@@ -425,12 +442,42 @@ def _run_experiment(
     return result
 
 
-def _fold_entry(test: dict, val: dict[int, dict], val_speakers: list[str]) -> dict:
-    """A fold's test figures with its validation figures beside them, per seed and averaged."""
+def _cross_fitted(
+    name: str,
+    split: FoldSplit,
+    utts: Sequence[Utterance],
+    val_probs: list[np.ndarray],
+    val_labels: np.ndarray,
+    n_classes: int,
+    scoring: set[str],
+) -> np.ndarray | None:
+    """Fold ``split``'s cross-fitted validation probabilities (N, C) (:func:`cross_fitted_proba`),
+    or None for a validation set too small to halve (scored in sample then: one warning line per
+    fold); ``scoring`` collects how each fold was scored, for the metrics."""
+    try:
+        first, second, how = validation_halves(utts, split)
+    except SplitError as err:
+        note = f"fold {split.fold} in sample: too few validation utterances to halve"
+        if note not in scoring:
+            print(f"warning: train {name}: {err}; its validation is scored in sample", file=sys.stderr)
+        scoring.add(note)
+        return None
+    scoring.add(how)
+    return cross_fitted_proba(val_probs, val_labels, n_classes, (first, second))
+
+
+def _fold_entry(test: dict, val: dict[int, dict], split: FoldSplit) -> dict:
+    """A fold's test figures with its validation figures beside them, per seed and averaged, and
+    how its validation set was chosen (:class:`mger.core.splits.FoldSplit`)."""
     entry = test | {f"val_{m}": float(np.mean([v[m] for v in val.values()])) for m in ("wa", "ua", "f1")}
     for seed, v in val.items():
         entry["seeds"][str(seed)] |= {f"val_{m}": float(v[m]) for m in ("wa", "ua", "f1")}
-    return entry | {"val_speakers": val_speakers}
+    return entry | {
+        "val_speakers": split.val_speakers,
+        "validation": split.validation,
+        "speaker_disjoint": split.speaker_disjoint,
+        "split_warning": split.warning,
+    }
 
 
 def _summary(grid: np.ndarray) -> dict:

@@ -70,6 +70,7 @@ class FinetuneSplit:
     train: list[Utterance]
     val: list[Utterance]
     classes: list[str]
+    validation: str = ""  # how the validation set was chosen (mger.core.splits.FoldSplit.validation)
 
     @property
     def train_sessions(self) -> list[int]:
@@ -82,6 +83,7 @@ class FinetuneSplit:
             "train_sessions": self.train_sessions,
             "classes": self.classes,
             "val_speakers": sorted({u.speaker for u in self.val}),
+            "validation": self.validation,
             "train_ids": [u.utt_id for u in self.train],
             "val_ids": [u.utt_id for u in self.val],
         }
@@ -90,8 +92,14 @@ class FinetuneSplit:
 def finetune_split(utts: Sequence[Utterance], fold: int, split_seed: int) -> FinetuneSplit:
     """Fold ``fold``'s training and validation utterances (:func:`mger.core.splits.fold_split`)."""
     split = fold_split(utts, fold, split_seed)
+    if split.warning:
+        print(f"warning: finetune: {split.warning}", file=sys.stderr)
     out = FinetuneSplit(
-        fold, [utts[i] for i in split.train], [utts[i] for i in split.val], sorted({u.label for u in utts})
+        fold,
+        [utts[i] for i in split.train],
+        [utts[i] for i in split.val],
+        sorted({u.label for u in utts}),
+        split.validation,
     )
     if any(u.session == fold for u in out.train + out.val):  # fold_split guarantees it; never trust silently
         raise StageError(f"fold {fold}: a test-session utterance reached the fine-tuning split")

@@ -181,7 +181,10 @@ HISTORY_FIELDS = ["modality", "epoch", "train_loss", "val_ua", "lr"]
 def _write_reports(folder: Path, fold: int, record: dict, fold_dir: Path) -> dict:
     """``fold-<k>.json`` and ``fold-<k>.csv`` in ``folder`` (and the end-to-end predictions);
     returns the JSON's content with the epoch log under ``history``."""
-    summary = {k: record[k] for k in ("fold", "test_session", "train_sessions", "val_speakers", "results", "seconds")}
+    summary = {
+        k: record[k]
+        for k in ("fold", "test_session", "train_sessions", "val_speakers", "validation", "results", "seconds")
+    }
     joint = joint_predictions_path(folder, fold)
     extra = {}
     if "test" in record:  # objective fusion: the end-to-end system's test figures and predictions

@@ -4,7 +4,7 @@ inputs (each input's rows averaged per utterance, inputs concatenated).
 A model earns its complexity only by beating this probe on the same inputs, folds and seeds,
 so every results table carries probe rows (``model: probe``) and each model row its paired
 difference to the probe of its inputs.  The regularisation strength ``C`` is chosen on the
-fold's validation speaker only (highest validation UA; ties go to the stronger
+fold's validation speakers only (highest validation UA; ties go to the stronger
 regularisation); the test session chooses nothing.  lbfgs on standardised inputs is
 deterministic, so every training seed gives the same probe.
 

@@ -580,13 +580,21 @@ def _seeds_line(m: dict) -> str:
 
 
 def validation_lines(rows: list[Experiment]) -> list[str]:
-    """Each fold's validation speakers (from the metrics' ``val_speakers``), one line per fold; a
-    row whose folds validated on other speakers gets its own lines."""
+    """Each fold's validation speakers and how they were chosen (:mod:`mger.core.splits`), one
+    line per fold (a row whose folds validated on other speakers, such as an end-to-end row, gets
+    its own lines), any split warning, and which rows' validation UA is cross-fitted."""
     by_split: dict[str, list[str]] = {}
     for e in rows:
         folds = {f: entry.get("val_speakers", []) for f, entry in e.metrics["folds"].items()}
         by_split.setdefault(json.dumps(folds, sort_keys=True), []).append(e.name)
-    lines = ["Validation speakers (carved from each fold's training sessions by fold and `split.seed`):", ""]
+    entries = [entry for e in rows for entry in e.metrics["folds"].values()]
+    how = sorted({entry["validation"] for entry in entries if entry.get("validation")})
+    lines = [
+        "Validation speakers (carved from each fold's training sessions by fold and `split.seed`"
+        + (f"; {'; '.join(how)}" if how else "")
+        + "):",
+        "",
+    ]
     for i, (folds, names) in enumerate(sorted(by_split.items(), key=lambda kv: -len(kv[1]))):
         if len(by_split) > 1:
             lines.append(f"- {'most experiments' if i == 0 else 'experiments ' + ', '.join(names)}:")
@@ -596,7 +604,17 @@ def validation_lines(rows: list[Experiment]) -> list[str]:
             f"{indent}- fold {f}: validation {', '.join(split[f]) or 'not recorded'}"
             for f in sorted(split, key=lambda f: (len(f), f))
         ]
-    return lines + [""]
+    lines.append("")
+    for warning in sorted({entry["split_warning"] for entry in entries if entry.get("split_warning")}):
+        lines += [f"**Warning**: {warning}.", ""]
+    crossed = [e.name for e in rows if e.metrics.get("validation_scoring", "").startswith("cross-fitted")]
+    if crossed:
+        lines += [
+            f"Validation UA of {', '.join(crossed)} is cross-fitted: fusion weights fitted on one half of the "
+            "validation utterances score the other half (test predictions use weights fitted on all of them).",
+            "",
+        ]
+    return lines
 
 
 def reference_of(e: Experiment, rows: list[Experiment]) -> Experiment | None:

@@ -198,3 +198,20 @@ def fit_weights(val_probs: list[np.ndarray], val_labels: np.ndarray, n_classes: 
         if key > best_key:
             best, best_key = w, key
     return best
+
+
+def cross_fitted_proba(
+    val_probs: list[np.ndarray], val_labels: np.ndarray, n_classes: int, halves: tuple[list[int], list[int]]
+) -> np.ndarray:
+    """Out-of-sample combined validation probabilities (N, C) of fitted late fusion: each half
+    of the validation rows is combined with the weights :func:`fit_weights` fitted on the
+    other half, so the validation score of the ensemble is not scored on what fitted it.
+
+    ``val_probs``: one (N, C) array per member; ``halves``: two disjoint row-index lists
+    covering 0..N-1 (:func:`mger.core.splits.validation_halves`)."""
+    out = np.zeros_like(val_probs[0])
+    for scored, fitted in (halves, halves[::-1]):
+        idx_fit, idx_score = np.asarray(fitted), np.asarray(scored)
+        weights = fit_weights([p[idx_fit] for p in val_probs], val_labels[idx_fit], n_classes)
+        out[idx_score] = sum(w * p[idx_score] for w, p in zip(weights, val_probs))
+    return out

@@ -27,6 +27,7 @@ from mger.core.config import (
     TrainConfig,
 )
 from mger.core.manifest import read_manifest
+from mger.core.splits import fold_split
 from mger.features.cache import CacheError, FeatureStore, LeakageError
 from mger.features.extract import extract, finetuned_setup
 from mger.models.experiment import run_experiment
@@ -82,6 +83,10 @@ def test_fold_split_keeps_test_session_and_validation_speaker_apart(aligned, fol
     assert fold not in split.train_sessions
     assert not {u.speaker for u in split.train} & {u.speaker for u in split.val}
     assert len(split.train) + len(split.val) == sum(u.session != fold for u in utts)
+    # the one split of core.splits: a woman and a man of two training sessions, as every classifier sees
+    assert {u.gender for u in split.val} == {"F", "M"} and len({u.session for u in split.val}) == 2
+    assert split.describe()["val_speakers"] == fold_split(utts, fold, 0).val_speakers
+    assert split.validation == "one speaker per gender (F, M) from different training sessions"
 
 
 @pytest.mark.parametrize("frozen_conv", [True, False], ids=["conv-frozen", "conv-trained"])

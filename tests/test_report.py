@@ -26,7 +26,7 @@ from mger.models.experiment import run_experiment
 from mger.models.metrics import all_metrics
 from mger.models.predictions import Predictions, read_predictions, write_predictions
 from mger.models.probe import C_GRID, LinearProbe, item_means
-from mger.models.report import load_experiments, write_report
+from mger.models.report import Experiment, load_experiments, validation_lines, write_report
 from mger.models.stats import bootstrap_ci, paired_test, summarize
 
 CLASSES = ["ang", "hap", "neu", "sad"]
@@ -155,7 +155,10 @@ def test_metrics_hold_validation_speakers_and_provenance(trained) -> None:
         saved = json.loads((trained["root"] / "metrics" / f"{name}.json").read_text())
         assert set(saved["validation"]) == {"wa", "ua", "f1"} and 0 <= saved["validation"]["ua"]["mean"] <= 1
         for fold, entry in saved["folds"].items():
-            assert len(entry["val_speakers"]) == 1 and not entry["val_speakers"][0].startswith(f"Ses0{fold}")
+            # one woman and one man of the two training sessions (core.splits)
+            assert [v[-1] for v in entry["val_speakers"]] == ["F", "M"] and entry["speaker_disjoint"]
+            assert {v[:5] for v in entry["val_speakers"]} == {f"Ses0{s}" for s in (1, 2, 3) if s != int(fold)}
+            assert entry["validation"].startswith("one speaker per gender") and entry["split_warning"] is None
             assert sorted(entry["seeds"]) == ["0", "1"] and set(entry["seeds"]["1"]) == {
                 "wa",
                 "ua",
@@ -171,6 +174,10 @@ def test_metrics_hold_validation_speakers_and_provenance(trained) -> None:
         version = "eg-v1" if EXPERIMENTS[name].get("speech_store") == "eg" and kind == "speech" else f"{kind}-v1"
         assert saved["provenance"]["stores"]["1"][kind]["fingerprint_sha256"] == version
         assert saved["speech_store"] == EXPERIMENTS[name].get("speech_store", "speech")
+        crossed = (
+            "cross-fitted (2 halves by speaker)" if EXPERIMENTS[name]["model"] in ("late", "combined") else "direct"
+        )
+        assert saved["validation_scoring"].startswith(crossed)
         assert saved["provenance"]["train"]["seeds"] == [0, 1] and saved["provenance"]["split_seed"] == 0
     # the split does not move with the training seeds: every experiment validates on the same speakers
     speakers = {name: {f: e["val_speakers"] for f, e in r["folds"].items()} for name, r in trained["results"].items()}
@@ -312,6 +319,14 @@ def test_report_selects_by_validation_and_shows_statistics(trained) -> None:
     assert "**This report's corpus is synthetic**" in published and "neither abstract states it" in published
     assert "abstracts state them" not in text
     table = text[text.index("| experiment | system") : text.index("## Published")]
+    assert re.search(
+        r"Validation speakers \(carved from each fold's training sessions by fold and `split.seed`; one speaker "
+        r"per gender \(F, M\) from different training sessions\):",
+        text,
+    )
+    for fold, pair in ((1, "Ses0[23]"), (2, "Ses0[13]"), (3, "Ses0[12]")):
+        assert re.search(rf"- fold {fold}: validation {pair}_F, {pair}_M\n", text), fold
+    assert "Validation UA of eg_late, late is cross-fitted" in text and "**Warning**" not in text
     assert "78.42" not in table  # published numbers never sit beside these rows
     _check_statistics(text, trained)
     for png in ("confusion_best.png", "ua_by_granularity.png", "ua_by_fusion.png"):
@@ -428,6 +443,40 @@ def test_training_refuses_a_damaged_or_mismatched_store(trained, tmp_path, damag
     with pytest.raises((StageError, CacheError), match=message):
         run_experiment("x", spec, train, features, trained["manifest"], segments=segments)
     assert not (tmp_path / "m" / "x.json").exists()
+
+
+def test_a_single_training_speaker_fallback_is_warned_recorded_and_reported(trained, tmp_path, capsys) -> None:
+    """Two sessions of one speaker each: validation falls back to every fifth training utterance;
+    the stage says so in one line per fold, the metrics and the report carry it, and the late
+    fusion's validation is cross-fitted on halves by utterance-id hash (one validation speaker)."""
+    manifest = tmp_path / "manifest.jsonl"
+    write_manifest(manifest, [u for u in read_manifest(trained["manifest"]) if u.session < 3 and u.gender == "F"])
+    train = dataclasses.replace(
+        trained["params"].train, metrics_dir=str(tmp_path / "m"), predictions_dir=str(tmp_path / "p"), epochs=1
+    )
+    spec = ExperimentSpec(model="late", speech_levels=["word"])
+    result = run_experiment("tiny_late", spec, train, trained["params"].features, manifest)
+    err = capsys.readouterr().err
+    for fold, other in ((1, 2), (2, 1)):
+        warning = (
+            f"fold {fold}: validation is every fifth training utterance (the training sessions hold one speaker, "
+            f"Ses0{other}_F): not speaker-disjoint from training"
+        )
+        assert f"warning: train tiny_late: {warning}\n" in err
+        entry = result["folds"][str(fold)]
+        assert entry["speaker_disjoint"] is False and entry["split_warning"] == warning
+    assert result["validation_scoring"].startswith("cross-fitted (2 halves by utterance-id hash)")
+    lines = validation_lines([Experiment(result, read_predictions(tmp_path / "p" / "tiny_late.csv"))])
+    assert f"**Warning**: {warning}." in lines
+    # four training utterances: one validates, too few to halve: scored in sample, and said so
+    few = [u for u in read_manifest(manifest) if int(u.utt_id[-3:]) < 4]
+    write_manifest(manifest, few)
+    result = run_experiment("tiny_late", spec, train, trained["params"].features, manifest)
+    assert (
+        "fold 1: 1 validation utterance(s) cannot be cross-fitted in two halves; its validation is scored in sample"
+        in (capsys.readouterr().err)
+    )
+    assert "fold 1 in sample: too few validation utterances to halve" in result["validation_scoring"]
 
 
 def test_linear_probe_chooses_c_on_validation_and_pools_item_means() -> None:
