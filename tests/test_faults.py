@@ -335,6 +335,23 @@ def test_synth_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
     assert _synth(stray).returncode == 1 and stray.read_text() == "x"
 
 
+def test_synth_refuses_session_folders_it_did_not_write(tmp_path: Path) -> None:
+    """A trimmed IEMOCAP copy holds only SessionN/ folders: synth tells its own output by the
+    marker file it writes, never by folder names, so the copy stays."""
+    from mger.corpus.synth import SYNTH_MARKER, check_out
+
+    iemocap = tmp_path / "IEMOCAP"
+    (iemocap / "Session1" / "sentences").mkdir(parents=True)
+    (iemocap / "Session1" / "sentences" / "a.wav").write_bytes(b"RIFF user audio")
+    (iemocap / "truth").mkdir()
+    proc = _synth(iemocap)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "not an earlier `mger synth` output" in proc.stderr
+    assert (iemocap / "Session1" / "sentences" / "a.wav").read_bytes() == b"RIFF user audio"
+    (iemocap / SYNTH_MARKER).write_text("{}\n")
+    check_out(iemocap)  # with synth's marker it is synth's output (no exception)
+
+
 def test_synth_replaces_its_own_output_and_a_forced_folder(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     assert _synth(corpus).returncode == 0
