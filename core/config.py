@@ -9,6 +9,7 @@ dotted key (``align.on_failure: 'skip' is not one of 'drop', 'uniform'``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -25,6 +26,20 @@ DEFAULT_PARAMS = "params.yaml"
 
 class ConfigError(ValueError):
     """A params file that does not fit the schema; the message names the key."""
+
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")  # a name that becomes part of a file name
+
+
+def check_name(key: str, name: object) -> None:
+    """Refuse a name (experiment, store, fold variant) that is not letters, digits, ``_`` and ``-``
+    (not first), at most 100 characters: names become file names, and ``../x`` or ``/x`` would
+    write outside their folder.  ``key``: where the name is, e.g. ``train.experiments``."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise ConfigError(
+            f"{key}: {name!r} is not a name: use letters, digits, _ and - (not first), at most 100 "
+            "characters (it becomes a file name)"
+        )
 
 
 @dataclass
@@ -133,11 +148,9 @@ class FeaturesConfig:
     def __post_init__(self) -> None:
         _positive("features", self, "shard_size", "n_jobs")
         for name in self.extra_speech:
-            if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in ("speech", "text"):
-                raise ConfigError(
-                    f"features.extra_speech.{name}: a store name is lower-case letters, digits and _ "
-                    "(not 'speech' or 'text')"
-                )
+            check_name("features.extra_speech", name)
+            if name in ("speech", "text"):
+                raise ConfigError(f"features.extra_speech.{name}: 'speech' and 'text' are the main stores' names")
         for key, speech in self.speech_stores.items():
             where = "features.speech" if key == "speech" else f"features.extra_speech.{key}"
             if "functionals" in speech.levels and not speech.model.startswith("opensmile:"):
@@ -309,6 +322,10 @@ class TrainConfig:
         _positive("train", self, "epochs", "batch_size", "patience", "hidden", "heads", "layers")
         if not self.seeds:
             raise ConfigError("train.seeds: needs at least one seed")
+        for section in ("experiments", "finetuned_experiments"):
+            for name, spec in getattr(self, section).items():
+                check_name(f"train.{section}", name)
+                check_name(f"train.{section}.{name}.speech_store", spec.speech_store)
         clash = sorted(set(self.experiments) & set(self.finetuned_experiments))
         if clash:
             raise ConfigError(f"train.finetuned_experiments.{clash[0]}: name already used in train.experiments")
@@ -520,6 +537,8 @@ def _read_yaml_tree(path: Path, seen: tuple[Path, ...]) -> dict | None:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: params file not found") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     except yaml.YAMLError as err:  # one line: the problem and where (line, column)
         where = getattr(err, "problem_mark", None)
         at = f", line {where.line + 1}, column {where.column + 1}" if where else ""
@@ -557,30 +576,38 @@ _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     "nonnegative": (lambda v: v >= 0, "must be >= 0"),
     "fraction": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "probability": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "seed": (lambda v: 0 <= v < 2**32, "must be in [0, 2**32)"),  # numpy's legacy seeding takes 32 bits
+    # fine-tuning reseeds numpy with seed * 1000 + epoch every epoch (mger.models.loop.epoch_seeding)
+    "epoch_seed": (lambda v: 0 <= v < 4_000_000, "must be in [0, 4000000)"),
+    # upper bounds where a huge value is an allocator error or thousands of processes, not a result
+    "width": (lambda v: 0 < v <= 16384, "must be in 1..16384 (a layer width)"),
+    "depth": (lambda v: 0 < v <= 256, "must be in 1..256 (layers or attention heads)"),
+    "batch": (lambda v: 0 < v <= 65536, "must be in 1..65536 (items in a batch)"),
+    "jobs": (lambda v: 0 < v <= 1024, "must be in 1..1024 (parallel processes)"),
     "any": (lambda v: True, ""),
 }
 RANGES: dict[str, str] = {
-    "synth.seed": "nonnegative",
+    "synth.seed": "seed",
     "synth.sessions": "positive",
     "synth.dialogs_per_session": "positive",
     "synth.turns_per_dialog": "positive",
     "synth.max_sentences_per_turn": "positive",
-    "align.n_jobs": "positive",
+    "align.n_jobs": "jobs",
     "align.pocketsphinx.ladder[][]": "probability",
     "align.pocketsphinx.silprob": "positive",
     "align.pocketsphinx.duration_weight": "nonnegative",
-    "align.mfa.jobs": "positive",
+    "align.mfa.jobs": "jobs",
     "align.mfa.beam": "positive",
     "align.mfa.retry_beam": "positive",
-    "demo_model.seed": "nonnegative",
-    "demo_model.hidden_size": "positive",
-    "demo_model.num_hidden_layers": "positive",
-    "demo_model.num_attention_heads": "positive",
-    "demo_model.intermediate_size": "positive",
-    "demo_model.conv_dim": "positive",
+    "demo_model.seed": "seed",
+    "demo_model.hidden_size": "width",
+    "demo_model.num_hidden_layers": "depth",
+    "demo_model.num_attention_heads": "depth",
+    "demo_model.intermediate_size": "width",
+    "demo_model.conv_dim": "width",
     "features.batch_seconds": "positive",
-    "features.shard_size": "positive",
-    "features.n_jobs": "positive",
+    "features.shard_size": "batch",
+    "features.n_jobs": "jobs",
     "features.speech.layer": "any",
     "features.speech.layer[]": "any",
     "features.speech.max_seconds": "positive",
@@ -593,7 +620,7 @@ RANGES: dict[str, str] = {
     "features.extra_speech.*.overlap_seconds": "nonnegative",
     "finetune.folds[]": "positive",
     "finetune.epochs": "positive",
-    "finetune.batch_size": "positive",
+    "finetune.batch_size": "batch",
     "finetune.grad_accum": "positive",
     "finetune.lr": "positive",
     "finetune.text_lr": "positive",
@@ -603,30 +630,30 @@ RANGES: dict[str, str] = {
     "finetune.dropout": "fraction",
     "finetune.max_train_seconds": "positive",
     "finetune.patience": "positive",
-    "finetune.seed": "nonnegative",
-    "finetune.fusion.layers": "positive",
-    "finetune.fusion.hidden": "positive",
-    "finetune.fusion.heads": "positive",
+    "finetune.seed": "epoch_seed",
+    "finetune.fusion.layers": "depth",
+    "finetune.fusion.hidden": "width",
+    "finetune.fusion.heads": "depth",
     "finetune.fusion.aux_matching": "nonnegative",
     "finetune.fusion.aux_unimodal": "nonnegative",
     "train.epochs": "positive",
-    "train.batch_size": "positive",
+    "train.batch_size": "batch",
     "train.lr": "positive",
     "train.weight_decay": "nonnegative",
     "train.patience": "positive",
-    "train.seeds[]": "nonnegative",
-    "train.hidden": "positive",
-    "train.heads": "positive",
-    "train.n_jobs": "positive",
-    "train.layers": "positive",
+    "train.seeds[]": "seed",
+    "train.hidden": "width",
+    "train.heads": "depth",
+    "train.n_jobs": "jobs",
+    "train.layers": "depth",
     "train.dropout": "fraction",
     "train.experiments.*.aux_matching": "nonnegative",
     "train.experiments.*.aux_unimodal": "nonnegative",
     "train.finetuned_experiments.*.aux_matching": "nonnegative",
     "train.finetuned_experiments.*.aux_unimodal": "nonnegative",
-    "train.experiments.*.layers": "positive",
-    "train.finetuned_experiments.*.layers": "positive",
-    "split.seed": "nonnegative",
+    "train.experiments.*.layers": "depth",
+    "train.finetuned_experiments.*.layers": "depth",
+    "split.seed": "seed",
 }
 
 
@@ -656,6 +683,8 @@ def _generic(rule_key: str, dict_key: str) -> str:
 def check_ranges(params: Params) -> None:
     """Every numeric param within its range (:data:`RANGES`), and the cross-field rules."""
     for key, rule_key, value in numeric_params(params):
+        if isinstance(value, float) and not math.isfinite(value):  # every number, whatever its rule: .inf, .nan, 1e309
+            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
         test, what = _RULES[RANGES.get(rule_key, "any")]
         if not test(value):
             raise ConfigError(f"{key}: {what}, got {value!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,7 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
         ({"train": {"lr": 0}}, "train.lr: must be positive"),
         ({"train": {"dropout": 1.0}}, r"train.dropout: must be in [0, 1), got 1.0"),
         ({"train": {"weight_decay": -0.1}}, "train.weight_decay: must be >= 0"),
-        ({"train": {"seeds": [0, -3]}}, "train.seeds[1]: must be >= 0, got -3"),
+        ({"train": {"seeds": [0, -3]}}, "train.seeds[1]: must be in [0, 2**32), got -3"),
         ({"train": {"hidden": 130, "heads": 4}}, "train: hidden size 130 is not divisible by 4 attention heads"),
         (
             {"train": {"experiments": {"a": {"model": "mha_aux", "aux_matching": -0.5}}}},
@@ -97,7 +98,7 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
             "align.pocketsphinx.ladder[0][0]: must be in (0, 1]",
         ),
         ({"align": {"mfa": {"beam": -10}}}, "align.mfa.beam: must be positive"),
-        ({"synth": {"seed": -1}}, "synth.seed: must be >= 0"),
+        ({"synth": {"seed": -1}}, "synth.seed: must be in [0, 2**32)"),
         ({"train": {"device": "tpu"}}, "train.device: 'tpu' is not a device: use auto, cpu, cuda, cuda:N or mps"),
         ({"features": {"device": "gpu0"}}, "features.device: 'gpu0' is not a device"),
     ],
@@ -212,3 +213,79 @@ def test_cuda_without_a_gpu_names_the_param() -> None:
     assert resolve_device("auto").type == "cpu"
     with pytest.raises(ValueError, match=r"^train.device: 'cuda:1' asked for, but torch sees no CUDA device here"):
         resolve_device("cuda:1", "train.device")
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"train": {"experiments": {"../data_quality": {"model": "text"}}}}, "train.experiments: '../data_quality'"),
+        ({"train": {"experiments": {"/tmp/x": {"model": "text"}}}}, "train.experiments: '/tmp/x'"),
+        ({"train": {"finetuned_experiments": {"a.b": {"model": "text"}}}}, "train.finetuned_experiments: 'a.b'"),
+        ({"train": {"experiments": {"-x": {"model": "text"}}}}, "train.experiments: '-x'"),
+        ({"train": {"experiments": {"x" * 101: {"model": "text"}}}}, "train.experiments: 'xxx"),
+        ({"features": {"extra_speech": {"a/b": {}}}}, "features.extra_speech: 'a/b'"),
+        ({"features": {"extra_speech": {"..": {}}}}, "features.extra_speech: '..'"),
+        (
+            {"train": {"experiments": {"a": {"model": "audio", "speech_store": "../speech"}}}},
+            "train.experiments.a.speech_store: '../speech'",
+        ),
+    ],
+)
+def test_names_are_not_paths(data: dict, message: str) -> None:
+    """Experiment and store names become file names: letters, digits, _ and - only."""
+    with pytest.raises(ConfigError, match=re.escape(message) + r".* is not a name: use letters, digits, _ and -"):
+        params_from_dict(data)
+
+
+def test_names_of_the_one_pattern_load() -> None:
+    params = params_from_dict(
+        {
+            "features": {"extra_speech": {"eGeMAPS-v2": {"model": "opensmile:eGeMAPSv02"}}},
+            "train": {"experiments": {"Text_only-2": {"model": "audio", "speech_store": "eGeMAPS-v2"}}},
+        }
+    )
+    assert list(params.train.experiments) == ["Text_only-2"]
+
+
+@pytest.mark.parametrize(
+    "yaml_text, message",
+    [
+        ("train:\n  lr: .inf\n", "train.lr: must be a finite number, got inf"),
+        ("train:\n  lr: nan\n", "train.lr: must be a finite number, got nan"),
+        ("train:\n  lr: 1e309\n", "train.lr: must be a finite number, got inf"),
+        ("train:\n  dropout: .nan\n", "train.dropout: must be a finite number, got nan"),
+        ("features:\n  batch_seconds: .inf\n", "features.batch_seconds: must be a finite number, got inf"),
+        ("features:\n  speech:\n    max_seconds: -.inf\n", "features.speech.max_seconds: must be a finite number"),
+        ("align:\n  pocketsphinx:\n    silprob: .nan\n", "align.pocketsphinx.silprob: must be a finite number"),
+        ("align:\n  pocketsphinx:\n    ladder: [[1.0, .nan, 1e-80]]\n", "align.pocketsphinx.ladder[0][1]: must be a"),
+        ("train:\n  experiments:\n    a: {model: mha_aux, aux_matching: .inf}\n", "train.experiments.a.aux_matching"),
+        ("train:\n  epochs: 1e309\n", "train.epochs: expected int, got '1e309'"),
+        ("train:\n  hidden: 1000000000000\n", "train.hidden: must be in 1..16384"),
+        ("train:\n  heads: 100000\n", "train.heads: must be in 1..256"),
+        ("train:\n  batch_size: 10000000\n", "train.batch_size: must be in 1..65536"),
+        ("train:\n  n_jobs: 100000\n", "train.n_jobs: must be in 1..1024"),
+        ("train:\n  seeds: [0, 100000000000000000000]\n", "train.seeds[1]: must be in [0, 2**32)"),
+        ("finetune:\n  seed: 5000000\n", "finetune.seed: must be in [0, 4000000)"),
+        ("demo_model:\n  intermediate_size: 10000000\n", "demo_model.intermediate_size: must be in 1..16384"),
+    ],
+)
+def test_numbers_are_finite_and_sized(tmp_path: Path, yaml_text: str, message: str) -> None:
+    """Every number is finite (one check for all of them, not per field); sizes have maxima."""
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: {message}")):
+        load_params(path)
+
+
+def test_overrides_are_finite_too() -> None:
+    from mger.core.config import with_overrides
+
+    with pytest.raises(ConfigError, match=r"^train\.lr: must be a finite number, got inf$"):
+        with_overrides(Params(), {"train.lr": float("inf")})
+
+
+def test_a_params_file_not_in_utf8_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("synth:\n  out: données\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: not UTF-8 text \(byte 18\); save it as UTF-8$"):
+        load_params(path)
