@@ -239,6 +239,27 @@ def test_unknown_level_in_the_store_is_one_line(
     assert line.startswith("mger train: error: ") and "speech.h5" in line and "'phone'" in line, line
 
 
+def test_diverging_training_is_one_line_and_writes_nothing(
+    reference_store, aligned, tiny_models, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A learning rate that makes the loss NaN stops training with one line naming the
+    experiment, fold, seed and epoch; no metrics, predictions or history are written."""
+    import shutil
+
+    (tmp_path / "features").mkdir()
+    for kind in ("speech", "text"):
+        shutil.copy(reference_store[kind], tmp_path / "features" / f"{kind}.h5")
+    params = _write_params(
+        tmp_path, aligned, tiny_models, train={"lr": 1e10, "seeds": [4], "predictions_dir": str(tmp_path / "pred")}
+    )
+    assert main(["train", "--experiment", "audio_phone", "--params", str(params)]) == 1
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "error" in line]
+    assert len(err) == 1 and err[0].startswith(
+        "mger train: error: experiment audio_phone: fold 1, seed 4, epoch 1: validation loss is nan (not finite)"
+    ), err
+    assert not any((tmp_path / d).exists() for d in ("metrics", "pred", "ep"))
+
+
 def test_disk_full_is_one_line_and_leaves_no_temp(
     tiny_corpus: Path, tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
