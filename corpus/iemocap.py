@@ -26,7 +26,7 @@ from typing import Mapping, Union
 
 from tqdm import tqdm
 
-from mger.core.audio import SAMPLE_RATE, AudioInfo, audio_info
+from mger.core.audio import SAMPLE_RATE, AudioInfo, audio_info, nonfinite_audio
 from mger.core.manifest import Utterance, portable_path, utt_id_problem, write_manifest
 from mger.core.reporting import ProblemLog, StageError, write_json
 
@@ -315,6 +315,9 @@ class CorpusReader:
                 wav,
                 f"wav truncated: {info.duration:.4f} s of audio for a {interval:.4f} s EmoEvaluation interval",
             )
+            return None
+        if nonfinite_audio(wav):
+            self.log.add(uid, wav, "wav holds NaN or inf samples")
             return None
         if info.sample_rate != SAMPLE_RATE or info.channels != 1:
             self.log.add(

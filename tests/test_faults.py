@@ -549,8 +549,9 @@ def _features_cfg(tiny_models: dict[str, str], out: Path):
 
 
 def test_nan_from_the_encoder_never_reaches_the_store(aligned, tiny_models, tmp_path: Path) -> None:
-    """A wav holding NaN samples (float wav): the encoder's rows are NaN; extract stops naming
-    the utterance and stores nothing of that part."""
+    """A float wav with samples near float32's limit (finite): the encoder's normalisation
+    overflows and its rows are NaN; extract stops naming the utterance and stores nothing of
+    that part."""
     import dataclasses
 
     import soundfile as sf
@@ -562,14 +563,47 @@ def test_nan_from_the_encoder_never_reaches_the_store(aligned, tiny_models, tmp_
 
     utts = read_manifest(aligned["manifest"])
     audio = read_audio(utts[5].wav)
-    audio[1000:1100] = np.nan
-    sf.write(str(tmp_path / "nan.wav"), audio, 16000, subtype="FLOAT")
-    utts[5] = dataclasses.replace(utts[5], wav=str(tmp_path / "nan.wav"))
+    audio[1000:1100] = 3e38
+    sf.write(str(tmp_path / "huge.wav"), audio, 16000, subtype="FLOAT")
+    utts[5] = dataclasses.replace(utts[5], wav=str(tmp_path / "huge.wav"))
     write_manifest(tmp_path / "m.jsonl", utts)
     with pytest.raises(CacheError, match=rf"NaN or inf for 1 utterances at level frame \(e.g. {utts[5].utt_id}\)"):
         extract("speech", _features_cfg(tiny_models, tmp_path), tmp_path / "m.jsonl", aligned["segments"])
     assert not (tmp_path / "speech.h5").exists()
     assert sorted(p.name for p in (tmp_path / "speech.h5.parts").glob("part-*")) == ["part-00000.h5"]  # before it
+
+
+def test_nan_audio_is_one_line_naming_the_wav(
+    aligned, tiny_models, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A float wav holding NaN samples: one line naming the wav and saying so (not dtype advice);
+    parts finished before it stay.  `mger prepare` drops such a wav, recorded
+    (tests/test_iemocap_reader.py)."""
+    import dataclasses
+
+    import soundfile as sf
+
+    from mger.core.audio import read_audio
+    from mger.core.manifest import read_manifest, write_manifest
+    from mger.pipeline.cli import main
+
+    utts = read_manifest(aligned["manifest"])
+    audio = read_audio(utts[5].wav)
+    audio[1000:1100] = np.nan
+    nan_wav = tmp_path / "nan.wav"
+    sf.write(str(nan_wav), audio, 16000, subtype="FLOAT")
+    utts[5] = dataclasses.replace(utts[5], wav=str(nan_wav))
+    write_manifest(tmp_path / "m.jsonl", utts)
+    params = _params_file(tmp_path, aligned, tiny_models)
+    assert main(["extract", "--kind", "speech", "--manifest", str(tmp_path / "m.jsonl"), "--params", str(params)]) == 1
+    errors = [line for line in capsys.readouterr().err.strip().splitlines() if "error" in line]
+    assert errors == [
+        f"mger extract: error: {nan_wav}: the audio holds NaN or inf samples (a float wav); fix or remove the "
+        "file and rerun `mger prepare` (it drops such wavs, recorded in the data-quality report)"
+    ]
+    assert not (tmp_path / "speech.h5").exists()
+    done = sorted(p.name for p in (tmp_path / "speech.h5.parts").glob("part-*"))
+    assert done == ["part-00000.h5", "part-00001.h5"]  # shard_size 2: the parts before utterance 5's
 
 
 def test_part_damaged_before_the_merge_is_refused(aligned, tiny_models, tmp_path: Path) -> None:

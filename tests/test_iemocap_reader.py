@@ -309,3 +309,23 @@ def test_a_dialog_named_by_nothing_but_an_empty_emo_evaluation_is_reported(tmp_p
     assert [(p["item"], p["file"]) for p in report["problems"]] == [("Ses01F_impro09", str(emo))]
     assert report["problems"][0]["reason"].startswith("EmoEvaluation file empty, and no transcript or wav names")
     assert report["dropped"] == 1
+
+
+def test_a_wav_holding_nan_is_dropped_with_a_problem(tmp_path: Path) -> None:
+    """NaN or inf samples (only a float wav holds them): dropped at prepare, recorded, counted;
+    a float wav of finite samples is kept."""
+    import soundfile as sf
+
+    tb = TreeBuilder(tmp_path / "corpus")
+    tb.dialog(1, D1, TURNS)
+    for uid, bad in ((f"{D1}_M000", np.nan), (f"{D1}_F001", None)):
+        wav = tb.wav_path(1, D1, uid)
+        audio = read_audio(wav)
+        if bad is not None:
+            audio[100:110] = bad
+        sf.write(str(wav), audio, 16000, subtype="FLOAT")
+    utts = prepare_corpus(tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
+    assert [u.utt_id for u in utts] == [f"{D1}_F000", f"{D1}_F001"]
+    report = json.loads((tmp_path / "q.json").read_text())
+    assert _reasons(report) == {f"{D1}_M000": "wav holds NaN or inf samples"} and report["dropped"] == 1
+    assert report["problems"][0]["file"] == str(tb.wav_path(1, D1, f"{D1}_M000"))
