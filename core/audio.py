@@ -10,6 +10,7 @@ holding NaN or inf samples (only a float-coded wav can) is refused in one line n
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
@@ -75,6 +76,14 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 
 
 def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    """Write mono 16-bit PCM WAV (float input in [-1, 1] or int16)."""
+    """Write mono 16-bit PCM WAV (float input in [-1, 1] or int16).  Encoded in memory first,
+    so a refused write (disk full, ``ulimit -f``) is an ``OSError`` naming ``path`` (libsndfile
+    only says "System error")."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), samples, sample_rate, subtype="PCM_16", format="WAV")
+    buf = io.BytesIO()
+    sf.write(buf, samples, sample_rate, subtype="PCM_16", format="WAV")
+    try:
+        Path(path).write_bytes(buf.getvalue())
+    except OSError as err:
+        err.filename = err.filename or str(path)
+        raise

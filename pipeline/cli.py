@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 from mger import __version__
 from mger.core.config import DEFAULT_PARAMS, ConfigError, Params, read_params, with_overrides
 from mger.core.processes import dispatch
-from mger.core.reporting import StageError
+from mger.core.reporting import StageError, write_errno
 
 Handler = Callable[[argparse.Namespace, Params], None]
 
@@ -364,9 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
 def error_line(err: BaseException) -> str:
     """One line for ``err``: the file or key and what to do; unexpected errors say so."""
     text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-    if isinstance(err, OSError) and (err.errno == errno.ENOSPC or "No space left" in text or "errno = 28" in text):
+    code = write_errno(err) if isinstance(err, OSError) else None
+    if isinstance(err, OSError) and (code == errno.ENOSPC or "No space left" in text):
         where = err.filename or "an output file"
         text = f"{where}: disk full; free some space and rerun (outputs are written whole or not at all)"
+    elif code == errno.EFBIG:
+        where = err.filename or "an output file"
+        text = f"{where}: file too large for this system's file-size limit (`ulimit -f`); raise the limit and rerun"
     elif isinstance(err, OSError) and err.filename is not None and not isinstance(err, FileNotFoundError):
         text = f"{err.filename}: {err.strerror or text}"
     elif isinstance(err, FileNotFoundError) and err.filename is not None:

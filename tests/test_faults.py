@@ -294,6 +294,57 @@ def test_verify_costs_little_next_to_extraction(reference_store) -> None:
     assert seconds < 5.0
 
 
+# --- a file-size limit (ulimit -f): one line naming the file, no crash -------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="ulimit -f is POSIX")
+@pytest.mark.parametrize("stage", ["prepare", "align", "synth"])
+def test_file_size_limit_is_one_line_naming_the_file(stage: str, aligned, tiny_corpus, tmp_path: Path) -> None:
+    """A write refused by ``ulimit -f`` (EFBIG): one line naming the output, exit 1; no temp
+    file left, and HDF5 does not crash the process (it segfaults when its own write is refused)."""
+    import resource
+
+    (tmp_path / "p.yaml").write_text(f"align: {{out: {tmp_path / 'al'}, report: {tmp_path / 'a.json'}}}\n")
+    synth_wavs = tmp_path / "s" / "Session1" / "sentences" / "wav"
+    argv, limit, named = {
+        "prepare": (["--root", str(tiny_corpus), "--out", "m.jsonl", "--report", "q.json"], 2048, "m.jsonl"),
+        "align": (["--manifest", str(aligned["manifest"]), "--backend", "iemocap", "--n-jobs", "1"], 16384, None),
+        "synth": (["--out", str(tmp_path / "s"), "--sessions", "1", "--dialogs", "1", "--turns", "1"], 20480, None),
+    }[stage]
+    named = named or str({"align": tmp_path / "al" / "segments.h5", "synth": synth_wavs}[stage])
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    cmd = [sys.executable, "-m", "mger.pipeline.cli", stage, *argv, "--params", str(tmp_path / "p.yaml")]
+    env = os.environ | {"PYTHONPATH": _ROOT}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, preexec_fn=limited)
+    lines = [line for line in proc.stderr.splitlines() if "error" in line.lower() or "Traceback" in line]
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith(f"mger {stage}: error: {named}"), lines
+    assert lines[0].endswith(": file too large for this system's file-size limit (`ulimit -f`); raise the limit and rerun")
+    assert not list(tmp_path.rglob(".*.tmp-*"))
+
+
+@pytest.mark.parametrize("stage", ["extract", "align-eval"])
+def test_a_truncated_segment_table_is_one_line_naming_it(
+    stage: str, aligned, tiny_models, tiny_corpus, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mger.pipeline.cli import main
+
+    data = aligned["segments"].read_bytes()
+    (tmp_path / "al").mkdir()
+    table = tmp_path / "al" / "segments.h5"
+    table.write_bytes(data[: len(data) // 2])
+    params = _params_file(tmp_path / "f", aligned, tiny_models)
+    params.write_text(params.read_text().replace(str(aligned["segments"].parent), str(tmp_path / "al")))
+    argv = ["extract", "--kind", "text"] if stage == "extract" else ["align-eval", "--truth", str(tiny_corpus / "truth" / "words.jsonl")]
+    assert main([*argv, "--params", str(params)]) == 1
+    errors = [line for line in capsys.readouterr().err.strip().splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith(f"mger {stage}: error: {table}: not a whole HDF5 segment table ("), errors
+    assert errors[0].endswith("rerun `mger align` to write it again")
+
+
 # --- synth --out never deletes a folder it did not write --------------------------------------
 
 
