@@ -7,7 +7,7 @@ that does not exist is an error.
 
 One error boundary (:func:`main`): any failure of a stage is printed as one line
 ``mger <stage>: error: <file or key>: <what is wrong; what to do>`` and exits with code 1;
-``--debug`` (or ``MGER_DEBUG=1``) prints the traceback first.
+``--debug`` (before or after the command, or ``MGER_DEBUG=1``) prints the traceback first.
 """
 
 from __future__ import annotations
@@ -249,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Multi-granularity speech+text emotion recognition pipeline (stages of dvc.yaml).",
     )
     parser.add_argument("--version", action="version", version=f"mger {__version__}")
+    debug_help = "on an error, print the traceback (also MGER_DEBUG=1)"
+    parser.add_argument("--debug", action="store_true", help=f"{debug_help}; before or after the command")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, handler: Handler, help_: str) -> argparse.ArgumentParser:
@@ -258,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"params file (default: {DEFAULT_PARAMS} of the working folder, or the "
             "built-in defaults where there is none)",
         )
-        p.add_argument("--debug", action="store_true", help="on an error, print the traceback (also MGER_DEBUG=1)")
+        # SUPPRESS: not given after the command, it leaves a `mger --debug COMMAND` as it is
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
         p.set_defaults(handler=handler)
         return p
 

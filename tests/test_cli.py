@@ -323,6 +323,21 @@ def test_debug_shows_the_traceback(tmp_path: Path, how: str) -> None:
     assert quiet.returncode == 1 and quiet.stderr.count("\n") == 1 and "Traceback" not in quiet.stderr
 
 
+@pytest.mark.parametrize("argv", [["--debug", "report"], ["report", "--debug"], ["report"]])
+def test_debug_before_or_after_the_command(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`mger --debug report` works as `mger report --debug` does; without it, one line only."""
+    monkeypatch.delenv("MGER_DEBUG", raising=False)
+    (tmp_path / "p.yaml").write_text("{}\n")
+    assert main([*argv, "--params", str(tmp_path / "p.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == (
+        "mger report: error: train.experiments and train.finetuned_experiments are empty: nothing to report"
+    )
+    assert ("Traceback (most recent call last)" in err) == ("--debug" in argv)
+
+
 @pytest.mark.parametrize(
     "err, line",
     [
