@@ -260,6 +260,52 @@ def test_diverging_training_is_one_line_and_writes_nothing(
     assert not any((tmp_path / d).exists() for d in ("metrics", "pred", "ep"))
 
 
+@pytest.mark.parametrize("model", ["speech model", "bert without tokenizer"])
+def test_a_text_model_without_a_tokenizer_is_one_line_naming_it(
+    model: str, aligned, tiny_models, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """transformers raises a TypeError for some (a wav2vec2 folder) and builds an empty
+    vocabulary for others (every word [UNK]): both refused naming the folder."""
+    from transformers import BertConfig, BertModel
+
+    folder = tiny_models["speech"]
+    if model == "bert without tokenizer":
+        folder = str(tmp_path / "bert")
+        BertModel(BertConfig(vocab_size=99, hidden_size=8, num_hidden_layers=1, num_attention_heads=2)).save_pretrained(
+            folder
+        )
+    params = _write_params(tmp_path, aligned, tiny_models, features={"text": {"model": folder}})
+    assert main(["extract", "--kind", "text", "--params", str(params)]) == 1
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "error" in line]
+    assert len(err) == 1 and err[0].startswith(
+        f"mger extract: error: features.text.model: cannot load {folder!r} ({folder}: no tokenizer here"
+    ), err
+
+
+def test_a_hub_id_offline_is_one_line_without_hub_requests(aligned, tiny_models, tmp_path: Path) -> None:
+    """A hub id (a preset's) where the hub cannot be reached and nothing is cached: one line
+    naming the param and suggesting a local folder, at once, with no HEAD request lines."""
+    import os
+    import time
+
+    params = _write_params(tmp_path, aligned, tiny_models, features={"speech": {"model": "facebook/wav2vec2-base"}})
+    env = os.environ | {
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "HF_ENDPOINT": "http://127.0.0.1:9",  # nothing listens there: unreachable, deterministically
+        "HF_HOME": str(tmp_path / "hf"),  # an empty cache
+    }
+    env.pop("HF_HUB_OFFLINE", None)
+    cmd = [sys.executable, "-m", "mger.pipeline.cli", "extract", "--kind", "speech", "--params", str(params)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert proc.returncode == 1 and time.perf_counter() - t0 < 20
+    assert proc.stderr.strip().splitlines() == [
+        "mger extract: error: features.speech.model: cannot load 'facebook/wav2vec2-base': no such local folder, "
+        "and as a hub id it is not in the Hugging Face cache while the hub cannot be reached (offline); set "
+        "features.speech.model to a local save_pretrained folder (saved where the hub is reachable), or run where it is"
+    ]
+
+
 def test_disk_full_is_one_line_and_leaves_no_temp(
     tiny_corpus: Path, tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
