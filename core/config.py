@@ -576,38 +576,30 @@ _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     "nonnegative": (lambda v: v >= 0, "must be >= 0"),
     "fraction": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "probability": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
-    "seed": (lambda v: 0 <= v < 2**32, "must be in [0, 2**32)"),  # numpy's legacy seeding takes 32 bits
-    # fine-tuning reseeds numpy with seed * 1000 + epoch every epoch (mger.models.loop.epoch_seeding)
-    "epoch_seed": (lambda v: 0 <= v < 4_000_000, "must be in [0, 4000000)"),
-    # upper bounds where a huge value is an allocator error or thousands of processes, not a result
-    "width": (lambda v: 0 < v <= 16384, "must be in 1..16384 (a layer width)"),
-    "depth": (lambda v: 0 < v <= 256, "must be in 1..256 (layers or attention heads)"),
-    "batch": (lambda v: 0 < v <= 65536, "must be in 1..65536 (items in a batch)"),
-    "jobs": (lambda v: 0 < v <= 1024, "must be in 1..1024 (parallel processes)"),
     "any": (lambda v: True, ""),
 }
 RANGES: dict[str, str] = {
-    "synth.seed": "seed",
+    "synth.seed": "nonnegative",
     "synth.sessions": "positive",
     "synth.dialogs_per_session": "positive",
     "synth.turns_per_dialog": "positive",
     "synth.max_sentences_per_turn": "positive",
-    "align.n_jobs": "jobs",
+    "align.n_jobs": "positive",
     "align.pocketsphinx.ladder[][]": "probability",
     "align.pocketsphinx.silprob": "positive",
     "align.pocketsphinx.duration_weight": "nonnegative",
-    "align.mfa.jobs": "jobs",
+    "align.mfa.jobs": "positive",
     "align.mfa.beam": "positive",
     "align.mfa.retry_beam": "positive",
-    "demo_model.seed": "seed",
-    "demo_model.hidden_size": "width",
-    "demo_model.num_hidden_layers": "depth",
-    "demo_model.num_attention_heads": "depth",
-    "demo_model.intermediate_size": "width",
-    "demo_model.conv_dim": "width",
+    "demo_model.seed": "nonnegative",
+    "demo_model.hidden_size": "positive",
+    "demo_model.num_hidden_layers": "positive",
+    "demo_model.num_attention_heads": "positive",
+    "demo_model.intermediate_size": "positive",
+    "demo_model.conv_dim": "positive",
     "features.batch_seconds": "positive",
-    "features.shard_size": "batch",
-    "features.n_jobs": "jobs",
+    "features.shard_size": "positive",
+    "features.n_jobs": "positive",
     "features.speech.layer": "any",
     "features.speech.layer[]": "any",
     "features.speech.max_seconds": "positive",
@@ -620,7 +612,7 @@ RANGES: dict[str, str] = {
     "features.extra_speech.*.overlap_seconds": "nonnegative",
     "finetune.folds[]": "positive",
     "finetune.epochs": "positive",
-    "finetune.batch_size": "batch",
+    "finetune.batch_size": "positive",
     "finetune.grad_accum": "positive",
     "finetune.lr": "positive",
     "finetune.text_lr": "positive",
@@ -630,30 +622,60 @@ RANGES: dict[str, str] = {
     "finetune.dropout": "fraction",
     "finetune.max_train_seconds": "positive",
     "finetune.patience": "positive",
-    "finetune.seed": "epoch_seed",
-    "finetune.fusion.layers": "depth",
-    "finetune.fusion.hidden": "width",
-    "finetune.fusion.heads": "depth",
+    "finetune.seed": "nonnegative",
+    "finetune.fusion.layers": "positive",
+    "finetune.fusion.hidden": "positive",
+    "finetune.fusion.heads": "positive",
     "finetune.fusion.aux_matching": "nonnegative",
     "finetune.fusion.aux_unimodal": "nonnegative",
     "train.epochs": "positive",
-    "train.batch_size": "batch",
+    "train.batch_size": "positive",
     "train.lr": "positive",
     "train.weight_decay": "nonnegative",
     "train.patience": "positive",
-    "train.seeds[]": "seed",
-    "train.hidden": "width",
-    "train.heads": "depth",
-    "train.n_jobs": "jobs",
-    "train.layers": "depth",
+    "train.seeds[]": "nonnegative",
+    "train.hidden": "positive",
+    "train.heads": "positive",
+    "train.n_jobs": "positive",
+    "train.layers": "positive",
     "train.dropout": "fraction",
     "train.experiments.*.aux_matching": "nonnegative",
     "train.experiments.*.aux_unimodal": "nonnegative",
     "train.finetuned_experiments.*.aux_matching": "nonnegative",
     "train.finetuned_experiments.*.aux_unimodal": "nonnegative",
-    "train.experiments.*.layers": "depth",
-    "train.finetuned_experiments.*.layers": "depth",
-    "split.seed": "seed",
+    "train.experiments.*.layers": "positive",
+    "train.finetuned_experiments.*.layers": "positive",
+    "split.seed": "nonnegative",
+}
+
+# Upper bounds where a huge value is an allocator error, thousands of processes or a seed torch
+# and numpy refuse, not a result (the ranges above say the lower bounds): dotted rule key → (max, what).
+MAXIMA: dict[str, tuple[int, str]] = {
+    "synth.seed": (2**32 - 1, "numpy's legacy seeding takes 32 bits"),
+    "align.n_jobs": (1024, "parallel processes"),
+    "align.mfa.jobs": (1024, "parallel processes"),
+    "demo_model.seed": (2**32 - 1, "numpy's legacy seeding takes 32 bits"),
+    "demo_model.hidden_size": (16384, "a layer width"),
+    "demo_model.num_hidden_layers": (256, "layers or attention heads"),
+    "demo_model.num_attention_heads": (256, "layers or attention heads"),
+    "demo_model.intermediate_size": (16384, "a layer width"),
+    "demo_model.conv_dim": (16384, "a layer width"),
+    "features.shard_size": (65536, "items in a batch"),
+    "features.n_jobs": (1024, "parallel processes"),
+    "finetune.batch_size": (65536, "items in a batch"),
+    "finetune.seed": (3999999, "fine-tuning reseeds numpy with seed * 1000 + epoch"),
+    "finetune.fusion.layers": (256, "layers or attention heads"),
+    "finetune.fusion.hidden": (16384, "a layer width"),
+    "finetune.fusion.heads": (256, "layers or attention heads"),
+    "train.batch_size": (65536, "items in a batch"),
+    "train.seeds[]": (2**32 - 1, "numpy's legacy seeding takes 32 bits"),
+    "train.hidden": (16384, "a layer width"),
+    "train.heads": (256, "layers or attention heads"),
+    "train.n_jobs": (1024, "parallel processes"),
+    "train.layers": (256, "layers or attention heads"),
+    "train.experiments.*.layers": (256, "layers or attention heads"),
+    "train.finetuned_experiments.*.layers": (256, "layers or attention heads"),
+    "split.seed": (2**32 - 1, "numpy's legacy seeding takes 32 bits"),
 }
 
 
@@ -681,13 +703,16 @@ def _generic(rule_key: str, dict_key: str) -> str:
 
 
 def check_ranges(params: Params) -> None:
-    """Every numeric param within its range (:data:`RANGES`), and the cross-field rules."""
+    """Every number finite and within its range (:data:`RANGES`, :data:`MAXIMA`), and the cross-field rules."""
     for key, rule_key, value in numeric_params(params):
         if isinstance(value, float) and not math.isfinite(value):  # every number, whatever its rule: .inf, .nan, 1e309
             raise ConfigError(f"{key}: must be a finite number, got {value!r}")
         test, what = _RULES[RANGES.get(rule_key, "any")]
         if not test(value):
             raise ConfigError(f"{key}: {what}, got {value!r}")
+        most, unit = MAXIMA.get(rule_key, (math.inf, ""))
+        if value > most:
+            raise ConfigError(f"{key}: must be at most {most} ({unit}), got {value!r}")
     demo = params.demo_model
     fusion = params.finetune.fusion
     for section, hidden, heads in (

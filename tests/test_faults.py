@@ -599,6 +599,7 @@ def _features_cfg(tiny_models: dict[str, str], out: Path):
     )
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
 def test_nan_from_the_encoder_never_reaches_the_store(aligned, tiny_models, tmp_path: Path) -> None:
     """A float wav with samples near float32's limit (finite): the encoder's normalisation
     overflows and its rows are NaN; extract stops naming the utterance and stores nothing of
