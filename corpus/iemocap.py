@@ -154,7 +154,9 @@ def dialog_names(session_dir: Path) -> list[str]:
     """Every dialog of a session that any of its files names: EmoEvaluation and transcription
     files, wav folders (hidden names, e.g. macOS's ``._x.txt``, left out), so a dialog whose
     EmoEvaluation file is missing is seen, and reported."""
-    found = {p.stem for sub in ("EmoEvaluation", "transcriptions") for p in (session_dir / "dialog" / sub).glob("*.txt")}
+    found = {
+        p.stem for sub in ("EmoEvaluation", "transcriptions") for p in (session_dir / "dialog" / sub).glob("*.txt")
+    }
     wavs = session_dir / "sentences" / "wav"
     found |= {p.name for p in wavs.iterdir() if p.is_dir()} if wavs.is_dir() else set()
     return sorted(name for name in found if not name.startswith("."))
@@ -189,7 +191,9 @@ class CorpusReader:
         try:
             text = read_text(emo_file) if emo_file.is_file() else None
         except OSError as err:
-            self._drop_dialog(session_dir, dialog, emo_file, f"EmoEvaluation file unreadable ({err.strerror or err})", texts)
+            self._drop_dialog(
+                session_dir, dialog, emo_file, f"EmoEvaluation file unreadable ({err.strerror or err})", texts
+            )
             return []
         records, garbled = parse_emo_file(text or "", dialog)
         if not records and not garbled:
@@ -207,7 +211,9 @@ class CorpusReader:
                 out.append(utt)
         return out
 
-    def _drop_dialog(self, session_dir: Path, dialog: str, emo_file: Path, problem: str, texts: Mapping[str, str]) -> None:
+    def _drop_dialog(
+        self, session_dir: Path, dialog: str, emo_file: Path, problem: str, texts: Mapping[str, str]
+    ) -> None:
         """Record every utterance of ``dialog`` that its transcript or its wav folder names as
         dropped (no label without its EmoEvaluation turn), one line printed for the dialog; the
         dialog itself when nothing names its utterances."""

@@ -322,7 +322,9 @@ def test_file_size_limit_is_one_line_naming_the_file(stage: str, aligned, tiny_c
     lines = [line for line in proc.stderr.splitlines() if "error" in line.lower() or "Traceback" in line]
     assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-2000:]
     assert lines[0].startswith(f"mger {stage}: error: {named}"), lines
-    assert lines[0].endswith(": file too large for this system's file-size limit (`ulimit -f`); raise the limit and rerun")
+    assert lines[0].endswith(
+        ": file too large for this system's file-size limit (`ulimit -f`); raise the limit and rerun"
+    )
     assert not list(tmp_path.rglob(".*.tmp-*"))
 
 
@@ -338,10 +340,16 @@ def test_a_truncated_segment_table_is_one_line_naming_it(
     table.write_bytes(data[: len(data) // 2])
     params = _params_file(tmp_path / "f", aligned, tiny_models)
     params.write_text(params.read_text().replace(str(aligned["segments"].parent), str(tmp_path / "al")))
-    argv = ["extract", "--kind", "text"] if stage == "extract" else ["align-eval", "--truth", str(tiny_corpus / "truth" / "words.jsonl")]
+    argv = (
+        ["extract", "--kind", "text"]
+        if stage == "extract"
+        else ["align-eval", "--truth", str(tiny_corpus / "truth" / "words.jsonl")]
+    )
     assert main([*argv, "--params", str(params)]) == 1
     errors = [line for line in capsys.readouterr().err.strip().splitlines() if "error" in line]
-    assert len(errors) == 1 and errors[0].startswith(f"mger {stage}: error: {table}: not a whole HDF5 segment table ("), errors
+    assert len(errors) == 1 and errors[0].startswith(
+        f"mger {stage}: error: {table}: not a whole HDF5 segment table ("
+    ), errors
     assert errors[0].endswith("rerun `mger align` to write it again")
 
 
