@@ -29,6 +29,7 @@ from mger.alignment.base import Alignment, Segment
 from mger.core.ragged_h5 import (
     SEGMENT_LEVELS,
     STR,
+    RaggedFormatError,
     atomic_h5,
     check_offsets,
     offsets_from_counts,
@@ -75,7 +76,7 @@ class SegmentTable:
     def read(cls, path: str | Path) -> "SegmentTable":
         """Read a table; offsets that do not cut a level's rows into the utterances raise
         :class:`mger.core.ragged_h5.RaggedFormatError` naming the file and level."""
-        with h5py.File(path, "r") as f:
+        with _open(path) as f:
             utt_ids = list(f["utt_ids"].asstr()[()])
             levels = {level: _read_level(f[segment_group(level)]) for level in SEGMENT_LEVELS}
             for level, lv in levels.items():
@@ -96,6 +97,20 @@ class SegmentTable:
             Segment(float(lv["start"][k]), float(lv["end"][k]), str(lv["label"][k]), int(lv["word"][k]))
             for k in range(a, b)
         ]
+
+
+def _open(path: str | Path) -> h5py.File:
+    """``path`` opened for reading; a file that is not whole HDF5 (truncated, overwritten) is a
+    :class:`RaggedFormatError` naming it, a missing one a ``FileNotFoundError`` naming it."""
+    try:
+        return h5py.File(path, "r")
+    except FileNotFoundError:
+        raise FileNotFoundError(2, "No such file or directory", str(path)) from None
+    except OSError as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise RaggedFormatError(
+            f"{path}: not a whole HDF5 segment table ({reason}); rerun `mger align` to write it again"
+        ) from None
 
 
 def _read_level(g: h5py.Group) -> dict[str, np.ndarray]:

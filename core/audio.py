@@ -4,11 +4,13 @@ Every stage reads audio through :func:`read_audio`: soundfile decodes the file, 
 are averaged to mono, and anything not at 16 kHz is resampled with a polyphase FIR filter
 (:func:`scipy.signal.resample_poly`, up/down factors reduced by their gcd, Kaiser window
 with beta 5.0 — scipy's default), which is exact for integer ratios such as 44.1 kHz →
-16 kHz (160/441) and leaves no phase shift.  The result is float32 in [-1, 1].
+16 kHz (160/441) and leaves no phase shift.  The result is float32 in [-1, 1].  A file
+holding NaN or inf samples (only a float-coded wav can) is refused in one line naming it.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
@@ -51,14 +53,37 @@ def resample(samples: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
     return resample_poly(samples, new_rate // g, orig_rate // g).astype(samples.dtype, copy=False)
 
 
+def nonfinite_audio(path: str | Path) -> bool:
+    """True if ``path`` holds NaN or inf samples; only float-coded files are decoded for it
+    (integer PCM cannot hold them)."""
+    if sf.info(str(path)).subtype not in ("FLOAT", "DOUBLE"):
+        return False
+    data, _ = sf.read(str(path), dtype="float32", always_2d=True)  # as read_audio reads it
+    return not bool(np.isfinite(data).all())
+
+
 def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Read ``path`` as mono float32 at ``sample_rate``. Shape: (time,)."""
+    """Read ``path`` as mono float32 at ``sample_rate``. Shape: (time,).  NaN or inf samples
+    are a ``ValueError`` naming the file (the encoders would turn them into NaN features)."""
     data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    if not np.isfinite(data).all():
+        raise ValueError(
+            f"{path}: the audio holds NaN or inf samples (a float wav); fix or remove the file and "
+            "rerun `mger prepare` (it drops such wavs, recorded in the data-quality report)"
+        )
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     return resample(np.ascontiguousarray(mono, dtype=np.float32), int(rate), sample_rate)
 
 
 def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    """Write mono 16-bit PCM WAV (float input in [-1, 1] or int16)."""
+    """Write mono 16-bit PCM WAV (float input in [-1, 1] or int16).  Encoded in memory first,
+    so a refused write (disk full, ``ulimit -f``) is an ``OSError`` naming ``path`` (libsndfile
+    only says "System error")."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), samples, sample_rate, subtype="PCM_16", format="WAV")
+    buf = io.BytesIO()
+    sf.write(buf, samples, sample_rate, subtype="PCM_16", format="WAV")
+    try:
+        Path(path).write_bytes(buf.getvalue())
+    except OSError as err:
+        err.filename = err.filename or str(path)
+        raise

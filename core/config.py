@@ -9,6 +9,7 @@ dotted key (``align.on_failure: 'skip' is not one of 'drop', 'uniform'``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -25,6 +26,20 @@ DEFAULT_PARAMS = "params.yaml"
 
 class ConfigError(ValueError):
     """A params file that does not fit the schema; the message names the key."""
+
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")  # a name that becomes part of a file name
+
+
+def check_name(key: str, name: object) -> None:
+    """Refuse a name (experiment, store, fold variant) that is not letters, digits, ``_`` and ``-``
+    (not first), at most 100 characters: names become file names, and ``../x`` or ``/x`` would
+    write outside their folder.  ``key``: where the name is, e.g. ``train.experiments``."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise ConfigError(
+            f"{key}: {name!r} is not a name: use letters, digits, _ and - (not first), at most 100 "
+            "characters (it becomes a file name)"
+        )
 
 
 @dataclass
@@ -140,11 +155,9 @@ class FeaturesConfig:
     def __post_init__(self) -> None:
         _positive("features", self, "shard_size", "n_jobs")
         for name in self.extra_speech:
-            if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in ("speech", "text"):
-                raise ConfigError(
-                    f"features.extra_speech.{name}: a store name is lower-case letters, digits and _ "
-                    "(not 'speech' or 'text')"
-                )
+            check_name("features.extra_speech", name)
+            if name in ("speech", "text"):
+                raise ConfigError(f"features.extra_speech.{name}: 'speech' and 'text' are the main stores' names")
         for key, speech in self.speech_stores.items():
             where = "features.speech" if key == "speech" else f"features.extra_speech.{key}"
             if "functionals" in speech.levels and not speech.model.startswith("opensmile:"):
@@ -199,7 +212,6 @@ class FusionHeadConfig:
     aux_matching_negatives: Literal["any", "other_label"] = "any"
 
 
-VARIANT_NAME = r"[A-Za-z0-9_-]+"  # a fine-tuning variant's name (it names folders)
 SHARED_FINETUNE = ("out", "features_out", "reports", "folds", "variants")  # not a variant's to change
 
 
@@ -306,10 +318,7 @@ class FinetuneConfig:
         if not self.folds:
             raise ConfigError("finetune.folds: needs at least one fold")
         for name, overrides in self.variants.items():
-            if not re.fullmatch(VARIANT_NAME, str(name)):
-                raise ConfigError(
-                    f"finetune.variants.{name}: a variant name is letters, digits, _ and - (it names folders)"
-                )
+            check_name("finetune.variants", name)  # it names folders
             shared = sorted(set(overrides) & set(SHARED_FINETUNE))
             if shared:
                 raise ConfigError(
@@ -375,6 +384,10 @@ class TrainConfig:
         _positive("train", self, "epochs", "batch_size", "patience", "hidden", "heads", "layers")
         if not self.seeds:
             raise ConfigError("train.seeds: needs at least one seed")
+        for section in ("experiments", "finetuned_experiments"):
+            for name, spec in getattr(self, section).items():
+                check_name(f"train.{section}", name)
+                check_name(f"train.{section}.{name}.speech_store", spec.speech_store)
         clash = sorted(set(self.experiments) & set(self.finetuned_experiments))
         if clash:
             raise ConfigError(f"train.finetuned_experiments.{clash[0]}: name already used in train.experiments")
@@ -587,6 +600,8 @@ def _read_yaml_tree(path: Path, seen: tuple[Path, ...]) -> dict | None:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: params file not found") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     except yaml.YAMLError as err:  # one line: the problem and where (line, column)
         where = getattr(err, "problem_mark", None)
         at = f", line {where.line + 1}, column {where.column + 1}" if where else ""
@@ -696,6 +711,36 @@ RANGES: dict[str, str] = {
     "split.seed": "nonnegative",
 }
 
+# Upper bounds where a huge value is an allocator error, thousands of processes or a seed torch
+# and numpy refuse, not a result (the ranges above say the lower bounds): dotted rule key → (max, what).
+MAXIMA: dict[str, tuple[int, str]] = {
+    "synth.seed": (2**32 - 1, "numpy's legacy seeding takes 32 bits"),
+    "align.n_jobs": (1024, "parallel processes"),
+    "align.mfa.jobs": (1024, "parallel processes"),
+    "demo_model.seed": (2**32 - 1, "numpy's legacy seeding takes 32 bits"),
+    "demo_model.hidden_size": (16384, "a layer width"),
+    "demo_model.num_hidden_layers": (256, "layers or attention heads"),
+    "demo_model.num_attention_heads": (256, "layers or attention heads"),
+    "demo_model.intermediate_size": (16384, "a layer width"),
+    "demo_model.conv_dim": (16384, "a layer width"),
+    "features.shard_size": (65536, "items in a batch"),
+    "features.n_jobs": (1024, "parallel processes"),
+    "finetune.batch_size": (65536, "items in a batch"),
+    "finetune.seed": (3999999, "fine-tuning reseeds numpy with seed * 1000 + epoch"),
+    "finetune.fusion.layers": (256, "layers or attention heads"),
+    "finetune.fusion.hidden": (16384, "a layer width"),
+    "finetune.fusion.heads": (256, "layers or attention heads"),
+    "train.batch_size": (65536, "items in a batch"),
+    "train.seeds[]": (2**32 - 1, "numpy's legacy seeding takes 32 bits"),
+    "train.hidden": (16384, "a layer width"),
+    "train.heads": (256, "layers or attention heads"),
+    "train.n_jobs": (1024, "parallel processes"),
+    "train.layers": (256, "layers or attention heads"),
+    "train.experiments.*.layers": (256, "layers or attention heads"),
+    "train.finetuned_experiments.*.layers": (256, "layers or attention heads"),
+    "split.seed": (2**32 - 1, "numpy's legacy seeding takes 32 bits"),
+}
+
 
 def numeric_params(obj: Any, key: str = "") -> Iterator[tuple[str, str, float]]:
     """(dotted key, rule key, value) of every int/float value under ``obj`` (bools excluded)."""
@@ -722,13 +767,19 @@ def _generic(rule_key: str, dict_key: str) -> str:
 
 
 def check_ranges(params: Params) -> None:
-    """Every numeric param within its range (:data:`RANGES`), and the cross-field rules."""
+    """Every number finite and within its range (:data:`RANGES`, :data:`MAXIMA`), and the cross-field rules."""
     variants = [(f"finetune.variants.{n}.", params.finetune.variant(n)) for n in params.finetune.variants]
     for where, obj in [("", params), *variants]:  # a variant's settings have finetune's ranges
         for key, rule_key, value in numeric_params(obj, "finetune" if where else ""):
+            key = f"{where}{key.removeprefix('finetune.')}" if where else key
+            if isinstance(value, float) and not math.isfinite(value):  # every number, whatever its rule
+                raise ConfigError(f"{key}: must be a finite number, got {value!r}")
             test, what = _RULES[RANGES.get(rule_key, "any")]
             if not test(value):
-                raise ConfigError(f"{where}{key.removeprefix('finetune.') if where else key}: {what}, got {value!r}")
+                raise ConfigError(f"{key}: {what}, got {value!r}")
+            most, unit = MAXIMA.get(rule_key, (math.inf, ""))
+            if value > most:
+                raise ConfigError(f"{key}: must be at most {most} ({unit}), got {value!r}")
     demo = params.demo_model
     fusion = params.finetune.fusion
     for section, hidden, heads in (

@@ -10,7 +10,7 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Iterable, Sequence
 
 from mger.core.reporting import atomic_path
@@ -84,6 +84,20 @@ def utt_id_problem(utt_id: str) -> str | None:
     return None
 
 
+def wav_problem(wav: str) -> str | None:
+    """Why a manifest ``wav`` cannot be a corpus file ``mger prepare`` wrote, or None: prepare
+    writes ``.wav`` paths relative to the project folder or absolute, never with ``..``, so a
+    path that climbs out of its folder (``../../x.wav``) or names another kind of file
+    (``/etc/passwd``) is refused where the manifest is read."""
+    if not wav:
+        return "is empty"
+    if ".." in PurePath(wav.replace("\\", "/")).parts:
+        return "climbs out of its folder ('..')"
+    if PurePath(wav).suffix.lower() != ".wav":
+        return "is not a .wav file"
+    return None
+
+
 def read_manifest(path: str | Path) -> list[Utterance]:
     """Read a manifest written by :func:`write_manifest`.  Relative ``wav`` paths are relative to
     the working directory (see :func:`portable_path`)."""
@@ -127,6 +141,12 @@ def _row(line: str, where: str) -> Utterance:
     if problem:
         raise ValueError(
             f"{where}: utt_id {row['utt_id']!r} {problem}: ids name files (TextGrid, features); "
+            "fix the line or rerun `mger prepare`"
+        )
+    problem = wav_problem(row["wav"])
+    if problem:
+        raise ValueError(
+            f"{where}: wav {row['wav']!r} {problem}: a manifest wav is a corpus file `mger prepare` wrote; "
             "fix the line or rerun `mger prepare`"
         )
     return Utterance(**{k: row[k] for k in MANIFEST_FIELDS})

@@ -94,6 +94,27 @@ def write_ragged(group: h5py.Group, offsets: np.ndarray, columns: Mapping[str, n
 @contextmanager
 def atomic_h5(path: str | Path) -> Iterator[h5py.File]:
     """A new HDF5 file that appears at ``path`` whole or not at all (written to a temp file and
-    renamed when the block ends without an error: :func:`mger.core.reporting.atomic_path`)."""
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        yield f
+    renamed when the block ends without an error: :func:`mger.core.reporting.atomic_path`).
+
+    Under a file-size limit (``ulimit -f``) the file is built in memory and written in one
+    write: HDF5 crashes the process (a segmentation fault, no message) when the limit refuses
+    one of its own writes, while a plain write fails with an ``OSError`` naming ``path``."""
+    with atomic_path(path) as tmp:
+        if not _file_size_limited():
+            with h5py.File(tmp, "w") as f:
+                yield f
+            return
+        with h5py.File(tmp, "w", driver="core", backing_store=False) as f:
+            yield f
+            f.flush()
+            image = f.id.get_file_image()
+        tmp.write_bytes(image)
+
+
+def _file_size_limited() -> bool:
+    """Whether this process has a finite file-size limit (``ulimit -f``; never on Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return False
+    return resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY

@@ -8,10 +8,12 @@ Nothing is skipped silently, and one bad item never stops a run.
 from __future__ import annotations
 
 import csv
+import errno
 import glob
 import io
 import json
 import os
+import re
 import sys
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -98,9 +100,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     except BaseException as err:
         tmp.unlink(missing_ok=True)
-        if isinstance(err, OSError) and err.filename == str(tmp):
+        if isinstance(err, OSError) and (err.filename == str(tmp) or (err.filename is None and write_errno(err))):
             err.filename = str(path)  # name the output the user asked for, not the temp file
         raise
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}  # a write refused: the output's fault
+
+
+def write_errno(err: OSError) -> int | None:
+    """The errno of a refused write (disk full, over the file-size limit ``ulimit -f``, quota,
+    read-only file system), also from libraries that only quote it (HDF5: ``errno = 27``); else None."""
+    found = re.search(r"errno = (\d+)", str(err))
+    code = err.errno if err.errno is not None else int(found.group(1)) if found else None
+    return code if code in _WRITE_ERRNOS else None
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

@@ -26,7 +26,7 @@ from typing import Mapping, Union
 
 from tqdm import tqdm
 
-from mger.core.audio import SAMPLE_RATE, AudioInfo, audio_info
+from mger.core.audio import SAMPLE_RATE, AudioInfo, audio_info, nonfinite_audio
 from mger.core.manifest import Utterance, portable_path, utt_id_problem, write_manifest
 from mger.core.reporting import ProblemLog, StageError, write_json
 
@@ -150,6 +150,18 @@ def _session_dirs(root: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def dialog_names(session_dir: Path) -> list[str]:
+    """Every dialog of a session that any of its files names: EmoEvaluation and transcription
+    files, wav folders (hidden names, e.g. macOS's ``._x.txt``, left out), so a dialog whose
+    EmoEvaluation file is missing is seen, and reported."""
+    found = {
+        p.stem for sub in ("EmoEvaluation", "transcriptions") for p in (session_dir / "dialog" / sub).glob("*.txt")
+    }
+    wavs = session_dir / "sentences" / "wav"
+    found |= {p.name for p in wavs.iterdir() if p.is_dir()} if wavs.is_dir() else set()
+    return sorted(name for name in found if not name.startswith("."))
+
+
 class CorpusReader:
     """Walks the tree and builds manifest rows; problems go to ``log``."""
 
@@ -163,32 +175,57 @@ class CorpusReader:
         self._seen: set[str] = set()
 
     def read(self) -> list[Utterance]:
-        dialogs = [
-            (num, session_dir, emo)
-            for num, session_dir in _session_dirs(self.root)
-            for emo in sorted((session_dir / "dialog" / "EmoEvaluation").glob("*.txt"))
-        ]
-        if not dialogs:
+        sessions = _session_dirs(self.root)
+        if not any((d / "dialog" / "EmoEvaluation").glob("*.txt") for _, d in sessions):
             raise StageError(f"{self.root}: no SessionN/dialog/EmoEvaluation/*.txt files")
+        dialogs = [(num, session_dir, dialog) for num, session_dir in sessions for dialog in dialog_names(session_dir)]
         out: list[Utterance] = []
-        for num, session_dir, emo in tqdm(dialogs, desc="prepare", unit="dialog", file=sys.stderr):
-            out.extend(self._read_dialog(num, session_dir, emo))
+        for num, session_dir, dialog in tqdm(dialogs, desc="prepare", unit="dialog", file=sys.stderr):
+            out.extend(self._read_dialog(num, session_dir, dialog))
         return out
 
-    def _read_dialog(self, session: int, session_dir: Path, emo_file: Path) -> list[Utterance]:
-        dialog = emo_file.stem
-        records, garbled = parse_emo_file(read_text(emo_file), dialog)
+    def _read_dialog(self, session: int, session_dir: Path, dialog: str) -> list[Utterance]:
+        emo_file = session_dir / "dialog" / "EmoEvaluation" / f"{dialog}.txt"
+        trans_file = session_dir / "dialog" / "transcriptions" / f"{dialog}.txt"
+        texts = self._read_transcriptions(trans_file)
+        try:
+            text = read_text(emo_file) if emo_file.is_file() else None
+        except OSError as err:
+            self._drop_dialog(
+                session_dir, dialog, emo_file, f"EmoEvaluation file unreadable ({err.strerror or err})", texts
+            )
+            return []
+        records, garbled = parse_emo_file(text or "", dialog)
+        if not records and not garbled:
+            what = "empty" if text is not None and not text.strip() else "without a labelled turn"
+            what = what if text is not None else "not a file" if emo_file.exists() else "missing"
+            self._drop_dialog(session_dir, dialog, emo_file, f"EmoEvaluation file {what}", texts)
+            return []
         for lineno, uid, line in garbled:
             self.unparsed_emo_lines.append({"file": str(emo_file), "line": lineno, "text": line})
             self.log.add(uid, emo_file, f"line {lineno}: turn header does not parse: {line[:80]!r}")
-        trans_file = session_dir / "dialog" / "transcriptions" / f"{dialog}.txt"
-        texts = self._read_transcriptions(trans_file)
         out = []
         for rec in records:
             utt = self._utterance(session, session_dir, dialog, rec, texts, trans_file, emo_file)
             if utt is not None:
                 out.append(utt)
         return out
+
+    def _drop_dialog(
+        self, session_dir: Path, dialog: str, emo_file: Path, problem: str, texts: Mapping[str, str]
+    ) -> None:
+        """Record every utterance of ``dialog`` that its transcript or its wav folder names as
+        dropped (no label without its EmoEvaluation turn), one line printed for the dialog; the
+        dialog itself when nothing names its utterances."""
+        wavs = session_dir / "sentences" / "wav" / dialog
+        ids = {uid for uid in texts if uid.startswith(f"{dialog}_")}
+        ids |= {w.stem for w in wavs.glob("*.wav")} if wavs.is_dir() else set()
+        for uid in sorted(ids):
+            self.log.add(uid, emo_file, f"{problem}: no label for the dialog's utterances", echo=False)
+        if not ids:
+            self.log.add(dialog, emo_file, f"{problem}, and no transcript or wav names the dialog's utterances")
+        elif not self.log.quiet:
+            tqdm.write(f"warning: {emo_file}: {problem} ({len(ids)} utterances of {dialog}, dropped)", file=sys.stderr)
 
     def _read_transcriptions(self, trans_file: Path) -> dict[str, str]:
         """utt id → text of ``trans_file`` ({} when absent); lines without an id are recorded."""
@@ -284,6 +321,9 @@ class CorpusReader:
                 wav,
                 f"wav truncated: {info.duration:.4f} s of audio for a {interval:.4f} s EmoEvaluation interval",
             )
+            return None
+        if nonfinite_audio(wav):
+            self.log.add(uid, wav, "wav holds NaN or inf samples")
             return None
         if info.sample_rate != SAMPLE_RATE or info.channels != 1:
             self.log.add(

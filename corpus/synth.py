@@ -546,11 +546,9 @@ SYNTH_MARKER = ".mger-synth.json"  # written first into every corpus synth makes
 
 
 def _synth_output(root: Path) -> bool:
-    """Whether ``root`` is a corpus synth wrote (its marker; or, from before the marker, nothing
-    but SessionN folders and truth/)."""
-    if (root / SYNTH_MARKER).is_file():
-        return True
-    return all(re.fullmatch(r"Session\d+|truth", p.name) and p.is_dir() for p in root.iterdir())
+    """Whether ``root`` is a corpus synth wrote: its marker only.  Folder names are no evidence
+    (a trimmed IEMOCAP copy holds nothing but SessionN folders too)."""
+    return (root / SYNTH_MARKER).is_file()
 
 
 def check_out(root: Path, force: bool = False) -> None:

@@ -34,9 +34,13 @@ equals the model's conv-length formula for the whole utterance.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import math
+import os
+import re
+import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +88,78 @@ def resolve_model_path(name: str) -> str:
     if name.startswith("package:"):
         return str(importlib.import_module(name.split(":", 1)[1]).get_model_path())
     return name
+
+
+class ModelUnavailable(OSError):
+    """A model that is neither a local folder nor a hub id reachable or cached here; the message
+    names the param."""
+
+
+def hub_source(name: str, path: str, revision: str | None, key: str) -> dict[str, Any]:
+    """The ``from_pretrained`` keyword arguments for the model ``path`` (``name`` as params say
+    it, ``key`` the param): none for a local folder or a reachable hub; ``local_files_only``
+    for a hub id whose files are cached while the hub is out of reach (no retries, no HEAD
+    warnings); :class:`ModelUnavailable` naming ``key`` when neither (``from_pretrained`` would
+    retry for half a minute, print a HEAD line per retry, then fail)."""
+    if Path(path).exists() or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", path) or _hub_reachable():
+        return {}
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(path, "config.json", revision=revision), str):
+        return {"local_files_only": True}
+    raise ModelUnavailable(
+        f"{key}: cannot load {name!r}: no such local folder, and as a hub id it is not in the Hugging "
+        f"Face cache while the hub cannot be reached (offline); set {key} to a local save_pretrained "
+        "folder (saved where the hub is reachable), or run where it is"
+    )
+
+
+@functools.cache
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection (once per process); ``HF_HUB_OFFLINE``
+    says no, a proxy setting yes (the hub client goes through it; let it try)."""
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
+
+
+def load_tokenizer(path: str, revision: str | None, source: dict[str, Any]):
+    """``AutoTokenizer.from_pretrained``; a local folder without tokenizer files is a
+    ``ValueError`` naming it (transformers raises a TypeError for some models, and for others
+    builds an empty vocabulary that reads every word as [UNK])."""
+    from transformers import AutoTokenizer
+
+    if Path(path).is_dir() and not any((Path(path) / f).is_file() for f in _TOKENIZER_FILES):
+        raise ValueError(
+            f"{path}: no tokenizer here (none of {', '.join(_TOKENIZER_FILES[:3])}, ...); a text model "
+            "folder needs its tokenizer: save it with tokenizer.save_pretrained(folder)"
+        )
+    try:
+        return AutoTokenizer.from_pretrained(path, revision=revision, **source)
+    except TypeError as err:
+        raise ValueError(f"{path}: the tokenizer cannot be loaded ({err}); is this a text model?") from err
 
 
 def resolve_device(device: str, key: str = "features.device") -> torch.device:
@@ -313,8 +389,9 @@ class SpeechEncoder:
         _quiet_transformers()
         path = resolve_model_path(model)
         self.name, self.revision = model, revision
-        self.config = AutoConfig.from_pretrained(path, revision=revision)
-        net = AutoModel.from_pretrained(path, revision=revision)
+        source = hub_source(model, path, revision, "features.speech.model")
+        self.config = AutoConfig.from_pretrained(path, revision=revision, **source)
+        net = AutoModel.from_pretrained(path, revision=revision, **source)
         self.weights_sha256 = state_dict_sha256(net)
         self.n_layers = int(self.config.num_hidden_layers)
         self.layer = layer
@@ -337,7 +414,7 @@ class SpeechEncoder:
         self.frame_stride_s = self.geometry.stride / sample_rate
         self.frame_centre0_s = self.geometry.receptive_field / 2 / sample_rate
         self.use_attention_mask = getattr(self.config, "feat_extract_norm", "group") == "layer"
-        self.normalize = self._reads_normalize(path, revision)
+        self.normalize = self._reads_normalize(path, revision, source)
         self.max_samples = self._multiple(max_seconds * sample_rate)
         self.overlap_samples = self._multiple(overlap_seconds * sample_rate)
         if self.max_samples <= 2 * self.overlap_samples:
@@ -376,11 +453,12 @@ class SpeechEncoder:
                 norm.lengths = None
 
     @staticmethod
-    def _reads_normalize(path: str, revision: str | None) -> bool:
+    def _reads_normalize(path: str, revision: str | None, source: dict[str, Any]) -> bool:
         try:
             from transformers import AutoFeatureExtractor
 
-            return bool(getattr(AutoFeatureExtractor.from_pretrained(path, revision=revision), "do_normalize", True))
+            extractor = AutoFeatureExtractor.from_pretrained(path, revision=revision, **source)
+            return bool(getattr(extractor, "do_normalize", True))
         except (OSError, ValueError):
             return True  # wav2vec2's default
 
@@ -509,13 +587,14 @@ class TextEncoder:
         max_length: int = 512,
         markers: str = "drop",
     ) -> None:
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
 
         _quiet_transformers()
         path = resolve_model_path(model)
         self.name, self.revision, self.layer = model, revision, layer
-        self.tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
-        net = AutoModel.from_pretrained(path, revision=revision)
+        source = hub_source(model, path, revision, "features.text.model")
+        self.tokenizer = load_tokenizer(path, revision, source)
+        net = AutoModel.from_pretrained(path, revision=revision, **source)
         self.weights_sha256 = state_dict_sha256(net)
         self.n_layers = int(net.config.num_hidden_layers)
         (self.index,) = layer_indices(layer, self.n_layers) if layer != "mean" else [None]

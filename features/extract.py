@@ -65,7 +65,7 @@ from mger.features.cache import (
     verify_store,
     write_store,
 )
-from mger.features.encoders import Encoder, SpeechEncoder, TextEncoder
+from mger.features.encoders import Encoder, ModelUnavailable, SpeechEncoder, TextEncoder
 from mger.features.pooling import pool_segments
 from mger.features.text import aligned_word_spans
 
@@ -130,6 +130,8 @@ def build_encoder(kind: str, cfg: FeaturesConfig) -> Encoder:
             return SpeechEncoder(s.model, s.revision, s.layer, cfg.device, cfg.dtype, s.max_seconds, s.overlap_seconds)
         t = cfg.text
         return TextEncoder(t.model, t.revision, t.layer, cfg.device, t.max_length, t.markers)
+    except ModelUnavailable as err:  # names the param already
+        raise CacheError(str(err)) from None
     except (OSError, ImportError, ValueError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CacheError(

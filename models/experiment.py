@@ -45,6 +45,7 @@ from mger.core.splits import FoldSplit, SplitError, all_folds, validation_halves
 from mger.features.cache import FeatureStore, Ragged, check_level_checksum
 from mger.features.encoders import resolve_device, resolved_layer
 from mger.features.extract import store_config, store_path as extracted_store
+from mger.models.loop import NonFiniteLoss
 from mger.models.metrics import all_metrics
 from mger.models.modules import ModelConfig, input_names
 from mger.models.predictions import Predictions, write_predictions
@@ -350,7 +351,11 @@ def _run_experiment(
             else:
                 if cfg.kind != "probe" and train_cfg.standardize and fold not in scaled:
                     scaled = {fold: fold_scaled(train_set, val_set, test_set)}  # one fold's copy held at a time
-                probs, history = fit_member(cfg, train_set, val_set, test_set, train_cfg, seed, scaled.get(fold))
+                try:
+                    probs, history = fit_member(cfg, train_set, val_set, test_set, train_cfg, seed, scaled.get(fold))
+                except NonFiniteLoss as err:  # one line naming the run; no metrics or predictions written
+                    member = f" ({member_label(part)})" if len(parts) > 1 else ""
+                    raise StageError(f"experiment {name}{member}: fold {fold}, seed {seed}, {err}") from None
                 if cfg.kind == "probe":
                     probes[(fold, k)] = probs, history
             history_rows += [{"fold": fold, "seed": seed, "member": member_label(part), **h} for h in history]

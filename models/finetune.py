@@ -55,7 +55,7 @@ from mger.core.manifest import Utterance
 from mger.core.reporting import StageError
 from mger.core.splits import fold_split
 from mger.features.encoders import Encoder, SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
-from mger.models.loop import EpochState, epoch_seeding, run_epochs
+from mger.models.loop import EpochState, NonFiniteLoss, epoch_seeding, run_epochs
 from mger.models.metrics import unweighted_accuracy
 from mger.models.modules import masked_mean
 
@@ -391,9 +391,12 @@ def fit_epochs(
         bar.update()
 
     with bar:
-        return run_epochs(
-            run_epoch, progress, cfg.epochs, cfg.patience, epoch_seeding(cfg.seed), task.save_best, checkpoint
-        )
+        try:
+            return run_epochs(
+                run_epoch, progress, cfg.epochs, cfg.patience, epoch_seeding(cfg.seed), task.save_best, checkpoint
+            )
+        except NonFiniteLoss as err:  # one line naming the run; the last finished epoch's state stays
+            raise StageError(f"finetune {task.name}, {fold_dir.name}, seed {cfg.seed}, {err}") from None
 
 
 def train_modality(

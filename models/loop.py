@@ -9,7 +9,9 @@ once.  The loop owns no model: one epoch's training and validation is the caller
 Order within an epoch, the same for every caller (results depend on it): stop if ``patience``
 epochs in a row brought no improvement; draw the epoch's generator (:func:`one_generator` or
 :func:`epoch_seeding`); train and validate; append the history row; on a strictly higher score
-call ``on_best``; then ``after_epoch``.
+call ``on_best``; then ``after_epoch``.  A training or validation loss that is not finite (the run diverged:
+``lr`` too high, inputs out of scale) stops the run with :class:`NonFiniteLoss` before the
+epoch counts; callers add which run it was.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Callable, TypeVar
 
 import numpy as np
 import torch
+
+from mger.core.reporting import StageError
 
 EpochFn = Callable[[int, torch.Generator], tuple[dict, float]]  # (epoch, generator) → (history row, score)
 
@@ -47,6 +51,21 @@ class EpochState:
 
 
 State = TypeVar("State", bound=EpochState)
+
+
+class NonFiniteLoss(StageError):
+    """An epoch's training or validation loss is NaN or inf (the weights are); ``epoch`` is that
+    epoch (1-based)."""
+
+    def __init__(self, epoch: int, what: str, loss: float) -> None:
+        super().__init__(
+            f"epoch {epoch}: {what} is {loss} (not finite): the run diverged; lower the learning "
+            "rate (train.lr, finetune.lr) or check the inputs (`mger cache verify`); nothing was written"
+        )
+        self.epoch, self.loss = epoch, loss
+
+
+_LOSSES = {"train_loss": "training loss", "val_loss": "validation loss"}  # history keys checked each epoch
 
 
 def one_generator(seed: int) -> Callable[[int], torch.Generator]:
@@ -84,6 +103,9 @@ def run_epochs(
         if state.bad >= patience:
             break
         row, score = run_epoch(epoch, generator(epoch))
+        for key, what in _LOSSES.items():
+            if key in row and not math.isfinite(row[key]):
+                raise NonFiniteLoss(epoch, what, row[key])
         if state.record(epoch, row, score):
             on_best()
         if after_epoch is not None:

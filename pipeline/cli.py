@@ -7,7 +7,7 @@ that does not exist is an error.
 
 One error boundary (:func:`main`): any failure of a stage is printed as one line
 ``mger <stage>: error: <file or key>: <what is wrong; what to do>`` and exits with code 1;
-``--debug`` (or ``MGER_DEBUG=1``) prints the traceback first.
+``--debug`` (before or after the command, or ``MGER_DEBUG=1``) prints the traceback first.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 from mger import __version__
 from mger.core.config import DEFAULT_PARAMS, ConfigError, Params, read_params, with_overrides
 from mger.core.processes import dispatch
-from mger.core.reporting import StageError
+from mger.core.reporting import StageError, write_errno
 
 Handler = Callable[[argparse.Namespace, Params], None]
 
@@ -266,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Multi-granularity speech+text emotion recognition pipeline (stages of dvc.yaml).",
     )
     parser.add_argument("--version", action="version", version=f"mger {__version__}")
+    debug_help = "on an error, print the traceback (also MGER_DEBUG=1)"
+    parser.add_argument("--debug", action="store_true", help=f"{debug_help}; before or after the command")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, handler: Handler, help_: str) -> argparse.ArgumentParser:
@@ -275,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"params file (default: {DEFAULT_PARAMS} of the working folder, or the "
             "built-in defaults where there is none)",
         )
-        p.add_argument("--debug", action="store_true", help="on an error, print the traceback (also MGER_DEBUG=1)")
+        # SUPPRESS: not given after the command, it leaves a `mger --debug COMMAND` as it is
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
         p.set_defaults(handler=handler)
         return p
 
@@ -390,9 +393,13 @@ def build_parser() -> argparse.ArgumentParser:
 def error_line(err: BaseException) -> str:
     """One line for ``err``: the file or key and what to do; unexpected errors say so."""
     text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-    if isinstance(err, OSError) and (err.errno == errno.ENOSPC or "No space left" in text or "errno = 28" in text):
+    code = write_errno(err) if isinstance(err, OSError) else None
+    if isinstance(err, OSError) and (code == errno.ENOSPC or "No space left" in text):
         where = err.filename or "an output file"
         text = f"{where}: disk full; free some space and rerun (outputs are written whole or not at all)"
+    elif code == errno.EFBIG:
+        where = err.filename or "an output file"
+        text = f"{where}: file too large for this system's file-size limit (`ulimit -f`); raise the limit and rerun"
     elif isinstance(err, OSError) and err.filename is not None and not isinstance(err, FileNotFoundError):
         text = f"{err.filename}: {err.strerror or text}"
     elif isinstance(err, FileNotFoundError) and err.filename is not None:

@@ -158,8 +158,10 @@ def test_experiment_trains_on_the_extra_store(egemaps_store: Path, aligned, tmp_
 def test_config_rules_for_opensmile_and_extra_stores() -> None:
     with pytest.raises(ConfigError, match="functionals.*openSMILE"):
         params_from_dict({"features": {"speech": {"levels": ["word", "functionals"]}}})
-    with pytest.raises(ConfigError, match="extra_speech.Bad"):
-        params_from_dict({"features": {"extra_speech": {"Bad": {"model": "opensmile:eGeMAPSv02"}}}})
+    with pytest.raises(ConfigError, match="features.extra_speech: 'a/b' is not a name"):
+        params_from_dict({"features": {"extra_speech": {"a/b": {"model": "opensmile:eGeMAPSv02"}}}})
+    with pytest.raises(ConfigError, match="features.extra_speech.text: 'speech' and 'text' are the main stores"):
+        params_from_dict({"features": {"extra_speech": {"text": {"model": "opensmile:eGeMAPSv02"}}}})
     with pytest.raises(ConfigError, match="speech_store: 'egemaps' is not a speech store"):
         params_from_dict({"train": {"experiments": {"a": {"model": "audio", "speech_store": "egemaps"}}}})
     extra = {"extra_speech": {"egemaps": {"model": "opensmile:eGeMAPSv02"}}}

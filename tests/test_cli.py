@@ -240,6 +240,73 @@ def test_unknown_level_in_the_store_is_one_line(
     assert line.startswith("mger train: error: ") and "speech.h5" in line and "'phone'" in line, line
 
 
+def test_diverging_training_is_one_line_and_writes_nothing(
+    reference_store, aligned, tiny_models, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A learning rate that makes the loss NaN stops training with one line naming the
+    experiment, fold, seed and epoch; no metrics, predictions or history are written."""
+    import shutil
+
+    (tmp_path / "features").mkdir()
+    for kind in ("speech", "text"):
+        shutil.copy(reference_store[kind], tmp_path / "features" / f"{kind}.h5")
+    params = _write_params(
+        tmp_path, aligned, tiny_models, train={"lr": 1e10, "seeds": [4], "predictions_dir": str(tmp_path / "pred")}
+    )
+    assert main(["train", "--experiment", "audio_phone", "--params", str(params)]) == 1
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "error" in line]
+    assert len(err) == 1 and err[0].startswith(
+        "mger train: error: experiment audio_phone: fold 1, seed 4, epoch 1: validation loss is nan (not finite)"
+    ), err
+    assert not any((tmp_path / d).exists() for d in ("metrics", "pred", "ep"))
+
+
+@pytest.mark.parametrize("model", ["speech model", "bert without tokenizer"])
+def test_a_text_model_without_a_tokenizer_is_one_line_naming_it(
+    model: str, aligned, tiny_models, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """transformers raises a TypeError for some (a wav2vec2 folder) and builds an empty
+    vocabulary for others (every word [UNK]): both refused naming the folder."""
+    from transformers import BertConfig, BertModel
+
+    folder = tiny_models["speech"]
+    if model == "bert without tokenizer":
+        folder = str(tmp_path / "bert")
+        BertModel(BertConfig(vocab_size=99, hidden_size=8, num_hidden_layers=1, num_attention_heads=2)).save_pretrained(
+            folder
+        )
+    params = _write_params(tmp_path, aligned, tiny_models, features={"text": {"model": folder}})
+    assert main(["extract", "--kind", "text", "--params", str(params)]) == 1
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "error" in line]
+    assert len(err) == 1 and err[0].startswith(
+        f"mger extract: error: features.text.model: cannot load {folder!r} ({folder}: no tokenizer here"
+    ), err
+
+
+def test_a_hub_id_offline_is_one_line_without_hub_requests(aligned, tiny_models, tmp_path: Path) -> None:
+    """A hub id (a preset's) where the hub cannot be reached and nothing is cached: one line
+    naming the param and suggesting a local folder, at once, with no HEAD request lines."""
+    import os
+    import time
+
+    params = _write_params(tmp_path, aligned, tiny_models, features={"speech": {"model": "facebook/wav2vec2-base"}})
+    env = os.environ | {
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "HF_ENDPOINT": "http://127.0.0.1:9",  # nothing listens there: unreachable, deterministically
+        "HF_HOME": str(tmp_path / "hf"),  # an empty cache
+    }
+    env.pop("HF_HUB_OFFLINE", None)
+    cmd = [sys.executable, "-m", "mger.pipeline.cli", "extract", "--kind", "speech", "--params", str(params)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert proc.returncode == 1 and time.perf_counter() - t0 < 20
+    assert proc.stderr.strip().splitlines() == [
+        "mger extract: error: features.speech.model: cannot load 'facebook/wav2vec2-base': no such local folder, "
+        "and as a hub id it is not in the Hugging Face cache while the hub cannot be reached (offline); set "
+        "features.speech.model to a local save_pretrained folder (saved where the hub is reachable), or run where it is"
+    ]
+
+
 def test_disk_full_is_one_line_and_leaves_no_temp(
     tiny_corpus: Path, tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -301,6 +368,21 @@ def test_debug_shows_the_traceback(tmp_path: Path, how: str) -> None:
         env={k: v for k, v in env.items() if k != "MGER_DEBUG"},
     )
     assert quiet.returncode == 1 and quiet.stderr.count("\n") == 1 and "Traceback" not in quiet.stderr
+
+
+@pytest.mark.parametrize("argv", [["--debug", "report"], ["report", "--debug"], ["report"]])
+def test_debug_before_or_after_the_command(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`mger --debug report` works as `mger report --debug` does; without it, one line only."""
+    monkeypatch.delenv("MGER_DEBUG", raising=False)
+    (tmp_path / "p.yaml").write_text("{}\n")
+    assert main([*argv, "--params", str(tmp_path / "p.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == (
+        "mger report: error: train.experiments and train.finetuned_experiments are empty: nothing to report"
+    )
+    assert ("Traceback (most recent call last)" in err) == ("--debug" in argv)
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,9 @@ def test_every_numeric_param_has_a_range() -> None:
     params.train.finetuned_experiments["x"] = params.train.experiments["mha_both"]
     unruled = sorted({rule for _, rule, _ in numeric_params(params)} - set(RANGES))
     assert unruled == []
+    from mger.core.config import MAXIMA
+
+    assert set(MAXIMA) <= set(RANGES)  # a maximum of a param that no longer exists is stale
 
 
 def _demo_overrides(node, params, defaults, key: str = ""):
@@ -220,7 +224,7 @@ VARIANTS = {"aux": {}, "noaux": {"fusion": {"aux_matching": 0.0}}}
 @pytest.mark.parametrize(
     "data, message",
     [
-        ({"finetune": {"variants": {"no aux": {}}}}, "finetune.variants.no aux: a variant name is letters, digits"),
+        ({"finetune": {"variants": {"no aux": {}}}}, "finetune.variants: 'no aux' is not a name: use letters, digits"),
         ({"finetune": {"variants": {"a": {"out": "x"}}}}, "finetune.variants.a.out: shared by every variant"),
         ({"finetune": {"variants": {"a": {"lr": -1.0}}}}, "finetune.variants.a.lr: must be positive"),
         (
@@ -258,8 +262,6 @@ VARIANTS = {"aux": {}, "noaux": {"fusion": {"aux_matching": 0.0}}}
     ],
 )
 def test_bad_fine_tuning_variants_name_the_key(data: dict, message: str) -> None:
-    import re
-
     with pytest.raises(ConfigError, match=re.escape(message)):
         params_from_dict(data)
 
@@ -284,3 +286,80 @@ def test_fine_tuning_variants_merge_and_name_their_folders() -> None:
     assert plain.fold_dir(3) == Path("data/finetune/fold-3") and plain.features_dir(3) == Path(
         "data/features-ft/fold-3"
     )
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"train": {"experiments": {"../data_quality": {"model": "text"}}}}, "train.experiments: '../data_quality'"),
+        ({"train": {"experiments": {"/tmp/x": {"model": "text"}}}}, "train.experiments: '/tmp/x'"),
+        ({"train": {"finetuned_experiments": {"a.b": {"model": "text"}}}}, "train.finetuned_experiments: 'a.b'"),
+        ({"train": {"experiments": {"-x": {"model": "text"}}}}, "train.experiments: '-x'"),
+        ({"train": {"experiments": {"x" * 101: {"model": "text"}}}}, "train.experiments: 'xxx"),
+        ({"features": {"extra_speech": {"a/b": {}}}}, "features.extra_speech: 'a/b'"),
+        ({"features": {"extra_speech": {"..": {}}}}, "features.extra_speech: '..'"),
+        (
+            {"train": {"experiments": {"a": {"model": "audio", "speech_store": "../speech"}}}},
+            "train.experiments.a.speech_store: '../speech'",
+        ),
+    ],
+)
+def test_names_are_not_paths(data: dict, message: str) -> None:
+    """Experiment and store names become file names: letters, digits, _ and - only."""
+    with pytest.raises(ConfigError, match=re.escape(message) + r".* is not a name: use letters, digits, _ and -"):
+        params_from_dict(data)
+
+
+def test_names_of_the_one_pattern_load() -> None:
+    params = params_from_dict(
+        {
+            "features": {"extra_speech": {"eGeMAPS-v2": {"model": "opensmile:eGeMAPSv02"}}},
+            "train": {"experiments": {"Text_only-2": {"model": "audio", "speech_store": "eGeMAPS-v2"}}},
+        }
+    )
+    assert list(params.train.experiments) == ["Text_only-2"]
+
+
+@pytest.mark.parametrize(
+    "yaml_text, message",
+    [
+        ("train:\n  lr: .inf\n", "train.lr: must be a finite number, got inf"),
+        ("train:\n  lr: nan\n", "train.lr: must be a finite number, got nan"),
+        ("train:\n  lr: 1e309\n", "train.lr: must be a finite number, got inf"),
+        ("train:\n  dropout: .nan\n", "train.dropout: must be a finite number, got nan"),
+        ("features:\n  batch_seconds: .inf\n", "features.batch_seconds: must be a finite number, got inf"),
+        ("features:\n  speech:\n    max_seconds: -.inf\n", "features.speech.max_seconds: must be a finite number"),
+        ("align:\n  pocketsphinx:\n    silprob: .nan\n", "align.pocketsphinx.silprob: must be a finite number"),
+        ("align:\n  pocketsphinx:\n    ladder: [[1.0, .nan, 1e-80]]\n", "align.pocketsphinx.ladder[0][1]: must be a"),
+        ("train:\n  experiments:\n    a: {model: mha_aux, aux_matching: .inf}\n", "train.experiments.a.aux_matching"),
+        ("train:\n  epochs: 1e309\n", "train.epochs: expected int, got '1e309'"),
+        ("train:\n  hidden: 1000000000000\n", "train.hidden: must be at most 16384 (a layer width), got 1000000000000"),
+        ("train:\n  heads: 100000\n", "train.heads: must be at most 256 (layers or attention heads)"),
+        ("train:\n  batch_size: 10000000\n", "train.batch_size: must be at most 65536 (items in a batch)"),
+        ("train:\n  n_jobs: 100000\n", "train.n_jobs: must be at most 1024 (parallel processes)"),
+        ("train:\n  seeds: [0, 100000000000000000000]\n", "train.seeds[1]: must be at most 4294967295"),
+        ("finetune:\n  seed: 5000000\n", "finetune.seed: must be at most 3999999"),
+        ("demo_model:\n  intermediate_size: 10000000\n", "demo_model.intermediate_size: must be at most 16384"),
+    ],
+)
+def test_numbers_are_finite_and_sized(tmp_path: Path, yaml_text: str, message: str) -> None:
+    """Every number is finite (one check for all of them, not per field); sizes, jobs and seeds
+    have maxima (MAXIMA)."""
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: {message}")):
+        load_params(path)
+
+
+def test_overrides_are_finite_too() -> None:
+    from mger.core.config import with_overrides
+
+    with pytest.raises(ConfigError, match=r"^train\.lr: must be a finite number, got inf$"):
+        with_overrides(Params(), {"train.lr": float("inf")})
+
+
+def test_a_params_file_not_in_utf8_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("synth:\n  out: données\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: not UTF-8 text \(byte 18\); save it as UTF-8$"):
+        load_params(path)

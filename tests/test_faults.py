@@ -294,6 +294,65 @@ def test_verify_costs_little_next_to_extraction(reference_store) -> None:
     assert seconds < 5.0
 
 
+# --- a file-size limit (ulimit -f): one line naming the file, no crash -------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="ulimit -f is POSIX")
+@pytest.mark.parametrize("stage", ["prepare", "align", "synth"])
+def test_file_size_limit_is_one_line_naming_the_file(stage: str, aligned, tiny_corpus, tmp_path: Path) -> None:
+    """A write refused by ``ulimit -f`` (EFBIG): one line naming the output, exit 1; no temp
+    file left, and HDF5 does not crash the process (it segfaults when its own write is refused)."""
+    import resource
+
+    (tmp_path / "p.yaml").write_text(f"align: {{out: {tmp_path / 'al'}, report: {tmp_path / 'a.json'}}}\n")
+    synth_wavs = tmp_path / "s" / "Session1" / "sentences" / "wav"
+    argv, limit, named = {
+        "prepare": (["--root", str(tiny_corpus), "--out", "m.jsonl", "--report", "q.json"], 2048, "m.jsonl"),
+        "align": (["--manifest", str(aligned["manifest"]), "--backend", "iemocap", "--n-jobs", "1"], 16384, None),
+        "synth": (["--out", str(tmp_path / "s"), "--sessions", "1", "--dialogs", "1", "--turns", "1"], 20480, None),
+    }[stage]
+    named = named or str({"align": tmp_path / "al" / "segments.h5", "synth": synth_wavs}[stage])
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    cmd = [sys.executable, "-m", "mger.pipeline.cli", stage, *argv, "--params", str(tmp_path / "p.yaml")]
+    env = os.environ | {"PYTHONPATH": _ROOT}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, preexec_fn=limited)
+    lines = [line for line in proc.stderr.splitlines() if "error" in line.lower() or "Traceback" in line]
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith(f"mger {stage}: error: {named}"), lines
+    assert lines[0].endswith(
+        ": file too large for this system's file-size limit (`ulimit -f`); raise the limit and rerun"
+    )
+    assert not list(tmp_path.rglob(".*.tmp-*"))
+
+
+@pytest.mark.parametrize("stage", ["extract", "align-eval"])
+def test_a_truncated_segment_table_is_one_line_naming_it(
+    stage: str, aligned, tiny_models, tiny_corpus, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mger.pipeline.cli import main
+
+    data = aligned["segments"].read_bytes()
+    (tmp_path / "al").mkdir()
+    table = tmp_path / "al" / "segments.h5"
+    table.write_bytes(data[: len(data) // 2])
+    params = _params_file(tmp_path / "f", aligned, tiny_models)
+    params.write_text(params.read_text().replace(str(aligned["segments"].parent), str(tmp_path / "al")))
+    argv = (
+        ["extract", "--kind", "text"]
+        if stage == "extract"
+        else ["align-eval", "--truth", str(tiny_corpus / "truth" / "words.jsonl")]
+    )
+    assert main([*argv, "--params", str(params)]) == 1
+    errors = [line for line in capsys.readouterr().err.strip().splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"mger {stage}: error: {table}: not a whole HDF5 segment table ("
+    ), errors
+    assert errors[0].endswith("rerun `mger align` to write it again")
+
+
 # --- synth --out never deletes a folder it did not write --------------------------------------
 
 
@@ -333,6 +392,23 @@ def test_synth_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
     stray = tmp_path / "file.txt"
     stray.write_text("x")
     assert _synth(stray).returncode == 1 and stray.read_text() == "x"
+
+
+def test_synth_refuses_session_folders_it_did_not_write(tmp_path: Path) -> None:
+    """A trimmed IEMOCAP copy holds only SessionN/ folders: synth tells its own output by the
+    marker file it writes, never by folder names, so the copy stays."""
+    from mger.corpus.synth import SYNTH_MARKER, check_out
+
+    iemocap = tmp_path / "IEMOCAP"
+    (iemocap / "Session1" / "sentences").mkdir(parents=True)
+    (iemocap / "Session1" / "sentences" / "a.wav").write_bytes(b"RIFF user audio")
+    (iemocap / "truth").mkdir()
+    proc = _synth(iemocap)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "not an earlier `mger synth` output" in proc.stderr
+    assert (iemocap / "Session1" / "sentences" / "a.wav").read_bytes() == b"RIFF user audio"
+    (iemocap / SYNTH_MARKER).write_text("{}\n")
+    check_out(iemocap)  # with synth's marker it is synth's output (no exception)
 
 
 def test_synth_replaces_its_own_output_and_a_forced_folder(tmp_path: Path) -> None:
@@ -531,9 +607,11 @@ def _features_cfg(tiny_models: dict[str, str], out: Path):
     )
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
 def test_nan_from_the_encoder_never_reaches_the_store(aligned, tiny_models, tmp_path: Path) -> None:
-    """A wav holding NaN samples (float wav): the encoder's rows are NaN; extract stops naming
-    the utterance and stores nothing of that part."""
+    """A float wav with samples near float32's limit (finite): the encoder's normalisation
+    overflows and its rows are NaN; extract stops naming the utterance and stores nothing of
+    that part."""
     import dataclasses
 
     import soundfile as sf
@@ -545,14 +623,47 @@ def test_nan_from_the_encoder_never_reaches_the_store(aligned, tiny_models, tmp_
 
     utts = read_manifest(aligned["manifest"])
     audio = read_audio(utts[5].wav)
-    audio[1000:1100] = np.nan
-    sf.write(str(tmp_path / "nan.wav"), audio, 16000, subtype="FLOAT")
-    utts[5] = dataclasses.replace(utts[5], wav=str(tmp_path / "nan.wav"))
+    audio[1000:1100] = 3e38
+    sf.write(str(tmp_path / "huge.wav"), audio, 16000, subtype="FLOAT")
+    utts[5] = dataclasses.replace(utts[5], wav=str(tmp_path / "huge.wav"))
     write_manifest(tmp_path / "m.jsonl", utts)
     with pytest.raises(CacheError, match=rf"NaN or inf for 1 utterances at level frame \(e.g. {utts[5].utt_id}\)"):
         extract("speech", _features_cfg(tiny_models, tmp_path), tmp_path / "m.jsonl", aligned["segments"])
     assert not (tmp_path / "speech.h5").exists()
     assert sorted(p.name for p in (tmp_path / "speech.h5.parts").glob("part-*")) == ["part-00000.h5"]  # before it
+
+
+def test_nan_audio_is_one_line_naming_the_wav(
+    aligned, tiny_models, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A float wav holding NaN samples: one line naming the wav and saying so (not dtype advice);
+    parts finished before it stay.  `mger prepare` drops such a wav, recorded
+    (tests/test_iemocap_reader.py)."""
+    import dataclasses
+
+    import soundfile as sf
+
+    from mger.core.audio import read_audio
+    from mger.core.manifest import read_manifest, write_manifest
+    from mger.pipeline.cli import main
+
+    utts = read_manifest(aligned["manifest"])
+    audio = read_audio(utts[5].wav)
+    audio[1000:1100] = np.nan
+    nan_wav = tmp_path / "nan.wav"
+    sf.write(str(nan_wav), audio, 16000, subtype="FLOAT")
+    utts[5] = dataclasses.replace(utts[5], wav=str(nan_wav))
+    write_manifest(tmp_path / "m.jsonl", utts)
+    params = _params_file(tmp_path, aligned, tiny_models)
+    assert main(["extract", "--kind", "speech", "--manifest", str(tmp_path / "m.jsonl"), "--params", str(params)]) == 1
+    errors = [line for line in capsys.readouterr().err.strip().splitlines() if "error" in line]
+    assert errors == [
+        f"mger extract: error: {nan_wav}: the audio holds NaN or inf samples (a float wav); fix or remove the "
+        "file and rerun `mger prepare` (it drops such wavs, recorded in the data-quality report)"
+    ]
+    assert not (tmp_path / "speech.h5").exists()
+    done = sorted(p.name for p in (tmp_path / "speech.h5.parts").glob("part-*"))
+    assert done == ["part-00000.h5", "part-00001.h5"]  # shard_size 2: the parts before utterance 5's
 
 
 def test_part_damaged_before_the_merge_is_refused(aligned, tiny_models, tmp_path: Path) -> None:

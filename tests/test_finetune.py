@@ -300,3 +300,32 @@ def test_folds_dispatched_to_workers_fine_tune_as_serial_runs_do(finetuned, alig
             assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), (fold, name)
         record = json.loads((ours / "finetune.json").read_text())
         assert record["key"] == json.loads((serial / "finetune.json").read_text())["key"]
+
+
+def test_a_diverging_fine_tuning_run_is_one_line_naming_the_fold(tmp_path: Path) -> None:
+    """A fine-tuning loss that turns NaN (the loop's one check, as for classifiers) stops the
+    run naming the modality, fold, seed and epoch; the last good epoch's state stays."""
+    from mger.core.reporting import StageError
+    from mger.models.finetune import Task, fit_epochs
+
+    net = torch.nn.Linear(2, 2)
+    losses = iter([1.0, 0.5, float("nan")])
+
+    def batch_loss(idx: list[int], gen: torch.Generator) -> torch.Tensor:
+        return net.weight.sum() * 0 + next(losses)
+
+    task = Task(
+        "speech",
+        net,
+        [{"params": list(net.parameters()), "lr": 1e-3}],
+        4,
+        batch_loss,
+        lambda: np.zeros(2, int),
+        lambda: None,
+    )
+    cfg = FinetuneConfig(epochs=5, batch_size=4, patience=5, seed=3)
+    with pytest.raises(
+        StageError, match=r"^finetune speech, fold-2, seed 3, epoch 3: training loss is nan \(not finite\)"
+    ):
+        fit_epochs(task, np.zeros(2, int), 2, cfg, tmp_path / "fold-2", "k", torch.device("cpu"), torch.float32)
+    assert json.loads((tmp_path / "fold-2" / "state-speech" / "state.json").read_text())["epoch"] == 2

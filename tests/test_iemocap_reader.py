@@ -250,3 +250,82 @@ def test_garbled_evaluation_header_is_reported(tmp_path: Path, capsys: pytest.Ca
     ]
     (warning,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning")]
     assert warning.startswith(f"warning: {emo}: line {lineno}: turn header does not parse")
+
+
+@pytest.mark.parametrize("fault", ["missing", "empty", "no labelled turn", "unreadable", "not a file"])
+def test_a_dialog_without_its_emo_evaluation_is_reported_dropped(
+    fault: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing, empty or unreadable EmoEvaluation file: every utterance its transcript or wav
+    folder names is a dropped problem (counted), one warning line for the dialog; others stay."""
+    import os
+
+    tb = TreeBuilder(tmp_path / "corpus")
+    tb.dialog(1, D1, TURNS)
+    d2 = "Ses01F_impro02"
+    tb.dialog(1, d2, [(f"{d2}_F000", "neu", "hi"), (f"{d2}_M000", "sad", "bye")])
+    emo = tmp_path / "corpus/Session1/dialog/EmoEvaluation" / f"{d2}.txt"
+    if fault == "missing":
+        emo.unlink()
+    elif fault == "empty":
+        emo.write_text("\n\n")
+    elif fault == "no labelled turn":
+        emo.write_text("% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\nC-E2:\tNeutral;\t()\n")
+    elif fault == "unreadable":
+        emo.chmod(0)
+        if os.geteuid() == 0:  # root reads it anyway: the OSError a user would meet, injected
+            real = Path.read_bytes
+
+            def denied(path: Path) -> bytes:
+                if path == emo:
+                    raise PermissionError(13, "Permission denied", str(path))
+                return real(path)
+
+            monkeypatch.setattr(Path, "read_bytes", denied)
+    else:
+        emo.unlink()
+        emo.mkdir()
+    utts = prepare_corpus(tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class")
+    assert sorted(u.utt_id for u in utts) == sorted(uid for uid, _, _ in TURNS)
+    report = json.loads((tmp_path / "q.json").read_text())
+    what = {"no labelled turn": "without a labelled turn", "unreadable": "unreadable (Permission denied)"}
+    reason = f"EmoEvaluation file {what.get(fault, fault)}: no label for the dialog's utterances"
+    assert [(p["item"], p["file"], p["reason"], p["kept"]) for p in report["problems"]] == [
+        (f"{d2}_F000", str(emo), reason, False),
+        (f"{d2}_M000", str(emo), reason, False),
+    ]
+    assert report["dropped"] == 2
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning")]
+    assert warnings == [f"warning: {emo}: {reason.split(':')[0]} (2 utterances of {d2}, dropped)"]
+
+
+def test_a_dialog_named_by_nothing_but_an_empty_emo_evaluation_is_reported(tmp_path: Path) -> None:
+    TreeBuilder(tmp_path / "corpus").dialog(1, D1, TURNS)
+    emo = tmp_path / "corpus/Session1/dialog/EmoEvaluation/Ses01F_impro09.txt"
+    emo.write_text("")
+    (emo.parent / "._Ses01F_impro01.txt").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")  # hidden: not a dialog
+    prepare_corpus(tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
+    report = json.loads((tmp_path / "q.json").read_text())
+    assert [(p["item"], p["file"]) for p in report["problems"]] == [("Ses01F_impro09", str(emo))]
+    assert report["problems"][0]["reason"].startswith("EmoEvaluation file empty, and no transcript or wav names")
+    assert report["dropped"] == 1
+
+
+def test_a_wav_holding_nan_is_dropped_with_a_problem(tmp_path: Path) -> None:
+    """NaN or inf samples (only a float wav holds them): dropped at prepare, recorded, counted;
+    a float wav of finite samples is kept."""
+    import soundfile as sf
+
+    tb = TreeBuilder(tmp_path / "corpus")
+    tb.dialog(1, D1, TURNS)
+    for uid, bad in ((f"{D1}_M000", np.nan), (f"{D1}_F001", None)):
+        wav = tb.wav_path(1, D1, uid)
+        audio = read_audio(wav)
+        if bad is not None:
+            audio[100:110] = bad
+        sf.write(str(wav), audio, 16000, subtype="FLOAT")
+    utts = prepare_corpus(tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
+    assert [u.utt_id for u in utts] == [f"{D1}_F000", f"{D1}_F001"]
+    report = json.loads((tmp_path / "q.json").read_text())
+    assert _reasons(report) == {f"{D1}_M000": "wav holds NaN or inf samples"} and report["dropped"] == 1
+    assert report["problems"][0]["file"] == str(tb.wav_path(1, D1, f"{D1}_M000"))

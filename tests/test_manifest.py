@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -51,3 +52,25 @@ def test_align_refuses_a_traversing_id_and_writes_nothing_outside(
 def test_read_manifest_keeps_relative_wav_paths(tmp_path: Path) -> None:
     write_manifest(tmp_path / "m.jsonl", [ROW])
     assert read_manifest(tmp_path / "m.jsonl")[0].wav == "a.wav"
+
+
+@pytest.mark.parametrize(
+    "wav, problem",
+    [
+        ("../../outside/Ses01F_impro01_F000.wav", "climbs out of its folder ('..')"),
+        ("/data/IEMOCAP/../../etc/x.wav", "climbs out of its folder ('..')"),
+        ("..\\..\\x.wav", "climbs out of its folder ('..')"),
+        ("/etc/passwd", "is not a .wav file"),
+        ("", "is empty"),
+    ],
+)
+def test_read_manifest_refuses_wavs_that_are_not_corpus_files(tmp_path: Path, wav: str, problem: str) -> None:
+    """A wav path prepare never writes (climbing out of its folder, not a wav) is refused in one
+    line naming the manifest line, before any stage reads it."""
+    path = tmp_path / "m.jsonl"
+    write_manifest(path, [ROW, dataclasses.replace(ROW, utt_id="Ses01F_impro01_M000", wav=wav)])
+    with pytest.raises(ValueError, match=rf"^{re.escape(f'{path}:2: wav {wav!r} {problem}: ')}") as err:
+        read_manifest(path)
+    assert "\n" not in str(err.value)
+    write_manifest(path, [ROW, dataclasses.replace(ROW, wav="/data/IEMOCAP/Session1/a..b.WAV")])
+    assert read_manifest(path)[1].wav == "/data/IEMOCAP/Session1/a..b.WAV"  # absolute, and '..' inside a name: fine

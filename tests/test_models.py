@@ -140,6 +140,20 @@ def test_training_learns_and_is_bit_identical_for_a_seed() -> None:
     assert not np.array_equal(predict_proba(other, val), runs[0][0])
 
 
+def test_a_diverging_run_stops_at_its_first_non_finite_epoch() -> None:
+    """lr 1e30: the first epoch's training loss is NaN; fit stops there (no best weights, no
+    history returned), naming the epoch; a loop row with an infinite loss stops it too."""
+    from mger.models.loop import EpochState, NonFiniteLoss, one_generator, run_epochs
+
+    data = _tensors(40, seed=3)
+    with pytest.raises(NonFiniteLoss, match=r"^epoch 1: training loss is nan \(not finite\): the run diverged"):
+        fit(_cfg("audio", ["word"]), data, data, TrainConfig(epochs=5, batch_size=16, lr=1e30), seed=0)
+    losses = iter([1.0, 0.5, float("inf")])
+    with pytest.raises(NonFiniteLoss, match=r"^epoch 3: training loss is inf") as err:
+        run_epochs(lambda e, g: ({"train_loss": next(losses)}, 0.0), EpochState(), 5, 5, one_generator(0), lambda: None)
+    assert err.value.epoch == 3
+
+
 def test_late_fusion_weights_and_members() -> None:
     labels = np.array([0, 1, 2, 3] * 5)
     good = np.eye(4)[labels] * 0.9 + 0.025
