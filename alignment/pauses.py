@@ -88,7 +88,7 @@ def silence_problem(audio: np.ndarray, words: Sequence[Segment]) -> str | None:
     speech = speech_mask(words, len(db))
     share = float(quiet_mask(db)[speech].mean()) if speech.any() else 0.0
     if share > MAX_QUIET_SHARE:
-        return f"words placed over silence ({share:.0%} of the words' time is within {QUIET_DB:g} dB of the noise floor)"
+        return f"words placed over silence ({share:.0%} of the words' time within {QUIET_DB:g} dB of the noise floor)"
     return None
 
 
