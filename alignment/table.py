@@ -74,7 +74,7 @@ def table_problem(utt_ids: Sequence[str], duration: np.ndarray, levels: dict[str
     duration = np.asarray(duration, np.float64)
     bad = np.flatnonzero(~(np.isfinite(duration) & (duration > 0)))
     if len(bad):
-        return f"{utt_ids[bad[0]]}: duration {duration[bad[0]]!r} s (not a positive finite number)"
+        return f"{utt_ids[bad[0]]}: duration {float(duration[bad[0]])!r} s (not a positive finite number)"
     n_words = np.diff(levels["word"]["offsets"])
     for level in SEGMENT_LEVELS:
         lv = levels[level]
@@ -99,10 +99,8 @@ def table_problem(utt_ids: Sequence[str], duration: np.ndarray, levels: dict[str
             if len(hits):
                 k = int(hits[0])
                 i = int(owner[k])
-                return (
-                    f"{utt_ids[i]}: {level} {k - int(off[i])} ({lv['label'][k]!r}, {start[k]!r}-{end[k]!r} s of "
-                    f"{duration[i]:.3f} s) has {what}"
-                )
+                times = f"{float(start[k])!r}-{float(end[k])!r} s of {duration[i]:.3f} s"
+                return f"{utt_ids[i]}: {level} {k - int(off[i])} ({lv['label'][k]!r}, {times}) has {what}"
     return None
 
 
