@@ -143,7 +143,9 @@ def check_store_inputs(store: str | Path, manifest: str | Path, segments: str | 
         ("utt_ids_sha256", f"other utterances than {manifest} and {segments} give now"),
         ("manifest_sha256", f"other transcripts than {manifest} holds now"),
     ):
-        if fp.get(key) != now[key]:
+        if key not in fp:
+            raise CacheError(f"{store}: no {key} recorded (built by an older mger); run {fix} (or `dvc repro`) first")
+        if fp[key] != now[key]:
             raise CacheError(f"{store}: stale: built from {what}; run {fix} (or `dvc repro`) first")
 
 

@@ -481,6 +481,14 @@ def _corpus_line(params: Params, m: dict) -> str:
             "whether the pipeline works, not how well the papers' systems recognise human emotion, and are "
             "not comparable to any published IEMOCAP result."
         )
+    align = Path(params.align.report)
+    if align.is_file():
+        a = json.loads(align.read_text(encoding="utf-8"))
+        line += (
+            f" Alignment ({a['backend']}): {a['aligned']} aligned, {a['uniform_fallback']} by the uniform fallback "
+            f"(marked), {a['dropped']} dropped; {a.get('silence_or_noise', 0)} of the failures were silence or "
+            f"noise ({align})."
+        )
     return line
 
 

@@ -37,6 +37,7 @@ def scratch_repo(tmp_path: Path) -> Path:
         ".dvc",
         "dvc.yaml",
         ".dvcignore",
+        "setup.cfg",  # marks the copy as a checkout: `python -m mger...` stages then run its code
     ):
         src = REPO / name
         if src.is_dir():

@@ -179,6 +179,9 @@ def test_store_inputs_match_or_the_store_is_refused(reference_store, aligned, tm
     write_manifest(tmp_path / "m.jsonl", [dataclasses.replace(utts[0], text=utts[0].text + " Really.")] + utts[1:])
     with pytest.raises(CacheError, match=r"text\.h5: stale: built from other transcripts than .*m\.jsonl"):
         check_store_inputs(reference_store["text"], tmp_path / "m.jsonl", segments)
+    write_store(tmp_path / "old.h5", ["a"], {"word": [np.zeros((1, 2))]}, {"fingerprint": json.dumps({"levels": []})})
+    with pytest.raises(CacheError, match=r"old\.h5: no segments_sha256 recorded \(built by an older mger\)"):
+        check_store_inputs(tmp_path / "old.h5", manifest, segments)
 
 
 PROBE = ExperimentSpec(model="probe", probe="speech", speech_levels=["utterance"])
@@ -191,7 +194,7 @@ def _params(tiny_models, reference_store, aligned, root: Path):
     return params_from_dict(
         {
             "prepare": {"manifest": str(aligned["manifest"])},
-            "align": {"out": str(align)},
+            "align": {"out": str(align), "report": str(aligned["segments"].parent.parent / "a.json")},
             "features": dataclasses.asdict(_features(tiny_models, reference_store["speech"].parent)),
             "train": {
                 "seeds": [0],
@@ -241,6 +244,7 @@ def test_metrics_commit_their_predictions_and_the_report_checks(trained_probes) 
         "val_ua": round(100 * saved["validation"]["ua"]["mean"], 2),
     }
     assert headline["best_by_validation"]["experiment"] in ("probe", "probe_text")
+    assert "(marked), 0 dropped; 0 of the failures were silence or noise" in (root / "r.md").read_text()
     # another run's predictions beside these metrics (a train killed between its two writes)
     pred = root / "predictions" / "probe.csv"
     original = pred.read_text()
