@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(cmd: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "250"}
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout + proc.stderr
@@ -101,8 +101,10 @@ def _compare_two_experiments(repo: Path) -> None:
             assert all(isinstance(runs[lr][row][k], float) for k in ("test_ua", "test_wa", "val_ua")), (lr, row)
         assert runs[lr]["best_by_validation"]["experiment"] in runs[lr]
     table = _run([sys.executable, "-m", "dvc", "exp", "show", "--only-changed", "--no-pager"], repo)
-    print(table)  # the table a person reads (pytest -s shows it)
-    assert "late.test_ua" in table and "!" not in table.split("late.test_ua")[1].splitlines()[2]
+    print(table)  # the table a person reads, 250 columns wide (pytest -s shows it)
+    assert "late.test_ua" in table and "train.lr" in table
+    runs_rows = [line for line in table.splitlines() if "──" in line and "[" in line]  # ├── <sha> [name]
+    assert len(runs_rows) == 2 and not any(" ! " in f" {line} " for line in runs_rows), table
 
 
 @pytest.mark.timeout(900)  # the whole pipeline, fine-tuning included, several times (~4 min here)
