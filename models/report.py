@@ -275,7 +275,7 @@ def report_names(params: Params, only: Sequence[str] | None = None) -> list[str]
     if unknown:
         raise StageError(
             f"--experiment {unknown[0]}: not an experiment of train.experiments or train.finetuned_experiments "
-            f"(known: {', '.join(names)})"
+            f"(known: {', '.join(names) or 'none'})"
         )
     return [n for n in names if n in only]
 
@@ -283,11 +283,11 @@ def report_names(params: Params, only: Sequence[str] | None = None) -> list[str]
 def load_experiments(params: Params, only: Sequence[str] | None = None) -> list[Experiment]:
     """The experiments of params (or ``only`` those, :func:`report_names`), in table order;
     refuses missing, stale or malformed files."""
-    out = []
+    out, names = [], report_names(params, only)
     segments = Path(params.align.out) / "segments.h5"
     if not segments.is_file():
         print(f"note: no segment table at {segments}: the stores' inputs were not checked against it")
-    for name in report_names(params, only):
+    for name in names:
         path = Path(params.train.metrics_dir) / f"{name}.json"
         if not path.is_file():
             raise StageError(f"{path}: missing; run `mger train --experiment {name}` (or `dvc repro`)")
