@@ -46,8 +46,18 @@ class WordError:
 
 
 def read_truth(path: str | Path) -> dict[str, list[dict]]:
-    """utt id → truth word entries ({word, start, end})."""
-    return {r["utt_id"]: r["words"] for r in _rows(path)}
+    """utt id → truth word entries ({word, start, end}); a time that is not a finite number, or
+    an end before its start, is a ValueError naming the file and utterance."""
+    truth = {r["utt_id"]: r["words"] for r in _rows(path)}
+    for utt_id, words in truth.items():
+        for w in words:
+            start, end = w.get("start"), w.get("end")
+            if not all(isinstance(t, (int, float)) and np.isfinite(t) for t in (start, end)) or start > end:
+                raise ValueError(
+                    f"{path}: {utt_id}: word {w.get('word')!r} has times {start!r}-{end!r} (not finite and "
+                    "ordered); rewrite the ground truth (`mger synth`)"
+                )
+    return truth
 
 
 def read_voices(path: str | Path) -> dict[str, str]:

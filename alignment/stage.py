@@ -3,8 +3,11 @@
 Utterances are aligned in parallel with joblib (``align.n_jobs`` worker processes, each
 building its backend once).  A failed utterance is recorded with its reason and, with
 ``align.on_failure: uniform``, replaced by the uniform fallback (marked as such); with
-``drop`` it is left out of the table.  Nothing is silent: every affected utterance is in
-``reports/alignment.json`` and counted in the closing line.
+``drop`` it is left out of the table.  An alignment whose times are unsound
+(:func:`mger.alignment.table.alignment_problem`) or that is no alignment of speech (a silent or
+noise-only wav, words placed over silence: :func:`mger.alignment.pauses.silence_problem`) is
+a failure too.  Nothing is silent: every affected utterance is in ``reports/alignment.json``
+(``silence_or_noise`` counts the latter) and counted in the closing line.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from tqdm import tqdm
 
 from mger.alignment import iemocap_backend, mfa_backend, pocketsphinx_backend  # noqa: F401  (register backends)
 from mger.alignment.base import BACKENDS, Aligner, Alignment, AlignmentFailure, AlignResult
+from mger.alignment.pauses import SILENCE_REASONS, silence_problem
 from mger.alignment.syllables import add_syllables
-from mger.alignment.table import write_table
+from mger.alignment.table import alignment_problem, write_table
 from mger.alignment.textgrids import write_textgrid
 from mger.alignment.uniform import uniform_alignment
 from mger.core.audio import read_audio
@@ -54,6 +58,10 @@ def align_one(aligner: Aligner, utt: Utterance, on_failure: str) -> tuple[AlignR
     """Align one utterance under the failure policy: (result, the failure if there was one)."""
     try:
         result = aligner.align(utt)
+        if isinstance(result, Alignment):
+            problem = alignment_problem(result) or silence_problem(read_audio(utt.wav), result.words)
+            if problem:
+                result = AlignmentFailure(utt.utt_id, problem, result.unknown_words)
     except Exception as err:  # a bad file must not stop the run: record it instead
         result = AlignmentFailure(utt.utt_id, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
     if isinstance(result, Alignment):
@@ -150,6 +158,7 @@ def run_align(manifest: str | Path, cfg: AlignConfig) -> dict:
         "aligned": methods.get("aligned", 0),
         "uniform_fallback": methods.get("uniform", 0),
         "dropped": len(dropped),
+        "silence_or_noise": sum(f.reason.startswith(SILENCE_REASONS) for f in failures),
         "failed": [asdict(f) | {"fallback": "dropped" if f in dropped else "uniform"} for f in failures],
         "fallbacks_applied": [{"utt_id": a.utt_id, "notes": a.notes} for a in aligned if a.notes],
         "retried": sum(any("retry" in n for n in a.notes) for a in aligned),
@@ -162,7 +171,8 @@ def run_align(manifest: str | Path, cfg: AlignConfig) -> dict:
     write_json(cfg.report, report)
     print(
         f"align: {len(utts)} utterances: {report['aligned']} aligned, {report['uniform_fallback']} uniform "
-        f"fallback, {report['dropped']} dropped, {report['retried']} after retries, {len(unknown)} unknown "
+        f"fallback, {report['dropped']} dropped ({report['silence_or_noise']} failed as silence or noise), "
+        f"{report['retried']} after retries, {len(unknown)} unknown "
         f"words; {audio_seconds / 60:.1f} min of audio in {wall:.1f}s "
         f"({report['audio_seconds_per_wall_second']}x real time, n_jobs={cfg.n_jobs}) → {out}"
     )

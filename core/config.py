@@ -408,6 +408,7 @@ class ReportConfig:
 
     out: str = "reports/results.md"
     figures: str = "reports/figures"
+    metrics: str = "reports/metrics.json"  # headline figures per row, what `dvc exp show` compares
 
 
 @dataclass

@@ -533,10 +533,13 @@ class FeatureStore:
         """A level's offsets and data layout (see :func:`_data_layout`), read and checked on
         its first use: opening a store costs its ids, not every level's index."""
         if level not in self.levels:
-            raise KeyError(
-                f"{self.path}: no level {level!r} (levels: {', '.join(self.levels)}); add it to "
-                "features.speech.levels and rerun `mger extract`, or use one of these levels"
+            listed = "fingerprint" in self.attrs and level in self.fingerprint.get("levels", [])
+            fix = (
+                "its settings list it but the file lacks it (damaged or edited): `mger extract` rebuilds it"
+                if listed
+                else "add it to the store's levels (features.speech.levels) and rerun `mger extract`, or use another"
             )
+            raise KeyError(f"{self.path}: no level {level!r} (levels: {', '.join(self.levels)}); {fix}")
         if level not in self._levels:
             try:
                 with h5py.File(self.path, "r") as f:

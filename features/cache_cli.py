@@ -1,4 +1,11 @@
-"""``mger cache ls``, ``mger cache verify`` and ``mger cache compare``."""
+"""``mger cache ls``, ``mger cache verify`` and ``mger cache compare``.
+
+``mger cache verify`` without a path checks the segment table (its times:
+:func:`mger.alignment.table.table_problem`) and every store of these params: the stores of
+``features.out`` (speech, text, each of ``features.extra_speech``) and the fine-tuned stores
+of each fold that has them, each also against the current segment table and manifest
+(:func:`mger.features.extract.check_store_inputs`); one line per problem, exit 1 if any.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,10 @@ from pathlib import Path
 import h5py
 
 from mger.alignment.table import SegmentTable
+from mger.core.config import Params
 from mger.core.manifest import read_manifest
-from mger.features.cache import compare_stores, verify_store
+from mger.features.cache import CacheError, compare_stores, verify_store
+from mger.features.extract import KINDS, check_store_inputs, store_path
 
 
 def cache_ls(folder: str | Path) -> list[Path]:
@@ -33,13 +42,27 @@ def cache_ls(folder: str | Path) -> list[Path]:
     return stores
 
 
-def cache_verify(path: str | Path, manifest: str | Path | None = None, segments: str | Path | None = None) -> bool:
-    """Print the verdict, one line per problem; True if the store is sound.
+def cache_verify(
+    path: str | Path,
+    manifest: str | Path | None = None,
+    segments: str | Path | None = None,
+    inputs: tuple[str | Path, str | Path] | None = None,
+) -> bool:
+    """Print the verdict, one line per problem; True if the store (or segment table) is sound.
 
     With ``manifest``, every manifest utterance must be in the store, except (when the segment
-    table ``segments`` exists) the ones alignment dropped: those are counted in a note."""
+    table ``segments`` exists) the ones alignment dropped: those are counted in a note.  With
+    ``inputs`` (manifest, segment table), where both exist, the store must have been built from
+    them (:func:`mger.features.extract.check_store_inputs`)."""
+    if _is_segment_table(path):
+        return verify_table(path)
     expected = _expected_ids(manifest, segments) if manifest else None
     problems = verify_store(path, expected)
+    if not problems and inputs and all(Path(p).is_file() for p in inputs):
+        try:
+            check_store_inputs(path, *inputs)
+        except (CacheError, ValueError) as err:
+            problems.append(str(err).removeprefix(f"{path}: "))
     if problems:
         for p in problems:
             print(f"{path}: {p}")
@@ -52,6 +75,53 @@ def cache_verify(path: str | Path, manifest: str | Path | None = None, segments:
             "checksums, offsets and values verified)"
         )
     return True
+
+
+def _is_segment_table(path: str | Path) -> bool:
+    try:
+        with h5py.File(path, "r") as f:
+            return "duration" in f and "words" in f
+    except OSError:
+        return False
+
+
+def verify_table(path: str | Path) -> bool:
+    """Print the segment table's verdict (offsets, times); True if sound."""
+    try:
+        table = SegmentTable.read(path)
+    except (OSError, KeyError, ValueError) as err:
+        print(str(err) if str(path) in str(err) else f"{path}: {err}")
+        print(f"{path}: CORRUPT segment table")
+        return False
+    print(f"{path}: OK ({len(table.utt_ids)} utterances; offsets and times verified)")
+    return True
+
+
+def cache_verify_all(params: Params, manifest: str | Path | None = None, segments: str | Path | None = None) -> bool:
+    """Verify the segment table and every store of ``params`` (see the module docstring); True if all are sound."""
+    segments = Path(segments or f"{params.align.out}/segments.h5")
+    manifest = Path(manifest or params.prepare.manifest)
+    ok = verify_table(segments) if segments.is_file() else _missing(segments, "mger align")
+    inputs = (manifest, segments) if ok and manifest.is_file() else None
+    frozen = [store_path(params.features.out, kind) for kind in (*KINDS, *params.features.extra_speech)]
+    finetuned = sorted(
+        p for fold in params.finetune.folds for p in params.finetune.features_dir(fold).glob("*.h5") if p.is_file()
+    )
+    for store in frozen + finetuned:
+        if not store.is_file():
+            ok = _missing(store, "mger extract") and ok
+            continue
+        ok = cache_verify(store, manifest if manifest.is_file() else None, segments, inputs) and ok
+    print(
+        f"cache verify: {'all sound' if ok else 'PROBLEMS above'} ({segments}, {len(frozen)} stores of "
+        f"{params.features.out}, {len(finetuned)} fine-tuned stores)"
+    )
+    return ok
+
+
+def _missing(path: Path, fix: str) -> bool:
+    print(f"{path}: no such file; run `{fix}` (or `dvc repro`)")
+    return False
 
 
 def _expected_ids(manifest: str | Path, segments: str | Path | None) -> list[str]:

@@ -16,6 +16,12 @@ refused, never mixed.  A store is reused only if its fingerprint matches (every 
 changes the values, the content hash of every wav included) and it verifies sound
 (checksums, levels, NaN/inf); otherwise it is rebuilt.
 
+A store records the sha256 of the segment table, of its utterances' ids and of their
+transcripts (``manifest_sha256``) in its fingerprint; training and the report refuse a store
+whose record no longer matches the current files (:func:`check_store_inputs`, hashed once per
+process and version of each file), so a re-alignment or a new manifest is never trained on
+through a store built before it.
+
 ``--fold k`` extracts with fold k's fine-tuned encoders (``mger finetune --fold k``) into
 ``<finetune.features_out>/fold-<k>/``; the fold, the sessions the encoders were fine-tuned
 on and the hash of their ``finetune.json`` join the fingerprint, which is what lets
@@ -27,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -60,6 +67,7 @@ from mger.features.cache import (
     file_sha256,
     fingerprint_diff,
     fingerprint_sha256,
+    ids_sha256,
     merge_stores,
     read_fingerprint,
     verify_store,
@@ -96,6 +104,49 @@ def load_inputs(manifest: str | Path, segments: str | Path) -> tuple[Inputs, lis
         seen.add(u.utt_id)
     kept = [u for u in utts if u.utt_id in aligned]
     return Inputs(kept, table, file_sha256(segments)), [u.utt_id for u in utts if u.utt_id not in aligned]
+
+
+def manifest_sha256(utts: Sequence[Utterance]) -> str:
+    """What of the manifest a store's values depend on besides the wavs' bytes: each utterance's
+    id and transcript, in order (the fingerprint's ``manifest_sha256``)."""
+    return hashlib.sha256("".join(f"{u.utt_id}\t{u.text}\n" for u in utts).encode("utf-8")).hexdigest()
+
+
+_INPUT_SUMS: dict[tuple, dict[str, str]] = {}  # (manifest, segments) versions → their fingerprint entries
+
+
+def input_sums(manifest: str | Path, segments: str | Path) -> dict[str, str]:
+    """The fingerprint entries the current ``manifest`` and segment table give a store
+    (``segments_sha256``, ``utt_ids_sha256``, ``manifest_sha256``), computed once per process
+    and version (path, mtime, size) of the two files."""
+    key = tuple((str(Path(p).resolve()), os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in (manifest, segments))
+    if key not in _INPUT_SUMS:
+        inputs, _ = load_inputs(manifest, segments)
+        _INPUT_SUMS[key] = {
+            "segments_sha256": inputs.segments_sha256,
+            "utt_ids_sha256": ids_sha256([u.utt_id for u in inputs.utts]),
+            "manifest_sha256": manifest_sha256(inputs.utts),
+        }
+    return _INPUT_SUMS[key]
+
+
+def check_store_inputs(store: str | Path, manifest: str | Path, segments: str | Path) -> None:
+    """Refuse (:class:`CacheError`, one line naming the store and the fix) a store built from
+    another segment table, other utterances or other transcripts than ``manifest`` and
+    ``segments`` hold now: `mger extract` would rebuild it."""
+    fp = read_fingerprint(store) or {}
+    now = input_sums(manifest, segments)
+    fold = fp.get("fold")
+    fix = f"`mger extract --fold {fold}`" if fold is not None else "`mger extract`"
+    for key, what in (
+        ("segments_sha256", f"another segment table than {segments} (aligned again since)"),
+        ("utt_ids_sha256", f"other utterances than {manifest} and {segments} give now"),
+        ("manifest_sha256", f"other transcripts than {manifest} holds now"),
+    ):
+        if key not in fp:
+            raise CacheError(f"{store}: no {key} recorded (built by an older mger); run {fix} (or `dvc repro`) first")
+        if fp[key] != now[key]:
+            raise CacheError(f"{store}: stale: built from {what}; run {fix} (or `dvc repro`) first")
 
 
 def batch_seconds(cfg: FeaturesConfig, device: torch.device) -> float:
@@ -167,14 +218,14 @@ def fingerprint(kind: str, encoder: Encoder, cfg: FeaturesConfig, inputs: Inputs
     """Everything that changes the stored values; a store is reused only if this matches.
 
     ``fold``: for fine-tuned encoders, the fold, its fine-tuning sessions and record hash."""
-    ids = hashlib.sha256("\n".join(u.utt_id for u in inputs.utts).encode()).hexdigest()
     common = {
         "kind": kind,
         "model": encoder.name,
         "revision": encoder.revision,
         "weights_sha256": encoder.weights_sha256,
         "segments_sha256": inputs.segments_sha256,
-        "utt_ids_sha256": ids,
+        "utt_ids_sha256": ids_sha256([u.utt_id for u in inputs.utts]),
+        "manifest_sha256": manifest_sha256(inputs.utts),
         "format": 2,
     } | (fold or {})
     if kind == "text":

@@ -11,6 +11,12 @@ Outputs: ``reports/metrics/<experiment>.json`` (test statistics of :mod:`mger.mo
 validation WA/UA/F1, per-fold validation speakers, improvised/scripted breakdown,
 provenance), ``reports/predictions/<experiment>.csv`` (every test utterance, fold and seed,
 with class probabilities) and the per-epoch history ``reports/epochs/<experiment>.csv``.
+Each is written whole (atomic rename); the metrics JSON last, with the sha256 of the
+predictions and epochs files just written (``predictions_sha256``, ``epochs_sha256``), so it
+commits the run: the report refuses predictions that are not the ones its metrics name (a
+train stopped between its writes).  One run of an experiment at a time: the run holds
+:func:`mger.features.cache.exclusive_lock` on its metrics file (``<metrics>.json.lock``), and
+a second run of the same experiment stops at once in one line naming the holder's pid.
 
 ``features: finetuned`` experiments read fold k's speech features (and text, with
 ``finetune.text``) from fold k's own store (:func:`store_path`), opened with ``fold=k`` so
@@ -42,9 +48,9 @@ from mger.core.config import ExperimentSpec, FeaturesConfig, FinetuneConfig, Spl
 from mger.core.manifest import Utterance, read_manifest
 from mger.core.reporting import StageError, write_csv_atomic, write_json
 from mger.core.splits import FoldSplit, SplitError, all_folds, validation_halves
-from mger.features.cache import FeatureStore, Ragged, check_level_checksum
+from mger.features.cache import FeatureStore, Ragged, check_level_checksum, exclusive_lock, file_sha256
 from mger.features.encoders import resolve_device, resolved_layer
-from mger.features.extract import store_config, store_path as extracted_store
+from mger.features.extract import check_store_inputs, store_config, store_path as extracted_store
 from mger.models.loop import NonFiniteLoss
 from mger.models.metrics import all_metrics
 from mger.models.modules import ModelConfig, input_names
@@ -142,10 +148,8 @@ def load_inputs(names: Sequence[str], paths: dict[str, Path], ids: Sequence[str]
         kind, level = name.split(":")
         store = stores[kind]
         if level not in store.levels:
-            raise StageError(
-                f"{store.path}: no level {level!r} (it has {', '.join(store.levels)}); add it to "
-                f"features.{kind}.levels and run `mger extract`, or drop it from the experiment"
-            )
+            have = ", ".join(store.levels)
+            raise StageError(f"{store.path}: no level {level!r} (it has {have}); {_level_fix(store, level)}")
         rows = store.ragged(level, ids)
         bad = _non_finite_item(rows)
         if bad is not None:
@@ -156,6 +160,18 @@ def load_inputs(names: Sequence[str], paths: dict[str, Path], ids: Sequence[str]
         check_level_checksum(store.path, level)
         out[name] = rows
     return out
+
+
+def _level_fix(store: FeatureStore, level: str) -> str:
+    """What to do about a level the store lacks: re-extract if the store's settings list it
+    (the file lost it), else list it in the settings (or drop it from the experiment)."""
+    listed = store.fingerprint.get("levels", []) if "fingerprint" in store.attrs else []
+    if level in listed:
+        return "the store's settings list it but the file lacks it (damaged or edited): `mger extract` rebuilds it"
+    return (
+        "add it to the levels of this store's settings (features.speech.levels or features.extra_speech) "
+        "and run `mger extract`, or drop it from the experiment"
+    )
 
 
 def _non_finite_item(rows: Ragged) -> int | None:
@@ -282,7 +298,8 @@ def run_experiment(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _run_experiment(name, spec, train_cfg, features, manifest, finetune, split, segments)
+        with exclusive_lock(metrics_path(train_cfg, name)):  # one run of an experiment at a time
+            return _run_experiment(name, spec, train_cfg, features, manifest, finetune, split, segments)
     finally:
         torch.set_num_threads(threads)
 
@@ -318,6 +335,8 @@ def _run_experiment(
         key = tuple(sorted(paths.items()))
         if key not in loaded:
             for kind, path in paths.items():
+                if segments is not None:  # nothing built before the current alignment or manifest
+                    check_store_inputs(path, manifest, segments)
                 store = spec.speech_store if kind == "speech" else kind
                 check_store_settings(
                     path, kind, store_config(features, store), finetuned=path != extracted_store(features.out, store)
@@ -435,9 +454,12 @@ def _run_experiment(
             "train": train_params(train_cfg),
         },
     }
+    epochs = Path(train_cfg.epochs_dir) / f"{name}.csv"
     write_predictions(prediction_path(train_cfg, name), pred)
-    write_json(Path(train_cfg.metrics_dir) / f"{name}.json", result)
-    write_csv_atomic(Path(train_cfg.epochs_dir) / f"{name}.csv", HISTORY_FIELDS, history_rows)
+    write_csv_atomic(epochs, HISTORY_FIELDS, history_rows)
+    result["predictions_sha256"] = file_sha256(prediction_path(train_cfg, name))
+    result["epochs_sha256"] = file_sha256(epochs)
+    write_json(metrics_path(train_cfg, name), result)  # last: the commit of the run's outputs
     print(
         f"train {name}: test WA {result['wa']['mean']:.3f} ± {result['wa']['std']:.3f}, "
         f"UA {result['ua']['mean']:.3f} ± {result['ua']['std']:.3f}; validation UA "
@@ -502,6 +524,10 @@ def member_label(part: ExperimentSpec) -> str:
 
 
 HISTORY_FIELDS = ("fold", "seed", "member", "epoch", "train_loss", "val_ua", "val_loss")
+
+
+def metrics_path(train_cfg: TrainConfig, name: str) -> Path:
+    return Path(train_cfg.metrics_dir) / f"{name}.json"
 
 
 def prediction_path(train_cfg: TrainConfig, name: str) -> Path:

@@ -1,9 +1,12 @@
 """``mger report``: reports/results.md and PNG figures, from the experiments listed in params.
 
-Only experiments named in ``train.experiments`` / ``train.finetuned_experiments`` are read.  A
-metrics file is refused (one line naming it) when it is missing, was written without
-provenance, or names a feature store whose fingerprint is no longer the one on disk: a table
-never mixes results of different features.  Everything is computed from the saved
+Only experiments named in ``train.experiments`` / ``train.finetuned_experiments`` are read
+(``mger report --experiment a,b``: only those).  A metrics file is refused (one line naming
+it) when it is missing, was written without provenance, names a feature store whose
+fingerprint is no longer the one on disk or that was built from another segment table or
+manifest than the current ones, or names predictions other than the ones on disk (the
+``predictions_sha256`` written with it): a table never mixes results of different features or
+runs.  Everything is computed from the saved
 per-utterance predictions (:mod:`mger.models.stats`): CIs, pooled and per-class figures, the
 improvised/scripted breakdown and the paired tests of each ablation step, Holm-adjusted within each
 table; a sentence claims a difference only where the adjusted p < 0.05.
@@ -19,12 +22,13 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from mger.core.config import FinetuneConfig, Params
 from mger.core.manifest import read_manifest
-from mger.core.reporting import StageError, save_figure_atomic, write_text_atomic
+from mger.core.reporting import StageError, save_figure_atomic, write_json, write_text_atomic
 from mger.models.predictions import Predictions, read_predictions
 from mger.models.stats import ALPHA, METHOD, breakdown, clusters_of, format_p, holm, paired_test, sd, summarize
 
@@ -244,20 +248,30 @@ def check_provenance(path: Path, metrics: dict) -> None:
                 )
 
 
-def joint_experiments(params: Params) -> list[Experiment]:
+def joint_names(params: Params) -> dict[str, str | None]:
+    """The end-to-end rows params define: ``joint_ft`` (or ``joint_ft_<variant>`` with several
+    variants) → its fine-tuning variant, for every variant with ``objective: fusion``."""
+    ft = params.finetune
+    return {
+        f"joint_ft_{ft.variant(name).tag}" if ft.variant(name).tag else "joint_ft": name
+        for name in ft.variant_names
+        if ft.variant(name).objective == "fusion"
+    }
+
+
+def joint_experiments(params: Params, only: Sequence[str] | None = None) -> list[Experiment]:
     """Sun et al.'s end-to-end system (encoders fine-tuned jointly with the mha fusion head, that
     head evaluated on each fold's test session once per training seed) as a row, for every
     fine-tuning variant with ``objective: fusion``: ``joint_ft``, or ``joint_ft_<variant>`` with
     several variants; from ``<reports>/fold-<k>.json`` and its predictions."""
-    ft = params.finetune
     return [
-        _joint_experiment(params, ft.variant(name))
-        for name in ft.variant_names
-        if ft.variant(name).objective == "fusion"
+        _joint_experiment(params, params.finetune.variant(variant), row)
+        for row, variant in joint_names(params).items()
+        if only is None or row in only
     ]
 
 
-def _joint_experiment(params: Params, ft: FinetuneConfig) -> Experiment:
+def _joint_experiment(params: Params, ft: FinetuneConfig, name: str) -> Experiment:
     preds, val, folds = [], [], {}
     seeds = list(params.train.seeds)
     for fold in ft.folds:
@@ -289,7 +303,7 @@ def _joint_experiment(params: Params, ft: FinetuneConfig) -> Experiment:
         stats
         | {"by_improvised": breakdown(pred, improvised.__getitem__)}
         | {
-            "experiment": f"joint_ft_{ft.tag}" if ft.tag else "joint_ft",
+            "experiment": name,
             "model": "mha_aux",
             "features": "finetuned",
             "speech_store": "speech",
@@ -312,10 +326,63 @@ def _joint_experiment(params: Params, ft: FinetuneConfig) -> Experiment:
     return Experiment(metrics, pred)
 
 
-def load_experiments(params: Params) -> list[Experiment]:
-    """The experiments of params, in table order; refuses missing, stale or malformed files."""
-    out = []
-    for name in params.train.all_experiments:
+def check_inputs(path: Path, metrics: dict, params: Params) -> None:
+    """Refuse a metrics file whose stores were built from another segment table or manifest than
+    the current ones (:func:`mger.features.extract.check_store_inputs`); where the segment table
+    does not exist there is nothing to compare with, and a note says so."""
+    from mger.features.cache import CacheError
+    from mger.features.extract import check_store_inputs
+
+    segments = Path(params.align.out) / "segments.h5"
+    if not segments.is_file():
+        return
+    stores = {e["path"] for fold in metrics["provenance"]["stores"].values() for e in fold.values()}
+    for store in sorted(stores):
+        try:
+            check_store_inputs(store, params.prepare.manifest, segments)
+        except CacheError as err:
+            raise StageError(f"{path}: trained on a stale store: {err}") from None
+
+
+def check_predictions(path: Path, metrics: dict) -> None:
+    """Refuse predictions that are not the ones written with ``metrics`` (the sha256 it holds)."""
+    from mger.features.cache import file_sha256
+
+    pred = Path(metrics["predictions"])
+    if "predictions_sha256" not in metrics:
+        raise StageError(
+            f"{path}: no predictions_sha256 (written by an older mger); re-run `mger train --experiment "
+            f"{metrics['experiment']}`"
+        )
+    if file_sha256(pred) != metrics["predictions_sha256"]:
+        raise StageError(
+            f"{pred}: not the predictions written with {path} (another run's: a `mger train` stopped between "
+            f"its writes, or a copied file); re-run `mger train --experiment {metrics['experiment']}`"
+        )
+
+
+def report_names(params: Params, only: Sequence[str] | None = None) -> list[str]:
+    """The experiments a report covers: every one of params, or ``only`` (each must be in params)."""
+    names = list(params.train.all_experiments)
+    if only is None:
+        return names
+    unknown = [n for n in only if n not in names and n not in joint_names(params)]
+    if unknown:
+        raise StageError(
+            f"--experiment {unknown[0]}: not an experiment of train.experiments or train.finetuned_experiments "
+            f"(known: {', '.join(names + list(joint_names(params))) or 'none'})"
+        )
+    return [n for n in names if n in only]
+
+
+def load_experiments(params: Params, only: Sequence[str] | None = None) -> list[Experiment]:
+    """The experiments of params (or ``only`` those, :func:`report_names`), in table order;
+    refuses missing, stale or malformed files."""
+    out, names = [], report_names(params, only)
+    segments = Path(params.align.out) / "segments.h5"
+    if not segments.is_file():
+        print(f"note: no segment table at {segments}: the stores' inputs were not checked against it")
+    for name in names:
         path = Path(params.train.metrics_dir) / f"{name}.json"
         if not path.is_file():
             raise StageError(f"{path}: missing; run `mger train --experiment {name}` (or `dvc repro`)")
@@ -324,8 +391,10 @@ def load_experiments(params: Params) -> list[Experiment]:
         except json.JSONDecodeError as err:
             raise StageError(f"{path}: not valid JSON ({err}); re-run `mger train --experiment {name}`") from None
         check_provenance(path, metrics)
+        check_inputs(path, metrics, params)
+        check_predictions(path, metrics)
         out.append(Experiment(metrics, read_predictions(metrics["predictions"])))
-    out += joint_experiments(params)
+    out += joint_experiments(params, only)
     return sorted(
         out,
         key=lambda e: (
@@ -570,6 +639,14 @@ def _corpus_line(params: Params, m: dict) -> str:
             "whether the pipeline works, not how well the papers' systems recognise human emotion, and are "
             "not comparable to any published IEMOCAP result."
         )
+    align = Path(params.align.report)
+    if align.is_file():
+        a = json.loads(align.read_text(encoding="utf-8"))
+        line += (
+            f" Alignment ({a['backend']}): {a['aligned']} aligned, {a['uniform_fallback']} by the uniform fallback "
+            f"(marked), {a['dropped']} dropped; {a.get('silence_or_noise', 0)} of the failures were silence or "
+            f"noise ({align})."
+        )
     return line
 
 
@@ -802,8 +879,10 @@ def published_lines(synthetic: bool) -> list[str]:
     return lines + [f"| {paper} | {system} | {figure} |" for paper, system, figure in PUBLISHED] + [""]
 
 
-def write_report(params: Params) -> Path:
-    rows = load_experiments(params)
+def write_report(params: Params, only: Sequence[str] | None = None) -> Path:
+    """reports/results.md, its figures and the headline figures DVC compares
+    (``report.metrics``); ``only``: report these experiments alone."""
+    rows = load_experiments(params, only)
     if not rows:
         raise StageError("train.experiments and train.finetuned_experiments are empty: nothing to report")
     figures = Path(params.report.figures)
@@ -858,9 +937,26 @@ def write_report(params: Params) -> Path:
     _plot_bars(fusion, figures / "ua_by_fusion.png", "Test UA by fusion type", lambda m: m["experiment"])
     out = Path(params.report.out)
     write_text_atomic(out, "\n".join(lines))
+    write_json(params.report.metrics, headline(rows, best))
     print("\n".join(table))
-    print(f"report: {len(rows)} experiments → {out}, figures in {figures}; best by validation UA: {best.name}")
+    print(
+        f"report: {len(rows)} experiments → {out}, figures in {figures}, headline figures in "
+        f"{params.report.metrics}; best by validation UA: {best.name}"
+    )
     return out
+
+
+def headline(rows: list[Experiment], best: Experiment) -> dict:
+    """The figures DVC compares across runs (``report.metrics``, ``dvc exp show``), in %: the
+    best row by validation UA, then each row's test UA and WA and validation UA (means over folds)."""
+
+    def figures(m: dict) -> dict:
+        test = {"test_ua": round(100 * m["ua"]["mean"], 2), "test_wa": round(100 * m["wa"]["mean"], 2)}
+        return test | {"val_ua": round(100 * m["validation"]["ua"]["mean"], 2)}
+
+    return {"best_by_validation": {"experiment": best.name} | figures(best.metrics)} | {
+        e.name: figures(e.metrics) for e in rows
+    }
 
 
 # --- figures, each written atomically -------------------------------------------------------------

@@ -191,7 +191,7 @@ def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
 
 
 def _cmd_cache(args: argparse.Namespace, params: Params) -> None:
-    from mger.features.cache_cli import cache_compare, cache_ls, cache_verify
+    from mger.features.cache_cli import cache_compare, cache_ls, cache_verify, cache_verify_all
 
     if args.action == "ls":
         cache_ls(args.path or params.features.out)
@@ -199,10 +199,12 @@ def _cmd_cache(args: argparse.Namespace, params: Params) -> None:
         if not (args.path and args.other):
             raise ValueError("mger cache compare needs two stores: PATH OTHER")
         cache_compare(args.path, args.other)
+    elif args.path is None:
+        if not cache_verify_all(params, args.manifest, args.segments):
+            raise SystemExit(1)
     else:
-        if not args.path:
-            raise ValueError("mger cache verify needs a PATH")
-        if not cache_verify(args.path, args.manifest, args.segments or f"{params.align.out}/segments.h5"):
+        segments = args.segments or f"{params.align.out}/segments.h5"
+        if not cache_verify(args.path, args.manifest, segments, (args.manifest or params.prepare.manifest, segments)):
             raise SystemExit(1)
 
 
@@ -251,7 +253,8 @@ def _cmd_train(args: argparse.Namespace, params: Params) -> None:
 def _cmd_report(args: argparse.Namespace, params: Params) -> None:
     from mger.models.report import write_report
 
-    write_report(params)
+    only = [n.strip() for n in args.experiment.split(",") if n.strip()] if args.experiment else None
+    write_report(params, only)
 
 
 def _cmd_summary(args: argparse.Namespace, params: Params) -> None:
@@ -354,15 +357,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "cache",
         _cmd_cache,
-        "List feature stores, verify one (offsets, shapes, NaN/inf, coverage), "
-        "or compare two stores of the same utterances.",
+        "List feature stores, verify one or all (offsets, shapes, NaN/inf, coverage, built from the current "
+        "segment table and manifest; the segment table's times), or compare two stores of the same utterances.",
     )
     p.add_argument(
         "action",
         choices=["ls", "verify", "compare"],
-        help="ls: list stores; verify: check one store; compare: PATH's rows against OTHER's",
+        help="ls: list stores; verify: check one store or segment table (no PATH: the segment table and "
+        "every store of features.out and of the fine-tuned folds); compare: PATH's rows against OTHER's",
     )
-    p.add_argument("path", nargs="?", help="ls: folder (features.out); verify, compare: store file")
+    p.add_argument(
+        "path", nargs="?", help="ls: folder (features.out); verify: store or segments.h5 (default: all); compare: store"
+    )
     p.add_argument("other", nargs="?", help="compare: the reference store")
     p.add_argument("--manifest", help="verify: also check that every utterance of this manifest is covered")
     p.add_argument(
@@ -380,10 +386,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(joblib here, or a Dask cluster at features.scheduler); default: train.n_jobs",
     )
 
-    add(
+    p = add(
         "report",
         _cmd_report,
-        "Write the results table (report.out, e.g. reports/results.md) and the figures from the experiments' metrics.",
+        "Write the results table (report.out, e.g. reports/results.md), the figures and the headline "
+        "figures (report.metrics) from the experiments' metrics.",
+    )
+    p.add_argument(
+        "--experiment",
+        help="report only these experiments of params, comma-separated (e.g. text,mha; joint_ft for the "
+        "end-to-end row); default: every one, each of which must have been trained",
     )
 
     add("summary", _cmd_summary, "Print what the pipeline has produced so far (counts, results).")

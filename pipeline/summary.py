@@ -28,7 +28,8 @@ def print_summary(params: Params) -> None:
     if align:
         print(
             f"alignment ({align['backend']}): {align['aligned']} aligned, {align['uniform_fallback']} uniform "
-            f"fallback, {align['dropped']} dropped; {align['audio_seconds_per_wall_second']}x real time"
+            f"fallback, {align['dropped']} dropped ({align.get('silence_or_noise', 0)} failed as silence or noise); "
+            f"{align['audio_seconds_per_wall_second']}x real time"
         )
     evaluation = _read(params.align_eval.report)
     if evaluation and evaluation.get("n_words"):

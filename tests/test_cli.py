@@ -114,7 +114,11 @@ def _write_params(tmp_path: Path, aligned: dict[str, Path], tiny_models: dict[st
             "epochs_dir": str(tmp_path / "ep"),
             "experiments": {"audio_phone": {"model": "audio", "speech_levels": ["phone"]}},
         },
-        "report": {"out": str(tmp_path / "results.md"), "figures": str(tmp_path / "fig")},
+        "report": {
+            "out": str(tmp_path / "results.md"),
+            "figures": str(tmp_path / "fig"),
+            "metrics": str(tmp_path / "metrics.json"),
+        },
     }
     for name, values in sections.items():
         params[name] = {**params.get(name, {}), **values}

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(cmd: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "250"}
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout + proc.stderr
@@ -37,6 +37,7 @@ def scratch_repo(tmp_path: Path) -> Path:
         ".dvc",
         "dvc.yaml",
         ".dvcignore",
+        "setup.cfg",  # marks the copy as a checkout: `python -m mger...` stages then run its code
     ):
         src = REPO / name
         if src.is_dir():
@@ -62,6 +63,48 @@ def scratch_repo(tmp_path: Path) -> Path:
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     _run(["git", "init", "-q"], repo)
     return repo
+
+
+def _experiment_metrics(shown: object) -> dict[float, dict]:
+    """train.lr → the headline figures (reports/metrics.json) of every run in `dvc exp show --json`."""
+    out: dict[float, dict] = {}
+    if isinstance(shown, dict):
+        data = shown.get("data") or {}
+        params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
+        metrics = (data.get("metrics") or {}).get("reports/metrics.json", {}).get("data")
+        if "train" in params and metrics is not None:
+            out[params["train"]["lr"]] = metrics
+        for value in shown.values():
+            out |= _experiment_metrics(value)
+    elif isinstance(shown, list):
+        for value in shown:
+            out |= _experiment_metrics(value)
+    return out
+
+
+def _compare_two_experiments(repo: Path) -> None:
+    """`dvc exp run -S train.lr=...` twice: re-runs train and report only, and `dvc exp show`
+    has each run's headline figures (a small cached metrics file), none missing."""
+    _run(["git", "add", "-A"], repo)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "baseline"], repo)
+    for lr in ("0.003", "0.004"):
+        out = _run([sys.executable, "-m", "dvc", "exp", "run", "-S", f"train.lr={lr}"], repo)
+        assert "Running stage 'train'" in out and "Stage 'extract' didn't change" in out
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    shown = subprocess.run(
+        [sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=repo, env=env, capture_output=True, text=True
+    )
+    runs = _experiment_metrics(json.loads(shown.stdout))
+    assert {0.003, 0.004} <= set(runs), runs
+    for lr in (0.003, 0.004):
+        for row in ("text", "audio_word", "late", "ft_audio_word"):
+            assert all(isinstance(runs[lr][row][k], float) for k in ("test_ua", "test_wa", "val_ua")), (lr, row)
+        assert runs[lr]["best_by_validation"]["experiment"] in runs[lr]
+    table = _run([sys.executable, "-m", "dvc", "exp", "show", "--only-changed", "--no-pager"], repo)
+    print(table)  # the table a person reads, 250 columns wide (pytest -s shows it)
+    assert "train.lr" in table and "val_ua" in table  # the columns that changed (test figures may not, here)
+    runs_rows = [line for line in table.splitlines() if "──" in line and "[" in line]  # ├── <sha> [name]
+    assert len(runs_rows) == 2 and not any(" ! " in f" {line} " for line in runs_rows), table
 
 
 @pytest.mark.timeout(900)  # the whole pipeline, fine-tuning included, several times (~4 min here)
@@ -100,6 +143,7 @@ def test_dvc_repro_runs_and_then_is_a_no_op(scratch_repo: Path) -> None:
     results = (scratch_repo / "reports" / "results.md").read_text()
     assert "| late |" in results and "Best system by **validation** UA" in results
     assert (scratch_repo / "reports" / "predictions" / "late.csv").read_text().startswith("utt_id,fold,seed,label")
+    _compare_two_experiments(scratch_repo)
     # A changed training param re-runs training (and the report) only: the feature cache is reused.
     params = yaml.safe_load((scratch_repo / "params.yaml").read_text())
     params["train"]["lr"] = 0.002

@@ -526,10 +526,12 @@ def _fingerprint_inputs(tiny_models, aligned, tmp_path: Path, change: str):
     manifest, segments = aligned["manifest"], aligned["segments"]
     if field == "segments_sha256":
         segments = _changed_copy(segments, tmp_path, _shift_first_word)
-    if field in ("utt_ids_sha256", "audio_sha256"):
+    if field in ("utt_ids_sha256", "audio_sha256", "manifest_sha256"):
         utts = read_manifest(manifest)
         if field == "utt_ids_sha256":
             utts = utts[1:]
+        elif field == "manifest_sha256":  # one transcript edited (its alignment unchanged)
+            utts[0] = dataclasses.replace(utts[0], text=utts[0].text + "!")
         else:  # the first wav rewritten: same length, one sample changed
             wav = tmp_path / Path(utts[0].wav).name
             audio, rate = read_audio(utts[0].wav), 16000
@@ -567,6 +569,7 @@ SPEECH_FIELDS = [
     "weights_sha256",
     "segments_sha256",
     "utt_ids_sha256",
+    "manifest_sha256",
     "fold",
     "finetune_train_sessions",
     "finetune_sha256",
@@ -587,6 +590,7 @@ TEXT_FIELDS = [
     "weights_sha256",
     "segments_sha256",
     "utt_ids_sha256",
+    "manifest_sha256",
     "fold",
     "finetune_train_sessions",
     "finetune_sha256",
@@ -622,8 +626,9 @@ def test_each_fingerprint_field_changes_with_its_input(change: str, tiny_models,
             next(p for name, p in net.named_parameters() if name.endswith("bias")).add_(0.5)
         net.save_pretrained(models[kind])
     changed = fingerprint(*_fingerprint_inputs(models, aligned, tmp_path / "new", change))
-    ids_key_audio = (kind, field) == ("speech", "utt_ids_sha256")
-    expected = {field, "audio_sha256"} if ids_key_audio else {field}
+    expected = {field}
+    if field == "utt_ids_sha256":  # one utterance fewer: also its transcript and (speech) its wav
+        expected |= {"manifest_sha256"} | ({"audio_sha256"} if kind == "speech" else set())
     assert {k for k in set(base) | set(changed) if base.get(k) != changed.get(k)} == expected
 
 

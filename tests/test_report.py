@@ -140,7 +140,11 @@ def trained(tmp_path_factory) -> dict:
                 "predictions_dir": str(root / "predictions"),
                 "experiments": EXPERIMENTS,
             },
-            "report": {"out": str(root / "results.md"), "figures": str(root / "figures")},
+            "report": {
+                "out": str(root / "results.md"),
+                "figures": str(root / "figures"),
+                "metrics": str(root / "metrics.json"),
+            },
         }
     )
     results = {
@@ -534,7 +538,7 @@ def test_sigkilled_train_and_report_leave_whole_outputs_or_none(trained, tmp_pat
             "predictions_dir": str(out / "predictions"),
             "experiments": {"late": EXPERIMENTS["late"]},
         },
-        "report": {"out": str(out / "results.md"), "figures": str(out / "figures")},
+        "report": {"out": str(out / "results.md"), "figures": str(out / "figures"), "metrics": str(out / "m.json")},
     }
     path = tmp_path / "params.yaml"
     path.write_text(json.dumps(config))
@@ -631,7 +635,9 @@ def test_report_shows_the_end_to_end_row_of_joint_fine_tuning(trained, tmp_path)
     joint = dataclasses.replace(
         params,
         finetune=dataclasses.replace(params.finetune, objective="fusion", folds=[1, 2, 3], reports=str(reports)),
-        report=dataclasses.replace(params.report, out=str(tmp_path / "r.md"), figures=str(tmp_path / "f")),
+        report=dataclasses.replace(
+            params.report, out=str(tmp_path / "r.md"), figures=str(tmp_path / "f"), metrics=str(tmp_path / "m.json")
+        ),
     )
     text = write_report(joint).read_text()
     main = text[text.index("| experiment | system") : text.index("Δ UA vs its probe: the paired")]
