@@ -65,7 +65,7 @@ from mger.features.cache import (
     verify_store,
     write_store,
 )
-from mger.features.encoders import Encoder, SpeechEncoder, TextEncoder
+from mger.features.encoders import Encoder, SpeechEncoder, TextEncoder, speech_encoder
 from mger.features.pooling import pool_segments
 from mger.features.text import aligned_word_spans
 
@@ -127,7 +127,7 @@ def build_encoder(kind: str, cfg: FeaturesConfig) -> Encoder:
             return OpenSmileEncoder(cfg.speech.model)
         if kind == "speech":
             s = cfg.speech
-            return SpeechEncoder(s.model, s.revision, s.layer, cfg.device, cfg.dtype, s.max_seconds, s.overlap_seconds)
+            return speech_encoder(s.model, s.revision, s.layer, cfg.device, cfg.dtype, s.max_seconds, s.overlap_seconds)
         t = cfg.text
         return TextEncoder(t.model, t.revision, t.layer, cfg.device, t.max_length, t.markers)
     except (OSError, ImportError, ValueError) as err:
@@ -200,7 +200,7 @@ def fingerprint(kind: str, encoder: Encoder, cfg: FeaturesConfig, inputs: Inputs
         "overlap_seconds": cfg.speech.overlap_seconds,
         "normalize": encoder.normalize,
         "batching": "exact",
-    }
+    } | ({"input": encoder.input_kind} if hasattr(encoder, "input_kind") else {})
 
 
 def _segments(table: SegmentTable, level: str, utt_id: str) -> list[tuple[float, float]]:
