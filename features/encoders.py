@@ -139,16 +139,18 @@ def state_dict_sha256(model: torch.nn.Module) -> str:
 
 
 def layer_indices(layer: LayerSpec, n_layers: int) -> list[int]:
-    """Hidden-state indices (0..n_layers) for a layer spec."""
+    """Hidden-state indices (0..n_layers) for a layer spec (``all``: every one, 0..n_layers)."""
     if layer == "last":
         return [n_layers]
+    if layer == "all":
+        return list(range(n_layers + 1))
     if layer == "mean":
         return list(range(1, n_layers + 1))
     items = layer if isinstance(layer, list) else [layer]
     out = []
     for item in items:
         if not isinstance(item, int) or isinstance(item, bool):
-            raise ValueError(f"layer {layer!r}: expected 'last', 'mean', an int or a list of ints")
+            raise ValueError(f"layer {layer!r}: expected 'last', 'mean', 'all', an int or a list of ints")
         idx = item + n_layers + 1 if item < 0 else item
         if not 0 <= idx <= n_layers:
             raise ValueError(f"layer {item} out of range for a model with {n_layers} layers")
@@ -158,11 +160,17 @@ def layer_indices(layer: LayerSpec, n_layers: int) -> list[int]:
 
 def resolved_layer(layer: LayerSpec, n_layers: int) -> int | list[int] | str:
     """The layer setting as hidden-state indices, as the fingerprint stores it: one index, a list
-    of them (stacked), or ``"mean"`` (of every layer); ``last``, ``-1`` and ``n_layers`` agree."""
+    of them (stacked), or ``"mean"`` (of every layer); ``last``, ``-1`` and ``n_layers`` agree,
+    and so do ``all`` and the list ``[0, ..., n_layers]``."""
     if layer == "mean":
         return "mean"
     indices = layer_indices(layer, n_layers)
-    return indices if isinstance(layer, list) else indices[0]
+    return indices if stacks_layers(layer) else indices[0]
+
+
+def stacks_layers(layer: LayerSpec) -> bool:
+    """Whether ``layer`` stores several layers on an extra axis (a list, or ``all``)."""
+    return isinstance(layer, list) or layer == "all"
 
 
 def autocast_context(device: torch.device, dtype: torch.dtype):
@@ -418,7 +426,7 @@ class SpeechEncoder:
         picked = [hidden[i] for i in self.indices]
         if self.layer == "mean":
             return torch.stack(picked, 0).mean(0)
-        if isinstance(self.layer, list):
+        if stacks_layers(self.layer):
             return torch.stack(picked, 2)  # (B, T, n_layers, D)
         return picked[0]
 
@@ -443,7 +451,7 @@ class SpeechEncoder:
         batch = batch.to(self.device, non_blocking=True)
         mask = mask.to(self.device, non_blocking=True) if mask is not None else None
         # One layer: after truncation it is the last one run, so the hidden-state tuple is not needed.
-        single = not isinstance(self.layer, list) and self.layer != "mean"
+        single = not stacks_layers(self.layer) and self.layer != "mean"
         with torch.inference_mode(), autocast_context(self.device, self.dtype), self.padding(lengths, mask) as kwargs:
             out = self.model(batch, output_hidden_states=not single, **kwargs)
         feats = (out.last_hidden_state if single else self._select(out.hidden_states)).float()
@@ -614,7 +622,7 @@ class WhisperSpeechEncoder:
 
     def _forward_mels(self, mels: torch.Tensor, frames: Sequence[int]) -> list[torch.Tensor]:
         """The encoder on (B, n_mels, window) log-mels; item b's first ``frames[b]`` frames (float32)."""
-        single = not isinstance(self.layer, list) and self.layer != "mean"
+        single = not stacks_layers(self.layer) and self.layer != "mean"
         with torch.inference_mode(), autocast_context(self.device, self.dtype):
             out = self.model(mels.to(self.device, non_blocking=True), output_hidden_states=not single)
         if single:

@@ -839,6 +839,7 @@ def write_report(params: Params) -> Path:
         *paper_lines(rows, models, params.finetune),
         *detail_lines(rows),
         *published_lines(synthetic_corpus(params)),
+        *layer_weight_lines(rows, figures),
         "![confusion of the best system by validation UA](figures/confusion_best.png)",
         "![granularity](figures/ua_by_granularity.png)",
         "![fusion](figures/ua_by_fusion.png)",
@@ -863,7 +864,57 @@ def write_report(params: Params) -> Path:
     return out
 
 
+def layer_weight_lines(rows: list[Experiment], figures: Path) -> list[str]:
+    """Rows that learned a weighted sum of encoder layers (``layer_weights: learned``): their
+    mean softmax weight per stored layer, and ``layer_weights.png`` (every fold and seed as a
+    point, the mean as a line); nothing when no row did."""
+    weighted = [e for e in rows if e.metrics.get("layer_weights", {}).get("mode") == "learned"]
+    if not weighted:
+        return []
+    lines = [
+        "## Learned layer weights",
+        "",
+        "Softmax weights of the encoder layers each classifier learned with its own weights (SUPERB's "
+        "weighted sum; hidden state 0 = the transformer's input), at its best validation epoch: the "
+        "mean over folds and seeds (every one in the metrics JSON and the figure).",
+        "",
+        "| experiment | mean weight per layer (hidden state: weight) | heaviest |",
+        "|---|---|---:|",
+    ]
+    for e in weighted:
+        lw = e.metrics["layer_weights"]
+        cells = ", ".join(f"{i}: {w:.3f}" for i, w in zip(lw["layers"], lw["mean"]))
+        lines.append(f"| {e.name} | {cells} | {lw['layers'][int(np.argmax(lw['mean']))]} |")
+    lines += ["", "![learned layer weights](figures/layer_weights.png)", ""]
+    _plot_layer_weights([e.metrics for e in weighted], figures / "layer_weights.png")
+    return lines
+
+
 # --- figures, each written atomically -------------------------------------------------------------
+
+
+def _plot_layer_weights(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for k, m in enumerate(rows):
+        lw = m["layer_weights"]
+        layers = lw["layers"]
+        colour = f"C{k % 10}"
+        for r in lw["per_fold"]:
+            ax.plot(layers, r["weights"], "o", color=colour, alpha=0.35, markersize=4)
+        ax.plot(layers, lw["mean"], "-", color=colour, label=m["experiment"])
+        ax.set_xticks(layers)
+    ax.set_xlabel("encoder layer (hidden state; 0 = transformer input)")
+    ax.set_ylabel("softmax weight")
+    ax.set_title("Learned layer weights: every fold and seed (points), mean (line)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
 
 
 def _save(fig, path: Path) -> None:
