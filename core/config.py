@@ -399,6 +399,7 @@ class ReportConfig:
 
     out: str = "reports/results.md"
     figures: str = "reports/figures"
+    experiments: Optional[list[str]] = None  # the rows shown (default: every experiment of train)
 
 
 @dataclass

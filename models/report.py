@@ -315,7 +315,11 @@ def _joint_experiment(params: Params, ft: FinetuneConfig) -> Experiment:
 def load_experiments(params: Params) -> list[Experiment]:
     """The experiments of params, in table order; refuses missing, stale or malformed files."""
     out = []
-    for name in params.train.all_experiments:
+    names = params.report.experiments or list(params.train.all_experiments)
+    unknown = [n for n in names if n not in params.train.all_experiments]
+    if unknown:
+        raise StageError(f"report.experiments: {unknown[0]!r} is no experiment of train.experiments or finetuned_experiments")
+    for name in names:
         path = Path(params.train.metrics_dir) / f"{name}.json"
         if not path.is_file():
             raise StageError(f"{path}: missing; run `mger train --experiment {name}` (or `dvc repro`)")
@@ -908,9 +912,10 @@ def _plot_layer_weights(rows: list[dict], path: Path) -> None:
             ax.plot(layers, r["weights"], "o", color=colour, alpha=0.35, markersize=4)
         ax.plot(layers, lw["mean"], "-", color=colour, label=m["experiment"])
         ax.set_xticks(layers)
+        ax.axhline(1 / len(layers), color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("encoder layer (hidden state; 0 = transformer input)")
     ax.set_ylabel("softmax weight")
-    ax.set_title("Learned layer weights: every fold and seed (points), mean (line)", fontsize=9)
+    ax.set_title("Learned layer weights: every fold and seed (points), mean (line), equal (dotted)", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
