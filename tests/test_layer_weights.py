@@ -98,3 +98,27 @@ def test_all_layers_store_trains_a_row_with_weights_per_fold(tiny_models, aligne
     lines = layer_weight_lines([Experiment(result, None)], tmp_path / "fig")
     assert (tmp_path / "fig" / "layer_weights.png").stat().st_size > 1000
     assert any(line.startswith("| weighted | 0: ") for line in lines)
+
+
+def test_summary_gives_the_size_per_level_and_layer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Storing all layers multiplies the store: ``mger summary`` says by how much, level by level."""
+    from mger.core.config import params_from_dict
+    from mger.features.cache import write_store
+    from mger.pipeline.summary import print_summary
+
+    rows = {"word": [np.zeros((1024, 4, 256), np.float16)], "utterance": [np.zeros((1, 4, 256), np.float16)]}
+    write_store(tmp_path / "speech.h5", ["Ses01F_impro01_F000"], rows, {"model": "m"})
+    quality = {"root": "corpus", "kept": 1, "dropped": 0, "per_class": {"neu": 1}, "per_session": {"1": 1}}
+    (tmp_path / "q.json").write_text(json.dumps(quality))
+    params = params_from_dict(
+        {
+            "features": {"out": str(tmp_path)},
+            "prepare": {"report": str(tmp_path / "q.json")},
+            "align": {"report": str(tmp_path / "none.json")},
+            "align_eval": {"report": str(tmp_path / "none.json")},
+            "report": {"out": str(tmp_path / "none.md")},
+        }
+    )
+    print_summary(params)
+    out = capsys.readouterr().out
+    assert "  size: 4 layers x 256 dims per row; utterance 0.00 MiB (0.00 per layer), word 2.00 MiB (0.50 per layer)" in out
