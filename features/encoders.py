@@ -447,7 +447,10 @@ class SpeechEncoder:
         (frames[b], n_layers, D) float32, on the device."""
         frames = frames if frames is not None else [self.n_frames(n) for n in lengths]
         if mask is not None and not self.pads_exactly:  # each item alone (see pads_exactly)
-            return [self._forward_padded(batch[b : b + 1, :n], None, [n], [f])[0] for b, (n, f) in enumerate(zip(lengths, frames))]
+            return [
+                self._forward_padded(batch[b : b + 1, :n], None, [n], [f])[0]
+                for b, (n, f) in enumerate(zip(lengths, frames))
+            ]
         batch = batch.to(self.device, non_blocking=True)
         mask = mask.to(self.device, non_blocking=True) if mask is not None else None
         # One layer: after truncation it is the last one run, so the hidden-state tuple is not needed.

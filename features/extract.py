@@ -190,6 +190,8 @@ def fingerprint(kind: str, encoder: Encoder, cfg: FeaturesConfig, inputs: Inputs
         "frame_stride": encoder.frame_stride_s,
         "audio_sha256": audio_sha256(inputs.utts),
     }
+    if hasattr(encoder, "input_kind"):  # Whisper: log-mel input (wav2vec2-family fingerprints are as before)
+        speech["input"] = encoder.input_kind
     if isinstance(encoder, OpenSmileEncoder):
         return speech | encoder.settings() | {"frame_centre0": encoder.frame_centre0_s}
     return speech | {
@@ -200,7 +202,7 @@ def fingerprint(kind: str, encoder: Encoder, cfg: FeaturesConfig, inputs: Inputs
         "overlap_seconds": cfg.speech.overlap_seconds,
         "normalize": encoder.normalize,
         "batching": "exact",
-    } | ({"input": encoder.input_kind} if hasattr(encoder, "input_kind") else {})
+    }
 
 
 def _segments(table: SegmentTable, level: str, utt_id: str) -> list[tuple[float, float]]:

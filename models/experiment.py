@@ -448,12 +448,18 @@ def _run_experiment(
             "mger_version": __version__,
             "split_seed": split.seed,
             "stores": provenance,
-            "spec": {k: v for k, v in dataclasses.asdict(spec).items() if not (k in ("finetune", "layer_weights") and v is None)},
+            "spec": {
+                k: v
+                for k, v in dataclasses.asdict(spec).items()
+                if not (k in ("finetune", "layer_weights") and v is None)
+            },
             "train": train_params(train_cfg),
         },
     }
     if layer_rows:
-        result["layer_weights"] = layer_weight_summary(spec.layer_weights or train_cfg.layer_weights, layer_rows, provenance)
+        result["layer_weights"] = layer_weight_summary(
+            spec.layer_weights or train_cfg.layer_weights, layer_rows, provenance
+        )
     write_predictions(prediction_path(train_cfg, name), pred)
     write_json(Path(train_cfg.metrics_dir) / f"{name}.json", result)
     write_csv_atomic(Path(train_cfg.epochs_dir) / f"{name}.csv", HISTORY_FIELDS, history_rows)

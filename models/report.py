@@ -318,7 +318,9 @@ def load_experiments(params: Params) -> list[Experiment]:
     names = params.report.experiments or list(params.train.all_experiments)
     unknown = [n for n in names if n not in params.train.all_experiments]
     if unknown:
-        raise StageError(f"report.experiments: {unknown[0]!r} is no experiment of train.experiments or finetuned_experiments")
+        raise StageError(
+            f"report.experiments: {unknown[0]!r} is no experiment of train.experiments or finetuned_experiments"
+        )
     for name in names:
         path = Path(params.train.metrics_dir) / f"{name}.json"
         if not path.is_file():
@@ -919,7 +921,6 @@ def _plot_layer_weights(rows: list[dict], path: Path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
-
 
 
 def _save(fig, path: Path) -> None:

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from mger.alignment.table import SegmentTable
+from mger.core.audio import read_audio
 from mger.core.config import FeaturesConfig, FinetuneConfig, SpeechFeaturesConfig, TextFeaturesConfig
 from mger.core.manifest import read_manifest
-from mger.core.audio import read_audio
-from mger.alignment.table import SegmentTable
 from mger.features.cache import FeatureStore
 from mger.features.encoders import SpeechEncoder, WhisperSpeechEncoder, speech_encoder
 from mger.features.extract import extract, fingerprint, load_inputs

@@ -121,4 +121,7 @@ def test_summary_gives_the_size_per_level_and_layer(tmp_path: Path, capsys: pyte
     )
     print_summary(params)
     out = capsys.readouterr().out
-    assert "  size: 4 layers x 256 dims per row; utterance 0.00 MiB (0.00 per layer), word 2.00 MiB (0.50 per layer)" in out
+    assert (
+        "  size: 4 layers x 256 dims per row; utterance 0.00 MiB (0.00 per layer), word 2.00 MiB (0.50 per layer)"
+        in out
+    )
