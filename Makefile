@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mger-installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo demo-full test clean-data
+.PHONY: install demo demo-full demo-layers test clean-data
 
 install: $(STAMP)
 
@@ -28,6 +28,15 @@ demo-full: $(STAMP)
 	$(BIN)/dvc repro train
 	$(BIN)/mger train --params params/demo-full.yaml --experiment all
 	$(BIN)/mger report --params params/demo-full.yaml
+
+# After `make demo`: a store of every layer of the demo model and a row that learns a weighted sum of
+# them (params/demo-layers.yaml, beside the demo's last-layer rows); reports/layers/results.md.
+demo-layers: $(STAMP)
+	$(BIN)/dvc repro extract
+	$(BIN)/mger extract --params params/demo-layers.yaml --kind layers
+	for row in probe_speech audio_word probe_layers audio_word_layers; do \
+	  $(BIN)/mger train --params params/demo-layers.yaml --experiment $$row || exit 1; done
+	$(BIN)/mger report --params params/demo-layers.yaml
 
 # Lint first (ruff: F, E, W, I, and the format check; import-linter: the layers of docs/architecture.md), then the tests.
 test: $(STAMP)

@@ -24,7 +24,8 @@ one store is not timed.  Prints:
    each phase's share is the GPU time spent in it or idle waiting for the host to get through
    it); on CPU also padded batches of 30 s of audio against one utterance per batch
    (``batch_seconds: auto`` on CPU);
-3. a middle layer (6 of 12) vs the last layer;
+3. a middle layer (6 of 12) vs the last layer, and all 13 hidden states (``layer: all``, what
+   learned layer weights read) vs the last layer: time and store size, side by side;
 4. pooling alone, vectorised vs a Python loop over every segment of the demo corpus, called
    the way the pipeline calls it (one call per part of ``features.shard_size`` utterances);
 5. loading one fold's features, level by level, from the HDF5 store vs per-utterance .npy files,
@@ -311,12 +312,31 @@ def bench_encoding(path: str, device: str, utts, waves, table, audio: float, rep
     layers = {
         "6": lambda: pipeline_run(path, 6, device, "fp32", utts, table, tmp / "mid.h5"),
         "last": lambda: pipeline_run(path, "last", device, "fp32", utts, table, tmp / "last.h5"),
+        "all": lambda: pipeline_run(path, "all", device, "fp32", utts, table, tmp / "all.h5"),
     }
     t_layer = best_rounds(repeats, layers)
     print(
         f"layer 6 of 12: {t_layer['6']:.2f} s vs last layer {t_layer['last']:.2f} s = "
         f"{t_layer['6'] / t_layer['last']:.2f} of the time (fp32)",
         flush=True,
+    )
+    print(layer_cost_line(t_layer["all"], t_layer["last"], tmp / "all.h5", tmp / "last.h5"), flush=True)
+
+
+def rows_mib(store: Path) -> float:
+    """MiB of float16 rows in a store, all levels (offsets and attributes not counted)."""
+    fs = FeatureStore(store)
+    return sum(2 * int(np.prod(fs.level_shape(lv))) for lv in fs.levels) / 2**20
+
+
+def layer_cost_line(t_all: float, t_last: float, all_store: Path, last_store: Path) -> str:
+    """The cost of writing k layers: time and store size of ``layer: all`` against the last layer."""
+    k = FeatureStore(all_store).level_shape("frame")[1]
+    size_all, size_last = rows_mib(all_store), rows_mib(last_store)
+    return (
+        f"all {k} hidden states (layer: all) vs the last layer: {t_all:.2f} s vs {t_last:.2f} s = "
+        f"{t_all / t_last:.2f}x the time; store rows {size_all:.1f} MiB vs {size_last:.1f} MiB = "
+        f"{size_all / size_last:.1f}x the size (fp32, 5 levels)"
     )
 
 

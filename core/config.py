@@ -118,7 +118,7 @@ class SpeechFeaturesConfig:
 
     model: str = "data/models/wav2vec2-demo"
     revision: Optional[str] = None
-    layer: Union[Literal["last", "mean"], int, list[int]] = "last"
+    layer: Union[Literal["last", "mean", "all"], int, list[int]] = "last"  # all: every hidden state, stacked
     pooling: Literal["mean", "max", "std"] = "mean"
     levels: list[SpeechLevel] = field(default_factory=lambda: ["frame", "phone", "syllable", "word", "utterance"])
     max_seconds: float = 30.0
@@ -353,6 +353,7 @@ class ExperimentSpec:
     late_weights: Literal["mean", "fitted"] = "fitted"
     features: Literal["frozen", "finetuned"] = "frozen"
     finetune: Optional[str] = None  # fine-tuned experiments: the finetune.variants entry it reads
+    layer_weights: Optional[Literal["off", "mean", "learned"]] = None  # a layer-list store's layers (default: train's)
 
 
 @dataclass
@@ -377,6 +378,9 @@ class TrainConfig:
     metrics_dir: str = "reports/metrics"
     epochs_dir: str = "reports/epochs"
     predictions_dir: str = "reports/predictions"
+    # a speech store of several layers (features.speech.layer a list or all): off refuses it, mean
+    # averages its layers, learned trains a softmax-weighted sum with each classifier (SUPERB's recipe)
+    layer_weights: Literal["off", "mean", "learned"] = "off"
     experiments: dict[str, ExperimentSpec] = field(default_factory=dict)
     finetuned_experiments: dict[str, ExperimentSpec] = field(default_factory=dict)
 
@@ -409,6 +413,9 @@ class ReportConfig:
     out: str = "reports/results.md"
     figures: str = "reports/figures"
     metrics: str = "reports/metrics.json"  # headline figures per row, what `dvc exp show` compares
+    experiments: Optional[list[str]] = (
+        None  # rows shown (default all; --experiment overrides)
+    )
 
 
 @dataclass

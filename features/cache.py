@@ -559,6 +559,23 @@ class FeatureStore:
     def n_rows(self, level: str) -> int:
         return int(self._offsets(level)[-1])
 
+    def level_shape(self, level: str) -> tuple[int, ...]:
+        """The level's data shape: (rows, dim), or (rows, layers, dim) for a store of several layers."""
+        return tuple(self._level(level)[2])
+
+    def size_line(self) -> str:
+        """The stored rows' size per level, and per layer where the store holds several
+        (float16: 2 bytes a value; offsets and attributes not counted), e.g.
+        ``5 layers x 128 dims per row; word 5.29 MiB (1.06 per layer), ...``."""
+        shapes = {lv: self.level_shape(lv) for lv in self.levels}
+        first = next(iter(shapes.values()), (0, 0))
+        layers = first[1] if len(first) == 3 else 1
+        mib = {lv: 2 * int(np.prod(shape)) / 2**20 for lv, shape in shapes.items()}
+        per = (lambda lv: f" ({mib[lv] / layers:.2f} per layer)") if layers > 1 else (lambda lv: "")
+        cells = ", ".join(f"{lv} {mib[lv]:.2f} MiB{per(lv)}" for lv in shapes)
+        what = f"{layers} layers x {first[-1]} dims per row; " if layers > 1 else ""
+        return f"{what}{cells}; {sum(mib.values()):.2f} MiB of rows in all"
+
     @property
     def fingerprint(self) -> dict:
         return json.loads(self.attrs["fingerprint"])

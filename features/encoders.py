@@ -184,8 +184,8 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.qint8}[dtype]
 
 
-def quantize_linear(model: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 quantisation of the transformer's ``nn.Linear`` layers (``encoder.*``):
+def quantize_linear(model: torch.nn.Module, prefix: str = "encoder.") -> torch.nn.Module:
+    """Dynamic int8 quantisation of the transformer's ``nn.Linear`` layers (``prefix*``):
     weights int8 per output channel, activations quantised per batch at run time (fbgemm uses
     AVX-512 VNNI where the CPU has it).  The conv feature encoder and the feature projection
     stay fp32 (the projection feeds every layer; keeping it fp32 lowers the deviation)."""
@@ -196,7 +196,7 @@ def quantize_linear(model: torch.nn.Module) -> torch.nn.Module:
     spec = {
         name: per_channel_dynamic_qconfig
         for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and name.startswith("encoder.")
+        if isinstance(module, torch.nn.Linear) and name.startswith(prefix)
     }
     with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
         warnings.simplefilter("ignore")
@@ -215,16 +215,18 @@ def state_dict_sha256(model: torch.nn.Module) -> str:
 
 
 def layer_indices(layer: LayerSpec, n_layers: int) -> list[int]:
-    """Hidden-state indices (0..n_layers) for a layer spec."""
+    """Hidden-state indices (0..n_layers) for a layer spec (``all``: every one, 0..n_layers)."""
     if layer == "last":
         return [n_layers]
+    if layer == "all":
+        return list(range(n_layers + 1))
     if layer == "mean":
         return list(range(1, n_layers + 1))
     items = layer if isinstance(layer, list) else [layer]
     out = []
     for item in items:
         if not isinstance(item, int) or isinstance(item, bool):
-            raise ValueError(f"layer {layer!r}: expected 'last', 'mean', an int or a list of ints")
+            raise ValueError(f"layer {layer!r}: expected 'last', 'mean', 'all', an int or a list of ints")
         idx = item + n_layers + 1 if item < 0 else item
         if not 0 <= idx <= n_layers:
             raise ValueError(f"layer {item} out of range for a model with {n_layers} layers")
@@ -234,11 +236,17 @@ def layer_indices(layer: LayerSpec, n_layers: int) -> list[int]:
 
 def resolved_layer(layer: LayerSpec, n_layers: int) -> int | list[int] | str:
     """The layer setting as hidden-state indices, as the fingerprint stores it: one index, a list
-    of them (stacked), or ``"mean"`` (of every layer); ``last``, ``-1`` and ``n_layers`` agree."""
+    of them (stacked), or ``"mean"`` (of every layer); ``last``, ``-1`` and ``n_layers`` agree,
+    and so do ``all`` and the list ``[0, ..., n_layers]``."""
     if layer == "mean":
         return "mean"
     indices = layer_indices(layer, n_layers)
-    return indices if isinstance(layer, list) else indices[0]
+    return indices if stacks_layers(layer) else indices[0]
+
+
+def stacks_layers(layer: LayerSpec) -> bool:
+    """Whether ``layer`` stores several layers on an extra axis (a list, or ``all``)."""
+    return isinstance(layer, list) or layer == "all"
 
 
 def autocast_context(device: torch.device, dtype: torch.dtype):
@@ -413,12 +421,31 @@ class SpeechEncoder:
         self.sample_rate = sample_rate
         self.frame_stride_s = self.geometry.stride / sample_rate
         self.frame_centre0_s = self.geometry.receptive_field / 2 / sample_rate
-        self.use_attention_mask = getattr(self.config, "feat_extract_norm", "group") == "layer"
+        self.use_attention_mask = getattr(self.config, "feat_extract_norm", "layer") == "layer"  # data2vec: layer
+        # data2vec-audio's positional embedding is a stack of convolutions with no mask between
+        # them: padded frames leak into an utterance's last frames, so a padded batch runs item by item
+        self.pads_exactly = self.config.model_type != "data2vec-audio"
         self.normalize = self._reads_normalize(path, revision, source)
         self.max_samples = self._multiple(max_seconds * sample_rate)
         self.overlap_samples = self._multiple(overlap_seconds * sample_rate)
         if self.max_samples <= 2 * self.overlap_samples:
             raise ValueError("features.speech.max_seconds must exceed twice overlap_seconds")
+
+    caches_conv = True  # fine-tuning with a frozen conv stack computes its output once per utterance
+
+    @property
+    def feature_encoder(self) -> torch.nn.Module:
+        """The convolutional front end (what ``finetune.freeze_feature_encoder`` freezes)."""
+        return self.model.feature_extractor
+
+    def forward_waves(self, waves: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prepared waves (T_i,) through the whole model, with gradients when the model trains:
+        last-layer frames (B, T_max, D) and their (B, T_max) bool mask (fine-tuning)."""
+        padded, _ = pad_batch(waves, self.device)
+        with self.padding([len(x) for x in waves]) as kwargs:
+            hidden = self.model(padded, **kwargs).last_hidden_state
+        lengths = torch.tensor([self.n_frames(len(x)) for x in waves], device=hidden.device)
+        return hidden, torch.arange(hidden.shape[1], device=hidden.device)[None] < lengths[:, None]
 
     @staticmethod
     def _swap_group_norm(net: torch.nn.Module) -> None:
@@ -477,7 +504,7 @@ class SpeechEncoder:
         picked = [hidden[i] for i in self.indices]
         if self.layer == "mean":
             return torch.stack(picked, 0).mean(0)
-        if isinstance(self.layer, list):
+        if stacks_layers(self.layer):
             return torch.stack(picked, 2)  # (B, T, n_layers, D)
         return picked[0]
 
@@ -497,10 +524,15 @@ class SpeechEncoder:
         memory); returns item b's first ``frames[b]`` frames, (frames[b], D) or
         (frames[b], n_layers, D) float32, on the device."""
         frames = frames if frames is not None else [self.n_frames(n) for n in lengths]
+        if mask is not None and not self.pads_exactly:  # each item alone (see pads_exactly)
+            return [
+                self._forward_padded(batch[b : b + 1, :n], None, [n], [f])[0]
+                for b, (n, f) in enumerate(zip(lengths, frames))
+            ]
         batch = batch.to(self.device, non_blocking=True)
         mask = mask.to(self.device, non_blocking=True) if mask is not None else None
         # One layer: after truncation it is the last one run, so the hidden-state tuple is not needed.
-        single = not isinstance(self.layer, list) and self.layer != "mean"
+        single = not stacks_layers(self.layer) and self.layer != "mean"
         with torch.inference_mode(), autocast_context(self.device, self.dtype), self.padding(lengths, mask) as kwargs:
             out = self.model(batch, output_hidden_states=not single, **kwargs)
         feats = (out.last_hidden_state if single else self._select(out.hidden_states)).float()
@@ -572,6 +604,182 @@ class SpeechEncoder:
         Wav2Vec2FeatureExtractor(
             do_normalize=self.normalize, return_attention_mask=self.use_attention_mask
         ).save_pretrained(folder)
+
+
+WHISPER_HOP = 160  # log-mel hop (samples); the encoder's second conv halves the rate: 320 samples, 20 ms per frame
+
+
+class WhisperSpeechEncoder:
+    """Whisper's encoder (``WhisperModel.get_encoder()``) as a frozen speech encoder (an :class:`Encoder`).
+
+    Input: each utterance's log-mel spectrogram from the checkpoint's ``WhisperFeatureExtractor``
+    (80 or 128 bins, 10 ms hop), computed on the utterance alone padded with silence to the
+    encoder's window (``max_source_positions`` x 2 hops: 30 s for every released checkpoint), as
+    Whisper was trained; the encoder has no attention mask, so batching changes nothing.  Output
+    frame t (20 ms stride) is centred at 20t ms (the centred STFT's mel frame 2t); an utterance
+    keeps the frames whose centres lie within it, ``ceil(samples / 320)``, the rest of the window
+    (padding) is dropped.  Longer utterances than the window (or ``max_seconds``) are chunked and
+    stitched as for wav2vec2 (:func:`chunk_spans`).  Layers: as :class:`SpeechEncoder` (hidden
+    state 0 = the conv+position embeddings, L = the final layer-normed output; layers above the
+    deepest one asked for are removed, with the final layer norm)."""
+
+    caches_conv = False  # fine-tuning runs the (cheap, two-layer) conv front end every step
+    input_kind = "log-mel (WhisperFeatureExtractor), one padded window per utterance or chunk, frames trimmed"
+
+    def __init__(
+        self,
+        model: str,
+        revision: str | None = None,
+        layer: LayerSpec = "last",
+        device: str = "auto",
+        dtype: str = "auto",
+        max_seconds: float = 30.0,
+        overlap_seconds: float = 2.0,
+        sample_rate: int = 16000,
+    ) -> None:
+        from transformers import AutoConfig, WhisperFeatureExtractor, WhisperModel
+
+        _quiet_transformers()
+        path = resolve_model_path(model)
+        self.name, self.revision = model, revision
+        source = hub_source(model, path, revision, "features.speech.model")
+        self.config = AutoConfig.from_pretrained(path, revision=revision, **source)
+        self.full = WhisperModel.from_pretrained(path, revision=revision, **source)
+        net = self.full.get_encoder()
+        self.weights_sha256 = state_dict_sha256(net)  # the decoder never changes a feature
+        try:
+            self.extractor = WhisperFeatureExtractor.from_pretrained(path, revision=revision, **source)
+        except OSError:  # a checkpoint saved without its preprocessor: the config's mel bins
+            self.extractor = WhisperFeatureExtractor(feature_size=int(self.config.num_mel_bins))
+        self.n_layers = int(self.config.encoder_layers)
+        self.layer = layer
+        self.indices = layer_indices(layer, self.n_layers)
+        self.layer_key = resolved_layer(layer, self.n_layers)
+        deepest = max(self.indices)
+        if deepest < self.n_layers:
+            net.layers = net.layers[:deepest]
+            net.layer_norm = torch.nn.Identity()
+        self.layers_run = deepest
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = net.to(self.device).eval().requires_grad_(False)
+        if self.dtype == torch.qint8:
+            self.model = quantize_linear(self.model, prefix="layers.")
+        self.sample_rate = sample_rate
+        self.mel_frames = int(self.config.max_source_positions) * 2  # the window, in 10 ms mel frames
+        self.window_samples = self.mel_frames * WHISPER_HOP
+        self.geometry = ConvGeometry(2 * WHISPER_HOP, 2 * WHISPER_HOP)
+        self.frame_stride_s = self.geometry.stride / sample_rate
+        self.frame_centre0_s = 0.0
+        self.normalize = False  # the log-mel is Whisper's own normalisation
+        self.max_samples = min(self.window_samples, int(max_seconds * sample_rate)) // 320 * 320
+        self.overlap_samples = int(overlap_seconds * sample_rate) // 320 * 320
+        if self.max_samples <= 2 * self.overlap_samples:
+            raise ValueError("features.speech.max_seconds must exceed twice overlap_seconds")
+
+    @property
+    def dim(self) -> int:
+        return int(self.config.d_model)
+
+    @property
+    def feature_encoder(self) -> torch.nn.Module:
+        """The two convolutions before the transformer (what ``freeze_feature_encoder`` freezes)."""
+        return torch.nn.ModuleList([self.model.conv1, self.model.conv2])
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames whose centres (20t ms) lie within ``n_samples``: ``ceil(n / 320)``, at least 1."""
+        return max(1, -(-int(n_samples) // self.geometry.stride))
+
+    def prepare(self, wave: np.ndarray) -> np.ndarray:
+        """A raw waveform (float32, 16 kHz) as read, at least one frame long (silence padded)."""
+        wave = np.asarray(wave, dtype=np.float32)
+        return np.pad(wave, (0, max(0, self.geometry.stride - len(wave))))
+
+    def log_mel(self, waves: Sequence[np.ndarray]) -> torch.Tensor:
+        """(B, n_mels, window) log-mel spectrograms, each utterance alone, padded to the window."""
+        mels = [
+            self.extractor(w, sampling_rate=self.sample_rate, return_tensors="np")["input_features"][0] for w in waves
+        ]
+        return torch.from_numpy(np.stack(mels)).float()
+
+    def _forward_mels(self, mels: torch.Tensor, frames: Sequence[int]) -> list[torch.Tensor]:
+        """The encoder on (B, n_mels, window) log-mels; item b's first ``frames[b]`` frames (float32)."""
+        single = not stacks_layers(self.layer) and self.layer != "mean"
+        with torch.inference_mode(), autocast_context(self.device, self.dtype):
+            out = self.model(mels.to(self.device, non_blocking=True), output_hidden_states=not single)
+        if single:
+            feats = out.last_hidden_state
+        else:
+            picked = [out.hidden_states[i] for i in self.indices]
+            feats = torch.stack(picked, 0).mean(0) if self.layer == "mean" else torch.stack(picked, 2)
+        return [feats.float()[i, :n] for i, n in enumerate(frames)]
+
+    def prepare_batch(self, waves: Sequence[np.ndarray]) -> SpeechBatch:
+        """Host side: log-mels of the utterances that fit one window; longer ones kept for chunking."""
+        waves = [self.prepare(w) for w in waves]
+        short = [i for i, w in enumerate(waves) if len(w) <= self.max_samples]
+        long = [(i, w) for i, w in enumerate(waves) if len(w) > self.max_samples]
+        mels = self.log_mel([waves[i] for i in short]) if short else None
+        lengths = [len(waves[i]) for i in short]
+        return SpeechBatch(len(waves), short, mels, None, lengths, [self.n_frames(n) for n in lengths], long)
+
+    def encode_batch(self, batch: SpeechBatch) -> list[torch.Tensor]:
+        """Device side: (T_i, D) or (T_i, n_layers, D) float32 frames per utterance."""
+        out: list[torch.Tensor | None] = [None] * batch.size
+        if batch.short:
+            for i, f in zip(batch.short, self._forward_mels(batch.padded, batch.frames)):
+                out[i] = f
+        for i, w in batch.long:
+            spans = chunk_spans(len(w), self.max_samples, self.overlap_samples, self.geometry.stride)
+            parts = [self._forward_mels(self.log_mel([w[s:e]]), [self.n_frames(e - s)])[0] for s, e in spans]
+            out[i] = stitch_chunks(parts, spans, len(w), self.n_frames(len(w)), self.geometry.stride)
+        return out  # type: ignore[return-value]
+
+    def encode_part(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """Frame features per utterance (raw float32 waves, 16 kHz): :meth:`encode_batch` of :meth:`prepare_batch`."""
+        return self.encode_batch(self.prepare_batch(waves))
+
+    def forward_waves(self, waves: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prepared waves (T_i,), with gradients when the model trains: last-layer frames
+        (B, T_max, D) trimmed to the longest item and their (B, T_max) mask.  A wave longer
+        than the window is read up to the window's end (fine-tuning's training windows are
+        shorter; our reading for evaluation, which reads whole utterances)."""
+        frames = [min(self.n_frames(len(w)), self.mel_frames // 2) for w in waves]
+        mels = self.log_mel([np.asarray(w.detach().cpu(), dtype=np.float32) for w in waves]).to(self.device)
+        hidden = self.model(mels).last_hidden_state[:, : max(frames)]
+        lengths = torch.tensor(frames, device=hidden.device)
+        return hidden, torch.arange(hidden.shape[1], device=hidden.device)[None] < lengths[:, None]
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """The whole ``WhisperModel`` (encoder as trained, decoder as loaded) and its feature extractor."""
+        self.full.save_pretrained(folder)
+        self.extractor.save_pretrained(folder)
+
+
+def is_whisper(model: str, revision: str | None = None) -> bool:
+    """Whether ``model`` (hub id or path) is a Whisper checkpoint (its config's ``model_type``)."""
+    from transformers import AutoConfig
+
+    _quiet_transformers()
+    path = resolve_model_path(model)
+    source = hub_source(model, path, revision, "features.speech.model")
+    return AutoConfig.from_pretrained(path, revision=revision, **source).model_type == "whisper"
+
+
+def speech_encoder(
+    model: str,
+    revision: str | None = None,
+    layer: LayerSpec = "last",
+    device: str = "auto",
+    dtype: str = "auto",
+    max_seconds: float = 30.0,
+    overlap_seconds: float = 2.0,
+) -> "SpeechEncoder | WhisperSpeechEncoder":
+    """The neural speech encoder for ``model``: Whisper's encoder (log-mel input) for a Whisper
+    checkpoint, else :class:`SpeechEncoder` (raw waveform: wav2vec 2.0, HuBERT, WavLM,
+    data2vec-audio).  The one place extraction and fine-tuning choose between them."""
+    cls = WhisperSpeechEncoder if is_whisper(model, revision) else SpeechEncoder
+    return cls(model, revision, layer, device, dtype, max_seconds, overlap_seconds)
 
 
 class TextEncoder:

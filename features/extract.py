@@ -73,7 +73,7 @@ from mger.features.cache import (
     verify_store,
     write_store,
 )
-from mger.features.encoders import Encoder, ModelUnavailable, SpeechEncoder, TextEncoder
+from mger.features.encoders import Encoder, ModelUnavailable, SpeechEncoder, TextEncoder, speech_encoder
 from mger.features.pooling import pool_segments
 from mger.features.text import aligned_word_spans
 
@@ -178,7 +178,7 @@ def build_encoder(kind: str, cfg: FeaturesConfig) -> Encoder:
             return OpenSmileEncoder(cfg.speech.model)
         if kind == "speech":
             s = cfg.speech
-            return SpeechEncoder(s.model, s.revision, s.layer, cfg.device, cfg.dtype, s.max_seconds, s.overlap_seconds)
+            return speech_encoder(s.model, s.revision, s.layer, cfg.device, cfg.dtype, s.max_seconds, s.overlap_seconds)
         t = cfg.text
         return TextEncoder(t.model, t.revision, t.layer, cfg.device, t.max_length, t.markers)
     except ModelUnavailable as err:  # names the param already
@@ -243,6 +243,8 @@ def fingerprint(kind: str, encoder: Encoder, cfg: FeaturesConfig, inputs: Inputs
         "frame_stride": encoder.frame_stride_s,
         "audio_sha256": audio_sha256(inputs.utts),
     }
+    if hasattr(encoder, "input_kind"):  # Whisper: log-mel input (wav2vec2-family fingerprints are as before)
+        speech["input"] = encoder.input_kind
     if isinstance(encoder, OpenSmileEncoder):
         return speech | encoder.settings() | {"frame_centre0": encoder.frame_centre0_s}
     return speech | {

@@ -53,7 +53,7 @@ from mger.features.encoders import resolve_device, resolved_layer
 from mger.features.extract import check_store_inputs, store_config, store_path as extracted_store
 from mger.models.loop import NonFiniteLoss
 from mger.models.metrics import all_metrics
-from mger.models.modules import ModelConfig, input_names
+from mger.models.modules import LayerWeighted, ModelConfig, input_names
 from mger.models.predictions import Predictions, write_predictions
 from mger.models.probe import LinearProbe, probe_inputs
 from mger.models.stats import METHOD, breakdown, clusters_of, sd, summarize
@@ -102,7 +102,14 @@ def expected_cost(spec: ExperimentSpec, train: TrainConfig) -> float:
     return sum(member_cost(part) for part in members(spec))
 
 
-def model_config(spec: ExperimentSpec, train: TrainConfig, dims: dict[str, int], n_classes: int) -> ModelConfig:
+def model_config(
+    spec: ExperimentSpec,
+    train: TrainConfig,
+    dims: dict[str, int],
+    n_classes: int,
+    stacked: dict[str, int] | None = None,
+) -> ModelConfig:
+    """``stacked``: input name → layers of an input stored with a layer axis (its rows (R, L, D))."""
     return ModelConfig(
         kind=spec.model,
         speech_levels=list(spec.speech_levels),
@@ -118,6 +125,8 @@ def model_config(spec: ExperimentSpec, train: TrainConfig, dims: dict[str, int],
         aux_unimodal_on=spec.aux_unimodal_on,
         aux_matching_negatives=spec.aux_matching_negatives,
         probe=spec.probe,
+        stacked_layers=dict(stacked or {}),
+        layer_weights=spec.layer_weights or train.layer_weights,
     )
 
 
@@ -212,6 +221,7 @@ def fit_member(
     train_cfg: TrainConfig,
     seed: int,
     scaled: Sequence[TensorSet] | None = None,
+    record: dict | None = None,
 ) -> tuple[tuple[np.ndarray, np.ndarray], list[dict]]:
     """Train one model (early-stopped on validation) or fit the linear probe (C chosen on
     validation); returns its (validation, test) class probabilities and its history rows.
@@ -237,6 +247,8 @@ def fit_member(
     if train_cfg.standardize:
         train_set, val_set, test_set = scaled or fold_scaled(train_set, val_set, test_set)
     model, history = fit(cfg, train_set, val_set, train_cfg, seed)
+    if record is not None and isinstance(model, LayerWeighted):  # the best epoch's layer weights
+        record["layer_weights"] = [round(float(w), 6) for w in model.weights().detach().cpu()]
     return (predict_proba(model, val_set), predict_proba(model, test_set)), history
 
 
@@ -356,25 +368,35 @@ def _run_experiment(
     predictions: list[Predictions] = []
     jobs = [(seed, fold) for seed in train_cfg.seeds for fold in splits]
     probes: dict[tuple[int, int], tuple] = {}
+    layer_rows: list[dict] = []  # learned layer weights per fold, seed and member (layer_weights: learned)
     scaled: dict[int, list[TensorSet]] = {}  # the current fold's standardised sets, shared by its members
     for seed, fold in tqdm(jobs, desc=f"train {name}", unit="fold", file=sys.stderr):
         tr, va, te = splits[fold].train, splits[fold].val, splits[fold].test
         data = fold_data(fold)
         dims = {n: int(b.data.shape[-1]) for n, b in data.inputs.items()}
+        stacked = {n: int(b.data.shape[1]) for n, b in data.inputs.items() if b.data.dim() == 3}
         train_set, val_set, test_set = (data.subset(np.array(idx)) for idx in (tr, va, te))
         val_probs, test_probs = [], []
         for k, part in enumerate(parts):
-            cfg = model_config(part, train_cfg, dims, len(classes))
+            cfg = model_config(part, train_cfg, dims, len(classes), stacked)
+            _check_layer_weights(name, cfg, spec, features)
             if cfg.kind == "probe" and (fold, k) in probes:  # deterministic: every seed gives the same probe
                 probs, history = probes[(fold, k)]
             else:
                 if cfg.kind != "probe" and train_cfg.standardize and fold not in scaled:
                     scaled = {fold: fold_scaled(train_set, val_set, test_set)}  # one fold's copy held at a time
+                record: dict = {}
                 try:
-                    probs, history = fit_member(cfg, train_set, val_set, test_set, train_cfg, seed, scaled.get(fold))
+                    probs, history = fit_member(
+                        cfg, train_set, val_set, test_set, train_cfg, seed, scaled.get(fold), record
+                    )
                 except NonFiniteLoss as err:  # one line naming the run; no metrics or predictions written
                     member = f" ({member_label(part)})" if len(parts) > 1 else ""
                     raise StageError(f"experiment {name}{member}: fold {fold}, seed {seed}, {err}") from None
+                if "layer_weights" in record:
+                    layer_rows.append(
+                        {"fold": fold, "seed": seed, "member": member_label(part), "weights": record["layer_weights"]}
+                    )
                 if cfg.kind == "probe":
                     probes[(fold, k)] = probs, history
             history_rows += [{"fold": fold, "seed": seed, "member": member_label(part), **h} for h in history]
@@ -450,11 +472,19 @@ def _run_experiment(
             "mger_version": __version__,
             "split_seed": split.seed,
             "stores": provenance,
-            "spec": {k: v for k, v in dataclasses.asdict(spec).items() if not (k == "finetune" and v is None)},
+            "spec": {
+                k: v
+                for k, v in dataclasses.asdict(spec).items()
+                if not (k in ("finetune", "layer_weights") and v is None)
+            },
             "train": train_params(train_cfg),
         },
     }
     epochs = Path(train_cfg.epochs_dir) / f"{name}.csv"
+    if layer_rows:
+        result["layer_weights"] = layer_weight_summary(
+            spec.layer_weights or train_cfg.layer_weights, layer_rows, provenance
+        )
     write_predictions(prediction_path(train_cfg, name), pred)
     write_csv_atomic(epochs, HISTORY_FIELDS, history_rows)
     result["predictions_sha256"] = file_sha256(prediction_path(train_cfg, name))
@@ -467,6 +497,34 @@ def _run_experiment(
         f"{time.perf_counter() - t0:.1f}s"
     )
     return result
+
+
+def _check_layer_weights(name: str, cfg: ModelConfig, spec: ExperimentSpec, features: FeaturesConfig) -> None:
+    """A classifier on a store of several layers needs ``layer_weights`` mean or learned: one line naming it."""
+    stacked = {n: k for n, k in cfg.stacked_layers.items() if n in input_names(cfg)}
+    if stacked and cfg.kind != "probe" and cfg.layer_weights == "off":
+        layer = store_config(features, spec.speech_store).speech.layer
+        raise StageError(
+            f"train {name}: its speech store {spec.speech_store!r} holds {next(iter(stacked.values()))} layers "
+            f"(features.speech.layer {layer!r}); set train.layer_weights (or the experiment's layer_weights) "
+            "to learned or mean, or extract one layer"
+        )
+
+
+def layer_weight_summary(mode: str, rows: list[dict], provenance: dict) -> dict:
+    """The metrics JSON's ``layer_weights``: the hidden-state index of each stored layer, every
+    fold's, seed's and member's softmax weights (the best epoch's), and their mean."""
+    first = next(iter(provenance.values()), {}).get("speech", {})
+    layers = None
+    if first.get("path"):
+        layers = FeatureStore(first["path"]).fingerprint.get("layer")
+    weights = np.array([r["weights"] for r in rows], float)
+    return {
+        "mode": mode,
+        "layers": layers if isinstance(layers, list) else list(range(weights.shape[1])),
+        "per_fold": rows,
+        "mean": [round(float(w), 6) for w in weights.mean(0)],
+    }
 
 
 def _cross_fitted(
@@ -537,4 +595,7 @@ def prediction_path(train_cfg: TrainConfig, name: str) -> Path:
 def train_params(train_cfg: TrainConfig) -> dict:
     """The training settings that change a result (everything but output folders and experiment lists)."""
     skip = {"metrics_dir", "epochs_dir", "predictions_dir", "experiments", "finetuned_experiments", "n_jobs"}
-    return {k: v for k, v in dataclasses.asdict(train_cfg).items() if k not in skip}
+    settings = {k: v for k, v in dataclasses.asdict(train_cfg).items() if k not in skip}
+    if settings.get("layer_weights") == "off":  # the default: rows written before it existed read the same
+        del settings["layer_weights"]
+    return settings

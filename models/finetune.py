@@ -54,7 +54,15 @@ from mger.core.config import FeaturesConfig, FinetuneConfig
 from mger.core.manifest import Utterance
 from mger.core.reporting import StageError
 from mger.core.splits import fold_split
-from mger.features.encoders import Encoder, SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
+from mger.features.encoders import (
+    Encoder,
+    SpeechEncoder,
+    TextEncoder,
+    autocast_context,
+    pad_batch,
+    resolve_dtype,
+    speech_encoder,
+)
 from mger.models.loop import EpochState, NonFiniteLoss, epoch_seeding, run_epochs
 from mger.models.metrics import unweighted_accuracy
 from mger.models.modules import masked_mean
@@ -123,7 +131,8 @@ class SpeechInputs:
         self.encoder, self.frozen_conv = encoder, frozen_conv
         self.net = encoder.model
         waves = (encoder.prepare(read_audio(u.wav)) for u in utts)
-        if frozen_conv:
+        self.cached_conv = frozen_conv and encoder.caches_conv
+        if self.cached_conv:
             with torch.no_grad():
                 self.items = [
                     self.net.feature_extractor(torch.from_numpy(w)[None].to(encoder.device))[0].T.float().cpu()
@@ -145,17 +154,15 @@ class SpeechInputs:
     def forward(self, idx: Sequence[int], gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Last-layer frames (B, T, D) and their mask; ``gen`` given: random training crops."""
         items = [_crop(self.items[i], self.crop, gen) for i in idx]
+        if not self.cached_conv:
+            return self.encoder.forward_waves(items)
         padded, mask = pad_batch(items, self.encoder.device)
-        if self.frozen_conv:
+        if self.cached_conv:
             proj = self.net.feature_projection(padded)
             hidden = proj[0] if isinstance(proj, tuple) else proj
             if self.net.training and hasattr(self.net, "_mask_hidden_states"):
                 hidden = self.net._mask_hidden_states(hidden, attention_mask=mask)
             return self.net.encoder(hidden, attention_mask=mask)[0], mask
-        with self.encoder.padding([len(x) for x in items]) as kwargs:
-            hidden = self.net(padded, **kwargs).last_hidden_state
-        lengths = torch.tensor([self.encoder.n_frames(len(x)) for x in items], device=hidden.device)
-        return hidden, torch.arange(hidden.shape[1], device=hidden.device)[None] < lengths[:, None]
 
 
 class TextInputs:
@@ -415,7 +422,7 @@ def train_modality(
     device, dtype = encoder.device, resolve_dtype("auto", encoder.device)
     net = encoder.model.train().requires_grad_(True)
     if modality == "speech" and cfg.freeze_feature_encoder:
-        net.feature_extractor.requires_grad_(False)
+        encoder.feature_encoder.requires_grad_(False)
     head = Head(encoder.dim, len(classes), cfg.dropout).to(device)
     torch.manual_seed(cfg.seed)
     head.out.reset_parameters()  # the head's initial weights depend on the seed only
@@ -451,7 +458,7 @@ def build_encoders(cfg: FinetuneConfig, features: FeaturesConfig) -> dict:
     speech encoder, and the text encoder when it is fine-tuned or (fusion objective) read frozen."""
     s, t = features.speech, features.text
     out = {
-        "speech": SpeechEncoder(s.model, s.revision, "last", features.device, "fp32", s.max_seconds, s.overlap_seconds)
+        "speech": speech_encoder(s.model, s.revision, "last", features.device, "fp32", s.max_seconds, s.overlap_seconds)
     }
     if cfg.text or cfg.objective == "fusion":
         out["text"] = TextEncoder(t.model, t.revision, "last", features.device, t.max_length, t.markers)

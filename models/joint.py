@@ -44,7 +44,7 @@ from torch import nn
 from mger.core.config import FeaturesConfig, FinetuneConfig
 from mger.core.manifest import Utterance
 from mger.core.reporting import StageError, write_json
-from mger.features.encoders import SpeechEncoder, TextEncoder, autocast_context, pad_batch, resolve_dtype
+from mger.features.encoders import TextEncoder, autocast_context, pad_batch, resolve_dtype, speech_encoder
 from mger.models.finetune import (
     FinetuneSplit,
     Progress,
@@ -164,7 +164,7 @@ def train_joint(split: FinetuneSplit, encoders: dict, cfg: FinetuneConfig, fold_
     }
     speech_net = speech_enc.model.train().requires_grad_(True)
     if cfg.freeze_feature_encoder:
-        speech_net.feature_extractor.requires_grad_(False)
+        speech_enc.feature_encoder.requires_grad_(False)
     torch.manual_seed(cfg.seed)  # the head's initial weights depend on the seed only
     head = MhaAux(head_config(cfg, speech_enc.dim, text_enc.dim, len(split.classes))).to(device)
     parts = {"speech": speech_net, "head": head}
@@ -210,7 +210,7 @@ def evaluate_test(
     """The best-validation epoch, read back from ``fold_dir``, on the test session, once: writes
     its predictions next to the head and returns its WA/UA/F1.  Call only after training."""
     s = features.speech
-    speech_enc = SpeechEncoder(
+    speech_enc = speech_encoder(
         str(fold_dir / "speech"), None, "last", features.device, "fp32", s.max_seconds, s.overlap_seconds
     )
     text_enc = frozen_text or TextEncoder(

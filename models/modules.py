@@ -29,6 +29,7 @@ and cross-attention uses key padding masks.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -54,6 +55,8 @@ class ModelConfig:
     aux_unimodal_on: str = "fused"  # fused | encoder
     aux_matching_negatives: str = "any"  # any | other_label
     probe: str = "both"  # kind probe: speech, text or both
+    stacked_layers: dict[str, int] = field(default_factory=dict)  # input name → layers on its extra axis
+    layer_weights: str = "off"  # off | mean | learned: how a stacked input's layers are combined
 
     @property
     def speech_inputs(self) -> list[str]:
@@ -270,8 +273,43 @@ class MhaAux(nn.Module):
         return F.binary_cross_entropy_with_logits(pair, target)
 
 
+class LayerWeighted(nn.Module):
+    """SUPERB's weighted sum of encoder layers before any classifier: each stacked input
+    (B, T, L, D) becomes sum_l softmax(w)_l x[:, :, l] (B, T, D), one weight vector shared by
+    every stacked input of the model (its speech levels are poolings of the same layers), then
+    ``model`` runs.  ``learned``: w starts at zero (equal weights) and trains with the model;
+    ``mean``: w stays zero (the plain mean of the layers)."""
+
+    def __init__(self, model: nn.Module, n_layers: int, names: list[str], learned: bool) -> None:
+        super().__init__()
+        self.model, self.names = model, list(names)
+        self.layer_logits = nn.Parameter(torch.zeros(n_layers), requires_grad=learned)
+
+    def weights(self) -> torch.Tensor:
+        """(L,) softmax of the layer logits."""
+        return torch.softmax(self.layer_logits.float(), 0)
+
+    def forward(self, inputs: Inputs, labels: torch.Tensor | None = None) -> ModelOutput:
+        w = self.weights()
+        mixed = dict(inputs)
+        for name in self.names:
+            x, mask = inputs[name]
+            mixed[name] = (torch.einsum("btld,l->btd", x.float(), w), mask)
+        return self.model(mixed, labels)
+
+
 def build_model(cfg: ModelConfig) -> nn.Module:
-    """The module for ``cfg.kind`` (``late`` and ``combined`` are ensembles of these)."""
+    """The module for ``cfg.kind`` (``late`` and ``combined`` are ensembles of these); with
+    stacked inputs and ``layer_weights`` mean or learned, wrapped in :class:`LayerWeighted`."""
+    stacked = {n: k for n, k in cfg.stacked_layers.items() if n in input_names(cfg)}
+    if stacked:
+        if cfg.layer_weights == "off" or len(set(stacked.values())) != 1:
+            raise ValueError(
+                f"inputs {sorted(stacked)} hold {sorted(set(stacked.values()))} layers each: "
+                "train.layer_weights (mean | learned) combines one store's layers"
+            )
+        inner = build_model(dataclasses.replace(cfg, stacked_layers={}))
+        return LayerWeighted(inner, next(iter(stacked.values())), sorted(stacked), cfg.layer_weights == "learned")
     if cfg.kind == "audio":
         if len(cfg.speech_levels) != 1:
             raise ValueError(f"audio model takes one speech level, got {cfg.speech_levels}")

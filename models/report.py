@@ -361,24 +361,28 @@ def check_predictions(path: Path, metrics: dict) -> None:
         )
 
 
-def report_names(params: Params, only: Sequence[str] | None = None) -> list[str]:
-    """The experiments a report covers: every one of params, or ``only`` (each must be in params)."""
+def report_names(params: Params, only: Sequence[str] | None = None, where: str = "--experiment") -> list[str]:
+    """The experiments a report covers: every one of params, or ``only`` (each must be in params;
+    ``where`` names what listed them in an error)."""
     names = list(params.train.all_experiments)
     if only is None:
         return names
     unknown = [n for n in only if n not in names and n not in joint_names(params)]
     if unknown:
         raise StageError(
-            f"--experiment {unknown[0]}: not an experiment of train.experiments or train.finetuned_experiments "
+            f"{where} {unknown[0]}: not an experiment of train.experiments or train.finetuned_experiments "
             f"(known: {', '.join(names + list(joint_names(params))) or 'none'})"
         )
     return [n for n in names if n in only]
 
 
 def load_experiments(params: Params, only: Sequence[str] | None = None) -> list[Experiment]:
-    """The experiments of params (or ``only`` those, :func:`report_names`), in table order;
-    refuses missing, stale or malformed files."""
-    out, names = [], report_names(params, only)
+    """The experiments of params (or ``only`` those: ``mger report --experiment``, by default
+    ``report.experiments``; :func:`report_names`), in table order; refuses missing, stale or
+    malformed files."""
+    where = "--experiment" if only is not None else "report.experiments:"
+    only = params.report.experiments if only is None else only
+    out, names = [], report_names(params, only, where)
     segments = Path(params.align.out) / "segments.h5"
     if not segments.is_file():
         print(f"note: no segment table at {segments}: the stores' inputs were not checked against it")
@@ -918,6 +922,7 @@ def write_report(params: Params, only: Sequence[str] | None = None) -> Path:
         *paper_lines(rows, models, params.finetune),
         *detail_lines(rows),
         *published_lines(synthetic_corpus(params)),
+        *layer_weight_lines(rows, figures),
         "![confusion of the best system by validation UA](figures/confusion_best.png)",
         "![granularity](figures/ua_by_granularity.png)",
         "![fusion](figures/ua_by_fusion.png)",
@@ -959,7 +964,57 @@ def headline(rows: list[Experiment], best: Experiment) -> dict:
     }
 
 
+def layer_weight_lines(rows: list[Experiment], figures: Path) -> list[str]:
+    """Rows that learned a weighted sum of encoder layers (``layer_weights: learned``): their
+    mean softmax weight per stored layer, and ``layer_weights.png`` (every fold and seed as a
+    point, the mean as a line); nothing when no row did."""
+    weighted = [e for e in rows if e.metrics.get("layer_weights", {}).get("mode") == "learned"]
+    if not weighted:
+        return []
+    lines = [
+        "## Learned layer weights",
+        "",
+        "Softmax weights of the encoder layers each classifier learned with its own weights (SUPERB's "
+        "weighted sum; hidden state 0 = the transformer's input), at its best validation epoch: the "
+        "mean over folds and seeds (every one in the metrics JSON and the figure).",
+        "",
+        "| experiment | mean weight per layer (hidden state: weight) | heaviest |",
+        "|---|---|---:|",
+    ]
+    for e in weighted:
+        lw = e.metrics["layer_weights"]
+        cells = ", ".join(f"{i}: {w:.3f}" for i, w in zip(lw["layers"], lw["mean"]))
+        lines.append(f"| {e.name} | {cells} | {lw['layers'][int(np.argmax(lw['mean']))]} |")
+    lines += ["", "![learned layer weights](figures/layer_weights.png)", ""]
+    _plot_layer_weights([e.metrics for e in weighted], figures / "layer_weights.png")
+    return lines
+
+
 # --- figures, each written atomically -------------------------------------------------------------
+
+
+def _plot_layer_weights(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for k, m in enumerate(rows):
+        lw = m["layer_weights"]
+        layers = lw["layers"]
+        colour = f"C{k % 10}"
+        for r in lw["per_fold"]:
+            ax.plot(layers, r["weights"], "o", color=colour, alpha=0.35, markersize=4)
+        ax.plot(layers, lw["mean"], "-", color=colour, label=m["experiment"])
+        ax.set_xticks(layers)
+        ax.axhline(1 / len(layers), color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("encoder layer (hidden state; 0 = transformer input)")
+    ax.set_ylabel("softmax weight")
+    ax.set_title("Learned layer weights: every fold and seed (points), mean (line), equal (dotted)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
 
 
 def _save(fig, path: Path) -> None:

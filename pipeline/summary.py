@@ -58,6 +58,7 @@ def print_summary(params: Params) -> None:
                 print(f"features {store}: unreadable ({str(err).splitlines()[0]}); run `mger cache verify {store}`")
                 continue
             print(f"features {store}: {len(fs.utt_ids)} utterances, model {fs.attrs['model']}; rows: {rows}")
+            print(f"  size: {fs.size_line()}")
     for name in params.finetune.variant_names:  # each fine-tuning variant's own reports
         reports = Path(params.finetune.variant(name).reports)
         folds = [r for r in (_read(reports / f"fold-{k}.json") for k in params.finetune.folds) if r]

@@ -55,3 +55,54 @@ class TreeBuilder:
 
     def wav_path(self, session: int, dialog: str, uid: str) -> Path:
         return self.root / f"Session{session}" / "sentences" / "wav" / dialog / f"{uid}.wav"
+
+
+SPEECH_FAMILIES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "whisper")
+
+
+def tiny_speech_model(family: str, folder: Path, layers: int = 2, seed: int = 0) -> str:
+    """A tiny random speech model of ``family`` (:data:`SPEECH_FAMILIES`), ``save_pretrained``
+    into ``folder`` (Whisper: the whole ``WhisperModel`` with its ``WhisperFeatureExtractor``,
+    80 mel bins, the released 30 s window)."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    if family == "whisper":
+        config = transformers.WhisperConfig(
+            d_model=32,
+            encoder_layers=layers,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=37,
+            decoder_ffn_dim=37,
+            num_mel_bins=80,
+            vocab_size=64,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            decoder_start_token_id=1,
+            max_target_positions=16,
+        )
+        transformers.WhisperModel(config).save_pretrained(folder)
+        transformers.WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
+        return str(folder)
+    config_cls, model_cls = {
+        "wav2vec2": ("Wav2Vec2Config", "Wav2Vec2Model"),
+        "hubert": ("HubertConfig", "HubertModel"),
+        "wavlm": ("WavLMConfig", "WavLMModel"),
+        "data2vec-audio": ("Data2VecAudioConfig", "Data2VecAudioModel"),
+    }[family]
+    kw = {} if family == "data2vec-audio" else {"num_conv_pos_embeddings": 16}
+    config = getattr(transformers, config_cls)(
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=37,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embedding_groups=2,
+        **kw,
+    )
+    getattr(transformers, model_cls)(config).save_pretrained(folder)
+    return str(folder)

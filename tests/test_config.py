@@ -43,7 +43,7 @@ def test_defaults_fill_missing_sections() -> None:
         ({"prepare": {"class_map": 4}}, "prepare.class_map: 4 is none of: a string; a mapping"),
         (
             {"features": {"speech": {"layer": "lats"}}},
-            "features.speech.layer: 'lats' is none of: 'last' or 'mean'; an integer; a list of integers",
+            "features.speech.layer: 'lats' is none of: 'last' or 'mean' or 'all'; an integer; a list of integers",
         ),
         ({"prepare": {"class_map": {"ang": 1}}}, "prepare.class_map"),
         ({"prepare": []}, "prepare: expected a mapping"),

@@ -97,3 +97,50 @@ def test_sun_preset_fine_tunes_two_named_variants() -> None:
             assert spec.finetune == "noaux", name
     for variant in ("aux", "noaux"):
         assert {s.probe for s in rows.values() if s.model == "probe" and s.finetune == variant} == {"speech", "both"}
+
+
+BEYOND = {
+    "sun2023-wavlm": ("microsoft/wavlm-base-plus", "wavlm"),
+    "sun2023-whisper": ("openai/whisper-base", "whisper"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BEYOND))
+def test_beyond_paper_presets_are_sun_with_another_speech_encoder(name: str, tmp_path: Path) -> None:
+    """params/sun2023-wavlm.yaml and -whisper.yaml: the Sun preset but for the speech model, whose
+    settings load a tiny local model of that family through the same encoder factory."""
+    from tests.builders import tiny_speech_model
+
+    params = load_params(PRESETS[0].parent / f"{name}.yaml")
+    sun = load_params(PRESETS[0])
+    hub_id, family = BEYOND[name]
+    assert params.features.speech.model == hub_id
+    assert dataclasses.replace(params.features.speech, model=sun.features.speech.model) == sun.features.speech
+    assert params.train == sun.train and params.finetune == sun.finetune and params.features.text == sun.features.text
+    local = dataclasses.replace(
+        params.features,
+        device="cpu",
+        speech=dataclasses.replace(params.features.speech, model=tiny_speech_model(family, tmp_path / family)),
+    )
+    speech = build_encoder("speech", local)
+    assert speech.frame_stride_s == pytest.approx(0.02)
+    assert speech.encode_part([np.zeros(16000, np.float32)])[0].shape == (speech.n_frames(16000), speech.dim)
+
+
+def test_demo_layers_adds_an_all_layer_store_and_a_learned_row(tmp_path: Path) -> None:
+    """params/demo-layers.yaml: params.yaml's stores and rows unchanged, plus the layer: all store,
+    the learned-weights row and a report of four named rows (an unknown name is refused)."""
+    from mger.core.config import params_from_dict
+    from mger.core.reporting import StageError
+    from mger.models.report import load_experiments
+
+    root = PRESETS[0].parents[1]
+    layers, demo = load_params(root / "params" / "demo-layers.yaml"), load_params(root / "params.yaml")
+    assert layers.features.speech == demo.features.speech and layers.features.extra_speech["layers"].layer == "all"
+    assert {k: v for k, v in layers.train.experiments.items() if k in demo.train.experiments} == demo.train.experiments
+    assert layers.train.experiments["audio_word_layers"].layer_weights == "learned"
+    assert layers.train.metrics_dir != demo.train.metrics_dir and demo.report.experiments is None
+    assert layers.report.experiments == ["probe_speech", "audio_word", "probe_layers", "audio_word_layers"]
+    bad = params_from_dict({"report": {"experiments": ["nope"]}, "train": {"metrics_dir": str(tmp_path)}})
+    with pytest.raises(StageError, match="report.experiments: nope: not an experiment of train.experiments"):
+        load_experiments(bad)
