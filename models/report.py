@@ -528,7 +528,7 @@ def _reads(m: dict, models: dict[str, str]) -> str:
     """Which speech store and encoder a row reads, and in which state (``– (text only)`` for text)."""
     if _inputs(m)[1] is None:
         return "– (text only)"
-    return f"{_store(m)} store: {models.get(_store(m), 'encoder not in params')}, {_features(m)}"
+    return f"{_store(m)} store: {models.get(_store(m), 'encoder not in params')}, {_inputs(m)[0]}"
 
 
 def _paper_row(label: str, m: dict, models: dict[str, str]) -> str:
