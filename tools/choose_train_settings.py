@@ -7,10 +7,10 @@ are bounded by the demo's time budget, and the best setting is scored once more 
 epochs to show what that bound costs) and every chosen experiment (single models on the frozen
 stores; probes and ensembles have no such settings), each fold is trained on its training
 speakers and early-stopped on *one* of its validation speakers, then scored (UA) on the *other*
-validation speaker, and the two roles swapped: the score is out of sample for the epoch that
-early stopping picked, so a criterion that selects on validation UA gains nothing by being
-scored on it.  A fold with one validation speaker halves its validation utterances by a stable
-hash instead.  The test sessions are never loaded.
+validation speaker, and the two roles swapped (:func:`mger.core.splits.validation_halves`, the
+halves late fusion is cross-fitted on): the score is out of sample for the epoch that early
+stopping picked, so a criterion that selects on validation UA gains nothing by being scored on
+it.  The test sessions are never loaded.
 
 Prints one line per setting (mean out-of-sample validation UA over experiments, folds and halves,
 ± the SD over the experiments' means, ddof=1; the time it took) and the best one.
@@ -19,7 +19,6 @@ Prints one line per setting (mean out-of-sample validation UA over experiments, 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import time
 from dataclasses import replace
@@ -28,11 +27,12 @@ import numpy as np
 import torch
 
 from mger.core.config import load_params
-from mger.core.splits import all_folds
+from mger.core.splits import all_folds, validation_halves
 from mger.features.extract import store_path as extracted_store
 from mger.models.experiment import experiment_utterances, fit_member, fold_scaled, load_inputs, model_config
 from mger.models.metrics import unweighted_accuracy
 from mger.models.modules import input_names
+from mger.models.stats import sd
 from mger.models.train import TensorSet
 
 GRID = {
@@ -43,19 +43,6 @@ GRID = {
 EPOCHS = (15, 4)  # the demo's time budget bounds epochs (and patience with them): not chosen, its cost measured
 LONGER = (30, 8)  # the best setting is scored once more with these, to show what the budget costs
 DEFAULT_EXPERIMENTS = "text,audio_word,eg_word,eg_phone,mha_both"
-
-
-def _halves(utts, val: list[int]) -> list[tuple[list[int], list[int]]]:
-    """(stop on, score on) index pairs: by validation speaker when there are two or more (the
-    first half of the sorted speakers against the rest), else by a stable hash of the utterance id."""
-    speakers = sorted({utts[i].speaker for i in val})
-    if len(speakers) >= 2:
-        first = set(speakers[: len(speakers) // 2])
-        a = [i for i in val if utts[i].speaker in first]
-    else:
-        a = [i for i in val if hashlib.sha256(utts[i].utt_id.encode()).digest()[0] % 2 == 0]
-    b = [i for i in val if i not in set(a)]
-    return [(a, b), (b, a)]
 
 
 def score_setting(params, names: list[str], settings) -> tuple[float, float, list[float]]:
@@ -75,12 +62,14 @@ def score_setting(params, names: list[str], settings) -> tuple[float, float, lis
         cfg = model_config(spec, settings, dims, len(classes))
         scores = []
         for split in all_folds(utts, params.split.seed).values():
-            for stop, score in _halves(utts, split.val):
-                sets = [data.subset(np.array(idx)) for idx in (split.train, stop, score)]
+            first, second, _ = validation_halves(utts, split)  # positions into split.val
+            val = np.array(split.val)
+            for stop, score in ((val[first], val[second]), (val[second], val[first])):
+                sets = [data.subset(idx) for idx in (np.array(split.train), stop, score)]
                 (_, probs), _ = fit_member(cfg, *sets, settings, seed=0, scaled=fold_scaled(*sets))
                 scores.append(unweighted_accuracy(labels[score], probs.argmax(1), len(classes)))
         per_experiment.append(float(np.mean(scores)))
-    return float(np.mean(per_experiment)), float(np.std(per_experiment, ddof=1)), per_experiment
+    return float(np.mean(per_experiment)), sd(per_experiment), per_experiment
 
 
 def main() -> None:
