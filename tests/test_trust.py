@@ -101,6 +101,19 @@ def test_a_table_edited_to_nan_or_huge_times_is_refused_everywhere(tmp_path: Pat
     assert proc.stderr.count("\n") == 1 and f"{path}: {UTT}: word 1" in proc.stderr
 
 
+@pytest.mark.parametrize("part", ["syllables", "words/start", "method"])
+def test_a_table_missing_a_part_is_named(tmp_path: Path, part: str) -> None:
+    """A level (or a column) deleted from segments.h5: one line naming the file and the part,
+    not h5py's "Unable to synchronously open object"."""
+    from mger.core.ragged_h5 import RaggedFormatError
+
+    path = _table_with_bad_time(tmp_path, 0.9)
+    with h5py.File(path, "r+") as f:
+        del f[part]
+    with pytest.raises(RaggedFormatError, match=rf"segments\.h5: not a whole segment table \(.*{part.split('/')[-1]}"):
+        SegmentTable.read(path)
+
+
 def test_truth_with_non_finite_times_is_refused(tmp_path: Path) -> None:
     truth = tmp_path / "words.jsonl"
     truth.write_text(json.dumps({"utt_id": UTT, "words": [{"word": "hi", "start": 0.1, "end": float("nan")}]}) + "\n")
