@@ -478,6 +478,16 @@ def test_command_line_numbers_are_checked_as_params_are(
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["extract", "finetune"])
+@pytest.mark.parametrize("fold", ["-1", "0"])
+def test_a_fold_below_one_is_refused_by_the_parser(command: str, fold: str, capsys) -> None:
+    """`--fold -1` used to become the folder fold--1 and advice to fine-tune it."""
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([command, "--fold", fold])
+    assert exit_.value.code == 2
+    assert f"--fold '{fold}': a fold is its test session's number, 1 or more" in capsys.readouterr().err
+
+
 def test_auto_device_is_resolved_once_for_the_stage(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every extraction of the stage gets the one concrete device decided before it starts."""
     import torch
