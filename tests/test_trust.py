@@ -269,6 +269,23 @@ def test_metrics_commit_their_predictions_and_the_report_checks(trained_probes) 
         pred.write_text(original)
 
 
+def test_report_refuses_predictions_labelled_otherwise_than_the_manifest(trained_probes, tmp_path: Path) -> None:
+    """`mger prepare` again with other labels (same utterances, so the stores stay valid): a row
+    trained before is scored against the old truth, so the report refuses it in one line."""
+    params = trained_probes["params"]
+    utts = read_manifest(params.prepare.manifest)
+    first = utts[0]
+    other = next(u.label for u in utts if u.label != first.label)
+    relabelled = tmp_path / "manifest.jsonl"
+    write_manifest(relabelled, [dataclasses.replace(first, label=other), *utts[1:]])
+    moved = dataclasses.replace(params, prepare=dataclasses.replace(params.prepare, manifest=str(relabelled)))
+    message = rf"probe\.csv: {first.utt_id} is labelled {first.label} there but labelled {other} in .*manifest\.jsonl"
+    with pytest.raises(StageError, match=message):
+        write_report(moved)
+    write_manifest(relabelled, utts)
+    write_report(moved)  # the manifest the rows were trained on: fine
+
+
 def test_report_refuses_metrics_of_a_store_built_before_the_current_alignment(trained_probes) -> None:
     params = trained_probes["params"]
     table = Path(params.align.out) / "segments.h5"
