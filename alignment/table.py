@@ -160,8 +160,9 @@ class SegmentTable:
                 levels = {level: _read_level(f[segment_group(level)]) for level in SEGMENT_LEVELS}
                 table = cls(utt_ids, f["duration"][()], list(f["method"].asstr()[()]), levels, str(f.attrs["backend"]))
             except KeyError as err:  # a group, dataset or attribute deleted or never written
+                reason = str(err).strip('"')
                 raise RaggedFormatError(
-                    f"{path}: not a whole segment table ({str(err).strip(chr(34))}); rerun `mger align` to write it again"
+                    f"{path}: not a whole segment table ({reason}); rerun `mger align` to write it again"
                 ) from None
             for level, lv in levels.items():
                 check_offsets(path, level, lv["offsets"], len(utt_ids), len(lv["start"]))

@@ -339,7 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", help="manifest (prepare.manifest)")
     p.add_argument("--shard", type=_parse_shard, help="compute only shard i of N (i/N) of the parts")
     p.add_argument("--n-jobs", type=int, help="local parallel shards (features.n_jobs)")
-    p.add_argument("--fold", type=_parse_fold, help="use fold k's fine-tuned encoders; writes <finetune.features_out>/fold-<k>")
+    p.add_argument(
+        "--fold", type=_parse_fold, help="use fold k's fine-tuned encoders; writes <finetune.features_out>/fold-<k>"
+    )
     p.add_argument("--checkpoint", help="with --fold: the fine-tuned fold folder (default <finetune.out>/fold-<k>)")
     p.add_argument("--variant", help="with --fold: that variant of finetune.variants only (default: every variant)")
     p.add_argument(
