@@ -83,6 +83,14 @@ class PrepareConfig:
     report: str = "reports/data_quality.json"
     class_map: Union[str, dict[str, str]] = "4class"
 
+    def __post_init__(self) -> None:
+        for code, name in self.class_map.items() if isinstance(self.class_map, dict) else []:
+            if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+                raise ConfigError(
+                    f"prepare.class_map.{code}: {name!r} is not a class name: use letters, digits, _ and - "
+                    "(it becomes a column of the predictions CSV and a label in the figures)"
+                )
+
 
 @dataclass
 class AlignConfig:

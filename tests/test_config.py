@@ -338,6 +338,14 @@ def test_huge_synth_sizes_are_refused(data: dict, message: str) -> None:
         params_from_dict(data)
 
 
+@pytest.mark.parametrize("name", ["a,b", "neu\nx", "", "p/q"])
+def test_class_names_of_a_class_map_are_names(name: str) -> None:
+    """A class name becomes a predictions CSV column (p_<class>): a comma or newline would shift them."""
+    with pytest.raises(ConfigError, match=r"prepare\.class_map\.neu: .* is not a class name"):
+        params_from_dict({"prepare": {"class_map": {"neu": name, "hap": "hap"}}})
+    assert params_from_dict({"prepare": {"class_map": {"neu": "neutral", "exc": "hap"}}}).prepare.class_map
+
+
 def test_names_of_the_one_pattern_load() -> None:
     params = params_from_dict(
         {
