@@ -805,3 +805,11 @@ def test_full_disk_while_writing_the_manifest_keeps_the_old_one(tmp_path: Path, 
     monkeypatch.undo()
     assert info.value.errno == errno.ENOSPC
     assert [u.utt_id for u in read_manifest(path)] == ["Ses01F_impro01_F000"] and _leftovers(tmp_path) == []
+
+
+def test_verify_names_a_folder_given_as_a_store(tmp_path: Path) -> None:
+    """`mger cache verify <folder>` said "no such file" of a folder that exists."""
+    from mger.features.cache import verify_store
+
+    assert verify_store(tmp_path) == ["a folder, not a store file"]
+    assert verify_store(tmp_path / "absent.h5") == ["no such file"]
