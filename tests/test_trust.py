@@ -114,6 +114,21 @@ def test_a_table_missing_a_part_is_named(tmp_path: Path, part: str) -> None:
         SegmentTable.read(path)
 
 
+def test_levels_an_utterance_borrows_are_counted(tmp_path: Path) -> None:
+    """Words only (no phones: the iemocap backend without .phseg): the phone rows are a coarser
+    level's, and extract says how many, instead of a phone row silently equal to another row.
+    (These alignments have no syllables either: both borrow the words.)"""
+    from mger.features.extract import borrowed_levels
+
+    path = tmp_path / "segments.h5"
+    write_table(path, [_alignment(GOOD, uid="Ses01F_impro01_M001"), _alignment(GOOD)], "iemocap")
+    table = SegmentTable.read(path)
+    ids = ["Ses01F_impro01_M001", UTT]
+    levels = ["frame", "phone", "syllable", "word", "utterance"]
+    assert borrowed_levels(table, ids, levels) == {"phone": 2, "syllable": 2}
+    assert borrowed_levels(table, ids, ["word", "utterance"]) == {}
+
+
 def test_truth_with_non_finite_times_is_refused(tmp_path: Path) -> None:
     truth = tmp_path / "words.jsonl"
     truth.write_text(json.dumps({"utt_id": UTT, "words": [{"word": "hi", "start": 0.1, "end": float("nan")}]}) + "\n")
