@@ -155,11 +155,17 @@ class SegmentTable:
         :class:`mger.core.ragged_h5.RaggedFormatError` naming the file and level, times that
         fail :func:`table_problem` :class:`SegmentTableError` naming the file and utterance."""
         with _open(path) as f:
-            utt_ids = list(f["utt_ids"].asstr()[()])
-            levels = {level: _read_level(f[segment_group(level)]) for level in SEGMENT_LEVELS}
+            try:
+                utt_ids = list(f["utt_ids"].asstr()[()])
+                levels = {level: _read_level(f[segment_group(level)]) for level in SEGMENT_LEVELS}
+                table = cls(utt_ids, f["duration"][()], list(f["method"].asstr()[()]), levels, str(f.attrs["backend"]))
+            except KeyError as err:  # a group, dataset or attribute deleted or never written
+                reason = str(err).strip('"')
+                raise RaggedFormatError(
+                    f"{path}: not a whole segment table ({reason}); rerun `mger align` to write it again"
+                ) from None
             for level, lv in levels.items():
                 check_offsets(path, level, lv["offsets"], len(utt_ids), len(lv["start"]))
-            table = cls(utt_ids, f["duration"][()], list(f["method"].asstr()[()]), levels, str(f.attrs["backend"]))
         problem = table_problem(table.utt_ids, table.duration, table.levels)
         if problem:
             raise SegmentTableError(f"{path}: {problem}; re-run `mger align` (or `dvc repro`)")

@@ -31,15 +31,18 @@ class ConfigError(ValueError):
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")  # a name that becomes part of a file name
 
 
-def check_name(key: str, name: object) -> None:
+def check_name(key: str, name: object, reserved: tuple[str, ...] = ()) -> None:
     """Refuse a name (experiment, store, fold variant) that is not letters, digits, ``_`` and ``-``
     (not first), at most 100 characters: names become file names, and ``../x`` or ``/x`` would
-    write outside their folder.  ``key``: where the name is, e.g. ``train.experiments``."""
+    write outside their folder.  ``key``: where the name is, e.g. ``train.experiments``;
+    ``reserved``: words the command line gives another meaning (``--experiment all``)."""
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise ConfigError(
             f"{key}: {name!r} is not a name: use letters, digits, _ and - (not first), at most 100 "
             "characters (it becomes a file name)"
         )
+    if name in reserved:
+        raise ConfigError(f"{key}: {name!r} is reserved (the command line's word for {name}): choose another name")
 
 
 @dataclass
@@ -57,6 +60,14 @@ class SynthConfig:
         _positive("synth", self, "sessions", "dialogs_per_session", "turns_per_dialog", "max_sentences_per_turn")
         if self.sessions > 9:
             raise ConfigError("synth.sessions: at most 9 sessions (ids are Ses01..Ses09)")
+        if self.dialogs_per_session > 99:
+            raise ConfigError(
+                f"synth.dialogs_per_session: at most 99 (dialog ids count 2 digits), got {self.dialogs_per_session}"
+            )
+        if self.turns_per_dialog > 999:
+            raise ConfigError(
+                f"synth.turns_per_dialog: at most 999 (turn ids count 3 digits), got {self.turns_per_dialog}"
+            )
 
 
 @dataclass
@@ -71,6 +82,14 @@ class PrepareConfig:
     manifest: str = "data/manifest.jsonl"
     report: str = "reports/data_quality.json"
     class_map: Union[str, dict[str, str]] = "4class"
+
+    def __post_init__(self) -> None:
+        for code, name in self.class_map.items() if isinstance(self.class_map, dict) else []:
+            if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+                raise ConfigError(
+                    f"prepare.class_map.{code}: {name!r} is not a class name: use letters, digits, _ and - "
+                    "(it becomes a column of the predictions CSV and a label in the figures)"
+                )
 
 
 @dataclass
@@ -155,7 +174,7 @@ class FeaturesConfig:
     def __post_init__(self) -> None:
         _positive("features", self, "shard_size", "n_jobs")
         for name in self.extra_speech:
-            check_name("features.extra_speech", name)
+            check_name("features.extra_speech", name, reserved=("all", "speech", "text"))  # --kind
             if name in ("speech", "text"):
                 raise ConfigError(f"features.extra_speech.{name}: 'speech' and 'text' are the main stores' names")
         for key, speech in self.speech_stores.items():
@@ -390,7 +409,7 @@ class TrainConfig:
             raise ConfigError("train.seeds: needs at least one seed")
         for section in ("experiments", "finetuned_experiments"):
             for name, spec in getattr(self, section).items():
-                check_name(f"train.{section}", name)
+                check_name(f"train.{section}", name, reserved=("all",))  # --experiment all
                 check_name(f"train.{section}.{name}.speech_store", spec.speech_store)
         clash = sorted(set(self.experiments) & set(self.finetuned_experiments))
         if clash:
@@ -413,9 +432,7 @@ class ReportConfig:
     out: str = "reports/results.md"
     figures: str = "reports/figures"
     metrics: str = "reports/metrics.json"  # headline figures per row, what `dvc exp show` compares
-    experiments: Optional[list[str]] = (
-        None  # rows shown (default all; --experiment overrides)
-    )
+    experiments: Optional[list[str]] = None  # rows shown (default all; --experiment overrides)
 
 
 @dataclass

@@ -198,6 +198,8 @@ class CorpusReader:
         records, garbled = parse_emo_file(text or "", dialog)
         if not records and not garbled:
             what = "empty" if text is not None and not text.strip() else "without a labelled turn"
+            if text is not None and "\x00" in text:  # zero-filled, or UTF-16: every line unreadable
+                what = "not text (NUL bytes; zero-filled, or UTF-16 rather than UTF-8)"
             what = what if text is not None else "not a file" if emo_file.exists() else "missing"
             self._drop_dialog(session_dir, dialog, emo_file, f"EmoEvaluation file {what}", texts)
             return []

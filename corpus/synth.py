@@ -553,6 +553,8 @@ def _synth_output(root: Path) -> bool:
 
 def check_out(root: Path, force: bool = False) -> None:
     """Refuse to replace ``root`` unless it is absent, empty, an earlier synth output, or ``force``."""
+    if root.is_symlink():  # replacing it would replace the link, or (rmtree) fail naming nothing
+        raise ValueError(f"{root}: a symbolic link; give --out the folder itself ({root.resolve()})")
     if force or not root.exists():
         return
     if not root.is_dir():
@@ -562,6 +564,20 @@ def check_out(root: Path, force: bool = False) -> None:
             f"{root}: not empty and not an earlier `mger synth` output; synth would delete it: "
             "choose another --out, or pass --force to replace it"
         )
+    if any(root.iterdir()):
+        foreign = sorted(p.name for p in root.iterdir() if not _synth_entry(p.name))
+        if foreign:
+            raise ValueError(
+                f"{root}: an earlier `mger synth` output that also holds {', '.join(foreign[:3])}"
+                f"{' ...' if len(foreign) > 3 else ''} (not synth's); synth would delete it: move it "
+                "out, choose another --out, or pass --force"
+            )
+
+
+def _synth_entry(name: str) -> bool:
+    """Whether a top-level entry of a synth output is one synth writes (its marker, truth/,
+    SessionN/): anything else there was put by someone else."""
+    return name in (SYNTH_MARKER, "truth") or re.fullmatch(r"Session[1-9]", name) is not None
 
 
 def synthesize_corpus(

@@ -315,7 +315,7 @@ def verify_store(path: str | Path, expected_ids: Sequence[str] | None = None) ->
     each level's sha256 against the ``level_sha256`` attribute, offsets, shapes, NaN/inf rows
     (with their utterances), duplicate ids, and coverage of ``expected_ids``."""
     if not Path(path).is_file():
-        return ["no such file"]
+        return ["a folder, not a store file" if Path(path).is_dir() else "no such file"]
     try:
         f = h5py.File(path, "r")
     except OSError as err:

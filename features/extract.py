@@ -271,6 +271,18 @@ def _segments(table: SegmentTable, level: str, utt_id: str) -> list[tuple[float,
     return [(0.0, float("inf"))]
 
 
+def borrowed_levels(table: SegmentTable, utt_ids: Sequence[str], levels: Sequence[str]) -> dict[str, int]:
+    """Per segment level of ``levels``: how many of ``utt_ids`` have no segment of it, so that
+    :func:`_segments` gives them a coarser level's (phones from syllables: the ``iemocap`` backend
+    without ``.phseg`` files, a uniform fallback).  Levels none borrows are left out."""
+    out = {}
+    for level in (lv for lv in levels if lv in SEGMENT_LEVELS):
+        n = sum(not table.segments(level, u) for u in utt_ids)
+        if n:
+            out[level] = n
+    return out
+
+
 READ_AHEAD = 2  # batches read and prepared ahead of the encoder (bounded host memory; pinned on GPU)
 
 
@@ -759,6 +771,13 @@ def extract(
         f"extract {kind}: {len(inputs.utts)} utterances, levels {', '.join(fp['levels'])}; {work} "
         f"in {wall:.1f}s → {store}"
     )
+    ids = [u.utt_id for u in inputs.utts]
+    for level, n in borrowed_levels(inputs.table, ids, fp["levels"] if kind != "text" else []).items():
+        print(
+            f"extract {kind}: note: {n} of {len(ids)} utterances have no {level} in {segments}: their {level} "
+            "rows are a coarser level's (docs/features.md)",
+            file=sys.stderr,
+        )
     return store
 
 

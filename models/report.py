@@ -361,6 +361,25 @@ def check_predictions(path: Path, metrics: dict) -> None:
         )
 
 
+def check_labels(experiments: Sequence[Experiment], manifest: Path) -> None:
+    """Refuse a row whose predictions hold a label (or an utterance) the current manifest does
+    not: trained before `mger prepare` ran again (a new class map, corrected labels), its scores
+    would be paired with rows scored against other truth.  No manifest: nothing to compare."""
+    if not manifest.is_file():
+        return
+    current = {u.utt_id: u.label for u in read_manifest(manifest)}
+    for e in experiments:
+        pred = e.predictions
+        labels = np.asarray(pred.classes, dtype=object)[pred.label]
+        for uid, label in zip(pred.utt_ids, labels):
+            if current.get(str(uid)) != label:
+                now = f"labelled {current[str(uid)]}" if str(uid) in current else "absent"
+                raise StageError(
+                    f"{e.metrics.get('predictions', e.name)}: {uid} is labelled {label} there but {now} in "
+                    f"{manifest} (prepared again since); re-run `mger train --experiment {e.name}`"
+                )
+
+
 def report_names(params: Params, only: Sequence[str] | None = None, where: str = "--experiment") -> list[str]:
     """The experiments a report covers: every one of params, or ``only`` (each must be in params;
     ``where`` names what listed them in an error)."""
@@ -399,6 +418,7 @@ def load_experiments(params: Params, only: Sequence[str] | None = None) -> list[
         check_predictions(path, metrics)
         out.append(Experiment(metrics, read_predictions(metrics["predictions"])))
     out += joint_experiments(params, only)
+    check_labels(out, Path(params.prepare.manifest))
     return sorted(
         out,
         key=lambda e: (

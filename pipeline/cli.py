@@ -113,6 +113,17 @@ def _parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+def _parse_fold(text: str) -> int:
+    """``--fold k``: a fold is its test session's number, so 1 or more (``fold--1`` is no folder)."""
+    try:
+        fold = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--fold {text!r}: expected a session number, e.g. 1") from None
+    if fold < 1:
+        raise argparse.ArgumentTypeError(f"--fold {text!r}: a fold is its test session's number, 1 or more")
+    return fold
+
+
 def _resolved_device(params: Params, overrides: dict | None = None) -> Params:
     """``features.device: auto`` decided once for the whole stage (every shard, fold and worker
     process then gets the same concrete device), with the stage's other ``overrides``."""
@@ -328,7 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", help="manifest (prepare.manifest)")
     p.add_argument("--shard", type=_parse_shard, help="compute only shard i of N (i/N) of the parts")
     p.add_argument("--n-jobs", type=int, help="local parallel shards (features.n_jobs)")
-    p.add_argument("--fold", type=int, help="use fold k's fine-tuned encoders; writes <finetune.features_out>/fold-<k>")
+    p.add_argument(
+        "--fold", type=_parse_fold, help="use fold k's fine-tuned encoders; writes <finetune.features_out>/fold-<k>"
+    )
     p.add_argument("--checkpoint", help="with --fold: the fine-tuned fold folder (default <finetune.out>/fold-<k>)")
     p.add_argument("--variant", help="with --fold: that variant of finetune.variants only (default: every variant)")
     p.add_argument(
@@ -342,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--fold",
-        type=int,
+        type=_parse_fold,
         action="append",
         help="fold (= test session) k; repeatable (default: every fold of finetune.folds)",
     )

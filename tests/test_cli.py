@@ -262,8 +262,8 @@ def test_diverging_training_is_one_line_and_writes_nothing(
     assert len(err) == 1 and err[0].startswith(
         "mger train: error: experiment audio_phone: fold 1, seed 4, epoch 1: validation loss is nan (not finite)"
     ), err
-    written = [f.name for d in ("metrics", "pred", "ep") if (tmp_path / d).is_dir() for f in (tmp_path / d).iterdir()]
-    assert written in ([], ["audio_phone.json.lock"]), written  # at most the run's (emptied) lock
+    written = [p.name for d in ("metrics", "pred", "ep") for p in (tmp_path / d).glob("*")]
+    assert written in ([], ["audio_phone.json.lock"]), written  # the run's lock (docs/classifiers.md), nothing else
 
 
 @pytest.mark.parametrize("model", ["speech model", "bert without tokenizer"])
@@ -477,6 +477,16 @@ def test_command_line_numbers_are_checked_as_params_are(
     """0 is refused, not taken as "not given" (it used to fall back to the params value)."""
     assert main([*argv, "--params", "/dev/null"]) == 1
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["extract", "finetune"])
+@pytest.mark.parametrize("fold", ["-1", "0"])
+def test_a_fold_below_one_is_refused_by_the_parser(command: str, fold: str, capsys) -> None:
+    """`--fold -1` used to become the folder fold--1 and advice to fine-tune it."""
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([command, "--fold", fold])
+    assert exit_.value.code == 2
+    assert f"--fold '{fold}': a fold is its test session's number, 1 or more" in capsys.readouterr().err
 
 
 def test_auto_device_is_resolved_once_for_the_stage(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -310,6 +310,42 @@ def test_names_are_not_paths(data: dict, message: str) -> None:
         params_from_dict(data)
 
 
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"train": {"experiments": {"all": {"model": "text"}}}}, "train.experiments: 'all' is reserved"),
+        ({"train": {"finetuned_experiments": {"all": {"model": "text"}}}}, "train.finetuned_experiments: 'all'"),
+        ({"features": {"extra_speech": {"text": {}}}}, "features.extra_speech: 'text' is reserved"),
+        ({"features": {"extra_speech": {"all": {}}}}, "features.extra_speech: 'all' is reserved"),
+    ],
+)
+def test_names_the_command_line_means_otherwise_are_refused(data: dict, message: str) -> None:
+    """`--experiment all` and `--kind all|speech|text` would never pick a row or store of that name."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        params_from_dict(data)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"synth": {"turns_per_dialog": 10**11}}, "synth.turns_per_dialog: at most 999"),
+        ({"synth": {"dialogs_per_session": 100}}, "synth.dialogs_per_session: at most 99"),
+    ],
+)
+def test_huge_synth_sizes_are_refused(data: dict, message: str) -> None:
+    """A size synth cannot name files for is one line, not hours of eSpeak."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        params_from_dict(data)
+
+
+@pytest.mark.parametrize("name", ["a,b", "neu\nx", "", "p/q"])
+def test_class_names_of_a_class_map_are_names(name: str) -> None:
+    """A class name becomes a predictions CSV column (p_<class>): a comma or newline would shift them."""
+    with pytest.raises(ConfigError, match=r"prepare\.class_map\.neu: .* is not a class name"):
+        params_from_dict({"prepare": {"class_map": {"neu": name, "hap": "hap"}}})
+    assert params_from_dict({"prepare": {"class_map": {"neu": "neutral", "exc": "hap"}}}).prepare.class_map
+
+
 def test_names_of_the_one_pattern_load() -> None:
     params = params_from_dict(
         {

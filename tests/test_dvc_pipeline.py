@@ -37,6 +37,7 @@ def scratch_repo(tmp_path: Path) -> Path:
         ".dvc",
         "dvc.yaml",
         ".dvcignore",
+        ".gitignore",  # reports/ and data/ are not in git, as in a clone: an uncached metric is then `!`
         "setup.cfg",  # marks the copy as a checkout: `python -m mger...` stages then run its code
     ):
         src = REPO / name
@@ -105,6 +106,21 @@ def _compare_two_experiments(repo: Path) -> None:
     assert "train.lr" in table and "val_ua" in table  # the columns that changed (test figures may not, here)
     runs_rows = [line for line in table.splitlines() if "──" in line and "[" in line]  # ├── <sha> [name]
     assert len(runs_rows) == 2 and not any(" ! " in f" {line} " for line in runs_rows), table
+
+
+def test_the_one_dvc_metric_is_the_cached_headline_file() -> None:
+    """reports/ is git-ignored, so a `cache: false` metric or plot exists in no experiment: every
+    `dvc exp show` row would read `!` for it.  The one metric is report.metrics, cached."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    metrics, uncached = [], []
+    for name, stage in stages.items():
+        stage = stage.get("do", stage)  # foreach stages
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                path, opts = next(iter(entry.items())) if isinstance(entry, dict) else (entry, {})
+                metrics += [path] if kind == "metrics" else []
+                uncached += [f"{name}: {path}"] if opts.get("cache") is False else []
+    assert metrics == ["${report.metrics}"] and uncached == []
 
 
 @pytest.mark.timeout(900)  # the whole pipeline, fine-tuning included, several times (~4 min here)

@@ -411,6 +411,28 @@ def test_synth_refuses_session_folders_it_did_not_write(tmp_path: Path) -> None:
     check_out(iemocap)  # with synth's marker it is synth's output (no exception)
 
 
+def test_synth_keeps_a_users_file_in_its_output_and_refuses_a_link(tmp_path: Path) -> None:
+    """A file someone put beside synth's own folders, or a link to the output: one line, nothing lost."""
+    from mger.corpus.synth import SYNTH_MARKER, check_out
+
+    corpus = tmp_path / "corpus"
+    (corpus / "Session1").mkdir(parents=True)
+    (corpus / SYNTH_MARKER).write_text("{}\n")
+    (corpus / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"corpus: an earlier `mger synth` output that also holds notes.txt"):
+        check_out(corpus)
+    assert (corpus / "notes.txt").read_text() == "mine"
+    (corpus / "notes.txt").unlink()
+    link = tmp_path / "link"
+    link.symlink_to(corpus)
+    proc = _synth(link, "--force")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"mger synth: error: {link}: a symbolic link; give --out the folder itself ({corpus.resolve()})"
+    ]
+    assert (corpus / "Session1").is_dir() and link.is_symlink()
+
+
 def test_synth_replaces_its_own_output_and_a_forced_folder(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     assert _synth(corpus).returncode == 0
@@ -783,3 +805,11 @@ def test_full_disk_while_writing_the_manifest_keeps_the_old_one(tmp_path: Path, 
     monkeypatch.undo()
     assert info.value.errno == errno.ENOSPC
     assert [u.utt_id for u in read_manifest(path)] == ["Ses01F_impro01_F000"] and _leftovers(tmp_path) == []
+
+
+def test_verify_names_a_folder_given_as_a_store(tmp_path: Path) -> None:
+    """`mger cache verify <folder>` said "no such file" of a folder that exists."""
+    from mger.features.cache import verify_store
+
+    assert verify_store(tmp_path) == ["a folder, not a store file"]
+    assert verify_store(tmp_path / "absent.h5") == ["no such file"]

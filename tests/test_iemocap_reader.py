@@ -252,7 +252,9 @@ def test_garbled_evaluation_header_is_reported(tmp_path: Path, capsys: pytest.Ca
     assert warning.startswith(f"warning: {emo}: line {lineno}: turn header does not parse")
 
 
-@pytest.mark.parametrize("fault", ["missing", "empty", "no labelled turn", "unreadable", "not a file"])
+@pytest.mark.parametrize(
+    "fault", ["missing", "empty", "no labelled turn", "unreadable", "not a file", "utf-16", "zero bytes"]
+)
 def test_a_dialog_without_its_emo_evaluation_is_reported_dropped(
     fault: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -282,13 +284,19 @@ def test_a_dialog_without_its_emo_evaluation_is_reported_dropped(
                 return real(path)
 
             monkeypatch.setattr(Path, "read_bytes", denied)
+    elif fault == "utf-16":
+        emo.write_bytes(emo.read_text().encode("utf-16"))
+    elif fault == "zero bytes":
+        emo.write_bytes(bytes(2000))
     else:
         emo.unlink()
         emo.mkdir()
     utts = prepare_corpus(tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class")
     assert sorted(u.utt_id for u in utts) == sorted(uid for uid, _, _ in TURNS)
     report = json.loads((tmp_path / "q.json").read_text())
+    binary = "not text (NUL bytes; zero-filled, or UTF-16 rather than UTF-8)"
     what = {"no labelled turn": "without a labelled turn", "unreadable": "unreadable (Permission denied)"}
+    what |= {"utf-16": binary, "zero bytes": binary}
     reason = f"EmoEvaluation file {what.get(fault, fault)}: no label for the dialog's utterances"
     assert [(p["item"], p["file"], p["reason"], p["kept"]) for p in report["problems"]] == [
         (f"{d2}_F000", str(emo), reason, False),

@@ -101,6 +101,34 @@ def test_a_table_edited_to_nan_or_huge_times_is_refused_everywhere(tmp_path: Pat
     assert proc.stderr.count("\n") == 1 and f"{path}: {UTT}: word 1" in proc.stderr
 
 
+@pytest.mark.parametrize("part", ["syllables", "words/start", "method"])
+def test_a_table_missing_a_part_is_named(tmp_path: Path, part: str) -> None:
+    """A level (or a column) deleted from segments.h5: one line naming the file and the part,
+    not h5py's "Unable to synchronously open object"."""
+    from mger.core.ragged_h5 import RaggedFormatError
+
+    path = _table_with_bad_time(tmp_path, 0.9)
+    with h5py.File(path, "r+") as f:
+        del f[part]
+    with pytest.raises(RaggedFormatError, match=rf"segments\.h5: not a whole segment table \(.*{part.split('/')[-1]}"):
+        SegmentTable.read(path)
+
+
+def test_levels_an_utterance_borrows_are_counted(tmp_path: Path) -> None:
+    """Words only (no phones: the iemocap backend without .phseg): the phone rows are a coarser
+    level's, and extract says how many, instead of a phone row silently equal to another row.
+    (These alignments have no syllables either: both borrow the words.)"""
+    from mger.features.extract import borrowed_levels
+
+    path = tmp_path / "segments.h5"
+    write_table(path, [_alignment(GOOD, uid="Ses01F_impro01_M001"), _alignment(GOOD)], "iemocap")
+    table = SegmentTable.read(path)
+    ids = ["Ses01F_impro01_M001", UTT]
+    levels = ["frame", "phone", "syllable", "word", "utterance"]
+    assert borrowed_levels(table, ids, levels) == {"phone": 2, "syllable": 2}
+    assert borrowed_levels(table, ids, ["word", "utterance"]) == {}
+
+
 def test_truth_with_non_finite_times_is_refused(tmp_path: Path) -> None:
     truth = tmp_path / "words.jsonl"
     truth.write_text(json.dumps({"utt_id": UTT, "words": [{"word": "hi", "start": 0.1, "end": float("nan")}]}) + "\n")
@@ -254,6 +282,23 @@ def test_metrics_commit_their_predictions_and_the_report_checks(trained_probes) 
             write_report(params)
     finally:
         pred.write_text(original)
+
+
+def test_report_refuses_predictions_labelled_otherwise_than_the_manifest(trained_probes, tmp_path: Path) -> None:
+    """`mger prepare` again with other labels (same utterances, so the stores stay valid): a row
+    trained before is scored against the old truth, so the report refuses it in one line."""
+    params = trained_probes["params"]
+    utts = read_manifest(params.prepare.manifest)
+    first = utts[0]
+    other = next(u.label for u in utts if u.label != first.label)
+    relabelled = tmp_path / "manifest.jsonl"
+    write_manifest(relabelled, [dataclasses.replace(first, label=other), *utts[1:]])
+    moved = dataclasses.replace(params, prepare=dataclasses.replace(params.prepare, manifest=str(relabelled)))
+    message = rf"probe\.csv: {first.utt_id} is labelled {first.label} there but labelled {other} in .*manifest\.jsonl"
+    with pytest.raises(StageError, match=message):
+        write_report(moved)
+    write_manifest(relabelled, utts)
+    write_report(moved)  # the manifest the rows were trained on: fine
 
 
 def test_report_refuses_metrics_of_a_store_built_before_the_current_alignment(trained_probes) -> None:
