@@ -174,9 +174,7 @@ class FeaturesConfig:
     def __post_init__(self) -> None:
         _positive("features", self, "shard_size", "n_jobs")
         for name in self.extra_speech:
-            check_name("features.extra_speech", name, reserved=("all", "speech", "text"))  # --kind
-            if name in ("speech", "text"):
-                raise ConfigError(f"features.extra_speech.{name}: 'speech' and 'text' are the main stores' names")
+            check_name("features.extra_speech", name, reserved=("all", "speech", "text"))  # --kind, the main stores
         for key, speech in self.speech_stores.items():
             where = "features.speech" if key == "speech" else f"features.extra_speech.{key}"
             if "functionals" in speech.levels and not speech.model.startswith("opensmile:"):
@@ -867,3 +865,6 @@ def _check_finetune_variants(params: Params) -> None:
                 f"{where}.seed: {cfg.seed} is not one of train.seeds {seeds}: the fusion objective trains one "
                 "end-to-end run per training seed and keeps the encoders of finetune.seed's run"
             )
+        most, why = MAXIMA["finetune.seed"]
+        if cfg.objective == "fusion" and max(seeds) > most:  # each training seed seeds a fine-tuning run
+            raise ConfigError(f"train.seeds: {max(seeds)} is over {most} under the fusion objective ({why})")

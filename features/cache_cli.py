@@ -105,7 +105,11 @@ def cache_verify_all(params: Params, manifest: str | Path | None = None, segment
     inputs = (manifest, segments) if ok and manifest.is_file() else None
     frozen = [store_path(params.features.out, kind) for kind in (*KINDS, *params.features.extra_speech)]
     finetuned = sorted(
-        p for fold in params.finetune.folds for p in params.finetune.features_dir(fold).glob("*.h5") if p.is_file()
+        p
+        for name in params.finetune.variant_names  # every fine-tuning variant's folder (fold-k/<variant>/)
+        for fold in params.finetune.folds
+        for p in params.finetune.variant(name).features_dir(fold).glob("*.h5")
+        if p.is_file()
     )
     for store in frozen + finetuned:
         if not store.is_file():

@@ -272,10 +272,12 @@ def joint_experiments(params: Params, only: Sequence[str] | None = None) -> list
 
 
 def _joint_experiment(params: Params, ft: FinetuneConfig, name: str) -> Experiment:
+    from mger.models.joint import ALL_SEEDS  # the fold folder's file of every seed's test predictions
+
     preds, val, folds = [], [], {}
     seeds = list(params.train.seeds)
     for fold in ft.folds:
-        path = Path(ft.reports) / f"fold-{fold}.json"
+        path = ft.fold_dir(fold) / "finetune.json"  # inside the finetune stage's declared output folder
         if not path.is_file():
             raise StageError(f"{path}: missing; run `mger finetune --fold {fold}` (or `dvc repro`)")
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -289,7 +291,7 @@ def _joint_experiment(params: Params, ft: FinetuneConfig, name: str) -> Experime
                 f"{path}: end-to-end runs of seeds {sorted(int(s) for s in record['test'].get('seeds', {}))}, not "
                 f"train.seeds {seeds}; re-run `mger finetune --fold {fold}`"
             )
-        preds.append(read_predictions(record["test"]["predictions"]))
+        preds.append(read_predictions(ft.fold_dir(fold) / ALL_SEEDS))
         val.append(np.mean([record["test"]["seeds"][str(s)]["val_ua"] for s in seeds]))  # per fold, seeds averaged
         folds[str(fold)] = {"val_speakers": record["val_speakers"]}
     pred = Predictions.concat(preds[0].classes, preds)

@@ -55,7 +55,7 @@ METHOD = (
     f"value, test utterances resampled within folds ({N_BOOT} resamples), conditional on the trained models; "
     "(2) the same resampling whole dialogues within folds (a speaker where the manifest names no dialogue), the "
     "same resample for every seed; (3) a t-interval over folds (seeds averaged first, n_folds − 1 degrees of "
-    "freedom, clipped to [0, 100]); the main table shows the widest of the three and names it; paired tests: "
+    "freedom, clipped to the metric's range); the main table shows the widest of the three and names it; paired tests: "
     f"approximate randomisation ({N_PERM} permutations, two-sided) with one swap per (fold, utterance) shared by "
     "every seed (each system's correctness averaged over seeds first), Holm-adjusted within each table, p < 0.001 "
     "printed as '< 0.001'; a difference is claimed only where the Holm-adjusted p < 0.05; validation: the fold's "

@@ -160,7 +160,7 @@ def test_config_rules_for_opensmile_and_extra_stores() -> None:
         params_from_dict({"features": {"speech": {"levels": ["word", "functionals"]}}})
     with pytest.raises(ConfigError, match="features.extra_speech: 'a/b' is not a name"):
         params_from_dict({"features": {"extra_speech": {"a/b": {"model": "opensmile:eGeMAPSv02"}}}})
-    with pytest.raises(ConfigError, match="features.extra_speech.text: 'speech' and 'text' are the main stores"):
+    with pytest.raises(ConfigError, match="features.extra_speech: 'text' is reserved"):
         params_from_dict({"features": {"extra_speech": {"text": {"model": "opensmile:eGeMAPSv02"}}}})
     with pytest.raises(ConfigError, match="speech_store: 'egemaps' is not a speech store"):
         params_from_dict({"train": {"experiments": {"a": {"model": "audio", "speech_store": "egemaps"}}}})

@@ -259,6 +259,10 @@ VARIANTS = {"aux": {}, "noaux": {"fusion": {"aux_matching": 0.0}}}
             {"finetune": {"variants": {"a": {"objective": "fusion", "seed": 7}}}, "train": {"seeds": [0, 1]}},
             "finetune.variants.a.seed: 7 is not one of train.seeds [0, 1]",
         ),
+        (
+            {"finetune": {"objective": "fusion"}, "train": {"seeds": [0, 5000000]}},
+            "train.seeds: 5000000 is over 3999999 under the fusion objective",
+        ),
     ],
 )
 def test_bad_fine_tuning_variants_name_the_key(data: dict, message: str) -> None:

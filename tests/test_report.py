@@ -605,7 +605,8 @@ def test_report_shows_the_end_to_end_row_of_joint_fine_tuning(trained, tmp_path)
         labels = np.array([CLASSES.index(u.label) for u in test])
         pred = np.where(rng.random(len(test)) < 0.7, labels, rng.integers(0, 4, len(test)))
         probs = np.eye(4)[pred] * 0.7 + 0.075
-        path = reports / f"joint-fold-{fold}.csv"
+        path = reports / f"fold-{fold}" / "joint-test-predictions.csv"  # the finetune stage's fold folder
+        path.parent.mkdir(parents=True)
         write_predictions(
             path,
             Predictions(
@@ -618,7 +619,7 @@ def test_report_shows_the_end_to_end_row_of_joint_fine_tuning(trained, tmp_path)
                 probs,
             ),
         )
-        (reports / f"fold-{fold}.json").write_text(
+        (path.parent / "finetune.json").write_text(
             json.dumps(
                 {
                     "fold": fold,
@@ -634,7 +635,7 @@ def test_report_shows_the_end_to_end_row_of_joint_fine_tuning(trained, tmp_path)
         )
     joint = dataclasses.replace(
         params,
-        finetune=dataclasses.replace(params.finetune, objective="fusion", folds=[1, 2, 3], reports=str(reports)),
+        finetune=dataclasses.replace(params.finetune, objective="fusion", folds=[1, 2, 3], out=str(reports)),
         report=dataclasses.replace(
             params.report, out=str(tmp_path / "r.md"), figures=str(tmp_path / "f"), metrics=str(tmp_path / "m.json")
         ),
@@ -654,11 +655,12 @@ def test_report_shows_the_end_to_end_row_of_joint_fine_tuning(trained, tmp_path)
     assert rows["joint_ft"].metrics["seeds"] == [0, 1] and all(
         0 < paired_test(rows["joint_ft"].predictions, e.predictions)["ua"]["p"] <= 1 for e in rows.values()
     )
-    record = json.loads((reports / "fold-2.json").read_text())
+    record_path = reports / "fold-2" / "finetune.json"
+    record = json.loads(record_path.read_text())
     del record["test"]["seeds"]["1"]
-    (reports / "fold-2.json").write_text(json.dumps(record))
-    with pytest.raises(StageError, match=r"fold-2.json: end-to-end runs of seeds \[0\], not train.seeds \[0, 1\]"):
+    record_path.write_text(json.dumps(record))
+    with pytest.raises(StageError, match=r"finetune.json: end-to-end runs of seeds \[0\], not train.seeds \[0, 1\]"):
         write_report(joint)
-    (reports / "fold-2.json").unlink()
-    with pytest.raises(StageError, match="fold-2.json: missing"):
+    record_path.unlink()
+    with pytest.raises(StageError, match="fold-2/finetune.json: missing"):
         write_report(joint)
