@@ -1033,7 +1033,7 @@ def _plot_layer_weights(rows: list[dict], path: Path) -> None:
         ax.axhline(1 / len(layers), color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("encoder layer (hidden state; 0 = transformer input)")
     ax.set_ylabel("softmax weight")
-    ax.set_title("Learned layer weights: every fold and seed (points), mean (line), equal (dotted)", fontsize=9)
+    ax.set_title("Learned layer weights: folds and seeds (points), mean (line), equal (dotted)", fontsize=8)
     ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)

@@ -140,6 +140,7 @@ def test_demo_layers_adds_an_all_layer_store_and_a_learned_row(tmp_path: Path) -
     assert {k: v for k, v in layers.train.experiments.items() if k in demo.train.experiments} == demo.train.experiments
     assert layers.train.experiments["audio_word_layers"].layer_weights == "learned"
     assert layers.train.metrics_dir != demo.train.metrics_dir and demo.report.experiments is None
+    assert layers.report.metrics != demo.report.metrics  # the demo's DVC metric is never overwritten
     assert layers.report.experiments == ["probe_speech", "audio_word", "probe_layers", "audio_word_layers"]
     bad = params_from_dict({"report": {"experiments": ["nope"]}, "train": {"metrics_dir": str(tmp_path)}})
     with pytest.raises(StageError, match="report.experiments: nope: not an experiment of train.experiments"):
