@@ -280,6 +280,12 @@ class FinetuneConfig:
         """Fold ``fold``'s fine-tuned encoders (save_pretrained folders) and ``finetune.json``."""
         return Path(self.out) / f"fold-{fold}" / (self.tag or "")
 
+    def with_seed(self, seed: int) -> "FinetuneConfig":
+        """These settings with another ``seed``, the variant's folder name kept (``tag`` is no init field)."""
+        out = dataclasses.replace(self, seed=seed)
+        out.tag = self.tag
+        return out
+
     def features_dir(self, fold: int) -> Path:
         """Fold ``fold``'s feature stores, extracted with its fine-tuned encoders."""
         return Path(self.features_out) / f"fold-{fold}" / (self.tag or "")

@@ -57,7 +57,7 @@ from mger.models.modules import LayerWeighted, ModelConfig, input_names
 from mger.models.predictions import Predictions, write_predictions
 from mger.models.probe import LinearProbe, probe_inputs
 from mger.models.stats import METHOD, breakdown, clusters_of, sd, summarize
-from mger.models.train import TensorSet, cross_fitted_proba, fit, fit_weights, predict_proba, standardize
+from mger.models.train import TensorSet, combine_probs, cross_fitted_proba, fit, fit_weights, predict_proba, standardize
 
 
 def members(spec: ExperimentSpec) -> list[ExperimentSpec]:
@@ -407,12 +407,12 @@ def _run_experiment(
             if spec.late_weights == "fitted"
             else np.full(len(parts), 1 / len(parts))
         )
-        val_combined = _combine(weights, val_probs)
+        val_combined = combine_probs(weights, val_probs)
         if cross_fit:  # the weights were fitted on validation: score it out of sample where it can be halved
             crossed = _cross_fitted(name, splits[fold], utts, val_probs, labels[va], len(classes), scoring)
             val_combined = val_combined if crossed is None else crossed
         val_scores[(fold, seed)] = all_metrics(labels[va], val_combined.argmax(1), len(classes))
-        probs = _combine(weights, test_probs)
+        probs = combine_probs(weights, test_probs)
         predictions.append(
             Predictions(
                 classes,
@@ -569,10 +569,6 @@ def _summary(grid: np.ndarray) -> dict:
     """(seeds, folds) → mean and SD (ddof=1) over folds of the per-fold mean over seeds."""
     per_fold = grid.mean(0)
     return {"mean": float(per_fold.mean()), "std": sd(per_fold)}
-
-
-def _combine(weights: np.ndarray, probs: Sequence[np.ndarray]) -> np.ndarray:
-    return sum(w * p for w, p in zip(weights, probs))
 
 
 def member_label(part: ExperimentSpec) -> str:

@@ -157,12 +157,11 @@ class SpeechInputs:
         if not self.cached_conv:
             return self.encoder.forward_waves(items)
         padded, mask = pad_batch(items, self.encoder.device)
-        if self.cached_conv:
-            proj = self.net.feature_projection(padded)
-            hidden = proj[0] if isinstance(proj, tuple) else proj
-            if self.net.training and hasattr(self.net, "_mask_hidden_states"):
-                hidden = self.net._mask_hidden_states(hidden, attention_mask=mask)
-            return self.net.encoder(hidden, attention_mask=mask)[0], mask
+        proj = self.net.feature_projection(padded)
+        hidden = proj[0] if isinstance(proj, tuple) else proj
+        if self.net.training and hasattr(self.net, "_mask_hidden_states"):
+            hidden = self.net._mask_hidden_states(hidden, attention_mask=mask)
+        return self.net.encoder(hidden, attention_mask=mask)[0], mask
 
 
 class TextInputs:

@@ -290,11 +290,11 @@ def run_joint_seeds(
     if cfg.seed not in seeds:
         raise StageError(f"finetune.seed {cfg.seed} is not one of the seeds {list(seeds)}: its encoders are kept")
     markers = features.text.markers
-    keys = {s: settings_key(dataclasses.replace(cfg, seed=s), split, encoders, markers) for s in seeds}
+    keys = {s: settings_key(cfg.with_seed(s), split, encoders, markers) for s in seeds}
     results, history, scores = run_joint(split, test, encoders, cfg, features, fold_dir, key)
     per_seed = {cfg.seed: scores | {"val_ua": results["speech"]["val_ua"]}}
     for seed in (s for s in seeds if s != cfg.seed):
-        per_seed[seed] = _other_seed(split, test, dataclasses.replace(cfg, seed=seed), features, fold_dir, keys[seed])
+        per_seed[seed] = _other_seed(split, test, cfg.with_seed(seed), features, fold_dir, keys[seed])
     preds = [read_predictions(_seed_dir(fold_dir, s, cfg.seed) / HEAD_DIR / TEST_PREDICTIONS) for s in seeds]
     write_predictions(fold_dir / ALL_SEEDS, Predictions.concat(split.classes, preds))
     return results, history, scores | {"seeds": {str(s): per_seed[s] for s in seeds}}

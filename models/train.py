@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -213,5 +214,10 @@ def cross_fitted_proba(
     for scored, fitted in (halves, halves[::-1]):
         idx_fit, idx_score = np.asarray(fitted), np.asarray(scored)
         weights = fit_weights([p[idx_fit] for p in val_probs], val_labels[idx_fit], n_classes)
-        out[idx_score] = sum(w * p[idx_score] for w, p in zip(weights, val_probs))
+        out[idx_score] = combine_probs(weights, [p[idx_score] for p in val_probs])
     return out
+
+
+def combine_probs(weights: np.ndarray, probs: Sequence[np.ndarray]) -> np.ndarray:
+    """Late fusion: the members' class probabilities (each (N, C)) weighted by ``weights`` (M,), summed."""
+    return sum(w * p for w, p in zip(weights, probs))
