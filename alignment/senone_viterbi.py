@@ -35,12 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
+from mger.core.align_settings import DURATION_WEIGHT  # the one definition (the params default too)
+
 SENSCR_SHIFT = 10  # pocketsphinx stores senone scores right-shifted by this many bits
 # The en-us model's context-independent silence senones (checked against an alignment in the tests).
 SILENCE_SENONES = (96, 97, 98)
 LOUD_SILENCE = 20.0  # nats per loud frame labelled silence
 QUIET_PHONE = 1.0  # nats per quiet frame inside a phone
-DURATION_WEIGHT = 24.0  # weight of the log-normal duration term (align.pocketsphinx.duration_weight)
 DURATION_SIGMA = 0.7  # its spread in ln(frames), before the weight
 VOWEL_FACTOR = 1.5  # vowels are expected this much longer than other phones
 MAX_PHONE_FRAMES = 150  # no phone is longer (1.5 s at 100 frames/s)

@@ -1,13 +1,23 @@
-"""The alignment backends' settings (``align.pocketsphinx``, ``align.mfa`` in params.yaml).
+"""The alignment sections of params.yaml: ``align`` with its backends' settings
+(``align.pocketsphinx``, ``align.mfa``), ``align_eval`` and ``align_eval_corpus``.
 
 Part of the config schema, so they live in the ground layer: :mod:`mger.core.config` reads
-them and the backends (:mod:`mger.alignment.pocketsphinx_backend`,
-:mod:`mger.alignment.mfa_backend`) take them.
+them and the alignment stage and backends (:mod:`mger.alignment.stage`,
+:mod:`mger.alignment.pocketsphinx_backend`, :mod:`mger.alignment.mfa_backend`) take them.
+Their numeric ranges are rows of :data:`mger.core.config.RANGES`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
+
+from mger.core.config_loader import ConfigError
+
+# Weight of the duration search's phone-duration term (alignment/senone_viterbi.py's default and
+# align.pocketsphinx.duration_weight's).  Chosen on eSpeak speech (docs/alignment.md, item 14);
+# lower it for speech whose phone durations vary more.
+DURATION_WEIGHT = 24.0
 
 # (beam, wbeam, pbeam): the first rung is the one that aligned 100 of 100 utterances here; the
 # last is the backend's last resort (LAST_RESORT_RUNG there), which it appends to a ladder that
@@ -31,10 +41,7 @@ class PocketsphinxSettings:
     slow_speech: bool = True  # slow utterances analysed with longer frames (see SLOW_PHONE_RATE)
     refine_onsets: bool = True  # stop closures and onsets after silence corrected (alignment/refine.py)
     duration_search: bool = True  # re-align over the senone scores with durations and energy (senone_viterbi.py)
-    # Weight of the duration search's phone-duration term: senone_viterbi.DURATION_WEIGHT (a test keeps
-    # them equal; this layer cannot import alignment/).  Chosen on eSpeak speech (docs/alignment.md,
-    # item 14); lower it for speech whose phone durations vary more.
-    duration_weight: float = 24.0
+    duration_weight: float = DURATION_WEIGHT  # the duration search's phone-duration term
 
 
 @dataclass(frozen=True)
@@ -46,3 +53,35 @@ class MfaSettings:
     retry_beam: int = 40
     workdir: str = "data/mfa"
     executable: str = "mfa"
+
+
+@dataclass
+class AlignConfig:
+    """``mger align``: manifest → words, syllables, phones (see alignment/)."""
+
+    backend: Literal["pocketsphinx", "iemocap", "mfa"] = "pocketsphinx"
+    on_failure: Literal["drop", "uniform"] = "uniform"
+    n_jobs: int = 2
+    out: str = "data/align"
+    report: str = "reports/alignment.json"
+    pocketsphinx: PocketsphinxSettings = field(default_factory=PocketsphinxSettings)
+    mfa: MfaSettings = field(default_factory=MfaSettings)
+
+    def __post_init__(self) -> None:
+        if not self.pocketsphinx.ladder:
+            raise ConfigError("align.pocketsphinx.ladder: needs at least one (beam, wbeam, pbeam) rung")
+
+
+@dataclass
+class AlignEvalConfig:
+    """``mger align-eval``: word boundaries against the synthetic corpus's ground truth."""
+
+    truth: str = "data/synth/truth/words.jsonl"
+    report: str = "reports/align_eval.json"
+
+
+@dataclass
+class AlignEvalCorpusConfig:
+    """``mger align-eval-corpus``: word boundaries against the corpus's own ForcedAlignment ``.wdseg``."""
+
+    report: str = "reports/align_eval_corpus.json"

