@@ -68,10 +68,10 @@ def test_energy_check_repairs_speech_taken_for_silence(tmp_path: Path) -> None:
     silences: five words more than 0.5 s late.  With the check all but one are within 70 ms."""
     from mger.alignment.evaluate import word_errors
     from mger.alignment.pocketsphinx_backend import PocketsphinxAligner, PocketsphinxSettings
-    from mger.pipeline.heldout import SENTENCES, _utterance
+    from mger.corpus.heldout import SENTENCES, speak_utterance
 
     (tmp_path / "wav").mkdir()
-    utt, truth = _utterance(tmp_path, tmp_path, 105, SENTENCES[105 % len(SENTENCES)], "en-029+Alicia", 95, 29)
+    utt, truth = speak_utterance(tmp_path, tmp_path, 105, SENTENCES[105 % len(SENTENCES)], "en-029+Alicia", 95, 29)
     words = json.loads(truth)["words"]
     # pocketsphinx's own search (the duration search, on by default, would not run it)
     before = PocketsphinxAligner(PocketsphinxSettings(energy_check=False, duration_search=False)).align(utt)

@@ -84,10 +84,12 @@ def test_slow_speech_aligned_at_a_lower_frame_rate(tmp_path: Path) -> None:
     100 frames/s, every word within 50 ms at 70 frames/s."""
     from mger.alignment.evaluate import word_errors
     from mger.alignment.pocketsphinx_backend import PocketsphinxAligner, PocketsphinxSettings
-    from mger.pipeline.heldout import SENTENCES, _utterance
+    from mger.corpus.heldout import SENTENCES, speak_utterance
 
     (tmp_path / "wav").mkdir()
-    utt, truth = _utterance(tmp_path, tmp_path, 35, SENTENCES[35 % len(SENTENCES)], "en-gb-x-gbclan+benjamin", 95, 29)
+    utt, truth = speak_utterance(
+        tmp_path, tmp_path, 35, SENTENCES[35 % len(SENTENCES)], "en-gb-x-gbclan+benjamin", 95, 29
+    )
     words = json.loads(truth)["words"]
     before = PocketsphinxAligner(
         PocketsphinxSettings(slow_speech=False, refine_onsets=False, duration_search=False)

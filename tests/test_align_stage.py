@@ -350,13 +350,13 @@ def test_pocketsphinx_pronounces_the_written_form_and_labels_the_dictionary_word
 def test_fast_speech_without_a_path_is_aligned_at_a_higher_frame_rate(tmp_path: Path) -> None:
     """The development set's en-us-nyc+kaukovalta at 300 wpm: phones shorter than three 10 ms
     frames leave no path at 100 frames/s at any beam; at FAST_FRATE the utterance aligns."""
-    from mger.pipeline.heldout import DEV_SEED, DEV_SENTENCES, DEV_SHIFT, RATES, _utterance, voices
+    from mger.corpus.heldout import DEV_SEED, DEV_SENTENCES, DEV_SHIFT, RATES, speak_utterance, voices
 
     i = 58
     voice, rate = voices(i + 1, DEV_SHIFT)[i], RATES[(i + DEV_SHIFT) % len(RATES)]
     assert (voice, rate) == ("en-us-nyc+kaukovalta", 300)
     (tmp_path / "wav").mkdir()
-    utt, _ = _utterance(tmp_path, tmp_path, i, DEV_SENTENCES[i % len(DEV_SENTENCES)], voice, rate, DEV_SEED, "Dev")
+    utt, _ = speak_utterance(tmp_path, tmp_path, i, DEV_SENTENCES[i % len(DEV_SENTENCES)], voice, rate, DEV_SEED, "Dev")
     aligner = PocketsphinxAligner()
     forms = written_forms(utt.text)
     aligner._ensure_words(forms)

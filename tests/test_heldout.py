@@ -9,8 +9,7 @@ import pytest
 
 from mger.alignment.normalize import normalize_transcript
 from mger.core.manifest import read_manifest
-from mger.corpus.synth import _speakers
-from mger.pipeline.heldout import (
+from mger.corpus.heldout import (
     DEMO_VOICES,
     DEV_SENTENCES,
     DEV_SHIFT,
@@ -21,6 +20,7 @@ from mger.pipeline.heldout import (
     n_variants,
     voices,
 )
+from mger.corpus.synth import _speakers
 
 
 def test_voices_cover_every_language_and_variant_and_avoid_the_demo() -> None:
