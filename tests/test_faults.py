@@ -744,6 +744,7 @@ def test_shard_run_waits_out_a_short_exclusive_setup(aligned, tiny_models, tmp_p
     import threading
 
     import mger.features.extract as extract_mod
+    import mger.features.shards as shards
     from mger.features.cache import CacheError, StoreLock, verify_store
 
     cfg = _features_cfg(tiny_models, tmp_path)
@@ -751,10 +752,10 @@ def test_shard_run_waits_out_a_short_exclusive_setup(aligned, tiny_models, tmp_p
     assert holder.acquire()
     with pytest.raises(CacheError, match=r"text\.h5 is being written by pid \d+"):
         extract_mod.extract("text", cfg, aligned["manifest"], aligned["segments"])
-    monkeypatch.setattr(extract_mod, "SETUP_WAIT_S", 0.3)
+    monkeypatch.setattr(shards, "SETUP_WAIT_S", 0.3)
     with pytest.raises(CacheError, match="is being written by"):
         extract_mod.extract("text", cfg, aligned["manifest"], aligned["segments"], shard=(0, 2))
-    monkeypatch.setattr(extract_mod, "SETUP_WAIT_S", 30.0)
+    monkeypatch.setattr(shards, "SETUP_WAIT_S", 30.0)
     threading.Timer(0.5, holder.release).start()
     extract_mod.extract("text", cfg, aligned["manifest"], aligned["segments"], shard=(0, 2))
     extract_mod.extract("text", cfg, aligned["manifest"], aligned["segments"], shard=(1, 2))

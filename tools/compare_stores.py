@@ -155,8 +155,10 @@ def compare(a: Path, b: Path) -> int:
         ca, cb = _contents(a / name), _contents(b / name)
         diff = sorted(k for k in ca.keys() | cb.keys() if ca.get(k) != cb.get(k))
         n_data = sum(1 for k in ca if not k.endswith("@"))
-        print(f"{name}: bytes {'equal' if same_bytes else 'DIFFER'}; {n_data} datasets + attrs "
-              f"{'equal' if not diff else 'DIFFER: ' + ', '.join(diff[:5])}")
+        print(
+            f"{name}: bytes {'equal' if same_bytes else 'DIFFER'}; {n_data} datasets + attrs "
+            f"{'equal' if not diff else 'DIFFER: ' + ', '.join(diff[:5])}"
+        )
         bad += (not same_bytes) or bool(diff)
     return 1 if bad else 0
 
