@@ -500,7 +500,8 @@ def test_duplicate_ids_in_a_manifest_stop_extract(
 _KILL_AT = """
 import os, sys
 import mger.features.cache as cache
-import mger.features.extract as extract
+import mger.features.rows as rows
+import mger.features.shards as shards
 point = sys.argv[1]
 def kill_after(module, name, calls=1):
     real, seen = getattr(module, name), {"n": 0}
@@ -512,11 +513,11 @@ def kill_after(module, name, calls=1):
         return out
     setattr(module, name, wrapped)
 if point == "after 3 parts":
-    kill_after(extract, "write_store", 3)
+    kill_after(rows, "write_store", 3)
 elif point == "merge written, not renamed":
     kill_after(cache, "_write_levels")
 elif point == "merged, parts not removed":
-    kill_after(extract, "merge_stores")
+    kill_after(shards, "merge_stores")
 from mger.pipeline.cli import main
 sys.exit(main(sys.argv[2:]))
 """
