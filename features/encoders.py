@@ -52,13 +52,11 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence, Union
 import numpy as np
 import torch
 
-from mger.features.registry import Encoder, register_encoder
+from mger.features.registry import Encoder, ModelUnavailable, register_encoder
+from mger.features.text import Span, encoder_text, token_word_matrix, token_words, word_rows
 
 if TYPE_CHECKING:
     from mger.core.config import FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
-from mger.features.text import Span, encoder_text, token_word_matrix, token_words, word_rows
-
-__all__ = ["Encoder"]  # the protocol lives in mger.features.registry; named here for fine-tuning's imports
 
 LayerSpec = Union[str, int, list]
 
@@ -75,11 +73,6 @@ def resolve_model_path(name: str) -> str:
     if name.startswith("package:"):
         return str(importlib.import_module(name.split(":", 1)[1]).get_model_path())
     return name
-
-
-class ModelUnavailable(OSError):
-    """A model that is neither a local folder nor a hub id reachable or cached here; the message
-    names the param."""
 
 
 def hub_source(name: str, path: str, revision: str | None, key: str) -> dict[str, Any]:

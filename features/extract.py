@@ -18,14 +18,22 @@ changes the values, the content hash of every wav included) and it verifies soun
 
 A store records the sha256 of the segment table, of its utterances' ids and of their
 transcripts (``manifest_sha256``) in its fingerprint; training and the report refuse a store
-whose record no longer matches the current files (:func:`check_store_inputs`, hashed once per
-process and version of each file), so a re-alignment or a new manifest is never trained on
-through a store built before it.
+whose record no longer matches the current files
+(:func:`mger.features.fingerprint.check_store_inputs`, hashed once per process and version of
+each file), so a re-alignment or a new manifest is never trained on through a store built
+before it.
 
 ``--fold k`` extracts with fold k's fine-tuned encoders (``mger finetune --fold k``) into
 ``<finetune.features_out>/fold-<k>/``; the fold, the sessions the encoders were fine-tuned
 on and the hash of their ``finetune.json`` join the fingerprint, which is what lets
 :class:`mger.features.cache.FeatureStore` refuse the store for any other fold.
+
+This module is the stage's orchestration only; the parts live beside it: the encoder of a
+store's ``model`` (:mod:`mger.features.registry`), its inputs and fingerprint
+(:mod:`mger.features.fingerprint`), the lock / parts / merge protocol
+(:mod:`mger.features.shards`), the reader and writer threads (:mod:`mger.features.pipelining`),
+a part's rows (:mod:`mger.features.rows`) and the stores' file names
+(:mod:`mger.features.store_paths`).
 """
 
 from __future__ import annotations

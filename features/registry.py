@@ -96,6 +96,12 @@ class EncoderFamily:
 
 ENCODERS: dict[str, EncoderFamily] = {}
 
+
+class ModelUnavailable(OSError):
+    """A model that is neither a local folder nor a hub id reachable or cached here; the message
+    names the param."""
+
+
 T = TypeVar("T")
 
 
@@ -138,7 +144,6 @@ def build_encoder(kind: str, cfg: "FeaturesConfig") -> Encoder:
     family its model names (:func:`encoder_family`); a model that cannot be loaded is a
     :class:`~mger.features.cache.CacheError` naming the param."""
     from mger.features.cache import CacheError
-    from mger.features.encoders import ModelUnavailable
 
     settings = cfg.speech if kind == "speech" else cfg.text
     try:
