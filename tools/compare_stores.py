@@ -116,6 +116,8 @@ def build(work: Path, out: Path) -> None:
         extract_mod.extract("speech", cfg, paths["manifest"], paths["segments"], store=target)
     cfg = FeaturesConfig(out=str(out / "run"), shard_size=5, device="cpu", speech=stores["w2v"], text=text)
     extract_mod.extract("text", cfg, paths["manifest"], paths["segments"], store=out / "text.h5")
+    jobs = FeaturesConfig(out=str(out / "run"), shard_size=5, n_jobs=2, device="cpu", speech=stores["w2v"], text=text)
+    extract_mod.extract("speech", jobs, paths["manifest"], paths["segments"], store=out / "speech-w2v-jobs2.h5")
     sharded = out / "speech-w2v-sharded.h5"  # two shard runs, the second merges
     for i in range(2):
         extract_mod.extract("speech", cfg, paths["manifest"], paths["segments"], shard=(i, 2), store=sharded)
