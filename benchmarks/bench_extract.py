@@ -18,7 +18,7 @@ one store is not timed.  Prints:
    with the model),
    for each dtype (CPU: fp32 and int8 dynamic quantisation; GPU: fp32, bf16, fp16), and how far
    each reduced precision's features are from fp32's; then, per dtype, where one pipeline
-   run's time goes, phase by phase (:data:`mger.features.extract.PHASES`: waiting for the
+   run's time goes, phase by phase (:data:`mger.features.pipelining.PHASES`: waiting for the
    reader's audio and preprocessing, encoding, pooling, device→host copies, waiting for the
    writer thread), timed like the forward (host clock; on GPU CUDA events on the stream, so
    each phase's share is the GPU time spent in it or idle waiting for the host to get through
@@ -57,8 +57,11 @@ from mger.core.manifest import read_manifest
 from mger.core.splits import fold_split
 from mger.features.cache import FeatureStore, compare_stores, merge_stores
 from mger.features.encoders import SpeechEncoder, autocast_context, pad_batch
-from mger.features.extract import PHASES, Inputs, PhaseClock, _segments, batch_seconds, compute_parts, make_batches
+from mger.features.extract import compute_parts
+from mger.features.fingerprint import AlignedInputs
+from mger.features.pipelining import PHASES, PhaseClock, batch_seconds, make_batches
 from mger.features.pooling import pool_segments
+from mger.features.rows import _segments
 
 _ENCODERS: dict[tuple, SpeechEncoder] = {}
 
@@ -144,7 +147,7 @@ def pipeline_run(
     parts.mkdir(parents=True)
     with forward_timer(enc.model, enc.device) as forward:
         t0 = time.perf_counter()
-        compute_parts("speech", cfg, Inputs(list(utts), table, ""), Path(out), (0, 1), enc, clock)
+        compute_parts("speech", cfg, AlignedInputs(list(utts), table, ""), Path(out), (0, 1), enc, clock)
         _sync(enc.device)
         wall = time.perf_counter() - t0
     if outside is not None:

@@ -28,10 +28,15 @@ from __future__ import annotations
 import hashlib
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
+
+from mger.features.registry import register_encoder
+
+if TYPE_CHECKING:
+    from mger.core.config import FeaturesConfig, SpeechFeaturesConfig
 
 PREFIX = "opensmile:"
 FEATURE_SETS = ("eGeMAPSv02", "ComParE_2016", "GeMAPSv01b", "eGeMAPSv01b")
@@ -60,17 +65,17 @@ def _import_opensmile():
     return opensmile
 
 
+@register_encoder("opensmile", "speech", prefix=PREFIX)
 class OpenSmileEncoder:
-    """openSMILE LLDs as frames (and functionals per utterance), an
-    :class:`mger.features.encoders.Encoder` with :class:`mger.features.encoders.SpeechEncoder`'s
-    frame interface: ``encode_part(waves)`` → per utterance (T_i, D) float32; ``frame_stride_s``,
-    ``frame_centre0_s``, ``dim``, and identity fields for the store's fingerprint.
+    """openSMILE LLDs as frames (and functionals per utterance), a registered speech family
+    (:class:`mger.features.registry.SpeechEncoding`): ``encode(waves)`` → per utterance
+    (T_i, D) float32; ``frame_stride_s``, ``frame_centre0_s``, ``dim``, and identity fields
+    for the store's fingerprint.
 
-    Members of :class:`~mger.features.encoders.Encoder` that make no sense here: ``revision``
-    and ``layer_key`` are None (a feature set has no revisions and no layers; the fingerprint
-    takes :meth:`settings` instead), ``weights_sha256`` hashes the feature set's config files
-    and the openSMILE version (what weights are for a neural encoder), and
-    :meth:`save_pretrained` refuses (nothing is trained).
+    Members that make no sense here: ``revision`` and ``layer_key`` are None (a feature set has
+    no revisions and no layers; the fingerprint takes :meth:`settings` instead),
+    ``weights_sha256`` hashes the feature set's config files and the openSMILE version (what
+    weights are for a neural encoder), and :meth:`save_pretrained` refuses (nothing is trained).
     """
 
     layer_key = None
@@ -89,6 +94,15 @@ class OpenSmileEncoder:
         self.functionals_dim = len(self._func.feature_names)
         self.frame_stride_s, self.frame_centre0_s, self.window_s = self._frame_geometry()
         self.weights_sha256 = self._config_sha256()
+
+    @classmethod
+    def from_config(cls, settings: "SpeechFeaturesConfig", features: "FeaturesConfig") -> "OpenSmileEncoder":
+        """The encoder of ``model: opensmile:<feature set>`` (always on the CPU)."""
+        return cls(settings.model)
+
+    def fingerprint_entries(self) -> dict[str, Any]:
+        """The store fingerprint's entries of this encoder: :meth:`settings` and frame 0's centre."""
+        return self.settings() | {"frame_centre0": self.frame_centre0_s}
 
     def _frame_geometry(self) -> tuple[float, float, float]:
         """(hop, centre of frame 0, window) in seconds, from openSMILE's (start, end) index."""
@@ -129,18 +143,17 @@ class OpenSmileEncoder:
         shortest = int(round(MIN_SECONDS * self.sample_rate))
         return np.pad(wave, (0, shortest - len(wave))) if len(wave) < shortest else wave
 
-    def encode_part(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
+    def encode(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """LLD frames per utterance: (T_i, D) float32, frame t centred at ``frame_centre0_s + t*frame_stride_s``."""
         return [torch.from_numpy(self._run(self._lld, self.prepare(w)).to_numpy(np.float32, copy=True)) for w in waves]
 
     def prepare_batch(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """The host side of a batch (:meth:`mger.features.encoders.SpeechEncoder.prepare_batch`'s
-        interface): the raw waves as they are (openSMILE runs on the CPU in :meth:`encode_batch`)."""
+        """The host side of a batch: the raw waves as they are (openSMILE runs on the CPU in :meth:`encode_batch`)."""
         return list(waves)
 
     def encode_batch(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
-        """:meth:`encode_part` of a :meth:`prepare_batch` result."""
-        return self.encode_part(waves)
+        """:meth:`encode` of a :meth:`prepare_batch` result."""
+        return self.encode(waves)
 
     def functionals(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """The feature set's functionals per utterance: (1, functionals_dim) float32."""

@@ -4,7 +4,7 @@
 :func:`mger.alignment.table.table_problem`) and every store of these params: the stores of
 ``features.out`` (speech, text, each of ``features.extra_speech``) and the fine-tuned stores
 of each fold that has them, each also against the current segment table and manifest
-(:func:`mger.features.extract.check_store_inputs`); one line per problem, exit 1 if any.
+(:func:`mger.features.fingerprint.check_store_inputs`); one line per problem, exit 1 if any.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from mger.alignment.table import SegmentTable
 from mger.core.config import Params
 from mger.core.manifest import read_manifest
 from mger.features.cache import CacheError, compare_stores, verify_store
-from mger.features.extract import KINDS, check_store_inputs, store_path
+from mger.features.fingerprint import check_store_inputs
+from mger.features.store_paths import KINDS, store_file
 
 
 def cache_ls(folder: str | Path) -> list[Path]:
@@ -53,7 +54,7 @@ def cache_verify(
     With ``manifest``, every manifest utterance must be in the store, except (when the segment
     table ``segments`` exists) the ones alignment dropped: those are counted in a note.  With
     ``inputs`` (manifest, segment table), where both exist, the store must have been built from
-    them (:func:`mger.features.extract.check_store_inputs`)."""
+    them (:func:`mger.features.fingerprint.check_store_inputs`)."""
     if _is_segment_table(path):
         return verify_table(path)
     expected = _expected_ids(manifest, segments) if manifest else None
@@ -103,7 +104,7 @@ def cache_verify_all(params: Params, manifest: str | Path | None = None, segment
     manifest = Path(manifest or params.prepare.manifest)
     ok = verify_table(segments) if segments.is_file() else _missing(segments, "mger align")
     inputs = (manifest, segments) if ok and manifest.is_file() else None
-    frozen = [store_path(params.features.out, kind) for kind in (*KINDS, *params.features.extra_speech)]
+    frozen = [store_file(params.features.out, kind) for kind in (*KINDS, *params.features.extra_speech)]
     finetuned = sorted(
         p
         for name in params.finetune.variant_names  # every fine-tuning variant's folder (fold-k/<variant>/)

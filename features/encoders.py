@@ -1,8 +1,11 @@
 """Frozen encoders: any wav2vec2-family speech model and any BERT-family text model.
 
-Both implement :class:`Encoder`, the one interface extraction (:mod:`mger.features.extract`)
-and fine-tuning (:mod:`mger.models.finetune`) use; so does openSMILE's
-(:class:`mger.features.acoustic.OpenSmileEncoder`).
+Both implement the protocols extraction (:mod:`mger.features.extract`) calls,
+:class:`mger.features.registry.SpeechEncoding` and :class:`~mger.features.registry.TextEncoding`,
+and are registered there as the default families (hub ids and local folders); openSMILE's
+(:class:`mger.features.acoustic.OpenSmileEncoder`) is a registered family like them.
+Fine-tuning (:mod:`mger.models.finetune`) uses more of them (``model``, ``forward_waves``,
+``save_pretrained``).
 
 Both load with ``from_pretrained(hub id or local path, revision=...)``, run in ``eval()``
 under ``torch.inference_mode()``, and are never trained here: fine-tuning
@@ -44,36 +47,18 @@ import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterator, Sequence, Union
 
 import numpy as np
 import torch
 
+from mger.features.registry import Encoder, ModelUnavailable, register_encoder
 from mger.features.text import Span, encoder_text, token_word_matrix, token_words, word_rows
 
+if TYPE_CHECKING:
+    from mger.core.config import FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
+
 LayerSpec = Union[str, int, list]
-
-
-class Encoder(Protocol):
-    """What extraction and fine-tuning need of an encoder, whatever its kind.
-
-    Why a protocol: the stores' fingerprint, the extraction loop and fine-tuning read these
-    members only, so a new kind of encoder is one class, not changes in three places."""
-
-    name: str  # the model as configured (hub id, path, package:, opensmile:)
-    revision: str | None
-    weights_sha256: str  # identity of the weights (or of what stands for them)
-    dim: int  # features per row
-    layer_key: int | list[int] | str | None  # the layers read, resolved to indices (the fingerprint's)
-
-    def prepare(self, raw: Any) -> Any:
-        """One raw input (a waveform, a transcript) as the model reads it."""
-
-    def encode_part(self, items: Sequence[Any]) -> list[Any]:
-        """Features of prepared-or-raw items of one part of a store, one entry per item."""
-
-    def save_pretrained(self, folder: str | Path) -> None:
-        """The model and its preprocessing as a folder ``from_pretrained`` reads."""
 
 
 def _quiet_transformers() -> None:
@@ -88,11 +73,6 @@ def resolve_model_path(name: str) -> str:
     if name.startswith("package:"):
         return str(importlib.import_module(name.split(":", 1)[1]).get_model_path())
     return name
-
-
-class ModelUnavailable(OSError):
-    """A model that is neither a local folder nor a hub id reachable or cached here; the message
-    names the param."""
 
 
 def hub_source(name: str, path: str, revision: str | None, key: str) -> dict[str, Any]:
@@ -426,6 +406,7 @@ class SpeechEncoder:
         # them: padded frames leak into an utterance's last frames, so a padded batch runs item by item
         self.pads_exactly = self.config.model_type != "data2vec-audio"
         self.normalize = self._reads_normalize(path, revision, source)
+        self.max_seconds, self.overlap_seconds = max_seconds, overlap_seconds  # as configured (the fingerprint's)
         self.max_samples = self._multiple(max_seconds * sample_rate)
         self.overlap_samples = self._multiple(overlap_seconds * sample_rate)
         if self.max_samples <= 2 * self.overlap_samples:
@@ -550,7 +531,7 @@ class SpeechEncoder:
         return batch, (mask.long().pin_memory() if pin else mask.long()), lengths
 
     def prepare_batch(self, waves: Sequence[np.ndarray]) -> "SpeechBatch":
-        """The host side of :meth:`encode_part` for raw waves (float32, 16 kHz): :meth:`prepare`,
+        """The host side of :meth:`encode` for raw waves (float32, 16 kHz): :meth:`prepare`,
         then the ones up to ``max_samples`` padded into one batch (:meth:`pad_host`) with
         their frame counts; longer ones are kept whole for chunking.  Touches no device, so a
         reader thread runs it while the device encodes the batch before."""
@@ -563,7 +544,7 @@ class SpeechEncoder:
         return SpeechBatch(len(waves), short, batch, mask, lengths, [self.n_frames(n) for n in lengths], long)
 
     def encode_batch(self, batch: "SpeechBatch") -> list[torch.Tensor]:
-        """The device side of :meth:`encode_part`: frame features per utterance of a
+        """The device side of :meth:`encode`: frame features per utterance of a
         :meth:`prepare_batch` result, (T_i, D) or (T_i, n_layers, D) float32 on the device."""
         out: list[torch.Tensor | None] = [None] * batch.size
         if batch.short:
@@ -576,7 +557,23 @@ class SpeechEncoder:
             out[i] = stitch_chunks(parts, spans, len(w), self.n_frames(len(w)), self.geometry.stride)
         return out  # type: ignore[return-value]
 
-    def encode_part(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
+    def fingerprint_entries(self) -> dict[str, Any]:
+        """The store fingerprint's entries of this encoder: layers, precision, chunking, normalisation."""
+        return {
+            "layer": self.layer_key,
+            "n_layers": self.n_layers,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "max_seconds": self.max_seconds,
+            "overlap_seconds": self.overlap_seconds,
+            "normalize": self.normalize,
+            "batching": "exact",
+        }
+
+    def functionals(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """Refused: a neural encoder has no ``functionals`` level (the config refuses it first)."""
+        raise ValueError(f"{self.name}: the functionals level exists for openSMILE encoders only")
+
+    def encode(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """Frame features per utterance: (T_i, D), or (T_i, n_layers, D) for a layer list.
 
         All ``waves`` (raw float32, 16 kHz; :meth:`prepare` runs here) run as one padded batch;
@@ -672,6 +669,7 @@ class WhisperSpeechEncoder:
         self.frame_stride_s = self.geometry.stride / sample_rate
         self.frame_centre0_s = 0.0
         self.normalize = False  # the log-mel is Whisper's own normalisation
+        self.max_seconds, self.overlap_seconds = max_seconds, overlap_seconds  # as configured (the fingerprint's)
         self.max_samples = min(self.window_samples, int(max_seconds * sample_rate)) // 320 * 320
         self.overlap_samples = int(overlap_seconds * sample_rate) // 320 * 320
         if self.max_samples <= 2 * self.overlap_samples:
@@ -735,9 +733,17 @@ class WhisperSpeechEncoder:
             out[i] = stitch_chunks(parts, spans, len(w), self.n_frames(len(w)), self.geometry.stride)
         return out  # type: ignore[return-value]
 
-    def encode_part(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
+    def encode(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """Frame features per utterance (raw float32 waves, 16 kHz): :meth:`encode_batch` of :meth:`prepare_batch`."""
         return self.encode_batch(self.prepare_batch(waves))
+
+    def fingerprint_entries(self) -> dict[str, Any]:
+        """:meth:`SpeechEncoder.fingerprint_entries` and the input (log-mel, not the waveform)."""
+        return SpeechEncoder.fingerprint_entries(self) | {"input": self.input_kind}  # type: ignore[arg-type]
+
+    def functionals(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """Refused: a neural encoder has no ``functionals`` level (the config refuses it first)."""
+        raise ValueError(f"{self.name}: the functionals level exists for openSMILE encoders only")
 
     def forward_waves(self, waves: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Prepared waves (T_i,), with gradients when the model trains: last-layer frames
@@ -782,6 +788,14 @@ def speech_encoder(
     return cls(model, revision, layer, device, dtype, max_seconds, overlap_seconds)
 
 
+@register_encoder("transformers-speech", "speech")
+def hub_speech_encoder(settings: "SpeechFeaturesConfig", features: "FeaturesConfig") -> Encoder:
+    """The default speech family (a hub id, a local folder, ``package:``): :func:`speech_encoder`."""
+    s, f = settings, features
+    return speech_encoder(s.model, s.revision, s.layer, f.device, f.dtype, s.max_seconds, s.overlap_seconds)
+
+
+@register_encoder("transformers-text", "text")
 class TextEncoder:
     """A frozen BERT-family encoder: token embeddings, token→word map, word embeddings (an
     :class:`Encoder`).  ``markers``: IEMOCAP's markers dropped or kept (:meth:`prepare`)."""
@@ -813,6 +827,22 @@ class TextEncoder:
         self.markers = markers
         self.dim = int(net.config.hidden_size)
 
+    @classmethod
+    def from_config(cls, settings: "TextFeaturesConfig", features: "FeaturesConfig") -> "TextEncoder":
+        """The encoder of ``features.text`` (``settings``) on ``features.device``."""
+        t = settings
+        return cls(t.model, t.revision, t.layer, features.device, t.max_length, t.markers)
+
+    def fingerprint_entries(self) -> dict[str, Any]:
+        """The store fingerprint's entries of this encoder: layer, truncation, input, markers."""
+        return {
+            "layer": self.layer_key,
+            "n_layers": self.n_layers,
+            "max_length": self.max_length,
+            "input": "transcript as written",
+            "markers": self.markers,
+        }
+
     def prepare(self, transcript: str) -> str:
         """A transcript as the encoder reads it: as written, markers per ``markers``
         (:func:`mger.features.text.encoder_text`; character positions do not move)."""
@@ -834,7 +864,7 @@ class TextEncoder:
             return_tensors="pt",
         )
 
-    def encode_part(
+    def encode_batch(
         self, items: Sequence[tuple[str, Sequence[Span | None]]]
     ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Per item, a prepared transcript (:meth:`prepare`) and its aligned words' character

@@ -50,7 +50,8 @@ from mger.core.reporting import StageError, write_csv_atomic, write_json
 from mger.core.splits import FoldSplit, SplitError, all_folds, validation_halves
 from mger.features.cache import FeatureStore, Ragged, check_level_checksum, exclusive_lock, file_sha256
 from mger.features.encoders import resolve_device, resolved_layer
-from mger.features.extract import check_store_inputs, store_config, store_path as extracted_store
+from mger.features.fingerprint import check_store_inputs
+from mger.features.store_paths import store_config, store_file as extracted_store
 from mger.models.loop import NonFiniteLoss
 from mger.models.metrics import all_metrics
 from mger.models.modules import LayerWeighted, ModelConfig, input_names
@@ -196,7 +197,7 @@ def _non_finite_item(rows: Ragged) -> int | None:
 
 def check_store_settings(path: Path, kind: str, features: FeaturesConfig, finetuned: bool) -> None:
     """Refuse a store whose fingerprint disagrees with params (pooling, layer, model, markers);
-    ``features``: the settings of that store (:func:`mger.features.extract.store_config`)."""
+    ``features``: the settings of that store (:func:`mger.features.store_paths.store_config`)."""
     fp = FeatureStore(path).fingerprint
     section = features.speech if kind == "speech" else features.text
     layer = resolved_layer(section.layer, fp["n_layers"]) if "n_layers" in fp else section.layer

@@ -330,10 +330,10 @@ def _joint_experiment(params: Params, ft: FinetuneConfig, name: str) -> Experime
 
 def check_inputs(path: Path, metrics: dict, params: Params) -> None:
     """Refuse a metrics file whose stores were built from another segment table or manifest than
-    the current ones (:func:`mger.features.extract.check_store_inputs`); where the segment table
+    the current ones (:func:`mger.features.fingerprint.check_store_inputs`); where the segment table
     does not exist there is nothing to compare with, and a note says so."""
     from mger.features.cache import CacheError
-    from mger.features.extract import check_store_inputs
+    from mger.features.fingerprint import check_store_inputs
 
     segments = Path(params.align.out) / "segments.h5"
     if not segments.is_file():

@@ -133,7 +133,8 @@ def _resolved_device(params: Params, overrides: dict | None = None) -> Params:
 
 
 def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
-    from mger.features.extract import KINDS, extract, finetuned_setup, store_config, store_path
+    from mger.features.extract import extract, finetuned_setup
+    from mger.features.store_paths import KINDS, store_config, store_file
 
     params = _resolved_device(params, {"features.n_jobs": args.n_jobs})
     setups = [(params.features, None, [*KINDS, *params.features.extra_speech])]
@@ -157,7 +158,7 @@ def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
                 f"{params.align.out}/segments.h5",
                 shard=args.shard,
                 no_rebuild=args.no_rebuild,
-                store=store_path(cfg.out, name),
+                store=store_file(cfg.out, name),
                 fold=fold,
             )
 

@@ -46,10 +46,10 @@ def print_summary(params: Params) -> None:
             f"{corpus['onset_within_50ms']:.1%} within 50 ms, signed median {corpus['onset_signed_median_ms']} ms"
         )
     from mger.features.cache import FeatureStore
-    from mger.features.extract import store_path
+    from mger.features.store_paths import store_file
 
     for kind in ("speech", "text", *params.features.extra_speech):
-        store = store_path(params.features.out, kind)
+        store = store_file(params.features.out, kind)
         if store.is_file():
             try:
                 fs = FeatureStore(store)

@@ -22,7 +22,8 @@ LEVELS = ["frame", "phone", "syllable", "word", "utterance", "functionals"]
 
 @pytest.fixture(scope="module")
 def egemaps_store(aligned: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mger.features.extract import extract, store_config, store_path
+    from mger.features.extract import extract
+    from mger.features.store_paths import store_config, store_file
 
     out = tmp_path_factory.mktemp("egemaps")
     cfg = FeaturesConfig(
@@ -35,7 +36,7 @@ def egemaps_store(aligned: dict[str, Path], tmp_path_factory: pytest.TempPathFac
         store_config(cfg, "egemaps"),
         aligned["manifest"],
         aligned["segments"],
-        store=store_path(out, "egemaps"),
+        store=store_file(out, "egemaps"),
     )
 
 
@@ -50,7 +51,7 @@ def test_frame_geometry_is_read_from_opensmile(feature_set: str, dim: int, funct
     assert (enc.dim, enc.functionals_dim) == (dim, functionals)
     assert enc.frame_stride_s == pytest.approx(0.01) and enc.frame_centre0_s == pytest.approx(centre0)
     wave = np.random.default_rng(0).normal(0, 0.1, 8000).astype(np.float32)  # 0.5 s
-    frames = enc.encode_part([wave])[0]
+    frames = enc.encode([wave])[0]
     index = (
         opensmile.Smile(
             feature_set=getattr(opensmile.FeatureSet, feature_set),
@@ -71,7 +72,7 @@ def test_short_utterance_gets_frames_and_finite_functionals() -> None:
 
     enc = OpenSmileEncoder("opensmile:eGeMAPSv02")
     wave = np.random.default_rng(1).normal(0, 0.1, 400).astype(np.float32)  # 25 ms: too short for openSMILE
-    assert enc.encode_part([wave])[0].shape[0] >= 1
+    assert enc.encode([wave])[0].shape[0] >= 1
     assert np.isfinite(enc.functionals([wave])[0].numpy()).all()
 
 
@@ -196,7 +197,7 @@ def test_core_runs_without_opensmile(tmp_path: Path) -> None:
         "import sys; sys.modules['opensmile'] = None\n"
         "import mger.pipeline.cli, mger.features.extract, mger.models.experiment, mger.models.report\n"
         "from mger.core.config import load_params; load_params('params.yaml')\n"
-        "from mger.features.extract import build_encoder\n"
+        "from mger.features.registry import build_encoder\n"
         "from mger.features.cache import CacheError\n"
         "from mger.core.config import FeaturesConfig, SpeechFeaturesConfig\n"
         "try:\n"

@@ -18,7 +18,8 @@ from mger.core.config import FeaturesConfig, FinetuneConfig, SpeechFeaturesConfi
 from mger.core.manifest import read_manifest
 from mger.features.cache import FeatureStore
 from mger.features.encoders import SpeechEncoder, WhisperSpeechEncoder, speech_encoder
-from mger.features.extract import extract, fingerprint, load_inputs
+from mger.features.extract import extract
+from mger.features.fingerprint import fingerprint, load_aligned
 from mger.models.finetune_stage import run_finetune
 from tests.builders import tiny_speech_model
 
@@ -41,7 +42,7 @@ def test_family_frames_batching_and_chunks(family_models, family: str) -> None:
     rng = np.random.default_rng(3)
     sizes = (20000, 9000, 3000)
     waves = [rng.normal(0, 0.1, n).astype(np.float32) for n in sizes]
-    batched = enc.encode_part(waves)
+    batched = enc.encode(waves)
     if family == "whisper":  # frames whose centres (20t ms) lie in the audio; the 30 s window's rest dropped
         assert [enc.n_frames(n) for n in sizes] == [math.ceil(n / 320) for n in sizes] == [63, 29, 10]
         assert enc.frame_centre0_s == 0.0 and enc.window_samples == 30 * 16000
@@ -49,16 +50,16 @@ def test_family_frames_batching_and_chunks(family_models, family: str) -> None:
         assert [enc.n_frames(n) for n in sizes] == [(n - 400) // 320 + 1 for n in sizes]
     assert [o.shape for o in batched] == [(enc.n_frames(n), 32) for n in sizes]
     for wave, frames in zip(waves, batched):
-        torch.testing.assert_close(frames, enc.encode_part([wave])[0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(frames, enc.encode([wave])[0], atol=1e-5, rtol=1e-4)
     chunked = speech_encoder(family_models[family], device="cpu", dtype="fp32", max_seconds=0.5, overlap_seconds=0.1)
-    (long,) = chunked.encode_part([waves[0]])
+    (long,) = chunked.encode([waves[0]])
     assert long.shape == (enc.n_frames(sizes[0]), 32) and torch.isfinite(long).all()
-    layers = speech_encoder(family_models[family], layer=[0, 1, 2], device="cpu", dtype="fp32").encode_part(waves[1:2])
+    layers = speech_encoder(family_models[family], layer=[0, 1, 2], device="cpu", dtype="fp32").encode(waves[1:2])
     assert layers[0].shape == (enc.n_frames(sizes[1]), 3, 32)
     torch.testing.assert_close(layers[0][:, 2], batched[1], atol=1e-5, rtol=1e-4)  # the last layer is layer L
     one = speech_encoder(family_models[family], layer=1, device="cpu", dtype="fp32")
     assert one.layers_run == 1  # the layer above is not run
-    torch.testing.assert_close(one.encode_part(waves[1:2])[0], layers[0][:, 1], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(one.encode(waves[1:2])[0], layers[0][:, 1], atol=1e-5, rtol=1e-4)
 
 
 def _features(model: str, text_model: str, out: Path) -> FeaturesConfig:
@@ -84,7 +85,7 @@ def test_family_store_pools_frames_by_their_centres(family_models, tiny_models, 
     table = SegmentTable.read(aligned["segments"])
     utts = {u.utt_id: u for u in read_manifest(aligned["manifest"])}
     for uid in store.utt_ids[:3]:
-        direct = enc.encode_part([read_audio(utts[uid].wav)])[0].numpy()
+        direct = enc.encode([read_audio(utts[uid].wav)])[0].numpy()
         frames = store.rows("frame", uid).astype(np.float32)
         np.testing.assert_allclose(frames, direct, atol=2e-2, rtol=1e-2)  # fp16 storage
         centres = enc.frame_centre0_s + enc.frame_stride_s * np.arange(len(direct))
@@ -99,7 +100,7 @@ def test_family_store_pools_frames_by_their_centres(family_models, tiny_models, 
 
 
 def test_fingerprints_differ_across_families_and_models(family_models, tiny_models, aligned, tmp_path) -> None:
-    inputs, _ = load_inputs(aligned["manifest"], aligned["segments"])
+    inputs, _ = load_aligned(aligned["manifest"], aligned["segments"])
     models = dict(family_models) | {"wav2vec2-seed1": tiny_speech_model("wav2vec2", tmp_path / "w1", seed=1)}
     prints = {}
     for name, path in models.items():
@@ -136,4 +137,4 @@ def test_family_finetunes_through_the_same_interface(family_models, tiny_models,
     for a, b in zip(base.feature_encoder.parameters(), tuned.feature_encoder.parameters()):
         assert torch.equal(a, b)  # frozen
     wave = np.random.default_rng(0).normal(0, 0.1, 12000).astype(np.float32)
-    assert tuned.encode_part([wave])[0].shape == (base.n_frames(12000), 32)
+    assert tuned.encode([wave])[0].shape == (base.n_frames(12000), 32)

@@ -17,18 +17,11 @@ import mger.features.extract as extract_mod
 from mger.core.audio import read_audio
 from mger.core.config import FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig
 from mger.features.cache import CacheError, write_store
-from mger.features.extract import (
-    PHASES,
-    Inputs,
-    PhaseClock,
-    Prefetch,
-    _refuse_nonfinite,
-    _speech_levels,
-    build_encoder,
-    compute_parts,
-    load_inputs,
-    speech_batches,
-)
+from mger.features.extract import compute_parts
+from mger.features.fingerprint import AlignedInputs, load_aligned
+from mger.features.pipelining import PHASES, PhaseClock, Prefetch, speech_batches
+from mger.features.registry import build_encoder
+from mger.features.rows import _refuse_nonfinite, _speech_levels
 from mger.pipeline.cli import error_line
 
 
@@ -44,15 +37,15 @@ def _cfg(tiny_models: dict[str, str], **speech: object) -> FeaturesConfig:
     )
 
 
-def _serial_parts(encoder, cfg: FeaturesConfig, inputs: Inputs, folder: Path) -> list[Path]:
-    """The straightforward loop: per part, per batch, read, ``encode_part`` (preparation and
+def _serial_parts(encoder, cfg: FeaturesConfig, inputs: AlignedInputs, folder: Path) -> list[Path]:
+    """The straightforward loop: per part, per batch, read, ``encode`` (preparation and
     forward in one thread), pool, check, write; one part after the other, nothing overlapped."""
     paths = []
     for p, start in enumerate(range(0, len(inputs.utts), cfg.shard_size)):
         utts = inputs.utts[start : start + cfg.shard_size]
         frames = [None] * len(utts)
         for batch in speech_batches(encoder, cfg, utts):
-            for i, feats in zip(batch, encoder.encode_part([read_audio(utts[i].wav) for i in batch])):
+            for i, feats in zip(batch, encoder.encode([read_audio(utts[i].wav) for i in batch])):
                 frames[i] = feats
         levels = _speech_levels(encoder, cfg, inputs, utts, frames, [], None)
         _refuse_nonfinite("speech", cfg, utts, levels)
@@ -80,7 +73,7 @@ def test_overlapped_loop_writes_the_bytes_of_the_serial_loop(
     layer: object, tiny_models: dict[str, str], aligned: dict[str, Path], tmp_path: Path
 ) -> None:
     cfg = _cfg(tiny_models, layer=layer)
-    inputs, _ = load_inputs(aligned["manifest"], aligned["segments"])
+    inputs, _ = load_aligned(aligned["manifest"], aligned["segments"])
     encoder = build_encoder("speech", cfg)
     assert any(u.duration > 1.0 for u in inputs.utts)  # the chunked path is taken
     assert any(len(b) > 1 for b in speech_batches(encoder, cfg, inputs.utts[:3]))  # padded batches too
@@ -117,7 +110,7 @@ def test_writer_error_names_the_part_and_leaves_no_part_file(
     naming part 1, part 0 stays committed, no part 1 (nor its temp) and no part 2 exist; a
     rerun computes the rest."""
     cfg = _cfg(tiny_models)
-    inputs, _ = load_inputs(aligned["manifest"], aligned["segments"])
+    inputs, _ = load_aligned(aligned["manifest"], aligned["segments"])
     store = tmp_path / f"{kind}.h5"
     monkeypatch.setattr(cache, "_write_levels", _fail_part_1(ValueError("boom")))
     failed = r"part-00001\.h5: part 1 of the \w+ store was not written \(ValueError: boom\)"
@@ -133,7 +126,7 @@ def test_writer_error_names_the_part_and_leaves_no_part_file(
 def test_a_full_disk_in_the_writer_is_the_clis_one_line_naming_the_part(
     tiny_models: dict[str, str], aligned: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    inputs, _ = load_inputs(aligned["manifest"], aligned["segments"])
+    inputs, _ = load_aligned(aligned["manifest"], aligned["segments"])
     store = tmp_path / "text.h5"
     monkeypatch.setattr(cache, "_write_levels", _fail_part_1(OSError(errno.ENOSPC, "No space left on device")))
     with pytest.raises(OSError) as info:
@@ -150,7 +143,7 @@ def test_an_error_of_the_encoder_keeps_the_part_in_flight(
 ) -> None:
     """The main thread fails on part 2 while the writer commits part 1: part 1 is committed
     whole before the error leaves ``compute_parts``."""
-    inputs, _ = load_inputs(aligned["manifest"], aligned["segments"])
+    inputs, _ = load_aligned(aligned["manifest"], aligned["segments"])
     real, calls = extract_mod.text_part, []
 
     def text_part(encoder, cfg, inputs, utts):

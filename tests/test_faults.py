@@ -500,7 +500,8 @@ def test_duplicate_ids_in_a_manifest_stop_extract(
 _KILL_AT = """
 import os, sys
 import mger.features.cache as cache
-import mger.features.extract as extract
+import mger.features.rows as rows
+import mger.features.shards as shards
 point = sys.argv[1]
 def kill_after(module, name, calls=1):
     real, seen = getattr(module, name), {"n": 0}
@@ -512,11 +513,11 @@ def kill_after(module, name, calls=1):
         return out
     setattr(module, name, wrapped)
 if point == "after 3 parts":
-    kill_after(extract, "write_store", 3)
+    kill_after(rows, "write_store", 3)
 elif point == "merge written, not renamed":
     kill_after(cache, "_write_levels")
 elif point == "merged, parts not removed":
-    kill_after(extract, "merge_stores")
+    kill_after(shards, "merge_stores")
 from mger.pipeline.cli import main
 sys.exit(main(sys.argv[2:]))
 """
@@ -744,6 +745,7 @@ def test_shard_run_waits_out_a_short_exclusive_setup(aligned, tiny_models, tmp_p
     import threading
 
     import mger.features.extract as extract_mod
+    import mger.features.shards as shards
     from mger.features.cache import CacheError, StoreLock, verify_store
 
     cfg = _features_cfg(tiny_models, tmp_path)
@@ -751,10 +753,10 @@ def test_shard_run_waits_out_a_short_exclusive_setup(aligned, tiny_models, tmp_p
     assert holder.acquire()
     with pytest.raises(CacheError, match=r"text\.h5 is being written by pid \d+"):
         extract_mod.extract("text", cfg, aligned["manifest"], aligned["segments"])
-    monkeypatch.setattr(extract_mod, "SETUP_WAIT_S", 0.3)
+    monkeypatch.setattr(shards, "SETUP_WAIT_S", 0.3)
     with pytest.raises(CacheError, match="is being written by"):
         extract_mod.extract("text", cfg, aligned["manifest"], aligned["segments"], shard=(0, 2))
-    monkeypatch.setattr(extract_mod, "SETUP_WAIT_S", 30.0)
+    monkeypatch.setattr(shards, "SETUP_WAIT_S", 30.0)
     threading.Timer(0.5, holder.release).start()
     extract_mod.extract("text", cfg, aligned["manifest"], aligned["segments"], shard=(0, 2))
     extract_mod.extract("text", cfg, aligned["manifest"], aligned["segments"], shard=(1, 2))

@@ -34,7 +34,8 @@ from mger.features.cache import (
     verify_store,
 )
 from mger.features.encoders import SpeechEncoder, TextEncoder, chunk_spans, resolve_dtype
-from mger.features.extract import extract, make_batches
+from mger.features.extract import extract
+from mger.features.pipelining import make_batches
 from mger.features.text import aligned_word_spans, encoder_text
 from tests.conftest import MINILM
 
@@ -81,7 +82,7 @@ def test_frame_and_utterance_levels(reference_store, tiny_models, aligned) -> No
         audio = read_audio(utts[uid].wav)
         frames = store.rows("frame", uid).astype(np.float32)
         assert frames.shape == (enc.n_frames(len(audio)), 32)
-        direct = enc.encode_part([audio])[0].numpy()
+        direct = enc.encode([audio])[0].numpy()
         np.testing.assert_allclose(frames, direct, atol=2e-2, rtol=1e-2)  # fp16 storage
         np.testing.assert_allclose(store.rows("utterance", uid).astype(np.float32)[0], direct.mean(0), atol=2e-2)
     attrs = store.attrs
@@ -182,7 +183,7 @@ def test_layer_choice_runs_only_needed_layers(tiny_models, layer, shape_tail, la
     enc = SpeechEncoder(tiny_models["speech"], layer=layer)
     assert enc.layers_run == layers_run and len(enc.model.encoder.layers) == layers_run
     audio = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
-    feats = enc.encode_part([audio])[0]
+    feats = enc.encode([audio])[0]
     assert feats.shape == (49,) + shape_tail
     full = AutoModel.from_pretrained(tiny_models["speech"]).eval()
     x = torch.from_numpy((audio - audio.mean()) / np.sqrt(audio.var() + 1e-7))[None]
@@ -199,7 +200,7 @@ def test_long_utterances_are_stitched_without_seam(tiny_models) -> None:
     audio = np.random.default_rng(1).normal(0, 0.1, int(16000 * 3.3)).astype(np.float32)
     spans = chunk_spans(len(audio), enc.max_samples, enc.overlap_samples, enc.geometry.stride)
     assert spans[0][0] == 0 and spans[-1][1] == len(audio) and all(s % 320 == 0 for s, _ in spans)
-    stitched = enc.encode_part([audio])[0]
+    stitched = enc.encode([audio])[0]
     assert stitched.shape[0] == enc.n_frames(len(audio))  # no frame lost or duplicated
     norm = enc.prepare(audio)
     parts = [enc._forward([norm[s:e]])[0] for s, e in spans]
@@ -208,13 +209,13 @@ def test_long_utterances_are_stitched_without_seam(tiny_models) -> None:
         sources = [p[t - s // 320] for (s, _), p in zip(spans, parts) if 0 <= t - s // 320 < p.shape[0]]
         assert any(torch.equal(stitched[t], src) for src in sources), t
     # a short utterance is not chunked
-    assert torch.equal(enc.encode_part([audio[:8000]])[0], enc._forward([enc.prepare(audio[:8000])])[0])
+    assert torch.equal(enc.encode([audio[:8000]])[0], enc._forward([enc.prepare(audio[:8000])])[0])
 
 
 def test_bf16_on_cpu_stays_within_tolerance(tiny_models) -> None:
     audio = np.random.default_rng(2).normal(0, 0.1, 32000).astype(np.float32)
-    fp32 = SpeechEncoder(tiny_models["speech"], dtype="fp32").encode_part([audio])[0]
-    bf16 = SpeechEncoder(tiny_models["speech"], dtype="bf16").encode_part([audio])[0]
+    fp32 = SpeechEncoder(tiny_models["speech"], dtype="fp32").encode([audio])[0]
+    bf16 = SpeechEncoder(tiny_models["speech"], dtype="bf16").encode([audio])[0]
     # documented tolerance: every frame's cosine similarity to fp32 >= 0.99, mean relative deviation < 5%
     assert torch.nn.functional.cosine_similarity(bf16, fp32, dim=-1).min() >= 0.99
     assert (bf16 - fp32).abs().mean() / fp32.abs().mean() < 0.05
@@ -222,9 +223,9 @@ def test_bf16_on_cpu_stays_within_tolerance(tiny_models) -> None:
 
 def test_int8_on_cpu_stays_within_tolerance(tiny_models) -> None:
     audio = np.random.default_rng(2).normal(0, 0.1, 32000).astype(np.float32)
-    fp32 = SpeechEncoder(tiny_models["speech"], dtype="fp32").encode_part([audio])[0]
+    fp32 = SpeechEncoder(tiny_models["speech"], dtype="fp32").encode([audio])[0]
     enc = SpeechEncoder(tiny_models["speech"], dtype="int8")
-    int8 = enc.encode_part([audio])[0]
+    int8 = enc.encode([audio])[0]
     assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in enc.model.encoder.modules())
     assert type(enc.model.feature_projection.projection) is torch.nn.Linear  # stays fp32
     assert int8.shape == fp32.shape and not torch.equal(int8, fp32)
@@ -274,10 +275,10 @@ def test_padded_batches_equal_one_utterance_batches(kind: str, tmp_path: Path) -
     enc = SpeechEncoder(_tiny_family(kind, tmp_path), device="cpu", dtype="fp32")
     rng = np.random.default_rng(3)
     waves = [rng.normal(0, 0.1, n).astype(np.float32) for n in (20000, 9000, 3000)]
-    batched = enc.encode_part(waves)
+    batched = enc.encode(waves)
     assert [o.shape[0] for o in batched] == [enc.n_frames(len(w)) for w in waves]
     for wave, frames in zip(waves, batched):
-        torch.testing.assert_close(frames, enc.encode_part([wave])[0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(frames, enc.encode([wave])[0], atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("markers", ["drop", "keep"])
@@ -288,7 +289,7 @@ def test_text_as_written_maps_every_token_to_its_word(markers: str) -> None:
     text = "[LAUGHTER] Really?! I can't believe it, zorblaxing."
     words = normalize_transcript(text)
     assert words == ["really", "i", "can't", "believe", "it", "zorblaxing"]
-    ((tokens, word_ids, rows),) = enc.encode_part([(encoder_text(text, markers), aligned_word_spans(text, words))])
+    ((tokens, word_ids, rows),) = enc.encode_batch([(encoder_text(text, markers), aligned_word_spans(text, words))])
     pieces = enc.tokenizer.convert_ids_to_tokens(enc.tokenize([encoder_text(text, markers)])["input_ids"][0])
     owner = dict(zip(range(len(pieces)), word_ids.tolist()))
     assert "?" in pieces and "!" in pieces and "," in pieces
@@ -496,7 +497,8 @@ def _fingerprint_inputs(tiny_models, aligned, tmp_path: Path, change: str):
     import copy
 
     from mger.core.manifest import read_manifest, write_manifest
-    from mger.features.extract import build_encoder, load_inputs
+    from mger.features.fingerprint import load_aligned
+    from mger.features.registry import build_encoder
 
     kind = "text" if change.startswith("text.") else "speech"
     field = change.split(".", 1)[-1]
@@ -556,7 +558,7 @@ def _fingerprint_inputs(tiny_models, aligned, tmp_path: Path, change: str):
                 "n_layers": encoder.n_layers + 1,
             }[field],
         )
-    inputs, _ = load_inputs(manifest, segments)
+    inputs, _ = load_aligned(manifest, segments)
     fold = {"fold": 1, "finetune_train_sessions": [2, 3], "finetune_sha256": "a" * 64}
     if field in fold:
         fold[field] = {"fold": 2, "finetune_train_sessions": [2], "finetune_sha256": "b" * 64}[field]
@@ -607,10 +609,10 @@ CONSTANT_FIELDS = {"kind", "format", "batching", "levels", "input"}
 def test_each_fingerprint_field_changes_with_its_input(change: str, tiny_models, aligned, tmp_path: Path) -> None:
     """Change one input (a param, the weights, the segment table, one wav, ...): the fingerprint
     differs in that field and only there, so the store is rebuilt; drop the field from
-    ``mger.features.extract.fingerprint`` and this fails."""
+    ``mger.features.fingerprint.fingerprint`` and this fails."""
     from transformers import AutoModel
 
-    from mger.features.extract import fingerprint
+    from mger.features.fingerprint import fingerprint
 
     kind = "text" if change.startswith("text.") else "speech"
     field = change.split(".", 1)[-1]
@@ -636,9 +638,10 @@ def test_each_fingerprint_field_changes_with_its_input(change: str, tiny_models,
 def test_fingerprint_stores_the_resolved_layer(kind: str, tiny_models, aligned, tmp_path: Path) -> None:
     """``last``, ``-1`` and the depth itself name one layer: one fingerprint; a list of one layer
     (stacked) and ``mean`` are other settings."""
-    from mger.features.extract import build_encoder, fingerprint, load_inputs
+    from mger.features.fingerprint import fingerprint, load_aligned
+    from mger.features.registry import build_encoder
 
-    inputs, _ = load_inputs(aligned["manifest"], aligned["segments"])
+    inputs, _ = load_aligned(aligned["manifest"], aligned["segments"])
     cfg = _cfg(tiny_models, tmp_path)
     depth = 3 if kind == "speech" else 2  # the tiny models' layers
 
@@ -654,7 +657,7 @@ def test_fingerprint_stores_the_resolved_layer(kind: str, tiny_models, aligned, 
 
 
 def test_fingerprint_fields_all_have_a_test(tiny_models, aligned, tmp_path: Path) -> None:
-    from mger.features.extract import fingerprint
+    from mger.features.fingerprint import fingerprint
 
     for kind, fields in (("speech", SPEECH_FIELDS), ("text", TEXT_FIELDS)):
         fp = fingerprint(*_fingerprint_inputs(tiny_models, aligned, tmp_path / kind, f"{kind}.base"))

@@ -13,7 +13,7 @@ import torch
 
 from mger.core.config import load_params
 from mger.features.cache import Ragged
-from mger.features.extract import build_encoder
+from mger.features.registry import build_encoder
 from mger.models.experiment import fit_member, members, model_config
 from mger.models.modules import input_names
 from mger.models.train import TensorSet
@@ -71,8 +71,8 @@ def test_preset_encoders_load_from_local_models(preset: Path, tiny_models: dict[
         text=dataclasses.replace(features.text, model=tiny_models["text"]),
     )
     speech, text = build_encoder("speech", local), build_encoder("text", local)
-    assert speech.encode_part([np.zeros(16000, np.float32)])[0].shape[1] == speech.dim
-    ((tokens, _, words),) = text.encode_part([("Hello there!", [(0, 5), (6, 12)])])
+    assert speech.encode([np.zeros(16000, np.float32)])[0].shape[1] == speech.dim
+    ((tokens, _, words),) = text.encode_batch([("Hello there!", [(0, 5), (6, 12)])])
     assert words.shape == (2, text.dim)
 
 
@@ -124,7 +124,7 @@ def test_beyond_paper_presets_are_sun_with_another_speech_encoder(name: str, tmp
     )
     speech = build_encoder("speech", local)
     assert speech.frame_stride_s == pytest.approx(0.02)
-    assert speech.encode_part([np.zeros(16000, np.float32)])[0].shape == (speech.n_frames(16000), speech.dim)
+    assert speech.encode([np.zeros(16000, np.float32)])[0].shape == (speech.n_frames(16000), speech.dim)
 
 
 def test_demo_layers_adds_an_all_layer_store_and_a_learned_row(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from mger.corpus.espeak import Prosody
 from mger.corpus.synth import Speaker, speak
 from mger.features.cache import CacheError, StoreLock, file_sha256, write_store
 from mger.features.cache_cli import cache_verify, cache_verify_all
-from mger.features.extract import check_store_inputs, load_inputs as extract_inputs
+from mger.features.fingerprint import check_store_inputs, load_aligned
 from mger.models.experiment import load_inputs, run_experiment
 from mger.models.report import write_report
 
@@ -86,7 +86,7 @@ def test_a_table_edited_to_nan_or_huge_times_is_refused_everywhere(tmp_path: Pat
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("")
     with pytest.raises(SegmentTableError, match=message):  # extract reads the table first
-        extract_inputs(manifest, path)
+        load_aligned(manifest, path)
     assert cache_verify(path) is False
     assert "CORRUPT segment table" in capsys.readouterr().out
     truth = tmp_path / "words.jsonl"
@@ -118,7 +118,7 @@ def test_levels_an_utterance_borrows_are_counted(tmp_path: Path) -> None:
     """Words only (no phones: the iemocap backend without .phseg): the phone rows are a coarser
     level's, and extract says how many, instead of a phone row silently equal to another row.
     (These alignments have no syllables either: both borrow the words.)"""
-    from mger.features.extract import borrowed_levels
+    from mger.features.rows import borrowed_levels
 
     path = tmp_path / "segments.h5"
     write_table(path, [_alignment(GOOD, uid="Ses01F_impro01_M001"), _alignment(GOOD)], "iemocap")

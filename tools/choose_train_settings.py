@@ -28,7 +28,7 @@ import torch
 
 from mger.core.config import load_params
 from mger.core.splits import all_folds, validation_halves
-from mger.features.extract import store_path as extracted_store
+from mger.features.store_paths import store_file as extracted_store
 from mger.models.experiment import experiment_utterances, fit_member, fold_scaled, load_inputs, model_config
 from mger.models.metrics import unweighted_accuracy
 from mger.models.modules import input_names
