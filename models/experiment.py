@@ -56,27 +56,16 @@ from mger.models.metrics import all_metrics
 from mger.models.modules import LayerWeighted, ModelConfig, input_names
 from mger.models.predictions import Predictions, write_predictions
 from mger.models.probe import LinearProbe, probe_inputs
+from mger.models.registry import check_model_kinds, model_kind
 from mger.models.stats import METHOD, breakdown, clusters_of, sd, summarize
 from mger.models.train import TensorSet, combine_probs, cross_fitted_proba, fit, fit_weights, predict_proba, standardize
 
 
 def members(spec: ExperimentSpec) -> list[ExperimentSpec]:
-    """The single models an experiment trains (one for most, several for ``late``/``combined``)."""
-    if spec.model not in ("late", "combined"):
-        return [spec]
-    audio = [
-        ExperimentSpec(model="audio", speech_levels=[lv], speech_store=spec.speech_store) for lv in spec.speech_levels
-    ]
-    text = [ExperimentSpec(model="text", text_level=spec.text_level)]
-    co = [
-        ExperimentSpec(
-            model="coattention",
-            speech_levels=list(spec.speech_levels),
-            text_level=spec.text_level,
-            speech_store=spec.speech_store,
-        )
-    ]
-    return (co if spec.model == "combined" else []) + audio + text
+    """The single models an experiment trains (one for most, several for an ensemble kind such as
+    ``late``/``combined``: its registration's ``members``)."""
+    kind = model_kind(spec.model)
+    return [spec] if kind.members is None else kind.members(spec)
 
 
 # Rough training cost of one step per input level (word level = 1), measured on the demo.
@@ -84,22 +73,15 @@ _LEVEL_COST = {"frame": 6.0, "phone": 1.5, "utterance": 0.3, "functionals": 0.3}
 
 
 def expected_cost(spec: ExperimentSpec, train: TrainConfig) -> float:
-    """Relative training time of ``spec``: ``mger train`` starts the longest experiments first,
-    so that experiments run at once (``train.n_jobs``) finish together; results do not depend
-    on the order."""
+    """Relative training time of ``spec`` (the sum of its members' registered ``cost``): ``mger
+    train`` starts the longest experiments first, so that experiments run at once
+    (``train.n_jobs``) finish together; results do not depend on the order."""
 
-    def member_cost(part: ExperimentSpec) -> float:
-        if part.model == "probe":
-            return 0.2
-        speech = [_LEVEL_COST.get(level, 1.0) for level in part.speech_levels]
-        text = 1.0 if part.model in ("text", "coattention", "mha_aux") else 0.0
-        if part.model == "coattention":  # one block per speech level against the tokens
-            return sum(s + text for s in speech)
-        if part.model == "mha_aux":
-            return (sum(speech) + text) * (1 + (part.layers or train.layers))
-        return sum(speech) + text
+    def member_cost(member: ExperimentSpec) -> float:
+        speech = [_LEVEL_COST.get(level, 1.0) for level in member.speech_levels]
+        return model_kind(member.model).cost(member, speech, member.layers or train.layers)
 
-    return sum(member_cost(part) for part in members(spec))
+    return sum(member_cost(member) for member in members(spec))
 
 
 def model_config(
@@ -116,14 +98,8 @@ def model_config(
         text_level=spec.text_level,
         dims=dims,
         n_classes=n_classes,
-        hidden=train.hidden,
-        heads=train.heads,
-        layers=spec.layers or train.layers,
+        head=spec.head(train),
         dropout=train.dropout,
-        aux_matching=spec.aux_matching,
-        aux_unimodal=spec.aux_unimodal,
-        aux_unimodal_on=spec.aux_unimodal_on,
-        aux_matching_negatives=spec.aux_matching_negatives,
         probe=spec.probe,
         stacked_layers=dict(stacked or {}),
         layer_weights=spec.layer_weights or train.layer_weights,
@@ -307,6 +283,7 @@ def run_experiment(
     CPU work runs on one torch thread whatever the machine or the number of experiments run at
     once (``train.n_jobs``), so results do not depend on either; these small models gained
     nothing from a second thread here (``benchmarks/bench_train.py``)."""
+    check_model_kinds({name: spec})  # an unknown kind: one line naming train.experiments.<name>.model
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -93,21 +93,14 @@ class FrozenTextInputs:
 
 def head_config(cfg: FinetuneConfig, speech_dim: int, text_dim: int, n_classes: int) -> ModelConfig:
     """The ``mha_aux`` head of ``finetune.fusion`` over speech frames and text tokens."""
-    f = cfg.fusion
     return ModelConfig(
         kind="mha_aux",
         speech_levels=["frame"],
         text_level="token",
         dims={SPEECH: speech_dim, TEXT: text_dim},
         n_classes=n_classes,
-        hidden=f.hidden,
-        heads=f.heads,
-        layers=f.layers,
+        head=cfg.fusion,
         dropout=cfg.dropout,
-        aux_matching=f.aux_matching,
-        aux_unimodal=f.aux_unimodal,
-        aux_unimodal_on=f.aux_unimodal_on,
-        aux_matching_negatives=f.aux_matching_negatives,
     )
 
 

@@ -36,6 +36,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mger.core.config import HeadConfig
+from mger.models.registry import model_kind
+
 Inputs = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -46,14 +49,8 @@ class ModelConfig:
     text_level: str = "token"
     dims: dict[str, int] = field(default_factory=dict)  # input name → feature dim
     n_classes: int = 4
-    hidden: int = 128
-    heads: int = 4
-    layers: int = 2
+    head: HeadConfig = field(default_factory=HeadConfig)  # width, heads, K and auxiliary tasks
     dropout: float = 0.2
-    aux_matching: float = 0.0
-    aux_unimodal: float = 0.0
-    aux_unimodal_on: str = "fused"  # fused | encoder
-    aux_matching_negatives: str = "any"  # any | other_label
     probe: str = "both"  # kind probe: speech, text or both
     stacked_layers: dict[str, int] = field(default_factory=dict)  # input name → layers on its extra axis
     layer_weights: str = "off"  # off | mean | learned: how a stacked input's layers are combined
@@ -102,9 +99,11 @@ class PooledClassifier(nn.Module):
     def __init__(self, cfg: ModelConfig, names: list[str]) -> None:
         super().__init__()
         self.names = names
-        self.proj = nn.ModuleDict({n.replace(":", "_"): _project(cfg.dims[n], cfg.hidden, cfg.dropout) for n in names})
-        self.pool = nn.ModuleDict({n.replace(":", "_"): AttentionPool(cfg.hidden) for n in names})
-        self.head = _head(cfg.hidden * len(names), cfg.hidden, cfg.n_classes, cfg.dropout)
+        self.proj = nn.ModuleDict(
+            {n.replace(":", "_"): _project(cfg.dims[n], cfg.head.hidden, cfg.dropout) for n in names}
+        )
+        self.pool = nn.ModuleDict({n.replace(":", "_"): AttentionPool(cfg.head.hidden) for n in names})
+        self.head = _head(cfg.head.hidden * len(names), cfg.head.hidden, cfg.n_classes, cfg.dropout)
 
     def forward(self, inputs: Inputs, labels: torch.Tensor | None = None) -> ModelOutput:
         pooled = []
@@ -138,10 +137,10 @@ class CoAttention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.s_names, self.t_name = cfg.speech_inputs, cfg.text_input
-        h = cfg.hidden
+        h = cfg.head.hidden
         self.s_proj = nn.ModuleDict({n.replace(":", "_"): _project(cfg.dims[n], h, cfg.dropout) for n in self.s_names})
         self.t_proj = _project(cfg.dims[self.t_name], h, cfg.dropout)
-        self.blocks = nn.ModuleDict({n.replace(":", "_"): CoAttentionBlock(h, cfg.heads) for n in self.s_names})
+        self.blocks = nn.ModuleDict({n.replace(":", "_"): CoAttentionBlock(h, cfg.head.heads) for n in self.s_names})
         self.head = _head(2 * h * len(self.s_names), h, cfg.n_classes, cfg.dropout)
 
     def forward(self, inputs: Inputs, labels: torch.Tensor | None = None) -> ModelOutput:
@@ -169,7 +168,7 @@ class FcFusion(nn.Module):
         self.s_name, self.t_name = cfg.speech_inputs[0], cfg.text_input
         dim = cfg.dims[self.s_name] + cfg.dims[self.t_name]
         self.norm = nn.LayerNorm(dim)
-        self.head = _head(dim, cfg.hidden, cfg.n_classes, cfg.dropout)
+        self.head = _head(dim, cfg.head.hidden, cfg.n_classes, cfg.dropout)
 
     def forward(self, inputs: Inputs, labels: torch.Tensor | None = None) -> ModelOutput:
         pooled = [masked_mean(*inputs[n]) for n in (self.s_name, self.t_name)]
@@ -195,7 +194,7 @@ class MhaAux(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.s_name, self.t_name = cfg.speech_inputs[0], cfg.text_input
-        h = cfg.hidden
+        h = cfg.head.hidden
         self.s_proj = _project(cfg.dims[self.s_name], h, cfg.dropout)
         self.t_proj = _project(cfg.dims[self.t_name], h, cfg.dropout)
         self.modality = nn.Embedding(2, h)
@@ -203,8 +202,8 @@ class MhaAux(nn.Module):
         # small attention layers themselves (measured: about 1 ms per mask of 100k elements).
         self.layers = nn.ModuleList(
             [
-                nn.TransformerEncoderLayer(h, cfg.heads, 2 * h, 0.0, batch_first=True, norm_first=True)
-                for _ in range(cfg.layers)
+                nn.TransformerEncoderLayer(h, cfg.head.heads, 2 * h, 0.0, batch_first=True, norm_first=True)
+                for _ in range(cfg.head.layers)
             ]
         )
         self.s_pool, self.t_pool = AttentionPool(h), AttentionPool(h)
@@ -212,7 +211,7 @@ class MhaAux(nn.Module):
         self.match_head = _head(2 * h, h, 1, cfg.dropout)
         self.s_head = nn.Linear(h, cfg.n_classes)
         self.t_head = nn.Linear(h, cfg.n_classes)
-        if cfg.aux_unimodal_on == "encoder":  # unimodal heads read each modality before fusion
+        if cfg.head.aux_unimodal_on == "encoder":  # unimodal heads read each modality before fusion
             self.s_enc_pool, self.t_enc_pool = AttentionPool(h), AttentionPool(h)
 
     def fuse(
@@ -236,16 +235,16 @@ class MhaAux(nn.Module):
         if labels is None or not self.training:
             return ModelOutput(logits)
         aux = logits.new_zeros(())
-        if self.cfg.aux_matching > 0 and s.shape[0] > 1:
-            aux = aux + self.cfg.aux_matching * self._matching_loss(s, s_mask, t, t_mask, ps, pt, labels)
-        if self.cfg.aux_unimodal > 0:
+        if self.cfg.head.aux_matching > 0 and s.shape[0] > 1:
+            aux = aux + self.cfg.head.aux_matching * self._matching_loss(s, s_mask, t, t_mask, ps, pt, labels)
+        if self.cfg.head.aux_unimodal > 0:
             us, ut = (
                 (self.s_enc_pool(s, s_mask), self.t_enc_pool(t, t_mask))
-                if self.cfg.aux_unimodal_on == "encoder"
+                if self.cfg.head.aux_unimodal_on == "encoder"
                 else (ps, pt)
             )
             uni = F.cross_entropy(self.s_head(us), labels) + F.cross_entropy(self.t_head(ut), labels)
-            aux = aux + self.cfg.aux_unimodal * uni / 2
+            aux = aux + self.cfg.head.aux_unimodal * uni / 2
         return ModelOutput(logits, aux)
 
     def _matching_loss(
@@ -260,7 +259,7 @@ class MhaAux(nn.Module):
     ) -> torch.Tensor:
         """Matched pairs vs speech paired with another utterance's text (the next one in the
         batch, or with ``other_label`` the nearest one of another emotion)."""
-        if self.cfg.aux_matching_negatives == "other_label":
+        if self.cfg.head.aux_matching_negatives == "other_label":
             partner, keep = other_label_partner(labels)
         else:
             partner, keep = torch.arange(-1, s.shape[0] - 1) % s.shape[0], torch.ones(s.shape[0], dtype=torch.bool)
@@ -299,7 +298,8 @@ class LayerWeighted(nn.Module):
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
-    """The module for ``cfg.kind`` (``late`` and ``combined`` are ensembles of these); with
+    """The module its kind registers for ``cfg.kind`` (:mod:`mger.models.registry`; ``late`` and
+    ``combined`` are ensembles of these); with
     stacked inputs and ``layer_weights`` mean or learned, wrapped in :class:`LayerWeighted`."""
     stacked = {n: k for n, k in cfg.stacked_layers.items() if n in input_names(cfg)}
     if stacked:
@@ -310,33 +310,12 @@ def build_model(cfg: ModelConfig) -> nn.Module:
             )
         inner = build_model(dataclasses.replace(cfg, stacked_layers={}))
         return LayerWeighted(inner, next(iter(stacked.values())), sorted(stacked), cfg.layer_weights == "learned")
-    if cfg.kind == "audio":
-        if len(cfg.speech_levels) != 1:
-            raise ValueError(f"audio model takes one speech level, got {cfg.speech_levels}")
-        return PooledClassifier(cfg, cfg.speech_inputs)
-    if cfg.kind == "text":
-        return PooledClassifier(cfg, [cfg.text_input])
-    if cfg.kind == "multigranular":
-        if len(cfg.speech_levels) < 2:
-            raise ValueError("multigranular needs two or more speech levels")
-        return PooledClassifier(cfg, cfg.speech_inputs)
-    if cfg.kind == "coattention":
-        return CoAttention(cfg)
-    if cfg.kind == "fc":
-        return FcFusion(cfg)
-    if cfg.kind == "mha_aux":
-        return MhaAux(cfg)
-    raise ValueError(f"unknown model kind {cfg.kind!r}")
+    kind = model_kind(cfg.kind)
+    if kind.build is None:
+        raise ValueError(f"model kind {cfg.kind!r} is not one module (a linear probe or an ensemble of members)")
+    return kind.build(cfg)
 
 
 def input_names(cfg: ModelConfig) -> list[str]:
-    """The cached inputs a model reads."""
-    if cfg.kind == "probe":
-        return (cfg.speech_inputs if cfg.probe != "text" else []) + ([cfg.text_input] if cfg.probe != "speech" else [])
-    if cfg.kind in ("audio", "multigranular"):
-        return cfg.speech_inputs
-    if cfg.kind == "text":
-        return [cfg.text_input]
-    if cfg.kind == "coattention":
-        return [*cfg.speech_inputs, cfg.text_input]
-    return [cfg.speech_inputs[0], cfg.text_input]
+    """The cached inputs a model reads (its kind's registration)."""
+    return model_kind(cfg.kind).inputs(cfg)

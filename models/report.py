@@ -29,7 +29,9 @@ import numpy as np
 from mger.core.config import FinetuneConfig, Params
 from mger.core.manifest import read_manifest
 from mger.core.reporting import StageError, save_figure_atomic, write_json, write_text_atomic
+from mger.models.kinds import aux_tasks as _aux
 from mger.models.predictions import Predictions, read_predictions
+from mger.models.registry import check_model_kinds, model_kind
 from mger.models.stats import ALPHA, METHOD, breakdown, clusters_of, format_p, holm, paired_test, sd, summarize
 
 # Published IEMOCAP figures, for orientation only: pretrained encoders on real IEMOCAP speech, not
@@ -47,8 +49,6 @@ PUBLISHED = [
         "not quoted here (we could not check the figures)",
     ),
 ]
-ORDER = ("probe", "text", "audio", "multigranular", "fc", "coattention", "late", "combined", "mha_aux")
-FUSION = ("coattention", "fc", "late", "combined", "mha_aux")
 
 
 @dataclass
@@ -64,50 +64,23 @@ class Experiment:
 
 
 def _label(m: dict) -> str:
-    levels = "+".join(m["speech_levels"])
-    if m["model"] == "probe":
-        inputs = {
-            "speech": f"speech {levels}",
-            "text": f"text {m['text_level']}",
-            "both": f"speech {levels} + text {m['text_level']}",
-        }[m["probe"]]
-        return f"linear probe ({inputs}, utterance means)"
-    if m["model"] == "text":
-        return f"text only ({m['text_level']})"
-    if m["model"] == "audio":
-        return f"audio only, {levels}"
-    if m["model"] == "multigranular":
-        return f"audio only, multi-granularity {levels}"
+    """The system cell of a row: its kind's registered label (the end-to-end row its own)."""
     if m.get("end_to_end"):
         return (
             f"end to end: encoders fine-tuned jointly with the mha fusion head K={m.get('layers')} (frames + "
             f"tokens), auxiliary: {' + '.join(_aux(m)) or 'none'}"
         )
-    if m["model"] == "mha_aux":
-        variants = [
-            v
-            for v, on in (
-                (
-                    f"unimodal heads on the {m.get('aux_unimodal_on')} streams",
-                    m["aux_unimodal"] > 0 and m.get("aux_unimodal_on") == "encoder",
-                ),
-                (
-                    "negatives of another label",
-                    m["aux_matching"] > 0 and m.get("aux_matching_negatives") == "other_label",
-                ),
-            )
-            if on
-        ]
-        return f"mha fusion K={m.get('layers')} ({levels}), auxiliary: {' + '.join(_aux(m)) or 'none'}" + "".join(
-            f"; {v}" for v in variants
-        )
-    if m["model"] == "fc":
-        return f"FC fusion (mean-pooled {levels} + text)"
-    return f"{m['model']} ({levels} + text)"
+    return model_kind(m["model"]).label(m)
 
 
-def _aux(m: dict) -> list[str]:
-    return [name for name, on in (("matching", m["aux_matching"] > 0), ("unimodal", m["aux_unimodal"] > 0)) if on]
+def _fusion(m: dict) -> bool:
+    """A fusion row (its kind registered ``fusion``)."""
+    return model_kind(m["model"]).fusion
+
+
+def _audio_only(m: dict) -> bool:
+    """A trained audio-only row (not the probe): its kind reads speech alone."""
+    return m["model"] != "probe" and model_kind(m["model"]).reads == "speech"
 
 
 def _features(m: dict) -> str:
@@ -134,7 +107,8 @@ def _encoder(m: dict) -> str:
 def _inputs(m: dict) -> tuple:
     """Which features a row reads: the encoders' state (and fine-tuning variant), and the speech
     store unless it reads text only."""
-    reads_speech = m["model"] != "text" and not (m["model"] == "probe" and m.get("probe") == "text")
+    reads = m.get("probe") if m["model"] == "probe" else model_kind(m["model"]).reads
+    reads_speech = reads != "text"
     return (_features(m) + (f" ({_variant(m)})" if _variant(m) else ""), _store(m) if reads_speech else None)
 
 
@@ -404,6 +378,7 @@ def load_experiments(params: Params, only: Sequence[str] | None = None) -> list[
     where = "--experiment" if only is not None else "report.experiments:"
     only = params.report.experiments if only is None else only
     out, names = [], report_names(params, only, where)
+    check_model_kinds({name: params.train.all_experiments[name] for name in names})
     segments = Path(params.align.out) / "segments.h5"
     if not segments.is_file():
         print(f"note: no segment table at {segments}: the stores' inputs were not checked against it")
@@ -424,7 +399,7 @@ def load_experiments(params: Params, only: Sequence[str] | None = None) -> list[
     return sorted(
         out,
         key=lambda e: (
-            ORDER.index(e.metrics["model"]) if e.metrics["model"] in ORDER else 99,
+            model_kind(e.metrics["model"]).order,
             _features(e.metrics) != "frozen",
             e.name,
         ),
@@ -450,7 +425,7 @@ def ablation_pairs(rows: list[Experiment]) -> list[tuple[str, Experiment, Experi
 
     for e in rows:
         m = e.metrics
-        if m["model"] in FUSION:
+        if _fusion(m):
             pairs += [("text vs fusion", t, e) for t in by_features(e, "text")]
         if m["model"] == "mha_aux" and _aux(m):
             pairs += [
@@ -726,7 +701,7 @@ def reference_of(e: Experiment, rows: list[Experiment]) -> Experiment | None:
     m = e.metrics
     if m["model"] == "probe":
         return None
-    inputs = "speech" if m["model"] in ("audio", "multigranular") else "text" if m["model"] == "text" else "both"
+    inputs = model_kind(m["model"]).reads
     probes = _probes(rows, inputs, m)
     # the probe on the model's own levels (e.g. openSMILE functionals), else on the utterance level, else any
     for wanted in (m["speech_levels"], ["utterance"]):
@@ -761,13 +736,7 @@ def reference_lines(rows: list[Experiment]) -> list[str]:
     ]
     groups: dict[tuple, dict[str, list[Experiment]]] = {}
     for e in rows:
-        group = (
-            "audio only"
-            if e.metrics["model"] in ("audio", "multigranular")
-            else "fusion"
-            if e.metrics["model"] in FUSION
-            else None
-        )
+        group = "audio only" if _audio_only(e.metrics) else "fusion" if _fusion(e.metrics) else None
         if group:
             groups.setdefault(_inputs(e.metrics), {}).setdefault(group, []).append(e)
     best: list[tuple[str, Experiment]] = []
@@ -951,7 +920,7 @@ def write_report(params: Params, only: Sequence[str] | None = None) -> Path:
         "",
     ]
     _plot_confusion(best.metrics, figures / "confusion_best.png")
-    audio = [e.metrics for e in rows if e.metrics["model"] in ("audio", "multigranular")]
+    audio = [e.metrics for e in rows if _audio_only(e.metrics)]
     _plot_bars(
         audio,
         figures / "ua_by_granularity.png",
@@ -960,7 +929,7 @@ def write_report(params: Params, only: Sequence[str] | None = None) -> Path:
             "+".join(m["speech_levels"]) + {"frozen": "", "fine-tuned": " (ft)"}.get(_encoder(m), f" ({_encoder(m)})")
         ),
     )
-    fusion = [e.metrics for e in rows if e.metrics["model"] not in ("audio", "multigranular")]
+    fusion = [e.metrics for e in rows if not _audio_only(e.metrics)]
     _plot_bars(fusion, figures / "ua_by_fusion.png", "Test UA by fusion type", lambda m: m["experiment"])
     out = Path(params.report.out)
     write_text_atomic(out, "\n".join(lines))
