@@ -21,6 +21,7 @@ import yaml
 
 from mger.core.align_settings import MfaSettings, PocketsphinxSettings
 from mger.core.config_train import (  # noqa: F401  the training sections, re-exported (their home: config_train)
+    AUX_FIELDS,
     SHARED_FINETUNE,
     ExperimentSpec,
     FinetuneConfig,

@@ -43,6 +43,7 @@ class HeadConfig:
 
 
 FusionHeadConfig = HeadConfig  # finetune.fusion's schema: the head config itself
+AUX_FIELDS = tuple(f.name for f in dataclasses.fields(HeadConfig) if f.name.startswith("aux_"))  # the tasks' settings
 
 
 SHARED_FINETUNE = ("out", "features_out", "reports", "folds", "variants")  # not a variant's to change
@@ -199,7 +200,7 @@ class ExperimentSpec:
 
     def head(self, train: "TrainConfig") -> HeadConfig:
         """This row's head: its auxiliary tasks and K (else ``train.layers``), train's width and heads."""
-        aux = {f.name: getattr(self, f.name) for f in dataclasses.fields(HeadConfig) if f.name.startswith("aux_")}
+        aux = {name: getattr(self, name) for name in AUX_FIELDS}
         return HeadConfig(layers=self.layers or train.layers, hidden=train.hidden, heads=train.heads, **aux)
 
 

@@ -44,7 +44,7 @@ import torch
 from tqdm import tqdm
 
 from mger import __version__
-from mger.core.config import ExperimentSpec, FeaturesConfig, FinetuneConfig, SplitConfig, TrainConfig
+from mger.core.config import AUX_FIELDS, ExperimentSpec, FeaturesConfig, FinetuneConfig, SplitConfig, TrainConfig
 from mger.core.manifest import Utterance, read_manifest
 from mger.core.reporting import StageError, write_csv_atomic, write_json
 from mger.core.splits import FoldSplit, SplitError, all_folds, validation_halves
@@ -412,10 +412,7 @@ def _run_experiment(
         "speech_store": spec.speech_store,
         "speech_levels": list(spec.speech_levels),
         "text_level": spec.text_level,
-        "aux_matching": spec.aux_matching,
-        "aux_unimodal": spec.aux_unimodal,
-        "aux_unimodal_on": spec.aux_unimodal_on,
-        "aux_matching_negatives": spec.aux_matching_negatives,
+        **{k: getattr(spec, k) for k in AUX_FIELDS},
         "layers": spec.layers or train_cfg.layers,
         "probe": spec.probe if spec.model == "probe" else None,
         **(
@@ -449,11 +446,7 @@ def _run_experiment(
             "mger_version": __version__,
             "split_seed": split.seed,
             "stores": provenance,
-            "spec": {
-                k: v
-                for k, v in dataclasses.asdict(spec).items()
-                if not (k in ("finetune", "layer_weights") and v is None)
-            },
+            "spec": spec_record(spec),
             "train": train_params(train_cfg),
         },
     }
@@ -555,6 +548,19 @@ def member_label(part: ExperimentSpec) -> str:
 
 
 HISTORY_FIELDS = ("fold", "seed", "member", "epoch", "train_loss", "val_ua", "val_loss")
+
+
+def spec_record(spec: ExperimentSpec) -> dict:
+    """The metrics' ``provenance.spec``: every field of the experiment's spec as written, but
+    ``finetune`` and ``layer_weights`` when they are None (their default; rows written before they
+    existed read the same), so :func:`spec_from_record` rebuilds the spec exactly."""
+    return {k: v for k, v in dataclasses.asdict(spec).items() if not (k in ("finetune", "layer_weights") and v is None)}
+
+
+def spec_from_record(record: dict) -> ExperimentSpec:
+    """The :class:`ExperimentSpec` a metrics file's ``provenance.spec`` holds (:func:`spec_record`)."""
+    known = {f.name for f in dataclasses.fields(ExperimentSpec)}
+    return ExperimentSpec(**{k: v for k, v in record.items() if k in known})
 
 
 def metrics_path(train_cfg: TrainConfig, name: str) -> Path:

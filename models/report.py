@@ -18,6 +18,7 @@ block, never beside the rows of another corpus; with the synthetic corpus the bl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -26,9 +27,10 @@ from typing import Sequence
 
 import numpy as np
 
-from mger.core.config import FinetuneConfig, Params
+from mger.core.config import AUX_FIELDS, ExperimentSpec, FinetuneConfig, Params
 from mger.core.manifest import read_manifest
 from mger.core.reporting import StageError, save_figure_atomic, write_json, write_text_atomic
+from mger.models.experiment import spec_from_record, spec_record
 from mger.models.kinds import aux_tasks as _aux
 from mger.models.predictions import Predictions, read_predictions
 from mger.models.registry import check_model_kinds, model_kind
@@ -112,20 +114,17 @@ def _inputs(m: dict) -> tuple:
     return (_features(m) + (f" ({_variant(m)})" if _variant(m) else ""), _store(m) if reads_speech else None)
 
 
-def _same_model(m: dict) -> tuple:
-    """Everything that makes a row's model, except the encoders' features."""
-    return (
-        m["model"],
-        tuple(m["speech_levels"]),
-        m["text_level"],
-        m["aux_matching"],
-        m["aux_unimodal"],
-        m.get("aux_unimodal_on"),
-        m.get("aux_matching_negatives"),
-        m.get("layers"),
-        m.get("probe"),
-        _store(m),
-    )
+def row_spec(m: dict) -> ExperimentSpec:
+    """The experiment spec a row was trained with, rebuilt from its metrics (``provenance.spec``),
+    its K resolved as trained (``layers``: the spec's, else ``train.layers``)."""
+    return dataclasses.replace(spec_from_record(m["provenance"]["spec"]), layers=m.get("layers"))
+
+
+def _same_model(m: dict) -> str:
+    """Everything that makes a row's model, except the encoders' features: its whole spec (as
+    a hashable key) with the features and the fine-tuning variant left out."""
+    spec = dataclasses.replace(row_spec(m), features="frozen", finetune=None)
+    return json.dumps(dataclasses.asdict(spec), sort_keys=True)
 
 
 def _pct(x: float) -> str:
@@ -275,23 +274,22 @@ def _joint_experiment(params: Params, ft: FinetuneConfig, name: str) -> Experime
     stats = summarize(pred, groups=groups, unit=unit)
     for fold, entry in stats["folds"].items():  # each fold's validation speakers, as a metrics JSON holds them
         entry |= folds.get(fold, {})
+    spec = _joint_spec(ft)
     metrics = (
         stats
         | {"by_improvised": breakdown(pred, improvised.__getitem__)}
         | {
             "experiment": name,
-            "model": "mha_aux",
-            "features": "finetuned",
-            "speech_store": "speech",
-            "speech_levels": ["frame"],
-            "text_level": "token",
-            "aux_matching": ft.fusion.aux_matching,
-            "aux_unimodal": ft.fusion.aux_unimodal,
-            "aux_unimodal_on": ft.fusion.aux_unimodal_on,
-            "aux_matching_negatives": ft.fusion.aux_matching_negatives,
-            "layers": ft.fusion.layers,
+            "model": spec.model,
+            "features": spec.features,
+            "speech_store": spec.speech_store,
+            "speech_levels": spec.speech_levels,
+            "text_level": spec.text_level,
+            **{k: getattr(spec, k) for k in AUX_FIELDS},
+            "layers": spec.layers,
             "probe": None,
             "end_to_end": True,
+            "provenance": {"spec": spec_record(spec)},
             **({"finetune_variant": ft.tag} if ft.tag else {}),
             "classes": pred.classes,
             "seeds": seeds,
@@ -300,6 +298,14 @@ def _joint_experiment(params: Params, ft: FinetuneConfig, name: str) -> Experime
         }
     )
     return Experiment(metrics, pred)
+
+
+def _joint_spec(ft: FinetuneConfig) -> ExperimentSpec:
+    """The end-to-end row as an experiment spec: the ``finetune.fusion`` head over frames and tokens."""
+    aux = {name: getattr(ft.fusion, name) for name in AUX_FIELDS}
+    return ExperimentSpec(
+        model="mha_aux", speech_levels=["frame"], layers=ft.fusion.layers, features="finetuned", finetune=ft.tag, **aux
+    )
 
 
 def check_inputs(path: Path, metrics: dict, params: Params) -> None:

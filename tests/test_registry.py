@@ -12,12 +12,12 @@ import pytest
 import torch
 from torch import nn
 
-from mger.core.config import ConfigError, ExperimentSpec, params_from_dict
-from mger.models.experiment import expected_cost, members, run_experiment
+from mger.core.config import AUX_FIELDS, ConfigError, ExperimentSpec, params_from_dict
+from mger.models.experiment import expected_cost, members, run_experiment, spec_record
 from mger.models.kinds import speech_and_text
 from mger.models.modules import AttentionPool, ModelConfig, ModelOutput, build_model, input_names
 from mger.models.registry import model_kinds, register_model, unregister_model
-from mger.models.report import load_experiments, write_report
+from mger.models.report import Experiment, ablation_pairs, load_experiments, row_spec, write_report
 from tests.test_report import _corpus
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "classifiers.md"
@@ -140,3 +140,27 @@ def test_a_kind_registered_in_a_test_trains_and_reports(gated, tmp_path: Path) -
     assert "| gated | gated fusion (word + text) |" in text
     assert "| text vs fusion | text | gated |" in text  # registered as a fusion model: its ablation step
     assert "gated" in json.loads((tmp_path / "metrics" / "gated.json").read_text())["provenance"]["spec"]["model"]
+
+
+def _row(name: str, features: str, **spec: object) -> Experiment:
+    """A row's metrics as run_experiment writes their model fields (no predictions: not read here)."""
+    s = ExperimentSpec(model="late", speech_levels=["word"], features=features, **spec)
+    metrics = {"experiment": name, "model": s.model, "features": s.features, "speech_store": s.speech_store}
+    metrics |= {"speech_levels": s.speech_levels, "text_level": s.text_level, "layers": 1, "probe": None}
+    metrics |= {k: getattr(s, k) for k in AUX_FIELDS} | {"provenance": {"spec": spec_record(s)}}
+    return Experiment(metrics, None)
+
+
+def test_two_late_rows_differing_only_in_late_weights_stay_two_rows() -> None:
+    rows = [
+        _row("late_fitted", "frozen", late_weights="fitted"),
+        _row("late_mean", "frozen", late_weights="mean"),
+        _row("late_ft", "finetuned", late_weights="fitted"),
+    ]
+    assert row_spec(rows[0].metrics) != row_spec(rows[1].metrics)
+    assert row_spec(rows[0].metrics) == ExperimentSpec(model="late", speech_levels=["word"], layers=1)
+    steps = [(step, a.name, b.name) for step, a, b in ablation_pairs(rows) if step == "frozen vs fine-tuned"]
+    assert steps == [("frozen vs fine-tuned", "late_fitted", "late_ft")]  # not the mean-weighted row
+    rows[2] = _row("late_ft", "finetuned", late_weights="mean")
+    steps = [(step, a.name, b.name) for step, a, b in ablation_pairs(rows) if step == "frozen vs fine-tuned"]
+    assert steps == [("frozen vs fine-tuned", "late_mean", "late_ft")]
