@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -305,168 +306,231 @@ def _run_experiment(
 ) -> dict:
     t0 = time.perf_counter()
     finetune, split = finetune or FinetuneConfig(), split or SplitConfig()
-    utts = experiment_utterances(manifest, features, segments, spec.speech_store)
-    classes = sorted({u.label for u in utts})
-    labels = np.array([classes.index(u.label) for u in utts])
-    parts = members(spec)
-    names = sorted({n for part in parts for n in input_names(model_config(part, train_cfg, {}, len(classes)))})
-    ids = [u.utt_id for u in utts]
-    loaded: dict[tuple, TensorSet] = {}
-    provenance: dict[str, dict] = {}
-    device = resolve_device(train_cfg.device, "train.device")  # the fold's rows go there once
+    run = ExperimentRun(name, spec, train_cfg, features, manifest, finetune, split, segments)
+    run.start()
+    jobs = [(seed, fold) for seed in train_cfg.seeds for fold in run.splits]
+    for seed, fold in tqdm(jobs, desc=f"train {name}", unit="fold", file=sys.stderr):
+        run.run_fold(seed, fold)
+    pred = Predictions.concat(run.classes, run.predictions)
+    result = run.result(pred)
+    run.write(result, pred)
+    print(
+        f"train {name}: test WA {result['wa']['mean']:.3f} ± {result['wa']['std']:.3f}, "
+        f"UA {result['ua']['mean']:.3f} ± {result['ua']['std']:.3f}; validation UA "
+        f"{result['validation']['ua']['mean']:.3f}; over {len(run.splits)} folds x {len(train_cfg.seeds)} seeds in "
+        f"{time.perf_counter() - t0:.1f}s"
+    )
+    return result
 
-    def fold_data(fold: int) -> TensorSet:
+
+@dataclass
+class ExperimentRun:
+    """One run of an experiment: its settings, the corpus it reads, and what its folds collect
+    (validation scores, test predictions, history and layer-weight rows) for the metrics."""
+
+    name: str
+    spec: ExperimentSpec
+    train_cfg: TrainConfig
+    features: FeaturesConfig
+    manifest: str | Path
+    finetune: FinetuneConfig
+    split: SplitConfig
+    segments: str | Path | None = None
+    # set by start(): the corpus, its classes and folds, the members and the inputs they read
+    utts: list[Utterance] = field(init=False)
+    classes: list[str] = field(init=False)
+    labels: np.ndarray = field(init=False)  # (N,) class indices, in utts' order
+    ids: list[str] = field(init=False)
+    members: list[ExperimentSpec] = field(init=False)
+    names: list[str] = field(init=False)  # the inputs (speech:<level>, text:<level>) the members read
+    splits: dict[int, FoldSplit] = field(init=False)
+    cross_fit: bool = field(init=False)  # validation scored by cross-fitting (late-fusion weights fitted on it)
+    device: torch.device = field(init=False)
+    provenance: dict[str, dict] = field(default_factory=dict)  # fold → the stores it read
+    scoring: set[str] = field(default_factory=set)  # how each fold's validation was scored (cross-fitting)
+    val_scores: dict[tuple[int, int], dict] = field(default_factory=dict)  # (fold, seed) → validation metrics
+    history_rows: list[dict] = field(default_factory=list)
+    predictions: list[Predictions] = field(default_factory=list)
+    layer_rows: list[dict] = field(default_factory=list)  # learned layer weights per fold, seed and member
+    _loaded: dict[tuple, TensorSet] = field(default_factory=dict)  # the stores' rows, one set at a time
+    _probes: dict[tuple[int, int], tuple] = field(default_factory=dict)  # (fold, member index) → a probe's output
+    _scaled: dict[int, list[TensorSet]] = field(default_factory=dict)  # the current fold's standardised sets
+
+    def start(self) -> None:
+        """The utterances, classes, members, inputs and folds of the run (warnings for odd folds)."""
+        self.utts = experiment_utterances(self.manifest, self.features, self.segments, self.spec.speech_store)
+        self.classes = sorted({u.label for u in self.utts})
+        self.labels = np.array([self.classes.index(u.label) for u in self.utts])
+        self.members = members(self.spec)
+        n = len(self.classes)
+        self.names = sorted({i for m in self.members for i in input_names(model_config(m, self.train_cfg, {}, n))})
+        self.ids = [u.utt_id for u in self.utts]
+        self.device = resolve_device(self.train_cfg.device, "train.device")  # the fold's rows go there once
+        self.splits = all_folds(self.utts, self.split.seed)
+        for one in self.splits.values():
+            if one.warning:
+                print(f"warning: train {self.name}: {one.warning}", file=sys.stderr)
+        self.cross_fit = self.spec.late_weights == "fitted" and len(self.members) > 1
+
+    def fold_data(self, fold: int) -> TensorSet:
         """Loaded once per distinct set of stores: once for frozen features, per fold for fine-tuned."""
-        paths = {
-            kind: store_path(kind, spec, features, finetune, fold) for kind in sorted({n.split(":")[0] for n in names})
-        }
-        provenance[str(fold)] = store_provenance(paths)
+        spec, features = self.spec, self.features
+        kinds = sorted({n.split(":")[0] for n in self.names})
+        paths = {kind: store_path(kind, spec, features, self.finetune, fold) for kind in kinds}
+        self.provenance[str(fold)] = store_provenance(paths)
         key = tuple(sorted(paths.items()))
-        if key not in loaded:
+        if key not in self._loaded:
             for kind, path in paths.items():
-                if segments is not None:  # nothing built before the current alignment or manifest
-                    check_store_inputs(path, manifest, segments)
+                if self.segments is not None:  # nothing built before the current alignment or manifest
+                    check_store_inputs(path, self.manifest, self.segments)
                 store = spec.speech_store if kind == "speech" else kind
                 check_store_settings(
                     path, kind, store_config(features, store), finetuned=path != extracted_store(features.out, store)
                 )
-            loaded.clear()
-            loaded[key] = TensorSet(load_inputs(names, paths, ids, fold), torch.as_tensor(labels)).to(device)
-        return loaded[key]
+            self._loaded.clear()
+            rows = load_inputs(self.names, paths, self.ids, fold)
+            self._loaded[key] = TensorSet(rows, torch.as_tensor(self.labels)).to(self.device)
+        return self._loaded[key]
 
-    splits = all_folds(utts, split.seed)
-    for one in splits.values():
-        if one.warning:
-            print(f"warning: train {name}: {one.warning}", file=sys.stderr)
-    cross_fit = spec.late_weights == "fitted" and len(parts) > 1
-    scoring: set[str] = set()
-    val_scores: dict[tuple[int, int], dict] = {}
-    history_rows: list[dict] = []
-    predictions: list[Predictions] = []
-    jobs = [(seed, fold) for seed in train_cfg.seeds for fold in splits]
-    probes: dict[tuple[int, int], tuple] = {}
-    layer_rows: list[dict] = []  # learned layer weights per fold, seed and member (layer_weights: learned)
-    scaled: dict[int, list[TensorSet]] = {}  # the current fold's standardised sets, shared by its members
-    for seed, fold in tqdm(jobs, desc=f"train {name}", unit="fold", file=sys.stderr):
-        tr, va, te = splits[fold].train, splits[fold].val, splits[fold].test
-        data = fold_data(fold)
-        dims = {n: int(b.data.shape[-1]) for n, b in data.inputs.items()}
-        stacked = {n: int(b.data.shape[1]) for n, b in data.inputs.items() if b.data.dim() == 3}
-        train_set, val_set, test_set = (data.subset(np.array(idx)) for idx in (tr, va, te))
-        val_probs, test_probs = [], []
-        for k, part in enumerate(parts):
-            cfg = model_config(part, train_cfg, dims, len(classes), stacked)
-            _check_layer_weights(name, cfg, spec, features)
-            if cfg.kind == "probe" and (fold, k) in probes:  # deterministic: every seed gives the same probe
-                probs, history = probes[(fold, k)]
-            else:
-                if cfg.kind != "probe" and train_cfg.standardize and fold not in scaled:
-                    scaled = {fold: fold_scaled(train_set, val_set, test_set)}  # one fold's copy held at a time
-                record: dict = {}
-                try:
-                    probs, history = fit_member(
-                        cfg, train_set, val_set, test_set, train_cfg, seed, scaled.get(fold), record
-                    )
-                except NonFiniteLoss as err:  # one line naming the run; no metrics or predictions written
-                    member = f" ({member_label(part)})" if len(parts) > 1 else ""
-                    raise StageError(f"experiment {name}{member}: fold {fold}, seed {seed}, {err}") from None
-                if "layer_weights" in record:
-                    layer_rows.append(
-                        {"fold": fold, "seed": seed, "member": member_label(part), "weights": record["layer_weights"]}
-                    )
-                if cfg.kind == "probe":
-                    probes[(fold, k)] = probs, history
-            history_rows += [{"fold": fold, "seed": seed, "member": member_label(part), **h} for h in history]
-            val_probs.append(probs[0])
-            test_probs.append(probs[1])
+    def run_fold(self, seed: int, fold: int) -> None:
+        """Train every member on fold ``fold`` with ``seed``, combine them, score validation and
+        keep the test predictions."""
+        va, te = self.splits[fold].val, self.splits[fold].test
+        val_probs, test_probs = self.train_members(seed, fold)
+        n = len(self.classes)
         weights = (
-            fit_weights(val_probs, labels[va], len(classes))
-            if spec.late_weights == "fitted"
-            else np.full(len(parts), 1 / len(parts))
+            fit_weights(val_probs, self.labels[va], n)
+            if self.spec.late_weights == "fitted"
+            else np.full(len(self.members), 1 / len(self.members))
         )
         val_combined = combine_probs(weights, val_probs)
-        if cross_fit:  # the weights were fitted on validation: score it out of sample where it can be halved
-            crossed = _cross_fitted(name, splits[fold], utts, val_probs, labels[va], len(classes), scoring)
-            val_combined = val_combined if crossed is None else crossed
-        val_scores[(fold, seed)] = all_metrics(labels[va], val_combined.argmax(1), len(classes))
-        probs = combine_probs(weights, test_probs)
-        predictions.append(
-            Predictions(
-                classes,
-                np.array([ids[i] for i in te]),
-                np.full(len(te), fold),
-                np.full(len(te), seed),
-                labels[te],
-                probs.argmax(1),
-                probs,
+        if self.cross_fit:  # the weights were fitted on validation: score it out of sample where it can be halved
+            crossed = _cross_fitted(
+                self.name, self.splits[fold], self.utts, val_probs, self.labels[va], n, self.scoring
             )
-        )
-    pred = Predictions.concat(classes, predictions)
-    improvised = {u.utt_id: "improvised" if u.improvised else "scripted" for u in utts}
-    groups, unit = clusters_of(utts)
-    stats = summarize(pred, groups=groups, unit=unit)
-    result = {
-        "experiment": name,
-        "model": spec.model,
-        "features": spec.features,
-        "speech_store": spec.speech_store,
-        "speech_levels": list(spec.speech_levels),
-        "text_level": spec.text_level,
-        **{k: getattr(spec, k) for k in AUX_FIELDS},
-        "layers": spec.layers or train_cfg.layers,
-        "probe": spec.probe if spec.model == "probe" else None,
-        **(
-            {"finetune_variant": spec.finetune}
-            if spec.features == "finetuned" and finetune.variant(spec.finetune).tag
-            else {}
-        ),
-        "classes": classes,
-        "seeds": list(train_cfg.seeds),
-        "n_utterances": len(utts),
-        **{k: stats[k] for k in ("wa", "ua", "f1", "pooled", "per_class_recall", "clustered_by")},
-        "validation_scoring": (
-            f"cross-fitted ({'; '.join(sorted(scoring))}): late-fusion weights fitted on one half of the "
-            "validation utterances score the other; test uses weights fitted on all of them"
-            if cross_fit
-            else "direct (no weights fitted on validation; epochs and the probe's C are chosen on it, as in every row)"
-        ),
-        "validation": {
-            m: _summary(np.array([[val_scores[(f, s)][m] for f in splits] for s in train_cfg.seeds]))
-            for m in ("wa", "ua", "f1")
-        },
-        "by_improvised": breakdown(pred, improvised.__getitem__),
-        "folds": {
-            str(f): _fold_entry(stats["folds"][str(f)], {s: val_scores[(f, s)] for s in train_cfg.seeds}, splits[f])
-            for f in splits
-        },
-        "confusion": stats["confusion"],
-        "statistics": METHOD,
-        "predictions": str(prediction_path(train_cfg, name)),
-        "provenance": {
-            "mger_version": __version__,
-            "split_seed": split.seed,
-            "stores": provenance,
-            "spec": spec_record(spec),
-            "train": train_params(train_cfg),
-        },
-    }
-    epochs = Path(train_cfg.epochs_dir) / f"{name}.csv"
-    if layer_rows:
-        result["layer_weights"] = layer_weight_summary(
-            spec.layer_weights or train_cfg.layer_weights, layer_rows, provenance
-        )
-    write_predictions(prediction_path(train_cfg, name), pred)
-    write_csv_atomic(epochs, HISTORY_FIELDS, history_rows)
-    result["predictions_sha256"] = file_sha256(prediction_path(train_cfg, name))
-    result["epochs_sha256"] = file_sha256(epochs)
-    write_json(metrics_path(train_cfg, name), result)  # last: the commit of the run's outputs
-    print(
-        f"train {name}: test WA {result['wa']['mean']:.3f} ± {result['wa']['std']:.3f}, "
-        f"UA {result['ua']['mean']:.3f} ± {result['ua']['std']:.3f}; validation UA "
-        f"{result['validation']['ua']['mean']:.3f}; over {len(splits)} folds x {len(train_cfg.seeds)} seeds in "
-        f"{time.perf_counter() - t0:.1f}s"
-    )
-    return result
+            val_combined = val_combined if crossed is None else crossed
+        self.val_scores[(fold, seed)] = all_metrics(self.labels[va], val_combined.argmax(1), n)
+        probs = combine_probs(weights, test_probs)
+        ids = np.array([self.ids[i] for i in te])
+        folds, seeds = np.full(len(te), fold), np.full(len(te), seed)
+        self.predictions.append(Predictions(self.classes, ids, folds, seeds, self.labels[te], probs.argmax(1), probs))
+
+    def train_members(self, seed: int, fold: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Each member's validation and test class probabilities on fold ``fold`` (its history
+        and learned layer weights recorded)."""
+        split = self.splits[fold]
+        data = self.fold_data(fold)
+        dims = {n: int(b.data.shape[-1]) for n, b in data.inputs.items()}
+        stacked = {n: int(b.data.shape[1]) for n, b in data.inputs.items() if b.data.dim() == 3}
+        sets = tuple(data.subset(np.array(idx)) for idx in (split.train, split.val, split.test))
+        val_probs, test_probs = [], []
+        for k, member in enumerate(self.members):
+            cfg = model_config(member, self.train_cfg, dims, len(self.classes), stacked)
+            _check_layer_weights(self.name, cfg, self.spec, self.features)
+            if cfg.kind == "probe" and (fold, k) in self._probes:  # deterministic: every seed gives the same probe
+                probs, history = self._probes[(fold, k)]
+            else:
+                probs, history = self.fit_one(cfg, member, sets, seed, fold)
+                if cfg.kind == "probe":
+                    self._probes[(fold, k)] = probs, history
+            label = member_label(member)
+            self.history_rows += [{"fold": fold, "seed": seed, "member": label, **h} for h in history]
+            val_probs.append(probs[0])
+            test_probs.append(probs[1])
+        return val_probs, test_probs
+
+    def fit_one(
+        self, cfg: ModelConfig, member: ExperimentSpec, sets: tuple[TensorSet, ...], seed: int, fold: int
+    ) -> tuple[tuple[np.ndarray, np.ndarray], list[dict]]:
+        """:func:`fit_member` on the fold's (train, validation, test) ``sets``; a diverging run is
+        one line naming it."""
+        if cfg.kind != "probe" and self.train_cfg.standardize and fold not in self._scaled:
+            self._scaled = {fold: fold_scaled(*sets)}  # one fold's copy held at a time
+        record: dict = {}
+        try:
+            probs, history = fit_member(cfg, *sets, self.train_cfg, seed, self._scaled.get(fold), record)
+        except NonFiniteLoss as err:  # one line naming the run; no metrics or predictions written
+            which = f" ({member_label(member)})" if len(self.members) > 1 else ""
+            raise StageError(f"experiment {self.name}{which}: fold {fold}, seed {seed}, {err}") from None
+        if "layer_weights" in record:
+            self.layer_rows.append(
+                {"fold": fold, "seed": seed, "member": member_label(member), "weights": record["layer_weights"]}
+            )
+        return probs, history
+
+    def result(self, pred: Predictions) -> dict:
+        """The metrics JSON (without the output hashes :meth:`write` adds)."""
+        spec, train_cfg, splits = self.spec, self.train_cfg, self.splits
+        improvised = {u.utt_id: "improvised" if u.improvised else "scripted" for u in self.utts}
+        groups, unit = clusters_of(self.utts)
+        stats = summarize(pred, groups=groups, unit=unit)
+        seeds = train_cfg.seeds
+        return {
+            **self.model_fields(),
+            "classes": self.classes,
+            "seeds": list(seeds),
+            "n_utterances": len(self.utts),
+            **{k: stats[k] for k in ("wa", "ua", "f1", "pooled", "per_class_recall", "clustered_by")},
+            "validation_scoring": self.validation_scoring(),
+            "validation": {
+                m: _summary(np.array([[self.val_scores[(f, s)][m] for f in splits] for s in seeds]))
+                for m in ("wa", "ua", "f1")
+            },
+            "by_improvised": breakdown(pred, improvised.__getitem__),
+            "folds": {
+                str(f): _fold_entry(stats["folds"][str(f)], {s: self.val_scores[(f, s)] for s in seeds}, splits[f])
+                for f in splits
+            },
+            "confusion": stats["confusion"],
+            "statistics": METHOD,
+            "predictions": str(prediction_path(train_cfg, self.name)),
+            "provenance": {
+                "mger_version": __version__,
+                "split_seed": self.split.seed,
+                "stores": self.provenance,
+                "spec": spec_record(spec),
+                "train": train_params(train_cfg),
+            },
+        }
+
+    def model_fields(self) -> dict:
+        """The metrics' first keys: the experiment and its model as trained (layers resolved)."""
+        spec = self.spec
+        variant = spec.features == "finetuned" and self.finetune.variant(spec.finetune).tag
+        return {
+            "experiment": self.name,
+            "model": spec.model,
+            "features": spec.features,
+            "speech_store": spec.speech_store,
+            "speech_levels": list(spec.speech_levels),
+            "text_level": spec.text_level,
+            **{k: getattr(spec, k) for k in AUX_FIELDS},
+            "layers": spec.layers or self.train_cfg.layers,
+            "probe": spec.probe if spec.model == "probe" else None,
+            **({"finetune_variant": spec.finetune} if variant else {}),
+        }
+
+    def validation_scoring(self) -> str:
+        """How the validation figures were scored (in sample, or cross-fitted and how)."""
+        if self.cross_fit:
+            return (
+                f"cross-fitted ({'; '.join(sorted(self.scoring))}): late-fusion weights fitted on one half of the "
+                "validation utterances score the other; test uses weights fitted on all of them"
+            )
+        return "direct (no weights fitted on validation; epochs and the probe's C are chosen on it, as in every row)"
+
+    def write(self, result: dict, pred: Predictions) -> None:
+        """Predictions, the epochs CSV, then the metrics JSON with their sha256 (the run's commit)."""
+        train_cfg, name = self.train_cfg, self.name
+        epochs = Path(train_cfg.epochs_dir) / f"{name}.csv"
+        if self.layer_rows:
+            mode = self.spec.layer_weights or train_cfg.layer_weights
+            result["layer_weights"] = layer_weight_summary(mode, self.layer_rows, self.provenance)
+        write_predictions(prediction_path(train_cfg, name), pred)
+        write_csv_atomic(epochs, HISTORY_FIELDS, self.history_rows)
+        result["predictions_sha256"] = file_sha256(prediction_path(train_cfg, name))
+        result["epochs_sha256"] = file_sha256(epochs)
+        write_json(metrics_path(train_cfg, name), result)  # last: the commit of the run's outputs
 
 
 def _check_layer_weights(name: str, cfg: ModelConfig, spec: ExperimentSpec, features: FeaturesConfig) -> None:
