@@ -124,7 +124,7 @@ def store_path(kind: str, spec: ExperimentSpec, features: FeaturesConfig, finetu
     return path
 
 
-def load_inputs(names: Sequence[str], paths: dict[str, Path], ids: Sequence[str], fold: int) -> dict:
+def load_store_rows(names: Sequence[str], paths: dict[str, Path], ids: Sequence[str], fold: int) -> dict:
     """Each input's rows (``kind:level``) as stored, unpadded; each store is checked against
     ``fold`` (:class:`mger.features.cache.LeakageError`), and a missing level or a non-finite row is
     refused in one line naming the store."""
@@ -388,7 +388,7 @@ class ExperimentRun:
                     path, kind, store_config(features, store), finetuned=path != extracted_store(features.out, store)
                 )
             self._loaded.clear()
-            rows = load_inputs(self.names, paths, self.ids, fold)
+            rows = load_store_rows(self.names, paths, self.ids, fold)
             self._loaded[key] = TensorSet(rows, torch.as_tensor(self.labels)).to(self.device)
         return self._loaded[key]
 
@@ -605,10 +605,12 @@ def _summary(grid: np.ndarray) -> dict:
     return {"mean": float(per_fold.mean()), "std": sd(per_fold)}
 
 
-def member_label(part: ExperimentSpec) -> str:
+def member_label(member: ExperimentSpec) -> str:
     """``model:levels`` of one trained member in the epochs CSV: the text level for a text-only
     model (``text:token``), the speech levels otherwise (``audio:word``, ``mha_aux:word``)."""
-    return f"text:{part.text_level}" if part.model == "text" else part.model + ":" + "+".join(part.speech_levels)
+    if member.model == "text":
+        return f"text:{member.text_level}"
+    return member.model + ":" + "+".join(member.speech_levels)
 
 
 HISTORY_FIELDS = ("fold", "seed", "member", "epoch", "train_loss", "val_ua", "val_loss")

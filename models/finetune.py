@@ -508,7 +508,9 @@ def settings_key(cfg: FinetuneConfig, split: FinetuneSplit, encoders: dict, mark
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _inputs(modality: str, encoder: Encoder, utts: Sequence[Utterance], cfg: FinetuneConfig):
+def encoder_inputs(modality: str, encoder: Encoder, utts: Sequence[Utterance], cfg: FinetuneConfig):
+    """What ``modality``'s encoder reads of ``utts`` during fine-tuning (raw waveforms cropped for
+    training, or the tokenised transcripts)."""
     if modality == "speech":
         return SpeechInputs(encoder, utts, cfg.freeze_feature_encoder, cfg.max_train_seconds)
     return TextInputs(encoder, [encoder.prepare(u.text) for u in utts])

@@ -28,8 +28,8 @@ from mger.features.acoustic import is_opensmile
 from mger.models.finetune import (
     MODALITIES,
     FinetuneSplit,
-    _inputs,
     build_encoders,
+    encoder_inputs,
     finetune_split,
     joint_predictions_path,
     settings_key,
@@ -174,8 +174,8 @@ def _run_utterance(
     results, history = {}, []
     for modality in trained:
         encoder = encoders[modality]
-        train = _inputs(modality, encoder, split.train, cfg)
-        val = _inputs(modality, encoder, split.val, cfg)
+        train = encoder_inputs(modality, encoder, split.train, cfg)
+        val = encoder_inputs(modality, encoder, split.val, cfg)
         progress = train_modality(
             modality, encoder, train, val, labels["train"], labels["val"], cfg, fold_dir, key, split.classes
         )

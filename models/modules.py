@@ -39,7 +39,7 @@ from torch.nn import functional as F
 from mger.core.config import HeadConfig
 from mger.models.registry import model_kind
 
-Inputs = dict[str, tuple[torch.Tensor, torch.Tensor]]
+ModelInputs = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
@@ -105,7 +105,7 @@ class PooledClassifier(nn.Module):
         self.pool = nn.ModuleDict({n.replace(":", "_"): AttentionPool(cfg.head.hidden) for n in names})
         self.head = _head(cfg.head.hidden * len(names), cfg.head.hidden, cfg.n_classes, cfg.dropout)
 
-    def forward(self, inputs: Inputs, labels: torch.Tensor | None = None) -> ModelOutput:
+    def forward(self, inputs: ModelInputs, labels: torch.Tensor | None = None) -> ModelOutput:
         pooled = []
         for n in self.names:
             x, mask = inputs[n]
@@ -143,7 +143,7 @@ class CoAttention(nn.Module):
         self.blocks = nn.ModuleDict({n.replace(":", "_"): CoAttentionBlock(h, cfg.head.heads) for n in self.s_names})
         self.head = _head(2 * h * len(self.s_names), h, cfg.n_classes, cfg.dropout)
 
-    def forward(self, inputs: Inputs, labels: torch.Tensor | None = None) -> ModelOutput:
+    def forward(self, inputs: ModelInputs, labels: torch.Tensor | None = None) -> ModelOutput:
         t, t_mask = inputs[self.t_name]
         t = self.t_proj(t)
         pooled = []
@@ -170,7 +170,7 @@ class FcFusion(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.head = _head(dim, cfg.head.hidden, cfg.n_classes, cfg.dropout)
 
-    def forward(self, inputs: Inputs, labels: torch.Tensor | None = None) -> ModelOutput:
+    def forward(self, inputs: ModelInputs, labels: torch.Tensor | None = None) -> ModelOutput:
         pooled = [masked_mean(*inputs[n]) for n in (self.s_name, self.t_name)]
         return ModelOutput(self.head(self.norm(torch.cat(pooled, -1))))
 
@@ -226,7 +226,7 @@ class MhaAux(nn.Module):
         x = x.masked_fill(~mask[..., None], 0.0)
         return self.s_pool(x[:, :n_s], s_mask), self.t_pool(x[:, n_s:], t_mask)
 
-    def forward(self, inputs: Inputs, labels: torch.Tensor | None = None) -> ModelOutput:
+    def forward(self, inputs: ModelInputs, labels: torch.Tensor | None = None) -> ModelOutput:
         s, s_mask = inputs[self.s_name]
         t, t_mask = inputs[self.t_name]
         s, t = self.s_proj(s), self.t_proj(t)
@@ -288,7 +288,7 @@ class LayerWeighted(nn.Module):
         """(L,) softmax of the layer logits."""
         return torch.softmax(self.layer_logits.float(), 0)
 
-    def forward(self, inputs: Inputs, labels: torch.Tensor | None = None) -> ModelOutput:
+    def forward(self, inputs: ModelInputs, labels: torch.Tensor | None = None) -> ModelOutput:
         w = self.weights()
         mixed = dict(inputs)
         for name in self.names:
