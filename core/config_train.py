@@ -3,10 +3,9 @@
 experiment and every model (:class:`mger.models.modules.ModelConfig`) share.
 
 :mod:`mger.core.config` builds them into :class:`mger.core.config.Params` (and re-exports them);
-the loader's helpers are read from there when a section checks itself (a late import: that module
-imports this one).  An experiment's ``model`` is any string here: the kinds are registered in
-:mod:`mger.models.registry` (a layer above), which refuses an unknown one when training or the
-report reads it.
+the generic loader's pieces come from :mod:`mger.core.config_loader`.  An experiment's ``model``
+is any string here: the kinds are registered in :mod:`mger.models.registry` (a layer above),
+which refuses an unknown one when training or the report reads it.
 """
 
 from __future__ import annotations
@@ -15,6 +14,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
+
+from mger.core.config_loader import ConfigError, _build, _merged, check_name
 
 SpeechLevel = Literal["frame", "phone", "syllable", "word", "utterance", "functionals"]
 
@@ -119,51 +120,38 @@ class FinetuneConfig:
         with one, or none declared (``name`` None), they are the plain ones."""
         if not self.variants:
             if name is not None:
-                raise _config.ConfigError(f"finetune.variants: no variant {name!r} (none is declared)")
+                raise ConfigError(f"finetune.variants: no variant {name!r} (none is declared)")
             return self
         if name is None:
             if len(self.variants) > 1:
-                raise _config.ConfigError(f"finetune.variants: several variants ({', '.join(self.variants)}); name one")
+                raise ConfigError(f"finetune.variants: several variants ({', '.join(self.variants)}); name one")
             name = next(iter(self.variants))
         if name not in self.variants:
-            raise _config.ConfigError(f"finetune.variants: no variant {name!r} (known: {', '.join(self.variants)})")
+            raise ConfigError(f"finetune.variants: no variant {name!r} (known: {', '.join(self.variants)})")
         base = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init and f.name != "variants"}
         base["fusion"] = dataclasses.asdict(self.fusion)
         try:
-            out = _config._build(
-                FinetuneConfig, _config._merged(base, self.variants[name]), f"finetune.variants.{name}"
-            )
-        except _config.ConfigError as err:  # the section's own checks name finetune.<key>: name the variant's key
+            out = _build(FinetuneConfig, _merged(base, self.variants[name]), f"finetune.variants.{name}")
+        except ConfigError as err:  # the section's own checks name finetune.<key>: name the variant's key
             msg = str(err)
             if not msg.startswith("finetune.variants."):
                 msg = f"finetune.variants.{name}." + msg.removeprefix("finetune.")
-            raise _config.ConfigError(msg) from None
+            raise ConfigError(msg) from None
         if len(self.variants) > 1:
             out.reports, out.tag = str(Path(self.reports) / name), name
         return out
 
     def __post_init__(self) -> None:
-        _config._positive(
-            "finetune",
-            self,
-            "epochs",
-            "batch_size",
-            "grad_accum",
-            "lr",
-            "text_lr",
-            "head_lr",
-            "max_train_seconds",
-            "patience",
-        )
+        # positive settings (epochs, batch_size, the learning rates, ...): RANGES, checked with every number
         if not 0 <= self.warmup < 1:
-            raise _config.ConfigError(f"finetune.warmup: a fraction of the steps in [0, 1), got {self.warmup!r}")
+            raise ConfigError(f"finetune.warmup: a fraction of the steps in [0, 1), got {self.warmup!r}")
         if not self.folds:
-            raise _config.ConfigError("finetune.folds: needs at least one fold")
+            raise ConfigError("finetune.folds: needs at least one fold")
         for name, overrides in self.variants.items():
-            _config.check_name("finetune.variants", name)  # it names folders
+            check_name("finetune.variants", name)  # it names folders
             shared = sorted(set(overrides) & set(SHARED_FINETUNE))
             if shared:
-                raise _config.ConfigError(
+                raise ConfigError(
                     f"finetune.variants.{name}.{shared[0]}: shared by every variant ({', '.join(SHARED_FINETUNE)}); "
                     "set it under finetune"
                 )
@@ -203,6 +191,20 @@ class ExperimentSpec:
         aux = {name: getattr(self, name) for name in AUX_FIELDS}
         return HeadConfig(layers=self.layers or train.layers, hidden=train.hidden, heads=train.heads, **aux)
 
+    def record(self) -> dict:
+        """The metrics' ``provenance.spec``: every field as written, but ``finetune`` and
+        ``layer_weights`` when they are None (their default; rows written before they existed read
+        the same), so :meth:`from_record` rebuilds the spec exactly."""
+        return {
+            k: v for k, v in dataclasses.asdict(self).items() if not (k in ("finetune", "layer_weights") and v is None)
+        }
+
+    @classmethod
+    def from_record(cls, record: dict) -> "ExperimentSpec":
+        """The spec a metrics file's ``provenance.spec`` holds (:meth:`record`)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in known})
+
 
 @dataclass
 class TrainConfig:
@@ -233,16 +235,16 @@ class TrainConfig:
     finetuned_experiments: dict[str, ExperimentSpec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _config._positive("train", self, "epochs", "batch_size", "patience", "hidden", "heads", "layers")
+        # positive settings (epochs, batch_size, patience, hidden, heads, layers): RANGES
         if not self.seeds:
-            raise _config.ConfigError("train.seeds: needs at least one seed")
+            raise ConfigError("train.seeds: needs at least one seed")
         for section in ("experiments", "finetuned_experiments"):
             for name, spec in getattr(self, section).items():
-                _config.check_name(f"train.{section}", name, reserved=("all",))  # --experiment all
-                _config.check_name(f"train.{section}.{name}.speech_store", spec.speech_store)
+                check_name(f"train.{section}", name, reserved=("all",))  # --experiment all
+                check_name(f"train.{section}.{name}.speech_store", spec.speech_store)
         clash = sorted(set(self.experiments) & set(self.finetuned_experiments))
         if clash:
-            raise _config.ConfigError(f"train.finetuned_experiments.{clash[0]}: name already used in train.experiments")
+            raise ConfigError(f"train.finetuned_experiments.{clash[0]}: name already used in train.experiments")
         for spec in self.experiments.values():
             spec.features = "frozen"
         for spec in self.finetuned_experiments.values():
@@ -262,8 +264,3 @@ class ReportConfig:
     figures: str = "reports/figures"
     metrics: str = "reports/metrics.json"  # headline figures per row, what `dvc exp show` compares
     experiments: Optional[list[str]] = None  # rows shown (default all; --experiment overrides)
-
-
-# Last: mger.core.config imports this module for Params, so its helpers are bound once both exist
-# (whichever of the two is imported first).
-from mger.core import config as _config  # noqa: E402  the loader's helpers (ConfigError, check_name, _build)

@@ -488,7 +488,7 @@ class ExperimentRun:
                 "mger_version": __version__,
                 "split_seed": self.split.seed,
                 "stores": self.provenance,
-                "spec": spec_record(spec),
+                "spec": spec.record(),
                 "train": train_params(train_cfg),
             },
         }
@@ -614,19 +614,6 @@ def member_label(member: ExperimentSpec) -> str:
 
 
 HISTORY_FIELDS = ("fold", "seed", "member", "epoch", "train_loss", "val_ua", "val_loss")
-
-
-def spec_record(spec: ExperimentSpec) -> dict:
-    """The metrics' ``provenance.spec``: every field of the experiment's spec as written, but
-    ``finetune`` and ``layer_weights`` when they are None (their default; rows written before they
-    existed read the same), so :func:`spec_from_record` rebuilds the spec exactly."""
-    return {k: v for k, v in dataclasses.asdict(spec).items() if not (k in ("finetune", "layer_weights") and v is None)}
-
-
-def spec_from_record(record: dict) -> ExperimentSpec:
-    """The :class:`ExperimentSpec` a metrics file's ``provenance.spec`` holds (:func:`spec_record`)."""
-    known = {f.name for f in dataclasses.fields(ExperimentSpec)}
-    return ExperimentSpec(**{k: v for k, v in record.items() if k in known})
 
 
 def metrics_path(train_cfg: TrainConfig, name: str) -> Path:

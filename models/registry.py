@@ -12,8 +12,9 @@ A kind registers once, with everything the rest of the code asks about it::
 which cached inputs to load, :func:`mger.models.experiment.members` and
 :func:`mger.models.experiment.expected_cost` ask it for its ensemble members and training cost,
 and the report (:mod:`mger.models.report`) for its row label, table position and whether it is a
-fusion model.  The built-in kinds are registered in :mod:`mger.models.kinds`; a new fusion model
-is one class and one registration (in any module imported before training).
+fusion model.  The built-in kinds are registered beside their classes in :mod:`mger.models.modules`
+(so they exist wherever a model can be built); a new fusion model is one class and one
+registration, in any module imported before training.
 
 The config (``core``, below this layer) accepts any string as ``model``; :func:`model_kind` refuses
 an unknown one in one line naming the key, when training or the report reads the experiment.
@@ -22,15 +23,14 @@ an unknown one in one line naming the key, when training or the report reads the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Literal, Optional
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
 
 from mger.core.config import ConfigError
 
-if TYPE_CHECKING:  # annotations only: modules registers its classes here
-    from torch import nn
-
+if TYPE_CHECKING:  # annotations only
     from mger.core.config import ExperimentSpec
-    from mger.models.modules import ModelConfig
+
+ModelConfig = Any  # mger.models.modules.ModelConfig (that module registers its classes here: no import back)
 
 Reads = Literal["speech", "text", "both"]
 
@@ -49,7 +49,7 @@ class ModelKind:
     the spec itself)."""
 
     name: str
-    build: Optional[Callable[["ModelConfig"], "nn.Module"]]
+    build: Optional[Callable[["ModelConfig"], Any]]  # → torch.nn.Module
     inputs: Callable[["ModelConfig"], list[str]]
     cost: Callable[["ExperimentSpec", list[float], int], float]
     label: Callable[[dict], str]
@@ -91,10 +91,9 @@ def unregister_model(name: str) -> None:
 
 
 def model_kinds() -> dict[str, ModelKind]:
-    """Every registered kind by name, the built-in ones (:mod:`mger.models.kinds`) included."""
-    import mger.models.kinds  # noqa: F401  the built-in kinds register on import
-
-    return dict(_KINDS)
+    """Every registered kind by name, in table order (the built-in ones once
+    :mod:`mger.models.modules` is imported)."""
+    return {kind.name: kind for kind in sorted(_KINDS.values(), key=lambda kind: kind.order)}
 
 
 def model_kind(name: str, where: str = "model") -> ModelKind:

@@ -31,7 +31,7 @@ import numpy as np
 
 from mger.core.config import Params
 from mger.core.reporting import StageError, write_json, write_text_atomic
-from mger.models.kinds import aux_tasks
+from mger.models.modules import aux_tasks
 from mger.models.registry import model_kind
 from mger.models.report_cells import SD_NOTE, ci_cell, findings, mean_sd, p_cells, paired_tests, pct, widest_interval
 from mger.models.report_figures import plot_figures, plot_layer_weights

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from mger.core.config import FinetuneConfig
-from mger.models.kinds import aux_tasks
+from mger.models.modules import aux_tasks
 from mger.models.report_cells import SD_NOTE, ci_cell, mean_sd
 from mger.models.report_rows import Experiment, encoder_cell, inputs_read, speech_store
 

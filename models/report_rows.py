@@ -16,8 +16,7 @@ import numpy as np
 from mger.core.config import AUX_FIELDS, ExperimentSpec, FinetuneConfig, Params
 from mger.core.manifest import read_manifest
 from mger.core.reporting import StageError
-from mger.models.experiment import spec_from_record, spec_record
-from mger.models.kinds import aux_tasks
+from mger.models.modules import aux_tasks
 from mger.models.predictions import Predictions, read_predictions
 from mger.models.registry import check_model_kinds, model_kind
 from mger.models.stats import breakdown, clusters_of, sd, summarize
@@ -90,7 +89,7 @@ def inputs_read(m: dict) -> tuple:
 def row_spec(m: dict) -> ExperimentSpec:
     """The experiment spec a row was trained with, rebuilt from its metrics (``provenance.spec``),
     its K resolved as trained (``layers``: the spec's, else ``train.layers``)."""
-    return dataclasses.replace(spec_from_record(m["provenance"]["spec"]), layers=m.get("layers"))
+    return dataclasses.replace(ExperimentSpec.from_record(m["provenance"]["spec"]), layers=m.get("layers"))
 
 
 def same_model(m: dict) -> str:
@@ -198,7 +197,7 @@ def _joint_experiment(params: Params, ft: FinetuneConfig, name: str) -> Experime
             "layers": spec.layers,
             "probe": None,
             "end_to_end": True,
-            "provenance": {"spec": spec_record(spec)},
+            "provenance": {"spec": spec.record()},
             **({"finetune_variant": ft.tag} if ft.tag else {}),
             "classes": pred.classes,
             "seeds": seeds,

@@ -13,9 +13,8 @@ import torch
 from torch import nn
 
 from mger.core.config import AUX_FIELDS, ConfigError, ExperimentSpec, params_from_dict
-from mger.models.experiment import expected_cost, members, run_experiment, spec_record
-from mger.models.kinds import speech_and_text
-from mger.models.modules import AttentionPool, ModelConfig, ModelOutput, build_model, input_names
+from mger.models.experiment import expected_cost, members, run_experiment
+from mger.models.modules import AttentionPool, ModelConfig, ModelOutput, build_model, input_names, speech_and_text
 from mger.models.registry import model_kinds, register_model, unregister_model
 from mger.models.report import Experiment, ablation_pairs, load_experiments, row_spec, write_report
 from tests.test_report import _corpus
@@ -147,7 +146,7 @@ def _row(name: str, features: str, **spec: object) -> Experiment:
     s = ExperimentSpec(model="late", speech_levels=["word"], features=features, **spec)
     metrics = {"experiment": name, "model": s.model, "features": s.features, "speech_store": s.speech_store}
     metrics |= {"speech_levels": s.speech_levels, "text_level": s.text_level, "layers": 1, "probe": None}
-    metrics |= {k: getattr(s, k) for k in AUX_FIELDS} | {"provenance": {"spec": spec_record(s)}}
+    metrics |= {k: getattr(s, k) for k in AUX_FIELDS} | {"provenance": {"spec": s.record()}}
     return Experiment(metrics, None)
 
 
