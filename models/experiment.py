@@ -19,7 +19,7 @@ train stopped between its writes).  One run of an experiment at a time: the run 
 a second run of the same experiment stops at once in one line naming the holder's pid.
 
 ``features: finetuned`` experiments read fold k's speech features (and text, with
-``finetune.text``) from fold k's own store (:func:`store_path`), opened with ``fold=k`` so
+``finetune.text``) from fold k's own store (:func:`mger.models.fold_inputs.store_path`), opened with ``fold=k`` so
 that a store of encoders fine-tuned for another fold raises :class:`mger.features.cache.LeakageError`.
 
 ``late`` combines the class probabilities of unimodal models (one audio model per chosen
@@ -46,12 +46,19 @@ from tqdm import tqdm
 
 from mger import __version__
 from mger.core.config import AUX_FIELDS, ExperimentSpec, FeaturesConfig, FinetuneConfig, SplitConfig, TrainConfig
-from mger.core.manifest import Utterance, read_manifest
+from mger.core.manifest import Utterance
 from mger.core.reporting import StageError, write_csv_atomic, write_json
 from mger.core.splits import FoldSplit, SplitError, all_folds, validation_halves
-from mger.features.cache import FeatureStore, Ragged, check_level_checksum, exclusive_lock, file_sha256
-from mger.features.encoders import resolve_device, resolved_layer
+from mger.features.cache import FeatureStore, exclusive_lock, file_sha256
+from mger.features.encoders import resolve_device
 from mger.features.extract import check_store_inputs, store_config, store_path as extracted_store
+from mger.models.fold_inputs import (
+    check_store_settings,
+    experiment_utterances,
+    load_store_rows,
+    store_path,
+    store_provenance,
+)
 from mger.models.loop import NonFiniteLoss
 from mger.models.metrics import all_metrics
 from mger.models.modules import LayerWeighted, ModelConfig, input_names
@@ -107,89 +114,6 @@ def model_config(
     )
 
 
-def store_path(kind: str, spec: ExperimentSpec, features: FeaturesConfig, finetune: FinetuneConfig, fold: int) -> Path:
-    """Where fold ``fold`` of ``spec`` reads its ``kind`` features: the frozen store, or fold
-    ``fold``'s own fine-tuned store of the variant it names (text stays frozen unless that
-    variant's ``text``)."""
-    if spec.features == "finetuned":
-        finetune = finetune.variant(spec.finetune)
-    if spec.features == "frozen" or (kind == "text" and not finetune.text):
-        return extracted_store(features.out, spec.speech_store if kind == "speech" else kind)
-    path = extracted_store(finetune.features_dir(fold), kind)
-    if not path.is_file():
-        raise StageError(
-            f"{path}: no fine-tuned {kind} features for fold {fold}; run `mger finetune --fold {fold}` "
-            f"and `mger extract --fold {fold}` (or `dvc repro`)"
-        )
-    return path
-
-
-def load_store_rows(names: Sequence[str], paths: dict[str, Path], ids: Sequence[str], fold: int) -> dict:
-    """Each input's rows (``kind:level``) as stored, unpadded; each store is checked against
-    ``fold`` (:class:`mger.features.cache.LeakageError`), and a missing level or a non-finite row is
-    refused in one line naming the store."""
-    stores = {kind: FeatureStore(paths[kind], fold=fold) for kind in {n.split(":")[0] for n in names}}
-    out = {}
-    for name in names:
-        kind, level = name.split(":")
-        store = stores[kind]
-        if level not in store.levels:
-            have = ", ".join(store.levels)
-            raise StageError(f"{store.path}: no level {level!r} (it has {have}); {_level_fix(store, level)}")
-        rows = store.ragged(level, ids)
-        bad = _non_finite_item(rows)
-        if bad is not None:
-            raise StageError(
-                f"{store.path}: level {level!r} of {ids[bad]} holds NaN or inf; run `mger cache verify "
-                f"{store.path}` and re-extract"
-            )
-        check_level_checksum(store.path, level)
-        out[name] = rows
-    return out
-
-
-def _level_fix(store: FeatureStore, level: str) -> str:
-    """What to do about a level the store lacks: re-extract if the store's settings list it
-    (the file lost it), else list it in the settings (or drop it from the experiment)."""
-    listed = store.fingerprint.get("levels", []) if "fingerprint" in store.attrs else []
-    if level in listed:
-        return "the store's settings list it but the file lacks it (damaged or edited): `mger extract` rebuilds it"
-    return (
-        "add it to the levels of this store's settings (features.speech.levels or features.extra_speech) "
-        "and run `mger extract`, or drop it from the experiment"
-    )
-
-
-def _non_finite_item(rows: Ragged) -> int | None:
-    """The first item with a NaN or inf row, or None."""
-    finite = torch.isfinite(rows.data.reshape(len(rows.data), -1)).all(1)
-    if bool(finite.all()):
-        return None
-    bad = (~finite).nonzero()[:, 0]
-    inside = (rows.starts[:, None] <= bad[None]) & (bad[None] < (rows.starts + rows.lengths)[:, None])
-    items = inside.any(1).nonzero()[:, 0]
-    return int(items[0]) if len(items) else None
-
-
-def check_store_settings(path: Path, kind: str, features: FeaturesConfig, finetuned: bool) -> None:
-    """Refuse a store whose fingerprint disagrees with params (pooling, layer, model, markers);
-    ``features``: the settings of that store (:func:`mger.features.extract.store_config`)."""
-    fp = FeatureStore(path).fingerprint
-    section = features.speech if kind == "speech" else features.text
-    layer = resolved_layer(section.layer, fp["n_layers"]) if "n_layers" in fp else section.layer
-    wanted = {"layer": layer} | (
-        {"pooling": features.speech.pooling} if kind == "speech" else {"markers": features.text.markers}
-    )
-    if not finetuned:
-        wanted["model"] = section.model
-    for key, value in wanted.items():
-        if key in fp and fp[key] != value:
-            raise StageError(
-                f"{path}: built with {key} {fp[key]!r} but params say features.{kind}.{key} = "
-                f"{value!r}; run `mger extract` (or `dvc repro`)"
-            )
-
-
 def fit_member(
     cfg: ModelConfig,
     train_set: TensorSet,
@@ -232,41 +156,6 @@ def fit_member(
 def fold_scaled(train_set: TensorSet, val_set: TensorSet, test_set: TensorSet) -> list[TensorSet]:
     """The three sets standardised by the training rows' statistics (:func:`models.train.standardize`)."""
     return standardize([train_set, val_set, test_set], train_set)
-
-
-def store_provenance(paths: dict[str, Path]) -> dict[str, dict[str, str]]:
-    """kind → {path, fingerprint_sha256} of the stores a fold read."""
-    return {
-        kind: {"path": str(path), "fingerprint_sha256": str(FeatureStore(path).attrs["fingerprint_sha256"])}
-        for kind, path in sorted(paths.items())
-    }
-
-
-def experiment_utterances(
-    manifest: str | Path, features: FeaturesConfig, segments: str | Path | None, speech_store: str = "speech"
-) -> list[Utterance]:
-    """The manifest's utterances the experiment runs on: those of the frozen speech store it
-    reads, which must hold every aligned utterance (``segments`` given): a store missing some
-    is refused."""
-    store = extracted_store(features.out, speech_store)
-    if not store.is_file():
-        raise StageError(f"{store}: no speech store; run `mger extract` (or `dvc repro`)")
-    store_ids = set(FeatureStore(store).utt_ids)
-    utts = read_manifest(manifest)
-    if segments is not None:
-        from mger.alignment.table import SegmentTable
-
-        aligned = set(SegmentTable.read(segments).utt_ids)
-        missing = [u.utt_id for u in utts if u.utt_id in aligned and u.utt_id not in store_ids]
-        if missing:
-            raise StageError(
-                f"{store}: {len(missing)} aligned manifest utterance(s) have no features (e.g. "
-                f"{', '.join(missing[:3])}); run `mger extract` (or `dvc repro`)"
-            )
-    kept = [u for u in utts if u.utt_id in store_ids]
-    if not kept:
-        raise StageError(f"no manifest utterance has cached features in {features.out}")
-    return kept
 
 
 def run_experiment(

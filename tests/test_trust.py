@@ -35,8 +35,9 @@ from mger.corpus.espeak import Prosody
 from mger.corpus.synth import Speaker, speak
 from mger.features.cache import CacheError, StoreLock, file_sha256, write_store
 from mger.features.cache_cli import cache_verify, cache_verify_all
-from mger.features.extract import check_store_inputs, load_store_rows as extract_inputs
-from mger.models.experiment import load_store_rows, run_experiment
+from mger.features.extract import check_store_inputs, load_inputs as extract_inputs
+from mger.models.experiment import run_experiment
+from mger.models.fold_inputs import load_store_rows
 from mger.models.report import write_report
 
 UTT = "Ses01F_impro01_F000"

@@ -29,7 +29,8 @@ import torch
 from mger.core.config import load_params
 from mger.core.splits import all_folds, validation_halves
 from mger.features.extract import store_path as extracted_store
-from mger.models.experiment import experiment_utterances, fit_member, fold_scaled, load_store_rows, model_config
+from mger.models.experiment import fit_member, fold_scaled, model_config
+from mger.models.fold_inputs import experiment_utterances, load_store_rows
 from mger.models.metrics import unweighted_accuracy
 from mger.models.modules import input_names
 from mger.models.stats import sd
