@@ -12,14 +12,15 @@ import pytest
 import torch
 from torch import nn
 
-from mger.core.config import AUX_FIELDS, ConfigError, ExperimentSpec, params_from_dict
+from mger.core.config import AUX_FIELDS, ConfigError, ExperimentSpec, load_params, params_from_dict
 from mger.models.experiment import expected_cost, members, run_experiment
 from mger.models.modules import AttentionPool, ModelConfig, ModelOutput, build_model, input_names, speech_and_text
-from mger.models.registry import model_kinds, register_model, unregister_model
+from mger.models.registry import check_model_kinds, model_kinds, register_model, unregister_model
 from mger.models.report import Experiment, ablation_pairs, load_experiments, row_spec, write_report
 from tests.test_report import _corpus
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "classifiers.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "classifiers.md"
 
 
 def _inputs(cfg: ModelConfig, n: int = 3, t: int = 4) -> dict:
@@ -163,3 +164,13 @@ def test_two_late_rows_differing_only_in_late_weights_stay_two_rows() -> None:
     rows[2] = _row("late_ft", "finetuned", late_weights="mean")
     steps = [(step, a.name, b.name) for step, a, b in ablation_pairs(rows) if step == "frozen vs fine-tuned"]
     assert steps == [("frozen vs fine-tuned", "late_mean", "late_ft")]
+
+
+@pytest.mark.parametrize(
+    "path", ["params.yaml", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "params").glob("*.yaml"))]
+)
+def test_every_params_file_names_registered_kinds(path: str) -> None:
+    """The model kinds the shipped params files use are the registry's (the config accepts any string)."""
+    params = load_params(ROOT / path)
+    check_model_kinds(params.train.all_experiments)
+    assert {s.model for s in params.train.all_experiments.values()} <= set(model_kinds())
