@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from benchmarks.markdown import run_recorded
-from mger.core.config import TrainConfig
+from mger.core.config import HeadConfig, TrainConfig
 from mger.features.cache import Ragged
 from mger.features.encoders import resolve_device
 from mger.models.modules import ModelConfig
@@ -101,8 +101,7 @@ def main() -> None:
             speech_levels=levels,
             dims={nm: 768 for nm in names},
             n_classes=4,
-            aux_matching=aux,
-            aux_unimodal=aux,
+            head=HeadConfig(aux_matching=aux, aux_unimodal=aux),
         )
         t0 = time.perf_counter()
         fit(cfg, data, data.subset(np.arange(min(64, n))), TrainConfig(epochs=1, batch_size=32), seed=0)

@@ -19,7 +19,7 @@ train stopped between its writes).  One run of an experiment at a time: the run 
 a second run of the same experiment stops at once in one line naming the holder's pid.
 
 ``features: finetuned`` experiments read fold k's speech features (and text, with
-``finetune.text``) from fold k's own store (:func:`store_path`), opened with ``fold=k`` so
+``finetune.text``) from fold k's own store (:func:`mger.models.fold_inputs.fold_store_file`), opened with ``fold=k`` so
 that a store of encoders fine-tuned for another fold raises :class:`mger.features.cache.LeakageError`.
 
 ``late`` combines the class probabilities of unimodal models (one audio model per chosen
@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -44,40 +45,36 @@ import torch
 from tqdm import tqdm
 
 from mger import __version__
-from mger.core.config import ExperimentSpec, FeaturesConfig, FinetuneConfig, SplitConfig, TrainConfig
-from mger.core.manifest import Utterance, read_manifest
+from mger.core.config import AUX_FIELDS, ExperimentSpec, FeaturesConfig, FinetuneConfig, SplitConfig, TrainConfig
+from mger.core.manifest import Utterance
 from mger.core.reporting import StageError, write_csv_atomic, write_json
 from mger.core.splits import FoldSplit, SplitError, all_folds, validation_halves
-from mger.features.cache import FeatureStore, Ragged, check_level_checksum, exclusive_lock, file_sha256
-from mger.features.encoders import resolve_device, resolved_layer
+from mger.features.cache import FeatureStore, exclusive_lock, file_sha256
+from mger.features.encoders import resolve_device
 from mger.features.fingerprint import check_store_inputs
 from mger.features.store_paths import store_config, store_file as extracted_store
+from mger.models.fold_inputs import (
+    check_store_settings,
+    experiment_utterances,
+    load_store_rows,
+    fold_store_file,
+    store_provenance,
+)
 from mger.models.loop import NonFiniteLoss
 from mger.models.metrics import all_metrics
 from mger.models.modules import LayerWeighted, ModelConfig, input_names
 from mger.models.predictions import Predictions, write_predictions
 from mger.models.probe import LinearProbe, probe_inputs
+from mger.models.registry import check_model_kinds, model_kind
 from mger.models.stats import METHOD, breakdown, clusters_of, sd, summarize
 from mger.models.train import TensorSet, combine_probs, cross_fitted_proba, fit, fit_weights, predict_proba, standardize
 
 
 def members(spec: ExperimentSpec) -> list[ExperimentSpec]:
-    """The single models an experiment trains (one for most, several for ``late``/``combined``)."""
-    if spec.model not in ("late", "combined"):
-        return [spec]
-    audio = [
-        ExperimentSpec(model="audio", speech_levels=[lv], speech_store=spec.speech_store) for lv in spec.speech_levels
-    ]
-    text = [ExperimentSpec(model="text", text_level=spec.text_level)]
-    co = [
-        ExperimentSpec(
-            model="coattention",
-            speech_levels=list(spec.speech_levels),
-            text_level=spec.text_level,
-            speech_store=spec.speech_store,
-        )
-    ]
-    return (co if spec.model == "combined" else []) + audio + text
+    """The single models an experiment trains (one for most, several for an ensemble kind such as
+    ``late``/``combined``: its registration's ``members``)."""
+    kind = model_kind(spec.model)
+    return [spec] if kind.members is None else kind.members(spec)
 
 
 # Rough training cost of one step per input level (word level = 1), measured on the demo.
@@ -85,22 +82,15 @@ _LEVEL_COST = {"frame": 6.0, "phone": 1.5, "utterance": 0.3, "functionals": 0.3}
 
 
 def expected_cost(spec: ExperimentSpec, train: TrainConfig) -> float:
-    """Relative training time of ``spec``: ``mger train`` starts the longest experiments first,
-    so that experiments run at once (``train.n_jobs``) finish together; results do not depend
-    on the order."""
+    """Relative training time of ``spec`` (the sum of its members' registered ``cost``): ``mger
+    train`` starts the longest experiments first, so that experiments run at once
+    (``train.n_jobs``) finish together; results do not depend on the order."""
 
-    def member_cost(part: ExperimentSpec) -> float:
-        if part.model == "probe":
-            return 0.2
-        speech = [_LEVEL_COST.get(level, 1.0) for level in part.speech_levels]
-        text = 1.0 if part.model in ("text", "coattention", "mha_aux") else 0.0
-        if part.model == "coattention":  # one block per speech level against the tokens
-            return sum(s + text for s in speech)
-        if part.model == "mha_aux":
-            return (sum(speech) + text) * (1 + (part.layers or train.layers))
-        return sum(speech) + text
+    def member_cost(member: ExperimentSpec) -> float:
+        speech = [_LEVEL_COST.get(level, 1.0) for level in member.speech_levels]
+        return model_kind(member.model).cost(member, speech, member.layers or train.layers)
 
-    return sum(member_cost(part) for part in members(spec))
+    return sum(member_cost(member) for member in members(spec))
 
 
 def model_config(
@@ -117,101 +107,12 @@ def model_config(
         text_level=spec.text_level,
         dims=dims,
         n_classes=n_classes,
-        hidden=train.hidden,
-        heads=train.heads,
-        layers=spec.layers or train.layers,
+        head=spec.head(train),
         dropout=train.dropout,
-        aux_matching=spec.aux_matching,
-        aux_unimodal=spec.aux_unimodal,
-        aux_unimodal_on=spec.aux_unimodal_on,
-        aux_matching_negatives=spec.aux_matching_negatives,
         probe=spec.probe,
         stacked_layers=dict(stacked or {}),
         layer_weights=spec.layer_weights or train.layer_weights,
     )
-
-
-def store_path(kind: str, spec: ExperimentSpec, features: FeaturesConfig, finetune: FinetuneConfig, fold: int) -> Path:
-    """Where fold ``fold`` of ``spec`` reads its ``kind`` features: the frozen store, or fold
-    ``fold``'s own fine-tuned store of the variant it names (text stays frozen unless that
-    variant's ``text``)."""
-    if spec.features == "finetuned":
-        finetune = finetune.variant(spec.finetune)
-    if spec.features == "frozen" or (kind == "text" and not finetune.text):
-        return extracted_store(features.out, spec.speech_store if kind == "speech" else kind)
-    path = extracted_store(finetune.features_dir(fold), kind)
-    if not path.is_file():
-        raise StageError(
-            f"{path}: no fine-tuned {kind} features for fold {fold}; run `mger finetune --fold {fold}` "
-            f"and `mger extract --fold {fold}` (or `dvc repro`)"
-        )
-    return path
-
-
-def load_inputs(names: Sequence[str], paths: dict[str, Path], ids: Sequence[str], fold: int) -> dict:
-    """Each input's rows (``kind:level``) as stored, unpadded; each store is checked against
-    ``fold`` (:class:`mger.features.cache.LeakageError`), and a missing level or a non-finite row is
-    refused in one line naming the store."""
-    stores = {kind: FeatureStore(paths[kind], fold=fold) for kind in {n.split(":")[0] for n in names}}
-    out = {}
-    for name in names:
-        kind, level = name.split(":")
-        store = stores[kind]
-        if level not in store.levels:
-            have = ", ".join(store.levels)
-            raise StageError(f"{store.path}: no level {level!r} (it has {have}); {_level_fix(store, level)}")
-        rows = store.ragged(level, ids)
-        bad = _non_finite_item(rows)
-        if bad is not None:
-            raise StageError(
-                f"{store.path}: level {level!r} of {ids[bad]} holds NaN or inf; run `mger cache verify "
-                f"{store.path}` and re-extract"
-            )
-        check_level_checksum(store.path, level)
-        out[name] = rows
-    return out
-
-
-def _level_fix(store: FeatureStore, level: str) -> str:
-    """What to do about a level the store lacks: re-extract if the store's settings list it
-    (the file lost it), else list it in the settings (or drop it from the experiment)."""
-    listed = store.fingerprint.get("levels", []) if "fingerprint" in store.attrs else []
-    if level in listed:
-        return "the store's settings list it but the file lacks it (damaged or edited): `mger extract` rebuilds it"
-    return (
-        "add it to the levels of this store's settings (features.speech.levels or features.extra_speech) "
-        "and run `mger extract`, or drop it from the experiment"
-    )
-
-
-def _non_finite_item(rows: Ragged) -> int | None:
-    """The first item with a NaN or inf row, or None."""
-    finite = torch.isfinite(rows.data.reshape(len(rows.data), -1)).all(1)
-    if bool(finite.all()):
-        return None
-    bad = (~finite).nonzero()[:, 0]
-    inside = (rows.starts[:, None] <= bad[None]) & (bad[None] < (rows.starts + rows.lengths)[:, None])
-    items = inside.any(1).nonzero()[:, 0]
-    return int(items[0]) if len(items) else None
-
-
-def check_store_settings(path: Path, kind: str, features: FeaturesConfig, finetuned: bool) -> None:
-    """Refuse a store whose fingerprint disagrees with params (pooling, layer, model, markers);
-    ``features``: the settings of that store (:func:`mger.features.store_paths.store_config`)."""
-    fp = FeatureStore(path).fingerprint
-    section = features.speech if kind == "speech" else features.text
-    layer = resolved_layer(section.layer, fp["n_layers"]) if "n_layers" in fp else section.layer
-    wanted = {"layer": layer} | (
-        {"pooling": features.speech.pooling} if kind == "speech" else {"markers": features.text.markers}
-    )
-    if not finetuned:
-        wanted["model"] = section.model
-    for key, value in wanted.items():
-        if key in fp and fp[key] != value:
-            raise StageError(
-                f"{path}: built with {key} {fp[key]!r} but params say features.{kind}.{key} = "
-                f"{value!r}; run `mger extract` (or `dvc repro`)"
-            )
 
 
 def fit_member(
@@ -258,41 +159,6 @@ def fold_scaled(train_set: TensorSet, val_set: TensorSet, test_set: TensorSet) -
     return standardize([train_set, val_set, test_set], train_set)
 
 
-def store_provenance(paths: dict[str, Path]) -> dict[str, dict[str, str]]:
-    """kind → {path, fingerprint_sha256} of the stores a fold read."""
-    return {
-        kind: {"path": str(path), "fingerprint_sha256": str(FeatureStore(path).attrs["fingerprint_sha256"])}
-        for kind, path in sorted(paths.items())
-    }
-
-
-def experiment_utterances(
-    manifest: str | Path, features: FeaturesConfig, segments: str | Path | None, speech_store: str = "speech"
-) -> list[Utterance]:
-    """The manifest's utterances the experiment runs on: those of the frozen speech store it
-    reads, which must hold every aligned utterance (``segments`` given): a store missing some
-    is refused."""
-    store = extracted_store(features.out, speech_store)
-    if not store.is_file():
-        raise StageError(f"{store}: no speech store; run `mger extract` (or `dvc repro`)")
-    store_ids = set(FeatureStore(store).utt_ids)
-    utts = read_manifest(manifest)
-    if segments is not None:
-        from mger.alignment.table import SegmentTable
-
-        aligned = set(SegmentTable.read(segments).utt_ids)
-        missing = [u.utt_id for u in utts if u.utt_id in aligned and u.utt_id not in store_ids]
-        if missing:
-            raise StageError(
-                f"{store}: {len(missing)} aligned manifest utterance(s) have no features (e.g. "
-                f"{', '.join(missing[:3])}); run `mger extract` (or `dvc repro`)"
-            )
-    kept = [u for u in utts if u.utt_id in store_ids]
-    if not kept:
-        raise StageError(f"no manifest utterance has cached features in {features.out}")
-    return kept
-
-
 def run_experiment(
     name: str,
     spec: ExperimentSpec,
@@ -308,6 +174,7 @@ def run_experiment(
     CPU work runs on one torch thread whatever the machine or the number of experiments run at
     once (``train.n_jobs``), so results do not depend on either; these small models gained
     nothing from a second thread here (``benchmarks/bench_train.py``)."""
+    check_model_kinds({name: spec})  # an unknown kind: one line naming train.experiments.<name>.model
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -329,175 +196,231 @@ def _run_experiment(
 ) -> dict:
     t0 = time.perf_counter()
     finetune, split = finetune or FinetuneConfig(), split or SplitConfig()
-    utts = experiment_utterances(manifest, features, segments, spec.speech_store)
-    classes = sorted({u.label for u in utts})
-    labels = np.array([classes.index(u.label) for u in utts])
-    parts = members(spec)
-    names = sorted({n for part in parts for n in input_names(model_config(part, train_cfg, {}, len(classes)))})
-    ids = [u.utt_id for u in utts]
-    loaded: dict[tuple, TensorSet] = {}
-    provenance: dict[str, dict] = {}
-    device = resolve_device(train_cfg.device, "train.device")  # the fold's rows go there once
+    run = ExperimentRun(name, spec, train_cfg, features, manifest, finetune, split, segments)
+    run.start()
+    jobs = [(seed, fold) for seed in train_cfg.seeds for fold in run.splits]
+    for seed, fold in tqdm(jobs, desc=f"train {name}", unit="fold", file=sys.stderr):
+        run.run_fold(seed, fold)
+    pred = Predictions.concat(run.classes, run.predictions)
+    result = run.result(pred)
+    run.write(result, pred)
+    print(
+        f"train {name}: test WA {result['wa']['mean']:.3f} ± {result['wa']['std']:.3f}, "
+        f"UA {result['ua']['mean']:.3f} ± {result['ua']['std']:.3f}; validation UA "
+        f"{result['validation']['ua']['mean']:.3f}; over {len(run.splits)} folds x {len(train_cfg.seeds)} seeds in "
+        f"{time.perf_counter() - t0:.1f}s"
+    )
+    return result
 
-    def fold_data(fold: int) -> TensorSet:
+
+@dataclass
+class ExperimentRun:
+    """One run of an experiment: its settings, the corpus it reads, and what its folds collect
+    (validation scores, test predictions, history and layer-weight rows) for the metrics."""
+
+    name: str
+    spec: ExperimentSpec
+    train_cfg: TrainConfig
+    features: FeaturesConfig
+    manifest: str | Path
+    finetune: FinetuneConfig
+    split: SplitConfig
+    segments: str | Path | None = None
+    # set by start(): the corpus, its classes and folds, the members and the inputs they read
+    utts: list[Utterance] = field(init=False)
+    classes: list[str] = field(init=False)
+    labels: np.ndarray = field(init=False)  # (N,) class indices, in utts' order
+    ids: list[str] = field(init=False)
+    members: list[ExperimentSpec] = field(init=False)
+    names: list[str] = field(init=False)  # the inputs (speech:<level>, text:<level>) the members read
+    splits: dict[int, FoldSplit] = field(init=False)
+    cross_fit: bool = field(init=False)  # validation scored by cross-fitting (late-fusion weights fitted on it)
+    device: torch.device = field(init=False)
+    provenance: dict[str, dict] = field(default_factory=dict)  # fold → the stores it read
+    scoring: set[str] = field(default_factory=set)  # how each fold's validation was scored (cross-fitting)
+    val_scores: dict[tuple[int, int], dict] = field(default_factory=dict)  # (fold, seed) → validation metrics
+    history_rows: list[dict] = field(default_factory=list)
+    predictions: list[Predictions] = field(default_factory=list)
+    layer_rows: list[dict] = field(default_factory=list)  # learned layer weights per fold, seed and member
+    _loaded: dict[tuple, TensorSet] = field(default_factory=dict)  # the stores' rows, one set at a time
+    _probes: dict[tuple[int, int], tuple] = field(default_factory=dict)  # (fold, member index) → a probe's output
+    _scaled: dict[int, list[TensorSet]] = field(default_factory=dict)  # the current fold's standardised sets
+
+    def start(self) -> None:
+        """The utterances, classes, members, inputs and folds of the run (warnings for odd folds)."""
+        self.utts = experiment_utterances(self.manifest, self.features, self.segments, self.spec.speech_store)
+        self.classes = sorted({u.label for u in self.utts})
+        self.labels = np.array([self.classes.index(u.label) for u in self.utts])
+        self.members = members(self.spec)
+        n = len(self.classes)
+        self.names = sorted({i for m in self.members for i in input_names(model_config(m, self.train_cfg, {}, n))})
+        self.ids = [u.utt_id for u in self.utts]
+        self.device = resolve_device(self.train_cfg.device, "train.device")  # the fold's rows go there once
+        self.splits = all_folds(self.utts, self.split.seed)
+        for one in self.splits.values():
+            if one.warning:
+                print(f"warning: train {self.name}: {one.warning}", file=sys.stderr)
+        self.cross_fit = self.spec.late_weights == "fitted" and len(self.members) > 1
+
+    def fold_data(self, fold: int) -> TensorSet:
         """Loaded once per distinct set of stores: once for frozen features, per fold for fine-tuned."""
-        paths = {
-            kind: store_path(kind, spec, features, finetune, fold) for kind in sorted({n.split(":")[0] for n in names})
-        }
-        provenance[str(fold)] = store_provenance(paths)
+        spec, features = self.spec, self.features
+        kinds = sorted({n.split(":")[0] for n in self.names})
+        paths = {kind: fold_store_file(kind, spec, features, self.finetune, fold) for kind in kinds}
+        self.provenance[str(fold)] = store_provenance(paths)
         key = tuple(sorted(paths.items()))
-        if key not in loaded:
+        if key not in self._loaded:
             for kind, path in paths.items():
-                if segments is not None:  # nothing built before the current alignment or manifest
-                    check_store_inputs(path, manifest, segments)
+                if self.segments is not None:  # nothing built before the current alignment or manifest
+                    check_store_inputs(path, self.manifest, self.segments)
                 store = spec.speech_store if kind == "speech" else kind
                 check_store_settings(
                     path, kind, store_config(features, store), finetuned=path != extracted_store(features.out, store)
                 )
-            loaded.clear()
-            loaded[key] = TensorSet(load_inputs(names, paths, ids, fold), torch.as_tensor(labels)).to(device)
-        return loaded[key]
+            self._loaded.clear()
+            rows = load_store_rows(self.names, paths, self.ids, fold)
+            self._loaded[key] = TensorSet(rows, torch.as_tensor(self.labels)).to(self.device)
+        return self._loaded[key]
 
-    splits = all_folds(utts, split.seed)
-    for one in splits.values():
-        if one.warning:
-            print(f"warning: train {name}: {one.warning}", file=sys.stderr)
-    cross_fit = spec.late_weights == "fitted" and len(parts) > 1
-    scoring: set[str] = set()
-    val_scores: dict[tuple[int, int], dict] = {}
-    history_rows: list[dict] = []
-    predictions: list[Predictions] = []
-    jobs = [(seed, fold) for seed in train_cfg.seeds for fold in splits]
-    probes: dict[tuple[int, int], tuple] = {}
-    layer_rows: list[dict] = []  # learned layer weights per fold, seed and member (layer_weights: learned)
-    scaled: dict[int, list[TensorSet]] = {}  # the current fold's standardised sets, shared by its members
-    for seed, fold in tqdm(jobs, desc=f"train {name}", unit="fold", file=sys.stderr):
-        tr, va, te = splits[fold].train, splits[fold].val, splits[fold].test
-        data = fold_data(fold)
-        dims = {n: int(b.data.shape[-1]) for n, b in data.inputs.items()}
-        stacked = {n: int(b.data.shape[1]) for n, b in data.inputs.items() if b.data.dim() == 3}
-        train_set, val_set, test_set = (data.subset(np.array(idx)) for idx in (tr, va, te))
-        val_probs, test_probs = [], []
-        for k, part in enumerate(parts):
-            cfg = model_config(part, train_cfg, dims, len(classes), stacked)
-            _check_layer_weights(name, cfg, spec, features)
-            if cfg.kind == "probe" and (fold, k) in probes:  # deterministic: every seed gives the same probe
-                probs, history = probes[(fold, k)]
-            else:
-                if cfg.kind != "probe" and train_cfg.standardize and fold not in scaled:
-                    scaled = {fold: fold_scaled(train_set, val_set, test_set)}  # one fold's copy held at a time
-                record: dict = {}
-                try:
-                    probs, history = fit_member(
-                        cfg, train_set, val_set, test_set, train_cfg, seed, scaled.get(fold), record
-                    )
-                except NonFiniteLoss as err:  # one line naming the run; no metrics or predictions written
-                    member = f" ({member_label(part)})" if len(parts) > 1 else ""
-                    raise StageError(f"experiment {name}{member}: fold {fold}, seed {seed}, {err}") from None
-                if "layer_weights" in record:
-                    layer_rows.append(
-                        {"fold": fold, "seed": seed, "member": member_label(part), "weights": record["layer_weights"]}
-                    )
-                if cfg.kind == "probe":
-                    probes[(fold, k)] = probs, history
-            history_rows += [{"fold": fold, "seed": seed, "member": member_label(part), **h} for h in history]
-            val_probs.append(probs[0])
-            test_probs.append(probs[1])
+    def run_fold(self, seed: int, fold: int) -> None:
+        """Train every member on fold ``fold`` with ``seed``, combine them, score validation and
+        keep the test predictions."""
+        va, te = self.splits[fold].val, self.splits[fold].test
+        val_probs, test_probs = self.train_members(seed, fold)
+        n = len(self.classes)
         weights = (
-            fit_weights(val_probs, labels[va], len(classes))
-            if spec.late_weights == "fitted"
-            else np.full(len(parts), 1 / len(parts))
+            fit_weights(val_probs, self.labels[va], n)
+            if self.spec.late_weights == "fitted"
+            else np.full(len(self.members), 1 / len(self.members))
         )
         val_combined = combine_probs(weights, val_probs)
-        if cross_fit:  # the weights were fitted on validation: score it out of sample where it can be halved
-            crossed = _cross_fitted(name, splits[fold], utts, val_probs, labels[va], len(classes), scoring)
-            val_combined = val_combined if crossed is None else crossed
-        val_scores[(fold, seed)] = all_metrics(labels[va], val_combined.argmax(1), len(classes))
-        probs = combine_probs(weights, test_probs)
-        predictions.append(
-            Predictions(
-                classes,
-                np.array([ids[i] for i in te]),
-                np.full(len(te), fold),
-                np.full(len(te), seed),
-                labels[te],
-                probs.argmax(1),
-                probs,
+        if self.cross_fit:  # the weights were fitted on validation: score it out of sample where it can be halved
+            crossed = _cross_fitted(
+                self.name, self.splits[fold], self.utts, val_probs, self.labels[va], n, self.scoring
             )
-        )
-    pred = Predictions.concat(classes, predictions)
-    improvised = {u.utt_id: "improvised" if u.improvised else "scripted" for u in utts}
-    groups, unit = clusters_of(utts)
-    stats = summarize(pred, groups=groups, unit=unit)
-    result = {
-        "experiment": name,
-        "model": spec.model,
-        "features": spec.features,
-        "speech_store": spec.speech_store,
-        "speech_levels": list(spec.speech_levels),
-        "text_level": spec.text_level,
-        "aux_matching": spec.aux_matching,
-        "aux_unimodal": spec.aux_unimodal,
-        "aux_unimodal_on": spec.aux_unimodal_on,
-        "aux_matching_negatives": spec.aux_matching_negatives,
-        "layers": spec.layers or train_cfg.layers,
-        "probe": spec.probe if spec.model == "probe" else None,
-        **(
-            {"finetune_variant": spec.finetune}
-            if spec.features == "finetuned" and finetune.variant(spec.finetune).tag
-            else {}
-        ),
-        "classes": classes,
-        "seeds": list(train_cfg.seeds),
-        "n_utterances": len(utts),
-        **{k: stats[k] for k in ("wa", "ua", "f1", "pooled", "per_class_recall", "clustered_by")},
-        "validation_scoring": (
-            f"cross-fitted ({'; '.join(sorted(scoring))}): late-fusion weights fitted on one half of the "
-            "validation utterances score the other; test uses weights fitted on all of them"
-            if cross_fit
-            else "direct (no weights fitted on validation; epochs and the probe's C are chosen on it, as in every row)"
-        ),
-        "validation": {
-            m: _summary(np.array([[val_scores[(f, s)][m] for f in splits] for s in train_cfg.seeds]))
-            for m in ("wa", "ua", "f1")
-        },
-        "by_improvised": breakdown(pred, improvised.__getitem__),
-        "folds": {
-            str(f): _fold_entry(stats["folds"][str(f)], {s: val_scores[(f, s)] for s in train_cfg.seeds}, splits[f])
-            for f in splits
-        },
-        "confusion": stats["confusion"],
-        "statistics": METHOD,
-        "predictions": str(prediction_path(train_cfg, name)),
-        "provenance": {
-            "mger_version": __version__,
-            "split_seed": split.seed,
-            "stores": provenance,
-            "spec": {
-                k: v
-                for k, v in dataclasses.asdict(spec).items()
-                if not (k in ("finetune", "layer_weights") and v is None)
+            val_combined = val_combined if crossed is None else crossed
+        self.val_scores[(fold, seed)] = all_metrics(self.labels[va], val_combined.argmax(1), n)
+        probs = combine_probs(weights, test_probs)
+        ids = np.array([self.ids[i] for i in te])
+        folds, seeds = np.full(len(te), fold), np.full(len(te), seed)
+        self.predictions.append(Predictions(self.classes, ids, folds, seeds, self.labels[te], probs.argmax(1), probs))
+
+    def train_members(self, seed: int, fold: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Each member's validation and test class probabilities on fold ``fold`` (its history
+        and learned layer weights recorded)."""
+        split = self.splits[fold]
+        data = self.fold_data(fold)
+        dims = {n: int(b.data.shape[-1]) for n, b in data.inputs.items()}
+        stacked = {n: int(b.data.shape[1]) for n, b in data.inputs.items() if b.data.dim() == 3}
+        sets = tuple(data.subset(np.array(idx)) for idx in (split.train, split.val, split.test))
+        val_probs, test_probs = [], []
+        for k, member in enumerate(self.members):
+            cfg = model_config(member, self.train_cfg, dims, len(self.classes), stacked)
+            _check_layer_weights(self.name, cfg, self.spec, self.features)
+            if cfg.kind == "probe" and (fold, k) in self._probes:  # deterministic: every seed gives the same probe
+                probs, history = self._probes[(fold, k)]
+            else:
+                probs, history = self.fit_one(cfg, member, sets, seed, fold)
+                if cfg.kind == "probe":
+                    self._probes[(fold, k)] = probs, history
+            label = member_label(member)
+            self.history_rows += [{"fold": fold, "seed": seed, "member": label, **h} for h in history]
+            val_probs.append(probs[0])
+            test_probs.append(probs[1])
+        return val_probs, test_probs
+
+    def fit_one(
+        self, cfg: ModelConfig, member: ExperimentSpec, sets: tuple[TensorSet, ...], seed: int, fold: int
+    ) -> tuple[tuple[np.ndarray, np.ndarray], list[dict]]:
+        """:func:`fit_member` on the fold's (train, validation, test) ``sets``; a diverging run is
+        one line naming it."""
+        if cfg.kind != "probe" and self.train_cfg.standardize and fold not in self._scaled:
+            self._scaled = {fold: fold_scaled(*sets)}  # one fold's copy held at a time
+        record: dict = {}
+        try:
+            probs, history = fit_member(cfg, *sets, self.train_cfg, seed, self._scaled.get(fold), record)
+        except NonFiniteLoss as err:  # one line naming the run; no metrics or predictions written
+            which = f" ({member_label(member)})" if len(self.members) > 1 else ""
+            raise StageError(f"experiment {self.name}{which}: fold {fold}, seed {seed}, {err}") from None
+        if "layer_weights" in record:
+            self.layer_rows.append(
+                {"fold": fold, "seed": seed, "member": member_label(member), "weights": record["layer_weights"]}
+            )
+        return probs, history
+
+    def result(self, pred: Predictions) -> dict:
+        """The metrics JSON (without the output hashes :meth:`write` adds)."""
+        spec, train_cfg, splits = self.spec, self.train_cfg, self.splits
+        improvised = {u.utt_id: "improvised" if u.improvised else "scripted" for u in self.utts}
+        groups, unit = clusters_of(self.utts)
+        stats = summarize(pred, groups=groups, unit=unit)
+        seeds = train_cfg.seeds
+        return {
+            **self.model_fields(),
+            "classes": self.classes,
+            "seeds": list(seeds),
+            "n_utterances": len(self.utts),
+            **{k: stats[k] for k in ("wa", "ua", "f1", "pooled", "per_class_recall", "clustered_by")},
+            "validation_scoring": self.validation_scoring(),
+            "validation": {
+                m: _summary(np.array([[self.val_scores[(f, s)][m] for f in splits] for s in seeds]))
+                for m in ("wa", "ua", "f1")
             },
-            "train": train_params(train_cfg),
-        },
-    }
-    epochs = Path(train_cfg.epochs_dir) / f"{name}.csv"
-    if layer_rows:
-        result["layer_weights"] = layer_weight_summary(
-            spec.layer_weights or train_cfg.layer_weights, layer_rows, provenance
-        )
-    write_predictions(prediction_path(train_cfg, name), pred)
-    write_csv_atomic(epochs, HISTORY_FIELDS, history_rows)
-    result["predictions_sha256"] = file_sha256(prediction_path(train_cfg, name))
-    result["epochs_sha256"] = file_sha256(epochs)
-    write_json(metrics_path(train_cfg, name), result)  # last: the commit of the run's outputs
-    print(
-        f"train {name}: test WA {result['wa']['mean']:.3f} ± {result['wa']['std']:.3f}, "
-        f"UA {result['ua']['mean']:.3f} ± {result['ua']['std']:.3f}; validation UA "
-        f"{result['validation']['ua']['mean']:.3f}; over {len(splits)} folds x {len(train_cfg.seeds)} seeds in "
-        f"{time.perf_counter() - t0:.1f}s"
-    )
-    return result
+            "by_improvised": breakdown(pred, improvised.__getitem__),
+            "folds": {
+                str(f): _fold_entry(stats["folds"][str(f)], {s: self.val_scores[(f, s)] for s in seeds}, splits[f])
+                for f in splits
+            },
+            "confusion": stats["confusion"],
+            "statistics": METHOD,
+            "predictions": str(prediction_path(train_cfg, self.name)),
+            "provenance": {
+                "mger_version": __version__,
+                "split_seed": self.split.seed,
+                "stores": self.provenance,
+                "spec": spec.record(),
+                "train": train_params(train_cfg),
+            },
+        }
+
+    def model_fields(self) -> dict:
+        """The metrics' first keys: the experiment and its model as trained (layers resolved)."""
+        spec = self.spec
+        variant = spec.features == "finetuned" and self.finetune.variant(spec.finetune).tag
+        return {
+            "experiment": self.name,
+            "model": spec.model,
+            "features": spec.features,
+            "speech_store": spec.speech_store,
+            "speech_levels": list(spec.speech_levels),
+            "text_level": spec.text_level,
+            **{k: getattr(spec, k) for k in AUX_FIELDS},
+            "layers": spec.layers or self.train_cfg.layers,
+            "probe": spec.probe if spec.model == "probe" else None,
+            **({"finetune_variant": spec.finetune} if variant else {}),
+        }
+
+    def validation_scoring(self) -> str:
+        """How the validation figures were scored (in sample, or cross-fitted and how)."""
+        if self.cross_fit:
+            return (
+                f"cross-fitted ({'; '.join(sorted(self.scoring))}): late-fusion weights fitted on one half of the "
+                "validation utterances score the other; test uses weights fitted on all of them"
+            )
+        return "direct (no weights fitted on validation; epochs and the probe's C are chosen on it, as in every row)"
+
+    def write(self, result: dict, pred: Predictions) -> None:
+        """Predictions, the epochs CSV, then the metrics JSON with their sha256 (the run's commit)."""
+        train_cfg, name = self.train_cfg, self.name
+        epochs = Path(train_cfg.epochs_dir) / f"{name}.csv"
+        if self.layer_rows:
+            mode = self.spec.layer_weights or train_cfg.layer_weights
+            result["layer_weights"] = layer_weight_summary(mode, self.layer_rows, self.provenance)
+        write_predictions(prediction_path(train_cfg, name), pred)
+        write_csv_atomic(epochs, HISTORY_FIELDS, self.history_rows)
+        result["predictions_sha256"] = file_sha256(prediction_path(train_cfg, name))
+        result["epochs_sha256"] = file_sha256(epochs)
+        write_json(metrics_path(train_cfg, name), result)  # last: the commit of the run's outputs
 
 
 def _check_layer_weights(name: str, cfg: ModelConfig, spec: ExperimentSpec, features: FeaturesConfig) -> None:
@@ -572,10 +495,12 @@ def _summary(grid: np.ndarray) -> dict:
     return {"mean": float(per_fold.mean()), "std": sd(per_fold)}
 
 
-def member_label(part: ExperimentSpec) -> str:
+def member_label(member: ExperimentSpec) -> str:
     """``model:levels`` of one trained member in the epochs CSV: the text level for a text-only
     model (``text:token``), the speech levels otherwise (``audio:word``, ``mha_aux:word``)."""
-    return f"text:{part.text_level}" if part.model == "text" else part.model + ":" + "+".join(part.speech_levels)
+    if member.model == "text":
+        return f"text:{member.text_level}"
+    return member.model + ":" + "+".join(member.speech_levels)
 
 
 HISTORY_FIELDS = ("fold", "seed", "member", "epoch", "train_loss", "val_ua", "val_loss")

@@ -331,6 +331,53 @@ class Task:
     save_best: Callable[[], None]  # the current weights are the best so far
 
 
+def _resumed(task: Task, optimizer: torch.optim.Optimizer, state_dir: Path, key: str) -> Progress:
+    """The progress saved in ``state_dir`` (the model and optimizer restored) when it was saved
+    under settings ``key``; else a fresh start (a line says so where another run's state lies)."""
+    saved = saved_state(state_dir)
+    fold = state_dir.parent.name
+    if saved is not None and json.loads((saved / "state.json").read_text()).get("key") == key:
+        progress = Progress.from_json(load_state(saved, task.model, optimizer))
+        print(f"finetune {task.name}: resuming {fold} after epoch {progress.epoch}", file=sys.stderr)
+        return progress
+    if saved is not None:
+        print(f"finetune {task.name}: {state_dir} is from other settings; starting over", file=sys.stderr)
+    return Progress(key=key)
+
+
+def _train_epoch(
+    task: Task,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    base_lrs: list[float],
+    progress: Progress,
+    total: int,
+    cfg: FinetuneConfig,
+    gen: torch.Generator,
+) -> float:
+    """One pass over the training items in ``gen``'s order, gradients accumulated over
+    ``grad_accum`` batches, the learning rate scheduled per optimizer step (``progress.step``);
+    returns the summed training loss (per item: divide by ``task.n_train``)."""
+    task.model.train()
+    perm = torch.randperm(task.n_train, generator=gen).tolist()
+    total_loss = 0.0
+    for s in range(0, len(perm), cfg.batch_size):
+        idx = perm[s : s + cfg.batch_size]
+        share = len(idx) / (cfg.batch_size * cfg.grad_accum)  # mean over the accumulated batch
+        loss = task.batch_loss(idx, gen) * share
+        scaler.scale(loss).backward()
+        total_loss += float(loss.detach()) * cfg.batch_size * cfg.grad_accum
+        batch_no = s // cfg.batch_size + 1
+        if batch_no % cfg.grad_accum == 0 or s + cfg.batch_size >= len(perm):
+            for g, lr in zip(optimizer.param_groups, base_lrs):
+                g["lr"] = lr * lr_factor(progress.step, total, cfg.warmup)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad()
+            progress.step += 1
+    return total_loss
+
+
 def fit_epochs(
     task: Task,
     val_labels: np.ndarray,
@@ -349,13 +396,7 @@ def fit_epochs(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     state_dir = fold_dir / f"state-{task.name}"
-    progress = Progress(key=key)
-    saved = saved_state(state_dir)
-    if saved is not None and json.loads((saved / "state.json").read_text()).get("key") == key:
-        progress = Progress.from_json(load_state(saved, task.model, optimizer))
-        print(f"finetune {task.name}: resuming {fold_dir.name} after epoch {progress.epoch}", file=sys.stderr)
-    elif saved is not None:
-        print(f"finetune {task.name}: {state_dir} is from other settings; starting over", file=sys.stderr)
+    progress = _resumed(task, optimizer, state_dir, key)
     bar = tqdm(
         total=cfg.epochs,
         initial=progress.epoch,
@@ -365,23 +406,7 @@ def fit_epochs(
     )
 
     def run_epoch(epoch: int, gen: torch.Generator) -> tuple[dict, float]:
-        task.model.train()
-        perm = torch.randperm(task.n_train, generator=gen).tolist()
-        total_loss = 0.0
-        for s in range(0, len(perm), cfg.batch_size):
-            idx = perm[s : s + cfg.batch_size]
-            share = len(idx) / (cfg.batch_size * cfg.grad_accum)  # mean over the accumulated batch
-            loss = task.batch_loss(idx, gen) * share
-            scaler.scale(loss).backward()
-            total_loss += float(loss.detach()) * cfg.batch_size * cfg.grad_accum
-            batch_no = s // cfg.batch_size + 1
-            if batch_no % cfg.grad_accum == 0 or s + cfg.batch_size >= len(perm):
-                for g, lr in zip(optimizer.param_groups, base_lrs):
-                    g["lr"] = lr * lr_factor(progress.step, total, cfg.warmup)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad()
-                progress.step += 1
+        total_loss = _train_epoch(task, optimizer, scaler, base_lrs, progress, total, cfg, gen)
         val_ua = unweighted_accuracy(val_labels, task.val_predict(), n_classes)
         return {
             "modality": task.name,
@@ -483,7 +508,9 @@ def settings_key(cfg: FinetuneConfig, split: FinetuneSplit, encoders: dict, mark
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _inputs(modality: str, encoder: Encoder, utts: Sequence[Utterance], cfg: FinetuneConfig):
+def encoder_inputs(modality: str, encoder: Encoder, utts: Sequence[Utterance], cfg: FinetuneConfig):
+    """What ``modality``'s encoder reads of ``utts`` during fine-tuning (raw waveforms cropped for
+    training, or the tokenised transcripts)."""
     if modality == "speech":
         return SpeechInputs(encoder, utts, cfg.freeze_feature_encoder, cfg.max_train_seconds)
     return TextInputs(encoder, [encoder.prepare(u.text) for u in utts])

@@ -28,8 +28,8 @@ from mger.features.acoustic import is_opensmile
 from mger.models.finetune import (
     MODALITIES,
     FinetuneSplit,
-    _inputs,
     build_encoders,
+    encoder_inputs,
     finetune_split,
     joint_predictions_path,
     settings_key,
@@ -92,12 +92,7 @@ def _run_variant(
     name = f" ({cfg.tag})" if cfg.tag else ""
     if done.exists():
         record = json.loads(done.read_text())
-        if (
-            record.get("key") == key
-            and record.get("modalities") == trained
-            and record.get("seeds") == seed_entry.get("seeds")
-            and "history" in record
-        ):
+        if _up_to_date(record, key, trained, seed_entry.get("seeds")):
             summary = _write_reports(Path(cfg.reports), fold, record, fold_dir)  # DVC removed them before calling us
             print(f"finetune fold {fold}{name}: {fold_dir} is up to date")
             return summary
@@ -110,10 +105,7 @@ def _run_variant(
         results, history, scores = run_joint_seeds(split, test, encoders, cfg, features, fold_dir, key, seeds)
         objective, test_entry = {"objective": "fusion"} | seed_entry, {"test": scores}
     else:
-        shutil.rmtree(fold_dir / "fusion", ignore_errors=True)
-        for stale in fold_dir.glob("seed-*"):  # a fusion run's other seeds
-            shutil.rmtree(stale, ignore_errors=True)
-        (fold_dir / ALL_SEEDS).unlink(missing_ok=True)
+        _remove_fusion_runs(fold_dir)
         results, history = _run_utterance(split, encoders, trained, cfg, features, fold_dir, key)
         objective, test_entry = {}, {}  # records of the utterance objective are those of runs before it
     record = (
@@ -130,16 +122,39 @@ def _run_variant(
     for state in (*MODALITIES, "fusion"):
         shutil.rmtree(fold_dir / f"state-{state}", ignore_errors=True)
     summary = _write_reports(Path(cfg.reports), fold, record, fold_dir)
-    scores = ", ".join(f"{m} val UA {r['val_ua']:.3f} (epoch {r['best_epoch']})" for m, r in results.items())
+    print(f"finetune fold {fold}{name}: {_done_line(split, record, cfg.seed, seeds)} → {fold_dir}")
+    return summary
+
+
+def _up_to_date(record: dict, key: str, trained: list[str], seeds: list[int] | None) -> bool:
+    """A fold's ``finetune.json`` written by a finished run of these settings, encoders and seeds."""
+    return (
+        record.get("key") == key
+        and record.get("modalities") == trained
+        and record.get("seeds") == seeds
+        and "history" in record
+    )
+
+
+def _remove_fusion_runs(fold_dir: Path) -> None:
+    """What a fusion-objective run left in the fold folder (its head, other seeds, test predictions)."""
+    shutil.rmtree(fold_dir / "fusion", ignore_errors=True)
+    for stale in fold_dir.glob("seed-*"):  # a fusion run's other seeds
+        shutil.rmtree(stale, ignore_errors=True)
+    (fold_dir / ALL_SEEDS).unlink(missing_ok=True)
+
+
+def _done_line(split: FinetuneSplit, record: dict, seed: int, seeds: list[int]) -> str:
+    """The fold's closing line: its split, each encoder's validation UA, the joint test UA."""
+    scores = ", ".join(f"{m} val UA {r['val_ua']:.3f} (epoch {r['best_epoch']})" for m, r in record["results"].items())
     tested = ""
     if "test" in record:
         mean = np.mean([s["ua"] for s in record["test"]["seeds"].values()])
-        tested = f"; joint test UA {record['test']['ua']:.3f} (seed {cfg.seed}), {mean:.3f} over seeds {seeds}"
-    print(
-        f"finetune fold {fold}{name}: {len(split.train)} train / {len(split.val)} validation utterances from "
-        f"sessions {split.train_sessions}; {scores}{tested}; {record['seconds']:.1f}s → {fold_dir}"
+        tested = f"; joint test UA {record['test']['ua']:.3f} (seed {seed}), {mean:.3f} over seeds {seeds}"
+    return (
+        f"{len(split.train)} train / {len(split.val)} validation utterances from sessions {split.train_sessions}; "
+        f"{scores}{tested}; {record['seconds']:.1f}s"
     )
-    return summary
 
 
 def _run_utterance(
@@ -159,8 +174,8 @@ def _run_utterance(
     results, history = {}, []
     for modality in trained:
         encoder = encoders[modality]
-        train = _inputs(modality, encoder, split.train, cfg)
-        val = _inputs(modality, encoder, split.val, cfg)
+        train = encoder_inputs(modality, encoder, split.train, cfg)
+        val = encoder_inputs(modality, encoder, split.val, cfg)
         progress = train_modality(
             modality, encoder, train, val, labels["train"], labels["val"], cfg, fold_dir, key, split.classes
         )

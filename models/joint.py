@@ -93,21 +93,14 @@ class FrozenTextInputs:
 
 def head_config(cfg: FinetuneConfig, speech_dim: int, text_dim: int, n_classes: int) -> ModelConfig:
     """The ``mha_aux`` head of ``finetune.fusion`` over speech frames and text tokens."""
-    f = cfg.fusion
     return ModelConfig(
         kind="mha_aux",
         speech_levels=["frame"],
         text_level="token",
         dims={SPEECH: speech_dim, TEXT: text_dim},
         n_classes=n_classes,
-        hidden=f.hidden,
-        heads=f.heads,
-        layers=f.layers,
+        head=cfg.fusion,
         dropout=cfg.dropout,
-        aux_matching=f.aux_matching,
-        aux_unimodal=f.aux_unimodal,
-        aux_unimodal_on=f.aux_unimodal_on,
-        aux_matching_negatives=f.aux_matching_negatives,
     )
 
 
@@ -120,7 +113,7 @@ def fused(
     return head({SPEECH: (s.float(), s_mask), TEXT: (t.float(), t_mask)}, labels)
 
 
-def predict_proba(head: MhaAux, speech, text, device: torch.device, dtype: torch.dtype, batch_size: int) -> np.ndarray:
+def head_proba(head: MhaAux, speech, text, device: torch.device, dtype: torch.dtype, batch_size: int) -> np.ndarray:
     """(N, n_classes) class probabilities, in batches of similar speech length."""
     for module in (speech.net, text.net, head):
         module.eval()
@@ -192,7 +185,7 @@ def train_joint(split: FinetuneSplit, encoders: dict, cfg: FinetuneConfig, fold_
         groups,
         len(split.train),
         batch_loss,
-        lambda: predict_proba(head, *data["val"], device, dtype, cfg.batch_size).argmax(1),
+        lambda: head_proba(head, *data["val"], device, dtype, cfg.batch_size).argmax(1),
         best,
     )
     return fit_epochs(task, labels["val"].numpy(), len(split.classes), cfg, fold_dir, key, device, dtype)
@@ -221,9 +214,7 @@ def evaluate_test(
     head.to(speech_enc.device)
     speech = SpeechInputs(speech_enc, test, cfg.freeze_feature_encoder, cfg.max_train_seconds)
     text = _text_inputs(text_enc, test, frozen_text is None, cfg.batch_size)
-    probs = predict_proba(
-        head, speech, text, speech_enc.device, resolve_dtype("auto", speech_enc.device), cfg.batch_size
-    )
+    probs = head_proba(head, speech, text, speech_enc.device, resolve_dtype("auto", speech_enc.device), cfg.batch_size)
     labels = np.array([classes.index(u.label) for u in test])
     n = len(test)
     write_predictions(

@@ -36,7 +36,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-Inputs = dict[str, tuple[torch.Tensor, torch.Tensor]]
+from mger.core.config import ExperimentSpec, HeadConfig
+from mger.models.registry import model_kind, register_model
+
+ModelInputs = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
@@ -46,14 +49,8 @@ class ModelConfig:
     text_level: str = "token"
     dims: dict[str, int] = field(default_factory=dict)  # input name → feature dim
     n_classes: int = 4
-    hidden: int = 128
-    heads: int = 4
-    layers: int = 2
+    head: HeadConfig = field(default_factory=HeadConfig)  # width, heads, K and auxiliary tasks
     dropout: float = 0.2
-    aux_matching: float = 0.0
-    aux_unimodal: float = 0.0
-    aux_unimodal_on: str = "fused"  # fused | encoder
-    aux_matching_negatives: str = "any"  # any | other_label
     probe: str = "both"  # kind probe: speech, text or both
     stacked_layers: dict[str, int] = field(default_factory=dict)  # input name → layers on its extra axis
     layer_weights: str = "off"  # off | mean | learned: how a stacked input's layers are combined
@@ -71,6 +68,25 @@ class ModelConfig:
 class ModelOutput:
     logits: torch.Tensor  # (B, n_classes)
     aux_loss: torch.Tensor | None = None
+
+
+# --- what the registrations below share ------------------------------------------------------------
+
+TEXT_COST = 1.0  # the text tokens' step cost, against a word-level speech input's 1
+
+
+def _levels(m: dict) -> str:
+    return "+".join(m["speech_levels"])
+
+
+def aux_tasks(m: dict) -> list[str]:
+    """The auxiliary tasks a row (metrics dict or spec fields) switches on: matching, unimodal."""
+    return [name for name, on in (("matching", m["aux_matching"] > 0), ("unimodal", m["aux_unimodal"] > 0)) if on]
+
+
+def speech_and_text(cfg: ModelConfig) -> list[str]:
+    """The first speech level and the text level: what a two-stream fusion model reads."""
+    return [cfg.speech_inputs[0], cfg.text_input]
 
 
 class AttentionPool(nn.Module):
@@ -102,11 +118,13 @@ class PooledClassifier(nn.Module):
     def __init__(self, cfg: ModelConfig, names: list[str]) -> None:
         super().__init__()
         self.names = names
-        self.proj = nn.ModuleDict({n.replace(":", "_"): _project(cfg.dims[n], cfg.hidden, cfg.dropout) for n in names})
-        self.pool = nn.ModuleDict({n.replace(":", "_"): AttentionPool(cfg.hidden) for n in names})
-        self.head = _head(cfg.hidden * len(names), cfg.hidden, cfg.n_classes, cfg.dropout)
+        self.proj = nn.ModuleDict(
+            {n.replace(":", "_"): _project(cfg.dims[n], cfg.head.hidden, cfg.dropout) for n in names}
+        )
+        self.pool = nn.ModuleDict({n.replace(":", "_"): AttentionPool(cfg.head.hidden) for n in names})
+        self.head = _head(cfg.head.hidden * len(names), cfg.head.hidden, cfg.n_classes, cfg.dropout)
 
-    def forward(self, inputs: Inputs, labels: torch.Tensor | None = None) -> ModelOutput:
+    def forward(self, inputs: ModelInputs, labels: torch.Tensor | None = None) -> ModelOutput:
         pooled = []
         for n in self.names:
             x, mask = inputs[n]
@@ -132,19 +150,27 @@ class CoAttentionBlock(nn.Module):
         return torch.cat([self.s_pool(s2, s_mask), self.t_pool(t2, t_mask)], -1)
 
 
+@register_model(
+    "coattention",
+    inputs=lambda cfg: [*cfg.speech_inputs, cfg.text_input],
+    cost=lambda spec, speech, layers: sum(s + TEXT_COST for s in speech),  # one block per level against the tokens
+    label=lambda m: f"coattention ({_levels(m)} + text)",
+    order=5,
+    fusion=True,
+)
 class CoAttention(nn.Module):
     """Zhao et al.'s early fusion over one or more speech levels (one block each), concatenated."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.s_names, self.t_name = cfg.speech_inputs, cfg.text_input
-        h = cfg.hidden
+        h = cfg.head.hidden
         self.s_proj = nn.ModuleDict({n.replace(":", "_"): _project(cfg.dims[n], h, cfg.dropout) for n in self.s_names})
         self.t_proj = _project(cfg.dims[self.t_name], h, cfg.dropout)
-        self.blocks = nn.ModuleDict({n.replace(":", "_"): CoAttentionBlock(h, cfg.heads) for n in self.s_names})
+        self.blocks = nn.ModuleDict({n.replace(":", "_"): CoAttentionBlock(h, cfg.head.heads) for n in self.s_names})
         self.head = _head(2 * h * len(self.s_names), h, cfg.n_classes, cfg.dropout)
 
-    def forward(self, inputs: Inputs, labels: torch.Tensor | None = None) -> ModelOutput:
+    def forward(self, inputs: ModelInputs, labels: torch.Tensor | None = None) -> ModelOutput:
         t, t_mask = inputs[self.t_name]
         t = self.t_proj(t)
         pooled = []
@@ -161,6 +187,14 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * m).sum(1) / m.sum(1).clamp(min=1)
 
 
+@register_model(
+    "fc",
+    inputs=speech_and_text,
+    cost=lambda spec, speech, layers: sum(speech),
+    label=lambda m: f"FC fusion (mean-pooled {_levels(m)} + text)",
+    order=4,
+    fusion=True,
+)
 class FcFusion(nn.Module):
     """Sun et al.'s FC baseline: mean-pooled speech and text utterance vectors, concatenated, MLP."""
 
@@ -169,9 +203,9 @@ class FcFusion(nn.Module):
         self.s_name, self.t_name = cfg.speech_inputs[0], cfg.text_input
         dim = cfg.dims[self.s_name] + cfg.dims[self.t_name]
         self.norm = nn.LayerNorm(dim)
-        self.head = _head(dim, cfg.hidden, cfg.n_classes, cfg.dropout)
+        self.head = _head(dim, cfg.head.hidden, cfg.n_classes, cfg.dropout)
 
-    def forward(self, inputs: Inputs, labels: torch.Tensor | None = None) -> ModelOutput:
+    def forward(self, inputs: ModelInputs, labels: torch.Tensor | None = None) -> ModelOutput:
         pooled = [masked_mean(*inputs[n]) for n in (self.s_name, self.t_name)]
         return ModelOutput(self.head(self.norm(torch.cat(pooled, -1))))
 
@@ -188,6 +222,34 @@ def other_label_partner(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return partner[torch.arange(b), first] if b > 1 else torch.zeros(b, dtype=torch.long), found
 
 
+def _mha_label(m: dict) -> str:
+    variants = [
+        v
+        for v, on in (
+            (
+                f"unimodal heads on the {m.get('aux_unimodal_on')} streams",
+                m["aux_unimodal"] > 0 and m.get("aux_unimodal_on") == "encoder",
+            ),
+            (
+                "negatives of another label",
+                m["aux_matching"] > 0 and m.get("aux_matching_negatives") == "other_label",
+            ),
+        )
+        if on
+    ]
+    return f"mha fusion K={m.get('layers')} ({_levels(m)}), auxiliary: {' + '.join(aux_tasks(m)) or 'none'}" + "".join(
+        f"; {v}" for v in variants
+    )
+
+
+@register_model(
+    "mha_aux",
+    inputs=speech_and_text,
+    cost=lambda spec, speech, layers: (sum(speech) + TEXT_COST) * (1 + layers),
+    label=_mha_label,
+    order=8,
+    fusion=True,
+)
 class MhaAux(nn.Module):
     """Sun et al.: K-layer multi-head attention fusion with two auxiliary tasks (module docstring)."""
 
@@ -195,7 +257,7 @@ class MhaAux(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.s_name, self.t_name = cfg.speech_inputs[0], cfg.text_input
-        h = cfg.hidden
+        h = cfg.head.hidden
         self.s_proj = _project(cfg.dims[self.s_name], h, cfg.dropout)
         self.t_proj = _project(cfg.dims[self.t_name], h, cfg.dropout)
         self.modality = nn.Embedding(2, h)
@@ -203,8 +265,8 @@ class MhaAux(nn.Module):
         # small attention layers themselves (measured: about 1 ms per mask of 100k elements).
         self.layers = nn.ModuleList(
             [
-                nn.TransformerEncoderLayer(h, cfg.heads, 2 * h, 0.0, batch_first=True, norm_first=True)
-                for _ in range(cfg.layers)
+                nn.TransformerEncoderLayer(h, cfg.head.heads, 2 * h, 0.0, batch_first=True, norm_first=True)
+                for _ in range(cfg.head.layers)
             ]
         )
         self.s_pool, self.t_pool = AttentionPool(h), AttentionPool(h)
@@ -212,7 +274,7 @@ class MhaAux(nn.Module):
         self.match_head = _head(2 * h, h, 1, cfg.dropout)
         self.s_head = nn.Linear(h, cfg.n_classes)
         self.t_head = nn.Linear(h, cfg.n_classes)
-        if cfg.aux_unimodal_on == "encoder":  # unimodal heads read each modality before fusion
+        if cfg.head.aux_unimodal_on == "encoder":  # unimodal heads read each modality before fusion
             self.s_enc_pool, self.t_enc_pool = AttentionPool(h), AttentionPool(h)
 
     def fuse(
@@ -227,7 +289,7 @@ class MhaAux(nn.Module):
         x = x.masked_fill(~mask[..., None], 0.0)
         return self.s_pool(x[:, :n_s], s_mask), self.t_pool(x[:, n_s:], t_mask)
 
-    def forward(self, inputs: Inputs, labels: torch.Tensor | None = None) -> ModelOutput:
+    def forward(self, inputs: ModelInputs, labels: torch.Tensor | None = None) -> ModelOutput:
         s, s_mask = inputs[self.s_name]
         t, t_mask = inputs[self.t_name]
         s, t = self.s_proj(s), self.t_proj(t)
@@ -236,16 +298,16 @@ class MhaAux(nn.Module):
         if labels is None or not self.training:
             return ModelOutput(logits)
         aux = logits.new_zeros(())
-        if self.cfg.aux_matching > 0 and s.shape[0] > 1:
-            aux = aux + self.cfg.aux_matching * self._matching_loss(s, s_mask, t, t_mask, ps, pt, labels)
-        if self.cfg.aux_unimodal > 0:
+        if self.cfg.head.aux_matching > 0 and s.shape[0] > 1:
+            aux = aux + self.cfg.head.aux_matching * self._matching_loss(s, s_mask, t, t_mask, ps, pt, labels)
+        if self.cfg.head.aux_unimodal > 0:
             us, ut = (
                 (self.s_enc_pool(s, s_mask), self.t_enc_pool(t, t_mask))
-                if self.cfg.aux_unimodal_on == "encoder"
+                if self.cfg.head.aux_unimodal_on == "encoder"
                 else (ps, pt)
             )
             uni = F.cross_entropy(self.s_head(us), labels) + F.cross_entropy(self.t_head(ut), labels)
-            aux = aux + self.cfg.aux_unimodal * uni / 2
+            aux = aux + self.cfg.head.aux_unimodal * uni / 2
         return ModelOutput(logits, aux)
 
     def _matching_loss(
@@ -260,7 +322,7 @@ class MhaAux(nn.Module):
     ) -> torch.Tensor:
         """Matched pairs vs speech paired with another utterance's text (the next one in the
         batch, or with ``other_label`` the nearest one of another emotion)."""
-        if self.cfg.aux_matching_negatives == "other_label":
+        if self.cfg.head.aux_matching_negatives == "other_label":
             partner, keep = other_label_partner(labels)
         else:
             partner, keep = torch.arange(-1, s.shape[0] - 1) % s.shape[0], torch.ones(s.shape[0], dtype=torch.bool)
@@ -289,7 +351,7 @@ class LayerWeighted(nn.Module):
         """(L,) softmax of the layer logits."""
         return torch.softmax(self.layer_logits.float(), 0)
 
-    def forward(self, inputs: Inputs, labels: torch.Tensor | None = None) -> ModelOutput:
+    def forward(self, inputs: ModelInputs, labels: torch.Tensor | None = None) -> ModelOutput:
         w = self.weights()
         mixed = dict(inputs)
         for name in self.names:
@@ -299,7 +361,8 @@ class LayerWeighted(nn.Module):
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
-    """The module for ``cfg.kind`` (``late`` and ``combined`` are ensembles of these); with
+    """The module its kind registers for ``cfg.kind`` (:mod:`mger.models.registry`; ``late`` and
+    ``combined`` are ensembles of these); with
     stacked inputs and ``layer_weights`` mean or learned, wrapped in :class:`LayerWeighted`."""
     stacked = {n: k for n, k in cfg.stacked_layers.items() if n in input_names(cfg)}
     if stacked:
@@ -310,33 +373,103 @@ def build_model(cfg: ModelConfig) -> nn.Module:
             )
         inner = build_model(dataclasses.replace(cfg, stacked_layers={}))
         return LayerWeighted(inner, next(iter(stacked.values())), sorted(stacked), cfg.layer_weights == "learned")
-    if cfg.kind == "audio":
-        if len(cfg.speech_levels) != 1:
-            raise ValueError(f"audio model takes one speech level, got {cfg.speech_levels}")
-        return PooledClassifier(cfg, cfg.speech_inputs)
-    if cfg.kind == "text":
-        return PooledClassifier(cfg, [cfg.text_input])
-    if cfg.kind == "multigranular":
-        if len(cfg.speech_levels) < 2:
-            raise ValueError("multigranular needs two or more speech levels")
-        return PooledClassifier(cfg, cfg.speech_inputs)
-    if cfg.kind == "coattention":
-        return CoAttention(cfg)
-    if cfg.kind == "fc":
-        return FcFusion(cfg)
-    if cfg.kind == "mha_aux":
-        return MhaAux(cfg)
-    raise ValueError(f"unknown model kind {cfg.kind!r}")
+    kind = model_kind(cfg.kind)
+    if kind.build is None:
+        raise ValueError(f"model kind {cfg.kind!r} is not one module (a linear probe or an ensemble of members)")
+    return kind.build(cfg)
 
 
 def input_names(cfg: ModelConfig) -> list[str]:
-    """The cached inputs a model reads."""
-    if cfg.kind == "probe":
-        return (cfg.speech_inputs if cfg.probe != "text" else []) + ([cfg.text_input] if cfg.probe != "speech" else [])
-    if cfg.kind in ("audio", "multigranular"):
-        return cfg.speech_inputs
-    if cfg.kind == "text":
-        return [cfg.text_input]
-    if cfg.kind == "coattention":
-        return [*cfg.speech_inputs, cfg.text_input]
-    return [cfg.speech_inputs[0], cfg.text_input]
+    """The cached inputs a model reads (its kind's registration)."""
+    return model_kind(cfg.kind).inputs(cfg)
+
+
+# --- the built-in kinds without a class of their own ------------------------------------------------
+
+
+def _probe_inputs(cfg: ModelConfig) -> list[str]:
+    return (cfg.speech_inputs if cfg.probe != "text" else []) + ([cfg.text_input] if cfg.probe != "speech" else [])
+
+
+def _probe_label(m: dict) -> str:
+    inputs = {
+        "speech": f"speech {_levels(m)}",
+        "text": f"text {m['text_level']}",
+        "both": f"speech {_levels(m)} + text {m['text_level']}",
+    }[m["probe"]]
+    return f"linear probe ({inputs}, utterance means)"
+
+
+register_model("probe", inputs=_probe_inputs, cost=lambda spec, speech, layers: 0.2, label=_probe_label, order=0)(None)
+
+
+@register_model(
+    "text",
+    inputs=lambda cfg: [cfg.text_input],
+    cost=lambda spec, speech, layers: sum(speech) + TEXT_COST,
+    label=lambda m: f"text only ({m['text_level']})",
+    order=1,
+    reads="text",
+)
+def _text(cfg: ModelConfig) -> nn.Module:
+    return PooledClassifier(cfg, [cfg.text_input])
+
+
+@register_model(
+    "audio",
+    inputs=lambda cfg: cfg.speech_inputs,
+    cost=lambda spec, speech, layers: sum(speech),
+    label=lambda m: f"audio only, {_levels(m)}",
+    order=2,
+    reads="speech",
+)
+def _audio(cfg: ModelConfig) -> nn.Module:
+    if len(cfg.speech_levels) != 1:
+        raise ValueError(f"audio model takes one speech level, got {cfg.speech_levels}")
+    return PooledClassifier(cfg, cfg.speech_inputs)
+
+
+@register_model(
+    "multigranular",
+    inputs=lambda cfg: cfg.speech_inputs,
+    cost=lambda spec, speech, layers: sum(speech),
+    label=lambda m: f"audio only, multi-granularity {_levels(m)}",
+    order=3,
+    reads="speech",
+)
+def _multigranular(cfg: ModelConfig) -> nn.Module:
+    if len(cfg.speech_levels) < 2:
+        raise ValueError("multigranular needs two or more speech levels")
+    return PooledClassifier(cfg, cfg.speech_inputs)
+
+
+def late_members(spec: ExperimentSpec) -> list[ExperimentSpec]:
+    """``late``: one audio model per speech level, and the text model."""
+    audio = [
+        ExperimentSpec(model="audio", speech_levels=[lv], speech_store=spec.speech_store) for lv in spec.speech_levels
+    ]
+    return [*audio, ExperimentSpec(model="text", text_level=spec.text_level)]
+
+
+def combined_members(spec: ExperimentSpec) -> list[ExperimentSpec]:
+    """``combined`` (Zhao et al.'s full system, our reading): the co-attention model over all the
+    speech levels, then ``late``'s members."""
+    co = ExperimentSpec(
+        model="coattention",
+        speech_levels=list(spec.speech_levels),
+        text_level=spec.text_level,
+        speech_store=spec.speech_store,
+    )
+    return [co, *late_members(spec)]
+
+
+for _name, _order, _members in (("late", 6, late_members), ("combined", 7, combined_members)):
+    register_model(
+        _name,
+        inputs=speech_and_text,
+        cost=lambda spec, speech, layers: 0.0,  # an ensemble costs its members' (expected_cost)
+        label=lambda m: f"{m['model']} ({_levels(m)} + text)",
+        order=_order,
+        fusion=True,
+        members=_members,
+    )(None)

@@ -222,6 +222,7 @@ def _cmd_cache(args: argparse.Namespace, params: Params) -> None:
 
 def _cmd_train(args: argparse.Namespace, params: Params) -> None:
     from mger.models.experiment import expected_cost, run_experiment
+    from mger.models.registry import check_model_kinds
 
     experiments = params.train.all_experiments
     names = list(experiments) if args.experiment == "all" else [args.experiment]
@@ -237,6 +238,7 @@ def _cmd_train(args: argparse.Namespace, params: Params) -> None:
             f"train.experiments and train.finetuned_experiments have no {unknown[0]!r} "
             f"(known: {', '.join(experiments)})"
         )
+    check_model_kinds({name: experiments[name] for name in names})
     names.sort(key=lambda name: -expected_cost(experiments[name], params.train))  # longest first
     jobs = [
         (

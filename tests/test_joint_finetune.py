@@ -266,7 +266,7 @@ def test_testing_reads_back_the_weights_that_were_validated(tiny_models, aligned
     head.load_state_dict({k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")})
     speech = finetune_module.SpeechInputs(encoders["speech"], split.val, True, cfg.max_train_seconds)
     text = joint_module._text_inputs(encoders["text"], split.val, True, cfg.batch_size)
-    memory = joint_module.predict_proba(head, speech, text, torch.device("cpu"), torch.float32, cfg.batch_size)
+    memory = joint_module.head_proba(head, speech, text, torch.device("cpu"), torch.float32, cfg.batch_size)
     joint_module.evaluate_test(split.val, 1, split.classes, None, cfg, features, fold_dir)
     disk = read_predictions(fold_dir / "fusion" / "test-predictions.csv")
     assert list(disk.utt_ids) == [u.utt_id for u in split.val]

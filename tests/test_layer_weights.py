@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from mger.core.config import ExperimentSpec, FeaturesConfig, SpeechFeaturesConfig, TextFeaturesConfig, TrainConfig
+from mger.core.config import (
+    ExperimentSpec,
+    FeaturesConfig,
+    HeadConfig,
+    SpeechFeaturesConfig,
+    TextFeaturesConfig,
+    TrainConfig,
+)
 from mger.core.reporting import StageError
 from mger.features.cache import FeatureStore, Ragged
 from mger.features.extract import extract
@@ -38,7 +45,7 @@ def _cfg(mode: str) -> ModelConfig:
         speech_levels=["word"],
         dims={"speech:word": DIM},
         n_classes=CLASSES,
-        hidden=16,
+        head=HeadConfig(hidden=16),
         stacked_layers={"speech:word": N_LAYERS},
         layer_weights=mode,
     )

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 
-from mger.core.config import ExperimentSpec, TrainConfig
+from mger.core.config import ExperimentSpec, HeadConfig, TrainConfig
 from mger.features.cache import Batch, Ragged
 from mger.models.experiment import expected_cost, member_label, members
 from mger.models.metrics import all_metrics
@@ -34,10 +34,8 @@ def _cfg(kind: str, levels: list[str], dropout: float = 0.1, **kw) -> ModelConfi
         speech_levels=levels,
         dims=DIMS,
         n_classes=4,
-        hidden=16,
-        heads=2,
+        head=HeadConfig(**({"hidden": 16, "heads": 2, "layers": 2} | kw)),
         dropout=dropout,
-        **({"layers": 2} | kw),
     )
 
 

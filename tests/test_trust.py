@@ -36,7 +36,8 @@ from mger.corpus.synth import Speaker, speak
 from mger.features.cache import CacheError, StoreLock, file_sha256, write_store
 from mger.features.cache_cli import cache_verify, cache_verify_all
 from mger.features.fingerprint import check_store_inputs, load_aligned
-from mger.models.experiment import load_inputs, run_experiment
+from mger.models.experiment import run_experiment
+from mger.models.fold_inputs import load_store_rows
 from mger.models.report import write_report
 
 UTT = "Ses01F_impro01_F000"
@@ -344,4 +345,4 @@ def test_a_missing_level_says_what_to_do(tmp_path: Path, listed: list[str], fix:
     attrs = {"fingerprint": json.dumps({"levels": listed})}
     write_store(tmp_path / "speech.h5", ids, {"word": [np.zeros((2, 3))] * 2}, attrs)
     with pytest.raises(StageError, match=rf"speech\.h5: no level 'syllable' \(it has word\); .*{fix}"):
-        load_inputs(["speech:syllable"], {"speech": tmp_path / "speech.h5"}, ids, 1)
+        load_store_rows(["speech:syllable"], {"speech": tmp_path / "speech.h5"}, ids, 1)

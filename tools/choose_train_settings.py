@@ -29,7 +29,8 @@ import torch
 from mger.core.config import load_params
 from mger.core.splits import all_folds, validation_halves
 from mger.features.store_paths import store_file as extracted_store
-from mger.models.experiment import experiment_utterances, fit_member, fold_scaled, load_inputs, model_config
+from mger.models.experiment import fit_member, fold_scaled, model_config
+from mger.models.fold_inputs import experiment_utterances, load_store_rows
 from mger.models.metrics import unweighted_accuracy
 from mger.models.modules import input_names
 from mger.models.stats import sd
@@ -57,7 +58,7 @@ def score_setting(params, names: list[str], settings) -> tuple[float, float, lis
         inputs = input_names(model_config(spec, settings, {}, len(classes)))
         kinds = sorted({n.split(":")[0] for n in inputs})
         paths = {k: extracted_store(params.features.out, spec.speech_store if k == "speech" else k) for k in kinds}
-        data = TensorSet(load_inputs(inputs, paths, [u.utt_id for u in utts], 0), torch.as_tensor(labels))
+        data = TensorSet(load_store_rows(inputs, paths, [u.utt_id for u in utts], 0), torch.as_tensor(labels))
         dims = {n: int(r.data.shape[-1]) for n, r in data.inputs.items()}
         cfg = model_config(spec, settings, dims, len(classes))
         scores = []
