@@ -56,8 +56,8 @@ from mger.features.store_paths import store_config, store_file as extracted_stor
 from mger.models.fold_inputs import (
     check_store_settings,
     experiment_utterances,
-    load_store_rows,
     fold_store_file,
+    load_store_rows,
     store_provenance,
 )
 from mger.models.loop import NonFiniteLoss

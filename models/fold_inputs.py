@@ -19,7 +19,9 @@ from mger.features.encoders import resolved_layer
 from mger.features.store_paths import store_file as extracted_store
 
 
-def fold_store_file(kind: str, spec: ExperimentSpec, features: FeaturesConfig, finetune: FinetuneConfig, fold: int) -> Path:
+def fold_store_file(
+    kind: str, spec: ExperimentSpec, features: FeaturesConfig, finetune: FinetuneConfig, fold: int
+) -> Path:
     """Where fold ``fold`` of ``spec`` reads its ``kind`` features: the frozen store, or fold
     ``fold``'s own fine-tuned store of the variant it names (text stays frozen unless that
     variant's ``text``)."""
