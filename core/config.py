@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Literal, Optional, Union
 import yaml
 
 from mger.core.align_settings import MfaSettings, PocketsphinxSettings
+from mger.core.config_transcribe import TranscribeConfig  # asr (#33): the transcribe section
 
 DEFAULT_PARAMS = "params.yaml"
 
@@ -454,6 +455,7 @@ class Params:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    transcribe: TranscribeConfig = field(default_factory=TranscribeConfig)  # asr (#33)
 
 
 def _positive(section: str, obj: Any, *names: str) -> None:

@@ -59,6 +59,7 @@ from mger.core.manifest import Utterance, read_manifest
 from mger.core.processes import dispatch
 from mger.core.ragged_h5 import SEGMENT_LEVELS, TEXT_LEVELS
 from mger.core.reporting import write_text_atomic
+from mger.core.transcripts import fingerprint_entries  # asr (#33)
 from mger.features.acoustic import OpenSmileEncoder, is_opensmile
 from mger.features.cache import (
     CacheError,
@@ -746,7 +747,7 @@ def extract(
         raise CacheError(f"no aligned utterance in {manifest}")
     store = store or store_path(cfg.out, kind)
     encoder = build_encoder(kind, cfg)
-    fp = fingerprint(kind, encoder, cfg, inputs, fold)
+    fp = fingerprint(kind, encoder, cfg, inputs, fold) | fingerprint_entries(manifest)  # asr (#33): ASR text's identity
     lock = _claim(kind, store, fp, no_rebuild, shard, len(inputs.utts))
     if lock is None:
         return store

@@ -1,0 +1,171 @@
+"""`mger transcribe` (#33): transcripts, the ASR manifest, WER, and text.source through the pipeline."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+from mger.core.config_transcribe import TranscribeConfig
+from mger.core.manifest import read_manifest, write_manifest
+from mger.core.reporting import StageError
+from mger.core.transcripts import Transcript, read_transcripts, text_manifest, write_transcripts
+from mger.models.wer import utterance_errors, wer_table
+from mger.pipeline.cli import main
+from mger.pipeline.transcribe import run_transcribe
+
+
+def _cfg(tmp: Path, **kw) -> TranscribeConfig:
+    return TranscribeConfig(
+        out=str(tmp / "transcripts.jsonl"),
+        manifest=str(tmp / "manifest-asr.jsonl"),
+        report=str(tmp / "transcribe.json"),
+        n_jobs=1,
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def small_manifest(aligned: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three utterances of the tiny corpus, an empty wav and a silent one."""
+    out = tmp_path_factory.mktemp("asr")
+    utts = read_manifest(aligned["manifest"])[:3]
+    empty, silent = out / "empty.wav", out / "silent.wav"
+    sf.write(str(empty), np.zeros(0, np.float32), 16000, subtype="PCM_16")
+    sf.write(str(silent), np.zeros(16000, np.float32), 16000, subtype="PCM_16")
+    extra = [
+        replace(utts[0], utt_id="Ses01F_empty", wav=str(empty), duration=0.0),
+        replace(utts[0], utt_id="Ses01F_silent", wav=str(silent), duration=1.0),
+    ]
+    write_manifest(out / "manifest.jsonl", utts + extra)
+    return out / "manifest.jsonl"
+
+
+def test_transcripts_round_trip_and_a_damaged_line_is_named(tmp_path: Path) -> None:
+    rows = [Transcript("a", "hello there", "pocketsphinx", "m", "id1"), Transcript("b", "", "whisper", "m", "i", "x")]
+    write_transcripts(tmp_path / "t.jsonl", rows)
+    assert list(read_transcripts(tmp_path / "t.jsonl").values()) == rows
+    (tmp_path / "t.jsonl").write_text((tmp_path / "t.jsonl").read_text() + '{"utt_id": "c"\n')
+    with pytest.raises(StageError, match=r"t.jsonl:3: not a JSON object"):
+        read_transcripts(tmp_path / "t.jsonl")
+
+
+def test_wer_counts_and_groups() -> None:
+    # normalised alike: case, punctuation and markers do not count; numbers are spelled out
+    assert utterance_errors("Hello, World! [LAUGHTER]", "hello world")["word_errors"] == 0
+    assert utterance_errors("I paid 20 dollars", "i paid twenty")["word_errors"] == 1  # one deletion
+    rows = [
+        {"ref": "a b c d", "hyp": "a b c d", "speaker": "s1", "emotion": "hap", "session": 1},
+        {"ref": "a b", "hyp": "x", "speaker": "s2", "emotion": "hap", "session": 2},  # 1 sub + 1 del
+        {"ref": "", "hyp": "a", "speaker": "s2", "emotion": "sad", "session": 2},  # no gold words: not scored
+    ]
+    t = wer_table(rows)
+    assert t["overall"]["wer"] == pytest.approx(2 / 6) and t["overall"]["no_gold_words"] == 1
+    assert t["by_speaker"]["s1"]["wer"] == 0 and t["by_speaker"]["s2"]["wer"] == pytest.approx(1.0)
+    lo, hi = t["overall"]["wer_ci95"]
+    assert 0 <= lo <= 2 / 6 <= hi <= 1
+    assert t["by_emotion"]["sad"]["wer"] is None
+
+
+def test_pocketsphinx_stage_writes_transcripts_manifest_and_report(small_manifest: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    report = run_transcribe(small_manifest, cfg)
+    rows = read_transcripts(cfg.out)
+    gold = read_manifest(small_manifest)
+    assert list(rows) == [u.utt_id for u in gold]
+    assert {r.backend for r in rows.values()} == {"pocketsphinx"}
+    assert all(rows[u.utt_id].text for u in gold[:3])  # speech gets words
+    # empty and silent audio: empty transcripts, recorded with their reason, never a crash
+    assert rows["Ses01F_empty"].text == "" and rows["Ses01F_empty"].note.startswith("empty audio")
+    assert rows["Ses01F_silent"].text == "" and rows["Ses01F_silent"].note.startswith("silent audio")
+    assert {e["utt_id"] for e in report["empty"]} == {"Ses01F_empty", "Ses01F_silent"} and report["n_empty"] == 2
+    # the report's WER is against the gold text (the empty and silent ones count as deletions of theirs)
+    expected = wer_table(
+        [{"ref": u.text, "hyp": rows[u.utt_id].text, "speaker": "", "emotion": "", "session": 0} for u in gold]
+    )
+    assert report["wer"]["overall"]["wer"] == pytest.approx(expected["overall"]["wer"])
+    assert (
+        0
+        < wer_table(
+            [{"ref": u.text, "hyp": rows[u.utt_id].text, "speaker": "", "emotion": "", "session": 0} for u in gold[:3]]
+        )["overall"]["wer"]
+        < 0.6
+    )  # eSpeak's speech: mostly right, not all
+    assert set(report["wer"]["by_session"]) == {str(u.session) for u in gold}
+    assert json.loads(Path(cfg.report).read_text())["model_id"] == rows[gold[0].utt_id].model_id
+    asr = read_manifest(cfg.manifest)
+    assert [u.text for u in asr] == [rows[u.utt_id].text for u in gold]
+    assert [replace(u, text="") for u in asr] == [replace(u, text="") for u in gold]  # only the text differs
+
+
+def test_text_manifest_chooses_and_refuses_a_stale_asr_manifest(small_manifest: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    with pytest.raises(StageError, match="no ASR manifest"):
+        text_manifest(small_manifest, "asr", cfg.manifest)
+    prepared = tmp_path / "prepared.jsonl"
+    prepared.write_bytes(small_manifest.read_bytes())
+    write_manifest(prepared, read_manifest(prepared)[:1])  # one short utterance: fast
+    run_transcribe(prepared, cfg)
+    assert text_manifest(prepared, "gold", cfg.manifest) == str(prepared)
+    assert text_manifest(prepared, "asr", cfg.manifest) == cfg.manifest
+    write_manifest(prepared, read_manifest(small_manifest)[:2])  # prepare ran again since
+    with pytest.raises(StageError, match="stale: made from another"):
+        text_manifest(prepared, "asr", cfg.manifest)
+
+
+def test_text_source_asr_reaches_alignment_and_the_text_store(
+    tiny_corpus: Path, tiny_models: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prepare → transcribe → align → extract text under transcribe.source asr (the CLI, as DVC runs it)."""
+    from mger.alignment.table import SegmentTable
+    from mger.features.cache import read_fingerprint
+
+    monkeypatch.chdir(tmp_path)
+    params = {
+        "prepare": {"root": str(tiny_corpus), "manifest": "data/manifest.jsonl", "report": "reports/q.json"},
+        "transcribe": {"source": "asr", "n_jobs": 1},
+        "align": {"backend": "pocketsphinx", "n_jobs": 1},
+        "features": {"speech": {"model": tiny_models["speech"]}, "text": {"model": tiny_models["text"]}, "n_jobs": 1},
+    }
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    assert main(["prepare"]) == 0
+    write_manifest("data/manifest.jsonl", read_manifest("data/manifest.jsonl")[:3])
+    assert main(["align"]) == 1  # source asr before transcribing: one line naming the missing ASR manifest
+    assert main(["transcribe"]) == 0
+    assert main(["align"]) == 0
+    asr = {u.utt_id: u.text for u in read_manifest("data/manifest-asr.jsonl")}
+    table = SegmentTable.read("data/align/segments.h5")
+    from mger.alignment.normalize import normalize_transcript
+
+    for utt_id in table.utt_ids:  # the aligner read the ASR words
+        assert [w.label for w in table.segments("word", utt_id)] == normalize_transcript(asr[utt_id])
+    assert main(["extract", "--kind", "text"]) == 0
+    fp = read_fingerprint("data/features/text.h5")
+    source = json.loads(Path("data/manifest-asr.jsonl.source.json").read_text())
+    assert fp["text_source"] == "asr" and fp["asr_model_id"] == source["asr_model_id"]
+
+
+def test_gold_stores_carry_no_text_source(reference_store: dict[str, Path]) -> None:
+    """A store of the prepared (gold) manifest keeps the fingerprint it had before the ASR stage."""
+    from mger.features.cache import read_fingerprint
+
+    assert "text_source" not in read_fingerprint(reference_store["text"])
+
+
+def test_dvc_stages_reading_the_transcript() -> None:
+    """Exactly the stages that read text depend on transcribe.source; transcribe itself does not
+    (switching the source re-runs no ASR), nor do prepare, the demo model or the alignment checks."""
+    stages = yaml.safe_load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())["stages"]
+
+    def params_of(stage: dict) -> list:
+        return (stage.get("do") or stage).get("params", [])
+
+    reading = {name for name, s in stages.items() if "transcribe.source" in params_of(s)}
+    assert reading == {"align", "extract", "finetune", "extract_ft", "train", "report"}
+    assert not any(str(p).startswith("transcribe") and p != "transcribe.source" for p in params_of(stages["align"]))
+    assert "${transcribe.out}" in stages["transcribe"]["outs"]
