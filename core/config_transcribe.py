@@ -40,8 +40,8 @@ class TranscribeConfig:
     whisper: WhisperAsrSettings = field(default_factory=WhisperAsrSettings)
 
     def __post_init__(self) -> None:
-        from mger.core.config import ConfigError  # here: config.py imports this module
-
+        # ValueError naming the key, as config's ConfigError (a ValueError) does; this module cannot
+        # import config.py, which imports it.  The lead may move these bounds into config's ranges.
         for key, value in (
             ("n_jobs", self.n_jobs),
             ("whisper.batch_size", self.whisper.batch_size),
@@ -49,9 +49,9 @@ class TranscribeConfig:
             ("whisper.num_beams", self.whisper.num_beams),
         ):
             if not 0 < value <= 1024:
-                raise ConfigError(f"transcribe.{key}: must be between 1 and 1024, got {value!r}")
+                raise ValueError(f"transcribe.{key}: must be between 1 and 1024, got {value!r}")
         if not 1.0 <= self.whisper.chunk_seconds <= 30.0:
-            raise ConfigError(
+            raise ValueError(
                 f"transcribe.whisper.chunk_seconds: must be between 1 and 30 (Whisper's window), "
                 f"got {self.whisper.chunk_seconds!r}"
             )
