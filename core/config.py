@@ -673,6 +673,8 @@ _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     "any": (lambda v: True, ""),
 }
 RANGES: dict[str, str] = {
+    **{f"transcribe.{k}": "positive" for k in ("n_jobs", "whisper.batch_size", "whisper.chunk_seconds")},  # asr (#33)
+    **{f"transcribe.whisper.{k}": "positive" for k in ("max_new_tokens", "num_beams")},  # asr (#33)
     "synth.seed": "nonnegative",
     "synth.sessions": "positive",
     "synth.dialogs_per_session": "positive",
@@ -745,6 +747,11 @@ RANGES: dict[str, str] = {
 # Upper bounds where a huge value is an allocator error, thousands of processes or a seed torch
 # and numpy refuse, not a result (the ranges above say the lower bounds): dotted rule key → (max, what).
 MAXIMA: dict[str, tuple[int, str]] = {
+    "transcribe.n_jobs": (1024, "parallel processes"),  # asr (#33), five lines
+    "transcribe.whisper.batch_size": (4096, "a batch size"),
+    "transcribe.whisper.chunk_seconds": (30, "Whisper's input window"),
+    "transcribe.whisper.max_new_tokens": (448, "Whisper's decoder positions"),
+    "transcribe.whisper.num_beams": (64, "beams"),
     "synth.seed": (2**32 - 1, "numpy's legacy seeding takes 32 bits"),
     "align.n_jobs": (1024, "parallel processes"),
     "align.mfa.jobs": (1024, "parallel processes"),

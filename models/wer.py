@@ -154,9 +154,7 @@ def pair_lines(pairs: Sequence[tuple[str, str, dict | str]]) -> list[str]:
     ]
 
 
-def transcript_lines(
-    report_path: str | Path, source: str, experiments: Sequence[tuple[Mapping, object]]
-) -> list[str]:
+def transcript_lines(report_path: str | Path, source: str, experiments: Sequence[tuple[Mapping, object]]) -> list[str]:
     """The results report's transcript section: the stage's WER table (when ``report_path``
     exists; ``source``: ``transcribe.source``) and the gold-vs-ASR pairs of ``experiments``
     ((metrics, predictions) each)."""

@@ -78,9 +78,7 @@ def run_recognizer(utts: Sequence[Utterance], cfg: TranscribeConfig, chunk_size:
                 bar.update(min(step, len(utts) - s))
         return out
     chunks = [utts[i : i + chunk_size] for i in range(0, len(utts), chunk_size)]
-    jobs = Parallel(n_jobs=cfg.n_jobs, return_as="generator")(
-        delayed(_chunk)(cfg, c, os.getpid()) for c in chunks
-    )
+    jobs = Parallel(n_jobs=cfg.n_jobs, return_as="generator")(delayed(_chunk)(cfg, c, os.getpid()) for c in chunks)
     out = []
     with tqdm(total=len(utts), desc="transcribe", unit="utt", file=sys.stderr) as bar:
         for rows in jobs:
