@@ -378,6 +378,7 @@ class ExperimentSpec:
     features: Literal["frozen", "finetuned"] = "frozen"
     finetune: Optional[str] = None  # fine-tuned experiments: the finetune.variants entry it reads
     layer_weights: Optional[Literal["off", "mean", "learned"]] = None  # a layer-list store's layers (default: train's)
+    text_source: Literal["gold", "asr"] = "gold"  # asr (#33): asr reads the ASR transcripts' text store (tokens)
 
 
 @dataclass

@@ -132,6 +132,19 @@ def fingerprint_entries(manifest: str | Path) -> dict[str, str]:
     return {k: identity[k] for k in ("text_source", "asr_backend", "asr_model", "asr_model_id")}
 
 
+ASR_TEXT_STORE = "text-asr"  # the text store of the ASR transcripts (experiments with text_source: asr)
+
+
+def asr_text_store(out: str | Path) -> Path:
+    """The ASR transcripts' text store in the features folder ``out``: ``text-asr.h5``."""
+    return Path(out) / f"{ASR_TEXT_STORE}.h5"
+
+
+def manifest_of_store(store: str | Path, manifest: str | Path, asr_manifest: str | Path) -> str:
+    """The manifest a store was built from: the ASR manifest for the ASR text store, else ``manifest``."""
+    return str(asr_manifest if Path(store).name == f"{ASR_TEXT_STORE}.h5" else manifest)
+
+
 def text_manifest(prepared: str | Path, source: str, asr_manifest: str | Path) -> str:
     """The manifest the text-reading stages read under ``transcribe.source``: ``gold``, the
     prepared one; ``asr``, the ASR manifest, refused (one line naming it) when missing or made

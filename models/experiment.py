@@ -48,6 +48,7 @@ from mger.core.config import ExperimentSpec, FeaturesConfig, FinetuneConfig, Spl
 from mger.core.manifest import Utterance, read_manifest
 from mger.core.reporting import StageError, write_csv_atomic, write_json
 from mger.core.splits import FoldSplit, SplitError, all_folds, validation_halves
+from mger.core.transcripts import asr_text_store, manifest_of_store, read_source  # asr (#33)
 from mger.features.cache import FeatureStore, Ragged, check_level_checksum, exclusive_lock, file_sha256
 from mger.features.encoders import resolve_device, resolved_layer
 from mger.features.extract import check_store_inputs, store_config, store_path as extracted_store
@@ -58,6 +59,17 @@ from mger.models.predictions import Predictions, write_predictions
 from mger.models.probe import LinearProbe, probe_inputs
 from mger.models.stats import METHOD, breakdown, clusters_of, sd, summarize
 from mger.models.train import TensorSet, combine_probs, cross_fitted_proba, fit, fit_weights, predict_proba, standardize
+
+
+def check_text_source(name: str, spec: ExperimentSpec, asr_manifest: str | Path | None) -> None:
+    """asr (#33): ``text_source: asr`` reads the ASR transcripts' token rows only (their words are
+    not the alignment's), from the frozen text store, given the ASR manifest."""
+    if spec.text_source != "asr":
+        return
+    if spec.text_level != "token" or spec.features != "frozen":
+        raise StageError(f"train.experiments.{name}: text_source asr needs text_level token and frozen features")
+    if asr_manifest is None:
+        raise StageError(f"train.experiments.{name}: text_source asr needs the ASR manifest (transcribe.manifest)")
 
 
 def members(spec: ExperimentSpec) -> list[ExperimentSpec]:
@@ -134,6 +146,8 @@ def store_path(kind: str, spec: ExperimentSpec, features: FeaturesConfig, finetu
     """Where fold ``fold`` of ``spec`` reads its ``kind`` features: the frozen store, or fold
     ``fold``'s own fine-tuned store of the variant it names (text stays frozen unless that
     variant's ``text``)."""
+    if kind == "text" and spec.text_source == "asr":  # asr (#33): the ASR transcripts' frozen text store
+        return asr_text_store(features.out)
     if spec.features == "finetuned":
         finetune = finetune.variant(spec.finetune)
     if spec.features == "frozen" or (kind == "text" and not finetune.text):
@@ -301,6 +315,7 @@ def run_experiment(
     finetune: FinetuneConfig | None = None,
     split: SplitConfig | None = None,
     segments: str | Path | None = None,
+    asr_manifest: str | Path | None = None,
 ) -> dict:
     """Train and evaluate ``spec`` on every fold and seed; writes metrics, predictions and history.
 
@@ -311,7 +326,7 @@ def run_experiment(
     torch.set_num_threads(1)
     try:
         with exclusive_lock(metrics_path(train_cfg, name)):  # one run of an experiment at a time
-            return _run_experiment(name, spec, train_cfg, features, manifest, finetune, split, segments)
+            return _run_experiment(name, spec, train_cfg, features, manifest, finetune, split, segments, asr_manifest)
     finally:
         torch.set_num_threads(threads)
 
@@ -325,8 +340,10 @@ def _run_experiment(
     finetune: FinetuneConfig | None,
     split: SplitConfig | None,
     segments: str | Path | None,
+    asr_manifest: str | Path | None = None,
 ) -> dict:
     t0 = time.perf_counter()
+    check_text_source(name, spec, asr_manifest)  # asr (#33)
     finetune, split = finetune or FinetuneConfig(), split or SplitConfig()
     utts = experiment_utterances(manifest, features, segments, spec.speech_store)
     classes = sorted({u.label for u in utts})
@@ -348,10 +365,13 @@ def _run_experiment(
         if key not in loaded:
             for kind, path in paths.items():
                 if segments is not None:  # nothing built before the current alignment or manifest
-                    check_store_inputs(path, manifest, segments)
+                    check_store_inputs(path, manifest_of_store(path, manifest, asr_manifest or ""), segments)
                 store = spec.speech_store if kind == "speech" else kind
                 check_store_settings(
-                    path, kind, store_config(features, store), finetuned=path != extracted_store(features.out, store)
+                    path,
+                    kind,
+                    store_config(features, store),
+                    finetuned=path not in (extracted_store(features.out, store), asr_text_store(features.out)),
                 )
             loaded.clear()
             loaded[key] = TensorSet(load_inputs(names, paths, ids, fold), torch.as_tensor(labels)).to(device)
@@ -435,6 +455,7 @@ def _run_experiment(
         "speech_store": spec.speech_store,
         "speech_levels": list(spec.speech_levels),
         "text_level": spec.text_level,
+        "text_source": "asr" if spec.text_source == "asr" or read_source(manifest) else "gold",  # asr (#33)
         "aux_matching": spec.aux_matching,
         "aux_unimodal": spec.aux_unimodal,
         "aux_unimodal_on": spec.aux_unimodal_on,

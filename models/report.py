@@ -31,6 +31,7 @@ from mger.core.manifest import read_manifest
 from mger.core.reporting import StageError, save_figure_atomic, write_json, write_text_atomic
 from mger.models.predictions import Predictions, read_predictions
 from mger.models.stats import ALPHA, METHOD, breakdown, clusters_of, format_p, holm, paired_test, sd, summarize
+from mger.models.wer import transcript_lines  # asr (#33)
 
 # Published IEMOCAP figures, for orientation only: pretrained encoders on real IEMOCAP speech, not
 # the synthetic demo corpus or random-init encoders.  We read the abstracts only: the full texts
@@ -332,6 +333,7 @@ def check_inputs(path: Path, metrics: dict, params: Params) -> None:
     """Refuse a metrics file whose stores were built from another segment table or manifest than
     the current ones (:func:`mger.features.extract.check_store_inputs`); where the segment table
     does not exist there is nothing to compare with, and a note says so."""
+    from mger.core.transcripts import manifest_of_store  # asr (#33)
     from mger.features.cache import CacheError
     from mger.features.extract import check_store_inputs
 
@@ -341,7 +343,9 @@ def check_inputs(path: Path, metrics: dict, params: Params) -> None:
     stores = {e["path"] for fold in metrics["provenance"]["stores"].values() for e in fold.values()}
     for store in sorted(stores):
         try:
-            check_store_inputs(store, params.prepare.manifest, segments)
+            check_store_inputs(
+                store, manifest_of_store(store, params.prepare.manifest, params.transcribe.manifest), segments
+            )
         except CacheError as err:
             raise StageError(f"{path}: trained on a stale store: {err}") from None
 
@@ -928,6 +932,9 @@ def write_report(params: Params, only: Sequence[str] | None = None) -> Path:
         *validation_lines(rows),
         *table,
         "",
+        *transcript_lines(  # asr (#33): WER beside the table, and the gold-vs-ASR pairs
+            params.transcribe.report, params.transcribe.source, [(e.metrics, e.predictions) for e in rows]
+        ),
         "Δ UA vs its probe: the paired difference (points; approximate-randomisation p, and p adjusted by Holm's "
         "method over this column) to the linear probe on the same inputs and encoders (standardised logistic "
         "regression on utterance means, C chosen on validation; models/probe.py). A model that does not beat "

@@ -153,6 +153,7 @@ def _resolved_device(params: Params, overrides: dict | None = None) -> Params:
 def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
     from mger.features.extract import KINDS, extract, finetuned_setup, store_config, store_path
 
+    prepared = params.prepare.manifest  # asr (#33): the ASR text store checks the ASR manifest against it
     params = _resolved_device(_text_params(params), {"features.n_jobs": args.n_jobs})  # asr (#33): _text_params
     setups = [(params.features, None, [*KINDS, *params.features.extra_speech])]
     if args.fold is not None:
@@ -178,6 +179,28 @@ def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
                 store=store_path(cfg.out, name),
                 fold=fold,
             )
+    if args.fold is None and args.kind in ("all", "text"):
+        _extract_asr_text(args, params, prepared)  # asr (#33)
+
+
+def _extract_asr_text(args: argparse.Namespace, params: Params, prepared: str) -> None:
+    """asr (#33): the ASR transcripts' text store (``text-asr.h5``), for experiments with
+    ``text_source: asr`` (the gold-vs-ASR pair); none when no experiment reads it."""
+    from mger.core.transcripts import asr_text_store, text_manifest
+    from mger.features.extract import extract
+
+    if not any(s.text_source == "asr" for s in params.train.all_experiments.values()):
+        return
+    t = params.transcribe
+    extract(
+        "text",
+        params.features,
+        text_manifest(args.manifest or prepared, "asr", t.manifest),
+        f"{params.align.out}/segments.h5",
+        shard=args.shard,
+        no_rebuild=args.no_rebuild,
+        store=asr_text_store(params.features.out),
+    )
 
 
 def _need_two_sessions(manifest: str) -> None:
@@ -268,6 +291,7 @@ def _cmd_train(args: argparse.Namespace, params: Params) -> None:
             params.finetune,
             params.split,
             f"{params.align.out}/segments.h5",
+            params.transcribe.manifest,  # asr (#33): experiments with text_source asr
         )
         for name in names
     ]

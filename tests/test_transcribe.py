@@ -169,3 +169,71 @@ def test_dvc_stages_reading_the_transcript() -> None:
     assert reading == {"align", "extract", "finetune", "extract_ft", "train", "report"}
     assert not any(str(p).startswith("transcribe") and p != "transcribe.source" for p in params_of(stages["align"]))
     assert "${transcribe.out}" in stages["transcribe"]["outs"]
+
+
+def _asr_outputs(prepared: Path, tmp: Path) -> TranscribeConfig:
+    """The transcribe stage's outputs for ``prepared`` as the stage writes them (its own functions),
+    with a deterministic ASR: every transcript loses its last two words, so the ASR text differs."""
+    from mger.core.reporting import write_json
+    from mger.core.transcripts import source_identity, write_source
+
+    cfg = _cfg(tmp)
+    gold = read_manifest(prepared)
+    asr = [replace(u, text=" ".join(u.text.split()[:-2])) for u in gold]
+    write_transcripts(cfg.out, [Transcript(u.utt_id, u.text, "test", "drop-two", "v1") for u in asr])
+    write_manifest(cfg.manifest, asr)
+    write_source(cfg.manifest, source_identity("test", "drop-two", "v1", prepared))
+    scored = [
+        {"ref": g.text, "hyp": a.text, "speaker": g.speaker, "emotion": g.label, "session": g.session}
+        for g, a in zip(gold, asr)
+    ]
+    write_json(
+        cfg.report, {"backend": "test", "model": "drop-two", "model_id": "v1", "n_empty": 0, "wer": wer_table(scored)}
+    )
+    return cfg
+
+
+def test_gold_vs_asr_pair_in_the_report(aligned: dict[str, Path], tiny_models: dict[str, str], tmp_path: Path) -> None:
+    """An experiment with text_source asr reads the ASR transcripts' text store; the report shows
+    the WER table and the pair (gold vs ASR, same model) with its paired test."""
+    from mger.features.cache import read_fingerprint
+
+    cfg = _asr_outputs(aligned["manifest"], tmp_path)
+    params = {
+        "prepare": {"manifest": str(aligned["manifest"])},
+        "align": {"out": str(aligned["segments"].parent)},
+        "transcribe": {"out": cfg.out, "manifest": cfg.manifest, "report": cfg.report},
+        "features": {
+            "out": str(tmp_path / "features"),
+            "speech": {"model": tiny_models["speech"], "levels": ["utterance"]},
+            "text": {"model": tiny_models["text"]},
+            "n_jobs": 1,
+        },
+        "train": {
+            "epochs": 1,
+            "seeds": [0],
+            "metrics_dir": str(tmp_path / "metrics"),
+            "epochs_dir": str(tmp_path / "ep"),
+            "predictions_dir": str(tmp_path / "pred"),
+            "experiments": {"text": {"model": "text"}, "text_asr": {"model": "text", "text_source": "asr"}},
+        },
+        "report": {
+            "out": str(tmp_path / "r.md"),
+            "figures": str(tmp_path / "fig"),
+            "metrics": str(tmp_path / "m.json"),
+        },
+    }
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(params))
+    assert main(["extract", "--params", str(path)]) == 0
+    asr_fp = read_fingerprint(tmp_path / "features" / "text-asr.h5")
+    gold_fp = read_fingerprint(tmp_path / "features" / "text.h5")
+    assert asr_fp["asr_model_id"] == "v1" and "text_source" not in gold_fp
+    assert asr_fp["manifest_sha256"] != gold_fp["manifest_sha256"]
+    assert main(["train", "--experiment", "all", "--params", str(path)]) == 0
+    assert json.loads((tmp_path / "metrics" / "text_asr.json").read_text())["text_source"] == "asr"
+    assert main(["report", "--params", str(path)]) == 0
+    report = (tmp_path / "r.md").read_text()
+    assert "## Transcripts (ASR vs gold text)" in report and "| speaker | Ses01_F |" in report
+    row = next(line for line in report.splitlines() if line.startswith("| text | text_asr |"))
+    assert 0 < float(row.split("|")[4]) <= 1.0  # the paired test's p (UA)
