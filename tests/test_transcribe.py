@@ -237,3 +237,80 @@ def test_gold_vs_asr_pair_in_the_report(aligned: dict[str, Path], tiny_models: d
     assert "## Transcripts (ASR vs gold text)" in report and "| speaker | Ses01_F |" in report
     row = next(line for line in report.splitlines() if line.startswith("| text | text_asr |"))
     assert 0 < float(row.split("|")[4]) <= 1.0  # the paired test's p (UA)
+
+
+def tiny_whisper_asr(folder: Path, seed: int) -> str:
+    """A tiny random ``WhisperForConditionalGeneration`` with its processor, saved: a character
+    vocabulary written here (vocab.json, an empty merges.txt) makes the tokenizer offline."""
+    import torch
+    import transformers
+
+    folder.mkdir(parents=True, exist_ok=True)
+    special = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
+    vocab = {t: i for i, t in enumerate([*"abcdefghijklmnopqrstuvwxyz'", "Ġ", *special])}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    end = "<|endoftext|>"
+    tokenizer = transformers.WhisperTokenizer(
+        str(folder / "vocab.json"),
+        str(folder / "merges.txt"),
+        unk_token=end,
+        bos_token=end,
+        eos_token=end,
+        pad_token=end,
+        additional_special_tokens=special[1:],
+    )
+    extractor = transformers.WhisperFeatureExtractor(feature_size=80)
+    transformers.WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = transformers.WhisperConfig(
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=37,
+        decoder_ffn_dim=37,
+        num_mel_bins=80,
+        vocab_size=len(vocab),
+        pad_token_id=vocab[end],
+        bos_token_id=vocab[end],
+        eos_token_id=vocab[end],
+        decoder_start_token_id=vocab["<|startoftranscript|>"],
+        max_target_positions=24,
+    )
+    model = transformers.WhisperForConditionalGeneration(config)
+    model.generation_config.begin_suppress_tokens = None  # the released ids lie outside this vocabulary
+    model.save_pretrained(folder)
+    return str(folder)
+
+
+def test_chunks_cover_long_audio_in_order() -> None:
+    from mger.features.asr import chunk_waves
+
+    waves = [np.arange(40000, dtype=np.float32), np.zeros(100, np.float32)]
+    chunks, owners = chunk_waves(waves, 1.0)
+    assert owners == [0, 0, 0, 1] and [len(c) for c in chunks] == [16000, 16000, 8000, 100]
+    assert np.array_equal(np.concatenate(chunks[:3]), waves[0])
+
+
+def test_whisper_backend_end_to_end_on_a_tiny_model(small_manifest: Path, tmp_path: Path) -> None:
+    """transcribe.backend whisper on tiny random models: transcripts written for every utterance
+    (long audio in 1 s chunks, batched), empty and silent audio recorded; another model's
+    weights change the ASR identity every store built from its text carries."""
+    from mger.core.config_transcribe import WhisperAsrSettings
+    from mger.core.transcripts import fingerprint_entries
+
+    identities = []
+    for seed in (0, 1):
+        model = tiny_whisper_asr(tmp_path / f"whisper-{seed}", seed)
+        settings = WhisperAsrSettings(model=model, batch_size=3, chunk_seconds=1.0, max_new_tokens=8)
+        cfg = replace(_cfg(tmp_path / f"run-{seed}", backend="whisper", device="cpu"), whisper=settings)
+        report = run_transcribe(small_manifest, cfg)
+        rows = read_transcripts(cfg.out)
+        assert list(rows) == [u.utt_id for u in read_manifest(small_manifest)]
+        assert {r.backend for r in rows.values()} == {"whisper"} and report["model"] == model
+        assert rows["Ses01F_silent"].note.startswith("silent audio") and report["n_empty"] >= 2
+        assert all(r.note or r.text for r in rows.values())  # an empty transcript always says why
+        identities.append(fingerprint_entries(cfg.manifest))
+    assert identities[0]["asr_backend"] == "whisper" and identities[0]["asr_model_id"] != identities[1]["asr_model_id"]
