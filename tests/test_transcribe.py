@@ -18,6 +18,7 @@ from mger.core.transcripts import Transcript, read_transcripts, text_manifest, w
 from mger.models.wer import utterance_errors, wer_table
 from mger.pipeline.cli import main
 from mger.pipeline.transcribe import run_transcribe
+from tests.test_dvc_pipeline import _run, scratch_repo  # noqa: F401  (the scratch DVC repo fixture)
 
 
 def _cfg(tmp: Path, **kw) -> TranscribeConfig:
@@ -314,3 +315,28 @@ def test_whisper_backend_end_to_end_on_a_tiny_model(small_manifest: Path, tmp_pa
         assert all(r.note or r.text for r in rows.values())  # an empty transcript always says why
         identities.append(fingerprint_entries(cfg.manifest))
     assert identities[0]["asr_backend"] == "whisper" and identities[0]["asr_model_id"] != identities[1]["asr_model_id"]
+
+
+def test_switching_the_text_source_marks_only_the_stages_reading_text(scratch_repo: Path) -> None:  # noqa: F811
+    """A real `dvc repro` up to the alignment and its checks; then transcribe.source asr: `dvc status`
+    lists the alignment (changed param) and neither the ASR stage, prepare, synth nor the demo model."""
+    import subprocess
+    import sys
+
+    params = yaml.safe_load((scratch_repo / "params.yaml").read_text())
+    params["synth"].update(turns_per_dialog=3)
+    params["transcribe"]["n_jobs"] = 1
+    params["align"]["n_jobs"] = 1
+    (scratch_repo / "params.yaml").write_text(yaml.safe_dump(params))
+    out = _run([sys.executable, "-m", "dvc", "repro", "align_eval", "demo_model"], scratch_repo)
+    assert "Running stage 'transcribe'" in out and "Running stage 'align'" in out
+    assert json.loads((scratch_repo / "reports" / "transcribe.json").read_text())["wer"]["overall"]["wer"] is not None
+    params["transcribe"]["source"] = "asr"
+    (scratch_repo / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "--json"], cwd=scratch_repo, capture_output=True, text=True, check=True
+    )
+    status = json.loads(proc.stdout)
+    assert {"changed deps": {"params.yaml": {"transcribe.source": "modified"}}} in status["align"]
+    assert not {"synth", "prepare", "transcribe", "demo_model", "align_eval"} & set(status)
+    assert "transcribe:" in (scratch_repo / "dvc.lock").read_text()  # ran once; the switch keeps it
