@@ -456,6 +456,7 @@ def _run_experiment(
         "speech_levels": list(spec.speech_levels),
         "text_level": spec.text_level,
         "text_source": "asr" if spec.text_source == "asr" or read_source(manifest) else "gold",  # asr (#33)
+        **({"text_store": "asr"} if spec.text_source == "asr" else {}),  # asr (#33): the ASR text store
         "aux_matching": spec.aux_matching,
         "aux_unimodal": spec.aux_unimodal,
         "aux_unimodal_on": spec.aux_unimodal_on,

@@ -112,7 +112,8 @@ def _aux(m: dict) -> list[str]:
 
 
 def _features(m: dict) -> str:
-    return "fine-tuned" if m.get("features") == "finetuned" else "frozen"
+    base = "fine-tuned" if m.get("features") == "finetuned" else "frozen"
+    return base + (" (ASR text)" if m.get("text_store") == "asr" else "")  # asr (#33): never paired as gold
 
 
 def _store(m: dict) -> str:
@@ -932,9 +933,6 @@ def write_report(params: Params, only: Sequence[str] | None = None) -> Path:
         *validation_lines(rows),
         *table,
         "",
-        *transcript_lines(  # asr (#33): WER beside the table, and the gold-vs-ASR pairs
-            params.transcribe.report, params.transcribe.source, [(e.metrics, e.predictions) for e in rows]
-        ),
         "Δ UA vs its probe: the paired difference (points; approximate-randomisation p, and p adjusted by Holm's "
         "method over this column) to the linear probe on the same inputs and encoders (standardised logistic "
         "regression on utterance means, C chosen on validation; models/probe.py). A model that does not beat "
@@ -942,6 +940,9 @@ def write_report(params: Params, only: Sequence[str] | None = None) -> Path:
         "bootstrap conditional on the trained models; dialogues / speakers: clustered bootstrap; folds t: "
         't-interval over folds), see "Intervals of test UA".',
         "",
+        *transcript_lines(  # asr (#33): WER beside the table, and the gold-vs-ASR pairs
+            params.transcribe.report, params.transcribe.source, [(e.metrics, e.predictions) for e in rows]
+        ),
         f"Best system by **validation** UA (the test sessions choose nothing): {best.name} (validation UA "
         f"{_cell(best.metrics['validation']['ua'])}; its test UA {_cell(best.metrics['ua'])}, {SD_NOTE}).",
         "",

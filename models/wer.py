@@ -22,6 +22,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from mger.alignment.normalize import normalize_transcript
+from mger.models.stats import format_p, paired_test
 
 N_BOOT = 2000
 GROUPS = ("speaker", "emotion", "session")
@@ -143,8 +144,8 @@ def pair_lines(pairs: Sequence[tuple[str, str, dict | str]]) -> list[str]:
             lines.append(f"| {gold} | {asr} | not paired: {t} | | | |")
         else:
             lines.append(
-                f"| {gold} | {asr} | {100 * t['ua']['delta']:+.2f} | {t['ua']['p']:.4f} | "
-                f"{100 * t['wa']['delta']:+.2f} | {t['wa']['p']:.4f} |"
+                f"| {gold} | {asr} | {100 * t['ua']['delta']:+.2f} | {format_p(t['ua']['p'])} | "
+                f"{100 * t['wa']['delta']:+.2f} | {format_p(t['wa']['p'])} |"
             )
     return lines + [
         "",
@@ -158,8 +159,6 @@ def transcript_lines(report_path: str | Path, source: str, experiments: Sequence
     """The results report's transcript section: the stage's WER table (when ``report_path``
     exists; ``source``: ``transcribe.source``) and the gold-vs-ASR pairs of ``experiments``
     ((metrics, predictions) each)."""
-    from mger.models.stats import paired_test
-
     path = Path(report_path)
     lines = wer_lines(json.loads(path.read_text(encoding="utf-8")), source) if path.is_file() else []
     by_name = {m["experiment"]: p for m, p in experiments}
