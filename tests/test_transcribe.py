@@ -342,3 +342,14 @@ def test_switching_the_text_source_marks_only_the_stages_reading_text(scratch_re
     assert {"changed deps": {"params.yaml": {"transcribe.source": "modified"}}} in status["align"]
     assert not {"synth", "prepare", "transcribe", "demo_model", "align_eval"} & set(status)
     assert "transcribe:" in (scratch_repo / "dvc.lock").read_text()  # ran once; the switch keeps it
+
+
+def test_pocketsphinx_transcripts_do_not_depend_on_n_jobs(small_manifest: Path, tmp_path: Path) -> None:
+    """Each utterance is decoded as by a fresh decoder: one process in order, or two workers whose
+    decoders saw other utterances before, give the same transcripts."""
+    from mger.pipeline.transcribe import run_recognizer
+
+    utts = read_manifest(small_manifest)[:3]
+    one = run_recognizer(utts[::-1], _cfg(tmp_path))[::-1]
+    two = run_recognizer(utts, replace(_cfg(tmp_path), n_jobs=2), chunk_size=1)
+    assert [r.text for r in one] == [r.text for r in two] and all(r.text for r in one)
