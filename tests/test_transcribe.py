@@ -353,3 +353,14 @@ def test_pocketsphinx_transcripts_do_not_depend_on_n_jobs(small_manifest: Path, 
     one = run_recognizer(utts[::-1], _cfg(tmp_path))[::-1]
     two = run_recognizer(utts, replace(_cfg(tmp_path), n_jobs=2), chunk_size=1)
     assert [r.text for r in one] == [r.text for r in two] and all(r.text for r in one)
+
+
+def test_an_asr_text_row_reads_tokens_of_frozen_features_only() -> None:
+    from mger.core.config import ExperimentSpec
+    from mger.models.experiment import check_text_source
+
+    check_text_source("t", ExperimentSpec(model="text", text_source="asr"), "m.jsonl")
+    with pytest.raises(StageError, match="train.experiments.t: text_source asr needs text_level token"):
+        check_text_source("t", ExperimentSpec(model="text", text_level="word", text_source="asr"), "m.jsonl")
+    with pytest.raises(StageError, match="needs the ASR manifest"):
+        check_text_source("t", ExperimentSpec(model="text", text_source="asr"), None)
