@@ -64,6 +64,7 @@ from mger.core.config_train import (
     ReportConfig as ReportConfig,
     TrainConfig as TrainConfig,
 )
+from mger.core.config_transcribe import TranscribeConfig as TranscribeConfig
 
 DEFAULT_PARAMS = "params.yaml"
 
@@ -95,6 +96,7 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     train_dispatch: TrainDispatchConfig = field(default_factory=TrainDispatchConfig)
+    transcribe: TranscribeConfig = field(default_factory=TranscribeConfig)
 
 
 def params_from_dict(data: dict[str, Any] | None) -> Params:
@@ -221,6 +223,11 @@ RANGES: dict[str, Range] = {
     "train.hidden": Range("positive", *WIDTH),
     "train.heads": Range("positive", *DEPTH),
     "train.n_jobs": Range("positive", *JOBS),
+    "transcribe.n_jobs": Range("positive", *JOBS),
+    "transcribe.whisper.batch_size": Range("positive", *BATCH),
+    "transcribe.whisper.chunk_seconds": Range("positive", 30, "Whisper's input window"),
+    "transcribe.whisper.max_new_tokens": Range("positive", 448, "Whisper's decoder positions"),
+    "transcribe.whisper.num_beams": Range("positive", 64, "beams"),
     "train.layers": Range("positive", *DEPTH),
     "train.dropout": Range("fraction"),
     "train.experiments.*.aux_matching": Range("nonnegative"),

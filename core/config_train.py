@@ -156,6 +156,13 @@ class FinetuneConfig:
             self.variant(name)  # its settings are checked as finetune's are
 
 
+OMITTED_AT = {
+    "finetune": None,
+    "layer_weights": None,
+    "text_source": "gold",
+}  # spec fields a record leaves out at these values
+
+
 @dataclass
 class ExperimentSpec:
     """One row of the results table: a model over chosen granularities.
@@ -183,6 +190,7 @@ class ExperimentSpec:
     features: Literal["frozen", "finetuned"] = "frozen"
     finetune: Optional[str] = None  # fine-tuned experiments: the finetune.variants entry it reads
     layer_weights: Optional[Literal["off", "mean", "learned"]] = None  # a layer-list store's layers (default: train's)
+    text_source: Literal["gold", "asr"] = "gold"  # asr: the ASR transcripts' text store (tokens; docs/transcripts.md)
 
     def head(self, train: "TrainConfig") -> HeadConfig:
         """This row's head: its auxiliary tasks and K (else ``train.layers``), train's width and heads."""
@@ -190,12 +198,10 @@ class ExperimentSpec:
         return HeadConfig(layers=self.layers or train.layers, hidden=train.hidden, heads=train.heads, **aux)
 
     def record(self) -> dict:
-        """The metrics' ``provenance.spec``: every field as written, but ``finetune`` and
-        ``layer_weights`` when they are None (their default; rows written before they existed read
-        the same), so :meth:`from_record` rebuilds the spec exactly."""
-        return {
-            k: v for k, v in dataclasses.asdict(self).items() if not (k in ("finetune", "layer_weights") and v is None)
-        }
+        """The metrics' ``provenance.spec``: every field as written, but those at a default that
+        rows written before the field existed read the same (``finetune`` and ``layer_weights`` None,
+        ``text_source`` gold), so :meth:`from_record` rebuilds the spec exactly."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if OMITTED_AT.get(k, ...) != v}
 
     @classmethod
     def from_record(cls, record: dict) -> "ExperimentSpec":

@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 from mger.core.config import FeaturesConfig, FinetuneConfig
 from mger.core.processes import dispatch
+from mger.core.transcripts import fingerprint_entries
 from mger.features.cache import CacheError, exclusive_lock, file_sha256
 from mger.features.fingerprint import AlignedInputs, fingerprint, load_aligned, store_attrs
 from mger.features.pipelining import BatchReader, PartWriter, PhaseClock, mark
@@ -126,7 +127,7 @@ def extract(
         raise CacheError(f"no aligned utterance in {manifest}")
     store = store or store_file(cfg.out, kind)
     encoder = build_encoder(kind, cfg)
-    fp = fingerprint(kind, encoder, cfg, inputs, fold)
+    fp = fingerprint(kind, encoder, cfg, inputs, fold) | fingerprint_entries(manifest)  # ASR text: its identity
     lock = claim(kind, store, fp, no_rebuild, shard, len(inputs.utts))
     if lock is None:
         return store

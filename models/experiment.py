@@ -49,6 +49,7 @@ from mger.core.config import AUX_FIELDS, ExperimentSpec, FeaturesConfig, Finetun
 from mger.core.manifest import Utterance
 from mger.core.reporting import StageError, write_csv_atomic, write_json
 from mger.core.splits import FoldSplit, SplitError, all_folds, validation_halves
+from mger.core.transcripts import asr_text_store, manifest_of_store, read_source
 from mger.features.cache import FeatureStore, exclusive_lock, file_sha256
 from mger.features.encoders import resolve_device
 from mger.features.fingerprint import check_store_inputs
@@ -159,6 +160,17 @@ def fold_scaled(train_set: TensorSet, val_set: TensorSet, test_set: TensorSet) -
     return standardize([train_set, val_set, test_set], train_set)
 
 
+def check_text_source(name: str, spec: ExperimentSpec, asr_manifest: str | Path | None) -> None:
+    """``text_source: asr`` reads the ASR transcripts' token rows only (their words are not the
+    alignment's), from the frozen text store, given the ASR manifest."""
+    if spec.text_source != "asr":
+        return
+    if spec.text_level != "token" or spec.features != "frozen":
+        raise StageError(f"train.experiments.{name}: text_source asr needs text_level token and frozen features")
+    if asr_manifest is None:
+        raise StageError(f"train.experiments.{name}: text_source asr needs the ASR manifest (transcribe.manifest)")
+
+
 def run_experiment(
     name: str,
     spec: ExperimentSpec,
@@ -168,8 +180,10 @@ def run_experiment(
     finetune: FinetuneConfig | None = None,
     split: SplitConfig | None = None,
     segments: str | Path | None = None,
+    asr_manifest: str | Path | None = None,
 ) -> dict:
     """Train and evaluate ``spec`` on every fold and seed; writes metrics, predictions and history.
+    ``asr_manifest``: the ASR transcripts' manifest, for ``text_source: asr`` (docs/transcripts.md).
 
     CPU work runs on one torch thread whatever the machine or the number of experiments run at
     once (``train.n_jobs``), so results do not depend on either; these small models gained
@@ -179,7 +193,7 @@ def run_experiment(
     torch.set_num_threads(1)
     try:
         with exclusive_lock(metrics_path(train_cfg, name)):  # one run of an experiment at a time
-            return _run_experiment(name, spec, train_cfg, features, manifest, finetune, split, segments)
+            return _run_experiment(name, spec, train_cfg, features, manifest, finetune, split, segments, asr_manifest)
     finally:
         torch.set_num_threads(threads)
 
@@ -193,10 +207,12 @@ def _run_experiment(
     finetune: FinetuneConfig | None,
     split: SplitConfig | None,
     segments: str | Path | None,
+    asr_manifest: str | Path | None = None,
 ) -> dict:
     t0 = time.perf_counter()
+    check_text_source(name, spec, asr_manifest)
     finetune, split = finetune or FinetuneConfig(), split or SplitConfig()
-    run = ExperimentRun(name, spec, train_cfg, features, manifest, finetune, split, segments)
+    run = ExperimentRun(name, spec, train_cfg, features, manifest, finetune, split, segments, asr_manifest)
     run.start()
     jobs = [(seed, fold) for seed in train_cfg.seeds for fold in run.splits]
     for seed, fold in tqdm(jobs, desc=f"train {name}", unit="fold", file=sys.stderr):
@@ -226,6 +242,7 @@ class ExperimentRun:
     finetune: FinetuneConfig
     split: SplitConfig
     segments: str | Path | None = None
+    asr_manifest: str | Path | None = None  # the ASR transcripts' manifest (text_source: asr)
     # set by start(): the corpus, its classes and folds, the members and the inputs they read
     utts: list[Utterance] = field(init=False)
     classes: list[str] = field(init=False)
@@ -272,11 +289,12 @@ class ExperimentRun:
         if key not in self._loaded:
             for kind, path in paths.items():
                 if self.segments is not None:  # nothing built before the current alignment or manifest
-                    check_store_inputs(path, self.manifest, self.segments)
+                    check_store_inputs(
+                        path, manifest_of_store(path, self.manifest, self.asr_manifest or ""), self.segments
+                    )
                 store = spec.speech_store if kind == "speech" else kind
-                check_store_settings(
-                    path, kind, store_config(features, store), finetuned=path != extracted_store(features.out, store)
-                )
+                frozen = (extracted_store(features.out, store), asr_text_store(features.out))
+                check_store_settings(path, kind, store_config(features, store), finetuned=path not in frozen)
             self._loaded.clear()
             rows = load_store_rows(self.names, paths, self.ids, fold)
             self._loaded[key] = TensorSet(rows, torch.as_tensor(self.labels)).to(self.device)
@@ -394,6 +412,8 @@ class ExperimentRun:
             "speech_store": spec.speech_store,
             "speech_levels": list(spec.speech_levels),
             "text_level": spec.text_level,
+            **({"text_source": "asr"} if spec.text_source == "asr" or read_source(self.manifest) else {}),
+            **({"text_store": "asr"} if spec.text_source == "asr" else {}),  # the ASR transcripts' text store
             **{k: getattr(spec, k) for k in AUX_FIELDS},
             "layers": spec.layers or self.train_cfg.layers,
             "probe": spec.probe if spec.model == "probe" else None,

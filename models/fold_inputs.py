@@ -14,6 +14,7 @@ import torch
 from mger.core.config import ExperimentSpec, FeaturesConfig, FinetuneConfig
 from mger.core.manifest import Utterance, read_manifest
 from mger.core.reporting import StageError
+from mger.core.transcripts import asr_text_store
 from mger.features.cache import FeatureStore, Ragged, check_level_checksum
 from mger.features.encoders import resolved_layer
 from mger.features.store_paths import store_file as extracted_store
@@ -24,7 +25,9 @@ def fold_store_file(
 ) -> Path:
     """Where fold ``fold`` of ``spec`` reads its ``kind`` features: the frozen store, or fold
     ``fold``'s own fine-tuned store of the variant it names (text stays frozen unless that
-    variant's ``text``)."""
+    variant's ``text``); ``text_source: asr`` reads the ASR transcripts' frozen text store."""
+    if kind == "text" and spec.text_source == "asr":
+        return asr_text_store(features.out)
     if spec.features == "finetuned":
         finetune = finetune.variant(spec.finetune)
     if spec.features == "frozen" or (kind == "text" and not finetune.text):

@@ -53,6 +53,7 @@ from mger.models.report_rows import (  # noqa: F401  re-exported: the report's r
     speech_store,
 )
 from mger.models.stats import METHOD, format_p
+from mger.models.wer import transcript_lines
 
 # --- the ablation steps with paired tests ---------------------------------------------------------
 
@@ -403,6 +404,9 @@ def _report_lines(
         "bootstrap conditional on the trained models; dialogues / speakers: clustered bootstrap; folds t: "
         't-interval over folds), see "Intervals of test UA".',
         "",
+        *transcript_lines(  # WER beside the table, and the gold-vs-ASR pairs (docs/transcripts.md)
+            params.transcribe.report, params.transcribe.source, [(e.metrics, e.predictions) for e in rows]
+        ),
         f"Best system by **validation** UA (the test sessions choose nothing): {best.name} (validation UA "
         f"{mean_sd(best.metrics['validation']['ua'])}; its test UA {mean_sd(best.metrics['ua'])}, {SD_NOTE}).",
         "",

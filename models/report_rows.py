@@ -55,7 +55,8 @@ def is_audio_only(m: dict) -> bool:
 
 
 def features_state(m: dict) -> str:
-    return "fine-tuned" if m.get("features") == "finetuned" else "frozen"
+    base = "fine-tuned" if m.get("features") == "finetuned" else "frozen"
+    return base + (" (ASR text)" if m.get("text_store") == "asr" else "")  # never paired as a gold row
 
 
 def speech_store(m: dict) -> str:
@@ -220,6 +221,7 @@ def check_inputs(path: Path, metrics: dict, params: Params) -> None:
     """Refuse a metrics file whose stores were built from another segment table or manifest than
     the current ones (:func:`mger.features.fingerprint.check_store_inputs`); where the segment table
     does not exist there is nothing to compare with, and a note says so."""
+    from mger.core.transcripts import manifest_of_store
     from mger.features.cache import CacheError
     from mger.features.fingerprint import check_store_inputs
 
@@ -229,7 +231,8 @@ def check_inputs(path: Path, metrics: dict, params: Params) -> None:
     stores = {e["path"] for fold in metrics["provenance"]["stores"].values() for e in fold.values()}
     for store in sorted(stores):
         try:
-            check_store_inputs(store, params.prepare.manifest, segments)
+            manifest = manifest_of_store(store, params.prepare.manifest, params.transcribe.manifest)
+            check_store_inputs(store, manifest, segments)
         except CacheError as err:
             raise StageError(f"{path}: trained on a stale store: {err}") from None
 

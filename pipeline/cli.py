@@ -63,9 +63,27 @@ def _cmd_prepare(args: argparse.Namespace, params: Params) -> None:
     )
 
 
+def _text_params(params: Params) -> Params:
+    """asr (#33): ``params`` with ``prepare.manifest`` the manifest of the chosen transcript
+    (``transcribe.source``: gold, the prepared one; asr, the ASR manifest of `mger transcribe`),
+    so alignment, extraction, fine-tuning, training and the report read one text."""
+    from mger.core.transcripts import text_manifest
+
+    t = params.transcribe
+    return with_overrides(params, {"prepare.manifest": text_manifest(params.prepare.manifest, t.source, t.manifest)})
+
+
+def _cmd_transcribe(args: argparse.Namespace, params: Params) -> None:
+    from mger.pipeline.transcribe import run_transcribe
+
+    params = with_overrides(params, {"transcribe.backend": args.backend or None, "transcribe.n_jobs": args.n_jobs})
+    run_transcribe(args.manifest or params.prepare.manifest, params.transcribe)
+
+
 def _cmd_align(args: argparse.Namespace, params: Params) -> None:
     from mger.alignment.stage import run_align
 
+    params = _text_params(params)  # asr (#33)
     params = with_overrides(
         params,
         {
@@ -136,7 +154,8 @@ def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
     from mger.features.extract import extract, finetuned_setup
     from mger.features.store_paths import KINDS, store_config, store_file
 
-    params = _resolved_device(params, {"features.n_jobs": args.n_jobs})
+    prepared = params.prepare.manifest  # asr (#33): the ASR text store checks the ASR manifest against it
+    params = _resolved_device(_text_params(params), {"features.n_jobs": args.n_jobs})  # asr (#33): _text_params
     setups = [(params.features, None, [*KINDS, *params.features.extra_speech])]
     if args.fold is not None:
         variants = [args.variant] if args.variant else params.finetune.variant_names
@@ -161,6 +180,28 @@ def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
                 store=store_file(cfg.out, name),
                 fold=fold,
             )
+    if args.fold is None and args.kind in ("all", "text"):
+        _extract_asr_text(args, params, prepared)  # asr (#33)
+
+
+def _extract_asr_text(args: argparse.Namespace, params: Params, prepared: str) -> None:
+    """asr (#33): the ASR transcripts' text store (``text-asr.h5``), for experiments with
+    ``text_source: asr`` (the gold-vs-ASR pair); none when no experiment reads it."""
+    from mger.core.transcripts import asr_text_store, text_manifest
+    from mger.features.extract import extract
+
+    if not any(s.text_source == "asr" for s in params.train.all_experiments.values()):
+        return
+    t = params.transcribe
+    extract(
+        "text",
+        params.features,
+        text_manifest(args.manifest or prepared, "asr", t.manifest),
+        f"{params.align.out}/segments.h5",
+        shard=args.shard,
+        no_rebuild=args.no_rebuild,
+        store=asr_text_store(params.features.out),
+    )
 
 
 def _need_two_sessions(manifest: str) -> None:
@@ -178,6 +219,7 @@ def _need_two_sessions(manifest: str) -> None:
 def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
     from mger.models.finetune_stage import run_finetune
 
+    params = _text_params(params)  # asr (#33)
     _need_two_sessions(args.manifest or params.prepare.manifest)
     params = _resolved_device(params)
     jobs = [
@@ -205,6 +247,7 @@ def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
 def _cmd_cache(args: argparse.Namespace, params: Params) -> None:
     from mger.features.cache_cli import cache_compare, cache_ls, cache_verify, cache_verify_all
 
+    params = _text_params(params)  # asr (#33)
     if args.action == "ls":
         cache_ls(args.path or params.features.out)
     elif args.action == "compare":
@@ -224,6 +267,7 @@ def _cmd_train(args: argparse.Namespace, params: Params) -> None:
     from mger.models.experiment import expected_cost, run_experiment
     from mger.models.registry import check_model_kinds
 
+    params = _text_params(params)  # asr (#33)
     experiments = params.train.all_experiments
     names = list(experiments) if args.experiment == "all" else [args.experiment]
     if not names:
@@ -250,6 +294,7 @@ def _cmd_train(args: argparse.Namespace, params: Params) -> None:
             params.finetune,
             params.split,
             f"{params.align.out}/segments.h5",
+            params.transcribe.manifest,  # asr (#33): experiments with text_source asr
         )
         for name in names
     ]
@@ -268,7 +313,7 @@ def _cmd_report(args: argparse.Namespace, params: Params) -> None:
     from mger.models.report import write_report
 
     only = [n.strip() for n in args.experiment.split(",") if n.strip()] if args.experiment else None
-    write_report(params, only)
+    write_report(_text_params(params), only)  # asr (#33): _text_params
 
 
 def _cmd_summary(args: argparse.Namespace, params: Params) -> None:
@@ -314,6 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="manifest JSONL to write (prepare.manifest)")
     p.add_argument("--report", help="data-quality JSON report (prepare.report)")
     p.add_argument("--class-map", help="4class, 5class or 6class (prepare.class_map)")
+    p = add("transcribe", _cmd_transcribe, "Transcribe every manifest utterance (ASR); score it against the gold text.")
+    p.add_argument("--manifest", help="manifest to transcribe (prepare.manifest)")
+    p.add_argument("--backend", choices=["pocketsphinx", "whisper"], help="recogniser (transcribe.backend)")
+    p.add_argument("--n-jobs", type=int, help="pocketsphinx worker processes (transcribe.n_jobs)")
     p = add("align", _cmd_align, "Forced-align every manifest utterance to words, syllables and phones.")
     p.add_argument("--manifest", help="manifest to align (prepare.manifest)")
     p.add_argument("--backend", choices=["pocketsphinx", "iemocap", "mfa"], help="aligner (align.backend)")

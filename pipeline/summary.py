@@ -24,6 +24,14 @@ def print_summary(params: Params) -> None:
         f"corpus {quality['root']}: {quality['kept']} utterances kept ({classes}); "
         f"{quality['dropped']} dropped; per session {sessions}"
     )
+    asr = _read(params.transcribe.report)  # asr (#33)
+    if asr and asr.get("wer") and asr["wer"]["overall"]["wer"] is not None:
+        o = asr["wer"]["overall"]
+        ci = " (95% CI {:.1f}-{:.1f})".format(*(100 * x for x in o["wer_ci95"])) if o.get("wer_ci95") else ""
+        print(
+            f"ASR transcripts ({asr['backend']}): WER {100 * o['wer']:.1f}%{ci}, CER {100 * o['cer']:.1f}% against "
+            f"the gold text, {asr['n_empty']} empty; the pipeline reads the {params.transcribe.source} text"
+        )
     align = _read(params.align.report)
     if align:
         print(
