@@ -14,3 +14,10 @@ __version__ = "0.1.0"
 _checkout = _Path(__file__).resolve().parent.parent
 if (_checkout / "setup.cfg").is_file() and (_checkout / "pipeline" / "cli.py").is_file():
     __path__.append(str(_checkout))
+
+
+def load_system(path, device: str = "auto"):
+    """A system folder written by ``mger export`` (:func:`mger.models.system.load_system`)."""
+    from mger.models.system import load_system as load
+
+    return load(path, device)
