@@ -11,6 +11,8 @@ quietest frame (recursively), so every segment fits the encoder's window.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from mger.alignment.pauses import HOP, floor_db, frame_db, runs
@@ -33,7 +35,9 @@ def _silero():
             import torch
 
             path = importlib.resources.files("silero_vad.data") / "silero_vad.jit"
-            model = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load: still the wheel's format
+                model = torch.jit.load(str(path), map_location="cpu")
             model.eval()
             _SILERO["model"] = model
         except (ImportError, ModuleNotFoundError, OSError, RuntimeError):

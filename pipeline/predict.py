@@ -126,7 +126,7 @@ def _cmd_predict(args: argparse.Namespace, params: Params) -> None:
         f"({wall / len(items):.2f} s per file) → {out}"
     )
     if not good:
-        raise SystemExit(1)
+        raise StageError(f"no file could be predicted ({len(results)} error(s), each a row of {out})")
 
 
 def write_results(out: Path, results: list, classes: list[str], meta: dict) -> None:
