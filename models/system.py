@@ -55,8 +55,7 @@ from mger.core.splits import FoldSplit, final_split, fold_split
 from mger.features.cache import FeatureStore, Ragged
 
 # --- the calls into the extract stage and the experiment runner (one place, re-pointed at merges) ---
-from mger.features.extract import Inputs as _ExtractInputs
-from mger.features.extract import build_encoder, speech_part, store_config, text_part
+from mger.features.extract import Inputs as _ExtractInputs, build_encoder, speech_part, store_config, text_part
 from mger.models.experiment import (
     experiment_utterances,
     load_inputs,
@@ -229,7 +228,9 @@ def export_system(params: Params, name: str, out: str | Path, fold: int | None =
             "identity": _identity(path),
             "levels": sorted({n.split(":")[1] for n in names if n.startswith(kind + ":")}),
         }
-    text_source = getattr(params.features.text, "source", None) or getattr(getattr(params, "text", None), "source", "gold")
+    text_source = getattr(params.features.text, "source", None) or getattr(
+        getattr(params, "text", None), "source", "gold"
+    )
     system = {
         "format": FORMAT,
         "mger_version": __version__,
@@ -277,7 +278,9 @@ def _train_members(
     scaled = [apply_scaler(s, stats) for s in sets] if train_cfg.standardize else sets
     tensors: dict[str, dict[str, torch.Tensor]] = {}
     if train_cfg.standardize:
-        tensors["scaler.safetensors"] = {f"{n}.{w}": t for n, (m, s) in stats.items() for w, t in (("mean", m), ("std", s))}
+        tensors["scaler.safetensors"] = {
+            f"{n}.{w}": t for n, (m, s) in stats.items() for w, t in (("mean", m), ("std", s))
+        }
     entries, weights, test_out = [], {}, {}
     val_labels = labels[split.val]
     for seed in train_cfg.seeds:
@@ -384,7 +387,9 @@ class System:
         self.path = Path(path)
         meta_path = self.path / SYSTEM_JSON
         if not meta_path.is_file():
-            raise SystemRefused(f"{self.path}: not an mger system folder (no {SYSTEM_JSON}); make one with `mger export`")
+            raise SystemRefused(
+                f"{self.path}: not an mger system folder (no {SYSTEM_JSON}); make one with `mger export`"
+            )
         self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if self.meta.get("mger_version") != __version__:
             raise SystemRefused(
@@ -511,7 +516,9 @@ class System:
             return results[0].probs  # type: ignore[return-value]
         return [{"start": r.start, "end": r.end, "text": r.text, "probs": r.probs} for r in results]
 
-    def predict_items(self, items: Sequence[Item], progress: bool = True, max_seconds: float | None = None) -> list[Result]:
+    def predict_items(
+        self, items: Sequence[Item], progress: bool = True, max_seconds: float | None = None
+    ) -> list[Result]:
         """Every item's prediction (a long recording's segments in its place); a bad item is one
         :class:`Result` with its error line and the rest go on."""
         from tqdm import tqdm
@@ -552,7 +559,12 @@ class System:
         for j, ((a, b), text) in enumerate(zip(spans, texts)):
             if self._needs_alignment and not (text and text.strip()):
                 results.append(
-                    Result(item.name, error=f"{item.name}: segment {a:.2f}-{b:.2f} s: no words of the transcript fall in it", start=a, end=b)
+                    Result(
+                        item.name,
+                        error=f"{item.name}: segment {a:.2f}-{b:.2f} s: no words of the transcript fall in it",
+                        start=a,
+                        end=b,
+                    )
                 )
                 continue
             wav = _write_wav(tmp / f"u{n:06d}-{j:04d}.wav", wave[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)])
@@ -563,20 +575,33 @@ class System:
             results[pos].note = "; ".join(x for x in (f"split by {how}", results[pos].note) if x)
         return [r for r in results if r is not None]
 
-    def _segment_texts(self, item: Item, wave: np.ndarray, spans: list[tuple[float, float]], tmp: Path, n: int) -> list[str]:
+    def _segment_texts(
+        self, item: Item, wave: np.ndarray, spans: list[tuple[float, float]], tmp: Path, n: int
+    ) -> list[str]:
         """A long recording's transcript cut at the segments: the whole recording aligned by the
         system's backend, each word given to the segment holding its midpoint (our choice)."""
         from mger.alignment.base import Alignment
         from mger.alignment.stage import align_one
 
         wav = item.audio if isinstance(item.audio, (str, Path)) else _write_wav(tmp / f"u{n:06d}-all.wav", wave)
-        result, _ = align_one(self.aligner(), _utterance(f"u{n:06d}", wav, len(wave) / SAMPLE_RATE, item.text or ""), self.meta["alignment"]["on_failure"])
+        result, _ = align_one(
+            self.aligner(),
+            _utterance(f"u{n:06d}", wav, len(wave) / SAMPLE_RATE, item.text or ""),
+            self.meta["alignment"]["on_failure"],
+        )
         if not isinstance(result, Alignment):
-            raise SystemRefused(f"{item.name}: the whole transcript could not be aligned to cut it at pauses ({result.reason})")
+            raise SystemRefused(
+                f"{item.name}: the whole transcript could not be aligned to cut it at pauses ({result.reason})"
+            )
         texts: list[list[str]] = [[] for _ in spans]
         for w in result.words:
             mid = (w.start + w.end) / 2
-            k = min(range(len(spans)), key=lambda i: 0 if spans[i][0] <= mid < spans[i][1] else min(abs(mid - spans[i][0]), abs(mid - spans[i][1])))
+            k = min(
+                range(len(spans)),
+                key=lambda i: (
+                    0 if spans[i][0] <= mid < spans[i][1] else min(abs(mid - spans[i][0]), abs(mid - spans[i][1]))
+                ),
+            )
             texts[k].append(w.label)
         return [" ".join(t) for t in texts]
 
@@ -590,9 +615,7 @@ class System:
         rows: dict[str, list[np.ndarray]] = {}
         for kind in self.kinds:
             rows |= self._extract(kind, utts, table)
-        data = TensorSet(
-            {n: _ragged(rows[n]) for n in self.inputs}, torch.zeros(len(utts), dtype=torch.long)
-        )
+        data = TensorSet({n: _ragged(rows[n]) for n in self.inputs}, torch.zeros(len(utts), dtype=torch.long))
         probs = self.classify(data)
         out = []
         for i, (utt, span, item) in enumerate(jobs):

@@ -37,9 +37,11 @@ def _cmd_export(args: argparse.Namespace, params: Params) -> None:
     system = export_system(params, args.experiment, out, args.fold)
     what = f"fold {args.fold}'s system" if args.fold is not None else "the final system (every session)"
     check = system.get("check", {})
-    same = f"; reproduces {check['rows_compared']} evaluation rows within {check['max_abs_diff']:.1e}" if check.get(
-        "rows_compared"
-    ) else ""
+    same = (
+        f"; reproduces {check['rows_compared']} evaluation rows within {check['max_abs_diff']:.1e}"
+        if check.get("rows_compared")
+        else ""
+    )
     print(
         f"export {args.experiment}: {what}, {len(system['members'])} member(s) over seeds {system['seeds']}{same} "
         f"in {time.perf_counter() - t0:.1f}s → {out}"
@@ -57,7 +59,10 @@ def audio_items(paths: list[str]) -> list[tuple[str, str | None]]:
                 rows = list(csv.DictReader(fh))
             if rows and "path" not in rows[0]:
                 raise StageError(f"{p}: a CSV list needs a 'path' column (and optionally 'text')")
-            out += [(str((p.parent / r["path"]) if not Path(r["path"]).is_absolute() else r["path"]), r.get("text")) for r in rows]
+            out += [
+                (str((p.parent / r["path"]) if not Path(r["path"]).is_absolute() else r["path"]), r.get("text"))
+                for r in rows
+            ]
         else:
             out.append((str(p), None))
     return out
@@ -184,7 +189,9 @@ def add_commands(add: Callable[..., argparse.ArgumentParser], parse_fold: Callab
     src.add_argument("--text", help="the transcript (the same for every file)")
     src.add_argument("--transcripts", help="CSV (path or name, text) or JSONL (wav, text) of transcripts")
     src.add_argument("--asr", action="store_true", help="transcribe the audio (the transcribe stage's backends)")
-    p.add_argument("--out", default="predictions.csv", help="CSV or JSON (by suffix) to write (default predictions.csv)")
+    p.add_argument(
+        "--out", default="predictions.csv", help="CSV or JSON (by suffix) to write (default predictions.csv)"
+    )
     p.add_argument(
         "--max-seconds",
         type=float,

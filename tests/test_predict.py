@@ -157,7 +157,17 @@ def finetuned_run(tiny_models, aligned, tmp_path_factory) -> dict:
 def test_exported_finetuned_fold_system_predicts_as_the_evaluation_did(finetuned_run, aligned) -> None:
     tmp = finetuned_run["tmp"]
     system = tmp / "systems" / "ft"
-    _run("export", "--params", finetuned_run["params"], "--experiment", "ft_coatt", "--fold", str(FOLD), "--out", str(system))
+    _run(
+        "export",
+        "--params",
+        finetuned_run["params"],
+        "--experiment",
+        "ft_coatt",
+        "--fold",
+        str(FOLD),
+        "--out",
+        str(system),
+    )
     meta = json.loads((system / "system.json").read_text())
     assert meta["stores"]["speech"]["settings"]["model"] == "encoders/speech"  # the fold's encoder, copied
     assert (system / "encoders" / "speech").is_dir() and (system / "encoders" / "text").is_dir()
@@ -202,7 +212,11 @@ def test_bad_files_and_refusals(frozen, aligned, tmp_path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     wave = read_audio(utt.wav)
-    sf.write(folder / "a_stereo_44k.wav", np.stack([np.interp(np.arange(0, len(wave), 16000 / 44100), np.arange(len(wave)), wave)] * 2, 1), 44100)
+    sf.write(
+        folder / "a_stereo_44k.wav",
+        np.stack([np.interp(np.arange(0, len(wave), 16000 / 44100), np.arange(len(wave)), wave)] * 2, 1),
+        44100,
+    )
     (folder / "b_broken.wav").write_bytes(b"RIFF not a wav")
     out = tmp_path / "p.json"
     assert main(["predict", str(system), str(folder), "--text", utt.text, "--out", str(out), "--device", "cpu"]) == 0
