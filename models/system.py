@@ -37,7 +37,7 @@ import shutil
 import sys
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -372,7 +372,6 @@ class Result:
     end: float | None = None
     text: str | None = None
     note: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def label(self) -> str | None:
@@ -538,9 +537,7 @@ class System:
 
     def _predict_one(self, item: Item, tmp: Path, n: int, limit: float) -> list[Result]:
         self.check_item(item)
-        if item.audio is None:  # text alone, token level
-            utt = Utterance(f"u{n:06d}", 0, "", "", "", False, "", 0.0, item.text or "", "", "", 0, 0, 0)
-            return [self._predict_utts([(utt, None, item)], tmp)[0]]
+        assert item.audio is not None  # check_item: every system reads audio (text stores need word alignment)
         wave = item.audio if isinstance(item.audio, np.ndarray) else read_audio(item.audio)
         wave = np.asarray(wave, dtype=np.float32)
         if wave.ndim != 1 or not len(wave):
