@@ -55,8 +55,18 @@ from mger.core.splits import FoldSplit, final_split, fold_split
 from mger.features.cache import FeatureStore, Ragged
 
 # --- the calls into the extract stage and the experiment runner (one place, re-pointed at merges) ---
-from mger.features.extract import Inputs as _ExtractInputs, build_encoder, speech_part, store_config, text_part
+from mger.features.extract import (
+    Inputs as _ExtractInputs,
+    build_encoder,
+    check_store_inputs,
+    finetuned_setup,
+    speech_part,
+    store_config,
+    store_path as extracted_store,
+    text_part,
+)
 from mger.models.experiment import (
+    check_store_settings,
     experiment_utterances,
     load_inputs,
     members,
@@ -114,8 +124,6 @@ def _store_settings(kind: str, spec: ExperimentSpec, params: Params, path: Path,
     cfg = store_config(params.features, store)
     if spec.features != "finetuned":
         return cfg
-    from mger.features.extract import finetuned_setup
-
     finetune = params.finetune.variant(spec.finetune)
     ft_cfg, _, kinds = finetuned_setup(cfg, finetune, int(fold))  # type: ignore[arg-type]
     return ft_cfg if kind in kinds else cfg
@@ -204,6 +212,11 @@ def export_system(params: Params, name: str, out: str | Path, fold: int | None =
     split = _split(utts, fold, params.split.seed)
     store_fold = fold if fold is not None else -1
     paths = {kind: store_path(kind, spec, params.features, params.finetune, store_fold) for kind in _kinds(names)}
+    for kind, path in paths.items():  # what `mger train` checks before it reads a store
+        check_store_inputs(path, params.prepare.manifest, segments)
+        store = spec.speech_store if kind == "speech" else kind
+        finetuned = path != extracted_store(params.features.out, store)
+        check_store_settings(path, kind, store_config(params.features, store), finetuned=finetuned)
     with _one_thread():
         data = TensorSet(load_inputs(names, paths, ids, store_fold), torch.as_tensor(labels))
         record, tensors, test_probs = _train_members(spec, params, data, split, classes, labels)
@@ -213,24 +226,7 @@ def export_system(params: Params, name: str, out: str | Path, fold: int | None =
     (tmp / "members").mkdir(parents=True)
     for file, t in tensors.items():
         save_file({k: v.contiguous() for k, v in t.items()}, str(tmp / file))
-    stores = {}
-    for kind, path in paths.items():
-        cfg = _store_settings(kind, spec, params, path, fold)
-        section = dataclasses.asdict(cfg.speech if kind == "speech" else cfg.text)
-        model = section["model"]
-        if Path(model).is_dir():  # a local folder: copied, so the system is self-contained
-            shutil.copytree(model, tmp / "encoders" / kind)
-            section["model"] = f"encoders/{kind}"
-        stores[kind] = {
-            "store": spec.speech_store if kind == "speech" else kind,
-            "settings": section,
-            "features": {"device": cfg.device, "dtype": cfg.dtype, "batch_seconds": cfg.batch_seconds},
-            "identity": _identity(path),
-            "levels": sorted({n.split(":")[1] for n in names if n.startswith(kind + ":")}),
-        }
-    text_source = getattr(params.features.text, "source", None) or getattr(
-        getattr(params, "text", None), "source", "gold"
-    )
+    stores = _store_records(spec, params, paths, names, fold, tmp)
     system = {
         "format": FORMAT,
         "mger_version": __version__,
@@ -245,7 +241,7 @@ def export_system(params: Params, name: str, out: str | Path, fold: int | None =
             "on_failure": params.align.on_failure,
             "settings": dataclasses.asdict(params.align),
         },
-        "text_source": text_source,
+        "text_source": _text_source(params),
         "split": {
             "seed": params.split.seed,
             "val_speakers": split.val_speakers,
@@ -263,6 +259,35 @@ def export_system(params: Params, name: str, out: str | Path, fold: int | None =
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return system
+
+
+def _store_records(
+    spec: ExperimentSpec, params: Params, paths: dict[str, Path], names: list[str], fold: int | None, folder: Path
+) -> dict[str, dict]:
+    """system.json's ``stores``: per kind the store's name, encoder settings, identity and the
+    levels read; a local encoder folder is copied to ``folder/encoders/<kind>``."""
+    stores = {}
+    for kind, path in paths.items():
+        cfg = _store_settings(kind, spec, params, path, fold)
+        section = dataclasses.asdict(cfg.speech if kind == "speech" else cfg.text)
+        if Path(section["model"]).is_dir():  # a local folder: copied, so the system is self-contained
+            shutil.copytree(section["model"], folder / "encoders" / kind)
+            section["model"] = f"encoders/{kind}"
+        stores[kind] = {
+            "store": spec.speech_store if kind == "speech" else kind,
+            "settings": section,
+            "features": {"device": cfg.device, "dtype": cfg.dtype, "batch_seconds": cfg.batch_seconds},
+            "identity": _identity(path),
+            "levels": sorted({n.split(":")[1] for n in names if n.startswith(kind + ":")}),
+        }
+    return stores
+
+
+def _text_source(params: Params) -> str:
+    """Where the transcripts the text store read came from (``gold`` until the transcribe stage
+    adds ``text.source``)."""
+    section = getattr(params, "text", None) or params.features.text
+    return str(getattr(section, "source", "gold"))
 
 
 def _train_members(
