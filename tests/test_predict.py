@@ -274,6 +274,8 @@ def test_long_recording_is_split_at_pauses_and_predicted_per_segment(frozen, ali
     assert near >= 0.8 * len(rows), (starts, spans)
     for r in rows:
         assert abs(sum(float(v) for k, v in r.items() if k.startswith("p_")) - 1) < 1e-4
+    with pytest.raises(Exception, match="reads speech; text alone"):  # an audio system refuses text alone
+        mger.load_system(system, device="cpu").predict(None, text="hello there")
 
 
 def test_long_recording_with_one_transcript_gives_each_segment_its_words(frozen, aligned, tmp_path) -> None:
