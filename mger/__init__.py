@@ -16,7 +16,6 @@ if (_checkout / "setup.cfg").is_file() and (_checkout / "pipeline" / "cli.py").i
     __path__.append(str(_checkout))
 
 
-
 def load_system(path, device: str = "auto"):
     """A system folder written by ``mger export`` (:func:`mger.models.system.load_system`).
     Imported on first use, by name: ``mger`` itself (imported by every layer for
