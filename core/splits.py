@@ -198,3 +198,26 @@ def validation_halves(utts: Sequence[Utterance], split: FoldSplit) -> tuple[list
     taken = set(first)
     second = [p for p in range(len(ids)) if p not in taken]
     return first, second, how
+
+
+def final_split(utts: Sequence[Utterance], split_seed: int = 0) -> FoldSplit:
+    """The final system's split (``mger export`` without ``--fold``): every session trains, and
+    validation (early stopping, late-fusion weights) is carved as in the folds, by
+    :func:`validation_speakers` over all speakers with fold ``0`` (no session is tested);
+    one speaker only: every fifth utterance.  ``test`` is empty."""
+    if not utts:
+        raise SplitError("final split: no utterances")
+    rest = list(range(len(utts)))
+    speakers = training_speakers(utts, rest)
+    chosen, how = validation_speakers(speakers, 0, split_seed)
+    val = [i for i in rest if utts[i].speaker in chosen]
+    train = [i for i in rest if utts[i].speaker not in chosen]
+    disjoint, warning = bool(train), None
+    if not disjoint:
+        rest = sorted(rest, key=lambda i: utts[i].utt_id)
+        val, train = rest[::5], [i for k, i in enumerate(rest) if k % 5]
+        how = f"every fifth utterance (the corpus holds one speaker, {chosen[0]})"
+        warning = f"final split: validation is {how}: not speaker-disjoint from training"
+    if not train or not val:
+        raise SplitError(f"final split: too few utterances for train/validation ({len(utts)})")
+    return FoldSplit(0, sorted(train), sorted(val), [], sorted({utts[i].speaker for i in val}), disjoint, how, warning)

@@ -39,3 +39,12 @@ _checkout = _Path(__file__).resolve().parent.parent
 if (_checkout / "setup.cfg").is_file() and (_checkout / "pipeline" / "cli.py").is_file():
     if not any(type(f).__name__ == "_CheckoutFinder" for f in _sys.meta_path):  # once, even on a reload
         _sys.meta_path.insert(0, _CheckoutFinder(_checkout))
+
+
+def load_system(path, device: str = "auto"):
+    """A system folder written by ``mger export`` (:func:`mger.models.system.load_system`).
+    Imported on first use, by name: ``mger`` itself (imported by every layer for
+    ``__version__``) draws no edge to ``mger.models`` in the layer graph."""
+    import importlib
+
+    return importlib.import_module("mger.models.system").load_system(path, device)

@@ -464,6 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add("summary", _cmd_summary, "Print what the pipeline has produced so far (counts, results).")
+    from mger.pipeline.predict import add_commands  # export, predict (docs/inference.md)
+
+    add_commands(add, _parse_fold)
     return parser
 
 
