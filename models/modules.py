@@ -55,6 +55,11 @@ class ModelConfig:
     stacked_layers: dict[str, int] = field(default_factory=dict)  # input name → layers on its extra axis
     layer_weights: str = "off"  # off | mean | learned: how a stacked input's layers are combined
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        """The config ``dataclasses.asdict`` wrote (a system folder's JSON): its head rebuilt."""
+        return cls(**{**data, "head": HeadConfig(**data.get("head", {}))})
+
     @property
     def speech_inputs(self) -> list[str]:
         return [f"speech:{lv}" for lv in self.speech_levels]

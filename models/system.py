@@ -447,7 +447,7 @@ class System:
         return float(speech["settings"].get("max_seconds") or 30.0) if speech else 30.0
 
     def _load_member(self, entry: dict) -> tuple[dict, object]:
-        cfg = ModelConfig(**entry["config"])
+        cfg = ModelConfig.from_dict(entry["config"])
         tensors = load_file(str(self.path / entry["file"]))
         if cfg.kind == "probe":
             return entry, tensors
@@ -683,7 +683,7 @@ class System:
             for entry, model in self.members:
                 cfg = entry["config"]
                 if cfg["kind"] == "probe":
-                    names = input_names(ModelConfig(**cfg))
+                    names = input_names(ModelConfig.from_dict(cfg))
                     p = probe_proba(model, probe_inputs(data.inputs, names), len(self.classes))  # type: ignore[arg-type]
                 else:
                     p = predict_proba(model, scaled)  # type: ignore[arg-type]

@@ -198,8 +198,8 @@ def test_rerun_removes_textgrids_of_dropped_utterances_and_refuses_duplicate_ids
 def test_align_stage_depends_only_on_manifest_code_and_align_params() -> None:
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     align = stages["align"]
-    assert align["params"] == ["align"]
-    assert align["deps"][0] == "${prepare.manifest}"
+    assert align["params"] == ["transcribe.source", "align"]  # the source picks the manifest it reads
+    assert align["deps"][:3] == ["${prepare.manifest}", "${transcribe.manifest}", "${transcribe.manifest}.source.json"]
     assert all(not d.startswith(("features", "models", "data/", "reports")) for d in align["deps"])
 
 
