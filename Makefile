@@ -15,6 +15,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev,opensmile]'
+	$(BIN)/python -m pip install -q --no-deps silero-vad==6.2.3  # mger predict: its VAD model (JIT); --no-deps: no torchaudio
 	touch $@
 
 demo: $(STAMP)
