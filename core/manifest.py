@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path, PurePath
 from typing import Iterable, Sequence
 
-from mger.core.reporting import atomic_path
+from mger.core.reporting import write_jsonl
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,7 @@ MANIFEST_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Utterance))
 def write_manifest(path: str | Path, utterances: Iterable[Utterance]) -> int:
     """Write one JSON object per line, atomically (the old manifest stays whole if writing
     fails); return the number written."""
-    n = 0
-    with atomic_path(path) as tmp:
-        with tmp.open("w", encoding="utf-8") as fh:
-            for utt in utterances:
-                fh.write(json.dumps(asdict(utt), ensure_ascii=False) + "\n")
-                n += 1
-    return n
+    return write_jsonl(path, utterances)
 
 
 def portable_path(path: str | Path) -> str:

@@ -142,6 +142,18 @@ def write_csv_atomic(path: str | Path, fieldnames: Sequence[str], rows: Iterable
     write_text_atomic(path, buf.getvalue())
 
 
+def write_jsonl(path: str | Path, rows: Iterable[Any]) -> int:
+    """Write one JSON object per line (dataclass rows as their fields), atomically: the old file
+    stays whole if writing fails.  Returns the number of rows written."""
+    n = 0
+    with atomic_path(path) as tmp:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
+                n += 1
+    return n
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically (see :func:`atomic_path`)."""
     write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")

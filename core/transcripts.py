@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from mger.core.manifest import Utterance
-from mger.core.reporting import StageError, atomic_path, write_json
+from mger.core.reporting import StageError, write_json, write_jsonl
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,7 @@ TRANSCRIPT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Transcript))
 
 def write_transcripts(path: str | Path, rows: Iterable[Transcript]) -> int:
     """One JSON object per line, atomically; the number written."""
-    n = 0
-    with atomic_path(path) as tmp:
-        with tmp.open("w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
-                n += 1
-    return n
+    return write_jsonl(path, rows)
 
 
 def read_transcripts(path: str | Path) -> dict[str, Transcript]:
