@@ -1,10 +1,10 @@
 """The corpus stages' sections of params.yaml: ``synth`` (:mod:`mger.corpus.synth`), ``prepare``
-(:mod:`mger.corpus.iemocap`) and ``split`` (:mod:`mger.core.splits`).  Their numeric ranges are
+(:mod:`mger.corpus.readers`) and ``split`` (:mod:`mger.core.splits`).  Their numeric ranges are
 rows of :data:`mger.core.config.RANGES`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 from mger.core.config_loader import NAME_PATTERN, ConfigError
@@ -34,26 +34,48 @@ class SynthConfig:
             )
 
 
+def _check_class_map(key: str, class_map: Union[str, dict[str, str]]) -> None:
+    for code, name in class_map.items() if isinstance(class_map, dict) else []:
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+            raise ConfigError(
+                f"{key}.{code}: {name!r} is not a class name: use letters, digits, _ and - "
+                "(it becomes a column of the predictions CSV and a label in the figures)"
+            )
+
+
+@dataclass
+class CorpusSource:
+    """One corpus of ``prepare.corpora`` (combined into one manifest)."""
+
+    corpus: str
+    root: str
+    class_map: Union[str, dict[str, str]] = "4class"
+
+
 @dataclass
 class PrepareConfig:
-    """``mger prepare``: corpus root → manifest.
+    """``mger prepare``: corpus root → manifest (:mod:`mger.corpus.readers`).
 
-    ``class_map`` is a named map (``4class``, ``5class``, ``6class``) or an explicit mapping
-    from EmoEvaluation codes to class names; codes outside it are dropped.
+    ``corpus`` names the reader (``iemocap``, ``msp_podcast``, ``meld``, ``crema_d``,
+    ``ravdess``, ``csv``); ``class_map`` is a named map of that corpus (``4class``, ...) or an
+    explicit mapping from its raw label codes to class names; codes outside it are dropped.
+    ``corpora`` (name → corpus, root, class_map), when given, replaces corpus/root/class_map:
+    every corpus is read and all go into one manifest, ids prefixed ``<name>-``.
     """
 
     root: str = "data/synth"
     manifest: str = "data/manifest.jsonl"
     report: str = "reports/data_quality.json"
     class_map: Union[str, dict[str, str]] = "4class"
+    corpus: str = "iemocap"
+    corpora: dict[str, CorpusSource] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for code, name in self.class_map.items() if isinstance(self.class_map, dict) else []:
-            if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-                raise ConfigError(
-                    f"prepare.class_map.{code}: {name!r} is not a class name: use letters, digits, _ and - "
-                    "(it becomes a column of the predictions CSV and a label in the figures)"
-                )
+        _check_class_map("prepare.class_map", self.class_map)
+        for name, source in self.corpora.items():
+            if not NAME_PATTERN.fullmatch(name):
+                raise ConfigError(f"prepare.corpora.{name}: not a corpus name (letters, digits, _ and -)")
+            _check_class_map(f"prepare.corpora.{name}.class_map", source.class_map)
 
 
 @dataclass

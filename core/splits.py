@@ -32,7 +32,17 @@ import itertools
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from mger.core.manifest import Utterance, sessions
+from mger.core.manifest import Utterance, groups
+
+
+def _group_index(utts: Sequence[Utterance]) -> dict[str, int]:
+    """group → fold number (1-based position among the sorted groups; IEMOCAP Ses01..Ses05 → 1..5)."""
+    return {g: k for k, g in enumerate(groups(utts), 1)}
+
+
+def sessions(utts: Sequence[Utterance]) -> list[int]:
+    """The fold numbers present (one per group)."""
+    return sorted(_group_index(utts).values())
 
 
 class SplitError(ValueError):
@@ -78,9 +88,10 @@ def _gender(value: str) -> str:
 def training_speakers(utts: Sequence[Utterance], indices: Sequence[int]) -> dict[str, Speaker]:
     """speaker → :class:`Speaker` over ``utts[indices]``; a speaker given two genders is refused."""
     found: dict[str, tuple[set[int], set[str]]] = {}
+    index = _group_index(utts)
     for i in indices:
         sess, genders = found.setdefault(utts[i].speaker, (set(), set()))
-        sess.add(utts[i].session)
+        sess.add(index[utts[i].group])
         genders.add(_gender(utts[i].gender))
     out = {}
     for name, (sess, genders) in found.items():
@@ -147,8 +158,9 @@ def fold_split(utts: Sequence[Utterance], fold: int, split_seed: int = 0) -> Fol
             f"fold {fold}: leave-one-session-out needs at least two sessions, the manifest has "
             f"only session {present[0]}"
         )
-    test = [i for i, u in enumerate(utts) if u.session == fold]
-    rest = [i for i, u in enumerate(utts) if u.session != fold]
+    index = _group_index(utts)
+    test = [i for i, u in enumerate(utts) if index[u.group] == fold]
+    rest = [i for i, u in enumerate(utts) if index[u.group] != fold]
     speakers = training_speakers(utts, rest)
     chosen, how = validation_speakers(speakers, fold, split_seed)
     val = [i for i in rest if utts[i].speaker in chosen]

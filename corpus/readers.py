@@ -20,7 +20,7 @@ import importlib
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Union
 
@@ -96,6 +96,39 @@ def resolve_class_map(entry: ReaderEntry, spec: Union[str, Mapping[str, str]]) -
     return dict(spec)
 
 
+def _section(
+    corpus: str, root: str | Path, mapping: Mapping[str, str], found: CorpusRead, log: ProblemLog
+) -> dict[str, Any]:
+    """The data-quality report of one corpus read."""
+    utterances = found.utterances
+    return {
+        "corpus": corpus,
+        "root": portable_path(Path(root).resolve()),
+        "class_map": dict(mapping),
+        "kept": len(utterances),
+        "dropped": sum(not p.kept for p in log.problems),
+        "per_class": dict(sorted(Counter(u.label for u in utterances).items())),
+        "per_raw_label_kept": dict(sorted(Counter(u.label_raw for u in utterances).items())),
+        "per_group": dict(sorted(Counter(u.group for u in utterances).items())),
+        "per_partition": dict(sorted(Counter(u.partition for u in utterances).items())),
+        "per_speaker": dict(sorted(Counter(u.speaker for u in utterances).items())),
+        "per_text_source": dict(sorted(Counter(u.text_source for u in utterances).items())),
+        "hours": round(sum(u.duration for u in utterances) / 3600, 4),
+        "problems": log.as_json(),
+        **found.details,
+    }
+
+
+def _summary(what: str, utterances: list[Utterance], logs: list[ProblemLog], t0: float, manifest: str | Path) -> None:
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(Counter(u.label for u in utterances).items()))
+    dropped = sum(not p.kept for log in logs for p in log.problems)
+    warned = sum(p.kept for log in logs for p in log.problems)
+    print(
+        f"prepare {what}: kept {len(utterances)} utterances ({counts}); dropped {dropped}, "
+        f"{warned} kept with a warning; {time.perf_counter() - t0:.1f}s → {manifest}"
+    )
+
+
 def prepare_corpus(
     corpus: str,
     root: str | Path,
@@ -115,30 +148,66 @@ def prepare_corpus(
     if not utterances:
         raise StageError(f"{root}: no usable utterance found ({len(log.problems)} problems; see {report})")
     write_manifest(manifest, utterances)
-    by_class = Counter(u.label for u in utterances)
-    dropped = sum(not p.kept for p in log.problems)
+    write_json(report, _section(corpus, root, mapping, found, log))
+    _summary(corpus, utterances, [log], t0, manifest)
+    return utterances
+
+
+@dataclass(frozen=True)
+class Source:
+    """One corpus of a combined prepare (``prepare.corpora``): its reader, root and class map."""
+
+    corpus: str
+    root: str | Path
+    class_map: Union[str, Mapping[str, str]]
+
+
+def combined_row(name: str, utt: Utterance) -> Utterance:
+    """``utt`` in a combined manifest: its id, speaker and group prefixed ``<name>-`` (ids stay
+    file-name-safe; no two corpora share a speaker or a group)."""
+    return replace(utt, utt_id=f"{name}-{utt.utt_id}", speaker=f"{name}-{utt.speaker}", group=f"{name}-{utt.group}")
+
+
+def prepare_corpora(
+    sources: Mapping[str, Source],
+    manifest: str | Path,
+    report: str | Path,
+    quiet: bool = False,
+) -> list[Utterance]:
+    """Read every corpus of ``sources`` (name → :class:`Source`) into one manifest (rows through
+    :func:`combined_row`, corpora in name order) and one data-quality report: the totals, and a
+    section per corpus under ``corpora`` (as :func:`prepare_corpus` writes for one)."""
+    t0 = time.perf_counter()
+    if not sources:
+        raise StageError("prepare.corpora: no corpus to combine")
+    utterances: list[Utterance] = []
+    sections: dict[str, dict[str, Any]] = {}
+    logs = []
+    for name in sorted(sources):
+        source = sources[name]
+        entry = reader(source.corpus)
+        mapping = resolve_class_map(entry, source.class_map)
+        log = ProblemLog(quiet=quiet)
+        root = Path(source.root).resolve()
+        found = entry.read(root, mapping, log)
+        if not found.utterances:
+            raise StageError(
+                f"prepare.corpora.{name}: {root}: no usable utterance found ({len(log.problems)} problems)"
+            )
+        utterances += [combined_row(name, u) for u in found.utterances]
+        sections[name] = _section(source.corpus, root, mapping, found, log)
+        logs.append(log)
+    write_manifest(manifest, utterances)
     write_json(
         report,
         {
-            "corpus": corpus,
-            "root": portable_path(root),
-            "class_map": mapping,
+            "corpora": sections,
             "kept": len(utterances),
-            "dropped": dropped,
-            "per_class": dict(sorted(by_class.items())),
-            "per_raw_label_kept": dict(sorted(Counter(u.label_raw for u in utterances).items())),
-            "per_group": dict(sorted(Counter(u.group for u in utterances).items())),
-            "per_partition": dict(sorted(Counter(u.partition for u in utterances).items())),
-            "per_speaker": dict(sorted(Counter(u.speaker for u in utterances).items())),
-            "per_text_source": dict(sorted(Counter(u.text_source for u in utterances).items())),
+            "dropped": sum(s["dropped"] for s in sections.values()),
+            "per_corpus": {name: s["kept"] for name, s in sections.items()},
+            "per_class": dict(sorted(Counter(u.label for u in utterances).items())),
             "hours": round(sum(u.duration for u in utterances) / 3600, 4),
-            "problems": log.as_json(),
-            **found.details,
         },
     )
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(by_class.items()))
-    print(
-        f"prepare {corpus}: kept {len(utterances)} utterances ({counts}); dropped {dropped}, "
-        f"{sum(p.kept for p in log.problems)} kept with a warning; {time.perf_counter() - t0:.1f}s → {manifest}"
-    )
+    _summary(" + ".join(sorted(sources)), utterances, logs, t0, manifest)
     return utterances

@@ -8,7 +8,7 @@ initialisation and data order only.  All inputs are loaded once for the whole co
 indexed per fold.
 
 Outputs: ``reports/metrics/<experiment>.json`` (test statistics of :mod:`mger.models.stats`,
-validation WA/UA/F1, per-fold validation speakers, improvised/scripted breakdown,
+validation WA/UA/F1, per-fold validation speakers, improvised/scripted breakdown (IEMOCAP rows),
 provenance), ``reports/predictions/<experiment>.csv`` (every test utterance, fold and seed,
 with class probabilities) and the per-epoch history ``reports/epochs/<experiment>.csv``.
 Each is written whole (atomic rename); the metrics JSON last, with the sha256 of the
@@ -67,7 +67,7 @@ from mger.models.modules import LayerWeighted, ModelConfig, input_names
 from mger.models.predictions import Predictions, write_predictions
 from mger.models.probe import LinearProbe, probe_inputs
 from mger.models.registry import check_model_kinds, model_kind
-from mger.models.stats import METHOD, breakdown, clusters_of, sd, summarize
+from mger.models.stats import METHOD, by_improvised, clusters_of, sd, summarize
 from mger.models.train import TensorSet, combine_probs, cross_fitted_proba, fit, fit_weights, predict_proba, standardize
 
 
@@ -369,7 +369,6 @@ class ExperimentRun:
     def result(self, pred: Predictions) -> dict:
         """The metrics JSON (without the output hashes :meth:`write` adds)."""
         spec, train_cfg, splits = self.spec, self.train_cfg, self.splits
-        improvised = {u.utt_id: "improvised" if u.improvised else "scripted" for u in self.utts}
         groups, unit = clusters_of(self.utts)
         stats = summarize(pred, groups=groups, unit=unit)
         seeds = train_cfg.seeds
@@ -384,7 +383,7 @@ class ExperimentRun:
                 m: _summary(np.array([[self.val_scores[(f, s)][m] for f in splits] for s in seeds]))
                 for m in ("wa", "ua", "f1")
             },
-            "by_improvised": breakdown(pred, improvised.__getitem__),
+            **({"by_improvised": kinds} if (kinds := by_improvised(pred, self.utts)) else {}),
             "folds": {
                 str(f): _fold_entry(stats["folds"][str(f)], {s: self.val_scores[(f, s)] for s in seeds}, splits[f])
                 for f in splits

@@ -51,7 +51,7 @@ from tqdm import tqdm
 
 from mger.core.audio import read_audio
 from mger.core.config import FeaturesConfig, FinetuneConfig
-from mger.core.manifest import Utterance
+from mger.core.manifest import Utterance, groups
 from mger.core.reporting import StageError
 from mger.core.splits import fold_split
 from mger.features.encoders import (
@@ -79,10 +79,7 @@ class FinetuneSplit:
     val: list[Utterance]
     classes: list[str]
     validation: str = ""  # how the validation set was chosen (mger.core.splits.FoldSplit.validation)
-
-    @property
-    def train_sessions(self) -> list[int]:
-        return sorted({u.session for u in self.train + self.val})
+    train_sessions: list[int] = dataclasses.field(default_factory=list)  # the fold numbers of the training groups
 
     def describe(self) -> dict:
         return {
@@ -102,15 +99,12 @@ def finetune_split(utts: Sequence[Utterance], fold: int, split_seed: int) -> Fin
     split = fold_split(utts, fold, split_seed)
     if split.warning:
         print(f"warning: finetune: {split.warning}", file=sys.stderr)
-    out = FinetuneSplit(
-        fold,
-        [utts[i] for i in split.train],
-        [utts[i] for i in split.val],
-        sorted({u.label for u in utts}),
-        split.validation,
-    )
-    if any(u.session == fold for u in out.train + out.val):  # fold_split guarantees it; never trust silently
-        raise StageError(f"fold {fold}: a test-session utterance reached the fine-tuning split")
+    number = {g: k for k, g in enumerate(groups(utts), 1)}  # group → its fold (mger.core.splits)
+    train, val = [utts[i] for i in split.train], [utts[i] for i in split.val]
+    trained = sorted({number[u.group] for u in train + val})
+    out = FinetuneSplit(fold, train, val, sorted({u.label for u in utts}), split.validation, trained)
+    if fold in trained:  # fold_split guarantees it; never trust silently
+        raise StageError(f"fold {fold}: a test-group utterance reached the fine-tuning split")
     return out
 
 

@@ -30,6 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from mger.core.config import Params
+from mger.core.manifest import read_manifest
 from mger.core.reporting import StageError, write_json, write_text_atomic
 from mger.models.modules import aux_tasks
 from mger.models.registry import model_kind
@@ -153,6 +154,57 @@ def _corpus_line(params: Params, m: dict) -> str:
             f"noise ({align})."
         )
     return line
+
+
+PROTOCOLS = {  # split.protocol → its words in the report
+    "loso": "leave one group out",
+    "predefined": "the corpus's own partitions",
+    "speaker_folds": "speaker-independent folds",
+    "cross_corpus": "cross-corpus (train on one corpus, test on another)",
+}
+
+
+def protocol_of(params: Params) -> str:
+    """``split.protocol`` where params have one, else ``loso`` (leave one group out)."""
+    return getattr(params.split, "protocol", None) or "loso"
+
+
+def manifest_lines(params: Params) -> list[str]:
+    """The corpus (or corpora), protocol and class map, and the manifest's counts per partition
+    and class: what the table's numbers are about (from ``prepare.manifest``, its
+    data-quality report for the class map)."""
+    path = Path(params.prepare.manifest)
+    if not path.is_file():
+        return []
+    utts = read_manifest(path)
+    corpora = sorted({u.corpus for u in utts})
+    protocol = protocol_of(params)
+    quality = Path(params.prepare.report)
+    maps = {}
+    if quality.is_file():
+        q = json.loads(quality.read_text(encoding="utf-8"))
+        sections = q.get("corpora") or {q.get("corpus", ", ".join(corpora)): q}
+        maps = {name: sec.get("class_map", {}) for name, sec in sections.items()}
+    named = params.prepare.class_map if isinstance(params.prepare.class_map, str) else "custom"
+    lines = [
+        f"Corpus: {', '.join(corpora)}. Protocol: {PROTOCOLS.get(protocol, protocol)} (`split.protocol: {protocol}`). "
+        f"Class map: {named if not params.prepare.corpora else 'per corpus'}"
+        + "".join(
+            f"; {name}: " + ", ".join(f"{c} ← {'/'.join(sorted(k for k, v in m.items() if v == c))}" for c in sorted(set(m.values())))
+            for name, m in maps.items()
+        )
+        + ".",
+        "",
+    ]
+    classes = sorted({u.label for u in utts})
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for u in utts:
+        row = counts.setdefault((u.corpus, u.partition or "–"), dict.fromkeys(classes, 0))
+        row[u.label] += 1
+    lines += [f"| corpus | partition | {' | '.join(classes)} | all |", "|---|---|" + "---|" * (len(classes) + 1)]
+    for (corpus, part), row in sorted(counts.items()):
+        lines.append(f"| {corpus} | {part} | {' | '.join(str(row[c]) for c in classes)} | {sum(row.values())} |")
+    return lines + [""]
 
 
 def _seeds_line(m: dict) -> str:
@@ -302,27 +354,35 @@ def main_table(rows: list[Experiment]) -> list[str]:
 
 
 def detail_lines(rows: list[Experiment]) -> list[str]:
+    """Pooled metrics and per-class recall; improvised vs scripted only where the metrics hold
+    that breakdown (IEMOCAP rows, ``extras.improvised``)."""
     classes = rows[0].metrics["classes"]
+    kinds_known = any("by_improvised" in e.metrics for e in rows)
+    head = f"| experiment | pooled WA | pooled UA | {' | '.join('recall ' + c for c in classes)} |"
     lines = [
-        "## Pooled over folds, per-class recall, improvised vs scripted",
+        "## Pooled over folds, per-class recall" + (", improvised vs scripted" if kinds_known else ""),
         "",
-        "Pooled: all folds' test utterances at once (mean over seeds); recall per class pooled likewise. "
-        "Improvised / scripted: pooled WA and UA over the test utterances of each kind (n utterances). "
-        "Scripted IEMOCAP sessions repeat the same lines across sessions, which favours text under "
-        "leave-one-session-out.",
+        "Pooled: all folds' test utterances at once (mean over seeds); recall per class pooled likewise."
+        + (
+            " Improvised / scripted: pooled WA and UA over the test utterances of each kind (n utterances). "
+            "Scripted IEMOCAP sessions repeat the same lines across sessions, which favours text under "
+            "leave-one-session-out."
+            if kinds_known
+            else ""
+        ),
         "",
-        f"| experiment | pooled WA | pooled UA | {' | '.join('recall ' + c for c in classes)} | "
-        "improvised WA / UA (n) | scripted WA / UA (n) |",
-        "|---|---|---|" + "---|" * len(classes) + "---|---|",
+        head + (" improvised WA / UA (n) | scripted WA / UA (n) |" if kinds_known else ""),
+        "|---|---|---|" + "---|" * len(classes) + ("---|---|" if kinds_known else ""),
     ]
     for e in rows:
         m = e.metrics
         recall = " | ".join(pct(m["per_class_recall"][c]) for c in classes)
-        kinds = [m["by_improvised"].get(k) for k in ("improvised", "scripted")]
-        cells = [f"{pct(k['wa'])} / {pct(k['ua'])} ({k['n']})" if k else "–" for k in kinds]
-        lines.append(
-            f"| {e.name} | {pct(m['pooled']['wa'])} | {pct(m['pooled']['ua'])} | {recall} | {cells[0]} | {cells[1]} |"
-        )
+        line = f"| {e.name} | {pct(m['pooled']['wa'])} | {pct(m['pooled']['ua'])} | {recall} |"
+        if kinds_known:
+            kinds = [m.get("by_improvised", {}).get(k) for k in ("improvised", "scripted")]
+            cells = [f"{pct(k['wa'])} / {pct(k['ua'])} ({k['n']})" if k else "–" for k in kinds]
+            line += f" {cells[0]} | {cells[1]} |"
+        lines.append(line)
     return lines + [""]
 
 
@@ -378,6 +438,14 @@ def write_report(params: Params, only: Sequence[str] | None = None) -> Path:
     return out
 
 
+def _folds_words(params: Params) -> str:
+    """How the folds are made, in the report's words (IEMOCAP's groups are its sessions)."""
+    protocol = protocol_of(params)
+    if protocol == "loso" and params.prepare.corpus == "iemocap" and not params.prepare.corpora:
+        return "Leave-one-session-out"
+    return PROTOCOLS.get(protocol, protocol).capitalize()
+
+
 def _report_lines(
     params: Params, rows: list[Experiment], best: Experiment, table: list[str], figures: Path
 ) -> list[str]:
@@ -390,7 +458,8 @@ def _report_lines(
         "",
         _corpus_line(params, first),
         "",
-        f"Leave-one-session-out over {len(first['folds'])} folds. {_seeds_line(first)} WA = overall accuracy, "
+        *manifest_lines(params),
+        f"{_folds_words(params)} over {len(first['folds'])} folds. {_seeds_line(first)} WA = overall accuracy, "
         f"UA = mean per-class recall, F1 = macro-F1, all in %; WA, UA, F1 and validation UA: {SD_NOTE}. "
         f"Statistics: {METHOD}.",
         "",

@@ -699,7 +699,9 @@ def _ragged(items: list[np.ndarray]) -> Ragged:
 
 
 def _utterance(utt_id: str, wav: str | Path, seconds: float, text: str) -> Utterance:
-    return Utterance(utt_id, 0, "", "", "", False, str(wav), float(seconds), text, "", "", 0.0, 0.0, 0.0)
+    """A row for one item to predict (the text given with it, if any; no label, no group)."""
+    source = "gold" if text else "none"
+    return Utterance(utt_id, "", str(wav), float(seconds), "", "", text, source, "", "", "", "", None, None, None)
 
 
 def _write_wav(path: Path, wave: np.ndarray) -> Path:

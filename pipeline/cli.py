@@ -52,10 +52,15 @@ def _cmd_synth(args: argparse.Namespace, params: Params) -> None:
 
 
 def _cmd_prepare(args: argparse.Namespace, params: Params) -> None:
-    from mger.corpus.iemocap import prepare_corpus
+    from mger.corpus.readers import Source, prepare_corpora, prepare_corpus
 
     cfg = params.prepare
+    if cfg.corpora and not (args.corpus or args.root):
+        sources = {name: Source(c.corpus, c.root, c.class_map) for name, c in cfg.corpora.items()}
+        prepare_corpora(sources, manifest=args.out or cfg.manifest, report=args.report or cfg.report)
+        return
     prepare_corpus(
+        args.corpus or cfg.corpus,
         root=args.root or cfg.root,
         manifest=args.out or cfg.manifest,
         report=args.report or cfg.report,
@@ -204,15 +209,15 @@ def _extract_asr_text(args: argparse.Namespace, params: Params, prepared: str) -
     )
 
 
-def _need_two_sessions(manifest: str) -> None:
-    """Leave-one-session-out needs a session to test and at least one to train on."""
-    from mger.core.manifest import read_manifest, sessions
+def _need_two_groups(manifest: str) -> None:
+    """Leave-one-group-out needs a group to test and at least one to train on."""
+    from mger.core.manifest import groups, read_manifest
 
-    present = sessions(read_manifest(manifest))
+    present = groups(read_manifest(manifest))
     if len(present) < 2:
         raise StageError(
-            f"{manifest}: {len(present)} session(s) {present}; leave-one-session-out needs at least "
-            "two: prepare a corpus with more sessions (e.g. synth.sessions)"
+            f"{manifest}: {len(present)} group(s) {present}; leave-one-group-out needs at least "
+            "two: prepare a corpus with more groups (IEMOCAP sessions, e.g. synth.sessions)"
         )
 
 
@@ -220,7 +225,7 @@ def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
     from mger.models.finetune_stage import run_finetune
 
     params = _text_params(params)  # asr (#33)
-    _need_two_sessions(args.manifest or params.prepare.manifest)
+    _need_two_groups(args.manifest or params.prepare.manifest)
     params = _resolved_device(params)
     jobs = [
         (
@@ -275,7 +280,7 @@ def _cmd_train(args: argparse.Namespace, params: Params) -> None:
             f"{args.params or 'params'}: train.experiments and train.finetuned_experiments are empty; "
             "add an experiment (see the README) or pass --experiment NAME"
         )
-    _need_two_sessions(params.prepare.manifest)
+    _need_two_groups(params.prepare.manifest)
     unknown = [name for name in names if name not in experiments]
     if unknown:
         raise ValueError(
@@ -354,11 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="replace --out even if it is a non-empty folder that synth did not write"
     )
 
-    p = add("prepare", _cmd_prepare, "Read an IEMOCAP-layout tree and write the utterance manifest.")
-    p.add_argument("--root", help="IEMOCAP_full_release folder, real or synthetic (prepare.root)")
+    p = add("prepare", _cmd_prepare, "Read a corpus tree (or several: prepare.corpora) and write the utterance manifest.")
+    p.add_argument("--corpus", help="corpus reader: iemocap, msp_podcast, meld, crema_d, ravdess, csv (prepare.corpus)")
+    p.add_argument("--root", help="the corpus folder, e.g. IEMOCAP_full_release, real or synthetic (prepare.root)")
     p.add_argument("--out", help="manifest JSONL to write (prepare.manifest)")
     p.add_argument("--report", help="data-quality JSON report (prepare.report)")
-    p.add_argument("--class-map", help="4class, 5class or 6class (prepare.class_map)")
+    p.add_argument("--class-map", help="a class map of the corpus, e.g. 4class (prepare.class_map)")
     p = add("transcribe", _cmd_transcribe, "Transcribe every manifest utterance (ASR); score it against the gold text.")
     p.add_argument("--manifest", help="manifest to transcribe (prepare.manifest)")
     p.add_argument("--backend", choices=["pocketsphinx", "whisper"], help="recogniser (transcribe.backend)")

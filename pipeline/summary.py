@@ -19,11 +19,11 @@ def print_summary(params: Params) -> None:
         print(f"no data-quality report at {params.prepare.report}: run `dvc repro` first")
         return
     classes = ", ".join(f"{k} {v}" for k, v in quality["per_class"].items())
-    sessions = ", ".join(f"{k}: {v}" for k, v in quality["per_session"].items())
-    print(
-        f"corpus {quality['root']}: {quality['kept']} utterances kept ({classes}); "
-        f"{quality['dropped']} dropped; per session {sessions}"
-    )
+    sections = quality.get("corpora") or {quality.get("corpus", "corpus"): quality}
+    for name, q in sections.items():
+        per_group = ", ".join(f"{k}: {v}" for k, v in q.get("per_group", {}).items())
+        print(f"{name} {q['root']}: {q['kept']} utterances kept; {q['dropped']} dropped; per group {per_group}")
+    print(f"manifest: {quality['kept']} utterances ({classes}); {quality['dropped']} dropped")
     asr = _read(params.transcribe.report)  # asr (#33)
     if asr and asr.get("wer") and asr["wer"]["overall"]["wer"] is not None:
         o = asr["wer"]["overall"]

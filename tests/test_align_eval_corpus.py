@@ -11,7 +11,7 @@ import pytest
 from mger.alignment.base import Alignment, Segment
 from mger.alignment.corpus_eval import read_wdseg_words, run_align_eval_corpus
 from mger.alignment.table import write_table
-from mger.corpus.iemocap import prepare_corpus
+from mger.corpus.readers import prepare_corpus
 from mger.pipeline.cli import main
 from tests.builders import TreeBuilder
 
@@ -56,7 +56,7 @@ def tree(tmp_path: Path) -> dict[str, Path]:
         _segfile(root, uid).parent.mkdir(parents=True, exist_ok=True)
         _segfile(root, uid).write_text(_wdseg_text(rows))
     _segfile(root, BROKEN).write_text(" SFrm  EFrm    SegAScr Word\n     0    12    -300 <s>\n    13  abc  -100 NO\n")
-    prepare_corpus(root, tmp_path / "manifest.jsonl", tmp_path / "q.json", "4class", quiet=True)
+    prepare_corpus("iemocap", root, tmp_path / "manifest.jsonl", tmp_path / "q.json", "4class", quiet=True)
     starts = {uid: [(s / 100, (e + 1) / 100) for s, e, w in WDSEG[uid] if w[0].isalpha()] for uid in ALIGNED}
     alignments = []
     for uid, words in ALIGNED.items():

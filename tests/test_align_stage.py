@@ -28,7 +28,7 @@ from mger.core.config import AlignConfig
 from mger.core.manifest import Utterance, write_manifest
 from mger.core.reporting import StageError
 from mger.corpus.espeak import Prosody
-from mger.corpus.iemocap import prepare_corpus
+from mger.corpus.readers import prepare_corpus
 from mger.corpus.synth import Speaker, speak
 from tests.builders import write_tone
 
@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def tiny_manifest(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Utterance]:
     out = tmp_path_factory.mktemp("prep")
-    return prepare_corpus(tiny_corpus, out / "m.jsonl", out / "q.json", "4class", quiet=True)
+    return prepare_corpus("iemocap", tiny_corpus, out / "m.jsonl", out / "q.json", "4class", quiet=True)
 
 
 def _bad_utterances(good: Utterance, folder: Path) -> list[Utterance]:

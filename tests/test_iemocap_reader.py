@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from mger.core.audio import read_audio
-from mger.core.manifest import MANIFEST_FIELDS, read_manifest, sessions
+from mger.core.manifest import MANIFEST_FIELDS, groups, read_manifest
 from mger.core.reporting import StageError
-from mger.corpus.iemocap import parse_emo_evaluation, parse_transcriptions, prepare_corpus, speaker_of
+from mger.corpus.iemocap import parse_emo_evaluation, parse_transcriptions, speaker_of
+from mger.corpus.readers import prepare_corpus
 from tests.builders import TreeBuilder, write_tone
 
 
@@ -65,7 +66,7 @@ def _reasons(report: dict) -> dict[str, str]:
 
 def test_prepare_on_quirky_tree(quirky_tree: Path, tmp_path: Path) -> None:
     manifest, report_path = tmp_path / "manifest.jsonl", tmp_path / "quality.json"
-    utts = prepare_corpus(quirky_tree, manifest, report_path, "4class", quiet=True)
+    utts = prepare_corpus("iemocap", quirky_tree, manifest, report_path, "4class", quiet=True)
     kept = {u.utt_id for u in utts}
     assert kept == {
         "Ses01F_impro01_F000",
@@ -93,7 +94,9 @@ def test_prepare_on_quirky_tree(quirky_tree: Path, tmp_path: Path) -> None:
     assert [p["item"] for p in dup] == ["Ses02M_script01_1_F000"] and "Ses02M_script02_1" in dup[0]["file"]
     assert report["kept"] == 7 and report["dropped"] == 8
     assert report["per_class"] == {"ang": 1, "hap": 2, "neu": 3, "sad": 1}
-    assert report["per_session"] == {"1": 4, "2": 3}
+    assert report["per_group"] == {"Ses01": 4, "Ses02": 3} and report["per_partition"] == {"": 7}
+    assert report["corpus"] == "iemocap" and report["per_text_source"] == {"gold": 7}
+    assert report["per_raw_label_all"] == {"ang": 2, "exc": 1, "fru": 1, "hap": 2, "neu": 5, "sad": 2, "xxx": 1}
     assert report["unparsed_transcript_lines"][0]["text"] == "M: [BREATHING]"
     # The manifest: exact fields and types, latin-1 decoded, exc merged into hap.
     rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines()]
@@ -101,8 +104,10 @@ def test_prepare_on_quirky_tree(quirky_tree: Path, tmp_path: Path) -> None:
     by_id = {r["utt_id"]: r for r in rows}
     ang = by_id["Ses01F_impro01_M000"]
     assert ang["text"] == "Caf\u00e9 is closed!"
-    assert ang["speaker"] == "Ses01_M" and ang["gender"] == "M" and ang["session"] == 1
-    assert ang["improvised"] is True and by_id["Ses02M_script01_1_F000"]["improvised"] is False
+    assert ang["speaker"] == "Ses01_M" and ang["gender"] == "M" and ang["group"] == "Ses01"
+    assert (ang["corpus"], ang["partition"], ang["text_source"]) == ("iemocap", "", "gold")
+    assert ang["extras"] == {"session": 1, "dialog": "Ses01F_impro01", "improvised": True}
+    assert by_id["Ses02M_script01_1_F000"]["extras"]["improvised"] is False
     assert by_id["Ses02M_script01_1_F000"]["speaker"] == "Ses02_F"  # suffix letter, not dialog prefix
     exc = by_id["Ses01F_impro01_F002"]
     assert (exc["label"], exc["label_raw"]) == ("hap", "exc")
@@ -126,7 +131,7 @@ def test_prepare_on_quirky_tree(quirky_tree: Path, tmp_path: Path) -> None:
     ],
 )
 def test_other_class_maps(quirky_tree: Path, tmp_path: Path, class_map, expected) -> None:
-    utts = prepare_corpus(quirky_tree, tmp_path / "m.jsonl", tmp_path / "q.json", class_map, quiet=True)
+    utts = prepare_corpus("iemocap", quirky_tree, tmp_path / "m.jsonl", tmp_path / "q.json", class_map, quiet=True)
     counts: dict[str, int] = {}
     for u in utts:
         counts[u.label] = counts.get(u.label, 0) + 1
@@ -135,9 +140,9 @@ def test_other_class_maps(quirky_tree: Path, tmp_path: Path, class_map, expected
 
 def test_prepare_fails_clearly_without_corpus(tmp_path: Path) -> None:
     with pytest.raises(StageError, match="no Session1..SessionN folders"):
-        prepare_corpus(tmp_path, tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
+        prepare_corpus("iemocap", tmp_path, tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
     with pytest.raises(StageError, match="does not exist"):
-        prepare_corpus(tmp_path / "nope", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
+        prepare_corpus("iemocap", tmp_path / "nope", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
 
 
 def test_parsers_handle_real_format_lines() -> None:
@@ -163,12 +168,12 @@ def test_parsers_handle_real_format_lines() -> None:
 
 
 def test_synthetic_corpus_through_the_same_reader(tiny_corpus: Path, tmp_path: Path) -> None:
-    utts = prepare_corpus(tiny_corpus, tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
+    utts = prepare_corpus("iemocap", tiny_corpus, tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
     report = json.loads((tmp_path / "q.json").read_text())
     assert report["kept"] == len(utts) > 0
     assert all(p["reason"].startswith("label") for p in report["problems"])  # only policy drops
     assert read_manifest(tmp_path / "m.jsonl") == utts
-    assert sessions(utts) == [1, 2, 3]
+    assert groups(utts) == ["Ses01", "Ses02", "Ses03"]
 
 
 # --- portable manifest paths, truncated wavs, garbled EmoEvaluation headers --------------------
@@ -185,7 +190,7 @@ def test_manifest_paths_relative_under_the_working_directory(tmp_path: Path, mon
     project = tmp_path / "project"
     TreeBuilder(project / "data" / "corpus").dialog(1, D1, TURNS)
     monkeypatch.chdir(project)
-    prepare_corpus("data/corpus", "data/m.jsonl", "reports/q.json", "4class", quiet=True)
+    prepare_corpus("iemocap", "data/corpus", "data/m.jsonl", "reports/q.json", "4class", quiet=True)
     wav = _rows(project / "data" / "m.jsonl")[f"{D1}_F000"]["wav"]
     assert wav == f"data/corpus/Session1/sentences/wav/{D1}/{D1}_F000.wav"
     assert json.loads((project / "reports" / "q.json").read_text())["root"] == "data/corpus"
@@ -201,7 +206,7 @@ def test_manifest_paths_absolute_outside_the_working_directory(tmp_path: Path, m
     TreeBuilder(corpus).dialog(1, D1, TURNS)
     (tmp_path / "project").mkdir()
     monkeypatch.chdir(tmp_path / "project")
-    prepare_corpus(corpus, "m.jsonl", "q.json", "4class", quiet=True)
+    prepare_corpus("iemocap", corpus, "m.jsonl", "q.json", "4class", quiet=True)
     wav = _rows(tmp_path / "project" / "m.jsonl")[f"{D1}_F000"]["wav"]
     assert wav == str(corpus.resolve() / "Session1/sentences/wav" / D1 / f"{D1}_F000.wav")
     assert json.loads((tmp_path / "project" / "q.json").read_text())["root"] == str(corpus.resolve())
@@ -216,7 +221,7 @@ def test_truncated_wavs_are_dropped_with_one_line_each(tmp_path: Path, capsys: p
     cut.write_bytes(cut.read_bytes()[:100])  # 0.0018 s left
     write_tone(tb.wav_path(1, D1, f"{D1}_M000"), seconds=0.2)  # under half its 0.5 s interval
     write_tone(tb.wav_path(1, D1, f"{D1}_F001"), seconds=0.3)  # over half: kept
-    utts = prepare_corpus(tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class")
+    utts = prepare_corpus("iemocap", tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class")
     assert [u.utt_id for u in utts] == [f"{D1}_F001"]
     report = json.loads((tmp_path / "q.json").read_text())
     assert _reasons(report) == {
@@ -239,7 +244,7 @@ def test_garbled_evaluation_header_is_reported(tmp_path: Path, capsys: pytest.Ca
     lineno = next(i for i, line in enumerate(lines, 1) if f"{D1}_M000" in line)
     lines[lineno - 1] = f"[18.9 - garbage\t{D1}_M000"
     emo.write_text("\n".join(lines) + "\n")
-    utts = prepare_corpus(tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class")
+    utts = prepare_corpus("iemocap", tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class")
     assert [u.utt_id for u in utts] == [f"{D1}_F000", f"{D1}_F001"]
     report = json.loads((tmp_path / "q.json").read_text())
     (problem,) = report["problems"]
@@ -291,7 +296,7 @@ def test_a_dialog_without_its_emo_evaluation_is_reported_dropped(
     else:
         emo.unlink()
         emo.mkdir()
-    utts = prepare_corpus(tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class")
+    utts = prepare_corpus("iemocap", tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class")
     assert sorted(u.utt_id for u in utts) == sorted(uid for uid, _, _ in TURNS)
     report = json.loads((tmp_path / "q.json").read_text())
     binary = "not text (NUL bytes; zero-filled, or UTF-16 rather than UTF-8)"
@@ -312,7 +317,7 @@ def test_a_dialog_named_by_nothing_but_an_empty_emo_evaluation_is_reported(tmp_p
     emo = tmp_path / "corpus/Session1/dialog/EmoEvaluation/Ses01F_impro09.txt"
     emo.write_text("")
     (emo.parent / "._Ses01F_impro01.txt").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")  # hidden: not a dialog
-    prepare_corpus(tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
+    prepare_corpus("iemocap", tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
     report = json.loads((tmp_path / "q.json").read_text())
     assert [(p["item"], p["file"]) for p in report["problems"]] == [("Ses01F_impro09", str(emo))]
     assert report["problems"][0]["reason"].startswith("EmoEvaluation file empty, and no transcript or wav names")
@@ -332,7 +337,7 @@ def test_a_wav_holding_nan_is_dropped_with_a_problem(tmp_path: Path) -> None:
         if bad is not None:
             audio[100:110] = bad
         sf.write(str(wav), audio, 16000, subtype="FLOAT")
-    utts = prepare_corpus(tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
+    utts = prepare_corpus("iemocap", tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
     assert [u.utt_id for u in utts] == [f"{D1}_F000", f"{D1}_F001"]
     report = json.loads((tmp_path / "q.json").read_text())
     assert _reasons(report) == {f"{D1}_M000": "wav holds NaN or inf samples"} and report["dropped"] == 1
