@@ -175,7 +175,7 @@ def test_summary_prints_one_line_when_words_were_compared(
     from mger.core.config import params_from_dict
     from mger.pipeline.summary import print_summary
 
-    quality = {"root": "corpus", "kept": 6, "dropped": 0, "per_class": {"neu": 6}, "per_session": {"1": 6}}
+    quality = {"root": "corpus", "kept": 6, "dropped": 0, "per_class": {"neu": 6}, "per_group": {"Ses01": 6}}
     (tmp_path / "q.json").write_text(json.dumps(quality))
     none = str(tmp_path / "none.json")
     sections = {"prepare": {"report": str(tmp_path / "q.json")}, "align": {"report": none}}

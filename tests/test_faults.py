@@ -766,9 +766,10 @@ def test_shard_run_waits_out_a_short_exclusive_setup(aligned, tiny_models, tmp_p
 def test_full_disk_while_writing_the_manifest_keeps_the_old_one(tmp_path: Path, monkeypatch) -> None:
     import builtins
 
-    from mger.core.manifest import Utterance, read_manifest, write_manifest
+    from mger.core.manifest import read_manifest, write_manifest
+    from tests.builders import iemocap_row
 
-    utt = Utterance(
+    utt = iemocap_row(
         "Ses01F_impro01_F000",
         1,
         "Ses01F_impro01",

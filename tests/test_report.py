@@ -20,6 +20,7 @@ from mger.alignment.base import Alignment, Segment
 from mger.alignment.table import write_table
 from mger.core.config import ExperimentSpec, FeaturesConfig, Params, params_from_dict
 from mger.core.manifest import Utterance, read_manifest, write_manifest
+from tests.builders import iemocap_row
 from mger.core.reporting import StageError
 from mger.features.cache import CacheError, Ragged, write_store
 from mger.models.experiment import run_experiment
@@ -66,7 +67,7 @@ def _corpus(root: Path) -> tuple[Path, FeaturesConfig]:
                 uid = f"Ses0{s}{'F' if k < 6 else 'M'}_{'impro' if k % 2 else 'script'}01_{g}{k:03d}"
                 label = CLASSES[(k + s) % 4]
                 utts.append(
-                    Utterance(
+                    iemocap_row(
                         uid,
                         s,
                         uid[:14],
@@ -454,7 +455,7 @@ def test_a_single_training_speaker_fallback_is_warned_recorded_and_reported(trai
     the stage says so in one line per fold, the metrics and the report carry it, and the late
     fusion's validation is cross-fitted on halves by utterance-id hash (one validation speaker)."""
     manifest = tmp_path / "manifest.jsonl"
-    write_manifest(manifest, [u for u in read_manifest(trained["manifest"]) if u.session < 3 and u.gender == "F"])
+    write_manifest(manifest, [u for u in read_manifest(trained["manifest"]) if u.extra("session") < 3 and u.gender == "F"])
     train = dataclasses.replace(
         trained["params"].train, metrics_dir=str(tmp_path / "m"), predictions_dir=str(tmp_path / "p"), epochs=1
     )
@@ -601,7 +602,7 @@ def test_report_shows_the_end_to_end_row_of_joint_fine_tuning(trained, tmp_path)
     rng = np.random.default_rng(3)
     manifest = read_manifest(trained["manifest"])
     for fold in (1, 2, 3):
-        test = [u for u in manifest if u.session == fold] * 2  # one end-to-end run per training seed (0, 1)
+        test = [u for u in manifest if u.extra("session") == fold] * 2  # one end-to-end run per training seed (0, 1)
         labels = np.array([CLASSES.index(u.label) for u in test])
         pred = np.where(rng.random(len(test)) < 0.7, labels, rng.integers(0, 4, len(test)))
         probs = np.eye(4)[pred] * 0.7 + 0.075
