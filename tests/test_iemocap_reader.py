@@ -13,7 +13,7 @@ from mger.core.audio import read_audio
 from mger.core.manifest import MANIFEST_FIELDS, groups, read_manifest
 from mger.core.reporting import StageError
 from mger.corpus.iemocap import parse_emo_evaluation, parse_transcriptions, speaker_of
-from mger.corpus.readers import prepare_corpus
+from mger.corpus.readers import Source, prepare_corpora, prepare_corpus, reader
 from tests.builders import TreeBuilder, write_tone
 
 
@@ -342,3 +342,60 @@ def test_a_wav_holding_nan_is_dropped_with_a_problem(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "q.json").read_text())
     assert _reasons(report) == {f"{D1}_M000": "wav holds NaN or inf samples"} and report["dropped"] == 1
     assert report["problems"][0]["file"] == str(tb.wav_path(1, D1, f"{D1}_M000"))
+
+
+# --- prepare.corpus through the registry; several corpora in one manifest ---------------------
+
+
+def test_iemocap_is_a_registered_reader_with_its_class_maps(tmp_path: Path) -> None:
+    entry = reader("iemocap")
+    assert entry.protocol == "loso" and sorted(entry.class_maps) == ["4class", "5class", "6class"]
+    assert entry.class_maps["4class"]["exc"] == "hap"
+    TreeBuilder(tmp_path / "corpus").dialog(1, D1, TURNS)
+    with pytest.raises(StageError, match=r"prepare.class_map: '7class' is not a class map of iemocap \(known: 4class"):
+        prepare_corpus("iemocap", tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "7class")
+    with pytest.raises(StageError, match=r"prepare.corpus: 'iemocapp' is not a corpus reader \(known: .*iemocap"):
+        prepare_corpus("iemocapp", tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class")
+
+
+def test_two_corpora_combine_into_one_manifest_and_one_report(tmp_path: Path) -> None:
+    """prepare.corpora: every row's id, speaker and group prefixed with its corpus's name (ids stay
+    file-name-safe), one data-quality section per corpus with its own drops."""
+    TreeBuilder(tmp_path / "a").dialog(1, D1, TURNS)
+    d2 = "Ses02M_script01_1"
+    TreeBuilder(tmp_path / "b").dialog(2, d2, [(f"{d2}_F000", "hap", "Yes."), (f"{d2}_M000", "xxx", "Hm.")])
+    sources = {
+        "lab_b": Source("iemocap", tmp_path / "b", "4class"),
+        "lab_a": Source("iemocap", tmp_path / "a", {"neu": "neu", "ang": "ang"}),
+    }
+    utts = prepare_corpora(sources, tmp_path / "m.jsonl", tmp_path / "q.json", quiet=True)
+    assert [u.utt_id for u in utts] == [f"lab_a-{D1}_F000", f"lab_a-{D1}_M000", f"lab_b-{d2}_F000"]
+    assert read_manifest(tmp_path / "m.jsonl") == utts  # every id passes the manifest's id rule
+    assert [(u.speaker, u.group, u.corpus) for u in utts] == [
+        ("lab_a-Ses01_F", "lab_a-Ses01", "iemocap"),
+        ("lab_a-Ses01_M", "lab_a-Ses01", "iemocap"),
+        ("lab_b-Ses02_F", "lab_b-Ses02", "iemocap"),
+    ]
+    assert utts[2].extras == {"session": 2, "dialog": d2, "improvised": False}
+    report = json.loads((tmp_path / "q.json").read_text())
+    assert report["kept"] == 3 and report["dropped"] == 2 and report["per_corpus"] == {"lab_a": 2, "lab_b": 1}
+    assert report["per_class"] == {"ang": 1, "hap": 1, "neu": 1}
+    a, b = report["corpora"]["lab_a"], report["corpora"]["lab_b"]
+    assert a["class_map"] == {"neu": "neu", "ang": "ang"} and b["class_map"]["exc"] == "hap"
+    assert _reasons(a) == {f"{D1}_F001": "label 'sad' outside the class map"}
+    assert _reasons(b) == {f"{d2}_M000": "label 'xxx' outside the class map"}
+    assert b["per_group"] == {"Ses02": 1} and b["per_raw_label_all"] == {"hap": 1, "xxx": 1}
+
+
+def test_prepare_cli_reads_prepare_corpus_and_prepare_corpora(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mger.pipeline.cli import main
+
+    TreeBuilder(tmp_path / "a").dialog(1, D1, TURNS)
+    monkeypatch.chdir(tmp_path)
+    assert main(["prepare", "--corpus", "iemocap", "--root", "a", "--out", "one.jsonl", "--report", "one.json"]) == 0
+    assert [u.utt_id for u in read_manifest("one.jsonl")] == [u for u, _, _ in TURNS]
+    params = {"prepare": {"manifest": "m.jsonl", "report": "q.json", "corpora": {"x": {"corpus": "iemocap", "root": "a"}}}}
+    Path("p.yaml").write_text(json.dumps(params))
+    assert main(["prepare", "--params", "p.yaml"]) == 0
+    assert [u.utt_id for u in read_manifest("m.jsonl")] == [f"x-{u}" for u, _, _ in TURNS]
+    assert main(["prepare", "--corpus", "nope", "--root", "a", "--params", "p.yaml"]) == 1

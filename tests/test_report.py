@@ -284,6 +284,9 @@ def test_report_selects_by_validation_and_shows_statistics(trained) -> None:
     assert "| single vs multi-granularity | audio_phone | multigranular |" in text
     assert "| single vs multi-granularity | audio_word | multigranular |" in text
     assert "UA 95% CI" in text and "recall ang" in text and "improvised WA / UA (n)" in text
+    # what the numbers are about: corpus, protocol, class map, counts per partition and class (the manifest's)
+    assert "Corpus: iemocap. Protocol: leave one group out (`split.protocol: loso`). Class map: 4class" in text
+    assert "| corpus | partition | ang | hap | neu | sad | all |" in text and "| iemocap | – | 18 | 18 | 18 | 18 | 72 |" in text
     main = text[text.index("| experiment | system") : text.index("Δ UA vs its probe: the paired")]
     rows = {line.split(" | ")[0][2:]: line for line in main.splitlines() if line.startswith("| ")}
     assert rows["probe_both"].endswith("| reference |")

@@ -13,6 +13,7 @@ from tests.builders import iemocap_row
 from mger.models.predictions import Predictions
 from mger.models.stats import (
     bootstrap_ci,
+    by_improvised,
     clusters_of,
     fold_t_interval,
     format_p,
@@ -157,5 +158,9 @@ def test_clustered_bootstrap_widens_with_dialogue_effects() -> None:
     assert stats["ua"]["ci95_folds"][0] < stats["ua"]["mean"] < stats["ua"]["ci95_folds"][1]
     no_dialog = [dataclasses.replace(u, corpus="csv", extras={}) for u in utts]  # a corpus without dialogues
     assert clusters_of(no_dialog) == ({u.utt_id: f"speaker:{u.speaker}" for u in utts}, "speaker")
+    # improvised vs scripted: IEMOCAP rows only (extras.improvised); none for another corpus
+    kinds = by_improvised(p, utts)
+    assert list(kinds) == ["improvised"] and kinds["improvised"]["n"] == len(utts)
+    assert by_improvised(p, no_dialog) == {}
     with pytest.raises(ValueError, match="utterance Ses01_d00_000 has no cluster"):
         bootstrap_ci(p, groups={})
