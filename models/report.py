@@ -190,7 +190,8 @@ def manifest_lines(params: Params) -> list[str]:
         f"Corpus: {', '.join(corpora)}. Protocol: {PROTOCOLS.get(protocol, protocol)} (`split.protocol: {protocol}`). "
         f"Class map: {named if not params.prepare.corpora else 'per corpus'}"
         + "".join(
-            f"; {name}: " + ", ".join(f"{c} ← {'/'.join(sorted(k for k, v in m.items() if v == c))}" for c in sorted(set(m.values())))
+            f"; {name}: "
+            + ", ".join(f"{c} ← {'/'.join(sorted(k for k, v in m.items() if v == c))}" for c in sorted(set(m.values())))
             for name, m in maps.items()
         )
         + ".",

@@ -359,7 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="replace --out even if it is a non-empty folder that synth did not write"
     )
 
-    p = add("prepare", _cmd_prepare, "Read a corpus tree (or several: prepare.corpora) and write the utterance manifest.")
+    p = add(
+        "prepare", _cmd_prepare, "Read a corpus tree (or several: prepare.corpora) and write the utterance manifest."
+    )
     p.add_argument("--corpus", help="corpus reader: iemocap, msp_podcast, meld, crema_d, ravdess, csv (prepare.corpus)")
     p.add_argument("--root", help="the corpus folder, e.g. IEMOCAP_full_release, real or synthetic (prepare.root)")
     p.add_argument("--out", help="manifest JSONL to write (prepare.manifest)")

@@ -341,7 +341,9 @@ def test_pocketsphinx_pronounces_the_written_form_and_labels_the_dictionary_word
     assert dec.lookup_word("inés(2)") == dec.lookup_word("ines") == "IH N IH S"  # CMUdict's, as a variant
     spoken = speak("Inés met Renée.", Speaker("F", "en-us+f2", 0, 0), Prosody(), None, "", np.random.default_rng(0))
     write_audio(tmp_path / "a.wav", spoken.audio)
-    utt = iemocap_row("u", 1, "d", "F", "F", True, str(tmp_path / "a.wav"), 2.0, "Inés met Renée.", "neu", "neu", 3, 3, 3)
+    utt = iemocap_row(
+        "u", 1, "d", "F", "F", True, str(tmp_path / "a.wav"), 2.0, "Inés met Renée.", "neu", "neu", 3, 3, 3
+    )
     result = aligner.align(utt)
     assert [w.label for w in result.words] == ["ines", "met", "renee"]
     assert result.unknown_words == added

@@ -470,7 +470,9 @@ def test_prepare_drops_ids_that_are_paths(tmp_path: Path, bad_id: str) -> None:
     emo.write_text(emo.read_text() + f"[9.0000 - 9.5000]\t{bad_id}\tsad\t[2.5000, 3.0000, 3.5000]\n")
     trans = tmp_path / "corpus" / "Session1" / "dialog" / "transcriptions" / "Ses01F_impro01.txt"
     trans.write_text(trans.read_text() + f"{bad_id} [009.0000-009.5000]: so sad\n")
-    utts = prepare_corpus("iemocap", tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
+    utts = prepare_corpus(
+        "iemocap", tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True
+    )
     assert [u.utt_id for u in utts] == ["Ses01F_impro01_F000", "Ses01F_impro01_M000"]
     problems = json.loads((tmp_path / "q.json").read_text())["problems"]
     assert [(p["item"], p["kept"]) for p in problems] == [(bad_id, False)]

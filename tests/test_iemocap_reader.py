@@ -337,7 +337,9 @@ def test_a_wav_holding_nan_is_dropped_with_a_problem(tmp_path: Path) -> None:
         if bad is not None:
             audio[100:110] = bad
         sf.write(str(wav), audio, 16000, subtype="FLOAT")
-    utts = prepare_corpus("iemocap", tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
+    utts = prepare_corpus(
+        "iemocap", tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True
+    )
     assert [u.utt_id for u in utts] == [f"{D1}_F000", f"{D1}_F001"]
     report = json.loads((tmp_path / "q.json").read_text())
     assert _reasons(report) == {f"{D1}_M000": "wav holds NaN or inf samples"} and report["dropped"] == 1
@@ -394,7 +396,9 @@ def test_prepare_cli_reads_prepare_corpus_and_prepare_corpora(tmp_path: Path, mo
     monkeypatch.chdir(tmp_path)
     assert main(["prepare", "--corpus", "iemocap", "--root", "a", "--out", "one.jsonl", "--report", "one.json"]) == 0
     assert [u.utt_id for u in read_manifest("one.jsonl")] == [u for u, _, _ in TURNS]
-    params = {"prepare": {"manifest": "m.jsonl", "report": "q.json", "corpora": {"x": {"corpus": "iemocap", "root": "a"}}}}
+    params = {
+        "prepare": {"manifest": "m.jsonl", "report": "q.json", "corpora": {"x": {"corpus": "iemocap", "root": "a"}}}
+    }
     Path("p.yaml").write_text(json.dumps(params))
     assert main(["prepare", "--params", "p.yaml"]) == 0
     assert [u.utt_id for u in read_manifest("m.jsonl")] == [f"x-{u}" for u, _, _ in TURNS]

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mger.core.manifest import Utterance, read_manifest, write_manifest
-from tests.builders import iemocap_row
+from mger.core.manifest import read_manifest, write_manifest
 from mger.pipeline.cli import main
-from tests.builders import write_tone
+from tests.builders import iemocap_row, write_tone
 
 ROW = iemocap_row(
     "Ses01F_impro01_F000", 1, "Ses01F_impro01", "Ses01_F", "F", True, "a.wav", 1.0, "hi", "neu", "neu", 3, 3, 3

@@ -19,8 +19,7 @@ import torch
 from mger.alignment.base import Alignment, Segment
 from mger.alignment.table import write_table
 from mger.core.config import ExperimentSpec, FeaturesConfig, Params, params_from_dict
-from mger.core.manifest import Utterance, read_manifest, write_manifest
-from tests.builders import iemocap_row
+from mger.core.manifest import read_manifest, write_manifest
 from mger.core.reporting import StageError
 from mger.features.cache import CacheError, Ragged, write_store
 from mger.models.experiment import run_experiment
@@ -29,6 +28,7 @@ from mger.models.predictions import Predictions, read_predictions, write_predict
 from mger.models.probe import C_GRID, LinearProbe, item_means
 from mger.models.report import Experiment, load_experiments, validation_lines, write_report
 from mger.models.stats import bootstrap_ci, paired_test, summarize
+from tests.builders import iemocap_row
 
 CLASSES = ["ang", "hap", "neu", "sad"]
 EXPERIMENTS = {
@@ -286,7 +286,10 @@ def test_report_selects_by_validation_and_shows_statistics(trained) -> None:
     assert "UA 95% CI" in text and "recall ang" in text and "improvised WA / UA (n)" in text
     # what the numbers are about: corpus, protocol, class map, counts per partition and class (the manifest's)
     assert "Corpus: iemocap. Protocol: leave one group out (`split.protocol: loso`). Class map: 4class" in text
-    assert "| corpus | partition | ang | hap | neu | sad | all |" in text and "| iemocap | – | 18 | 18 | 18 | 18 | 72 |" in text
+    assert (
+        "| corpus | partition | ang | hap | neu | sad | all |" in text
+        and "| iemocap | – | 18 | 18 | 18 | 18 | 72 |" in text
+    )
     main = text[text.index("| experiment | system") : text.index("Δ UA vs its probe: the paired")]
     rows = {line.split(" | ")[0][2:]: line for line in main.splitlines() if line.startswith("| ")}
     assert rows["probe_both"].endswith("| reference |")
@@ -458,7 +461,9 @@ def test_a_single_training_speaker_fallback_is_warned_recorded_and_reported(trai
     the stage says so in one line per fold, the metrics and the report carry it, and the late
     fusion's validation is cross-fitted on halves by utterance-id hash (one validation speaker)."""
     manifest = tmp_path / "manifest.jsonl"
-    write_manifest(manifest, [u for u in read_manifest(trained["manifest"]) if u.extra("session") < 3 and u.gender == "F"])
+    write_manifest(
+        manifest, [u for u in read_manifest(trained["manifest"]) if u.extra("session") < 3 and u.gender == "F"]
+    )
     train = dataclasses.replace(
         trained["params"].train, metrics_dir=str(tmp_path / "m"), predictions_dir=str(tmp_path / "p"), epochs=1
     )

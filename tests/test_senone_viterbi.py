@@ -13,9 +13,9 @@ from mger.alignment.normalize import written_forms
 from mger.alignment.pocketsphinx_backend import PocketsphinxAligner, PocketsphinxSettings, _pcm
 from mger.core.audio import read_audio, write_audio
 from mger.core.manifest import Utterance
-from tests.builders import iemocap_row
 from mger.corpus.espeak import Prosody
 from mger.corpus.synth import Speaker, speak
+from tests.builders import iemocap_row
 
 
 def _states(n_frames: int, owned: list[tuple[int, int]], inside: float = 0.0, outside: float = -10.0) -> np.ndarray:

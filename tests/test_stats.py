@@ -9,7 +9,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-from tests.builders import iemocap_row
 from mger.models.predictions import Predictions
 from mger.models.stats import (
     bootstrap_ci,
@@ -22,6 +21,7 @@ from mger.models.stats import (
     sd,
     summarize,
 )
+from tests.builders import iemocap_row
 
 CLASSES = ["ang", "hap", "neu", "sad"]
 

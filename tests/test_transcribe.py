@@ -63,7 +63,14 @@ def test_wer_counts_and_groups() -> None:
     assert utterance_errors("I paid 20 dollars", "i paid twenty")["word_errors"] == 1  # one deletion
     rows = [
         {"ref": "a b c d", "hyp": "a b c d", "speaker": "s1", "emotion": "hap", "group": "g1", "partition": "Train"},
-        {"ref": "a b", "hyp": "x", "speaker": "s2", "emotion": "hap", "group": "g2", "partition": "Test1"},  # 1 sub + 1 del
+        {
+            "ref": "a b",
+            "hyp": "x",
+            "speaker": "s2",
+            "emotion": "hap",
+            "group": "g2",
+            "partition": "Test1",
+        },  # 1 sub + 1 del
         {"ref": "", "hyp": "a", "speaker": "s2", "emotion": "sad", "group": "g2", "partition": "Test1"},  # not scored
     ]
     t = wer_table(rows)
