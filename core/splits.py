@@ -376,6 +376,15 @@ def fold_split(utts: Sequence[Utterance], fold: int, split: SplitSpec = 0) -> Fo
         warning = None
     else:
         train, val, val_speakers, disjoint, how, warning = _carve(utts, rest, fold, cfg.seed, unit, apart_by)
+    shared = {utts[i].speaker for i in train + val} & {utts[i].speaker for i in test}
+    if shared:  # predefined partitions (MELD's speakers recur) or corpora sharing speaker names
+        note = (
+            f"the corpus's partitions share {len(shared)} speaker(s) between training/validation and test "
+            "(its own protocol: not speaker-independent)"
+            if protocol == "predefined"
+            else f"{len(shared)} speaker name(s) appear in both training/validation and test"
+        )
+        warning = f"{warning}; fold {fold}: {note}" if warning else f"fold {fold}: {note}"
     if not train or not val or not test:
         raise SplitError(
             f"fold {fold}: too few utterances for train/validation/test ({len(rest)} to train on, "
