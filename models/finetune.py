@@ -1,7 +1,7 @@
 """Per-fold fine-tuning of the encoders, without leakage (``mger finetune --fold k``).
 
 Fold k's encoders learn the emotion labels of fold k's *training* sessions only: the split is
-:func:`mger.core.splits.fold_split` with ``split.seed``, the one every classifier seed uses
+:func:`mger.core.splits.fold_split` with ``split`` (protocol and seed), the one every classifier seed uses
 (test = session k, validation = every utterance of one training-session speaker, train = the
 rest), so no utterance of session k reaches fine-tuning and the classifiers validate on the
 speaker fine-tuning validated on.  ``finetune.seed`` changes initialisation and data order only.
@@ -50,7 +50,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from mger.core.audio import read_audio
-from mger.core.config import FeaturesConfig, FinetuneConfig
+from mger.core.config import FeaturesConfig, FinetuneConfig, SplitConfig
 from mger.core.manifest import Utterance
 from mger.core.reporting import StageError
 from mger.core.splits import fold_split
@@ -97,9 +97,10 @@ class FinetuneSplit:
         }
 
 
-def finetune_split(utts: Sequence[Utterance], fold: int, split_seed: int) -> FinetuneSplit:
-    """Fold ``fold``'s training and validation utterances (:func:`mger.core.splits.fold_split`)."""
-    split = fold_split(utts, fold, split_seed)
+def finetune_split(utts: Sequence[Utterance], fold: int, split_cfg: SplitConfig | int) -> FinetuneSplit:
+    """Fold ``fold``'s training and validation utterances (:func:`mger.core.splits.fold_split`
+    under ``split``: protocol and seed, or a bare split seed)."""
+    split = fold_split(utts, fold, split_cfg)
     if split.warning:
         print(f"warning: finetune: {split.warning}", file=sys.stderr)
     out = FinetuneSplit(
