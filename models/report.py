@@ -34,6 +34,7 @@ from mger.core.reporting import StageError, write_json, write_text_atomic
 from mger.models.modules import aux_tasks
 from mger.models.registry import model_kind
 from mger.models.report_cells import SD_NOTE, ci_cell, findings, mean_sd, p_cells, paired_tests, pct, widest_interval
+from mger.models.report_corpus import protocol_sentence, results_title
 from mger.models.report_figures import plot_figures, plot_layer_weights
 from mger.models.report_papers import paper_lines, published_lines
 from mger.models.report_rows import (  # noqa: F401  re-exported: the report's rows are read through this module
@@ -386,11 +387,11 @@ def _report_lines(
     first = rows[0].metrics
     models = {name: cfg.model for name, cfg in params.features.speech_stores.items()}
     return [
-        "# Results",
+        results_title(params, first),  # cross-corpus: trained on X, tested on Y (models/report_corpus.py)
         "",
         _corpus_line(params, first),
         "",
-        f"Leave-one-session-out over {len(first['folds'])} folds. {_seeds_line(first)} WA = overall accuracy, "
+        f"{protocol_sentence(params, first)} {_seeds_line(first)} WA = overall accuracy, "
         f"UA = mean per-class recall, F1 = macro-F1, all in %; WA, UA, F1 and validation UA: {SD_NOTE}. "
         f"Statistics: {METHOD}.",
         "",
