@@ -304,9 +304,12 @@ def check_folds(utts: Sequence[Utterance], split: SplitSpec, folds: Sequence[int
     missing = [f for f in folds if f not in have]
     if missing:
         protocol = resolve_protocol(utts, split)
+        listed = ", ".join(map(str, have))
         raise SplitError(
             f"{what}: fold {missing[0]} does not exist: split.protocol {protocol} gives {len(have)} fold(s) "
-            f"({', '.join(map(str, have))}); set {what}: [{', '.join(map(str, have))}]"
+            f"({listed}); set {what}: [{listed}]"
+            if what.endswith("folds")
+            else f"{what} {missing[0]}: no such fold: split.protocol {protocol} gives {len(have)} fold(s) ({listed})"
         )
 
 

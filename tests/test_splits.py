@@ -370,3 +370,24 @@ def test_default_protocols_agree_with_the_readers_registry() -> None:
         pass
     for name, entry in READERS.items():
         assert DEFAULT_PROTOCOLS.get(name, entry.protocol) == entry.protocol, name
+
+
+def test_mger_finetune_refuses_a_fold_the_protocol_lacks_before_it_starts(tmp_path) -> None:
+    from mger.core.manifest import write_manifest
+    from mger.core.reporting import StageError
+    from mger.pipeline.cli import _check_split
+
+    manifest = tmp_path / "m.jsonl"
+    write_manifest(manifest, _partitioned("msp_podcast", {"Train": 20, "Development": 6, "Test1": 6}))
+    _check_split(str(manifest), SplitConfig(), [1], "finetune.folds")
+    with pytest.raises(StageError) as err:
+        _check_split(str(manifest), SplitConfig(), [1, 2, 3, 4, 5], "finetune.folds")
+    assert str(err.value) == (
+        f"{manifest}: finetune.folds: fold 2 does not exist: split.protocol predefined gives 1 fold(s) (1); "
+        "set finetune.folds: [1]"
+    )
+    with pytest.raises(StageError, match=r"--fold 3: no such fold: split.protocol predefined gives 1 fold\(s\) \(1\)$"):
+        _check_split(str(manifest), SplitConfig(), [3], "--fold")
+    with pytest.raises(StageError, match="m.jsonl: split.protocol predefined: msp_podcast utterance .* no partition"):
+        write_manifest(manifest, _actors(corpus="msp_podcast"))
+        _check_split(str(manifest), SplitConfig(), [1], "finetune.folds")
