@@ -338,8 +338,8 @@ def fold_split(utts: Sequence[Utterance], fold: int, split: SplitSpec = 0) -> Fo
             )
         if len(present) < 2:
             raise SplitError(
-                f"fold {fold}: leave-one-group-out needs at least two groups, the manifest has only "
-                f"{present[0]!r}; use split.protocol speaker_folds"
+                f"{len(present)} group(s) {present}; leave-one-group-out needs at least two: prepare a corpus "
+                "with more groups (IEMOCAP sessions, e.g. synth.sessions) or use split.protocol speaker_folds"
             )
         tested = [present[fold - 1]]
         test = [i for i, u in enumerate(utts) if u.group == tested[0]]

@@ -167,7 +167,7 @@ CASES = {
         ["train", "--experiment", "all"],
         {},
         _one_session,
-        r"bad\.jsonl: fold 1: leave-one-group-out needs at least two groups, the manifest has only 'Ses01'",
+        r"bad\.jsonl: 1 session\(s\) \[1\]; leave-one-session-out needs at least two",
     ),
     "session as string": (
         ["extract", "--kind", "text"],

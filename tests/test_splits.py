@@ -146,7 +146,7 @@ def test_validation_halves_split_by_speaker_else_by_utterance_hash() -> None:
     "utts, fold, message",
     [
         (_utts(), 9, "fold 9: split.protocol loso gives 5 fold"),
-        (_utts(n_sessions=1), 1, "at least two groups"),
+        (_utts(n_sessions=1), 1, r"1 group\(s\) \['Ses01'\]; leave-one-group-out needs at least two"),
     ],
 )
 def test_unsplittable_folds_are_refused(utts, fold: int, message: str) -> None:
