@@ -104,6 +104,22 @@ class FoldSplit:
         """The utterance ids of ``part`` (``train``, ``val`` or ``test``)."""
         return [utts[i].utt_id for i in getattr(self, part)]
 
+    def leaked(self, utts: Sequence[Utterance]) -> list[int]:
+        """Training or validation rows that belong to what the fold tests (its group, speakers,
+        test partition or test corpus, :attr:`groups`): empty by construction; a stage that
+        must never train on test data checks it rather than trusting it silently."""
+        key = _TESTED_BY.get(self.protocol, lambda u: u.group)
+        tested = set(self.groups)
+        return [i for i in self.train + self.val if key(utts[i]) in tested]
+
+
+_TESTED_BY: dict[str, Callable[[Utterance], str]] = {  # what FoldSplit.groups names, per protocol
+    "loso": lambda u: u.group,
+    "speaker_folds": lambda u: u.speaker,
+    "predefined": lambda u: u.partition,
+    "cross_corpus": lambda u: u.corpus,
+}
+
 
 @dataclass(frozen=True)
 class Speaker:

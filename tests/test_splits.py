@@ -391,3 +391,19 @@ def test_mger_finetune_refuses_a_fold_the_protocol_lacks_before_it_starts(tmp_pa
     with pytest.raises(StageError, match="m.jsonl: split.protocol predefined: msp_podcast utterance .* no partition"):
         write_manifest(manifest, _actors(corpus="msp_podcast"))
         _check_split(str(manifest), SplitConfig(), [1], "finetune.folds")
+
+
+@pytest.mark.parametrize(
+    "utts, cfg",
+    [
+        (_utts(), SplitConfig()),
+        (_actors(), SplitConfig()),
+        (_partitioned("meld", {"train": 20, "dev": 5, "test": 7}, shared=True), SplitConfig()),
+        (_utts() + _actors(), SplitConfig(protocol="cross_corpus", train_corpus="iemocap", test_corpus="crema_d")),
+    ],
+)
+def test_leaked_finds_a_training_row_of_what_the_fold_tests(utts: list[Utterance], cfg: SplitConfig) -> None:
+    for split in all_folds(utts, cfg).values():
+        assert split.leaked(utts) == []
+        bad = dataclasses.replace(split, train=split.train + split.test[:1])  # a stage's bug: a test row trains
+        assert bad.leaked(utts) == split.test[:1]
