@@ -108,6 +108,8 @@ class FoldSplit:
         """Training or validation rows that belong to what the fold tests (its group, speakers,
         test partition or test corpus, :attr:`groups`): empty by construction; a stage that
         must never train on test data checks it rather than trusting it silently."""
+        if self.protocol == "cross_corpus":
+            return [i for i in self.train + self.val if any(in_corpus(utts[i], c) for c in self.groups)]
         key = _TESTED_BY.get(self.protocol, lambda u: u.group)
         tested = set(self.groups)
         return [i for i in self.train + self.val if key(utts[i]) in tested]
@@ -117,7 +119,6 @@ _TESTED_BY: dict[str, Callable[[Utterance], str]] = {  # what FoldSplit.groups n
     "loso": lambda u: u.group,
     "speaker_folds": lambda u: u.speaker,
     "predefined": lambda u: u.partition,
-    "cross_corpus": lambda u: u.corpus,
 }
 
 
@@ -382,9 +383,8 @@ def fold_split(utts: Sequence[Utterance], fold: int, split: SplitSpec = 0) -> Fo
             )
     else:  # cross_corpus
         test, rest, tested = _cross_corpus(utts, cfg)
-        unused = dict(
-            sorted(Counter(u.corpus for u in utts if u.corpus not in (cfg.train_corpus, cfg.test_corpus)).items())
-        )
+        used = set(test) | set(rest)
+        unused = dict(sorted(Counter(u.corpus for i, u in enumerate(utts) if i not in used).items()))
     if protocol in ("predefined", "cross_corpus"):
         unit = _unit_of(utts, rest)
     if val is not None:  # the corpus's own validation partition
@@ -419,18 +419,32 @@ def _unit_of(utts: Sequence[Utterance], rest: Sequence[int]) -> Unit:
     return (lambda u: u.group) if len(named) >= 2 and "" not in named else (lambda u: u.speaker)
 
 
+def in_corpus(u: Utterance, name: str) -> bool:
+    """Whether ``u`` belongs to corpus ``name``: its reader (``Utterance.corpus``) or, in a
+    manifest combining corpora (``prepare.corpora``), its name there (the ``<name>-`` prefix
+    that combining gives every id)."""
+    return u.corpus == name or u.utt_id.startswith(f"{name}-")
+
+
 def _cross_corpus(utts: Sequence[Utterance], cfg: SplitConfig) -> tuple[list[int], list[int], list[str]]:
     """``cross_corpus``: (test = every ``test_corpus`` row, training candidates = every
-    ``train_corpus`` row, [test corpus]); a corpus missing from the manifest is refused."""
-    present = sorted({u.corpus for u in utts})
-    for name, key in ((cfg.train_corpus, "train_corpus"), (cfg.test_corpus, "test_corpus")):
-        if name not in present:
+    ``train_corpus`` row, [test corpus]); a corpus missing from the manifest, or rows in both,
+    are refused."""
+    test = [i for i, u in enumerate(utts) if in_corpus(u, cfg.test_corpus)]
+    rest = [i for i, u in enumerate(utts) if in_corpus(u, cfg.train_corpus)]
+    for name, key, rows in ((cfg.train_corpus, "train_corpus", rest), (cfg.test_corpus, "test_corpus", test)):
+        if not rows:
+            present = ", ".join(sorted({u.corpus for u in utts}))
             raise SplitError(
-                f"split.{key}: {name!r} is not in the manifest (corpora: {', '.join(present)}); prepare both corpora "
-                "into one manifest"
+                f"split.{key}: {name!r} is not in the manifest (corpora: {present}); prepare both corpora "
+                "into one manifest (prepare.corpora)"
             )
-    test = [i for i, u in enumerate(utts) if u.corpus == cfg.test_corpus]
-    rest = [i for i, u in enumerate(utts) if u.corpus == cfg.train_corpus]
+    both = set(test) & set(rest)
+    if both:
+        raise SplitError(
+            f"split.train_corpus {cfg.train_corpus!r} and split.test_corpus {cfg.test_corpus!r} both hold "
+            f"{len(both)} utterance(s) (e.g. {utts[min(both)].utt_id}): name two different corpora"
+        )
     return test, rest, [cfg.test_corpus]
 
 

@@ -407,3 +407,21 @@ def test_leaked_finds_a_training_row_of_what_the_fold_tests(utts: list[Utterance
         assert split.leaked(utts) == []
         bad = dataclasses.replace(split, train=split.train + split.test[:1])  # a stage's bug: a test row trains
         assert bad.leaked(utts) == split.test[:1]
+
+
+def test_cross_corpus_names_a_reader_or_a_prepare_corpora_name() -> None:
+    def combined(name: str, rows: list[Utterance]) -> list[Utterance]:  # as prepare.corpora writes them
+        return [
+            dataclasses.replace(
+                u, utt_id=f"{name}-{u.utt_id}", speaker=f"{name}-{u.speaker}", group=f"{name}-{u.group}"
+            )
+            for u in rows
+        ]
+
+    utts = combined("a", _actors(n=6, corpus="csv")) + combined("b", _actors(n=4, corpus="csv"))
+    split = fold_split(utts, 1, SplitConfig(protocol="cross_corpus", train_corpus="a", test_corpus="b"))
+    assert {utts[i].utt_id[:2] for i in split.test} == {"b-"} and len(split.test) == 20
+    assert {utts[i].utt_id[:2] for i in split.train + split.val} == {"a-"} and split.unused == {}
+    assert split.leaked(utts) == []
+    with pytest.raises(SplitError, match="both hold 20 utterance"):
+        fold_split(utts, 1, SplitConfig(protocol="cross_corpus", train_corpus="csv", test_corpus="b"))
