@@ -6,13 +6,6 @@ from __future__ import annotations
 
 from mger.core.config import Params
 
-_NAMES = {
-    "loso": "Leave-one-group-out",
-    "predefined": "The corpus's predefined partitions",
-    "speaker_folds": "Speaker-independent folds",
-    "cross_corpus": "Cross-corpus",
-}
-
 
 def run_protocol(params: Params, metrics: dict) -> dict:
     """The protocol the run's folds followed (``auto`` resolved, as the metrics record it), with
@@ -48,24 +41,27 @@ def results_title(params: Params, metrics: dict) -> str:
 
 
 def protocol_sentence(params: Params, metrics: dict) -> str:
-    """One sentence: the protocol, its number of folds, what they test and what was left unused."""
+    """One sentence: the protocol, its number of folds, what they test and what was left unused
+    (IEMOCAP's groups are its sessions: leave-one-session-out)."""
     run = run_protocol(params, metrics)
     protocol, n = run["protocol"], len(run["tested"])
-    name = _NAMES.get(protocol, protocol)
     if protocol == "cross_corpus":
         text = (
-            f"Cross-corpus (`split.protocol: cross_corpus`): trained and validated on {run['train_corpus']}, "
-            f"tested on every utterance of {run['test_corpus']}; one fold."
+            f"Cross-corpus: trained and validated on {run['train_corpus']}, tested on every utterance of "
+            f"{run['test_corpus']}; one fold."
         )
     elif protocol == "predefined":
         tested = sorted({t for ts in run["tested"].values() for t in ts})
-        text = f"{name} (`split.protocol: predefined`): one fold testing {', '.join(tested) or 'the test partition'}."
+        text = f"The corpus's predefined partitions: one fold, testing {', '.join(tested) or 'the test partition'}."
     elif protocol == "speaker_folds":
-        text = f"{name} (`split.protocol: speaker_folds`) over {n} folds, each testing its own speakers."
+        text = f"Speaker-independent folds: {n} folds, each testing its own speakers (drawn by `split.seed`)."
     else:
+        iemocap = getattr(params.prepare, "corpus", "iemocap") == "iemocap" and not getattr(
+            params.prepare, "corpora", {}
+        )
         groups = [t for f in sorted(run["tested"], key=int) for t in run["tested"][f]]
-        named = f" (fold k tests the k-th group: {', '.join(groups)})" if groups else ""
-        text = f"{name} (`split.protocol: {protocol}`) over {n} folds{named}."
+        text = f"Leave-one-{'session' if iemocap else 'group'}-out over {n} folds."
+        text += f" Fold k tests the k-th group: {', '.join(groups)}." if groups else ""
     if run["unused"]:
         text += " Unused: " + ", ".join(f"{k} ({v} utterances)" for k, v in sorted(run["unused"].items())) + "."
     return text
