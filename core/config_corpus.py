@@ -1,6 +1,6 @@
 """The corpus stages' sections of params.yaml: ``synth`` (:mod:`mger.corpus.synth`), ``prepare``
-(:mod:`mger.corpus.readers`) and ``split`` (:mod:`mger.core.splits`).  Their numeric ranges are
-rows of :data:`mger.core.config.RANGES`."""
+(:mod:`mger.corpus.readers`) and ``split`` (:mod:`mger.core.splits`: protocol, folds, validation).
+Their numeric ranges are rows of :data:`mger.core.config.RANGES`."""
 
 from __future__ import annotations
 
@@ -78,9 +78,41 @@ class PrepareConfig:
             _check_class_map(f"prepare.corpora.{name}.class_map", source.class_map)
 
 
+PROTOCOLS = ("auto", "loso", "predefined", "speaker_folds", "cross_corpus")  # split.protocol (core/splits.py)
+
+
 @dataclass
 class SplitConfig:
-    """The validation speakers of every fold (:mod:`mger.core.splits`), shared by fine-tuning and
-    every classifier; training seeds change initialisation and data order only."""
+    """The folds and the validation speakers of every fold (:mod:`mger.core.splits`), shared by
+    fine-tuning and every classifier; training seeds change initialisation and data order only.
+
+    ``protocol``: ``auto`` (the corpus's default, :data:`mger.core.splits.DEFAULT_PROTOCOLS`),
+    ``loso`` (leave one ``group`` out), ``predefined`` (the corpus's partitions),
+    ``speaker_folds`` (``n_folds`` speaker-independent folds drawn by ``seed``) or
+    ``cross_corpus`` (train and validate on ``train_corpus``, test on ``test_corpus``).
+    """
 
     seed: int = 0
+    protocol: str = "auto"
+    n_folds: int = 5
+    train_corpus: str = ""
+    test_corpus: str = ""
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"split.protocol: {self.protocol!r} is not a protocol (known: {', '.join(PROTOCOLS)})")
+        if self.n_folds < 2:
+            raise ConfigError(f"split.n_folds: speaker folds need at least 2 folds, got {self.n_folds}")
+        if self.protocol == "cross_corpus":
+            if not self.train_corpus or not self.test_corpus:
+                raise ConfigError("split.protocol cross_corpus needs split.train_corpus and split.test_corpus")
+            if self.train_corpus == self.test_corpus:
+                raise ConfigError(
+                    f"split.train_corpus and split.test_corpus are both {self.train_corpus!r}: cross_corpus "
+                    "tests on another corpus"
+                )
+        elif self.train_corpus or self.test_corpus:
+            raise ConfigError(
+                f"split.train_corpus / split.test_corpus are set but split.protocol is {self.protocol!r}: "
+                "they apply to cross_corpus only"
+            )

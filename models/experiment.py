@@ -273,7 +273,7 @@ class ExperimentRun:
         self.names = sorted({i for m in self.members for i in input_names(model_config(m, self.train_cfg, {}, n))})
         self.ids = [u.utt_id for u in self.utts]
         self.device = resolve_device(self.train_cfg.device, "train.device")  # the fold's rows go there once
-        self.splits = all_folds(self.utts, self.split.seed)
+        self.splits = all_folds(self.utts, self.split)  # split.protocol and split.seed
         for one in self.splits.values():
             if one.warning:
                 print(f"warning: train {self.name}: {one.warning}", file=sys.stderr)
@@ -394,6 +394,7 @@ class ExperimentRun:
             "provenance": {
                 "mger_version": __version__,
                 "split_seed": self.split.seed,
+                "split": dataclasses.asdict(self.split),
                 "stores": self.provenance,
                 "spec": spec.record(),
                 "train": train_params(train_cfg),
@@ -505,6 +506,9 @@ def _fold_entry(test: dict, val: dict[int, dict], split: FoldSplit) -> dict:
         "validation": split.validation,
         "speaker_disjoint": split.speaker_disjoint,
         "split_warning": split.warning,
+        "protocol": split.protocol,  # what the fold tests and what it left unused (mger.core.splits)
+        "tested": split.groups,
+        "unused": split.unused,
     }
 
 

@@ -35,6 +35,7 @@ from mger.core.reporting import StageError, write_json, write_text_atomic
 from mger.models.modules import aux_tasks
 from mger.models.registry import model_kind
 from mger.models.report_cells import SD_NOTE, ci_cell, findings, mean_sd, p_cells, paired_tests, pct, widest_interval
+from mger.models.report_corpus import protocol_sentence, results_title, run_protocol
 from mger.models.report_figures import plot_figures, plot_layer_weights
 from mger.models.report_papers import paper_lines, published_lines
 from mger.models.report_rows import (  # noqa: F401  re-exported: the report's rows are read through this module
@@ -164,12 +165,7 @@ PROTOCOLS = {  # split.protocol → its words in the report
 }
 
 
-def protocol_of(params: Params) -> str:
-    """``split.protocol`` where params have one, else ``loso`` (leave one group out)."""
-    return getattr(params.split, "protocol", None) or "loso"
-
-
-def manifest_lines(params: Params) -> list[str]:
+def manifest_lines(params: Params, metrics: dict) -> list[str]:
     """The corpus (or corpora), protocol and class map, and the manifest's counts per partition
     and class: what the table's numbers are about (from ``prepare.manifest``, its
     data-quality report for the class map)."""
@@ -178,7 +174,7 @@ def manifest_lines(params: Params) -> list[str]:
         return []
     utts = read_manifest(path)
     corpora = sorted({u.corpus for u in utts})
-    protocol = protocol_of(params)
+    protocol = run_protocol(params, metrics)["protocol"]
     quality = Path(params.prepare.report)
     maps = {}
     if quality.is_file():
@@ -439,14 +435,6 @@ def write_report(params: Params, only: Sequence[str] | None = None) -> Path:
     return out
 
 
-def _folds_words(params: Params) -> str:
-    """How the folds are made, in the report's words (IEMOCAP's groups are its sessions)."""
-    protocol = protocol_of(params)
-    if protocol == "loso" and params.prepare.corpus == "iemocap" and not params.prepare.corpora:
-        return "Leave-one-session-out"
-    return PROTOCOLS.get(protocol, protocol).capitalize()
-
-
 def _report_lines(
     params: Params, rows: list[Experiment], best: Experiment, table: list[str], figures: Path
 ) -> list[str]:
@@ -455,12 +443,12 @@ def _report_lines(
     first = rows[0].metrics
     models = {name: cfg.model for name, cfg in params.features.speech_stores.items()}
     return [
-        "# Results",
+        results_title(params, first),  # cross-corpus: trained on X, tested on Y (models/report_corpus.py)
         "",
         _corpus_line(params, first),
         "",
-        *manifest_lines(params),
-        f"{_folds_words(params)} over {len(first['folds'])} folds. {_seeds_line(first)} WA = overall accuracy, "
+        *manifest_lines(params, first),
+        f"{protocol_sentence(params, first)} {_seeds_line(first)} WA = overall accuracy, "
         f"UA = mean per-class recall, F1 = macro-F1, all in %; WA, UA, F1 and validation UA: {SD_NOTE}. "
         f"Statistics: {METHOD}.",
         "",

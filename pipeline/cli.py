@@ -20,7 +20,7 @@ import traceback
 from typing import Callable, Sequence
 
 from mger import __version__
-from mger.core.config import DEFAULT_PARAMS, ConfigError, Params, read_params, with_overrides
+from mger.core.config import DEFAULT_PARAMS, ConfigError, Params, SplitConfig, read_params, with_overrides
 from mger.core.processes import dispatch
 from mger.core.reporting import StageError, write_errno
 
@@ -209,23 +209,29 @@ def _extract_asr_text(args: argparse.Namespace, params: Params, prepared: str) -
     )
 
 
-def _need_two_groups(manifest: str) -> None:
-    """Leave-one-group-out needs a group to test and at least one to train on."""
-    from mger.core.manifest import groups, read_manifest
+def _check_split(manifest: str, split: SplitConfig, folds: Sequence[int] = (), what: str = "") -> None:
+    """The manifest splits under ``split`` (split.protocol's corpus, groups, partitions), and
+    every fold of ``what`` (``finetune.folds``) exists, or one line saying why not."""
+    from mger.core.manifest import read_manifest
+    from mger.core.splits import SplitError, all_folds, check_folds
 
-    present = groups(read_manifest(manifest))
-    if len(present) < 2:
-        raise StageError(
-            f"{manifest}: {len(present)} group(s) {present}; leave-one-group-out needs at least "
-            "two: prepare a corpus with more groups (IEMOCAP sessions, e.g. synth.sessions)"
-        )
+    utts = read_manifest(manifest)
+    try:
+        all_folds(utts, split)
+        if folds:
+            check_folds(utts, split, folds, what)
+    except SplitError as err:
+        raise StageError(f"{manifest}: {err}") from None
 
 
 def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
     from mger.models.finetune_stage import run_finetune
 
     params = _text_params(params)  # asr (#33)
-    _need_two_groups(args.manifest or params.prepare.manifest)
+    folds = args.fold or params.finetune.folds
+    _check_split(
+        args.manifest or params.prepare.manifest, params.split, folds, "--fold" if args.fold else "finetune.folds"
+    )
     params = _resolved_device(params)
     jobs = [
         (
@@ -237,7 +243,7 @@ def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
             params.split,
             params.train.seeds,
         )
-        for fold in args.fold or params.finetune.folds
+        for fold in folds
     ]
     dispatch(
         run_finetune,
@@ -280,7 +286,7 @@ def _cmd_train(args: argparse.Namespace, params: Params) -> None:
             f"{args.params or 'params'}: train.experiments and train.finetuned_experiments are empty; "
             "add an experiment (see the README) or pass --experiment NAME"
         )
-    _need_two_groups(params.prepare.manifest)
+    _check_split(params.prepare.manifest, params.split)
     unknown = [name for name in names if name not in experiments]
     if unknown:
         raise ValueError(

@@ -77,7 +77,7 @@ def test_masked_mean_ignores_padding() -> None:
 @pytest.mark.parametrize("fold", FOLDS)
 def test_fold_split_keeps_test_session_and_validation_speaker_apart(aligned, fold: int) -> None:
     utts = read_manifest(aligned["manifest"])
-    split = finetune_split(utts, fold, split_seed=0)
+    split = finetune_split(utts, fold, 0)
     assert split.train and split.val
     assert all(u.extra("session") != fold for u in split.train + split.val)
     assert fold not in split.train_sessions
@@ -86,7 +86,7 @@ def test_fold_split_keeps_test_session_and_validation_speaker_apart(aligned, fol
     # the one split of core.splits: a woman and a man of two training sessions, as every classifier sees
     assert {u.gender for u in split.val} == {"F", "M"} and len({u.extra("session") for u in split.val}) == 2
     assert split.describe()["val_speakers"] == fold_split(utts, fold, 0).val_speakers
-    assert split.validation == "one speaker per gender (F, M) from different training sessions"
+    assert split.validation == "one speaker per gender (F, M) from different training groups"
 
 
 @pytest.mark.parametrize("frozen_conv", [True, False], ids=["conv-frozen", "conv-trained"])

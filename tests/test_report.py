@@ -332,7 +332,7 @@ def test_report_selects_by_validation_and_shows_statistics(trained) -> None:
     table = text[text.index("| experiment | system") : text.index("## Published")]
     assert re.search(
         r"Validation speakers \(carved from each fold's training sessions by fold and `split.seed`; one speaker "
-        r"per gender \(F, M\) from different training sessions\):",
+        r"per gender \(F, M\) from different training groups\):",
         text,
     )
     for fold, pair in ((1, "Ses0[23]"), (2, "Ses0[13]"), (3, "Ses0[12]")):
@@ -472,7 +472,7 @@ def test_a_single_training_speaker_fallback_is_warned_recorded_and_reported(trai
     err = capsys.readouterr().err
     for fold, other in ((1, 2), (2, 1)):
         warning = (
-            f"fold {fold}: validation is every fifth training utterance (the training sessions hold one speaker, "
+            f"fold {fold}: validation is every fifth training utterance (the training data holds one speaker, "
             f"Ses0{other}_F): not speaker-disjoint from training"
         )
         assert f"warning: train tiny_late: {warning}\n" in err
