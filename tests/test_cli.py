@@ -523,7 +523,7 @@ def test_training_is_spread_by_train_dispatch_not_features_backend(
                 "prepare": {"manifest": str(aligned["manifest"])},
                 "features": {"backend": "dask", "scheduler": "tcp://extraction:1"},
                 "train": {"experiments": {"t": {"model": "text"}}},
-                "finetune": {"folds": [1, 2, 3]},  # the aligned corpus's 3 sessions: fold 4 would be refused
+                "finetune": {"folds": [1, 2, 3]},  # the tiny corpus's 3 sessions (mger finetune refuses fold 4)
                 "train_dispatch": dispatch_to,
             }
         )
