@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence, Union
@@ -192,10 +193,34 @@ def training_speakers(
     return out
 
 
+def _index(n: int, fold: int, split_seed: int) -> int:
+    """A position among ``n`` candidates by a stable hash of (fold, split seed)."""
+    digest = hashlib.sha256(f"mger-split:{split_seed}:{fold}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % n
+
+
 def _pick(candidates: list[tuple[str, ...]], fold: int, split_seed: int) -> tuple[str, ...]:
     """One of the sorted ``candidates`` by a stable hash of (fold, split seed)."""
-    digest = hashlib.sha256(f"mger-split:{split_seed}:{fold}".encode()).digest()
-    return candidates[int.from_bytes(digest[:8], "big") % len(candidates)]
+    return candidates[_index(len(candidates), fold, split_seed)]
+
+
+def _nth_of_product(pools: list[list[str]], k: int) -> tuple[str, ...]:
+    """``list(itertools.product(*pools))[k]`` without listing the product."""
+    out = []
+    for pool in reversed(pools):
+        k, r = divmod(k, len(pool))
+        out.append(pool[r])
+    return tuple(reversed(out))
+
+
+def _nth_pair(names: list[str], k: int) -> tuple[str, str]:
+    """``list(itertools.combinations(names, 2))[k]`` without listing the pairs."""
+    for a in range(len(names) - 1):
+        row = len(names) - 1 - a
+        if k < row:
+            return names[a], names[a + 1 + k]
+        k -= row
+    raise IndexError(k)
 
 
 def _apart(chosen: tuple[str, ...], speakers: Mapping[str, Speaker]) -> bool:
@@ -225,22 +250,46 @@ def validation_speakers(
             by_gender.setdefault(speakers[name].gender, []).append(name)
     genders = sorted(by_gender)
     if len(genders) >= 2 and len(genders) < len(names):
-        sets = list(itertools.product(*(by_gender[g] for g in genders)))
+        pools = [by_gender[g] for g in genders]
         how = f"one speaker per gender ({', '.join(genders)})"
     else:
         size = min(2, len(names) - 1) or 1
-        sets = list(itertools.combinations(names, size))
+        pools = [names] * size  # combinations, not the product, of these
         how = "two speakers" if size == 2 else "one speaker"
         if genders:
             how += f" (training data gives {'one gender' if len(genders) == 1 else 'too few speakers'})"
         else:
             how += " (no gender in the manifest)"
-    apart = [g for g in sets if _apart(g, speakers)]
-    if len(sets[0]) > 1 and apart_by:
+    by_product = "per gender" in how
+    if _own_groups(speakers):  # every set is apart: the hash's pick without listing the sets
+        if by_product:
+            chosen = _nth_of_product(pools, _index(math.prod(len(p) for p in pools), fold, split_seed))
+        elif len(pools) == 2:
+            chosen = _nth_pair(names, _index(len(names) * (len(names) - 1) // 2, fold, split_seed))
+        else:
+            chosen = (names[_index(len(names), fold, split_seed)],)
+        apart_found = True
+    else:
+        sets = list(itertools.product(*pools)) if by_product else list(itertools.combinations(names, len(pools)))
+        apart = [g for g in sets if _apart(g, speakers)]
+        chosen, apart_found = _pick(apart or sets, fold, split_seed), bool(apart)
+    if len(chosen) > 1 and apart_by:
         how += (
-            f" from different training {apart_by}" if apart else f" ({apart_by} shared: no two {apart_by} to draw from)"
+            f" from different training {apart_by}"
+            if apart_found
+            else f" ({apart_by} shared: no two {apart_by} to draw from)"
         )
-    return sorted(_pick(apart or sets, fold, split_seed)), how
+    return sorted(chosen), how
+
+
+def _own_groups(speakers: Mapping[str, Speaker]) -> bool:
+    """Whether each speaker speaks in one group of its own (so no two speakers share a group)."""
+    seen: set[str] = set()
+    for sp in speakers.values():
+        if len(sp.groups) != 1 or sp.groups & seen:
+            return False
+        seen |= sp.groups
+    return True
 
 
 def _carve(

@@ -425,3 +425,21 @@ def test_cross_corpus_names_a_reader_or_a_prepare_corpora_name() -> None:
     assert split.leaked(utts) == []
     with pytest.raises(SplitError, match="both hold 20 utterance"):
         fold_split(utts, 1, SplitConfig(protocol="cross_corpus", train_corpus="csv", test_corpus="b"))
+
+
+@pytest.mark.parametrize("genders", ["FM", "", "F"])
+def test_validation_speakers_picks_as_listing_every_set_would(genders: str) -> None:
+    """Speakers in groups of their own are picked arithmetically: the same set as listing them."""
+    import itertools
+
+    from mger.core.splits import Speaker, _pick, validation_speakers
+
+    rng = random.Random(4)
+    speakers = {f"s{k:02d}": Speaker(frozenset({f"g{k}"}), rng.choice(genders) if genders else "") for k in range(13)}
+    names = sorted(speakers)
+    by_gender = [[n for n in names if speakers[n].gender == g] for g in sorted(set(genders))]
+    listed = list(itertools.product(*by_gender)) if len(by_gender) == 2 else list(itertools.combinations(names, 2))
+    for fold in range(6):
+        for seed in range(4):
+            chosen, how = validation_speakers(speakers, fold, seed)
+            assert chosen == sorted(_pick(listed, fold, seed)) and how.endswith("from different training groups")
