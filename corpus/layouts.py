@@ -144,7 +144,7 @@ def write_iemocap(out: Path, cfg: SynthConfig, force: bool = False) -> int:
 def _not_written(layout: str) -> LayoutWriter:
     def write(out: Path, cfg: SynthConfig, force: bool = False) -> int:
         raise NotImplementedError(
-            f"mger synth --layout {layout}: this layout has no writer yet (issue #32); "
+            f"synth.layout {layout}: this layout has no writer yet (issue #32); "
             f"written so far: {', '.join(k for k, w in LAYOUTS.items() if not getattr(w, 'stub', False))}"
         )
 
