@@ -9,12 +9,16 @@ from typing import Union
 
 from mger.core.config_loader import NAME_PATTERN, ConfigError
 
+# ``synth.layout``: the corpus layouts `mger synth --layout` writes (mger.corpus.layouts.LAYOUTS)
+SYNTH_LAYOUTS = ("iemocap", "msp_podcast", "meld", "crema_d", "ravdess", "csv")
+
 
 @dataclass
 class SynthConfig:
-    """``mger synth``: the synthetic IEMOCAP-format corpus."""
+    """``mger synth``: the synthetic corpus, in the IEMOCAP layout or another corpus's (``layout``)."""
 
     out: str = "data/synth"
+    layout: str = "iemocap"  # one of SYNTH_LAYOUTS (mger.corpus.layouts)
     seed: int = 13
     sessions: int = 5
     dialogs_per_session: int = 6
@@ -22,6 +26,8 @@ class SynthConfig:
     max_sentences_per_turn: int = 1  # each turn speaks 1..N sentences (params/iemocap-scale.yaml: 3)
 
     def __post_init__(self) -> None:
+        if self.layout not in SYNTH_LAYOUTS:
+            raise ConfigError(f"synth.layout: {self.layout!r} is not a layout (known: {', '.join(SYNTH_LAYOUTS)})")
         if self.sessions > 9:
             raise ConfigError("synth.sessions: at most 9 sessions (ids are Ses01..Ses09)")
         if self.dialogs_per_session > 99:

@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 
 from mger import __version__
 from mger.core.config import DEFAULT_PARAMS, ConfigError, Params, read_params, with_overrides
+from mger.core.config_corpus import SYNTH_LAYOUTS
 from mger.core.processes import dispatch
 from mger.core.reporting import StageError, write_errno
 
@@ -36,19 +37,12 @@ def positive_int(text: str) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace, params: Params) -> None:
-    from mger.corpus.synth import synthesize_corpus
+    from mger.corpus.layouts import write_layout
 
     overrides = {"synth.seed": args.seed, "synth.sessions": args.sessions, "synth.dialogs_per_session": args.dialogs}
-    cfg = with_overrides(params, overrides | {"synth.turns_per_dialog": args.turns}).synth  # checked as params are
-    synthesize_corpus(
-        out=args.out or cfg.out,
-        seed=cfg.seed,
-        sessions=cfg.sessions,
-        dialogs_per_session=cfg.dialogs_per_session,
-        turns_per_dialog=cfg.turns_per_dialog,
-        max_sentences_per_turn=cfg.max_sentences_per_turn,
-        force=args.force,
-    )
+    overrides |= {"synth.turns_per_dialog": args.turns, "synth.layout": args.layout}
+    cfg = with_overrides(params, overrides).synth  # checked as params are
+    write_layout(cfg, out=args.out, force=args.force)
 
 
 def _cmd_prepare(args: argparse.Namespace, params: Params) -> None:
@@ -344,8 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    p = add("synth", _cmd_synth, "Write the synthetic IEMOCAP-format corpus spoken by eSpeak NG.")
+    p = add("synth", _cmd_synth, "Write the synthetic corpus spoken by eSpeak NG, in a corpus's layout.")
     p.add_argument("--out", help="corpus folder to (re)create (default: synth.out)")
+    p.add_argument("--layout", choices=SYNTH_LAYOUTS, help="the corpus whose layout to write (synth.layout)")
     p.add_argument("--seed", type=int, help="random seed; the same seed gives identical files (synth.seed)")
     p.add_argument("--sessions", type=int, help="number of sessions, 1-9 (synth.sessions)")
     p.add_argument("--dialogs", type=int, help="dialogs per session (synth.dialogs_per_session)")
