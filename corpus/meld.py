@@ -65,7 +65,9 @@ CLASS_MAPS = {
 }
 
 # Windows-1252 bytes 0x80-0x9F as characters (five are undefined there: left as they are).
-_CP1252_HIGH = {chr(b): bytes([b]).decode("cp1252") for b in range(0x80, 0xA0) if b not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)}
+_CP1252_HIGH = {
+    chr(b): bytes([b]).decode("cp1252") for b in range(0x80, 0xA0) if b not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)
+}
 _CONTINUATION = "".join(sorted({chr(c) for c in range(0x80, 0xC0)} | set(_CP1252_HIGH.values()) - {"\u0081"}))
 # UTF-8 read as Windows-1252 (or latin-1): a lead byte Â..ô then 1-3 continuation bytes.
 _MOJIBAKE = re.compile(f"[\u00c2-\u00f4][{re.escape(_CONTINUATION)}]{{1,3}}")

@@ -69,9 +69,7 @@ def read_table(path: Path, required: Sequence[str], what: str, delimiter: str | 
     columns = [c.strip() for c in next(reader)]
     missing = [c for c in required if c not in columns]
     if missing:
-        raise StageError(
-            f"{path}: {what} lacks column(s) {', '.join(missing)} (header: {', '.join(columns)})"
-        )
+        raise StageError(f"{path}: {what} lacks column(s) {', '.join(missing)} (header: {', '.join(columns)})")
     rows, ragged = [], []
     lineno = reader.line_num + 1
     for values in reader:

@@ -86,3 +86,23 @@ def test_csv_refusals(tmp_path: Path) -> None:
         _prepare(tmp_path, table)
     with pytest.raises(StageError, match=r"is the CSV/TSV file itself, and this is a folder"):
         _prepare(tmp_path, tmp_path)
+
+
+def test_synth_layout_reads_back(tmp_path: Path) -> None:
+    """`mger synth --layout csv` writes what the reader reads: ids, labels, texts."""
+    import csv
+
+    from mger.core.config_corpus import SynthConfig
+    from mger.corpus.layouts import write_layout
+
+    out = tmp_path / "c"
+    n = write_layout(SynthConfig(layout="csv", sessions=2, dialogs_per_session=1, turns_per_dialog=4), out=out)
+    rows, dq = _prepare(tmp_path, out / "corpus.csv")
+    with (out / "corpus.csv").open(encoding="utf-8") as fh:
+        table = {r["utt_id"]: r for r in csv.DictReader(fh)}
+    assert len(rows) == len(table) == n == 8 and dq["dropped"] == 0
+    for uid, u in rows.items():
+        assert (u.label, u.speaker, u.gender, u.text) == tuple(
+            table[uid][c] for c in ("label", "speaker", "gender", "text")
+        )
+        assert u.text_source == "gold" and u.duration > 0.3

@@ -114,7 +114,17 @@ def test_meld_rows_4class(tmp_path: Path, meld_tree: Path) -> None:
             "gold",
             "dia0_utt1.mp4",
         ),
-        "train_dia1_utt0": ("neu", "neutral", "Monica", "", "train_dia1", "train", "No\u2019.", "gold", "dia1_utt0.wav"),
+        "train_dia1_utt0": (
+            "neu",
+            "neutral",
+            "Monica",
+            "",
+            "train_dia1",
+            "train",
+            "No\u2019.",
+            "gold",
+            "dia1_utt0.wav",
+        ),
         "dev_dia0_utt0": ("ang", "anger", "Phoebe", "", "dev_dia0", "dev", "Let\u2019s go.", "gold", "dia0_utt0.mp4"),
     }
     assert rows["train_dia1_utt0"].duration == 0.5
@@ -134,7 +144,11 @@ def test_meld_rows_4class(tmp_path: Path, meld_tree: Path) -> None:
         "mojibake": 1,
         "windows-1252": 1,
     }
-    assert [r["utt_id"] for r in dq["text_repairs"]["rows"]] == ["train_dia0_utt0", "train_dia0_utt1", "train_dia1_utt0"]
+    assert [r["utt_id"] for r in dq["text_repairs"]["rows"]] == [
+        "train_dia0_utt0",
+        "train_dia0_utt1",
+        "train_dia1_utt0",
+    ]
     assert dq["audio_source"] == {"mp4": 3, "wav": 1}
     assert dq["per_partition"] == {"dev": 1, "train": 3}
 
@@ -151,3 +165,32 @@ def test_meld_full_map_and_refusals(tmp_path: Path, meld_tree: Path) -> None:
     (meld_tree / "dev_sent_emo.csv").write_text("Sr No.,Utterance,Speaker\n1,Hi,Joey\n", encoding="utf-8")
     with pytest.raises(StageError, match=r"dev_sent_emo.csv: MELD label table lacks column\(s\) Emotion, Sentiment"):
         prepare_corpus("meld", meld_tree, manifest, report, "4class", quiet=True)
+
+
+def test_synth_layout_reads_back(tmp_path: Path) -> None:
+    """`mger synth --layout meld` writes mp4 clips and CSVs the reader reads: ids, labels, texts
+    (the mis-encoded apostrophes repaired)."""
+    from mger.core.config_corpus import SynthConfig
+    from mger.corpus.layouts import write_layout
+
+    out = tmp_path / "meld"
+    n = write_layout(SynthConfig(layout="meld", sessions=2, dialogs_per_session=1, turns_per_dialog=8), out=out)
+    manifest, report = tmp_path / "m.jsonl", tmp_path / "dq.json"
+    prepare_corpus("meld", out, manifest, report, "7class", quiet=True)
+    rows = {u.utt_id: u for u in read_manifest(manifest)}
+    written = {}
+    for split in ("train", "dev", "test"):
+        with (out / f"{split}_sent_emo.csv").open(encoding="utf-8", newline="") as fh:
+            for r in csv.DictReader(fh):
+                written[f"{split}_dia{r['Dialogue_ID']}_utt{r['Utterance_ID']}"] = r
+    assert set(rows) == set(written) and n == 16
+    assert {u.partition for u in rows.values()} == {"train", "dev", "test"}
+    full = reader("meld").class_maps["7class"]
+    for uid, u in rows.items():
+        raw = written[uid]["Utterance"].replace("\x92", "'").replace("\u00e2\u20ac\u2122", "'")
+        assert (u.label, u.speaker, u.text.replace("\u2019", "'")) == (
+            full[written[uid]["Emotion"]],
+            written[uid]["Speaker"],
+            raw,
+        )
+        assert u.wav.endswith(".mp4") and u.duration > 0.3

@@ -103,3 +103,27 @@ def test_msp_podcast_refuses_other_trees(tmp_path: Path, msp_tree: Path) -> None
     labels.write_text(HEADER.replace(",SpkrID", "") + "\n", encoding="utf-8")
     with pytest.raises(StageError, match=r"labels_consensus.csv: MSP-Podcast label table lacks column\(s\) SpkrID"):
         prepare_corpus("msp_podcast", msp_tree, tmp_path / "m.jsonl", tmp_path / "dq.json", "4class", quiet=True)
+
+
+def test_synth_layout_reads_back(tmp_path: Path) -> None:
+    """`mger synth --layout msp_podcast` writes what the reader reads: ids, labels, texts."""
+    import csv
+
+    from mger.core.config_corpus import SynthConfig
+    from mger.corpus.layouts import write_layout
+
+    out = tmp_path / "msp"
+    n = write_layout(SynthConfig(layout="msp_podcast", sessions=2, dialogs_per_session=1, turns_per_dialog=4), out=out)
+    rows, dq = _prepare(tmp_path, out, "8class")
+    with (out / "Labels" / "labels_consensus.csv").open(encoding="utf-8") as fh:
+        table = {r["FileName"][:-4]: r for r in csv.DictReader(fh)}
+    assert len(table) == n == 8
+    expected = {uid for uid, r in table.items() if r["EmoClass"] not in ("O", "X")}
+    assert set(rows) == expected and dq["dropped"] == len(table) - len(expected)
+    full = reader("msp_podcast").class_maps["8class"]
+    for uid, u in rows.items():
+        transcript = out / "Transcripts" / f"{uid}.txt"
+        text = transcript.read_text(encoding="utf-8").strip() if transcript.exists() else ""
+        assert (u.label, u.text, u.text_source) == (full[table[uid]["EmoClass"]], text, "asr" if text else "none")
+        assert u.speaker == table[uid]["SpkrID"].replace("Unknown", "unknown") and u.duration > 0.3
+    assert {u.partition for u in rows.values()} <= {"Train", "Development", "Test1"}
