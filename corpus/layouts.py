@@ -209,7 +209,8 @@ def _meld_quirk(text: str, rng: np.random.Generator) -> str:
 def write_meld(out: Path, cfg: SynthConfig, force: bool = False) -> int:
     """MELD.Raw's layout: ``{train,dev,test}_sent_emo.csv`` and the clips ``dia{D}_utt{U}.mp4``
     (AAC in mp4, through PyAV) in ``train_splits/``, ``dev_splits_complete/`` and
-    ``output_repeated_splits_test/``.  Speakers two by two hold dialogues of up to 6 turns;
+    ``output_repeated_splits_test/``.  Speakers two by two hold dialogues of up to 6 turns (fewer
+    when the corpus is tiny, so that there are at least 3 dialogues);
     dialogues go to train, dev, test in turn; some apostrophes are written mis-encoded as in
     the release (the reader repairs them)."""
     t0 = time.perf_counter()
@@ -220,14 +221,14 @@ def write_meld(out: Path, cfg: SynthConfig, force: bool = False) -> int:
     plans: list[list[Planned]] = [[] for _ in range(n_spk)]
     rows: dict[str, list[str]] = {s: [MELD_HEADER] for s in CLIP_FOLDERS}
     dialogue_ids = dict.fromkeys(CLIP_FOLDERS, 0)
-    d = 0
+    d, turns = 0, max(1, min(6, n_spk * per // 3))  # at least 3 dialogues: every split gets one
     for pair in range(n_spk // 2):
-        for start in range(0, 2 * per, 6):
+        for start in range(0, 2 * per, turns):
             split = _MELD_SPLITS[d % len(_MELD_SPLITS)]
             dia, d = dialogue_ids[split], d + 1
             dialogue_ids[split] += 1
-            for u in range(min(6, 2 * per - start)):
-                i = 2 * pair + u % 2
+            for u in range(min(turns, 2 * per - start)):
+                i = 2 * pair + (start + u) % 2
                 rng = np.random.default_rng([cfg.seed, i, start + u, 37])
                 emotion = _draw(_MELD_WEIGHTS, rng)
                 code = _MELD_CODES[emotion]

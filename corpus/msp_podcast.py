@@ -122,7 +122,13 @@ def _utterance(
     notes["gender_unknown"] += not gender
     partition = row["Split_Set"]
     if partition not in PARTITIONS:
-        log.add(uid, where, f"Split_Set {partition!r} is not one of {', '.join(PARTITIONS)} (kept as is)", kept=True)
+        log.add(
+            uid,
+            where,
+            f"Split_Set {partition!r} is not one of {', '.join(PARTITIONS)} (kept as is)",
+            kept=True,
+            echo=False,
+        )
     transcript = root / "Transcripts" / f"{uid}.txt"
     text = " ".join(decode_lines(transcript.read_bytes())[0].split()) if transcript.is_file() else ""
     notes["no_transcript"] += not text

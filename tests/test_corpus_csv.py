@@ -67,7 +67,8 @@ def test_tsv_and_sniffed_semicolons_with_ids_and_a_custom_map(tmp_path: Path) ->
         lines = [["utt_id", "wav", "label", "speaker", "group"], ["u1", "w/1.wav", "joy", "A", "g1"]]
         lines += [["u1", "w/2.wav", "joy", "B", "g2"], ["u2", "w/2.wav", "anger", "B", "g2"]]
         lines += [["../bad", "w/2.wav", "joy", "B", "g2"]]
-        (tmp_path / name).write_text("\n".join(sep.join(r) for r in lines) + "\n", encoding="utf-8")
+        text = "\n".join(sep.join(r) for r in lines) + "\n"
+        (tmp_path / name).write_text(text, encoding="utf-8-sig" if sep == "\t" else "utf-8")  # Excel's BOM
         rows, dq = _prepare(tmp_path, tmp_path / name, {"joy": "hap"})
         assert {uid: (u.label, u.label_raw, u.group) for uid, u in rows.items()} == {"u1": ("hap", "joy", "g1")}
         drops = {(p["item"], p["reason"]) for p in dq["problems"] if not p["kept"]}
