@@ -143,6 +143,8 @@ def read_meld(root: Path, class_map: Mapping[str, str], log: ProblemLog) -> Corp
 
 
 class _State:
+    """What the reader counts across the three splits (raw emotions, repairs, audio sources, ids)."""
+
     def __init__(self) -> None:
         self.raw: Counter[str] = Counter()
         self.repairs: Counter[str] = Counter()
