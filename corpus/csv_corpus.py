@@ -22,9 +22,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping
 
-from mger.core.manifest import Utterance, portable_path, utt_id_problem
+from mger.core.audio import AudioInfo
+from mger.core.manifest import AUDIO_SUFFIXES, Utterance, portable_path, utt_id_problem
 from mger.core.reporting import ProblemLog, StageError
-from mger.corpus.audio_check import audio_duration
+from mger.corpus.audio_files import checked_audio, format_counts
 from mger.corpus.readers import CorpusRead, register_reader
 from mger.corpus.tables import read_table
 
@@ -48,6 +49,7 @@ def read_csv_corpus(root: Path, class_map: Mapping[str, str], log: ProblemLog) -
     extra_columns = [c for c in table.columns if c not in REQUIRED + OPTIONAL]
     seen: set[str] = set()
     raw: Counter[str] = Counter()
+    infos: list[AudioInfo] = []
     out = []
     for lineno, row in table.rows:
         where = f"{root}:{lineno}"
@@ -62,18 +64,29 @@ def read_csv_corpus(root: Path, class_map: Mapping[str, str], log: ProblemLog) -
         if not identity and label not in class_map:
             log.add(uid, where, f"label {label!r} outside the class map", echo=False)
             continue
-        wav = Path(row["wav"]) if Path(row["wav"]).is_absolute() else root.parent / row["wav"]
-        duration = audio_duration(uid, wav, log) if row["wav"] else None
-        if duration is None:
-            if not row["wav"]:
-                log.add(uid, where, "wav empty")
+        info = _audio(uid, root, row["wav"], where, log)
+        if info is None:
             continue
+        infos.append(info)
+        wav = Path(row["wav"]) if Path(row["wav"]).is_absolute() else root.parent / row["wav"]
         mapped = label if identity else class_map[label]
-        out.append(_utterance(uid, wav, duration, row, mapped, where, log, extra_columns))
-    details: dict[str, Any] = {"per_raw_label_all": dict(sorted(raw.items()))}
+        out.append(_utterance(uid, wav, info.duration, row, mapped, where, log, extra_columns))
+    details: dict[str, Any] = {"per_raw_label_all": dict(sorted(raw.items())), "audio_formats": format_counts(infos)}
     if identity:
         details["class_map"] = {label: label for label in sorted(raw)}
     return CorpusRead(out, details)
+
+
+def _audio(uid: str, root: Path, wav: str, where: str, log: ProblemLog) -> AudioInfo | None:
+    """The checked audio of a row's ``wav`` (relative to the table's folder), or None (recorded)."""
+    if not wav:
+        log.add(uid, where, "wav empty")
+        return None
+    path = Path(wav) if Path(wav).is_absolute() else root.parent / wav
+    if path.suffix.lower() not in AUDIO_SUFFIXES:
+        log.add(uid, path, f"not an audio file mger reads ({', '.join(AUDIO_SUFFIXES)})")
+        return None
+    return checked_audio(uid, path, log)
 
 
 def _safe_id(stem: str) -> str:

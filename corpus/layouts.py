@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import multiprocessing
+import re
 import shutil
 import sys
 import time
@@ -33,9 +34,11 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from mger.core.audio import SAMPLE_RATE, read_audio, write_audio
+from mger.core.audio import SAMPLE_RATE, read_audio, resample, write_audio
 from mger.core.config_corpus import SynthConfig
+from mger.corpus.crema_d import AUDIO_DIR, DEMOGRAPHICS, EMOTIONS, SENTENCES
 from mger.corpus.meld import CLIP_FOLDERS, write_clip
+from mger.corpus.ravdess import STATEMENTS
 from mger.corpus.synth import (
     SYNTH_MARKER,
     VAD,
@@ -68,6 +71,7 @@ class Planned:
     utt_id: str
     code: str
     text: str
+    sample_rate: int = SAMPLE_RATE  # the file's rate (spoken at 16 kHz, resampled when another)
 
 
 def voices(genders: list[str], seed: int) -> list[Speaker]:
@@ -91,7 +95,10 @@ def _speak_speaker(root: Path, seed: int, index: int, speaker: Speaker, plan: li
         rng = np.random.default_rng([seed, index, k, 23])
         cue_word, cue = _cue(item.code, item.text, rng)
         spoken = speak(item.text, speaker, _prosody(item.code, speaker, rng), cue_word, cue, rng)
-        write_audio(root / item.path, spoken.audio)
+        audio = spoken.audio
+        if item.sample_rate != SAMPLE_RATE:
+            audio = np.clip(resample(audio.astype(np.float32) / 32768.0, SAMPLE_RATE, item.sample_rate), -1.0, 1.0)
+        write_audio(root / item.path, audio, item.sample_rate)
         truth.append(json.dumps({"utt_id": item.utt_id, "words": [w.__dict__ for w in spoken.words]}))
         seconds += len(spoken.audio) / SAMPLE_RATE
     return truth, seconds
@@ -294,25 +301,105 @@ def write_iemocap(out: Path, cfg: SynthConfig, force: bool = False) -> int:
     )
 
 
-def _not_written(layout: str) -> LayoutWriter:
-    def write(out: Path, cfg: SynthConfig, force: bool = False) -> int:
-        raise NotImplementedError(
-            f"mger synth --layout {layout}: this layout has no writer yet (issue #32); "
-            f"written so far: {', '.join(k for k, w in LAYOUTS.items() if not getattr(w, 'stub', False))}"
-        )
+# --- CREMA-D (reader: mger.corpus.crema_d) ------------------------------------------------
+# Our choice: the two emotions without a synth prosody of their own borrow the closest one
+# (disgust: frustration's; fear: surprise's, high and wide).  The level (LO MD HI XX) is a
+# name only: it does not change the prosody.
+CREMA_D_PROSODY = {"ANG": "ang", "DIS": "fru", "FEA": "sur", "HAP": "hap", "NEU": "neu", "SAD": "sad"}
+CREMA_D_LEVELS = ("XX", "LO", "MD", "HI")
 
-    write.stub = True  # type: ignore[attr-defined]
-    return write
+
+def crema_d_plan(n_speakers: int, per_speaker: int) -> tuple[list[str], list[str], list[list[Planned]]]:
+    """(actor ids 1001.., genders M/F in turn, each actor's files): emotions in turn (balanced),
+    each with the next of the 12 prompts; level XX for the first 72 files of an actor (every
+    sentence × emotion once), then LO, MD, HI (unlike the real corpus, on every sentence)."""
+    if n_speakers > 91 or per_speaker > 72 * len(CREMA_D_LEVELS):
+        raise ValueError(
+            f"synth --layout crema_d: {n_speakers} actors x {per_speaker} files; CREMA-D names allow at most "
+            f"91 actors (1001..1091) x {72 * len(CREMA_D_LEVELS)} files (synth.sessions, dialogs, turns)"
+        )
+    emotions, sentences = list(EMOTIONS), list(SENTENCES)
+    actors = [str(1001 + a) for a in range(n_speakers)]
+    plans = []
+    for a, actor in enumerate(actors):
+        plan = []
+        for i in range(per_speaker):
+            emo = emotions[(i + a) % 6]
+            sent = sentences[(i // 6 + a) % 12]
+            stem = f"{actor}_{sent}_{emo}_{CREMA_D_LEVELS[i // 72]}"
+            plan.append(Planned(f"{AUDIO_DIR}/{stem}.wav", stem, CREMA_D_PROSODY[emo], SENTENCES[sent]))
+        plans.append(plan)
+    return actors, ["M" if a % 2 == 0 else "F" for a in range(n_speakers)], plans
 
 
 def write_crema_d(out: Path, cfg: SynthConfig, force: bool = False) -> int:
-    """CREMA-D's layout (below, with its reader :mod:`mger.corpus.crema_d`)."""
-    return _not_written("crema_d")(out, cfg, force)
+    """CREMA-D's layout: ``AudioWAV/{actor}_{SENTENCE}_{EMOTION}_{LEVEL}.wav`` (16 kHz, as the
+    release) and ``VideoDemographics.csv`` (``ActorID,Age,Sex,Race,Ethnicity``)."""
+    t0 = time.perf_counter()
+    actors, genders, plans = crema_d_plan(*layout_size(cfg))
+    fresh_output(out, "crema_d", cfg.seed, force, own=lambda name: name in (AUDIO_DIR, DEMOGRAPHICS))
+    rng = np.random.default_rng([cfg.seed, 31])
+    rows = ["ActorID,Age,Sex,Race,Ethnicity"] + [
+        f"{actor},{int(rng.integers(20, 75))},{'Male' if g == 'M' else 'Female'},Unknown,Not Hispanic"
+        for actor, g in zip(actors, genders)
+    ]
+    (out / DEMOGRAPHICS).write_text("\n".join(rows) + "\n", encoding="utf-8")
+    n, seconds = speak_layout(out, cfg.seed, voices(genders, cfg.seed), plans)
+    announce("crema_d", n, len(actors), seconds, t0, out)
+    return n
+
+
+# --- RAVDESS (reader: mger.corpus.ravdess) -------------------------------------------------
+# Our choice, as for CREMA-D: calm borrows "other"'s prosody (a neutral-like one), fearful
+# excitement's (high, fast), disgust frustration's, surprised surprise's.  Intensity is a name only.
+RAVDESS_PROSODY = {
+    "01": "neu",
+    "02": "oth",
+    "03": "hap",
+    "04": "sad",
+    "05": "ang",
+    "06": "exc",
+    "07": "fru",
+    "08": "sur",
+}
+RAVDESS_RATE = 48000  # the release's audio rate
+
+
+def ravdess_plan(n_speakers: int, per_speaker: int) -> list[list[Planned]]:
+    """Each actor's audio-only speech files: the 8 emotions in turn (balanced), then the
+    statement, the intensity (neutral: normal only) and the repetition, so every name is new
+    (past the release's 60 files an actor, repetitions go on: 03, 04, ...)."""
+    if n_speakers > 24 or per_speaker > 99 * 32:
+        raise ValueError(
+            f"synth --layout ravdess: {n_speakers} actors x {per_speaker} files; RAVDESS names allow at most "
+            "24 actors (Actor_01..Actor_24) x 3168 files (synth.sessions, dialogs, turns)"
+        )
+    plans = []
+    for a in range(n_speakers):
+        actor, plan = f"{a + 1:02d}", []
+        for i in range(per_speaker):
+            emo = f"{(i + a) % 8 + 1:02d}"
+            statement = f"{(i // 8) % 2 + 1:02d}"
+            intensity, rep = ("01", i // 16 + 1) if emo == "01" else (f"{(i // 16) % 2 + 1:02d}", i // 32 + 1)
+            stem = f"03-01-{emo}-{intensity}-{statement}-{rep:02d}-{actor}"
+            plan.append(
+                Planned(f"Actor_{actor}/{stem}.wav", stem, RAVDESS_PROSODY[emo], STATEMENTS[statement], RAVDESS_RATE)
+            )
+        plans.append(plan)
+    return plans
 
 
 def write_ravdess(out: Path, cfg: SynthConfig, force: bool = False) -> int:
-    """RAVDESS's layout (below, with its reader :mod:`mger.corpus.ravdess`)."""
-    return _not_written("ravdess")(out, cfg, force)
+    """RAVDESS's layout: ``Actor_XX/03-01-EE-II-SS-RR-XX.wav`` (audio-only speech, 48 kHz as
+    the release; odd actors male voices, even female)."""
+    t0 = time.perf_counter()
+    n_speakers, per_speaker = layout_size(cfg)
+    plans = ravdess_plan(n_speakers, per_speaker)
+    fresh_output(out, "ravdess", cfg.seed, force, own=lambda name: re.fullmatch(r"Actor_\d\d", name) is not None)
+    genders = ["M" if (a + 1) % 2 else "F" for a in range(n_speakers)]
+    n, seconds = speak_layout(out, cfg.seed, voices(genders, cfg.seed), plans)
+    announce("ravdess", n, n_speakers, seconds, t0, out)
+    return n
 
 
 LAYOUTS: dict[str, LayoutWriter] = {

@@ -32,7 +32,7 @@ import numpy as np
 
 from mger.core.manifest import Utterance, portable_path
 from mger.core.reporting import ProblemLog, StageError
-from mger.corpus.audio_check import audio_duration
+from mger.corpus.audio_files import checked_audio
 from mger.corpus.readers import CorpusRead, register_reader
 from mger.corpus.tables import read_table
 
@@ -188,11 +188,11 @@ def _read_split(
             log.add(uid, where, "Utterance (the text) empty")
             continue
         audio = clip_path(root, split, dialogue, utterance)
-        duration = audio_duration(uid, audio, log)
-        if duration is None:
+        info = checked_audio(uid, audio, log)
+        if info is None:
             continue
         state.audio_source[audio.suffix.lstrip(".")] += 1
-        out.append(_utterance(uid, split, dialogue, audio, duration, row, text, class_map[emotion], emotion))
+        out.append(_utterance(uid, split, dialogue, audio, info.duration, row, text, class_map[emotion], emotion))
     return out
 
 

@@ -23,9 +23,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Mapping
 
+from mger.core.audio import AudioInfo
 from mger.core.manifest import Utterance, portable_path, utt_id_problem
 from mger.core.reporting import ProblemLog, StageError
-from mger.corpus.audio_check import audio_duration
+from mger.corpus.audio_files import checked_audio, format_counts
 from mger.corpus.readers import CorpusRead, register_reader
 from mger.corpus.tables import decode_lines, read_table
 
@@ -58,6 +59,7 @@ def read_msp_podcast(root: Path, class_map: Mapping[str, str], log: ProblemLog) 
     raw_codes: Counter[str] = Counter()
     notes: Counter[str] = Counter()
     seen: set[str] = set()
+    infos: list[AudioInfo] = []
     out = []
     for lineno, row in table.rows:
         name = row["FileName"]
@@ -77,10 +79,11 @@ def read_msp_podcast(root: Path, class_map: Mapping[str, str], log: ProblemLog) 
             what = {"O": "other", "X": "no agreement"}.get(code, "")
             log.add(uid, where, f"EmoClass {code!r}{f' ({what})' if what else ''} outside the class map", echo=False)
             continue
-        duration = audio_duration(uid, audios / name, log)
-        if duration is None:
+        info = checked_audio(uid, audios / name, log)
+        if info is None:
             continue
-        out.append(_utterance(root, uid, audios / name, duration, row, class_map[code], where, log, notes))
+        infos.append(info)
+        out.append(_utterance(root, uid, audios / name, info.duration, row, class_map[code], where, log, notes))
     for wav in sorted(audios.glob("*.wav")):
         if wav.stem not in seen and not wav.name.startswith("."):
             log.add(wav.stem, wav, "wav without a row in Labels/labels_consensus.csv", echo=False)
@@ -91,7 +94,11 @@ def read_msp_podcast(root: Path, class_map: Mapping[str, str], log: ProblemLog) 
             "SpkrID 'Unknown': kept with speaker 'unknown' (one speaker to speaker-independent folds)",
             kept=True,
         )
-    details = {"per_raw_label_all": dict(sorted(raw_codes.items())), "msp_podcast_notes": dict(sorted(notes.items()))}
+    details = {
+        "per_raw_label_all": dict(sorted(raw_codes.items())),
+        "audio_formats": format_counts(infos),
+        "msp_podcast_notes": dict(sorted(notes.items())),
+    }
     return CorpusRead(out, details)
 
 

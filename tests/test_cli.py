@@ -24,7 +24,7 @@ def test_top_level_help_lists_subcommands(capsys: pytest.CaptureFixture[str]) ->
 @pytest.mark.parametrize(
     "name, options",
     [
-        ("synth", ["--out", "--seed", "--sessions", "--dialogs", "--turns", "--params"]),
+        ("synth", ["--out", "--layout", "--seed", "--sessions", "--dialogs", "--turns", "--params"]),
         ("prepare", ["--root", "--out", "--report", "--class-map", "--params"]),
         ("align-eval-corpus", ["--manifest", "--segments", "--out", "--params"]),
     ],
