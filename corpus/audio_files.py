@@ -3,7 +3,9 @@
 One place for "missing, unreadable, empty, too short, NaN": each failure is recorded in the
 :class:`~mger.core.reporting.ProblemLog` (dropped) and None returned.  The sample rate and
 channel count are not problems (``read_audio`` converts to 16 kHz mono when it reads); a
-reader counts them in its report (:func:`format_counts`).
+reader counts them in its report (:func:`format_counts`).  An ``.mp4`` (MELD's clips) has no
+header soundfile reads: it is decoded (:func:`mger.core.audio.read_audio`, PyAV) and its info
+is that of the decoded 16 kHz mono audio.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from mger.core.audio import AudioInfo, audio_info, nonfinite_audio
+from mger.core.audio import SAMPLE_RATE, AudioInfo, audio_info, nonfinite_audio, read_audio
 from mger.core.reporting import ProblemLog
 
 MIN_SECONDS = 0.1  # shorter audio is no utterance (IEMOCAP's reader: MIN_WAV_SECONDS)
@@ -24,8 +26,8 @@ def checked_audio(item: str, path: Path, log: ProblemLog) -> AudioInfo | None:
         log.add(item, path, "audio file missing")
         return None
     try:
-        info = audio_info(path)
-    except Exception as err:  # soundfile raises several types for corrupt headers
+        info = _decoded_info(path) if path.suffix.lower() == ".mp4" else audio_info(path)
+    except Exception as err:  # soundfile and PyAV raise several types for damaged files
         first = (str(err).splitlines() or [""])[0]
         log.add(item, path, f"audio unreadable ({type(err).__name__}: {first})")
         return None
@@ -35,10 +37,15 @@ def checked_audio(item: str, path: Path, log: ProblemLog) -> AudioInfo | None:
     if info.duration < MIN_SECONDS:
         log.add(item, path, f"audio too short: {info.duration:.4f} s (< {MIN_SECONDS} s)")
         return None
-    if nonfinite_audio(path):
+    if path.suffix.lower() != ".mp4" and nonfinite_audio(path):  # read_audio refused NaN in an mp4
         log.add(item, path, "audio holds NaN or inf samples")
         return None
     return info
+
+
+def _decoded_info(path: Path) -> AudioInfo:
+    """Info of the decoded audio of an mp4 (its samples as ``read_audio`` returns them)."""
+    return AudioInfo(sample_rate=SAMPLE_RATE, channels=1, frames=int(read_audio(path).size))
 
 
 def format_counts(infos: list[AudioInfo]) -> dict[str, int]:

@@ -18,6 +18,8 @@ utterance id), outside the corpus's own tree.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import multiprocessing
 import re
@@ -32,11 +34,22 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from mger.core.audio import SAMPLE_RATE, resample, write_audio
+from mger.core.audio import SAMPLE_RATE, read_audio, resample, write_audio
 from mger.core.config_corpus import SynthConfig
 from mger.corpus.crema_d import AUDIO_DIR, DEMOGRAPHICS, EMOTIONS, SENTENCES
+from mger.corpus.meld import CLIP_FOLDERS, write_clip
 from mger.corpus.ravdess import STATEMENTS
-from mger.corpus.synth import SYNTH_MARKER, Speaker, _cue, _prosody, check_out, speak, synthesize_corpus
+from mger.corpus.synth import (
+    SYNTH_MARKER,
+    VAD,
+    Speaker,
+    _cue,
+    _prosody,
+    _transcript,
+    check_out,
+    speak,
+    synthesize_corpus,
+)
 
 LayoutWriter = Callable[[Path, SynthConfig, bool], int]
 
@@ -128,6 +141,153 @@ def announce(layout: str, n: int, speakers: int, seconds: float, t0: float, root
     )
 
 
+# --- MSP-Podcast, MELD and csv (readers: corpus/msp_podcast.py, corpus/meld.py, corpus/csv_corpus.py)
+
+_MSP_CODES = {"N": "neu", "H": "hap", "A": "ang", "S": "sad", "U": "sur", "O": "oth", "X": "oth"}  # → prosody
+_MSP_WEIGHTS = {"N": 0.33, "H": 0.2, "A": 0.15, "S": 0.15, "U": 0.07, "O": 0.05, "X": 0.05}
+_MSP_SPLITS = ("Train", "Development", "Test1", "Train", "Train", "Test2")  # by speaker, in turn
+
+
+def _draw(weights: dict[str, float], rng: np.random.Generator) -> str:
+    codes = list(weights)
+    p = np.array([weights[c] for c in codes])
+    return codes[int(rng.choice(len(codes), p=p / p.sum()))]
+
+
+def _csv_line(values: list[str]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(values)
+    return buf.getvalue()
+
+
+def write_msp_podcast(out: Path, cfg: SynthConfig, force: bool = False) -> int:
+    """MSP-Podcast's layout: ``Audios/MSP-PODCAST_{podcast}_{segment}.wav`` (one podcast per
+    speaker), ``Labels/labels_consensus.csv`` (classes N H A S U and the O/X rows the reader
+    drops; ratings 1-7; the last speaker's SpkrID/Gender ``Unknown`` when there are 3 or
+    more), ``Transcripts/<stem>.txt`` for about four segments in five (no bracket markers:
+    automatic transcripts have none).  Partitions by speaker: Train, Development, Test1, ..."""
+    t0 = time.perf_counter()
+    fresh_output(out, "msp_podcast", cfg.seed, force, own=lambda n: n in ("Audios", "Labels", "Transcripts"))
+    n_spk, per = layout_size(cfg)
+    genders = ["F" if i % 2 == 0 else "M" for i in range(n_spk)]
+    plans: list[list[Planned]] = []
+    rows = ["FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set\n"]
+    (out / "Transcripts").mkdir()
+    for i in range(n_spk):
+        unknown = n_spk >= 3 and i == n_spk - 1
+        spk, gender = ("Unknown", "Unknown") if unknown else (str(100 + i), "Female" if genders[i] == "F" else "Male")
+        plan = []
+        for k in range(per):
+            rng = np.random.default_rng([cfg.seed, i, k, 31])
+            code = _draw(_MSP_WEIGHTS, rng)
+            stem = f"MSP-PODCAST_{i + 1:04d}_{k + 1:04d}"
+            text = _transcript(_MSP_CODES[code], rng, cfg.max_sentences_per_turn)
+            plan.append(Planned(f"Audios/{stem}.wav", stem, _MSP_CODES[code], text))
+            val, act, dom = (float(np.clip(1.5 * x - 0.5 + rng.normal(0, 0.4), 1, 7)) for x in VAD[_MSP_CODES[code]])
+            rows.append(f"{stem}.wav,{code},{act:.1f},{val:.1f},{dom:.1f},{spk},{gender},{_MSP_SPLITS[i % 6]}\n")
+            if rng.random() < 0.8:
+                words = " ".join(w for w in text.split() if not w.startswith("["))
+                (out / "Transcripts" / f"{stem}.txt").write_text(words.lower() + "\n", encoding="utf-8")
+        plans.append(plan)
+    n, seconds = speak_layout(out, cfg.seed, voices(genders, cfg.seed), plans)
+    (out / "Labels").mkdir()
+    (out / "Labels" / "labels_consensus.csv").write_text("".join(rows), encoding="utf-8")
+    announce("msp_podcast", n, n_spk, seconds, t0, out)
+    return n
+
+
+_MELD_NAMES = ("Chandler", "Joey", "Monica", "Rachel", "Ross", "Phoebe", "Janice", "Gunther", "Mike", "Carol")
+_MELD_GENDERS = ("M", "M", "F", "F", "M", "F", "F", "M", "M", "F")
+_MELD_CODES = {"neutral": "neu", "joy": "hap", "surprise": "sur", "anger": "ang", "sadness": "sad"}
+_MELD_CODES |= {"disgust": "oth", "fear": "oth"}
+_MELD_WEIGHTS = {"neutral": 0.4, "joy": 0.17, "surprise": 0.1, "anger": 0.12, "sadness": 0.11}
+_MELD_WEIGHTS |= {"disgust": 0.05, "fear": 0.05}
+_MELD_SPLITS = ("train", "dev", "test", "train", "train")  # by dialogue, in turn
+MELD_HEADER = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime\n"
+
+
+def _meld_quirk(text: str, rng: np.random.Generator) -> str:
+    """The release's mis-encodings, on about half the apostrophes: ``\\x92`` or ``â€™`` for ’."""
+    if "'" not in text or rng.random() < 0.5:
+        return text
+    return text.replace("'", "\x92" if rng.random() < 0.5 else "\u00e2\u20ac\u2122")
+
+
+def write_meld(out: Path, cfg: SynthConfig, force: bool = False) -> int:
+    """MELD.Raw's layout: ``{train,dev,test}_sent_emo.csv`` and the clips ``dia{D}_utt{U}.mp4``
+    (AAC in mp4, through PyAV) in ``train_splits/``, ``dev_splits_complete/`` and
+    ``output_repeated_splits_test/``.  Speakers two by two hold dialogues of up to 6 turns (fewer
+    when the corpus is tiny, so that there are at least 3 dialogues);
+    dialogues go to train, dev, test in turn; some apostrophes are written mis-encoded as in
+    the release (the reader repairs them)."""
+    t0 = time.perf_counter()
+    folders = set(CLIP_FOLDERS.values()) | {f"{s}_sent_emo.csv" for s in CLIP_FOLDERS}
+    fresh_output(out, "meld", cfg.seed, force, own=lambda n: n in folders)
+    n_spk, per = layout_size(cfg)
+    n_spk -= n_spk % 2
+    plans: list[list[Planned]] = [[] for _ in range(n_spk)]
+    rows: dict[str, list[str]] = {s: [MELD_HEADER] for s in CLIP_FOLDERS}
+    dialogue_ids = dict.fromkeys(CLIP_FOLDERS, 0)
+    d, turns = 0, max(1, min(6, n_spk * per // 3))  # at least 3 dialogues: every split gets one
+    for pair in range(n_spk // 2):
+        for start in range(0, 2 * per, turns):
+            split = _MELD_SPLITS[d % len(_MELD_SPLITS)]
+            dia, d = dialogue_ids[split], d + 1
+            dialogue_ids[split] += 1
+            for u in range(min(turns, 2 * per - start)):
+                i = 2 * pair + (start + u) % 2
+                rng = np.random.default_rng([cfg.seed, i, start + u, 37])
+                emotion = _draw(_MELD_WEIGHTS, rng)
+                code = _MELD_CODES[emotion]
+                text = _transcript(code, rng, cfg.max_sentences_per_turn)
+                plans[i].append(
+                    Planned(f"{CLIP_FOLDERS[split]}/dia{dia}_utt{u}.wav", f"{split}_dia{dia}_utt{u}", code, text)
+                )
+                sentiment = {"neutral": "neutral", "joy": "positive", "surprise": "positive"}.get(emotion, "negative")
+                times = [f"00:{u:02d}:0{1 + u % 8},000", f"00:{u:02d}:0{2 + u % 8},500"]
+                row = [str(len(rows[split])), _meld_quirk(text, rng), _MELD_NAMES[i % 10], emotion, sentiment]
+                rows[split].append(_csv_line(row + [str(dia), str(u), "1", str(pair + 1), *times]))
+    genders = [_MELD_GENDERS[i % 10] for i in range(n_spk)]
+    n, seconds = speak_layout(out, cfg.seed, voices(genders, cfg.seed), plans)
+    for plan in plans:
+        for item in plan:
+            wav = out / item.path
+            write_clip(wav.with_suffix(".mp4"), read_audio(wav))
+            wav.unlink()
+    for split, lines in rows.items():
+        (out / f"{split}_sent_emo.csv").write_text("".join(lines), encoding="utf-8")
+    announce("meld", n, n_spk, seconds, t0, out)
+    return n
+
+
+_CSV_CODES = ("neu", "hap", "ang", "sad")
+
+
+def write_csv(out: Path, cfg: SynthConfig, force: bool = False) -> int:
+    """A corpus listed in one table: ``corpus.csv`` (``utt_id,wav,label,speaker,gender,text``;
+    wav paths relative to the table, ``wav/<speaker>/<utt_id>.wav``); labels neu hap ang sad
+    in turn.  ``prepare.root`` is ``<out>/corpus.csv``."""
+    t0 = time.perf_counter()
+    fresh_output(out, "csv", cfg.seed, force, own=lambda n: n in ("wav", "corpus.csv"))
+    n_spk, per = layout_size(cfg)
+    genders = ["F" if i % 2 == 0 else "M" for i in range(n_spk)]
+    plans: list[list[Planned]] = []
+    lines = [_csv_line(["utt_id", "wav", "label", "speaker", "gender", "text"])]
+    for i in range(n_spk):
+        plan = []
+        for k in range(per):
+            rng = np.random.default_rng([cfg.seed, i, k, 41])
+            code = _CSV_CODES[(i + k) % len(_CSV_CODES)]
+            uid, text = f"spk{i:02d}_{k:03d}", _transcript(code, rng, cfg.max_sentences_per_turn)
+            plan.append(Planned(f"wav/spk{i:02d}/{uid}.wav", uid, code, text))
+            lines.append(_csv_line([uid, f"wav/spk{i:02d}/{uid}.wav", code, f"spk{i:02d}", genders[i], text]))
+        plans.append(plan)
+    n, seconds = speak_layout(out, cfg.seed, voices(genders, cfg.seed), plans)
+    (out / "corpus.csv").write_text("".join(lines), encoding="utf-8")
+    announce("csv", n, n_spk, seconds, t0, out)
+    return n
+
+
 def write_iemocap(out: Path, cfg: SynthConfig, force: bool = False) -> int:
     """The IEMOCAP_full_release layout: :func:`mger.corpus.synth.synthesize_corpus` as before."""
     return synthesize_corpus(
@@ -139,17 +299,6 @@ def write_iemocap(out: Path, cfg: SynthConfig, force: bool = False) -> int:
         max_sentences_per_turn=cfg.max_sentences_per_turn,
         force=force,
     )
-
-
-def _not_written(layout: str) -> LayoutWriter:
-    def write(out: Path, cfg: SynthConfig, force: bool = False) -> int:
-        raise NotImplementedError(
-            f"synth.layout {layout}: this layout has no writer yet (issue #32); "
-            f"written so far: {', '.join(k for k, w in LAYOUTS.items() if not getattr(w, 'stub', False))}"
-        )
-
-    write.stub = True  # type: ignore[attr-defined]
-    return write
 
 
 # --- CREMA-D (reader: mger.corpus.crema_d) ------------------------------------------------
@@ -255,11 +404,11 @@ def write_ravdess(out: Path, cfg: SynthConfig, force: bool = False) -> int:
 
 LAYOUTS: dict[str, LayoutWriter] = {
     "iemocap": write_iemocap,
-    "msp_podcast": _not_written("msp_podcast"),
-    "meld": _not_written("meld"),
+    "msp_podcast": write_msp_podcast,
+    "meld": write_meld,
     "crema_d": write_crema_d,
     "ravdess": write_ravdess,
-    "csv": _not_written("csv"),
+    "csv": write_csv,
 }
 
 
