@@ -132,9 +132,24 @@ def ablation_lines(rows: list[Experiment]) -> list[str]:
 # --- the report -------------------------------------------------------------------------------------
 
 
+def _roots(params: Params) -> list[Path]:
+    """The corpus folders of prepare (each of prepare.corpora, else prepare.root; a csv corpus's
+    folder is its table's)."""
+    roots = [Path(c.root) for c in params.prepare.corpora.values()] or [Path(params.prepare.root)]
+    return [r.parent if r.is_file() else r for r in roots]
+
+
 def synthetic_corpus(params: Params) -> bool:
-    """Whether prepare.root is the synthetic demo corpus (`mger synth` writes truth/ beside its tree)."""
-    return (Path(params.prepare.root) / "truth" / "words.jsonl").is_file()
+    """Whether prepare's corpus is the synthetic demo corpus (`mger synth` writes truth/ beside its
+    tree, in every layout); with several corpora, whether any is."""
+    return any((r / "truth" / "words.jsonl").is_file() for r in _roots(params))
+
+
+def reads_iemocap(params: Params) -> bool:
+    """Whether prepare reads IEMOCAP (prepare.corpus, or one of prepare.corpora): the published
+    IEMOCAP block belongs to such reports only."""
+    sources = [c.corpus for c in params.prepare.corpora.values()] or [params.prepare.corpus]
+    return "iemocap" in sources
 
 
 def _corpus_line(params: Params, m: dict) -> str:
@@ -142,9 +157,9 @@ def _corpus_line(params: Params, m: dict) -> str:
     line = f"Corpus: `{root}`, {m['n_utterances']} utterances, classes {', '.join(m['classes'])}."
     if synthetic_corpus(params):
         line += (
-            " This is the synthetic demo corpus (eSpeak NG voices in IEMOCAP's layout): its figures say "
+            " This is the synthetic demo corpus (eSpeak NG voices): its figures say "
             "whether the pipeline works, not how well the papers' systems recognise human emotion, and are "
-            "not comparable to any published IEMOCAP result."
+            "not comparable to any published result."
         )
     align = Path(params.align.report)
     if align.is_file():
@@ -221,7 +236,7 @@ def validation_lines(rows: list[Experiment]) -> list[str]:
     entries = [entry for e in rows for entry in e.metrics["folds"].values()]
     how = sorted({entry["validation"] for entry in entries if entry.get("validation")})
     lines = [
-        "Validation speakers (carved from each fold's training sessions by fold and `split.seed`"
+        "Validation speakers (carved from each fold's training data by fold and `split.seed`"
         + (f"; {'; '.join(how)}" if how else "")
         + "):",
         "",
@@ -393,7 +408,7 @@ def interval_lines(rows: list[Experiment]) -> list[str]:
         "dialogue or speaker are alike); (2) the bootstrap over whole dialogues within folds (a speaker where "
         "no dialogue is known; the unit is named), the same resample for every seed; (3) a t-interval over "
         "folds, seeds averaged first (n_folds − 1 degrees of freedom), which carries training variance and "
-        "the variation between sessions. The main table shows the widest.",
+        "the variation between folds. The main table shows the widest.",
         "",
         "| experiment | UA | utterances (conditional) | clustered (unit) | t over folds | widest |",
         "|---|---|---|---|---|---|",
@@ -465,7 +480,7 @@ def _report_lines(
         *transcript_lines(  # WER beside the table, and the gold-vs-ASR pairs (docs/transcripts.md)
             params.transcribe.report, params.transcribe.source, [(e.metrics, e.predictions) for e in rows]
         ),
-        f"Best system by **validation** UA (the test sessions choose nothing): {best.name} (validation UA "
+        f"Best system by **validation** UA (the test folds choose nothing): {best.name} (validation UA "
         f"{mean_sd(best.metrics['validation']['ua'])}; its test UA {mean_sd(best.metrics['ua'])}, {SD_NOTE}).",
         "",
         *reference_lines(rows),
@@ -473,7 +488,7 @@ def _report_lines(
         *interval_lines(rows),
         *paper_lines(rows, models, params.finetune),
         *detail_lines(rows),
-        *published_lines(synthetic_corpus(params)),
+        *(published_lines(synthetic_corpus(params)) if reads_iemocap(params) else []),
         *layer_weight_lines(rows, figures),
         "![confusion of the best system by validation UA](figures/confusion_best.png)",
         "![granularity](figures/ua_by_granularity.png)",

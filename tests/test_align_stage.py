@@ -380,3 +380,12 @@ def test_uniform_fallback_refuses_audio_too_short_to_hold_the_words() -> None:
     assert uniform_alignment("u", text, enough[:30], "short") is None
     spread = uniform_alignment("u", text, enough, "short")
     assert spread is not None and [w.label for w in spread.words] == normalize_transcript(text)
+
+
+def test_pocketsphinx_names_an_utterance_without_text() -> None:
+    """A row without any text (MSP-Podcast's segment without a transcript: text_source none) fails
+    with its own reason, not as a transcript of markers only; the audio is never read."""
+    utt = iemocap_row("u", 1, "d", "F", "F", True, "missing.wav", 2.0, "", "neu", "neu", 3, 3, 3)
+    result = PocketsphinxAligner().align(dataclasses.replace(utt, text_source="none"))
+    assert isinstance(result, AlignmentFailure) and result.reason.startswith("no text (text_source none)")
+    assert "markers only" in PocketsphinxAligner().align(utt).reason  # empty gold text: the old reason

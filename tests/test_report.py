@@ -275,10 +275,10 @@ def test_report_selects_by_validation_and_shows_statistics(trained) -> None:
     truth.write_text("")  # what `mger synth` leaves beside its corpus
     out = write_report(trained["params"])
     text = out.read_text()
-    assert "This is the synthetic demo corpus" in text and "not comparable to any published IEMOCAP result" in text
+    assert "This is the synthetic demo corpus" in text and "not comparable to any published result" in text
     results = trained["results"]
     best = max(results, key=lambda n: (results[n]["validation"]["ua"]["mean"], n))
-    assert f"Best system by **validation** UA (the test sessions choose nothing): {best} " in text
+    assert f"Best system by **validation** UA (the test folds choose nothing): {best} " in text
     assert "| text vs fusion | text | late |" in text and "| text vs fusion | text | mha |" in text
     assert "| mha without vs with auxiliary tasks | mha | mha_matching |" in text
     assert "| single vs multi-granularity | audio_phone | multigranular |" in text
@@ -331,7 +331,7 @@ def test_report_selects_by_validation_and_shows_statistics(trained) -> None:
     assert "abstracts state them" not in text
     table = text[text.index("| experiment | system") : text.index("## Published")]
     assert re.search(
-        r"Validation speakers \(carved from each fold's training sessions by fold and `split.seed`; one speaker "
+        r"Validation speakers \(carved from each fold's training data by fold and `split.seed`; one speaker "
         r"per gender \(F, M\) from different training groups\):",
         text,
     )
