@@ -131,13 +131,13 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def _parse_fold(text: str) -> int:
-    """``--fold k``: a fold is its test session's number, so 1 or more (``fold--1`` is no folder)."""
+    """``--fold k``: a fold's number (IEMOCAP: its test session's), so 1 or more (``fold--1`` is no folder)."""
     try:
         fold = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--fold {text!r}: expected a session number, e.g. 1") from None
+        raise argparse.ArgumentTypeError(f"--fold {text!r}: expected a fold number, e.g. 1") from None
     if fold < 1:
-        raise argparse.ArgumentTypeError(f"--fold {text!r}: a fold is its test session's number, 1 or more")
+        raise argparse.ArgumentTypeError(f"--fold {text!r}: a fold is numbered 1 or more (IEMOCAP: its test session)")
     return fold
 
 
@@ -412,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = add(
-        "finetune", _cmd_finetune, "Fine-tune the encoders on fold k's training sessions (never session k); resumable."
+        "finetune", _cmd_finetune, "Fine-tune the encoders on fold k's training data (never its test data); resumable."
     )
     p.add_argument(
         "--fold",
@@ -451,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
         "not expected (default: <align.out>/segments.h5)",
     )
 
-    p = add("train", _cmd_train, "Train and evaluate one experiment of train.experiments (leave-one-session-out).")
+    p = add("train", _cmd_train, "Train and evaluate one experiment of train.experiments (the folds of split.protocol).")
     p.add_argument("--experiment", required=True, help="experiment name, or 'all'")
     p.add_argument(
         "--n-jobs",

@@ -73,7 +73,7 @@ def print_summary(params: Params) -> None:
         if folds:
             scores = ", ".join(f"fold {r['fold']} {r['results']['speech']['val_ua']:.3f}" for r in folds)
             what = f"fine-tuned speech encoders{f' ({name})' if len(params.finetune.variants) > 1 else ''}"
-            print(f"{what} ({len(folds)} folds, each without its test session): validation UA {scores}")
+            print(f"{what} ({len(folds)} folds, each without its test data): validation UA {scores}")
     results = Path(params.report.out)
     if results.is_file():
         lines = results.read_text(encoding="utf-8").splitlines()

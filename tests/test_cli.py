@@ -486,7 +486,7 @@ def test_a_fold_below_one_is_refused_by_the_parser(command: str, fold: str, caps
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args([command, "--fold", fold])
     assert exit_.value.code == 2
-    assert f"--fold '{fold}': a fold is its test session's number, 1 or more" in capsys.readouterr().err
+    assert f"--fold '{fold}': a fold is numbered 1 or more (IEMOCAP: its test session)" in capsys.readouterr().err
 
 
 def test_auto_device_is_resolved_once_for_the_stage(monkeypatch: pytest.MonkeyPatch) -> None:
