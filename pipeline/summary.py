@@ -79,6 +79,6 @@ def print_summary(params: Params) -> None:
         lines = results.read_text(encoding="utf-8").splitlines()
         start = next((i for i, line in enumerate(lines) if line.startswith("| experiment | system")), len(lines))
         end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
-        print(f"results ({results}; statistics, paired tests and the published IEMOCAP block are there):")
+        print(f"results ({results}; statistics, paired tests and the other sections are there):")
         print("\n".join(lines[start:end]))
         print("\n".join(line for line in lines if line.startswith("Best system by")))
