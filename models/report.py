@@ -153,8 +153,9 @@ def reads_iemocap(params: Params) -> bool:
 
 
 def _corpus_line(params: Params, m: dict) -> str:
-    root = Path(params.prepare.root)
-    line = f"Corpus: `{root}`, {m['n_utterances']} utterances, classes {', '.join(m['classes'])}."
+    roots = [c.root for c in params.prepare.corpora.values()] or [params.prepare.root]  # prepare.corpora: each
+    where = ", ".join(f"`{r}`" for r in roots)
+    line = f"Corpus: {where}, {m['n_utterances']} utterances, classes {', '.join(m['classes'])}."
     if synthetic_corpus(params):
         line += (
             " This is the synthetic demo corpus (eSpeak NG voices): its figures say "

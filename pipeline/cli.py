@@ -451,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
         "not expected (default: <align.out>/segments.h5)",
     )
 
-    p = add("train", _cmd_train, "Train and evaluate one experiment of train.experiments (the folds of split.protocol).")
+    p = add("train", _cmd_train, "Train and evaluate one experiment of train.experiments (split.protocol's folds).")
     p.add_argument("--experiment", required=True, help="experiment name, or 'all'")
     p.add_argument(
         "--n-jobs",

@@ -35,3 +35,11 @@ def test_published_iemocap_block_for_iemocap_only() -> None:
     assert not reads_iemocap(params_from_dict({"prepare": {"corpora": corpora}}))
     corpora["i"] = {"corpus": "iemocap", "root": "z"}
     assert reads_iemocap(params_from_dict({"prepare": {"corpora": corpora}}))
+
+
+def test_corpus_line_names_every_root_of_prepare_corpora() -> None:
+    from mger.models.report import _corpus_line
+
+    corpora = {"c": {"corpus": "crema_d", "root": "data/c"}, "r": {"corpus": "ravdess", "root": "data/r"}}
+    line = _corpus_line(params_from_dict({"prepare": {"corpora": corpora}}), {"n_utterances": 9, "classes": ["a"]})
+    assert line.startswith("Corpus: `data/c`, `data/r`, 9 utterances, classes a.")
