@@ -152,7 +152,8 @@ def _done_line(split: FinetuneSplit, record: dict, seed: int, seeds: list[int]) 
         mean = np.mean([s["ua"] for s in record["test"]["seeds"].values()])
         tested = f"; joint test UA {record['test']['ua']:.3f} (seed {seed}), {mean:.3f} over seeds {seeds}"
     return (
-        f"{len(split.train)} train / {len(split.val)} validation utterances from sessions {split.train_sessions}; "
+        f"{len(split.train)} train / {len(split.val)} validation utterances"
+        f"{f' from sessions {split.train_sessions}' if split.train_sessions else ''}; "  # loso only (IEMOCAP's)
         f"{scores}{tested}; {record['seconds']:.1f}s"
     )
 
