@@ -64,4 +64,9 @@ def protocol_sentence(params: Params, metrics: dict) -> str:
         text += f" Fold k tests the k-th group: {', '.join(groups)}." if groups else ""
     if run["unused"]:
         text += " Unused: " + ", ".join(f"{k} ({v} utterances)" for k, v in sorted(run["unused"].items())) + "."
+    if n == 1:  # predefined, cross_corpus: an SD over one fold is no spread
+        text += ONE_FOLD
     return text
+
+
+ONE_FOLD = " With one fold, every ± below is 0.00 (no spread over folds): the 95% intervals carry the uncertainty."

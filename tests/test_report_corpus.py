@@ -6,7 +6,7 @@ import dataclasses
 
 from mger.core.config import Params
 from mger.core.config_corpus import SplitConfig
-from mger.models.report_corpus import protocol_sentence, results_title
+from mger.models.report_corpus import ONE_FOLD, protocol_sentence, results_title
 
 
 def _metrics(split: SplitConfig, folds: dict[str, dict]) -> dict:
@@ -20,7 +20,7 @@ def test_a_cross_corpus_run_says_so_in_its_title() -> None:
     assert results_title(params, m) == "# Results (cross-corpus: trained on iemocap, tested on crema_d)"
     assert protocol_sentence(params, m) == (
         "Cross-corpus: trained and validated on iemocap, tested on every utterance of crema_d; one fold. "
-        "Unused: ravdess (40 utterances)."
+        "Unused: ravdess (40 utterances)." + ONE_FOLD
     )
 
 
@@ -33,7 +33,7 @@ def test_within_corpus_runs_name_their_protocol_and_folds() -> None:
     )
     msp = _metrics(SplitConfig(), {"1": {"protocol": "predefined", "tested": ["Test1"], "unused": {"Test2": 7}}})
     assert protocol_sentence(params, msp) == (
-        "The corpus's predefined partitions: one fold, testing Test1. Unused: Test2 (7 utterances)."
+        "The corpus's predefined partitions: one fold, testing Test1. Unused: Test2 (7 utterances)." + ONE_FOLD
     )
     old = {"folds": {"1": {}, "2": {}}}  # metrics of an older run: the params' protocol
     assert protocol_sentence(dataclasses.replace(params, split=SplitConfig(protocol="loso")), old).startswith(
