@@ -245,6 +245,8 @@ class PocketsphinxAligner:
     def align(self, utt: Utterance) -> AlignResult:
         forms = written_forms(utt.text)
         words, keys = [w for w, _ in forms], [f for _, f in forms]
+        if not words and utt.text_source == "none":  # e.g. an MSP-Podcast segment without a transcript
+            return AlignmentFailure(utt.utt_id, "no text (text_source none): nothing to align words to")
         if not words:
             return AlignmentFailure(utt.utt_id, "no speakable words in the transcript (empty or markers only)")
         try:

@@ -56,7 +56,11 @@ def _utterances(folder: Path, n: int, seconds: float) -> list[Utterance]:
     for i in range(n):
         wav = folder / f"u{i}.wav"
         write_audio(wav, (0.1 * rng.standard_normal(int(seconds * 16000))).astype(np.float32))
-        utts.append(Utterance(f"u{i}", 1, "d", "s", "F", True, str(wav), seconds, "", "neu", "neu", 3.0, 3.0, 3.0))
+        utts.append(
+            Utterance(
+                f"u{i}", "bench", str(wav), seconds, "s", "F", "", "none", "neu", "neu", "g1", "", None, None, None
+            )
+        )
     return utts
 
 

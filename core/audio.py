@@ -4,7 +4,8 @@ Every stage reads audio through :func:`read_audio`: soundfile decodes the file, 
 are averaged to mono, and anything not at 16 kHz is resampled with a polyphase FIR filter
 (:func:`scipy.signal.resample_poly`, up/down factors reduced by their gcd, Kaiser window
 with beta 5.0 — scipy's default), which is exact for integer ratios such as 44.1 kHz →
-16 kHz (160/441) and leaves no phase shift.  The result is float32 in [-1, 1].  A file
+16 kHz (160/441) and leaves no phase shift.  The result is float32 in [-1, 1].  An ``.mp4``
+(MELD's clips) is decoded with PyAV (its first audio stream, as float) and then goes the same way.  A file
 holding NaN or inf samples (only a float-coded wav can) is refused in one line naming it.
 """
 
@@ -65,7 +66,10 @@ def nonfinite_audio(path: str | Path) -> bool:
 def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Read ``path`` as mono float32 at ``sample_rate``. Shape: (time,).  NaN or inf samples
     are a ``ValueError`` naming the file (the encoders would turn them into NaN features)."""
-    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    if Path(path).suffix.lower() == ".mp4":
+        data, rate = _decode_mp4(path)
+    else:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     if not np.isfinite(data).all():
         raise ValueError(
             f"{path}: the audio holds NaN or inf samples (a float wav); fix or remove the file and "
@@ -73,6 +77,23 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         )
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     return resample(np.ascontiguousarray(mono, dtype=np.float32), int(rate), sample_rate)
+
+
+def _decode_mp4(path: str | Path) -> tuple[np.ndarray, int]:
+    """The first audio stream of an mp4 through PyAV, as float32 at its own rate. Shape:
+    (frames, channels).  No audio stream is a ``ValueError`` naming the file."""
+    import av  # imported here: only mp4 input needs it
+
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            raise ValueError(f"{path}: the mp4 has no audio stream")
+        stream = container.streams.audio[0]
+        to_float = av.AudioResampler(format="fltp")  # planar float; layout and rate kept
+        chunks = [out.to_ndarray() for frame in container.decode(stream) for out in to_float.resample(frame)]
+        chunks += [out.to_ndarray() for out in to_float.resample(None)]
+        rate, channels = int(stream.codec_context.sample_rate), int(stream.codec_context.channels)
+    data = np.concatenate(chunks, axis=1).T if chunks else np.zeros((0, channels), dtype=np.float32)
+    return np.ascontiguousarray(data, dtype=np.float32), rate
 
 
 def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:

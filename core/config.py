@@ -237,6 +237,7 @@ RANGES: dict[str, Range] = {
     "train.experiments.*.layers": Range("positive", *DEPTH),
     "train.finetuned_experiments.*.layers": Range("positive", *DEPTH),
     "split.seed": Range("nonnegative", *SEED),
+    "split.n_folds": Range("positive", 1000, "folds"),
 }
 
 

@@ -9,31 +9,47 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePath
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 from mger.core.reporting import write_jsonl
+
+TEXT_SOURCES = ("gold", "prompt", "asr", "none")  # where a row's text comes from
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp4")  # what read_audio decodes (mp4: MELD's clips, through PyAV)
 
 
 @dataclass(frozen=True)
 class Utterance:
-    """One manifest row. Field names and order are part of the format."""
+    """One manifest row, whatever the corpus. Field names and order are part of the format.
+
+    ``group`` is the unit leave-one-group-out folds on (IEMOCAP: its session, ``Ses01``);
+    ``partition`` the corpus's own split name where it has one (MSP-Podcast ``Train``, MELD
+    ``dev``), else empty; ``gender`` ``F``, ``M`` or empty when unknown; ``text_source`` one of
+    :data:`TEXT_SOURCES`; the dimensional ratings are None where the corpus has none;
+    ``extras`` holds corpus-specific fields (IEMOCAP: ``session``, ``dialog``, ``improvised``).
+    """
 
     utt_id: str
-    session: int
-    dialog: str
-    speaker: str
-    gender: str
-    improvised: bool
+    corpus: str
     wav: str
     duration: float
+    speaker: str
+    gender: str
     text: str
+    text_source: str
     label: str
     label_raw: str
-    valence: float
-    activation: float
-    dominance: float
+    group: str
+    partition: str
+    valence: Optional[float]
+    activation: Optional[float]
+    dominance: Optional[float]
+    extras: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
+
+    def extra(self, name: str, default: Any = None) -> Any:
+        """A corpus-specific field (``extras``), or ``default``."""
+        return self.extras.get(name, default)
 
 
 MANIFEST_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Utterance))
@@ -87,8 +103,8 @@ def wav_problem(wav: str) -> str | None:
         return "is empty"
     if ".." in PurePath(wav.replace("\\", "/")).parts:
         return "climbs out of its folder ('..')"
-    if PurePath(wav).suffix.lower() != ".wav":
-        return "is not a .wav file"
+    if PurePath(wav).suffix.lower() not in AUDIO_SUFFIXES:
+        return f"is not an audio file mger reads ({', '.join(AUDIO_SUFFIXES)})"
     return None
 
 
@@ -105,9 +121,16 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     return out
 
 
-_FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    f.name: {"str": (str,), "int": (int,), "bool": (bool,), "float": (float, int)}[f.type] for f in fields(Utterance)
+_TYPES = {
+    "str": (str,),
+    "int": (int,),
+    "bool": (bool,),
+    "float": (float, int),
+    "Optional[float]": (float, int, type(None)),
+    "dict[str, Any]": (dict,),
 }
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {f.name: _TYPES[f.type] for f in fields(Utterance)}
+OLD_FIELDS = ("session", "dialog", "improvised")  # the IEMOCAP-only manifest of mger before corpus-neutral rows
 
 
 def _row(line: str, where: str) -> Utterance:
@@ -123,6 +146,10 @@ def _row(line: str, where: str) -> Utterance:
     if not isinstance(row, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}; rerun `mger prepare`")
     missing = set(MANIFEST_FIELDS) - set(row)
+    if missing and set(OLD_FIELDS) <= set(row):
+        raise ValueError(
+            f"{where}: a manifest of an older mger (IEMOCAP-only fields, no corpus or group); re-run `mger prepare`"
+        )
     if missing:
         raise ValueError(f"{where}: manifest row lacks {', '.join(sorted(missing))}")
     for name, types in _FIELD_TYPES.items():
@@ -132,6 +159,8 @@ def _row(line: str, where: str) -> Utterance:
                 f"{where}: {name} is {value!r}, expected {types[0].__name__}; fix the line or rerun `mger prepare`"
             )
     problem = utt_id_problem(row["utt_id"])
+    if row["text_source"] not in TEXT_SOURCES:
+        raise ValueError(f"{where}: text_source is {row['text_source']!r}, not one of {', '.join(TEXT_SOURCES)}")
     if problem:
         raise ValueError(
             f"{where}: utt_id {row['utt_id']!r} {problem}: ids name files (TextGrid, features); "
@@ -146,6 +175,6 @@ def _row(line: str, where: str) -> Utterance:
     return Utterance(**{k: row[k] for k in MANIFEST_FIELDS})
 
 
-def sessions(utterances: Sequence[Utterance]) -> list[int]:
-    """The sorted session numbers present."""
-    return sorted({u.session for u in utterances})
+def groups(utterances: Sequence[Utterance]) -> list[str]:
+    """The sorted groups present (what leave-one-group-out folds on)."""
+    return sorted({u.group for u in utterances})

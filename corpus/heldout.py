@@ -175,20 +175,21 @@ def speak_utterance(
     write_audio(out / "wav" / f"{utt_id}.wav", spoken.audio)
     duration = len(spoken.audio) / SAMPLE_RATE
     utt = Utterance(
-        utt_id,
-        0,
-        "heldout",
-        voice,
-        "X",
-        True,
-        str(final / "wav" / f"{utt_id}.wav"),
-        round(duration, 4),
-        text,
-        "neu",
-        "neu",
-        3.0,
-        3.0,
-        3.0,
+        utt_id=utt_id,
+        corpus="heldout",
+        wav=str(final / "wav" / f"{utt_id}.wav"),
+        duration=round(duration, 4),
+        speaker=voice,
+        gender="",
+        text=text,
+        text_source="gold",
+        label="neu",
+        label_raw="neu",
+        group="heldout",
+        partition="",
+        valence=None,
+        activation=None,
+        dominance=None,
     )
     truth = json.dumps(
         {"utt_id": utt_id, "voice": voice, "rate": rate, "words": [dataclasses.asdict(w) for w in spoken.words]},
@@ -253,12 +254,12 @@ DEMO_STYLE = dict(seed=13, sessions=5, dialogs_per_session=2, turns_per_dialog=2
 def build_demo_style(out: str | Path) -> None:
     """The demo's own kind of corpus, smaller (seed 13, 5 sessions x 2 dialogs x 28 turns; 4-class
     manifest: 210 utterances), for judging a change on both sets at once."""
-    from mger.corpus.iemocap import prepare_corpus
+    from mger.corpus.readers import prepare_corpus
     from mger.corpus.synth import synthesize_corpus
 
     out = Path(out)
     synthesize_corpus(out / "corpus", **DEMO_STYLE)
-    prepare_corpus(out / "corpus", out / "manifest.jsonl", out / "data_quality.json", "4class", quiet=True)
+    prepare_corpus("iemocap", out / "corpus", out / "manifest.jsonl", out / "data_quality.json", "4class", quiet=True)
     (out / "truth").mkdir(exist_ok=True)
     (out / "corpus" / "truth" / "words.jsonl").replace(out / "truth" / "words.jsonl")
 

@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Union
+from typing import Mapping
 
 from tqdm import tqdm
 
 from mger.core.audio import SAMPLE_RATE, AudioInfo, audio_info, nonfinite_audio
-from mger.core.manifest import Utterance, portable_path, utt_id_problem, write_manifest
-from mger.core.reporting import ProblemLog, StageError, write_json
+from mger.core.manifest import Utterance, portable_path, utt_id_problem
+from mger.core.reporting import ProblemLog, StageError
+from mger.corpus.readers import CorpusRead, register_reader
 
 CLASS_MAPS: dict[str, dict[str, str]] = {
     # The usual IEMOCAP 4-class setup: excited merged into happy (5,531 utterances).
@@ -60,15 +60,6 @@ class EmoRecord:
     valence: float
     activation: float
     dominance: float
-
-
-def resolve_class_map(spec: Union[str, Mapping[str, str]]) -> dict[str, str]:
-    """A named class map or an explicit one (EmoEvaluation code → class)."""
-    if isinstance(spec, str):
-        if spec not in CLASS_MAPS:
-            raise ValueError(f"prepare.class_map: unknown map {spec!r} (known: {', '.join(CLASS_MAPS)})")
-        return dict(CLASS_MAPS[spec])
-    return dict(spec)
 
 
 def read_text(path: Path) -> str:
@@ -287,19 +278,21 @@ class CorpusReader:
             return None
         return Utterance(
             utt_id=uid,
-            session=session,
-            dialog=dialog,
-            speaker=speaker,
-            gender=gender,
-            improvised="_impro" in dialog,
+            corpus="iemocap",
             wav=portable_path(wav),
             duration=round(info.duration, 4),
+            speaker=speaker,
+            gender=gender,
             text=text,
+            text_source="gold",
             label=self.class_map[rec.code],
             label_raw=rec.code,
+            group=f"Ses{session:02d}",
+            partition="",
             valence=rec.valence,
             activation=rec.activation,
             dominance=rec.dominance,
+            extras={"session": session, "dialog": dialog, "improvised": "_impro" in dialog},
         )
 
     def _wav_info(self, uid: str, wav: Path, interval: float) -> AudioInfo | None:
@@ -337,44 +330,17 @@ class CorpusReader:
         return info
 
 
-def prepare_corpus(
-    root: str | Path,
-    manifest: str | Path,
-    report: str | Path,
-    class_map: Union[str, Mapping[str, str]],
-    quiet: bool = False,
-) -> list[Utterance]:
-    """Read the corpus at ``root``, write the manifest and the data-quality report."""
-    t0 = time.perf_counter()
-    log = ProblemLog(quiet=quiet)
-    reader = CorpusReader(root, resolve_class_map(class_map), log)
+@register_reader("iemocap", class_maps=CLASS_MAPS, protocol="loso")
+def read_iemocap(root: Path, class_map: Mapping[str, str], log: ProblemLog) -> CorpusRead:
+    """The utterances of the IEMOCAP-layout tree at ``root``; the report's IEMOCAP entries: the
+    raw EmoEvaluation codes of every labelled turn (kept or not) and the lines that do not parse."""
+    reader = CorpusReader(root, class_map, log)
     utterances = reader.read()
-    if not utterances:
-        raise StageError(f"{reader.root}: no usable utterance found ({len(log.problems)} problems; see {report})")
-    write_manifest(manifest, utterances)
-    by_class = Counter(u.label for u in utterances)
-    write_json(
-        report,
+    return CorpusRead(
+        utterances,
         {
-            "root": portable_path(reader.root),
-            "class_map": reader.class_map,
-            "kept": len(utterances),
-            "dropped": sum(not p.kept for p in log.problems),
-            "per_class": dict(sorted(by_class.items())),
-            "per_raw_label_kept": dict(sorted(Counter(u.label_raw for u in utterances).items())),
             "per_raw_label_all": dict(sorted(reader.raw_codes.items())),
-            "per_session": {str(k): v for k, v in sorted(Counter(u.session for u in utterances).items())},
-            "per_speaker": dict(sorted(Counter(u.speaker for u in utterances).items())),
-            "hours": round(sum(u.duration for u in utterances) / 3600, 4),
-            "problems": log.as_json(),
             "unparsed_transcript_lines": reader.unparsed_lines,
             "unparsed_evaluation_lines": reader.unparsed_emo_lines,
         },
     )
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(by_class.items()))
-    print(
-        f"prepare: kept {len(utterances)} utterances ({counts}); dropped "
-        f"{sum(not p.kept for p in log.problems)}, {sum(p.kept for p in log.problems)} kept with a warning; "
-        f"{time.perf_counter() - t0:.1f}s → {manifest}"
-    )
-    return utterances

@@ -54,6 +54,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -551,8 +552,12 @@ def _synth_output(root: Path) -> bool:
     return (root / SYNTH_MARKER).is_file()
 
 
-def check_out(root: Path, force: bool = False) -> None:
-    """Refuse to replace ``root`` unless it is absent, empty, an earlier synth output, or ``force``."""
+def check_out(root: Path, force: bool = False, own: Callable[[str], bool] | None = None) -> None:
+    """Refuse to replace ``root`` unless it is absent, empty, an earlier synth output, or ``force``.
+
+    ``own(name)``: whether a top-level entry is one this layout writes (default: the IEMOCAP
+    layout's, :func:`_synth_entry`; the other layouts: :mod:`mger.corpus.layouts`)."""
+    own = own or _synth_entry
     if root.is_symlink():  # replacing it would replace the link, or (rmtree) fail naming nothing
         raise ValueError(f"{root}: a symbolic link; give --out the folder itself ({root.resolve()})")
     if force or not root.exists():
@@ -565,7 +570,7 @@ def check_out(root: Path, force: bool = False) -> None:
             "choose another --out, or pass --force to replace it"
         )
     if any(root.iterdir()):
-        foreign = sorted(p.name for p in root.iterdir() if not _synth_entry(p.name))
+        foreign = sorted(p.name for p in root.iterdir() if not own(p.name))
         if foreign:
             raise ValueError(
                 f"{root}: an earlier `mger synth` output that also holds {', '.join(foreign[:3])}"

@@ -8,7 +8,7 @@ initialisation and data order only.  All inputs are loaded once for the whole co
 indexed per fold.
 
 Outputs: ``reports/metrics/<experiment>.json`` (test statistics of :mod:`mger.models.stats`,
-validation WA/UA/F1, per-fold validation speakers, improvised/scripted breakdown,
+validation WA/UA/F1, per-fold validation speakers, improvised/scripted breakdown (IEMOCAP rows),
 provenance), ``reports/predictions/<experiment>.csv`` (every test utterance, fold and seed,
 with class probabilities) and the per-epoch history ``reports/epochs/<experiment>.csv``.
 Each is written whole (atomic rename); the metrics JSON last, with the sha256 of the
@@ -67,7 +67,7 @@ from mger.models.modules import LayerWeighted, ModelConfig, input_names
 from mger.models.predictions import Predictions, write_predictions
 from mger.models.probe import LinearProbe, probe_inputs
 from mger.models.registry import check_model_kinds, model_kind
-from mger.models.stats import METHOD, breakdown, clusters_of, sd, summarize
+from mger.models.stats import METHOD, by_improvised, clusters_of, sd, summarize
 from mger.models.train import TensorSet, combine_probs, cross_fitted_proba, fit, fit_weights, predict_proba, standardize
 
 
@@ -273,7 +273,7 @@ class ExperimentRun:
         self.names = sorted({i for m in self.members for i in input_names(model_config(m, self.train_cfg, {}, n))})
         self.ids = [u.utt_id for u in self.utts]
         self.device = resolve_device(self.train_cfg.device, "train.device")  # the fold's rows go there once
-        self.splits = all_folds(self.utts, self.split.seed)
+        self.splits = all_folds(self.utts, self.split)  # split.protocol and split.seed
         for one in self.splits.values():
             if one.warning:
                 print(f"warning: train {self.name}: {one.warning}", file=sys.stderr)
@@ -369,7 +369,6 @@ class ExperimentRun:
     def result(self, pred: Predictions) -> dict:
         """The metrics JSON (without the output hashes :meth:`write` adds)."""
         spec, train_cfg, splits = self.spec, self.train_cfg, self.splits
-        improvised = {u.utt_id: "improvised" if u.improvised else "scripted" for u in self.utts}
         groups, unit = clusters_of(self.utts)
         stats = summarize(pred, groups=groups, unit=unit)
         seeds = train_cfg.seeds
@@ -384,7 +383,7 @@ class ExperimentRun:
                 m: _summary(np.array([[self.val_scores[(f, s)][m] for f in splits] for s in seeds]))
                 for m in ("wa", "ua", "f1")
             },
-            "by_improvised": breakdown(pred, improvised.__getitem__),
+            **({"by_improvised": kinds} if (kinds := by_improvised(pred, self.utts)) else {}),
             "folds": {
                 str(f): _fold_entry(stats["folds"][str(f)], {s: self.val_scores[(f, s)] for s in seeds}, splits[f])
                 for f in splits
@@ -395,6 +394,7 @@ class ExperimentRun:
             "provenance": {
                 "mger_version": __version__,
                 "split_seed": self.split.seed,
+                "split": dataclasses.asdict(self.split),
                 "stores": self.provenance,
                 "spec": spec.record(),
                 "train": train_params(train_cfg),
@@ -506,6 +506,9 @@ def _fold_entry(test: dict, val: dict[int, dict], split: FoldSplit) -> dict:
         "validation": split.validation,
         "speaker_disjoint": split.speaker_disjoint,
         "split_warning": split.warning,
+        "protocol": split.protocol,  # what the fold tests and what it left unused (mger.core.splits)
+        "tested": split.groups,
+        "unused": split.unused,
     }
 
 

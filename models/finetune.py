@@ -1,7 +1,7 @@
 """Per-fold fine-tuning of the encoders, without leakage (``mger finetune --fold k``).
 
 Fold k's encoders learn the emotion labels of fold k's *training* sessions only: the split is
-:func:`mger.core.splits.fold_split` with ``split.seed``, the one every classifier seed uses
+:func:`mger.core.splits.fold_split` with ``split`` (protocol and seed), the one every classifier seed uses
 (test = session k, validation = every utterance of one training-session speaker, train = the
 rest), so no utterance of session k reaches fine-tuning and the classifiers validate on the
 speaker fine-tuning validated on.  ``finetune.seed`` changes initialisation and data order only.
@@ -50,8 +50,8 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from mger.core.audio import read_audio
-from mger.core.config import FeaturesConfig, FinetuneConfig
-from mger.core.manifest import Utterance
+from mger.core.config import FeaturesConfig, FinetuneConfig, SplitConfig
+from mger.core.manifest import Utterance, groups
 from mger.core.reporting import StageError
 from mger.core.splits import fold_split
 from mger.features.encoders import (
@@ -79,10 +79,7 @@ class FinetuneSplit:
     val: list[Utterance]
     classes: list[str]
     validation: str = ""  # how the validation set was chosen (mger.core.splits.FoldSplit.validation)
-
-    @property
-    def train_sessions(self) -> list[int]:
-        return sorted({u.session for u in self.train + self.val})
+    train_sessions: list[int] = dataclasses.field(default_factory=list)  # loso: the folds of the training groups
 
     def describe(self) -> dict:
         return {
@@ -97,20 +94,18 @@ class FinetuneSplit:
         }
 
 
-def finetune_split(utts: Sequence[Utterance], fold: int, split_seed: int) -> FinetuneSplit:
-    """Fold ``fold``'s training and validation utterances (:func:`mger.core.splits.fold_split`)."""
-    split = fold_split(utts, fold, split_seed)
+def finetune_split(utts: Sequence[Utterance], fold: int, split_cfg: SplitConfig | int) -> FinetuneSplit:
+    """Fold ``fold``'s training and validation utterances (:func:`mger.core.splits.fold_split`
+    under ``split``: protocol and seed, or a bare split seed)."""
+    split = fold_split(utts, fold, split_cfg)
     if split.warning:
         print(f"warning: finetune: {split.warning}", file=sys.stderr)
-    out = FinetuneSplit(
-        fold,
-        [utts[i] for i in split.train],
-        [utts[i] for i in split.val],
-        sorted({u.label for u in utts}),
-        split.validation,
-    )
-    if any(u.session == fold for u in out.train + out.val):  # fold_split guarantees it; never trust silently
-        raise StageError(f"fold {fold}: a test-session utterance reached the fine-tuning split")
+    if split.leaked(utts):  # fold_split guarantees none; never trust silently
+        raise StageError(f"fold {fold}: a test utterance ({', '.join(split.groups)}) reached the fine-tuning split")
+    number = {g: k for k, g in enumerate(groups(utts), 1)}  # loso: group → its fold (mger.core.splits)
+    train, val = [utts[i] for i in split.train], [utts[i] for i in split.val]
+    trained = sorted({number[u.group] for u in train + val}) if split.protocol == "loso" else []
+    out = FinetuneSplit(fold, train, val, sorted({u.label for u in utts}), split.validation, trained)
     return out
 
 

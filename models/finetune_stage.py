@@ -59,9 +59,9 @@ def run_finetune(
     table = SegmentTable.read(segments)
     aligned = set(table.utt_ids)
     utts = [u for u in read_manifest(manifest) if u.utt_id in aligned]
-    split_seed = (split_cfg or SplitConfig()).seed
+    split_cfg = split_cfg or SplitConfig()  # protocol and seed, shared with every classifier
     summaries = {
-        name: _run_variant(fold, cfg.variant(name), features, utts, split_seed, seeds) for name in cfg.variant_names
+        name: _run_variant(fold, cfg.variant(name), features, utts, split_cfg, seeds) for name in cfg.variant_names
     }
     if len(summaries) > 1:  # the fold's reports of every variant, for DVC (each variant's own are in <reports>/<name>/)
         rows = [{"variant": name} | row for name in summaries for row in summaries[name].pop("history")]
@@ -75,12 +75,12 @@ def _run_variant(
     cfg: FinetuneConfig,
     features: FeaturesConfig,
     utts: list,
-    split_seed: int,
+    split_cfg: SplitConfig,
     seeds: Sequence[int] | None,
 ) -> dict:
     """One variant's fine-tuning of fold ``fold``; returns its report (with its epoch log)."""
     t0 = time.perf_counter()
-    split = finetune_split(utts, fold, split_seed)
+    split = finetune_split(utts, fold, split_cfg)
     fold_dir = cfg.fold_dir(fold)
     fold_dir.mkdir(parents=True, exist_ok=True)
     encoders = build_encoders(cfg, features)
@@ -101,7 +101,7 @@ def _run_variant(
         if modality not in trained:
             shutil.rmtree(fold_dir / modality, ignore_errors=True)
     if cfg.objective == "fusion":
-        test = [utts[i] for i in fold_split(utts, fold, split_seed).test]  # read after training only
+        test = [utts[i] for i in fold_split(utts, fold, split_cfg).test]  # read after training only
         results, history, scores = run_joint_seeds(split, test, encoders, cfg, features, fold_dir, key, seeds)
         objective, test_entry = {"objective": "fusion"} | seed_entry, {"test": scores}
     else:
@@ -152,7 +152,8 @@ def _done_line(split: FinetuneSplit, record: dict, seed: int, seeds: list[int]) 
         mean = np.mean([s["ua"] for s in record["test"]["seeds"].values()])
         tested = f"; joint test UA {record['test']['ua']:.3f} (seed {seed}), {mean:.3f} over seeds {seeds}"
     return (
-        f"{len(split.train)} train / {len(split.val)} validation utterances from sessions {split.train_sessions}; "
+        f"{len(split.train)} train / {len(split.val)} validation utterances"
+        f"{f' from sessions {split.train_sessions}' if split.train_sessions else ''}; "  # loso only (IEMOCAP's)
         f"{scores}{tested}; {record['seconds']:.1f}s"
     )
 

@@ -30,10 +30,12 @@ from typing import Sequence
 import numpy as np
 
 from mger.core.config import Params
+from mger.core.manifest import read_manifest
 from mger.core.reporting import StageError, write_json, write_text_atomic
 from mger.models.modules import aux_tasks
 from mger.models.registry import model_kind
 from mger.models.report_cells import SD_NOTE, ci_cell, findings, mean_sd, p_cells, paired_tests, pct, widest_interval
+from mger.models.report_corpus import protocol_sentence, results_title, run_protocol
 from mger.models.report_figures import plot_figures, plot_layer_weights
 from mger.models.report_papers import paper_lines, published_lines
 from mger.models.report_rows import (  # noqa: F401  re-exported: the report's rows are read through this module
@@ -130,19 +132,35 @@ def ablation_lines(rows: list[Experiment]) -> list[str]:
 # --- the report -------------------------------------------------------------------------------------
 
 
+def _roots(params: Params) -> list[Path]:
+    """The corpus folders of prepare (each of prepare.corpora, else prepare.root; a csv corpus's
+    folder is its table's)."""
+    roots = [Path(c.root) for c in params.prepare.corpora.values()] or [Path(params.prepare.root)]
+    return [r.parent if r.is_file() else r for r in roots]
+
+
 def synthetic_corpus(params: Params) -> bool:
-    """Whether prepare.root is the synthetic demo corpus (`mger synth` writes truth/ beside its tree)."""
-    return (Path(params.prepare.root) / "truth" / "words.jsonl").is_file()
+    """Whether prepare's corpus is the synthetic demo corpus (`mger synth` writes truth/ beside its
+    tree, in every layout); with several corpora, whether any is."""
+    return any((r / "truth" / "words.jsonl").is_file() for r in _roots(params))
+
+
+def reads_iemocap(params: Params) -> bool:
+    """Whether prepare reads IEMOCAP (prepare.corpus, or one of prepare.corpora): the published
+    IEMOCAP block belongs to such reports only."""
+    sources = [c.corpus for c in params.prepare.corpora.values()] or [params.prepare.corpus]
+    return "iemocap" in sources
 
 
 def _corpus_line(params: Params, m: dict) -> str:
-    root = Path(params.prepare.root)
-    line = f"Corpus: `{root}`, {m['n_utterances']} utterances, classes {', '.join(m['classes'])}."
+    roots = [c.root for c in params.prepare.corpora.values()] or [params.prepare.root]  # prepare.corpora: each
+    where = ", ".join(f"`{r}`" for r in roots)
+    line = f"Corpus: {where}, {m['n_utterances']} utterances, classes {', '.join(m['classes'])}."
     if synthetic_corpus(params):
         line += (
-            " This is the synthetic demo corpus (eSpeak NG voices in IEMOCAP's layout): its figures say "
+            " This is the synthetic demo corpus (eSpeak NG voices): its figures say "
             "whether the pipeline works, not how well the papers' systems recognise human emotion, and are "
-            "not comparable to any published IEMOCAP result."
+            "not comparable to any published result."
         )
     align = Path(params.align.report)
     if align.is_file():
@@ -153,6 +171,53 @@ def _corpus_line(params: Params, m: dict) -> str:
             f"noise ({align})."
         )
     return line
+
+
+PROTOCOLS = {  # split.protocol → its words in the report
+    "loso": "leave one group out",
+    "predefined": "the corpus's own partitions",
+    "speaker_folds": "speaker-independent folds",
+    "cross_corpus": "cross-corpus (train on one corpus, test on another)",
+}
+
+
+def manifest_lines(params: Params, metrics: dict) -> list[str]:
+    """The corpus (or corpora), protocol and class map, and the manifest's counts per partition
+    and class: what the table's numbers are about (from ``prepare.manifest``, its
+    data-quality report for the class map)."""
+    path = Path(params.prepare.manifest)
+    if not path.is_file():
+        return []
+    utts = read_manifest(path)
+    corpora = sorted({u.corpus for u in utts})
+    protocol = run_protocol(params, metrics)["protocol"]
+    quality = Path(params.prepare.report)
+    maps = {}
+    if quality.is_file():
+        q = json.loads(quality.read_text(encoding="utf-8"))
+        sections = q.get("corpora") or {q.get("corpus", ", ".join(corpora)): q}
+        maps = {name: sec.get("class_map", {}) for name, sec in sections.items()}
+    named = params.prepare.class_map if isinstance(params.prepare.class_map, str) else "custom"
+    lines = [
+        f"Corpus: {', '.join(corpora)}. Protocol: {PROTOCOLS.get(protocol, protocol)} (`split.protocol: {protocol}`). "
+        f"Class map: {named if not params.prepare.corpora else 'per corpus'}"
+        + "".join(
+            f"; {name}: "
+            + ", ".join(f"{c} ← {'/'.join(sorted(k for k, v in m.items() if v == c))}" for c in sorted(set(m.values())))
+            for name, m in maps.items()
+        )
+        + ".",
+        "",
+    ]
+    classes = sorted({u.label for u in utts})
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for u in utts:
+        row = counts.setdefault((u.corpus, u.partition or "–"), dict.fromkeys(classes, 0))
+        row[u.label] += 1
+    lines += [f"| corpus | partition | {' | '.join(classes)} | all |", "|---|---|" + "---|" * (len(classes) + 1)]
+    for (corpus, part), row in sorted(counts.items()):
+        lines.append(f"| {corpus} | {part} | {' | '.join(str(row[c]) for c in classes)} | {sum(row.values())} |")
+    return lines + [""]
 
 
 def _seeds_line(m: dict) -> str:
@@ -172,7 +237,7 @@ def validation_lines(rows: list[Experiment]) -> list[str]:
     entries = [entry for e in rows for entry in e.metrics["folds"].values()]
     how = sorted({entry["validation"] for entry in entries if entry.get("validation")})
     lines = [
-        "Validation speakers (carved from each fold's training sessions by fold and `split.seed`"
+        "Validation speakers (carved from each fold's training data by fold and `split.seed`"
         + (f"; {'; '.join(how)}" if how else "")
         + "):",
         "",
@@ -302,27 +367,35 @@ def main_table(rows: list[Experiment]) -> list[str]:
 
 
 def detail_lines(rows: list[Experiment]) -> list[str]:
+    """Pooled metrics and per-class recall; improvised vs scripted only where the metrics hold
+    that breakdown (IEMOCAP rows, ``extras.improvised``)."""
     classes = rows[0].metrics["classes"]
+    kinds_known = any("by_improvised" in e.metrics for e in rows)
+    head = f"| experiment | pooled WA | pooled UA | {' | '.join('recall ' + c for c in classes)} |"
     lines = [
-        "## Pooled over folds, per-class recall, improvised vs scripted",
+        "## Pooled over folds, per-class recall" + (", improvised vs scripted" if kinds_known else ""),
         "",
-        "Pooled: all folds' test utterances at once (mean over seeds); recall per class pooled likewise. "
-        "Improvised / scripted: pooled WA and UA over the test utterances of each kind (n utterances). "
-        "Scripted IEMOCAP sessions repeat the same lines across sessions, which favours text under "
-        "leave-one-session-out.",
+        "Pooled: all folds' test utterances at once (mean over seeds); recall per class pooled likewise."
+        + (
+            " Improvised / scripted: pooled WA and UA over the test utterances of each kind (n utterances). "
+            "Scripted IEMOCAP sessions repeat the same lines across sessions, which favours text under "
+            "leave-one-session-out."
+            if kinds_known
+            else ""
+        ),
         "",
-        f"| experiment | pooled WA | pooled UA | {' | '.join('recall ' + c for c in classes)} | "
-        "improvised WA / UA (n) | scripted WA / UA (n) |",
-        "|---|---|---|" + "---|" * len(classes) + "---|---|",
+        head + (" improvised WA / UA (n) | scripted WA / UA (n) |" if kinds_known else ""),
+        "|---|---|---|" + "---|" * len(classes) + ("---|---|" if kinds_known else ""),
     ]
     for e in rows:
         m = e.metrics
         recall = " | ".join(pct(m["per_class_recall"][c]) for c in classes)
-        kinds = [m["by_improvised"].get(k) for k in ("improvised", "scripted")]
-        cells = [f"{pct(k['wa'])} / {pct(k['ua'])} ({k['n']})" if k else "–" for k in kinds]
-        lines.append(
-            f"| {e.name} | {pct(m['pooled']['wa'])} | {pct(m['pooled']['ua'])} | {recall} | {cells[0]} | {cells[1]} |"
-        )
+        line = f"| {e.name} | {pct(m['pooled']['wa'])} | {pct(m['pooled']['ua'])} | {recall} |"
+        if kinds_known:
+            kinds = [m.get("by_improvised", {}).get(k) for k in ("improvised", "scripted")]
+            cells = [f"{pct(k['wa'])} / {pct(k['ua'])} ({k['n']})" if k else "–" for k in kinds]
+            line += f" {cells[0]} | {cells[1]} |"
+        lines.append(line)
     return lines + [""]
 
 
@@ -336,7 +409,7 @@ def interval_lines(rows: list[Experiment]) -> list[str]:
         "dialogue or speaker are alike); (2) the bootstrap over whole dialogues within folds (a speaker where "
         "no dialogue is known; the unit is named), the same resample for every seed; (3) a t-interval over "
         "folds, seeds averaged first (n_folds − 1 degrees of freedom), which carries training variance and "
-        "the variation between sessions. The main table shows the widest.",
+        "the variation between folds. The main table shows the widest.",
         "",
         "| experiment | UA | utterances (conditional) | clustered (unit) | t over folds | widest |",
         "|---|---|---|---|---|---|",
@@ -386,11 +459,12 @@ def _report_lines(
     first = rows[0].metrics
     models = {name: cfg.model for name, cfg in params.features.speech_stores.items()}
     return [
-        "# Results",
+        results_title(params, first),  # cross-corpus: trained on X, tested on Y (models/report_corpus.py)
         "",
         _corpus_line(params, first),
         "",
-        f"Leave-one-session-out over {len(first['folds'])} folds. {_seeds_line(first)} WA = overall accuracy, "
+        *manifest_lines(params, first),
+        f"{protocol_sentence(params, first)} {_seeds_line(first)} WA = overall accuracy, "
         f"UA = mean per-class recall, F1 = macro-F1, all in %; WA, UA, F1 and validation UA: {SD_NOTE}. "
         f"Statistics: {METHOD}.",
         "",
@@ -407,7 +481,7 @@ def _report_lines(
         *transcript_lines(  # WER beside the table, and the gold-vs-ASR pairs (docs/transcripts.md)
             params.transcribe.report, params.transcribe.source, [(e.metrics, e.predictions) for e in rows]
         ),
-        f"Best system by **validation** UA (the test sessions choose nothing): {best.name} (validation UA "
+        f"Best system by **validation** UA (the test folds choose nothing): {best.name} (validation UA "
         f"{mean_sd(best.metrics['validation']['ua'])}; its test UA {mean_sd(best.metrics['ua'])}, {SD_NOTE}).",
         "",
         *reference_lines(rows),
@@ -415,7 +489,7 @@ def _report_lines(
         *interval_lines(rows),
         *paper_lines(rows, models, params.finetune),
         *detail_lines(rows),
-        *published_lines(synthetic_corpus(params)),
+        *(published_lines(synthetic_corpus(params)) if reads_iemocap(params) else []),
         *layer_weight_lines(rows, figures),
         "![confusion of the best system by validation UA](figures/confusion_best.png)",
         "![granularity](figures/ua_by_granularity.png)",

@@ -19,7 +19,7 @@ from mger.core.reporting import StageError
 from mger.models.modules import aux_tasks
 from mger.models.predictions import Predictions, read_predictions
 from mger.models.registry import check_model_kinds, model_kind
-from mger.models.stats import breakdown, clusters_of, sd, summarize
+from mger.models.stats import by_improvised, clusters_of, sd, summarize
 
 
 @dataclass
@@ -178,7 +178,6 @@ def _joint_experiment(params: Params, ft: FinetuneConfig, name: str) -> Experime
         folds[str(fold)] = {"val_speakers": record["val_speakers"]}
     pred = Predictions.concat(preds[0].classes, preds)
     manifest = read_manifest(params.prepare.manifest)
-    improvised = {u.utt_id: "improvised" if u.improvised else "scripted" for u in manifest}
     groups, unit = clusters_of(manifest)
     stats = summarize(pred, groups=groups, unit=unit)
     for fold, entry in stats["folds"].items():  # each fold's validation speakers, as a metrics JSON holds them
@@ -186,7 +185,7 @@ def _joint_experiment(params: Params, ft: FinetuneConfig, name: str) -> Experime
     spec = _joint_spec(ft)
     metrics = (
         stats
-        | {"by_improvised": breakdown(pred, improvised.__getitem__)}
+        | ({"by_improvised": kinds} if (kinds := by_improvised(pred, manifest)) else {})
         | {
             "experiment": name,
             "model": spec.model,

@@ -89,12 +89,13 @@ def holm(pvalues: Sequence[float | None]) -> list[float | None]:
 
 
 def clusters_of(utterances: Iterable[Utterance]) -> tuple[dict[str, str], str]:
-    """utt_id → its cluster for the clustered bootstrap (the manifest's dialogue, its speaker where
-    no dialogue is known), and the unit's name for the report."""
+    """utt_id → its cluster for the clustered bootstrap (the row's dialogue, ``extras["dialog"]``
+    where the corpus has one (IEMOCAP, MELD), else its speaker), and the unit's name for the report."""
     mapping, kinds = {}, set()
     for u in utterances:
-        mapping[u.utt_id] = f"dialog:{u.dialog}" if u.dialog else f"speaker:{u.speaker}"
-        kinds.add("dialogue" if u.dialog else "speaker")
+        dialog = u.extra("dialog")
+        mapping[u.utt_id] = f"dialog:{dialog}" if dialog else f"speaker:{u.speaker}"
+        kinds.add("dialogue" if dialog else "speaker")
     unit = {frozenset({"dialogue"}): "dialogue", frozenset({"speaker"}): "speaker"}.get(
         frozenset(kinds), "dialogue (speaker where none)"
     )
@@ -285,3 +286,16 @@ def breakdown(p: Predictions, group_of: Callable[[str], str]) -> dict[str, dict[
             "ua": float(np.mean([x["ua"] for x in per_seed])),
         }
     return out
+
+
+def by_improvised(p: Predictions, utterances: Iterable[Utterance]) -> dict[str, dict[str, float]]:
+    """:func:`breakdown` into improvised vs scripted test utterances where the rows carry
+    ``extras["improvised"]`` (IEMOCAP); ``{}`` for a corpus without it."""
+    kind = {
+        u.utt_id: "improvised" if u.extra("improvised") else "scripted"
+        for u in utterances
+        if u.extra("improvised") is not None
+    }
+    if not kind or any(u not in kind for u in p.utt_ids.tolist()):
+        return {}
+    return breakdown(p, kind.__getitem__)

@@ -48,7 +48,7 @@ from safetensors.torch import load_file, save_file
 
 from mger import __version__
 from mger.core.audio import SAMPLE_RATE, read_audio
-from mger.core.config import AlignConfig, ExperimentSpec, FeaturesConfig, Params
+from mger.core.config import AlignConfig, ExperimentSpec, FeaturesConfig, Params, SplitConfig
 from mger.core.manifest import Utterance
 from mger.core.reporting import StageError, write_json
 from mger.core.splits import FoldSplit, final_split, fold_split
@@ -88,8 +88,8 @@ def _kinds(names: Sequence[str]) -> list[str]:
     return sorted({n.split(":")[0] for n in names})
 
 
-def _split(utts: Sequence[Utterance], fold: int | None, split_seed: int) -> FoldSplit:
-    return final_split(utts, split_seed) if fold is None else fold_split(utts, fold, split_seed)
+def _split(utts: Sequence[Utterance], fold: int | None, split_cfg: SplitConfig) -> FoldSplit:
+    return final_split(utts, split_cfg) if fold is None else fold_split(utts, fold, split_cfg)
 
 
 def scaler_stats(train: TensorSet) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -201,7 +201,7 @@ def export_system(params: Params, name: str, out: str | Path, fold: int | None =
     ids = [u.utt_id for u in utts]
     member_specs = members(spec)
     names = sorted({n for p in member_specs for n in input_names(model_config(p, params.train, {}, len(classes)))})
-    split = _split(utts, fold, params.split.seed)
+    split = _split(utts, fold, params.split)  # split.protocol and split.seed
     store_fold = fold if fold is not None else -1
     paths = {kind: fold_store_file(kind, spec, params.features, params.finetune, store_fold) for kind in _kinds(names)}
     for kind, path in paths.items():  # what `mger train` checks before it reads a store
@@ -236,6 +236,7 @@ def export_system(params: Params, name: str, out: str | Path, fold: int | None =
         "text_source": _text_source(params),
         "split": {
             "seed": params.split.seed,
+            "protocol": split.protocol,
             "val_speakers": split.val_speakers,
             "validation": split.validation,
             "n_train": len(split.train),
@@ -699,7 +700,9 @@ def _ragged(items: list[np.ndarray]) -> Ragged:
 
 
 def _utterance(utt_id: str, wav: str | Path, seconds: float, text: str) -> Utterance:
-    return Utterance(utt_id, 0, "", "", "", False, str(wav), float(seconds), text, "", "", 0.0, 0.0, 0.0)
+    """A row for one item to predict (the text given with it, if any; no label, no group)."""
+    source = "gold" if text else "none"
+    return Utterance(utt_id, "", str(wav), float(seconds), "", "", text, source, "", "", "", "", None, None, None)
 
 
 def _write_wav(path: Path, wave: np.ndarray) -> Path:

@@ -25,7 +25,7 @@ from mger.alignment.normalize import normalize_transcript
 from mger.models.stats import format_p, paired_test
 
 N_BOOT = 2000
-GROUPS = ("speaker", "emotion", "session")
+GROUPS = ("speaker", "emotion", "group", "partition")  # the manifest fields WER is broken down by
 
 
 def words(text: str) -> str:
@@ -73,12 +73,14 @@ def bootstrap_wer(counts: Sequence[Mapping[str, int]], n_boot: int = N_BOOT, see
 
 
 def wer_table(rows: Sequence[Mapping[str, str]]) -> dict:
-    """WER/CER overall and per speaker, emotion and session of ``rows`` (each: ``ref``, ``hyp``,
-    ``speaker``, ``emotion``, ``session``)."""
+    """WER/CER overall and per speaker, emotion, group and partition of ``rows`` (each: ``ref``, ``hyp``,
+    ``speaker``, ``emotion``, ``group``, ``partition``)."""
     counts = [utterance_errors(r["ref"], r["hyp"]) for r in rows]
     out = {"overall": _rates(counts) | {"wer_ci95": bootstrap_wer(counts)}}
     out["overall"]["no_gold_words"] = sum(c["ref_words"] == 0 for c in counts)
     for group in GROUPS:
+        if group == "partition" and not any(r.get("partition") for r in rows):
+            continue  # a corpus without its own partitions (IEMOCAP)
         keys = sorted({str(r[group]) for r in rows})
         out[f"by_{group}"] = {k: _rates([c for c, r in zip(counts, rows) if str(r[group]) == k]) for k in keys}
     return out
@@ -110,7 +112,7 @@ def wer_lines(report: Mapping, source: str) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for group in GROUPS:
-        for key, r in wer[f"by_{group}"].items():
+        for key, r in wer.get(f"by_{group}", {}).items():
             lines.append(f"| {group} | {key} | {r['n_utterances']} | {_pct(r['wer'])} | {_pct(r['cer'])} |")
     return lines + [""]
 

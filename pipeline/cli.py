@@ -20,7 +20,8 @@ import traceback
 from typing import Callable, Sequence
 
 from mger import __version__
-from mger.core.config import DEFAULT_PARAMS, ConfigError, Params, read_params, with_overrides
+from mger.core.config import DEFAULT_PARAMS, ConfigError, Params, SplitConfig, read_params, with_overrides
+from mger.core.config_corpus import SYNTH_LAYOUTS
 from mger.core.processes import dispatch
 from mger.core.reporting import StageError, write_errno
 
@@ -36,26 +37,24 @@ def positive_int(text: str) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace, params: Params) -> None:
-    from mger.corpus.synth import synthesize_corpus
+    from mger.corpus.layouts import write_layout
 
     overrides = {"synth.seed": args.seed, "synth.sessions": args.sessions, "synth.dialogs_per_session": args.dialogs}
-    cfg = with_overrides(params, overrides | {"synth.turns_per_dialog": args.turns}).synth  # checked as params are
-    synthesize_corpus(
-        out=args.out or cfg.out,
-        seed=cfg.seed,
-        sessions=cfg.sessions,
-        dialogs_per_session=cfg.dialogs_per_session,
-        turns_per_dialog=cfg.turns_per_dialog,
-        max_sentences_per_turn=cfg.max_sentences_per_turn,
-        force=args.force,
-    )
+    overrides |= {"synth.turns_per_dialog": args.turns, "synth.layout": args.layout}
+    cfg = with_overrides(params, overrides).synth  # checked as params are
+    write_layout(cfg, out=args.out, force=args.force)
 
 
 def _cmd_prepare(args: argparse.Namespace, params: Params) -> None:
-    from mger.corpus.iemocap import prepare_corpus
+    from mger.corpus.readers import Source, prepare_corpora, prepare_corpus
 
     cfg = params.prepare
+    if cfg.corpora and not (args.corpus or args.root):
+        sources = {name: Source(c.corpus, c.root, c.class_map) for name, c in cfg.corpora.items()}
+        prepare_corpora(sources, manifest=args.out or cfg.manifest, report=args.report or cfg.report)
+        return
     prepare_corpus(
+        args.corpus or cfg.corpus,
         root=args.root or cfg.root,
         manifest=args.out or cfg.manifest,
         report=args.report or cfg.report,
@@ -132,13 +131,13 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def _parse_fold(text: str) -> int:
-    """``--fold k``: a fold is its test session's number, so 1 or more (``fold--1`` is no folder)."""
+    """``--fold k``: a fold's number (IEMOCAP: its test session's), so 1 or more (``fold--1`` is no folder)."""
     try:
         fold = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--fold {text!r}: expected a session number, e.g. 1") from None
+        raise argparse.ArgumentTypeError(f"--fold {text!r}: expected a fold number, e.g. 1") from None
     if fold < 1:
-        raise argparse.ArgumentTypeError(f"--fold {text!r}: a fold is its test session's number, 1 or more")
+        raise argparse.ArgumentTypeError(f"--fold {text!r}: a fold is numbered 1 or more (IEMOCAP: its test session)")
     return fold
 
 
@@ -204,23 +203,29 @@ def _extract_asr_text(args: argparse.Namespace, params: Params, prepared: str) -
     )
 
 
-def _need_two_sessions(manifest: str) -> None:
-    """Leave-one-session-out needs a session to test and at least one to train on."""
-    from mger.core.manifest import read_manifest, sessions
+def _check_split(manifest: str, split: SplitConfig, folds: Sequence[int] = (), what: str = "") -> None:
+    """The manifest splits under ``split`` (split.protocol's corpus, groups, partitions), and
+    every fold of ``what`` (``finetune.folds``) exists, or one line saying why not."""
+    from mger.core.manifest import read_manifest
+    from mger.core.splits import SplitError, all_folds, check_folds
 
-    present = sessions(read_manifest(manifest))
-    if len(present) < 2:
-        raise StageError(
-            f"{manifest}: {len(present)} session(s) {present}; leave-one-session-out needs at least "
-            "two: prepare a corpus with more sessions (e.g. synth.sessions)"
-        )
+    utts = read_manifest(manifest)
+    try:
+        all_folds(utts, split)
+        if folds:
+            check_folds(utts, split, folds, what)
+    except SplitError as err:
+        raise StageError(f"{manifest}: {err}") from None
 
 
 def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
     from mger.models.finetune_stage import run_finetune
 
     params = _text_params(params)  # asr (#33)
-    _need_two_sessions(args.manifest or params.prepare.manifest)
+    folds = args.fold or params.finetune.folds
+    _check_split(
+        args.manifest or params.prepare.manifest, params.split, folds, "--fold" if args.fold else "finetune.folds"
+    )
     params = _resolved_device(params)
     jobs = [
         (
@@ -232,7 +237,7 @@ def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
             params.split,
             params.train.seeds,
         )
-        for fold in args.fold or params.finetune.folds
+        for fold in folds
     ]
     dispatch(
         run_finetune,
@@ -275,7 +280,7 @@ def _cmd_train(args: argparse.Namespace, params: Params) -> None:
             f"{args.params or 'params'}: train.experiments and train.finetuned_experiments are empty; "
             "add an experiment (see the README) or pass --experiment NAME"
         )
-    _need_two_sessions(params.prepare.manifest)
+    _check_split(params.prepare.manifest, params.split)
     unknown = [name for name in names if name not in experiments]
     if unknown:
         raise ValueError(
@@ -344,8 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    p = add("synth", _cmd_synth, "Write the synthetic IEMOCAP-format corpus spoken by eSpeak NG.")
+    p = add("synth", _cmd_synth, "Write the synthetic corpus spoken by eSpeak NG, in a corpus's layout.")
     p.add_argument("--out", help="corpus folder to (re)create (default: synth.out)")
+    p.add_argument("--layout", choices=SYNTH_LAYOUTS, help="the corpus whose layout to write (synth.layout)")
     p.add_argument("--seed", type=int, help="random seed; the same seed gives identical files (synth.seed)")
     p.add_argument("--sessions", type=int, help="number of sessions, 1-9 (synth.sessions)")
     p.add_argument("--dialogs", type=int, help="dialogs per session (synth.dialogs_per_session)")
@@ -354,11 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="replace --out even if it is a non-empty folder that synth did not write"
     )
 
-    p = add("prepare", _cmd_prepare, "Read an IEMOCAP-layout tree and write the utterance manifest.")
-    p.add_argument("--root", help="IEMOCAP_full_release folder, real or synthetic (prepare.root)")
+    p = add(
+        "prepare", _cmd_prepare, "Read a corpus tree (or several: prepare.corpora) and write the utterance manifest."
+    )
+    p.add_argument("--corpus", help="corpus reader: iemocap, msp_podcast, meld, crema_d, ravdess, csv (prepare.corpus)")
+    p.add_argument("--root", help="the corpus folder, e.g. IEMOCAP_full_release, real or synthetic (prepare.root)")
     p.add_argument("--out", help="manifest JSONL to write (prepare.manifest)")
     p.add_argument("--report", help="data-quality JSON report (prepare.report)")
-    p.add_argument("--class-map", help="4class, 5class or 6class (prepare.class_map)")
+    p.add_argument("--class-map", help="a class map of the corpus, e.g. 4class (prepare.class_map)")
     p = add("transcribe", _cmd_transcribe, "Transcribe every manifest utterance (ASR); score it against the gold text.")
     p.add_argument("--manifest", help="manifest to transcribe (prepare.manifest)")
     p.add_argument("--backend", choices=["pocketsphinx", "whisper"], help="recogniser (transcribe.backend)")
@@ -403,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = add(
-        "finetune", _cmd_finetune, "Fine-tune the encoders on fold k's training sessions (never session k); resumable."
+        "finetune", _cmd_finetune, "Fine-tune the encoders on fold k's training data (never its test data); resumable."
     )
     p.add_argument(
         "--fold",
@@ -442,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
         "not expected (default: <align.out>/segments.h5)",
     )
 
-    p = add("train", _cmd_train, "Train and evaluate one experiment of train.experiments (leave-one-session-out).")
+    p = add("train", _cmd_train, "Train and evaluate one experiment of train.experiments (split.protocol's folds).")
     p.add_argument("--experiment", required=True, help="experiment name, or 'all'")
     p.add_argument(
         "--n-jobs",

@@ -35,7 +35,7 @@ def _cmd_export(args: argparse.Namespace, params: Params) -> None:
     out = args.out or f"systems/{args.experiment}" + (f"-fold{args.fold}" if args.fold is not None else "")
     t0 = time.perf_counter()
     system = export_system(params, args.experiment, out, args.fold)
-    what = f"fold {args.fold}'s system" if args.fold is not None else "the final system (every session)"
+    what = f"fold {args.fold}'s system" if args.fold is not None else "the final system (every fold's data)"
     check = system.get("check", {})
     same = (
         f"; reproduces {check['rows_compared']} evaluation rows within {check['max_abs_diff']:.1e}"

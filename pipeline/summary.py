@@ -19,11 +19,11 @@ def print_summary(params: Params) -> None:
         print(f"no data-quality report at {params.prepare.report}: run `dvc repro` first")
         return
     classes = ", ".join(f"{k} {v}" for k, v in quality["per_class"].items())
-    sessions = ", ".join(f"{k}: {v}" for k, v in quality["per_session"].items())
-    print(
-        f"corpus {quality['root']}: {quality['kept']} utterances kept ({classes}); "
-        f"{quality['dropped']} dropped; per session {sessions}"
-    )
+    sections = quality.get("corpora") or {quality.get("corpus", "corpus"): quality}
+    for name, q in sections.items():
+        per_group = ", ".join(f"{k}: {v}" for k, v in q.get("per_group", {}).items())
+        print(f"{name} {q['root']}: {q['kept']} utterances kept; {q['dropped']} dropped; per group {per_group}")
+    print(f"manifest: {quality['kept']} utterances ({classes}); {quality['dropped']} dropped")
     asr = _read(params.transcribe.report)  # asr (#33)
     if asr and asr.get("wer") and asr["wer"]["overall"]["wer"] is not None:
         o = asr["wer"]["overall"]
@@ -73,12 +73,12 @@ def print_summary(params: Params) -> None:
         if folds:
             scores = ", ".join(f"fold {r['fold']} {r['results']['speech']['val_ua']:.3f}" for r in folds)
             what = f"fine-tuned speech encoders{f' ({name})' if len(params.finetune.variants) > 1 else ''}"
-            print(f"{what} ({len(folds)} folds, each without its test session): validation UA {scores}")
+            print(f"{what} ({len(folds)} folds, each without its test data): validation UA {scores}")
     results = Path(params.report.out)
     if results.is_file():
         lines = results.read_text(encoding="utf-8").splitlines()
         start = next((i for i, line in enumerate(lines) if line.startswith("| experiment | system")), len(lines))
         end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
-        print(f"results ({results}; statistics, paired tests and the published IEMOCAP block are there):")
+        print(f"results ({results}; statistics, paired tests and the other sections are there):")
         print("\n".join(lines[start:end]))
         print("\n".join(line for line in lines if line.startswith("Best system by")))

@@ -102,7 +102,14 @@ def run_transcribe(manifest: str | Path, cfg: TranscribeConfig) -> dict:
     write_source(cfg.manifest, source_identity(first.backend, first.model, first.model_id, manifest))
     gold = any(u.text.strip() for u in utts)
     scored = [
-        {"ref": u.text, "hyp": by_id[u.utt_id].text, "speaker": u.speaker, "emotion": u.label, "session": u.session}
+        {
+            "ref": u.text,
+            "hyp": by_id[u.utt_id].text,
+            "speaker": u.speaker,
+            "emotion": u.label,
+            "group": u.group,
+            "partition": u.partition,
+        }
         for u in utts
     ]
     empty = [{"utt_id": r.utt_id, "note": r.note} for r in rows if not r.text]

@@ -7,6 +7,46 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from mger.core.manifest import Utterance
+
+
+def iemocap_row(
+    utt_id: str,
+    session: int,
+    dialog: str,
+    speaker: str,
+    gender: str,
+    improvised: bool,
+    wav: str,
+    duration: float,
+    text: str,
+    label: str,
+    label_raw: str,
+    valence: float | None = 3.0,
+    activation: float | None = 3.0,
+    dominance: float | None = 3.0,
+) -> Utterance:
+    """A manifest row as the IEMOCAP reader builds it (group ``Ses0N``, extras session, dialog,
+    improvised), from the fields of IEMOCAP's own layout."""
+    return Utterance(
+        utt_id=utt_id,
+        corpus="iemocap",
+        wav=wav,
+        duration=duration,
+        speaker=speaker,
+        gender=gender,
+        text=text,
+        text_source="gold",
+        label=label,
+        label_raw=label_raw,
+        group=f"Ses{session:02d}",
+        partition="",
+        valence=valence,
+        activation=activation,
+        dominance=dominance,
+        extras={"session": session, "dialog": dialog, "improvised": improvised},
+    )
+
 
 def write_tone(path: Path, seconds: float = 0.5, rate: int = 16000, channels: int = 1) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import torch
 
 from mger.alignment.stage import run_align
 from mger.core.config import AlignConfig
-from mger.corpus.iemocap import prepare_corpus
+from mger.corpus.readers import prepare_corpus
 from mger.corpus.synth import synthesize_corpus
 from mger.features.encoders import resolve_model_path
 
@@ -58,7 +58,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def aligned(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The tiny corpus's manifest and segment table (iemocap backend: fast and exact)."""
     out = tmp_path_factory.mktemp("aligned")
-    prepare_corpus(tiny_corpus, out / "manifest.jsonl", out / "q.json", "4class", quiet=True)
+    prepare_corpus("iemocap", tiny_corpus, out / "manifest.jsonl", out / "q.json", "4class", quiet=True)
     run_align(
         out / "manifest.jsonl",
         AlignConfig(backend="iemocap", out=str(out / "align"), report=str(out / "a.json"), n_jobs=1),

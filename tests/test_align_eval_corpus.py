@@ -11,7 +11,7 @@ import pytest
 from mger.alignment.base import Alignment, Segment
 from mger.alignment.corpus_eval import read_wdseg_words, run_align_eval_corpus
 from mger.alignment.table import write_table
-from mger.corpus.iemocap import prepare_corpus
+from mger.corpus.readers import prepare_corpus
 from mger.pipeline.cli import main
 from tests.builders import TreeBuilder
 
@@ -56,7 +56,7 @@ def tree(tmp_path: Path) -> dict[str, Path]:
         _segfile(root, uid).parent.mkdir(parents=True, exist_ok=True)
         _segfile(root, uid).write_text(_wdseg_text(rows))
     _segfile(root, BROKEN).write_text(" SFrm  EFrm    SegAScr Word\n     0    12    -300 <s>\n    13  abc  -100 NO\n")
-    prepare_corpus(root, tmp_path / "manifest.jsonl", tmp_path / "q.json", "4class", quiet=True)
+    prepare_corpus("iemocap", root, tmp_path / "manifest.jsonl", tmp_path / "q.json", "4class", quiet=True)
     starts = {uid: [(s / 100, (e + 1) / 100) for s, e, w in WDSEG[uid] if w[0].isalpha()] for uid in ALIGNED}
     alignments = []
     for uid, words in ALIGNED.items():
@@ -175,7 +175,7 @@ def test_summary_prints_one_line_when_words_were_compared(
     from mger.core.config import params_from_dict
     from mger.pipeline.summary import print_summary
 
-    quality = {"root": "corpus", "kept": 6, "dropped": 0, "per_class": {"neu": 6}, "per_session": {"1": 6}}
+    quality = {"root": "corpus", "kept": 6, "dropped": 0, "per_class": {"neu": 6}, "per_group": {"Ses01": 6}}
     (tmp_path / "q.json").write_text(json.dumps(quality))
     none = str(tmp_path / "none.json")
     sections = {"prepare": {"report": str(tmp_path / "q.json")}, "align": {"report": none}}

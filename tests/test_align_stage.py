@@ -28,9 +28,9 @@ from mger.core.config import AlignConfig
 from mger.core.manifest import Utterance, write_manifest
 from mger.core.reporting import StageError
 from mger.corpus.espeak import Prosody
-from mger.corpus.iemocap import prepare_corpus
+from mger.corpus.readers import prepare_corpus
 from mger.corpus.synth import Speaker, speak
-from tests.builders import write_tone
+from tests.builders import iemocap_row, write_tone
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def tiny_manifest(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Utterance]:
     out = tmp_path_factory.mktemp("prep")
-    return prepare_corpus(tiny_corpus, out / "m.jsonl", out / "q.json", "4class", quiet=True)
+    return prepare_corpus("iemocap", tiny_corpus, out / "m.jsonl", out / "q.json", "4class", quiet=True)
 
 
 def _bad_utterances(good: Utterance, folder: Path) -> list[Utterance]:
@@ -341,7 +341,9 @@ def test_pocketsphinx_pronounces_the_written_form_and_labels_the_dictionary_word
     assert dec.lookup_word("inés(2)") == dec.lookup_word("ines") == "IH N IH S"  # CMUdict's, as a variant
     spoken = speak("Inés met Renée.", Speaker("F", "en-us+f2", 0, 0), Prosody(), None, "", np.random.default_rng(0))
     write_audio(tmp_path / "a.wav", spoken.audio)
-    utt = Utterance("u", 1, "d", "F", "F", True, str(tmp_path / "a.wav"), 2.0, "Inés met Renée.", "neu", "neu", 3, 3, 3)
+    utt = iemocap_row(
+        "u", 1, "d", "F", "F", True, str(tmp_path / "a.wav"), 2.0, "Inés met Renée.", "neu", "neu", 3, 3, 3
+    )
     result = aligner.align(utt)
     assert [w.label for w in result.words] == ["ines", "met", "renee"]
     assert result.unknown_words == added
@@ -378,3 +380,12 @@ def test_uniform_fallback_refuses_audio_too_short_to_hold_the_words() -> None:
     assert uniform_alignment("u", text, enough[:30], "short") is None
     spread = uniform_alignment("u", text, enough, "short")
     assert spread is not None and [w.label for w in spread.words] == normalize_transcript(text)
+
+
+def test_pocketsphinx_names_an_utterance_without_text() -> None:
+    """A row without any text (MSP-Podcast's segment without a transcript: text_source none) fails
+    with its own reason, not as a transcript of markers only; the audio is never read."""
+    utt = iemocap_row("u", 1, "d", "F", "F", True, "missing.wav", 2.0, "", "neu", "neu", 3, 3, 3)
+    result = PocketsphinxAligner().align(dataclasses.replace(utt, text_source="none"))
+    assert isinstance(result, AlignmentFailure) and result.reason.startswith("no text (text_source none)")
+    assert "markers only" in PocketsphinxAligner().align(utt).reason  # empty gold text: the old reason

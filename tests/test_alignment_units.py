@@ -29,7 +29,7 @@ from mger.alignment.sphinx_segfiles import parse_segfile
 from mger.alignment.syllables import LEGAL_ONSETS, add_syllables, label_syllables, syllabify
 from mger.core.manifest import Utterance
 from mger.core.reporting import StageError
-from tests.builders import write_tone
+from tests.builders import iemocap_row, write_tone
 
 
 @pytest.mark.parametrize(
@@ -235,7 +235,7 @@ def test_parse_sphinx_segfiles() -> None:
 def _utt(tmp_path: Path, uid: str, text: str, speaker: str = "Ses01_F") -> Utterance:
     wav = tmp_path / "wav" / f"{uid}.wav"
     write_tone(wav)
-    return Utterance(
+    return iemocap_row(
         uid, 1, uid.rsplit("_", 1)[0], speaker, speaker[-1], True, str(wav), 0.5, text, "neu", "neu", 3.0, 3.0, 3.0
     )
 

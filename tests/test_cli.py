@@ -24,7 +24,7 @@ def test_top_level_help_lists_subcommands(capsys: pytest.CaptureFixture[str]) ->
 @pytest.mark.parametrize(
     "name, options",
     [
-        ("synth", ["--out", "--seed", "--sessions", "--dialogs", "--turns", "--params"]),
+        ("synth", ["--out", "--layout", "--seed", "--sessions", "--dialogs", "--turns", "--params"]),
         ("prepare", ["--root", "--out", "--report", "--class-map", "--params"]),
         ("align-eval-corpus", ["--manifest", "--segments", "--out", "--params"]),
     ],
@@ -134,14 +134,14 @@ def _manifest_variant(aligned: dict[str, Path], tmp_path: Path, edit) -> Path:
     return out
 
 
-def _session_as_string(lines: list[str]) -> list[str]:
+def _duration_as_string(lines: list[str]) -> list[str]:
     row = json.loads(lines[2])
-    row["session"] = str(row["session"])
+    row["duration"] = str(row["duration"])
     return lines[:2] + [json.dumps(row)] + lines[3:]
 
 
-def _one_session(lines: list[str]) -> list[str]:
-    return [line for line in lines if json.loads(line)["session"] == 1]
+def _one_group(lines: list[str]) -> list[str]:
+    return [line for line in lines if json.loads(line)["group"] == "Ses01"]
 
 
 CASES = {
@@ -163,17 +163,17 @@ CASES = {
         None,
         r"p\.yaml: train: hidden size 130 is not divisible by 4 attention heads",
     ),
-    "one session": (
+    "one group": (
         ["train", "--experiment", "all"],
         {},
-        _one_session,
-        r"bad\.jsonl: 1 session\(s\) \[1\]; leave-one-session-out needs at least two",
+        _one_group,
+        r"bad\.jsonl: 1 group\(s\) \['Ses01'\]; leave-one-group-out needs at least two",
     ),
-    "session as string": (
+    "duration as string": (
         ["extract", "--kind", "text"],
         {},
-        _session_as_string,
-        r"bad\.jsonl:3: session is '\d', expected int",
+        _duration_as_string,
+        r"bad\.jsonl:3: duration is '[\d.]+', expected float",
     ),
     "truncated line": (
         ["extract", "--kind", "text"],
@@ -486,7 +486,7 @@ def test_a_fold_below_one_is_refused_by_the_parser(command: str, fold: str, caps
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args([command, "--fold", fold])
     assert exit_.value.code == 2
-    assert f"--fold '{fold}': a fold is its test session's number, 1 or more" in capsys.readouterr().err
+    assert f"--fold '{fold}': a fold is numbered 1 or more (IEMOCAP: its test session)" in capsys.readouterr().err
 
 
 def test_auto_device_is_resolved_once_for_the_stage(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -523,6 +523,7 @@ def test_training_is_spread_by_train_dispatch_not_features_backend(
                 "prepare": {"manifest": str(aligned["manifest"])},
                 "features": {"backend": "dask", "scheduler": "tcp://extraction:1"},
                 "train": {"experiments": {"t": {"model": "text"}}},
+                "finetune": {"folds": [1, 2, 3]},  # the tiny corpus's 3 sessions (mger finetune refuses fold 4)
                 "train_dispatch": dispatch_to,
             }
         )
@@ -543,7 +544,7 @@ def test_summary_lists_every_store_and_goes_on_past_a_damaged_one(
     rows = {"word": [np.zeros((2, 4), np.float16)], "utterance": [np.zeros((1, 4), np.float16)]}
     write_store(tmp_path / "speech-egemaps.h5", ["Ses01F_impro01_F000"], rows, {"model": "opensmile:eGeMAPSv02"})
     (tmp_path / "text.h5").write_bytes(b"not an HDF5 file")
-    quality = {"root": "corpus", "kept": 1, "dropped": 0, "per_class": {"neu": 1}, "per_session": {"1": 1}}
+    quality = {"root": "corpus", "kept": 1, "dropped": 0, "per_class": {"neu": 1}, "per_group": {"Ses01": 1}}
     (tmp_path / "q.json").write_text(json.dumps(quality))
     params = params_from_dict(
         {

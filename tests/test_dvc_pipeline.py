@@ -153,7 +153,7 @@ def test_dvc_repro_runs_and_then_is_a_no_op(scratch_repo: Path) -> None:
     manifest = scratch_repo / "data" / "manifest.jsonl"
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     quality = json.loads((scratch_repo / "reports" / "data_quality.json").read_text())
-    assert len(rows) == quality["kept"] > 0 and {r["session"] for r in rows} == {1, 2}
+    assert len(rows) == quality["kept"] > 0 and {r["group"] for r in rows} == {"Ses01", "Ses02"}
     out = _run([sys.executable, "-m", "dvc", "repro"], scratch_repo)
     assert "Data and pipelines are up to date" in out
     results = (scratch_repo / "reports" / "results.md").read_text()

@@ -459,7 +459,7 @@ def test_synth_replaces_its_own_output_and_a_forced_folder(tmp_path: Path) -> No
 def test_prepare_drops_ids_that_are_paths(tmp_path: Path, bad_id: str) -> None:
     """An id that would name a file outside its folder is dropped at prepare with a
     data-quality entry; the good utterances are kept."""
-    from mger.corpus.iemocap import prepare_corpus
+    from mger.corpus.readers import prepare_corpus
     from tests.builders import TreeBuilder
 
     builder = TreeBuilder(tmp_path / "corpus")
@@ -470,7 +470,9 @@ def test_prepare_drops_ids_that_are_paths(tmp_path: Path, bad_id: str) -> None:
     emo.write_text(emo.read_text() + f"[9.0000 - 9.5000]\t{bad_id}\tsad\t[2.5000, 3.0000, 3.5000]\n")
     trans = tmp_path / "corpus" / "Session1" / "dialog" / "transcriptions" / "Ses01F_impro01.txt"
     trans.write_text(trans.read_text() + f"{bad_id} [009.0000-009.5000]: so sad\n")
-    utts = prepare_corpus(tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
+    utts = prepare_corpus(
+        "iemocap", tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True
+    )
     assert [u.utt_id for u in utts] == ["Ses01F_impro01_F000", "Ses01F_impro01_M000"]
     problems = json.loads((tmp_path / "q.json").read_text())["problems"]
     assert [(p["item"], p["kept"]) for p in problems] == [(bad_id, False)]
@@ -766,9 +768,10 @@ def test_shard_run_waits_out_a_short_exclusive_setup(aligned, tiny_models, tmp_p
 def test_full_disk_while_writing_the_manifest_keeps_the_old_one(tmp_path: Path, monkeypatch) -> None:
     import builtins
 
-    from mger.core.manifest import Utterance, read_manifest, write_manifest
+    from mger.core.manifest import read_manifest, write_manifest
+    from tests.builders import iemocap_row
 
-    utt = Utterance(
+    utt = iemocap_row(
         "Ses01F_impro01_F000",
         1,
         "Ses01F_impro01",

@@ -77,16 +77,16 @@ def test_masked_mean_ignores_padding() -> None:
 @pytest.mark.parametrize("fold", FOLDS)
 def test_fold_split_keeps_test_session_and_validation_speaker_apart(aligned, fold: int) -> None:
     utts = read_manifest(aligned["manifest"])
-    split = finetune_split(utts, fold, split_seed=0)
+    split = finetune_split(utts, fold, 0)
     assert split.train and split.val
-    assert all(u.session != fold for u in split.train + split.val)
+    assert all(u.extra("session") != fold for u in split.train + split.val)
     assert fold not in split.train_sessions
     assert not {u.speaker for u in split.train} & {u.speaker for u in split.val}
-    assert len(split.train) + len(split.val) == sum(u.session != fold for u in utts)
+    assert len(split.train) + len(split.val) == sum(u.extra("session") != fold for u in utts)
     # the one split of core.splits: a woman and a man of two training sessions, as every classifier sees
-    assert {u.gender for u in split.val} == {"F", "M"} and len({u.session for u in split.val}) == 2
+    assert {u.gender for u in split.val} == {"F", "M"} and len({u.extra("session") for u in split.val}) == 2
     assert split.describe()["val_speakers"] == fold_split(utts, fold, 0).val_speakers
-    assert split.validation == "one speaker per gender (F, M) from different training sessions"
+    assert split.validation == "one speaker per gender (F, M) from different training groups"
 
 
 @pytest.mark.parametrize("frozen_conv", [True, False], ids=["conv-frozen", "conv-trained"])
@@ -104,7 +104,7 @@ def test_no_test_session_audio_reaches_finetuning(tiny_models, aligned, tmp_path
     fold_dir = run_finetune(2, cfg, _features(tiny_models, tmp_path / "f"), aligned["manifest"], aligned["segments"])
     utts = {u.wav: u for u in read_manifest(aligned["manifest"])}
     record = json.loads((fold_dir / "finetune.json").read_text())
-    assert read and all(utts[p].session != 2 for p in read)
+    assert read and all(utts[p].extra("session") != 2 for p in read)
     assert {utts[p].utt_id for p in read} == set(record["train_ids"]) | set(record["val_ids"])
     assert record["train_sessions"] == [1, 3] and record["test_session"] == 2
     assert all((fold_dir / "speech" / f).is_file() for f in ("model.safetensors", "head.safetensors", "config.json"))

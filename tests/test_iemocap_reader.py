@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from mger.core.audio import read_audio
-from mger.core.manifest import MANIFEST_FIELDS, read_manifest, sessions
+from mger.core.manifest import MANIFEST_FIELDS, groups, read_manifest
 from mger.core.reporting import StageError
-from mger.corpus.iemocap import parse_emo_evaluation, parse_transcriptions, prepare_corpus, speaker_of
+from mger.corpus.iemocap import parse_emo_evaluation, parse_transcriptions, speaker_of
+from mger.corpus.readers import Source, prepare_corpora, prepare_corpus, reader
 from tests.builders import TreeBuilder, write_tone
 
 
@@ -65,7 +66,7 @@ def _reasons(report: dict) -> dict[str, str]:
 
 def test_prepare_on_quirky_tree(quirky_tree: Path, tmp_path: Path) -> None:
     manifest, report_path = tmp_path / "manifest.jsonl", tmp_path / "quality.json"
-    utts = prepare_corpus(quirky_tree, manifest, report_path, "4class", quiet=True)
+    utts = prepare_corpus("iemocap", quirky_tree, manifest, report_path, "4class", quiet=True)
     kept = {u.utt_id for u in utts}
     assert kept == {
         "Ses01F_impro01_F000",
@@ -93,7 +94,9 @@ def test_prepare_on_quirky_tree(quirky_tree: Path, tmp_path: Path) -> None:
     assert [p["item"] for p in dup] == ["Ses02M_script01_1_F000"] and "Ses02M_script02_1" in dup[0]["file"]
     assert report["kept"] == 7 and report["dropped"] == 8
     assert report["per_class"] == {"ang": 1, "hap": 2, "neu": 3, "sad": 1}
-    assert report["per_session"] == {"1": 4, "2": 3}
+    assert report["per_group"] == {"Ses01": 4, "Ses02": 3} and report["per_partition"] == {"": 7}
+    assert report["corpus"] == "iemocap" and report["per_text_source"] == {"gold": 7}
+    assert report["per_raw_label_all"] == {"ang": 2, "exc": 1, "fru": 1, "hap": 2, "neu": 5, "sad": 2, "xxx": 1}
     assert report["unparsed_transcript_lines"][0]["text"] == "M: [BREATHING]"
     # The manifest: exact fields and types, latin-1 decoded, exc merged into hap.
     rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines()]
@@ -101,8 +104,10 @@ def test_prepare_on_quirky_tree(quirky_tree: Path, tmp_path: Path) -> None:
     by_id = {r["utt_id"]: r for r in rows}
     ang = by_id["Ses01F_impro01_M000"]
     assert ang["text"] == "Caf\u00e9 is closed!"
-    assert ang["speaker"] == "Ses01_M" and ang["gender"] == "M" and ang["session"] == 1
-    assert ang["improvised"] is True and by_id["Ses02M_script01_1_F000"]["improvised"] is False
+    assert ang["speaker"] == "Ses01_M" and ang["gender"] == "M" and ang["group"] == "Ses01"
+    assert (ang["corpus"], ang["partition"], ang["text_source"]) == ("iemocap", "", "gold")
+    assert ang["extras"] == {"session": 1, "dialog": "Ses01F_impro01", "improvised": True}
+    assert by_id["Ses02M_script01_1_F000"]["extras"]["improvised"] is False
     assert by_id["Ses02M_script01_1_F000"]["speaker"] == "Ses02_F"  # suffix letter, not dialog prefix
     exc = by_id["Ses01F_impro01_F002"]
     assert (exc["label"], exc["label_raw"]) == ("hap", "exc")
@@ -126,7 +131,7 @@ def test_prepare_on_quirky_tree(quirky_tree: Path, tmp_path: Path) -> None:
     ],
 )
 def test_other_class_maps(quirky_tree: Path, tmp_path: Path, class_map, expected) -> None:
-    utts = prepare_corpus(quirky_tree, tmp_path / "m.jsonl", tmp_path / "q.json", class_map, quiet=True)
+    utts = prepare_corpus("iemocap", quirky_tree, tmp_path / "m.jsonl", tmp_path / "q.json", class_map, quiet=True)
     counts: dict[str, int] = {}
     for u in utts:
         counts[u.label] = counts.get(u.label, 0) + 1
@@ -135,9 +140,9 @@ def test_other_class_maps(quirky_tree: Path, tmp_path: Path, class_map, expected
 
 def test_prepare_fails_clearly_without_corpus(tmp_path: Path) -> None:
     with pytest.raises(StageError, match="no Session1..SessionN folders"):
-        prepare_corpus(tmp_path, tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
+        prepare_corpus("iemocap", tmp_path, tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
     with pytest.raises(StageError, match="does not exist"):
-        prepare_corpus(tmp_path / "nope", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
+        prepare_corpus("iemocap", tmp_path / "nope", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
 
 
 def test_parsers_handle_real_format_lines() -> None:
@@ -163,12 +168,12 @@ def test_parsers_handle_real_format_lines() -> None:
 
 
 def test_synthetic_corpus_through_the_same_reader(tiny_corpus: Path, tmp_path: Path) -> None:
-    utts = prepare_corpus(tiny_corpus, tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
+    utts = prepare_corpus("iemocap", tiny_corpus, tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
     report = json.loads((tmp_path / "q.json").read_text())
     assert report["kept"] == len(utts) > 0
     assert all(p["reason"].startswith("label") for p in report["problems"])  # only policy drops
     assert read_manifest(tmp_path / "m.jsonl") == utts
-    assert sessions(utts) == [1, 2, 3]
+    assert groups(utts) == ["Ses01", "Ses02", "Ses03"]
 
 
 # --- portable manifest paths, truncated wavs, garbled EmoEvaluation headers --------------------
@@ -185,7 +190,7 @@ def test_manifest_paths_relative_under_the_working_directory(tmp_path: Path, mon
     project = tmp_path / "project"
     TreeBuilder(project / "data" / "corpus").dialog(1, D1, TURNS)
     monkeypatch.chdir(project)
-    prepare_corpus("data/corpus", "data/m.jsonl", "reports/q.json", "4class", quiet=True)
+    prepare_corpus("iemocap", "data/corpus", "data/m.jsonl", "reports/q.json", "4class", quiet=True)
     wav = _rows(project / "data" / "m.jsonl")[f"{D1}_F000"]["wav"]
     assert wav == f"data/corpus/Session1/sentences/wav/{D1}/{D1}_F000.wav"
     assert json.loads((project / "reports" / "q.json").read_text())["root"] == "data/corpus"
@@ -201,7 +206,7 @@ def test_manifest_paths_absolute_outside_the_working_directory(tmp_path: Path, m
     TreeBuilder(corpus).dialog(1, D1, TURNS)
     (tmp_path / "project").mkdir()
     monkeypatch.chdir(tmp_path / "project")
-    prepare_corpus(corpus, "m.jsonl", "q.json", "4class", quiet=True)
+    prepare_corpus("iemocap", corpus, "m.jsonl", "q.json", "4class", quiet=True)
     wav = _rows(tmp_path / "project" / "m.jsonl")[f"{D1}_F000"]["wav"]
     assert wav == str(corpus.resolve() / "Session1/sentences/wav" / D1 / f"{D1}_F000.wav")
     assert json.loads((tmp_path / "project" / "q.json").read_text())["root"] == str(corpus.resolve())
@@ -216,7 +221,7 @@ def test_truncated_wavs_are_dropped_with_one_line_each(tmp_path: Path, capsys: p
     cut.write_bytes(cut.read_bytes()[:100])  # 0.0018 s left
     write_tone(tb.wav_path(1, D1, f"{D1}_M000"), seconds=0.2)  # under half its 0.5 s interval
     write_tone(tb.wav_path(1, D1, f"{D1}_F001"), seconds=0.3)  # over half: kept
-    utts = prepare_corpus(tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class")
+    utts = prepare_corpus("iemocap", tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class")
     assert [u.utt_id for u in utts] == [f"{D1}_F001"]
     report = json.loads((tmp_path / "q.json").read_text())
     assert _reasons(report) == {
@@ -239,7 +244,7 @@ def test_garbled_evaluation_header_is_reported(tmp_path: Path, capsys: pytest.Ca
     lineno = next(i for i, line in enumerate(lines, 1) if f"{D1}_M000" in line)
     lines[lineno - 1] = f"[18.9 - garbage\t{D1}_M000"
     emo.write_text("\n".join(lines) + "\n")
-    utts = prepare_corpus(tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class")
+    utts = prepare_corpus("iemocap", tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class")
     assert [u.utt_id for u in utts] == [f"{D1}_F000", f"{D1}_F001"]
     report = json.loads((tmp_path / "q.json").read_text())
     (problem,) = report["problems"]
@@ -291,7 +296,7 @@ def test_a_dialog_without_its_emo_evaluation_is_reported_dropped(
     else:
         emo.unlink()
         emo.mkdir()
-    utts = prepare_corpus(tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class")
+    utts = prepare_corpus("iemocap", tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class")
     assert sorted(u.utt_id for u in utts) == sorted(uid for uid, _, _ in TURNS)
     report = json.loads((tmp_path / "q.json").read_text())
     binary = "not text (NUL bytes; zero-filled, or UTF-16 rather than UTF-8)"
@@ -312,7 +317,7 @@ def test_a_dialog_named_by_nothing_but_an_empty_emo_evaluation_is_reported(tmp_p
     emo = tmp_path / "corpus/Session1/dialog/EmoEvaluation/Ses01F_impro09.txt"
     emo.write_text("")
     (emo.parent / "._Ses01F_impro01.txt").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")  # hidden: not a dialog
-    prepare_corpus(tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
+    prepare_corpus("iemocap", tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
     report = json.loads((tmp_path / "q.json").read_text())
     assert [(p["item"], p["file"]) for p in report["problems"]] == [("Ses01F_impro09", str(emo))]
     assert report["problems"][0]["reason"].startswith("EmoEvaluation file empty, and no transcript or wav names")
@@ -332,8 +337,69 @@ def test_a_wav_holding_nan_is_dropped_with_a_problem(tmp_path: Path) -> None:
         if bad is not None:
             audio[100:110] = bad
         sf.write(str(wav), audio, 16000, subtype="FLOAT")
-    utts = prepare_corpus(tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True)
+    utts = prepare_corpus(
+        "iemocap", tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class", quiet=True
+    )
     assert [u.utt_id for u in utts] == [f"{D1}_F000", f"{D1}_F001"]
     report = json.loads((tmp_path / "q.json").read_text())
     assert _reasons(report) == {f"{D1}_M000": "wav holds NaN or inf samples"} and report["dropped"] == 1
     assert report["problems"][0]["file"] == str(tb.wav_path(1, D1, f"{D1}_M000"))
+
+
+# --- prepare.corpus through the registry; several corpora in one manifest ---------------------
+
+
+def test_iemocap_is_a_registered_reader_with_its_class_maps(tmp_path: Path) -> None:
+    entry = reader("iemocap")
+    assert entry.protocol == "loso" and sorted(entry.class_maps) == ["4class", "5class", "6class"]
+    assert entry.class_maps["4class"]["exc"] == "hap"
+    TreeBuilder(tmp_path / "corpus").dialog(1, D1, TURNS)
+    with pytest.raises(StageError, match=r"prepare.class_map: '7class' is not a class map of iemocap \(known: 4class"):
+        prepare_corpus("iemocap", tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "7class")
+    with pytest.raises(StageError, match=r"prepare.corpus: 'iemocapp' is not a corpus reader \(known: .*iemocap"):
+        prepare_corpus("iemocapp", tmp_path / "corpus", tmp_path / "m.jsonl", tmp_path / "q.json", "4class")
+
+
+def test_two_corpora_combine_into_one_manifest_and_one_report(tmp_path: Path) -> None:
+    """prepare.corpora: every row's id, speaker and group prefixed with its corpus's name (ids stay
+    file-name-safe), one data-quality section per corpus with its own drops."""
+    TreeBuilder(tmp_path / "a").dialog(1, D1, TURNS)
+    d2 = "Ses02M_script01_1"
+    TreeBuilder(tmp_path / "b").dialog(2, d2, [(f"{d2}_F000", "hap", "Yes."), (f"{d2}_M000", "xxx", "Hm.")])
+    sources = {
+        "lab_b": Source("iemocap", tmp_path / "b", "4class"),
+        "lab_a": Source("iemocap", tmp_path / "a", {"neu": "neu", "ang": "ang"}),
+    }
+    utts = prepare_corpora(sources, tmp_path / "m.jsonl", tmp_path / "q.json", quiet=True)
+    assert [u.utt_id for u in utts] == [f"lab_a-{D1}_F000", f"lab_a-{D1}_M000", f"lab_b-{d2}_F000"]
+    assert read_manifest(tmp_path / "m.jsonl") == utts  # every id passes the manifest's id rule
+    assert [(u.speaker, u.group, u.corpus) for u in utts] == [
+        ("lab_a-Ses01_F", "lab_a-Ses01", "iemocap"),
+        ("lab_a-Ses01_M", "lab_a-Ses01", "iemocap"),
+        ("lab_b-Ses02_F", "lab_b-Ses02", "iemocap"),
+    ]
+    assert utts[2].extras == {"session": 2, "dialog": d2, "improvised": False}
+    report = json.loads((tmp_path / "q.json").read_text())
+    assert report["kept"] == 3 and report["dropped"] == 2 and report["per_corpus"] == {"lab_a": 2, "lab_b": 1}
+    assert report["per_class"] == {"ang": 1, "hap": 1, "neu": 1}
+    a, b = report["corpora"]["lab_a"], report["corpora"]["lab_b"]
+    assert a["class_map"] == {"neu": "neu", "ang": "ang"} and b["class_map"]["exc"] == "hap"
+    assert _reasons(a) == {f"{D1}_F001": "label 'sad' outside the class map"}
+    assert _reasons(b) == {f"{d2}_M000": "label 'xxx' outside the class map"}
+    assert b["per_group"] == {"Ses02": 1} and b["per_raw_label_all"] == {"hap": 1, "xxx": 1}
+
+
+def test_prepare_cli_reads_prepare_corpus_and_prepare_corpora(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mger.pipeline.cli import main
+
+    TreeBuilder(tmp_path / "a").dialog(1, D1, TURNS)
+    monkeypatch.chdir(tmp_path)
+    assert main(["prepare", "--corpus", "iemocap", "--root", "a", "--out", "one.jsonl", "--report", "one.json"]) == 0
+    assert [u.utt_id for u in read_manifest("one.jsonl")] == [u for u, _, _ in TURNS]
+    params = {
+        "prepare": {"manifest": "m.jsonl", "report": "q.json", "corpora": {"x": {"corpus": "iemocap", "root": "a"}}}
+    }
+    Path("p.yaml").write_text(json.dumps(params))
+    assert main(["prepare", "--params", "p.yaml"]) == 0
+    assert [u.utt_id for u in read_manifest("m.jsonl")] == [f"x-{u}" for u, _, _ in TURNS]
+    assert main(["prepare", "--corpus", "nope", "--root", "a", "--params", "p.yaml"]) == 1

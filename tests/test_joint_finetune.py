@@ -62,9 +62,9 @@ def test_fusion_objective_reads_the_test_session_only_after_training(
     assert events.count("<test>") == 1
     cut = events.index("<test>")
     training, testing = events[:cut], events[cut + 1 :]
-    assert training and all(utts[p].session != 2 for p in training)
+    assert training and all(utts[p].extra("session") != 2 for p in training)
     assert {utts[p].utt_id for p in training} == set(record["train_ids"]) | set(record["val_ids"])
-    session_2 = {u.utt_id for u in utts.values() if u.session == 2}
+    session_2 = {u.utt_id for u in utts.values() if u.extra("session") == 2}
     assert sorted(utts[p].utt_id for p in testing) == sorted(session_2)
 
     assert record["objective"] == "fusion" and record["modalities"] == ["speech"]
@@ -350,7 +350,7 @@ def test_variants_and_seeds_end_to_end(tiny_models, aligned, tmp_path, capsys) -
             assert not (fold_dir / "seed-1" / "speech").exists() and not (fold_dir / "seed-1" / "state-fusion").exists()
             pred = read_predictions(tmp_path / "rep" / variant / f"joint-fold-{fold}.csv")
             assert sorted(pred.seed.tolist()) == sorted([0, 1] * (len(pred) // 2))
-            assert set(pred.utt_ids) == {u.utt_id for u in utts if u.session == fold}
+            assert set(pred.utt_ids) == {u.utt_id for u in utts if u.extra("session") == fold}
             store = FeatureStore(tmp_path / "ftf" / f"fold-{fold}" / variant / "speech.h5", fold=fold)
             assert store.fingerprint["finetune_variant"] == variant
             runs[variant] = (record["history"][0]["train_loss"], fold_dir / "speech" / "model.safetensors")

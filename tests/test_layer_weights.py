@@ -115,7 +115,7 @@ def test_summary_gives_the_size_per_level_and_layer(tmp_path: Path, capsys: pyte
 
     rows = {"word": [np.zeros((1024, 4, 256), np.float16)], "utterance": [np.zeros((1, 4, 256), np.float16)]}
     write_store(tmp_path / "speech.h5", ["Ses01F_impro01_F000"], rows, {"model": "m"})
-    quality = {"root": "corpus", "kept": 1, "dropped": 0, "per_class": {"neu": 1}, "per_session": {"1": 1}}
+    quality = {"root": "corpus", "kept": 1, "dropped": 0, "per_class": {"neu": 1}, "per_group": {"Ses01": 1}}
     (tmp_path / "q.json").write_text(json.dumps(quality))
     params = params_from_dict(
         {

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from mger.core.manifest import Utterance, read_manifest, write_manifest
+from mger.core.manifest import read_manifest, write_manifest
 from mger.pipeline.cli import main
-from tests.builders import write_tone
+from tests.builders import iemocap_row, write_tone
 
-ROW = Utterance(
+ROW = iemocap_row(
     "Ses01F_impro01_F000", 1, "Ses01F_impro01", "Ses01_F", "F", True, "a.wav", 1.0, "hi", "neu", "neu", 3, 3, 3
 )
 
@@ -60,7 +60,7 @@ def test_read_manifest_keeps_relative_wav_paths(tmp_path: Path) -> None:
         ("../../outside/Ses01F_impro01_F000.wav", "climbs out of its folder ('..')"),
         ("/data/IEMOCAP/../../etc/x.wav", "climbs out of its folder ('..')"),
         ("..\\..\\x.wav", "climbs out of its folder ('..')"),
-        ("/etc/passwd", "is not a .wav file"),
+        ("/etc/passwd", "is not an audio file mger reads (.wav, .flac, .mp4)"),
         ("", "is empty"),
     ],
 )

@@ -19,7 +19,7 @@ import torch
 from mger.alignment.base import Alignment, Segment
 from mger.alignment.table import write_table
 from mger.core.config import ExperimentSpec, FeaturesConfig, Params, params_from_dict
-from mger.core.manifest import Utterance, read_manifest, write_manifest
+from mger.core.manifest import read_manifest, write_manifest
 from mger.core.reporting import StageError
 from mger.features.cache import CacheError, Ragged, write_store
 from mger.models.experiment import run_experiment
@@ -28,6 +28,7 @@ from mger.models.predictions import Predictions, read_predictions, write_predict
 from mger.models.probe import C_GRID, LinearProbe, item_means
 from mger.models.report import Experiment, load_experiments, validation_lines, write_report
 from mger.models.stats import bootstrap_ci, paired_test, summarize
+from tests.builders import iemocap_row
 
 CLASSES = ["ang", "hap", "neu", "sad"]
 EXPERIMENTS = {
@@ -66,7 +67,7 @@ def _corpus(root: Path) -> tuple[Path, FeaturesConfig]:
                 uid = f"Ses0{s}{'F' if k < 6 else 'M'}_{'impro' if k % 2 else 'script'}01_{g}{k:03d}"
                 label = CLASSES[(k + s) % 4]
                 utts.append(
-                    Utterance(
+                    iemocap_row(
                         uid,
                         s,
                         uid[:14],
@@ -274,15 +275,21 @@ def test_report_selects_by_validation_and_shows_statistics(trained) -> None:
     truth.write_text("")  # what `mger synth` leaves beside its corpus
     out = write_report(trained["params"])
     text = out.read_text()
-    assert "This is the synthetic demo corpus" in text and "not comparable to any published IEMOCAP result" in text
+    assert "This is the synthetic demo corpus" in text and "not comparable to any published result" in text
     results = trained["results"]
     best = max(results, key=lambda n: (results[n]["validation"]["ua"]["mean"], n))
-    assert f"Best system by **validation** UA (the test sessions choose nothing): {best} " in text
+    assert f"Best system by **validation** UA (the test folds choose nothing): {best} " in text
     assert "| text vs fusion | text | late |" in text and "| text vs fusion | text | mha |" in text
     assert "| mha without vs with auxiliary tasks | mha | mha_matching |" in text
     assert "| single vs multi-granularity | audio_phone | multigranular |" in text
     assert "| single vs multi-granularity | audio_word | multigranular |" in text
     assert "UA 95% CI" in text and "recall ang" in text and "improvised WA / UA (n)" in text
+    # what the numbers are about: corpus, protocol, class map, counts per partition and class (the manifest's)
+    assert "Corpus: iemocap. Protocol: leave one group out (`split.protocol: loso`). Class map: 4class" in text
+    assert (
+        "| corpus | partition | ang | hap | neu | sad | all |" in text
+        and "| iemocap | – | 18 | 18 | 18 | 18 | 72 |" in text
+    )
     main = text[text.index("| experiment | system") : text.index("Δ UA vs its probe: the paired")]
     rows = {line.split(" | ")[0][2:]: line for line in main.splitlines() if line.startswith("| ")}
     assert rows["probe_both"].endswith("| reference |")
@@ -324,8 +331,8 @@ def test_report_selects_by_validation_and_shows_statistics(trained) -> None:
     assert "abstracts state them" not in text
     table = text[text.index("| experiment | system") : text.index("## Published")]
     assert re.search(
-        r"Validation speakers \(carved from each fold's training sessions by fold and `split.seed`; one speaker "
-        r"per gender \(F, M\) from different training sessions\):",
+        r"Validation speakers \(carved from each fold's training data by fold and `split.seed`; one speaker "
+        r"per gender \(F, M\) from different training groups\):",
         text,
     )
     for fold, pair in ((1, "Ses0[23]"), (2, "Ses0[13]"), (3, "Ses0[12]")):
@@ -454,7 +461,9 @@ def test_a_single_training_speaker_fallback_is_warned_recorded_and_reported(trai
     the stage says so in one line per fold, the metrics and the report carry it, and the late
     fusion's validation is cross-fitted on halves by utterance-id hash (one validation speaker)."""
     manifest = tmp_path / "manifest.jsonl"
-    write_manifest(manifest, [u for u in read_manifest(trained["manifest"]) if u.session < 3 and u.gender == "F"])
+    write_manifest(
+        manifest, [u for u in read_manifest(trained["manifest"]) if u.extra("session") < 3 and u.gender == "F"]
+    )
     train = dataclasses.replace(
         trained["params"].train, metrics_dir=str(tmp_path / "m"), predictions_dir=str(tmp_path / "p"), epochs=1
     )
@@ -463,7 +472,7 @@ def test_a_single_training_speaker_fallback_is_warned_recorded_and_reported(trai
     err = capsys.readouterr().err
     for fold, other in ((1, 2), (2, 1)):
         warning = (
-            f"fold {fold}: validation is every fifth training utterance (the training sessions hold one speaker, "
+            f"fold {fold}: validation is every fifth training utterance (the training data holds one speaker, "
             f"Ses0{other}_F): not speaker-disjoint from training"
         )
         assert f"warning: train tiny_late: {warning}\n" in err
@@ -601,7 +610,7 @@ def test_report_shows_the_end_to_end_row_of_joint_fine_tuning(trained, tmp_path)
     rng = np.random.default_rng(3)
     manifest = read_manifest(trained["manifest"])
     for fold in (1, 2, 3):
-        test = [u for u in manifest if u.session == fold] * 2  # one end-to-end run per training seed (0, 1)
+        test = [u for u in manifest if u.extra("session") == fold] * 2  # one end-to-end run per training seed (0, 1)
         labels = np.array([CLASSES.index(u.label) for u in test])
         pred = np.where(rng.random(len(test)) < 0.7, labels, rng.integers(0, 4, len(test)))
         probs = np.eye(4)[pred] * 0.7 + 0.075

@@ -15,6 +15,7 @@ from mger.core.audio import read_audio, write_audio
 from mger.core.manifest import Utterance
 from mger.corpus.espeak import Prosody
 from mger.corpus.synth import Speaker, speak
+from tests.builders import iemocap_row
 
 
 def _states(n_frames: int, owned: list[tuple[int, int]], inside: float = 0.0, outside: float = -10.0) -> np.ndarray:
@@ -189,7 +190,7 @@ def spoken(tmp_path_factory: pytest.TempPathFactory) -> Utterance:
     text = "Call me after lunch on Tuesday."
     audio = speak(text, Speaker("F", "en-us+f3", 0, 0), Prosody(), None, "", np.random.default_rng(0)).audio
     write_audio(out / "a.wav", np.concatenate([np.zeros(4000, np.int16), audio, np.zeros(4000, np.int16)]))
-    return Utterance("u", 1, "d", "F", "F", True, str(out / "a.wav"), 3.0, text, "neu", "neu", 3, 3, 3)
+    return iemocap_row("u", 1, "d", "F", "F", True, str(out / "a.wav"), 3.0, text, "neu", "neu", 3, 3, 3)
 
 
 def test_silence_senones_are_the_models_silence_states(spoken: Utterance) -> None:
@@ -241,7 +242,7 @@ def spoken_time(tmp_path_factory: pytest.TempPathFactory) -> Utterance:
     text = "Mm, the bus leaves at 8:05."
     audio = speak(text, Speaker("F", "en-us+f3", 0, 0), Prosody(), None, "", np.random.default_rng(0)).audio
     write_audio(out / "a.wav", audio)
-    return Utterance("u", 1, "d", "F", "F", True, str(out / "a.wav"), 2.6, text, "neu", "neu", 3, 3, 3)
+    return iemocap_row("u", 1, "d", "F", "F", True, str(out / "a.wav"), 2.6, text, "neu", "neu", 3, 3, 3)
 
 
 def test_a_clock_times_zero_is_aligned_as_spoken(spoken_time: Utterance) -> None:

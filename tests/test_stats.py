@@ -4,13 +4,15 @@ adjustment, p formatting and the three intervals."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from mger.core.manifest import Utterance
 from mger.models.predictions import Predictions
 from mger.models.stats import (
     bootstrap_ci,
+    by_improvised,
     clusters_of,
     fold_t_interval,
     format_p,
@@ -19,6 +21,7 @@ from mger.models.stats import (
     sd,
     summarize,
 )
+from tests.builders import iemocap_row
 
 CLASSES = ["ang", "hap", "neu", "sad"]
 
@@ -143,7 +146,7 @@ def _dialogue_predictions(rng: np.random.Generator, dialogues: int = 8, per: int
 
 def test_clustered_bootstrap_widens_with_dialogue_effects() -> None:
     p = _dialogue_predictions(np.random.default_rng(5))
-    utts = [Utterance(u, 1, u[:9], u[:5], "F", True, "", 1.0, "", "neu", "neu", 3, 3, 3) for u in p.utt_ids.tolist()]
+    utts = [iemocap_row(u, 1, u[:9], u[:5], "F", True, "", 1.0, "", "neu", "neu", 3, 3, 3) for u in p.utt_ids.tolist()]
     groups, unit = clusters_of(utts)
     assert unit == "dialogue" and len(set(groups.values())) == 16
     utterance, dialogue = bootstrap_ci(p), bootstrap_ci(p, groups=groups)
@@ -153,7 +156,11 @@ def test_clustered_bootstrap_widens_with_dialogue_effects() -> None:
     stats = summarize(p, groups=groups, unit=unit)
     assert stats["ua"]["ci95_clustered"] == dialogue["ua"] and stats["clustered_by"] == "dialogue"
     assert stats["ua"]["ci95_folds"][0] < stats["ua"]["mean"] < stats["ua"]["ci95_folds"][1]
-    no_dialog = [Utterance(u.utt_id, 1, "", "Ses01_F", "F", True, "", 1.0, "", "neu", "neu", 3, 3, 3) for u in utts]
-    assert clusters_of(no_dialog)[1] == "speaker"
+    no_dialog = [dataclasses.replace(u, corpus="csv", extras={}) for u in utts]  # a corpus without dialogues
+    assert clusters_of(no_dialog) == ({u.utt_id: f"speaker:{u.speaker}" for u in utts}, "speaker")
+    # improvised vs scripted: IEMOCAP rows only (extras.improvised); none for another corpus
+    kinds = by_improvised(p, utts)
+    assert list(kinds) == ["improvised"] and kinds["improvised"]["n"] == len(utts)
+    assert by_improvised(p, no_dialog) == {}
     with pytest.raises(ValueError, match="utterance Ses01_d00_000 has no cluster"):
         bootstrap_ci(p, groups={})

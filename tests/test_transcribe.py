@@ -62,11 +62,20 @@ def test_wer_counts_and_groups() -> None:
     assert utterance_errors("Hello, World! [LAUGHTER]", "hello world")["word_errors"] == 0
     assert utterance_errors("I paid 20 dollars", "i paid twenty")["word_errors"] == 1  # one deletion
     rows = [
-        {"ref": "a b c d", "hyp": "a b c d", "speaker": "s1", "emotion": "hap", "session": 1},
-        {"ref": "a b", "hyp": "x", "speaker": "s2", "emotion": "hap", "session": 2},  # 1 sub + 1 del
-        {"ref": "", "hyp": "a", "speaker": "s2", "emotion": "sad", "session": 2},  # no gold words: not scored
+        {"ref": "a b c d", "hyp": "a b c d", "speaker": "s1", "emotion": "hap", "group": "g1", "partition": "Train"},
+        {
+            "ref": "a b",
+            "hyp": "x",
+            "speaker": "s2",
+            "emotion": "hap",
+            "group": "g2",
+            "partition": "Test1",
+        },  # 1 sub + 1 del
+        {"ref": "", "hyp": "a", "speaker": "s2", "emotion": "sad", "group": "g2", "partition": "Test1"},  # not scored
     ]
     t = wer_table(rows)
+    assert t["by_group"]["g2"]["wer"] == pytest.approx(1.0) and t["by_partition"]["Train"]["wer"] == 0
+    assert "by_partition" not in wer_table([{**r, "partition": ""} for r in rows])  # a corpus without partitions
     assert t["overall"]["wer"] == pytest.approx(2 / 6) and t["overall"]["no_gold_words"] == 1
     assert t["by_speaker"]["s1"]["wer"] == 0 and t["by_speaker"]["s2"]["wer"] == pytest.approx(1.0)
     lo, hi = t["overall"]["wer_ci95"]
@@ -88,17 +97,17 @@ def test_pocketsphinx_stage_writes_transcripts_manifest_and_report(small_manifes
     assert {e["utt_id"] for e in report["empty"]} == {"Ses01F_empty", "Ses01F_silent"} and report["n_empty"] == 2
     # the report's WER is against the gold text (the empty and silent ones count as deletions of theirs)
     expected = wer_table(
-        [{"ref": u.text, "hyp": rows[u.utt_id].text, "speaker": "", "emotion": "", "session": 0} for u in gold]
+        [{"ref": u.text, "hyp": rows[u.utt_id].text, "speaker": "", "emotion": "", "group": ""} for u in gold]
     )
     assert report["wer"]["overall"]["wer"] == pytest.approx(expected["overall"]["wer"])
     assert (
         0
         < wer_table(
-            [{"ref": u.text, "hyp": rows[u.utt_id].text, "speaker": "", "emotion": "", "session": 0} for u in gold[:3]]
+            [{"ref": u.text, "hyp": rows[u.utt_id].text, "speaker": "", "emotion": "", "group": ""} for u in gold[:3]]
         )["overall"]["wer"]
         < 0.6
     )  # eSpeak's speech: mostly right, not all
-    assert set(report["wer"]["by_session"]) == {str(u.session) for u in gold}
+    assert set(report["wer"]["by_group"]) == {u.group for u in gold}
     assert json.loads(Path(cfg.report).read_text())["model_id"] == rows[gold[0].utt_id].model_id
     asr = read_manifest(cfg.manifest)
     assert [u.text for u in asr] == [rows[u.utt_id].text for u in gold]
@@ -186,7 +195,7 @@ def _asr_outputs(prepared: Path, tmp: Path) -> TranscribeConfig:
     write_manifest(cfg.manifest, asr)
     write_source(cfg.manifest, source_identity("test", "drop-two", "v1", prepared))
     scored = [
-        {"ref": g.text, "hyp": a.text, "speaker": g.speaker, "emotion": g.label, "session": g.session}
+        {"ref": g.text, "hyp": a.text, "speaker": g.speaker, "emotion": g.label, "group": g.group}
         for g, a in zip(gold, asr)
     ]
     write_json(

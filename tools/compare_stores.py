@@ -42,13 +42,13 @@ def _inputs(work: Path) -> dict[str, str]:
 
         from mger.alignment.stage import run_align
         from mger.core.config import AlignConfig
-        from mger.corpus.iemocap import prepare_corpus
+        from mger.corpus.readers import prepare_corpus
         from mger.corpus.synth import synthesize_corpus
         from mger.features.encoders import resolve_model_path
         from tests.builders import tiny_speech_model
 
         synthesize_corpus(work / "corpus", seed=5, sessions=3, dialogs_per_session=1, turns_per_dialog=8)
-        prepare_corpus(work / "corpus", work / "manifest.jsonl", work / "q.json", "4class", quiet=True)
+        prepare_corpus("iemocap", work / "corpus", work / "manifest.jsonl", work / "q.json", "4class", quiet=True)
         run_align(
             work / "manifest.jsonl",
             AlignConfig(backend="iemocap", out=str(work / "align"), report=str(work / "a.json"), n_jobs=1),
