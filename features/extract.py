@@ -39,6 +39,7 @@ a part's rows (:mod:`mger.features.rows`) and the stores' file names
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import sys
 import time
@@ -51,7 +52,7 @@ from tqdm import tqdm
 from mger.core.config import FeaturesConfig, FinetuneConfig
 from mger.core.processes import dispatch
 from mger.core.transcripts import fingerprint_entries
-from mger.features.cache import CacheError, exclusive_lock, file_sha256
+from mger.features.cache import CacheError, exclusive_lock
 from mger.features.fingerprint import AlignedInputs, fingerprint, load_aligned, store_attrs
 from mger.features.pipelining import BatchReader, PartWriter, PhaseClock, mark
 from mger.features.registry import build_encoder
@@ -64,6 +65,16 @@ def _run_shard(kind: str, cfg: FeaturesConfig, manifest: str, segments: str, sto
     """One shard in a worker process (:func:`mger.core.processes.dispatch`)."""
     inputs, _ = load_aligned(manifest, segments)
     return compute_parts(kind, cfg, inputs, Path(store), (i, n))
+
+
+CLOCK_KEYS = ("seconds",)  # a fine-tuning record's wall-clock entries: not part of what it made
+
+
+def record_sha256(record: dict) -> str:
+    """The identity of a fine-tuning record (``finetune.json``) without its wall-clock time, so two
+    runs that made the same encoders give fine-tuned stores the same fingerprint."""
+    kept = {k: v for k, v in record.items() if k not in CLOCK_KEYS}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def finetuned_setup(
@@ -89,7 +100,7 @@ def finetuned_setup(
     entries = {
         "fold": fold,
         "finetune_train_sessions": record["train_sessions"],
-        "finetune_sha256": file_sha256(record_path),
+        "finetune_sha256": record_sha256(record),
     }
     if "objective" in record:  # fusion (records of the utterance objective have no entry, as before it existed)
         entries["finetune_objective"] = record["objective"]

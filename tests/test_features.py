@@ -723,3 +723,11 @@ def test_verify_manifest_expects_only_aligned_utterances(
     assert "note: 1 manifest utterances have no alignment" in out and "Ses01F_impro09_F000" in out and ": OK (" in out
     assert not cache_verify(reference_store["speech"], tmp_path / "m.jsonl", None)
     assert "1 manifest utterances missing (e.g. Ses01F_impro09_F000)" in capsys.readouterr().out
+
+
+def test_a_fine_tuning_record_is_identified_without_its_wall_clock_time() -> None:
+    from mger.features.extract import record_sha256
+
+    record = {"fold": 1, "train_sessions": [2, 3], "results": {"val_ua": 0.5}, "seconds": 110.7}
+    assert record_sha256(record) == record_sha256(record | {"seconds": 540.2})  # two runs, one outcome
+    assert record_sha256(record) != record_sha256(record | {"results": {"val_ua": 0.6}})
