@@ -270,6 +270,27 @@ def paired_test(a: Predictions, b: Predictions, n_perm: int = N_PERM, seed: int 
     }
 
 
+def paired_interval(
+    a: Predictions, b: Predictions, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95
+) -> dict[str, list[float]]:
+    """Percentile CIs of Δ = a − b in fold-averaged WA and UA: test utterances resampled within
+    folds, one resample for both systems and every seed, each utterance weighing its share of Δ
+    as in :func:`paired_test` (class supports held at the fold's); conditional on the trained
+    models."""
+    shares = _contributions(a, b)
+    d = np.stack([shares["wa"], shares["ua"]], 1)  # (n, 2), fold by fold in sorted order
+    cells = _cells(a)
+    rng = np.random.default_rng(seed)
+    total, start = np.zeros((n_boot, 2)), 0
+    for fold in sorted({f for f, _ in cells}):
+        n = len(cells[min(k for k in cells if k[0] == fold)])
+        weights = rng.multinomial(n, np.full(n, 1 / n), size=n_boot).astype(float)
+        total += weights @ d[start : start + n]
+        start += n
+    tail = 100 * (1 - level) / 2
+    return {m: [float(x) for x in np.percentile(total[:, j], [tail, 100 - tail])] for j, m in enumerate(("wa", "ua"))}
+
+
 def breakdown(p: Predictions, group_of: Callable[[str], str]) -> dict[str, dict[str, float]]:
     """Pooled WA and UA (mean over seeds) per group of test utterances (e.g. improvised vs
     scripted), with the number of distinct utterances in each group."""

@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from mger.alignment.normalize import normalize_transcript
-from mger.models.stats import format_p, paired_test
+from mger.models.stats import format_p, paired_interval, paired_test
 
 N_BOOT = 2000
 GROUPS = ("speaker", "emotion", "group", "partition")  # the manifest fields WER is broken down by
@@ -138,21 +138,24 @@ def pair_lines(pairs: Sequence[tuple[str, str, dict | str]]) -> list[str]:
     lines = [
         "### Gold vs ASR text (same model)",
         "",
-        "| gold | ASR | Δ UA (ASR − gold) | p (UA) | Δ WA | p (WA) |",
-        "|---|---|---|---|---|---|",
+        "| gold | ASR | Δ UA (ASR − gold) | 95% CI | p (UA) | Δ WA | p (WA) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for gold, asr, t in pairs:
         if isinstance(t, str):
-            lines.append(f"| {gold} | {asr} | not paired: {t} | | | |")
+            lines.append(f"| {gold} | {asr} | not paired: {t} | | | | |")
         else:
             lines.append(
-                f"| {gold} | {asr} | {100 * t['ua']['delta']:+.2f} | {format_p(t['ua']['p'])} | "
+                f"| {gold} | {asr} | {100 * t['ua']['delta']:+.2f} | "
+                f"[{100 * t['ua']['ci'][0]:+.2f}, {100 * t['ua']['ci'][1]:+.2f}] | {format_p(t['ua']['p'])} | "
                 f"{100 * t['wa']['delta']:+.2f} | {format_p(t['wa']['p'])} |"
             )
     return lines + [
         "",
-        "Paired approximate-randomisation test over the same test utterances, folds and seeds "
-        "(models/stats.py); the difference is the cost of ASR text for this model.",
+        "Paired approximate-randomisation test over the same test utterances, folds and seeds, and a "
+        "95% percentile bootstrap of the difference (utterances resampled within folds, the same resample "
+        "for both rows and every seed; conditional on the trained models; models/stats.py): the "
+        "difference is the cost of ASR text for this model.",
         "",
     ]
 
@@ -167,7 +170,10 @@ def transcript_lines(report_path: str | Path, source: str, experiments: Sequence
     tests = []
     for gold, asr in gold_asr_pairs([m for m, _ in experiments]):
         try:
-            t: dict | str = paired_test(by_name[asr["experiment"]], by_name[gold["experiment"]])
+            a, g = by_name[asr["experiment"]], by_name[gold["experiment"]]
+            t: dict | str = paired_test(a, g)
+            for metric, ci in paired_interval(a, g).items():
+                t[metric]["ci"] = ci
         except ValueError as err:
             t = str(err)
         tests.append((gold["experiment"], asr["experiment"], t))

@@ -11,6 +11,7 @@ import pytest
 
 from mger.models.predictions import Predictions
 from mger.models.stats import (
+    paired_interval,
     bootstrap_ci,
     by_improvised,
     clusters_of,
@@ -105,6 +106,22 @@ def test_paired_delta_is_the_difference_of_the_table_figures() -> None:
         assert test[m]["delta"] == pytest.approx(sa[m]["mean"] - sb[m]["mean"], abs=1e-12)
     assert paired_test(a, a, n_perm=99)["ua"] == {"delta": 0.0, "p": 1.0}
     assert paired_test(a, b, n_perm=500) == paired_test(a, b, n_perm=500)  # a fixed generator
+
+
+def test_paired_interval_covers_a_true_difference_and_shrinks_to_zero_for_a_copy() -> None:
+    """The bootstrap interval of Δ holds the observed Δ, excludes 0 for a clear difference, is
+    [0, 0] for a system against itself, and covers the true Δ of simulated pairs at about its level."""
+    rng = np.random.default_rng(11)
+    a, b = _pair(rng, seeds=3, effect=0.3)
+    ci, delta = paired_interval(a, b)["ua"], paired_test(a, b, n_perm=99)["ua"]["delta"]
+    assert ci[0] < delta < ci[1] and ci[0] > 0
+    assert paired_interval(a, a) == {"wa": [0.0, 0.0], "ua": [0.0, 0.0]}
+    covered = []
+    for _ in range(60):  # true null: no difference between the systems in expectation
+        x, y = _pair(rng, seeds=1, effect=0.0)
+        lo, hi = paired_interval(x, y, n_boot=300)["ua"]
+        covered.append(lo <= 0.0 <= hi)
+    assert np.mean(covered) >= 0.85
 
 
 def test_holm_adjusts_known_values() -> None:

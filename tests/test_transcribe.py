@@ -248,7 +248,8 @@ def test_gold_vs_asr_pair_in_the_report(aligned: dict[str, Path], tiny_models: d
     assert "## Transcripts (ASR vs gold text)" in report and "| speaker | Ses01_F |" in report
     assert "| text_asr | text only (token) | frozen (ASR text) |" in report  # never taken for a gold row
     row = next(line for line in report.splitlines() if line.startswith("| text | text_asr |"))
-    assert re.fullmatch(r"< 0\.001|[01]\.\d{3}", row.split("|")[4].strip())  # the paired test's p (UA)
+    assert re.fullmatch(r"\[[-+]\d+\.\d\d, [-+]\d+\.\d\d\]", row.split("|")[4].strip())  # the Δ's 95% CI
+    assert re.fullmatch(r"< 0\.001|[01]\.\d{3}", row.split("|")[5].strip())  # the paired test's p (UA)
 
 
 def tiny_whisper_asr(folder: Path, seed: int) -> str:
