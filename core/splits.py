@@ -379,6 +379,93 @@ def check_folds(utts: Sequence[Utterance], split: SplitSpec, folds: Sequence[int
         )
 
 
+@dataclass
+class _Held:
+    """What a protocol holds out for one fold, before validation is carved from the rest."""
+
+    test: list[int]
+    rest: list[int]  # training candidates (row indices)
+    tested: list[str]  # the groups, speakers, partitions or corpus the fold tests
+    unused: dict[str, int] = field(default_factory=dict)
+    unit: Unit | None = None  # what validation speakers are drawn apart by
+    apart_by: str | None = "groups"
+    val: list[int] | None = None  # the corpus's own validation partition, where it has one
+
+
+def _held_loso(utts: Sequence[Utterance], fold: int) -> _Held:
+    present = groups(utts)
+    if "" in present:
+        blank = next(u for u in utts if not u.group)
+        raise SplitError(
+            f"split.protocol loso: {blank.corpus} utterance {blank.utt_id} has no group (the corpus names no "
+            "sessions to leave out); use split.protocol speaker_folds or predefined"
+        )
+    if len(present) < 2:
+        raise SplitError(
+            f"{len(present)} group(s) {present}; leave-one-group-out needs at least two: prepare a corpus "
+            "with more groups (IEMOCAP sessions, e.g. synth.sessions) or use split.protocol speaker_folds"
+        )
+    tested = [present[fold - 1]]
+    test = [i for i, u in enumerate(utts) if u.group == tested[0]]
+    return _Held(test, [i for i, u in enumerate(utts) if u.group != tested[0]], tested)
+
+
+def _held_speaker_folds(utts: Sequence[Utterance], fold: int, cfg: SplitConfig) -> _Held:
+    fold_of = speaker_fold_of(utts, cfg.n_folds, cfg.seed)
+    test = [i for i, u in enumerate(utts) if fold_of[u.speaker] == fold]
+    rest = [i for i, u in enumerate(utts) if fold_of[u.speaker] != fold]
+    return _Held(test, rest, sorted({utts[i].speaker for i in test}), unit=lambda u: u.speaker, apart_by=None)
+
+
+def _held_predefined(utts: Sequence[Utterance]) -> _Held:
+    roles = _roles(utts)
+    test = [i for i, r in enumerate(roles) if r == "test"]
+    rest = [i for i, r in enumerate(roles) if r == "train"]
+    if not test or not rest:
+        found = ", ".join(sorted({u.partition for u in utts}))
+        raise SplitError(
+            f"split.protocol predefined: the manifest's partitions ({found}) give no "
+            f"{'test' if not test else 'training'} partition; use split.protocol loso or speaker_folds"
+        )
+    given = [i for i, r in enumerate(roles) if r == "val"]
+    unused = dict(sorted(Counter(r for r in roles if r not in ("train", "val", "test")).items()))
+    return _Held(test, rest, sorted({utts[i].partition for i in test}), unused, val=given or None)
+
+
+def _held_cross_corpus(utts: Sequence[Utterance], cfg: SplitConfig) -> _Held:
+    test, rest, tested = _cross_corpus(utts, cfg)
+    used = set(test) | set(rest)
+    unused = dict(sorted(Counter(u.corpus for i, u in enumerate(utts) if i not in used).items()))
+    return _Held(test, rest, tested, unused)
+
+
+def _held(utts: Sequence[Utterance], fold: int, cfg: SplitConfig, protocol: str) -> _Held:
+    """What ``protocol`` tests in fold ``fold`` and what it leaves to train on."""
+    if protocol == "loso":
+        return _held_loso(utts, fold)
+    if protocol == "speaker_folds":
+        return _held_speaker_folds(utts, fold, cfg)
+    held = _held_predefined(utts) if protocol == "predefined" else _held_cross_corpus(utts, cfg)
+    held.unit = _unit_of(utts, held.rest)
+    return held
+
+
+def _shared_speakers_note(
+    utts: Sequence[Utterance], trained: Sequence[int], test: Sequence[int], protocol: str
+) -> str | None:
+    """A note where a speaker of the test rows also trains or validates (predefined partitions
+    such as MELD's, or corpora sharing speaker names), else None."""
+    shared = {utts[i].speaker for i in trained} & {utts[i].speaker for i in test}
+    if not shared:
+        return None
+    if protocol == "predefined":
+        return (
+            f"the corpus's partitions share {len(shared)} speaker(s) between training/validation and test "
+            "(its own protocol: not speaker-independent)"
+        )
+    return f"{len(shared)} speaker name(s) appear in both training/validation and test"
+
+
 def fold_split(utts: Sequence[Utterance], fold: int, split: SplitSpec = 0) -> FoldSplit:
     """Fold ``fold`` of ``utts`` under ``split`` (a :class:`SplitConfig`, or a split seed with
     protocol ``auto``): test, training and validation as the module docstring sets out."""
@@ -390,75 +477,28 @@ def fold_split(utts: Sequence[Utterance], fold: int, split: SplitSpec = 0) -> Fo
             f"fold {fold}: split.protocol {protocol} gives {len(have)} fold(s) ({', '.join(map(str, have))})"
             + (f"; the manifest's groups: {', '.join(groups(utts))}" if protocol == "loso" else "")
         )
-    unused: dict[str, int] = {}
-    unit: Unit | None = None
-    apart_by: str | None = "groups"
-    val: list[int] | None = None
-    if protocol == "loso":
-        present = groups(utts)
-        if "" in present:
-            blank = next(u for u in utts if not u.group)
-            raise SplitError(
-                f"split.protocol loso: {blank.corpus} utterance {blank.utt_id} has no group (the corpus names no "
-                "sessions to leave out); use split.protocol speaker_folds or predefined"
-            )
-        if len(present) < 2:
-            raise SplitError(
-                f"{len(present)} group(s) {present}; leave-one-group-out needs at least two: prepare a corpus "
-                "with more groups (IEMOCAP sessions, e.g. synth.sessions) or use split.protocol speaker_folds"
-            )
-        tested = [present[fold - 1]]
-        test = [i for i, u in enumerate(utts) if u.group == tested[0]]
-        rest = [i for i, u in enumerate(utts) if u.group != tested[0]]
-    elif protocol == "speaker_folds":
-        fold_of = speaker_fold_of(utts, cfg.n_folds, cfg.seed)
-        test = [i for i, u in enumerate(utts) if fold_of[u.speaker] == fold]
-        rest = [i for i, u in enumerate(utts) if fold_of[u.speaker] != fold]
-        tested = sorted({utts[i].speaker for i in test})
-        unit, apart_by = (lambda u: u.speaker), None
-    elif protocol == "predefined":
-        roles = _roles(utts)
-        test = [i for i, r in enumerate(roles) if r == "test"]
-        rest = [i for i, r in enumerate(roles) if r == "train"]
-        given = [i for i, r in enumerate(roles) if r == "val"]
-        val = given or None
-        tested = sorted({utts[i].partition for i in test})
-        unused = dict(sorted(Counter(r for r in roles if r not in ("train", "val", "test")).items()))
-        if not test or not rest:
-            found = ", ".join(sorted({u.partition for u in utts}))
-            raise SplitError(
-                f"split.protocol predefined: the manifest's partitions ({found}) give no "
-                f"{'test' if not test else 'training'} partition; use split.protocol loso or speaker_folds"
-            )
-    else:  # cross_corpus
-        test, rest, tested = _cross_corpus(utts, cfg)
-        used = set(test) | set(rest)
-        unused = dict(sorted(Counter(u.corpus for i, u in enumerate(utts) if i not in used).items()))
-    if protocol in ("predefined", "cross_corpus"):
-        unit = _unit_of(utts, rest)
-    if val is not None:  # the corpus's own validation partition
-        train = sorted(rest)
+    held = _held(utts, fold, cfg, protocol)
+    if held.val is not None:  # the corpus's own validation partition
+        train, val = sorted(held.rest), held.val
         val_speakers = sorted({utts[i].speaker for i in val})
         disjoint = not ({utts[i].speaker for i in train} & set(val_speakers))
         how = f"the corpus's validation partition ({', '.join(sorted({utts[i].partition for i in val}))})"
         warning = None
     else:
-        train, val, val_speakers, disjoint, how, warning = _carve(utts, rest, fold, cfg.seed, unit, apart_by)
-    shared = {utts[i].speaker for i in train + val} & {utts[i].speaker for i in test}
-    if shared:  # predefined partitions (MELD's speakers recur) or corpora sharing speaker names
-        note = (
-            f"the corpus's partitions share {len(shared)} speaker(s) between training/validation and test "
-            "(its own protocol: not speaker-independent)"
-            if protocol == "predefined"
-            else f"{len(shared)} speaker name(s) appear in both training/validation and test"
+        train, val, val_speakers, disjoint, how, warning = _carve(
+            utts, held.rest, fold, cfg.seed, held.unit, held.apart_by
         )
+    note = _shared_speakers_note(utts, train + val, held.test, protocol)
+    if note:
         warning = f"{warning}; fold {fold}: {note}" if warning else f"fold {fold}: {note}"
-    if not train or not val or not test:
+    if not train or not val or not held.test:
         raise SplitError(
-            f"fold {fold}: too few utterances for train/validation/test ({len(rest)} to train on, "
-            f"{len(test)} to test on)"
+            f"fold {fold}: too few utterances for train/validation/test ({len(held.rest)} to train on, "
+            f"{len(held.test)} to test on)"
         )
-    return FoldSplit(fold, train, val, sorted(test), val_speakers, disjoint, how, warning, protocol, tested, unused)
+    return FoldSplit(
+        fold, train, val, sorted(held.test), val_speakers, disjoint, how, warning, protocol, held.tested, held.unused
+    )
 
 
 def _unit_of(utts: Sequence[Utterance], rest: Sequence[int]) -> Unit:

@@ -181,10 +181,8 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def export_system(params: Params, name: str, out: str | Path, fold: int | None = None) -> dict:
-    """Train ``name``'s members on fold ``fold``'s training split (None: every session, the
-    final system, validation carved by :func:`mger.core.splits.final_split`) and write the
-    system folder ``out``; returns its ``system.json``.  See the module docstring."""
+def _exported_spec(params: Params, name: str, fold: int | None) -> ExperimentSpec:
+    """Experiment ``name``'s spec, refused in one line where it cannot be exported as asked."""
     experiments = params.train.all_experiments
     if name not in experiments:
         raise StageError(f"train.experiments has no {name!r} (known: {', '.join(experiments)})")
@@ -194,40 +192,29 @@ def export_system(params: Params, name: str, out: str | Path, fold: int | None =
             f"experiment {name}: its encoders are fine-tuned per fold; a final system would need them fine-tuned "
             "on every session: export one fold's system with --fold k"
         )
+    return spec
+
+
+def _checked_stores(params: Params, spec: ExperimentSpec, names: Sequence[str], store_fold: int) -> dict[str, Path]:
+    """The stores ``spec`` reads for ``store_fold``, checked as `mger train` checks them."""
     segments = f"{params.align.out}/segments.h5"
-    utts = experiment_utterances(params.prepare.manifest, params.features, segments, spec.speech_store)
-    classes = sorted({u.label for u in utts})
-    labels = np.array([classes.index(u.label) for u in utts])
-    ids = [u.utt_id for u in utts]
-    member_specs = members(spec)
-    names = sorted({n for p in member_specs for n in input_names(model_config(p, params.train, {}, len(classes)))})
-    split = _split(utts, fold, params.split)  # split.protocol and split.seed
-    store_fold = fold if fold is not None else -1
     paths = {kind: fold_store_file(kind, spec, params.features, params.finetune, store_fold) for kind in _kinds(names)}
-    for kind, path in paths.items():  # what `mger train` checks before it reads a store
+    for kind, path in paths.items():
         check_store_inputs(path, params.prepare.manifest, segments)
         store = spec.speech_store if kind == "speech" else kind
         finetuned = path != extracted_store(params.features.out, store)
         check_store_settings(path, kind, store_config(params.features, store), finetuned=finetuned)
-    with _one_thread():
-        data = TensorSet(load_store_rows(names, paths, ids, store_fold), torch.as_tensor(labels))
-        record, tensors, test_probs = _train_members(spec, params, data, split, classes, labels)
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "members").mkdir(parents=True)
-    for file, t in tensors.items():
-        save_file({k: v.contiguous() for k, v in t.items()}, str(tmp / file))
-    stores = _store_records(spec, params, paths, names, fold, tmp)
-    system = {
+    return paths
+
+
+def _system_record(params: Params, name: str, spec: ExperimentSpec, fold: int | None, split: FoldSplit) -> dict:
+    """``system.json``'s settings: the experiment, its alignment, text source, split and training."""
+    return {
         "format": FORMAT,
         "mger_version": __version__,
         "experiment": name,
         "spec": dataclasses.asdict(spec),
         "fold": fold,
-        "classes": classes,
-        "inputs": names,
-        "stores": stores,
         "alignment": {
             "backend": params.align.backend,
             "on_failure": params.align.on_failure,
@@ -241,11 +228,38 @@ def export_system(params: Params, name: str, out: str | Path, fold: int | None =
             "validation": split.validation,
             "n_train": len(split.train),
             "n_val": len(split.val),
-            "test_session": fold,
+            "test_fold": fold,
         },
         "train": train_params(params.train),
-        **record,
     }
+
+
+def export_system(params: Params, name: str, out: str | Path, fold: int | None = None) -> dict:
+    """Train ``name``'s members on fold ``fold``'s training split (None: every group, the
+    final system, validation carved by :func:`mger.core.splits.final_split`) and write the
+    system folder ``out``; returns its ``system.json``.  See the module docstring."""
+    spec = _exported_spec(params, name, fold)
+    segments = f"{params.align.out}/segments.h5"
+    utts = experiment_utterances(params.prepare.manifest, params.features, segments, spec.speech_store)
+    classes = sorted({u.label for u in utts})
+    labels = np.array([classes.index(u.label) for u in utts])
+    ids = [u.utt_id for u in utts]
+    member_specs = members(spec)
+    names = sorted({n for p in member_specs for n in input_names(model_config(p, params.train, {}, len(classes)))})
+    split = _split(utts, fold, params.split)  # split.protocol and split.seed
+    store_fold = fold if fold is not None else -1
+    paths = _checked_stores(params, spec, names, store_fold)
+    with _one_thread():
+        data = TensorSet(load_store_rows(names, paths, ids, store_fold), torch.as_tensor(labels))
+        record, tensors, test_probs = _train_members(spec, params, data, split, classes, labels)
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "members").mkdir(parents=True)
+    for file, t in tensors.items():
+        save_file({k: v.contiguous() for k, v in t.items()}, str(tmp / file))
+    system = _system_record(params, name, spec, fold, split) | {"classes": classes, "inputs": names}
+    system |= {"stores": _store_records(spec, params, paths, names, fold, tmp), **record}
     if fold is not None:
         system["check"] = _check_against_predictions(params, name, fold, [ids[i] for i in split.test], test_probs)
     write_json(tmp / SYSTEM_JSON, system)
