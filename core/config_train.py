@@ -50,7 +50,7 @@ SHARED_FINETUNE = ("out", "features_out", "reports", "folds", "variants")  # not
 
 @dataclass
 class FinetuneConfig:
-    """``mger finetune --fold k``: the encoders fine-tuned on fold k's training sessions only.
+    """``mger finetune --fold k``: the encoders fine-tuned on fold k's training data only.
 
     ``lr`` is the encoders' peak learning rate, ``head_lr`` the head's; the schedule warms up
     linearly over ``warmup`` of the steps, then decays linearly to zero.  Training crops
@@ -58,7 +58,7 @@ class FinetuneConfig:
 
     ``objective``: ``utterance`` fine-tunes each encoder alone under a mean-pool head;
     ``fusion`` fine-tunes the speech encoder (and the text encoder with ``text``) jointly with
-    the ``fusion`` head and its auxiliary losses, and evaluates that head on the test session
+    the ``fusion`` head and its auxiliary losses, and evaluates that head on the fold's test data
     once, after training (:mod:`mger.models.joint`): one end-to-end run per seed of
     ``train.seeds``, the encoders of ``seed``'s run kept for extraction.
 
@@ -212,7 +212,7 @@ class ExperimentSpec:
 
 @dataclass
 class TrainConfig:
-    """``mger train``: fusion classifiers on the cached features, leave-one-session-out."""
+    """``mger train``: fusion classifiers on the cached features, fold by fold (``split.protocol``)."""
 
     epochs: int = 40
     batch_size: int = 32

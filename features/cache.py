@@ -522,11 +522,11 @@ class FeatureStore:
         own = self.fold
         if own is None:
             return
-        sessions = self.fingerprint.get("finetune_train_sessions", [])
-        if own != fold or fold in sessions:
+        trained = self.fingerprint.get("finetune_train_folds", [])
+        if own != fold or fold in trained:
             raise LeakageError(
-                f"{self.path}: features from encoders fine-tuned for fold {own} (on sessions "
-                f"{sessions}) cannot be used for fold {fold}: its test session was in their training"
+                f"{self.path}: features from encoders fine-tuned for fold {own} (on folds "
+                f"{trained}) cannot be used for fold {fold}: its test fold was in their training"
             )
 
     def _level(self, level: str) -> tuple[np.ndarray, int | None, tuple[int, ...]]:

@@ -88,10 +88,10 @@ def finetuned_setup(
     if not record_path.is_file():
         raise CacheError(f"{folder}: no finetune.json (finished fine-tuning); run `mger finetune --fold {fold}` first")
     record = json.loads(record_path.read_text())
-    if record["fold"] != fold or fold in record["train_sessions"]:
+    if record["fold"] != fold or fold in record["train_folds"]:
         raise CacheError(
-            f"{folder}: fine-tuned for fold {record['fold']} on sessions {record['train_sessions']}; "
-            f"using it for fold {fold} would leak the test session"
+            f"{folder}: fine-tuned for fold {record['fold']} on folds {record['train_folds']}; "
+            f"using it for fold {fold} would leak the test fold"
         )
     kinds = list(record["modalities"])
     speech = dataclasses.replace(cfg.speech, model=str(folder / "speech"), revision=None)
@@ -99,7 +99,7 @@ def finetuned_setup(
     out = dataclasses.replace(cfg, out=str(finetune.features_dir(fold)), speech=speech, text=text)
     entries = {
         "fold": fold,
-        "finetune_train_sessions": record["train_sessions"],
+        "finetune_train_folds": record["train_folds"],
         "finetune_sha256": record_sha256(record),
     }
     if "objective" in record:  # fusion (records of the utterance objective have no entry, as before it existed)

@@ -79,13 +79,13 @@ class FinetuneSplit:
     val: list[Utterance]
     classes: list[str]
     validation: str = ""  # how the validation set was chosen (mger.core.splits.FoldSplit.validation)
-    train_sessions: list[int] = dataclasses.field(default_factory=list)  # loso: the folds of the training groups
+    train_folds: list[int] = dataclasses.field(default_factory=list)  # loso: the folds of the training groups
 
     def describe(self) -> dict:
         return {
             "fold": self.fold,
-            "test_session": self.fold,
-            "train_sessions": self.train_sessions,
+            "test_fold": self.fold,
+            "train_folds": self.train_folds,
             "classes": self.classes,
             "val_speakers": sorted({u.speaker for u in self.val}),
             "validation": self.validation,

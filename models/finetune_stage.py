@@ -153,7 +153,7 @@ def _done_line(split: FinetuneSplit, record: dict, seed: int, seeds: list[int]) 
         tested = f"; joint test UA {record['test']['ua']:.3f} (seed {seed}), {mean:.3f} over seeds {seeds}"
     return (
         f"{len(split.train)} train / {len(split.val)} validation utterances"
-        f"{f' from sessions {split.train_sessions}' if split.train_sessions else ''}; "  # loso only (IEMOCAP's)
+        f"{f' from the folds {split.train_folds}' if split.train_folds else ''}; "  # loso only (IEMOCAP's)
         f"{scores}{tested}; {record['seconds']:.1f}s"
     )
 
@@ -198,8 +198,7 @@ def _write_reports(folder: Path, fold: int, record: dict, fold_dir: Path) -> dic
     """``fold-<k>.json`` and ``fold-<k>.csv`` in ``folder`` (and the end-to-end predictions);
     returns the JSON's content with the epoch log under ``history``."""
     summary = {
-        k: record[k]
-        for k in ("fold", "test_session", "train_sessions", "val_speakers", "validation", "results", "seconds")
+        k: record[k] for k in ("fold", "test_fold", "train_folds", "val_speakers", "validation", "results", "seconds")
     }
     joint = joint_predictions_path(folder, fold)
     extra = {}

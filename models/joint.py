@@ -16,7 +16,7 @@ with the auxiliary losses; our reading of it, per fold k of :mod:`mger.models.fi
   objective (:func:`mger.models.finetune.fit_epochs`), the state in ``state-fusion/``.
 
 After training, and only then, the best-validation epoch is read back from disk (the encoder
-folders and ``fusion/head.safetensors``) and evaluated once on the test session: its audio is
+folders and ``fusion/head.safetensors``) and evaluated once on the fold's test data: its audio is
 read for that and nothing else, and nothing is chosen on it.  Its predictions go to
 ``fusion/test-predictions.csv`` (the :mod:`mger.models.predictions` format) and its WA/UA/F1 to
 ``finetune.json``.
@@ -200,7 +200,7 @@ def evaluate_test(
     features: FeaturesConfig,
     fold_dir: Path,
 ) -> dict:
-    """The best-validation epoch, read back from ``fold_dir``, on the test session, once: writes
+    """The best-validation epoch, read back from ``fold_dir``, on the fold's test data, once: writes
     its predictions next to the head and returns its WA/UA/F1.  Call only after training."""
     s = features.speech
     speech_enc = speech_encoder(

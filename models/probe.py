@@ -5,7 +5,7 @@ A model earns its complexity only by beating this probe on the same inputs, fold
 so every results table carries probe rows (``model: probe``) and each model row its paired
 difference to the probe of its inputs.  The regularisation strength ``C`` is chosen on the
 fold's validation speakers only (highest validation UA; ties go to the stronger
-regularisation); the test session chooses nothing.  lbfgs on standardised inputs is
+regularisation); the test data choose nothing.  lbfgs on standardised inputs is
 deterministic, so every training seed gives the same probe.
 
 The fits run with BLAS limited to one thread: on these small matrices (hundreds of rows) a

@@ -143,7 +143,7 @@ def joint_names(params: Params) -> dict[str, str | None]:
 
 def joint_experiments(params: Params, only: Sequence[str] | None = None) -> list[Experiment]:
     """Sun et al.'s end-to-end system (encoders fine-tuned jointly with the mha fusion head, that
-    head evaluated on each fold's test session once per training seed) as a row, for every
+    head evaluated on each fold's test data once per training seed) as a row, for every
     fine-tuning variant with ``objective: fusion``: ``joint_ft``, or ``joint_ft_<variant>`` with
     several variants; from ``<reports>/fold-<k>.json`` and its predictions."""
     return [

@@ -9,8 +9,8 @@ and on CUDA the forward passes run under bf16 autocast (losses and metrics in fp
 same gather path runs on the CPU when asked (``device_padding``), which is how the tests
 exercise it; the default CPU path keeps :meth:`mger.features.cache.Ragged.pad` and gives
 bit-identical results for a seed.  The
-validation split comes from the training sessions only (see
-:func:`mger.models.experiment.fold_ids`); the test session is never looked at before the final
+validation split comes from the fold's training data only (see
+:func:`mger.models.experiment.fold_ids`); the test data are never looked at before the final
 prediction.  On CPU the same seed gives bit-identical results.
 """
 

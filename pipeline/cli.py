@@ -418,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--fold",
         type=_parse_fold,
         action="append",
-        help="fold (= test session) k; repeatable (default: every fold of finetune.folds)",
+        help="fold k of split.protocol (IEMOCAP: session k); repeatable (default: every fold of finetune.folds)",
     )
     p.add_argument("--manifest", help="manifest (prepare.manifest)")
     p.add_argument(

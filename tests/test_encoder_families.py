@@ -130,7 +130,7 @@ def test_family_finetunes_through_the_same_interface(family_models, tiny_models,
     features = dataclasses.replace(_features(family_models[family], tiny_models["text"], tmp_path / "f"))
     fold_dir = run_finetune(2, cfg, features, aligned["manifest"], aligned["segments"])
     record = json.loads((fold_dir / "finetune.json").read_text())
-    assert record["train_sessions"] == [1, 3]
+    assert record["train_folds"] == [1, 3]
     base = speech_encoder(family_models[family], device="cpu", dtype="fp32")
     tuned = speech_encoder(str(fold_dir / "speech"), device="cpu", dtype="fp32")
     assert type(tuned) is type(base) and tuned.weights_sha256 != base.weights_sha256

@@ -559,9 +559,9 @@ def _fingerprint_inputs(tiny_models, aligned, tmp_path: Path, change: str):
             }[field],
         )
     inputs, _ = load_aligned(manifest, segments)
-    fold = {"fold": 1, "finetune_train_sessions": [2, 3], "finetune_sha256": "a" * 64}
+    fold = {"fold": 1, "finetune_train_folds": [2, 3], "finetune_sha256": "a" * 64}
     if field in fold:
-        fold[field] = {"fold": 2, "finetune_train_sessions": [2], "finetune_sha256": "b" * 64}[field]
+        fold[field] = {"fold": 2, "finetune_train_folds": [2], "finetune_sha256": "b" * 64}[field]
     return kind, encoder, cfg, inputs, fold
 
 
@@ -573,7 +573,7 @@ SPEECH_FIELDS = [
     "utt_ids_sha256",
     "manifest_sha256",
     "fold",
-    "finetune_train_sessions",
+    "finetune_train_folds",
     "finetune_sha256",
     "layer",
     "n_layers",
@@ -594,7 +594,7 @@ TEXT_FIELDS = [
     "utt_ids_sha256",
     "manifest_sha256",
     "fold",
-    "finetune_train_sessions",
+    "finetune_train_folds",
     "finetune_sha256",
     "layer",
     "n_layers",
@@ -728,6 +728,6 @@ def test_verify_manifest_expects_only_aligned_utterances(
 def test_a_fine_tuning_record_is_identified_without_its_wall_clock_time() -> None:
     from mger.features.extract import record_sha256
 
-    record = {"fold": 1, "train_sessions": [2, 3], "results": {"val_ua": 0.5}, "seconds": 110.7}
+    record = {"fold": 1, "train_folds": [2, 3], "results": {"val_ua": 0.5}, "seconds": 110.7}
     assert record_sha256(record) == record_sha256(record | {"seconds": 540.2})  # two runs, one outcome
     assert record_sha256(record) != record_sha256(record | {"results": {"val_ua": 0.6}})

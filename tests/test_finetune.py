@@ -80,7 +80,7 @@ def test_fold_split_keeps_test_session_and_validation_speaker_apart(aligned, fol
     split = finetune_split(utts, fold, 0)
     assert split.train and split.val
     assert all(u.extra("session") != fold for u in split.train + split.val)
-    assert fold not in split.train_sessions
+    assert fold not in split.train_folds
     assert not {u.speaker for u in split.train} & {u.speaker for u in split.val}
     assert len(split.train) + len(split.val) == sum(u.extra("session") != fold for u in utts)
     # the one split of core.splits: a woman and a man of two training sessions, as every classifier sees
@@ -106,7 +106,7 @@ def test_no_test_session_audio_reaches_finetuning(tiny_models, aligned, tmp_path
     record = json.loads((fold_dir / "finetune.json").read_text())
     assert read and all(utts[p].extra("session") != 2 for p in read)
     assert {utts[p].utt_id for p in read} == set(record["train_ids"]) | set(record["val_ids"])
-    assert record["train_sessions"] == [1, 3] and record["test_session"] == 2
+    assert record["train_folds"] == [1, 3] and record["test_fold"] == 2
     assert all((fold_dir / "speech" / f).is_file() for f in ("model.safetensors", "head.safetensors", "config.json"))
     assert not (fold_dir / "state-speech").exists()
     conv_changed = any(
@@ -183,7 +183,7 @@ def test_sigkilled_finetuning_resumes_to_the_uninterrupted_weights(tiny_models, 
         _mger("finetune", "--params", str(run), "--fold", "1"), check=True, capture_output=True, text=True
     )
     assert "up to date" in again.stdout
-    assert json.loads((tmp_path / "run" / "rep" / "fold-1.json").read_text())["test_session"] == 1
+    assert json.loads((tmp_path / "run" / "rep" / "fold-1.json").read_text())["test_fold"] == 1
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +208,7 @@ def test_fold_store_opens_only_for_its_fold(finetuned, kind: str) -> None:
     root = Path(finetuned["finetune"].features_out)
     store = FeatureStore(root / "fold-1" / f"{kind}.h5", fold=1)
     assert store.fold == 1 and store.attrs["fold"] == 1
-    assert store.fingerprint["finetune_train_sessions"] == [2, 3]
+    assert store.fingerprint["finetune_train_folds"] == [2, 3]
     assert (
         store.attrs["weights_sha256"]
         != FeatureStore(Path(finetuned["features"].out) / f"{kind}.h5").attrs["weights_sha256"]

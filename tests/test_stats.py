@@ -11,13 +11,13 @@ import pytest
 
 from mger.models.predictions import Predictions
 from mger.models.stats import (
-    paired_interval,
     bootstrap_ci,
     by_improvised,
     clusters_of,
     fold_t_interval,
     format_p,
     holm,
+    paired_interval,
     paired_test,
     sd,
     summarize,
