@@ -1,8 +1,8 @@
-"""Cross-validated experiments (the folds of ``split.protocol``) on the cached features (``mger train --experiment NAME``).
+"""Cross-validated experiments on the cached features (``mger train --experiment NAME``).
 
-Fold k tests session k; its validation speakers come from :mod:`mger.core.splits` (the fold and
-``split.seed``, shared with fine-tuning), so train, validation and test are session- and
-speaker-disjoint and the test data never choose anything: epochs, late-fusion weights and
+The folds are ``split.protocol``'s (IEMOCAP: fold k tests session k); their validation speakers
+come from :mod:`mger.core.splits` (the fold and ``split.seed``, shared with fine-tuning), so
+validation is carved from training data and the test data never choose anything: epochs, late-fusion weights and
 (in the report) the best system are chosen on validation.  Training seeds change
 initialisation and data order only.  All inputs are loaded once for the whole corpus and
 indexed per fold.
