@@ -358,7 +358,39 @@ class SpeechBatch:
     long: list[tuple[int, np.ndarray]]
 
 
-class SpeechEncoder:
+class _SpeechEncoderBase:
+    """What both speech encoders set up alike: the checkpoint's config, the layers read, the device."""
+
+    def _load_config(self, model: str, revision: str | None) -> tuple[str, dict[str, Any]]:
+        """Identity and config of checkpoint ``model``; returns its local path and hub source."""
+        from transformers import AutoConfig
+
+        _quiet_transformers()
+        path = resolve_model_path(model)
+        self.name, self.revision = model, revision
+        source = hub_source(model, path, revision, "features.speech.model")
+        self.config = AutoConfig.from_pretrained(path, revision=revision, **source)
+        return path, source
+
+    def _select_layers(self, layer: LayerSpec, n_layers: int) -> int:
+        """Record the layers read (``layer_key`` is what the fingerprint stores); returns the deepest."""
+        self.n_layers = n_layers
+        self.layer = layer
+        self.indices = layer_indices(layer, n_layers)
+        self.layer_key = resolved_layer(layer, n_layers)
+        self.layers_run = max(self.indices)
+        return self.layers_run
+
+    def _place(self, net: torch.nn.Module, device: str, dtype: str, prefix: str) -> None:
+        """``net`` frozen on the resolved device (int8: its linear layers under ``prefix`` quantised)."""
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = net.to(self.device).eval().requires_grad_(False)
+        if self.dtype == torch.qint8:
+            self.model = quantize_linear(self.model, prefix=prefix)
+
+
+class SpeechEncoder(_SpeechEncoderBase):
     """A frozen wav2vec2-family encoder returning frame features per utterance (an :class:`Encoder`)."""
 
     def __init__(
@@ -372,31 +404,18 @@ class SpeechEncoder:
         overlap_seconds: float = 2.0,
         sample_rate: int = 16000,
     ) -> None:
-        from transformers import AutoConfig, AutoModel
+        from transformers import AutoModel
 
-        _quiet_transformers()
-        path = resolve_model_path(model)
-        self.name, self.revision = model, revision
-        source = hub_source(model, path, revision, "features.speech.model")
-        self.config = AutoConfig.from_pretrained(path, revision=revision, **source)
+        path, source = self._load_config(model, revision)
         net = AutoModel.from_pretrained(path, revision=revision, **source)
         self.weights_sha256 = state_dict_sha256(net)
-        self.n_layers = int(self.config.num_hidden_layers)
-        self.layer = layer
-        self.indices = layer_indices(layer, self.n_layers)
-        self.layer_key = resolved_layer(layer, self.n_layers)  # what the fingerprint stores
-        deepest = max(self.indices)
+        deepest = self._select_layers(layer, int(self.config.num_hidden_layers))
         if deepest < self.n_layers:  # drop the unused top of the transformer
             net.encoder.layers = net.encoder.layers[:deepest]
             if getattr(self.config, "do_stable_layer_norm", False):
                 net.encoder.layer_norm = torch.nn.Identity()
-        self.layers_run = deepest
         self._swap_group_norm(net)
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.model = net.to(self.device).eval().requires_grad_(False)
-        if self.dtype == torch.qint8:
-            self.model = quantize_linear(self.model)
+        self._place(net, device, dtype, prefix="encoder.")
         self.geometry = ConvGeometry.of(self.config)
         self.sample_rate = sample_rate
         self.frame_stride_s = self.geometry.stride / sample_rate
@@ -606,7 +625,7 @@ class SpeechEncoder:
 WHISPER_HOP = 160  # log-mel hop (samples); the encoder's second conv halves the rate: 320 samples, 20 ms per frame
 
 
-class WhisperSpeechEncoder:
+class WhisperSpeechEncoder(_SpeechEncoderBase):
     """Whisper's encoder (``WhisperModel.get_encoder()``) as a frozen speech encoder (an :class:`Encoder`).
 
     Input: each utterance's log-mel spectrogram from the checkpoint's ``WhisperFeatureExtractor``
@@ -634,13 +653,9 @@ class WhisperSpeechEncoder:
         overlap_seconds: float = 2.0,
         sample_rate: int = 16000,
     ) -> None:
-        from transformers import AutoConfig, WhisperFeatureExtractor, WhisperModel
+        from transformers import WhisperFeatureExtractor, WhisperModel
 
-        _quiet_transformers()
-        path = resolve_model_path(model)
-        self.name, self.revision = model, revision
-        source = hub_source(model, path, revision, "features.speech.model")
-        self.config = AutoConfig.from_pretrained(path, revision=revision, **source)
+        path, source = self._load_config(model, revision)
         self.full = WhisperModel.from_pretrained(path, revision=revision, **source)
         net = self.full.get_encoder()
         self.weights_sha256 = state_dict_sha256(net)  # the decoder never changes a feature
@@ -648,20 +663,11 @@ class WhisperSpeechEncoder:
             self.extractor = WhisperFeatureExtractor.from_pretrained(path, revision=revision, **source)
         except OSError:  # a checkpoint saved without its preprocessor: the config's mel bins
             self.extractor = WhisperFeatureExtractor(feature_size=int(self.config.num_mel_bins))
-        self.n_layers = int(self.config.encoder_layers)
-        self.layer = layer
-        self.indices = layer_indices(layer, self.n_layers)
-        self.layer_key = resolved_layer(layer, self.n_layers)
-        deepest = max(self.indices)
+        deepest = self._select_layers(layer, int(self.config.encoder_layers))
         if deepest < self.n_layers:
             net.layers = net.layers[:deepest]
             net.layer_norm = torch.nn.Identity()
-        self.layers_run = deepest
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.model = net.to(self.device).eval().requires_grad_(False)
-        if self.dtype == torch.qint8:
-            self.model = quantize_linear(self.model, prefix="layers.")
+        self._place(net, device, dtype, prefix="layers.")
         self.sample_rate = sample_rate
         self.mel_frames = int(self.config.max_source_positions) * 2  # the window, in 10 ms mel frames
         self.window_samples = self.mel_frames * WHISPER_HOP
