@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Optional, Union
 
 from mger.core.config_loader import ConfigError, check_name
@@ -41,9 +42,12 @@ class TextFeaturesConfig:
 
 @dataclass
 class FeaturesConfig:
-    """``mger extract``: encoders → HDF5 feature stores under ``out``."""
+    """``mger extract``: encoders → HDF5 feature stores under ``out``; the levels that need
+    neither alignment nor transcript (:data:`mger.core.ragged_h5.AUDIO_LEVELS`, openSMILE's
+    functionals) go to stores of the same names under ``audio_out`` (``mger extract --audio``)."""
 
     out: str = "data/features"
+    audio_out: str = ""  # the stores of the alignment-free levels (functionals), stage extract_audio; "": <out>-audio
     device: str = "auto"
     dtype: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
     batch_seconds: Union[Literal["auto"], float] = "auto"
@@ -56,6 +60,10 @@ class FeaturesConfig:
     extra_speech: dict[str, SpeechFeaturesConfig] = field(default_factory=dict)  # name → store speech-<name>.h5
 
     def __post_init__(self) -> None:
+        if not self.audio_out:  # beside out: data/features → data/features-audio
+            self.audio_out = f"{Path(self.out)}-audio"
+        if Path(self.audio_out) == Path(self.out):
+            raise ConfigError(f"features.audio_out: {self.audio_out!r} is features.out; two stages need two folders")
         for name in self.extra_speech:
             check_name("features.extra_speech", name, reserved=("all", "speech", "text"))  # --kind, the main stores
         for key, speech in self.speech_stores.items():

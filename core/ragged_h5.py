@@ -28,6 +28,12 @@ from mger.core.reporting import atomic_path
 LEVELS = ("frame", "phone", "syllable", "word", "utterance", "functionals", "token")
 #: The levels a speech feature store can hold (``features.speech.levels``), in store order.
 SPEECH_LEVELS = ("frame", "phone", "syllable", "word", "utterance", "functionals")
+#: Speech levels computed from the audio alone, apart from the encoder's frames: they need no
+#: alignment and no transcript, so they live in a store of their own (``features.audio_out``,
+#: the ``extract_audio`` stage) that switching the transcript or re-aligning leaves alone.  Frame
+#: and utterance rows come from the same forward pass as the pooled levels and stay with them (a
+#: second pass would double extraction's cost).
+AUDIO_LEVELS = ("functionals",)
 #: The levels of a text feature store, in store order.
 TEXT_LEVELS = ("token", "word")
 #: The levels of the alignment (segment table, TextGrids), in table order.

@@ -2,7 +2,8 @@
 
 ``mger cache verify`` without a path checks the segment table (its times:
 :func:`mger.alignment.table.table_problem`) and every store of these params: the stores of
-``features.out`` (speech, text, each of ``features.extra_speech``) and the fine-tuned stores
+``features.out`` (speech, text, each of ``features.extra_speech``), their alignment-free files
+under ``features.audio_out`` (every manifest utterance) and the fine-tuned stores
 of each fold that has them, each also against the current segment table and manifest
 (:func:`mger.features.fingerprint.check_store_inputs`); one line per problem, exit 1 if any.
 """
@@ -19,7 +20,7 @@ from mger.core.config import Params
 from mger.core.manifest import read_manifest
 from mger.features.cache import CacheError, compare_stores, verify_store
 from mger.features.fingerprint import check_store_inputs
-from mger.features.store_paths import KINDS, store_file
+from mger.features.store_paths import frozen_store_files
 
 
 def cache_ls(folder: str | Path) -> list[Path]:
@@ -104,7 +105,7 @@ def cache_verify_all(params: Params, manifest: str | Path | None = None, segment
     manifest = Path(manifest or params.prepare.manifest)
     ok = verify_table(segments) if segments.is_file() else _missing(segments, "mger align")
     inputs = (manifest, segments) if ok and manifest.is_file() else None
-    frozen = [store_file(params.features.out, kind) for kind in (*KINDS, *params.features.extra_speech)]
+    frozen = frozen_store_files(params.features)
     finetuned = sorted(
         p
         for name in params.finetune.variant_names  # every fine-tuning variant's folder (fold-k/<variant>/)
@@ -116,10 +117,11 @@ def cache_verify_all(params: Params, manifest: str | Path | None = None, segment
         if not store.is_file():
             ok = _missing(store, "mger extract") and ok
             continue
-        ok = cache_verify(store, manifest if manifest.is_file() else None, segments, inputs) and ok
+        aligned = None if store.parent == Path(params.features.audio_out) else segments  # alignment-free: all
+        ok = cache_verify(store, manifest if manifest.is_file() else None, aligned, inputs) and ok
     print(
         f"cache verify: {'all sound' if ok else 'PROBLEMS above'} ({segments}, {len(frozen)} stores of "
-        f"{params.features.out}, {len(finetuned)} fine-tuned stores)"
+        f"{params.features.out} and {params.features.audio_out}, {len(finetuned)} fine-tuned stores)"
     )
     return ok
 

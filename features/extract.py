@@ -51,6 +51,7 @@ from tqdm import tqdm
 
 from mger.core.config import FeaturesConfig, FinetuneConfig
 from mger.core.processes import dispatch
+from mger.core.ragged_h5 import AUDIO_LEVELS
 from mger.core.transcripts import fingerprint_entries
 from mger.features.cache import CacheError, exclusive_lock
 from mger.features.fingerprint import AlignedInputs, fingerprint, load_aligned, store_attrs
@@ -61,7 +62,7 @@ from mger.features.shards import claim, lock_for_merge, merge_parts, part_paths,
 from mger.features.store_paths import store_file
 
 
-def _run_shard(kind: str, cfg: FeaturesConfig, manifest: str, segments: str, store: str, i: int, n: int) -> int:
+def _run_shard(kind: str, cfg: FeaturesConfig, manifest: str, segments: str | None, store: str, i: int, n: int) -> int:
     """One shard in a worker process (:func:`mger.core.processes.dispatch`)."""
     inputs, _ = load_aligned(manifest, segments)
     return compute_parts(kind, cfg, inputs, Path(store), (i, n))
@@ -113,7 +114,7 @@ def extract(
     kind: str,
     cfg: FeaturesConfig,
     manifest: str | Path,
-    segments: str | Path,
+    segments: str | Path | None,
     shard: tuple[int, int] | None = None,
     no_rebuild: bool = False,
     store: Path | None = None,
@@ -125,8 +126,11 @@ def extract(
     the whole run, or (``shard``) exclusively to set up the parts folder, then shared while
     adding parts, so that runs of other settings are refused instead of mixing parts.
 
-    ``fold``: the fingerprint entries of fine-tuned encoders (:func:`finetuned_setup`)."""
+    ``fold``: the fingerprint entries of fine-tuned encoders (:func:`finetuned_setup`).
+    ``segments`` None: an alignment-free store (``mger extract --audio``) of every manifest
+    utterance, whose fingerprint has neither the segment table nor the transcripts."""
     t0 = time.perf_counter()
+    _refuse_mixed_levels(kind, cfg, segments)
     inputs, unaligned = load_aligned(manifest, segments)
     if unaligned:
         print(
@@ -138,14 +142,16 @@ def extract(
         raise CacheError(f"no aligned utterance in {manifest}")
     store = store or store_file(cfg.out, kind)
     encoder = build_encoder(kind, cfg)
-    fp = fingerprint(kind, encoder, cfg, inputs, fold) | fingerprint_entries(manifest)  # ASR text: its identity
+    fp = fingerprint(kind, encoder, cfg, inputs, fold)
+    if segments is not None:
+        fp |= fingerprint_entries(manifest)  # ASR text: its identity
     lock = claim(kind, store, fp, no_rebuild, shard, len(inputs.utts))
     if lock is None:
         return store
     n_parts = len(split_parts(inputs.utts, cfg.shard_size))
     try:
         if shard is None:
-            _compute_all(kind, cfg, inputs, store, encoder, str(manifest), str(segments))
+            _compute_all(kind, cfg, inputs, store, encoder, str(manifest), None if segments is None else str(segments))
         else:
             compute_parts(kind, cfg, inputs, store, shard, encoder)
             lock.release()
@@ -160,7 +166,23 @@ def extract(
     return store
 
 
-def _summary(kind: str, inputs: AlignedInputs, fp: dict, store: Path, segments: str | Path, wall: float) -> None:
+def _refuse_mixed_levels(kind: str, cfg: FeaturesConfig, segments: str | Path | None) -> None:
+    """A speech store's alignment-free levels live in a file of their own (with ``segments``
+    None), the others in the aligned one: :func:`mger.features.store_paths.stage_config` gives each
+    file's settings."""
+    if kind != "speech":
+        return
+    free = [lv for lv in cfg.speech.levels if lv in AUDIO_LEVELS]
+    if segments is not None and free:
+        raise CacheError(
+            f"levels {', '.join(free)} need no alignment and are stored apart (features.audio_out, "
+            "`mger extract --audio`): build each file with store_paths.stage_config"
+        )
+    if segments is None and len(free) != len(cfg.speech.levels):
+        raise CacheError("an alignment-free store (no segment table) holds only the levels " + ", ".join(AUDIO_LEVELS))
+
+
+def _summary(kind: str, inputs: AlignedInputs, fp: dict, store: Path, segments: str | Path | None, wall: float) -> None:
     """The run's line (utterances, levels, speed) and a note per level some utterances borrow."""
     audio = sum(u.duration for u in inputs.utts)
     work = f"{audio / 60:.1f} min of audio ({audio / wall:.1f}x real time)" if kind == "speech" else "transcripts"
@@ -168,6 +190,8 @@ def _summary(kind: str, inputs: AlignedInputs, fp: dict, store: Path, segments: 
         f"extract {kind}: {len(inputs.utts)} utterances, levels {', '.join(fp['levels'])}; {work} "
         f"in {wall:.1f}s → {store}"
     )
+    if inputs.table is None:
+        return
     ids = [u.utt_id for u in inputs.utts]
     for level, n in borrowed_levels(inputs.table, ids, fp["levels"] if kind != "text" else []).items():
         print(
@@ -222,7 +246,7 @@ def compute_parts(
 
 
 def _compute_all(
-    kind: str, cfg: FeaturesConfig, inputs: AlignedInputs, store: Path, encoder, manifest: str, segments: str
+    kind: str, cfg: FeaturesConfig, inputs: AlignedInputs, store: Path, encoder, manifest: str, segments: str | None
 ) -> None:
     """A whole run: every part here (``features.n_jobs`` 1 under joblib), else N shards dispatched."""
     if cfg.n_jobs == 1 and cfg.backend == "joblib":

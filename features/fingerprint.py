@@ -30,18 +30,28 @@ from mger.features.registry import Encoder, SpeechEncoding
 @dataclass(frozen=True)
 class AlignedInputs:
     """What a store is computed from: the aligned utterances (manifest order), their segment
-    table and its file's sha256."""
+    table and its file's sha256; for an alignment-free store (``table`` None) every manifest
+    utterance and no table."""
 
     utts: list[Utterance]
-    table: SegmentTable
+    table: SegmentTable | None
     segments_sha256: str
 
 
-def load_aligned(manifest: str | Path, segments: str | Path) -> tuple[AlignedInputs, list[str]]:
-    """Manifest utterances that have an alignment (and the ids of those that do not)."""
+def load_aligned(manifest: str | Path, segments: str | Path | None) -> tuple[AlignedInputs, list[str]]:
+    """Manifest utterances that have an alignment (and the ids of those that do not); with
+    ``segments`` None, every manifest utterance (an alignment-free store's inputs)."""
+    utts = read_manifest(manifest)
+    _refuse_repeated_ids(manifest, utts)
+    if segments is None:
+        return AlignedInputs(utts, None, ""), []
     table = SegmentTable.read(segments)
     aligned = set(table.utt_ids)
-    utts = read_manifest(manifest)
+    kept = [u for u in utts if u.utt_id in aligned]
+    return AlignedInputs(kept, table, file_sha256(segments)), [u.utt_id for u in utts if u.utt_id not in aligned]
+
+
+def _refuse_repeated_ids(manifest: str | Path, utts: Sequence[Utterance]) -> None:
     seen: set[str] = set()
     for u in utts:
         if u.utt_id in seen:
@@ -50,8 +60,6 @@ def load_aligned(manifest: str | Path, segments: str | Path) -> tuple[AlignedInp
                 "two utterances' features: fix the manifest or rerun `mger prepare`"
             )
         seen.add(u.utt_id)
-    kept = [u for u in utts if u.utt_id in aligned]
-    return AlignedInputs(kept, table, file_sha256(segments)), [u.utt_id for u in utts if u.utt_id not in aligned]
 
 
 def manifest_sha256(utts: Sequence[Utterance]) -> str:
@@ -83,6 +91,9 @@ def check_store_inputs(store: str | Path, manifest: str | Path, segments: str | 
     another segment table, other utterances or other transcripts than ``manifest`` and
     ``segments`` hold now: `mger extract` would rebuild it."""
     fp = read_fingerprint(store) or {}
+    if fp.get("alignment_free"):
+        _check_alignment_free_inputs(store, fp, manifest)
+        return
     now = input_sums(manifest, segments)
     fold = fp.get("fold")
     fix = f"`mger extract --fold {fold}`" if fold is not None else "`mger extract`"
@@ -95,6 +106,17 @@ def check_store_inputs(store: str | Path, manifest: str | Path, segments: str | 
             raise CacheError(f"{store}: no {key} recorded (built by an older mger); run {fix} (or `dvc repro`) first")
         if fp[key] != now[key]:
             raise CacheError(f"{store}: stale: built from {what}; run {fix} (or `dvc repro`) first")
+
+
+def _check_alignment_free_inputs(store: str | Path, fp: dict, manifest: str | Path) -> None:
+    """An alignment-free store (``mger extract --audio``) holds every utterance of the manifest:
+    refused when the manifest's ids have changed since (its transcripts and the alignment do not
+    matter to it; the ASR manifest has the prepared one's ids)."""
+    if fp.get("utt_ids_sha256") != ids_sha256([u.utt_id for u in read_manifest(manifest)]):
+        raise CacheError(
+            f"{store}: stale: built from other utterances than {manifest} holds now; "
+            "run `mger extract --audio` (or `dvc repro`) first"
+        )
 
 
 def audio_sha256(utts: Sequence[Utterance]) -> str:
@@ -127,7 +149,11 @@ def fingerprint(
     inputs' hashes, the store's levels (and, for speech, pooling, frame stride and the audio's
     hash) and the encoder's own entries (:meth:`~mger.features.registry.Encoder.fingerprint_entries`).
 
-    ``fold``: for fine-tuned encoders, the fold, its fine-tuning sessions and record hash."""
+    ``fold``: for fine-tuned encoders, the fold, its fine-tuning sessions and record hash.  An
+    alignment-free store (``inputs.table`` None) records neither the segment table, nor the
+    transcripts, nor the pooling: only the audio, the utterances and the encoder."""
+    if inputs.table is None:
+        return _alignment_free_fingerprint(kind, encoder, cfg, inputs)
     common = {
         "kind": kind,
         "model": encoder.name,
@@ -149,6 +175,21 @@ def fingerprint(
     return speech | encoder.fingerprint_entries()
 
 
+def _alignment_free_fingerprint(kind: str, encoder: SpeechEncoding, cfg: FeaturesConfig, inputs: AlignedInputs) -> dict:
+    """The fingerprint of a store of the levels that need no alignment (``mger extract --audio``)."""
+    return {
+        "kind": kind,
+        "alignment_free": True,
+        "model": encoder.name,
+        "revision": encoder.revision,
+        "weights_sha256": encoder.weights_sha256,
+        "utt_ids_sha256": ids_sha256([u.utt_id for u in inputs.utts]),
+        "levels": list(cfg.speech.levels),
+        "audio_sha256": audio_sha256(inputs.utts),
+        "format": 2,
+    } | encoder.fingerprint_entries()
+
+
 def store_attrs(kind: str, fp: dict, encoder: Encoder) -> dict:
     """The attributes of a merged store: its fingerprint, the fields read without parsing it, the encoder's dim."""
     return {
@@ -160,7 +201,7 @@ def store_attrs(kind: str, fp: dict, encoder: Encoder) -> dict:
         "layer": json.dumps(fp.get("layer")),
         "frame_stride": fp.get("frame_stride", 0.0),
         "pooling": fp.get("pooling", "mean-of-subtokens"),
-        "segments_sha256": fp["segments_sha256"],
+        "segments_sha256": fp.get("segments_sha256", ""),
         "levels": json.dumps(fp["levels"]),
         "kind": kind,
         "dim": encoder.dim,

@@ -13,7 +13,7 @@ import torch
 from mger.alignment.table import SegmentTable
 from mger.core.config import FeaturesConfig
 from mger.core.manifest import Utterance
-from mger.core.ragged_h5 import SEGMENT_LEVELS
+from mger.core.ragged_h5 import AUDIO_LEVELS, SEGMENT_LEVELS
 from mger.features.cache import CacheError, write_store
 from mger.features.fingerprint import AlignedInputs
 from mger.features.pipelining import BatchReader, LoadedBatch, PhaseClock, mark, speech_batches
@@ -65,15 +65,18 @@ def speech_part(
             return speech_part(encoder, cfg, inputs, utts, reader.part(0), clock)
     frames: list[torch.Tensor] = [torch.empty(0)] * len(utts)
     functionals: list[np.ndarray] = [np.empty(0)] * len(utts)
+    framed = any(lv not in AUDIO_LEVELS for lv in cfg.speech.levels)  # else the alignment-free file: no frames
     for batch in speech_batches(encoder, cfg, utts):
         mark(clock, "read")
         loaded = next(batches)
         mark(clock, "encode")
-        for i, feats in zip(batch, encoder.encode_batch(loaded.batch)):
+        for i, feats in zip(batch, encoder.encode_batch(loaded.batch) if framed else []):
             frames[i] = feats
         if loaded.waves is not None:  # openSMILE only (the config says so)
             for i, row in zip(batch, encoder.functionals(loaded.waves)):
                 functionals[i] = row.half().numpy()
+    if not framed:
+        return {"functionals": functionals}
     return _speech_levels(encoder, cfg, inputs, utts, frames, functionals, clock)
 
 

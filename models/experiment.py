@@ -49,15 +49,14 @@ from mger.core.config import AUX_FIELDS, ExperimentSpec, FeaturesConfig, Finetun
 from mger.core.manifest import Utterance
 from mger.core.reporting import StageError, write_csv_atomic, write_json
 from mger.core.splits import FoldSplit, SplitError, all_folds, validation_halves
-from mger.core.transcripts import asr_text_store, manifest_of_store, read_source
+from mger.core.transcripts import read_source
 from mger.features.cache import FeatureStore, exclusive_lock, file_sha256
 from mger.features.encoders import resolve_device
-from mger.features.fingerprint import check_store_inputs
-from mger.features.store_paths import store_config, store_file as extracted_store
+from mger.features.store_paths import store_config
 from mger.models.fold_inputs import (
-    check_store_settings,
+    checked_stores,
     experiment_utterances,
-    fold_store_file,
+    fold_store_files,
     load_store_rows,
     store_provenance,
 )
@@ -281,20 +280,12 @@ class ExperimentRun:
 
     def fold_data(self, fold: int) -> TensorSet:
         """Loaded once per distinct set of stores: once for frozen features, per fold for fine-tuned."""
-        spec, features = self.spec, self.features
-        kinds = sorted({n.split(":")[0] for n in self.names})
-        paths = {kind: fold_store_file(kind, spec, features, self.finetune, fold) for kind in kinds}
+        paths = fold_store_files(self.spec, self.names, self.features, self.finetune, fold)
         self.provenance[str(fold)] = store_provenance(paths)
         key = tuple(sorted(paths.items()))
         if key not in self._loaded:
-            for kind, path in paths.items():
-                if self.segments is not None:  # nothing built before the current alignment or manifest
-                    check_store_inputs(
-                        path, manifest_of_store(path, self.manifest, self.asr_manifest or ""), self.segments
-                    )
-                store = spec.speech_store if kind == "speech" else kind
-                frozen = (extracted_store(features.out, store), asr_text_store(features.out))
-                check_store_settings(path, kind, store_config(features, store), finetuned=path not in frozen)
+            manifests = (self.manifest, self.asr_manifest or "")
+            checked_stores(self.spec, self.names, self.features, self.finetune, fold, manifests, self.segments)
             self._loaded.clear()
             rows = load_store_rows(self.names, paths, self.ids, fold)
             self._loaded[key] = TensorSet(rows, torch.as_tensor(self.labels)).to(self.device)

@@ -1,8 +1,9 @@
 """What an experiment reads: the utterances of its speech store, and each fold's stores — the
-frozen ones, or fold k's fine-tuned ones (:func:`fold_store_file`) — checked against params and the
-fold (:class:`mger.features.cache.LeakageError`), their rows loaded unpadded
-(:func:`load_store_rows`), with a one-line error naming the store for a missing level or a
-non-finite row."""
+frozen ones, or fold k's fine-tuned ones (:func:`fold_store_file`; a speech store's alignment-free
+levels from its own file, :func:`mger.features.store_paths.store_role`) — checked against the
+current inputs, params and the fold (:func:`checked_stores`,
+:class:`mger.features.cache.LeakageError`), their rows loaded unpadded (:func:`load_store_rows`),
+with a one-line error naming the store for a missing level or a non-finite row."""
 
 from __future__ import annotations
 
@@ -13,19 +14,25 @@ import torch
 
 from mger.core.config import ExperimentSpec, FeaturesConfig, FinetuneConfig
 from mger.core.manifest import Utterance, read_manifest
+from mger.core.ragged_h5 import AUDIO_LEVELS
 from mger.core.reporting import StageError
-from mger.core.transcripts import asr_text_store
+from mger.core.transcripts import asr_text_store, manifest_of_store
 from mger.features.cache import FeatureStore, Ragged, check_level_checksum
 from mger.features.encoders import resolved_layer
-from mger.features.store_paths import store_file as extracted_store
+from mger.features.fingerprint import check_store_inputs
+from mger.features.store_paths import AUDIO, store_config, store_file as extracted_store, store_role
 
 
 def fold_store_file(
     kind: str, spec: ExperimentSpec, features: FeaturesConfig, finetune: FinetuneConfig, fold: int
 ) -> Path:
-    """Where fold ``fold`` of ``spec`` reads its ``kind`` features: the frozen store, or fold
-    ``fold``'s own fine-tuned store of the variant it names (text stays frozen unless that
-    variant's ``text``); ``text_source: asr`` reads the ASR transcripts' frozen text store."""
+    """Where fold ``fold`` of ``spec`` reads its ``kind`` features (a role of
+    :func:`~mger.features.store_paths.store_role`): the frozen store, or fold ``fold``'s own
+    fine-tuned store of the variant it names (text stays frozen unless that variant's ``text``);
+    ``text_source: asr`` reads the ASR transcripts' frozen text store; ``audio``, the alignment-free
+    file of the speech store."""
+    if kind == AUDIO:
+        return _alignment_free_file(spec, features)
     if kind == "text" and spec.text_source == "asr":
         return asr_text_store(features.out)
     if spec.features == "finetuned":
@@ -41,15 +48,67 @@ def fold_store_file(
     return path
 
 
+def _alignment_free_file(spec: ExperimentSpec, features: FeaturesConfig) -> Path:
+    """The file of the spec's frozen speech store holding its alignment-free levels (``mger extract --audio``)."""
+    path = extracted_store(features.audio_out, spec.speech_store)
+    if spec.features == "finetuned":
+        raise StageError(
+            f"{', '.join(AUDIO_LEVELS)}: fine-tuned stores have no alignment-free level; read it from a frozen store"
+        )
+    if not path.is_file():
+        raise StageError(
+            f"{path}: no store of the alignment-free levels ({', '.join(AUDIO_LEVELS)}) of {spec.speech_store}; "
+            "list the level in that store's settings and run `mger extract --audio` (or `dvc repro`)"
+        )
+    return path
+
+
+def fold_store_files(
+    spec: ExperimentSpec, names: Sequence[str], features: FeaturesConfig, finetune: FinetuneConfig, fold: int
+) -> dict[str, Path]:
+    """The files (role → path, :func:`fold_store_file`) fold ``fold`` of ``spec`` reads for its inputs ``names``."""
+    return {role: fold_store_file(role, spec, features, finetune, fold) for role in sorted(map(store_role, names))}
+
+
+def checked_stores(
+    spec: ExperimentSpec,
+    names: Sequence[str],
+    features: FeaturesConfig,
+    finetune: FinetuneConfig,
+    fold: int,
+    manifests: tuple[str | Path, str | Path],
+    segments: str | Path | None,
+) -> dict[str, Path]:
+    """The files (role → path) fold ``fold`` of ``spec`` reads for its inputs ``names``, each
+    refused in one line unless built from the current manifest and segment table (``segments``
+    given; ``manifests``: the text manifest and the ASR one, for the ASR text store) and with
+    params' settings."""
+    paths = fold_store_files(spec, names, features, finetune, fold)
+    frozen = {
+        extracted_store(features.out, spec.speech_store),
+        extracted_store(features.audio_out, spec.speech_store),
+        extracted_store(features.out, "text"),
+        asr_text_store(features.out),
+    }
+    for role, path in paths.items():
+        if segments is not None:  # nothing built before the current alignment or manifest
+            check_store_inputs(path, manifest_of_store(path, *manifests), segments)
+        kind = "speech" if role == AUDIO else role
+        store = spec.speech_store if kind == "speech" else kind
+        check_store_settings(path, kind, store_config(features, store), finetuned=path not in frozen)
+    return paths
+
+
 def load_store_rows(names: Sequence[str], paths: dict[str, Path], ids: Sequence[str], fold: int) -> dict:
-    """Each input's rows (``kind:level``) as stored, unpadded; each store is checked against
+    """Each input's rows (``kind:level``) as stored, unpadded, from the file of its role
+    (``paths``, :func:`~mger.features.store_paths.store_role`); each store is checked against
     ``fold`` (:class:`mger.features.cache.LeakageError`), and a missing level or a non-finite row is
     refused in one line naming the store."""
-    stores = {kind: FeatureStore(paths[kind], fold=fold) for kind in {n.split(":")[0] for n in names}}
+    stores = {role: FeatureStore(paths[role], fold=fold) for role in set(map(store_role, names))}
     out = {}
     for name in names:
-        kind, level = name.split(":")
-        store = stores[kind]
+        level = name.split(":")[1]
+        store = stores[store_role(name)]
         if level not in store.levels:
             have = ", ".join(store.levels)
             raise StageError(f"{store.path}: no level {level!r} (it has {have}); {_level_fix(store, level)}")
@@ -118,10 +177,12 @@ def store_provenance(paths: dict[str, Path]) -> dict[str, dict[str, str]]:
 def experiment_utterances(
     manifest: str | Path, features: FeaturesConfig, segments: str | Path | None, speech_store: str = "speech"
 ) -> list[Utterance]:
-    """The manifest's utterances the experiment runs on: those of the frozen speech store it
-    reads, which must hold every aligned utterance (``segments`` given): a store missing some
-    is refused."""
+    """The manifest's utterances the experiment runs on: the aligned ones (``segments`` given)
+    of the frozen speech store it reads (its aligned file, else its alignment-free one), which
+    must hold every aligned utterance: a store missing some is refused."""
     store = extracted_store(features.out, speech_store)
+    if not store.is_file() and extracted_store(features.audio_out, speech_store).is_file():
+        store = extracted_store(features.audio_out, speech_store)  # a store of alignment-free levels only
     if not store.is_file():
         raise StageError(f"{store}: no speech store; run `mger extract` (or `dvc repro`)")
     store_ids = set(FeatureStore(store).utt_ids)
@@ -136,6 +197,7 @@ def experiment_utterances(
                 f"{store}: {len(missing)} aligned manifest utterance(s) have no features (e.g. "
                 f"{', '.join(missing[:3])}); run `mger extract` (or `dvc repro`)"
             )
+        store_ids &= aligned  # an alignment-free store holds the utterances alignment dropped too
     kept = [u for u in utts if u.utt_id in store_ids]
     if not kept:
         raise StageError(f"no manifest utterance has cached features in {features.out}")

@@ -56,17 +56,12 @@ from mger.features.cache import FeatureStore, Ragged
 
 # --- the calls into the extract stage and the experiment runner (one place, re-pointed at merges) ---
 from mger.features.extract import finetuned_setup
-from mger.features.fingerprint import AlignedInputs, check_store_inputs
+from mger.features.fingerprint import AlignedInputs
 from mger.features.registry import build_encoder
 from mger.features.rows import speech_part, text_part
-from mger.features.store_paths import store_config, store_file as extracted_store
+from mger.features.store_paths import AUDIO, store_config
 from mger.models.experiment import members, model_config, prediction_path, train_params
-from mger.models.fold_inputs import (
-    check_store_settings,
-    experiment_utterances,
-    fold_store_file,
-    load_store_rows,
-)
+from mger.models.fold_inputs import checked_stores, experiment_utterances, load_store_rows
 from mger.models.modules import ModelConfig, build_model, input_names
 from mger.models.probe import LinearProbe, probe_inputs
 from mger.models.train import TensorSet, combine_probs, fit, fit_weights, predict_proba
@@ -195,18 +190,6 @@ def _exported_spec(params: Params, name: str, fold: int | None) -> ExperimentSpe
     return spec
 
 
-def _checked_stores(params: Params, spec: ExperimentSpec, names: Sequence[str], store_fold: int) -> dict[str, Path]:
-    """The stores ``spec`` reads for ``store_fold``, checked as `mger train` checks them."""
-    segments = f"{params.align.out}/segments.h5"
-    paths = {kind: fold_store_file(kind, spec, params.features, params.finetune, store_fold) for kind in _kinds(names)}
-    for kind, path in paths.items():
-        check_store_inputs(path, params.prepare.manifest, segments)
-        store = spec.speech_store if kind == "speech" else kind
-        finetuned = path != extracted_store(params.features.out, store)
-        check_store_settings(path, kind, store_config(params.features, store), finetuned=finetuned)
-    return paths
-
-
 def _system_record(params: Params, name: str, spec: ExperimentSpec, fold: int | None, split: FoldSplit) -> dict:
     """``system.json``'s settings: the experiment, its alignment, text source, split and training."""
     return {
@@ -248,7 +231,8 @@ def export_system(params: Params, name: str, out: str | Path, fold: int | None =
     names = sorted({n for p in member_specs for n in input_names(model_config(p, params.train, {}, len(classes)))})
     split = _split(utts, fold, params.split)  # split.protocol and split.seed
     store_fold = fold if fold is not None else -1
-    paths = _checked_stores(params, spec, names, store_fold)
+    manifests = (params.prepare.manifest, params.transcribe.manifest)
+    paths = checked_stores(spec, names, params.features, params.finetune, store_fold, manifests, segments)
     with _one_thread():
         data = TensorSet(load_store_rows(names, paths, ids, store_fold), torch.as_tensor(labels))
         record, tensors, test_probs = _train_members(spec, params, data, split, classes, labels)
@@ -259,13 +243,19 @@ def export_system(params: Params, name: str, out: str | Path, fold: int | None =
     for file, t in tensors.items():
         save_file({k: v.contiguous() for k, v in t.items()}, str(tmp / file))
     system = _system_record(params, name, spec, fold, split) | {"classes": classes, "inputs": names}
-    system |= {"stores": _store_records(spec, params, paths, names, fold, tmp), **record}
+    system |= {"stores": _store_records(spec, params, _by_kind(paths), names, fold, tmp), **record}
     if fold is not None:
         system["check"] = _check_against_predictions(params, name, fold, [ids[i] for i in split.test], test_probs)
     write_json(tmp / SYSTEM_JSON, system)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return system
+
+
+def _by_kind(paths: dict[str, Path]) -> dict[str, Path]:
+    """The stores by kind (speech, text): a speech store's alignment-free file stands for it only
+    where the experiment reads nothing else of it (both files share the store's settings)."""
+    return {("speech" if r == AUDIO else r): p for r, p in paths.items() if r != AUDIO or "speech" not in paths}
 
 
 def _store_records(

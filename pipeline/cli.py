@@ -17,6 +17,7 @@ import errno
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Callable, Sequence
 
 from mger import __version__
@@ -151,8 +152,11 @@ def _resolved_device(params: Params, overrides: dict | None = None) -> Params:
 
 def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
     from mger.features.extract import extract, finetuned_setup
-    from mger.features.store_paths import KINDS, store_config, store_file
+    from mger.features.store_paths import KINDS, stage_config, store_file
 
+    if args.audio:
+        _extract_audio(args, params)
+        return
     prepared = params.prepare.manifest  # asr (#33): the ASR text store checks the ASR manifest against it
     params = _resolved_device(_text_params(params), {"features.n_jobs": args.n_jobs})  # asr (#33): _text_params
     setups = [(params.features, None, [*KINDS, *params.features.extra_speech])]
@@ -169,9 +173,13 @@ def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
         if args.kind != "all" and args.kind not in names:
             raise ValueError(f"--kind {args.kind}: not a store of these params (stores: {', '.join(names)})")
         for name in names if args.kind == "all" else [args.kind]:
+            aligned = stage_config(cfg, name, audio=False)
+            if aligned is None:
+                print(f"extract: store {name} has only alignment-free levels: `mger extract --audio` builds it")
+                continue
             extract(
                 "text" if name == "text" else "speech",
-                store_config(cfg, name),
+                aligned,
                 args.manifest or params.prepare.manifest,
                 f"{params.align.out}/segments.h5",
                 shard=args.shard,
@@ -181,6 +189,36 @@ def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
             )
     if args.fold is None and args.kind in ("all", "text"):
         _extract_asr_text(args, params, prepared)  # asr (#33)
+
+
+def _extract_audio(args: argparse.Namespace, params: Params) -> None:
+    """``mger extract --audio``: the alignment-free file of every speech store listing such levels
+    (functionals) under ``features.audio_out``, from the prepared manifest's ids and wavs alone,
+    so neither the transcript source nor the alignment re-runs it (DVC stage ``extract_audio``)."""
+    from mger.features.extract import extract
+    from mger.features.store_paths import stage_config, store_file
+
+    if args.fold is not None or args.checkpoint or args.variant:
+        raise ValueError("--audio: the frozen encoders' alignment-free levels; fine-tuned stores have none (no --fold)")
+    params = _resolved_device(params, {"features.n_jobs": args.n_jobs})
+    cfg = params.features
+    names = [name for name in cfg.speech_stores if stage_config(cfg, name, audio=True)]
+    if args.kind != "all" and args.kind not in names:
+        have = ", ".join(names) or "none"
+        raise ValueError(f"--kind {args.kind}: no alignment-free level in that store (stores with one: {have})")
+    Path(cfg.audio_out).mkdir(parents=True, exist_ok=True)  # the stage's output, also when empty
+    if not names:
+        print(f"extract --audio: no store lists an alignment-free level (functionals); {cfg.audio_out} stays empty")
+    for name in names if args.kind == "all" else [args.kind]:
+        extract(
+            "speech",
+            stage_config(cfg, name, audio=True),
+            args.manifest or params.prepare.manifest,
+            None,
+            shard=args.shard,
+            no_rebuild=args.no_rebuild,
+            store=store_file(cfg.audio_out, name),
+        )
 
 
 def _extract_asr_text(args: argparse.Namespace, params: Params, prepared: str) -> None:
@@ -254,7 +292,8 @@ def _cmd_cache(args: argparse.Namespace, params: Params) -> None:
 
     params = _text_params(params)  # asr (#33)
     if args.action == "ls":
-        cache_ls(args.path or params.features.out)
+        for folder in [args.path] if args.path else [params.features.out, params.features.audio_out]:
+            cache_ls(folder)
     elif args.action == "compare":
         if not (args.path and args.other):
             raise ValueError("mger cache compare needs two stores: PATH OTHER")
@@ -398,6 +437,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--kind", default="all", help="which store: speech, text, a name in features.extra_speech, or all (default)"
     )
     p.add_argument("--manifest", help="manifest (prepare.manifest)")
+    p.add_argument(
+        "--audio",
+        action="store_true",
+        help="the alignment-free levels (functionals) into features.audio_out: needs no alignment or transcript",
+    )
     p.add_argument("--shard", type=_parse_shard, help="compute only shard i of N (i/N) of the parts")
     p.add_argument("--n-jobs", type=int, help="local parallel shards (features.n_jobs)")
     p.add_argument(

@@ -54,10 +54,9 @@ def print_summary(params: Params) -> None:
             f"{corpus['onset_within_50ms']:.1%} within 50 ms, signed median {corpus['onset_signed_median_ms']} ms"
         )
     from mger.features.cache import FeatureStore
-    from mger.features.store_paths import store_file
+    from mger.features.store_paths import frozen_store_files
 
-    for kind in ("speech", "text", *params.features.extra_speech):
-        store = store_file(params.features.out, kind)
+    for store in frozen_store_files(params.features):
         if store.is_file():
             try:
                 fs = FeatureStore(store)

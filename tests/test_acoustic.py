@@ -22,8 +22,10 @@ LEVELS = ["frame", "phone", "syllable", "word", "utterance", "functionals"]
 
 @pytest.fixture(scope="module")
 def egemaps_store(aligned: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The store's two files, as `mger extract` and `mger extract --audio` write them: the aligned
+    levels (returned), and the functionals under ``audio_out`` (every manifest utterance)."""
     from mger.features.extract import extract
-    from mger.features.store_paths import store_config, store_file
+    from mger.features.store_paths import stage_config, store_file
 
     out = tmp_path_factory.mktemp("egemaps")
     cfg = FeaturesConfig(
@@ -31,9 +33,16 @@ def egemaps_store(aligned: dict[str, Path], tmp_path_factory: pytest.TempPathFac
         shard_size=8,
         extra_speech={"egemaps": SpeechFeaturesConfig(model="opensmile:eGeMAPSv02", levels=LEVELS)},
     )
+    extract(
+        "speech",
+        stage_config(cfg, "egemaps", audio=True),
+        aligned["manifest"],
+        None,
+        store=store_file(cfg.audio_out, "egemaps"),
+    )
     return extract(
         "speech",
-        store_config(cfg, "egemaps"),
+        stage_config(cfg, "egemaps", audio=False),
         aligned["manifest"],
         aligned["segments"],
         store=store_file(out, "egemaps"),
@@ -104,9 +113,15 @@ def test_segment_rows_equal_direct_opensmile_pooled_by_hand(egemaps_store: Path,
 
 
 def test_store_levels_functionals_fingerprint_and_verify(egemaps_store: Path, aligned) -> None:
-    store = FeatureStore(egemaps_store)
+    """The aligned file holds every level but the functionals; the alignment-free file beside the
+    folder holds the functionals of every manifest utterance, equal to openSMILE's own."""
     assert egemaps_store.name == "speech-egemaps.h5"
-    assert store.levels == LEVELS or sorted(store.levels) == sorted(LEVELS)
+    assert sorted(FeatureStore(egemaps_store).levels) == sorted(lv for lv in LEVELS if lv != "functionals")
+    free = egemaps_store.parent.with_name(egemaps_store.parent.name + "-audio") / egemaps_store.name
+    store = FeatureStore(free)
+    assert store.levels == ["functionals"] and store.fingerprint["alignment_free"] is True
+    assert not {"segments_sha256", "manifest_sha256", "pooling"} & set(store.fingerprint)
+    assert store.utt_ids == [u.utt_id for u in read_manifest(aligned["manifest"])]
     uid = store.utt_ids[0]
     wav = {u.utt_id: u for u in read_manifest(aligned["manifest"])}[uid].wav
     direct = opensmile.Smile(
@@ -119,13 +134,12 @@ def test_store_levels_functionals_fingerprint_and_verify(egemaps_store: Path, al
     assert fp["model"] == "opensmile:eGeMAPSv02" and fp["feature_set"] == "eGeMAPSv02"
     assert fp["opensmile_version"] == opensmile.__version__ and fp["frame_centre0"] == pytest.approx(0.01)
     assert len(fp["weights_sha256"]) == 64 and "layer" not in fp
-    assert verify_store(egemaps_store) == []
-    result = subprocess.run(
-        [sys.executable, "-m", "mger.pipeline.cli", "cache", "verify", str(egemaps_store)],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
+    for path in (egemaps_store, free):
+        assert verify_store(path) == []
+        result = subprocess.run(
+            [sys.executable, "-m", "mger.pipeline.cli", "cache", "verify", str(path)], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
 
 
 def test_experiment_trains_on_the_extra_store(egemaps_store: Path, aligned, tmp_path: Path) -> None:
@@ -149,10 +163,11 @@ def test_experiment_trains_on_the_extra_store(egemaps_store: Path, aligned, tmp_
         ExperimentSpec(model="audio", speech_levels=["functionals"], speech_store="egemaps"),
         ExperimentSpec(model="probe", probe="speech", speech_levels=["word"], speech_store="egemaps"),
     ):
-        result = run_experiment("eg", spec, train, features, aligned["manifest"])
+        result = run_experiment("eg", spec, train, features, aligned["manifest"], segments=aligned["segments"])
         assert result["speech_store"] == "egemaps"
         stores = result["provenance"]["stores"]["1"]
-        assert stores["speech"]["path"].endswith("speech-egemaps.h5")
+        role = "audio" if spec.speech_levels == ["functionals"] else "speech"  # the functionals' own file
+        assert list(stores) == [role] and stores[role]["path"].endswith("speech-egemaps.h5")
         assert (tmp_path / "p" / "eg.csv").is_file()
 
 

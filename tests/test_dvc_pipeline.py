@@ -134,6 +134,7 @@ def test_dvc_repro_runs_and_then_is_a_no_op(scratch_repo: Path) -> None:
         "align_eval_corpus",
         "demo_model",
         "extract",
+        "extract_audio",
         "finetune@1",
         "finetune@2",
         "extract_ft@1",

@@ -109,13 +109,15 @@ def _corpus(root: Path) -> tuple[Path, FeaturesConfig]:
         {"fingerprint_sha256": "text-v1", "kind": "text", "fingerprint": json.dumps(text_fp)},
     )
     eg_fp = {"model": EG_MODEL, "pooling": "mean"}  # a second speech store on another scale (Hz-like)
-    write_store(
-        feats / "speech-eg.h5",
-        ids,
-        {lv: [100 * rows(u.label, n, 1.5) + 1000 for u in utts] for lv, n in (("word", 3), ("functionals", 1))},
-        {"fingerprint_sha256": "eg-v1", "kind": "speech", "fingerprint": json.dumps(eg_fp)},
-    )
-    return root / "manifest.jsonl", FeaturesConfig(out=str(feats))
+    features = FeaturesConfig(out=str(feats))
+    for folder, level, n in ((feats, "word", 3), (Path(features.audio_out), "functionals", 1)):  # its two files
+        write_store(
+            folder / "speech-eg.h5",
+            ids,
+            {level: [100 * rows(u.label, n, 1.5) + 1000 for u in utts]},
+            {"fingerprint_sha256": f"eg-{level}-v1", "kind": "speech", "fingerprint": json.dumps(eg_fp)},
+        )
+    return root / "manifest.jsonl", features
 
 
 @pytest.fixture(scope="module")
@@ -175,9 +177,14 @@ def test_metrics_hold_validation_speakers_and_provenance(trained) -> None:
             assert entry["val_ua"] == pytest.approx(np.mean([v["val_ua"] for v in entry["seeds"].values()]))
         val_folds = [entry["val_ua"] for entry in saved["folds"].values()]
         assert saved["validation"]["ua"]["std"] == pytest.approx(np.std(val_folds, ddof=1), abs=1e-12)  # ddof=1
-        kind = "text" if name in ("text", "probe_text") else "speech"
-        version = "eg-v1" if EXPERIMENTS[name].get("speech_store") == "eg" and kind == "speech" else f"{kind}-v1"
-        assert saved["provenance"]["stores"]["1"][kind]["fingerprint_sha256"] == version
+        stores = saved["provenance"]["stores"]["1"]  # the file of each input's role: functionals their own
+        spec = EXPERIMENTS[name]
+        assert ("audio" in stores) == ("functionals" in spec.get("speech_levels", []))
+        for role, entry in stores.items():
+            version = {"audio": "eg-functionals-v1", "speech": "eg-word-v1", "text": "text-v1"}[role]
+            if spec.get("speech_store") != "eg" and role == "speech":
+                version = "speech-v1"
+            assert entry["fingerprint_sha256"] == version, (name, role)
         assert saved["speech_store"] == EXPERIMENTS[name].get("speech_store", "speech")
         crossed = (
             "cross-fitted (2 halves by speaker)" if EXPERIMENTS[name]["model"] in ("late", "combined") else "direct"

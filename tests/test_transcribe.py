@@ -330,8 +330,9 @@ def test_whisper_backend_end_to_end_on_a_tiny_model(small_manifest: Path, tmp_pa
 
 
 def test_switching_the_text_source_marks_only_the_stages_reading_text(scratch_repo: Path) -> None:  # noqa: F811
-    """A real `dvc repro` up to the alignment and its checks; then transcribe.source asr: `dvc status`
-    lists the alignment (changed param) and neither the ASR stage, prepare, synth nor the demo model."""
+    """A real `dvc repro` up to the alignment, its checks and the eGeMAPS functionals; then
+    transcribe.source asr: `dvc status` lists the alignment (changed param) and neither the ASR
+    stage, prepare, synth, the demo model nor the functionals (extract_audio)."""
     import subprocess
     import sys
 
@@ -340,8 +341,9 @@ def test_switching_the_text_source_marks_only_the_stages_reading_text(scratch_re
     params["transcribe"]["n_jobs"] = 1
     params["align"]["n_jobs"] = 1
     (scratch_repo / "params.yaml").write_text(yaml.safe_dump(params))
-    out = _run([sys.executable, "-m", "dvc", "repro", "align_eval", "demo_model"], scratch_repo)
+    out = _run([sys.executable, "-m", "dvc", "repro", "align_eval", "demo_model", "extract_audio"], scratch_repo)
     assert "Running stage 'transcribe'" in out and "Running stage 'align'" in out
+    assert (scratch_repo / "data" / "features-audio" / "speech-egemaps.h5").is_file()
     assert json.loads((scratch_repo / "reports" / "transcribe.json").read_text())["wer"]["overall"]["wer"] is not None
     params["transcribe"]["source"] = "asr"
     (scratch_repo / "params.yaml").write_text(yaml.safe_dump(params))
@@ -350,7 +352,7 @@ def test_switching_the_text_source_marks_only_the_stages_reading_text(scratch_re
     )
     status = json.loads(proc.stdout)
     assert {"changed deps": {"params.yaml": {"transcribe.source": "modified"}}} in status["align"]
-    assert not {"synth", "prepare", "transcribe", "demo_model", "align_eval"} & set(status)
+    assert not {"synth", "prepare", "transcribe", "demo_model", "align_eval", "extract_audio"} & set(status)
     assert "transcribe:" in (scratch_repo / "dvc.lock").read_text()  # ran once; the switch keeps it
 
 
