@@ -24,11 +24,14 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from mger.core.config import Params
 from mger.core.config_transcribe import TranscribeConfig, WhisperAsrSettings
 from mger.core.reporting import StageError, write_json, write_text_atomic
+
+if TYPE_CHECKING:
+    from mger.models.system import Result
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
@@ -202,7 +205,7 @@ def _cmd_predict(args: argparse.Namespace, params: Params) -> None:
         raise StageError(f"no file could be predicted ({len(results)} error(s), each a row of {out})")
 
 
-def _row_text(r, origins: dict[str, TextOrigin]) -> tuple[str, str, str]:
+def _row_text(r: Result, origins: dict[str, TextOrigin]) -> tuple[str, str, str]:
     """A result row's transcript (a segment's own words, else its file's), its source and its
     note (the prediction's, then the recogniser's)."""
     origin = origins.get(r.name, TextOrigin(None, "none"))
@@ -212,7 +215,7 @@ def _row_text(r, origins: dict[str, TextOrigin]) -> tuple[str, str, str]:
 
 
 def write_results(
-    out: Path, results: list, classes: list[str], meta: dict, origins: dict[str, TextOrigin] | None = None
+    out: Path, results: list[Result], classes: list[str], meta: dict, origins: dict[str, TextOrigin] | None = None
 ) -> None:
     """CSV (``name, start, end, label, p_<class>..., error, note, text, text_source``) or JSON by
     ``out``'s suffix; ``origins``: each file's transcript and where it came from."""
