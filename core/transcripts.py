@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from mger.core.config import Params, with_overrides
 from mger.core.manifest import Utterance
 from mger.core.reporting import StageError, write_json, write_jsonl
 
@@ -153,3 +154,11 @@ def text_manifest(prepared: str | Path, source: str, asr_manifest: str | Path) -
             f"{asr_manifest}: stale: made from another {prepared} than the current one; rerun `mger transcribe`"
         )
     return str(asr_manifest)
+
+
+def text_params(params: Params) -> Params:
+    """``params`` with ``prepare.manifest`` the manifest of the chosen transcript
+    (``transcribe.source``: gold, the prepared one; asr, the ASR manifest of `mger transcribe`),
+    so alignment, extraction, fine-tuning, training, the report and the export read one text."""
+    t = params.transcribe
+    return with_overrides(params, {"prepare.manifest": text_manifest(params.prepare.manifest, t.source, t.manifest)})

@@ -28,7 +28,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from mger.core.audio import SAMPLE_RATE
+from mger.core.audio import SAMPLE_RATE, read_audio
 from mger.core.config_transcribe import TranscribeConfig
 
 MIN_SECONDS = 0.1  # shorter audio is "empty": no decoder sees it
@@ -70,6 +70,31 @@ def silence_note(wave: np.ndarray) -> str:
     if float(np.max(np.abs(wave))) < SILENT_PEAK:
         return "silent audio (peak under -60 dBFS)"
     return ""
+
+
+def transcribe_files(rec: Recognizer, paths: Sequence[str | Path]) -> list[tuple[str, str]]:
+    """(transcript, note) per audio file, in order, as ``mger transcribe`` makes them: each file
+    read by :func:`mger.core.audio.read_audio` (mono, resampled to 16 kHz), one
+    ``rec.transcribe`` call for the batch.  An unreadable, empty or silent file gets "" and a note
+    (never a decoder call), decoded audio without words "" and "no words recognised"."""
+    notes, waves, todo = [], [], []
+    for i, path in enumerate(paths):
+        try:
+            wave = read_audio(path)
+        except Exception as err:  # a bad file must not stop the run: record it instead
+            first = str(err).splitlines()[0] if str(err) else ""
+            notes.append(f"unreadable audio: {type(err).__name__}: {first}")
+            continue
+        notes.append(silence_note(wave))
+        if not notes[-1]:
+            waves.append(wave)
+            todo.append(i)
+    texts = dict(zip(todo, rec.transcribe(waves))) if waves else {}
+    out = []
+    for i, note in enumerate(notes):
+        text = texts.get(i, "")
+        out.append((text, note or ("" if text else "no words recognised")))
+    return out
 
 
 @register("pocketsphinx")

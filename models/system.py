@@ -13,8 +13,9 @@ same weights bit for bit) and writes a folder:
     seeds, inputs, standardisation flag, late-fusion weights per seed, each member's model
     config and weights file, each store's encoder identity (model, revision, weights sha256)
     and settings (layer, pooling, levels, dtype, ...), the alignment backend and its settings,
-    the text source, and (``--fold k``) how closely the exported members reproduce the
-    evaluation's ``reports/predictions/<exp>.csv`` rows of fold k.
+    the text source (``asr``: also the recogniser that made that text, :func:`asr_record`), and
+    (``--fold k``) how closely the exported members reproduce the evaluation's
+    ``reports/predictions/<exp>.csv`` rows of fold k.
 ``members/seed-<s>-<k>.safetensors``
     member k of seed s: a classifier's state dict, or a linear probe's scaler and coefficients.
 ``scaler.safetensors``
@@ -203,7 +204,8 @@ def _system_record(params: Params, name: str, spec: ExperimentSpec, fold: int | 
             "on_failure": params.align.on_failure,
             "settings": dataclasses.asdict(params.align),
         },
-        "text_source": _text_source(params),
+        "text_source": _text_source(params, spec),
+        "asr": asr_record(params, spec),  # asr (#33): the recogniser of the text it trained on, or None
         "split": {
             "seed": params.split.seed,
             "protocol": split.protocol,
@@ -280,11 +282,34 @@ def _store_records(
     return stores
 
 
-def _text_source(params: Params) -> str:
-    """Where the transcripts the text store read came from (``gold`` until the transcribe stage
-    adds ``text.source``)."""
-    section = getattr(params, "text", None) or params.features.text
-    return str(getattr(section, "source", "gold"))
+def _text_source(params: Params, spec: ExperimentSpec) -> str:
+    """Where the transcripts the text store read came from: ``asr`` under ``transcribe.source:
+    asr`` or for an experiment with ``text_source: asr`` (docs/transcripts.md), else ``gold``."""
+    return "asr" if "asr" in (params.transcribe.source, spec.text_source) else "gold"
+
+
+def asr_record(params: Params, spec: ExperimentSpec) -> dict | None:
+    """system.json's ``asr``: the recogniser that made the text the system trained on (its
+    backend, model and identity from the ASR manifest's sidecar, and the ``transcribe``
+    settings that rebuild it: ``mger predict --asr``'s default), or None for gold text.  A local
+    Whisper folder is recorded by its absolute path (not copied into the system)."""
+    from mger.core.transcripts import read_source
+
+    if _text_source(params, spec) != "asr":
+        return None
+    identity = read_source(params.transcribe.manifest)
+    if identity is None:
+        raise StageError(f"{params.transcribe.manifest}: no ASR manifest identity; run `mger transcribe` first")
+    t = params.transcribe
+    whisper = dataclasses.asdict(t.whisper)
+    if Path(whisper["model"]).is_dir():
+        whisper["model"] = str(Path(whisper["model"]).resolve())
+    return {
+        "backend": identity["asr_backend"],
+        "model": identity["asr_model"],
+        "model_id": identity["asr_model_id"],
+        "settings": {"backend": identity["asr_backend"], "dtype": t.dtype, "whisper": whisper},
+    }
 
 
 def _train_members(

@@ -64,13 +64,10 @@ def _cmd_prepare(args: argparse.Namespace, params: Params) -> None:
 
 
 def _text_params(params: Params) -> Params:
-    """asr (#33): ``params`` with ``prepare.manifest`` the manifest of the chosen transcript
-    (``transcribe.source``: gold, the prepared one; asr, the ASR manifest of `mger transcribe`),
-    so alignment, extraction, fine-tuning, training and the report read one text."""
-    from mger.core.transcripts import text_manifest
+    """asr (#33): :func:`mger.core.transcripts.text_params` (one text for every stage)."""
+    from mger.core.transcripts import text_params
 
-    t = params.transcribe
-    return with_overrides(params, {"prepare.manifest": text_manifest(params.prepare.manifest, t.source, t.manifest)})
+    return text_params(params)
 
 
 def _cmd_transcribe(args: argparse.Namespace, params: Params) -> None:

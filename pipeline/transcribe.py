@@ -20,13 +20,12 @@ from typing import Sequence
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from mger.core.audio import read_audio
 from mger.core.config_transcribe import TranscribeConfig
 from mger.core.manifest import Utterance, read_manifest, write_manifest
 from mger.core.processes import die_with_parent
 from mger.core.reporting import StageError, write_json
 from mger.core.transcripts import Transcript, asr_utterances, source_identity, write_source, write_transcripts
-from mger.features.asr import Recognizer, make_recognizer, silence_note
+from mger.features.asr import Recognizer, make_recognizer, transcribe_files
 from mger.models.wer import wer_table
 
 _WORKER: dict[str, Recognizer] = {}
@@ -40,25 +39,12 @@ def _recognizer(cfg: TranscribeConfig) -> Recognizer:
 
 
 def transcribe_utterances(rec: Recognizer, utts: Sequence[Utterance]) -> list[Transcript]:
-    """One transcript per utterance; unreadable, empty or silent audio: empty text with a note."""
-    notes, waves, todo = {}, [], []
-    for u in utts:
-        try:
-            wave = read_audio(u.wav)
-        except Exception as err:  # a bad file must not stop the run: record it instead
-            notes[u.utt_id] = f"unreadable audio: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-            continue
-        notes[u.utt_id] = silence_note(wave)
-        if not notes[u.utt_id]:
-            waves.append(wave)
-            todo.append(u.utt_id)
-    texts = dict(zip(todo, rec.transcribe(waves))) if waves else {}
-    out = []
-    for u in utts:
-        text = texts.get(u.utt_id, "")
-        note = notes[u.utt_id] or ("" if text else "no words recognised")
-        out.append(Transcript(u.utt_id, text, rec.backend, rec.model, rec.model_id, note))
-    return out
+    """One transcript per utterance; unreadable, empty or silent audio: empty text with a note
+    (:func:`mger.features.asr.transcribe_files`)."""
+    pairs = transcribe_files(rec, [u.wav for u in utts])
+    return [
+        Transcript(u.utt_id, text, rec.backend, rec.model, rec.model_id, note) for u, (text, note) in zip(utts, pairs)
+    ]
 
 
 def _chunk(cfg: TranscribeConfig, chunk: Sequence[Utterance], parent_pid: int) -> list[Transcript]:
