@@ -159,7 +159,7 @@ class FinetuneConfig:
 OMITTED_AT = {
     "finetune": None,
     "layer_weights": None,
-    "text_source": "gold",
+    "text_source": None,
 }  # spec fields a record leaves out at these values
 
 
@@ -190,7 +190,7 @@ class ExperimentSpec:
     features: Literal["frozen", "finetuned"] = "frozen"
     finetune: Optional[str] = None  # fine-tuned experiments: the finetune.variants entry it reads
     layer_weights: Optional[Literal["off", "mean", "learned"]] = None  # a layer-list store's layers (default: train's)
-    text_source: Literal["gold", "asr"] = "gold"  # asr: the ASR transcripts' text store (tokens; docs/transcripts.md)
+    text_source: Optional[Literal["gold", "asr"]] = None  # None: the run's text; gold/asr: that one's store (tokens)
 
     def head(self, train: "TrainConfig") -> HeadConfig:
         """This row's head: its auxiliary tasks and K (else ``train.layers``), train's width and heads."""
@@ -200,7 +200,7 @@ class ExperimentSpec:
     def record(self) -> dict:
         """The metrics' ``provenance.spec``: every field as written, but those at a default that
         rows written before the field existed read the same (``finetune`` and ``layer_weights`` None,
-        ``text_source`` gold), so :meth:`from_record` rebuilds the spec exactly."""
+        ``text_source`` None), so :meth:`from_record` rebuilds the spec exactly."""
         return {k: v for k, v in dataclasses.asdict(self).items() if OMITTED_AT.get(k, ...) != v}
 
     @classmethod

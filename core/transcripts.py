@@ -98,6 +98,7 @@ def source_identity(backend: str, model: str, model_id: str, prepared: str | Pat
         "asr_backend": backend,
         "asr_model": model,
         "asr_model_id": model_id,
+        "prepared_manifest": str(prepared),
         "prepared_manifest_sha256": file_sha256(prepared),
     }
 
@@ -127,17 +128,28 @@ def fingerprint_entries(manifest: str | Path) -> dict[str, str]:
     return {k: identity[k] for k in ("text_source", "asr_backend", "asr_model", "asr_model_id")}
 
 
-ASR_TEXT_STORE = "text-asr"  # the text store of the ASR transcripts (experiments with text_source: asr)
+TEXT_SOURCES = ("gold", "asr")  # an experiment's explicit text_source: the store of that transcript
 
 
-def asr_text_store(out: str | Path) -> Path:
-    """The ASR transcripts' text store in the features folder ``out``: ``text-asr.h5``."""
-    return Path(out) / f"{ASR_TEXT_STORE}.h5"
+def source_text_store(out: str | Path, source: str) -> Path:
+    """The text store of one transcript, whatever the run reads (experiments with ``text_source:
+    gold`` or ``asr``, the gold-vs-ASR pair): ``text-gold.h5`` or ``text-asr.h5`` in ``out``."""
+    return Path(out) / f"text-{source}.h5"
+
+
+def prepared_manifest(manifest: str | Path) -> str:
+    """The prepared (gold) manifest behind ``manifest``: the one an ASR manifest was made from, else itself."""
+    identity = read_source(manifest)
+    return str(identity["prepared_manifest"]) if identity and "prepared_manifest" in identity else str(manifest)
 
 
 def manifest_of_store(store: str | Path, manifest: str | Path, asr_manifest: str | Path) -> str:
-    """The manifest a store was built from: the ASR manifest for the ASR text store, else ``manifest``."""
-    return str(asr_manifest if Path(store).name == f"{ASR_TEXT_STORE}.h5" else manifest)
+    """The manifest a store was built from (``manifest``: the run's text): the ASR manifest for
+    ``text-asr.h5``, the prepared one for ``text-gold.h5``, else ``manifest``."""
+    name = Path(store).name
+    if name == source_text_store("", "asr").name:
+        return str(asr_manifest)
+    return prepared_manifest(manifest) if name == source_text_store("", "gold").name else str(manifest)
 
 
 def text_manifest(prepared: str | Path, source: str, asr_manifest: str | Path) -> str:

@@ -160,13 +160,15 @@ def fold_scaled(train_set: TensorSet, val_set: TensorSet, test_set: TensorSet) -
 
 
 def check_text_source(name: str, spec: ExperimentSpec, asr_manifest: str | Path | None) -> None:
-    """``text_source: asr`` reads the ASR transcripts' token rows only (their words are not the
-    alignment's), from the frozen text store, given the ASR manifest."""
-    if spec.text_source != "asr":
+    """An explicit ``text_source`` (gold, asr) reads that transcript's token rows only (its words
+    need not be the alignment's), from its frozen text store; asr needs the ASR manifest."""
+    if spec.text_source is None:
         return
     if spec.text_level != "token" or spec.features != "frozen":
-        raise StageError(f"train.experiments.{name}: text_source asr needs text_level token and frozen features")
-    if asr_manifest is None:
+        raise StageError(
+            f"train.experiments.{name}: text_source {spec.text_source} needs text_level token and frozen features"
+        )
+    if spec.text_source == "asr" and asr_manifest is None:
         raise StageError(f"train.experiments.{name}: text_source asr needs the ASR manifest (transcribe.manifest)")
 
 
@@ -403,8 +405,8 @@ class ExperimentRun:
             "speech_store": spec.speech_store,
             "speech_levels": list(spec.speech_levels),
             "text_level": spec.text_level,
-            **({"text_source": "asr"} if spec.text_source == "asr" or read_source(self.manifest) else {}),
-            **({"text_store": "asr"} if spec.text_source == "asr" else {}),  # the ASR transcripts' text store
+            "text_source": spec.text_source or ("asr" if read_source(self.manifest) else "gold"),  # the text read
+            **({"text_store": spec.text_source} if spec.text_source else {}),  # that transcript's own text store
             **{k: getattr(spec, k) for k in AUX_FIELDS},
             "layers": spec.layers or self.train_cfg.layers,
             "probe": spec.probe if spec.model == "probe" else None,

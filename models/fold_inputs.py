@@ -16,7 +16,7 @@ from mger.core.config import ExperimentSpec, FeaturesConfig, FinetuneConfig
 from mger.core.manifest import Utterance, read_manifest
 from mger.core.ragged_h5 import AUDIO_LEVELS
 from mger.core.reporting import StageError
-from mger.core.transcripts import asr_text_store, manifest_of_store
+from mger.core.transcripts import TEXT_SOURCES, manifest_of_store, source_text_store
 from mger.features.cache import FeatureStore, Ragged, check_level_checksum
 from mger.features.encoders import resolved_layer
 from mger.features.fingerprint import check_store_inputs
@@ -29,12 +29,12 @@ def fold_store_file(
     """Where fold ``fold`` of ``spec`` reads its ``kind`` features (a role of
     :func:`~mger.features.store_paths.store_role`): the frozen store, or fold ``fold``'s own
     fine-tuned store of the variant it names (text stays frozen unless that variant's ``text``);
-    ``text_source: asr`` reads the ASR transcripts' frozen text store; ``audio``, the alignment-free
-    file of the speech store."""
+    an explicit ``text_source`` (gold, asr) reads that transcript's frozen text store; ``audio``, the
+    alignment-free file of the speech store."""
     if kind == AUDIO:
         return _alignment_free_file(spec, features)
-    if kind == "text" and spec.text_source == "asr":
-        return asr_text_store(features.out)
+    if kind == "text" and spec.text_source is not None:
+        return source_text_store(features.out, spec.text_source)
     if spec.features == "finetuned":
         finetune = finetune.variant(spec.finetune)
     if spec.features == "frozen" or (kind == "text" and not finetune.text):
@@ -88,7 +88,7 @@ def checked_stores(
         extracted_store(features.out, spec.speech_store),
         extracted_store(features.audio_out, spec.speech_store),
         extracted_store(features.out, "text"),
-        asr_text_store(features.out),
+        *(source_text_store(features.out, source) for source in TEXT_SOURCES),
     }
     for role, path in paths.items():
         if segments is not None:  # nothing built before the current alignment or manifest

@@ -56,7 +56,8 @@ def is_audio_only(m: dict) -> bool:
 
 def features_state(m: dict) -> str:
     base = "fine-tuned" if m.get("features") == "finetuned" else "frozen"
-    return base + (" (ASR text)" if m.get("text_store") == "asr" else "")  # never paired as a gold row
+    text = m.get("text_store") or m.get("text_source", "gold")  # a named transcript's store, else the run's
+    return base + {"asr": " (ASR text)", "gold": " (gold text)" if m.get("text_store") else ""}[text]
 
 
 def speech_store(m: dict) -> str:

@@ -205,7 +205,7 @@ def _system_record(params: Params, name: str, spec: ExperimentSpec, fold: int | 
             "settings": dataclasses.asdict(params.align),
         },
         "text_source": _text_source(params, spec),
-        "asr": asr_record(params, spec),  # asr (#33): the recogniser of the text it trained on, or None
+        "asr": asr_record(params, spec),  # the recogniser of the text it trained on, or None
         "split": {
             "seed": params.split.seed,
             "protocol": split.protocol,
@@ -283,9 +283,9 @@ def _store_records(
 
 
 def _text_source(params: Params, spec: ExperimentSpec) -> str:
-    """Where the transcripts the text store read came from: ``asr`` under ``transcribe.source:
-    asr`` or for an experiment with ``text_source: asr`` (docs/transcripts.md), else ``gold``."""
-    return "asr" if "asr" in (params.transcribe.source, spec.text_source) else "gold"
+    """Which transcript the text store read: the experiment's ``text_source`` where it names one,
+    else the run's ``transcribe.source`` (docs/transcripts.md)."""
+    return spec.text_source or params.transcribe.source
 
 
 def asr_record(params: Params, spec: ExperimentSpec) -> dict | None:

@@ -118,17 +118,25 @@ def wer_lines(report: Mapping, source: str) -> list[str]:
 
 
 def gold_asr_pairs(rows: Sequence[Mapping]) -> list[tuple[Mapping, Mapping]]:
-    """(gold row, asr row) metrics pairs: an experiment reading the ASR text store
-    (``text_source: asr``) and the experiment of the same spec otherwise that reads the gold one."""
+    """(gold row, asr row) metrics pairs: two experiments of the same spec but the transcript
+    their text store holds (``text_source``: the metrics' text read); where several rows read one
+    transcript, the one naming it (``text_source: gold``/``asr``, its own store) is paired."""
 
     def spec(m: Mapping) -> dict:
         s = dict(m.get("provenance", {}).get("spec", {}))
         s.pop("text_source", None)
         return s
 
-    asr = [m for m in rows if m.get("text_source") == "asr"]
-    gold = [m for m in rows if m.get("text_source", "gold") == "gold"]
-    return [(g, a) for a in asr for g in gold if spec(g) == spec(a)]
+    def chosen(source: str) -> dict:
+        """spec → the row reading ``source``'s text, a row naming it explicitly first."""
+        out: dict = {}
+        for m in sorted(rows, key=lambda m: "text_store" not in m):
+            if m.get("text_source", "gold") == source:
+                out.setdefault(json.dumps(spec(m), sort_keys=True), m)
+        return out
+
+    gold, asr = chosen("gold"), chosen("asr")
+    return [(gold[key], a) for key, a in asr.items() if key in gold]
 
 
 def pair_lines(pairs: Sequence[tuple[str, str, dict | str]]) -> list[str]:

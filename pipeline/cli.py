@@ -64,7 +64,7 @@ def _cmd_prepare(args: argparse.Namespace, params: Params) -> None:
 
 
 def _text_params(params: Params) -> Params:
-    """asr (#33): :func:`mger.core.transcripts.text_params` (one text for every stage)."""
+    """The params every text-reading stage runs with (:func:`mger.core.transcripts.text_params`)."""
     from mger.core.transcripts import text_params
 
     return text_params(params)
@@ -80,7 +80,7 @@ def _cmd_transcribe(args: argparse.Namespace, params: Params) -> None:
 def _cmd_align(args: argparse.Namespace, params: Params) -> None:
     from mger.alignment.stage import run_align
 
-    params = _text_params(params)  # asr (#33)
+    params = _text_params(params)
     params = with_overrides(
         params,
         {
@@ -154,8 +154,8 @@ def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
     if args.audio:
         _extract_audio(args, params)
         return
-    prepared = params.prepare.manifest  # asr (#33): the ASR text store checks the ASR manifest against it
-    params = _resolved_device(_text_params(params), {"features.n_jobs": args.n_jobs})  # asr (#33): _text_params
+    prepared = params.prepare.manifest  # the named transcripts' text stores read it (text_source)
+    params = _resolved_device(_text_params(params), {"features.n_jobs": args.n_jobs})
     setups = [(params.features, None, [*KINDS, *params.features.extra_speech])]
     if args.fold is not None:
         variants = [args.variant] if args.variant else params.finetune.variant_names
@@ -185,7 +185,7 @@ def _cmd_extract(args: argparse.Namespace, params: Params) -> None:
                 fold=fold,
             )
     if args.fold is None and args.kind in ("all", "text"):
-        _extract_asr_text(args, params, prepared)  # asr (#33)
+        _extract_source_texts(args, params, prepared)
 
 
 def _extract_audio(args: argparse.Namespace, params: Params) -> None:
@@ -218,24 +218,24 @@ def _extract_audio(args: argparse.Namespace, params: Params) -> None:
         )
 
 
-def _extract_asr_text(args: argparse.Namespace, params: Params, prepared: str) -> None:
-    """asr (#33): the ASR transcripts' text store (``text-asr.h5``), for experiments with
-    ``text_source: asr`` (the gold-vs-ASR pair); none when no experiment reads it."""
-    from mger.core.transcripts import asr_text_store, text_manifest
+def _extract_source_texts(args: argparse.Namespace, params: Params, prepared: str) -> None:
+    """The text store of each transcript an experiment names (``text_source: gold`` or ``asr``:
+    ``text-gold.h5``, ``text-asr.h5``, whatever ``transcribe.source`` the run reads), so the
+    gold-vs-ASR pair exists under either source; none when no experiment names one."""
+    from mger.core.transcripts import source_text_store, text_manifest
     from mger.features.extract import extract
 
-    if not any(s.text_source == "asr" for s in params.train.all_experiments.values()):
-        return
-    t = params.transcribe
-    extract(
-        "text",
-        params.features,
-        text_manifest(args.manifest or prepared, "asr", t.manifest),
-        f"{params.align.out}/segments.h5",
-        shard=args.shard,
-        no_rebuild=args.no_rebuild,
-        store=asr_text_store(params.features.out),
-    )
+    named = sorted({s.text_source for s in params.train.all_experiments.values() if s.text_source})
+    for source in named:
+        extract(
+            "text",
+            params.features,
+            text_manifest(args.manifest or prepared, source, params.transcribe.manifest),
+            f"{params.align.out}/segments.h5",
+            shard=args.shard,
+            no_rebuild=args.no_rebuild,
+            store=source_text_store(params.features.out, source),
+        )
 
 
 def _check_split(manifest: str, split: SplitConfig, folds: Sequence[int] = (), what: str = "") -> None:
@@ -256,7 +256,7 @@ def _check_split(manifest: str, split: SplitConfig, folds: Sequence[int] = (), w
 def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
     from mger.models.finetune_stage import run_finetune
 
-    params = _text_params(params)  # asr (#33)
+    params = _text_params(params)
     folds = args.fold or params.finetune.folds
     _check_split(
         args.manifest or params.prepare.manifest, params.split, folds, "--fold" if args.fold else "finetune.folds"
@@ -287,7 +287,7 @@ def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
 def _cmd_cache(args: argparse.Namespace, params: Params) -> None:
     from mger.features.cache_cli import cache_compare, cache_ls, cache_verify, cache_verify_all
 
-    params = _text_params(params)  # asr (#33)
+    params = _text_params(params)
     if args.action == "ls":
         for folder in [args.path] if args.path else [params.features.out, params.features.audio_out]:
             cache_ls(folder)
@@ -308,7 +308,7 @@ def _cmd_train(args: argparse.Namespace, params: Params) -> None:
     from mger.models.experiment import expected_cost, run_experiment
     from mger.models.registry import check_model_kinds
 
-    params = _text_params(params)  # asr (#33)
+    params = _text_params(params)
     experiments = params.train.all_experiments
     names = list(experiments) if args.experiment == "all" else [args.experiment]
     if not names:
@@ -335,7 +335,7 @@ def _cmd_train(args: argparse.Namespace, params: Params) -> None:
             params.finetune,
             params.split,
             f"{params.align.out}/segments.h5",
-            params.transcribe.manifest,  # asr (#33): experiments with text_source asr
+            params.transcribe.manifest,  # experiments with text_source asr
         )
         for name in names
     ]
@@ -354,7 +354,7 @@ def _cmd_report(args: argparse.Namespace, params: Params) -> None:
     from mger.models.report import write_report
 
     only = [n.strip() for n in args.experiment.split(",") if n.strip()] if args.experiment else None
-    write_report(_text_params(params), only)  # asr (#33): _text_params
+    write_report(_text_params(params), only)
 
 
 def _cmd_summary(args: argparse.Namespace, params: Params) -> None:

@@ -40,7 +40,7 @@ def _cmd_export(args: argparse.Namespace, params: Params) -> None:
     from mger.core.transcripts import text_params
     from mger.models.system import export_system
 
-    params = text_params(params)  # asr (#33): the manifest of the text the stores and training read
+    params = text_params(params)  # the manifest of the text the stores and training read
     out = args.out or f"systems/{args.experiment}" + (f"-fold{args.fold}" if args.fold is not None else "")
     t0 = time.perf_counter()
     system = export_system(params, args.experiment, out, args.fold)

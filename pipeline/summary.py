@@ -24,7 +24,7 @@ def print_summary(params: Params) -> None:
         per_group = ", ".join(f"{k}: {v}" for k, v in q.get("per_group", {}).items())
         print(f"{name} {q['root']}: {q['kept']} utterances kept; {q['dropped']} dropped; per group {per_group}")
     print(f"manifest: {quality['kept']} utterances ({classes}); {quality['dropped']} dropped")
-    asr = _read(params.transcribe.report)  # asr (#33)
+    asr = _read(params.transcribe.report)
     if asr and asr.get("wer") and asr["wer"]["overall"]["wer"] is not None:
         o = asr["wer"]["overall"]
         ci = " (95% CI {:.1f}-{:.1f})".format(*(100 * x for x in o["wer_ci95"])) if o.get("wer_ci95") else ""

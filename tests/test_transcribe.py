@@ -205,16 +205,20 @@ def _asr_outputs(prepared: Path, tmp: Path) -> TranscribeConfig:
     return cfg
 
 
-def test_gold_vs_asr_pair_in_the_report(aligned: dict[str, Path], tiny_models: dict[str, str], tmp_path: Path) -> None:
-    """An experiment with text_source asr reads the ASR transcripts' text store; the report shows
-    the WER table and the pair (gold vs ASR, same model) with its paired test."""
-    from mger.features.cache import read_fingerprint
+@pytest.mark.parametrize("source", ["gold", "asr"])
+def test_gold_vs_asr_pair_in_the_report(
+    aligned: dict[str, Path], tiny_models: dict[str, str], tmp_path: Path, source: str
+) -> None:
+    """Experiments naming a transcript (text_source gold, asr) read its own text store under either
+    transcribe.source, the unnamed one reads the run's; the report shows the WER table and the pair
+    (gold vs ASR, same model, the named rows) with its paired test and interval."""
+    from mger.features.cache import FeatureStore, read_fingerprint
 
     cfg = _asr_outputs(aligned["manifest"], tmp_path)
     params = {
         "prepare": {"manifest": str(aligned["manifest"])},
         "align": {"out": str(aligned["segments"].parent)},
-        "transcribe": {"out": cfg.out, "manifest": cfg.manifest, "report": cfg.report},
+        "transcribe": {"source": source, "out": cfg.out, "manifest": cfg.manifest, "report": cfg.report},
         "features": {
             "out": str(tmp_path / "features"),
             "speech": {"model": tiny_models["speech"], "levels": ["utterance"]},
@@ -227,7 +231,11 @@ def test_gold_vs_asr_pair_in_the_report(aligned: dict[str, Path], tiny_models: d
             "metrics_dir": str(tmp_path / "metrics"),
             "epochs_dir": str(tmp_path / "ep"),
             "predictions_dir": str(tmp_path / "pred"),
-            "experiments": {"text": {"model": "text"}, "text_asr": {"model": "text", "text_source": "asr"}},
+            "experiments": {
+                "text": {"model": "text"},
+                "text_gold": {"model": "text", "text_source": "gold"},
+                "text_asr": {"model": "text", "text_source": "asr"},
+            },
         },
         "report": {
             "out": str(tmp_path / "r.md"),
@@ -238,19 +246,28 @@ def test_gold_vs_asr_pair_in_the_report(aligned: dict[str, Path], tiny_models: d
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(params))
     assert main(["extract", "--params", str(path)]) == 0
-    asr_fp = read_fingerprint(tmp_path / "features" / "text-asr.h5")
-    gold_fp = read_fingerprint(tmp_path / "features" / "text.h5")
+    feats = tmp_path / "features"
+    asr_fp, gold_fp = read_fingerprint(feats / "text-asr.h5"), read_fingerprint(feats / "text-gold.h5")
     assert asr_fp["asr_model_id"] == "v1" and "text_source" not in gold_fp
     assert asr_fp["manifest_sha256"] != gold_fp["manifest_sha256"]
+    run_fp = read_fingerprint(feats / "text.h5")  # the run's text: the store of its source's transcript
+    assert run_fp["manifest_sha256"] == (gold_fp if source == "gold" else asr_fp)["manifest_sha256"]
+    uid = FeatureStore(feats / "text.h5").utt_ids[0]
+    same = feats / f"text-{source}.h5"
+    assert (FeatureStore(feats / "text.h5").rows("token", uid) == FeatureStore(same).rows("token", uid)).all()
     assert main(["train", "--experiment", "all", "--params", str(path)]) == 0
-    assert json.loads((tmp_path / "metrics" / "text_asr.json").read_text())["text_source"] == "asr"
+    read = {n: json.loads((tmp_path / "metrics" / f"{n}.json").read_text()) for n in ("text", "text_gold", "text_asr")}
+    assert [read[n]["text_source"] for n in ("text", "text_gold", "text_asr")] == [source, "gold", "asr"]
+    assert read["text_gold"]["provenance"]["stores"]["1"]["text"]["path"].endswith("text-gold.h5")
     assert main(["report", "--params", str(path)]) == 0
     report = (tmp_path / "r.md").read_text()
     assert "## Transcripts (ASR vs gold text)" in report and "| speaker | Ses01_F |" in report
     assert "| text_asr | text only (token) | frozen (ASR text) |" in report  # never taken for a gold row
-    row = next(line for line in report.splitlines() if line.startswith("| text | text_asr |"))
-    assert re.fullmatch(r"\[[-+]\d+\.\d\d, [-+]\d+\.\d\d\]", row.split("|")[4].strip())  # the Δ's 95% CI
-    assert re.fullmatch(r"< 0\.001|[01]\.\d{3}", row.split("|")[5].strip())  # the paired test's p (UA)
+    pairs = [line for line in report.splitlines() if re.match(r"\| text\w* \| text\w* \| [-+]", line)]
+    assert [p.split("|")[1:3] for p in pairs] == [[" text_gold ", " text_asr "]]  # the named rows, once
+    row = pairs[0].split("|")
+    assert re.fullmatch(r"\[[-+]\d+\.\d\d, [-+]\d+\.\d\d\]", row[4].strip())  # the Δ's 95% CI
+    assert re.fullmatch(r"< 0\.001|[01]\.\d{3}", row[5].strip())  # the paired test's p (UA)
 
 
 def test_chunks_cover_long_audio_in_order() -> None:
