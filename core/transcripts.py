@@ -138,9 +138,18 @@ def source_text_store(out: str | Path, source: str) -> Path:
 
 
 def prepared_manifest(manifest: str | Path) -> str:
-    """The prepared (gold) manifest behind ``manifest``: the one an ASR manifest was made from, else itself."""
+    """The prepared (gold) manifest behind ``manifest``: the one an ASR manifest was made from
+    (its sidecar's path, refused unless that file still has the recorded sha256), else itself."""
     identity = read_source(manifest)
-    return str(identity["prepared_manifest"]) if identity and "prepared_manifest" in identity else str(manifest)
+    if identity is None:
+        return str(manifest)
+    prepared = identity.get("prepared_manifest")
+    if not prepared or not Path(prepared).is_file() or file_sha256(prepared) != identity["prepared_manifest_sha256"]:
+        raise StageError(
+            f"{source_path(manifest)}: names no prepared manifest holding what it was made from; "
+            "rerun `mger transcribe`"
+        )
+    return str(prepared)
 
 
 def manifest_of_store(store: str | Path, manifest: str | Path, asr_manifest: str | Path) -> str:

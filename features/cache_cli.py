@@ -114,11 +114,11 @@ def cache_verify_all(params: Params, manifest: str | Path | None = None, segment
         if p.is_file()
     )
     for store in frozen + finetuned:
+        free = store.parent == Path(params.features.audio_out)  # an alignment-free file: every utterance
         if not store.is_file():
-            ok = _missing(store, "mger extract") and ok
+            ok = _missing(store, "mger extract --audio" if free else "mger extract") and ok
             continue
-        aligned = None if store.parent == Path(params.features.audio_out) else segments  # alignment-free: all
-        ok = cache_verify(store, manifest if manifest.is_file() else None, aligned, inputs) and ok
+        ok = cache_verify(store, manifest if manifest.is_file() else None, None if free else segments, inputs) and ok
     print(
         f"cache verify: {'all sound' if ok else 'PROBLEMS above'} ({segments}, {len(frozen)} stores of "
         f"{params.features.out} and {params.features.audio_out}, {len(finetuned)} fine-tuned stores)"

@@ -200,7 +200,7 @@ def store_attrs(kind: str, fp: dict, encoder: Encoder) -> dict:
         "weights_sha256": fp["weights_sha256"],
         "layer": json.dumps(fp.get("layer")),
         "frame_stride": fp.get("frame_stride", 0.0),
-        "pooling": fp.get("pooling", "mean-of-subtokens"),
+        "pooling": fp.get("pooling", "mean-of-subtokens" if kind == "text" else ""),
         "segments_sha256": fp.get("segments_sha256", ""),
         "levels": json.dumps(fp["levels"]),
         "kind": kind,

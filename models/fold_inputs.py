@@ -20,7 +20,7 @@ from mger.core.transcripts import TEXT_SOURCES, manifest_of_store, source_text_s
 from mger.features.cache import FeatureStore, Ragged, check_level_checksum
 from mger.features.encoders import resolved_layer
 from mger.features.fingerprint import check_store_inputs
-from mger.features.store_paths import AUDIO, store_config, store_file as extracted_store, store_role
+from mger.features.store_paths import AUDIO, stage_config, store_config, store_file as extracted_store, store_role
 
 
 def fold_store_file(
@@ -180,9 +180,8 @@ def experiment_utterances(
     """The manifest's utterances the experiment runs on: the aligned ones (``segments`` given)
     of the frozen speech store it reads (its aligned file, else its alignment-free one), which
     must hold every aligned utterance: a store missing some is refused."""
-    store = extracted_store(features.out, speech_store)
-    if not store.is_file() and extracted_store(features.audio_out, speech_store).is_file():
-        store = extracted_store(features.audio_out, speech_store)  # a store of alignment-free levels only
+    aligned_file = stage_config(features, speech_store, audio=False) is not None  # else alignment-free levels only
+    store = extracted_store(features.out if aligned_file else features.audio_out, speech_store)
     if not store.is_file():
         raise StageError(f"{store}: no speech store; run `mger extract` (or `dvc repro`)")
     store_ids = set(FeatureStore(store).utt_ids)

@@ -56,8 +56,8 @@ def is_audio_only(m: dict) -> bool:
 
 def features_state(m: dict) -> str:
     base = "fine-tuned" if m.get("features") == "finetuned" else "frozen"
-    text = m.get("text_store") or m.get("text_source", "gold")  # a named transcript's store, else the run's
-    return base + {"asr": " (ASR text)", "gold": " (gold text)" if m.get("text_store") else ""}[text]
+    named = {"asr": " (ASR text)", "gold": " (gold text)"}  # a row reading a named transcript's own store
+    return base + named.get(m.get("text_store", ""), "")  # the run's text: no mark (never paired as another's)
 
 
 def speech_store(m: dict) -> str:

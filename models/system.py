@@ -51,6 +51,7 @@ from mger import __version__
 from mger.core.audio import SAMPLE_RATE, read_audio
 from mger.core.config import AlignConfig, ExperimentSpec, FeaturesConfig, Params, SplitConfig
 from mger.core.manifest import Utterance
+from mger.core.ragged_h5 import AUDIO_LEVELS
 from mger.core.reporting import StageError, write_json
 from mger.core.splits import FoldSplit, final_split, fold_split
 from mger.features.cache import FeatureStore, Ragged
@@ -469,7 +470,7 @@ class System:
     def _needs_alignment(self) -> bool:
         """Segment levels (phone, syllable, word) of speech, or the text store (its word rows)."""
         speech = [n.split(":")[1] for n in self.inputs if n.startswith("speech:")]
-        return "text" in self.kinds or any(lv not in ("frame", "utterance", "functionals") for lv in speech)
+        return "text" in self.kinds or any(lv not in ("frame", "utterance", *AUDIO_LEVELS) for lv in speech)
 
     @property
     def max_seconds(self) -> float:

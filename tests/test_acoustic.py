@@ -225,3 +225,22 @@ def test_core_runs_without_opensmile(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "mger[opensmile]" in result.stdout and len(result.stdout.strip().splitlines()) == 1
+
+
+def test_a_store_of_functionals_only_lives_in_its_alignment_free_file(egemaps_store: Path, aligned) -> None:
+    """A store listing only alignment-free levels has no aligned file (`mger extract` skips it,
+    `stage_config` None); an experiment on it reads the alignment-free file and runs on the
+    aligned utterances, in manifest order."""
+    from mger.alignment.table import SegmentTable
+    from mger.features.store_paths import stage_config
+    from mger.models.fold_inputs import experiment_utterances
+
+    features = FeaturesConfig(
+        out=str(egemaps_store.parent),
+        extra_speech={"egemaps": SpeechFeaturesConfig(model="opensmile:eGeMAPSv02", levels=["functionals"])},
+    )
+    assert stage_config(features, "egemaps", audio=False) is None
+    assert stage_config(features, "egemaps", audio=True).speech.levels == ["functionals"]
+    utts = experiment_utterances(aligned["manifest"], features, aligned["segments"], "egemaps")
+    kept = set(SegmentTable.read(aligned["segments"]).utt_ids)
+    assert [u.utt_id for u in utts] == [u.utt_id for u in read_manifest(aligned["manifest"]) if u.utt_id in kept]

@@ -145,3 +145,23 @@ def test_demo_layers_adds_an_all_layer_store_and_a_learned_row(tmp_path: Path) -
     bad = params_from_dict({"report": {"experiments": ["nope"]}, "train": {"metrics_dir": str(tmp_path)}})
     with pytest.raises(StageError, match="report.experiments: nope: not an experiment of train.experiments"):
         load_experiments(bad)
+
+
+@pytest.mark.parametrize("name", ["sun2023", "zhao2022"])
+def test_a_preset_copied_to_params_yaml_resolves_every_dvc_variable(name: str) -> None:
+    """The README's `cp params/<preset>.yaml params.yaml; dvc repro`: every ``${section.key}`` of
+    dvc.yaml is in the preset itself (DVC reads params.yaml as plain YAML, without ``extends``)."""
+    import re
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    preset = yaml.safe_load((root / "params" / f"{name}.yaml").read_text())
+    used = set(re.findall(r"\$\{([a-z_]+(?:\.[a-z_]+)+)\}", (root / "dvc.yaml").read_text()))
+    missing = []
+    for dotted in sorted(used):
+        node = preset
+        for key in dotted.split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        missing += [dotted] if node is None else []
+    assert used and missing == []
