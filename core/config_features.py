@@ -61,9 +61,14 @@ class FeaturesConfig:
 
     def __post_init__(self) -> None:
         if not self.audio_out:  # beside out: data/features → data/features-audio
-            self.audio_out = f"{Path(self.out)}-audio"
-        if Path(self.audio_out) == Path(self.out):
-            raise ConfigError(f"features.audio_out: {self.audio_out!r} is features.out; two stages need two folders")
+            base = Path(self.out)
+            self.audio_out = f"{base.resolve() if base.name in ('', '..') else base}-audio"
+        out, audio = Path(self.out).resolve(), Path(self.audio_out).resolve()
+        if out == audio or out in audio.parents or audio in out.parents:
+            raise ConfigError(
+                f"features.audio_out: {self.audio_out!r} overlaps features.out {self.out!r}; "
+                "two stages need two separate folders"
+            )
         for name in self.extra_speech:
             check_name("features.extra_speech", name, reserved=("all", "speech", "text"))  # --kind, the main stores
         for key, speech in self.speech_stores.items():

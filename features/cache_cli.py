@@ -18,6 +18,7 @@ import h5py
 from mger.alignment.table import SegmentTable
 from mger.core.config import Params
 from mger.core.manifest import read_manifest
+from mger.core.transcripts import TEXT_SOURCES, manifest_of_store, source_text_store
 from mger.features.cache import CacheError, compare_stores, verify_store
 from mger.features.fingerprint import check_store_inputs
 from mger.features.store_paths import frozen_store_files
@@ -105,7 +106,8 @@ def cache_verify_all(params: Params, manifest: str | Path | None = None, segment
     manifest = Path(manifest or params.prepare.manifest)
     ok = verify_table(segments) if segments.is_file() else _missing(segments, "mger align")
     inputs = (manifest, segments) if ok and manifest.is_file() else None
-    frozen = frozen_store_files(params.features)
+    named = [source_text_store(params.features.out, source) for source in TEXT_SOURCES]  # text_source gold, asr
+    frozen = frozen_store_files(params.features) + [p for p in named if p.is_file()]
     finetuned = sorted(
         p
         for name in params.finetune.variant_names  # every fine-tuning variant's folder (fold-k/<variant>/)
@@ -118,7 +120,9 @@ def cache_verify_all(params: Params, manifest: str | Path | None = None, segment
         if not store.is_file():
             ok = _missing(store, "mger extract --audio" if free else "mger extract") and ok
             continue
-        ok = cache_verify(store, manifest if manifest.is_file() else None, None if free else segments, inputs) and ok
+        built_from = Path(manifest_of_store(store, manifest, params.transcribe.manifest))  # a named transcript's
+        read = built_from if built_from.is_file() else None
+        ok = cache_verify(store, read, None if free else segments, inputs and (built_from, segments)) and ok
     print(
         f"cache verify: {'all sound' if ok else 'PROBLEMS above'} ({segments}, {len(frozen)} stores of "
         f"{params.features.out} and {params.features.audio_out}, {len(finetuned)} fine-tuned stores)"

@@ -86,13 +86,16 @@ def input_sums(manifest: str | Path, segments: str | Path) -> dict[str, str]:
     return _INPUT_SUMS[key]
 
 
-def check_store_inputs(store: str | Path, manifest: str | Path, segments: str | Path) -> None:
+def check_store_inputs(store: str | Path, manifest: str | Path, segments: str | Path | None) -> None:
     """Refuse (:class:`CacheError`, one line naming the store and the fix) a store built from
     another segment table, other utterances or other transcripts than ``manifest`` and
-    ``segments`` hold now: `mger extract` would rebuild it."""
+    ``segments`` hold now: `mger extract` would rebuild it.  An alignment-free store is checked
+    against the manifest's ids alone; ``segments`` None checks nothing else."""
     fp = read_fingerprint(store) or {}
     if fp.get("alignment_free"):
         _check_alignment_free_inputs(store, fp, manifest)
+        return
+    if segments is None:
         return
     now = input_sums(manifest, segments)
     fold = fp.get("fold")

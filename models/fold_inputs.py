@@ -91,7 +91,7 @@ def checked_stores(
         *(source_text_store(features.out, source) for source in TEXT_SOURCES),
     }
     for role, path in paths.items():
-        if segments is not None:  # nothing built before the current alignment or manifest
+        if segments is not None or role == AUDIO:  # nothing built before the current alignment or manifest
             check_store_inputs(path, manifest_of_store(path, *manifests), segments)
         kind = "speech" if role == AUDIO else role
         store = spec.speech_store if kind == "speech" else kind

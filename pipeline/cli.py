@@ -300,7 +300,10 @@ def _cmd_cache(args: argparse.Namespace, params: Params) -> None:
             raise SystemExit(1)
     else:
         segments = args.segments or f"{params.align.out}/segments.h5"
-        if not cache_verify(args.path, args.manifest, segments, (args.manifest or params.prepare.manifest, segments)):
+        from mger.core.transcripts import manifest_of_store
+
+        built_from = args.manifest or manifest_of_store(args.path, params.prepare.manifest, params.transcribe.manifest)
+        if not cache_verify(args.path, args.manifest, segments, (built_from, segments)):
             raise SystemExit(1)
 
 

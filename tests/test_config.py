@@ -89,6 +89,8 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
         ({"features": {"speech": {"max_seconds": 0}}}, "features.speech.max_seconds: must be positive"),
         ({"features": {"speech": {"overlap_seconds": 30}}}, "features.speech.overlap_seconds: 30.0 must be less than"),
         ({"features": {"text": {"max_length": 0}}}, "features.text.max_length: must be positive"),
+        ({"features": {"out": "f", "audio_out": "f/audio"}}, "features.audio_out: 'f/audio' overlaps features.out 'f'"),
+        ({"features": {"out": "f", "audio_out": "f"}}, "features.audio_out: 'f' overlaps features.out 'f'"),
         ({"finetune": {"dropout": 1.5}}, r"finetune.dropout: must be in [0, 1)"),
         ({"finetune": {"weight_decay": -1}}, "finetune.weight_decay: must be >= 0"),
         ({"finetune": {"folds": [0]}}, "finetune.folds[0]: must be positive"),

@@ -255,6 +255,8 @@ def test_gold_vs_asr_pair_in_the_report(
     uid = FeatureStore(feats / "text.h5").utt_ids[0]
     same = feats / f"text-{source}.h5"
     assert (FeatureStore(feats / "text.h5").rows("token", uid) == FeatureStore(same).rows("token", uid)).all()
+    assert main(["cache", "verify", "--params", str(path)]) == 0  # every store, each against its own manifest
+    assert main(["cache", "verify", str(feats / "text-gold.h5"), "--params", str(path)]) == 0
     assert main(["train", "--experiment", "all", "--params", str(path)]) == 0
     read = {n: json.loads((tmp_path / "metrics" / f"{n}.json").read_text()) for n in ("text", "text_gold", "text_asr")}
     assert [read[n]["text_source"] for n in ("text", "text_gold", "text_asr")] == [source, "gold", "asr"]
