@@ -75,14 +75,15 @@ def file_sha256(path: str | Path) -> str:
 
 
 def asr_utterances(utts: Sequence[Utterance], transcripts: dict[str, Transcript], where: str) -> list[Utterance]:
-    """``utts`` with their ASR text; an utterance without a transcript is a :class:`StageError`."""
+    """``utts`` with their ASR text (``text_source`` asr); an utterance without a transcript is a
+    :class:`StageError`."""
     missing = [u.utt_id for u in utts if u.utt_id not in transcripts]
     if missing:
         raise StageError(
             f"{where}: no transcript of {len(missing)} manifest utterance(s) (e.g. {missing[0]}); "
             "rerun `mger transcribe`"
         )
-    return [replace(u, text=transcripts[u.utt_id].text) for u in utts]
+    return [replace(u, text=transcripts[u.utt_id].text, text_source="asr") for u in utts]
 
 
 def source_path(asr_manifest: str | Path) -> Path:

@@ -112,7 +112,9 @@ def test_pocketsphinx_stage_writes_transcripts_manifest_and_report(small_manifes
     assert json.loads(Path(cfg.report).read_text())["model_id"] == rows[gold[0].utt_id].model_id
     asr = read_manifest(cfg.manifest)
     assert [u.text for u in asr] == [rows[u.utt_id].text for u in gold]
-    assert [replace(u, text="") for u in asr] == [replace(u, text="") for u in gold]  # only the text differs
+    assert {u.text_source for u in asr} == {"asr"}
+    blank = {"text": "", "text_source": ""}
+    assert [replace(u, **blank) for u in asr] == [replace(u, **blank) for u in gold]  # only the text differs
 
 
 def test_text_manifest_chooses_and_refuses_a_stale_asr_manifest(small_manifest: Path, tmp_path: Path) -> None:
@@ -160,6 +162,37 @@ def test_text_source_asr_reaches_alignment_and_the_text_store(
     fp = read_fingerprint("data/features/text.h5")
     source = json.loads(Path("data/manifest-asr.jsonl.source.json").read_text())
     assert fp["text_source"] == "asr" and fp["asr_model_id"] == source["asr_model_id"]
+
+
+def test_a_corpus_without_transcripts_runs_on_asr_text(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows without any text (text_source none: a user's own recordings, MSP-Podcast segments
+    without a transcript) fail alignment on their text; under transcribe.source asr they are
+    transcribed and aligned to the ASR words; the report has no WER to give."""
+    from mger.alignment.table import SegmentTable
+
+    monkeypatch.chdir(tmp_path)
+    params = {
+        "prepare": {"root": str(tiny_corpus), "manifest": "data/manifest.jsonl", "report": "reports/q.json"},
+        "transcribe": {"source": "gold", "n_jobs": 1},
+        "align": {"backend": "pocketsphinx", "n_jobs": 1, "on_failure": "drop"},
+    }
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    assert main(["prepare"]) == 0
+    textless = [replace(u, text="", text_source="none") for u in read_manifest("data/manifest.jsonl")[:3]]
+    write_manifest("data/manifest.jsonl", textless)
+    assert main(["align"]) == 1  # gold: nothing to align any of them to
+    assert main(["transcribe"]) == 0
+    report = json.loads(Path("reports/transcribe.json").read_text())
+    assert report["n_utterances"] == 3 and report["wer"] is None  # no gold text to score: no WER, said so
+    params["transcribe"]["source"] = "asr"
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    assert main(["align"]) == 0
+    table = SegmentTable.read("data/align/segments.h5")
+    asr = read_manifest("data/manifest-asr.jsonl")
+    assert {u.text_source for u in asr} == {"asr"} and table.utt_ids == [u.utt_id for u in asr]
+    assert all(table.segments("word", u.utt_id) for u in asr)
 
 
 def test_gold_stores_carry_no_text_source(reference_store: dict[str, Path]) -> None:
