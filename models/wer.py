@@ -25,7 +25,7 @@ from mger.alignment.normalize import normalize_transcript
 from mger.models.stats import format_p, paired_interval, paired_test
 
 N_BOOT = 2000
-GROUPS = ("speaker", "emotion", "group", "partition")  # the manifest fields WER is broken down by
+GROUPS = ("corpus", "speaker", "emotion", "group", "partition")  # the manifest fields WER is broken down by
 
 
 def words(text: str) -> str:
@@ -73,16 +73,17 @@ def bootstrap_wer(counts: Sequence[Mapping[str, int]], n_boot: int = N_BOOT, see
 
 
 def wer_table(rows: Sequence[Mapping[str, str]]) -> dict:
-    """WER/CER overall and per speaker, emotion, group and partition of ``rows`` (each: ``ref``, ``hyp``,
-    ``speaker``, ``emotion``, ``group``, ``partition``)."""
+    """WER/CER overall and per corpus, speaker, emotion, group and partition of ``rows`` (each:
+    ``ref``, ``hyp`` and those fields; ``corpus`` and ``partition`` are left out where the rows have
+    fewer than two corpora, or no partition)."""
     counts = [utterance_errors(r["ref"], r["hyp"]) for r in rows]
     out = {"overall": _rates(counts) | {"wer_ci95": bootstrap_wer(counts)}}
     out["overall"]["no_gold_words"] = sum(c["ref_words"] == 0 for c in counts)
     for group in GROUPS:
-        if group == "partition" and not any(r.get("partition") for r in rows):
-            continue  # a corpus without its own partitions (IEMOCAP)
-        keys = sorted({str(r[group]) for r in rows})
-        out[f"by_{group}"] = {k: _rates([c for c, r in zip(counts, rows) if str(r[group]) == k]) for k in keys}
+        keys = sorted({str(r.get(group, "")) for r in rows})
+        if (group == "partition" and keys == [""]) or (group == "corpus" and len(keys) < 2):
+            continue  # a corpus without its own partitions (IEMOCAP); one corpus: its overall row
+        out[f"by_{group}"] = {k: _rates([c for c, r in zip(counts, rows) if str(r.get(group, "")) == k]) for k in keys}
     return out
 
 

@@ -91,6 +91,7 @@ def run_transcribe(manifest: str | Path, cfg: TranscribeConfig) -> dict:
         {
             "ref": u.text,
             "hyp": by_id[u.utt_id].text,
+            "corpus": u.corpus,
             "speaker": u.speaker,
             "emotion": u.label,
             "group": u.group,

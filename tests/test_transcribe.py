@@ -76,6 +76,9 @@ def test_wer_counts_and_groups() -> None:
     ]
     t = wer_table(rows)
     assert t["by_group"]["g2"]["wer"] == pytest.approx(1.0) and t["by_partition"]["Train"]["wer"] == 0
+    assert "by_corpus" not in t  # one corpus (none named): its overall row is the corpus's
+    two = wer_table([{**r, "corpus": c} for r, c in zip(rows, ("crema_d", "iemocap", "iemocap"))])
+    assert two["by_corpus"]["crema_d"]["wer"] == 0 and two["by_corpus"]["iemocap"]["wer"] == pytest.approx(1.0)
     assert "by_partition" not in wer_table([{**r, "partition": ""} for r in rows])  # a corpus without partitions
     assert t["overall"]["wer"] == pytest.approx(2 / 6) and t["overall"]["no_gold_words"] == 1
     assert t["by_speaker"]["s1"]["wer"] == 0 and t["by_speaker"]["s2"]["wer"] == pytest.approx(1.0)
