@@ -56,9 +56,12 @@ def _alignment_free_file(spec: ExperimentSpec, features: FeaturesConfig) -> Path
             f"{', '.join(AUDIO_LEVELS)}: fine-tuned stores have no alignment-free level; read it from a frozen store"
         )
     if not path.is_file():
+        listed = stage_config(features, spec.speech_store, audio=True) is not None
+        where = "features.speech" if spec.speech_store == "speech" else f"features.extra_speech.{spec.speech_store}"
+        fix = "" if listed else f"list the level in {where}.levels and "
         raise StageError(
             f"{path}: no store of the alignment-free levels ({', '.join(AUDIO_LEVELS)}) of {spec.speech_store}; "
-            "list the level in that store's settings and run `mger extract --audio` (or `dvc repro`)"
+            f"{fix}run `mger extract --audio` (or `dvc repro`)"
         )
     return path
 
