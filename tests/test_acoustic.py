@@ -244,3 +244,24 @@ def test_a_store_of_functionals_only_lives_in_its_alignment_free_file(egemaps_st
     utts = experiment_utterances(aligned["manifest"], features, aligned["segments"], "egemaps")
     kept = set(SegmentTable.read(aligned["segments"]).utt_ids)
     assert [u.utt_id for u in utts] == [u.utt_id for u in read_manifest(aligned["manifest"]) if u.utt_id in kept]
+
+
+@pytest.mark.parametrize("listed", [True, False])
+def test_a_missing_alignment_free_file_says_what_to_do(tmp_path: Path, listed: bool) -> None:
+    """Reading functionals with no alignment-free file: one line naming the file, and the fix
+    (list the level first only where the store's settings lack it)."""
+    from mger.core.config import ExperimentSpec, FinetuneConfig
+    from mger.core.reporting import StageError
+    from mger.models.fold_inputs import fold_store_file
+
+    levels = ["word", "functionals"] if listed else ["word"]
+    features = FeaturesConfig(
+        out=str(tmp_path / "f"), extra_speech={"eg": SpeechFeaturesConfig(model="opensmile:eGeMAPSv02", levels=levels)}
+    )
+    spec = ExperimentSpec(model="audio", speech_levels=["functionals"], speech_store="eg")
+    with pytest.raises(StageError) as err:
+        fold_store_file("audio", spec, features, FinetuneConfig(), 1)
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'f-audio' / 'speech-eg.h5'}: no store of the alignment-free levels")
+    assert message.endswith("run `mger extract --audio` (or `dvc repro`)")
+    assert ("list the level in features.extra_speech.eg.levels" in message) is not listed
