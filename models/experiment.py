@@ -54,7 +54,7 @@ from mger.features.cache import FeatureStore, exclusive_lock, file_sha256
 from mger.features.encoders import resolve_device
 from mger.features.store_paths import store_config
 from mger.models.fold_inputs import (
-    checked_stores,
+    check_stores,
     experiment_utterances,
     fold_store_files,
     load_store_rows,
@@ -287,7 +287,7 @@ class ExperimentRun:
         key = tuple(sorted(paths.items()))
         if key not in self._loaded:
             manifests = (self.manifest, self.asr_manifest or "")
-            checked_stores(self.spec, self.names, self.features, self.finetune, fold, manifests, self.segments)
+            check_stores(paths, self.spec, self.features, manifests, self.segments)
             self._loaded.clear()
             rows = load_store_rows(self.names, paths, self.ids, fold)
             self._loaded[key] = TensorSet(rows, torch.as_tensor(self.labels)).to(self.device)

@@ -1,7 +1,7 @@
 """What an experiment reads: the utterances of its speech store, and each fold's stores — the
 frozen ones, or fold k's fine-tuned ones (:func:`fold_store_file`; a speech store's alignment-free
 levels from its own file, :func:`mger.features.store_paths.store_role`) — checked against the
-current inputs, params and the fold (:func:`checked_stores`,
+current inputs, params and the fold (:func:`check_stores`,
 :class:`mger.features.cache.LeakageError`), their rows loaded unpadded (:func:`load_store_rows`),
 with a one-line error naming the store for a missing level or a non-finite row."""
 
@@ -73,20 +73,16 @@ def fold_store_files(
     return {role: fold_store_file(role, spec, features, finetune, fold) for role in sorted(map(store_role, names))}
 
 
-def checked_stores(
+def check_stores(
+    paths: dict[str, Path],
     spec: ExperimentSpec,
-    names: Sequence[str],
     features: FeaturesConfig,
-    finetune: FinetuneConfig,
-    fold: int,
     manifests: tuple[str | Path, str | Path],
     segments: str | Path | None,
-) -> dict[str, Path]:
-    """The files (role → path) fold ``fold`` of ``spec`` reads for its inputs ``names``, each
-    refused in one line unless built from the current manifest and segment table (``segments``
-    given; ``manifests``: the text manifest and the ASR one, for the ASR text store) and with
-    params' settings."""
-    paths = fold_store_files(spec, names, features, finetune, fold)
+) -> None:
+    """Refuse in one line each file (role → path, :func:`fold_store_files`) of ``spec`` not built
+    from the current manifest and segment table (``segments`` given; ``manifests``: the text
+    manifest and the ASR one, for the ASR text store) or not with params' settings."""
     frozen = {
         extracted_store(features.out, spec.speech_store),
         extracted_store(features.audio_out, spec.speech_store),
@@ -99,7 +95,6 @@ def checked_stores(
         kind = "speech" if role == AUDIO else role
         store = spec.speech_store if kind == "speech" else kind
         check_store_settings(path, kind, store_config(features, store), finetuned=path not in frozen)
-    return paths
 
 
 def load_store_rows(names: Sequence[str], paths: dict[str, Path], ids: Sequence[str], fold: int) -> dict:

@@ -63,7 +63,7 @@ from mger.features.registry import build_encoder
 from mger.features.rows import speech_part, text_part
 from mger.features.store_paths import AUDIO, store_config
 from mger.models.experiment import members, model_config, prediction_path, train_params
-from mger.models.fold_inputs import checked_stores, experiment_utterances, load_store_rows
+from mger.models.fold_inputs import check_stores, experiment_utterances, fold_store_files, load_store_rows
 from mger.models.modules import ModelConfig, build_model, input_names
 from mger.models.probe import LinearProbe, probe_inputs
 from mger.models.train import TensorSet, combine_probs, fit, fit_weights, predict_proba
@@ -235,7 +235,8 @@ def export_system(params: Params, name: str, out: str | Path, fold: int | None =
     split = _split(utts, fold, params.split)  # split.protocol and split.seed
     store_fold = fold if fold is not None else -1
     manifests = (params.prepare.manifest, params.transcribe.manifest)
-    paths = checked_stores(spec, names, params.features, params.finetune, store_fold, manifests, segments)
+    paths = fold_store_files(spec, names, params.features, params.finetune, store_fold)
+    check_stores(paths, spec, params.features, manifests, segments)
     with _one_thread():
         data = TensorSet(load_store_rows(names, paths, ids, store_fold), torch.as_tensor(labels))
         record, tensors, test_probs = _train_members(spec, params, data, split, classes, labels)
