@@ -12,16 +12,12 @@ a failure too.  Nothing is silent: every affected utterance is in ``reports/alig
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
-
-from joblib import Parallel, delayed
-from tqdm import tqdm
 
 from mger.alignment import iemocap_backend, mfa_backend, pocketsphinx_backend  # noqa: F401  (register backends)
 from mger.alignment.base import BACKENDS, Aligner, Alignment, AlignmentFailure, AlignResult
@@ -32,8 +28,8 @@ from mger.alignment.textgrids import write_textgrid
 from mger.alignment.uniform import uniform_alignment
 from mger.core.audio import read_audio
 from mger.core.config import AlignConfig
-from mger.core.manifest import Utterance, read_manifest
-from mger.core.processes import die_with_parent
+from mger.core.manifest import Utterance, read_manifest, repeated_ids
+from mger.core.processes import map_chunks
 from mger.core.reporting import StageError, write_json
 
 _WORKER_ALIGNERS: dict[str, Aligner] = {}
@@ -84,16 +80,9 @@ def align_one(aligner: Aligner, utt: Utterance, on_failure: str) -> tuple[AlignR
     return result, result
 
 
-def _align_chunk(
-    cfg: AlignConfig, chunk: Sequence[Utterance], parent_pid: int
-) -> list[tuple[AlignResult, AlignmentFailure | None]]:
-    die_with_parent(parent_pid)  # a killed `mger align` leaves no worker behind
+def _align_chunk(cfg: AlignConfig, chunk: Sequence[Utterance]) -> list[tuple[AlignResult, AlignmentFailure | None]]:
     aligner = _worker_aligner(cfg)
     return [align_one(aligner, utt, cfg.on_failure) for utt in chunk]
-
-
-def _chunks(items: Sequence[Utterance], size: int) -> list[Sequence[Utterance]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def align_utterances(
@@ -103,16 +92,7 @@ def align_utterances(
     prepare = getattr(make_aligner(cfg), "prepare", None)
     if prepare is not None:  # batch backends (mfa) run once over everything first
         prepare(utts)
-    chunks = _chunks(list(utts), chunk_size)
-    jobs = Parallel(n_jobs=cfg.n_jobs, return_as="generator")(
-        delayed(_align_chunk)(cfg, c, os.getpid()) for c in chunks
-    )
-    out: list[tuple[AlignResult, AlignmentFailure | None]] = []
-    with tqdm(total=len(utts), desc="align", unit="utt", file=sys.stderr) as bar:
-        for results in jobs:
-            out.extend(results)
-            bar.update(len(results))
-    return out
+    return map_chunks(_align_chunk, cfg, list(utts), chunk_size, cfg.n_jobs, "align")
 
 
 def run_align(manifest: str | Path, cfg: AlignConfig) -> dict:
@@ -121,8 +101,7 @@ def run_align(manifest: str | Path, cfg: AlignConfig) -> dict:
     utts = read_manifest(manifest)
     if not utts:
         raise StageError(f"{manifest}: the manifest is empty")
-    seen: set[str] = set()
-    twice = sorted({u.utt_id for u in utts if u.utt_id in seen or seen.add(u.utt_id)})
+    twice = sorted(repeated_ids(utts))
     if twice:
         raise StageError(
             f"{manifest}: utterance id {twice[0]} appears more than once ({len(twice)} ids do); re-run `mger prepare`"

@@ -175,6 +175,17 @@ def _row(line: str, where: str) -> Utterance:
     return Utterance(**{k: row[k] for k in MANIFEST_FIELDS})
 
 
+def repeated_ids(utterances: Sequence[Utterance]) -> list[str]:
+    """The utterance ids that appear more than once, in the order of their second appearance."""
+    seen: set[str] = set()
+    twice: dict[str, None] = {}
+    for u in utterances:
+        if u.utt_id in seen:
+            twice.setdefault(u.utt_id)
+        seen.add(u.utt_id)
+    return list(twice)
+
+
 def groups(utterances: Sequence[Utterance]) -> list[str]:
     """The sorted groups present (what leave-one-group-out folds on)."""
     return sorted({u.group for u in utterances})

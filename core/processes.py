@@ -39,6 +39,32 @@ def die_with_parent(parent_pid: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def _chunk_in_worker(fn: Callable[[Any, Sequence[Any]], list], cfg: Any, chunk: Sequence[Any], parent_pid: int) -> list:
+    die_with_parent(parent_pid)  # a killed stage leaves no worker behind
+    return fn(cfg, chunk)
+
+
+def map_chunks(
+    fn: Callable[[Any, Sequence[Any]], list], cfg: Any, items: Sequence[Any], chunk_size: int, n_jobs: int, desc: str
+) -> list:
+    """``fn(cfg, chunk)`` over ``items`` cut into chunks of ``chunk_size``, in ``n_jobs`` local
+    joblib processes that end with this one; the results flattened in ``items``' order, with a
+    progress bar of items (the align and transcribe stages' per-utterance work)."""
+    from joblib import Parallel, delayed
+    from tqdm import tqdm
+
+    chunks = [items[i : i + chunk_size] for i in range(0, len(items), chunk_size)]
+    jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(_chunk_in_worker)(fn, cfg, c, os.getpid()) for c in chunks
+    )
+    out: list = []
+    with tqdm(total=len(items), desc=desc, unit="utt", file=sys.stderr) as bar:
+        for rows in jobs:
+            out += rows
+            bar.update(len(rows))
+    return out
+
+
 def _in_worker(fn: Callable[..., Any], args: tuple, parent_pid: int, threads: int) -> Any:
     """A local joblib worker: it ends with its run and computes with ``threads`` torch threads."""
     die_with_parent(parent_pid)

@@ -21,7 +21,7 @@ from typing import Sequence
 from mger import __version__
 from mger.alignment.table import SegmentTable
 from mger.core.config import FeaturesConfig
-from mger.core.manifest import Utterance, read_manifest
+from mger.core.manifest import Utterance, read_manifest, repeated_ids
 from mger.core.ragged_h5 import TEXT_LEVELS
 from mger.features.cache import CacheError, file_sha256, fingerprint_sha256, ids_sha256, read_fingerprint
 from mger.features.registry import Encoder, SpeechEncoding
@@ -52,14 +52,12 @@ def load_aligned(manifest: str | Path, segments: str | Path | None) -> tuple[Ali
 
 
 def _refuse_repeated_ids(manifest: str | Path, utts: Sequence[Utterance]) -> None:
-    seen: set[str] = set()
-    for u in utts:
-        if u.utt_id in seen:
-            raise CacheError(
-                f"{manifest}: utterance id {u.utt_id} appears more than once; one id would get "
-                "two utterances' features: fix the manifest or rerun `mger prepare`"
-            )
-        seen.add(u.utt_id)
+    twice = repeated_ids(utts)
+    if twice:
+        raise CacheError(
+            f"{manifest}: utterance id {twice[0]} appears more than once; one id would get "
+            "two utterances' features: fix the manifest or rerun `mger prepare`"
+        )
 
 
 def manifest_sha256(utts: Sequence[Utterance]) -> str:

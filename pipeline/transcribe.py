@@ -11,18 +11,16 @@ the number); Whisper in this process, batched.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
-from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from mger.core.config_transcribe import TranscribeConfig
 from mger.core.manifest import Utterance, read_manifest, write_manifest
-from mger.core.processes import die_with_parent
+from mger.core.processes import map_chunks
 from mger.core.reporting import StageError, write_json
 from mger.core.transcripts import Transcript, asr_utterances, source_identity, write_source, write_transcripts
 from mger.features.asr import Recognizer, make_recognizer, transcribe_files
@@ -47,8 +45,7 @@ def transcribe_utterances(rec: Recognizer, utts: Sequence[Utterance]) -> list[Tr
     ]
 
 
-def _chunk(cfg: TranscribeConfig, chunk: Sequence[Utterance], parent_pid: int) -> list[Transcript]:
-    die_with_parent(parent_pid)  # a killed `mger transcribe` leaves no worker behind
+def _chunk(cfg: TranscribeConfig, chunk: Sequence[Utterance]) -> list[Transcript]:
     return transcribe_utterances(_recognizer(cfg), chunk)
 
 
@@ -63,14 +60,7 @@ def run_recognizer(utts: Sequence[Utterance], cfg: TranscribeConfig, chunk_size:
                 out += transcribe_utterances(rec, utts[s : s + step])
                 bar.update(min(step, len(utts) - s))
         return out
-    chunks = [utts[i : i + chunk_size] for i in range(0, len(utts), chunk_size)]
-    jobs = Parallel(n_jobs=cfg.n_jobs, return_as="generator")(delayed(_chunk)(cfg, c, os.getpid()) for c in chunks)
-    out = []
-    with tqdm(total=len(utts), desc="transcribe", unit="utt", file=sys.stderr) as bar:
-        for rows in jobs:
-            out += rows
-            bar.update(len(rows))
-    return out
+    return map_chunks(_chunk, cfg, utts, chunk_size, cfg.n_jobs, "transcribe")
 
 
 def run_transcribe(manifest: str | Path, cfg: TranscribeConfig) -> dict:
