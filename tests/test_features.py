@@ -37,7 +37,7 @@ from mger.features.encoders import SpeechEncoder, TextEncoder, chunk_spans, reso
 from mger.features.extract import extract
 from mger.features.pipelining import make_batches
 from mger.features.text import aligned_word_spans, encoder_text
-from tests.conftest import MINILM
+from tests.builders import MINILM
 
 
 def _cfg(tiny_models: dict[str, str], out: Path, **kw) -> FeaturesConfig:

