@@ -14,10 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mger.core.config import params_from_dict  # noqa: E402
 from mger.models.experiment import run_experiment  # noqa: E402
 from mger.models.report import write_report  # noqa: E402
-from tests.test_report import EG_MODEL, EXPERIMENTS, _corpus  # noqa: E402
+from tests.test_report import EXPERIMENTS, _corpus, _params  # noqa: E402
 
 EXTRA = {
     "late_mean": {"model": "late", "speech_levels": ["word"], "late_weights": "mean"},
@@ -39,32 +38,7 @@ def main(out: Path) -> None:
     shutil.rmtree(out, ignore_errors=True)
     root.mkdir(parents=True)
     manifest, features = _corpus(root)
-    params = params_from_dict(
-        {
-            "prepare": {"manifest": str(manifest), "root": str(root / "corpus")},
-            "features": {
-                "out": features.out,
-                "extra_speech": {"eg": {"model": EG_MODEL, "levels": ["word", "functionals"]}},
-            },
-            "train": {
-                "epochs": 3,
-                "patience": 3,
-                "hidden": 16,
-                "heads": 2,
-                "layers": 1,
-                "seeds": [0, 1],
-                "metrics_dir": str(root / "metrics"),
-                "epochs_dir": str(root / "epochs"),
-                "predictions_dir": str(root / "predictions"),
-                "experiments": EXPERIMENTS | EXTRA,
-            },
-            "report": {
-                "out": str(root / "results.md"),
-                "figures": str(root / "figures"),
-                "metrics": str(root / "metrics.json"),
-            },
-        }
-    )
+    params = _params(root, manifest, features, EXPERIMENTS | EXTRA)
     for name, spec in params.train.experiments.items():
         run_experiment(name, spec, params.train, params.features, manifest, split=params.split)
     write_report(params)

@@ -120,11 +120,9 @@ def _corpus(root: Path) -> tuple[Path, FeaturesConfig]:
     return root / "manifest.jsonl", features
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("report")
-    manifest, features = _corpus(root)
-    params = params_from_dict(
+def _params(root: Path, manifest: Path, features: FeaturesConfig, experiments: dict) -> Params:
+    """The report tests' params over ``_corpus``'s stores (benchmarks/golden_models.py trains with them too)."""
+    return params_from_dict(
         {
             "prepare": {"manifest": str(manifest), "root": str(root / "corpus")},
             "features": {
@@ -141,7 +139,7 @@ def trained(tmp_path_factory) -> dict:
                 "metrics_dir": str(root / "metrics"),
                 "epochs_dir": str(root / "epochs"),
                 "predictions_dir": str(root / "predictions"),
-                "experiments": EXPERIMENTS,
+                "experiments": experiments,
             },
             "report": {
                 "out": str(root / "results.md"),
@@ -150,6 +148,13 @@ def trained(tmp_path_factory) -> dict:
             },
         }
     )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("report")
+    manifest, features = _corpus(root)
+    params = _params(root, manifest, features, EXPERIMENTS)
     results = {
         name: run_experiment(name, spec, params.train, params.features, manifest, split=params.split)
         for name, spec in params.train.experiments.items()
